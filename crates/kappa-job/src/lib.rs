@@ -1,0 +1,18 @@
+//! Kappa jobs: the job.toml spec, its validation with located error messages, and planning
+//! into the physical graph (operator chains, parallelism, key groups) the runtime executes.
+
+pub mod error;
+pub mod graph;
+pub mod keygroup;
+mod ordered_map;
+pub mod parse;
+pub mod plan;
+pub mod spec;
+pub mod sql;
+pub mod start;
+pub mod template;
+
+pub use error::{SpecError, SpecErrors};
+pub use graph::PhysicalGraph;
+pub use plan::{JobPlan, Overrides, plan_job};
+pub use start::StartPosition;

@@ -1,0 +1,877 @@
+//! Validation and planning: a parsed [`JobSpec`] becomes a [`JobPlan`] — typed schemas, compiled
+//! SQL expressions, the window and sink — or every located error found on the way.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use toml::Spanned;
+
+use crate::error::{Locator, SpecError, SpecErrors};
+use crate::keygroup::DEFAULT_MAX_PARALLELISM;
+use crate::parse::parse_job;
+use crate::spec::{
+    Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector, SinkSpec,
+    SourceConnector, SourceSpec, WindowKind, WindowSpec,
+};
+use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
+use crate::start::StartPosition;
+use crate::template::KeyTemplate;
+
+/// The largest `max_parallelism` (number of key groups) a job may ask for.
+pub const MAX_KEY_GROUPS: u32 = 32768;
+
+/// Settings given at submission that override the job file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub start: Option<StartPosition>,
+    pub parallelism: Option<u32>,
+}
+
+/// A validated job, ready to deploy.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    pub name: String,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    pub source: SourcePlan,
+    pub event_time: Option<EventTimePlan>,
+    pub steps: Vec<StepPlan>,
+    /// Schema of the records after all steps.
+    pub steps_schema: SchemaRef,
+    pub window: Option<WindowPlan>,
+    pub sink: SinkPlan,
+    pub restart: RestartPlan,
+    /// Schema of the records the sink receives.
+    pub output_schema: SchemaRef,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    pub kind: SourceKind,
+    pub format: Format,
+    /// Schema of decoded records.
+    pub schema: SchemaRef,
+    pub start: StartPosition,
+    pub on_error: OnError,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Kafka(KafkaSourcePlan),
+    /// JSON-lines files: one file, or every regular file of a directory.
+    File {
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaSourcePlan {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub properties: BTreeMap<String, String>,
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventTimePlan {
+    pub column: String,
+    /// Index of the column in the source schema.
+    pub source_index: usize,
+    pub max_out_of_orderness: Duration,
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepPlan {
+    Filter(CompiledExpr),
+    Select {
+        exprs: Vec<CompiledExpr>,
+        schema: SchemaRef,
+    },
+}
+
+/// Which windows an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowAssigner {
+    Tumbling { size_ms: i64 },
+    Sliding { size_ms: i64, slide_ms: i64 },
+    Session { gap_ms: i64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct WindowPlan {
+    pub assigner: WindowAssigner,
+    pub allowed_lateness_ms: i64,
+    pub keys: Vec<CompiledExpr>,
+    /// Index of the event-time column in [`JobPlan::steps_schema`].
+    pub time_index: usize,
+    pub aggregates: Vec<(String, AggregateCall)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkPlan {
+    pub kind: SinkKind,
+    pub format: Format,
+    pub key: Option<KeyTemplate>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Kafka {
+        bootstrap_servers: String,
+        topic: String,
+        properties: BTreeMap<String, String>,
+    },
+    File {
+        path: PathBuf,
+    },
+    Stdout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPlan {
+    pub strategy: RestartStrategyKind,
+    pub delay: Duration,
+    pub max_delay: Duration,
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for RestartPlan {
+    fn default() -> Self {
+        Self {
+            strategy: RestartStrategyKind::ExponentialBackoff,
+            delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            max_attempts: None,
+        }
+    }
+}
+
+impl RestartPlan {
+    /// The delay before restart number `attempt` (1-based), or None to give up.
+    pub fn delay_before(&self, attempt: u32) -> Option<Duration> {
+        if self.strategy == RestartStrategyKind::None
+            || self.max_attempts.is_some_and(|m| attempt > m)
+        {
+            return None;
+        }
+        Some(match self.strategy {
+            RestartStrategyKind::ExponentialBackoff => {
+                let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+                self.delay.saturating_mul(factor).min(self.max_delay)
+            }
+            _ => self.delay,
+        })
+    }
+}
+
+/// Parses and plans a job file in one go.
+pub fn plan_job(file: &str, text: &str, overrides: &Overrides) -> Result<JobPlan, SpecErrors> {
+    let spec = parse_job(file, text)?;
+    Planner {
+        loc: Locator::new(file, text),
+        errors: Vec::new(),
+    }
+    .plan(&spec, overrides)
+}
+
+struct Planner<'a> {
+    loc: Locator<'a>,
+    errors: Vec<SpecError>,
+}
+
+fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
+    Some(s.span())
+}
+
+impl Planner<'_> {
+    fn err(&mut self, span: Option<Range<usize>>, field: &str, msg: impl Into<String>) {
+        self.errors.push(self.loc.at(span, field, msg));
+    }
+
+    fn required(&mut self, v: &Option<Spanned<String>>, field: &str, why: &str) -> String {
+        match v {
+            Some(s) if !s.get_ref().trim().is_empty() => s.get_ref().trim().to_string(),
+            Some(s) => {
+                self.err(span(s), field, "must not be empty");
+                String::new()
+            }
+            None => {
+                self.err(None, field, format!("missing: {why}"));
+                String::new()
+            }
+        }
+    }
+
+    fn forbid<T>(&mut self, v: &Option<Spanned<T>>, field: &str, why: &str) {
+        if let Some(s) = v {
+            self.err(span(s), field, why.to_string());
+        }
+    }
+
+    fn plan(mut self, spec: &JobSpec, overrides: &Overrides) -> Result<JobPlan, SpecErrors> {
+        let name = spec.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            self.err(span(&spec.name), "name", "must not be empty");
+        }
+        let max_parallelism = match &spec.max_parallelism {
+            Some(m) if *m.get_ref() == 0 || *m.get_ref() > MAX_KEY_GROUPS => {
+                self.err(
+                    span(m),
+                    "max_parallelism",
+                    format!("must be between 1 and {MAX_KEY_GROUPS}"),
+                );
+                DEFAULT_MAX_PARALLELISM
+            }
+            Some(m) => *m.get_ref(),
+            None => DEFAULT_MAX_PARALLELISM,
+        };
+        let parallelism = overrides
+            .parallelism
+            .or(spec.parallelism.as_ref().map(|p| *p.get_ref()))
+            .unwrap_or(1);
+        if parallelism == 0 || parallelism > max_parallelism {
+            let s = spec.parallelism.as_ref().and_then(span);
+            self.err(
+                s,
+                "parallelism",
+                format!(
+                    "must be between 1 and max_parallelism ({max_parallelism}), got {parallelism}"
+                ),
+            );
+        }
+        let source = self.source(&spec.source, overrides);
+        let event_time = spec.event_time.as_ref().and_then(|et| {
+            let column = et.column.get_ref().clone();
+            let Ok(idx) = source.schema.index_of(&column) else {
+                self.err(span(&et.column), "event_time.column", format!("column `{column}` is not in source.schema"));
+                return None;
+            };
+            if !is_time_type(source.schema.field(idx).data_type()) {
+                self.err(span(&et.column), "event_time.column", format!(
+                    "column `{column}` must be of type timestamp_ms, timestamp or int (epoch milliseconds), not {}",
+                    source.schema.field(idx).data_type()
+                ));
+            }
+            Some(EventTimePlan {
+                column,
+                source_index: idx,
+                max_out_of_orderness: et.max_out_of_orderness.0,
+                idle_timeout: et.idle_timeout.map(|d| d.0),
+            })
+        });
+        let (steps, steps_schema) = self.steps(spec, &source.schema);
+        let (window, output_schema) = match &spec.window {
+            Some(w) => self.window(w, event_time.as_ref(), &steps_schema),
+            None => (None, Arc::clone(&steps_schema)),
+        };
+        let sink = self.sink(&spec.sink, &output_schema);
+        let restart = self.restart(spec.restart.as_ref());
+        if !self.errors.is_empty() {
+            return Err(SpecErrors(self.errors));
+        }
+        Ok(JobPlan {
+            name,
+            parallelism,
+            max_parallelism,
+            source,
+            event_time,
+            steps,
+            steps_schema,
+            window,
+            sink,
+            restart,
+            output_schema,
+        })
+    }
+
+    fn source(&mut self, s: &SourceSpec, overrides: &Overrides) -> SourcePlan {
+        let kind = match s.connector {
+            SourceConnector::Kafka => {
+                let bootstrap_servers = self.required(
+                    &s.bootstrap_servers,
+                    "source.bootstrap_servers",
+                    "the kafka connector needs the broker addresses, e.g. \"127.0.0.1:9092\"",
+                );
+                let topic = self.required(
+                    &s.topic,
+                    "source.topic",
+                    "the kafka connector needs the topic to read",
+                );
+                self.forbid(
+                    &s.path,
+                    "source.path",
+                    "`path` applies to the file connector only",
+                );
+                let dead_letter_topic = s
+                    .dead_letter_topic
+                    .as_ref()
+                    .map(|t| t.get_ref().trim().to_string());
+                match (s.on_error, &dead_letter_topic) {
+                    (OnError::DeadLetter, None) => self.err(None, "source.dead_letter_topic", "missing: on_error = \"dead-letter\" needs the topic to write bad records to"),
+                    (OnError::DeadLetter, Some(t)) if t.is_empty() => self.err(s.dead_letter_topic.as_ref().and_then(span), "source.dead_letter_topic", "must not be empty"),
+                    (OnError::Fail | OnError::Skip, Some(_)) => self.err(s.dead_letter_topic.as_ref().and_then(span), "source.dead_letter_topic", "only used with on_error = \"dead-letter\""),
+                    _ => {}
+                }
+                SourceKind::Kafka(KafkaSourcePlan {
+                    bootstrap_servers,
+                    topic,
+                    properties: s.properties.clone(),
+                    dead_letter_topic,
+                })
+            }
+            SourceConnector::File => {
+                let path = self.required(
+                    &s.path,
+                    "source.path",
+                    "the file connector needs a JSON-lines file or a directory of them",
+                );
+                self.forbid(
+                    &s.topic,
+                    "source.topic",
+                    "`topic` applies to the kafka connector only",
+                );
+                self.forbid(
+                    &s.bootstrap_servers,
+                    "source.bootstrap_servers",
+                    "`bootstrap_servers` applies to the kafka connector only",
+                );
+                self.forbid(&s.dead_letter_topic, "source.dead_letter_topic", "the file connector has no dead-letter topic: use on_error = \"skip\" or \"fail\"");
+                if s.on_error == OnError::DeadLetter {
+                    self.err(
+                        None,
+                        "source.on_error",
+                        "the file connector supports on_error = \"fail\" or \"skip\"",
+                    );
+                }
+                if !s.properties.is_empty() {
+                    self.err(
+                        None,
+                        "source.properties",
+                        "`properties` applies to the kafka connector only",
+                    );
+                }
+                SourceKind::File {
+                    path: PathBuf::from(path),
+                }
+            }
+        };
+        let start = match (&overrides.start, &s.start) {
+            (Some(p), _) => *p,
+            (None, Some(text)) => {
+                text.get_ref()
+                    .parse()
+                    .unwrap_or_else(|e: crate::start::StartPositionError| {
+                        self.err(span(text), "source.start", e.to_string());
+                        StartPosition::Earliest
+                    })
+            }
+            (None, None) => StartPosition::Earliest,
+        };
+        if matches!(kind, SourceKind::File { .. }) && start != StartPosition::Earliest {
+            let sp = s.start.as_ref().and_then(span);
+            self.err(sp, "source.start", format!("the file connector reads its files from the beginning; start `{start}` applies to kafka only"));
+        }
+        SourcePlan {
+            kind,
+            format: s.format,
+            schema: Arc::new(self.schema(s)),
+            start,
+            on_error: s.on_error,
+        }
+    }
+
+    fn schema(&mut self, s: &SourceSpec) -> Schema {
+        if s.schema.get_ref().is_empty() {
+            self.err(
+                span(&s.schema),
+                "source.schema",
+                "must list at least one field, e.g. user_id = \"string\"",
+            );
+        }
+        let mut fields = Vec::new();
+        for (name, ty) in s.schema.get_ref().iter() {
+            let text = ty.get_ref().trim();
+            let (base, nullable) = match text.strip_suffix('?') {
+                Some(b) => (b.trim(), true),
+                None => (text, false),
+            };
+            match field_type(base) {
+                Some(dt) => fields.push(Field::new(name, dt, nullable)),
+                None => self.err(span(ty), &format!("source.schema.{name}"), format!(
+                    "unknown type `{text}`: use string, int, int32, double, bool, timestamp_ms or timestamp (append ? for a field that may be missing or null)"
+                )),
+            }
+        }
+        Schema::new(fields)
+    }
+
+    fn steps(&mut self, spec: &JobSpec, input: &SchemaRef) -> (Vec<StepPlan>, SchemaRef) {
+        let mut schema = Arc::clone(input);
+        let mut steps = Vec::new();
+        for (i, step) in spec.steps.iter().enumerate() {
+            let field = format!("steps[{i}]");
+            match (&step.filter, &step.select) {
+                (Some(f), None) => match sql::compile_filter(f.get_ref(), &schema) {
+                    Ok(c) => steps.push(StepPlan::Filter(c)),
+                    Err(e) => self.err(span(f), &format!("{field}.filter"), e),
+                },
+                (None, Some(sel)) => {
+                    let mut exprs = Vec::new();
+                    for (j, item) in sel.get_ref().iter().enumerate() {
+                        match sql::compile_named(item.get_ref(), &schema) {
+                            Ok(c) => exprs.push(c),
+                            Err(e) => self.err(span(item), &format!("{field}.select[{j}]"), e),
+                        }
+                    }
+                    if sel.get_ref().is_empty() {
+                        self.err(
+                            span(sel),
+                            &format!("{field}.select"),
+                            "must list at least one expression",
+                        );
+                    }
+                    if let Some(dup) = first_duplicate(exprs.iter().map(|e| e.name.as_str())) {
+                        self.err(
+                            span(sel),
+                            &format!("{field}.select"),
+                            format!("column `{dup}` is selected twice; rename one with AS"),
+                        );
+                    }
+                    if exprs.len() == sel.get_ref().len() && !exprs.is_empty() {
+                        let out = Arc::new(sql::schema_of(&exprs));
+                        schema = Arc::clone(&out);
+                        steps.push(StepPlan::Select { exprs, schema: out });
+                    } else {
+                        // Later steps cannot be checked against a broken projection.
+                        return (steps, schema);
+                    }
+                }
+                _ => self.err(
+                    None,
+                    &field,
+                    "each step has exactly one of `filter` or `select`",
+                ),
+            }
+        }
+        (steps, schema)
+    }
+
+    fn window(
+        &mut self,
+        w: &WindowSpec,
+        et: Option<&EventTimePlan>,
+        input: &SchemaRef,
+    ) -> (Option<WindowPlan>, SchemaRef) {
+        let fallback = Arc::clone(input);
+        let Some(et) = et else {
+            self.err(
+                span(&w.kind),
+                "window",
+                "windows are in event time: add an [event_time] table naming the time column",
+            );
+            return (None, fallback);
+        };
+        let Ok(time_index) = input.index_of(&et.column) else {
+            self.err(span(&w.kind), "window", format!("the event-time column `{}` is dropped by a select step; keep it for the window", et.column));
+            return (None, fallback);
+        };
+        let ms = |d: &Spanned<crate::spec::HumanDuration>| d.get_ref().0.as_millis() as i64;
+        let positive = |p: &mut Self,
+                        v: &Option<Spanned<crate::spec::HumanDuration>>,
+                        field: &str,
+                        kind: &str|
+         -> i64 {
+            match v {
+                Some(d) if ms(d) > 0 => ms(d),
+                Some(d) => {
+                    p.err(span(d), field, "must be at least 1ms");
+                    1
+                }
+                None => {
+                    p.err(
+                        span(&w.kind),
+                        field,
+                        format!(
+                            "missing: a {kind} window needs `{}`",
+                            field.rsplit('.').next().unwrap_or(field)
+                        ),
+                    );
+                    1
+                }
+            }
+        };
+        let assigner = match *w.kind.get_ref() {
+            WindowKind::Tumbling => {
+                self.forbid(
+                    &w.slide,
+                    "window.slide",
+                    "`slide` applies to sliding windows only",
+                );
+                self.forbid(
+                    &w.gap,
+                    "window.gap",
+                    "`gap` applies to session windows only",
+                );
+                WindowAssigner::Tumbling {
+                    size_ms: positive(self, &w.size, "window.size", "tumbling"),
+                }
+            }
+            WindowKind::Sliding => {
+                self.forbid(
+                    &w.gap,
+                    "window.gap",
+                    "`gap` applies to session windows only",
+                );
+                let size_ms = positive(self, &w.size, "window.size", "sliding");
+                let slide_ms = positive(self, &w.slide, "window.slide", "sliding");
+                if size_ms % slide_ms != 0 {
+                    self.err(
+                        w.slide.as_ref().and_then(span),
+                        "window.slide",
+                        "the window size must be a multiple of the slide",
+                    );
+                }
+                WindowAssigner::Sliding { size_ms, slide_ms }
+            }
+            WindowKind::Session => {
+                self.forbid(
+                    &w.size,
+                    "window.size",
+                    "session windows have a `gap`, not a `size`",
+                );
+                self.forbid(
+                    &w.slide,
+                    "window.slide",
+                    "`slide` applies to sliding windows only",
+                );
+                WindowAssigner::Session {
+                    gap_ms: positive(self, &w.gap, "window.gap", "session"),
+                }
+            }
+        };
+        let mut keys = Vec::new();
+        if w.key_by.get_ref().is_empty() {
+            self.err(
+                span(&w.key_by),
+                "window.key_by",
+                "must name at least one key column or expression",
+            );
+        }
+        for (i, k) in w.key_by.get_ref().iter().enumerate() {
+            match sql::compile_named(k.get_ref(), input) {
+                Ok(c) => keys.push(c),
+                Err(e) => self.err(span(k), &format!("window.key_by[{i}]"), e),
+            }
+        }
+        let mut aggregates = Vec::new();
+        let mut fields: Vec<Field> = keys
+            .iter()
+            .map(|k| Field::new(&k.name, k.data_type.clone(), k.nullable))
+            .collect();
+        fields.push(Field::new("window_start", DataType::Int64, false));
+        fields.push(Field::new("window_end", DataType::Int64, false));
+        if w.aggregates.get_ref().is_empty() {
+            self.err(
+                span(&w.aggregates),
+                "window.aggregates",
+                "must define at least one aggregate, e.g. click_count = \"count(*)\"",
+            );
+        }
+        for (name, text) in w.aggregates.get_ref().iter() {
+            let field = format!("window.aggregates.{name}");
+            match sql::compile_aggregate(text.get_ref(), input) {
+                Ok(call) => {
+                    fields.push(Field::new(
+                        name,
+                        aggregate_type(&call),
+                        call.function != AggregateFunction::Count,
+                    ));
+                    aggregates.push((name.clone(), call));
+                }
+                Err(e) => self.err(span(text), &field, e),
+            }
+        }
+        if let Some(dup) = first_duplicate(fields.iter().map(|f| f.name().as_str())) {
+            self.err(span(&w.aggregates), "window", format!("output column `{dup}` appears twice (keys, window_start, window_end and aggregates must have distinct names)"));
+        }
+        let plan = WindowPlan {
+            assigner,
+            allowed_lateness_ms: w.allowed_lateness.0.as_millis() as i64,
+            keys,
+            time_index,
+            aggregates,
+        };
+        (Some(plan), Arc::new(Schema::new(fields)))
+    }
+
+    fn sink(&mut self, s: &SinkSpec, output: &SchemaRef) -> SinkPlan {
+        let kind = match s.connector {
+            SinkConnector::Kafka => {
+                let bootstrap_servers = self.required(
+                    &s.bootstrap_servers,
+                    "sink.bootstrap_servers",
+                    "the kafka connector needs the broker addresses",
+                );
+                let topic = self.required(
+                    &s.topic,
+                    "sink.topic",
+                    "the kafka connector needs the topic to write",
+                );
+                self.forbid(
+                    &s.path,
+                    "sink.path",
+                    "`path` applies to the file connector only",
+                );
+                SinkKind::Kafka {
+                    bootstrap_servers,
+                    topic,
+                    properties: s.properties.clone(),
+                }
+            }
+            SinkConnector::File | SinkConnector::Stdout => {
+                self.forbid(
+                    &s.topic,
+                    "sink.topic",
+                    "`topic` applies to the kafka connector only",
+                );
+                self.forbid(
+                    &s.bootstrap_servers,
+                    "sink.bootstrap_servers",
+                    "`bootstrap_servers` applies to the kafka connector only",
+                );
+                self.forbid(
+                    &s.key,
+                    "sink.key",
+                    "`key` applies to the kafka connector only",
+                );
+                if !s.properties.is_empty() {
+                    self.err(
+                        None,
+                        "sink.properties",
+                        "`properties` applies to the kafka connector only",
+                    );
+                }
+                if s.connector == SinkConnector::File {
+                    let path = self.required(
+                        &s.path,
+                        "sink.path",
+                        "the file connector needs the file to write",
+                    );
+                    SinkKind::File {
+                        path: PathBuf::from(path),
+                    }
+                } else {
+                    self.forbid(
+                        &s.path,
+                        "sink.path",
+                        "`path` applies to the file connector only",
+                    );
+                    SinkKind::Stdout
+                }
+            }
+        };
+        let key = s
+            .key
+            .as_ref()
+            .and_then(|k| match KeyTemplate::parse(k.get_ref(), output) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.err(span(k), "sink.key", e);
+                    None
+                }
+            });
+        SinkPlan {
+            kind,
+            format: s.format,
+            key,
+        }
+    }
+
+    fn restart(&mut self, r: Option<&RestartSpec>) -> RestartPlan {
+        let mut plan = RestartPlan::default();
+        if let Some(r) = r {
+            plan.strategy = r.strategy;
+            if let Some(d) = r.delay {
+                plan.delay = d.0;
+            }
+            if let Some(d) = r.max_delay {
+                plan.max_delay = d.0;
+            }
+            plan.max_attempts = r.max_attempts;
+            if plan.max_delay < plan.delay {
+                self.err(
+                    None,
+                    "restart.max_delay",
+                    "must not be smaller than `delay`",
+                );
+            }
+        }
+        plan
+    }
+}
+
+fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|n| !seen.insert(*n))
+}
+
+/// The Arrow type of a schema type name in job.toml.
+fn field_type(name: &str) -> Option<DataType> {
+    Some(match name {
+        "string" | "utf8" => DataType::Utf8,
+        "int" | "long" | "bigint" | "int64" => DataType::Int64,
+        "int32" | "integer" => DataType::Int32,
+        "double" | "float" | "float64" => DataType::Float64,
+        "bool" | "boolean" => DataType::Boolean,
+        "timestamp_ms" | "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, None),
+        _ => return None,
+    })
+}
+
+fn is_time_type(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Timestamp(_, _) | DataType::Int64 | DataType::Int32
+    )
+}
+
+/// The output type of an aggregate: counts are Int64, averages Float64, sums/min/max follow
+/// their argument (integers as Int64, everything else as Float64).
+pub fn aggregate_type(call: &AggregateCall) -> DataType {
+    match (call.function, &call.argument) {
+        (AggregateFunction::Count, _) => DataType::Int64,
+        (AggregateFunction::Avg, _) => DataType::Float64,
+        (_, Some(arg)) if arg.data_type.is_integer() => DataType::Int64,
+        _ => DataType::Float64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFERENCE: &str = include_str!("../../../examples/hourly-item-clicks.toml");
+
+    #[test]
+    fn reference_job_plans() {
+        let plan = plan_job("job.toml", REFERENCE, &Overrides::default()).unwrap();
+        assert_eq!(plan.parallelism, 2);
+        assert_eq!(plan.max_parallelism, DEFAULT_MAX_PARALLELISM);
+        let names: Vec<_> = plan
+            .output_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            ["item_id", "window_start", "window_end", "click_count"]
+        );
+        let w = plan.window.as_ref().unwrap();
+        assert_eq!(w.assigner, WindowAssigner::Tumbling { size_ms: 3_600_000 });
+        assert_eq!(
+            plan.event_time.as_ref().unwrap().max_out_of_orderness,
+            Duration::from_secs(10)
+        );
+        let g = plan.graph();
+        assert_eq!(g.vertices.len(), 2);
+        assert_eq!(g.edges[0].ship_strategy, "hash(item_id)");
+        assert!(g.to_string().contains("Filter: CAST(split_part"));
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            start: Some(StartPosition::Latest),
+            parallelism: Some(4),
+        };
+        let plan = plan_job("job.toml", REFERENCE, &o).unwrap();
+        assert_eq!(
+            (plan.parallelism, plan.source.start),
+            (4, StartPosition::Latest)
+        );
+    }
+
+    fn errors(text: &str) -> Vec<SpecError> {
+        plan_job("job.toml", text, &Overrides::default())
+            .unwrap_err()
+            .0
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn semantic_errors_are_located_and_all_reported() {
+        let text = REFERENCE
+            .replace("> 50\"", "> \"")
+            .replace("key_by = [\"item_id\"]", "key_by = [\"item\"]")
+            .replace("{item_id}-{window_end}", "{item_id}-{end}");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(errs[0].field, "steps[0].filter");
+        assert_eq!(errs[0].line, Some(line_of(&text, "filter =")));
+        assert_eq!(errs[1].field, "window.key_by[0]");
+        assert!(errs[1].message.contains("item"), "{}", errs[1]);
+        assert_eq!(errs[2].field, "sink.key");
+        assert_eq!(errs[2].line, Some(line_of(&text, "{item_id}-{end}")));
+    }
+
+    #[test]
+    fn unknown_column_type_and_missing_fields() {
+        let text = REFERENCE
+            .replace("user_id = \"string\"", "user_id = \"varchar\"")
+            .replace("topic = \"hourly-clicks\"\n", "");
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "source.schema.user_id"
+                    && e.line == Some(line_of(&text, "varchar"))),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "sink.topic" && e.message.starts_with("missing")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn window_needs_event_time_and_valid_sizes() {
+        let text = REFERENCE.replace("[event_time]\ncolumn = \"timestamp\"\nmax_out_of_orderness = \"10s\"\nidle_timeout = \"30s\"\n", "");
+        assert!(
+            errors(&text)
+                .iter()
+                .any(|e| e.field == "window" && e.message.contains("event_time"))
+        );
+        let text = REFERENCE.replace("kind = \"tumbling\"", "kind = \"sliding\"");
+        assert!(errors(&text).iter().any(|e| e.field == "window.slide"));
+        let text = REFERENCE.replace("parallelism = 2", "parallelism = 0");
+        assert!(
+            errors(&text)
+                .iter()
+                .any(|e| e.field == "parallelism" && e.line == Some(2))
+        );
+    }
+
+    #[test]
+    fn restart_delays_back_off() {
+        let r = RestartPlan {
+            max_attempts: Some(3),
+            ..RestartPlan::default()
+        };
+        assert_eq!(r.delay_before(1), Some(Duration::from_secs(1)));
+        assert_eq!(r.delay_before(3), Some(Duration::from_secs(4)));
+        assert_eq!(r.delay_before(4), None);
+        assert_eq!(
+            RestartPlan::default().delay_before(40),
+            Some(Duration::from_secs(60))
+        );
+    }
+}

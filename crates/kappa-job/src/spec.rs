@@ -1,0 +1,179 @@
+//! The job.toml format as serde types: exactly what a user may write, nothing more.
+//! Unknown keys and wrong types are rejected by the parser with their line and field path.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::ordered_map::OrderedMap;
+
+/// A whole job.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: Spanned<String>,
+    /// Number of parallel subtasks of every operator.
+    pub parallelism: Option<Spanned<u32>>,
+    /// Number of key groups; bounds the parallelism a job can ever be rescaled to.
+    pub max_parallelism: Option<Spanned<u32>>,
+    pub source: SourceSpec,
+    pub event_time: Option<EventTimeSpec>,
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+    pub window: Option<WindowSpec>,
+    pub sink: SinkSpec,
+    pub restart: Option<RestartSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceConnector {
+    Kafka,
+    File,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkConnector {
+    Kafka,
+    File,
+    Stdout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    #[default]
+    Json,
+}
+
+/// What a source does with a record that is not valid JSON or does not fit the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Fail the job, naming the topic, partition and offset of the record.
+    #[default]
+    Fail,
+    /// Count the record in the metrics and go on.
+    Skip,
+    /// Write the raw record and the error to `dead_letter_topic`, count it, go on.
+    DeadLetter,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub connector: SourceConnector,
+    pub bootstrap_servers: Option<Spanned<String>>,
+    pub topic: Option<Spanned<String>>,
+    /// File source: a JSON-lines file or a directory of them.
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub format: Format,
+    /// earliest | latest | timestamp:<epoch-ms>; `kappactl submit --start` overrides it.
+    pub start: Option<Spanned<String>>,
+    pub schema: Spanned<OrderedMap<Spanned<String>>>,
+    #[serde(default)]
+    pub on_error: OnError,
+    pub dead_letter_topic: Option<Spanned<String>>,
+    /// Extra librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeSpec {
+    pub column: Spanned<String>,
+    #[serde(default)]
+    pub max_out_of_orderness: HumanDuration,
+    pub idle_timeout: Option<HumanDuration>,
+}
+
+/// One step applied to every record in order: exactly one of `filter` or `select`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub filter: Option<Spanned<String>>,
+    pub select: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowKind {
+    Tumbling,
+    Sliding,
+    Session,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    pub kind: Spanned<WindowKind>,
+    /// Window length (tumbling, sliding).
+    pub size: Option<Spanned<HumanDuration>>,
+    /// Distance between window starts (sliding).
+    pub slide: Option<Spanned<HumanDuration>>,
+    /// Inactivity that closes a session (session).
+    pub gap: Option<Spanned<HumanDuration>>,
+    /// How long after a window fired late events still update it (each update is emitted again).
+    #[serde(default)]
+    pub allowed_lateness: HumanDuration,
+    pub key_by: Spanned<Vec<Spanned<String>>>,
+    pub aggregates: Spanned<OrderedMap<Spanned<String>>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    pub connector: SinkConnector,
+    pub bootstrap_servers: Option<Spanned<String>>,
+    pub topic: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub format: Format,
+    /// Record key template, e.g. `{item_id}-{window_end}`.
+    pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartStrategyKind {
+    None,
+    FixedDelay,
+    ExponentialBackoff,
+}
+
+/// How a failed job is restarted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    pub strategy: RestartStrategyKind,
+    /// fixed-delay: the delay; exponential-backoff: the first delay.
+    pub delay: Option<HumanDuration>,
+    /// exponential-backoff: the largest delay.
+    pub max_delay: Option<HumanDuration>,
+    /// Give up after this many restarts in a row (unset: never give up).
+    pub max_attempts: Option<u32>,
+}
+
+/// A duration written as text: "10s", "1h", "500ms", "1h 30m".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration `{text}`: {e} (write e.g. \"500ms\", \"10s\", \"1h\")"
+                ))
+            })
+    }
+}

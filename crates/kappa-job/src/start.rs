@@ -1,0 +1,64 @@
+//! Where a job starts reading its source: `earliest`, `latest` or `timestamp:<epoch-ms>`.
+//! Given in job.toml (`source.start`) and overridden by `kappactl submit --start`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The position a source starts at on every partition it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartPosition {
+    /// The first offset still in the log: replays all history.
+    #[default]
+    Earliest,
+    /// Only records produced after the job starts.
+    Latest,
+    /// The first record whose timestamp is at or after this many milliseconds since the epoch.
+    Timestamp(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid start position `{0}`: expected earliest, latest or timestamp:<epoch-ms>")]
+pub struct StartPositionError(pub String);
+
+impl FromStr for StartPosition {
+    type Err = StartPositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        match t {
+            "earliest" => Ok(Self::Earliest),
+            "latest" => Ok(Self::Latest),
+            _ => t
+                .strip_prefix("timestamp:")
+                .and_then(|ms| ms.trim().parse::<i64>().ok())
+                .filter(|ms| *ms >= 0)
+                .map(Self::Timestamp)
+                .ok_or_else(|| StartPositionError(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for StartPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Earliest => f.write_str("earliest"),
+            Self::Latest => f.write_str("latest"),
+            Self::Timestamp(ms) => write!(f, "timestamp:{ms}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_every_form() {
+        for s in ["earliest", "latest", "timestamp:1732500000123"] {
+            assert_eq!(s.parse::<StartPosition>().unwrap().to_string(), s);
+        }
+        assert!("timestamp:abc".parse::<StartPosition>().is_err());
+        assert!("timestamp:-5".parse::<StartPosition>().is_err());
+        assert!("first".parse::<StartPosition>().is_err());
+    }
+}
