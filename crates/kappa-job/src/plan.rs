@@ -257,6 +257,11 @@ impl Planner<'_> {
                     source.schema.field(idx).data_type()
                 ));
             }
+            if source.schema.field(idx).is_nullable() {
+                self.err(span(&et.column), "event_time.column", format!(
+                    "column `{column}` is the event time and must be present in every record: remove the `?` from its type"
+                ));
+            }
             Some(EventTimePlan {
                 column,
                 source_index: idx,

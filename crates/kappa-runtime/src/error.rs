@@ -1,0 +1,25 @@
+//! Errors a task can fail with, split into those a restart may cure (I/O, unreachable
+//! brokers) and those it cannot (bad records under on_error = "fail", expression errors).
+
+/// Why a task stopped with an error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TaskError {
+    /// Bad data or a bad expression: restarting would fail the same way.
+    #[error("{0}")]
+    Data(String),
+    /// Connectivity or I/O: a restart with backoff may succeed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl TaskError {
+    /// Whether the restart strategy should try again.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Io(_))
+    }
+}
+
+/// An Arrow or DataFusion failure while evaluating `what`.
+pub fn eval_error(what: &str, e: impl std::fmt::Display) -> TaskError {
+    TaskError::Data(format!("{what}: {e}"))
+}

@@ -1,0 +1,41 @@
+//! The interfaces connectors implement: a source reader yields decoded batches per split
+//! (Kafka partition, file), a sink writes result batches.
+
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+
+use crate::error::TaskError;
+
+/// A batch of decoded records from one split.
+#[derive(Debug)]
+pub struct SplitBatch {
+    pub split: usize,
+    pub batch: RecordBatch,
+}
+
+/// Whether a source has more to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// More may come (unbounded sources always say this).
+    Running,
+    /// Bounded input exhausted: the final watermark fires every open window.
+    Finished,
+}
+
+/// Reads the splits assigned to one source subtask.
+pub trait SourceReader: Send {
+    /// Number of splits this reader owns (watermarks are tracked per split).
+    fn splits(&self) -> usize;
+
+    /// Appends what arrived within `timeout` to `out`; splits that ended are in `finished`.
+    fn poll(&mut self, out: &mut Vec<SplitBatch>, finished: &mut Vec<usize>, timeout: Duration) -> Result<SourceStatus, TaskError>;
+}
+
+/// Writes result batches of one subtask.
+pub trait Sink: Send {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError>;
+
+    /// Makes everything written so far durable at the destination.
+    fn flush(&mut self) -> Result<(), TaskError>;
+}

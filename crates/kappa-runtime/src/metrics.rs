@@ -1,0 +1,82 @@
+//! Live counters of one subtask, written by the task thread and read by the jobmanager
+//! (REST API, Prometheus) without locks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Counters of one subtask; all monotonic except the gauges `watermark` and `queued`.
+#[derive(Debug)]
+pub struct SubtaskMetrics {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    /// Current event-time watermark in epoch ms; i64::MIN before the first one.
+    pub watermark: AtomicI64,
+    /// Nanoseconds spent waiting for room downstream (backpressure).
+    pub backpressured_ns: AtomicU64,
+    /// Records that arrived after their windows closed (beyond allowed lateness), dropped.
+    pub late_dropped: AtomicU64,
+    /// Records that could not be decoded and were skipped (on_error = "skip").
+    pub skipped: AtomicU64,
+    /// Records written to the dead-letter topic (on_error = "dead-letter").
+    pub dead_lettered: AtomicU64,
+    /// Elements waiting in this subtask's input channel.
+    pub queued: AtomicU64,
+}
+
+impl Default for SubtaskMetrics {
+    fn default() -> Self {
+        Self {
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+            backpressured_ns: AtomicU64::new(0),
+            late_dropped: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SubtaskMetrics {
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        let w = self.watermark.load(Ordering::Relaxed);
+        (w != i64::MIN).then_some(w)
+    }
+}
+
+/// The metrics of every subtask of one vertex, by subtask index.
+#[derive(Debug, Clone)]
+pub struct VertexMetrics {
+    pub vertex: u32,
+    pub name: String,
+    pub subtasks: Vec<Arc<SubtaskMetrics>>,
+}
+
+impl VertexMetrics {
+    pub fn new(vertex: u32, name: &str, parallelism: u32) -> Self {
+        Self {
+            vertex,
+            name: name.to_string(),
+            subtasks: (0..parallelism).map(|_| Arc::default()).collect(),
+        }
+    }
+
+    /// Sum of one counter over all subtasks.
+    pub fn sum(&self, f: impl Fn(&SubtaskMetrics) -> &AtomicU64) -> u64 {
+        self.subtasks.iter().map(|s| SubtaskMetrics::get(f(s))).sum()
+    }
+
+    /// The vertex watermark: the minimum over its subtasks, if all have one.
+    pub fn watermark(&self) -> Option<i64> {
+        self.subtasks.iter().map(|s| s.watermark()).collect::<Option<Vec<_>>>()?.into_iter().min()
+    }
+}

@@ -1,0 +1,212 @@
+//! The two task loops of a job: a source task (read, watermark, steps, keyed exchange or
+//! chained sink) and a window task (align watermarks of its inputs, window, sink).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::compute::max;
+use kappa_job::plan::{EventTimePlan, StepPlan};
+
+use crate::channel::{Closed, Inputs, Outputs};
+use crate::element::Element;
+use crate::error::TaskError;
+use crate::io::{Sink, SourceReader, SourceStatus, SplitBatch};
+use crate::keyed::KeyPartitioner;
+use crate::metrics::SubtaskMetrics;
+use crate::steps;
+use crate::watermark::{InputWatermarks, SplitWatermarks, WatermarkStatus};
+use crate::window::{WindowOperator, event_times};
+
+/// How a task ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// All input consumed and results written.
+    Finished,
+    /// The job was cancelled, or a downstream task stopped (its own error is the cause).
+    Cancelled,
+}
+
+/// Why a loop stopped early.
+enum Stop {
+    Cancelled,
+    Failed(TaskError),
+}
+
+impl From<Closed> for Stop {
+    fn from(_: Closed) -> Self {
+        Stop::Cancelled
+    }
+}
+
+impl From<TaskError> for Stop {
+    fn from(e: TaskError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+fn outcome(r: Result<TaskEnd, Stop>) -> Result<TaskEnd, TaskError> {
+    match r {
+        Ok(end) => Ok(end),
+        Err(Stop::Cancelled) => Ok(TaskEnd::Cancelled),
+        Err(Stop::Failed(e)) => Err(e),
+    }
+}
+
+/// Where a source task sends its records.
+pub enum SourceOutput {
+    /// Keyed exchange to the window subtasks.
+    Keyed { partitioner: KeyPartitioner, outputs: Outputs },
+    /// No window: the sink is chained in the source task.
+    Sink(Box<dyn Sink>),
+}
+
+impl SourceOutput {
+    fn records(&mut self, batch: RecordBatch) -> Result<(), Stop> {
+        match self {
+            Self::Keyed { partitioner, outputs } => {
+                for (target, part) in partitioner.split(&batch)? {
+                    outputs.send(target, Element::Records(part))?;
+                }
+            }
+            Self::Sink(sink) => sink.write(&batch)?,
+        }
+        Ok(())
+    }
+
+    fn control(&mut self, e: &Element) -> Result<(), Stop> {
+        match self {
+            Self::Keyed { outputs, .. } => Ok(outputs.broadcast(e)?),
+            Self::Sink(_) => Ok(()),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), Stop> {
+        match self {
+            Self::Keyed { outputs, .. } => {
+                outputs.broadcast(&Element::Watermark(i64::MAX))?;
+                Ok(outputs.broadcast(&Element::End)?)
+            }
+            Self::Sink(sink) => Ok(sink.flush()?),
+        }
+    }
+}
+
+/// Everything a source task needs.
+pub struct SourceTask {
+    pub reader: Box<dyn SourceReader>,
+    pub event_time: Option<EventTimePlan>,
+    pub steps: Vec<StepPlan>,
+    pub output: SourceOutput,
+    pub metrics: Arc<SubtaskMetrics>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+
+impl SourceTask {
+    /// Runs until the input ends, the job is cancelled, or an error.
+    pub fn run(mut self) -> Result<TaskEnd, TaskError> {
+        outcome(self.run_loop())
+    }
+
+    fn run_loop(&mut self) -> Result<TaskEnd, Stop> {
+        let mut watermarks = self.event_time.as_ref().map(|et| {
+            SplitWatermarks::new(self.reader.splits(), et.max_out_of_orderness, et.idle_timeout, Instant::now())
+        });
+        let mut idle_sent = false;
+        let mut buf: Vec<SplitBatch> = Vec::new();
+        let mut finished: Vec<usize> = Vec::new();
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Ok(TaskEnd::Cancelled);
+            }
+            let status = self.reader.poll(&mut buf, &mut finished, POLL_TIMEOUT)?;
+            let now = Instant::now();
+            for SplitBatch { split, batch } in buf.drain(..) {
+                SubtaskMetrics::add(&self.metrics.records_in, batch.num_rows());
+                if let (Some(w), Some(et)) = (watermarks.as_mut(), self.event_time.as_ref()) {
+                    if let Some(m) = max(&event_times(batch.column(et.source_index))?) {
+                        w.observe(split, m, now);
+                    }
+                }
+                let out = steps::apply(&self.steps, batch)?;
+                if out.num_rows() > 0 {
+                    let rows = out.num_rows();
+                    self.output.records(out)?;
+                    SubtaskMetrics::add(&self.metrics.records_out, rows);
+                }
+            }
+            if let Some(w) = watermarks.as_mut() {
+                for s in finished.drain(..) {
+                    w.finish(s);
+                }
+                if let Some(wm) = w.advance(now) {
+                    idle_sent = false;
+                    self.metrics.watermark.store(wm, Ordering::Relaxed);
+                    self.output.control(&Element::Watermark(wm))?;
+                } else if !idle_sent && status == SourceStatus::Running && w.status(now) == WatermarkStatus::Idle {
+                    idle_sent = true;
+                    self.output.control(&Element::Idle)?;
+                }
+            }
+            if status == SourceStatus::Finished {
+                self.metrics.watermark.store(i64::MAX, Ordering::Relaxed);
+                self.output.finish()?;
+                return Ok(TaskEnd::Finished);
+            }
+        }
+    }
+}
+
+/// Everything a window task needs.
+pub struct WindowTask {
+    pub inputs: Inputs,
+    pub window: WindowOperator,
+    pub sink: Box<dyn Sink>,
+    pub metrics: Arc<SubtaskMetrics>,
+}
+
+impl WindowTask {
+    /// Runs until every input ended, the job is cancelled, or an error.
+    pub fn run(mut self) -> Result<TaskEnd, TaskError> {
+        outcome(self.run_loop())
+    }
+
+    fn write(&mut self, out: Option<RecordBatch>) -> Result<(), Stop> {
+        if let Some(b) = out {
+            self.sink.write(&b)?;
+            SubtaskMetrics::add(&self.metrics.records_out, b.num_rows());
+        }
+        Ok(())
+    }
+
+    fn run_loop(&mut self) -> Result<TaskEnd, Stop> {
+        let mut watermarks = InputWatermarks::new(self.inputs.upstreams);
+        loop {
+            let (from, element) = self.inputs.recv()?;
+            let advanced = match element {
+                Element::Records(batch) => {
+                    SubtaskMetrics::add(&self.metrics.records_in, batch.num_rows());
+                    let updates = self.window.process(&batch)?;
+                    SubtaskMetrics::add(&self.metrics.late_dropped, self.window.take_late());
+                    self.write(updates)?;
+                    None
+                }
+                Element::Watermark(w) => watermarks.on_watermark(from, w),
+                Element::Idle => watermarks.on_idle(from),
+                Element::End => watermarks.on_end(from),
+            };
+            if let Some(wm) = advanced {
+                self.metrics.watermark.store(wm, Ordering::Relaxed);
+                let fired = self.window.advance(wm)?;
+                self.write(fired)?;
+            }
+            if watermarks.all_ended() {
+                self.sink.flush()?;
+                return Ok(TaskEnd::Finished);
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The window operator of one keyed subtask: assigns records to (key, window) groups, keeps
+//! their aggregates, and emits a row per group when the watermark passes the window end.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
+use hashbrown::{Equivalent, HashMap};
+use kappa_job::plan::{WindowAssigner, WindowPlan};
+
+use super::accumulator::{Accumulator, ArgValues};
+use crate::error::{TaskError, eval_error};
+use crate::keyed::KeyEncoder;
+use crate::steps::evaluate;
+
+#[derive(Debug, Clone)]
+struct Group {
+    key: Box<[u8]>,
+    start: i64,
+    end: i64,
+    /// Has a timer in `timers` (will be emitted when the watermark reaches `end`).
+    pending: bool,
+    /// Has an entry in `cleanup` (fired, kept for allowed lateness).
+    retained: bool,
+}
+
+/// Borrowed lookup key for the (key bytes, window start) index, without allocating.
+#[derive(Hash)]
+struct GroupRef<'a>(&'a [u8], i64);
+
+impl Equivalent<(Box<[u8]>, i64)> for GroupRef<'_> {
+    fn equivalent(&self, key: &(Box<[u8]>, i64)) -> bool {
+        *self.0 == *key.0 && self.1 == key.1
+    }
+}
+
+/// Keyed event-time windows of one subtask.
+pub struct WindowOperator {
+    assigner: WindowAssigner,
+    lateness: i64,
+    time_index: usize,
+    keys: KeyEncoder,
+    args: Vec<Option<kappa_job::sql::CompiledExpr>>,
+    accs: Vec<Accumulator>,
+    output_schema: SchemaRef,
+    groups: Vec<Group>,
+    free: Vec<u32>,
+    /// Tumbling and sliding windows: (key, start) → group.
+    index: HashMap<(Box<[u8]>, i64), u32>,
+    /// Session windows: key → its open sessions.
+    sessions: HashMap<Box<[u8]>, Vec<u32>>,
+    /// (window end, group): groups to emit once the watermark reaches their end.
+    timers: BTreeSet<(i64, u32)>,
+    /// (window end + allowed lateness, group): fired groups to drop once the watermark passes.
+    cleanup: BTreeSet<(i64, u32)>,
+    watermark: i64,
+    late: usize,
+}
+
+impl WindowOperator {
+    pub fn new(plan: &WindowPlan, output_schema: SchemaRef) -> Result<Self, TaskError> {
+        Ok(Self {
+            assigner: plan.assigner,
+            lateness: plan.allowed_lateness_ms,
+            time_index: plan.time_index,
+            keys: KeyEncoder::new(&plan.keys)?,
+            args: plan.aggregates.iter().map(|(_, c)| c.argument.clone()).collect(),
+            accs: plan.aggregates.iter().map(|(_, c)| Accumulator::new(c)).collect(),
+            output_schema,
+            groups: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            sessions: HashMap::new(),
+            timers: BTreeSet::new(),
+            cleanup: BTreeSet::new(),
+            watermark: i64::MIN,
+            late: 0,
+        })
+    }
+
+    /// Number of window groups held in state.
+    pub fn groups_in_state(&self) -> usize {
+        self.groups.len() - self.free.len()
+    }
+
+    /// Records dropped as too late since the last call.
+    pub fn take_late(&mut self) -> usize {
+        std::mem::take(&mut self.late)
+    }
+
+    /// Adds a batch; returns the updates of already-fired windows it caused (allowed lateness).
+    pub fn process(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>, TaskError> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(None);
+        }
+        let rows = self.keys.rows(batch)?;
+        let times = event_times(batch.column(self.time_index))?;
+        let values = self
+            .args
+            .iter()
+            .zip(&self.accs)
+            .map(|(arg, acc)| {
+                let col = arg.as_ref().map(|a| evaluate(a, batch)).transpose()?;
+                acc.arg_values(col)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for i in 0..n {
+            let key = rows.row(i);
+            let accepted = match times.is_valid(i).then(|| times.value(i)) {
+                None => false,
+                Some(t) => match self.assigner {
+                    WindowAssigner::Tumbling { size_ms } => {
+                        let start = t - t.rem_euclid(size_ms);
+                        self.add(key.as_ref(), start, start.saturating_add(size_ms), &values, i)
+                    }
+                    WindowAssigner::Sliding { size_ms, slide_ms } => {
+                        let mut start = t - t.rem_euclid(slide_ms);
+                        let mut any = false;
+                        while start > t - size_ms {
+                            any |= self.add(key.as_ref(), start, start.saturating_add(size_ms), &values, i);
+                            start -= slide_ms;
+                        }
+                        any
+                    }
+                    WindowAssigner::Session { gap_ms } => self.add_session(key.as_ref(), t, t.saturating_add(gap_ms), &values, i),
+                },
+            };
+            if !accepted {
+                self.late += 1;
+            }
+        }
+        self.fire_ready()
+    }
+
+    fn is_late(&self, end: i64) -> bool {
+        self.watermark != i64::MIN && end.saturating_add(self.lateness) <= self.watermark
+    }
+
+    fn new_group(&mut self, key: &[u8], start: i64, end: i64) -> u32 {
+        let group = Group { key: key.into(), start, end, pending: false, retained: false };
+        match self.free.pop() {
+            Some(g) => {
+                self.groups[g as usize] = group;
+                g
+            }
+            None => {
+                self.groups.push(group);
+                let len = self.groups.len();
+                self.accs.iter_mut().for_each(|a| a.ensure(len));
+                (len - 1) as u32
+            }
+        }
+    }
+
+    fn update(&mut self, g: u32, values: &[ArgValues], row: usize) {
+        for (acc, v) in self.accs.iter_mut().zip(values) {
+            acc.update(g as usize, v, row);
+        }
+        let group = &mut self.groups[g as usize];
+        if !group.pending {
+            group.pending = true;
+            self.timers.insert((group.end, g));
+        }
+    }
+
+    fn add(&mut self, key: &[u8], start: i64, end: i64, values: &[ArgValues], row: usize) -> bool {
+        if self.is_late(end) {
+            return false;
+        }
+        let g = match self.index.get(&GroupRef(key, start)) {
+            Some(&g) => g,
+            None => {
+                let g = self.new_group(key, start, end);
+                self.index.insert((key.into(), start), g);
+                g
+            }
+        };
+        self.update(g, values, row);
+        true
+    }
+
+    fn add_session(&mut self, key: &[u8], start: i64, end: i64, values: &[ArgValues], row: usize) -> bool {
+        if self.is_late(end) {
+            return false;
+        }
+        let open = self.sessions.get(key).cloned().unwrap_or_default();
+        let (overlapping, mut rest): (Vec<u32>, Vec<u32>) = open.into_iter().partition(|&g| {
+            let s = &self.groups[g as usize];
+            s.start <= end && start <= s.end
+        });
+        let g = match overlapping.split_first() {
+            None => self.new_group(key, start, end),
+            Some((&first, others)) => {
+                for &o in others {
+                    self.accs.iter_mut().for_each(|a| a.merge(first as usize, o as usize));
+                    let (os, oe) = (self.groups[o as usize].start, self.groups[o as usize].end);
+                    let f = &mut self.groups[first as usize];
+                    f.start = f.start.min(os);
+                    f.end = f.end.max(oe);
+                    self.release(o);
+                }
+                let f = &mut self.groups[first as usize];
+                let new_start = f.start.min(start);
+                let new_end = f.end.max(end);
+                if new_end != f.end {
+                    if f.pending {
+                        self.timers.remove(&(f.end, first));
+                        f.pending = false;
+                    }
+                    if f.retained {
+                        self.cleanup.remove(&(f.end.saturating_add(self.lateness), first));
+                        f.retained = false;
+                    }
+                }
+                f.start = new_start;
+                f.end = new_end;
+                first
+            }
+        };
+        rest.push(g);
+        self.sessions.insert(key.into(), rest);
+        self.update(g, values, row);
+        true
+    }
+
+    /// Frees a group slot and forgets its timers and index entries.
+    fn release(&mut self, g: u32) {
+        let group = &self.groups[g as usize];
+        if group.pending {
+            self.timers.remove(&(group.end, g));
+        }
+        if group.retained {
+            self.cleanup.remove(&(group.end.saturating_add(self.lateness), g));
+        }
+        match self.assigner {
+            WindowAssigner::Session { .. } => {
+                if let Some(list) = self.sessions.get_mut(&group.key) {
+                    list.retain(|&x| x != g);
+                    if list.is_empty() {
+                        self.sessions.remove(&group.key);
+                    }
+                }
+            }
+            _ => {
+                self.index.remove(&GroupRef(&group.key, group.start));
+            }
+        }
+        self.accs.iter_mut().for_each(|a| a.reset(g as usize));
+        self.free.push(g);
+    }
+
+    /// Moves the event-time clock; returns the windows that fired.
+    pub fn advance(&mut self, watermark: i64) -> Result<Option<RecordBatch>, TaskError> {
+        if watermark <= self.watermark {
+            return Ok(None);
+        }
+        self.watermark = watermark;
+        let fired = self.fire_ready()?;
+        while let Some(&(t, g)) = self.cleanup.first() {
+            if t > self.watermark {
+                break;
+            }
+            self.cleanup.pop_first();
+            self.groups[g as usize].retained = false;
+            self.release(g);
+        }
+        Ok(fired)
+    }
+
+    fn fire_ready(&mut self) -> Result<Option<RecordBatch>, TaskError> {
+        let mut fired = Vec::new();
+        while let Some(&(end, g)) = self.timers.first() {
+            if end > self.watermark || self.watermark == i64::MIN {
+                break;
+            }
+            self.timers.pop_first();
+            self.groups[g as usize].pending = false;
+            fired.push(g);
+        }
+        if fired.is_empty() {
+            return Ok(None);
+        }
+        let batch = self.output(&fired)?;
+        for g in fired {
+            if self.lateness == 0 {
+                self.release(g);
+            } else if !self.groups[g as usize].retained {
+                let group = &mut self.groups[g as usize];
+                group.retained = true;
+                self.cleanup.insert((group.end.saturating_add(self.lateness), g));
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    fn output(&self, groups: &[u32]) -> Result<RecordBatch, TaskError> {
+        let parser = self.keys.converter().parser();
+        let key_rows = groups.iter().map(|&g| parser.parse(&self.groups[g as usize].key));
+        let mut columns: Vec<ArrayRef> = self
+            .keys
+            .converter()
+            .convert_rows(key_rows)
+            .map_err(|e| eval_error("decoding window keys", e))?;
+        columns.push(Arc::new(Int64Array::from_iter_values(groups.iter().map(|&g| self.groups[g as usize].start))));
+        columns.push(Arc::new(Int64Array::from_iter_values(groups.iter().map(|&g| self.groups[g as usize].end))));
+        columns.extend(self.accs.iter().map(|a| a.output(groups)));
+        RecordBatch::try_new(Arc::clone(&self.output_schema), columns).map_err(|e| eval_error("building window results", e))
+    }
+}
+
+/// Event times of a column as epoch milliseconds.
+pub fn event_times(col: &ArrayRef) -> Result<Int64Array, TaskError> {
+    let ms = match col.data_type() {
+        DataType::Int64 => Arc::clone(col),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => cast(col, &DataType::Int64).map_err(|e| eval_error("event time", e))?,
+        _ => {
+            let t = cast(col, &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|e| eval_error("event time", e))?;
+            cast(&t, &DataType::Int64).map_err(|e| eval_error("event time", e))?
+        }
+    };
+    Ok(ms.as_primitive::<Int64Type>().clone())
+}
