@@ -1,0 +1,150 @@
+//! Kafka producers of a subtask: the result sink (JSON value, key from the template) and the
+//! dead-letter writer (raw record, error and origin in headers). Delivery failures fail the task.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use kappa_job::template::KeyTemplate;
+use kappa_runtime::TaskError;
+use parking_lot::Mutex;
+use rdkafka::ClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::error::KafkaError;
+
+use super::client_config;
+use crate::json::encode_rows;
+use crate::key::render_keys;
+
+/// How long `flush` waits for outstanding deliveries.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Remembers the first failed delivery so the task can fail on it.
+#[derive(Clone, Default)]
+struct DeliveryErrors(Arc<Mutex<Option<String>>>);
+
+impl ClientContext for DeliveryErrors {}
+
+impl ProducerContext for DeliveryErrors {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            let mut first = self.0.lock();
+            if first.is_none() {
+                *first = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// A producer to one topic that waits for room when librdkafka's queue is full.
+pub struct TopicProducer {
+    producer: BaseProducer<DeliveryErrors>,
+    errors: DeliveryErrors,
+    topic: String,
+}
+
+impl TopicProducer {
+    pub fn new(bootstrap_servers: &str, properties: &BTreeMap<String, String>, topic: &str) -> Result<Self, TaskError> {
+        let errors = DeliveryErrors::default();
+        let producer = client_config(bootstrap_servers, properties)
+            .set("linger.ms", "5")
+            .create_with_context(errors.clone())
+            .map_err(|e| TaskError::Io(format!("creating a Kafka producer for {bootstrap_servers}: {e}")))?;
+        Ok(Self { producer, errors, topic: topic.to_string() })
+    }
+
+    fn check(&self) -> Result<(), TaskError> {
+        match self.errors.0.lock().take() {
+            Some(e) => Err(TaskError::Io(format!("writing to topic `{}`: {e}", self.topic))),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues one record.
+    pub fn send(&self, key: Option<&[u8]>, value: &[u8], headers: Option<OwnedHeaders>) -> Result<(), TaskError> {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).payload(value);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(50));
+                    self.check()?;
+                }
+                Err((e, _)) => return Err(TaskError::Io(format!("writing to topic `{}`: {e}", self.topic))),
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        self.check()
+    }
+
+    /// Waits until every queued record is acknowledged.
+    pub fn flush(&self) -> Result<(), TaskError> {
+        self.producer
+            .flush(FLUSH_TIMEOUT)
+            .map_err(|e| TaskError::Io(format!("flushing topic `{}`: {e}", self.topic)))?;
+        self.check()
+    }
+}
+
+/// Writes result batches: one record per row, JSON value, key rendered from the template.
+pub struct KafkaSink {
+    producer: TopicProducer,
+    key: Option<KeyTemplate>,
+}
+
+impl KafkaSink {
+    pub fn new(producer: TopicProducer, key: Option<KeyTemplate>) -> Self {
+        Self { producer, key }
+    }
+}
+
+impl kappa_runtime::io::Sink for KafkaSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+        let values = encode_rows(batch).map_err(|e| TaskError::Data(e.to_string()))?;
+        let keys = match &self.key {
+            Some(t) => Some(render_keys(t, batch).map_err(|e| TaskError::Data(e.to_string()))?),
+            None => None,
+        };
+        for (i, v) in values.iter().enumerate() {
+            let key = keys.as_ref().map(|k| k[i].as_bytes());
+            self.producer.send(key, v, None)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.producer.flush()
+    }
+}
+
+/// Writes records that could not be decoded, with the error and where they came from.
+pub struct DeadLetterWriter {
+    producer: TopicProducer,
+}
+
+impl DeadLetterWriter {
+    pub fn new(producer: TopicProducer) -> Self {
+        Self { producer }
+    }
+
+    pub fn write(&mut self, location: &str, raw: &[u8], error: &str) -> Result<(), TaskError> {
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "kappa.error", value: Some(error) })
+            .insert(Header { key: "kappa.source", value: Some(location) });
+        self.producer.send(None, raw, Some(headers))?;
+        // A dead letter must not be lost if the job fails right after: wait for it.
+        self.producer.flush()
+    }
+}
