@@ -1,0 +1,308 @@
+//! A submitted job as the jobmanager keeps it: spec, plan, state, attempt history and the
+//! running attempt; and the JSON views of it the REST API returns.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kappa_connectors::splits::SourceAssignment;
+use kappa_job::JobPlan;
+use kappa_runtime::metrics::SubtaskMetrics;
+use std::sync::atomic::AtomicU64;
+use kappa_taskmanager::AttemptHandle;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::rates::RateTracker;
+
+/// The lifecycle of a job, as in Flink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    Created,
+    Running,
+    Restarting,
+    Failed,
+    Cancelling,
+    Canceled,
+    Finished,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Failed | Self::Canceled | Self::Finished)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Running => "RUNNING",
+            Self::Restarting => "RESTARTING",
+            Self::Failed => "FAILED",
+            Self::Cancelling => "CANCELLING",
+            Self::Canceled => "CANCELED",
+            Self::Finished => "FINISHED",
+        }
+    }
+
+    pub const ALL: [JobState; 7] = [
+        Self::Created,
+        Self::Running,
+        Self::Restarting,
+        Self::Failed,
+        Self::Cancelling,
+        Self::Canceled,
+        Self::Finished,
+    ];
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One try at running the job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptInfo {
+    pub attempt: u32,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The attempt currently deployed.
+pub struct RunningAttempt {
+    pub handle: AttemptHandle,
+    pub assignments: Vec<SourceAssignment>,
+    pub rates: RateTracker,
+}
+
+/// Mutable part of a job.
+pub struct JobStatus {
+    pub state: JobState,
+    /// Why the job is in its state (e.g. waiting for slots), if there is something to say.
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub attempts: Vec<AttemptInfo>,
+    pub running: Option<RunningAttempt>,
+    pub ended_at_ms: Option<i64>,
+}
+
+/// A submitted job.
+pub struct JobEntry {
+    pub id: String,
+    pub file_name: String,
+    pub spec: String,
+    pub plan: Arc<JobPlan>,
+    pub submitted_at_ms: i64,
+    pub status: Mutex<JobStatus>,
+    cancel_requested: AtomicBool,
+    pub cancel_notify: Notify,
+}
+
+impl JobEntry {
+    pub fn new(id: String, file_name: String, spec: String, plan: JobPlan) -> Self {
+        Self {
+            id,
+            file_name,
+            spec,
+            plan: Arc::new(plan),
+            submitted_at_ms: now_ms(),
+            status: Mutex::new(JobStatus {
+                state: JobState::Created,
+                reason: None,
+                error: None,
+                attempts: Vec::new(),
+                running: None,
+                ended_at_ms: None,
+            }),
+            cancel_requested: AtomicBool::new(false),
+            cancel_notify: Notify::new(),
+        }
+    }
+
+    pub fn state(&self) -> JobState {
+        self.status.lock().state
+    }
+
+    pub fn set_state(&self, state: JobState, reason: Option<String>) {
+        let mut s = self.status.lock();
+        if s.state != state {
+            tracing::info!(job = %self.id, name = %self.plan.name, from = s.state.name(), to = state.name(), "job state");
+        }
+        s.state = state;
+        s.reason = reason;
+        if state.is_terminal() {
+            s.ended_at_ms = Some(now_ms());
+        }
+    }
+
+    /// Asks the job to stop; false if it already ended.
+    pub fn request_cancel(&self) -> bool {
+        let mut s = self.status.lock();
+        if s.state.is_terminal() {
+            return false;
+        }
+        self.cancel_requested.store(true, Ordering::SeqCst);
+        if let Some(r) = &s.running {
+            r.handle.cancel();
+            s.state = JobState::Cancelling;
+        }
+        drop(s);
+        self.cancel_notify.notify_waiters();
+        true
+    }
+
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once cancellation is requested (immediately if it already was).
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.cancel_notify.notified();
+            if self.cancel_requested() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn summary(&self) -> JobSummary {
+        let s = self.status.lock();
+        JobSummary {
+            id: self.id.clone(),
+            name: self.plan.name.clone(),
+            state: s.state,
+            start: self.plan.source.start.to_string(),
+            parallelism: self.plan.parallelism,
+            submitted_at_ms: self.submitted_at_ms,
+            ended_at_ms: s.ended_at_ms,
+            error: s.error.clone(),
+        }
+    }
+
+    /// The detailed view with the graph and live metrics of the running attempt.
+    pub fn detail(&self) -> JobDetail {
+        let summary = self.summary();
+        let s = self.status.lock();
+        let graph = self.plan.graph();
+        let vertices = graph
+            .vertices
+            .iter()
+            .enumerate()
+            .map(|(vi, v)| {
+                let running = s.running.as_ref();
+                let metrics = running.and_then(|r| r.handle.metrics.get(vi));
+                let subtasks = (0..v.parallelism as usize)
+                    .map(|i| {
+                        let m = metrics.and_then(|m| m.subtasks.get(i));
+                        let rates = running.map(|r| r.rates.get(vi, i)).unwrap_or_default();
+                        let get = |f: fn(&SubtaskMetrics) -> &AtomicU64| m.map_or(0, |m| SubtaskMetrics::get(f(m)));
+                        SubtaskView {
+                            index: i as u32,
+                            records_in: get(|m| &m.records_in),
+                            records_out: get(|m| &m.records_out),
+                            late_records_dropped: get(|m| &m.late_dropped),
+                            bad_records_skipped: get(|m| &m.skipped),
+                            bad_records_dead_lettered: get(|m| &m.dead_lettered),
+                            queued: get(|m| &m.queued),
+                            watermark: m.and_then(|m| m.watermark()),
+                            rates,
+                            splits: (vi == 0)
+                                .then(|| running.and_then(|r| r.assignments.get(i)).map(|a| a.describe()))
+                                .flatten(),
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let sum = |f: fn(&SubtaskView) -> u64| subtasks.iter().map(f).sum();
+                let sumf = |f: fn(&SubtaskView) -> f64| subtasks.iter().map(f).sum::<f64>();
+                VertexView {
+                    id: v.id,
+                    name: v.name.clone(),
+                    operators: v.operators.clone(),
+                    parallelism: v.parallelism,
+                    records_in: sum(|s| s.records_in),
+                    records_out: sum(|s| s.records_out),
+                    records_in_per_second: sumf(|s| s.rates.records_in_per_second),
+                    records_out_per_second: sumf(|s| s.rates.records_out_per_second),
+                    backpressure_ratio: sumf(|s| s.rates.backpressure_ratio) / subtasks.len().max(1) as f64,
+                    late_records_dropped: sum(|s| s.late_records_dropped),
+                    bad_records_skipped: sum(|s| s.bad_records_skipped),
+                    bad_records_dead_lettered: sum(|s| s.bad_records_dead_lettered),
+                    watermark: metrics.and_then(|m| m.watermark()),
+                    subtasks,
+                }
+            })
+            .collect();
+        JobDetail {
+            summary,
+            file_name: self.file_name.clone(),
+            reason: s.reason.clone(),
+            max_parallelism: self.plan.max_parallelism,
+            attempts: s.attempts.clone(),
+            vertices,
+            edges: graph.edges,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: String,
+    pub name: String,
+    pub state: JobState,
+    pub start: String,
+    pub parallelism: u32,
+    pub submitted_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    /// The root cause of the latest failure.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubtaskView {
+    pub index: u32,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub late_records_dropped: u64,
+    pub bad_records_skipped: u64,
+    pub bad_records_dead_lettered: u64,
+    /// Elements waiting in the input channel.
+    pub queued: u64,
+    pub watermark: Option<i64>,
+    #[serde(flatten)]
+    pub rates: crate::rates::SubtaskRates,
+    /// The Kafka partitions or files a source subtask reads.
+    pub splits: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VertexView {
+    pub id: u32,
+    pub name: String,
+    pub operators: Vec<String>,
+    pub parallelism: u32,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_in_per_second: f64,
+    pub records_out_per_second: f64,
+    pub backpressure_ratio: f64,
+    pub late_records_dropped: u64,
+    pub bad_records_skipped: u64,
+    pub bad_records_dead_lettered: u64,
+    pub watermark: Option<i64>,
+    pub subtasks: Vec<SubtaskView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    pub file_name: String,
+    pub reason: Option<String>,
+    pub max_parallelism: u32,
+    pub attempts: Vec<AttemptInfo>,
+    pub vertices: Vec<VertexView>,
+    pub edges: Vec<kappa_job::graph::Edge>,
+}

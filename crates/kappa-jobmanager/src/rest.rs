@@ -1,0 +1,181 @@
+//! The REST API under /api/v1 (JSON) and /metrics (Prometheus text), served with axum;
+//! every error is a JSON body `{"error": …}` with a 4xx status.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kappa_job::{Overrides, SpecError, StartPosition, plan_job};
+use serde::{Deserialize, Serialize};
+
+use crate::job::{JobDetail, JobState, JobSummary};
+use crate::{JobManager, SubmitError, prom};
+
+/// Largest accepted request body.
+const BODY_LIMIT: usize = 4 << 20;
+
+/// A job submission (also the body of a validation request).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The text of job.toml.
+    pub job: String,
+    /// The file's name, used in error messages.
+    #[serde(default)]
+    pub file_name: Option<String>,
+    /// earliest | latest | timestamp:<epoch-ms>; overrides `source.start`.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Overrides `parallelism`.
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub id: String,
+    pub name: String,
+}
+
+/// A validated plan, as `kappactl validate` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValidateResponse {
+    pub name: String,
+    pub parallelism: u32,
+    pub plan: String,
+    pub graph: kappa_job::PhysicalGraph,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<SpecError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Overview {
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub taskmanagers: u32,
+    pub slots_total: u32,
+    pub slots_free: u32,
+    pub checkpoint_dir: Option<String>,
+    pub jobs: std::collections::BTreeMap<String, usize>,
+}
+
+struct ApiError(StatusCode, ErrorBody);
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self(status, ErrorBody { error: msg.into(), details: Vec::new() })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid(errs) => {
+                let n = errs.0.len();
+                let error = if n == 1 { errs.0[0].to_string() } else { format!("{n} problems in the job: {errs}") };
+                Self(StatusCode::BAD_REQUEST, ErrorBody { error, details: errs.0 })
+            }
+            SubmitError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
+        }
+    }
+}
+
+/// The routes of the REST API.
+pub fn router(jm: JobManager) -> Router {
+    Router::new()
+        .route("/api/v1/overview", get(overview))
+        .route("/api/v1/jobs", get(list_jobs).post(submit))
+        .route("/api/v1/jobs/validate", post(validate))
+        .route("/api/v1/jobs/{id}", get(job_detail))
+        .route("/api/v1/jobs/{id}/cancel", post(cancel))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(jm)
+}
+
+fn parse_request(body: &Bytes) -> Result<(String, SubmitRequest, Overrides), ApiError> {
+    let req: SubmitRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))?;
+    let start = req
+        .start
+        .as_deref()
+        .map(str::parse::<StartPosition>)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("start: {e}")))?;
+    let overrides = Overrides { start, parallelism: req.parallelism };
+    let file = req.file_name.clone().unwrap_or_else(|| "job.toml".into());
+    Ok((file, req, overrides))
+}
+
+async fn overview(State(jm): State<JobManager>) -> Json<Overview> {
+    let mut jobs = std::collections::BTreeMap::new();
+    for st in JobState::ALL {
+        jobs.insert(st.name().to_string(), 0);
+    }
+    for j in jm.jobs() {
+        *jobs.entry(j.state().name().to_string()).or_default() += 1;
+    }
+    Json(Overview {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_seconds: jm.uptime().as_secs(),
+        taskmanagers: 1,
+        slots_total: jm.slots_total(),
+        slots_free: jm.slots_free(),
+        checkpoint_dir: jm.config().checkpoint_dir.as_ref().map(|p| p.display().to_string()),
+        jobs,
+    })
+}
+
+async fn list_jobs(State(jm): State<JobManager>) -> Json<Vec<JobSummary>> {
+    Json(jm.jobs().iter().map(|j| j.summary()).collect())
+}
+
+async fn submit(State(jm): State<JobManager>, body: Bytes) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    let (file, req, overrides) = parse_request(&body)?;
+    let id = jm.submit(&file, &req.job, &overrides)?;
+    let name = jm.job(&id).map(|j| j.plan.name.clone()).unwrap_or_default();
+    Ok((StatusCode::CREATED, Json(SubmitResponse { id, name })))
+}
+
+async fn validate(body: Bytes) -> Result<Json<ValidateResponse>, ApiError> {
+    let (file, req, overrides) = parse_request(&body)?;
+    let plan = plan_job(&file, &req.job, &overrides).map_err(|e| ApiError::from(SubmitError::Invalid(e)))?;
+    let graph = plan.graph();
+    Ok(Json(ValidateResponse { name: plan.name.clone(), parallelism: plan.parallelism, plan: graph.to_string(), graph }))
+}
+
+fn find(jm: &JobManager, id: &str) -> Result<std::sync::Arc<crate::job::JobEntry>, ApiError> {
+    jm.job(id).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job with id `{id}`")))
+}
+
+async fn job_detail(State(jm): State<JobManager>, Path(id): Path<String>) -> Result<Json<JobDetail>, ApiError> {
+    Ok(Json(find(&jm, &id)?.detail()))
+}
+
+async fn cancel(State(jm): State<JobManager>, Path(id): Path<String>) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
+    let job = find(&jm, &id)?;
+    if !job.request_cancel() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("job `{id}` already ended ({})", job.state().name())));
+    }
+    Ok((StatusCode::ACCEPTED, Json(job.summary())))
+}
+
+async fn metrics(State(jm): State<JobManager>) -> Result<Response, ApiError> {
+    let text = prom::render(&jm).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

@@ -1,0 +1,144 @@
+//! `kappa bench`: runs the reference job over N generated click events from a file or from
+//! Kafka and prints events/s and events per CPU-second of this process.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use kappa_jobmanager::job::JobState;
+use kappa_jobmanager::{JobManager, JobManagerConfig};
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::demo::REFERENCE_JOB;
+use crate::generator::ClickGenerator;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchSource {
+    File,
+    Kafka,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Number of click events.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub events: u64,
+    #[arg(long, value_enum, default_value_t = BenchSource::File)]
+    pub source: BenchSource,
+    #[arg(long, default_value_t = 2)]
+    pub parallelism: u32,
+    /// Kafka to use with --source kafka (default: an embedded mock cluster in this process).
+    #[arg(long)]
+    pub bootstrap_servers: Option<String>,
+    /// Partitions of the benchmark topic (when Kappa creates it in the embedded cluster).
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+}
+
+/// CPU time (user + system) this process used so far.
+fn cpu_time() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage only writes into the struct it is given.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) } == 0;
+    if !ok {
+        return Duration::ZERO;
+    }
+    // SAFETY: getrusage succeeded, so the struct is initialised.
+    let ru = unsafe { ru.assume_init() };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Event times spread over two days, so about 48 hourly windows per item.
+fn event_time(i: u64, n: u64) -> i64 {
+    1_732_500_000_000 + (i as i64) * (48 * 3_600_000) / n.max(1) as i64
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("results.jsonl");
+    let mut clicks = ClickGenerator::new(7, 5_000);
+    let mut _cluster = None;
+    let job = match args.source {
+        BenchSource::File => {
+            let input = dir.path().join("clicks.jsonl");
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
+            for i in 0..args.events {
+                writeln!(w, "{}", clicks.event(event_time(i, args.events)))?;
+            }
+            w.flush()?;
+            REFERENCE_JOB
+                .replace("connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"user-behavior\"", &format!("connector = \"file\"\npath = {:?}", input.display().to_string()))
+                .replace("connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"hourly-clicks\"", &format!("connector = \"file\"\npath = {:?}", out.display().to_string()))
+                .replace("key = \"{item_id}-{window_end}\"\n", "")
+                .replace("start = \"earliest\"", "")
+        }
+        BenchSource::Kafka => {
+            let bootstrap = match &args.bootstrap_servers {
+                Some(b) => b.clone(),
+                None => {
+                    let c = MockCluster::new(1)?;
+                    c.create_topic("bench-clicks", args.partitions, 1)?;
+                    let b = c.bootstrap_servers();
+                    _cluster = Some(c);
+                    b
+                }
+            };
+            let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("linger.ms", "20").create()?;
+            for i in 0..args.events {
+                let e = clicks.event(event_time(i, args.events));
+                let mut rec = BaseRecord::<(), str>::to("bench-clicks").payload(e.as_str());
+                while let Err((_, r)) = producer.send(rec) {
+                    producer.poll(Duration::from_millis(5));
+                    rec = r;
+                }
+            }
+            producer.flush(Duration::from_secs(60))?;
+            REFERENCE_JOB
+                .replace("127.0.0.1:9092\"\ntopic = \"user-behavior\"", &format!("{bootstrap}\"\ntopic = \"bench-clicks\""))
+                .replace("connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"hourly-clicks\"", &format!("connector = \"file\"\npath = {:?}", out.display().to_string()))
+                .replace("key = \"{item_id}-{window_end}\"\n", "")
+        }
+    };
+    let jm = JobManager::new(JobManagerConfig { slots: args.parallelism, ..JobManagerConfig::default() });
+    let overrides = kappa_job::Overrides { parallelism: Some(args.parallelism), ..Default::default() };
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let id = jm.submit("bench.toml", &job, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let job = jm.job(&id).context("bench job vanished")?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let d = job.detail();
+        match d.summary.state {
+            JobState::Finished => break,
+            JobState::Failed => bail!("bench job failed: {}", d.summary.error.unwrap_or_default()),
+            _ => {}
+        }
+        // An unbounded Kafka source never finishes: stop once every event was read and exchanged.
+        let read = d.vertices.first().map_or(0, |v| v.records_in);
+        let sent = d.vertices.first().map_or(0, |v| v.records_out);
+        let windowed = d.vertices.get(1).map_or(0, |v| v.records_in);
+        if args.source == BenchSource::Kafka && read >= args.events && windowed >= sent {
+            job.request_cancel();
+            break;
+        }
+    }
+    let wall = t0.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu0);
+    let n = args.events as f64;
+    println!(
+        "reference job, {} source, parallelism {}: {} events in {:.2} s wall, {:.2} s CPU",
+        match args.source { BenchSource::File => "file", BenchSource::Kafka => "kafka" },
+        args.parallelism,
+        args.events,
+        wall.as_secs_f64(),
+        cpu.as_secs_f64()
+    );
+    println!("  {:.0} events/s", n / wall.as_secs_f64());
+    println!("  {:.0} events per CPU-second", n / cpu.as_secs_f64().max(1e-9));
+    let results = std::fs::read_to_string(&out).unwrap_or_default().lines().count();
+    println!("  {results} window results written");
+    Ok(())
+}
