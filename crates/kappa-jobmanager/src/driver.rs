@@ -9,7 +9,7 @@ use kappa_runtime::TaskError;
 use kappa_taskmanager::{AttemptOutcome, Deployment, deploy};
 
 use crate::Inner;
-use crate::job::{AttemptInfo, JobEntry, JobState, RunningAttempt, now_ms};
+use crate::job::{AttemptInfo, JobEntry, JobState, AttemptRun, now_ms};
 use crate::rates::RateTracker;
 
 /// Runs the job until it is finished, failed or cancelled.
@@ -83,7 +83,9 @@ async fn run_attempt(inner: &Inner, job: &Arc<JobEntry>, number: u32) -> Attempt
     job.status.lock().attempts.push(AttemptInfo { attempt: number, started_at_ms: now_ms(), ended_at_ms: None, error: None });
     let outcome = deploy_and_wait(inner, job, number).await;
     let mut s = job.status.lock();
-    s.running = None;
+    if let Some(r) = s.attempt.as_mut() {
+        r.live = false;
+    }
     if let Some(a) = s.attempts.last_mut() {
         a.ended_at_ms = Some(now_ms());
         if let AttemptOutcome::Failed(e) = &outcome {
@@ -118,9 +120,9 @@ async fn deploy_and_wait(inner: &Inner, job: &Arc<JobEntry>, number: u32) -> Att
     };
     {
         let mut s = job.status.lock();
-        s.running = Some(RunningAttempt { handle, assignments, rates: RateTracker::default() });
+        s.attempt = Some(AttemptRun { handle, assignments, rates: RateTracker::default(), live: true });
         if job.cancel_requested() {
-            if let Some(r) = &s.running {
+            if let Some(r) = &s.attempt {
                 r.handle.cancel();
             }
             s.state = JobState::Cancelling;

@@ -70,11 +70,13 @@ pub struct AttemptInfo {
     pub error: Option<String>,
 }
 
-/// The attempt currently deployed.
-pub struct RunningAttempt {
+/// The latest attempt deployed; its counters stay readable after it ends.
+pub struct AttemptRun {
     pub handle: AttemptHandle,
     pub assignments: Vec<SourceAssignment>,
     pub rates: RateTracker,
+    /// Still running (rates are sampled, metrics exported).
+    pub live: bool,
 }
 
 /// Mutable part of a job.
@@ -84,7 +86,7 @@ pub struct JobStatus {
     pub reason: Option<String>,
     pub error: Option<String>,
     pub attempts: Vec<AttemptInfo>,
-    pub running: Option<RunningAttempt>,
+    pub attempt: Option<AttemptRun>,
     pub ended_at_ms: Option<i64>,
 }
 
@@ -113,7 +115,7 @@ impl JobEntry {
                 reason: None,
                 error: None,
                 attempts: Vec::new(),
-                running: None,
+                attempt: None,
                 ended_at_ms: None,
             }),
             cancel_requested: AtomicBool::new(false),
@@ -144,7 +146,7 @@ impl JobEntry {
             return false;
         }
         self.cancel_requested.store(true, Ordering::SeqCst);
-        if let Some(r) = &s.running {
+        if let Some(r) = s.attempt.as_ref().filter(|r| r.live) {
             r.handle.cancel();
             s.state = JobState::Cancelling;
         }
@@ -182,7 +184,7 @@ impl JobEntry {
         }
     }
 
-    /// The detailed view with the graph and live metrics of the running attempt.
+    /// The detailed view with the graph and the metrics of the latest attempt.
     pub fn detail(&self) -> JobDetail {
         let summary = self.summary();
         let s = self.status.lock();
@@ -192,12 +194,12 @@ impl JobEntry {
             .iter()
             .enumerate()
             .map(|(vi, v)| {
-                let running = s.running.as_ref();
+                let running = s.attempt.as_ref();
                 let metrics = running.and_then(|r| r.handle.metrics.get(vi));
                 let subtasks = (0..v.parallelism as usize)
                     .map(|i| {
                         let m = metrics.and_then(|m| m.subtasks.get(i));
-                        let rates = running.map(|r| r.rates.get(vi, i)).unwrap_or_default();
+                        let rates = running.filter(|r| r.live).map(|r| r.rates.get(vi, i)).unwrap_or_default();
                         let get = |f: fn(&SubtaskMetrics) -> &AtomicU64| m.map_or(0, |m| SubtaskMetrics::get(f(m)));
                         SubtaskView {
                             index: i as u32,

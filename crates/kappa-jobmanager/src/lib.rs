@@ -120,7 +120,7 @@ async fn sample_rates(inner: std::sync::Weak<Inner>) {
         let now = Instant::now();
         for j in jobs {
             let mut s = j.status.lock();
-            if let Some(r) = s.running.as_mut() {
+            if let Some(r) = s.attempt.as_mut().filter(|r| r.live) {
                 r.rates.sample(&r.handle.metrics, now);
             }
         }

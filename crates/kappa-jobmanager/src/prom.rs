@@ -43,7 +43,7 @@ pub fn render(jm: &JobManager) -> Result<String, prometheus::Error> {
         .collect::<Result<Vec<_>, prometheus::Error>>()?;
     for j in &all {
         let s = j.status.lock();
-        let Some(r) = &s.running else { continue };
+        let Some(r) = s.attempt.as_ref().filter(|r| r.live) else { continue };
         for v in &r.handle.metrics {
             for (i, m) in v.subtasks.iter().enumerate() {
                 let sub = i.to_string();

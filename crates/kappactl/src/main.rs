@@ -1,1 +1,136 @@
-fn main() {}
+//! kappactl: submit, list, inspect and cancel Kappa jobs over the jobmanager's REST API, and
+//! validate job files locally without touching a cluster.
+
+mod client;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kappa_job::{Overrides, StartPosition, plan_job};
+use serde_json::json;
+
+use crate::client::Client;
+
+#[derive(Parser)]
+#[command(name = "kappactl", version, about = "Command-line client of a Kappa cluster")]
+struct Cli {
+    /// REST address of the jobmanager.
+    #[arg(long, global = true, env = "KAPPA_JOBMANAGER", default_value = "http://127.0.0.1:8081")]
+    jobmanager: String,
+    /// Print the API's JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct JobFileArgs {
+    /// The job file (job.toml).
+    file: PathBuf,
+    /// Where sources start: earliest, latest or timestamp:<epoch-ms> (overrides source.start).
+    #[arg(long)]
+    start: Option<StartPosition>,
+    /// Parallelism of every operator (overrides the job file).
+    #[arg(long)]
+    parallelism: Option<u32>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Submit a job; prints its id.
+    Submit(JobFileArgs),
+    /// Check a job file and print its plan; contacts nothing.
+    Validate(JobFileArgs),
+    /// List the jobs of the cluster.
+    List,
+    /// Show a job: state, attempts, operators, records, watermarks.
+    Status { id: String },
+    /// Cancel a job.
+    Cancel { id: String },
+}
+
+fn read_job(path: &Path) -> anyhow::Result<(String, String)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", path.display()))?;
+    let name = path.display().to_string();
+    Ok((name, text))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::new(&cli.jobmanager)?;
+    match cli.command {
+        Command::Validate(a) => {
+            let (name, text) = read_job(&a.file)?;
+            let overrides = Overrides { start: a.start, parallelism: a.parallelism };
+            let plan = plan_job(&name, &text, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&plan.graph())?);
+            } else {
+                println!("{}: job `{}` is valid (parallelism {}, max_parallelism {})", name, plan.name, plan.parallelism, plan.max_parallelism);
+                print!("{}", plan.graph());
+            }
+        }
+        Command::Submit(a) => {
+            let (name, text) = read_job(&a.file)?;
+            let body = json!({
+                "job": text,
+                "file_name": name,
+                "start": a.start.map(|s| s.to_string()),
+                "parallelism": a.parallelism,
+            });
+            let resp = client.post("/api/v1/jobs", &body).await?;
+            if cli.json {
+                println!("{resp}");
+            } else {
+                println!("{}", resp["id"].as_str().unwrap_or_default());
+            }
+        }
+        Command::List => {
+            let jobs = client.get("/api/v1/jobs").await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else {
+                print!("{}", render::job_list(&jobs));
+            }
+        }
+        Command::Status { id } => {
+            let job = client.get(&format!("/api/v1/jobs/{id}")).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                print!("{}", render::job_detail(&job));
+            }
+        }
+        Command::Cancel { id } => {
+            let job = client.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({})).await?;
+            if cli.json {
+                println!("{job}");
+            } else {
+                println!("cancelling job {id} ({})", job["name"].as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kappactl: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kappactl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! A small JSON client of the jobmanager's REST API that turns connection failures and error
+//! responses into one-line messages.
+
+use anyhow::{anyhow, bail};
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let base = base.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            bail!("--jobmanager must be an http:// URL, got `{base}`");
+        }
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        Ok(Self { base, http })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = req.send().await.map_err(|e| {
+            let why = if e.is_connect() { "connection refused or host unreachable".to_string() } else { e.to_string() };
+            anyhow!("cannot reach the jobmanager at {}: {why}", self.base)
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| anyhow!("reading the jobmanager's answer: {e}"))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(value);
+        }
+        let error = value["error"].as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+        match value["details"].as_array() {
+            Some(details) if details.len() > 1 => {
+                let lines: Vec<String> = details.iter().map(render_detail).collect();
+                bail!("rejected ({status}):\n{}", lines.join("\n"))
+            }
+            _ => bail!("{error} ({status})"),
+        }
+    }
+}
+
+/// One located error of a rejected job, as `file:line:col: field: message`.
+fn render_detail(d: &Value) -> String {
+    let mut s = d["file"].as_str().unwrap_or("job").to_string();
+    if let Some(l) = d["line"].as_u64() {
+        s.push_str(&format!(":{l}"));
+        if let Some(c) = d["column"].as_u64() {
+            s.push_str(&format!(":{c}"));
+        }
+    }
+    if let Some(f) = d["field"].as_str().filter(|f| !f.is_empty()) {
+        s.push_str(&format!(": {f}"));
+    }
+    format!("{s}: {}", d["message"].as_str().unwrap_or_default())
+}

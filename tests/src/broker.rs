@@ -1,0 +1,144 @@
+//! A Tansu broker process (Kafka protocol, in-memory storage) on a free port, and the Kafka
+//! client calls the tests make: create topics, produce to partitions, read a topic.
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::{free_port, repo_root};
+
+/// A running broker; killed when dropped.
+pub struct Broker {
+    child: Child,
+    pub bootstrap: String,
+}
+
+fn tansu_path() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return p.into();
+    }
+    let local = repo_root().join(".tools/bin/tansu");
+    if local.exists() {
+        return local;
+    }
+    "tansu".into()
+}
+
+impl Broker {
+    pub fn start() -> anyhow::Result<Self> {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let tansu = tansu_path();
+        let child = Command::new(&tansu)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {} (run scripts/setup.sh --test)", tansu.display()))?;
+        let broker = Self { child, bootstrap: format!("127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&broker.bootstrap).is_err() {
+            if Instant::now() > deadline {
+                bail!("the broker did not listen on {} within 20 s", broker.bootstrap);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(broker)
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        c
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self.config().create()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = runtime.block_on(admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))?;
+        for r in rt {
+            r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Produces (partition, value) records and waits until all are acknowledged.
+    pub fn produce(&self, topic: &str, records: &[(i32, String)]) -> anyhow::Result<()> {
+        let p: BaseProducer = self.config().set("linger.ms", "5").create()?;
+        for (partition, value) in records {
+            let mut rec = BaseRecord::<(), str>::to(topic).partition(*partition).payload(value.as_str());
+            loop {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        p.poll(Duration::from_millis(10));
+                        rec = r;
+                    }
+                }
+            }
+        }
+        p.flush(Duration::from_secs(60))?;
+        Ok(())
+    }
+
+    /// Reads every partition of `topic` from the start until `done` says so or `timeout`.
+    pub fn read(&self, topic: &str, partitions: i32, timeout: Duration, done: impl Fn(&[Record]) -> bool) -> anyhow::Result<Vec<Record>> {
+        let c: BaseConsumer = self.config().set("group.id", "kappa-tests").set("enable.auto.commit", "false").create()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+        c.assign(&tpl)?;
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let headers = m
+                        .headers()
+                        .map(|h| h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                        .unwrap_or_default();
+                    out.push(Record {
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                        headers,
+                    });
+                }
+                Some(Err(e)) => eprintln!("test consumer: {e}"),
+                None => {
+                    if done(&out) {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,60 @@
+//! Click events for the tests and the hourly counts they must yield, computed here with plain
+//! Rust maps, independently of Kappa's engine.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub const HOUR: i64 = 3_600_000;
+
+#[derive(Debug, Clone)]
+pub struct Click {
+    pub user: u32,
+    pub item: u32,
+    pub timestamp: i64,
+}
+
+impl Click {
+    pub fn json(&self) -> String {
+        format!(r#"{{"user_id":"user_{}","item_id":"item_{}","timestamp":{}}}"#, self.user, self.item, self.timestamp)
+    }
+}
+
+/// `n` clicks over `hours` hours from `start`, up to 5 s out of order, 100 users, `items` items.
+pub fn clicks(n: usize, seed: u64, start: i64, hours: i64, items: u32) -> Vec<Click> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| Click {
+            user: rng.random_range(1..=100),
+            item: rng.random_range(1..=items),
+            timestamp: start + (i as i64) * hours * HOUR / n as i64 - rng.random_range(0..5_000),
+        })
+        .collect()
+}
+
+/// (item_id, window_end) → clicks of users passing `keep`, in 1-hour tumbling windows.
+pub fn hourly_counts(clicks: &[Click], keep: impl Fn(u32) -> bool) -> BTreeMap<(String, i64), i64> {
+    let mut out = BTreeMap::new();
+    for c in clicks.iter().filter(|c| keep(c.user)) {
+        let end = c.timestamp - c.timestamp.rem_euclid(HOUR) + HOUR;
+        *out.entry((format!("item_{}", c.item), end)).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Sink records as (item_id, window_end) → click_count; the latest record of a key wins.
+pub fn latest_per_key(records: &[crate::broker::Record]) -> anyhow::Result<BTreeMap<(String, i64), i64>> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        let v: serde_json::Value = serde_json::from_str(&r.value)?;
+        let item = v["item_id"].as_str().unwrap_or_default().to_string();
+        let end = v["window_end"].as_i64().unwrap_or_default();
+        let start = v["window_start"].as_i64().unwrap_or_default();
+        anyhow::ensure!(end - start == HOUR, "window of {} is not one hour: {}", item, r.value);
+        let key = format!("{item}-{end}");
+        anyhow::ensure!(r.key.as_deref() == Some(key.as_str()), "record key {:?} should be {key}", r.key);
+        out.insert((item, end), v["click_count"].as_i64().unwrap_or_default());
+    }
+    Ok(out)
+}
