@@ -270,11 +270,14 @@ impl Planner<'_> {
             })
         });
         let (steps, steps_schema) = self.steps(spec, &source.schema);
+        let before = self.errors.len();
         let (window, output_schema) = match &spec.window {
             Some(w) => self.window(w, event_time.as_ref(), &steps_schema),
             None => (None, Arc::clone(&steps_schema)),
         };
-        let sink = self.sink(&spec.sink, &output_schema);
+        // A broken window or step has no trustworthy output schema to check the key against.
+        let output_known = self.errors.len() == before && steps.len() == spec.steps.len();
+        let sink = self.sink(&spec.sink, &output_schema, output_known);
         let restart = self.restart(spec.restart.as_ref());
         if !self.errors.is_empty() {
             return Err(SpecErrors(self.errors));
@@ -614,7 +617,7 @@ impl Planner<'_> {
         (Some(plan), Arc::new(Schema::new(fields)))
     }
 
-    fn sink(&mut self, s: &SinkSpec, output: &SchemaRef) -> SinkPlan {
+    fn sink(&mut self, s: &SinkSpec, output: &SchemaRef, output_known: bool) -> SinkPlan {
         let kind = match s.connector {
             SinkConnector::Kafka => {
                 let bootstrap_servers = self.required(
@@ -683,6 +686,7 @@ impl Planner<'_> {
         let key = s
             .key
             .as_ref()
+            .filter(|_| output_known)
             .and_then(|k| match KeyTemplate::parse(k.get_ref(), output) {
                 Ok(t) => Some(t),
                 Err(e) => {
