@@ -39,16 +39,32 @@ impl Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let tansu = tansu_path();
         let child = Command::new(&tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {} (run scripts/setup.sh --test)", tansu.display()))?;
-        let broker = Self { child, bootstrap: format!("127.0.0.1:{port}") };
+            .with_context(|| {
+                format!("starting {} (run scripts/setup.sh --test)", tansu.display())
+            })?;
+        let broker = Self {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&broker.bootstrap).is_err() {
             if Instant::now() > deadline {
-                bail!("the broker did not listen on {} within 20 s", broker.bootstrap);
+                bail!(
+                    "the broker did not listen on {} within 20 s",
+                    broker.bootstrap
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -63,7 +79,9 @@ impl Broker {
 
     pub fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = self.config().create()?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let rt = runtime.block_on(admin.create_topics(
             &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
@@ -78,7 +96,9 @@ impl Broker {
     pub fn produce(&self, topic: &str, records: &[(i32, String)]) -> anyhow::Result<()> {
         let p: BaseProducer = self.config().set("linger.ms", "5").create()?;
         for (partition, value) in records {
-            let mut rec = BaseRecord::<(), str>::to(topic).partition(*partition).payload(value.as_str());
+            let mut rec = BaseRecord::<(), str>::to(topic)
+                .partition(*partition)
+                .payload(value.as_str());
             loop {
                 match p.send(rec) {
                     Ok(()) => break,
@@ -94,8 +114,18 @@ impl Broker {
     }
 
     /// Reads every partition of `topic` from the start until `done` says so or `timeout`.
-    pub fn read(&self, topic: &str, partitions: i32, timeout: Duration, done: impl Fn(&[Record]) -> bool) -> anyhow::Result<Vec<Record>> {
-        let c: BaseConsumer = self.config().set("group.id", "kappa-tests").set("enable.auto.commit", "false").create()?;
+    pub fn read(
+        &self,
+        topic: &str,
+        partitions: i32,
+        timeout: Duration,
+        done: impl Fn(&[Record]) -> bool,
+    ) -> anyhow::Result<Vec<Record>> {
+        let c: BaseConsumer = self
+            .config()
+            .set("group.id", "kappa-tests")
+            .set("enable.auto.commit", "false")
+            .create()?;
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;
@@ -108,11 +138,22 @@ impl Broker {
                 Some(Ok(m)) => {
                     let headers = m
                         .headers()
-                        .map(|h| h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default();
                     out.push(Record {
                         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                        value: String::from_utf8_lossy(m.payload().unwrap_or_default())
+                            .into_owned(),
                         headers,
                     });
                 }

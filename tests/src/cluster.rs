@@ -24,19 +24,35 @@ impl Cluster {
         let log = dir.path().join("kappa.log");
         let port = free_port();
         let child = Command::new(bin("kappa"))
-            .args(["local", "--port", &port.to_string(), "--slots", &slots.to_string()])
+            .args([
+                "local",
+                "--port",
+                &port.to_string(),
+                "--slots",
+                &slots.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("starting kappa local")?;
-        let cluster = Self { child, url: format!("http://127.0.0.1:{port}"), log, _dir: dir };
+        let cluster = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if reqwest::blocking::get(format!("{}/api/v1/overview", cluster.url)).is_ok_and(|r| r.status().is_success()) {
+            if reqwest::blocking::get(format!("{}/api/v1/overview", cluster.url))
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(cluster);
             }
             if Instant::now() > deadline {
-                bail!("kappa local did not answer within 30 s; log:\n{}", cluster.log_text());
+                bail!(
+                    "kappa local did not answer within 30 s; log:\n{}",
+                    cluster.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -48,7 +64,11 @@ impl Cluster {
 
     /// Runs kappactl against this cluster.
     pub fn kappactl(&self, args: &[&str]) -> Output {
-        Command::new(bin("kappactl")).args(args).env("KAPPA_JOBMANAGER", &self.url).output().expect("running kappactl")
+        Command::new(bin("kappactl"))
+            .args(args)
+            .env("KAPPA_JOBMANAGER", &self.url)
+            .output()
+            .expect("running kappactl")
     }
 
     /// Writes `job` to a file and submits it; returns the job id.
@@ -60,7 +80,10 @@ impl Cluster {
         args.extend_from_slice(extra);
         let out = self.kappactl(&args);
         if !out.status.success() {
-            bail!("kappactl submit failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kappactl submit failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }
@@ -69,13 +92,21 @@ impl Cluster {
     pub fn job(&self, id: &str) -> anyhow::Result<Value> {
         let out = self.kappactl(&["status", id, "--json"]);
         if !out.status.success() {
-            bail!("kappactl status failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kappactl status failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
     /// Waits until the job is in one of `states`; returns its detail.
-    pub fn wait_state(&self, id: &str, states: &[&str], timeout: Duration) -> anyhow::Result<Value> {
+    pub fn wait_state(
+        &self,
+        id: &str,
+        states: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let job = self.job(id)?;
@@ -83,7 +114,11 @@ impl Cluster {
                 return Ok(job);
             }
             if Instant::now() > deadline {
-                bail!("job {id} is {} after {timeout:?}, expected one of {states:?}: {job}\nlog:\n{}", job["state"], self.log_text());
+                bail!(
+                    "job {id} is {} after {timeout:?}, expected one of {states:?}: {job}\nlog:\n{}",
+                    job["state"],
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }

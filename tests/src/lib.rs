@@ -16,23 +16,46 @@ pub fn repo_root() -> PathBuf {
 /// A built binary of this workspace (`cargo build --bins` first), next to the test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile directory");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile directory");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` before the tests", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests",
+        path.display()
+    );
     path
 }
 
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// The reference job of the article with its addresses, topics and filter replaced.
-pub fn reference_job(bootstrap: &str, source_topic: &str, sink_topic: &str, filter: &str, parallelism: u32) -> String {
-    let text = std::fs::read_to_string(repo_root().join("examples/hourly-item-clicks.toml")).expect("examples/hourly-item-clicks.toml");
+pub fn reference_job(
+    bootstrap: &str,
+    source_topic: &str,
+    sink_topic: &str,
+    filter: &str,
+    parallelism: u32,
+) -> String {
+    let text = std::fs::read_to_string(repo_root().join("examples/hourly-item-clicks.toml"))
+        .expect("examples/hourly-item-clicks.toml");
     text.replace("127.0.0.1:9092", bootstrap)
-        .replace("topic = \"user-behavior\"", &format!("topic = \"{source_topic}\""))
-        .replace("topic = \"hourly-clicks\"", &format!("topic = \"{sink_topic}\""))
+        .replace(
+            "topic = \"user-behavior\"",
+            &format!("topic = \"{source_topic}\""),
+        )
+        .replace(
+            "topic = \"hourly-clicks\"",
+            &format!("topic = \"{sink_topic}\""),
+        )
         .replace("CAST(split_part(user_id, '_', 2) AS INT) > 50", filter)
         .replace("parallelism = 2", &format!("parallelism = {parallelism}"))
 }

@@ -17,7 +17,10 @@ pub struct Click {
 
 impl Click {
     pub fn json(&self) -> String {
-        format!(r#"{{"user_id":"user_{}","item_id":"item_{}","timestamp":{}}}"#, self.user, self.item, self.timestamp)
+        format!(
+            r#"{{"user_id":"user_{}","item_id":"item_{}","timestamp":{}}}"#,
+            self.user, self.item, self.timestamp
+        )
     }
 }
 
@@ -44,16 +47,27 @@ pub fn hourly_counts(clicks: &[Click], keep: impl Fn(u32) -> bool) -> BTreeMap<(
 }
 
 /// Sink records as (item_id, window_end) → click_count; the latest record of a key wins.
-pub fn latest_per_key(records: &[crate::broker::Record]) -> anyhow::Result<BTreeMap<(String, i64), i64>> {
+pub fn latest_per_key(
+    records: &[crate::broker::Record],
+) -> anyhow::Result<BTreeMap<(String, i64), i64>> {
     let mut out = BTreeMap::new();
     for r in records {
         let v: serde_json::Value = serde_json::from_str(&r.value)?;
         let item = v["item_id"].as_str().unwrap_or_default().to_string();
         let end = v["window_end"].as_i64().unwrap_or_default();
         let start = v["window_start"].as_i64().unwrap_or_default();
-        anyhow::ensure!(end - start == HOUR, "window of {} is not one hour: {}", item, r.value);
+        anyhow::ensure!(
+            end - start == HOUR,
+            "window of {} is not one hour: {}",
+            item,
+            r.value
+        );
         let key = format!("{item}-{end}");
-        anyhow::ensure!(r.key.as_deref() == Some(key.as_str()), "record key {:?} should be {key}", r.key);
+        anyhow::ensure!(
+            r.key.as_deref() == Some(key.as_str()),
+            "record key {:?} should be {key}",
+            r.key
+        );
         out.insert((item, end), v["click_count"].as_i64().unwrap_or_default());
     }
     Ok(out)

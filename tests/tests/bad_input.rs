@@ -22,13 +22,41 @@ fn invalid_job_files_are_refused_with_line_and_field_and_nothing_runs() {
     let cluster = Cluster::start(2).expect("kappa local");
     let dir = tempfile::tempdir().expect("tmp");
     let good = reference_job("127.0.0.1:9", "in", "out", FILTER, 2);
-    let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).expect("needle") + 1;
+    let line_of = |text: &str, needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .expect("needle")
+            + 1
+    };
     let cases = [
-        (good.replace("format = \"json\"\nstart", "formt = \"json\"\nstart"), "formt", "source"),
-        (good.replace("parallelism = 2", "parallelism = \"two\""), "parallelism", "parallelism"),
-        (good.replace("max_out_of_orderness = \"10s\"", "max_out_of_orderness = \"10 sec0nds\""), "max_out_of_orderness", "event_time.max_out_of_orderness"),
-        (good.replace(FILTER, "CAST(split_part(user_id, '_', 2) AS INT) >"), "filter =", "steps[0].filter"),
-        (good.replace("key_by = [\"item_id\"]", "key_by = [\"product\"]"), "key_by", "window.key_by[0]"),
+        (
+            good.replace("format = \"json\"\nstart", "formt = \"json\"\nstart"),
+            "formt",
+            "source",
+        ),
+        (
+            good.replace("parallelism = 2", "parallelism = \"two\""),
+            "parallelism",
+            "parallelism",
+        ),
+        (
+            good.replace(
+                "max_out_of_orderness = \"10s\"",
+                "max_out_of_orderness = \"10 sec0nds\"",
+            ),
+            "max_out_of_orderness",
+            "event_time.max_out_of_orderness",
+        ),
+        (
+            good.replace(FILTER, "CAST(split_part(user_id, '_', 2) AS INT) >"),
+            "filter =",
+            "steps[0].filter",
+        ),
+        (
+            good.replace("key_by = [\"item_id\"]", "key_by = [\"product\"]"),
+            "key_by",
+            "window.key_by[0]",
+        ),
     ];
     for (text, needle, field) in cases {
         let path = write_job(&dir, &text);
@@ -37,13 +65,20 @@ fn invalid_job_files_are_refused_with_line_and_field_and_nothing_runs() {
             let out = cluster.kappactl(&[cmd, &path]);
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{cmd} accepted a bad job ({field})");
-            assert!(err.contains(&format!("job.toml:{line}:")), "{cmd}: line {line} not named: {err}");
+            assert!(
+                err.contains(&format!("job.toml:{line}:")),
+                "{cmd}: line {line} not named: {err}"
+            );
             assert!(err.contains(field), "{cmd}: field {field} not named: {err}");
             assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
         }
     }
     let list = cluster.kappactl(&["list", "--json"]);
-    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "[]", "nothing runs");
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout).trim(),
+        "[]",
+        "nothing runs"
+    );
     // The REST API answers the same with a JSON body naming line and field.
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/api/v1/jobs", cluster.url))
@@ -58,9 +93,26 @@ fn invalid_job_files_are_refused_with_line_and_field_and_nothing_runs() {
 
 fn bad_data(broker: &Broker, topic: &str) {
     broker.create_topic(topic, 2).expect("topic");
-    let good = |ts: i64| Click { user: 60, item: 7, timestamp: 1_732_500_000_000 + ts }.json();
+    let good = |ts: i64| {
+        Click {
+            user: 60,
+            item: 7,
+            timestamp: 1_732_500_000_000 + ts,
+        }
+        .json()
+    };
     broker
-        .produce(topic, &[(0, good(0)), (0, good(1)), (0, "{\"user_id\": oops".into()), (0, good(2)), (1, good(3)), (1, r#"{"user_id":"user_99","item_id":"item_1"}"#.into())])
+        .produce(
+            topic,
+            &[
+                (0, good(0)),
+                (0, good(1)),
+                (0, "{\"user_id\": oops".into()),
+                (0, good(2)),
+                (1, good(3)),
+                (1, r#"{"user_id":"user_99","item_id":"item_1"}"#.into()),
+            ],
+        )
         .expect("produce");
 }
 
@@ -70,15 +122,28 @@ fn a_bad_record_fails_the_job_naming_topic_partition_and_offset() {
     let cluster = Cluster::start(2).expect("kappa local");
     bad_data(&broker, "dirty");
     broker.create_topic("out", 1).expect("topic");
-    let id = cluster.submit(&reference_job(&broker.bootstrap, "dirty", "out", FILTER, 1), &[]).expect("submit");
-    let job = cluster.wait_state(&id, &["FAILED"], Duration::from_secs(60)).expect("failed");
+    let id = cluster
+        .submit(
+            &reference_job(&broker.bootstrap, "dirty", "out", FILTER, 1),
+            &[],
+        )
+        .expect("submit");
+    let job = cluster
+        .wait_state(&id, &["FAILED"], Duration::from_secs(60))
+        .expect("failed");
     let error = job["error"].as_str().unwrap_or_default();
     // Partitions are read in parallel: either bad record may be met first.
     assert!(
-        error.contains("topic `dirty` partition 0 offset 2: ") || error.contains("topic `dirty` partition 1 offset 1: missing or null field `timestamp`"),
+        error.contains("topic `dirty` partition 0 offset 2: ")
+            || error
+                .contains("topic `dirty` partition 1 offset 1: missing or null field `timestamp`"),
         "{error}"
     );
-    assert_eq!(job["attempts"].as_array().map(Vec::len), Some(1), "a data error is not retried");
+    assert_eq!(
+        job["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "a data error is not retried"
+    );
 }
 
 #[test]
@@ -89,17 +154,40 @@ fn bad_records_are_skipped_or_dead_lettered_and_counted() {
     broker.create_topic("dlq", 1).expect("topic");
     broker.create_topic("out", 1).expect("topic");
     let base = reference_job(&broker.bootstrap, "dirty", "out", FILTER, 1);
-    let skip = base.replace("start = \"earliest\"", "start = \"earliest\"\non_error = \"skip\"");
-    let dead = base.replace("start = \"earliest\"", "start = \"earliest\"\non_error = \"dead-letter\"\ndead_letter_topic = \"dlq\"");
+    let skip = base.replace(
+        "start = \"earliest\"",
+        "start = \"earliest\"\non_error = \"skip\"",
+    );
+    let dead = base.replace(
+        "start = \"earliest\"",
+        "start = \"earliest\"\non_error = \"dead-letter\"\ndead_letter_topic = \"dlq\"",
+    );
     let id_skip = cluster.submit(&skip, &[]).expect("submit skip");
     let id_dead = cluster.submit(&dead, &[]).expect("submit dead-letter");
-    let mut letters = broker.read("dlq", 1, Duration::from_secs(60), |r| r.len() >= 2).expect("read dlq");
-    letters.sort_by(|a, b| a.headers.get("kappa.source").cmp(&b.headers.get("kappa.source")));
+    let mut letters = broker
+        .read("dlq", 1, Duration::from_secs(60), |r| r.len() >= 2)
+        .expect("read dlq");
+    letters.sort_by(|a, b| {
+        a.headers
+            .get("kappa.source")
+            .cmp(&b.headers.get("kappa.source"))
+    });
     assert_eq!(letters.len(), 2);
     assert_eq!(letters[0].value, "{\"user_id\": oops");
-    assert!(letters[0].headers["kappa.source"].contains("topic `dirty` partition 0 offset 2"), "{:?}", letters[0].headers);
-    assert!(letters[1].headers["kappa.error"].contains("timestamp"), "{:?}", letters[1].headers);
-    for (id, field) in [(id_skip, "bad_records_skipped"), (id_dead, "bad_records_dead_lettered")] {
+    assert!(
+        letters[0].headers["kappa.source"].contains("topic `dirty` partition 0 offset 2"),
+        "{:?}",
+        letters[0].headers
+    );
+    assert!(
+        letters[1].headers["kappa.error"].contains("timestamp"),
+        "{:?}",
+        letters[1].headers
+    );
+    for (id, field) in [
+        (id_skip, "bad_records_skipped"),
+        (id_dead, "bad_records_dead_lettered"),
+    ] {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let job = cluster.job(&id).expect("status");
@@ -107,19 +195,31 @@ fn bad_records_are_skipped_or_dead_lettered_and_counted() {
             if job["vertices"][0][field] == 2 && job["vertices"][0]["records_in"] == 4 {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "{field} not counted: {job}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{field} not counted: {job}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let metrics = cluster.get("/metrics").expect("metrics").text().expect("text");
-    assert!(metrics.contains("kappa_bad_records_skipped_total"), "{metrics}");
+    let metrics = cluster
+        .get("/metrics")
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("kappa_bad_records_skipped_total"),
+        "{metrics}"
+    );
 }
 
 #[test]
 fn unreachable_kafka_shows_in_the_status_and_is_retried_with_backoff() {
     let cluster = Cluster::start(2).expect("kappa local");
-    let job = reference_job("127.0.0.1:9", "in", "out", FILTER, 1)
-        .replace("[source.schema]", "properties = { \"socket.connection.setup.timeout.ms\" = \"1000\" }\n\n[source.schema]");
+    let job = reference_job("127.0.0.1:9", "in", "out", FILTER, 1).replace(
+        "[source.schema]",
+        "properties = { \"socket.connection.setup.timeout.ms\" = \"1000\" }\n\n[source.schema]",
+    );
     let job = job.replace("[sink]", "[restart]\nstrategy = \"exponential-backoff\"\ndelay = \"200ms\"\nmax_delay = \"1s\"\n\n[sink]");
     let id = cluster.submit(&job, &[]).expect("submit");
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
@@ -131,9 +231,20 @@ fn unreachable_kafka_shows_in_the_status_and_is_retried_with_backoff() {
         assert!(std::time::Instant::now() < deadline, "not retried: {d}");
         std::thread::sleep(Duration::from_millis(300));
     };
-    assert!(matches!(detail["state"].as_str(), Some("RESTARTING" | "CREATED" | "RUNNING")), "{detail}");
+    assert!(
+        matches!(
+            detail["state"].as_str(),
+            Some("RESTARTING" | "CREATED" | "RUNNING")
+        ),
+        "{detail}"
+    );
     let error = detail["error"].as_str().unwrap_or_default();
-    assert!(error.contains("cannot reach Kafka at 127.0.0.1:9"), "{error}");
+    assert!(
+        error.contains("cannot reach Kafka at 127.0.0.1:9"),
+        "{error}"
+    );
     assert!(cluster.kappactl(&["cancel", &id]).status.success());
-    cluster.wait_state(&id, &["CANCELED"], Duration::from_secs(30)).expect("cancelled");
+    cluster
+        .wait_state(&id, &["CANCELED"], Duration::from_secs(30))
+        .expect("cancelled");
 }

@@ -14,11 +14,25 @@ const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
 /// Produces the clicks round-robin over the partitions, then one late-in-time click of user_1
 /// (filtered out by every job here) per partition, so every window of the data closes.
 fn produce(broker: &Broker, topic: &str, data: &[Click]) {
-    broker.create_topic(topic, PARTITIONS).expect("create topic");
-    let mut records: Vec<(i32, String)> = data.iter().enumerate().map(|(i, c)| (i as i32 % PARTITIONS, c.json())).collect();
+    broker
+        .create_topic(topic, PARTITIONS)
+        .expect("create topic");
+    let mut records: Vec<(i32, String)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i as i32 % PARTITIONS, c.json()))
+        .collect();
     let last = data.iter().map(|c| c.timestamp).max().unwrap_or(START);
     for p in 0..PARTITIONS {
-        records.push((p, Click { user: 1, item: 1, timestamp: last + 2 * HOUR }.json()));
+        records.push((
+            p,
+            Click {
+                user: 1,
+                item: 1,
+                timestamp: last + 2 * HOUR,
+            }
+            .json(),
+        ));
     }
     broker.produce(topic, &records).expect("produce");
 }
@@ -33,20 +47,50 @@ fn reference_job_matches_independent_counts_at_parallelism_2_and_4() {
     for parallelism in [2, 4] {
         let sink = format!("hourly-clicks-p{parallelism}");
         broker.create_topic(&sink, 2).expect("sink topic");
-        let job = reference_job(&broker.bootstrap, "user-behavior", &sink, "CAST(split_part(user_id, '_', 2) AS INT) > 50", parallelism);
-        let id = cluster.submit(&job, &["--start", "earliest"]).expect("submit");
-        cluster.wait_state(&id, &["RUNNING"], Duration::from_secs(60)).expect("running");
-        let records = broker.read(&sink, 2, Duration::from_secs(120), |r| r.len() >= expected.len()).expect("read sink");
+        let job = reference_job(
+            &broker.bootstrap,
+            "user-behavior",
+            &sink,
+            "CAST(split_part(user_id, '_', 2) AS INT) > 50",
+            parallelism,
+        );
+        let id = cluster
+            .submit(&job, &["--start", "earliest"])
+            .expect("submit");
+        cluster
+            .wait_state(&id, &["RUNNING"], Duration::from_secs(60))
+            .expect("running");
+        let records = broker
+            .read(&sink, 2, Duration::from_secs(120), |r| {
+                r.len() >= expected.len()
+            })
+            .expect("read sink");
         let got = latest_per_key(&records).expect("sink records");
-        assert_eq!(records.len(), expected.len(), "one record per window at parallelism {parallelism}");
+        assert_eq!(
+            records.len(),
+            expected.len(),
+            "one record per window at parallelism {parallelism}"
+        );
         assert_eq!(got, expected, "hourly counts at parallelism {parallelism}");
         let detail = cluster.job(&id).expect("status");
         assert_eq!(detail["parallelism"], parallelism);
-        assert_eq!(detail["vertices"][0]["records_in"], (data.len() + PARTITIONS as usize) as u64);
-        assert!(detail["vertices"][1]["watermark"].as_i64().is_some(), "window watermark shown: {detail}");
+        assert_eq!(
+            detail["vertices"][0]["records_in"],
+            (data.len() + PARTITIONS as usize) as u64
+        );
+        assert!(
+            detail["vertices"][1]["watermark"].as_i64().is_some(),
+            "window watermark shown: {detail}"
+        );
         let out = cluster.kappactl(&["cancel", &id]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        cluster.wait_state(&id, &["CANCELED"], Duration::from_secs(30)).expect("cancelled");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+            .wait_state(&id, &["CANCELED"], Duration::from_secs(30))
+            .expect("cancelled");
     }
 }
 
@@ -60,17 +104,43 @@ fn kappa_replay_overwrites_history_with_the_new_logic() {
     let v1 = hourly_counts(&data, |u| u > 50);
     let v2 = hourly_counts(&data, |u| u > 80);
 
-    let job_v1 = reference_job(&broker.bootstrap, "clicks", "results", "CAST(split_part(user_id, '_', 2) AS INT) > 50", 2);
-    let id1 = cluster.submit(&job_v1, &["--start", "earliest"]).expect("submit v1");
-    let first = broker.read("results", 2, Duration::from_secs(120), |r| r.len() >= v1.len()).expect("read v1");
+    let job_v1 = reference_job(
+        &broker.bootstrap,
+        "clicks",
+        "results",
+        "CAST(split_part(user_id, '_', 2) AS INT) > 50",
+        2,
+    );
+    let id1 = cluster
+        .submit(&job_v1, &["--start", "earliest"])
+        .expect("submit v1");
+    let first = broker
+        .read("results", 2, Duration::from_secs(120), |r| {
+            r.len() >= v1.len()
+        })
+        .expect("read v1");
     assert_eq!(latest_per_key(&first).expect("v1 records"), v1);
     assert!(cluster.kappactl(&["cancel", &id1]).status.success());
-    cluster.wait_state(&id1, &["CANCELED"], Duration::from_secs(30)).expect("v1 cancelled");
+    cluster
+        .wait_state(&id1, &["CANCELED"], Duration::from_secs(30))
+        .expect("v1 cancelled");
 
     // The business logic changes: count only users above 80, recomputing all history.
-    let job_v2 = reference_job(&broker.bootstrap, "clicks", "results", "CAST(split_part(user_id, '_', 2) AS INT) > 80", 2);
-    let id2 = cluster.submit(&job_v2, &["--start", "earliest"]).expect("submit v2");
-    let all = broker.read("results", 2, Duration::from_secs(120), |r| r.len() >= v1.len() + v2.len()).expect("read v2");
+    let job_v2 = reference_job(
+        &broker.bootstrap,
+        "clicks",
+        "results",
+        "CAST(split_part(user_id, '_', 2) AS INT) > 80",
+        2,
+    );
+    let id2 = cluster
+        .submit(&job_v2, &["--start", "earliest"])
+        .expect("submit v2");
+    let all = broker
+        .read("results", 2, Duration::from_secs(120), |r| {
+            r.len() >= v1.len() + v2.len()
+        })
+        .expect("read v2");
     assert_eq!(all.len(), v1.len() + v2.len());
     let latest = latest_per_key(&all).expect("records");
     for (key, count) in &v2 {
@@ -79,7 +149,11 @@ fn kappa_replay_overwrites_history_with_the_new_logic() {
     // A window that has no click left under the new logic keeps its old record: an upsert
     // sink has nothing to overwrite it with (as in Flink); every such key is a v1-only key.
     for (key, count) in latest.iter().filter(|(k, _)| !v2.contains_key(*k)) {
-        assert_eq!(v1.get(key), Some(count), "{key:?} is neither recomputed nor from v1");
+        assert_eq!(
+            v1.get(key),
+            Some(count),
+            "{key:?} is neither recomputed nor from v1"
+        );
     }
     assert!(cluster.kappactl(&["cancel", &id2]).status.success());
 }

@@ -21,8 +21,17 @@ pub struct BadRecordPolicy {
 const LOG_LIMIT: u64 = 20;
 
 impl BadRecordPolicy {
-    pub fn new(on_error: OnError, dead_letter: Option<DeadLetterWriter>, metrics: Arc<SubtaskMetrics>) -> Self {
-        Self { on_error, dead_letter, metrics, logged: 0 }
+    pub fn new(
+        on_error: OnError,
+        dead_letter: Option<DeadLetterWriter>,
+        metrics: Arc<SubtaskMetrics>,
+    ) -> Self {
+        Self {
+            on_error,
+            dead_letter,
+            metrics,
+            logged: 0,
+        }
     }
 
     /// Handles one bad record found at `location` (e.g. `topic t partition 3 offset 17`).
@@ -40,7 +49,9 @@ impl BadRecordPolicy {
                 Ok(())
             }
             OnError::DeadLetter => {
-                let dl = self.dead_letter.as_mut().ok_or_else(|| TaskError::Data("on_error = \"dead-letter\" without a dead-letter topic".into()))?;
+                let dl = self.dead_letter.as_mut().ok_or_else(|| {
+                    TaskError::Data("on_error = \"dead-letter\" without a dead-letter topic".into())
+                })?;
                 dl.write(location, raw, error)?;
                 SubtaskMetrics::add(&self.metrics.dead_lettered, 1);
                 Ok(())

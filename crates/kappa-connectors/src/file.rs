@@ -53,22 +53,39 @@ pub struct FileReader {
 
 impl FileReader {
     pub fn new(paths: Vec<PathBuf>, decoder: JsonDecoder, policy: BadRecordPolicy) -> Self {
-        let files = paths.into_iter().map(|path| OpenFile { path, reader: None, line_no: 0, done: false }).collect();
-        Self { files, decoder, policy }
+        let files = paths
+            .into_iter()
+            .map(|path| OpenFile {
+                path,
+                reader: None,
+                line_no: 0,
+                done: false,
+            })
+            .collect();
+        Self {
+            files,
+            decoder,
+            policy,
+        }
     }
 
     fn read_split(&mut self, split: usize) -> Result<Option<RecordBatch>, TaskError> {
         let f = &mut self.files[split];
         if f.reader.is_none() {
-            let file = File::open(&f.path).map_err(|e| TaskError::Io(format!("opening {}: {e}", f.path.display())))?;
+            let file = File::open(&f.path)
+                .map_err(|e| TaskError::Io(format!("opening {}: {e}", f.path.display())))?;
             f.reader = Some(BufReader::with_capacity(1 << 20, file));
         }
-        let Some(reader) = f.reader.as_mut() else { return Ok(None) };
+        let Some(reader) = f.reader.as_mut() else {
+            return Ok(None);
+        };
         let mut lines: Vec<Vec<u8>> = Vec::with_capacity(LINES_PER_POLL);
         let mut numbers = Vec::with_capacity(LINES_PER_POLL);
         while lines.len() < LINES_PER_POLL {
             let mut line = Vec::new();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| TaskError::Io(format!("reading {}: {e}", f.path.display())))?;
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| TaskError::Io(format!("reading {}: {e}", f.path.display())))?;
             if n == 0 {
                 break;
             }
@@ -86,10 +103,17 @@ impl FileReader {
             return Ok(None);
         }
         let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-        let (batch, bad) = self.decoder.decode(&refs).map_err(|e| TaskError::Data(e.to_string()))?;
+        let (batch, bad) = self
+            .decoder
+            .decode(&refs)
+            .map_err(|e| TaskError::Data(e.to_string()))?;
         let path = self.files[split].path.display().to_string();
         for b in bad {
-            self.policy.handle(&format!("file {path} line {}", numbers[b.index]), &lines[b.index], &b.error)?;
+            self.policy.handle(
+                &format!("file {path} line {}", numbers[b.index]),
+                &lines[b.index],
+                &b.error,
+            )?;
         }
         Ok(Some(batch))
     }
@@ -100,7 +124,12 @@ impl SourceReader for FileReader {
         self.files.len()
     }
 
-    fn poll(&mut self, out: &mut Vec<SplitBatch>, finished: &mut Vec<usize>, _timeout: Duration) -> Result<SourceStatus, TaskError> {
+    fn poll(
+        &mut self,
+        out: &mut Vec<SplitBatch>,
+        finished: &mut Vec<usize>,
+        _timeout: Duration,
+    ) -> Result<SourceStatus, TaskError> {
         let mut any_open = false;
         for split in 0..self.files.len() {
             if self.files[split].done {
@@ -120,7 +149,11 @@ impl SourceReader for FileReader {
                 }
             }
         }
-        Ok(if any_open { SourceStatus::Running } else { SourceStatus::Finished })
+        Ok(if any_open {
+            SourceStatus::Running
+        } else {
+            SourceStatus::Finished
+        })
     }
 }
 
@@ -152,11 +185,15 @@ enum LineTarget {
 
 impl LineSink {
     pub fn file(f: SharedFile) -> Self {
-        Self { target: LineTarget::File(f) }
+        Self {
+            target: LineTarget::File(f),
+        }
     }
 
     pub fn stdout() -> Self {
-        Self { target: LineTarget::Stdout }
+        Self {
+            target: LineTarget::Stdout,
+        }
     }
 }
 

@@ -47,16 +47,27 @@ impl JsonDecoder {
         match d.len() - before {
             1 => Ok(()),
             0 => Err("empty record: expected a JSON object".into()),
-            n => Err(format!("expected one JSON object per record, found {n} values")),
+            n => Err(format!(
+                "expected one JSON object per record, found {n} values"
+            )),
         }
     }
 
     /// Decodes `records`; the batch holds the good ones in order, bad ones are listed apart.
-    pub fn decode<'a>(&self, records: &[&'a [u8]]) -> Result<(RecordBatch, Vec<BadRecord>), ConnectorError> {
+    pub fn decode(
+        &self,
+        records: &[&[u8]],
+    ) -> Result<(RecordBatch, Vec<BadRecord>), ConnectorError> {
         let mut d = self.decoder(records.len())?;
-        let fast = records.iter().try_for_each(|r| Self::feed(&mut d, r)).and_then(|_| d.flush().map_err(explain));
+        let fast = records
+            .iter()
+            .try_for_each(|r| Self::feed(&mut d, r))
+            .and_then(|_| d.flush().map_err(explain));
         if let Ok(batch) = fast {
-            return Ok((batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())), Vec::new()));
+            return Ok((
+                batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())),
+                Vec::new(),
+            ));
         }
         // Slow path, only when something is wrong: one record at a time, to name the bad ones.
         let mut good = Vec::new();
@@ -65,11 +76,15 @@ impl JsonDecoder {
             let mut d = self.decoder(1)?;
             match Self::feed(&mut d, r).and_then(|_| d.flush().map_err(explain)) {
                 Ok(Some(b)) => good.push(b),
-                Ok(None) => bad.push(BadRecord { index, error: "empty record".into() }),
+                Ok(None) => bad.push(BadRecord {
+                    index,
+                    error: "empty record".into(),
+                }),
                 Err(error) => bad.push(BadRecord { index, error }),
             }
         }
-        let batch = concat_batches(&self.schema, &good).map_err(|e| ConnectorError::Format(e.to_string()))?;
+        let batch = concat_batches(&self.schema, &good)
+            .map_err(|e| ConnectorError::Format(e.to_string()))?;
         Ok((batch, bad))
     }
 }
@@ -80,7 +95,9 @@ fn explain(e: arrow::error::ArrowError) -> String {
     let msg = msg.strip_prefix("Json error: ").unwrap_or(&msg).to_string();
     if msg.contains("unmasked nulls in non-nullable") {
         let field = msg.split('"').nth(1).unwrap_or("?");
-        return format!("missing or null field `{field}` (declare it as \"type?\" in source.schema if it is optional)");
+        return format!(
+            "missing or null field `{field}` (declare it as \"type?\" in source.schema if it is optional)"
+        );
     }
     msg
 }
@@ -90,10 +107,16 @@ pub fn encode_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, ConnectorError> 
     let mut buf = Vec::with_capacity(batch.num_rows() * 64);
     {
         let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-        w.write(batch).map_err(|e| ConnectorError::Format(e.to_string()))?;
-        w.finish().map_err(|e| ConnectorError::Format(e.to_string()))?;
+        w.write(batch)
+            .map_err(|e| ConnectorError::Format(e.to_string()))?;
+        w.finish()
+            .map_err(|e| ConnectorError::Format(e.to_string()))?;
     }
-    Ok(buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 #[cfg(test)]
@@ -105,7 +128,11 @@ mod tests {
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("user_id", DataType::Utf8, false),
-            Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
             Field::new("note", DataType::Utf8, true),
         ]))
     }
@@ -113,7 +140,10 @@ mod tests {
     #[test]
     fn good_records_decode_in_one_batch() {
         let d = JsonDecoder::new(schema());
-        let recs: Vec<&[u8]> = vec![br#"{"user_id":"u1","timestamp":1732500000123,"extra":1}"#, br#"{"user_id":"u2","timestamp":5}"#];
+        let recs: Vec<&[u8]> = vec![
+            br#"{"user_id":"u1","timestamp":1732500000123,"extra":1}"#,
+            br#"{"user_id":"u2","timestamp":5}"#,
+        ];
         let (b, bad) = d.decode(&recs).unwrap();
         assert!(bad.is_empty());
         assert_eq!(b.num_rows(), 2);

@@ -8,7 +8,10 @@ use kappa_job::template::{KeyTemplate, TemplatePart};
 use crate::ConnectorError;
 
 /// The key of every row of `batch`.
-pub fn render_keys(template: &KeyTemplate, batch: &RecordBatch) -> Result<Vec<String>, ConnectorError> {
+pub fn render_keys(
+    template: &KeyTemplate,
+    batch: &RecordBatch,
+) -> Result<Vec<String>, ConnectorError> {
     let options = FormatOptions::default();
     let formatters = template
         .parts
@@ -28,7 +31,8 @@ pub fn render_keys(template: &KeyTemplate, batch: &RecordBatch) -> Result<Vec<St
                 (TemplatePart::Literal(s), _) => key.push_str(s),
                 (_, Some(f)) => {
                     use std::fmt::Write;
-                    write!(key, "{}", f.value(row)).map_err(|e| ConnectorError::Format(e.to_string()))?;
+                    write!(key, "{}", f.value(row))
+                        .map_err(|e| ConnectorError::Format(e.to_string()))?;
                 }
                 (TemplatePart::Column(_), None) => {}
             }
@@ -53,10 +57,16 @@ mod tests {
         ]));
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
-            vec![Arc::new(StringArray::from(vec!["item_1", "item_2"])), Arc::new(Int64Array::from(vec![3600000, 7200000]))],
+            vec![
+                Arc::new(StringArray::from(vec!["item_1", "item_2"])),
+                Arc::new(Int64Array::from(vec![3600000, 7200000])),
+            ],
         )
         .unwrap();
         let t = KeyTemplate::parse("{item_id}-{window_end}", &schema).unwrap();
-        assert_eq!(render_keys(&t, &batch).unwrap(), vec!["item_1-3600000", "item_2-7200000"]);
+        assert_eq!(
+            render_keys(&t, &batch).unwrap(),
+            vec!["item_1-3600000", "item_2-7200000"]
+        );
     }
 }

@@ -45,19 +45,33 @@ pub fn open_source(
     match (&plan.source.kind, assignment) {
         (SourceKind::Kafka(k), SourceAssignment::Kafka(partitions)) => {
             let dead_letter = match &k.dead_letter_topic {
-                Some(t) => Some(DeadLetterWriter::new(TopicProducer::new(&k.bootstrap_servers, &k.properties, t)?)),
+                Some(t) => Some(DeadLetterWriter::new(TopicProducer::new(
+                    &k.bootstrap_servers,
+                    &k.properties,
+                    t,
+                )?)),
                 None => None,
             };
             let policy = BadRecordPolicy::new(plan.source.on_error, dead_letter, metrics);
             let group = format!("kappa-{job_id}");
-            let reader = KafkaReader::new(&k.bootstrap_servers, &k.properties, &k.topic, &group, partitions, decoder, policy)?;
+            let reader = KafkaReader::new(
+                &k.bootstrap_servers,
+                &k.properties,
+                &k.topic,
+                &group,
+                partitions,
+                decoder,
+                policy,
+            )?;
             Ok(Box::new(reader))
         }
         (SourceKind::File { .. }, SourceAssignment::Files(files)) => {
             let policy = BadRecordPolicy::new(plan.source.on_error, None, metrics);
             Ok(Box::new(FileReader::new(files.clone(), decoder, policy)))
         }
-        _ => Err(TaskError::Data("the source assignment does not match the source connector".into())),
+        _ => Err(TaskError::Data(
+            "the source assignment does not match the source connector".into(),
+        )),
     }
 }
 
@@ -69,7 +83,9 @@ pub struct SinkFactory {
 impl SinkFactory {
     pub fn new(plan: &JobPlan) -> Result<Self, TaskError> {
         let file = match &plan.sink.kind {
-            SinkKind::File { path } => Some(SharedFile::create(path).map_err(|e| TaskError::Io(e.to_string()))?),
+            SinkKind::File { path } => {
+                Some(SharedFile::create(path).map_err(|e| TaskError::Io(e.to_string()))?)
+            }
             _ => None,
         };
         Ok(Self { file })
@@ -78,12 +94,22 @@ impl SinkFactory {
     /// The sink of one subtask.
     pub fn open(&self, plan: &JobPlan) -> Result<Box<dyn Sink>, TaskError> {
         Ok(match (&plan.sink.kind, &self.file) {
-            (SinkKind::Kafka { bootstrap_servers, topic, properties }, _) => {
-                Box::new(KafkaSink::new(TopicProducer::new(bootstrap_servers, properties, topic)?, plan.sink.key.clone()))
-            }
+            (
+                SinkKind::Kafka {
+                    bootstrap_servers,
+                    topic,
+                    properties,
+                },
+                _,
+            ) => Box::new(KafkaSink::new(
+                TopicProducer::new(bootstrap_servers, properties, topic)?,
+                plan.sink.key.clone(),
+            )),
             (SinkKind::File { .. }, Some(f)) => Box::new(LineSink::file(f.clone())),
             (SinkKind::Stdout, _) => Box::new(LineSink::stdout()),
-            (SinkKind::File { .. }, None) => return Err(TaskError::Data("file sink not opened".into())),
+            (SinkKind::File { .. }, None) => {
+                return Err(TaskError::Data("file sink not opened".into()));
+            }
         })
     }
 }

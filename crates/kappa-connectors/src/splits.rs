@@ -24,9 +24,21 @@ impl SourceAssignment {
     pub fn describe(&self) -> String {
         match self {
             Self::Kafka(p) if p.is_empty() => "no partitions".into(),
-            Self::Kafka(p) => format!("partitions {}", p.iter().map(|p| p.partition.to_string()).collect::<Vec<_>>().join(", ")),
+            Self::Kafka(p) => format!(
+                "partitions {}",
+                p.iter()
+                    .map(|p| p.partition.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Self::Files(f) if f.is_empty() => "no files".into(),
-            Self::Files(f) => format!("files {}", f.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            Self::Files(f) => format!(
+                "files {}",
+                f.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -40,17 +52,27 @@ fn round_robin<T: Clone>(items: &[T], parallelism: u32) -> Vec<Vec<T>> {
 }
 
 /// Looks up the splits of a source and assigns them to `parallelism` subtasks.
-pub fn assign_splits(source: &SourcePlan, parallelism: u32, timeout: Duration) -> Result<Vec<SourceAssignment>, ConnectorError> {
+pub fn assign_splits(
+    source: &SourcePlan,
+    parallelism: u32,
+    timeout: Duration,
+) -> Result<Vec<SourceAssignment>, ConnectorError> {
     match &source.kind {
         SourceKind::Kafka(k) => {
             let admin = TopicAdmin::new(&k.bootstrap_servers, &k.properties, timeout)?;
             let partitions = admin.partitions(&k.topic)?;
             let starts = admin.start_offsets(&k.topic, &partitions, source.start)?;
-            Ok(round_robin(&starts, parallelism).into_iter().map(SourceAssignment::Kafka).collect())
+            Ok(round_robin(&starts, parallelism)
+                .into_iter()
+                .map(SourceAssignment::Kafka)
+                .collect())
         }
         SourceKind::File { path } => {
             let files = list_files(path)?;
-            Ok(round_robin(&files, parallelism).into_iter().map(SourceAssignment::Files).collect())
+            Ok(round_robin(&files, parallelism)
+                .into_iter()
+                .map(SourceAssignment::Files)
+                .collect())
         }
     }
 }

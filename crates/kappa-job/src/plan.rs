@@ -683,17 +683,15 @@ impl Planner<'_> {
                 }
             }
         };
-        let key = s
-            .key
-            .as_ref()
-            .filter(|_| output_known)
-            .and_then(|k| match KeyTemplate::parse(k.get_ref(), output) {
+        let key = s.key.as_ref().filter(|_| output_known).and_then(|k| {
+            match KeyTemplate::parse(k.get_ref(), output) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     self.err(span(k), "sink.key", e);
                     None
                 }
-            });
+            }
+        });
         SinkPlan {
             kind,
             format: s.format,

@@ -172,8 +172,9 @@ fn plan(
         .with_enable_ident_normalization(false)
         .with_map_string_types_to_utf8view(false);
     let planner = SqlToRel::new_with_options(&*FUNCTIONS, options);
-    let fail =
-        |e: datafusion_common::DataFusionError| format!("in `{text}`: {}", e.strip_backtrace().replace('\n', " "));
+    let fail = |e: datafusion_common::DataFusionError| {
+        format!("in `{text}`: {}", e.strip_backtrace().replace('\n', " "))
+    };
     let expr = planner
         .sql_to_expr(sql, &df_schema, &mut PlannerContext::new())
         .map_err(fail)?;

@@ -9,7 +9,7 @@ use kappa_runtime::TaskError;
 use kappa_taskmanager::{AttemptOutcome, Deployment, deploy};
 
 use crate::Inner;
-use crate::job::{AttemptInfo, JobEntry, JobState, AttemptRun, now_ms};
+use crate::job::{AttemptInfo, AttemptRun, JobEntry, JobState, now_ms};
 use crate::rates::RateTracker;
 
 /// Runs the job until it is finished, failed or cancelled.
@@ -36,11 +36,17 @@ pub async fn drive(inner: Arc<Inner>, job: Arc<JobEntry>) {
                 job.set_state(JobState::Canceled, None);
                 return;
             }
-            AttemptOutcome::Cancelled => TaskError::Io("the attempt stopped without an error".into()),
+            AttemptOutcome::Cancelled => {
+                TaskError::Io("the attempt stopped without an error".into())
+            }
             AttemptOutcome::Failed(e) => e,
         };
         job.status.lock().error = Some(error.to_string());
-        let delay = if error.is_retriable() { job.plan.restart.delay_before(restarts + 1) } else { None };
+        let delay = if error.is_retriable() {
+            job.plan.restart.delay_before(restarts + 1)
+        } else {
+            None
+        };
         let Some(delay) = delay else {
             tracing::error!(job = %job.id, %error, "job failed");
             job.set_state(JobState::Failed, None);
@@ -48,7 +54,10 @@ pub async fn drive(inner: Arc<Inner>, job: Arc<JobEntry>) {
         };
         restarts += 1;
         tracing::warn!(job = %job.id, %error, ?delay, restart = restarts, "job restarting");
-        job.set_state(JobState::Restarting, Some(format!("restart {restarts} in {delay:?} after: {error}")));
+        job.set_state(
+            JobState::Restarting,
+            Some(format!("restart {restarts} in {delay:?} after: {error}")),
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = job.cancelled() => {}
@@ -67,7 +76,8 @@ async fn take_slots(inner: &Inner, job: &JobEntry, p: u32) -> bool {
             inner.slots.free(),
             inner.slots.total()
         );
-        if job.state() != JobState::Created || job.status.lock().reason.as_deref() != Some(&reason) {
+        if job.state() != JobState::Created || job.status.lock().reason.as_deref() != Some(&reason)
+        {
             job.set_state(JobState::Created, Some(reason));
         }
         tokio::select! {
@@ -80,7 +90,12 @@ async fn take_slots(inner: &Inner, job: &JobEntry, p: u32) -> bool {
 
 /// Assigns splits, deploys, and waits for the attempt to end (cancelling it on request).
 async fn run_attempt(inner: &Inner, job: &Arc<JobEntry>, number: u32) -> AttemptOutcome {
-    job.status.lock().attempts.push(AttemptInfo { attempt: number, started_at_ms: now_ms(), ended_at_ms: None, error: None });
+    job.status.lock().attempts.push(AttemptInfo {
+        attempt: number,
+        started_at_ms: now_ms(),
+        ended_at_ms: None,
+        error: None,
+    });
     let outcome = deploy_and_wait(inner, job, number).await;
     let mut s = job.status.lock();
     if let Some(r) = s.attempt.as_mut() {
@@ -99,11 +114,15 @@ async fn deploy_and_wait(inner: &Inner, job: &Arc<JobEntry>, number: u32) -> Att
     let plan = Arc::clone(&job.plan);
     let timeout = inner.config.kafka_timeout;
     let source = plan.source.clone();
-    let assigned = tokio::task::spawn_blocking(move || assign_splits(&source, plan.parallelism, timeout)).await;
+    let assigned =
+        tokio::task::spawn_blocking(move || assign_splits(&source, plan.parallelism, timeout))
+            .await;
     let assignments = match assigned {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => return AttemptOutcome::Failed(TaskError::Io(e.to_string())),
-        Err(e) => return AttemptOutcome::Failed(TaskError::Io(format!("split assignment stopped: {e}"))),
+        Err(e) => {
+            return AttemptOutcome::Failed(TaskError::Io(format!("split assignment stopped: {e}")));
+        }
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let deployment = Deployment {
@@ -120,7 +139,12 @@ async fn deploy_and_wait(inner: &Inner, job: &Arc<JobEntry>, number: u32) -> Att
     };
     {
         let mut s = job.status.lock();
-        s.attempt = Some(AttemptRun { handle, assignments, rates: RateTracker::default(), live: true });
+        s.attempt = Some(AttemptRun {
+            handle,
+            assignments,
+            rates: RateTracker::default(),
+            live: true,
+        });
         if job.cancel_requested() {
             if let Some(r) = &s.attempt {
                 r.handle.cancel();
@@ -132,5 +156,7 @@ async fn deploy_and_wait(inner: &Inner, job: &Arc<JobEntry>, number: u32) -> Att
         }
     }
     tracing::info!(job = %job.id, attempt = number, "job attempt running");
-    rx.await.unwrap_or_else(|_| AttemptOutcome::Failed(TaskError::Io("the attempt supervisor stopped".into())))
+    rx.await.unwrap_or_else(|_| {
+        AttemptOutcome::Failed(TaskError::Io("the attempt supervisor stopped".into()))
+    })
 }

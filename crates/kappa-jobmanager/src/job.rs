@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kappa_connectors::splits::SourceAssignment;
 use kappa_job::JobPlan;
 use kappa_runtime::metrics::SubtaskMetrics;
-use std::sync::atomic::AtomicU64;
 use kappa_taskmanager::AttemptHandle;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicU64;
 use tokio::sync::Notify;
 
 use crate::rates::RateTracker;
@@ -58,7 +58,9 @@ impl JobState {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One try at running the job.
@@ -199,8 +201,13 @@ impl JobEntry {
                 let subtasks = (0..v.parallelism as usize)
                     .map(|i| {
                         let m = metrics.and_then(|m| m.subtasks.get(i));
-                        let rates = running.filter(|r| r.live).map(|r| r.rates.get(vi, i)).unwrap_or_default();
-                        let get = |f: fn(&SubtaskMetrics) -> &AtomicU64| m.map_or(0, |m| SubtaskMetrics::get(f(m)));
+                        let rates = running
+                            .filter(|r| r.live)
+                            .map(|r| r.rates.get(vi, i))
+                            .unwrap_or_default();
+                        let get = |f: fn(&SubtaskMetrics) -> &AtomicU64| {
+                            m.map_or(0, |m| SubtaskMetrics::get(f(m)))
+                        };
                         SubtaskView {
                             index: i as u32,
                             records_in: get(|m| &m.records_in),
@@ -212,7 +219,11 @@ impl JobEntry {
                             watermark: m.and_then(|m| m.watermark()),
                             rates,
                             splits: (vi == 0)
-                                .then(|| running.and_then(|r| r.assignments.get(i)).map(|a| a.describe()))
+                                .then(|| {
+                                    running
+                                        .and_then(|r| r.assignments.get(i))
+                                        .map(|a| a.describe())
+                                })
                                 .flatten(),
                         }
                     })
@@ -228,7 +239,8 @@ impl JobEntry {
                     records_out: sum(|s| s.records_out),
                     records_in_per_second: sumf(|s| s.rates.records_in_per_second),
                     records_out_per_second: sumf(|s| s.rates.records_out_per_second),
-                    backpressure_ratio: sumf(|s| s.rates.backpressure_ratio) / subtasks.len().max(1) as f64,
+                    backpressure_ratio: sumf(|s| s.rates.backpressure_ratio)
+                        / subtasks.len().max(1) as f64,
                     late_records_dropped: sum(|s| s.late_records_dropped),
                     bad_records_skipped: sum(|s| s.bad_records_skipped),
                     bad_records_dead_lettered: sum(|s| s.bad_records_dead_lettered),

@@ -32,7 +32,11 @@ pub struct JobManagerConfig {
 
 impl Default for JobManagerConfig {
     fn default() -> Self {
-        Self { slots: 4, checkpoint_dir: None, kafka_timeout: Duration::from_secs(10) }
+        Self {
+            slots: 4,
+            checkpoint_dir: None,
+            kafka_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -76,10 +80,20 @@ impl JobManager {
     }
 
     /// Validates and starts a job; returns its id.
-    pub fn submit(&self, file_name: &str, spec: &str, overrides: &Overrides) -> Result<String, SubmitError> {
+    pub fn submit(
+        &self,
+        file_name: &str,
+        spec: &str,
+        overrides: &Overrides,
+    ) -> Result<String, SubmitError> {
         let plan = plan_job(file_name, spec, overrides).map_err(SubmitError::Invalid)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let job = Arc::new(JobEntry::new(id.clone(), file_name.to_string(), spec.to_string(), plan));
+        let job = Arc::new(JobEntry::new(
+            id.clone(),
+            file_name.to_string(),
+            spec.to_string(),
+            plan,
+        ));
         tracing::info!(job = %id, name = %job.plan.name, start = %job.plan.source.start, parallelism = job.plan.parallelism, "job submitted");
         self.inner.jobs.write().insert(id.clone(), Arc::clone(&job));
         tokio::spawn(driver::drive(Arc::clone(&self.inner), job));

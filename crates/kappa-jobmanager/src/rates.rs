@@ -39,7 +39,10 @@ fn read(m: &SubtaskMetrics) -> Sample {
 impl RateTracker {
     /// Takes a new sample and updates the rates.
     pub fn sample(&mut self, vertices: &[VertexMetrics], now: Instant) {
-        let samples: Vec<Vec<Sample>> = vertices.iter().map(|v| v.subtasks.iter().map(|s| read(s)).collect()).collect();
+        let samples: Vec<Vec<Sample>> = vertices
+            .iter()
+            .map(|v| v.subtasks.iter().map(|s| read(s)).collect())
+            .collect();
         if let Some((then, prev)) = &self.last {
             let secs = now.duration_since(*then).as_secs_f64();
             if secs > 0.0 {
@@ -50,9 +53,19 @@ impl RateTracker {
                         cur.iter()
                             .zip(old)
                             .map(|(c, o)| SubtaskRates {
-                                records_in_per_second: c.records_in.saturating_sub(o.records_in) as f64 / secs,
-                                records_out_per_second: c.records_out.saturating_sub(o.records_out) as f64 / secs,
-                                backpressure_ratio: (c.backpressured_ns.saturating_sub(o.backpressured_ns) as f64 / 1e9 / secs).min(1.0),
+                                records_in_per_second: c.records_in.saturating_sub(o.records_in)
+                                    as f64
+                                    / secs,
+                                records_out_per_second: c.records_out.saturating_sub(o.records_out)
+                                    as f64
+                                    / secs,
+                                backpressure_ratio: (c
+                                    .backpressured_ns
+                                    .saturating_sub(o.backpressured_ns)
+                                    as f64
+                                    / 1e9
+                                    / secs)
+                                    .min(1.0),
                             })
                             .collect()
                     })
@@ -64,7 +77,11 @@ impl RateTracker {
 
     /// The rates of a subtask (zero until two samples were taken).
     pub fn get(&self, vertex: usize, subtask: usize) -> SubtaskRates {
-        self.rates.get(vertex).and_then(|v| v.get(subtask)).copied().unwrap_or_default()
+        self.rates
+            .get(vertex)
+            .and_then(|v| v.get(subtask))
+            .copied()
+            .unwrap_or_default()
     }
 }
 

@@ -71,7 +71,13 @@ struct ApiError(StatusCode, ErrorBody);
 
 impl ApiError {
     fn new(status: StatusCode, msg: impl Into<String>) -> Self {
-        Self(status, ErrorBody { error: msg.into(), details: Vec::new() })
+        Self(
+            status,
+            ErrorBody {
+                error: msg.into(),
+                details: Vec::new(),
+            },
+        )
     }
 }
 
@@ -86,8 +92,18 @@ impl From<SubmitError> for ApiError {
         match e {
             SubmitError::Invalid(errs) => {
                 let n = errs.0.len();
-                let error = if n == 1 { errs.0[0].to_string() } else { format!("{n} problems in the job: {errs}") };
-                Self(StatusCode::BAD_REQUEST, ErrorBody { error, details: errs.0 })
+                let error = if n == 1 {
+                    errs.0[0].to_string()
+                } else {
+                    format!("{n} problems in the job: {errs}")
+                };
+                Self(
+                    StatusCode::BAD_REQUEST,
+                    ErrorBody {
+                        error,
+                        details: errs.0,
+                    },
+                )
             }
             SubmitError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
         }
@@ -109,15 +125,22 @@ pub fn router(jm: JobManager) -> Router {
 }
 
 fn parse_request(body: &Bytes) -> Result<(String, SubmitRequest, Overrides), ApiError> {
-    let req: SubmitRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))?;
+    let req: SubmitRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e}"),
+        )
+    })?;
     let start = req
         .start
         .as_deref()
         .map(str::parse::<StartPosition>)
         .transpose()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("start: {e}")))?;
-    let overrides = Overrides { start, parallelism: req.parallelism };
+    let overrides = Overrides {
+        start,
+        parallelism: req.parallelism,
+    };
     let file = req.file_name.clone().unwrap_or_else(|| "job.toml".into());
     Ok((file, req, overrides))
 }
@@ -136,7 +159,11 @@ async fn overview(State(jm): State<JobManager>) -> Json<Overview> {
         taskmanagers: 1,
         slots_total: jm.slots_total(),
         slots_free: jm.slots_free(),
-        checkpoint_dir: jm.config().checkpoint_dir.as_ref().map(|p| p.display().to_string()),
+        checkpoint_dir: jm
+            .config()
+            .checkpoint_dir
+            .as_ref()
+            .map(|p| p.display().to_string()),
         jobs,
     })
 }
@@ -145,7 +172,10 @@ async fn list_jobs(State(jm): State<JobManager>) -> Json<Vec<JobSummary>> {
     Json(jm.jobs().iter().map(|j| j.summary()).collect())
 }
 
-async fn submit(State(jm): State<JobManager>, body: Bytes) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+async fn submit(
+    State(jm): State<JobManager>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     let (file, req, overrides) = parse_request(&body)?;
     let id = jm.submit(&file, &req.job, &overrides)?;
     let name = jm.job(&id).map(|j| j.plan.name.clone()).unwrap_or_default();
@@ -154,28 +184,128 @@ async fn submit(State(jm): State<JobManager>, body: Bytes) -> Result<(StatusCode
 
 async fn validate(body: Bytes) -> Result<Json<ValidateResponse>, ApiError> {
     let (file, req, overrides) = parse_request(&body)?;
-    let plan = plan_job(&file, &req.job, &overrides).map_err(|e| ApiError::from(SubmitError::Invalid(e)))?;
+    let plan = plan_job(&file, &req.job, &overrides)
+        .map_err(|e| ApiError::from(SubmitError::Invalid(e)))?;
     let graph = plan.graph();
-    Ok(Json(ValidateResponse { name: plan.name.clone(), parallelism: plan.parallelism, plan: graph.to_string(), graph }))
+    Ok(Json(ValidateResponse {
+        name: plan.name.clone(),
+        parallelism: plan.parallelism,
+        plan: graph.to_string(),
+        graph,
+    }))
 }
 
 fn find(jm: &JobManager, id: &str) -> Result<std::sync::Arc<crate::job::JobEntry>, ApiError> {
-    jm.job(id).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job with id `{id}`")))
+    jm.job(id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job with id `{id}`")))
 }
 
-async fn job_detail(State(jm): State<JobManager>, Path(id): Path<String>) -> Result<Json<JobDetail>, ApiError> {
+async fn job_detail(
+    State(jm): State<JobManager>,
+    Path(id): Path<String>,
+) -> Result<Json<JobDetail>, ApiError> {
     Ok(Json(find(&jm, &id)?.detail()))
 }
 
-async fn cancel(State(jm): State<JobManager>, Path(id): Path<String>) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
+async fn cancel(
+    State(jm): State<JobManager>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
     let job = find(&jm, &id)?;
     if !job.request_cancel() {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("job `{id}` already ended ({})", job.state().name())));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job `{id}` already ended ({})", job.state().name()),
+        ));
     }
     Ok((StatusCode::ACCEPTED, Json(job.summary())))
 }
 
 async fn metrics(State(jm): State<JobManager>) -> Result<Response, ApiError> {
-    let text = prom::render(&jm).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering metrics: {e}")))?;
+    let text = prom::render(&jm).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering metrics: {e}"),
+        )
+    })?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::JobManagerConfig;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const JOB: &str = include_str!("../../../examples/hourly-item-clicks.toml");
+
+    async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, String) {
+        let app = router(JobManager::new(JobManagerConfig::default()));
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn errors_are_json_with_4xx() {
+        for (method, uri, body, status) in [
+            ("GET", "/api/v1/jobs/nope", "", StatusCode::NOT_FOUND),
+            (
+                "POST",
+                "/api/v1/jobs/nope/cancel",
+                "",
+                StatusCode::NOT_FOUND,
+            ),
+            ("GET", "/no/such/route", "", StatusCode::NOT_FOUND),
+            ("POST", "/api/v1/jobs", "{not json", StatusCode::BAD_REQUEST),
+            (
+                "POST",
+                "/api/v1/jobs",
+                r#"{"job":"name = 1"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST",
+                "/api/v1/jobs",
+                r#"{"job":"","start":"yesterday"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let (got, text) = call(method, uri, body).await;
+            assert_eq!(got, status, "{method} {uri}: {text}");
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn validate_returns_the_plan_without_running_anything() {
+        let body = serde_json::json!({"job": JOB, "parallelism": 3}).to_string();
+        let (status, text) = call("POST", "/api/v1/jobs/validate", &body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: ValidateResponse = serde_json::from_str(&text).unwrap();
+        assert_eq!(v.parallelism, 3);
+        assert!(v.plan.contains("hash(item_id)"), "{}", v.plan);
+    }
+
+    #[tokio::test]
+    async fn overview_and_metrics_answer() {
+        let (status, text) = call("GET", "/api/v1/overview", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let v: Overview = serde_json::from_str(&text).unwrap();
+        assert_eq!((v.slots_total, v.slots_free), (4, 4));
+        let (status, text) = call("GET", "/metrics", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("kappa_slots{kind=\"total\"} 4"), "{text}");
+    }
 }

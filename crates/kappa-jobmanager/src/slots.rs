@@ -13,7 +13,11 @@ pub struct SlotPool {
 
 impl SlotPool {
     pub fn new(total: u32) -> Self {
-        Self { total, free: Mutex::new(total), released: Notify::new() }
+        Self {
+            total,
+            free: Mutex::new(total),
+            released: Notify::new(),
+        }
     }
 
     pub fn total(&self) -> u32 {

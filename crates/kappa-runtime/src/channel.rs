@@ -48,7 +48,10 @@ impl Outputs {
                 Err(SendTimeoutError::Disconnected(_)) => break Err(Closed),
             }
         };
-        SubtaskMetrics::add(&self.metrics.backpressured_ns, started.elapsed().as_nanos() as usize);
+        SubtaskMetrics::add(
+            &self.metrics.backpressured_ns,
+            started.elapsed().as_nanos() as usize,
+        );
         result
     }
 
@@ -83,7 +86,9 @@ impl Inputs {
             }
             match self.rx.recv_timeout(POLL) {
                 Ok(m) => {
-                    self.metrics.queued.store(self.rx.len() as u64, Ordering::Relaxed);
+                    self.metrics
+                        .queued
+                        .store(self.rx.len() as u64, Ordering::Relaxed);
                     return Ok(m);
                 }
                 Err(RecvTimeoutError::Timeout) => continue,

@@ -29,7 +29,12 @@ pub trait SourceReader: Send {
     fn splits(&self) -> usize;
 
     /// Appends what arrived within `timeout` to `out`; splits that ended are in `finished`.
-    fn poll(&mut self, out: &mut Vec<SplitBatch>, finished: &mut Vec<usize>, timeout: Duration) -> Result<SourceStatus, TaskError>;
+    fn poll(
+        &mut self,
+        out: &mut Vec<SplitBatch>,
+        finished: &mut Vec<usize>,
+        timeout: Duration,
+    ) -> Result<SourceStatus, TaskError>;
 }
 
 /// Writes result batches of one subtask.

@@ -20,9 +20,15 @@ pub struct KeyEncoder {
 
 impl KeyEncoder {
     pub fn new(keys: &[CompiledExpr]) -> Result<Self, TaskError> {
-        let fields = keys.iter().map(|k| SortField::new(k.data_type.clone())).collect();
+        let fields = keys
+            .iter()
+            .map(|k| SortField::new(k.data_type.clone()))
+            .collect();
         let converter = RowConverter::new(fields).map_err(|e| eval_error("key encoding", e))?;
-        Ok(Self { keys: keys.to_vec(), converter })
+        Ok(Self {
+            keys: keys.to_vec(),
+            converter,
+        })
     }
 
     /// The key columns of a batch.
@@ -33,7 +39,9 @@ impl KeyEncoder {
     /// The encoded key of every row of a batch.
     pub fn rows(&self, batch: &RecordBatch) -> Result<Rows, TaskError> {
         let cols = self.columns(batch)?;
-        self.converter.convert_columns(&cols).map_err(|e| eval_error("key encoding", e))
+        self.converter
+            .convert_columns(&cols)
+            .map_err(|e| eval_error("key encoding", e))
     }
 
     /// The converter, to decode stored keys back into columns.
@@ -50,8 +58,16 @@ pub struct KeyPartitioner {
 }
 
 impl KeyPartitioner {
-    pub fn new(keys: &[CompiledExpr], max_parallelism: u32, parallelism: u32) -> Result<Self, TaskError> {
-        Ok(Self { encoder: KeyEncoder::new(keys)?, max_parallelism, parallelism })
+    pub fn new(
+        keys: &[CompiledExpr],
+        max_parallelism: u32,
+        parallelism: u32,
+    ) -> Result<Self, TaskError> {
+        Ok(Self {
+            encoder: KeyEncoder::new(keys)?,
+            max_parallelism,
+            parallelism,
+        })
     }
 
     /// One (subtask, batch) per subtask that receives rows; row order is kept within each.
@@ -63,7 +79,8 @@ impl KeyPartitioner {
         let mut indices: Vec<Vec<u32>> = vec![Vec::new(); self.parallelism as usize];
         for (i, row) in rows.iter().enumerate() {
             let kg = key_group_of(row.as_ref(), self.max_parallelism);
-            indices[subtask_of_key_group(kg, self.max_parallelism, self.parallelism) as usize].push(i as u32);
+            indices[subtask_of_key_group(kg, self.max_parallelism, self.parallelism) as usize]
+                .push(i as u32);
         }
         let mut out = Vec::new();
         for (target, idx) in indices.into_iter().enumerate() {
@@ -73,7 +90,8 @@ impl KeyPartitioner {
             let part = if idx.len() == batch.num_rows() {
                 batch.clone()
             } else {
-                take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| eval_error("keyed exchange", e))?
+                take_record_batch(batch, &UInt32Array::from(idx))
+                    .map_err(|e| eval_error("keyed exchange", e))?
             };
             out.push((target, part));
         }
@@ -83,7 +101,9 @@ impl KeyPartitioner {
 
 /// The key group of every row, for operators that keep state per key group.
 pub fn key_groups(rows: &Rows, max_parallelism: u32) -> Vec<u32> {
-    rows.iter().map(|r| key_group_of(r.as_ref(), max_parallelism)).collect()
+    rows.iter()
+        .map(|r| key_group_of(r.as_ref(), max_parallelism))
+        .collect()
 }
 
 /// Shared, immutable key expressions of a job.
@@ -99,9 +119,17 @@ mod tests {
 
     #[test]
     fn every_row_goes_to_the_owner_of_its_key_group() {
-        let schema = Arc::new(Schema::new(vec![Field::new("item_id", DataType::Utf8, false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "item_id",
+            DataType::Utf8,
+            false,
+        )]));
         let items: Vec<String> = (0..1000).map(|i| format!("item_{i}")).collect();
-        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(items))]).unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(StringArray::from(items))],
+        )
+        .unwrap();
         let key = compile_named("item_id", &schema).unwrap();
         let p = KeyPartitioner::new(std::slice::from_ref(&key), 128, 3).unwrap();
         let parts = p.split(&batch).unwrap();

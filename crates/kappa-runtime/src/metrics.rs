@@ -72,11 +72,19 @@ impl VertexMetrics {
 
     /// Sum of one counter over all subtasks.
     pub fn sum(&self, f: impl Fn(&SubtaskMetrics) -> &AtomicU64) -> u64 {
-        self.subtasks.iter().map(|s| SubtaskMetrics::get(f(s))).sum()
+        self.subtasks
+            .iter()
+            .map(|s| SubtaskMetrics::get(f(s)))
+            .sum()
     }
 
     /// The vertex watermark: the minimum over its subtasks, if all have one.
     pub fn watermark(&self) -> Option<i64> {
-        self.subtasks.iter().map(|s| s.watermark()).collect::<Option<Vec<_>>>()?.into_iter().min()
+        self.subtasks
+            .iter()
+            .map(|s| s.watermark())
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
     }
 }

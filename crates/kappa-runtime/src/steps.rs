@@ -30,12 +30,22 @@ pub fn apply(steps: &[StepPlan], mut batch: RecordBatch) -> Result<RecordBatch, 
                 let mask = mask
                     .as_any()
                     .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| TaskError::Data(format!("filter `{}` did not give booleans", f.text)))?;
-                let mask = if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() };
-                filter_record_batch(&batch, &mask).map_err(|e| eval_error(&format!("filter `{}`", f.text), e))?
+                    .ok_or_else(|| {
+                        TaskError::Data(format!("filter `{}` did not give booleans", f.text))
+                    })?;
+                let mask = if mask.null_count() > 0 {
+                    prep_null_mask_filter(mask)
+                } else {
+                    mask.clone()
+                };
+                filter_record_batch(&batch, &mask)
+                    .map_err(|e| eval_error(&format!("filter `{}`", f.text), e))?
             }
             StepPlan::Select { exprs, schema } => {
-                let columns = exprs.iter().map(|e| evaluate(e, &batch)).collect::<Result<Vec<_>, _>>()?;
+                let columns = exprs
+                    .iter()
+                    .map(|e| evaluate(e, &batch))
+                    .collect::<Result<Vec<_>, _>>()?;
                 RecordBatch::try_new(Arc::clone(schema), columns)
                     .map_err(|e| eval_error("building the selected columns", e))?
             }
@@ -65,10 +75,20 @@ mod tests {
             ],
         )
         .unwrap();
-        let f = sql::compile_filter("CAST(split_part(user_id, '_', 2) AS INT) > 50 AND n > 0", &schema).unwrap();
+        let f = sql::compile_filter(
+            "CAST(split_part(user_id, '_', 2) AS INT) > 50 AND n > 0",
+            &schema,
+        )
+        .unwrap();
         let s1 = sql::compile_named("n * 10 AS n10", &schema).unwrap();
         let out_schema = Arc::new(sql::schema_of(std::slice::from_ref(&s1)));
-        let steps = vec![StepPlan::Filter(f), StepPlan::Select { exprs: vec![s1], schema: out_schema }];
+        let steps = vec![
+            StepPlan::Filter(f),
+            StepPlan::Select {
+                exprs: vec![s1],
+                schema: out_schema,
+            },
+        ];
         let out = apply(&steps, batch).unwrap();
         assert_eq!(out.num_rows(), 1, "null predicate counts as false");
         let col = out.column(0).as_any().downcast_ref::<Int64Array>().unwrap();

@@ -57,7 +57,10 @@ fn outcome(r: Result<TaskEnd, Stop>) -> Result<TaskEnd, TaskError> {
 /// Where a source task sends its records.
 pub enum SourceOutput {
     /// Keyed exchange to the window subtasks.
-    Keyed { partitioner: KeyPartitioner, outputs: Outputs },
+    Keyed {
+        partitioner: KeyPartitioner,
+        outputs: Outputs,
+    },
     /// No window: the sink is chained in the source task.
     Sink(Box<dyn Sink>),
 }
@@ -65,7 +68,10 @@ pub enum SourceOutput {
 impl SourceOutput {
     fn records(&mut self, batch: RecordBatch) -> Result<(), Stop> {
         match self {
-            Self::Keyed { partitioner, outputs } => {
+            Self::Keyed {
+                partitioner,
+                outputs,
+            } => {
                 for (target, part) in partitioner.split(&batch)? {
                     outputs.send(target, Element::Records(part))?;
                 }
@@ -113,7 +119,12 @@ impl SourceTask {
 
     fn run_loop(&mut self) -> Result<TaskEnd, Stop> {
         let mut watermarks = self.event_time.as_ref().map(|et| {
-            SplitWatermarks::new(self.reader.splits(), et.max_out_of_orderness, et.idle_timeout, Instant::now())
+            SplitWatermarks::new(
+                self.reader.splits(),
+                et.max_out_of_orderness,
+                et.idle_timeout,
+                Instant::now(),
+            )
         });
         let mut idle_sent = false;
         let mut buf: Vec<SplitBatch> = Vec::new();
@@ -126,10 +137,10 @@ impl SourceTask {
             let now = Instant::now();
             for SplitBatch { split, batch } in buf.drain(..) {
                 SubtaskMetrics::add(&self.metrics.records_in, batch.num_rows());
-                if let (Some(w), Some(et)) = (watermarks.as_mut(), self.event_time.as_ref()) {
-                    if let Some(m) = max(&event_times(batch.column(et.source_index))?) {
-                        w.observe(split, m, now);
-                    }
+                if let (Some(w), Some(et)) = (watermarks.as_mut(), self.event_time.as_ref())
+                    && let Some(m) = max(&event_times(batch.column(et.source_index))?)
+                {
+                    w.observe(split, m, now);
                 }
                 let out = steps::apply(&self.steps, batch)?;
                 if out.num_rows() > 0 {
@@ -146,7 +157,10 @@ impl SourceTask {
                     idle_sent = false;
                     self.metrics.watermark.store(wm, Ordering::Relaxed);
                     self.output.control(&Element::Watermark(wm))?;
-                } else if !idle_sent && status == SourceStatus::Running && w.status(now) == WatermarkStatus::Idle {
+                } else if !idle_sent
+                    && status == SourceStatus::Running
+                    && w.status(now) == WatermarkStatus::Idle
+                {
                     idle_sent = true;
                     self.output.control(&Element::Idle)?;
                 }

@@ -29,9 +29,21 @@ pub struct SplitWatermarks {
 }
 
 impl SplitWatermarks {
-    pub fn new(splits: usize, out_of_orderness: Duration, idle_timeout: Option<Duration>, now: Instant) -> Self {
+    pub fn new(
+        splits: usize,
+        out_of_orderness: Duration,
+        idle_timeout: Option<Duration>,
+        now: Instant,
+    ) -> Self {
         Self {
-            splits: vec![Split { max_event_time: None, last_active: now, finished: false }; splits],
+            splits: vec![
+                Split {
+                    max_event_time: None,
+                    last_active: now,
+                    finished: false
+                };
+                splits
+            ],
             out_of_orderness_ms: out_of_orderness.as_millis() as i64,
             idle_timeout,
             emitted: None,
@@ -40,13 +52,20 @@ impl SplitWatermarks {
 
     /// Adds a split found after start (e.g. a new Kafka partition).
     pub fn add_split(&mut self, now: Instant) {
-        self.splits.push(Split { max_event_time: None, last_active: now, finished: false });
+        self.splits.push(Split {
+            max_event_time: None,
+            last_active: now,
+            finished: false,
+        });
     }
 
     /// Records the largest event time seen in a batch read from `split`.
     pub fn observe(&mut self, split: usize, max_event_time: i64, now: Instant) {
         if let Some(s) = self.splits.get_mut(split) {
-            s.max_event_time = Some(s.max_event_time.map_or(max_event_time, |m| m.max(max_event_time)));
+            s.max_event_time = Some(
+                s.max_event_time
+                    .map_or(max_event_time, |m| m.max(max_event_time)),
+            );
             s.last_active = now;
         }
     }
@@ -61,11 +80,16 @@ impl SplitWatermarks {
     /// The current status; an active split that has seen nothing yet holds the watermark back.
     pub fn status(&self, now: Instant) -> WatermarkStatus {
         let active = self.splits.iter().filter(|s| {
-            !s.finished && self.idle_timeout.is_none_or(|t| now.duration_since(s.last_active) < t)
+            !s.finished
+                && self
+                    .idle_timeout
+                    .is_none_or(|t| now.duration_since(s.last_active) < t)
         });
         let mut min: Option<Option<i64>> = None;
         for s in active {
-            let wm = s.max_event_time.map(|m| m.saturating_sub(self.out_of_orderness_ms));
+            let wm = s
+                .max_event_time
+                .map(|m| m.saturating_sub(self.out_of_orderness_ms));
             min = Some(match (min, wm) {
                 (None, w) => w,
                 (Some(Some(a)), Some(b)) => Some(a.min(b)),
@@ -107,7 +131,10 @@ pub struct InputWatermarks {
 
 impl InputWatermarks {
     pub fn new(inputs: u32) -> Self {
-        Self { inputs: vec![Input::Active(None); inputs as usize], current: None }
+        Self {
+            inputs: vec![Input::Active(None); inputs as usize],
+            current: None,
+        }
     }
 
     fn last(i: Input) -> Option<i64> {
@@ -159,7 +186,11 @@ impl InputWatermarks {
         }
         if !any_active {
             // Only ended inputs (watermark +inf) or idle ones: ended-only releases everything.
-            min = self.inputs.iter().all(|i| *i == Input::Ended).then_some(i64::MAX);
+            min = self
+                .inputs
+                .iter()
+                .all(|i| *i == Input::Ended)
+                .then_some(i64::MAX);
         }
         match min {
             Some(m) if self.current.is_none_or(|c| m > c) => {
@@ -198,7 +229,10 @@ mod tests {
         let later = t0 + Duration::from_secs(31);
         w.observe(0, 2000, later);
         assert_eq!(w.advance(later), Some(2000));
-        assert_eq!(w.status(later + Duration::from_secs(31)), WatermarkStatus::Idle);
+        assert_eq!(
+            w.status(later + Duration::from_secs(31)),
+            WatermarkStatus::Idle
+        );
     }
 
     #[test]
@@ -208,7 +242,11 @@ mod tests {
         assert_eq!(w.on_watermark(1, 50), Some(50));
         assert_eq!(w.on_watermark(1, 200), Some(100));
         assert_eq!(w.on_idle(0), Some(200));
-        assert_eq!(w.on_watermark(0, 150), None, "rejoining below the current one does not go back");
+        assert_eq!(
+            w.on_watermark(0, 150),
+            None,
+            "rejoining below the current one does not go back"
+        );
         assert_eq!(w.on_end(0), None);
         assert_eq!(w.on_end(1), Some(i64::MAX));
         assert!(w.all_ended());

@@ -50,7 +50,10 @@ impl AttemptHandle {
 
 type TaskThread = (String, JoinHandle<Result<TaskEnd, TaskError>>);
 
-fn spawn(name: String, f: impl FnOnce() -> Result<TaskEnd, TaskError> + Send + 'static) -> Result<TaskThread, TaskError> {
+fn spawn(
+    name: String,
+    f: impl FnOnce() -> Result<TaskEnd, TaskError> + Send + 'static,
+) -> Result<TaskThread, TaskError> {
     let h = std::thread::Builder::new()
         .name(name.clone())
         .spawn(f)
@@ -59,12 +62,18 @@ fn spawn(name: String, f: impl FnOnce() -> Result<TaskEnd, TaskError> + Send + '
 }
 
 /// Starts every subtask of the deployment; `on_done` is called once with the outcome.
-pub fn deploy(d: Deployment, on_done: impl FnOnce(AttemptOutcome) + Send + 'static) -> Result<AttemptHandle, TaskError> {
+pub fn deploy(
+    d: Deployment,
+    on_done: impl FnOnce(AttemptOutcome) + Send + 'static,
+) -> Result<AttemptHandle, TaskError> {
     let plan = Arc::clone(&d.plan);
     let p = plan.parallelism;
     let cancel = Arc::new(AtomicBool::new(false));
     let sources = VertexMetrics::new(0, "source", p);
-    let windows = plan.window.as_ref().map(|_| VertexMetrics::new(1, "window", p));
+    let windows = plan
+        .window
+        .as_ref()
+        .map(|_| VertexMetrics::new(1, "window", p));
     let sinks = SinkFactory::new(&plan)?;
     let mut threads: Vec<TaskThread> = Vec::new();
 
@@ -73,7 +82,10 @@ pub fn deploy(d: Deployment, on_done: impl FnOnce(AttemptOutcome) + Send + 'stat
         let (outs, ins) = all_to_all(&sources.subtasks, &wm.subtasks, CHANNEL_CAPACITY, &cancel);
         for o in outs {
             let partitioner = KeyPartitioner::new(&w.keys, plan.max_parallelism, p)?;
-            outputs.push(SourceOutput::Keyed { partitioner, outputs: o });
+            outputs.push(SourceOutput::Keyed {
+                partitioner,
+                outputs: o,
+            });
         }
         for (i, inputs) in ins.into_iter().enumerate() {
             let task = WindowTask {
@@ -82,14 +94,20 @@ pub fn deploy(d: Deployment, on_done: impl FnOnce(AttemptOutcome) + Send + 'stat
                 sink: sinks.open(&plan)?,
                 metrics: Arc::clone(&wm.subtasks[i]),
             };
-            threads.push(spawn(format!("{}-window-{i}", d.job_id), move || task.run())?);
+            threads.push(spawn(format!("{}-window-{i}", d.job_id), move || {
+                task.run()
+            })?);
         }
     } else {
         for _ in 0..p {
             outputs.push(SourceOutput::Sink(sinks.open(&plan)?));
         }
     }
-    for (i, (output, assignment)) in outputs.into_iter().zip(d.assignments.iter().cloned()).enumerate() {
+    for (i, (output, assignment)) in outputs
+        .into_iter()
+        .zip(d.assignments.iter().cloned())
+        .enumerate()
+    {
         let (plan, cancel, job_id) = (Arc::clone(&plan), Arc::clone(&cancel), d.job_id.clone());
         let metrics = Arc::clone(&sources.subtasks[i]);
         threads.push(spawn(format!("{}-source-{i}", d.job_id), move || {
@@ -122,10 +140,13 @@ fn supervise(threads: Vec<TaskThread>, cancel: &AtomicBool) -> AttemptOutcome {
     let mut cancelled = false;
     let mut pending: Vec<TaskThread> = threads;
     while !pending.is_empty() {
-        let (done, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, h)| h.is_finished());
+        let (done, rest): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|(_, h)| h.is_finished());
         pending = rest;
         for (name, h) in done {
-            let result = h.join().unwrap_or_else(|_| Err(TaskError::Data(format!("task {name} panicked"))));
+            let result = h
+                .join()
+                .unwrap_or_else(|_| Err(TaskError::Data(format!("task {name} panicked"))));
             match result {
                 Ok(TaskEnd::Finished) => {}
                 Ok(TaskEnd::Cancelled) => cancelled = true,

@@ -86,7 +86,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     b
                 }
             };
-            let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("linger.ms", "20").create()?;
+            let producer: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("linger.ms", "20")
+                .create()?;
             for i in 0..args.events {
                 let e = clicks.event(event_time(i, args.events));
                 let mut rec = BaseRecord::<(), str>::to("bench-clicks").payload(e.as_str());
@@ -102,11 +105,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .replace("key = \"{item_id}-{window_end}\"\n", "")
         }
     };
-    let jm = JobManager::new(JobManagerConfig { slots: args.parallelism, ..JobManagerConfig::default() });
-    let overrides = kappa_job::Overrides { parallelism: Some(args.parallelism), ..Default::default() };
+    let jm = JobManager::new(JobManagerConfig {
+        slots: args.parallelism,
+        ..JobManagerConfig::default()
+    });
+    let overrides = kappa_job::Overrides {
+        parallelism: Some(args.parallelism),
+        ..Default::default()
+    };
     let cpu0 = cpu_time();
     let t0 = Instant::now();
-    let id = jm.submit("bench.toml", &job, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = jm
+        .submit("bench.toml", &job, &overrides)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let job = jm.job(&id).context("bench job vanished")?;
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -130,15 +141,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let n = args.events as f64;
     println!(
         "reference job, {} source, parallelism {}: {} events in {:.2} s wall, {:.2} s CPU",
-        match args.source { BenchSource::File => "file", BenchSource::Kafka => "kafka" },
+        match args.source {
+            BenchSource::File => "file",
+            BenchSource::Kafka => "kafka",
+        },
         args.parallelism,
         args.events,
         wall.as_secs_f64(),
         cpu.as_secs_f64()
     );
     println!("  {:.0} events/s", n / wall.as_secs_f64());
-    println!("  {:.0} events per CPU-second", n / cpu.as_secs_f64().max(1e-9));
-    let results = std::fs::read_to_string(&out).unwrap_or_default().lines().count();
+    println!(
+        "  {:.0} events per CPU-second",
+        n / cpu.as_secs_f64().max(1e-9)
+    );
+    let results = std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .count();
     println!("  {results} window results written");
     Ok(())
 }

@@ -38,17 +38,25 @@ pub struct DemoArgs {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn utc(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string().replace('T', " ").replace('Z', "")
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', "")
 }
 
 /// Produces click events with an accelerated event-time clock until `stop`.
 fn generate(bootstrap: String, rate: u32, speed: u32, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("linger.ms", "5").create()?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()?;
     let mut clicks = ClickGenerator::new(42, 5_000);
     let hour = 3_600_000;
     // Start just after the top of an hour so the first window is a whole one.
@@ -90,7 +98,10 @@ impl WindowTable {
         ) else {
             return;
         };
-        let w = self.windows.entry(end).or_insert_with(|| (start, HashMap::new()));
+        let w = self
+            .windows
+            .entry(end)
+            .or_insert_with(|| (start, HashMap::new()));
         w.1.insert(item.to_string(), count);
         self.last_update = Instant::now();
     }
@@ -103,7 +114,11 @@ impl WindowTable {
             let total: i64 = counts.values().sum();
             let mut top: Vec<_> = counts.iter().collect();
             top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-            let top: Vec<String> = top.iter().take(3).map(|(i, c)| format!("{i} ({c})")).collect();
+            let top: Vec<String> = top
+                .iter()
+                .take(3)
+                .map(|(i, c)| format!("{i} ({c})"))
+                .collect();
             let mut top = top.join(", ");
             top.truncate(44);
             println!(
@@ -123,31 +138,48 @@ impl WindowTable {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let cluster = MockCluster::new(1).context("starting the embedded Kafka (librdkafka mock cluster)")?;
+    let cluster =
+        MockCluster::new(1).context("starting the embedded Kafka (librdkafka mock cluster)")?;
     cluster.create_topic("user-behavior", 4, 1)?;
     cluster.create_topic("hourly-clicks", 2, 1)?;
     let bootstrap = cluster.bootstrap_servers();
-    println!("Embedded Kafka at {bootstrap}: topics user-behavior (4 partitions) and hourly-clicks (2)");
+    println!(
+        "Embedded Kafka at {bootstrap}: topics user-behavior (4 partitions) and hourly-clicks (2)"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let gen_stop = Arc::clone(&stop);
     let gen_bootstrap = bootstrap.clone();
     let (rate, speed) = (args.rate, args.speed);
     let generator = std::thread::spawn(move || generate(gen_bootstrap, rate, speed, gen_stop));
-    println!("Click generator: {rate} events/s, event time running {speed}× faster than the wall clock");
+    println!(
+        "Click generator: {rate} events/s, event time running {speed}× faster than the wall clock"
+    );
 
     let (jm, addr) = crate::local::start(&args.local).await?;
     let job_text = REFERENCE_JOB.replace("127.0.0.1:9092", &bootstrap);
     let id = jm
-        .submit("hourly-item-clicks.toml", &job_text, &kappa_job::Overrides::default())
+        .submit(
+            "hourly-item-clicks.toml",
+            &job_text,
+            &kappa_job::Overrides::default(),
+        )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("Submitted the reference job (examples/hourly-item-clicks.toml), id {id}");
-    println!("  REST API: curl http://{addr}/api/v1/jobs/{id}     metrics: curl http://{addr}/metrics");
+    println!(
+        "  REST API: curl http://{addr}/api/v1/jobs/{id}     metrics: curl http://{addr}/metrics"
+    );
     println!("  kappactl: KAPPA_JOBMANAGER=http://{addr} kappactl status {id}");
     println!("Hourly clicks per item (users above 50 only), as each window fires:");
-    println!("┌────────────────────────────────┬───────┬─────────┬──────────────────────────────────────────────┐");
-    println!("│ window (UTC)                   │ items │  clicks │ top items                                    │");
-    println!("├────────────────────────────────┼───────┼─────────┼──────────────────────────────────────────────┤");
+    println!(
+        "┌────────────────────────────────┬───────┬─────────┬──────────────────────────────────────────────┐"
+    );
+    println!(
+        "│ window (UTC)                   │ items │  clicks │ top items                                    │"
+    );
+    println!(
+        "├────────────────────────────────┼───────┼─────────┼──────────────────────────────────────────────┤"
+    );
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -159,7 +191,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tpl.add_partition_offset("hourly-clicks", p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    let mut table = WindowTable { windows: BTreeMap::new(), last_update: Instant::now(), shown: 0 };
+    let mut table = WindowTable {
+        windows: BTreeMap::new(),
+        last_update: Instant::now(),
+        shown: 0,
+    };
     let ctrl_c = crate::local::shutdown_signal();
     tokio::pin!(ctrl_c);
     let result = loop {
@@ -169,22 +205,34 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         while let Some(m) = consumer.poll(Duration::ZERO) {
             let m = m?;
-            if let Some(v) = m.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()) {
+            if let Some(v) = m
+                .payload()
+                .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+            {
                 table.add(&v);
             }
         }
         let job = jm.job(&id).context("the demo job disappeared")?;
         let before = table.shown;
-        let status = if table.windows.is_empty() { String::new() } else { status_line(&job.detail()) };
+        let status = if table.windows.is_empty() {
+            String::new()
+        } else {
+            status_line(&job.detail())
+        };
         table.print_settled(&status);
         if job.state() == JobState::Failed {
-            break Err(anyhow::anyhow!("the job failed: {}", job.summary().error.unwrap_or_default()));
+            break Err(anyhow::anyhow!(
+                "the job failed: {}",
+                job.summary().error.unwrap_or_default()
+            ));
         }
         if table.shown > before && args.windows.is_some_and(|n| table.shown >= n) {
             break Ok(());
         }
     };
-    println!("└────────────────────────────────┴───────┴─────────┴──────────────────────────────────────────────┘");
+    println!(
+        "└────────────────────────────────┴───────┴─────────┴──────────────────────────────────────────────┘"
+    );
     stop.store(true, Ordering::Relaxed);
     let generated = generator.join();
     if let Some(job) = jm.job(&id) {
@@ -208,7 +256,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 fn status_line(d: &kappa_jobmanager::job::JobDetail) -> String {
     let src = d.vertices.first();
-    let wm = d.vertices.last().and_then(|v| v.watermark).map_or("-".to_string(), utc);
+    let wm = d
+        .vertices
+        .last()
+        .and_then(|v| v.watermark)
+        .map_or("-".to_string(), utc);
     format!(
         "job {}: {} events read, {:.0}/s, watermark {}",
         d.summary.state.name(),

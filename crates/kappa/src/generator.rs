@@ -16,14 +16,24 @@ pub struct ClickGenerator {
 
 impl ClickGenerator {
     pub fn new(seed: u64, jitter_ms: i64) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed), jitter_ms }
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            jitter_ms,
+        }
     }
 
     /// One event at (about) event time `now_ms`, as a JSON object.
     pub fn event(&mut self, now_ms: i64) -> String {
         let user = self.rng.random_range(1..=USERS);
         let item = self.rng.random_range(1..=ITEMS);
-        let lag = if self.jitter_ms > 0 { self.rng.random_range(0..=self.jitter_ms) } else { 0 };
-        format!(r#"{{"user_id":"user_{user}","item_id":"item_{item}","timestamp":{}}}"#, now_ms - lag)
+        let lag = if self.jitter_ms > 0 {
+            self.rng.random_range(0..=self.jitter_ms)
+        } else {
+            0
+        };
+        format!(
+            r#"{{"user_id":"user_{user}","item_id":"item_{item}","timestamp":{}}}"#,
+            now_ms - lag
+        )
     }
 }

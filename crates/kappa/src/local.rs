@@ -9,7 +9,8 @@ use crate::LocalArgs;
 /// Starts the cluster and its HTTP server; returns the handle and the bound address.
 pub async fn start(args: &LocalArgs) -> anyhow::Result<(JobManager, std::net::SocketAddr)> {
     if let Some(dir) = &args.checkpoint_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating checkpoint dir {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating checkpoint dir {}", dir.display()))?;
     }
     let jm = JobManager::new(JobManagerConfig {
         slots: args.slots,
@@ -19,7 +20,9 @@ pub async fn start(args: &LocalArgs) -> anyhow::Result<(JobManager, std::net::So
     let addr = format!("{}:{}", args.address, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("cannot listen on {addr} (is another kappa running? use --port)"))?;
+        .with_context(|| {
+            format!("cannot listen on {addr} (is another kappa running? use --port)")
+        })?;
     let bound = listener.local_addr()?;
     let app = rest::router(jm.clone());
     tokio::spawn(async move {
@@ -35,13 +38,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -15,30 +15,44 @@ impl Client {
         if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!("--jobmanager must be an http:// URL, got `{base}`");
         }
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
         Ok(Self { base, http })
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let resp = req.send().await.map_err(|e| {
-            let why = if e.is_connect() { "connection refused or host unreachable".to_string() } else { e.to_string() };
+            let why = if e.is_connect() {
+                "connection refused or host unreachable".to_string()
+            } else {
+                e.to_string()
+            };
             anyhow!("cannot reach the jobmanager at {}: {why}", self.base)
         })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| anyhow!("reading the jobmanager's answer: {e}"))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| anyhow!("reading the jobmanager's answer: {e}"))?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
             return Ok(value);
         }
-        let error = value["error"].as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+        let error = value["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
         match value["details"].as_array() {
             Some(details) if details.len() > 1 => {
                 let lines: Vec<String> = details.iter().map(render_detail).collect();

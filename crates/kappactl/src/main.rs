@@ -15,10 +15,19 @@ use serde_json::json;
 use crate::client::Client;
 
 #[derive(Parser)]
-#[command(name = "kappactl", version, about = "Command-line client of a Kappa cluster")]
+#[command(
+    name = "kappactl",
+    version,
+    about = "Command-line client of a Kappa cluster"
+)]
 struct Cli {
     /// REST address of the jobmanager.
-    #[arg(long, global = true, env = "KAPPA_JOBMANAGER", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        global = true,
+        env = "KAPPA_JOBMANAGER",
+        default_value = "http://127.0.0.1:8081"
+    )]
     jobmanager: String,
     /// Print the API's JSON instead of text.
     #[arg(long, global = true)]
@@ -55,7 +64,8 @@ enum Command {
 
 fn read_job(path: &Path) -> anyhow::Result<(String, String)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", path.display()))?;
     let name = path.display().to_string();
     Ok((name, text))
 }
@@ -65,12 +75,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Validate(a) => {
             let (name, text) = read_job(&a.file)?;
-            let overrides = Overrides { start: a.start, parallelism: a.parallelism };
+            let overrides = Overrides {
+                start: a.start,
+                parallelism: a.parallelism,
+            };
             let plan = plan_job(&name, &text, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&plan.graph())?);
             } else {
-                println!("{}: job `{}` is valid (parallelism {}, max_parallelism {})", name, plan.name, plan.parallelism, plan.max_parallelism);
+                println!(
+                    "{}: job `{}` is valid (parallelism {}, max_parallelism {})",
+                    name, plan.name, plan.parallelism, plan.max_parallelism
+                );
                 print!("{}", plan.graph());
             }
         }
@@ -106,11 +122,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Cancel { id } => {
-            let job = client.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({})).await?;
+            let job = client
+                .post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))
+                .await?;
             if cli.json {
                 println!("{job}");
             } else {
-                println!("cancelling job {id} ({})", job["name"].as_str().unwrap_or_default());
+                println!(
+                    "cancelling job {id} ({})",
+                    job["name"].as_str().unwrap_or_default()
+                );
             }
         }
     }
@@ -119,7 +140,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kappactl: cannot start: {e}");

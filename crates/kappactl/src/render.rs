@@ -8,7 +8,10 @@ use serde_json::Value;
 
 fn time(ms: Option<i64>) -> String {
     match ms {
-        Some(ms) if ms != i64::MAX => humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string(),
+        Some(ms) if ms != i64::MAX => {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+                .to_string()
+        }
         Some(_) => "end of input".into(),
         None => "-".into(),
     }
@@ -25,7 +28,11 @@ pub fn job_list(jobs: &Value) -> String {
     if jobs.is_empty() {
         return "no jobs\n".into();
     }
-    let _ = writeln!(out, "{:<32}  {:<11}  {:<24}  {:>4}  {:<24}", "ID", "STATE", "NAME", "PAR", "SUBMITTED");
+    let _ = writeln!(
+        out,
+        "{:<32}  {:<11}  {:<24}  {:>4}  {:<24}",
+        "ID", "STATE", "NAME", "PAR", "SUBMITTED"
+    );
     for j in jobs {
         let _ = writeln!(
             out,
@@ -42,7 +49,13 @@ pub fn job_list(jobs: &Value) -> String {
 
 pub fn job_detail(j: &Value) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "job {} `{}`: {}", s(&j["id"]), s(&j["name"]), s(&j["state"]));
+    let _ = writeln!(
+        out,
+        "job {} `{}`: {}",
+        s(&j["id"]),
+        s(&j["name"]),
+        s(&j["state"])
+    );
     if let Some(r) = j["reason"].as_str() {
         let _ = writeln!(out, "  reason: {r}");
     }
@@ -64,7 +77,10 @@ pub fn job_detail(j: &Value) -> String {
                 a["attempt"].as_u64().unwrap_or(0),
                 time(a["started_at_ms"].as_i64()),
                 time(a["ended_at_ms"].as_i64()),
-                a["error"].as_str().map(|e| format!(", error: {e}")).unwrap_or_default()
+                a["error"]
+                    .as_str()
+                    .map(|e| format!(", error: {e}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -89,7 +105,10 @@ pub fn job_detail(j: &Value) -> String {
         let skipped = v["bad_records_skipped"].as_u64().unwrap_or(0);
         let dead = v["bad_records_dead_lettered"].as_u64().unwrap_or(0);
         if late + skipped + dead > 0 {
-            let _ = writeln!(out, "      late records dropped {late}, bad records skipped {skipped}, dead-lettered {dead}");
+            let _ = writeln!(
+                out,
+                "      late records dropped {late}, bad records skipped {skipped}, dead-lettered {dead}"
+            );
         }
         for st in v["subtasks"].as_array().into_iter().flatten() {
             let _ = writeln!(
@@ -99,7 +118,10 @@ pub fn job_detail(j: &Value) -> String {
                 st["records_in"].as_u64().unwrap_or(0),
                 st["records_out"].as_u64().unwrap_or(0),
                 time(st["watermark"].as_i64()),
-                st["splits"].as_str().map(|p| format!(", {p}")).unwrap_or_default()
+                st["splits"]
+                    .as_str()
+                    .map(|p| format!(", {p}"))
+                    .unwrap_or_default()
             );
         }
     }

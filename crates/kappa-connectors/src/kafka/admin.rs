@@ -19,39 +19,76 @@ pub struct TopicAdmin {
 }
 
 impl TopicAdmin {
-    pub fn new(bootstrap_servers: &str, properties: &BTreeMap<String, String>, timeout: Duration) -> Result<Self, ConnectorError> {
+    pub fn new(
+        bootstrap_servers: &str,
+        properties: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<Self, ConnectorError> {
         let consumer = client_config(bootstrap_servers, properties)
             .set("group.id", "kappa-metadata")
             .set("enable.auto.commit", "false")
             .create()
-            .map_err(|e| ConnectorError::Kafka(format!("creating a client for {bootstrap_servers}: {e}")))?;
-        Ok(Self { consumer, bootstrap_servers: bootstrap_servers.to_string(), timeout })
+            .map_err(|e| {
+                ConnectorError::Kafka(format!("creating a client for {bootstrap_servers}: {e}"))
+            })?;
+        Ok(Self {
+            consumer,
+            bootstrap_servers: bootstrap_servers.to_string(),
+            timeout,
+        })
     }
 
     /// The partition ids of `topic`, sorted; an error if the cluster or the topic is not there.
     pub fn partitions(&self, topic: &str) -> Result<Vec<i32>, ConnectorError> {
-        let md = self.consumer.fetch_metadata(Some(topic), self.timeout).map_err(|e| {
-            ConnectorError::Kafka(format!("cannot reach Kafka at {} (topic `{topic}`): {e}", self.bootstrap_servers))
-        })?;
+        let md = self
+            .consumer
+            .fetch_metadata(Some(topic), self.timeout)
+            .map_err(|e| {
+                ConnectorError::Kafka(format!(
+                    "cannot reach Kafka at {} (topic `{topic}`): {e}",
+                    self.bootstrap_servers
+                ))
+            })?;
         let t = md
             .topics()
             .iter()
             .find(|t| t.name() == topic)
-            .ok_or_else(|| ConnectorError::Kafka(format!("topic `{topic}` not found at {}", self.bootstrap_servers)))?;
+            .ok_or_else(|| {
+                ConnectorError::Kafka(format!(
+                    "topic `{topic}` not found at {}",
+                    self.bootstrap_servers
+                ))
+            })?;
         if let Some(err) = t.error() {
-            return Err(ConnectorError::Kafka(format!("topic `{topic}` at {}: {err:?}", self.bootstrap_servers)));
+            return Err(ConnectorError::Kafka(format!(
+                "topic `{topic}` at {}: {err:?}",
+                self.bootstrap_servers
+            )));
         }
         let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
         if ids.is_empty() {
-            return Err(ConnectorError::Kafka(format!("topic `{topic}` has no partitions at {}", self.bootstrap_servers)));
+            return Err(ConnectorError::Kafka(format!(
+                "topic `{topic}` has no partitions at {}",
+                self.bootstrap_servers
+            )));
         }
         ids.sort_unstable();
         Ok(ids)
     }
 
     /// The start offset of each partition for a start position.
-    pub fn start_offsets(&self, topic: &str, partitions: &[i32], start: StartPosition) -> Result<Vec<PartitionStart>, ConnectorError> {
-        let fixed = |offset| partitions.iter().map(|&partition| PartitionStart { partition, offset }).collect();
+    pub fn start_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        start: StartPosition,
+    ) -> Result<Vec<PartitionStart>, ConnectorError> {
+        let fixed = |offset| {
+            partitions
+                .iter()
+                .map(|&partition| PartitionStart { partition, offset })
+                .collect()
+        };
         match start {
             StartPosition::Earliest => Ok(fixed(StartOffset::Beginning)),
             StartPosition::Latest => Ok(fixed(StartOffset::End)),
@@ -64,7 +101,11 @@ impl TopicAdmin {
                 let found = self
                     .consumer
                     .offsets_for_times(tpl, self.timeout)
-                    .map_err(|e| ConnectorError::Kafka(format!("looking up offsets for timestamp {ms} in `{topic}`: {e}")))?;
+                    .map_err(|e| {
+                        ConnectorError::Kafka(format!(
+                            "looking up offsets for timestamp {ms} in `{topic}`: {e}"
+                        ))
+                    })?;
                 partitions
                     .iter()
                     .map(|&partition| {

@@ -26,7 +26,10 @@ pub struct PartitionStart {
 }
 
 /// A client configuration: the user's `properties` first, then what Kappa relies on.
-pub fn client_config(bootstrap_servers: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
+pub fn client_config(
+    bootstrap_servers: &str,
+    properties: &BTreeMap<String, String>,
+) -> ClientConfig {
     let mut c = ClientConfig::new();
     for (k, v) in properties {
         c.set(k, v);

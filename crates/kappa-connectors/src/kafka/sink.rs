@@ -10,10 +10,10 @@ use kappa_job::template::KeyTemplate;
 use kappa_runtime::TaskError;
 use parking_lot::Mutex;
 use rdkafka::ClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::error::KafkaError;
 
 use super::client_config;
 use crate::json::encode_rows;
@@ -49,24 +49,44 @@ pub struct TopicProducer {
 }
 
 impl TopicProducer {
-    pub fn new(bootstrap_servers: &str, properties: &BTreeMap<String, String>, topic: &str) -> Result<Self, TaskError> {
+    pub fn new(
+        bootstrap_servers: &str,
+        properties: &BTreeMap<String, String>,
+        topic: &str,
+    ) -> Result<Self, TaskError> {
         let errors = DeliveryErrors::default();
         let producer = client_config(bootstrap_servers, properties)
             .set("linger.ms", "5")
             .create_with_context(errors.clone())
-            .map_err(|e| TaskError::Io(format!("creating a Kafka producer for {bootstrap_servers}: {e}")))?;
-        Ok(Self { producer, errors, topic: topic.to_string() })
+            .map_err(|e| {
+                TaskError::Io(format!(
+                    "creating a Kafka producer for {bootstrap_servers}: {e}"
+                ))
+            })?;
+        Ok(Self {
+            producer,
+            errors,
+            topic: topic.to_string(),
+        })
     }
 
     fn check(&self) -> Result<(), TaskError> {
         match self.errors.0.lock().take() {
-            Some(e) => Err(TaskError::Io(format!("writing to topic `{}`: {e}", self.topic))),
+            Some(e) => Err(TaskError::Io(format!(
+                "writing to topic `{}`: {e}",
+                self.topic
+            ))),
             None => Ok(()),
         }
     }
 
     /// Queues one record.
-    pub fn send(&self, key: Option<&[u8]>, value: &[u8], headers: Option<OwnedHeaders>) -> Result<(), TaskError> {
+    pub fn send(
+        &self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), TaskError> {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).payload(value);
         if let Some(k) = key {
             record = record.key(k);
@@ -82,7 +102,12 @@ impl TopicProducer {
                     self.producer.poll(Duration::from_millis(50));
                     self.check()?;
                 }
-                Err((e, _)) => return Err(TaskError::Io(format!("writing to topic `{}`: {e}", self.topic))),
+                Err((e, _)) => {
+                    return Err(TaskError::Io(format!(
+                        "writing to topic `{}`: {e}",
+                        self.topic
+                    )));
+                }
             }
         }
         self.producer.poll(Duration::ZERO);
@@ -141,8 +166,14 @@ impl DeadLetterWriter {
 
     pub fn write(&mut self, location: &str, raw: &[u8], error: &str) -> Result<(), TaskError> {
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "kappa.error", value: Some(error) })
-            .insert(Header { key: "kappa.source", value: Some(location) });
+            .insert(Header {
+                key: "kappa.error",
+                value: Some(error),
+            })
+            .insert(Header {
+                key: "kappa.source",
+                value: Some(location),
+            });
         self.producer.send(None, raw, Some(headers))?;
         // A dead letter must not be lost if the job fails right after: wait for it.
         self.producer.flush()

@@ -45,7 +45,11 @@ impl KafkaReader {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .create()
-            .map_err(|e| TaskError::Io(format!("creating a Kafka consumer for {bootstrap_servers}: {e}")))?;
+            .map_err(|e| {
+                TaskError::Io(format!(
+                    "creating a Kafka consumer for {bootstrap_servers}: {e}"
+                ))
+            })?;
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
             let offset = match p.offset {
@@ -54,7 +58,12 @@ impl KafkaReader {
                 StartOffset::Offset(o) => Offset::Offset(o),
             };
             tpl.add_partition_offset(topic, p.partition, offset)
-                .map_err(|e| TaskError::Io(format!("assigning partition {} of `{topic}`: {e}", p.partition)))?;
+                .map_err(|e| {
+                    TaskError::Io(format!(
+                        "assigning partition {} of `{topic}`: {e}",
+                        p.partition
+                    ))
+                })?;
         }
         consumer
             .assign(&tpl)
@@ -62,7 +71,11 @@ impl KafkaReader {
         Ok(Self {
             consumer,
             topic: topic.to_string(),
-            split_of: partitions.iter().enumerate().map(|(i, p)| (p.partition, i)).collect(),
+            split_of: partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.partition, i))
+                .collect(),
             decoder,
             policy,
             errors_logged: 0,
@@ -75,12 +88,22 @@ impl SourceReader for KafkaReader {
         self.split_of.len()
     }
 
-    fn poll(&mut self, out: &mut Vec<SplitBatch>, _finished: &mut Vec<usize>, timeout: Duration) -> Result<SourceStatus, TaskError> {
+    fn poll(
+        &mut self,
+        out: &mut Vec<SplitBatch>,
+        _finished: &mut Vec<usize>,
+        timeout: Duration,
+    ) -> Result<SourceStatus, TaskError> {
         let deadline = Instant::now() + timeout;
-        let mut by_split: Vec<Vec<BorrowedMessage<'_>>> = (0..self.split_of.len()).map(|_| Vec::new()).collect();
+        let mut by_split: Vec<Vec<BorrowedMessage<'_>>> =
+            (0..self.split_of.len()).map(|_| Vec::new()).collect();
         let mut taken = 0;
         while taken < MAX_RECORDS_PER_POLL {
-            let wait = if taken == 0 { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
+            let wait = if taken == 0 {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
             match self.consumer.poll(wait) {
                 None => break,
                 Some(Ok(m)) => {
@@ -104,11 +127,22 @@ impl SourceReader for KafkaReader {
             if msgs.is_empty() {
                 continue;
             }
-            let payloads: Vec<&[u8]> = msgs.iter().map(|m| m.payload().unwrap_or_default()).collect();
-            let (batch, bad) = self.decoder.decode(&payloads).map_err(|e| TaskError::Data(e.to_string()))?;
+            let payloads: Vec<&[u8]> = msgs
+                .iter()
+                .map(|m| m.payload().unwrap_or_default())
+                .collect();
+            let (batch, bad) = self
+                .decoder
+                .decode(&payloads)
+                .map_err(|e| TaskError::Data(e.to_string()))?;
             for b in bad {
                 let m = &msgs[b.index];
-                let location = format!("topic `{}` partition {} offset {}", self.topic, m.partition(), m.offset());
+                let location = format!(
+                    "topic `{}` partition {} offset {}",
+                    self.topic,
+                    m.partition(),
+                    m.offset()
+                );
                 self.policy.handle(&location, payloads[b.index], &b.error)?;
             }
             if batch.num_rows() > 0 {

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array};
-use arrow::datatypes::{Float64Type, Int64Type};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
+use arrow::datatypes::{Float64Type, Int64Type};
 use kappa_job::sql::{AggregateCall, AggregateFunction};
 
 use crate::error::{TaskError, eval_error};
@@ -31,15 +31,30 @@ pub struct Accumulator {
 
 impl Accumulator {
     pub fn new(call: &AggregateCall) -> Self {
-        let integer = call.argument.as_ref().is_some_and(|a| a.data_type.is_integer());
-        Self { function: call.function, integer, ints: Vec::new(), floats: Vec::new(), counts: Vec::new() }
+        let integer = call
+            .argument
+            .as_ref()
+            .is_some_and(|a| a.data_type.is_integer());
+        Self {
+            function: call.function,
+            integer,
+            ints: Vec::new(),
+            floats: Vec::new(),
+            counts: Vec::new(),
+        }
     }
 
     /// Converts an evaluated argument column to the arithmetic type.
     pub fn arg_values(&self, column: Option<ArrayRef>) -> Result<ArgValues, TaskError> {
-        let Some(col) = column else { return Ok(ArgValues::Star) };
+        let Some(col) = column else {
+            return Ok(ArgValues::Star);
+        };
         let float = !self.integer || self.function == AggregateFunction::Avg;
-        let target = if float { DataType::Float64 } else { DataType::Int64 };
+        let target = if float {
+            DataType::Float64
+        } else {
+            DataType::Int64
+        };
         let c = cast(&col, &target).map_err(|e| eval_error("aggregate argument", e))?;
         Ok(if float {
             ArgValues::Float(c.as_primitive::<Float64Type>().clone())
@@ -118,7 +133,9 @@ impl Accumulator {
         }
         match self.function {
             AggregateFunction::Count => self.counts[dst] += n,
-            _ if self.integer && self.function != AggregateFunction::Avg => self.add_int(dst, self.ints[src], n),
+            _ if self.integer && self.function != AggregateFunction::Avg => {
+                self.add_int(dst, self.ints[src], n)
+            }
             _ => self.add_float(dst, self.floats[src], n),
         }
     }
@@ -127,13 +144,23 @@ impl Accumulator {
     pub fn output(&self, groups: &[u32]) -> ArrayRef {
         let valid = |g: usize| self.counts[g] > 0;
         match self.function {
-            AggregateFunction::Count => Arc::new(Int64Array::from_iter_values(groups.iter().map(|&g| self.counts[g as usize]))),
+            AggregateFunction::Count => Arc::new(Int64Array::from_iter_values(
+                groups.iter().map(|&g| self.counts[g as usize]),
+            )),
             AggregateFunction::Avg => Arc::new(Float64Array::from_iter(groups.iter().map(|&g| {
                 let g = g as usize;
                 valid(g).then(|| self.floats[g] / self.counts[g] as f64)
             }))),
-            _ if self.integer => Arc::new(Int64Array::from_iter(groups.iter().map(|&g| valid(g as usize).then(|| self.ints[g as usize])))),
-            _ => Arc::new(Float64Array::from_iter(groups.iter().map(|&g| valid(g as usize).then(|| self.floats[g as usize])))),
+            _ if self.integer => Arc::new(Int64Array::from_iter(
+                groups
+                    .iter()
+                    .map(|&g| valid(g as usize).then(|| self.ints[g as usize])),
+            )),
+            _ => Arc::new(Float64Array::from_iter(
+                groups
+                    .iter()
+                    .map(|&g| valid(g as usize).then(|| self.floats[g as usize])),
+            )),
         }
     }
 }
@@ -152,10 +179,19 @@ mod tests {
     #[test]
     fn aggregates_ignore_nulls_and_merge() {
         let vals = Arc::new(Int64Array::from(vec![Some(3), None, Some(-2), Some(7)])) as ArrayRef;
-        for (text, expect) in [("sum(x)", "8"), ("min(x)", "-2"), ("max(x)", "7"), ("count(x)", "3"), ("count(*)", "4"), ("avg(x)", "2.6666666666666665")] {
+        for (text, expect) in [
+            ("sum(x)", "8"),
+            ("min(x)", "-2"),
+            ("max(x)", "7"),
+            ("count(x)", "3"),
+            ("count(*)", "4"),
+            ("avg(x)", "2.6666666666666665"),
+        ] {
             let mut a = acc(text, DataType::Int64);
             a.ensure(2);
-            let v = a.arg_values((!text.contains('*')).then(|| Arc::clone(&vals))).unwrap();
+            let v = a
+                .arg_values((!text.contains('*')).then(|| Arc::clone(&vals)))
+                .unwrap();
             a.update(0, &v, 0);
             a.update(0, &v, 1);
             a.update(1, &v, 2);
@@ -174,6 +210,13 @@ mod tests {
         assert!(a.output(&[0]).is_null(0));
         let mut c = acc("count(x)", DataType::Float64);
         c.ensure(1);
-        assert_eq!(c.output(&[0]).as_any().downcast_ref::<Int64Array>().unwrap().value(0), 0);
+        assert_eq!(
+            c.output(&[0])
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .value(0),
+            0
+        );
     }
 }

@@ -66,8 +66,16 @@ impl WindowOperator {
             lateness: plan.allowed_lateness_ms,
             time_index: plan.time_index,
             keys: KeyEncoder::new(&plan.keys)?,
-            args: plan.aggregates.iter().map(|(_, c)| c.argument.clone()).collect(),
-            accs: plan.aggregates.iter().map(|(_, c)| Accumulator::new(c)).collect(),
+            args: plan
+                .aggregates
+                .iter()
+                .map(|(_, c)| c.argument.clone())
+                .collect(),
+            accs: plan
+                .aggregates
+                .iter()
+                .map(|(_, c)| Accumulator::new(c))
+                .collect(),
             output_schema,
             groups: Vec::new(),
             free: Vec::new(),
@@ -114,18 +122,32 @@ impl WindowOperator {
                 Some(t) => match self.assigner {
                     WindowAssigner::Tumbling { size_ms } => {
                         let start = t - t.rem_euclid(size_ms);
-                        self.add(key.as_ref(), start, start.saturating_add(size_ms), &values, i)
+                        self.add(
+                            key.as_ref(),
+                            start,
+                            start.saturating_add(size_ms),
+                            &values,
+                            i,
+                        )
                     }
                     WindowAssigner::Sliding { size_ms, slide_ms } => {
                         let mut start = t - t.rem_euclid(slide_ms);
                         let mut any = false;
                         while start > t - size_ms {
-                            any |= self.add(key.as_ref(), start, start.saturating_add(size_ms), &values, i);
+                            any |= self.add(
+                                key.as_ref(),
+                                start,
+                                start.saturating_add(size_ms),
+                                &values,
+                                i,
+                            );
                             start -= slide_ms;
                         }
                         any
                     }
-                    WindowAssigner::Session { gap_ms } => self.add_session(key.as_ref(), t, t.saturating_add(gap_ms), &values, i),
+                    WindowAssigner::Session { gap_ms } => {
+                        self.add_session(key.as_ref(), t, t.saturating_add(gap_ms), &values, i)
+                    }
                 },
             };
             if !accepted {
@@ -140,7 +162,13 @@ impl WindowOperator {
     }
 
     fn new_group(&mut self, key: &[u8], start: i64, end: i64) -> u32 {
-        let group = Group { key: key.into(), start, end, pending: false, retained: false };
+        let group = Group {
+            key: key.into(),
+            start,
+            end,
+            pending: false,
+            retained: false,
+        };
         match self.free.pop() {
             Some(g) => {
                 self.groups[g as usize] = group;
@@ -182,7 +210,14 @@ impl WindowOperator {
         true
     }
 
-    fn add_session(&mut self, key: &[u8], start: i64, end: i64, values: &[ArgValues], row: usize) -> bool {
+    fn add_session(
+        &mut self,
+        key: &[u8],
+        start: i64,
+        end: i64,
+        values: &[ArgValues],
+        row: usize,
+    ) -> bool {
         if self.is_late(end) {
             return false;
         }
@@ -195,7 +230,9 @@ impl WindowOperator {
             None => self.new_group(key, start, end),
             Some((&first, others)) => {
                 for &o in others {
-                    self.accs.iter_mut().for_each(|a| a.merge(first as usize, o as usize));
+                    self.accs
+                        .iter_mut()
+                        .for_each(|a| a.merge(first as usize, o as usize));
                     let (os, oe) = (self.groups[o as usize].start, self.groups[o as usize].end);
                     let f = &mut self.groups[first as usize];
                     f.start = f.start.min(os);
@@ -211,7 +248,8 @@ impl WindowOperator {
                         f.pending = false;
                     }
                     if f.retained {
-                        self.cleanup.remove(&(f.end.saturating_add(self.lateness), first));
+                        self.cleanup
+                            .remove(&(f.end.saturating_add(self.lateness), first));
                         f.retained = false;
                     }
                 }
@@ -233,7 +271,8 @@ impl WindowOperator {
             self.timers.remove(&(group.end, g));
         }
         if group.retained {
-            self.cleanup.remove(&(group.end.saturating_add(self.lateness), g));
+            self.cleanup
+                .remove(&(group.end.saturating_add(self.lateness), g));
         }
         match self.assigner {
             WindowAssigner::Session { .. } => {
@@ -290,7 +329,8 @@ impl WindowOperator {
             } else if !self.groups[g as usize].retained {
                 let group = &mut self.groups[g as usize];
                 group.retained = true;
-                self.cleanup.insert((group.end.saturating_add(self.lateness), g));
+                self.cleanup
+                    .insert((group.end.saturating_add(self.lateness), g));
             }
         }
         Ok(Some(batch))
@@ -298,16 +338,23 @@ impl WindowOperator {
 
     fn output(&self, groups: &[u32]) -> Result<RecordBatch, TaskError> {
         let parser = self.keys.converter().parser();
-        let key_rows = groups.iter().map(|&g| parser.parse(&self.groups[g as usize].key));
+        let key_rows = groups
+            .iter()
+            .map(|&g| parser.parse(&self.groups[g as usize].key));
         let mut columns: Vec<ArrayRef> = self
             .keys
             .converter()
             .convert_rows(key_rows)
             .map_err(|e| eval_error("decoding window keys", e))?;
-        columns.push(Arc::new(Int64Array::from_iter_values(groups.iter().map(|&g| self.groups[g as usize].start))));
-        columns.push(Arc::new(Int64Array::from_iter_values(groups.iter().map(|&g| self.groups[g as usize].end))));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|&g| self.groups[g as usize].start),
+        )));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|&g| self.groups[g as usize].end),
+        )));
         columns.extend(self.accs.iter().map(|a| a.output(groups)));
-        RecordBatch::try_new(Arc::clone(&self.output_schema), columns).map_err(|e| eval_error("building window results", e))
+        RecordBatch::try_new(Arc::clone(&self.output_schema), columns)
+            .map_err(|e| eval_error("building window results", e))
     }
 }
 
@@ -315,9 +362,12 @@ impl WindowOperator {
 pub fn event_times(col: &ArrayRef) -> Result<Int64Array, TaskError> {
     let ms = match col.data_type() {
         DataType::Int64 => Arc::clone(col),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => cast(col, &DataType::Int64).map_err(|e| eval_error("event time", e))?,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            cast(col, &DataType::Int64).map_err(|e| eval_error("event time", e))?
+        }
         _ => {
-            let t = cast(col, &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(|e| eval_error("event time", e))?;
+            let t = cast(col, &DataType::Timestamp(TimeUnit::Millisecond, None))
+                .map_err(|e| eval_error("event time", e))?;
             cast(&t, &DataType::Int64).map_err(|e| eval_error("event time", e))?
         }
     };

@@ -13,7 +13,11 @@ use super::WindowOperator;
 fn input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("item_id", DataType::Utf8, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
         Field::new("v", DataType::Int64, true),
     ]))
 }
@@ -41,13 +45,18 @@ fn operator(assigner: WindowAssigner, lateness: i64) -> WindowOperator {
 }
 
 fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
-    let ts = arrow::array::TimestampMillisecondArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>());
+    let ts =
+        arrow::array::TimestampMillisecondArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>());
     RecordBatch::try_new(
         input_schema(),
         vec![
-            Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )),
             Arc::new(ts),
-            Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
         ],
     )
     .unwrap()
@@ -62,7 +71,10 @@ fn collect(into: &mut Results, out: Option<RecordBatch>) {
     let col = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
     let (s, e, n, t) = (col(1), col(2), col(3), col(4));
     for r in 0..b.num_rows() {
-        into.insert((item.value(r).to_string(), s.value(r), e.value(r)), (n.value(r), t.value(r)));
+        into.insert(
+            (item.value(r).to_string(), s.value(r), e.value(r)),
+            (n.value(r), t.value(r)),
+        );
     }
 }
 
@@ -70,7 +82,16 @@ fn collect(into: &mut Results, out: Option<RecordBatch>) {
 fn tumbling_fires_when_watermark_passes_end() {
     let mut w = operator(WindowAssigner::Tumbling { size_ms: 10 }, 0);
     let mut got = Results::new();
-    collect(&mut got, w.process(&batch(&[("a", 1, 1), ("a", 9, 2), ("b", 5, 3), ("a", 10, 4)])).unwrap());
+    collect(
+        &mut got,
+        w.process(&batch(&[
+            ("a", 1, 1),
+            ("a", 9, 2),
+            ("b", 5, 3),
+            ("a", 10, 4),
+        ]))
+        .unwrap(),
+    );
     assert!(got.is_empty());
     collect(&mut got, w.advance(9).unwrap());
     assert!(got.is_empty(), "end 10 not reached by watermark 9");
@@ -88,7 +109,13 @@ fn tumbling_fires_when_watermark_passes_end() {
 
 #[test]
 fn sliding_assigns_each_record_to_size_over_slide_windows() {
-    let mut w = operator(WindowAssigner::Sliding { size_ms: 10, slide_ms: 5 }, 0);
+    let mut w = operator(
+        WindowAssigner::Sliding {
+            size_ms: 10,
+            slide_ms: 5,
+        },
+        0,
+    );
     let mut got = Results::new();
     collect(&mut got, w.process(&batch(&[("a", 7, 1)])).unwrap());
     collect(&mut got, w.advance(i64::MAX).unwrap());
@@ -100,7 +127,11 @@ fn sliding_assigns_each_record_to_size_over_slide_windows() {
 fn sessions_merge_when_a_record_bridges_them() {
     let mut w = operator(WindowAssigner::Session { gap_ms: 5 }, 0);
     let mut got = Results::new();
-    collect(&mut got, w.process(&batch(&[("a", 0, 1), ("a", 10, 2), ("b", 1, 7)])).unwrap());
+    collect(
+        &mut got,
+        w.process(&batch(&[("a", 0, 1), ("a", 10, 2), ("b", 1, 7)]))
+            .unwrap(),
+    );
     assert_eq!(w.groups_in_state(), 3);
     collect(&mut got, w.process(&batch(&[("a", 5, 4)])).unwrap());
     assert_eq!(w.groups_in_state(), 2, "a's two sessions joined");
@@ -117,7 +148,11 @@ fn allowed_lateness_updates_fired_windows_then_drops_state() {
     collect(&mut got, w.advance(12).unwrap());
     assert_eq!(got[&("a".into(), 0, 10)], (1, 1));
     collect(&mut got, w.process(&batch(&[("a", 2, 10)])).unwrap());
-    assert_eq!(got[&("a".into(), 0, 10)], (2, 11), "late but allowed: emitted again, updated");
+    assert_eq!(
+        got[&("a".into(), 0, 10)],
+        (2, 11),
+        "late but allowed: emitted again, updated"
+    );
     collect(&mut got, w.advance(15).unwrap());
     assert_eq!(w.groups_in_state(), 0);
     collect(&mut got, w.process(&batch(&[("a", 3, 10)])).unwrap());

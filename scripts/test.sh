@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine (apt packages, the Tansu broker) and runs every check and test:
+# formatting, clippy, unit tests, and the end-to-end tests against a real broker process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh --test
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests run the kappa and kappactl binaries.
+cargo build --workspace --bins
+cargo test --workspace
