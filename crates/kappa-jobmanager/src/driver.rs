@@ -114,11 +114,16 @@ async fn deploy_and_wait(inner: &Inner, job: &Arc<JobEntry>, number: u32) -> Att
     let plan = Arc::clone(&job.plan);
     let timeout = inner.config.kafka_timeout;
     let source = plan.source.clone();
-    let assigned =
-        tokio::task::spawn_blocking(move || assign_splits(&source, plan.parallelism, timeout))
-            .await;
+    let mut pinned = job.pinned_starts.lock().clone();
+    let assigned = tokio::task::spawn_blocking(move || {
+        assign_splits(&source, plan.parallelism, timeout, &mut pinned).map(|a| (a, pinned))
+    })
+    .await;
     let assignments = match assigned {
-        Ok(Ok(a)) => a,
+        Ok(Ok((a, pinned))) => {
+            *job.pinned_starts.lock() = pinned;
+            a
+        }
         Ok(Err(e)) => return AttemptOutcome::Failed(TaskError::Io(e.to_string())),
         Err(e) => {
             return AttemptOutcome::Failed(TaskError::Io(format!("split assignment stopped: {e}")));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kappa_connectors::splits::SourceAssignment;
+use kappa_connectors::splits::{PinnedStarts, SourceAssignment};
 use kappa_job::JobPlan;
 use kappa_runtime::metrics::SubtaskMetrics;
 use kappa_taskmanager::AttemptHandle;
@@ -100,6 +100,8 @@ pub struct JobEntry {
     pub plan: Arc<JobPlan>,
     pub submitted_at_ms: i64,
     pub status: Mutex<JobStatus>,
+    /// Kafka start offsets fixed by the first attempt.
+    pub pinned_starts: Mutex<PinnedStarts>,
     cancel_requested: AtomicBool,
     pub cancel_notify: Notify,
 }
@@ -120,6 +122,7 @@ impl JobEntry {
                 attempt: None,
                 ended_at_ms: None,
             }),
+            pinned_starts: Mutex::new(PinnedStarts::new()),
             cancel_requested: AtomicBool::new(false),
             cancel_notify: Notify::new(),
         }

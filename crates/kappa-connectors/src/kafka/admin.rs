@@ -76,22 +76,31 @@ impl TopicAdmin {
         Ok(ids)
     }
 
-    /// The start offset of each partition for a start position.
+    /// The start offset of each partition for a start position; `latest` and timestamps are
+    /// resolved to explicit offsets now, so a restart starts where the first attempt did.
     pub fn start_offsets(
         &self,
         topic: &str,
         partitions: &[i32],
         start: StartPosition,
     ) -> Result<Vec<PartitionStart>, ConnectorError> {
-        let fixed = |offset| {
-            partitions
-                .iter()
-                .map(|&partition| PartitionStart { partition, offset })
-                .collect()
-        };
         match start {
-            StartPosition::Earliest => Ok(fixed(StartOffset::Beginning)),
-            StartPosition::Latest => Ok(fixed(StartOffset::End)),
+            StartPosition::Earliest => Ok(partitions
+                .iter()
+                .map(|&partition| PartitionStart {
+                    partition,
+                    offset: StartOffset::Beginning,
+                })
+                .collect()),
+            StartPosition::Latest => partitions
+                .iter()
+                .map(|&partition| {
+                    Ok(PartitionStart {
+                        partition,
+                        offset: self.high_watermark(topic, partition)?,
+                    })
+                })
+                .collect(),
             StartPosition::Timestamp(ms) => {
                 let mut tpl = TopicPartitionList::new();
                 for &p in partitions {
@@ -111,7 +120,7 @@ impl TopicAdmin {
                     .map(|&partition| {
                         let offset = match found.find_partition(topic, partition).map(|e| e.offset()) {
                             Some(Offset::Offset(o)) => StartOffset::Offset(o),
-                            Some(Offset::End) | None => StartOffset::End,
+                            Some(Offset::End) | None => self.high_watermark(topic, partition)?,
                             Some(Offset::Beginning) => StartOffset::Beginning,
                             Some(other) => {
                                 return Err(ConnectorError::Kafka(format!(
@@ -124,5 +133,18 @@ impl TopicAdmin {
                     .collect()
             }
         }
+    }
+
+    /// The offset the next record of a partition will get.
+    fn high_watermark(&self, topic: &str, partition: i32) -> Result<StartOffset, ConnectorError> {
+        let (_, high) = self
+            .consumer
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(|e| {
+                ConnectorError::Kafka(format!(
+                    "looking up the end of partition {partition} of `{topic}`: {e}"
+                ))
+            })?;
+        Ok(StartOffset::Offset(high))
     }
 }

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 /// Where a source subtask starts on one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StartOffset {
+    /// The first offset still in the log.
     Beginning,
-    End,
+    /// An explicit offset (latest and timestamps are resolved to one when the job starts).
     Offset(i64),
 }
 

@@ -54,7 +54,6 @@ impl KafkaReader {
         for p in partitions {
             let offset = match p.offset {
                 StartOffset::Beginning => Offset::Beginning,
-                StartOffset::End => Offset::End,
                 StartOffset::Offset(o) => Offset::Offset(o),
             };
             tpl.add_partition_offset(topic, p.partition, offset)
