@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use kappa_jobmanager::job::JobState;
 use kappa_jobmanager::{JobManager, JobManagerConfig};
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
@@ -37,6 +39,9 @@ pub struct BenchArgs {
     pub partitions: i32,
 }
 
+/// Records per partition the embedded cluster is given at most (it keeps about 5 MB).
+const MOCK_RECORDS_PER_PARTITION: u64 = 40_000;
+
 /// CPU time (user + system) this process used so far.
 fn cpu_time() -> Duration {
     let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -54,6 +59,21 @@ fn cpu_time() -> Duration {
 /// Event times spread over two days, so about 48 hourly windows per item.
 fn event_time(i: u64, n: u64) -> i64 {
     1_732_500_000_000 + (i as i64) * (48 * 3_600_000) / n.max(1) as i64
+}
+
+/// Creates the benchmark topic on an external cluster, emptied first if it exists.
+async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    // A topic left by an earlier run would add its events: delete it (absent is fine).
+    let _ = admin.delete_topics(&["bench-clicks"], &opts).await;
+    let topic = NewTopic::new("bench-clicks", partitions, TopicReplication::Fixed(1));
+    for r in admin.create_topics(&[topic], &opts).await? {
+        r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t} at {bootstrap}: {e}"))?;
+    }
+    Ok(())
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -76,11 +96,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .replace("start = \"earliest\"", "")
         }
         BenchSource::Kafka => {
+            // The embedded cluster keeps about 5 MB per partition (librdkafka's mock
+            // retention): spread larger runs over more partitions.
+            let partitions = if args.bootstrap_servers.is_none() {
+                args.partitions
+                    .max(args.events.div_ceil(MOCK_RECORDS_PER_PARTITION) as i32)
+            } else {
+                args.partitions
+            };
             let bootstrap = match &args.bootstrap_servers {
-                Some(b) => b.clone(),
+                Some(b) => {
+                    create_topic(b, partitions).await?;
+                    b.clone()
+                }
                 None => {
                     let c = MockCluster::new(1)?;
-                    c.create_topic("bench-clicks", args.partitions, 1)?;
+                    c.create_topic("bench-clicks", partitions, 1)?;
                     let b = c.bootstrap_servers();
                     _cluster = Some(c);
                     b
@@ -92,7 +123,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .create()?;
             for i in 0..args.events {
                 let e = clicks.event(event_time(i, args.events));
-                let mut rec = BaseRecord::<(), str>::to("bench-clicks").payload(e.as_str());
+                let partition = (i % partitions as u64) as i32;
+                let mut rec = BaseRecord::<(), str>::to("bench-clicks")
+                    .partition(partition)
+                    .payload(e.as_str());
                 while let Err((_, r)) = producer.send(rec) {
                     producer.poll(Duration::from_millis(5));
                     rec = r;
@@ -119,6 +153,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .submit("bench.toml", &job, &overrides)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let job = jm.job(&id).context("bench job vanished")?;
+    let mut last_report = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let d = job.detail();
@@ -131,6 +166,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let read = d.vertices.first().map_or(0, |v| v.records_in);
         let sent = d.vertices.first().map_or(0, |v| v.records_out);
         let windowed = d.vertices.get(1).map_or(0, |v| v.records_in);
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            tracing::info!(read, sent, windowed, "bench progress");
+        }
         if args.source == BenchSource::Kafka && read >= args.events && windowed >= sent {
             job.request_cancel();
             break;
@@ -138,6 +177,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let wall = t0.elapsed();
     let cpu = cpu_time().saturating_sub(cpu0);
+    // Let the job's Kafka clients close before an embedded cluster goes away.
+    while !job.state().is_terminal() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let n = args.events as f64;
     println!(
         "reference job, {} source, parallelism {}: {} events in {:.2} s wall, {:.2} s CPU",
