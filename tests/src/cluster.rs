@@ -28,6 +28,8 @@ impl Cluster {
                 "local",
                 "--port",
                 &port.to_string(),
+                "--rpc-port",
+                "0",
                 "--slots",
                 &slots.to_string(),
             ])

@@ -12,14 +12,24 @@ fn demo_shows_hourly_windows_as_they_fire() {
         .output()
         .expect("run kappa demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" → ")).collect();
     assert_eq!(rows.len(), 2, "{stdout}");
     for row in rows {
         let cells: Vec<&str> = row.split('│').map(str::trim).collect();
-        let (items, clicks): (u64, u64) = (cells[2].parse().expect("items"), cells[3].parse().expect("clicks"));
+        let (items, clicks): (u64, u64) = (
+            cells[2].parse().expect("items"),
+            cells[3].parse().expect("clicks"),
+        );
         // 2000 clicks/s for 6 s of wall time per hour, about half from users above 50.
         assert!(items > 500 && clicks > 3000, "implausible window: {row}");
     }
-    assert!(stdout.contains("/api/v1/jobs/"), "the REST URL is shown: {stdout}");
+    assert!(
+        stdout.contains("/api/v1/jobs/"),
+        "the REST URL is shown: {stdout}"
+    );
 }

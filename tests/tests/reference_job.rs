@@ -72,16 +72,23 @@ fn reference_job_matches_independent_counts_at_parallelism_2_and_4() {
             "one record per window at parallelism {parallelism}"
         );
         assert_eq!(got, expected, "hourly counts at parallelism {parallelism}");
-        let detail = cluster.job(&id).expect("status");
+        // Counters reach the jobmanager with the taskmanagers' heartbeats (every second).
+        let read = (data.len() + PARTITIONS as usize) as u64;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let detail = loop {
+            let d = cluster.job(&id).expect("status");
+            if d["vertices"][0]["records_in"] == read
+                && d["vertices"][1]["watermark"].as_i64().is_some()
+            {
+                break d;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "counters not reported: {d}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert_eq!(detail["parallelism"], parallelism);
-        assert_eq!(
-            detail["vertices"][0]["records_in"],
-            (data.len() + PARTITIONS as usize) as u64
-        );
-        assert!(
-            detail["vertices"][1]["watermark"].as_i64().is_some(),
-            "window watermark shown: {detail}"
-        );
         let out = cluster.kappactl(&["cancel", &id]);
         assert!(
             out.status.success(),

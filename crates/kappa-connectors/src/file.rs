@@ -4,13 +4,11 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::{Sink, SourceReader, SourceStatus, SplitBatch};
-use parking_lot::Mutex;
 
 use crate::ConnectorError;
 use crate::bad_records::BadRecordPolicy;
@@ -157,37 +155,27 @@ impl SourceReader for FileReader {
     }
 }
 
-/// A JSON-lines file written by every subtask of a job attempt; truncated when the attempt
-/// starts, so a restarted attempt rewrites it instead of appending duplicates.
-#[derive(Clone)]
-pub struct SharedFile(Arc<Mutex<BufWriter<File>>>);
-
-impl SharedFile {
-    pub fn create(path: &Path) -> Result<Self, ConnectorError> {
-        let io = |e: std::io::Error| ConnectorError::Io(format!("{}: {e}", path.display()));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let f = File::create(path).map_err(io)?;
-        Ok(Self(Arc::new(Mutex::new(BufWriter::new(f)))))
-    }
-}
-
-/// Writes JSON lines to a shared file or to standard output.
+/// Writes JSON lines: a part file per subtask (`{dir}/part-{subtask}.jsonl`, truncated when the
+/// subtask starts, so a restarted attempt rewrites it instead of appending duplicates), or
+/// standard output.
 pub struct LineSink {
     target: LineTarget,
 }
 
 enum LineTarget {
-    File(SharedFile),
+    File(BufWriter<File>),
     Stdout,
 }
 
 impl LineSink {
-    pub fn file(f: SharedFile) -> Self {
-        Self {
-            target: LineTarget::File(f),
-        }
+    /// The part file of `subtask` in directory `dir` (created if missing).
+    pub fn part_file(dir: &Path, subtask: u32) -> Result<Self, ConnectorError> {
+        let io = |e: std::io::Error| ConnectorError::Io(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let f = File::create(dir.join(format!("part-{subtask}.jsonl"))).map_err(io)?;
+        Ok(Self {
+            target: LineTarget::File(BufWriter::new(f)),
+        })
     }
 
     pub fn stdout() -> Self {
@@ -208,16 +196,16 @@ fn write_lines(w: &mut dyn Write, rows: &[Vec<u8>]) -> std::io::Result<()> {
 impl Sink for LineSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
         let rows = encode_rows(batch).map_err(|e| TaskError::Data(e.to_string()))?;
-        let r = match &self.target {
-            LineTarget::File(f) => write_lines(&mut *f.0.lock(), &rows),
+        let r = match &mut self.target {
+            LineTarget::File(f) => write_lines(f, &rows),
             LineTarget::Stdout => write_lines(&mut std::io::stdout().lock(), &rows),
         };
         r.map_err(|e| TaskError::Io(format!("writing results: {e}")))
     }
 
     fn flush(&mut self) -> Result<(), TaskError> {
-        let r = match &self.target {
-            LineTarget::File(f) => f.0.lock().flush(),
+        let r = match &mut self.target {
+            LineTarget::File(f) => f.flush(),
             LineTarget::Stdout => std::io::stdout().flush(),
         };
         r.map_err(|e| TaskError::Io(format!("flushing results: {e}")))

@@ -17,11 +17,13 @@ use kappa_runtime::io::{Sink, SourceReader};
 use kappa_runtime::metrics::SubtaskMetrics;
 
 use crate::bad_records::BadRecordPolicy;
-use crate::file::{FileReader, LineSink, SharedFile};
+use crate::file::{FileReader, LineSink};
 use crate::json::JsonDecoder;
+use crate::kafka::PartitionStart;
 use crate::kafka::sink::{DeadLetterWriter, KafkaSink, TopicProducer};
-use crate::kafka::source::KafkaReader;
+use crate::kafka::source::{KafkaReader, KafkaReaderConfig};
 use crate::splits::SourceAssignment;
+use crossbeam_channel::Receiver;
 
 /// Errors of connectors outside a running task (metadata, files, formats).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,11 +36,13 @@ pub enum ConnectorError {
     Format(String),
 }
 
-/// Opens the source reader of one subtask.
+/// Opens the source reader of one subtask; Kafka partitions handed over later arrive on
+/// `new_splits`.
 pub fn open_source(
     plan: &JobPlan,
     job_id: &str,
     assignment: &SourceAssignment,
+    new_splits: Option<Receiver<Vec<PartitionStart>>>,
     metrics: Arc<SubtaskMetrics>,
 ) -> Result<Box<dyn SourceReader>, TaskError> {
     let decoder = JsonDecoder::new(Arc::clone(&plan.source.schema));
@@ -52,17 +56,18 @@ pub fn open_source(
                 )?)),
                 None => None,
             };
-            let policy = BadRecordPolicy::new(plan.source.on_error, dead_letter, metrics);
+            let policy =
+                BadRecordPolicy::new(plan.source.on_error, dead_letter, Arc::clone(&metrics));
             let group = format!("kappa-{job_id}");
-            let reader = KafkaReader::new(
-                &k.bootstrap_servers,
-                &k.properties,
-                &k.topic,
-                &group,
+            let cfg = KafkaReaderConfig {
+                bootstrap_servers: &k.bootstrap_servers,
+                properties: &k.properties,
+                topic: &k.topic,
+                group: &group,
                 partitions,
-                decoder,
-                policy,
-            )?;
+                new_splits,
+            };
+            let reader = KafkaReader::new(cfg, decoder, policy, metrics)?;
             Ok(Box::new(reader))
         }
         (SourceKind::File { .. }, SourceAssignment::Files(files)) => {
@@ -75,41 +80,20 @@ pub fn open_source(
     }
 }
 
-/// Opens the sinks of one job attempt: state shared by its subtasks (a file) is made once.
-pub struct SinkFactory {
-    file: Option<SharedFile>,
-}
-
-impl SinkFactory {
-    pub fn new(plan: &JobPlan) -> Result<Self, TaskError> {
-        let file = match &plan.sink.kind {
-            SinkKind::File { path } => {
-                Some(SharedFile::create(path).map_err(|e| TaskError::Io(e.to_string()))?)
-            }
-            _ => None,
-        };
-        Ok(Self { file })
-    }
-
-    /// The sink of one subtask.
-    pub fn open(&self, plan: &JobPlan) -> Result<Box<dyn Sink>, TaskError> {
-        Ok(match (&plan.sink.kind, &self.file) {
-            (
-                SinkKind::Kafka {
-                    bootstrap_servers,
-                    topic,
-                    properties,
-                },
-                _,
-            ) => Box::new(KafkaSink::new(
-                TopicProducer::new(bootstrap_servers, properties, topic)?,
-                plan.sink.key.clone(),
-            )),
-            (SinkKind::File { .. }, Some(f)) => Box::new(LineSink::file(f.clone())),
-            (SinkKind::Stdout, _) => Box::new(LineSink::stdout()),
-            (SinkKind::File { .. }, None) => {
-                return Err(TaskError::Data("file sink not opened".into()));
-            }
-        })
-    }
+/// Opens the sink of one subtask.
+pub fn open_sink(plan: &JobPlan, subtask: u32) -> Result<Box<dyn Sink>, TaskError> {
+    Ok(match &plan.sink.kind {
+        SinkKind::Kafka {
+            bootstrap_servers,
+            topic,
+            properties,
+        } => Box::new(KafkaSink::new(
+            TopicProducer::new(bootstrap_servers, properties, topic)?,
+            plan.sink.key.clone(),
+        )),
+        SinkKind::File { path } => {
+            Box::new(LineSink::part_file(path, subtask).map_err(|e| TaskError::Io(e.to_string()))?)
+        }
+        SinkKind::Stdout => Box::new(LineSink::stdout()),
+    })
 }

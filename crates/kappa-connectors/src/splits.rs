@@ -134,7 +134,7 @@ mod kafka_tests {
 
     use crate::bad_records::BadRecordPolicy;
     use crate::json::JsonDecoder;
-    use crate::kafka::source::KafkaReader;
+    use crate::kafka::source::{KafkaReader, KafkaReaderConfig};
 
     fn source(bootstrap: &str, start: StartPosition) -> SourcePlan {
         SourcePlan {
@@ -203,17 +203,27 @@ mod kafka_tests {
             panic!("kafka assignment")
         };
         let plan = source(&b, StartPosition::Earliest);
-        let metrics = Arc::default();
+        let metrics: Arc<kappa_runtime::metrics::SubtaskMetrics> = Arc::default();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let cfg = KafkaReaderConfig {
+            bootstrap_servers: &b,
+            properties: &Default::default(),
+            topic: "t",
+            group: "g",
+            partitions: &[],
+            new_splits: Some(rx),
+        };
+        let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
         let mut reader = KafkaReader::new(
-            &b,
-            &Default::default(),
-            "t",
-            "g",
-            parts,
+            cfg,
             JsonDecoder::new(plan.schema),
-            BadRecordPolicy::new(OnError::Fail, None, metrics),
+            policy,
+            Arc::clone(&metrics),
         )
         .unwrap();
+        assert_eq!(reader.splits(), 0);
+        // Handed over while running, as partition discovery does.
+        tx.send(parts.clone()).unwrap();
         let (mut out, mut fin) = (Vec::new(), Vec::new());
         let deadline = std::time::Instant::now() + t;
         while out
@@ -238,5 +248,9 @@ mod kafka_tests {
             first, 6,
             "the first record after the end the job saw at its start"
         );
+        assert_eq!(reader.splits(), 1);
+        let progress = metrics.partitions.lock().clone();
+        assert_eq!(progress[0].partition, 0);
+        assert!(progress[0].position > 6, "{progress:?}");
     }
 }

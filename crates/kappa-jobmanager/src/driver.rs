@@ -1,45 +1,72 @@
-//! Drives one job through its lifecycle: wait for slots, look up and assign its splits,
-//! deploy an attempt, and on failure restart it by its restart strategy or give up.
+//! Drives one job through its lifecycle: wait for slots (spread over taskmanagers), assign
+//! the source splits, deploy the subtasks over gRPC, follow their reports, discover new Kafka
+//! partitions, and on a failure cancel the attempt everywhere and restart it or give up.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kappa_connectors::splits::assign_splits;
+use kappa_connectors::kafka::StartOffset;
+use kappa_connectors::kafka::admin::TopicAdmin;
+use kappa_connectors::splits::{SourceAssignment, assign_splits};
+use kappa_job::plan::SourceKind;
+use kappa_proto::v1::partition_start::Start;
+use kappa_proto::v1::source_splits::Splits;
+use kappa_proto::v1::{
+    AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest, PartitionStart, SourceSplits,
+    SubtaskLocation, TaskDeployment, TaskState,
+};
+use kappa_proto::v1::{FileList, KafkaPartitions};
 use kappa_runtime::TaskError;
-use kappa_taskmanager::{AttemptOutcome, Deployment, deploy};
+use kappa_runtime::metrics::VertexMetrics;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::Inner;
-use crate::job::{AttemptInfo, AttemptRun, JobEntry, JobState, now_ms};
+use crate::job::{AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, now_ms};
 use crate::rates::RateTracker;
+
+/// How an attempt ended.
+enum Outcome {
+    Finished,
+    Cancelled,
+    Failed(TaskError),
+}
+
+/// How long a failing or cancelled attempt may take to stop before its slots are reused.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the job until it is finished, failed or cancelled.
 pub async fn drive(inner: Arc<Inner>, job: Arc<JobEntry>) {
     let mut restarts: u32 = 0;
-    let p = job.plan.parallelism;
     loop {
         if job.cancel_requested() {
             job.set_state(JobState::Canceled, None);
             return;
         }
-        if !take_slots(&inner, &job, p).await {
-            job.set_state(JobState::Canceled, None);
-            return;
-        }
-        let outcome = run_attempt(&inner, &job, restarts + 1).await;
-        inner.slots.give_back(p);
-        let error = match outcome {
-            AttemptOutcome::Finished => {
-                job.set_state(JobState::Finished, None);
-                return;
-            }
-            AttemptOutcome::Cancelled if job.cancel_requested() => {
+        let placement = match take_slots(&inner, &job).await {
+            Ok(p) => p,
+            Err(SlotWait::Cancelled) => {
                 job.set_state(JobState::Canceled, None);
                 return;
             }
-            AttemptOutcome::Cancelled => {
-                TaskError::Io("the attempt stopped without an error".into())
+            Err(SlotWait::TimedOut(reason)) => {
+                job.status.lock().error = Some(reason);
+                job.set_state(JobState::Failed, None);
+                return;
             }
-            AttemptOutcome::Failed(e) => e,
+        };
+        let outcome = run_attempt(&inner, &job, restarts + 1, &placement).await;
+        inner.registry.release(&placement);
+        let error = match outcome {
+            Outcome::Finished => {
+                job.set_state(JobState::Finished, None);
+                return;
+            }
+            Outcome::Cancelled => {
+                job.set_state(JobState::Canceled, None);
+                return;
+            }
+            Outcome::Failed(e) => e,
         };
         job.status.lock().error = Some(error.to_string());
         let delay = if error.is_retriable() {
@@ -65,103 +92,459 @@ pub async fn drive(inner: Arc<Inner>, job: Arc<JobEntry>) {
     }
 }
 
-/// Waits until `p` slots are free; false if the job was cancelled while waiting.
-async fn take_slots(inner: &Inner, job: &JobEntry, p: u32) -> bool {
+enum SlotWait {
+    Cancelled,
+    TimedOut(String),
+}
+
+/// Waits until the job's slots are free; they are spread over the taskmanagers.
+async fn take_slots(inner: &Inner, job: &JobEntry) -> Result<Vec<String>, SlotWait> {
+    let p = job.plan.parallelism;
+    let started = Instant::now();
     loop {
-        if inner.slots.try_take(p) {
-            return true;
+        if let Some(placement) = inner.registry.allocate(p) {
+            return Ok(placement);
         }
-        let reason = format!(
-            "waiting for {p} free slots ({} of {} free)",
-            inner.slots.free(),
-            inner.slots.total()
-        );
+        let (total, free) = inner.registry.slots();
+        let reason = format!("waiting for {p} free slots ({free} of {total} free)");
+        if started.elapsed() > inner.config.slot_timeout {
+            return Err(SlotWait::TimedOut(format!(
+                "no {p} free slots within {:?} ({free} of {total} free): add taskmanagers or lower the parallelism",
+                inner.config.slot_timeout
+            )));
+        }
         if job.state() != JobState::Created || job.status.lock().reason.as_deref() != Some(&reason)
         {
             job.set_state(JobState::Created, Some(reason));
         }
         tokio::select! {
-            _ = inner.slots.wait_for_release() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = job.cancelled() => return false,
+            _ = inner.registry.changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = job.cancelled() => return Err(SlotWait::Cancelled),
         }
     }
 }
 
-/// Assigns splits, deploys, and waits for the attempt to end (cancelling it on request).
-async fn run_attempt(inner: &Inner, job: &Arc<JobEntry>, number: u32) -> AttemptOutcome {
+fn splits_to_proto(a: &SourceAssignment) -> SourceSplits {
+    match a {
+        SourceAssignment::Kafka(parts) => SourceSplits {
+            splits: Some(Splits::Kafka(KafkaPartitions {
+                partitions: parts
+                    .iter()
+                    .map(|p| PartitionStart {
+                        partition: p.partition,
+                        start: Some(match p.offset {
+                            StartOffset::Beginning => Start::Beginning(true),
+                            StartOffset::Offset(o) => Start::Offset(o),
+                        }),
+                    })
+                    .collect(),
+            })),
+        },
+        SourceAssignment::Files(files) => SourceSplits {
+            splits: Some(Splits::Files(FileList {
+                paths: files.iter().map(|f| f.display().to_string()).collect(),
+            })),
+        },
+    }
+}
+
+/// Assigns splits (the blocking Kafka metadata calls off the async workers).
+async fn assign(inner: &Inner, job: &JobEntry) -> Result<Vec<SourceAssignment>, TaskError> {
+    let source = job.plan.source.clone();
+    let p = job.plan.parallelism;
+    let timeout = inner.config.kafka_timeout;
+    let mut pinned = job.pinned_starts.lock().clone();
+    let assigned = tokio::task::spawn_blocking(move || {
+        assign_splits(&source, p, timeout, &mut pinned).map(|a| (a, pinned))
+    })
+    .await;
+    match assigned {
+        Ok(Ok((a, pinned))) => {
+            *job.pinned_starts.lock() = pinned;
+            Ok(a)
+        }
+        Ok(Err(e)) => Err(TaskError::Io(e.to_string())),
+        Err(e) => Err(TaskError::Io(format!("split assignment stopped: {e}"))),
+    }
+}
+
+/// One deployed attempt, from the driver's side.
+struct Attempt<'a> {
+    inner: &'a Inner,
+    job: &'a Arc<JobEntry>,
+    number: u32,
+    placement: &'a [String],
+    /// (vertex, subtask) → (taskmanager, last state)
+    tasks: HashMap<(u32, u32), (String, TaskState)>,
+    events: UnboundedReceiver<AttemptEvent>,
+    first_error: Option<TaskError>,
+}
+
+async fn run_attempt(
+    inner: &Inner,
+    job: &Arc<JobEntry>,
+    number: u32,
+    placement: &[String],
+) -> Outcome {
     job.status.lock().attempts.push(AttemptInfo {
         attempt: number,
         started_at_ms: now_ms(),
         ended_at_ms: None,
         error: None,
     });
-    let outcome = deploy_and_wait(inner, job, number).await;
+    let outcome = deploy_and_follow(inner, job, number, placement).await;
     let mut s = job.status.lock();
     if let Some(r) = s.attempt.as_mut() {
         r.live = false;
     }
     if let Some(a) = s.attempts.last_mut() {
         a.ended_at_ms = Some(now_ms());
-        if let AttemptOutcome::Failed(e) = &outcome {
+        if let Outcome::Failed(e) = &outcome {
             a.error = Some(e.to_string());
         }
     }
     outcome
 }
 
-async fn deploy_and_wait(inner: &Inner, job: &Arc<JobEntry>, number: u32) -> AttemptOutcome {
-    let plan = Arc::clone(&job.plan);
-    let timeout = inner.config.kafka_timeout;
-    let source = plan.source.clone();
-    let mut pinned = job.pinned_starts.lock().clone();
-    let assigned = tokio::task::spawn_blocking(move || {
-        assign_splits(&source, plan.parallelism, timeout, &mut pinned).map(|a| (a, pinned))
-    })
-    .await;
-    let assignments = match assigned {
-        Ok(Ok((a, pinned))) => {
-            *job.pinned_starts.lock() = pinned;
-            a
-        }
-        Ok(Err(e)) => return AttemptOutcome::Failed(TaskError::Io(e.to_string())),
-        Err(e) => {
-            return AttemptOutcome::Failed(TaskError::Io(format!("split assignment stopped: {e}")));
-        }
+async fn deploy_and_follow(
+    inner: &Inner,
+    job: &Arc<JobEntry>,
+    number: u32,
+    placement: &[String],
+) -> Outcome {
+    let assignments = match assign(inner, job).await {
+        Ok(a) => a,
+        Err(e) => return Outcome::Failed(e),
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let deployment = Deployment {
-        job_id: job.id.clone(),
-        attempt: number,
-        plan: Arc::clone(&job.plan),
+    let plan = &job.plan;
+    let p = plan.parallelism;
+    let windowed = plan.window.is_some();
+    let addresses = inner.registry.addresses();
+    let (events_tx, events_rx) = unbounded_channel();
+    let graph = plan.graph();
+    let metrics = graph
+        .vertices
+        .iter()
+        .map(|v| VertexMetrics::new(v.id, &v.name, v.parallelism))
+        .collect();
+    job.status.lock().attempt = Some(AttemptRun {
+        number,
+        metrics,
+        placement: placement.to_vec(),
         assignments: assignments.clone(),
+        rates: RateTracker::default(),
+        live: true,
+        events: events_tx,
+    });
+    let mut attempt = Attempt {
+        inner,
+        job,
+        number,
+        placement,
+        tasks: HashMap::new(),
+        events: events_rx,
+        first_error: None,
     };
-    let handle = match deploy(deployment, move |o| {
-        let _ = tx.send(o);
-    }) {
-        Ok(h) => h,
-        Err(e) => return AttemptOutcome::Failed(e),
-    };
+    let window_locations: Vec<SubtaskLocation> = (0..p)
+        .filter(|_| windowed)
+        .map(|i| {
+            let tm = &placement[i as usize];
+            SubtaskLocation {
+                subtask: i,
+                taskmanager_id: tm.clone(),
+                address: addresses.get(tm).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let mut per_tm: BTreeMap<&str, Vec<TaskDeployment>> = BTreeMap::new();
+    for i in 0..p {
+        let tm = placement[i as usize].as_str();
+        let tasks = per_tm.entry(tm).or_default();
+        tasks.push(TaskDeployment {
+            vertex: 0,
+            subtask: i,
+            splits: Some(splits_to_proto(&assignments[i as usize])),
+        });
+        attempt
+            .tasks
+            .insert((0, i), (tm.to_string(), TaskState::Unspecified));
+        if windowed {
+            tasks.push(TaskDeployment {
+                vertex: 1,
+                subtask: i,
+                splits: None,
+            });
+            attempt
+                .tasks
+                .insert((1, i), (tm.to_string(), TaskState::Unspecified));
+        }
+    }
+    let deployments = per_tm.into_iter().map(|(tm, tasks)| {
+        let req = DeployTasksRequest {
+            job_id: job.id.clone(),
+            attempt: number,
+            job_spec: job.spec.clone(),
+            file_name: job.file_name.clone(),
+            parallelism: p,
+            start: plan.source.start.to_string(),
+            tasks,
+            window_locations: window_locations.clone(),
+        };
+        let client = inner.registry.get(tm).map(|t| t.client);
+        let tm = tm.to_string();
+        async move {
+            let mut client =
+                client.ok_or_else(|| TaskError::Io(format!("taskmanager {tm} is gone")))?;
+            client.deploy_tasks(req).await.map(|_| ()).map_err(|s| {
+                TaskError::Io(format!("deploying to taskmanager {tm}: {}", s.message()))
+            })
+        }
+    });
+    for r in futures_join(deployments).await {
+        if let Err(e) = r {
+            attempt.fail(e).await;
+            return attempt.finish_stopping().await;
+        }
+    }
     {
         let mut s = job.status.lock();
-        s.attempt = Some(AttemptRun {
-            handle,
-            assignments,
-            rates: RateTracker::default(),
-            live: true,
-        });
         if job.cancel_requested() {
-            if let Some(r) = &s.attempt {
-                r.handle.cancel();
-            }
             s.state = JobState::Cancelling;
         } else {
             s.state = JobState::Running;
             s.reason = None;
         }
     }
-    tracing::info!(job = %job.id, attempt = number, "job attempt running");
-    rx.await.unwrap_or_else(|_| {
-        AttemptOutcome::Failed(TaskError::Io("the attempt supervisor stopped".into()))
-    })
+    tracing::info!(job = %job.id, attempt = number, taskmanagers = ?placement, "job attempt deployed");
+    attempt.follow().await
+}
+
+/// Runs futures concurrently and collects their results in order.
+async fn futures_join<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(v) => out.push(v),
+            Err(e) => tracing::error!(error = %e, "a deployment call stopped"),
+        }
+    }
+    out
+}
+
+fn terminal(s: TaskState) -> bool {
+    matches!(
+        s,
+        TaskState::Finished | TaskState::Canceled | TaskState::Failed
+    )
+}
+
+impl Attempt<'_> {
+    fn apply(&mut self, event: AttemptEvent) -> Option<TaskError> {
+        match event {
+            AttemptEvent::Task(r) => {
+                let state = TaskState::try_from(r.state).unwrap_or(TaskState::Unspecified);
+                if let Some(t) = self.tasks.get_mut(&(r.vertex, r.subtask)) {
+                    t.1 = state;
+                }
+                (state == TaskState::Failed).then(|| {
+                    let what = if r.vertex == 0 { "source" } else { "window" };
+                    let msg = format!(
+                        "{what} subtask {} on taskmanager {}: {}",
+                        r.subtask, r.taskmanager_id, r.error
+                    );
+                    if r.retriable {
+                        TaskError::Io(msg)
+                    } else {
+                        TaskError::Data(msg)
+                    }
+                })
+            }
+            AttemptEvent::TaskManagerLost { id, address } => {
+                let mut affected = false;
+                for t in self
+                    .tasks
+                    .values_mut()
+                    .filter(|t| t.0 == id && !terminal(t.1))
+                {
+                    t.1 = TaskState::Canceled;
+                    affected = true;
+                }
+                affected.then(|| {
+                    TaskError::Io(format!(
+                        "taskmanager {id} at {address} was lost (no heartbeat within {:?})",
+                        self.inner.config.heartbeat_timeout
+                    ))
+                })
+            }
+        }
+    }
+
+    fn all_terminal(&self) -> bool {
+        self.tasks.values().all(|t| terminal(t.1))
+    }
+
+    /// Records the root cause and cancels the attempt on every taskmanager.
+    async fn fail(&mut self, e: TaskError) {
+        if self.first_error.is_none() {
+            tracing::warn!(job = %self.job.id, attempt = self.number, error = %e, "attempt failing");
+            self.job.set_state(JobState::Failing, Some(e.to_string()));
+            self.first_error = Some(e);
+            self.cancel_everywhere().await;
+        }
+    }
+
+    async fn cancel_everywhere(&self) {
+        let mut tms: Vec<&String> = self.placement.iter().collect();
+        tms.sort();
+        tms.dedup();
+        for tm in tms {
+            if let Some(mut c) = self.inner.registry.get(tm).map(|t| t.client) {
+                let req = CancelAttemptRequest {
+                    job_id: self.job.id.clone(),
+                    attempt: self.number,
+                };
+                if let Err(s) = c.cancel_attempt(req).await {
+                    tracing::warn!(taskmanager = %tm, error = %s.message(), "could not cancel subtasks");
+                }
+            }
+        }
+    }
+
+    /// Waits for every subtask to stop (or the timeout), then gives the outcome.
+    async fn finish_stopping(mut self) -> Outcome {
+        let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+        while !self.all_terminal() {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(ev)) => {
+                    self.apply(ev);
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!(job = %self.job.id, attempt = self.number, "subtasks did not all stop in time");
+                    break;
+                }
+            }
+        }
+        match self.first_error {
+            Some(e) => Outcome::Failed(e),
+            None => Outcome::Cancelled,
+        }
+    }
+
+    /// Follows the running attempt until it ends.
+    async fn follow(mut self) -> Outcome {
+        let discovery = matches!(self.job.plan.source.kind, SourceKind::Kafka(_));
+        let mut tick = tokio::time::interval(self.inner.config.partition_discovery_interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                ev = self.events.recv() => {
+                    let Some(ev) = ev else { return Outcome::Failed(TaskError::Io("attempt events closed".into())) };
+                    if let Some(e) = self.apply(ev) {
+                        self.fail(e).await;
+                        return self.finish_stopping().await;
+                    }
+                    if self.all_terminal() {
+                        if self.tasks.values().all(|t| t.1 == TaskState::Finished) {
+                            return Outcome::Finished;
+                        }
+                        return Outcome::Failed(TaskError::Io("subtasks stopped without finishing (cancelled by their taskmanager)".into()));
+                    }
+                }
+                _ = self.job.cancelled() => {
+                    self.job.set_state(JobState::Cancelling, None);
+                    self.cancel_everywhere().await;
+                    return self.finish_stopping().await;
+                }
+                _ = tick.tick(), if discovery => {
+                    if let Err(e) = self.discover_partitions().await {
+                        tracing::warn!(job = %self.job.id, error = %e, "partition discovery failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands partitions added to the topic since the start to source subtasks (from the beginning).
+    async fn discover_partitions(&mut self) -> Result<(), TaskError> {
+        let SourceKind::Kafka(k) = &self.job.plan.source.kind else {
+            return Ok(());
+        };
+        let (servers, props, topic, timeout) = (
+            k.bootstrap_servers.clone(),
+            k.properties.clone(),
+            k.topic.clone(),
+            self.inner.config.kafka_timeout,
+        );
+        let found = tokio::task::spawn_blocking(move || {
+            TopicAdmin::new(&servers, &props, timeout)?.partitions(&topic)
+        })
+        .await
+        .map_err(|e| TaskError::Io(e.to_string()))?
+        .map_err(|e| TaskError::Io(e.to_string()))?;
+        let new: Vec<i32> = {
+            let pinned = self.job.pinned_starts.lock();
+            found
+                .into_iter()
+                .filter(|p| !pinned.contains_key(p))
+                .collect()
+        };
+        for partition in new {
+            let start = kappa_connectors::kafka::PartitionStart {
+                partition,
+                offset: StartOffset::Beginning,
+            };
+            let subtask = {
+                let mut s = self.job.status.lock();
+                let Some(run) = s.attempt.as_mut() else {
+                    return Ok(());
+                };
+                // The source subtask with the fewest partitions takes it.
+                let (subtask, _) = run
+                    .assignments
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, a)| match a {
+                        SourceAssignment::Kafka(p) => p.len(),
+                        SourceAssignment::Files(f) => f.len(),
+                    })
+                    .ok_or_else(|| TaskError::Io("no source subtask".into()))?;
+                if let Some(SourceAssignment::Kafka(parts)) = run.assignments.get_mut(subtask) {
+                    parts.push(start);
+                }
+                subtask
+            };
+            let tm = self.placement[subtask].clone();
+            self.job
+                .pinned_starts
+                .lock()
+                .insert(partition, StartOffset::Beginning);
+            let mut client = self
+                .inner
+                .registry
+                .get(&tm)
+                .map(|t| t.client)
+                .ok_or_else(|| TaskError::Io(format!("taskmanager {tm} is gone")))?;
+            let req = AddSplitsRequest {
+                job_id: self.job.id.clone(),
+                attempt: self.number,
+                subtask: subtask as u32,
+                splits: Some(splits_to_proto(&SourceAssignment::Kafka(vec![start]))),
+            };
+            client.add_splits(req).await.map_err(|s| {
+                TaskError::Io(format!(
+                    "handing partition {partition} to subtask {subtask}: {}",
+                    s.message()
+                ))
+            })?;
+            tracing::info!(job = %self.job.id, partition, subtask, "new partition assigned");
+        }
+        Ok(())
+    }
 }

@@ -2,17 +2,17 @@
 //! running attempt; and the JSON views of it the REST API returns.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kappa_connectors::splits::{PinnedStarts, SourceAssignment};
 use kappa_job::JobPlan;
-use kappa_runtime::metrics::SubtaskMetrics;
-use kappa_taskmanager::AttemptHandle;
+use kappa_proto::v1::{SubtaskMetrics as ProtoMetrics, TaskStateReport};
+use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics, VertexMetrics};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::AtomicU64;
 use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::rates::RateTracker;
 
@@ -23,6 +23,7 @@ pub enum JobState {
     Created,
     Running,
     Restarting,
+    Failing,
     Failed,
     Cancelling,
     Canceled,
@@ -39,6 +40,7 @@ impl JobState {
             Self::Created => "CREATED",
             Self::Running => "RUNNING",
             Self::Restarting => "RESTARTING",
+            Self::Failing => "FAILING",
             Self::Failed => "FAILED",
             Self::Cancelling => "CANCELLING",
             Self::Canceled => "CANCELED",
@@ -46,10 +48,11 @@ impl JobState {
         }
     }
 
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
         Self::Created,
         Self::Running,
         Self::Restarting,
+        Self::Failing,
         Self::Failed,
         Self::Cancelling,
         Self::Canceled,
@@ -72,13 +75,67 @@ pub struct AttemptInfo {
     pub error: Option<String>,
 }
 
+/// What happens to a running attempt, as the driver hears it.
+#[derive(Debug, Clone)]
+pub enum AttemptEvent {
+    /// A subtask reported a new state.
+    Task(TaskStateReport),
+    /// A taskmanager running some of its subtasks stopped sending heartbeats.
+    TaskManagerLost { id: String, address: String },
+}
+
 /// The latest attempt deployed; its counters stay readable after it ends.
 pub struct AttemptRun {
-    pub handle: AttemptHandle,
+    pub number: u32,
+    /// Counters per vertex and subtask, updated from taskmanager heartbeats.
+    pub metrics: Vec<VertexMetrics>,
+    /// The taskmanager of each slot (slot i holds subtask i of every vertex).
+    pub placement: Vec<String>,
     pub assignments: Vec<SourceAssignment>,
     pub rates: RateTracker,
     /// Still running (rates are sampled, metrics exported).
     pub live: bool,
+    pub events: UnboundedSender<AttemptEvent>,
+}
+
+impl AttemptRun {
+    pub(crate) fn parts(&mut self) -> crate::AttemptRunParts<'_> {
+        crate::AttemptRunParts {
+            metrics: &self.metrics,
+            rates: &mut self.rates,
+        }
+    }
+
+    /// Stores the counters a heartbeat carries for one of this attempt's subtasks.
+    pub fn update(&self, m: &ProtoMetrics) {
+        let Some(s) = self
+            .metrics
+            .get(m.vertex as usize)
+            .and_then(|v| v.subtasks.get(m.subtask as usize))
+        else {
+            return;
+        };
+        // Counters only grow: a heartbeat overtaken by the final report must not set them back.
+        let grow = |a: &AtomicU64, v: u64| a.fetch_max(v, Ordering::Relaxed);
+        grow(&s.records_in, m.records_in);
+        grow(&s.records_out, m.records_out);
+        grow(&s.backpressured_ns, m.backpressured_ns);
+        grow(&s.late_dropped, m.late_dropped);
+        grow(&s.skipped, m.skipped);
+        grow(&s.dead_lettered, m.dead_lettered);
+        s.queued.store(m.queued, Ordering::Relaxed);
+        s.watermark
+            .fetch_max(m.watermark.unwrap_or(i64::MIN), Ordering::Relaxed);
+        *s.partitions.lock() = m
+            .partitions
+            .iter()
+            .map(|p| PartitionProgress {
+                partition: p.partition,
+                position: p.position,
+                high_watermark: p.high_watermark,
+            })
+            .collect();
+    }
 }
 
 /// Mutable part of a job.
@@ -151,8 +208,7 @@ impl JobEntry {
             return false;
         }
         self.cancel_requested.store(true, Ordering::SeqCst);
-        if let Some(r) = s.attempt.as_ref().filter(|r| r.live) {
-            r.handle.cancel();
+        if s.attempt.as_ref().is_some_and(|r| r.live) {
             s.state = JobState::Cancelling;
         }
         drop(s);
@@ -200,7 +256,7 @@ impl JobEntry {
             .enumerate()
             .map(|(vi, v)| {
                 let running = s.attempt.as_ref();
-                let metrics = running.and_then(|r| r.handle.metrics.get(vi));
+                let metrics = running.and_then(|r| r.metrics.get(vi));
                 let subtasks = (0..v.parallelism as usize)
                     .map(|i| {
                         let m = metrics.and_then(|m| m.subtasks.get(i));
@@ -221,6 +277,21 @@ impl JobEntry {
                             queued: get(|m| &m.queued),
                             watermark: m.and_then(|m| m.watermark()),
                             rates,
+                            taskmanager: running.and_then(|r| r.placement.get(i)).cloned(),
+                            partitions: m
+                                .map(|m| {
+                                    m.partitions
+                                        .lock()
+                                        .iter()
+                                        .map(|p| PartitionView {
+                                            partition: p.partition,
+                                            position: p.position,
+                                            high_watermark: p.high_watermark,
+                                            lag: p.lag(),
+                                        })
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
                             splits: (vi == 0)
                                 .then(|| {
                                     running
@@ -292,6 +363,21 @@ pub struct SubtaskView {
     pub rates: crate::rates::SubtaskRates,
     /// The Kafka partitions or files a source subtask reads.
     pub splits: Option<String>,
+    /// The taskmanager it runs on.
+    pub taskmanager: Option<String>,
+    /// Source subtasks: progress and lag per Kafka partition.
+    pub partitions: Vec<PartitionView>,
+}
+
+/// Where a source subtask is in one Kafka partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionView {
+    pub partition: i32,
+    /// The next offset it will read.
+    pub position: i64,
+    pub high_watermark: Option<i64>,
+    /// Records not yet read.
+    pub lag: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,41 +1,59 @@
-//! The Kappa jobmanager: accepts jobs, plans and schedules them on slots, restarts failed
-//! attempts, and serves the REST API and Prometheus metrics on :8081.
+//! The Kappa jobmanager: keeps the registry of taskmanagers, accepts jobs, places their
+//! subtasks in slots, restarts failed attempts, and serves the REST API, /metrics and gRPC.
 
 mod driver;
 pub mod job;
 mod prom;
 mod rates;
+pub mod registry;
 pub mod rest;
-mod slots;
+mod rpc;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kappa_job::{Overrides, SpecErrors, plan_job};
+use kappa_proto::v1::job_manager_service_server::JobManagerServiceServer;
 use parking_lot::RwLock;
 
-use crate::job::JobEntry;
-use crate::slots::SlotPool;
+use crate::job::{AttemptEvent, JobEntry};
+use crate::registry::Registry;
 
 /// Settings of a jobmanager.
 #[derive(Debug, Clone)]
 pub struct JobManagerConfig {
-    /// Slots of the in-process taskmanager.
-    pub slots: u32,
+    /// REST API, web UI and /metrics.
+    pub rest: SocketAddr,
+    /// gRPC for taskmanagers.
+    pub rpc: SocketAddr,
     /// Where checkpoints will be written (accepted now; used by the checkpoints feature).
     pub checkpoint_dir: Option<PathBuf>,
     /// How long to wait for Kafka metadata before an attempt fails (and is retried).
     pub kafka_timeout: Duration,
+    /// How often taskmanagers send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// A taskmanager silent this long is lost; its subtasks' attempts fail.
+    pub heartbeat_timeout: Duration,
+    /// A job waiting this long for free slots fails.
+    pub slot_timeout: Duration,
+    /// How often running Kafka sources look for new partitions.
+    pub partition_discovery_interval: Duration,
 }
 
 impl Default for JobManagerConfig {
     fn default() -> Self {
         Self {
-            slots: 4,
+            rest: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            rpc: SocketAddr::from(([127, 0, 0, 1], 6123)),
             checkpoint_dir: None,
             kafka_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(10),
+            slot_timeout: Duration::from_secs(300),
+            partition_discovery_interval: Duration::from_secs(10),
         }
     }
 }
@@ -49,11 +67,24 @@ pub enum SubmitError {
     BadRequest(String),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {0}")]
+    Bind(String),
+}
+
 pub(crate) struct Inner {
+    pub id: String,
     pub config: JobManagerConfig,
-    pub slots: SlotPool,
+    pub registry: Registry,
     pub jobs: RwLock<BTreeMap<String, Arc<JobEntry>>>,
     pub started: Instant,
+}
+
+impl Inner {
+    pub fn job(&self, id: &str) -> Option<Arc<JobEntry>> {
+        self.jobs.read().get(id).cloned()
+    }
 }
 
 /// Handle to the jobmanager; cheap to clone.
@@ -62,16 +93,67 @@ pub struct JobManager {
     inner: Arc<Inner>,
 }
 
+/// A started jobmanager and where it listens.
+pub struct Started {
+    pub jobmanager: JobManager,
+    pub rest: SocketAddr,
+    pub rpc: SocketAddr,
+}
+
 impl JobManager {
-    /// Creates a jobmanager; must be called inside a tokio runtime (it starts a metrics sampler).
+    /// Binds the REST and gRPC ports and starts serving, sampling rates and watching heartbeats.
+    pub async fn start(config: JobManagerConfig) -> Result<Started, StartError> {
+        let rest_listener = tokio::net::TcpListener::bind(config.rest)
+            .await
+            .map_err(|e| StartError::Bind(format!("{} (REST): {e}", config.rest)))?;
+        let rpc_listener = tokio::net::TcpListener::bind(config.rpc)
+            .await
+            .map_err(|e| StartError::Bind(format!("{} (gRPC): {e}", config.rpc)))?;
+        let rest = rest_listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(e.to_string()))?;
+        let rpc = rpc_listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(e.to_string()))?;
+        let jm = Self::new(config);
+        let app = rest::router(jm.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(rest_listener, app).await {
+                tracing::error!(error = %e, "REST server stopped");
+            }
+        });
+        let service = JobManagerServiceServer::new(rpc::JobManagerRpc {
+            inner: Arc::clone(&jm.inner),
+        });
+        tokio::spawn(async move {
+            let incoming = tokio_stream_incoming(rpc_listener);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        });
+        tracing::info!(%rest, %rpc, "jobmanager ready: REST API at http://{rest}/api/v1, taskmanagers register at http://{rpc}");
+        Ok(Started {
+            jobmanager: jm,
+            rest,
+            rpc,
+        })
+    }
+
+    /// A jobmanager without listeners (tests); must be called inside a tokio runtime.
     pub fn new(config: JobManagerConfig) -> Self {
         let inner = Arc::new(Inner {
-            slots: SlotPool::new(config.slots),
+            id: uuid::Uuid::new_v4().simple().to_string(),
             config,
+            registry: Registry::default(),
             jobs: RwLock::new(BTreeMap::new()),
             started: Instant::now(),
         });
         tokio::spawn(sample_rates(Arc::downgrade(&inner)));
+        tokio::spawn(watch_heartbeats(Arc::downgrade(&inner)));
         Self { inner }
     }
 
@@ -88,6 +170,7 @@ impl JobManager {
     ) -> Result<String, SubmitError> {
         let plan = plan_job(file_name, spec, overrides).map_err(SubmitError::Invalid)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
+        // The taskmanagers plan the job again from the spec: pin the overrides into it.
         let job = Arc::new(JobEntry::new(
             id.clone(),
             file_name.to_string(),
@@ -101,7 +184,7 @@ impl JobManager {
     }
 
     pub fn job(&self, id: &str) -> Option<Arc<JobEntry>> {
-        self.inner.jobs.read().get(id).cloned()
+        self.inner.job(id)
     }
 
     /// All jobs, oldest first.
@@ -111,17 +194,19 @@ impl JobManager {
         jobs
     }
 
-    pub fn slots_total(&self) -> u32 {
-        self.inner.slots.total()
-    }
-
-    pub fn slots_free(&self) -> u32 {
-        self.inner.slots.free()
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
     }
 
     pub fn uptime(&self) -> Duration {
         self.inner.started.elapsed()
     }
+}
+
+fn tokio_stream_incoming(
+    listener: tokio::net::TcpListener,
+) -> tokio_stream::wrappers::TcpListenerStream {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
 }
 
 /// Samples the counters of running attempts once a second for the per-second rates.
@@ -135,8 +220,42 @@ async fn sample_rates(inner: std::sync::Weak<Inner>) {
         for j in jobs {
             let mut s = j.status.lock();
             if let Some(r) = s.attempt.as_mut().filter(|r| r.live) {
-                r.rates.sample(&r.handle.metrics, now);
+                let AttemptRunParts { metrics, rates } = r.parts();
+                rates.sample(metrics, now);
             }
         }
     }
+}
+
+/// Removes taskmanagers that stopped sending heartbeats and fails the attempts they ran.
+async fn watch_heartbeats(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        for tm in inner.registry.reap(inner.config.heartbeat_timeout) {
+            tracing::warn!(id = %tm.id, address = %tm.address, timeout = ?inner.config.heartbeat_timeout, "taskmanager lost: no heartbeat");
+            let jobs: Vec<_> = inner.jobs.read().values().cloned().collect();
+            for j in jobs {
+                let s = j.status.lock();
+                if let Some(run) = s
+                    .attempt
+                    .as_ref()
+                    .filter(|r| r.live && r.placement.contains(&tm.id))
+                {
+                    let _ = run.events.send(AttemptEvent::TaskManagerLost {
+                        id: tm.id.clone(),
+                        address: tm.address.clone(),
+                    });
+                }
+            }
+            inner.registry.changed.notify_waiters();
+        }
+    }
+}
+
+/// Split borrows of an attempt for the sampler.
+pub(crate) struct AttemptRunParts<'a> {
+    pub metrics: &'a [kappa_runtime::metrics::VertexMetrics],
+    pub rates: &'a mut rates::RateTracker,
 }

@@ -116,6 +116,7 @@ pub fn router(jm: JobManager) -> Router {
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/jobs", get(list_jobs).post(submit))
         .route("/api/v1/jobs/validate", post(validate))
+        .route("/api/v1/taskmanagers", get(taskmanagers))
         .route("/api/v1/jobs/{id}", get(job_detail))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/metrics", get(metrics))
@@ -146,6 +147,7 @@ fn parse_request(body: &Bytes) -> Result<(String, SubmitRequest, Overrides), Api
 }
 
 async fn overview(State(jm): State<JobManager>) -> Json<Overview> {
+    let (slots_total, slots_free) = jm.registry().slots();
     let mut jobs = std::collections::BTreeMap::new();
     for st in JobState::ALL {
         jobs.insert(st.name().to_string(), 0);
@@ -156,9 +158,9 @@ async fn overview(State(jm): State<JobManager>) -> Json<Overview> {
     Json(Overview {
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_seconds: jm.uptime().as_secs(),
-        taskmanagers: 1,
-        slots_total: jm.slots_total(),
-        slots_free: jm.slots_free(),
+        taskmanagers: jm.registry().views().len() as u32,
+        slots_total,
+        slots_free,
         checkpoint_dir: jm
             .config()
             .checkpoint_dir
@@ -166,6 +168,10 @@ async fn overview(State(jm): State<JobManager>) -> Json<Overview> {
             .map(|p| p.display().to_string()),
         jobs,
     })
+}
+
+async fn taskmanagers(State(jm): State<JobManager>) -> Json<Vec<crate::registry::TaskManagerView>> {
+    Json(jm.registry().views())
 }
 
 async fn list_jobs(State(jm): State<JobManager>) -> Json<Vec<JobSummary>> {
@@ -303,9 +309,9 @@ mod tests {
         let (status, text) = call("GET", "/api/v1/overview", "").await;
         assert_eq!(status, StatusCode::OK);
         let v: Overview = serde_json::from_str(&text).unwrap();
-        assert_eq!((v.slots_total, v.slots_free), (4, 4));
+        assert_eq!((v.taskmanagers, v.slots_total, v.slots_free), (0, 0, 0));
         let (status, text) = call("GET", "/metrics", "").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(text.contains("kappa_slots{kind=\"total\"} 4"), "{text}");
+        assert!(text.contains("kappa_slots{kind=\"total\"} 0"), "{text}");
     }
 }

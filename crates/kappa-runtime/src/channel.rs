@@ -1,5 +1,5 @@
-//! Bounded channels between subtasks: a full channel blocks its senders (backpressure) so
-//! memory stays bounded; senders give up when the job is cancelled.
+//! Channels between subtasks: bounded local channels whose full buffers block their senders
+//! (backpressure), and remote targets in other taskmanagers behind a flow-controlled trait.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
 use crate::element::Element;
+use crate::error::TaskError;
 use crate::metrics::SubtaskMetrics;
 
 /// An element tagged with the index of the upstream subtask that sent it.
@@ -20,43 +21,92 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
+/// Why a send did not happen.
+#[derive(Debug, Clone)]
+pub enum SendError {
+    /// The job is being cancelled, or a local downstream already stopped (its error is the cause).
+    Closed,
+    /// A remote downstream cannot be reached.
+    Failed(TaskError),
+}
+
+impl From<Closed> for SendError {
+    fn from(_: Closed) -> Self {
+        SendError::Closed
+    }
+}
+
+/// A downstream subtask in another taskmanager.
+pub trait RemoteTarget: Send {
+    /// Sends one element in order, waiting for flow-control credit; returns the time spent
+    /// waiting for credit (backpressure).
+    fn send(&mut self, element: Element) -> Result<Duration, SendError>;
+}
+
+/// Where one upstream subtask sends to one downstream subtask.
+pub enum Target {
+    /// Same taskmanager: the downstream's input channel, no serialisation.
+    Local(Sender<Tagged>),
+    Remote(Box<dyn RemoteTarget>),
+}
+
+/// Puts `msg` into a local channel, waiting for room until cancelled; returns the time waited.
+pub fn forward(tx: &Sender<Tagged>, msg: Tagged, cancel: &AtomicBool) -> Result<Duration, Closed> {
+    let mut msg = match tx.try_send(msg) {
+        Ok(()) => return Ok(Duration::ZERO),
+        Err(TrySendError::Disconnected(_)) => return Err(Closed),
+        Err(TrySendError::Full(m)) => m,
+    };
+    let started = Instant::now();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Closed);
+        }
+        match tx.send_timeout(msg, POLL) {
+            Ok(()) => return Ok(started.elapsed()),
+            Err(SendTimeoutError::Timeout(m)) => msg = m,
+            Err(SendTimeoutError::Disconnected(_)) => return Err(Closed),
+        }
+    }
+}
+
 /// The sending ends of one upstream subtask towards every downstream subtask.
 pub struct Outputs {
     index: u32,
-    targets: Vec<Sender<Tagged>>,
+    targets: Vec<Target>,
     cancel: Arc<AtomicBool>,
     metrics: Arc<SubtaskMetrics>,
 }
 
 impl Outputs {
+    pub fn new(
+        index: u32,
+        targets: Vec<Target>,
+        cancel: Arc<AtomicBool>,
+        metrics: Arc<SubtaskMetrics>,
+    ) -> Self {
+        Self {
+            index,
+            targets,
+            cancel,
+            metrics,
+        }
+    }
+
     /// Sends to one downstream subtask, waiting for room (recorded as backpressure).
-    pub fn send(&self, target: usize, element: Element) -> Result<(), Closed> {
-        let tx = &self.targets[target];
-        let mut msg = match tx.try_send((self.index, element)) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(_)) => return Err(Closed),
-            Err(TrySendError::Full(m)) => m,
+    pub fn send(&mut self, target: usize, element: Element) -> Result<(), SendError> {
+        let waited = match &mut self.targets[target] {
+            Target::Local(tx) => forward(tx, (self.index, element), &self.cancel)?,
+            Target::Remote(r) => r.send(element)?,
         };
-        let started = Instant::now();
-        let result = loop {
-            if self.cancel.load(Ordering::Relaxed) {
-                break Err(Closed);
-            }
-            match tx.send_timeout(msg, POLL) {
-                Ok(()) => break Ok(()),
-                Err(SendTimeoutError::Timeout(m)) => msg = m,
-                Err(SendTimeoutError::Disconnected(_)) => break Err(Closed),
-            }
-        };
-        SubtaskMetrics::add(
-            &self.metrics.backpressured_ns,
-            started.elapsed().as_nanos() as usize,
-        );
-        result
+        if !waited.is_zero() {
+            SubtaskMetrics::add(&self.metrics.backpressured_ns, waited.as_nanos() as usize);
+        }
+        Ok(())
     }
 
     /// Sends a control element to every downstream subtask.
-    pub fn broadcast(&self, element: &Element) -> Result<(), Closed> {
+    pub fn broadcast(&mut self, element: &Element) -> Result<(), SendError> {
         (0..self.targets.len()).try_for_each(|t| self.send(t, element.clone()))
     }
 
@@ -78,6 +128,26 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// A subtask input of `capacity` elements for `upstreams` senders; the sender is cloned
+    /// for local upstreams and for the receivers of remote ones.
+    pub fn new(
+        upstreams: u32,
+        capacity: usize,
+        cancel: Arc<AtomicBool>,
+        metrics: Arc<SubtaskMetrics>,
+    ) -> (Self, Sender<Tagged>) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        (
+            Self {
+                upstreams,
+                rx,
+                cancel,
+                metrics,
+            },
+            tx,
+        )
+    }
+
     /// The next element, or `Closed` once the job is cancelled or every sender is gone.
     pub fn recv(&self) -> Result<Tagged, Closed> {
         loop {
@@ -98,70 +168,63 @@ impl Inputs {
     }
 }
 
-/// Connects `upstream` subtasks all-to-all with `downstream` subtasks through channels of
-/// `capacity` elements each.
-pub fn all_to_all(
-    upstream: &[Arc<SubtaskMetrics>],
-    downstream: &[Arc<SubtaskMetrics>],
-    capacity: usize,
-    cancel: &Arc<AtomicBool>,
-) -> (Vec<Outputs>, Vec<Inputs>) {
-    let (txs, inputs): (Vec<_>, Vec<_>) = downstream
-        .iter()
-        .map(|m| {
-            let (tx, rx) = crossbeam_channel::bounded(capacity);
-            let inputs = Inputs {
-                upstreams: upstream.len() as u32,
-                rx,
-                cancel: Arc::clone(cancel),
-                metrics: Arc::clone(m),
-            };
-            (tx, inputs)
-        })
-        .unzip();
-    let outputs = upstream
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Outputs {
-            index: i as u32,
-            targets: txs.clone(),
-            cancel: Arc::clone(cancel),
-            metrics: Arc::clone(m),
-        })
-        .collect();
-    (outputs, inputs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn metrics() -> Arc<SubtaskMetrics> {
+        Arc::default()
+    }
+
     #[test]
     fn full_channel_blocks_until_cancelled() {
         let cancel = Arc::new(AtomicBool::new(false));
-        let m: Vec<Arc<SubtaskMetrics>> = vec![Arc::default()];
-        let (outs, ins) = all_to_all(&m, &m, 1, &cancel);
-        outs[0].send(0, Element::End).unwrap();
+        let m = metrics();
+        let (ins, tx) = Inputs::new(1, 1, Arc::clone(&cancel), metrics());
+        let mut outs = Outputs::new(
+            0,
+            vec![Target::Local(tx)],
+            Arc::clone(&cancel),
+            Arc::clone(&m),
+        );
+        outs.send(0, Element::End).unwrap();
         let c = Arc::clone(&cancel);
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(150));
             c.store(true, Ordering::Relaxed);
         });
-        assert_eq!(outs[0].send(0, Element::End), Err(Closed));
+        assert!(matches!(outs.send(0, Element::End), Err(SendError::Closed)));
         t.join().unwrap();
-        assert!(SubtaskMetrics::get(&m[0].backpressured_ns) > 0);
-        assert_eq!(ins[0].recv().unwrap_err(), Closed);
+        assert_eq!(
+            SubtaskMetrics::get(&m.backpressured_ns),
+            0,
+            "a cancelled wait is not counted"
+        );
+        assert_eq!(ins.recv().unwrap_err(), Closed);
     }
 
     #[test]
-    fn elements_are_tagged_with_their_upstream() {
+    fn waiting_for_room_counts_as_backpressure() {
         let cancel = Arc::new(AtomicBool::new(false));
-        let up: Vec<Arc<SubtaskMetrics>> = vec![Arc::default(), Arc::default()];
-        let down: Vec<Arc<SubtaskMetrics>> = vec![Arc::default()];
-        let (outs, ins) = all_to_all(&up, &down, 4, &cancel);
-        outs[1].send(0, Element::Watermark(5)).unwrap();
-        let (from, e) = ins[0].recv().unwrap();
-        assert_eq!(from, 1);
+        let m = metrics();
+        let (ins, tx) = Inputs::new(2, 1, Arc::clone(&cancel), metrics());
+        let mut outs = Outputs::new(
+            1,
+            vec![Target::Local(tx)],
+            Arc::clone(&cancel),
+            Arc::clone(&m),
+        );
+        outs.send(0, Element::Watermark(5)).unwrap();
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(120));
+            let first = ins.recv().unwrap();
+            let second = ins.recv().unwrap();
+            (first, second)
+        });
+        outs.send(0, Element::End).unwrap();
+        let ((from, e), _) = reader.join().unwrap();
+        assert_eq!(from, 1, "tagged with the upstream index");
         assert!(matches!(e, Element::Watermark(5)));
+        assert!(SubtaskMetrics::get(&m.backpressured_ns) >= 50_000_000);
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod io;
 pub mod keyed;
 pub mod metrics;
+pub mod prometheus;
 pub mod steps;
 pub mod task;
 pub mod watermark;

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use parking_lot::Mutex;
+
 /// Counters of one subtask; all monotonic except the gauges `watermark` and `queued`.
 #[derive(Debug)]
 pub struct SubtaskMetrics {
@@ -21,6 +23,25 @@ pub struct SubtaskMetrics {
     pub dead_lettered: AtomicU64,
     /// Elements waiting in this subtask's input channel.
     pub queued: AtomicU64,
+    /// Source subtasks: where they are in each Kafka partition they read.
+    pub partitions: Mutex<Vec<PartitionProgress>>,
+}
+
+/// Progress of a source subtask in one Kafka partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionProgress {
+    pub partition: i32,
+    /// The next offset it will read.
+    pub position: i64,
+    /// The partition's high watermark as last seen by the consumer.
+    pub high_watermark: Option<i64>,
+}
+
+impl PartitionProgress {
+    /// Records not yet read, when the high watermark is known.
+    pub fn lag(&self) -> Option<i64> {
+        self.high_watermark.map(|h| (h - self.position).max(0))
+    }
 }
 
 impl Default for SubtaskMetrics {
@@ -34,6 +55,7 @@ impl Default for SubtaskMetrics {
             skipped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             queued: AtomicU64::new(0),
+            partitions: Mutex::new(Vec::new()),
         }
     }
 }

@@ -9,7 +9,7 @@ use arrow::array::RecordBatch;
 use arrow::compute::max;
 use kappa_job::plan::{EventTimePlan, StepPlan};
 
-use crate::channel::{Closed, Inputs, Outputs};
+use crate::channel::{Closed, Inputs, Outputs, SendError};
 use crate::element::Element;
 use crate::error::TaskError;
 use crate::io::{Sink, SourceReader, SourceStatus, SplitBatch};
@@ -37,6 +37,15 @@ enum Stop {
 impl From<Closed> for Stop {
     fn from(_: Closed) -> Self {
         Stop::Cancelled
+    }
+}
+
+impl From<SendError> for Stop {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Closed => Stop::Cancelled,
+            SendError::Failed(e) => Stop::Failed(e),
+        }
     }
 }
 
@@ -135,6 +144,12 @@ impl SourceTask {
             }
             let status = self.reader.poll(&mut buf, &mut finished, POLL_TIMEOUT)?;
             let now = Instant::now();
+            if let Some(w) = watermarks.as_mut() {
+                // Splits handed over while running (new Kafka partitions) join the watermark.
+                while w.len() < self.reader.splits() {
+                    w.add_split(now);
+                }
+            }
             for SplitBatch { split, batch } in buf.drain(..) {
                 SubtaskMetrics::add(&self.metrics.records_in, batch.num_rows());
                 if let (Some(w), Some(et)) = (watermarks.as_mut(), self.event_time.as_ref())

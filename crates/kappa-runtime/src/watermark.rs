@@ -50,6 +50,15 @@ impl SplitWatermarks {
         }
     }
 
+    /// Number of splits tracked.
+    pub fn len(&self) -> usize {
+        self.splits.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.splits.is_empty()
+    }
+
     /// Adds a split found after start (e.g. a new Kafka partition).
     pub fn add_split(&mut self, now: Instant) {
         self.splits.push(Split {

@@ -1,6 +1,157 @@
-//! The Kappa worker: runs the subtasks of a job attempt on its slots — source threads, window
-//! threads and the channels between them — and reports how the attempt ended.
+//! The Kappa worker: registers its slots with the jobmanager, runs the subtasks deployed to
+//! it, exchanges records with other taskmanagers, and serves gRPC and /metrics on one port.
 
-mod attempt;
+mod deploy;
+mod exchange;
+mod ipc;
+mod registration;
+mod service;
+mod state;
 
-pub use attempt::{AttemptHandle, AttemptOutcome, Deployment, deploy};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use kappa_proto::v1::data_exchange_service_server::DataExchangeServiceServer;
+use kappa_proto::v1::task_manager_service_server::TaskManagerServiceServer;
+use kappa_runtime::prometheus::{SubtaskRow, encode, register_subtasks};
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+
+use crate::exchange::ExchangeServer;
+use crate::service::ControlService;
+use crate::state::Shared;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskManagerError {
+    #[error("cannot listen on {0}")]
+    Bind(String),
+    #[error("the jobmanager refused this taskmanager: {0}")]
+    Refused(String),
+}
+
+/// How a taskmanager is set up.
+#[derive(Debug, Clone)]
+pub struct TaskManagerConfig {
+    /// Unique id; generated when None.
+    pub id: String,
+    pub slots: u32,
+    /// Where gRPC and /metrics listen (port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// Host other processes reach this taskmanager at (default: the bind address).
+    pub advertised_host: Option<String>,
+    /// The jobmanager's gRPC URL, e.g. http://127.0.0.1:6123.
+    pub jobmanager: String,
+}
+
+/// A started taskmanager.
+pub struct TaskManagerHandle {
+    pub id: String,
+    /// host:port of its gRPC services and /metrics.
+    pub address: String,
+    /// Ends with an error when the jobmanager refuses this taskmanager.
+    pub registration: JoinHandle<Result<(), TaskManagerError>>,
+}
+
+/// Binds the port, starts serving, and registers with the jobmanager in the background.
+pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskManagerError> {
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| TaskManagerError::Bind(format!("{}: {e}", config.bind)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| TaskManagerError::Bind(e.to_string()))?;
+    let host = config
+        .advertised_host
+        .clone()
+        .unwrap_or_else(|| local.ip().to_string());
+    let address = format!("{host}:{}", local.port());
+    let (reports_tx, reports_rx) = tokio::sync::mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        id: config.id.clone(),
+        slots: config.slots,
+        address: address.clone(),
+        attempts: Mutex::new(HashMap::new()),
+        reports: reports_tx,
+        handle: tokio::runtime::Handle::current(),
+    });
+    let router = Routes::new(TaskManagerServiceServer::new(ControlService {
+        shared: Arc::clone(&shared),
+    }))
+    .add_service(DataExchangeServiceServer::new(ExchangeServer {
+        shared: Arc::clone(&shared),
+    }))
+    .into_axum_router()
+    .merge(
+        axum::Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(Arc::clone(&shared)),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "taskmanager server stopped");
+        }
+    });
+    tokio::spawn(registration::forward_reports(
+        config.jobmanager.clone(),
+        reports_rx,
+    ));
+    let registration = tokio::spawn(registration::register_and_heartbeat(
+        Arc::clone(&shared),
+        config.jobmanager,
+    ));
+    tracing::info!(id = %config.id, %address, slots = config.slots, "taskmanager serving");
+    Ok(TaskManagerHandle {
+        id: config.id,
+        address,
+        registration,
+    })
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let reg = prometheus::Registry::new();
+    let rendered = {
+        let attempts = shared.attempts.lock();
+        let rows: Vec<SubtaskRow<'_>> = attempts
+            .iter()
+            .flat_map(|((job_id, _), a)| {
+                a.subtasks.iter().map(move |s| SubtaskRow {
+                    job_id,
+                    job_name: &a.job_name,
+                    vertex: if s.vertex == 0 { "source" } else { "window" },
+                    subtask: s.subtask,
+                    metrics: &s.metrics,
+                })
+            })
+            .collect();
+        register_subtasks(&reg, &rows)
+    };
+    let slots = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new("kappa_taskmanager_slots", "Slots of this taskmanager"),
+        &["kind"],
+    );
+    let result = rendered.and_then(|_| {
+        let slots = slots?;
+        reg.register(Box::new(slots.clone()))?;
+        slots
+            .with_label_values(&["total"])
+            .set(i64::from(shared.slots));
+        slots
+            .with_label_values(&["used"])
+            .set(i64::from(shared.slots_used()));
+        encode(&reg)
+    });
+    match result {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering metrics: {e}"),
+        )
+            .into_response(),
+    }
+}

@@ -5,8 +5,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use kappa_jobmanager::job::JobState;
-use kappa_jobmanager::{JobManager, JobManagerConfig};
+
+use crate::cluster::{LocalArgs, start_local};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -78,7 +80,7 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = dir.path().join("results.jsonl");
+    let out = dir.path().join("results");
     let mut clicks = ClickGenerator::new(7, 5_000);
     let mut _cluster = None;
     let job = match args.source {
@@ -139,10 +141,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .replace("key = \"{item_id}-{window_end}\"\n", "")
         }
     };
-    let jm = JobManager::new(JobManagerConfig {
-        slots: args.parallelism,
-        ..JobManagerConfig::default()
-    });
+    // A local cluster on free ports: the jobmanager and a taskmanager in this process.
+    let local = LocalArgs::parse_from([
+        "local",
+        "--port",
+        "0",
+        "--rpc-port",
+        "0",
+        "--slots",
+        &args.parallelism.to_string(),
+    ]);
+    let cluster = start_local(&local).await?;
+    let jm = cluster.jobmanager.clone();
     let overrides = kappa_job::Overrides {
         parallelism: Some(args.parallelism),
         ..Default::default()
@@ -198,10 +208,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "  {:.0} events per CPU-second",
         n / cpu.as_secs_f64().max(1e-9)
     );
-    let results = std::fs::read_to_string(&out)
-        .unwrap_or_default()
-        .lines()
-        .count();
+    // The file sink writes a part file per subtask into the output directory.
+    let results: usize = std::fs::read_dir(&out)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|f| {
+                    std::fs::read_to_string(f.path())
+                        .unwrap_or_default()
+                        .lines()
+                        .count()
+                })
+                .sum()
+        })
+        .unwrap_or(0);
     println!("  {results} window results written");
     Ok(())
 }

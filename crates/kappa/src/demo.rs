@@ -15,7 +15,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::LocalArgs;
+use crate::cluster::{LocalArgs, shutdown_signal, start_local};
 use crate::generator::ClickGenerator;
 
 /// The reference job of the article, as shipped in examples/.
@@ -156,7 +156,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "Click generator: {rate} events/s, event time running {speed}× faster than the wall clock"
     );
 
-    let (jm, addr) = crate::local::start(&args.local).await?;
+    let cluster = start_local(&args.local).await?;
+    let (jm, addr) = (cluster.jobmanager.clone(), cluster.rest);
     let job_text = REFERENCE_JOB.replace("127.0.0.1:9092", &bootstrap);
     let id = jm
         .submit(
@@ -196,7 +197,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         last_update: Instant::now(),
         shown: 0,
     };
-    let ctrl_c = crate::local::shutdown_signal();
+    let ctrl_c = shutdown_signal();
     tokio::pin!(ctrl_c);
     let result = loop {
         tokio::select! {

@@ -1,12 +1,11 @@
-//! The `kappa` binary: `kappa local` (jobmanager + taskmanager in one process), `kappa demo`
-//! (the reference job on an embedded Kafka) and `kappa bench` (events/s of the reference job).
+//! The `kappa` binary: `kappa jobmanager`, `kappa taskmanager`, `kappa local` (both in one
+//! process), `kappa demo` (the reference job on an embedded Kafka) and `kappa bench`.
 
 mod bench;
+mod cluster;
+mod config_file;
 mod demo;
 mod generator;
-mod local;
-
-use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -14,38 +13,35 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "kappa",
     version,
-    about = "Kappa: one streaming job over a replayable log computes every result"
+    about = "Kappa: one streaming job over a replayable log computes every result",
+    args_override_self = true
 )]
 struct Cli {
+    /// A TOML file of settings: top-level keys and a table per command (e.g. [taskmanager]),
+    /// named like the flags; flags and KAPPA_* variables win over it.
+    #[arg(long, global = true, env = "KAPPA_CONFIG")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Settings of a local cluster.
-#[derive(clap::Args, Clone, Debug)]
-pub struct LocalArgs {
-    /// Address the REST API and web UI listen on.
-    #[arg(long, env = "KAPPA_REST_ADDRESS", default_value = "127.0.0.1")]
-    pub address: String,
-    /// Port of the REST API and /metrics.
-    #[arg(long, env = "KAPPA_REST_PORT", default_value_t = 8081)]
-    pub port: u16,
-    /// Task slots of the embedded taskmanager.
-    #[arg(long, env = "KAPPA_SLOTS", default_value_t = 4)]
-    pub slots: u32,
-    /// Directory (or URI) for checkpoints; accepted and reported now, written once checkpoints land.
-    #[arg(long, env = "KAPPA_CHECKPOINT_DIR")]
-    pub checkpoint_dir: Option<PathBuf>,
-}
-
 #[derive(Subcommand)]
 enum Command {
-    /// Run a jobmanager and a taskmanager in this process (REST API on :8081).
-    Local(LocalArgs),
+    /// Run a jobmanager: REST API and /metrics on :8081, gRPC for taskmanagers on :6123.
+    Jobmanager(cluster::JobManagerArgs),
+    /// Run a taskmanager that registers its slots with a jobmanager (gRPC and /metrics on :6121).
+    Taskmanager(cluster::TaskManagerArgs),
+    /// Run a jobmanager and a taskmanager in this process.
+    Local(cluster::LocalArgs),
     /// Run the reference job on an embedded Kafka with a click generator, showing hourly counts.
     Demo(demo::DemoArgs),
     /// Measure the reference job's throughput (events/s and events per CPU-second).
     Bench(bench::BenchArgs),
+}
+
+/// The command-line definition, for reading the config file against it.
+pub fn cli_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 fn init_logging() {
@@ -59,15 +55,18 @@ fn init_logging() {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let args = config_file::merged_args(&cli_command(), std::env::args_os().collect())?;
+    let cli = Cli::parse_from(args);
     init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Local(args) => rt.block_on(local::run(args)),
-        Command::Demo(args) => rt.block_on(demo::run(args)),
-        Command::Bench(args) => rt.block_on(bench::run(args)),
+        Command::Jobmanager(a) => rt.block_on(cluster::run_jobmanager(a)),
+        Command::Taskmanager(a) => rt.block_on(cluster::run_taskmanager(a)),
+        Command::Local(a) => rt.block_on(cluster::run_local(a)),
+        Command::Demo(a) => rt.block_on(demo::run(a)),
+        Command::Bench(a) => rt.block_on(bench::run(a)),
     }
 }

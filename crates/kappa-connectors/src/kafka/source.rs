@@ -1,14 +1,20 @@
 //! The Kafka source reader of one subtask: reads its assigned partitions from explicit
-//! offsets, decodes each partition's records as a batch, applies the bad-record policy.
+//! offsets, takes partitions handed over while running, decodes each partition's records as a
+//! batch, applies the bad-record policy, and publishes its position and lag per partition.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::{SourceReader, SourceStatus, SplitBatch};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics};
+use parking_lot::Mutex;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{PartitionStart, StartOffset, client_config};
 use crate::bad_records::BadRecordPolicy;
@@ -17,74 +23,161 @@ use crate::json::JsonDecoder;
 /// Records taken from librdkafka per poll at most.
 const MAX_RECORDS_PER_POLL: usize = 16384;
 
+/// Keeps the high watermarks librdkafka reports in its statistics (taken from fetch responses).
+#[derive(Clone, Default)]
+struct HighWatermarks {
+    topic: String,
+    by_partition: Arc<Mutex<HashMap<i32, i64>>>,
+}
+
+impl ClientContext for HighWatermarks {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(t) = statistics.topics.get(&self.topic) {
+            let mut map = self.by_partition.lock();
+            for (id, p) in &t.partitions {
+                if *id >= 0 && p.hi_offset >= 0 {
+                    map.insert(*id, p.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for HighWatermarks {}
+
 /// Reads the partitions assigned to one source subtask.
 pub struct KafkaReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<HighWatermarks>,
+    high: HighWatermarks,
     topic: String,
+    /// Partition id → split index, in the order the partitions were assigned.
     split_of: HashMap<i32, usize>,
+    /// Per split: (partition, next offset to read if known).
+    positions: Vec<(i32, Option<i64>)>,
+    /// Partitions handed over while running.
+    new_splits: Option<Receiver<Vec<PartitionStart>>>,
     decoder: JsonDecoder,
     policy: BadRecordPolicy,
+    metrics: Arc<SubtaskMetrics>,
     errors_logged: u64,
 }
 
+/// Where the reader connects and what it reads.
+pub struct KafkaReaderConfig<'a> {
+    pub bootstrap_servers: &'a str,
+    pub properties: &'a BTreeMap<String, String>,
+    pub topic: &'a str,
+    /// Only names the client: offsets are explicit, never committed.
+    pub group: &'a str,
+    pub partitions: &'a [PartitionStart],
+    pub new_splits: Option<Receiver<Vec<PartitionStart>>>,
+}
+
 impl KafkaReader {
-    /// Connects and assigns `partitions` (split i = partitions[i]); `group` only names the client.
+    /// Connects and assigns the partitions (split i = partitions[i]).
     pub fn new(
-        bootstrap_servers: &str,
-        properties: &BTreeMap<String, String>,
-        topic: &str,
-        group: &str,
-        partitions: &[PartitionStart],
+        cfg: KafkaReaderConfig<'_>,
         decoder: JsonDecoder,
         policy: BadRecordPolicy,
+        metrics: Arc<SubtaskMetrics>,
     ) -> Result<Self, TaskError> {
-        let consumer: BaseConsumer = client_config(bootstrap_servers, properties)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .create()
-            .map_err(|e| {
-                TaskError::Io(format!(
-                    "creating a Kafka consumer for {bootstrap_servers}: {e}"
-                ))
-            })?;
+        let high = HighWatermarks {
+            topic: cfg.topic.to_string(),
+            by_partition: Arc::default(),
+        };
+        let consumer: BaseConsumer<HighWatermarks> =
+            client_config(cfg.bootstrap_servers, cfg.properties)
+                .set("group.id", cfg.group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("enable.partition.eof", "false")
+                .set("statistics.interval.ms", "1000")
+                .create_with_context(high.clone())
+                .map_err(|e| {
+                    TaskError::Io(format!(
+                        "creating a Kafka consumer for {}: {e}",
+                        cfg.bootstrap_servers
+                    ))
+                })?;
+        let mut reader = Self {
+            consumer,
+            high,
+            topic: cfg.topic.to_string(),
+            split_of: HashMap::new(),
+            positions: Vec::new(),
+            new_splits: cfg.new_splits,
+            decoder,
+            policy,
+            metrics,
+            errors_logged: 0,
+        };
+        reader.assign(cfg.partitions, false)?;
+        Ok(reader)
+    }
+
+    /// Starts reading `partitions` too (incrementally when already reading others).
+    fn assign(
+        &mut self,
+        partitions: &[PartitionStart],
+        incremental: bool,
+    ) -> Result<(), TaskError> {
+        let topic = self.topic.clone();
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
-            let offset = match p.offset {
-                StartOffset::Beginning => Offset::Beginning,
-                StartOffset::Offset(o) => Offset::Offset(o),
+            if self.split_of.contains_key(&p.partition) {
+                continue;
+            }
+            let (offset, position) = match p.offset {
+                StartOffset::Beginning => (Offset::Beginning, None),
+                StartOffset::Offset(o) => (Offset::Offset(o), Some(o)),
             };
-            tpl.add_partition_offset(topic, p.partition, offset)
+            tpl.add_partition_offset(&topic, p.partition, offset)
                 .map_err(|e| {
                     TaskError::Io(format!(
                         "assigning partition {} of `{topic}`: {e}",
                         p.partition
                     ))
                 })?;
+            self.split_of.insert(p.partition, self.positions.len());
+            self.positions.push((p.partition, position));
         }
-        consumer
-            .assign(&tpl)
-            .map_err(|e| TaskError::Io(format!("assigning partitions of `{topic}`: {e}")))?;
-        Ok(Self {
-            consumer,
-            topic: topic.to_string(),
-            split_of: partitions
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.partition, i))
-                .collect(),
-            decoder,
-            policy,
-            errors_logged: 0,
-        })
+        let r = if incremental {
+            self.consumer.incremental_assign(&tpl)
+        } else {
+            self.consumer.assign(&tpl)
+        };
+        r.map_err(|e| TaskError::Io(format!("assigning partitions of `{topic}`: {e}")))?;
+        if incremental && tpl.count() > 0 {
+            tracing::info!(topic = %topic, partitions = tpl.count(), "reading newly assigned partitions");
+        }
+        self.publish_progress();
+        Ok(())
+    }
+
+    fn publish_progress(&self) {
+        let high = self.high.by_partition.lock();
+        let progress = self
+            .positions
+            .iter()
+            .map(|&(partition, position)| {
+                let high_watermark = high.get(&partition).copied();
+                // Before the first record from the beginning, the position is the log start: 0
+                // unless retention removed records (then the lag is overstated until one arrives).
+                PartitionProgress {
+                    partition,
+                    position: position.unwrap_or(0),
+                    high_watermark,
+                }
+            })
+            .collect();
+        *self.metrics.partitions.lock() = progress;
     }
 }
 
 impl SourceReader for KafkaReader {
     fn splits(&self) -> usize {
-        self.split_of.len()
+        self.positions.len()
     }
 
     fn poll(
@@ -93,9 +186,15 @@ impl SourceReader for KafkaReader {
         _finished: &mut Vec<usize>,
         timeout: Duration,
     ) -> Result<SourceStatus, TaskError> {
+        if let Some(rx) = &self.new_splits {
+            let added: Vec<PartitionStart> = rx.try_iter().flatten().collect();
+            if !added.is_empty() {
+                self.assign(&added, true)?;
+            }
+        }
         let deadline = Instant::now() + timeout;
         let mut by_split: Vec<Vec<BorrowedMessage<'_>>> =
-            (0..self.split_of.len()).map(|_| Vec::new()).collect();
+            (0..self.positions.len()).map(|_| Vec::new()).collect();
         let mut taken = 0;
         while taken < MAX_RECORDS_PER_POLL {
             let wait = if taken == 0 {
@@ -123,9 +222,8 @@ impl SourceReader for KafkaReader {
             }
         }
         for (split, msgs) in by_split.iter().enumerate() {
-            if msgs.is_empty() {
-                continue;
-            }
+            let Some(last) = msgs.last() else { continue };
+            self.positions[split].1 = Some(last.offset() + 1);
             let payloads: Vec<&[u8]> = msgs
                 .iter()
                 .map(|m| m.payload().unwrap_or_default())
@@ -148,6 +246,8 @@ impl SourceReader for KafkaReader {
                 out.push(SplitBatch { split, batch });
             }
         }
+        drop(by_split);
+        self.publish_progress();
         Ok(SourceStatus::Running)
     }
 }

@@ -1,0 +1,80 @@
+//! The jobmanager's gRPC service: taskmanagers register, send heartbeats with their subtasks'
+//! counters, and report subtask states, which are routed to the job's current attempt.
+
+use std::sync::Arc;
+
+use kappa_proto::v1::job_manager_service_server::JobManagerService;
+use kappa_proto::v1::{
+    Ack, HeartbeatRequest, HeartbeatResponse, RegisterTaskManagerRequest,
+    RegisterTaskManagerResponse, TaskStateReport,
+};
+use tonic::{Request, Response, Status};
+
+use crate::Inner;
+use crate::job::{AttemptEvent, now_ms};
+
+pub struct JobManagerRpc {
+    pub inner: Arc<Inner>,
+}
+
+#[tonic::async_trait]
+impl JobManagerService for JobManagerRpc {
+    async fn register_task_manager(
+        &self,
+        req: Request<RegisterTaskManagerRequest>,
+    ) -> Result<Response<RegisterTaskManagerResponse>, Status> {
+        let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let req = req.into_inner();
+        self.inner.registry.register(&req, now_ms()).inspect_err(|s| {
+            tracing::error!(from = %remote, id = %req.taskmanager_id, reason = %s.message(), "taskmanager refused");
+        })?;
+        Ok(Response::new(RegisterTaskManagerResponse {
+            jobmanager_id: self.inner.id.clone(),
+            heartbeat_interval_ms: self.inner.config.heartbeat_interval.as_millis() as u64,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let req = req.into_inner();
+        if !self
+            .inner
+            .registry
+            .heartbeat(&req.taskmanager_id, req.memory_bytes)
+        {
+            return Err(Status::not_found(format!(
+                "taskmanager {} is not registered",
+                req.taskmanager_id
+            )));
+        }
+        for m in &req.subtasks {
+            let Some(job) = self.inner.job(&m.job_id) else {
+                continue;
+            };
+            let s = job.status.lock();
+            if let Some(run) = s.attempt.as_ref().filter(|r| r.number == m.attempt) {
+                run.update(m);
+            }
+        }
+        Ok(Response::new(HeartbeatResponse {}))
+    }
+
+    async fn report_task_state(
+        &self,
+        req: Request<TaskStateReport>,
+    ) -> Result<Response<Ack>, Status> {
+        let r = req.into_inner();
+        if let Some(job) = self.inner.job(&r.job_id) {
+            let s = job.status.lock();
+            if let Some(run) = s.attempt.as_ref().filter(|a| a.number == r.attempt) {
+                if let Some(m) = &r.metrics {
+                    run.update(m);
+                }
+                let _ = run.events.send(AttemptEvent::Task(r));
+            }
+        }
+        Ok(Response::new(Ack {}))
+    }
+}

@@ -1,0 +1,229 @@
+//! The data exchange between taskmanagers: a gRPC stream per (upstream, downstream) subtask
+//! pair with credit-based flow control. The sender waits for credit before each frame; the
+//! receiver grants a credit each time it has handed a frame to the downstream's bounded input.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kappa_proto::v1::data_exchange_service_client::DataExchangeServiceClient;
+use kappa_proto::v1::data_exchange_service_server::DataExchangeService;
+use kappa_proto::v1::exchange_frame::Frame;
+use kappa_proto::v1::{Credit, ExchangeFrame, ExchangeHeader};
+use kappa_runtime::TaskError;
+use kappa_runtime::channel::{RemoteTarget, SendError, forward};
+use kappa_runtime::element::Element;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::ipc;
+use crate::state::Shared;
+
+/// Frames a receiver lets a sender have in flight before it returns credit.
+pub const INITIAL_CREDITS: u32 = 4;
+/// How long a receiver waits for the deployment its stream belongs to.
+const DEPLOY_WAIT: Duration = Duration::from_secs(15);
+/// How long a sender keeps trying to open its stream.
+const CONNECT_WAIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(100);
+
+/// The receiving side, served by every taskmanager.
+pub struct ExchangeServer {
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl DataExchangeService for ExchangeServer {
+    type ExchangeStream = ReceiverStream<Result<Credit, Status>>;
+
+    async fn exchange(
+        &self,
+        req: Request<Streaming<ExchangeFrame>>,
+    ) -> Result<Response<Self::ExchangeStream>, Status> {
+        let mut inbound = req.into_inner();
+        let header = match inbound.message().await? {
+            Some(ExchangeFrame {
+                frame: Some(Frame::Header(h)),
+            }) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "an exchange stream must start with its header",
+                ));
+            }
+        };
+        let deadline = Instant::now() + DEPLOY_WAIT;
+        let (input, cancel) = loop {
+            if let Some(found) = self.shared.input_of(&header) {
+                break found;
+            }
+            if Instant::now() > deadline {
+                return Err(Status::not_found(format!(
+                    "no subtask {} of job {} attempt {} here",
+                    header.downstream, header.job_id, header.attempt
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (credit_tx, credit_rx) = mpsc::channel(64);
+        credit_tx
+            .send(Ok(Credit {
+                frames: INITIAL_CREDITS,
+            }))
+            .await
+            .map_err(|_| Status::cancelled("exchange closed"))?;
+        let handle = Handle::current();
+        tokio::task::spawn_blocking(move || {
+            loop {
+                let frame = match handle.block_on(inbound.message()) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::warn!(job = %header.job_id, upstream = header.upstream, downstream = header.downstream, %status, "exchange stream broke");
+                        break;
+                    }
+                };
+                let element = match ipc::decode(frame) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::error!(job = %header.job_id, upstream = header.upstream, error = %e, "refusing a malformed exchange frame");
+                        let _ = credit_tx.blocking_send(Err(Status::invalid_argument(e)));
+                        break;
+                    }
+                };
+                let end = matches!(element, Element::End);
+                if forward(&input, (header.upstream, element), &cancel).is_err() {
+                    break;
+                }
+                if end || credit_tx.blocking_send(Ok(Credit { frames: 1 })).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(credit_rx)))
+    }
+}
+
+struct Connected {
+    frames: mpsc::Sender<ExchangeFrame>,
+    credits: Streaming<Credit>,
+    available: u32,
+}
+
+/// The sending side of one edge towards a subtask in another taskmanager.
+pub struct RemoteSender {
+    address: String,
+    header: ExchangeHeader,
+    handle: Handle,
+    cancel: Arc<AtomicBool>,
+    conn: Option<Connected>,
+}
+
+impl RemoteSender {
+    /// The stream is opened on the first send.
+    pub fn new(
+        address: String,
+        header: ExchangeHeader,
+        handle: Handle,
+        cancel: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            address,
+            header,
+            handle,
+            cancel,
+            conn: None,
+        }
+    }
+
+    fn failed(&self, what: impl std::fmt::Display) -> SendError {
+        SendError::Failed(TaskError::Io(format!(
+            "sending to subtask {} at {}: {what}",
+            self.header.downstream, self.address
+        )))
+    }
+
+    fn connect(&mut self) -> Result<(), SendError> {
+        let deadline = Instant::now() + CONNECT_WAIT;
+        let url = format!("http://{}", self.address);
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(SendError::Closed);
+            }
+            let (tx, rx) = mpsc::channel(2);
+            let header = ExchangeFrame {
+                frame: Some(Frame::Header(self.header.clone())),
+            };
+            let attempt = self.handle.block_on(async {
+                tx.send(header).await.map_err(|e| e.to_string())?;
+                let mut client = DataExchangeServiceClient::connect(url.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client
+                    .exchange(ReceiverStream::new(rx))
+                    .await
+                    .map(Response::into_inner)
+                    .map_err(|s| s.message().to_string())
+            });
+            match attempt {
+                Ok(credits) => {
+                    self.conn = Some(Connected {
+                        frames: tx,
+                        credits,
+                        available: 0,
+                    });
+                    return Ok(());
+                }
+                Err(e) if Instant::now() > deadline => return Err(self.failed(e)),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+}
+
+impl RemoteTarget for RemoteSender {
+    fn send(&mut self, element: Element) -> Result<Duration, SendError> {
+        if self.conn.is_none() {
+            self.connect()?;
+        }
+        let frame = ipc::encode(element).map_err(SendError::Failed)?;
+        let started = Instant::now();
+        let mut waited = false;
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(SendError::Closed);
+            };
+            if conn.available > 0 {
+                break;
+            }
+            waited = true;
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(SendError::Closed);
+            }
+            let next = self
+                .handle
+                .block_on(async { tokio::time::timeout(POLL, conn.credits.message()).await });
+            match next {
+                Err(_) => continue,
+                Ok(Ok(Some(c))) => conn.available += c.frames,
+                Ok(Ok(None)) => return Err(self.failed("the receiver closed the stream")),
+                Ok(Err(status)) => return Err(self.failed(status.message().to_string())),
+            }
+        }
+        let waited_for = if waited {
+            started.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(SendError::Closed);
+        };
+        conn.available -= 1;
+        let sent = self.handle.block_on(conn.frames.send(frame));
+        if sent.is_err() {
+            return Err(self.failed("the stream closed"));
+        }
+        Ok(waited_for)
+    }
+}

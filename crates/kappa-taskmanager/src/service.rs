@@ -1,0 +1,73 @@
+//! The taskmanager's control service: the jobmanager deploys and cancels job attempts here and
+//! hands over newly discovered Kafka partitions.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use kappa_connectors::splits::SourceAssignment;
+use kappa_proto::v1::task_manager_service_server::TaskManagerService;
+use kappa_proto::v1::{Ack, AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest};
+use tonic::{Request, Response, Status};
+
+use crate::deploy::{deploy, splits_from_proto};
+use crate::state::Shared;
+
+pub struct ControlService {
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl TaskManagerService for ControlService {
+    async fn deploy_tasks(
+        &self,
+        req: Request<DeployTasksRequest>,
+    ) -> Result<Response<Ack>, Status> {
+        let req = req.into_inner();
+        let shared = Arc::clone(&self.shared);
+        // Planning compiles SQL: keep it off the async workers.
+        tokio::task::spawn_blocking(move || deploy(&shared, req))
+            .await
+            .map_err(|e| Status::internal(format!("deployment stopped: {e}")))??;
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn cancel_attempt(
+        &self,
+        req: Request<CancelAttemptRequest>,
+    ) -> Result<Response<Ack>, Status> {
+        let req = req.into_inner();
+        if let Some(a) = self
+            .shared
+            .attempts
+            .lock()
+            .get(&(req.job_id.clone(), req.attempt))
+        {
+            tracing::info!(job = %req.job_id, attempt = req.attempt, "cancelling subtasks");
+            a.cancel.store(true, Ordering::SeqCst);
+        }
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn add_splits(&self, req: Request<AddSplitsRequest>) -> Result<Response<Ack>, Status> {
+        let req = req.into_inner();
+        let SourceAssignment::Kafka(partitions) = splits_from_proto(req.splits.as_ref())? else {
+            return Err(Status::invalid_argument(
+                "only Kafka partitions can be added while running",
+            ));
+        };
+        let attempts = self.shared.attempts.lock();
+        let inbox = attempts
+            .get(&(req.job_id.clone(), req.attempt))
+            .and_then(|a| a.split_inboxes.get(&req.subtask))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no source subtask {} of job {} attempt {} here",
+                    req.subtask, req.job_id, req.attempt
+                ))
+            })?;
+        inbox
+            .send(partitions)
+            .map_err(|_| Status::failed_precondition("the source subtask has ended"))?;
+        Ok(Response::new(Ack {}))
+    }
+}

@@ -1,0 +1,81 @@
+//! What a taskmanager knows: its identity and slots, and the subtasks of each job attempt it
+//! runs, with their inputs (for remote upstreams), split inboxes and metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crossbeam_channel::Sender;
+use kappa_connectors::kafka::PartitionStart;
+use kappa_proto::v1::{ExchangeHeader, TaskStateReport};
+use kappa_runtime::channel::Tagged;
+use kappa_runtime::metrics::SubtaskMetrics;
+use parking_lot::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// (job id, attempt number).
+pub type AttemptKey = (String, u32);
+
+/// One deployed subtask.
+pub struct LocalSubtask {
+    pub vertex: u32,
+    pub subtask: u32,
+    pub metrics: Arc<SubtaskMetrics>,
+}
+
+/// The part of a job attempt that runs here.
+pub struct LocalAttempt {
+    pub job_name: String,
+    pub cancel: Arc<AtomicBool>,
+    /// Window subtasks here, by index: their input channels.
+    pub inputs: HashMap<u32, Sender<Tagged>>,
+    /// Source subtasks here, by index: where newly discovered partitions are handed over.
+    pub split_inboxes: HashMap<u32, Sender<Vec<PartitionStart>>>,
+    pub subtasks: Vec<LocalSubtask>,
+    /// Subtask threads still running.
+    pub running: AtomicUsize,
+}
+
+/// State shared by the services and task threads of a taskmanager.
+pub struct Shared {
+    pub id: String,
+    pub slots: u32,
+    /// host:port other processes reach this taskmanager at.
+    pub address: String,
+    pub attempts: Mutex<HashMap<AttemptKey, Arc<LocalAttempt>>>,
+    pub reports: UnboundedSender<TaskStateReport>,
+    pub handle: tokio::runtime::Handle,
+}
+
+impl Shared {
+    /// The input of the downstream subtask an exchange stream is for.
+    pub fn input_of(&self, h: &ExchangeHeader) -> Option<(Sender<Tagged>, Arc<AtomicBool>)> {
+        let attempts = self.attempts.lock();
+        let a = attempts.get(&(h.job_id.clone(), h.attempt))?;
+        Some((a.inputs.get(&h.downstream)?.clone(), Arc::clone(&a.cancel)))
+    }
+
+    /// Called by each subtask thread as it ends; forgets the attempt after the last one.
+    pub fn subtask_ended(&self, key: &AttemptKey) {
+        let mut attempts = self.attempts.lock();
+        if let Some(a) = attempts.get(key)
+            && a.running.fetch_sub(1, Ordering::SeqCst) == 1
+        {
+            attempts.remove(key);
+        }
+    }
+
+    /// Slots taken by running attempts (one per subtask index, as with slot sharing).
+    pub fn slots_used(&self) -> u32 {
+        self.attempts
+            .lock()
+            .values()
+            .map(|a| {
+                let mut idx: Vec<u32> = a.subtasks.iter().map(|s| s.subtask).collect();
+                idx.sort_unstable();
+                idx.dedup();
+                idx.len() as u32
+            })
+            .sum()
+    }
+}

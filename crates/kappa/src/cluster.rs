@@ -1,0 +1,224 @@
+//! The cluster processes: `kappa jobmanager`, `kappa taskmanager` and `kappa local` (the same
+//! jobmanager and taskmanager in one process, talking gRPC over loopback).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use kappa_jobmanager::{JobManager, JobManagerConfig};
+use kappa_taskmanager::{TaskManagerConfig, TaskManagerHandle};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 10s, 500ms, 5m)"))
+}
+
+/// Settings of a jobmanager.
+#[derive(clap::Args, Clone, Debug)]
+pub struct JobManagerArgs {
+    /// Address the REST API, web UI and /metrics listen on.
+    #[arg(long, env = "KAPPA_REST_ADDRESS", default_value = "127.0.0.1")]
+    pub address: String,
+    /// Port of the REST API and /metrics (0: any free port).
+    #[arg(long, env = "KAPPA_REST_PORT", default_value_t = 8081)]
+    pub port: u16,
+    /// Address gRPC for taskmanagers listens on.
+    #[arg(long, env = "KAPPA_RPC_ADDRESS", default_value = "127.0.0.1")]
+    pub rpc_address: String,
+    /// Port of gRPC for taskmanagers (0: any free port).
+    #[arg(long, env = "KAPPA_RPC_PORT", default_value_t = 6123)]
+    pub rpc_port: u16,
+    /// Directory (or URI) for checkpoints; accepted and reported now, written once checkpoints land.
+    #[arg(long, env = "KAPPA_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// How often taskmanagers send heartbeats.
+    #[arg(long, env = "KAPPA_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub heartbeat_interval: Duration,
+    /// A taskmanager without a heartbeat for this long is lost and its jobs restart elsewhere.
+    #[arg(long, env = "KAPPA_HEARTBEAT_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub heartbeat_timeout: Duration,
+    /// A job that finds no free slots for this long fails.
+    #[arg(long, env = "KAPPA_SLOT_TIMEOUT", default_value = "5m", value_parser = duration)]
+    pub slot_timeout: Duration,
+    /// How often running Kafka sources are checked for new partitions.
+    #[arg(long, env = "KAPPA_PARTITION_DISCOVERY_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub partition_discovery_interval: Duration,
+}
+
+impl JobManagerArgs {
+    fn config(&self) -> anyhow::Result<JobManagerConfig> {
+        if let Some(dir) = &self.checkpoint_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating checkpoint dir {}", dir.display()))?;
+        }
+        let addr = |host: &str, port: u16| -> anyhow::Result<SocketAddr> {
+            format!("{host}:{port}")
+                .parse()
+                .map_err(|e| anyhow!("`{host}:{port}` is not an IP address and port: {e}"))
+        };
+        Ok(JobManagerConfig {
+            rest: addr(&self.address, self.port)?,
+            rpc: addr(&self.rpc_address, self.rpc_port)?,
+            checkpoint_dir: self.checkpoint_dir.clone(),
+            heartbeat_interval: self.heartbeat_interval,
+            heartbeat_timeout: self.heartbeat_timeout,
+            slot_timeout: self.slot_timeout,
+            partition_discovery_interval: self.partition_discovery_interval,
+            ..JobManagerConfig::default()
+        })
+    }
+}
+
+/// Settings of a taskmanager.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TaskManagerArgs {
+    /// gRPC URL of the jobmanager.
+    #[arg(
+        long,
+        env = "KAPPA_JOBMANAGER_RPC",
+        default_value = "http://127.0.0.1:6123"
+    )]
+    pub jobmanager: String,
+    /// Task slots offered (a job of parallelism p takes p slots).
+    #[arg(long, env = "KAPPA_SLOTS", default_value_t = 4)]
+    pub slots: u32,
+    /// Address gRPC and /metrics listen on.
+    #[arg(long = "bind", env = "KAPPA_BIND_ADDRESS", default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Port of gRPC and /metrics (0: any free port).
+    #[arg(long = "port", env = "KAPPA_TASKMANAGER_PORT", default_value_t = 6121)]
+    pub tm_port: u16,
+    /// Host name or address other processes reach this taskmanager at (default: the bind address).
+    #[arg(long, env = "KAPPA_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+    /// Taskmanager id (default: generated).
+    #[arg(long, env = "KAPPA_TASKMANAGER_ID")]
+    pub id: Option<String>,
+}
+
+impl TaskManagerArgs {
+    fn config(&self) -> anyhow::Result<TaskManagerConfig> {
+        if self.slots == 0 {
+            return Err(anyhow!("--slots must be at least 1"));
+        }
+        let bind: SocketAddr = format!("{}:{}", self.bind, self.tm_port)
+            .parse()
+            .map_err(|e| {
+                anyhow!(
+                    "`{}:{}` is not an IP address and port: {e}",
+                    self.bind,
+                    self.tm_port
+                )
+            })?;
+        Ok(TaskManagerConfig {
+            id: self.id.clone().unwrap_or_else(|| {
+                format!("tm-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+            }),
+            slots: self.slots,
+            bind,
+            advertised_host: self.advertised_host.clone(),
+            jobmanager: self.jobmanager.clone(),
+        })
+    }
+}
+
+/// Settings of `kappa local`.
+#[derive(clap::Parser, Clone, Debug)]
+pub struct LocalArgs {
+    #[command(flatten)]
+    pub jobmanager: JobManagerArgs,
+    /// Task slots of the embedded taskmanager.
+    #[arg(long, env = "KAPPA_SLOTS", default_value_t = 4)]
+    pub slots: u32,
+}
+
+/// A jobmanager and a taskmanager in this process.
+pub struct LocalCluster {
+    pub jobmanager: JobManager,
+    pub rest: SocketAddr,
+    pub taskmanager: TaskManagerHandle,
+}
+
+pub async fn start_local(args: &LocalArgs) -> anyhow::Result<LocalCluster> {
+    let started = JobManager::start(args.jobmanager.config()?).await?;
+    let tm = TaskManagerArgs {
+        jobmanager: format!("http://{}", started.rpc),
+        slots: args.slots,
+        bind: started.rpc.ip().to_string(),
+        tm_port: 0,
+        advertised_host: None,
+        id: Some("local".into()),
+    };
+    let taskmanager = kappa_taskmanager::start(tm.config()?).await?;
+    // The cluster is ready once the taskmanager's slots are registered.
+    for _ in 0..200 {
+        if started.jobmanager.registry().slots().0 >= args.slots {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Ok(LocalCluster {
+        jobmanager: started.jobmanager,
+        rest: started.rest,
+        taskmanager,
+    })
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = ctrl_c.await;
+        return;
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn cancel_all(jm: &JobManager) {
+    tracing::info!("shutting down: cancelling running jobs");
+    for j in jm.jobs() {
+        j.request_cancel();
+    }
+    for _ in 0..100 {
+        if jm.jobs().iter().all(|j| j.state().is_terminal()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn run_jobmanager(args: JobManagerArgs) -> anyhow::Result<()> {
+    let started = JobManager::start(args.config()?).await?;
+    shutdown_signal().await;
+    cancel_all(&started.jobmanager).await;
+    Ok(())
+}
+
+pub async fn run_taskmanager(args: TaskManagerArgs) -> anyhow::Result<()> {
+    let tm = kappa_taskmanager::start(args.config()?).await?;
+    tokio::select! {
+        r = tm.registration => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(anyhow!("the registration task stopped: {e}")),
+        },
+        _ = shutdown_signal() => Ok(()),
+    }
+}
+
+pub async fn run_local(args: LocalArgs) -> anyhow::Result<()> {
+    let LocalCluster {
+        jobmanager,
+        taskmanager,
+        ..
+    } = start_local(&args).await?;
+    let result = tokio::select! {
+        r = taskmanager.registration => Err(anyhow!("the embedded taskmanager stopped: {r:?}")),
+        _ = shutdown_signal() => Ok(()),
+    };
+    cancel_all(&jobmanager).await;
+    result
+}
