@@ -1,5 +1,5 @@
-//! A `kappa local` process on a free port, driven through kappactl as a user would, with
-//! helpers to wait for job states and sink contents.
+//! Kappa processes on free ports — `kappa local`, or a jobmanager with taskmanagers — driven
+//! through kappactl as a user would, with helpers to wait for job states.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -10,38 +10,90 @@ use serde_json::Value;
 
 use crate::{bin, free_port};
 
-/// A running local cluster; killed when dropped. Its log is kept in `log`.
-pub struct Cluster {
+/// A kappa process started by a test; killed (SIGKILL) when dropped. Its stderr is its log.
+pub struct Process {
     child: Child,
-    pub url: String,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl Cluster {
-    pub fn start(slots: u32) -> anyhow::Result<Self> {
+impl Process {
+    pub fn spawn(args: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("kappa.log");
-        let port = free_port();
         let child = Command::new(bin("kappa"))
-            .args([
-                "local",
-                "--port",
-                &port.to_string(),
-                "--rpc-port",
-                "0",
-                "--slots",
-                &slots.to_string(),
-            ])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
-            .context("starting kappa local")?;
-        let cluster = Self {
+            .with_context(|| format!("starting kappa {args:?}"))?;
+        Ok(Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
             log,
             _dir: dir,
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The exit status, if it ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster the tests talk to: `kappa local`, or a `kappa jobmanager` with taskmanager processes.
+pub struct Cluster {
+    process: Process,
+    pub url: String,
+    /// gRPC URL of the jobmanager, for taskmanagers.
+    pub rpc: String,
+}
+
+impl Cluster {
+    /// `kappa local` with `slots` slots.
+    pub fn start(slots: u32) -> anyhow::Result<Self> {
+        let (port, rpc) = (free_port(), free_port());
+        let process = Process::spawn(&[
+            "local",
+            "--port",
+            &port.to_string(),
+            "--rpc-port",
+            &rpc.to_string(),
+            "--slots",
+            &slots.to_string(),
+        ])?;
+        Self::ready(process, port, rpc)
+    }
+
+    /// `kappa jobmanager` alone, with extra flags; add taskmanagers with [`Cluster::taskmanager`].
+    pub fn jobmanager(extra: &[&str]) -> anyhow::Result<Self> {
+        let (port, rpc) = (free_port(), free_port());
+        let (p, r) = (port.to_string(), rpc.to_string());
+        let mut args = vec!["jobmanager", "--port", p.as_str(), "--rpc-port", r.as_str()];
+        args.extend_from_slice(extra);
+        Self::ready(Process::spawn(&args)?, port, rpc)
+    }
+
+    fn ready(process: Process, port: u16, rpc: u16) -> anyhow::Result<Self> {
+        let cluster = Self {
+            process,
+            url: format!("http://127.0.0.1:{port}"),
+            rpc: format!("http://127.0.0.1:{rpc}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -52,7 +104,7 @@ impl Cluster {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "kappa local did not answer within 30 s; log:\n{}",
+                    "kappa did not answer within 30 s; log:\n{}",
                     cluster.log_text()
                 );
             }
@@ -60,8 +112,37 @@ impl Cluster {
         }
     }
 
+    /// Starts a taskmanager process on a free port and waits until its slots are registered.
+    pub fn taskmanager(&self, slots: u32) -> anyhow::Result<Process> {
+        let before = self.overview()?["slots_total"].as_u64().unwrap_or(0);
+        let tm = Process::spawn(&[
+            "taskmanager",
+            "--jobmanager",
+            &self.rpc,
+            "--port",
+            "0",
+            "--slots",
+            &slots.to_string(),
+        ])?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.overview()?["slots_total"].as_u64().unwrap_or(0) < before + u64::from(slots) {
+            if Instant::now() > deadline {
+                bail!(
+                    "the taskmanager did not register within 30 s; log:\n{}",
+                    tm.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(tm)
+    }
+
+    pub fn overview(&self) -> anyhow::Result<Value> {
+        Ok(self.get("/api/v1/overview")?.json()?)
+    }
+
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
     /// Runs kappactl against this cluster.
@@ -128,12 +209,5 @@ impl Cluster {
 
     pub fn get(&self, path: &str) -> anyhow::Result<reqwest::blocking::Response> {
         Ok(reqwest::blocking::get(format!("{}{path}", self.url))?)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

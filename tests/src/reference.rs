@@ -72,3 +72,33 @@ pub fn latest_per_key(
     }
     Ok(out)
 }
+
+/// Produces the clicks round-robin over `partitions` partitions of a new topic, then one click
+/// of user_1 (filtered out by every job of the tests) per partition two hours after the last
+/// one, so every window of the data closes.
+pub fn produce_closed(
+    broker: &crate::broker::Broker,
+    topic: &str,
+    partitions: i32,
+    data: &[Click],
+) -> anyhow::Result<()> {
+    broker.create_topic(topic, partitions)?;
+    let mut records: Vec<(i32, String)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i as i32 % partitions, c.json()))
+        .collect();
+    let last = data.iter().map(|c| c.timestamp).max().unwrap_or(0);
+    for p in 0..partitions {
+        records.push((
+            p,
+            Click {
+                user: 1,
+                item: 1,
+                timestamp: last + 2 * HOUR,
+            }
+            .json(),
+        ));
+    }
+    broker.produce(topic, &records)
+}

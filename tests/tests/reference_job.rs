@@ -5,36 +5,16 @@ use std::time::Duration;
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::{Click, HOUR, clicks, hourly_counts, latest_per_key};
+use kappa_integration_tests::reference::{
+    Click, HOUR, clicks, hourly_counts, latest_per_key, produce_closed,
+};
 use kappa_integration_tests::reference_job;
 
 const PARTITIONS: i32 = 4;
 const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
 
-/// Produces the clicks round-robin over the partitions, then one late-in-time click of user_1
-/// (filtered out by every job here) per partition, so every window of the data closes.
 fn produce(broker: &Broker, topic: &str, data: &[Click]) {
-    broker
-        .create_topic(topic, PARTITIONS)
-        .expect("create topic");
-    let mut records: Vec<(i32, String)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (i as i32 % PARTITIONS, c.json()))
-        .collect();
-    let last = data.iter().map(|c| c.timestamp).max().unwrap_or(START);
-    for p in 0..PARTITIONS {
-        records.push((
-            p,
-            Click {
-                user: 1,
-                item: 1,
-                timestamp: last + 2 * HOUR,
-            }
-            .json(),
-        ));
-    }
-    broker.produce(topic, &records).expect("produce");
+    produce_closed(broker, topic, PARTITIONS, data).expect("produce");
 }
 
 #[test]

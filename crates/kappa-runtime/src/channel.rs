@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 
@@ -38,9 +38,9 @@ impl From<Closed> for SendError {
 
 /// A downstream subtask in another taskmanager.
 pub trait RemoteTarget: Send {
-    /// Sends one element in order, waiting for flow-control credit; returns the time spent
-    /// waiting for credit (backpressure).
-    fn send(&mut self, element: Element) -> Result<Duration, SendError>;
+    /// Sends one element in order, waiting for flow-control credit (time the implementation
+    /// records as backpressure with [`SubtaskMetrics::wait_started`] and `wait_ended`).
+    fn send(&mut self, element: Element) -> Result<(), SendError>;
 }
 
 /// Where one upstream subtask sends to one downstream subtask.
@@ -50,24 +50,36 @@ pub enum Target {
     Remote(Box<dyn RemoteTarget>),
 }
 
-/// Puts `msg` into a local channel, waiting for room until cancelled; returns the time waited.
-pub fn forward(tx: &Sender<Tagged>, msg: Tagged, cancel: &AtomicBool) -> Result<Duration, Closed> {
+/// Puts `msg` into a local channel, waiting for room until cancelled; the wait counts as
+/// backpressure of `waiter`, when given.
+pub fn forward(
+    tx: &Sender<Tagged>,
+    msg: Tagged,
+    cancel: &AtomicBool,
+    waiter: Option<&SubtaskMetrics>,
+) -> Result<(), Closed> {
     let mut msg = match tx.try_send(msg) {
-        Ok(()) => return Ok(Duration::ZERO),
+        Ok(()) => return Ok(()),
         Err(TrySendError::Disconnected(_)) => return Err(Closed),
         Err(TrySendError::Full(m)) => m,
     };
-    let started = Instant::now();
-    loop {
+    if let Some(w) = waiter {
+        w.wait_started();
+    }
+    let result = loop {
         if cancel.load(Ordering::Relaxed) {
-            return Err(Closed);
+            break Err(Closed);
         }
         match tx.send_timeout(msg, POLL) {
-            Ok(()) => return Ok(started.elapsed()),
+            Ok(()) => break Ok(()),
             Err(SendTimeoutError::Timeout(m)) => msg = m,
-            Err(SendTimeoutError::Disconnected(_)) => return Err(Closed),
+            Err(SendTimeoutError::Disconnected(_)) => break Err(Closed),
         }
+    };
+    if let Some(w) = waiter {
+        w.wait_ended();
     }
+    result
 }
 
 /// The sending ends of one upstream subtask towards every downstream subtask.
@@ -95,14 +107,15 @@ impl Outputs {
 
     /// Sends to one downstream subtask, waiting for room (recorded as backpressure).
     pub fn send(&mut self, target: usize, element: Element) -> Result<(), SendError> {
-        let waited = match &mut self.targets[target] {
-            Target::Local(tx) => forward(tx, (self.index, element), &self.cancel)?,
-            Target::Remote(r) => r.send(element)?,
-        };
-        if !waited.is_zero() {
-            SubtaskMetrics::add(&self.metrics.backpressured_ns, waited.as_nanos() as usize);
+        match &mut self.targets[target] {
+            Target::Local(tx) => Ok(forward(
+                tx,
+                (self.index, element),
+                &self.cancel,
+                Some(&self.metrics),
+            )?),
+            Target::Remote(r) => r.send(element),
         }
-        Ok(())
     }
 
     /// Sends a control element to every downstream subtask.
@@ -195,10 +208,14 @@ mod tests {
         });
         assert!(matches!(outs.send(0, Element::End), Err(SendError::Closed)));
         t.join().unwrap();
+        assert!(
+            SubtaskMetrics::get(&m.backpressured_ns) >= 100_000_000,
+            "a wait counts until it ends"
+        );
         assert_eq!(
+            m.backpressured_total_ns(),
             SubtaskMetrics::get(&m.backpressured_ns),
-            0,
-            "a cancelled wait is not counted"
+            "no wait goes on"
         );
         assert_eq!(ins.recv().unwrap_err(), Closed);
     }

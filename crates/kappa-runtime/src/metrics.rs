@@ -1,10 +1,18 @@
 //! Live counters of one subtask, written by the task thread and read by the jobmanager
 //! (REST API, Prometheus) without locks.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
 use parking_lot::Mutex;
+
+/// The reference point of wait timestamps in this process.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn since_epoch() -> u64 {
+    EPOCH.elapsed().as_nanos() as u64
+}
 
 /// Counters of one subtask; all monotonic except the gauges `watermark` and `queued`.
 #[derive(Debug)]
@@ -13,8 +21,10 @@ pub struct SubtaskMetrics {
     pub records_out: AtomicU64,
     /// Current event-time watermark in epoch ms; i64::MIN before the first one.
     pub watermark: AtomicI64,
-    /// Nanoseconds spent waiting for room downstream (backpressure).
+    /// Nanoseconds spent waiting for room downstream (backpressure), waits that ended.
     pub backpressured_ns: AtomicU64,
+    /// When the wait going on now started (nanoseconds since [`EPOCH`]), or 0.
+    pub waiting_since_ns: AtomicU64,
     /// Records that arrived after their windows closed (beyond allowed lateness), dropped.
     pub late_dropped: AtomicU64,
     /// Records that could not be decoded and were skipped (on_error = "skip").
@@ -51,6 +61,7 @@ impl Default for SubtaskMetrics {
             records_out: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             backpressured_ns: AtomicU64::new(0),
+            waiting_since_ns: AtomicU64::new(0),
             late_dropped: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
@@ -67,6 +78,32 @@ impl SubtaskMetrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// A wait for room downstream begins.
+    pub fn wait_started(&self) {
+        self.waiting_since_ns
+            .store(since_epoch().max(1), Ordering::Relaxed);
+    }
+
+    /// The wait that began with [`Self::wait_started`] is over.
+    pub fn wait_ended(&self) {
+        let since = self.waiting_since_ns.swap(0, Ordering::Relaxed);
+        if since > 0 {
+            self.backpressured_ns
+                .fetch_add(since_epoch().saturating_sub(since), Ordering::Relaxed);
+        }
+    }
+
+    /// Time spent waiting for room downstream so far, including a wait going on now.
+    pub fn backpressured_total_ns(&self) -> u64 {
+        let since = self.waiting_since_ns.load(Ordering::Relaxed);
+        let ongoing = if since > 0 {
+            since_epoch().saturating_sub(since)
+        } else {
+            0
+        };
+        Self::get(&self.backpressured_ns) + ongoing
     }
 
     pub fn watermark(&self) -> Option<i64> {

@@ -31,7 +31,7 @@ const SERIES: [Series; 8] = [
     (
         "kappa_backpressured_seconds_total",
         "Time spent waiting for room downstream",
-        |m| SubtaskMetrics::get(&m.backpressured_ns) as f64 / 1e9,
+        |m| m.backpressured_total_ns() as f64 / 1e9,
     ),
     (
         "kappa_late_records_dropped_total",

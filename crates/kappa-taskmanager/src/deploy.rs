@@ -27,7 +27,7 @@ use crate::registration::to_proto;
 use crate::state::{AttemptKey, LocalAttempt, LocalSubtask, Shared};
 
 /// Elements buffered in a window subtask's input channel.
-const INPUT_CAPACITY: usize = 16;
+const INPUT_CAPACITY: usize = 8;
 
 /// The source assignment a deployment message carries.
 pub fn splits_from_proto(s: Option<&SourceSplits>) -> Result<SourceAssignment, Status> {
@@ -271,6 +271,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                                 header,
                                 shared.handle.clone(),
                                 Arc::clone(&cancel),
+                                Arc::clone(&metrics),
                             )))
                         }
                     });

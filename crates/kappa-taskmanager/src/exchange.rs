@@ -13,6 +13,7 @@ use kappa_proto::v1::{Credit, ExchangeFrame, ExchangeHeader};
 use kappa_runtime::TaskError;
 use kappa_runtime::channel::{RemoteTarget, SendError, forward};
 use kappa_runtime::element::Element;
+use kappa_runtime::metrics::SubtaskMetrics;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -93,7 +94,7 @@ impl DataExchangeService for ExchangeServer {
                     }
                 };
                 let end = matches!(element, Element::End);
-                if forward(&input, (header.upstream, element), &cancel).is_err() {
+                if forward(&input, (header.upstream, element), &cancel, None).is_err() {
                     break;
                 }
                 if end || credit_tx.blocking_send(Ok(Credit { frames: 1 })).is_err() {
@@ -117,6 +118,8 @@ pub struct RemoteSender {
     header: ExchangeHeader,
     handle: Handle,
     cancel: Arc<AtomicBool>,
+    /// The sending subtask's metrics: waiting for credit is its backpressure.
+    metrics: Arc<SubtaskMetrics>,
     conn: Option<Connected>,
 }
 
@@ -127,13 +130,39 @@ impl RemoteSender {
         header: ExchangeHeader,
         handle: Handle,
         cancel: Arc<AtomicBool>,
+        metrics: Arc<SubtaskMetrics>,
     ) -> Self {
         Self {
             address,
             header,
             handle,
             cancel,
+            metrics,
             conn: None,
+        }
+    }
+
+    /// Waits until the receiver granted credit for one more frame.
+    fn wait_for_credit(&mut self) -> Result<(), SendError> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(SendError::Closed);
+            };
+            if conn.available > 0 {
+                return Ok(());
+            }
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(SendError::Closed);
+            }
+            let next = self
+                .handle
+                .block_on(async { tokio::time::timeout(POLL, conn.credits.message()).await });
+            match next {
+                Err(_) => continue,
+                Ok(Ok(Some(c))) => conn.available += c.frames,
+                Ok(Ok(None)) => return Err(self.failed("the receiver closed the stream")),
+                Ok(Err(status)) => return Err(self.failed(status.message().to_string())),
+            }
         }
     }
 
@@ -183,47 +212,24 @@ impl RemoteSender {
 }
 
 impl RemoteTarget for RemoteSender {
-    fn send(&mut self, element: Element) -> Result<Duration, SendError> {
+    fn send(&mut self, element: Element) -> Result<(), SendError> {
         if self.conn.is_none() {
             self.connect()?;
         }
         let frame = ipc::encode(element).map_err(SendError::Failed)?;
-        let started = Instant::now();
-        let mut waited = false;
-        loop {
-            let Some(conn) = self.conn.as_mut() else {
-                return Err(SendError::Closed);
-            };
-            if conn.available > 0 {
-                break;
-            }
-            waited = true;
-            if self.cancel.load(Ordering::Relaxed) {
-                return Err(SendError::Closed);
-            }
-            let next = self
-                .handle
-                .block_on(async { tokio::time::timeout(POLL, conn.credits.message()).await });
-            match next {
-                Err(_) => continue,
-                Ok(Ok(Some(c))) => conn.available += c.frames,
-                Ok(Ok(None)) => return Err(self.failed("the receiver closed the stream")),
-                Ok(Err(status)) => return Err(self.failed(status.message().to_string())),
-            }
+        if self.conn.as_ref().is_some_and(|c| c.available == 0) {
+            self.metrics.wait_started();
+            let waited = self.wait_for_credit();
+            self.metrics.wait_ended();
+            waited?;
         }
-        let waited_for = if waited {
-            started.elapsed()
-        } else {
-            Duration::ZERO
-        };
         let Some(conn) = self.conn.as_mut() else {
             return Err(SendError::Closed);
         };
         conn.available -= 1;
-        let sent = self.handle.block_on(conn.frames.send(frame));
-        if sent.is_err() {
+        if self.handle.block_on(conn.frames.send(frame)).is_err() {
             return Err(self.failed("the stream closed"));
         }
-        Ok(waited_for)
+        Ok(())
     }
 }

@@ -49,7 +49,7 @@ pub fn to_proto(job_id: &str, attempt: u32, vertex: u32, subtask: u32, m: &Live)
         records_in: Live::get(&m.records_in),
         records_out: Live::get(&m.records_out),
         watermark: m.watermark(),
-        backpressured_ns: Live::get(&m.backpressured_ns),
+        backpressured_ns: m.backpressured_total_ns(),
         late_dropped: Live::get(&m.late_dropped),
         skipped: Live::get(&m.skipped),
         dead_lettered: Live::get(&m.dead_lettered),

@@ -111,17 +111,38 @@ pub fn job_detail(j: &Value) -> String {
             );
         }
         for st in v["subtasks"].as_array().into_iter().flatten() {
+            let lag: Vec<String> = st["partitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    Some(format!(
+                        "{}:{}",
+                        p["partition"].as_i64()?,
+                        p["lag"].as_i64()?
+                    ))
+                })
+                .collect();
+            let lag = if lag.is_empty() {
+                String::new()
+            } else {
+                format!(", lag (partition:records) {}", lag.join(" "))
+            };
             let _ = writeln!(
                 out,
-                "      #{}: in {}, out {}, watermark {}{}",
+                "      #{}: in {}, out {}, watermark {}{}{}{lag}",
                 st["index"].as_u64().unwrap_or(0),
                 st["records_in"].as_u64().unwrap_or(0),
                 st["records_out"].as_u64().unwrap_or(0),
                 time(st["watermark"].as_i64()),
+                st["taskmanager"]
+                    .as_str()
+                    .map(|t| format!(", on {t}"))
+                    .unwrap_or_default(),
                 st["splits"]
                     .as_str()
                     .map(|p| format!(", {p}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
             );
         }
     }

@@ -21,7 +21,7 @@ use crate::bad_records::BadRecordPolicy;
 use crate::json::JsonDecoder;
 
 /// Records taken from librdkafka per poll at most.
-const MAX_RECORDS_PER_POLL: usize = 16384;
+const MAX_RECORDS_PER_POLL: usize = 8192;
 
 /// Keeps the high watermarks librdkafka reports in its statistics (taken from fetch responses).
 #[derive(Clone, Default)]

@@ -1,0 +1,180 @@
+//! Backpressure across taskmanagers: a sink that cannot keep up (its part files are FIFOs a
+//! test thread drains slowly) slows the window subtasks, whose full inputs stop granting
+//! credit, which blocks the sources: queues stay bounded and memory does not grow.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kappa_integration_tests::broker::Broker;
+use kappa_integration_tests::cluster::Cluster;
+use kappa_integration_tests::reference::clicks;
+
+const EVENTS: usize = 600_000;
+
+fn job(bootstrap: &str, out: &str) -> String {
+    format!(
+        r#"name = "flood"
+parallelism = 2
+
+[source]
+connector = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "flood"
+
+[source.schema]
+user_id = "string"
+item_id = "string"
+timestamp = "timestamp_ms"
+
+[event_time]
+column = "timestamp"
+max_out_of_orderness = "1s"
+
+[window]
+kind = "tumbling"
+size = "1ms"
+key_by = ["item_id", "user_id"]
+
+[window.aggregates]
+clicks = "count(*)"
+
+[sink]
+connector = "file"
+path = "{out}"
+"#
+    )
+}
+
+/// Reads a FIFO slowly until told to hurry, then to its end.
+fn slow_reader(path: std::path::PathBuf, hurry: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::open(&path).expect("open fifo");
+        let mut buf = vec![0u8; 2048];
+        let mut total = 0;
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+            if !hurry.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    })
+}
+
+#[test]
+fn a_slow_sink_slows_the_sources_and_memory_stays_bounded() {
+    let broker = Broker::start().expect("broker");
+    broker.create_topic("flood", 4).expect("topic");
+    let data = clicks(EVENTS, 21, 1_732_500_000_000, 2, 1000);
+    broker
+        .produce(
+            "flood",
+            &data
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i as i32 % 4, c.json()))
+                .collect::<Vec<_>>(),
+        )
+        .expect("produce");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("dir");
+    let hurry = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for i in 0..2 {
+        let fifo = out.join(format!("part-{i}.jsonl"));
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        readers.push(slow_reader(fifo, Arc::clone(&hurry)));
+    }
+
+    let cluster = Cluster::jobmanager(&[]).expect("jobmanager");
+    let _tms: Vec<_> = (0..2)
+        .map(|_| cluster.taskmanager(1).expect("taskmanager"))
+        .collect();
+    let id = cluster
+        .submit(&job(&broker.bootstrap, &out.display().to_string()), &[])
+        .expect("submit");
+    cluster
+        .wait_state(&id, &["RUNNING"], Duration::from_secs(30))
+        .expect("running");
+
+    let memory = || -> u64 {
+        let tms: serde_json::Value = cluster.get("/api/v1/taskmanagers").unwrap().json().unwrap();
+        tms.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["memory_bytes"].as_u64().unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+    };
+    let mut max_ratio: f64 = 0.0;
+    let mut first_memory = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(500));
+        let d = cluster.job(&id).expect("status");
+        max_ratio = max_ratio.max(
+            d["vertices"][0]["backpressure_ratio"]
+                .as_f64()
+                .unwrap_or(0.0),
+        );
+        for st in d["vertices"][1]["subtasks"].as_array().unwrap() {
+            assert!(
+                st["queued"].as_u64().unwrap_or(0) <= 8,
+                "window input bounded: {st}"
+            );
+        }
+        if first_memory == 0 && started.elapsed() > Duration::from_secs(3) {
+            first_memory = memory();
+        }
+    }
+    let d = cluster.job(&id).expect("status");
+    let read = d["vertices"][0]["records_in"].as_u64().unwrap_or(0);
+    let last_memory = memory();
+    println!(
+        "backpressure ratio up to {max_ratio:.2}; {read} of {EVENTS} read; taskmanager memory {first_memory} -> {last_memory} bytes"
+    );
+    assert!(max_ratio > 0.5, "sources were not slowed down: {d}");
+    assert!(
+        read < EVENTS as u64,
+        "the slow sink should hold the sources back: {d}"
+    );
+    assert!(
+        last_memory < 512 << 20,
+        "taskmanager memory {last_memory} bytes"
+    );
+    assert!(
+        last_memory < first_memory + (64 << 20),
+        "memory grew from {first_memory} to {last_memory}"
+    );
+
+    // Let it drain: everything read arrives, nothing lost.
+    hurry.store(true, Ordering::Relaxed);
+    let d = loop {
+        let d = cluster.job(&id).expect("status");
+        if d["vertices"][0]["records_in"] == EVENTS as u64 {
+            break d;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "did not drain: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(d["vertices"][1]["records_in"].as_u64().unwrap_or(0) > 0);
+    assert!(cluster.kappactl(&["cancel", &id]).status.success());
+    cluster
+        .wait_state(&id, &["CANCELED"], Duration::from_secs(30))
+        .expect("cancelled");
+    let bytes: usize = readers.into_iter().map(|r| r.join().unwrap_or(0)).sum();
+    assert!(bytes > 0);
+}
