@@ -44,7 +44,8 @@ pub struct JobPlan {
     pub steps_schema: SchemaRef,
     pub window: Option<WindowPlan>,
     pub sink: SinkPlan,
-    pub restart: RestartPlan,
+    /// The job's own restart strategy; None: the cluster's default.
+    pub restart: Option<RestartPlan>,
     /// Schema of the records the sink receives.
     pub output_schema: SchemaRef,
 }
@@ -699,9 +700,10 @@ impl Planner<'_> {
         }
     }
 
-    fn restart(&mut self, r: Option<&RestartSpec>) -> RestartPlan {
+    fn restart(&mut self, r: Option<&RestartSpec>) -> Option<RestartPlan> {
         let mut plan = RestartPlan::default();
-        if let Some(r) = r {
+        let r = r?;
+        {
             plan.strategy = r.strategy;
             if let Some(d) = r.delay {
                 plan.delay = d.0;
@@ -718,7 +720,7 @@ impl Planner<'_> {
                 );
             }
         }
-        plan
+        Some(plan)
     }
 }
 

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kappa_job::plan::RestartPlan;
 use kappa_job::{Overrides, SpecErrors, plan_job};
 use kappa_proto::v1::job_manager_service_server::JobManagerServiceServer;
 use parking_lot::RwLock;
@@ -41,6 +42,8 @@ pub struct JobManagerConfig {
     pub slot_timeout: Duration,
     /// How often running Kafka sources look for new partitions.
     pub partition_discovery_interval: Duration,
+    /// How jobs without their own `[restart]` table are restarted.
+    pub restart: RestartPlan,
 }
 
 impl Default for JobManagerConfig {
@@ -54,6 +57,7 @@ impl Default for JobManagerConfig {
             heartbeat_timeout: Duration::from_secs(10),
             slot_timeout: Duration::from_secs(300),
             partition_discovery_interval: Duration::from_secs(10),
+            restart: RestartPlan::default(),
         }
     }
 }

@@ -6,8 +6,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use kappa_job::plan::RestartPlan;
+use kappa_job::spec::RestartStrategyKind;
 use kappa_jobmanager::{JobManager, JobManagerConfig};
 use kappa_taskmanager::{TaskManagerConfig, TaskManagerHandle};
+
+fn restart_strategy(s: &str) -> Result<RestartStrategyKind, String> {
+    match s {
+        "none" => Ok(RestartStrategyKind::None),
+        "fixed-delay" => Ok(RestartStrategyKind::FixedDelay),
+        "exponential-backoff" => Ok(RestartStrategyKind::ExponentialBackoff),
+        _ => Err(format!("`{s}`: use none, fixed-delay or exponential-backoff")),
+    }
+}
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 10s, 500ms, 5m)"))
@@ -40,6 +51,18 @@ pub struct JobManagerArgs {
     /// A job that finds no free slots for this long fails.
     #[arg(long, env = "KAPPA_SLOT_TIMEOUT", default_value = "5m", value_parser = duration)]
     pub slot_timeout: Duration,
+    /// Restart strategy of jobs without a [restart] table: none, fixed-delay or exponential-backoff.
+    #[arg(long, env = "KAPPA_RESTART_STRATEGY", default_value = "exponential-backoff", value_parser = restart_strategy)]
+    pub restart_strategy: RestartStrategyKind,
+    /// fixed-delay: the delay; exponential-backoff: the first delay.
+    #[arg(long, env = "KAPPA_RESTART_DELAY", default_value = "1s", value_parser = duration)]
+    pub restart_delay: Duration,
+    /// exponential-backoff: the largest delay.
+    #[arg(long, env = "KAPPA_RESTART_MAX_DELAY", default_value = "60s", value_parser = duration)]
+    pub restart_max_delay: Duration,
+    /// Give up after this many restarts (default: never).
+    #[arg(long, env = "KAPPA_RESTART_MAX_ATTEMPTS")]
+    pub restart_max_attempts: Option<u32>,
     /// How often running Kafka sources are checked for new partitions.
     #[arg(long, env = "KAPPA_PARTITION_DISCOVERY_INTERVAL", default_value = "10s", value_parser = duration)]
     pub partition_discovery_interval: Duration,
@@ -64,6 +87,12 @@ impl JobManagerArgs {
             heartbeat_timeout: self.heartbeat_timeout,
             slot_timeout: self.slot_timeout,
             partition_discovery_interval: self.partition_discovery_interval,
+            restart: RestartPlan {
+                strategy: self.restart_strategy,
+                delay: self.restart_delay,
+                max_delay: self.restart_max_delay.max(self.restart_delay),
+                max_attempts: self.restart_max_attempts,
+            },
             ..JobManagerConfig::default()
         })
     }
