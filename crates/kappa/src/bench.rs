@@ -39,6 +39,73 @@ pub struct BenchArgs {
     /// Partitions of the benchmark topic (when Kappa creates it in the embedded cluster).
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// Run the subtasks in this many taskmanager processes (0: a taskmanager in this process).
+    /// CPU time then counts this process and every taskmanager process.
+    #[arg(long, default_value_t = 0)]
+    pub taskmanagers: u32,
+}
+
+/// Taskmanager processes of a benchmark; killed when dropped.
+struct TaskManagerProcesses(Vec<std::process::Child>);
+
+impl TaskManagerProcesses {
+    /// CPU time (user + system) the processes used so far, from /proc.
+    fn cpu_time(&self) -> Duration {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let secs: f64 = self
+            .0
+            .iter()
+            .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).ok())
+            .filter_map(|stat| {
+                // Fields after the command name (which may hold spaces) start after the last ')'.
+                let rest = stat.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
+            })
+            .sum();
+        Duration::from_secs_f64(secs)
+    }
+}
+
+impl Drop for TaskManagerProcesses {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A local cluster, or a jobmanager here with taskmanager processes, with `parallelism` slots.
+async fn start_cluster(args: &BenchArgs) -> anyhow::Result<(kappa_jobmanager::JobManager, TaskManagerProcesses)> {
+    let p = args.parallelism.to_string();
+    if args.taskmanagers == 0 {
+        let local = LocalArgs::parse_from(["local", "--port", "0", "--rpc-port", "0", "--slots", &p, "--heartbeat-interval", "200ms"]);
+        return Ok((start_local(&local).await?.jobmanager, TaskManagerProcesses(Vec::new())));
+    }
+    let local = LocalArgs::parse_from(["local", "--port", "0", "--rpc-port", "0", "--heartbeat-interval", "200ms"]);
+    let started = kappa_jobmanager::JobManager::start(local.jobmanager.config()?).await?;
+    let slots = args.parallelism.div_ceil(args.taskmanagers).to_string();
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for _ in 0..args.taskmanagers {
+        let child = std::process::Command::new(&exe)
+            .args(["taskmanager", "--jobmanager", &format!("http://{}", started.rpc), "--port", "0", "--slots", &slots])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting a taskmanager process")?;
+        children.push(child);
+    }
+    let tms = TaskManagerProcesses(children);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while started.jobmanager.registry().views().len() < args.taskmanagers as usize {
+        if Instant::now() > deadline {
+            bail!("the taskmanagers did not register within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((started.jobmanager, tms))
 }
 
 /// Records per partition the embedded cluster is given at most (it keeps about 5 MB).
@@ -141,23 +208,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .replace("key = \"{item_id}-{window_end}\"\n", "")
         }
     };
-    // A local cluster on free ports: the jobmanager and a taskmanager in this process.
-    let local = LocalArgs::parse_from([
-        "local",
-        "--port",
-        "0",
-        "--rpc-port",
-        "0",
-        "--slots",
-        &args.parallelism.to_string(),
-    ]);
-    let cluster = start_local(&local).await?;
-    let jm = cluster.jobmanager.clone();
+    let (jm, taskmanagers) = start_cluster(&args).await?;
     let overrides = kappa_job::Overrides {
         parallelism: Some(args.parallelism),
         ..Default::default()
     };
-    let cpu0 = cpu_time();
+    let cpu0 = cpu_time() + taskmanagers.cpu_time();
     let t0 = Instant::now();
     let id = jm
         .submit("bench.toml", &job, &overrides)
@@ -186,7 +242,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let wall = t0.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu0);
+    let cpu = (cpu_time() + taskmanagers.cpu_time()).saturating_sub(cpu0);
     // Let the job's Kafka clients close before an embedded cluster goes away.
     while !job.state().is_terminal() {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -69,7 +69,7 @@ pub struct JobManagerArgs {
 }
 
 impl JobManagerArgs {
-    fn config(&self) -> anyhow::Result<JobManagerConfig> {
+    pub fn config(&self) -> anyhow::Result<JobManagerConfig> {
         if let Some(dir) = &self.checkpoint_dir {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating checkpoint dir {}", dir.display()))?;
