@@ -354,4 +354,33 @@ fn incompatible_and_malformed_taskmanagers_are_refused_with_a_clear_log_line() {
     );
     assert!(log.contains("refusing a malformed registration"), "{log}");
     assert_eq!(cluster.overview().unwrap()["taskmanagers"], 0);
+
+    // A data-exchange stream that does not start with its header is refused by a taskmanager.
+    use kappa_proto::v1::ExchangeFrame;
+    use kappa_proto::v1::data_exchange_service_client::DataExchangeServiceClient;
+    use kappa_proto::v1::exchange_frame::Frame;
+    let tm = cluster.taskmanager(1).expect("taskmanager");
+    let tms: serde_json::Value = cluster.get("/api/v1/taskmanagers").unwrap().json().unwrap();
+    let address = tms[0]["address"].as_str().unwrap().to_string();
+    let frames = tokio_stream_of(vec![ExchangeFrame {
+        frame: Some(Frame::Watermark(5)),
+    }]);
+    let refused = rt.block_on(async {
+        let mut c = DataExchangeServiceClient::connect(format!("http://{address}"))
+            .await
+            .expect("connect");
+        c.exchange(frames).await
+    });
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::InvalidArgument);
+    drop(tm);
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    items: Vec<T>,
+) -> impl tonic::IntoStreamingRequest<Message = T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(items.len().max(1));
+    for i in items {
+        let _ = tx.try_send(i);
+    }
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }

@@ -80,7 +80,9 @@ impl JobPlan {
                     .map(|k| format!(" key `{}`", k.text))
                     .unwrap_or_default()
             ),
-            SinkKind::File { path } => format!("Sink: file `{}`", path.display()),
+            SinkKind::File { path } => {
+                format!("Sink: files `{}/part-<subtask>.jsonl`", path.display())
+            }
             SinkKind::Stdout => "Sink: stdout".to_string(),
         };
         let p = self.parallelism;

@@ -669,7 +669,7 @@ impl Planner<'_> {
                     let path = self.required(
                         &s.path,
                         "sink.path",
-                        "the file connector needs the file to write",
+                        "the file connector needs the directory to write its part files to",
                     );
                     SinkKind::File {
                         path: PathBuf::from(path),

@@ -70,7 +70,10 @@ pub async fn drive(inner: Arc<Inner>, job: Arc<JobEntry>) {
         };
         job.status.lock().error = Some(error.to_string());
         let delay = if error.is_retriable() {
-            job.plan.restart.unwrap_or(inner.config.restart).delay_before(restarts + 1)
+            job.plan
+                .restart
+                .unwrap_or(inner.config.restart)
+                .delay_before(restarts + 1)
         } else {
             None
         };

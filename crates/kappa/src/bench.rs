@@ -78,20 +78,51 @@ impl Drop for TaskManagerProcesses {
 }
 
 /// A local cluster, or a jobmanager here with taskmanager processes, with `parallelism` slots.
-async fn start_cluster(args: &BenchArgs) -> anyhow::Result<(kappa_jobmanager::JobManager, TaskManagerProcesses)> {
+async fn start_cluster(
+    args: &BenchArgs,
+) -> anyhow::Result<(kappa_jobmanager::JobManager, TaskManagerProcesses)> {
     let p = args.parallelism.to_string();
     if args.taskmanagers == 0 {
-        let local = LocalArgs::parse_from(["local", "--port", "0", "--rpc-port", "0", "--slots", &p, "--heartbeat-interval", "200ms"]);
-        return Ok((start_local(&local).await?.jobmanager, TaskManagerProcesses(Vec::new())));
+        let local = LocalArgs::parse_from([
+            "local",
+            "--port",
+            "0",
+            "--rpc-port",
+            "0",
+            "--slots",
+            &p,
+            "--heartbeat-interval",
+            "200ms",
+        ]);
+        return Ok((
+            start_local(&local).await?.jobmanager,
+            TaskManagerProcesses(Vec::new()),
+        ));
     }
-    let local = LocalArgs::parse_from(["local", "--port", "0", "--rpc-port", "0", "--heartbeat-interval", "200ms"]);
+    let local = LocalArgs::parse_from([
+        "local",
+        "--port",
+        "0",
+        "--rpc-port",
+        "0",
+        "--heartbeat-interval",
+        "200ms",
+    ]);
     let started = kappa_jobmanager::JobManager::start(local.jobmanager.config()?).await?;
     let slots = args.parallelism.div_ceil(args.taskmanagers).to_string();
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for _ in 0..args.taskmanagers {
         let child = std::process::Command::new(&exe)
-            .args(["taskmanager", "--jobmanager", &format!("http://{}", started.rpc), "--port", "0", "--slots", &slots])
+            .args([
+                "taskmanager",
+                "--jobmanager",
+                &format!("http://{}", started.rpc),
+                "--port",
+                "0",
+                "--slots",
+                &slots,
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .context("starting a taskmanager process")?;

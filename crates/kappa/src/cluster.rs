@@ -16,7 +16,9 @@ fn restart_strategy(s: &str) -> Result<RestartStrategyKind, String> {
         "none" => Ok(RestartStrategyKind::None),
         "fixed-delay" => Ok(RestartStrategyKind::FixedDelay),
         "exponential-backoff" => Ok(RestartStrategyKind::ExponentialBackoff),
-        _ => Err(format!("`{s}`: use none, fixed-delay or exponential-backoff")),
+        _ => Err(format!(
+            "`{s}`: use none, fixed-delay or exponential-backoff"
+        )),
     }
 }
 
