@@ -82,32 +82,23 @@ async fn start_cluster(
     args: &BenchArgs,
 ) -> anyhow::Result<(kappa_jobmanager::JobManager, TaskManagerProcesses)> {
     let p = args.parallelism.to_string();
-    if args.taskmanagers == 0 {
-        let local = LocalArgs::parse_from([
-            "local",
-            "--port",
-            "0",
-            "--rpc-port",
-            "0",
-            "--slots",
-            &p,
-            "--heartbeat-interval",
-            "200ms",
-        ]);
-        return Ok((
-            start_local(&local).await?.jobmanager,
-            TaskManagerProcesses(Vec::new()),
-        ));
-    }
     let local = LocalArgs::parse_from([
         "local",
         "--port",
         "0",
         "--rpc-port",
         "0",
+        "--slots",
+        &p,
         "--heartbeat-interval",
         "200ms",
     ]);
+    if args.taskmanagers == 0 {
+        return Ok((
+            start_local(&local).await?.jobmanager,
+            TaskManagerProcesses(Vec::new()),
+        ));
+    }
     let started = kappa_jobmanager::JobManager::start(local.jobmanager.config()?).await?;
     let slots = args.parallelism.div_ceil(args.taskmanagers).to_string();
     let exe = std::env::current_exe()?;
