@@ -207,6 +207,36 @@ impl Cluster {
         }
     }
 
+    /// Panics with the job's detail, the missing keys and the cluster log when `got` differs
+    /// from `expected`.
+    pub fn assert_results<K: std::fmt::Debug + Ord, V: std::fmt::Debug + PartialEq>(
+        &self,
+        id: &str,
+        got: &std::collections::BTreeMap<K, V>,
+        expected: &std::collections::BTreeMap<K, V>,
+    ) {
+        if got == expected {
+            return;
+        }
+        let missing: Vec<_> = expected
+            .keys()
+            .filter(|k| !got.contains_key(*k))
+            .take(8)
+            .collect();
+        let wrong: Vec<_> = expected
+            .iter()
+            .filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v))
+            .take(8)
+            .collect();
+        panic!(
+            "{} results, {} expected; missing e.g. {missing:?}; wrong e.g. {wrong:?}\njob: {}\nlog:\n{}",
+            got.len(),
+            expected.len(),
+            self.job(id).map(|j| j.to_string()).unwrap_or_default(),
+            self.log_text()
+        );
+    }
+
     pub fn get(&self, path: &str) -> anyhow::Result<reqwest::blocking::Response> {
         Ok(reqwest::blocking::get(format!("{}{path}", self.url))?)
     }

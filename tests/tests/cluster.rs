@@ -50,7 +50,7 @@ fn three_taskmanagers_compute_what_kappa_local_and_the_reference_compute() {
         })
         .expect("read");
     assert_eq!(records.len(), expected.len());
-    assert_eq!(latest_per_key(&records).expect("records"), expected);
+    cluster.assert_results(&id, &latest_per_key(&records).expect("records"), &expected);
 
     // Subtasks are spread over the taskmanagers; every partition has exactly one reader.
     let detail = cluster.job(&id).expect("status");
@@ -113,7 +113,7 @@ fn three_taskmanagers_compute_what_kappa_local_and_the_reference_compute() {
     // kappa local computes the same.
     let local = Cluster::start(4).expect("kappa local");
     broker.create_topic("hourly-local", 2).expect("topic");
-    local
+    let local_id = local
         .submit(
             &reference_job(&broker.bootstrap, "clicks", "hourly-local", FILTER, 4),
             &[],
@@ -124,7 +124,11 @@ fn three_taskmanagers_compute_what_kappa_local_and_the_reference_compute() {
             r.len() >= expected.len()
         })
         .expect("read");
-    assert_eq!(latest_per_key(&local_records).expect("records"), expected);
+    local.assert_results(
+        &local_id,
+        &latest_per_key(&local_records).expect("records"),
+        &expected,
+    );
 }
 
 #[test]
@@ -272,7 +276,7 @@ fn a_job_waits_for_slots_and_a_late_taskmanager_gets_it() {
             r.len() >= expected.len()
         })
         .expect("read");
-    assert_eq!(latest_per_key(&out).expect("records"), expected);
+    cluster.assert_results(&id, &latest_per_key(&out).expect("records"), &expected);
 }
 
 #[test]

@@ -162,21 +162,21 @@ impl Inputs {
     }
 
     /// The next element, or `Closed` once the job is cancelled or every sender is gone.
-    pub fn recv(&self) -> Result<Tagged, Closed> {
-        loop {
-            if self.cancel.load(Ordering::Relaxed) {
-                return Err(Closed);
+    /// The next element, `None` if nothing arrived within a short while (so the caller can
+    /// do periodic work), or `Closed` once the job is cancelled or every sender is gone.
+    pub fn recv(&self) -> Result<Option<Tagged>, Closed> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Closed);
+        }
+        match self.rx.recv_timeout(POLL) {
+            Ok(m) => {
+                self.metrics
+                    .queued
+                    .store(self.rx.len() as u64, Ordering::Relaxed);
+                Ok(Some(m))
             }
-            match self.rx.recv_timeout(POLL) {
-                Ok(m) => {
-                    self.metrics
-                        .queued
-                        .store(self.rx.len() as u64, Ordering::Relaxed);
-                    return Ok(m);
-                }
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Err(Closed),
-            }
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(Closed),
         }
     }
 }
@@ -234,8 +234,8 @@ mod tests {
         outs.send(0, Element::Watermark(5)).unwrap();
         let reader = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(120));
-            let first = ins.recv().unwrap();
-            let second = ins.recv().unwrap();
+            let first = ins.recv().unwrap().unwrap();
+            let second = ins.recv().unwrap().unwrap();
             (first, second)
         });
         outs.send(0, Element::End).unwrap();

@@ -43,4 +43,9 @@ pub trait Sink: Send {
 
     /// Makes everything written so far durable at the destination.
     fn flush(&mut self) -> Result<(), TaskError>;
+
+    /// Surfaces failures of earlier asynchronous writes; called while the task waits for input.
+    fn check(&mut self) -> Result<(), TaskError> {
+        Ok(())
+    }
 }

@@ -143,6 +143,9 @@ impl SourceTask {
                 return Ok(TaskEnd::Cancelled);
             }
             let status = self.reader.poll(&mut buf, &mut finished, POLL_TIMEOUT)?;
+            if let SourceOutput::Sink(sink) = &mut self.output {
+                sink.check()?;
+            }
             let now = Instant::now();
             if let Some(w) = watermarks.as_mut() {
                 // Splits handed over while running (new Kafka partitions) join the watermark.
@@ -214,7 +217,10 @@ impl WindowTask {
     fn run_loop(&mut self) -> Result<TaskEnd, Stop> {
         let mut watermarks = InputWatermarks::new(self.inputs.upstreams);
         loop {
-            let (from, element) = self.inputs.recv()?;
+            let Some((from, element)) = self.inputs.recv()? else {
+                self.sink.check()?;
+                continue;
+            };
             let advanced = match element {
                 Element::Records(batch) => {
                     SubtaskMetrics::add(&self.metrics.records_in, batch.num_rows());

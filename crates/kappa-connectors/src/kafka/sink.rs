@@ -114,6 +114,12 @@ impl TopicProducer {
         self.check()
     }
 
+    /// Serves delivery reports and fails on the first failed delivery.
+    pub fn poll(&self) -> Result<(), TaskError> {
+        self.producer.poll(Duration::ZERO);
+        self.check()
+    }
+
     /// Waits until every queued record is acknowledged.
     pub fn flush(&self) -> Result<(), TaskError> {
         self.producer
@@ -151,6 +157,10 @@ impl kappa_runtime::io::Sink for KafkaSink {
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.producer.flush()
+    }
+
+    fn check(&mut self) -> Result<(), TaskError> {
+        self.producer.poll()
     }
 }
 
