@@ -10,7 +10,7 @@ use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{
     Click, HOUR, clicks, hourly_counts, latest_per_key, produce_closed,
 };
-use kappa_integration_tests::reference_job;
+use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
@@ -37,7 +37,9 @@ fn three_taskmanagers_compute_what_kappa_local_and_the_reference_compute() {
     let _tms: Vec<_> = (0..3)
         .map(|_| cluster.taskmanager(2).expect("taskmanager"))
         .collect();
-    broker.create_topic("hourly-distributed", 2).expect("topic");
+    broker
+        .create_topic("hourly-distributed", SINK_PARTITIONS)
+        .expect("topic");
     let id = cluster
         .submit(
             &reference_job(&broker.bootstrap, "clicks", "hourly-distributed", FILTER, 4),
@@ -45,9 +47,12 @@ fn three_taskmanagers_compute_what_kappa_local_and_the_reference_compute() {
         )
         .expect("submit");
     let records = broker
-        .read("hourly-distributed", 2, Duration::from_secs(120), |r| {
-            r.len() >= expected.len()
-        })
+        .read(
+            "hourly-distributed",
+            SINK_PARTITIONS,
+            Duration::from_secs(120),
+            |r| r.len() >= expected.len(),
+        )
         .expect("read");
     assert_eq!(records.len(), expected.len());
     cluster.assert_results(&id, &latest_per_key(&records).expect("records"), &expected);
@@ -112,7 +117,9 @@ fn three_taskmanagers_compute_what_kappa_local_and_the_reference_compute() {
 
     // kappa local computes the same.
     let local = Cluster::start(4).expect("kappa local");
-    broker.create_topic("hourly-local", 2).expect("topic");
+    broker
+        .create_topic("hourly-local", SINK_PARTITIONS)
+        .expect("topic");
     let local_id = local
         .submit(
             &reference_job(&broker.bootstrap, "clicks", "hourly-local", FILTER, 4),
@@ -120,9 +127,12 @@ fn three_taskmanagers_compute_what_kappa_local_and_the_reference_compute() {
         )
         .expect("submit");
     let local_records = broker
-        .read("hourly-local", 2, Duration::from_secs(120), |r| {
-            r.len() >= expected.len()
-        })
+        .read(
+            "hourly-local",
+            SINK_PARTITIONS,
+            Duration::from_secs(120),
+            |r| r.len() >= expected.len(),
+        )
         .expect("read");
     local.assert_results(
         &local_id,
@@ -147,7 +157,7 @@ fn a_killed_taskmanager_restarts_the_job_on_the_remaining_slots() {
                 .collect::<Vec<_>>(),
         )
         .expect("produce");
-    broker.create_topic("out", 2).expect("topic");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
 
     let cluster = Cluster::jobmanager(&["--heartbeat-timeout", "3s"]).expect("jobmanager");
     let mut tms: Vec<_> = (0..3)
@@ -159,7 +169,9 @@ fn a_killed_taskmanager_restarts_the_job_on_the_remaining_slots() {
     );
     let id = cluster.submit(&job, &[]).expect("submit");
     broker
-        .read("out", 2, Duration::from_secs(60), |r| r.len() > 100)
+        .read("out", SINK_PARTITIONS, Duration::from_secs(60), |r| {
+            r.len() > 100
+        })
         .expect("first results");
 
     // kill -9 a taskmanager that runs subtasks of the job.
@@ -234,7 +246,7 @@ fn a_killed_taskmanager_restarts_the_job_on_the_remaining_slots() {
     broker.produce("clicks", &records).expect("produce rest");
     let expected = hourly_counts(&data, |u| u > 50);
     let all = broker
-        .read("out", 2, Duration::from_secs(120), |r| {
+        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
             latest_per_key(r).map(|m| m == expected).unwrap_or(false)
         })
         .expect("read");
@@ -250,7 +262,7 @@ fn a_job_waits_for_slots_and_a_late_taskmanager_gets_it() {
     let broker = Broker::start().expect("broker");
     let data = clicks(5_000, 8, START, 3, 50);
     produce_closed(&broker, "clicks", 2, &data).expect("produce");
-    broker.create_topic("out", 1).expect("topic");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
     let cluster = Cluster::jobmanager(&[]).expect("jobmanager");
     let id = cluster
         .submit(
@@ -272,7 +284,7 @@ fn a_job_waits_for_slots_and_a_late_taskmanager_gets_it() {
         .expect("running");
     let expected = hourly_counts(&data, |u| u > 50);
     let out = broker
-        .read("out", 1, Duration::from_secs(60), |r| {
+        .read("out", SINK_PARTITIONS, Duration::from_secs(60), |r| {
             r.len() >= expected.len()
         })
         .expect("read");

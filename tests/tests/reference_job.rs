@@ -8,7 +8,7 @@ use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{
     Click, HOUR, clicks, hourly_counts, latest_per_key, produce_closed,
 };
-use kappa_integration_tests::reference_job;
+use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 
 const PARTITIONS: i32 = 4;
 const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
@@ -26,7 +26,9 @@ fn reference_job_matches_independent_counts_at_parallelism_2_and_4() {
     let expected = hourly_counts(&data, |u| u > 50);
     for parallelism in [2, 4] {
         let sink = format!("hourly-clicks-p{parallelism}");
-        broker.create_topic(&sink, 2).expect("sink topic");
+        broker
+            .create_topic(&sink, SINK_PARTITIONS)
+            .expect("sink topic");
         let job = reference_job(
             &broker.bootstrap,
             "user-behavior",
@@ -41,7 +43,7 @@ fn reference_job_matches_independent_counts_at_parallelism_2_and_4() {
             .wait_state(&id, &["RUNNING"], Duration::from_secs(60))
             .expect("running");
         let records = broker
-            .read(&sink, 2, Duration::from_secs(120), |r| {
+            .read(&sink, SINK_PARTITIONS, Duration::from_secs(120), |r| {
                 r.len() >= expected.len()
             })
             .expect("read sink");
@@ -94,7 +96,9 @@ fn kappa_replay_overwrites_history_with_the_new_logic() {
     let cluster = Cluster::start(4).expect("kappa local");
     let data = clicks(12_000, 23, START, 4, 100);
     produce(&broker, "clicks", &data);
-    broker.create_topic("results", 2).expect("sink topic");
+    broker
+        .create_topic("results", SINK_PARTITIONS)
+        .expect("sink topic");
     let v1 = hourly_counts(&data, |u| u > 50);
     let v2 = hourly_counts(&data, |u| u > 80);
 
@@ -109,7 +113,7 @@ fn kappa_replay_overwrites_history_with_the_new_logic() {
         .submit(&job_v1, &["--start", "earliest"])
         .expect("submit v1");
     let first = broker
-        .read("results", 2, Duration::from_secs(120), |r| {
+        .read("results", SINK_PARTITIONS, Duration::from_secs(120), |r| {
             r.len() >= v1.len()
         })
         .expect("read v1");
@@ -131,14 +135,14 @@ fn kappa_replay_overwrites_history_with_the_new_logic() {
         .submit(&job_v2, &["--start", "earliest"])
         .expect("submit v2");
     let all = broker
-        .read("results", 2, Duration::from_secs(120), |r| {
+        .read("results", SINK_PARTITIONS, Duration::from_secs(120), |r| {
             r.len() >= v1.len() + v2.len()
         })
         .expect("read v2");
     if all.len() != v1.len() + v2.len() {
         std::thread::sleep(Duration::from_secs(10));
         let again = broker
-            .read("results", 2, Duration::from_secs(20), |r| {
+            .read("results", SINK_PARTITIONS, Duration::from_secs(20), |r| {
                 r.len() >= v1.len() + v2.len()
             })
             .map(|r| r.len());

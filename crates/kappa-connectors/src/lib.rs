@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use kappa_job::JobPlan;
 use kappa_job::plan::{SinkKind, SourceKind};
+use kappa_job::spec::SinkPartitioner;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::{Sink, SourceReader};
 use kappa_runtime::metrics::SubtaskMetrics;
@@ -87,10 +88,15 @@ pub fn open_sink(plan: &JobPlan, subtask: u32) -> Result<Box<dyn Sink>, TaskErro
             bootstrap_servers,
             topic,
             properties,
-        } => Box::new(KafkaSink::new(
-            TopicProducer::new(bootstrap_servers, properties, topic)?,
-            plan.sink.key.clone(),
-        )),
+            partitioner,
+        } => {
+            let producer = TopicProducer::new(bootstrap_servers, properties, topic)?;
+            let partition = match partitioner {
+                SinkPartitioner::Key => None,
+                SinkPartitioner::Fixed => Some((subtask % producer.partitions()?) as i32),
+            };
+            Box::new(KafkaSink::new(producer, plan.sink.key.clone(), partition))
+        }
         SinkKind::File { path } => {
             Box::new(LineSink::part_file(path, subtask).map_err(|e| TaskError::Io(e.to_string()))?)
         }

@@ -14,8 +14,8 @@ use crate::error::{Locator, SpecError, SpecErrors};
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 use crate::parse::parse_job;
 use crate::spec::{
-    Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector, SinkSpec,
-    SourceConnector, SourceSpec, WindowKind, WindowSpec,
+    Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector, SinkPartitioner,
+    SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
 };
 use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
 use crate::start::StartPosition;
@@ -126,6 +126,7 @@ pub enum SinkKind {
         bootstrap_servers: String,
         topic: String,
         properties: BTreeMap<String, String>,
+        partitioner: SinkPartitioner,
     },
     File {
         path: PathBuf,
@@ -640,9 +641,19 @@ impl Planner<'_> {
                     bootstrap_servers,
                     topic,
                     properties: s.properties.clone(),
+                    partitioner: s
+                        .partitioner
+                        .as_ref()
+                        .map(|p| *p.get_ref())
+                        .unwrap_or_default(),
                 }
             }
             SinkConnector::File | SinkConnector::Stdout => {
+                self.forbid(
+                    &s.partitioner,
+                    "sink.partitioner",
+                    "`partitioner` applies to the kafka connector only",
+                );
                 self.forbid(
                     &s.topic,
                     "sink.topic",
@@ -887,5 +898,42 @@ mod tests {
             RestartPlan::default().delay_before(40),
             Some(Duration::from_secs(60))
         );
+    }
+}
+
+#[cfg(test)]
+mod sink_tests {
+    use super::*;
+
+    const REFERENCE: &str = include_str!("../../../examples/hourly-item-clicks.toml");
+
+    #[test]
+    fn kafka_sinks_choose_a_partitioner_and_others_refuse_one() {
+        let fixed = REFERENCE.replace(
+            "format = \"json\"\nkey",
+            "format = \"json\"\npartitioner = \"fixed\"\nkey",
+        );
+        let plan = plan_job("job.toml", &fixed, &Overrides::default()).unwrap();
+        assert!(matches!(
+            plan.sink.kind,
+            SinkKind::Kafka {
+                partitioner: SinkPartitioner::Fixed,
+                ..
+            }
+        ));
+        let plan = plan_job("job.toml", REFERENCE, &Overrides::default()).unwrap();
+        assert!(matches!(
+            plan.sink.kind,
+            SinkKind::Kafka {
+                partitioner: SinkPartitioner::Key,
+                ..
+            }
+        ));
+        let bad = fixed.replace("partitioner = \"fixed\"", "partitioner = \"round-robin\"");
+        let e = plan_job("job.toml", &bad, &Overrides::default())
+            .unwrap_err()
+            .0
+            .remove(0);
+        assert_eq!(e.field, "sink.partitioner", "{e}");
     }
 }

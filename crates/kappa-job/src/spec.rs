@@ -136,8 +136,22 @@ pub struct SinkSpec {
     pub format: Format,
     /// Record key template, e.g. `{item_id}-{window_end}`.
     pub key: Option<Spanned<String>>,
+    /// Which Kafka partition a record goes to.
+    pub partitioner: Option<Spanned<SinkPartitioner>>,
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// How a Kafka sink picks partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkPartitioner {
+    /// By the hash of the record key (librdkafka's default), so a key always lands in one partition.
+    #[default]
+    Key,
+    /// Sink subtask i writes to partition i mod partitions (Flink's fixed partitioner): one
+    /// writer per partition while there are at least as many partitions as subtasks.
+    Fixed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -21,6 +21,8 @@ use crate::key::render_keys;
 
 /// How long `flush` waits for outstanding deliveries.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a topic lookup may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Remembers the first failed delivery so the task can fail on it.
 #[derive(Clone, Default)]
@@ -80,12 +82,34 @@ impl TopicProducer {
         }
     }
 
-    /// Queues one record.
+    /// Number of partitions of the topic.
+    pub fn partitions(&self) -> Result<u32, TaskError> {
+        let md = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.topic), METADATA_TIMEOUT)
+            .map_err(|e| TaskError::Io(format!("looking up topic `{}`: {e}", self.topic)))?;
+        let n = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic)
+            .map_or(0, |t| t.partitions().len());
+        if n == 0 {
+            return Err(TaskError::Io(format!(
+                "topic `{}` has no partitions (does it exist?)",
+                self.topic
+            )));
+        }
+        Ok(n as u32)
+    }
+
+    /// Queues one record, to `partition` if given (else by the key's hash).
     pub fn send(
         &self,
         key: Option<&[u8]>,
         value: &[u8],
         headers: Option<OwnedHeaders>,
+        partition: Option<i32>,
     ) -> Result<(), TaskError> {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).payload(value);
         if let Some(k) = key {
@@ -93,6 +117,9 @@ impl TopicProducer {
         }
         if let Some(h) = headers {
             record = record.headers(h);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
         loop {
             match self.producer.send(record) {
@@ -133,11 +160,17 @@ impl TopicProducer {
 pub struct KafkaSink {
     producer: TopicProducer,
     key: Option<KeyTemplate>,
+    /// Fixed partition of this subtask, or None to partition by key.
+    partition: Option<i32>,
 }
 
 impl KafkaSink {
-    pub fn new(producer: TopicProducer, key: Option<KeyTemplate>) -> Self {
-        Self { producer, key }
+    pub fn new(producer: TopicProducer, key: Option<KeyTemplate>, partition: Option<i32>) -> Self {
+        Self {
+            producer,
+            key,
+            partition,
+        }
     }
 }
 
@@ -150,7 +183,7 @@ impl kappa_runtime::io::Sink for KafkaSink {
         };
         for (i, v) in values.iter().enumerate() {
             let key = keys.as_ref().map(|k| k[i].as_bytes());
-            self.producer.send(key, v, None)?;
+            self.producer.send(key, v, None, self.partition)?;
         }
         Ok(())
     }
@@ -184,7 +217,7 @@ impl DeadLetterWriter {
                 key: "kappa.source",
                 value: Some(location),
             });
-        self.producer.send(None, raw, Some(headers))?;
+        self.producer.send(None, raw, Some(headers), None)?;
         // A dead letter must not be lost if the job fails right after: wait for it.
         self.producer.flush()
     }
