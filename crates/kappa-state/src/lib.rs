@@ -1,0 +1,12 @@
+//! Kappa's keyed state: a RocksDB instance per stateful subtask with key-group-prefixed keys,
+//! and its snapshots in object storage (local or S3), uploaded incrementally.
+
+mod backend;
+mod error;
+mod location;
+mod snapshot;
+
+pub use backend::{KeyedState, LocalFile, RocksState, ScanFn};
+pub use error::StateError;
+pub use location::Location;
+pub use snapshot::{StateHandle, StoredFile, Uploaded, Uploader, download};
