@@ -8,6 +8,7 @@ pub mod io;
 pub mod keyed;
 pub mod metrics;
 pub mod prometheus;
+pub mod state;
 pub mod steps;
 pub mod task;
 pub mod watermark;

@@ -4,27 +4,11 @@
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+use kappa_runtime::state::{KeyedState, ScanFn, StateFailure};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
 
 use crate::error::StateError;
-
-/// The keyed state of one stateful subtask, as operators see it.
-pub trait KeyedState: Send {
-    /// Stages a write of `value` under (`key_group`, `key`); applied by [`KeyedState::commit`].
-    fn put(&mut self, key_group: u32, key: &[u8], value: &[u8]);
-    /// Stages a delete.
-    fn delete(&mut self, key_group: u32, key: &[u8]);
-    /// Applies the staged writes atomically.
-    fn commit(&mut self) -> Result<(), StateError>;
-    /// Calls `f(key_group, key, value)` for every entry in the key-group range, in key order.
-    fn scan(&self, groups: RangeInclusive<u32>, f: &mut ScanFn<'_>) -> Result<(), StateError>;
-    /// Writes a consistent, self-contained copy of the committed state into `dir` (new).
-    fn checkpoint(&self, dir: &Path) -> Result<Vec<LocalFile>, StateError>;
-}
-
-/// Called with (key group, key, value) for each entry of a scan.
-pub type ScanFn<'a> = dyn FnMut(u32, &[u8], &[u8]) + 'a;
 
 /// A file of a local checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +38,10 @@ fn prefixed(key_group: u32, key: &[u8]) -> Vec<u8> {
     k
 }
 
+fn failure(e: StateError) -> StateFailure {
+    StateFailure(e.to_string())
+}
+
 impl RocksState {
     /// Opens (or creates) the database in `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
@@ -70,44 +58,10 @@ impl RocksState {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
 
-impl KeyedState for RocksState {
-    fn put(&mut self, key_group: u32, key: &[u8], value: &[u8]) {
-        self.batch.put(prefixed(key_group, key), value);
-    }
-
-    fn delete(&mut self, key_group: u32, key: &[u8]) {
-        self.batch.delete(prefixed(key_group, key));
-    }
-
-    fn commit(&mut self) -> Result<(), StateError> {
-        let batch = std::mem::take(&mut self.batch);
-        self.db
-            .write(batch)
-            .map_err(|e| StateError::rocks(&self.path, e))
-    }
-
-    fn scan(&self, groups: RangeInclusive<u32>, f: &mut ScanFn<'_>) -> Result<(), StateError> {
-        let start = (*groups.start() as u16).to_be_bytes();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(&start, Direction::Forward))
-        {
-            let (k, v) = item.map_err(|e| StateError::rocks(&self.path, e))?;
-            if k.len() < 2 {
-                continue;
-            }
-            let kg = u32::from(u16::from_be_bytes([k[0], k[1]]));
-            if kg > *groups.end() {
-                break;
-            }
-            f(kg, &k[2..], &v);
-        }
-        Ok(())
-    }
-
-    fn checkpoint(&self, dir: &Path) -> Result<Vec<LocalFile>, StateError> {
+    /// Writes a consistent, self-contained copy of the committed state into `dir` (new) and
+    /// lists its files.
+    pub fn checkpoint(&self, dir: &Path) -> Result<Vec<LocalFile>, StateError> {
         self.db
             .flush()
             .map_err(|e| StateError::rocks(&self.path, e))?;
@@ -129,6 +83,42 @@ impl KeyedState for RocksState {
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(files)
+    }
+}
+
+impl KeyedState for RocksState {
+    fn put(&mut self, key_group: u32, key: &[u8], value: &[u8]) {
+        self.batch.put(prefixed(key_group, key), value);
+    }
+
+    fn delete(&mut self, key_group: u32, key: &[u8]) {
+        self.batch.delete(prefixed(key_group, key));
+    }
+
+    fn commit(&mut self) -> Result<(), StateFailure> {
+        let batch = std::mem::take(&mut self.batch);
+        self.db
+            .write(batch)
+            .map_err(|e| failure(StateError::rocks(&self.path, e)))
+    }
+
+    fn scan(&self, groups: RangeInclusive<u32>, f: &mut ScanFn<'_>) -> Result<(), StateFailure> {
+        let start = (*groups.start() as u16).to_be_bytes();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| failure(StateError::rocks(&self.path, e)))?;
+            if k.len() < 2 {
+                continue;
+            }
+            let kg = u32::from(u16::from_be_bytes([k[0], k[1]]));
+            if kg > *groups.end() {
+                break;
+            }
+            f(kg, &k[2..], &v);
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@ mod error;
 mod location;
 mod snapshot;
 
-pub use backend::{KeyedState, LocalFile, RocksState, ScanFn};
+pub use backend::{LocalFile, RocksState};
 pub use error::StateError;
 pub use location::Location;
 pub use snapshot::{StateHandle, StoredFile, Uploaded, Uploader, download};

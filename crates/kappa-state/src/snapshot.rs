@@ -153,7 +153,8 @@ pub async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{KeyedState, RocksState};
+    use crate::backend::RocksState;
+    use kappa_runtime::state::KeyedState;
 
     #[tokio::test]
     async fn snapshots_upload_ssts_once_and_restore() {

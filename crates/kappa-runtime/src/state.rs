@@ -1,0 +1,24 @@
+//! The keyed state operators keep, as a trait: keys live in key groups so state can be split
+//! among subtasks; the RocksDB implementation is in kappa-state.
+
+use std::ops::RangeInclusive;
+
+/// Called with (key group, key, value) for each entry of a scan.
+pub type ScanFn<'a> = dyn FnMut(u32, &[u8], &[u8]) + 'a;
+
+/// A failure of the state backend, described.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StateFailure(pub String);
+
+/// The keyed state of one stateful subtask.
+pub trait KeyedState: Send {
+    /// Stages a write of `value` under (`key_group`, `key`); applied by [`KeyedState::commit`].
+    fn put(&mut self, key_group: u32, key: &[u8], value: &[u8]);
+    /// Stages a delete.
+    fn delete(&mut self, key_group: u32, key: &[u8]);
+    /// Applies the staged writes atomically.
+    fn commit(&mut self) -> Result<(), StateFailure>;
+    /// Calls `f(key_group, key, value)` for every entry in the key-group range, in key order.
+    fn scan(&self, groups: RangeInclusive<u32>, f: &mut ScanFn<'_>) -> Result<(), StateFailure>;
+}
