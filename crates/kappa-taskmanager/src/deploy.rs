@@ -231,7 +231,11 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         reporter(1, i).spawn(format!("{}-window-{i}", key.0), move || {
             let task = WindowTask {
                 inputs: ins,
-                window: WindowOperator::new(&w, Arc::clone(&plan.output_schema))?,
+                window: WindowOperator::new(
+                    &w,
+                    Arc::clone(&plan.output_schema),
+                    plan.max_parallelism,
+                )?,
                 sink: open_sink(&plan, i)?,
                 metrics,
             };

@@ -72,6 +72,28 @@ impl Accumulator {
         }
     }
 
+    /// Appends the state of group `g` to `out` (24 bytes).
+    pub fn save(&self, g: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.counts[g].to_le_bytes());
+        out.extend_from_slice(&self.ints[g].to_le_bytes());
+        out.extend_from_slice(&self.floats[g].to_le_bytes());
+    }
+
+    /// Bytes [`Accumulator::save`] writes per group.
+    pub const SAVED_LEN: usize = 24;
+
+    /// Sets group `g` from bytes written by [`Accumulator::save`].
+    pub fn load(&mut self, g: usize, bytes: &[u8; Self::SAVED_LEN]) {
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+            b
+        };
+        self.counts[g] = i64::from_le_bytes(word(0));
+        self.ints[g] = i64::from_le_bytes(word(1));
+        self.floats[g] = f64::from_le_bytes(word(2));
+    }
+
     /// Empties a slot for reuse.
     pub fn reset(&mut self, g: usize) {
         self.counts[g] = 0;

@@ -1,18 +1,21 @@
 //! The window operator of one keyed subtask: assigns records to (key, window) groups, keeps
 //! their aggregates, and emits a row per group when the watermark passes the window end.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
 use hashbrown::{Equivalent, HashMap};
+use kappa_job::keygroup::key_group_of;
 use kappa_job::plan::{WindowAssigner, WindowPlan};
 
 use super::accumulator::{Accumulator, ArgValues};
 use crate::error::{TaskError, eval_error};
 use crate::keyed::KeyEncoder;
+use crate::state::{KeyedState, StateFailure};
 use crate::steps::evaluate;
 
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ struct Group {
     pending: bool,
     /// Has an entry in `cleanup` (fired, kept for allowed lateness).
     retained: bool,
+    /// The state key it was last written under, if it was.
+    stored: Option<Box<[u8]>>,
 }
 
 /// Borrowed lookup key for the (key bytes, window start) index, without allocating.
@@ -38,6 +43,12 @@ impl Equivalent<(Box<[u8]>, i64)> for GroupRef<'_> {
 
 /// Keyed event-time windows of one subtask.
 pub struct WindowOperator {
+    /// Number of key groups, to place each group's state.
+    max_parallelism: u32,
+    /// Groups changed since the last snapshot.
+    dirty: HashSet<u32>,
+    /// (key group, state key) of released groups that are still in the state backend.
+    tombstones: Vec<(u32, Box<[u8]>)>,
     assigner: WindowAssigner,
     lateness: i64,
     time_index: usize,
@@ -60,8 +71,15 @@ pub struct WindowOperator {
 }
 
 impl WindowOperator {
-    pub fn new(plan: &WindowPlan, output_schema: SchemaRef) -> Result<Self, TaskError> {
+    pub fn new(
+        plan: &WindowPlan,
+        output_schema: SchemaRef,
+        max_parallelism: u32,
+    ) -> Result<Self, TaskError> {
         Ok(Self {
+            max_parallelism,
+            dirty: HashSet::new(),
+            tombstones: Vec::new(),
             assigner: plan.assigner,
             lateness: plan.allowed_lateness_ms,
             time_index: plan.time_index,
@@ -168,6 +186,7 @@ impl WindowOperator {
             end,
             pending: false,
             retained: false,
+            stored: None,
         };
         match self.free.pop() {
             Some(g) => {
@@ -187,6 +206,7 @@ impl WindowOperator {
         for (acc, v) in self.accs.iter_mut().zip(values) {
             acc.update(g as usize, v, row);
         }
+        self.dirty.insert(g);
         let group = &mut self.groups[g as usize];
         if !group.pending {
             group.pending = true;
@@ -287,6 +307,11 @@ impl WindowOperator {
                 self.index.remove(&GroupRef(&group.key, group.start));
             }
         }
+        let kg = key_group_of(&group.key, self.max_parallelism);
+        if let Some(stored) = self.groups[g as usize].stored.take() {
+            self.tombstones.push((kg, stored));
+        }
+        self.dirty.remove(&g);
         self.accs.iter_mut().for_each(|a| a.reset(g as usize));
         self.free.push(g);
     }
@@ -327,6 +352,7 @@ impl WindowOperator {
             if self.lateness == 0 {
                 self.release(g);
             } else if !self.groups[g as usize].retained {
+                self.dirty.insert(g);
                 let group = &mut self.groups[g as usize];
                 group.retained = true;
                 self.cleanup
@@ -355,6 +381,97 @@ impl WindowOperator {
         columns.extend(self.accs.iter().map(|a| a.output(groups)));
         RecordBatch::try_new(Arc::clone(&self.output_schema), columns)
             .map_err(|e| eval_error("building window results", e))
+    }
+}
+
+impl WindowOperator {
+    /// Writes the groups changed since the last snapshot to `state` (and deletes released
+    /// ones), so that `state` holds exactly this operator's windows.
+    pub fn snapshot(&mut self, state: &mut dyn KeyedState) -> Result<(), StateFailure> {
+        for (kg, key) in self.tombstones.drain(..) {
+            state.delete(kg, &key);
+        }
+        let mut value = Vec::new();
+        for g in self.dirty.drain() {
+            let group = &mut self.groups[g as usize];
+            let kg = key_group_of(&group.key, self.max_parallelism);
+            let mut key = Vec::with_capacity(group.key.len() + 8);
+            key.extend_from_slice(&group.key);
+            key.extend_from_slice(&group.start.to_be_bytes());
+            if let Some(old) = group.stored.take().filter(|old| **old != *key) {
+                state.delete(kg, &old);
+            }
+            value.clear();
+            value.extend_from_slice(&group.end.to_le_bytes());
+            value.push(u8::from(group.pending) | (u8::from(group.retained) << 1));
+            for acc in &self.accs {
+                acc.save(g as usize, &mut value);
+            }
+            state.put(kg, &key, &value);
+            group.stored = Some(key.into());
+        }
+        state.commit()
+    }
+
+    /// Loads the windows of the key groups `groups` from `state` (a fresh operator, before
+    /// any input); returns how many it loaded.
+    pub fn restore(
+        &mut self,
+        state: &dyn KeyedState,
+        groups: RangeInclusive<u32>,
+    ) -> Result<usize, StateFailure> {
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        state.scan(groups, &mut |_, k, v| {
+            entries.push((k.to_vec(), v.to_vec()))
+        })?;
+        let expected = 9 + self.accs.len() * Accumulator::SAVED_LEN;
+        for (key, value) in &entries {
+            if key.len() < 8 || value.len() != expected {
+                return Err(StateFailure(format!(
+                    "window state entry of {} bytes does not fit this job's aggregates",
+                    value.len()
+                )));
+            }
+            let (row, start) = key.split_at(key.len() - 8);
+            let start = i64::from_be_bytes(
+                start
+                    .try_into()
+                    .map_err(|_| StateFailure("bad window start".into()))?,
+            );
+            let end = i64::from_le_bytes(
+                value[..8]
+                    .try_into()
+                    .map_err(|_| StateFailure("bad window end".into()))?,
+            );
+            let flags = value[8];
+            let g = self.new_group(row, start, end);
+            for (i, acc) in self.accs.iter_mut().enumerate() {
+                let at = 9 + i * Accumulator::SAVED_LEN;
+                let bytes: &[u8; Accumulator::SAVED_LEN] = value[at..at + Accumulator::SAVED_LEN]
+                    .try_into()
+                    .map_err(|_| StateFailure("bad accumulator".into()))?;
+                acc.load(g as usize, bytes);
+            }
+            let group = &mut self.groups[g as usize];
+            group.stored = Some(key.clone().into());
+            if flags & 1 != 0 {
+                group.pending = true;
+                self.timers.insert((end, g));
+            }
+            if flags & 2 != 0 {
+                group.retained = true;
+                self.cleanup.insert((end.saturating_add(self.lateness), g));
+            }
+            match self.assigner {
+                WindowAssigner::Session { .. } => {
+                    self.sessions.entry(row.into()).or_default().push(g)
+                }
+                _ => {
+                    self.index.insert((row.into(), start), g);
+                }
+            }
+        }
+        Ok(entries.len())
     }
 }
 

@@ -41,7 +41,7 @@ fn operator(assigner: WindowAssigner, lateness: i64) -> WindowOperator {
         Field::new("n", DataType::Int64, false),
         Field::new("total", DataType::Int64, true),
     ]));
-    WindowOperator::new(&plan, out).unwrap()
+    WindowOperator::new(&plan, out, 128).unwrap()
 }
 
 fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
@@ -157,4 +157,105 @@ fn allowed_lateness_updates_fired_windows_then_drops_state() {
     assert_eq!(w.groups_in_state(), 0);
     collect(&mut got, w.process(&batch(&[("a", 3, 10)])).unwrap());
     assert_eq!(w.take_late(), 1);
+}
+
+/// Keyed state in a map: a stand-in for RocksDB in this component's unit tests.
+#[derive(Default)]
+struct MapState {
+    committed: BTreeMap<(u32, Vec<u8>), Vec<u8>>,
+    staged: Vec<((u32, Vec<u8>), Option<Vec<u8>>)>,
+}
+
+impl crate::state::KeyedState for MapState {
+    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) {
+        self.staged.push(((kg, key.to_vec()), Some(value.to_vec())));
+    }
+    fn delete(&mut self, kg: u32, key: &[u8]) {
+        self.staged.push(((kg, key.to_vec()), None));
+    }
+    fn commit(&mut self) -> Result<(), crate::state::StateFailure> {
+        for (k, v) in self.staged.drain(..) {
+            match v {
+                Some(v) => self.committed.insert(k, v),
+                None => self.committed.remove(&k),
+            };
+        }
+        Ok(())
+    }
+    fn scan(
+        &self,
+        groups: std::ops::RangeInclusive<u32>,
+        f: &mut crate::state::ScanFn<'_>,
+    ) -> Result<(), crate::state::StateFailure> {
+        for ((kg, k), v) in &self.committed {
+            if groups.contains(kg) {
+                f(*kg, k, v);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn snapshots_restore_the_same_windows_and_split_by_key_group() {
+    use kappa_job::keygroup::key_group_range;
+    let rows: Vec<(String, i64, i64)> = (0..200)
+        .map(|i| (format!("item_{}", i % 37), i * 100, i))
+        .collect();
+    for assigner in [
+        WindowAssigner::Tumbling { size_ms: 1000 },
+        WindowAssigner::Session { gap_ms: 250 },
+    ] {
+        // The uninterrupted run.
+        let mut whole = operator(assigner, 0);
+        let mut expected = Results::new();
+        collect(&mut expected, whole.process(&batch(&refs(&rows))).unwrap());
+        collect(&mut expected, whole.advance(i64::MAX).unwrap());
+
+        // Half, a snapshot (after some windows fired), the rest on restored operators.
+        let mut first = operator(assigner, 0);
+        let mut got = Results::new();
+        let mut state = MapState::default();
+        collect(
+            &mut got,
+            first.process(&batch(&refs(&rows[..100]))).unwrap(),
+        );
+        first.snapshot(&mut state).unwrap();
+        collect(&mut got, first.advance(4_000).unwrap());
+        first.snapshot(&mut state).unwrap();
+        // Two operators of a job rescaled to parallelism 2 take the key groups of their range.
+        for subtask in 0..2 {
+            let mut restored = operator(assigner, 0);
+            restored
+                .restore(&state, key_group_range(subtask, 128, 2))
+                .unwrap();
+            restored.advance(4_000).unwrap();
+            let mine: Vec<(String, i64, i64)> = rows[100..]
+                .iter()
+                .filter(|(k, _, _)| {
+                    key_group_range(subtask, 128, 2)
+                        .contains(&kappa_job::keygroup::key_group_of(&row_bytes(k), 128))
+                })
+                .cloned()
+                .collect();
+            collect(&mut got, restored.process(&batch(&refs(&mine))).unwrap());
+            collect(&mut got, restored.advance(i64::MAX).unwrap());
+        }
+        assert_eq!(got, expected, "{assigner:?}");
+    }
+}
+
+fn refs(r: &[(String, i64, i64)]) -> Vec<(&str, i64, i64)> {
+    r.iter().map(|(k, t, v)| (k.as_str(), *t, *v)).collect()
+}
+
+/// The encoded key of an item id, as the window operator computes it.
+fn row_bytes(item: &str) -> Vec<u8> {
+    let s = input_schema();
+    let enc = crate::keyed::KeyEncoder::new(&[compile_named("item_id", &s).unwrap()]).unwrap();
+    enc.rows(&batch(&[(item, 0, 0)]))
+        .unwrap()
+        .row(0)
+        .as_ref()
+        .to_vec()
 }
