@@ -159,11 +159,15 @@ fn allowed_lateness_updates_fired_windows_then_drops_state() {
     assert_eq!(w.take_late(), 1);
 }
 
+/// (key group, key) in [`MapState`].
+type StateKey = (u32, Vec<u8>);
+
 /// Keyed state in a map: a stand-in for RocksDB in this component's unit tests.
 #[derive(Default)]
 struct MapState {
-    committed: BTreeMap<(u32, Vec<u8>), Vec<u8>>,
-    staged: Vec<((u32, Vec<u8>), Option<Vec<u8>>)>,
+    committed: BTreeMap<StateKey, Vec<u8>>,
+    /// Writes (Some) and deletes (None) waiting for commit.
+    staged: Vec<(StateKey, Option<Vec<u8>>)>,
 }
 
 impl crate::state::KeyedState for MapState {
