@@ -1,5 +1,5 @@
 //! What flows on the edges between subtasks: record batches and in-band control elements
-//! (watermarks, idleness, end of stream), in order.
+//! (watermarks, idleness, checkpoint barriers, end of stream), in order.
 
 use arrow::array::RecordBatch;
 
@@ -13,4 +13,7 @@ pub enum Element {
     Idle,
     /// The upstream finished; it sends nothing more.
     End,
+    /// Checkpoint barrier n: everything before it belongs to checkpoint n, everything after
+    /// to later ones.
+    Barrier(u64),
 }

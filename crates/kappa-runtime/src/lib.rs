@@ -1,6 +1,7 @@
 //! The Kappa dataflow engine inside a taskmanager: bounded channels with backpressure,
 //! watermarks, steps, keyed exchange by key group, event-time windows and the task loops.
 
+pub mod barrier;
 pub mod channel;
 pub mod element;
 pub mod error;

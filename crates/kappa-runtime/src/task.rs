@@ -9,12 +9,14 @@ use arrow::array::RecordBatch;
 use arrow::compute::max;
 use kappa_job::plan::{EventTimePlan, StepPlan};
 
+use crate::barrier::{Aligned, BarrierAligner};
 use crate::channel::{Closed, Inputs, Outputs, SendError};
 use crate::element::Element;
 use crate::error::TaskError;
 use crate::io::{Sink, SourceReader, SourceStatus, SplitBatch};
 use crate::keyed::KeyPartitioner;
 use crate::metrics::SubtaskMetrics;
+use crate::state::KeyedState;
 use crate::steps;
 use crate::watermark::{InputWatermarks, SplitWatermarks, WatermarkStatus};
 use crate::window::{WindowOperator, event_times};
@@ -192,12 +194,23 @@ impl SourceTask {
     }
 }
 
+/// What a stateful subtask does at a checkpoint, provided by its taskmanager.
+pub trait SnapshotHook: Send {
+    /// The keyed state the operator writes its changes into.
+    fn state(&mut self) -> &mut dyn KeyedState;
+    /// The operator's changes are in [`SnapshotHook::state`]: take the snapshot of checkpoint
+    /// `n` and acknowledge it (the upload may go on after this returns).
+    fn snapshot(&mut self, n: u64) -> Result<(), TaskError>;
+}
+
 /// Everything a window task needs.
 pub struct WindowTask {
     pub inputs: Inputs,
     pub window: WindowOperator,
     pub sink: Box<dyn Sink>,
     pub metrics: Arc<SubtaskMetrics>,
+    /// Present when the job takes checkpoints.
+    pub checkpoints: Option<Box<dyn SnapshotHook>>,
 }
 
 impl WindowTask {
@@ -214,12 +227,33 @@ impl WindowTask {
         Ok(())
     }
 
+    /// Checkpoint n: the window state into the state backend, the sink flushed (at-least-once
+    /// output), then the snapshot taken and acknowledged.
+    fn checkpoint(&mut self, n: u64) -> Result<(), Stop> {
+        self.sink.flush()?;
+        if let Some(hook) = self.checkpoints.as_mut() {
+            self.window.snapshot(hook.state()).map_err(|e| {
+                TaskError::Io(format!("writing window state for checkpoint {n}: {e}"))
+            })?;
+            hook.snapshot(n)?;
+        }
+        Ok(())
+    }
+
     fn run_loop(&mut self) -> Result<TaskEnd, Stop> {
         let mut watermarks = InputWatermarks::new(self.inputs.upstreams);
+        let mut aligner = BarrierAligner::new(self.inputs.upstreams);
         loop {
-            let Some((from, element)) = self.inputs.recv()? else {
-                self.sink.check()?;
-                continue;
+            let (from, element) = match aligner.next(&self.inputs)? {
+                None => {
+                    self.sink.check()?;
+                    continue;
+                }
+                Some(Aligned::Checkpoint(n)) => {
+                    self.checkpoint(n)?;
+                    continue;
+                }
+                Some(Aligned::Element(from, element)) => (from, element),
             };
             let advanced = match element {
                 Element::Records(batch) => {
@@ -232,6 +266,8 @@ impl WindowTask {
                 Element::Watermark(w) => watermarks.on_watermark(from, w),
                 Element::Idle => watermarks.on_idle(from),
                 Element::End => watermarks.on_end(from),
+                // The aligner consumes barriers.
+                Element::Barrier(_) => None,
             };
             if let Some(wm) = advanced {
                 self.metrics.watermark.store(wm, Ordering::Relaxed);

@@ -238,6 +238,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                 )?,
                 sink: open_sink(&plan, i)?,
                 metrics,
+                checkpoints: None,
             };
             task.run()
         })?;

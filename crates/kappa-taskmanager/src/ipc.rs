@@ -26,6 +26,7 @@ pub fn encode(element: Element) -> Result<ExchangeFrame, TaskError> {
         Element::Watermark(w) => Frame::Watermark(w),
         Element::Idle => Frame::Idle(true),
         Element::End => Frame::End(true),
+        Element::Barrier(n) => Frame::Barrier(n),
     };
     Ok(ExchangeFrame { frame: Some(frame) })
 }
@@ -45,6 +46,7 @@ pub fn decode(frame: ExchangeFrame) -> Result<Element, String> {
         Some(Frame::Watermark(w)) => Ok(Element::Watermark(w)),
         Some(Frame::Idle(_)) => Ok(Element::Idle),
         Some(Frame::End(_)) => Ok(Element::End),
+        Some(Frame::Barrier(n)) => Ok(Element::Barrier(n)),
         Some(Frame::Header(_)) => Err("a second header in one exchange stream".into()),
         None => Err("empty frame".into()),
     }
@@ -75,6 +77,10 @@ mod tests {
         assert!(matches!(
             decode(encode(Element::End).unwrap()).unwrap(),
             Element::End
+        ));
+        assert!(matches!(
+            decode(encode(Element::Barrier(9)).unwrap()).unwrap(),
+            Element::Barrier(9)
         ));
         assert!(
             decode(ExchangeFrame {

@@ -263,3 +263,70 @@ fn row_bytes(item: &str) -> Vec<u8> {
         .as_ref()
         .to_vec()
 }
+
+/// A snapshot hook over [`MapState`] that records the checkpoints it took.
+struct RecordingHook {
+    state: MapState,
+    taken: std::sync::Arc<parking_lot::Mutex<Vec<(u64, usize)>>>,
+}
+
+impl crate::task::SnapshotHook for RecordingHook {
+    fn state(&mut self) -> &mut dyn crate::state::KeyedState {
+        &mut self.state
+    }
+    fn snapshot(&mut self, n: u64) -> Result<(), crate::TaskError> {
+        self.taken.lock().push((n, self.state.committed.len()));
+        Ok(())
+    }
+}
+
+/// A sink that keeps nothing.
+struct NullSink;
+
+impl crate::io::Sink for NullSink {
+    fn write(&mut self, _: &RecordBatch) -> Result<(), crate::TaskError> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), crate::TaskError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_window_task_snapshots_when_barriers_align() {
+    use crate::channel::Inputs;
+    use crate::element::Element;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let (inputs, tx) = Inputs::new(2, 64, Arc::new(AtomicBool::new(false)), Arc::default());
+    let taken = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let hook = RecordingHook {
+        state: MapState::default(),
+        taken: Arc::clone(&taken),
+    };
+    let task = crate::task::WindowTask {
+        inputs,
+        window: operator(WindowAssigner::Tumbling { size_ms: 10 }, 0),
+        sink: Box::new(NullSink),
+        metrics: Arc::default(),
+        checkpoints: Some(Box::new(hook)),
+    };
+    for (from, e) in [
+        (0, Element::Records(batch(&[("a", 1, 1), ("b", 2, 1)]))),
+        (0, Element::Barrier(1)),
+        // Held back until input 1's barrier: not part of checkpoint 1.
+        (0, Element::Records(batch(&[("c", 3, 1)]))),
+        (1, Element::Records(batch(&[("d", 4, 1)]))),
+        (1, Element::Barrier(1)),
+        (0, Element::End),
+        (1, Element::End),
+    ] {
+        tx.send((from, e)).unwrap();
+    }
+    assert_eq!(task.run().unwrap(), crate::task::TaskEnd::Finished);
+    assert_eq!(
+        *taken.lock(),
+        vec![(1, 3)],
+        "checkpoint 1 holds a, b and d, not c"
+    );
+}
