@@ -67,8 +67,13 @@ pub struct Cluster {
 impl Cluster {
     /// `kappa local` with `slots` slots.
     pub fn start(slots: u32) -> anyhow::Result<Self> {
+        Self::local(slots, &[])
+    }
+
+    /// `kappa local` with `slots` slots and extra flags.
+    pub fn local(slots: u32, extra: &[&str]) -> anyhow::Result<Self> {
         let (port, rpc) = (free_port(), free_port());
-        let process = Process::spawn(&[
+        let mut args: Vec<String> = [
             "local",
             "--port",
             &port.to_string(),
@@ -76,7 +81,13 @@ impl Cluster {
             &rpc.to_string(),
             "--slots",
             &slots.to_string(),
-        ])?;
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = Process::spawn(&args)?;
         Self::ready(process, port, rpc)
     }
 

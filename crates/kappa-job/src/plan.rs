@@ -46,6 +46,8 @@ pub struct JobPlan {
     pub sink: SinkPlan,
     /// The job's own restart strategy; None: the cluster's default.
     pub restart: Option<RestartPlan>,
+    /// Periodic checkpoints, when the job asks for them.
+    pub checkpoints: Option<CheckpointPlan>,
     /// Schema of the records the sink receives.
     pub output_schema: SchemaRef,
 }
@@ -132,6 +134,16 @@ pub enum SinkKind {
         path: PathBuf,
     },
     Stdout,
+}
+
+/// How often and how patiently a job is checkpointed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPlan {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub min_pause: Duration,
+    pub retained: u32,
+    pub tolerable_failures: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +293,30 @@ impl Planner<'_> {
         let output_known = self.errors.len() == before && steps.len() == spec.steps.len();
         let sink = self.sink(&spec.sink, &output_schema, output_known);
         let restart = self.restart(spec.restart.as_ref());
+        let checkpoints = spec.checkpoints.as_ref().map(|c| {
+            if c.interval.get_ref().0 < Duration::from_millis(100) {
+                self.err(
+                    span(&c.interval),
+                    "checkpoints.interval",
+                    "must be at least 100ms",
+                );
+            }
+            let retained = c.retained.as_ref().map_or(3, |r| *r.get_ref());
+            if retained == 0 {
+                self.err(
+                    c.retained.as_ref().and_then(span),
+                    "checkpoints.retained",
+                    "must keep at least one checkpoint",
+                );
+            }
+            CheckpointPlan {
+                interval: c.interval.get_ref().0,
+                timeout: c.timeout.map_or(Duration::from_secs(600), |d| d.0),
+                min_pause: c.min_pause.map_or(Duration::ZERO, |d| d.0),
+                retained: retained.max(1),
+                tolerable_failures: c.tolerable_failures,
+            }
+        });
         if !self.errors.is_empty() {
             return Err(SpecErrors(self.errors));
         }
@@ -295,6 +331,7 @@ impl Planner<'_> {
             window,
             sink,
             restart,
+            checkpoints,
             output_schema,
         })
     }

@@ -25,6 +25,23 @@ pub struct JobSpec {
     pub window: Option<WindowSpec>,
     pub sink: SinkSpec,
     pub restart: Option<RestartSpec>,
+    pub checkpoints: Option<CheckpointSpec>,
+}
+
+/// Periodic checkpoints of the job (they need a checkpoint directory on the cluster).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Time between the starts of two checkpoints.
+    pub interval: Spanned<HumanDuration>,
+    /// A checkpoint not complete after this long is aborted (default 10 minutes).
+    pub timeout: Option<HumanDuration>,
+    /// Least time between the end of one checkpoint and the start of the next (default 0).
+    pub min_pause: Option<HumanDuration>,
+    /// Completed checkpoints kept (default 3).
+    pub retained: Option<Spanned<u32>>,
+    /// Fail the job after this many failed checkpoints in a row (default: never).
+    pub tolerable_failures: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -14,7 +14,7 @@ use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
 use kappa_proto::v1::{
     AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest, PartitionStart, SourceSplits,
-    SubtaskLocation, TaskDeployment, TaskState,
+    SubtaskLocation, TaskDeployment, TaskState, TriggerCheckpointRequest,
 };
 use kappa_proto::v1::{FileList, KafkaPartitions};
 use kappa_runtime::TaskError;
@@ -22,6 +22,7 @@ use kappa_runtime::metrics::VertexMetrics;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::Inner;
+use crate::checkpoint::{Step, delete_objects, tick_interval, write_metadata};
 use crate::job::{AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, now_ms};
 use crate::rates::RateTracker;
 
@@ -260,6 +261,12 @@ async fn deploy_and_follow(
             }
         })
         .collect();
+    let checkpoint_location = job
+        .checkpoints
+        .lock()
+        .as_ref()
+        .map(|c| c.location.text.clone())
+        .unwrap_or_default();
     let mut per_tm: BTreeMap<&str, Vec<TaskDeployment>> = BTreeMap::new();
     for i in 0..p {
         let tm = placement[i as usize].as_str();
@@ -293,6 +300,7 @@ async fn deploy_and_follow(
             start: plan.source.start.to_string(),
             tasks,
             window_locations: window_locations.clone(),
+            checkpoint_location: checkpoint_location.clone(),
         };
         let client = inner.registry.get(tm).map(|t| t.client);
         let tm = tm.to_string();
@@ -351,6 +359,8 @@ fn terminal(s: TaskState) -> bool {
 impl Attempt<'_> {
     fn apply(&mut self, event: AttemptEvent) -> Option<TaskError> {
         match event {
+            // Checkpoint acknowledgements are handled by `follow`.
+            AttemptEvent::Checkpoint(_) => None,
             AttemptEvent::Task(r) => {
                 let state = TaskState::try_from(r.state).unwrap_or(TaskState::Unspecified);
                 if let Some(t) = self.tasks.get_mut(&(r.vertex, r.subtask)) {
@@ -445,30 +455,110 @@ impl Attempt<'_> {
         let discovery = matches!(self.job.plan.source.kind, SourceKind::Kafka(_));
         let mut tick = tokio::time::interval(self.inner.config.partition_discovery_interval);
         tick.tick().await;
-        loop {
+        let job = Arc::clone(self.job);
+        let checkpointing = job.checkpoints.lock().is_some();
+        let mut checkpoint_tick = tokio::time::interval(
+            self.job
+                .plan
+                .checkpoints
+                .map_or(Duration::from_secs(3600), |c| tick_interval(&c)),
+        );
+        checkpoint_tick.tick().await;
+        let outcome = loop {
             tokio::select! {
                 ev = self.events.recv() => {
-                    let Some(ev) = ev else { return Outcome::Failed(TaskError::Io("attempt events closed".into())) };
+                    let Some(ev) = ev else { break Outcome::Failed(TaskError::Io("attempt events closed".into())) };
+                    if let AttemptEvent::Checkpoint(ack) = ev {
+                        let step = self.job.checkpoints.lock().as_mut().map(|c| c.acknowledge(ack, self.job.plan.parallelism, self.job.plan.max_parallelism, &self.job.id));
+                        if let Some(e) = self.checkpoint_step(step).await {
+                            self.fail(e).await;
+                            break self.finish_stopping().await;
+                        }
+                        continue;
+                    }
                     if let Some(e) = self.apply(ev) {
                         self.fail(e).await;
-                        return self.finish_stopping().await;
+                        break self.finish_stopping().await;
                     }
                     if self.all_terminal() {
                         if self.tasks.values().all(|t| t.1 == TaskState::Finished) {
-                            return Outcome::Finished;
+                            break Outcome::Finished;
                         }
-                        return Outcome::Failed(TaskError::Io("subtasks stopped without finishing (cancelled by their taskmanager)".into()));
+                        break Outcome::Failed(TaskError::Io("subtasks stopped without finishing (cancelled by their taskmanager)".into()));
                     }
                 }
                 _ = self.job.cancelled() => {
                     self.job.set_state(JobState::Cancelling, None);
                     self.cancel_everywhere().await;
-                    return self.finish_stopping().await;
+                    break self.finish_stopping().await;
                 }
                 _ = tick.tick(), if discovery => {
                     if let Err(e) = self.discover_partitions().await {
                         tracing::warn!(job = %self.job.id, error = %e, "partition discovery failed");
                     }
+                }
+                _ = checkpoint_tick.tick(), if checkpointing => {
+                    let expected = self.tasks.iter().filter(|(_, t)| !terminal(t.1)).map(|(k, _)| *k).collect();
+                    let step = self.job.checkpoints.lock().as_mut().map(|c| c.tick(self.number, expected));
+                    if let Some(e) = self.checkpoint_step(step).await {
+                        self.fail(e).await;
+                        break self.finish_stopping().await;
+                    }
+                }
+            }
+        };
+        if let Some(c) = job.checkpoints.lock().as_mut() {
+            c.abort_pending("the attempt ended");
+        }
+        outcome
+    }
+
+    /// Carries out what the checkpoint coordinator asks for; an error fails the attempt.
+    async fn checkpoint_step(&mut self, step: Option<Step>) -> Option<TaskError> {
+        match step? {
+            Step::Nothing => None,
+            Step::FailJob(why) => Some(TaskError::Io(why)),
+            Step::Trigger(n) => {
+                let mut tms: Vec<String> = (0..self.job.plan.parallelism as usize)
+                    .filter_map(|i| self.placement.get(i).cloned())
+                    .collect();
+                tms.sort();
+                tms.dedup();
+                for tm in tms {
+                    let Some(mut c) = self.inner.registry.get(&tm).map(|t| t.client) else {
+                        continue;
+                    };
+                    let req = TriggerCheckpointRequest {
+                        job_id: self.job.id.clone(),
+                        attempt: self.number,
+                        checkpoint_id: n,
+                    };
+                    if let Err(s) = c.trigger_checkpoint(req).await {
+                        tracing::warn!(taskmanager = %tm, checkpoint = n, error = %s.message(), "could not trigger a checkpoint");
+                    }
+                }
+                None
+            }
+            Step::Complete(meta) => {
+                let (location, path) = {
+                    let guard = self.job.checkpoints.lock();
+                    let c = guard.as_ref()?;
+                    (
+                        c.location.clone(),
+                        c.metadata_path(&self.job.id, meta.checkpoint_id),
+                    )
+                };
+                let written = write_metadata(&location, &path, &meta).await;
+                let (step, obsolete) = self
+                    .job
+                    .checkpoints
+                    .lock()
+                    .as_mut()
+                    .map(|c| c.completed(*meta, written))?;
+                delete_objects(&location, obsolete).await;
+                match step {
+                    Step::FailJob(why) => Some(TaskError::Io(why)),
+                    _ => None,
                 }
             }
         }

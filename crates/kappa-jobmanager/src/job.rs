@@ -7,13 +7,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kappa_connectors::splits::{PinnedStarts, SourceAssignment};
 use kappa_job::JobPlan;
-use kappa_proto::v1::{SubtaskMetrics as ProtoMetrics, TaskStateReport};
+use kappa_proto::v1::{CheckpointAck, SubtaskMetrics as ProtoMetrics, TaskStateReport};
 use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics, VertexMetrics};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::checkpoint::Checkpoints;
 use crate::rates::RateTracker;
 
 /// The lifecycle of a job, as in Flink.
@@ -82,6 +83,8 @@ pub enum AttemptEvent {
     Task(TaskStateReport),
     /// A taskmanager running some of its subtasks stopped sending heartbeats.
     TaskManagerLost { id: String, address: String },
+    /// A subtask acknowledged (or declined) its part of a checkpoint.
+    Checkpoint(CheckpointAck),
 }
 
 /// The latest attempt deployed; its counters stay readable after it ends.
@@ -159,12 +162,20 @@ pub struct JobEntry {
     pub status: Mutex<JobStatus>,
     /// Kafka start offsets fixed by the first attempt.
     pub pinned_starts: Mutex<PinnedStarts>,
+    /// Checkpoints, when the job takes them.
+    pub checkpoints: Mutex<Option<Checkpoints>>,
     cancel_requested: AtomicBool,
     pub cancel_notify: Notify,
 }
 
 impl JobEntry {
-    pub fn new(id: String, file_name: String, spec: String, plan: JobPlan) -> Self {
+    pub fn new(
+        id: String,
+        file_name: String,
+        spec: String,
+        plan: JobPlan,
+        checkpoints: Option<Checkpoints>,
+    ) -> Self {
         Self {
             id,
             file_name,
@@ -180,6 +191,7 @@ impl JobEntry {
                 ended_at_ms: None,
             }),
             pinned_starts: Mutex::new(PinnedStarts::new()),
+            checkpoints: Mutex::new(checkpoints),
             cancel_requested: AtomicBool::new(false),
             cancel_notify: Notify::new(),
         }

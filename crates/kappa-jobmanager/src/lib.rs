@@ -1,6 +1,7 @@
 //! The Kappa jobmanager: keeps the registry of taskmanagers, accepts jobs, places their
 //! subtasks in slots, restarts failed attempts, and serves the REST API, /metrics and gRPC.
 
+pub mod checkpoint;
 mod driver;
 pub mod job;
 mod prom;
@@ -11,7 +12,6 @@ mod rpc;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,8 @@ pub struct JobManagerConfig {
     pub rest: SocketAddr,
     /// gRPC for taskmanagers.
     pub rpc: SocketAddr,
-    /// Where checkpoints will be written (accepted now; used by the checkpoints feature).
-    pub checkpoint_dir: Option<PathBuf>,
+    /// Where checkpoints are written: a path, file:// or s3:// URI.
+    pub checkpoint_dir: Option<String>,
     /// How long to wait for Kafka metadata before an attempt fails (and is retried).
     pub kafka_timeout: Duration,
     /// How often taskmanagers send heartbeats.
@@ -75,10 +75,14 @@ pub enum SubmitError {
 pub enum StartError {
     #[error("cannot listen on {0}")]
     Bind(String),
+    #[error("checkpoint directory: {0}")]
+    Checkpoints(String),
 }
 
 pub(crate) struct Inner {
     pub id: String,
+    /// Where checkpoints go, when the cluster has a checkpoint directory.
+    pub checkpoint_location: Option<kappa_state::Location>,
     pub config: JobManagerConfig,
     pub registry: Registry,
     pub jobs: RwLock<BTreeMap<String, Arc<JobEntry>>>,
@@ -119,7 +123,7 @@ impl JobManager {
         let rpc = rpc_listener
             .local_addr()
             .map_err(|e| StartError::Bind(e.to_string()))?;
-        let jm = Self::new(config);
+        let jm = Self::new(config)?;
         let app = rest::router(jm.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(rest_listener, app).await {
@@ -148,9 +152,16 @@ impl JobManager {
     }
 
     /// A jobmanager without listeners (tests); must be called inside a tokio runtime.
-    pub fn new(config: JobManagerConfig) -> Self {
+    pub fn new(config: JobManagerConfig) -> Result<Self, StartError> {
+        let checkpoint_location = config
+            .checkpoint_dir
+            .as_deref()
+            .map(kappa_state::Location::parse)
+            .transpose()
+            .map_err(|e| StartError::Checkpoints(e.to_string()))?;
         let inner = Arc::new(Inner {
             id: uuid::Uuid::new_v4().simple().to_string(),
+            checkpoint_location,
             config,
             registry: Registry::default(),
             jobs: RwLock::new(BTreeMap::new()),
@@ -158,7 +169,7 @@ impl JobManager {
         });
         tokio::spawn(sample_rates(Arc::downgrade(&inner)));
         tokio::spawn(watch_heartbeats(Arc::downgrade(&inner)));
-        Self { inner }
+        Ok(Self { inner })
     }
 
     pub fn config(&self) -> &JobManagerConfig {
@@ -175,11 +186,21 @@ impl JobManager {
         let plan = plan_job(file_name, spec, overrides).map_err(SubmitError::Invalid)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         // The taskmanagers plan the job again from the spec: pin the overrides into it.
+        let checkpoints = match (&plan.checkpoints, &self.inner.checkpoint_location) {
+            (Some(cp), Some(location)) => Some(checkpoint::Checkpoints::new(location.clone(), *cp)),
+            (Some(_), None) => {
+                return Err(SubmitError::BadRequest(
+                    "the job asks for checkpoints but the cluster has no checkpoint directory (start the jobmanager with --checkpoint-dir)".into(),
+                ));
+            }
+            _ => None,
+        };
         let job = Arc::new(JobEntry::new(
             id.clone(),
             file_name.to_string(),
             spec.to_string(),
             plan,
+            checkpoints,
         ));
         tracing::info!(job = %id, name = %job.plan.name, start = %job.plan.source.start, parallelism = job.plan.parallelism, "job submitted");
         self.inner.jobs.write().insert(id.clone(), Arc::clone(&job));

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use kappa_job::{Overrides, SpecError, StartPosition, plan_job};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::CheckpointStats;
 use crate::job::{JobDetail, JobState, JobSummary};
 use crate::{JobManager, SubmitError, prom};
 
@@ -119,6 +120,7 @@ pub fn router(jm: JobManager) -> Router {
         .route("/api/v1/taskmanagers", get(taskmanagers))
         .route("/api/v1/jobs/{id}", get(job_detail))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
+        .route("/api/v1/jobs/{id}/checkpoints", get(checkpoints))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -161,11 +163,7 @@ async fn overview(State(jm): State<JobManager>) -> Json<Overview> {
         taskmanagers: jm.registry().views().len() as u32,
         slots_total,
         slots_free,
-        checkpoint_dir: jm
-            .config()
-            .checkpoint_dir
-            .as_ref()
-            .map(|p| p.display().to_string()),
+        checkpoint_dir: jm.config().checkpoint_dir.as_ref().cloned(),
         jobs,
     })
 }
@@ -213,6 +211,20 @@ async fn job_detail(
     Ok(Json(find(&jm, &id)?.detail()))
 }
 
+async fn checkpoints(
+    State(jm): State<JobManager>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<CheckpointStats>>, ApiError> {
+    let job = find(&jm, &id)?;
+    let history = job
+        .checkpoints
+        .lock()
+        .as_ref()
+        .map(|c| c.history())
+        .unwrap_or_default();
+    Ok(Json(history))
+}
+
 async fn cancel(
     State(jm): State<JobManager>,
     Path(id): Path<String>,
@@ -249,7 +261,7 @@ mod tests {
     const JOB: &str = include_str!("../../../examples/hourly-item-clicks.toml");
 
     async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, String) {
-        let app = router(JobManager::new(JobManagerConfig::default()));
+        let app = router(JobManager::new(JobManagerConfig::default()).unwrap());
         let req = Request::builder()
             .method(method)
             .uri(uri)

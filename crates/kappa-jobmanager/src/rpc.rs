@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kappa_proto::v1::job_manager_service_server::JobManagerService;
 use kappa_proto::v1::{
-    Ack, HeartbeatRequest, HeartbeatResponse, RegisterTaskManagerRequest,
+    Ack, CheckpointAck, HeartbeatRequest, HeartbeatResponse, RegisterTaskManagerRequest,
     RegisterTaskManagerResponse, TaskStateReport,
 };
 use tonic::{Request, Response, Status};
@@ -59,6 +59,20 @@ impl JobManagerService for JobManagerRpc {
             }
         }
         Ok(Response::new(HeartbeatResponse {}))
+    }
+
+    async fn acknowledge_checkpoint(
+        &self,
+        req: Request<CheckpointAck>,
+    ) -> Result<Response<Ack>, Status> {
+        let a = req.into_inner();
+        if let Some(job) = self.inner.job(&a.job_id) {
+            let s = job.status.lock();
+            if let Some(run) = s.attempt.as_ref().filter(|r| r.number == a.attempt) {
+                let _ = run.events.send(AttemptEvent::Checkpoint(a));
+            }
+        }
+        Ok(Response::new(Ack {}))
     }
 
     async fn report_task_state(

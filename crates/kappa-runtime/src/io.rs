@@ -23,8 +23,22 @@ pub enum SourceStatus {
     Finished,
 }
 
+/// Where a source subtask is in one Kafka partition: the next offset it will read, or None
+/// when it reads from the beginning and has read nothing yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitPosition {
+    pub partition: i32,
+    pub next_offset: Option<i64>,
+}
+
 /// Reads the splits assigned to one source subtask.
 pub trait SourceReader: Send {
+    /// Where it is in each partition, recorded at a checkpoint barrier; empty for sources
+    /// that are replayed from their start instead (files).
+    fn positions(&self) -> Vec<SplitPosition> {
+        Vec::new()
+    }
+
     /// Number of splits this reader owns (watermarks are tracked per split).
     fn splits(&self) -> usize;
 

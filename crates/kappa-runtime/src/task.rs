@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::compute::max;
+use crossbeam_channel::Receiver;
 use kappa_job::plan::{EventTimePlan, StepPlan};
 
 use crate::barrier::{Aligned, BarrierAligner};
 use crate::channel::{Closed, Inputs, Outputs, SendError};
 use crate::element::Element;
 use crate::error::TaskError;
-use crate::io::{Sink, SourceReader, SourceStatus, SplitBatch};
+use crate::io::{Sink, SourceReader, SourceStatus, SplitBatch, SplitPosition};
 use crate::keyed::KeyPartitioner;
 use crate::metrics::SubtaskMetrics;
 use crate::state::KeyedState;
@@ -110,6 +111,18 @@ impl SourceOutput {
     }
 }
 
+/// Acknowledges a source subtask's part of a checkpoint: its positions.
+pub trait SourceAck: Send {
+    fn acknowledge(&mut self, n: u64, positions: Vec<SplitPosition>) -> Result<(), TaskError>;
+}
+
+/// How a source subtask takes part in checkpoints.
+pub struct SourceCheckpoints {
+    /// Checkpoint ids to inject barriers for, in order.
+    pub triggers: Receiver<u64>,
+    pub acks: Box<dyn SourceAck>,
+}
+
 /// Everything a source task needs.
 pub struct SourceTask {
     pub reader: Box<dyn SourceReader>,
@@ -118,11 +131,29 @@ pub struct SourceTask {
     pub output: SourceOutput,
     pub metrics: Arc<SubtaskMetrics>,
     pub cancel: Arc<AtomicBool>,
+    /// Present when the job takes checkpoints.
+    pub checkpoints: Option<SourceCheckpoints>,
 }
 
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 impl SourceTask {
+    /// For each triggered checkpoint: record the positions (everything read so far has been
+    /// sent), acknowledge them, and send the barrier after those records.
+    fn inject_barriers(&mut self) -> Result<(), Stop> {
+        let Some(cp) = self.checkpoints.as_mut() else {
+            return Ok(());
+        };
+        while let Ok(n) = cp.triggers.try_recv() {
+            cp.acks.acknowledge(n, self.reader.positions())?;
+            match &mut self.output {
+                SourceOutput::Sink(sink) => sink.flush()?,
+                output => output.control(&Element::Barrier(n))?,
+            }
+        }
+        Ok(())
+    }
+
     /// Runs until the input ends, the job is cancelled, or an error.
     pub fn run(mut self) -> Result<TaskEnd, TaskError> {
         outcome(self.run_loop())
@@ -185,6 +216,7 @@ impl SourceTask {
                     self.output.control(&Element::Idle)?;
                 }
             }
+            self.inject_barriers()?;
             if status == SourceStatus::Finished {
                 self.metrics.watermark.store(i64::MAX, Ordering::Relaxed);
                 self.output.finish()?;

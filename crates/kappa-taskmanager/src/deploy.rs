@@ -18,12 +18,16 @@ use kappa_runtime::TaskError;
 use kappa_runtime::channel::{Inputs, Outputs, Target};
 use kappa_runtime::keyed::KeyPartitioner;
 use kappa_runtime::metrics::SubtaskMetrics;
-use kappa_runtime::task::{SourceOutput, SourceTask, TaskEnd, WindowTask};
+use kappa_runtime::task::{
+    SnapshotHook, SourceCheckpoints, SourceOutput, SourceTask, TaskEnd, WindowTask,
+};
 use kappa_runtime::window::WindowOperator;
+use kappa_state::Location;
 use tonic::Status;
 
+use crate::checkpoint::{CheckpointContext, SourceAcks, WindowSnapshots};
 use crate::exchange::RemoteSender;
-use crate::registration::to_proto;
+use crate::registration::{ToJobManager, to_proto};
 use crate::state::{AttemptKey, LocalAttempt, LocalSubtask, Shared};
 
 /// Elements buffered in a window subtask's input channel.
@@ -96,23 +100,26 @@ struct Reporter {
 
 impl Reporter {
     fn report(&self, state: TaskState, error: Option<&TaskError>) {
-        let _ = self.shared.reports.send(TaskStateReport {
-            taskmanager_id: self.shared.id.clone(),
-            job_id: self.key.0.clone(),
-            attempt: self.key.1,
-            vertex: self.vertex,
-            subtask: self.subtask,
-            state: state as i32,
-            error: error.map(ToString::to_string).unwrap_or_default(),
-            retriable: error.is_some_and(TaskError::is_retriable),
-            metrics: Some(to_proto(
-                &self.key.0,
-                self.key.1,
-                self.vertex,
-                self.subtask,
-                &self.metrics,
-            )),
-        });
+        let _ = self
+            .shared
+            .reports
+            .send(ToJobManager::Report(TaskStateReport {
+                taskmanager_id: self.shared.id.clone(),
+                job_id: self.key.0.clone(),
+                attempt: self.key.1,
+                vertex: self.vertex,
+                subtask: self.subtask,
+                state: state as i32,
+                error: error.map(ToString::to_string).unwrap_or_default(),
+                retriable: error.is_some_and(TaskError::is_retriable),
+                metrics: Some(to_proto(
+                    &self.key.0,
+                    self.key.1,
+                    self.vertex,
+                    self.subtask,
+                    &self.metrics,
+                )),
+            }));
     }
 
     /// Runs a subtask body on its own thread, reporting RUNNING and how it ended.
@@ -171,6 +178,24 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         ));
     }
     let cancel = Arc::new(AtomicBool::new(false));
+    let checkpointing = if req.checkpoint_location.is_empty() {
+        None
+    } else {
+        let location = Location::parse(&req.checkpoint_location)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let local = std::env::temp_dir()
+            .join(format!("kappa-{}", shared.id))
+            .join(format!("{}-{}", key.0, key.1));
+        Some(Arc::new(CheckpointContext {
+            shared: Arc::clone(shared),
+            location,
+            job_id: key.0.clone(),
+            attempt: key.1,
+            local,
+        }))
+    };
+    let mut checkpoint_triggers = HashMap::new();
+    let mut trigger_ends = HashMap::new();
     let mut subtasks = Vec::new();
     let mut inputs = HashMap::new();
     let mut input_ends = Vec::new();
@@ -187,6 +212,11 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             let (tx, rx) = crossbeam_channel::unbounded();
             split_inboxes.insert(t.subtask, tx);
             inbox_ends.insert(t.subtask, rx);
+            if checkpointing.is_some() {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                checkpoint_triggers.insert(t.subtask, tx);
+                trigger_ends.insert(t.subtask, rx);
+            }
         }
         subtasks.push(LocalSubtask {
             vertex: t.vertex,
@@ -199,8 +229,10 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         cancel: Arc::clone(&cancel),
         inputs: inputs.clone(),
         split_inboxes,
+        checkpoint_triggers,
         subtasks,
         running: AtomicUsize::new(req.tasks.len()),
+        local_state: checkpointing.as_ref().map(|c| c.local.clone()),
     });
     shared
         .attempts
@@ -228,7 +260,14 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             continue;
         };
         let plan = Arc::clone(&plan);
+        let ctx = checkpointing.clone();
         reporter(1, i).spawn(format!("{}-window-{i}", key.0), move || {
+            let checkpoints = match ctx {
+                Some(ctx) => {
+                    Some(Box::new(WindowSnapshots::open(ctx, i)?) as Box<dyn SnapshotHook>)
+                }
+                None => None,
+            };
             let task = WindowTask {
                 inputs: ins,
                 window: WindowOperator::new(
@@ -238,7 +277,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                 )?,
                 sink: open_sink(&plan, i)?,
                 metrics,
-                checkpoints: None,
+                checkpoints,
             };
             task.run()
         })?;
@@ -286,6 +325,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         };
         let (plan, cancel, job_id) = (Arc::clone(&plan), Arc::clone(&cancel), key.0.clone());
         let inbox = inbox_ends.remove(&i);
+        let (triggers, ctx) = (trigger_ends.remove(&i), checkpointing.clone());
         reporter(0, i).spawn(format!("{}-source-{i}", key.0), move || {
             let output = match (targets, &plan.window) {
                 (Some(targets), Some(w)) => SourceOutput::Keyed {
@@ -298,6 +338,10 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                 },
                 _ => SourceOutput::Sink(open_sink(&plan, i)?),
             };
+            let checkpoints = triggers.zip(ctx).map(|(triggers, ctx)| SourceCheckpoints {
+                triggers,
+                acks: Box::new(SourceAcks { ctx, subtask: i }),
+            });
             let reader = open_source(&plan, &job_id, &assignment, inbox, Arc::clone(&metrics))?;
             SourceTask {
                 reader,
@@ -306,6 +350,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                 output,
                 metrics,
                 cancel,
+                checkpoints,
             }
             .run()
         })?;

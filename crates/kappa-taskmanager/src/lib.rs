@@ -1,6 +1,7 @@
 //! The Kappa worker: registers its slots with the jobmanager, runs the subtasks deployed to
 //! it, exchanges records with other taskmanagers, and serves gRPC and /metrics on one port.
 
+mod checkpoint;
 mod deploy;
 mod exchange;
 mod ipc;

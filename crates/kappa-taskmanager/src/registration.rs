@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use kappa_proto::v1::job_manager_service_client::JobManagerServiceClient;
 use kappa_proto::v1::{
-    HeartbeatRequest, PartitionProgress, ProtocolVersion, RegisterTaskManagerRequest,
-    SubtaskMetrics, TaskStateReport,
+    CheckpointAck, HeartbeatRequest, PartitionProgress, ProtocolVersion,
+    RegisterTaskManagerRequest, SubtaskMetrics, TaskStateReport,
 };
 use kappa_runtime::metrics::SubtaskMetrics as Live;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -157,27 +157,36 @@ pub async fn register_and_heartbeat(
     }
 }
 
-/// Forwards subtask state reports to the jobmanager, retrying while it is unreachable.
-pub async fn forward_reports(jobmanager: String, mut reports: UnboundedReceiver<TaskStateReport>) {
+/// What a taskmanager tells the jobmanager besides heartbeats.
+#[derive(Debug, Clone)]
+pub enum ToJobManager {
+    Report(TaskStateReport),
+    Ack(CheckpointAck),
+}
+
+/// Forwards subtask state reports and checkpoint acknowledgements to the jobmanager, in
+/// order, retrying while it is unreachable.
+pub async fn forward_reports(jobmanager: String, mut messages: UnboundedReceiver<ToJobManager>) {
     let mut client: Option<JobManagerServiceClient<Channel>> = None;
-    while let Some(report) = reports.recv().await {
+    while let Some(message) = messages.recv().await {
         let deadline = Instant::now() + JOBMANAGER_TIMEOUT;
         loop {
             if client.is_none() {
                 client = connect(&jobmanager).await.ok();
             }
-            let sent = match client.as_mut() {
-                Some(c) => c
-                    .report_task_state(report.clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| s.message().to_string()),
-                None => Err("not connected".to_string()),
+            let sent = match (client.as_mut(), &message) {
+                (Some(c), ToJobManager::Report(r)) => {
+                    c.report_task_state(r.clone()).await.map(|_| ())
+                }
+                (Some(c), ToJobManager::Ack(a)) => {
+                    c.acknowledge_checkpoint(a.clone()).await.map(|_| ())
+                }
+                (None, _) => Err(tonic::Status::unavailable("not connected")),
             };
             match sent {
                 Ok(()) => break,
                 Err(e) if Instant::now() > deadline => {
-                    tracing::error!(job = %report.job_id, subtask = report.subtask, error = %e, "could not report a subtask state");
+                    tracing::error!(?message, error = %e.message(), "could not tell the jobmanager");
                     break;
                 }
                 Err(_) => {

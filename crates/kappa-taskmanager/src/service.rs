@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 
 use kappa_connectors::splits::SourceAssignment;
 use kappa_proto::v1::task_manager_service_server::TaskManagerService;
-use kappa_proto::v1::{Ack, AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest};
+use kappa_proto::v1::{
+    Ack, AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest, TriggerCheckpointRequest,
+};
 use tonic::{Request, Response, Status};
 
 use crate::deploy::{deploy, splits_from_proto};
@@ -44,6 +46,27 @@ impl TaskManagerService for ControlService {
         {
             tracing::info!(job = %req.job_id, attempt = req.attempt, "cancelling subtasks");
             a.cancel.store(true, Ordering::SeqCst);
+        }
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn trigger_checkpoint(
+        &self,
+        req: Request<TriggerCheckpointRequest>,
+    ) -> Result<Response<Ack>, Status> {
+        let req = req.into_inner();
+        let attempts = self.shared.attempts.lock();
+        let attempt = attempts
+            .get(&(req.job_id.clone(), req.attempt))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "job {} attempt {} does not run here",
+                    req.job_id, req.attempt
+                ))
+            })?;
+        for tx in attempt.checkpoint_triggers.values() {
+            // A source that already ended simply does not take part.
+            let _ = tx.send(req.checkpoint_id);
         }
         Ok(Response::new(Ack {}))
     }

@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 use kappa_connectors::kafka::PartitionStart;
-use kappa_proto::v1::{ExchangeHeader, TaskStateReport};
+use kappa_proto::v1::ExchangeHeader;
 use kappa_runtime::channel::Tagged;
 use kappa_runtime::metrics::SubtaskMetrics;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
+
+use crate::registration::ToJobManager;
 
 /// (job id, attempt number).
 pub type AttemptKey = (String, u32);
@@ -31,9 +33,13 @@ pub struct LocalAttempt {
     pub inputs: HashMap<u32, Sender<Tagged>>,
     /// Source subtasks here, by index: where newly discovered partitions are handed over.
     pub split_inboxes: HashMap<u32, Sender<Vec<PartitionStart>>>,
+    /// Source subtasks here, by index: where checkpoint triggers go.
+    pub checkpoint_triggers: HashMap<u32, Sender<u64>>,
     pub subtasks: Vec<LocalSubtask>,
     /// Subtask threads still running.
     pub running: AtomicUsize,
+    /// Local working directory of checkpointed state, removed when the attempt ends.
+    pub local_state: Option<std::path::PathBuf>,
 }
 
 /// State shared by the services and task threads of a taskmanager.
@@ -43,7 +49,7 @@ pub struct Shared {
     /// host:port other processes reach this taskmanager at.
     pub address: String,
     pub attempts: Mutex<HashMap<AttemptKey, Arc<LocalAttempt>>>,
-    pub reports: UnboundedSender<TaskStateReport>,
+    pub reports: UnboundedSender<ToJobManager>,
     pub handle: tokio::runtime::Handle,
 }
 
@@ -61,6 +67,9 @@ impl Shared {
         if let Some(a) = attempts.get(key)
             && a.running.fetch_sub(1, Ordering::SeqCst) == 1
         {
+            if let Some(dir) = &a.local_state {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             attempts.remove(key);
         }
     }

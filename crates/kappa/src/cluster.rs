@@ -2,10 +2,9 @@
 //! jobmanager and taskmanager in one process, talking gRPC over loopback).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use kappa_job::plan::RestartPlan;
 use kappa_job::spec::RestartStrategyKind;
 use kappa_jobmanager::{JobManager, JobManagerConfig};
@@ -41,9 +40,10 @@ pub struct JobManagerArgs {
     /// Port of gRPC for taskmanagers (0: any free port).
     #[arg(long, env = "KAPPA_RPC_PORT", default_value_t = 6123)]
     pub rpc_port: u16,
-    /// Directory (or URI) for checkpoints; accepted and reported now, written once checkpoints land.
+    /// Where checkpoints go: a directory, file:///path or s3://bucket/prefix (S3 credentials and
+    /// endpoint from AWS_* variables).
     #[arg(long, env = "KAPPA_CHECKPOINT_DIR")]
-    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_dir: Option<String>,
     /// How often taskmanagers send heartbeats.
     #[arg(long, env = "KAPPA_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = duration)]
     pub heartbeat_interval: Duration,
@@ -72,10 +72,6 @@ pub struct JobManagerArgs {
 
 impl JobManagerArgs {
     pub fn config(&self) -> anyhow::Result<JobManagerConfig> {
-        if let Some(dir) = &self.checkpoint_dir {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating checkpoint dir {}", dir.display()))?;
-        }
         let addr = |host: &str, port: u16| -> anyhow::Result<SocketAddr> {
             format!("{host}:{port}")
                 .parse()

@@ -60,6 +60,8 @@ enum Command {
     Status { id: String },
     /// Cancel a job.
     Cancel { id: String },
+    /// Show a job's checkpoints: status, duration, sizes, offsets.
+    Checkpoints { id: String },
 }
 
 fn read_job(path: &Path) -> anyhow::Result<(String, String)> {
@@ -119,6 +121,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&job)?);
             } else {
                 print!("{}", render::job_detail(&job));
+            }
+        }
+        Command::Checkpoints { id } => {
+            let list = client
+                .get(&format!("/api/v1/jobs/{id}/checkpoints"))
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", render::checkpoints(&list));
             }
         }
         Command::Cancel { id } => {

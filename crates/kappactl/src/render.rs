@@ -148,3 +148,51 @@ pub fn job_detail(j: &Value) -> String {
     }
     out
 }
+
+pub fn checkpoints(list: &Value) -> String {
+    let mut out = String::new();
+    let empty = Vec::new();
+    let list = list.as_array().unwrap_or(&empty);
+    if list.is_empty() {
+        return "no checkpoints (does the job have a [checkpoints] table?)\n".into();
+    }
+    let _ = writeln!(
+        out,
+        "{:>6}  {:<11}  {:<24}  {:>8}  {:>12}  {:>12}  OFFSETS",
+        "ID", "STATUS", "TRIGGERED", "MS", "FULL", "INCREMENTAL"
+    );
+    for c in list {
+        let offsets: Vec<String> = c["offsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                format!(
+                    "{}:{}",
+                    o["partition"].as_i64().unwrap_or(-1),
+                    o["next_offset"]
+                        .as_i64()
+                        .map_or("-".into(), |n| n.to_string())
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<11}  {:<24}  {:>8}  {:>12}  {:>12}  {}{}",
+            c["id"].as_u64().unwrap_or(0),
+            s(&c["status"]),
+            time(c["trigger_ms"].as_i64()),
+            c["duration_ms"]
+                .as_u64()
+                .map_or("-".into(), |d| d.to_string()),
+            c["full_bytes"].as_u64().unwrap_or(0),
+            c["incremental_bytes"].as_u64().unwrap_or(0),
+            offsets.join(" "),
+            c["failure"]
+                .as_str()
+                .map(|f| format!("  ({f})"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}

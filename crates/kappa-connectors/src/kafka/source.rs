@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use kappa_runtime::TaskError;
-use kappa_runtime::io::{SourceReader, SourceStatus, SplitBatch};
+use kappa_runtime::io::{SourceReader, SourceStatus, SplitBatch, SplitPosition};
 use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics};
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -176,6 +176,16 @@ impl KafkaReader {
 }
 
 impl SourceReader for KafkaReader {
+    fn positions(&self) -> Vec<SplitPosition> {
+        self.positions
+            .iter()
+            .map(|&(partition, next_offset)| SplitPosition {
+                partition,
+                next_offset,
+            })
+            .collect()
+    }
+
     fn splits(&self) -> usize {
         self.positions.len()
     }

@@ -1,0 +1,405 @@
+//! The checkpoint coordinator of a job: triggers checkpoint n at the source subtasks, collects
+//! every subtask's acknowledgement, writes `{job}/chk-n/_metadata`, keeps the last K completed
+//! checkpoints (deleting what no retained one references), and keeps the history.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use kappa_job::plan::CheckpointPlan;
+use kappa_proto::v1::CheckpointAck;
+use kappa_state::{Location, StateHandle};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::job::now_ms;
+
+/// Checkpoints of a job shown in its history.
+const HISTORY: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CheckpointStatus {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+/// Where a source subtask was in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffset {
+    pub partition: i32,
+    /// None: nothing read yet from the beginning.
+    pub next_offset: Option<i64>,
+}
+
+/// One subtask's part of a checkpoint, in the history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubtaskCheckpoint {
+    pub vertex: u32,
+    pub subtask: u32,
+    pub sync_ms: u64,
+    pub async_ms: u64,
+    pub alignment_ms: u64,
+    pub full_bytes: u64,
+    pub incremental_bytes: u64,
+}
+
+/// A checkpoint as the REST API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointStats {
+    pub id: u64,
+    pub attempt: u32,
+    pub status: CheckpointStatus,
+    pub trigger_ms: i64,
+    pub duration_ms: Option<u64>,
+    pub acknowledged: usize,
+    pub expected: usize,
+    pub full_bytes: u64,
+    pub incremental_bytes: u64,
+    pub offsets: Vec<PartitionOffset>,
+    pub subtasks: Vec<SubtaskCheckpoint>,
+    pub failure: Option<String>,
+    /// The metadata object of a completed checkpoint.
+    pub path: Option<String>,
+}
+
+/// The window state of one subtask in a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WindowState {
+    pub subtask: u32,
+    /// The key groups this state holds (inclusive).
+    pub key_groups: (u32, u32),
+    pub state: StateHandle,
+}
+
+/// `chk-n/_metadata`: everything a restore needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointMetadata {
+    pub job_id: String,
+    pub checkpoint_id: u64,
+    pub attempt: u32,
+    pub completed_at_ms: i64,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    pub offsets: Vec<PartitionOffset>,
+    pub windows: Vec<WindowState>,
+}
+
+struct Pending {
+    stats: CheckpointStats,
+    started: Instant,
+    expected: HashSet<(u32, u32)>,
+    acks: HashMap<(u32, u32), CheckpointAck>,
+}
+
+/// Checkpoints of one job, across its attempts.
+pub struct Checkpoints {
+    pub location: Location,
+    pub plan: CheckpointPlan,
+    next_id: u64,
+    pending: Option<Pending>,
+    last_finished: Option<Instant>,
+    history: VecDeque<CheckpointStats>,
+    /// Completed checkpoints kept, oldest first.
+    retained: VecDeque<CheckpointMetadata>,
+    consecutive_failures: u32,
+}
+
+/// What the driver should do after an event.
+pub enum Step {
+    Nothing,
+    /// Trigger checkpoint n at the source subtasks.
+    Trigger(u64),
+    /// Persist this completed checkpoint (then call [`Checkpoints::completed`]).
+    Complete(Box<CheckpointMetadata>),
+    /// Too many checkpoints failed in a row.
+    FailJob(String),
+}
+
+impl Checkpoints {
+    pub fn new(location: Location, plan: CheckpointPlan) -> Self {
+        Self {
+            location,
+            plan,
+            next_id: 1,
+            pending: None,
+            last_finished: None,
+            history: VecDeque::new(),
+            retained: VecDeque::new(),
+            consecutive_failures: 0,
+        }
+    }
+
+    pub fn history(&self) -> Vec<CheckpointStats> {
+        let mut h: Vec<_> = self.history.iter().cloned().collect();
+        h.extend(self.pending.as_ref().map(|p| p.stats.clone()));
+        h.reverse();
+        h
+    }
+
+    /// The latest completed checkpoint, to restore from.
+    pub fn latest(&self) -> Option<&CheckpointMetadata> {
+        self.retained.back()
+    }
+
+    fn record(&mut self, stats: CheckpointStats) {
+        self.history.push_back(stats);
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+    }
+
+    fn fail_pending(&mut self, why: String) -> Step {
+        let Some(p) = self.pending.take() else {
+            return Step::Nothing;
+        };
+        tracing::warn!(checkpoint = p.stats.id, reason = %why, "checkpoint failed");
+        let mut stats = p.stats;
+        stats.status = CheckpointStatus::Failed;
+        stats.duration_ms = Some(p.started.elapsed().as_millis() as u64);
+        stats.failure = Some(why.clone());
+        self.record(stats);
+        self.last_finished = Some(Instant::now());
+        self.consecutive_failures += 1;
+        match self.plan.tolerable_failures {
+            Some(n) if self.consecutive_failures > n => Step::FailJob(format!(
+                "{} checkpoints failed in a row; the last: {why}",
+                self.consecutive_failures
+            )),
+            _ => Step::Nothing,
+        }
+    }
+
+    /// The periodic tick: time out a pending checkpoint or start the next one.
+    pub fn tick(&mut self, attempt: u32, expected: HashSet<(u32, u32)>) -> Step {
+        if let Some(p) = &self.pending {
+            if p.started.elapsed() > self.plan.timeout {
+                let why = format!(
+                    "timed out after {:?} ({} of {} acknowledged)",
+                    self.plan.timeout,
+                    p.acks.len(),
+                    p.expected.len()
+                );
+                return self.fail_pending(why);
+            }
+            return Step::Nothing;
+        }
+        if self
+            .last_finished
+            .is_some_and(|t| t.elapsed() < self.plan.min_pause)
+        {
+            return Step::Nothing;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let stats = CheckpointStats {
+            id,
+            attempt,
+            status: CheckpointStatus::InProgress,
+            trigger_ms: now_ms(),
+            duration_ms: None,
+            acknowledged: 0,
+            expected: expected.len(),
+            full_bytes: 0,
+            incremental_bytes: 0,
+            offsets: Vec::new(),
+            subtasks: Vec::new(),
+            failure: None,
+            path: None,
+        };
+        self.pending = Some(Pending {
+            stats,
+            started: Instant::now(),
+            expected,
+            acks: HashMap::new(),
+        });
+        Step::Trigger(id)
+    }
+
+    /// The attempt ended: a pending checkpoint can no longer complete.
+    pub fn abort_pending(&mut self, why: &str) {
+        let _ = self.fail_pending(why.to_string());
+    }
+
+    /// A subtask acknowledged (or declined) its part.
+    pub fn acknowledge(
+        &mut self,
+        ack: CheckpointAck,
+        parallelism: u32,
+        max_parallelism: u32,
+        job_id: &str,
+    ) -> Step {
+        let Some(p) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.stats.id == ack.checkpoint_id && p.stats.attempt == ack.attempt)
+        else {
+            return Step::Nothing;
+        };
+        if !ack.decline.is_empty() {
+            let why = format!(
+                "subtask {} of vertex {} declined: {}",
+                ack.subtask, ack.vertex, ack.decline
+            );
+            return self.fail_pending(why);
+        }
+        let who = (ack.vertex, ack.subtask);
+        if !p.expected.contains(&who) {
+            return Step::Nothing;
+        }
+        p.stats.subtasks.push(SubtaskCheckpoint {
+            vertex: ack.vertex,
+            subtask: ack.subtask,
+            sync_ms: ack.sync_ms,
+            async_ms: ack.async_ms,
+            alignment_ms: ack.alignment_ms,
+            full_bytes: ack.full_bytes,
+            incremental_bytes: ack.incremental_bytes,
+        });
+        p.stats.full_bytes += ack.full_bytes;
+        p.stats.incremental_bytes += ack.incremental_bytes;
+        p.stats
+            .offsets
+            .extend(ack.offsets.iter().map(|o| PartitionOffset {
+                partition: o.partition,
+                next_offset: o.next_offset,
+            }));
+        p.acks.insert(who, ack);
+        p.stats.acknowledged = p.acks.len();
+        if p.acks.len() < p.expected.len() {
+            return Step::Nothing;
+        }
+        let mut windows = Vec::new();
+        for ((vertex, subtask), a) in &p.acks {
+            if *vertex == 1 {
+                let state: StateHandle = match serde_json::from_str(&a.state_handle) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let why = format!(
+                            "window subtask {subtask} sent an unreadable state handle: {e}"
+                        );
+                        return self.fail_pending(why);
+                    }
+                };
+                let r =
+                    kappa_job::keygroup::key_group_range(*subtask, max_parallelism, parallelism);
+                windows.push(WindowState {
+                    subtask: *subtask,
+                    key_groups: (*r.start(), *r.end()),
+                    state,
+                });
+            }
+        }
+        windows.sort_by_key(|w| w.subtask);
+        let mut offsets = p.stats.offsets.clone();
+        offsets.sort_by_key(|o| o.partition);
+        Step::Complete(Box::new(CheckpointMetadata {
+            job_id: job_id.to_string(),
+            checkpoint_id: p.stats.id,
+            attempt: p.stats.attempt,
+            completed_at_ms: now_ms(),
+            parallelism,
+            max_parallelism,
+            offsets,
+            windows,
+        }))
+    }
+
+    /// The metadata of checkpoint `meta` was written (`Ok` with its path) or not.
+    /// Returns the objects no retained checkpoint needs any more.
+    pub fn completed(
+        &mut self,
+        meta: CheckpointMetadata,
+        written: Result<String, String>,
+    ) -> (Step, Vec<ObjectPath>) {
+        let path = match written {
+            Ok(p) => p,
+            Err(e) => {
+                return (
+                    self.fail_pending(format!("writing its metadata: {e}")),
+                    Vec::new(),
+                );
+            }
+        };
+        let Some(p) = self.pending.take() else {
+            return (Step::Nothing, Vec::new());
+        };
+        let mut stats = p.stats;
+        stats.status = CheckpointStatus::Completed;
+        stats.duration_ms = Some(p.started.elapsed().as_millis() as u64);
+        stats.path = Some(path);
+        tracing::info!(
+            checkpoint = stats.id,
+            ms = stats.duration_ms,
+            full = stats.full_bytes,
+            incremental = stats.incremental_bytes,
+            "checkpoint completed"
+        );
+        self.record(stats);
+        self.last_finished = Some(Instant::now());
+        self.consecutive_failures = 0;
+        self.retained.push_back(meta);
+        let mut obsolete = Vec::new();
+        while self.retained.len() > self.plan.retained as usize {
+            if let Some(old) = self.retained.pop_front() {
+                obsolete.push(old);
+            }
+        }
+        let keep: BTreeSet<&str> = self
+            .retained
+            .iter()
+            .flat_map(|m| {
+                m.windows
+                    .iter()
+                    .flat_map(|w| w.state.files.iter().map(|f| f.object.as_str()))
+            })
+            .collect();
+        let mut delete = Vec::new();
+        for old in &obsolete {
+            for f in old.windows.iter().flat_map(|w| &w.state.files) {
+                if !keep.contains(f.object.as_str())
+                    && let Ok(p) = ObjectPath::parse(&f.object)
+                {
+                    delete.push(p);
+                }
+            }
+            delete.push(self.metadata_path(&old.job_id, old.checkpoint_id));
+        }
+        (Step::Nothing, delete)
+    }
+
+    pub fn metadata_path(&self, job_id: &str, id: u64) -> ObjectPath {
+        self.location
+            .child(&[job_id, &format!("chk-{id}"), "_metadata"])
+    }
+}
+
+/// Writes a checkpoint's metadata; returns its path.
+pub async fn write_metadata(
+    location: &Location,
+    path: &ObjectPath,
+    meta: &CheckpointMetadata,
+) -> Result<String, String> {
+    let json = serde_json::to_vec_pretty(meta).map_err(|e| e.to_string())?;
+    location
+        .store
+        .put(path, PutPayload::from(json))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("{}/{path}", location.text.trim_end_matches('/')))
+}
+
+/// Deletes objects no retained checkpoint references (failures are logged, not fatal).
+pub async fn delete_objects(location: &Location, paths: Vec<ObjectPath>) {
+    for p in paths {
+        if let Err(e) = location.store.delete(&p).await {
+            tracing::warn!(object = %p, error = %e, "could not delete an obsolete checkpoint file");
+        }
+    }
+}
+
+/// Checkpoint ticks: the interval, but never faster than the sources can take them.
+pub fn tick_interval(plan: &CheckpointPlan) -> Duration {
+    plan.interval.max(Duration::from_millis(100))
+}

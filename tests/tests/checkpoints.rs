@@ -1,0 +1,109 @@
+//! Checkpoints of a running job on local storage: they complete, their `_metadata` records
+//! every partition's offset and the window state, SSTs are uploaded once (later checkpoints are
+//! incremental), and only the retained checkpoints stay on disk.
+
+use std::time::Duration;
+
+use kappa_integration_tests::broker::Broker;
+use kappa_integration_tests::cluster::Cluster;
+use kappa_integration_tests::reference::{HOUR, clicks, produce_closed};
+use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
+
+const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
+
+#[test]
+fn checkpoints_record_offsets_and_state_incrementally_and_are_pruned() {
+    let broker = Broker::start().expect("broker");
+    let data = clicks(
+        12_000,
+        17,
+        1_732_500_000_000 - 1_732_500_000_000 % HOUR,
+        6,
+        300,
+    );
+    produce_closed(&broker, "clicks", 4, &data).expect("produce");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("checkpoints");
+    let cluster =
+        Cluster::local(4, &["--checkpoint-dir", root.to_str().unwrap()]).expect("kappa local");
+    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
+        + "\n[checkpoints]\ninterval = \"300ms\"\nretained = 2\n";
+    let id = cluster.submit(&job, &[]).expect("submit");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let history = loop {
+        let out = cluster.kappactl(&["checkpoints", &id, "--json"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let completed: Vec<serde_json::Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "COMPLETED")
+            .cloned()
+            .collect();
+        // Enough checkpoints after every record was read.
+        let done = completed
+            .iter()
+            .filter(|c| {
+                c["offsets"].as_array().is_some_and(|o| {
+                    o.iter()
+                        .map(|p| p["next_offset"].as_i64().unwrap_or(0))
+                        .sum::<i64>()
+                        == data.len() as i64 + 4
+                })
+            })
+            .count();
+        if done >= 3 {
+            break completed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoints did not complete: {list}\n{}",
+            cluster.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let newest = &history[0];
+    assert_eq!(
+        newest["offsets"].as_array().unwrap().len(),
+        4,
+        "every partition's offset: {newest}"
+    );
+    assert!(newest["full_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        newest["incremental_bytes"].as_u64().unwrap() < newest["full_bytes"].as_u64().unwrap(),
+        "a checkpoint without new state uploads only what changed: {newest}"
+    );
+
+    // On disk: the metadata of the retained checkpoints only, and the SSTs they reference.
+    let job_dir = root.join(&id);
+    let mut chk: Vec<u64> = std::fs::read_dir(&job_dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("chk-")?
+                .parse()
+                .ok()
+        })
+        .filter(|n| job_dir.join(format!("chk-{n}/_metadata")).exists())
+        .collect();
+    chk.sort();
+    assert_eq!(chk.len(), 2, "retained = 2: {chk:?}");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(job_dir.join(format!("chk-{}/_metadata", chk[1]))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["windows"].as_array().unwrap().len(), 2);
+    for w in meta["windows"].as_array().unwrap() {
+        for f in w["state"]["files"].as_array().unwrap() {
+            assert!(
+                root.join(f["object"].as_str().unwrap()).exists(),
+                "referenced file is there: {f}"
+            );
+        }
+    }
+    assert!(cluster.kappactl(&["cancel", &id]).status.success());
+}
