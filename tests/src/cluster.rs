@@ -21,8 +21,13 @@ impl Process {
     pub fn spawn(args: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("kappa.log");
-        let child = Command::new(bin("kappa"))
-            .args(args)
+        let mut cmd = Command::new(bin("kappa"));
+        cmd.args(args);
+        if matches!(args.first(), Some(&"local" | &"taskmanager")) {
+            // Local state inside the test's temporary directory, removed with it.
+            cmd.arg("--state-dir").arg(dir.path().join("state"));
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()

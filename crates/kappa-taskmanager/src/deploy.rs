@@ -183,9 +183,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
     } else {
         let location = Location::parse(&req.checkpoint_location)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let local = std::env::temp_dir()
-            .join(format!("kappa-{}", shared.id))
-            .join(format!("{}-{}", key.0, key.1));
+        let local = shared.state_dir.join(format!("{}-{}", key.0, key.1));
         Some(Arc::new(CheckpointContext {
             shared: Arc::clone(shared),
             location,

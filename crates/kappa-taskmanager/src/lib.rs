@@ -48,6 +48,8 @@ pub struct TaskManagerConfig {
     pub advertised_host: Option<String>,
     /// The jobmanager's gRPC URL, e.g. http://127.0.0.1:6123.
     pub jobmanager: String,
+    /// Where subtasks keep their local state (RocksDB); emptied at start.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// A started taskmanager.
@@ -72,11 +74,15 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
         .clone()
         .unwrap_or_else(|| local.ip().to_string());
     let address = format!("{host}:{}", local.port());
+    // Whatever an earlier process left here (it was killed) is of no use: attempts restore
+    // from checkpoints in object storage.
+    let _ = std::fs::remove_dir_all(&config.state_dir);
     let (reports_tx, reports_rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         id: config.id.clone(),
         slots: config.slots,
         address: address.clone(),
+        state_dir: config.state_dir.clone(),
         attempts: Mutex::new(HashMap::new()),
         reports: reports_tx,
         handle: tokio::runtime::Handle::current(),

@@ -48,6 +48,8 @@ pub struct Shared {
     pub slots: u32,
     /// host:port other processes reach this taskmanager at.
     pub address: String,
+    /// Local working directory of subtask state.
+    pub state_dir: std::path::PathBuf,
     pub attempts: Mutex<HashMap<AttemptKey, Arc<LocalAttempt>>>,
     pub reports: UnboundedSender<ToJobManager>,
     pub handle: tokio::runtime::Handle,

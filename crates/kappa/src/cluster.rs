@@ -121,6 +121,10 @@ pub struct TaskManagerArgs {
     /// Taskmanager id (default: generated).
     #[arg(long, env = "KAPPA_TASKMANAGER_ID")]
     pub id: Option<String>,
+    /// Directory for subtasks' local state (default: a directory of this process under the
+    /// system's temporary directory); emptied at start.
+    #[arg(long, env = "KAPPA_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl TaskManagerArgs {
@@ -145,6 +149,9 @@ impl TaskManagerArgs {
             bind,
             advertised_host: self.advertised_host.clone(),
             jobmanager: self.jobmanager.clone(),
+            state_dir: self.state_dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("kappa-state-{}", std::process::id()))
+            }),
         })
     }
 }
@@ -157,6 +164,9 @@ pub struct LocalArgs {
     /// Task slots of the embedded taskmanager.
     #[arg(long, env = "KAPPA_SLOTS", default_value_t = 4)]
     pub slots: u32,
+    /// Directory for subtasks' local state (default: under the system's temporary directory).
+    #[arg(long, env = "KAPPA_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A jobmanager and a taskmanager in this process.
@@ -175,6 +185,7 @@ pub async fn start_local(args: &LocalArgs) -> anyhow::Result<LocalCluster> {
         tm_port: 0,
         advertised_host: None,
         id: Some("local".into()),
+        state_dir: args.state_dir.clone(),
     };
     let taskmanager = kappa_taskmanager::start(tm.config()?).await?;
     // The cluster is ready once the taskmanager's slots are registered.
