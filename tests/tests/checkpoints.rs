@@ -131,3 +131,135 @@ fn checkpoints_record_offsets_and_state_incrementally_and_are_pruned() {
     }
     assert!(cluster.kappactl(&["cancel", &id]).status.success());
 }
+
+#[test]
+fn a_restarted_job_resumes_from_its_latest_checkpoint() {
+    use kappa_integration_tests::reference::{Click, hourly_counts, latest_per_key};
+    let broker = Broker::start().expect("broker");
+    let data = clicks(
+        16_000,
+        29,
+        1_732_500_000_000 - 1_732_500_000_000 % HOUR,
+        6,
+        200,
+    );
+    let (first, rest) = data.split_at(8_000);
+    broker.create_topic("clicks", 4).expect("topic");
+    let records = |cs: &[kappa_integration_tests::reference::Click]| {
+        cs.iter()
+            .enumerate()
+            .map(|(i, c)| (i as i32 % 4, c.json()))
+            .collect::<Vec<_>>()
+    };
+    broker.produce("clicks", &records(first)).expect("produce");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("checkpoints");
+    let cluster = Cluster::jobmanager(&[
+        "--checkpoint-dir",
+        root.to_str().unwrap(),
+        "--heartbeat-timeout",
+        "3s",
+    ])
+    .expect("jobmanager");
+    let mut tms: Vec<_> = (0..2)
+        .map(|_| cluster.taskmanager(2).expect("taskmanager"))
+        .collect();
+    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2).replace(
+        "[sink]",
+        "[restart]\nstrategy = \"fixed-delay\"\ndelay = \"500ms\"\n\n[sink]",
+    ) + "\n[checkpoints]\ninterval = \"300ms\"\n";
+    let id = cluster.submit(&job, &[]).expect("submit");
+
+    // Wait for a checkpoint that holds every record of the first half.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cluster.kappactl(&["checkpoints", &id, "--json"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let covered = list.as_array().into_iter().flatten().any(|c| {
+            c["status"] == "COMPLETED"
+                && c["offsets"].as_array().is_some_and(|o| {
+                    o.iter()
+                        .map(|p| p["next_offset"].as_i64().unwrap_or(0))
+                        .sum::<i64>()
+                        == first.len() as i64
+                })
+        });
+        if covered {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint covers the first half\n{}",
+            cluster.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // kill -9 a taskmanager; the job restarts from the checkpoint.
+    let victim = cluster.job(&id).unwrap()["vertices"][1]["subtasks"][0]["taskmanager"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tm_list: serde_json::Value = cluster.get("/api/v1/taskmanagers").unwrap().json().unwrap();
+    let addr = tm_list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == victim.as_str())
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let idx = tms
+        .iter()
+        .position(|t| t.log_text().contains(&addr))
+        .expect("victim");
+    tms[idx].kill();
+    let _spare = cluster.taskmanager(2).expect("replacement taskmanager");
+    let restored = loop {
+        let d = cluster.job(&id).unwrap();
+        let attempts = d["attempts"].as_array().cloned().unwrap_or_default();
+        if d["state"] == "RUNNING" && attempts.len() >= 2 {
+            break attempts.last().unwrap()["restored_from"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline + Duration::from_secs(60),
+            "did not restart: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        restored.as_u64().is_some(),
+        "the new attempt resumes from a checkpoint: {restored}"
+    );
+
+    // The rest of the data: the results are exactly the reference, each window once.
+    let mut tail = records(rest);
+    let last = data.iter().map(|c| c.timestamp).max().unwrap();
+    tail.extend((0..4).map(|p| {
+        (
+            p,
+            Click {
+                user: 1,
+                item: 1,
+                timestamp: last + 2 * HOUR,
+            }
+            .json(),
+        )
+    }));
+    broker.produce("clicks", &tail).expect("produce rest");
+    let expected = hourly_counts(&data, |u| u > 50);
+    let out = broker
+        .read("out", SINK_PARTITIONS, Duration::from_secs(90), |r| {
+            r.len() >= expected.len()
+        })
+        .expect("read");
+    cluster.assert_results(&id, &latest_per_key(&out).expect("records"), &expected);
+    assert_eq!(out.len(), expected.len(), "no window emitted twice");
+    // The restarted sources did not read the first half again.
+    let read = cluster.job(&id).unwrap()["vertices"][0]["records_in"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(read, tail.len() as u64, "records read after the restore");
+}

@@ -16,13 +16,13 @@ use kappa_proto::v1::{
     AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest, PartitionStart, SourceSplits,
     SubtaskLocation, TaskDeployment, TaskState, TriggerCheckpointRequest,
 };
-use kappa_proto::v1::{FileList, KafkaPartitions};
+use kappa_proto::v1::{FileList, KafkaPartitions, RestoreState};
 use kappa_runtime::TaskError;
 use kappa_runtime::metrics::VertexMetrics;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::Inner;
-use crate::checkpoint::{Step, delete_objects, tick_interval, write_metadata};
+use crate::checkpoint::{CheckpointMetadata, Step, delete_objects, tick_interval, write_metadata};
 use crate::job::{AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, now_ms};
 use crate::rates::RateTracker;
 
@@ -173,6 +173,27 @@ async fn assign(inner: &Inner, job: &JobEntry) -> Result<Vec<SourceAssignment>, 
     }
 }
 
+/// The snapshots of a checkpoint that hold key groups of window subtask `subtask` (of `p`).
+fn restore_states(
+    meta: Option<&CheckpointMetadata>,
+    subtask: u32,
+    max_parallelism: u32,
+    p: u32,
+) -> Vec<RestoreState> {
+    let Some(meta) = meta else { return Vec::new() };
+    let mine = kappa_job::keygroup::key_group_range(subtask, max_parallelism, p);
+    meta.windows
+        .iter()
+        .filter(|w| w.key_groups.0 <= *mine.end() && *mine.start() <= w.key_groups.1)
+        .map(|w| RestoreState {
+            // A handle read from JSON serialises back; an empty one fails the restore loudly.
+            state_handle: serde_json::to_string(&w.state).unwrap_or_default(),
+            key_group_start: w.key_groups.0,
+            key_group_end: w.key_groups.1,
+        })
+        .collect()
+}
+
 /// One deployed attempt, from the driver's side.
 struct Attempt<'a> {
     inner: &'a Inner,
@@ -196,6 +217,7 @@ async fn run_attempt(
         started_at_ms: now_ms(),
         ended_at_ms: None,
         error: None,
+        restored_from: None,
     });
     let outcome = deploy_and_follow(inner, job, number, placement).await;
     let mut s = job.status.lock();
@@ -217,6 +239,26 @@ async fn deploy_and_follow(
     number: u32,
     placement: &[String],
 ) -> Outcome {
+    // Resume from the latest completed checkpoint: its offsets, and its window state.
+    let latest = job
+        .checkpoints
+        .lock()
+        .as_ref()
+        .and_then(|c| c.latest().cloned());
+    if let Some(meta) = &latest {
+        let mut pinned = job.pinned_starts.lock();
+        for o in &meta.offsets {
+            let start = o
+                .next_offset
+                .map_or(StartOffset::Beginning, StartOffset::Offset);
+            pinned.insert(o.partition, start);
+        }
+        drop(pinned);
+        if let Some(a) = job.status.lock().attempts.last_mut() {
+            a.restored_from = Some(meta.checkpoint_id);
+        }
+        tracing::info!(job = %job.id, attempt = number, checkpoint = meta.checkpoint_id, "restoring from a checkpoint");
+    }
     let assignments = match assign(inner, job).await {
         Ok(a) => a,
         Err(e) => return Outcome::Failed(e),
@@ -275,6 +317,7 @@ async fn deploy_and_follow(
             vertex: 0,
             subtask: i,
             splits: Some(splits_to_proto(&assignments[i as usize])),
+            restore: Vec::new(),
         });
         attempt
             .tasks
@@ -284,6 +327,7 @@ async fn deploy_and_follow(
                 vertex: 1,
                 subtask: i,
                 splits: None,
+                restore: restore_states(latest.as_ref(), i, plan.max_parallelism, p),
             });
             attempt
                 .tasks

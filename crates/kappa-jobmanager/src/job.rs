@@ -74,6 +74,8 @@ pub struct AttemptInfo {
     pub started_at_ms: i64,
     pub ended_at_ms: Option<i64>,
     pub error: Option<String>,
+    /// The checkpoint it resumed from, if any.
+    pub restored_from: Option<u64>,
 }
 
 /// What happens to a running attempt, as the driver hears it.

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kappa_proto::v1::{CheckpointAck, PartitionOffset};
+use kappa_proto::v1::{CheckpointAck, PartitionOffset, RestoreState};
 use kappa_runtime::TaskError;
 use kappa_runtime::io::SplitPosition;
 use kappa_runtime::state::KeyedState;
 use kappa_runtime::task::{SnapshotHook, SourceAck};
-use kappa_state::{Location, RocksState, Uploader};
+use kappa_runtime::window::WindowOperator;
+use kappa_state::{Location, RocksState, StateHandle, Uploader, download};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::registration::ToJobManager;
@@ -143,4 +144,42 @@ impl SnapshotHook for WindowSnapshots {
         });
         Ok(())
     }
+}
+
+/// Loads the key groups `range` of a window subtask from the snapshots of a checkpoint;
+/// returns how many windows were restored.
+pub fn restore_window(
+    ctx: &CheckpointContext,
+    subtask: u32,
+    restores: &[RestoreState],
+    window: &mut WindowOperator,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<usize, TaskError> {
+    let mut restored = 0;
+    for (k, r) in restores.iter().enumerate() {
+        let from = (*range.start()).max(r.key_group_start);
+        let to = (*range.end()).min(r.key_group_end);
+        if from > to {
+            continue;
+        }
+        let handle: StateHandle = serde_json::from_str(&r.state_handle).map_err(|e| {
+            TaskError::Data(format!("a checkpoint's state handle does not parse: {e}"))
+        })?;
+        let dir = ctx
+            .local
+            .join(format!("window-{subtask}"))
+            .join(format!("restore-{k}"));
+        ctx.shared
+            .handle
+            .block_on(download(&ctx.location, &handle, &dir))
+            .map_err(|e| TaskError::Io(format!("restoring window subtask {subtask}: {e}")))?;
+        let state = RocksState::open(&dir)
+            .map_err(|e| TaskError::Io(format!("restoring window subtask {subtask}: {e}")))?;
+        restored += window
+            .restore(&state, from..=to)
+            .map_err(|e| TaskError::Data(format!("restoring window subtask {subtask}: {e}")))?;
+        drop(state);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(restored)
 }

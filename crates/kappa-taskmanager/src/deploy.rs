@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use kappa_connectors::kafka::{PartitionStart, StartOffset};
 use kappa_connectors::splits::SourceAssignment;
 use kappa_connectors::{open_sink, open_source};
+use kappa_job::keygroup::key_group_range;
 use kappa_job::{JobPlan, Overrides, plan_job};
 use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
@@ -25,7 +26,7 @@ use kappa_runtime::window::WindowOperator;
 use kappa_state::Location;
 use tonic::Status;
 
-use crate::checkpoint::{CheckpointContext, SourceAcks, WindowSnapshots};
+use crate::checkpoint::{CheckpointContext, SourceAcks, WindowSnapshots, restore_window};
 use crate::exchange::RemoteSender;
 use crate::registration::{ToJobManager, to_proto};
 use crate::state::{AttemptKey, LocalAttempt, LocalSubtask, Shared};
@@ -205,7 +206,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             let (ins, tx) =
                 Inputs::new(p, INPUT_CAPACITY, Arc::clone(&cancel), Arc::clone(&metrics));
             inputs.insert(t.subtask, tx);
-            input_ends.push((t.subtask, ins, Arc::clone(&metrics)));
+            input_ends.push((t.subtask, ins, Arc::clone(&metrics), t.restore.clone()));
         } else {
             let (tx, rx) = crossbeam_channel::unbounded();
             split_inboxes.insert(t.subtask, tx);
@@ -253,26 +254,28 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             metrics,
         }
     };
-    for (i, ins, metrics) in input_ends {
+    for (i, ins, metrics, restores) in input_ends {
         let Some(w) = plan.window.clone() else {
             continue;
         };
         let plan = Arc::clone(&plan);
         let ctx = checkpointing.clone();
         reporter(1, i).spawn(format!("{}-window-{i}", key.0), move || {
+            let mut window = WindowOperator::new(&w, Arc::clone(&plan.output_schema), plan.max_parallelism)?;
             let checkpoints = match ctx {
                 Some(ctx) => {
+                    if !restores.is_empty() {
+                        let range = key_group_range(i, plan.max_parallelism, plan.parallelism);
+                        let n = restore_window(&ctx, i, &restores, &mut window, range)?;
+                        tracing::info!(job = %ctx.job_id, subtask = i, windows = n, "window state restored");
+                    }
                     Some(Box::new(WindowSnapshots::open(ctx, i)?) as Box<dyn SnapshotHook>)
                 }
                 None => None,
             };
             let task = WindowTask {
                 inputs: ins,
-                window: WindowOperator::new(
-                    &w,
-                    Arc::clone(&plan.output_schema),
-                    plan.max_parallelism,
-                )?,
+                window,
                 sink: open_sink(&plan, i)?,
                 metrics,
                 checkpoints,

@@ -414,7 +414,8 @@ impl WindowOperator {
     }
 
     /// Loads the windows of the key groups `groups` from `state` (a fresh operator, before
-    /// any input); returns how many it loaded.
+    /// any input; several snapshots may be loaded one after the other when rescaling); returns
+    /// how many it loaded. They are written to the operator's own state at the next snapshot.
     pub fn restore(
         &mut self,
         state: &dyn KeyedState,
@@ -452,8 +453,10 @@ impl WindowOperator {
                     .map_err(|_| StateFailure("bad accumulator".into()))?;
                 acc.load(g as usize, bytes);
             }
+            // The live state backend is not the one restored from: write the window at the
+            // next snapshot.
+            self.dirty.insert(g);
             let group = &mut self.groups[g as usize];
-            group.stored = Some(key.clone().into());
             if flags & 1 != 0 {
                 group.pending = true;
                 self.timers.insert((end, g));
