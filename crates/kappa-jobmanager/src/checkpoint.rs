@@ -387,7 +387,7 @@ pub async fn write_metadata(
         .put(path, PutPayload::from(json))
         .await
         .map_err(|e| e.to_string())?;
-    Ok(format!("{}/{path}", location.text.trim_end_matches('/')))
+    Ok(location.show(path))
 }
 
 /// Deletes objects no retained checkpoint references (failures are logged, not fatal).

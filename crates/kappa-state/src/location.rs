@@ -17,6 +17,8 @@ pub struct Location {
     pub root: ObjectPath,
     /// The location as the user gave it, for messages.
     pub text: String,
+    /// What object paths are relative to, for showing them: a directory or `s3://bucket`.
+    base: String,
 }
 
 impl std::fmt::Debug for Location {
@@ -45,6 +47,7 @@ impl Location {
                     store: Arc::new(store),
                     root: ObjectPath::default(),
                     text: text.to_string(),
+                    base: dir.display().to_string(),
                 })
             }
             "s3" | "s3a" => {
@@ -62,12 +65,18 @@ impl Location {
                     store: Arc::new(store),
                     root,
                     text: text.to_string(),
+                    base: format!("{scheme}://{bucket}"),
                 })
             }
             other => Err(bad(format!(
                 "unsupported scheme `{other}`: use a path, file:// or s3://"
             ))),
         }
+    }
+
+    /// Where an object is, as a user would write it (`/dir/obj` or `s3://bucket/obj`).
+    pub fn show(&self, path: &ObjectPath) -> String {
+        format!("{}/{path}", self.base.trim_end_matches('/'))
     }
 
     /// `root/part/part/…`.

@@ -96,7 +96,7 @@ impl Uploader {
                 .store
                 .put(&object, PutPayload::from(data))
                 .await
-                .map_err(|e| StateError::store(format!("{}/{object}", self.location.text), e))?;
+                .map_err(|e| StateError::store(self.location.show(&object), e))?;
             bytes += f.size;
             let stored = StoredFile {
                 name: f.name.clone(),
@@ -123,7 +123,7 @@ pub async fn download(
         .map_err(|e| StateError::io(dir, e))?;
     for f in &handle.files {
         let object = ObjectPath::parse(&f.object).map_err(|e| StateError::store(&f.object, e))?;
-        let where_ = format!("{}/{}", location.text, f.object);
+        let where_ = location.show(&object);
         let bytes = location
             .store
             .get(&object)

@@ -1,0 +1,126 @@
+//! A SeaweedFS process (S3-compatible, data on disk, credentials required) with one bucket,
+//! on free ports, and the AWS_* settings Kappa processes need to reach it.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{free_port, repo_root};
+
+pub const ACCESS_KEY: &str = "kappa-test";
+pub const SECRET_KEY: &str = "kappa-test-secret";
+
+/// A running S3 server; killed when dropped.
+pub struct S3Server {
+    child: Option<Child>,
+    pub endpoint: String,
+    pub bucket: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+fn weed_path() -> std::path::PathBuf {
+    std::env::var("WEED_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|_| repo_root().join(".tools/bin/weed"))
+}
+
+impl S3Server {
+    pub fn start(bucket: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let mut args = vec![
+            "mini".to_string(),
+            format!("-dir={}", dir.path().display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-admin.ui=false".into(),
+            "-webdav=false".into(),
+            format!("-s3.port={port}"),
+            format!("-bucket={bucket}"),
+        ];
+        // Every other port it would open, fixed or derived, on free ports too.
+        for flag in [
+            "master.port",
+            "master.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "s3.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+            "metricsPort",
+            "s3.metricsPort",
+            "debug.port",
+            "s3.debug.port",
+        ] {
+            args.push(format!("-{flag}={}", free_port()));
+        }
+        let mut server = Self {
+            child: None,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: bucket.to_string(),
+            port,
+            dir,
+            args,
+        };
+        server.resume()?;
+        Ok(server)
+    }
+
+    /// Starts the process (again, on the same data and ports).
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        let weed = weed_path();
+        let log = std::fs::File::create(self.dir.path().join("weed.log"))?;
+        let child = Command::new(&weed)
+            .args(&self.args)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| {
+                format!("starting {} (run scripts/setup.sh --test)", weed.display())
+            })?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("SeaweedFS did not listen within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The S3 gateway answers before the bucket is usable: give the filer a moment.
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
+    }
+
+    /// Stops the process (the data stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The environment a Kappa process needs to use this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
