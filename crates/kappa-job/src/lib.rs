@@ -15,4 +15,4 @@ pub mod template;
 pub use error::{SpecError, SpecErrors};
 pub use graph::PhysicalGraph;
 pub use plan::{JobPlan, Overrides, plan_job};
-pub use start::StartPosition;
+pub use start::{Start, StartPosition};

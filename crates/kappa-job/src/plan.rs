@@ -107,6 +107,8 @@ pub enum WindowAssigner {
 
 #[derive(Debug, Clone)]
 pub struct WindowPlan {
+    /// Stable id of the window's state in savepoints.
+    pub uid: String,
     pub assigner: WindowAssigner,
     pub allowed_lateness_ms: i64,
     pub keys: Vec<CompiledExpr>,
@@ -647,6 +649,10 @@ impl Planner<'_> {
             self.err(span(&w.aggregates), "window", format!("output column `{dup}` appears twice (keys, window_start, window_end and aggregates must have distinct names)"));
         }
         let plan = WindowPlan {
+            uid: w
+                .uid
+                .as_ref()
+                .map_or_else(|| "window".to_string(), |u| u.get_ref().trim().to_string()),
             assigner,
             allowed_lateness_ms: w.allowed_lateness.0.as_millis() as i64,
             keys,

@@ -140,6 +140,9 @@ pub struct WindowSpec {
     pub allowed_lateness: HumanDuration,
     pub key_by: Spanned<Vec<Spanned<String>>>,
     pub aggregates: Spanned<OrderedMap<Spanned<String>>>,
+    /// Stable id of the window's state in savepoints (default "window"): a changed job
+    /// restores the state saved under the same uid.
+    pub uid: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

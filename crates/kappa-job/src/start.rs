@@ -17,7 +17,9 @@ pub enum StartPosition {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid start position `{0}`: expected earliest, latest or timestamp:<epoch-ms>")]
+#[error(
+    "invalid start position `{0}`: expected earliest, latest, timestamp:<epoch-ms> or savepoint:<directory or URI>"
+)]
 pub struct StartPositionError(pub String);
 
 impl FromStr for StartPosition {
@@ -48,6 +50,26 @@ impl fmt::Display for StartPosition {
     }
 }
 
+/// Where a submitted job starts: a position in its Kafka topic, or a savepoint whose offsets
+/// and state it resumes from (`savepoint:<directory or URI>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    Position(StartPosition),
+    Savepoint(String),
+}
+
+impl FromStr for Start {
+    type Err = StartPositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().strip_prefix("savepoint:") {
+            Some(uri) if !uri.trim().is_empty() => Ok(Self::Savepoint(uri.trim().to_string())),
+            Some(_) => Err(StartPositionError(s.to_string())),
+            None => s.parse().map(Self::Position),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +82,14 @@ mod tests {
         assert!("timestamp:abc".parse::<StartPosition>().is_err());
         assert!("timestamp:-5".parse::<StartPosition>().is_err());
         assert!("first".parse::<StartPosition>().is_err());
+        assert_eq!(
+            "savepoint:s3://b/sp-1".parse::<Start>().unwrap(),
+            Start::Savepoint("s3://b/sp-1".into())
+        );
+        assert_eq!(
+            "latest".parse::<Start>().unwrap(),
+            Start::Position(StartPosition::Latest)
+        );
+        assert!("savepoint:".parse::<Start>().is_err());
     }
 }

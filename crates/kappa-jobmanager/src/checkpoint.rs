@@ -84,6 +84,16 @@ pub struct CheckpointMetadata {
     pub max_parallelism: u32,
     pub offsets: Vec<PartitionOffset>,
     pub windows: Vec<WindowState>,
+    /// The uid of the window operator whose state `windows` is.
+    #[serde(default = "default_uid")]
+    pub window_uid: String,
+    /// Its aggregate functions, in order: the layout of the saved accumulators.
+    #[serde(default)]
+    pub aggregates: Vec<String>,
+}
+
+fn default_uid() -> String {
+    "window".into()
 }
 
 struct Pending {
@@ -97,6 +107,8 @@ struct Pending {
 pub struct Checkpoints {
     pub location: Location,
     pub plan: CheckpointPlan,
+    /// The window operator's uid and aggregate functions, recorded in each checkpoint.
+    operator: (String, Vec<String>),
     next_id: u64,
     pending: Option<Pending>,
     last_finished: Option<Instant>,
@@ -104,6 +116,8 @@ pub struct Checkpoints {
     /// Completed checkpoints kept, oldest first.
     retained: VecDeque<CheckpointMetadata>,
     consecutive_failures: u32,
+    /// The latest checkpoint that failed, and why (savepoints waiting on it report this).
+    pub last_failure: Option<(u64, String)>,
 }
 
 /// What the driver should do after an event.
@@ -118,17 +132,45 @@ pub enum Step {
 }
 
 impl Checkpoints {
-    pub fn new(location: Location, plan: CheckpointPlan) -> Self {
+    pub fn new(location: Location, plan: CheckpointPlan, operator: (String, Vec<String>)) -> Self {
         Self {
             location,
             plan,
+            operator,
             next_id: 1,
             pending: None,
             last_finished: None,
             history: VecDeque::new(),
             retained: VecDeque::new(),
             consecutive_failures: 0,
+            last_failure: None,
         }
+    }
+
+    /// The plan of jobs without a `[checkpoints]` table: no periodic checkpoints, but
+    /// savepoints on request.
+    pub fn on_request() -> CheckpointPlan {
+        CheckpointPlan {
+            interval: Duration::MAX,
+            timeout: Duration::from_secs(600),
+            min_pause: Duration::ZERO,
+            retained: 1,
+            tolerable_failures: None,
+        }
+    }
+
+    /// Whether a checkpoint is under way.
+    pub fn in_progress(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Starts checkpoint n now, for a savepoint (unless one is under way).
+    pub fn trigger_now(&mut self, attempt: u32, expected: HashSet<(u32, u32)>) -> Step {
+        if self.pending.is_some() {
+            return Step::Nothing;
+        }
+        self.last_finished = None;
+        self.tick(attempt, expected)
     }
 
     pub fn history(&self) -> Vec<CheckpointStats> {
@@ -159,6 +201,7 @@ impl Checkpoints {
         stats.status = CheckpointStatus::Failed;
         stats.duration_ms = Some(p.started.elapsed().as_millis() as u64);
         stats.failure = Some(why.clone());
+        self.last_failure = Some((stats.id, why.clone()));
         self.record(stats);
         self.last_finished = Some(Instant::now());
         self.consecutive_failures += 1;
@@ -303,6 +346,8 @@ impl Checkpoints {
             max_parallelism,
             offsets,
             windows,
+            window_uid: self.operator.0.clone(),
+            aggregates: self.operator.1.clone(),
         }))
     }
 
@@ -399,7 +444,61 @@ pub async fn delete_objects(location: &Location, paths: Vec<ObjectPath>) {
     }
 }
 
+/// Reads the `_metadata` of a savepoint or checkpoint directory, with errors naming the file.
+pub async fn read_metadata(location: &Location) -> Result<CheckpointMetadata, String> {
+    let path = location.child(&["_metadata"]);
+    let shown = location.show(&path);
+    let bytes = match location.store.get(&path).await {
+        Ok(r) => r
+            .bytes()
+            .await
+            .map_err(|e| format!("reading {shown}: {e}"))?,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(format!(
+                "{shown} does not exist: is `{}` a savepoint directory?",
+                location.text
+            ));
+        }
+        Err(e) => return Err(format!("reading {shown}: {e}")),
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{shown} is not a Kappa savepoint or checkpoint: {e}"))
+}
+
+/// Copies a completed checkpoint into `dst` as a self-contained savepoint (its files and a
+/// `_metadata` whose state handles point into `dst`); returns where it is.
+pub async fn write_savepoint(
+    src: &Location,
+    dst: &Location,
+    meta: &CheckpointMetadata,
+) -> Result<String, String> {
+    let mut copy = meta.clone();
+    for w in &mut copy.windows {
+        for f in &mut w.state.files {
+            let from = ObjectPath::parse(&f.object).map_err(|e| e.to_string())?;
+            let to = dst.child(&[&format!("window-{}", w.subtask), &f.name]);
+            let bytes = src
+                .store
+                .get(&from)
+                .await
+                .map_err(|e| format!("reading {}: {e}", src.show(&from)))?
+                .bytes()
+                .await
+                .map_err(|e| format!("reading {}: {e}", src.show(&from)))?;
+            dst.store
+                .put(&to, PutPayload::from(bytes))
+                .await
+                .map_err(|e| format!("writing {}: {e}", dst.show(&to)))?;
+            f.object = to.to_string();
+        }
+    }
+    let path = dst.child(&["_metadata"]);
+    write_metadata(dst, &path, &copy).await?;
+    Ok(dst.text.clone())
+}
+
 /// Checkpoint ticks: the interval, but never faster than the sources can take them.
 pub fn tick_interval(plan: &CheckpointPlan) -> Duration {
-    plan.interval.max(Duration::from_millis(100))
+    plan.interval
+        .clamp(Duration::from_millis(100), Duration::from_secs(3600))
 }

@@ -22,8 +22,13 @@ use kappa_runtime::metrics::VertexMetrics;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::Inner;
-use crate::checkpoint::{CheckpointMetadata, Step, delete_objects, tick_interval, write_metadata};
-use crate::job::{AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, now_ms};
+use crate::checkpoint::{
+    CheckpointMetadata, Step, delete_objects, tick_interval, write_metadata, write_savepoint,
+};
+use crate::job::{
+    AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, RestoreSource, SavepointTarget,
+    now_ms,
+};
 use crate::rates::RateTracker;
 
 /// How an attempt ended.
@@ -175,12 +180,14 @@ async fn assign(inner: &Inner, job: &JobEntry) -> Result<Vec<SourceAssignment>, 
 
 /// The snapshots of a checkpoint that hold key groups of window subtask `subtask` (of `p`).
 fn restore_states(
-    meta: Option<&CheckpointMetadata>,
+    source: Option<&RestoreSource>,
     subtask: u32,
     max_parallelism: u32,
     p: u32,
 ) -> Vec<RestoreState> {
-    let Some(meta) = meta else { return Vec::new() };
+    let Some(RestoreSource { location, meta }) = source else {
+        return Vec::new();
+    };
     let mine = kappa_job::keygroup::key_group_range(subtask, max_parallelism, p);
     meta.windows
         .iter()
@@ -190,8 +197,19 @@ fn restore_states(
             state_handle: serde_json::to_string(&w.state).unwrap_or_default(),
             key_group_start: w.key_groups.0,
             key_group_end: w.key_groups.1,
+            location: location.text.clone(),
         })
         .collect()
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        for t in self.savepoints.drain(..) {
+            let _ = t.reply.send(Err(
+                "the job attempt ended before the savepoint was taken".into()
+            ));
+        }
+    }
 }
 
 /// One deployed attempt, from the driver's side.
@@ -204,6 +222,10 @@ struct Attempt<'a> {
     tasks: HashMap<(u32, u32), (String, TaskState)>,
     events: UnboundedReceiver<AttemptEvent>,
     first_error: Option<TaskError>,
+    /// Savepoints asked for and not written yet.
+    savepoints: Vec<SavepointTarget>,
+    /// The checkpoint the waiting savepoints are taken from.
+    savepoint_id: Option<u64>,
 }
 
 async fn run_attempt(
@@ -239,25 +261,33 @@ async fn deploy_and_follow(
     number: u32,
     placement: &[String],
 ) -> Outcome {
-    // Resume from the latest completed checkpoint: its offsets, and its window state.
+    // Resume from the latest completed checkpoint (or the savepoint the job started from):
+    // its offsets, and its window state.
     let latest = job
         .checkpoints
         .lock()
         .as_ref()
-        .and_then(|c| c.latest().cloned());
-    if let Some(meta) = &latest {
+        .and_then(|c| {
+            c.latest().cloned().map(|meta| RestoreSource {
+                location: c.location.clone(),
+                meta,
+            })
+        })
+        .or_else(|| job.initial_restore.clone());
+    if let Some(RestoreSource { meta, location }) = &latest {
         let mut pinned = job.pinned_starts.lock();
         for o in &meta.offsets {
-            let start = o
-                .next_offset
-                .map_or(StartOffset::Beginning, StartOffset::Offset);
-            pinned.insert(o.partition, start);
+            pinned.insert(
+                o.partition,
+                o.next_offset
+                    .map_or(StartOffset::Beginning, StartOffset::Offset),
+            );
         }
         drop(pinned);
         if let Some(a) = job.status.lock().attempts.last_mut() {
             a.restored_from = Some(meta.checkpoint_id);
         }
-        tracing::info!(job = %job.id, attempt = number, checkpoint = meta.checkpoint_id, "restoring from a checkpoint");
+        tracing::info!(job = %job.id, attempt = number, checkpoint = meta.checkpoint_id, from = %location.text, "restoring");
     }
     let assignments = match assign(inner, job).await {
         Ok(a) => a,
@@ -291,6 +321,8 @@ async fn deploy_and_follow(
         tasks: HashMap::new(),
         events: events_rx,
         first_error: None,
+        savepoints: Vec::new(),
+        savepoint_id: None,
     };
     let window_locations: Vec<SubtaskLocation> = (0..p)
         .filter(|_| windowed)
@@ -403,8 +435,8 @@ fn terminal(s: TaskState) -> bool {
 impl Attempt<'_> {
     fn apply(&mut self, event: AttemptEvent) -> Option<TaskError> {
         match event {
-            // Checkpoint acknowledgements are handled by `follow`.
-            AttemptEvent::Checkpoint(_) => None,
+            // Checkpoint acknowledgements and savepoints are handled by `follow`.
+            AttemptEvent::Checkpoint(_) | AttemptEvent::Savepoint(_) => None,
             AttemptEvent::Task(r) => {
                 let state = TaskState::try_from(r.state).unwrap_or(TaskState::Unspecified);
                 if let Some(t) = self.tasks.get_mut(&(r.vertex, r.subtask)) {
@@ -488,7 +520,7 @@ impl Attempt<'_> {
                 }
             }
         }
-        match self.first_error {
+        match self.first_error.take() {
             Some(e) => Outcome::Failed(e),
             None => Outcome::Cancelled,
         }
@@ -512,9 +544,21 @@ impl Attempt<'_> {
             tokio::select! {
                 ev = self.events.recv() => {
                     let Some(ev) = ev else { break Outcome::Failed(TaskError::Io("attempt events closed".into())) };
+                    if let AttemptEvent::Savepoint(target) = ev {
+                        self.savepoints.push(target);
+                        if let Some(e) = self.start_savepoint().await {
+                            self.fail(e).await;
+                            break self.finish_stopping().await;
+                        }
+                        continue;
+                    }
                     if let AttemptEvent::Checkpoint(ack) = ev {
                         let step = self.job.checkpoints.lock().as_mut().map(|c| c.acknowledge(ack, self.job.plan.parallelism, self.job.plan.max_parallelism, &self.job.id));
-                        if let Some(e) = self.checkpoint_step(step).await {
+                        let failed = match self.checkpoint_step(step).await {
+                            Some(e) => Some(e),
+                            None => self.after_checkpoint().await,
+                        };
+                        if let Some(e) = failed {
                             self.fail(e).await;
                             break self.finish_stopping().await;
                         }
@@ -543,8 +587,13 @@ impl Attempt<'_> {
                 }
                 _ = checkpoint_tick.tick(), if checkpointing => {
                     let expected = self.tasks.iter().filter(|(_, t)| !terminal(t.1)).map(|(k, _)| *k).collect();
-                    let step = self.job.checkpoints.lock().as_mut().map(|c| c.tick(self.number, expected));
-                    if let Some(e) = self.checkpoint_step(step).await {
+                    let periodic = self.job.plan.checkpoints.is_some();
+                    let step = self.job.checkpoints.lock().as_mut().map(|c| if periodic || c.in_progress() { c.tick(self.number, expected) } else { Step::Nothing });
+                    let failed = match self.checkpoint_step(step).await {
+                        Some(e) => Some(e),
+                        None => self.after_checkpoint().await,
+                    };
+                    if let Some(e) = failed {
                         self.fail(e).await;
                         break self.finish_stopping().await;
                     }
@@ -555,6 +604,71 @@ impl Attempt<'_> {
             c.abort_pending("the attempt ended");
         }
         outcome
+    }
+
+    /// Starts the checkpoint waiting savepoints are taken from, unless one is under way.
+    async fn start_savepoint(&mut self) -> Option<TaskError> {
+        if self.savepoints.is_empty() || self.savepoint_id.is_some() {
+            return None;
+        }
+        let expected = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| !terminal(t.1))
+            .map(|(k, _)| *k)
+            .collect();
+        let step = self
+            .job
+            .checkpoints
+            .lock()
+            .as_mut()
+            .map(|c| c.trigger_now(self.number, expected));
+        if let Some(Step::Trigger(n)) = step {
+            self.savepoint_id = Some(n);
+        }
+        Box::pin(self.checkpoint_step(step)).await
+    }
+
+    /// After a checkpoint ended: a failed savepoint checkpoint fails its savepoints; waiting
+    /// ones start theirs.
+    async fn after_checkpoint(&mut self) -> Option<TaskError> {
+        if let Some(n) = self.savepoint_id {
+            let failed = self
+                .job
+                .checkpoints
+                .lock()
+                .as_ref()
+                .and_then(|c| c.last_failure.clone())
+                .filter(|(id, _)| *id == n);
+            if let Some((_, why)) = failed {
+                self.savepoint_id = None;
+                for t in self.savepoints.drain(..) {
+                    let _ = t
+                        .reply
+                        .send(Err(format!("the savepoint's checkpoint {n} failed: {why}")));
+                }
+            }
+        }
+        self.start_savepoint().await
+    }
+
+    /// Writes the waiting savepoints from completed checkpoint `meta`.
+    async fn write_savepoints(
+        &mut self,
+        location: &kappa_state::Location,
+        meta: &CheckpointMetadata,
+    ) {
+        if self.savepoint_id != Some(meta.checkpoint_id) {
+            return;
+        }
+        self.savepoint_id = None;
+        for t in self.savepoints.drain(..) {
+            let written = write_savepoint(location, &t.location, meta).await;
+            if let Ok(path) = &written {
+                tracing::info!(job = %self.job.id, checkpoint = meta.checkpoint_id, %path, "savepoint written");
+            }
+            let _ = t.reply.send(written);
+        }
     }
 
     /// Carries out what the checkpoint coordinator asks for; an error fails the attempt.
@@ -593,6 +707,9 @@ impl Attempt<'_> {
                     )
                 };
                 let written = write_metadata(&location, &path, &meta).await;
+                if written.is_ok() {
+                    self.write_savepoints(&location, &meta).await;
+                }
                 let (step, obsolete) = self
                     .job
                     .checkpoints

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::checkpoint::Checkpoints;
+use crate::checkpoint::{CheckpointMetadata, Checkpoints};
 use crate::rates::RateTracker;
 
 /// The lifecycle of a job, as in Flink.
@@ -78,8 +78,22 @@ pub struct AttemptInfo {
     pub restored_from: Option<u64>,
 }
 
-/// What happens to a running attempt, as the driver hears it.
+/// A checkpoint or savepoint to restore from, and where its files are.
 #[derive(Debug, Clone)]
+pub struct RestoreSource {
+    pub location: kappa_state::Location,
+    pub meta: CheckpointMetadata,
+}
+
+/// Where a requested savepoint goes, and who waits for its path.
+#[derive(Debug)]
+pub struct SavepointTarget {
+    pub location: kappa_state::Location,
+    pub reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+}
+
+/// What happens to a running attempt, as the driver hears it.
+#[derive(Debug)]
 pub enum AttemptEvent {
     /// A subtask reported a new state.
     Task(TaskStateReport),
@@ -87,6 +101,8 @@ pub enum AttemptEvent {
     TaskManagerLost { id: String, address: String },
     /// A subtask acknowledged (or declined) its part of a checkpoint.
     Checkpoint(CheckpointAck),
+    /// A user asked for a savepoint.
+    Savepoint(SavepointTarget),
 }
 
 /// The latest attempt deployed; its counters stay readable after it ends.
@@ -164,8 +180,10 @@ pub struct JobEntry {
     pub status: Mutex<JobStatus>,
     /// Kafka start offsets fixed by the first attempt.
     pub pinned_starts: Mutex<PinnedStarts>,
-    /// Checkpoints, when the job takes them.
+    /// Checkpoints, when the cluster has a checkpoint directory.
     pub checkpoints: Mutex<Option<Checkpoints>>,
+    /// What the first attempt restores from (a savepoint), if anything.
+    pub initial_restore: Option<RestoreSource>,
     cancel_requested: AtomicBool,
     pub cancel_notify: Notify,
 }
@@ -177,6 +195,7 @@ impl JobEntry {
         spec: String,
         plan: JobPlan,
         checkpoints: Option<Checkpoints>,
+        initial_restore: Option<RestoreSource>,
     ) -> Self {
         Self {
             id,
@@ -194,6 +213,7 @@ impl JobEntry {
             }),
             pinned_starts: Mutex::new(PinnedStarts::new()),
             checkpoints: Mutex::new(checkpoints),
+            initial_restore,
             cancel_requested: AtomicBool::new(false),
             cancel_notify: Notify::new(),
         }

@@ -62,6 +62,83 @@ impl Default for JobManagerConfig {
     }
 }
 
+/// A savepoint to start a job from.
+#[derive(Debug, Clone)]
+pub struct SavepointStart {
+    /// Its directory (path or URI).
+    pub uri: String,
+    /// Start even if the savepoint holds state the job has no operator for (it is dropped).
+    pub allow_non_restored_state: bool,
+}
+
+/// Reads a savepoint and checks it fits the job; returns where to restore from.
+async fn restore_source(
+    sp: &SavepointStart,
+    plan: &kappa_job::JobPlan,
+    operator: &(String, Vec<String>),
+) -> Result<job::RestoreSource, SubmitError> {
+    let bad = |m: String| SubmitError::BadRequest(format!("savepoint {}: {m}", sp.uri));
+    let location = kappa_state::Location::parse(&sp.uri).map_err(|e| bad(e.to_string()))?;
+    let mut meta = checkpoint::read_metadata(&location)
+        .await
+        .map_err(SubmitError::BadRequest)?;
+    if !meta.windows.is_empty() {
+        let unmapped = match &plan.window {
+            None => Some("the job has no window to take it".to_string()),
+            Some(w) if w.uid != meta.window_uid => {
+                Some(format!("the job's window has uid `{}`", w.uid))
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = unmapped {
+            if !sp.allow_non_restored_state {
+                return Err(bad(format!(
+                    "it holds window state of uid `{}` but {why}; start with --allow-non-restored-state to drop it",
+                    meta.window_uid
+                )));
+            }
+            tracing::warn!(savepoint = %sp.uri, uid = %meta.window_uid, "dropping window state no operator takes");
+            meta.windows.clear();
+        } else if !meta.aggregates.is_empty() && meta.aggregates != operator.1 {
+            return Err(bad(format!(
+                "its window state has the aggregates [{}] but the job computes [{}]: the state cannot be restored into them",
+                meta.aggregates.join(", "),
+                operator.1.join(", ")
+            )));
+        }
+    }
+    Ok(job::RestoreSource { location, meta })
+}
+
+/// How long a savepoint request waits.
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Why a savepoint was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SavepointError {
+    #[error("no job with id `{0}`")]
+    NotFound(String),
+    #[error("the job is not running ({0})")]
+    NotRunning(String),
+    #[error("no savepoint directory: give one, or start the jobmanager with --checkpoint-dir")]
+    NoDirectory,
+    #[error("the savepoint failed: {0}")]
+    Failed(String),
+}
+
+impl SavepointError {
+    /// The HTTP status the REST API answers with.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotRunning(_) => StatusCode::CONFLICT,
+            Self::NoDirectory => StatusCode::BAD_REQUEST,
+            Self::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 /// Why a submission was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -177,30 +254,72 @@ impl JobManager {
     }
 
     /// Validates and starts a job; returns its id.
-    pub fn submit(
+    pub async fn submit(
         &self,
         file_name: &str,
         spec: &str,
         overrides: &Overrides,
     ) -> Result<String, SubmitError> {
+        self.submit_from(file_name, spec, overrides, None).await
+    }
+
+    /// Validates and starts a job, resuming from a savepoint when given; returns its id.
+    pub async fn submit_from(
+        &self,
+        file_name: &str,
+        spec: &str,
+        overrides: &Overrides,
+        savepoint: Option<SavepointStart>,
+    ) -> Result<String, SubmitError> {
         let plan = plan_job(file_name, spec, overrides).map_err(SubmitError::Invalid)?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        // The taskmanagers plan the job again from the spec: pin the overrides into it.
+        let operator = plan.window.as_ref().map_or_else(
+            || ("window".to_string(), Vec::new()),
+            |w| {
+                (
+                    w.uid.clone(),
+                    w.aggregates
+                        .iter()
+                        .map(|(n, c)| format!("{n}={}", c.function.name()))
+                        .collect(),
+                )
+            },
+        );
         let checkpoints = match (&plan.checkpoints, &self.inner.checkpoint_location) {
-            (Some(cp), Some(location)) => Some(checkpoint::Checkpoints::new(location.clone(), *cp)),
+            (Some(cp), Some(location)) => Some(checkpoint::Checkpoints::new(
+                location.clone(),
+                *cp,
+                operator.clone(),
+            )),
             (Some(_), None) => {
                 return Err(SubmitError::BadRequest(
                     "the job asks for checkpoints but the cluster has no checkpoint directory (start the jobmanager with --checkpoint-dir)".into(),
                 ));
             }
-            _ => None,
+            // Without periodic checkpoints a job still takes savepoints on request.
+            (None, Some(location)) => Some(checkpoint::Checkpoints::new(
+                location.clone(),
+                checkpoint::Checkpoints::on_request(),
+                operator.clone(),
+            )),
+            (None, None) => None,
         };
+        let initial = match savepoint {
+            Some(_) if checkpoints.is_none() => {
+                return Err(SubmitError::BadRequest(
+                    "starting from a savepoint needs the jobmanager's --checkpoint-dir (window state is restored through it)".into(),
+                ));
+            }
+            Some(sp) => Some(restore_source(&sp, &plan, &operator).await?),
+            None => None,
+        };
+        let id = uuid::Uuid::new_v4().simple().to_string();
         let job = Arc::new(JobEntry::new(
             id.clone(),
             file_name.to_string(),
             spec.to_string(),
             plan,
             checkpoints,
+            initial,
         ));
         tracing::info!(job = %id, name = %job.plan.name, start = %job.plan.source.start, parallelism = job.plan.parallelism, "job submitted");
         self.inner.jobs.write().insert(id.clone(), Arc::clone(&job));
@@ -210,6 +329,59 @@ impl JobManager {
 
     pub fn job(&self, id: &str) -> Option<Arc<JobEntry>> {
         self.inner.job(id)
+    }
+
+    /// Takes a savepoint of a running job into `dir` (default `{checkpoint dir}/savepoints`);
+    /// returns its directory once written.
+    pub async fn savepoint(&self, id: &str, dir: Option<&str>) -> Result<String, SavepointError> {
+        let job = self
+            .job(id)
+            .ok_or_else(|| SavepointError::NotFound(id.to_string()))?;
+        if job.checkpoints.lock().is_none() {
+            return Err(SavepointError::NoDirectory);
+        }
+        let base = match dir {
+            Some(d) => d.trim_end_matches('/').to_string(),
+            None => {
+                let root = self
+                    .inner
+                    .config
+                    .checkpoint_dir
+                    .as_deref()
+                    .ok_or(SavepointError::NoDirectory)?;
+                format!("{}/savepoints", root.trim_end_matches('/'))
+            }
+        };
+        let target = format!(
+            "{base}/savepoint-{}-{}",
+            &id[..id.len().min(8)],
+            job::now_ms()
+        );
+        let location = kappa_state::Location::parse(&target)
+            .map_err(|e| SavepointError::Failed(e.to_string()))?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        {
+            let s = job.status.lock();
+            let run = s
+                .attempt
+                .as_ref()
+                .filter(|r| r.live && s.state == job::JobState::Running)
+                .ok_or_else(|| SavepointError::NotRunning(s.state.name().to_string()))?;
+            run.events
+                .send(job::AttemptEvent::Savepoint(job::SavepointTarget {
+                    location,
+                    reply,
+                }))
+                .map_err(|_| SavepointError::NotRunning("ending".into()))?;
+        }
+        match tokio::time::timeout(SAVEPOINT_TIMEOUT, rx).await {
+            Ok(Ok(Ok(path))) => Ok(path),
+            Ok(Ok(Err(e))) => Err(SavepointError::Failed(e)),
+            Ok(Err(_)) => Err(SavepointError::Failed("the job attempt ended".into())),
+            Err(_) => Err(SavepointError::Failed(format!(
+                "not complete within {SAVEPOINT_TIMEOUT:?}"
+            ))),
+        }
     }
 
     /// All jobs, oldest first.

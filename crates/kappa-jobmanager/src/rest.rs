@@ -7,12 +7,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kappa_job::{Overrides, SpecError, StartPosition, plan_job};
+use kappa_job::{Overrides, SpecError, Start, plan_job};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::CheckpointStats;
 use crate::job::{JobDetail, JobState, JobSummary};
-use crate::{JobManager, SubmitError, prom};
+use crate::{JobManager, SavepointStart, SubmitError, prom};
 
 /// Largest accepted request body.
 const BODY_LIMIT: usize = 4 << 20;
@@ -26,12 +26,31 @@ pub struct SubmitRequest {
     /// The file's name, used in error messages.
     #[serde(default)]
     pub file_name: Option<String>,
-    /// earliest | latest | timestamp:<epoch-ms>; overrides `source.start`.
+    /// earliest | latest | timestamp:<epoch-ms> (overrides `source.start`), or
+    /// savepoint:<directory or URI> to resume from a savepoint's offsets and state.
     #[serde(default)]
     pub start: Option<String>,
     /// Overrides `parallelism`.
     #[serde(default)]
     pub parallelism: Option<u32>,
+    /// With a savepoint: start even if it holds state the job has no operator for.
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
+}
+
+/// A savepoint request (`POST /jobs/{id}/savepoints`, `POST /jobs/{id}/stop`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavepointRequest {
+    /// Where to write it (default: `{checkpoint dir}/savepoints`).
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavepointResponse {
+    /// The savepoint's directory: start a job from it with `savepoint:<path>`.
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,13 +140,17 @@ pub fn router(jm: JobManager) -> Router {
         .route("/api/v1/jobs/{id}", get(job_detail))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/api/v1/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/api/v1/jobs/{id}/savepoints", post(savepoint))
+        .route("/api/v1/jobs/{id}/stop", post(stop))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(jm)
 }
 
-fn parse_request(body: &Bytes) -> Result<(String, SubmitRequest, Overrides), ApiError> {
+fn parse_request(
+    body: &Bytes,
+) -> Result<(String, SubmitRequest, Overrides, Option<String>), ApiError> {
     let req: SubmitRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -137,15 +160,20 @@ fn parse_request(body: &Bytes) -> Result<(String, SubmitRequest, Overrides), Api
     let start = req
         .start
         .as_deref()
-        .map(str::parse::<StartPosition>)
+        .map(str::parse::<Start>)
         .transpose()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("start: {e}")))?;
+    let (position, savepoint) = match start {
+        Some(Start::Position(p)) => (Some(p), None),
+        Some(Start::Savepoint(uri)) => (None, Some(uri)),
+        None => (None, None),
+    };
     let overrides = Overrides {
-        start,
+        start: position,
         parallelism: req.parallelism,
     };
     let file = req.file_name.clone().unwrap_or_else(|| "job.toml".into());
-    Ok((file, req, overrides))
+    Ok((file, req, overrides, savepoint))
 }
 
 async fn overview(State(jm): State<JobManager>) -> Json<Overview> {
@@ -180,14 +208,20 @@ async fn submit(
     State(jm): State<JobManager>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    let (file, req, overrides) = parse_request(&body)?;
-    let id = jm.submit(&file, &req.job, &overrides)?;
+    let (file, req, overrides, savepoint) = parse_request(&body)?;
+    let savepoint = savepoint.map(|uri| SavepointStart {
+        uri,
+        allow_non_restored_state: req.allow_non_restored_state,
+    });
+    let id = jm
+        .submit_from(&file, &req.job, &overrides, savepoint)
+        .await?;
     let name = jm.job(&id).map(|j| j.plan.name.clone()).unwrap_or_default();
     Ok((StatusCode::CREATED, Json(SubmitResponse { id, name })))
 }
 
 async fn validate(body: Bytes) -> Result<Json<ValidateResponse>, ApiError> {
-    let (file, req, overrides) = parse_request(&body)?;
+    let (file, req, overrides, _) = parse_request(&body)?;
     let plan = plan_job(&file, &req.job, &overrides)
         .map_err(|e| ApiError::from(SubmitError::Invalid(e)))?;
     let graph = plan.graph();
@@ -223,6 +257,48 @@ async fn checkpoints(
         .map(|c| c.history())
         .unwrap_or_default();
     Ok(Json(history))
+}
+
+fn savepoint_request(body: &Bytes) -> Result<SavepointRequest, ApiError> {
+    if body.is_empty() {
+        return Ok(SavepointRequest::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e}"),
+        )
+    })
+}
+
+async fn savepoint(
+    State(jm): State<JobManager>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<SavepointResponse>, ApiError> {
+    let req = savepoint_request(&body)?;
+    let path = jm
+        .savepoint(&id, req.dir.as_deref())
+        .await
+        .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
+    Ok(Json(SavepointResponse { path }))
+}
+
+/// Takes a savepoint, then cancels the job.
+async fn stop(
+    State(jm): State<JobManager>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<SavepointResponse>, ApiError> {
+    let req = savepoint_request(&body)?;
+    let path = jm
+        .savepoint(&id, req.dir.as_deref())
+        .await
+        .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
+    if let Some(job) = jm.job(&id) {
+        job.request_cancel();
+    }
+    Ok(Json(SavepointResponse { path }))
 }
 
 async fn cancel(

@@ -165,13 +165,20 @@ pub fn restore_window(
         let handle: StateHandle = serde_json::from_str(&r.state_handle).map_err(|e| {
             TaskError::Data(format!("a checkpoint's state handle does not parse: {e}"))
         })?;
+        // A savepoint's files live in its own directory; a checkpoint's in the checkpoint directory.
+        let location = if r.location.is_empty() {
+            ctx.location.clone()
+        } else {
+            Location::parse(&r.location)
+                .map_err(|e| TaskError::Io(format!("restoring window subtask {subtask}: {e}")))?
+        };
         let dir = ctx
             .local
             .join(format!("window-{subtask}"))
             .join(format!("restore-{k}"));
         ctx.shared
             .handle
-            .block_on(download(&ctx.location, &handle, &dir))
+            .block_on(download(&location, &handle, &dir))
             .map_err(|e| TaskError::Io(format!("restoring window subtask {subtask}: {e}")))?;
         let state = RocksState::open(&dir)
             .map_err(|e| TaskError::Io(format!("restoring window subtask {subtask}: {e}")))?;

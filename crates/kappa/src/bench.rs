@@ -239,6 +239,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let id = jm
         .submit("bench.toml", &job, &overrides)
+        .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let job = jm.job(&id).context("bench job vanished")?;
     let mut last_report = Instant::now();

@@ -165,6 +165,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             &job_text,
             &kappa_job::Overrides::default(),
         )
+        .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("Submitted the reference job (examples/hourly-item-clicks.toml), id {id}");
     println!(

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kappa_job::{Overrides, StartPosition, plan_job};
+use kappa_job::{Overrides, Start, plan_job};
 use serde_json::json;
 
 use crate::client::Client;
@@ -40,9 +40,14 @@ struct Cli {
 struct JobFileArgs {
     /// The job file (job.toml).
     file: PathBuf,
-    /// Where sources start: earliest, latest or timestamp:<epoch-ms> (overrides source.start).
+    /// Where sources start: earliest, latest, timestamp:<epoch-ms> (overrides source.start),
+    /// or savepoint:<directory or URI> to resume from a savepoint's offsets and state.
     #[arg(long)]
-    start: Option<StartPosition>,
+    start: Option<Start>,
+    /// With --start savepoint:…, start even if the savepoint holds state no operator of the
+    /// job takes (it is dropped).
+    #[arg(long)]
+    allow_non_restored_state: bool,
     /// Parallelism of every operator (overrides the job file).
     #[arg(long)]
     parallelism: Option<u32>,
@@ -62,6 +67,23 @@ enum Command {
     Cancel { id: String },
     /// Show a job's checkpoints: status, duration, sizes, offsets.
     Checkpoints { id: String },
+    /// Take a savepoint of a running job; prints its directory.
+    Savepoint {
+        id: String,
+        /// Where to write it (default: the cluster's checkpoint directory/savepoints).
+        #[arg(long)]
+        dir: Option<String>,
+    },
+    /// Stop a job: take a savepoint, then cancel it; prints the savepoint's directory.
+    Stop {
+        id: String,
+        /// Take a savepoint first (required: without one, use cancel).
+        #[arg(long, required = true)]
+        savepoint: bool,
+        /// Where to write it (default: the cluster's checkpoint directory/savepoints).
+        #[arg(long)]
+        dir: Option<String>,
+    },
 }
 
 fn read_job(path: &Path) -> anyhow::Result<(String, String)> {
@@ -77,8 +99,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Validate(a) => {
             let (name, text) = read_job(&a.file)?;
+            let start = match a.start {
+                Some(Start::Position(p)) => Some(p),
+                // The savepoint supplies the offsets: plan as if from the job file.
+                Some(Start::Savepoint(_)) | None => None,
+            };
             let overrides = Overrides {
-                start: a.start,
+                start,
                 parallelism: a.parallelism,
             };
             let plan = plan_job(&name, &text, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -97,8 +124,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let body = json!({
                 "job": text,
                 "file_name": name,
-                "start": a.start.map(|s| s.to_string()),
+                "start": a.start.map(|s| match s {
+                    Start::Position(p) => p.to_string(),
+                    Start::Savepoint(uri) => format!("savepoint:{uri}"),
+                }),
                 "parallelism": a.parallelism,
+                "allow_non_restored_state": a.allow_non_restored_state,
             });
             let resp = client.post("/api/v1/jobs", &body).await?;
             if cli.json {
@@ -121,6 +152,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&job)?);
             } else {
                 print!("{}", render::job_detail(&job));
+            }
+        }
+        Command::Savepoint { id, dir } => {
+            let resp = client
+                .post(
+                    &format!("/api/v1/jobs/{id}/savepoints"),
+                    &json!({ "dir": dir }),
+                )
+                .await?;
+            if cli.json {
+                println!("{resp}");
+            } else {
+                println!("{}", resp["path"].as_str().unwrap_or_default());
+            }
+        }
+        Command::Stop { id, dir, .. } => {
+            let resp = client
+                .post(&format!("/api/v1/jobs/{id}/stop"), &json!({ "dir": dir }))
+                .await?;
+            if cli.json {
+                println!("{resp}");
+            } else {
+                println!("{}", resp["path"].as_str().unwrap_or_default());
             }
         }
         Command::Checkpoints { id } => {

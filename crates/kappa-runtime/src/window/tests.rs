@@ -25,6 +25,7 @@ fn input_schema() -> SchemaRef {
 fn operator(assigner: WindowAssigner, lateness: i64) -> WindowOperator {
     let s = input_schema();
     let plan = WindowPlan {
+        uid: "window".into(),
         assigner,
         allowed_lateness_ms: lateness,
         keys: vec![compile_named("item_id", &s).unwrap()],
