@@ -14,8 +14,8 @@ use crate::error::{Locator, SpecError, SpecErrors};
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 use crate::parse::parse_job;
 use crate::spec::{
-    Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector, SinkPartitioner,
-    SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
+    Delivery, Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector,
+    SinkPartitioner, SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
 };
 use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
 use crate::start::StartPosition;
@@ -122,6 +122,7 @@ pub struct SinkPlan {
     pub kind: SinkKind,
     pub format: Format,
     pub key: Option<KeyTemplate>,
+    pub delivery: Delivery,
 }
 
 #[derive(Debug, Clone)]
@@ -293,7 +294,12 @@ impl Planner<'_> {
         };
         // A broken window or step has no trustworthy output schema to check the key against.
         let output_known = self.errors.len() == before && steps.len() == spec.steps.len();
-        let sink = self.sink(&spec.sink, &output_schema, output_known);
+        let sink = self.sink(
+            &spec.sink,
+            &output_schema,
+            output_known,
+            spec.checkpoints.is_some(),
+        );
         let restart = self.restart(spec.restart.as_ref());
         let checkpoints = spec.checkpoints.as_ref().map(|c| {
             if c.interval.get_ref().0 < Duration::from_millis(100) {
@@ -662,7 +668,13 @@ impl Planner<'_> {
         (Some(plan), Arc::new(Schema::new(fields)))
     }
 
-    fn sink(&mut self, s: &SinkSpec, output: &SchemaRef, output_known: bool) -> SinkPlan {
+    fn sink(
+        &mut self,
+        s: &SinkSpec,
+        output: &SchemaRef,
+        output_known: bool,
+        checkpoints: bool,
+    ) -> SinkPlan {
         let kind = match s.connector {
             SinkConnector::Kafka => {
                 let bootstrap_servers = self.required(
@@ -747,11 +759,34 @@ impl Planner<'_> {
                 }
             }
         });
+        let delivery = self.delivery(s, checkpoints);
         SinkPlan {
             kind,
             format: s.format,
             key,
+            delivery,
         }
+    }
+
+    /// The sink's delivery guarantee, checked against what its connector can give.
+    fn delivery(&mut self, s: &SinkSpec, checkpoints: bool) -> Delivery {
+        let Some(d) = &s.delivery else {
+            return Delivery::default();
+        };
+        let delivery = *d.get_ref();
+        let problem = match (s.connector, delivery) {
+            (SinkConnector::Stdout, Delivery::ExactlyOnce) => {
+                Some("the stdout sink cannot take back what it printed: use at-least-once or none")
+            }
+            (_, Delivery::ExactlyOnce) if !checkpoints => Some(
+                "exactly-once output is committed when a checkpoint completes: add a [checkpoints] table",
+            ),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            self.err(span(d), "sink.delivery", p);
+        }
+        delivery
     }
 
     fn restart(&mut self, r: Option<&RestartSpec>) -> Option<RestartPlan> {

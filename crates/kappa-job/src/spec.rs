@@ -158,6 +158,8 @@ pub struct SinkSpec {
     pub key: Option<Spanned<String>>,
     /// Which Kafka partition a record goes to.
     pub partitioner: Option<Spanned<SinkPartitioner>>,
+    /// What the sink guarantees across failures.
+    pub delivery: Option<Spanned<Delivery>>,
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -172,6 +174,21 @@ pub enum SinkPartitioner {
     /// Sink subtask i writes to partition i mod partitions (Flink's fixed partitioner): one
     /// writer per partition while there are at least as many partitions as subtasks.
     Fixed,
+}
+
+/// What a sink guarantees when the job fails and restarts from a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Each result is visible once: written in a transaction (Kafka) or a part file (files)
+    /// per checkpoint, committed when the checkpoint completes.
+    ExactlyOnce,
+    /// Everything written before a checkpoint barrier is durable when the checkpoint
+    /// completes; after a restore the results since are written again.
+    #[default]
+    AtLeastOnce,
+    /// No flush at checkpoints: results still buffered at a crash may be lost.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
