@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Kappa needs on a fresh Debian machine (idempotent):
-# the apt packages of the native dependencies and, with --test, the Tansu Kafka broker.
+# the apt packages of the native dependencies and, with --test, the Tansu Kafka broker,
+# SeaweedFS (S3) and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,10 @@ fi
 
 PKGS="clang libclang-dev cmake pkg-config protobuf-compiler libprotobuf-dev librocksdb-dev \
 libsnappy-dev liblz4-dev libzstd-dev libssl-dev libcurl4-openssl-dev"
+if [ "$want_test" = 1 ]; then
+  # The PostgreSQL server (initdb, postgres) the postgres sink tests start privately.
+  PKGS="$PKGS postgresql"
+fi
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,8 +1,10 @@
 //! Harness of the end-to-end tests: a real Tansu broker process, a `kappa local` process,
-//! kappactl, Kafka helpers, and the reference results computed independently of Kappa.
+//! kappactl, Kafka helpers, private PostgreSQL and S3 servers, and the reference results
+//! computed independently of Kappa.
 
 pub mod broker;
 pub mod cluster;
+pub mod postgres;
 pub mod reference;
 pub mod s3;
 

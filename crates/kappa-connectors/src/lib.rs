@@ -6,6 +6,7 @@ pub mod file;
 pub mod json;
 pub mod kafka;
 pub mod key;
+pub mod postgres;
 pub mod splits;
 
 use std::sync::Arc;
@@ -101,5 +102,16 @@ pub fn open_sink(plan: &JobPlan, subtask: u32) -> Result<Box<dyn Sink>, TaskErro
             Box::new(LineSink::part_file(path, subtask).map_err(|e| TaskError::Io(e.to_string()))?)
         }
         SinkKind::Stdout => Box::new(LineSink::stdout()),
+        SinkKind::Postgres { url, table } => {
+            let key = plan.sink.key.clone().ok_or_else(|| {
+                TaskError::Data("the postgres sink needs `key`, the row id".into())
+            })?;
+            Box::new(postgres::PostgresSink::open(
+                url,
+                table,
+                key,
+                &plan.output_schema,
+            )?)
+        }
     })
 }

@@ -84,6 +84,14 @@ impl JobPlan {
                 format!("Sink: files `{}/part-<subtask>.jsonl`", path.display())
             }
             SinkKind::Stdout => "Sink: stdout".to_string(),
+            SinkKind::Postgres { table, .. } => format!(
+                "Sink: postgres upsert into `{table}`{}",
+                self.sink
+                    .key
+                    .as_ref()
+                    .map(|k| format!(" by id `{}`", k.text))
+                    .unwrap_or_default()
+            ),
         };
         let p = self.parallelism;
         let Some(w) = &self.window else {

@@ -137,6 +137,65 @@ pub enum SinkKind {
         path: PathBuf,
     },
     Stdout,
+    /// Upserts every row by its id (the rendered key) into an existing table.
+    Postgres {
+        /// Connection string; it may hold a password: show it through [`redact_url`] only.
+        url: String,
+        /// Table name as written, optionally schema-qualified.
+        table: String,
+    },
+}
+
+/// The column the postgres sink writes a row's key to; the table's primary key.
+pub const POSTGRES_ID: &str = "id";
+
+/// A connection string with its password replaced by `***`, for messages and logs: both the
+/// URL form (`postgres://user:pw@host/db`, `?password=pw`) and the key-value form
+/// (`host=h password=pw`, `password='p w'`).
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let end = out[rest..].find(['?', '#']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    // `password=…` in a query string or a key-value string, any case, spaces around `=`.
+    let mut from = 0;
+    while let Some(i) = out[from..].to_ascii_lowercase().find("password") {
+        let mut j = from + i + "password".len();
+        let bytes = out.as_bytes();
+        while j < bytes.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        if j >= bytes.len() || bytes[j] != b'=' {
+            from = j;
+            continue;
+        }
+        j += 1;
+        while j < bytes.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        let start = j;
+        if bytes.get(j) == Some(&b'\'') {
+            j += 1;
+            while j < bytes.len() && bytes[j] != b'\'' {
+                j += if bytes[j] == b'\\' { 2 } else { 1 };
+            }
+            j = (j + 1).min(bytes.len());
+        } else {
+            while j < bytes.len() && !matches!(bytes[j], b' ' | b'&' | b'#') {
+                j += 1;
+            }
+        }
+        out.replace_range(start..j, "***");
+        from = start + 3;
+    }
+    out
 }
 
 /// How often and how patiently a job is checkpointed.
@@ -675,6 +734,49 @@ impl Planner<'_> {
         output_known: bool,
         checkpoints: bool,
     ) -> SinkPlan {
+        if s.connector != SinkConnector::Postgres {
+            self.forbid(
+                &s.url,
+                "sink.url",
+                "`url` applies to the postgres connector only",
+            );
+            self.forbid(
+                &s.table,
+                "sink.table",
+                "`table` applies to the postgres connector only",
+            );
+        }
+        if s.connector != SinkConnector::Kafka {
+            self.forbid(
+                &s.partitioner,
+                "sink.partitioner",
+                "`partitioner` applies to the kafka connector only",
+            );
+            self.forbid(
+                &s.topic,
+                "sink.topic",
+                "`topic` applies to the kafka connector only",
+            );
+            self.forbid(
+                &s.bootstrap_servers,
+                "sink.bootstrap_servers",
+                "`bootstrap_servers` applies to the kafka connector only",
+            );
+            if !s.properties.is_empty() {
+                self.err(
+                    None,
+                    "sink.properties",
+                    "`properties` applies to the kafka connector only",
+                );
+            }
+        }
+        if s.connector != SinkConnector::File {
+            self.forbid(
+                &s.path,
+                "sink.path",
+                "`path` applies to the file connector only",
+            );
+        }
         let kind = match s.connector {
             SinkConnector::Kafka => {
                 let bootstrap_servers = self.required(
@@ -687,11 +789,6 @@ impl Planner<'_> {
                     "sink.topic",
                     "the kafka connector needs the topic to write",
                 );
-                self.forbid(
-                    &s.path,
-                    "sink.path",
-                    "`path` applies to the file connector only",
-                );
                 SinkKind::Kafka {
                     bootstrap_servers,
                     topic,
@@ -703,34 +800,37 @@ impl Planner<'_> {
                         .unwrap_or_default(),
                 }
             }
+            SinkConnector::Postgres => {
+                let url = self.required(
+                    &s.url,
+                    "sink.url",
+                    "the postgres connector needs a connection string, e.g. \"postgres://user:password@127.0.0.1:5432/db\"",
+                );
+                let table = self.required(
+                    &s.table,
+                    "sink.table",
+                    "the postgres connector needs the table to upsert into (it must exist, with `id` as its primary key)",
+                );
+                self.required(
+                    &s.key,
+                    "sink.key",
+                    "the postgres sink upserts by id: set `key`, e.g. \"{item_id}-{window_end}\"",
+                );
+                if output_known && output.index_of(POSTGRES_ID).is_ok() {
+                    self.err(
+                        None,
+                        "sink.connector",
+                        "the postgres sink writes the key to column `id`: rename the output column `id` (e.g. `id AS source_id`)",
+                    );
+                }
+                SinkKind::Postgres { url, table }
+            }
             SinkConnector::File | SinkConnector::Stdout => {
-                self.forbid(
-                    &s.partitioner,
-                    "sink.partitioner",
-                    "`partitioner` applies to the kafka connector only",
-                );
-                self.forbid(
-                    &s.topic,
-                    "sink.topic",
-                    "`topic` applies to the kafka connector only",
-                );
-                self.forbid(
-                    &s.bootstrap_servers,
-                    "sink.bootstrap_servers",
-                    "`bootstrap_servers` applies to the kafka connector only",
-                );
                 self.forbid(
                     &s.key,
                     "sink.key",
-                    "`key` applies to the kafka connector only",
+                    "`key` applies to the kafka and postgres connectors only",
                 );
-                if !s.properties.is_empty() {
-                    self.err(
-                        None,
-                        "sink.properties",
-                        "`properties` applies to the kafka connector only",
-                    );
-                }
                 if s.connector == SinkConnector::File {
                     let path = self.required(
                         &s.path,
@@ -741,11 +841,6 @@ impl Planner<'_> {
                         path: PathBuf::from(path),
                     }
                 } else {
-                    self.forbid(
-                        &s.path,
-                        "sink.path",
-                        "`path` applies to the file connector only",
-                    );
                     SinkKind::Stdout
                 }
             }
@@ -778,6 +873,9 @@ impl Planner<'_> {
             (SinkConnector::Stdout, Delivery::ExactlyOnce) => {
                 Some("the stdout sink cannot take back what it printed: use at-least-once or none")
             }
+            (SinkConnector::Postgres, Delivery::ExactlyOnce) => Some(
+                "postgres upserts are idempotent: at-least-once already gives exactly-once results per id (a replay overwrites the same rows)",
+            ),
             (_, Delivery::ExactlyOnce) if !checkpoints => Some(
                 "exactly-once output is committed when a checkpoint completes: add a [checkpoints] table",
             ),
@@ -1013,5 +1111,213 @@ mod sink_tests {
             .0
             .remove(0);
         assert_eq!(e.field, "sink.partitioner", "{e}");
+    }
+}
+
+#[cfg(test)]
+mod postgres_sink_tests {
+    use super::*;
+
+    const REFERENCE: &str = include_str!("../../../examples/hourly-item-clicks.toml");
+    const URL: &str = "postgres://kappa:s3cret@127.0.0.1:5432/analytics";
+
+    /// The reference job with its [sink] table replaced by `sink`.
+    fn job(sink: &str) -> String {
+        let at = REFERENCE.find("[sink]").unwrap();
+        format!("{}[sink]\n{sink}\n", &REFERENCE[..at])
+    }
+
+    fn postgres(extra: &str) -> String {
+        job(&format!(
+            "connector = \"postgres\"\nurl = \"{URL}\"\ntable = \"public.hourly_clicks\"\nkey = \"{{item_id}}-{{window_end}}\"\n{extra}"
+        ))
+    }
+
+    fn errors(text: &str) -> Vec<SpecError> {
+        plan_job("job.toml", text, &Overrides::default())
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn postgres_sinks_plan_with_url_table_and_key() {
+        let plan = plan_job("job.toml", &postgres(""), &Overrides::default()).unwrap();
+        match &plan.sink.kind {
+            SinkKind::Postgres { url, table } => {
+                assert_eq!(
+                    (url.as_str(), table.as_str()),
+                    (URL, "public.hourly_clicks")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            plan.sink.key.as_ref().unwrap().text,
+            "{item_id}-{window_end}"
+        );
+        assert_eq!(plan.sink.delivery, Delivery::AtLeastOnce);
+        let graph = plan.graph().to_string();
+        assert!(
+            graph.contains(
+                "postgres upsert into `public.hourly_clicks` by id `{item_id}-{window_end}`"
+            ),
+            "{graph}"
+        );
+        assert!(!graph.contains("s3cret"), "{graph}");
+        for delivery in ["at-least-once", "none"] {
+            let text = postgres(&format!("delivery = \"{delivery}\""));
+            assert!(plan_job("job.toml", &text, &Overrides::default()).is_ok());
+        }
+    }
+
+    #[test]
+    fn postgres_sinks_need_url_table_and_key() {
+        let text = job("connector = \"postgres\"");
+        let errs = errors(&text);
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["sink.url", "sink.table", "sink.key"], "{errs:?}");
+        assert!(errs.iter().all(|e| e.message.starts_with("missing")));
+        assert!(
+            errs[2]
+                .message
+                .contains("upserts by id: set `key`, e.g. \"{item_id}-{window_end}\""),
+            "{}",
+            errs[2]
+        );
+        let text = postgres("").replace("table = \"public.hourly_clicks\"", "table = \" \"");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].field.as_str(), errs[0].message.as_str()),
+            ("sink.table", "must not be empty")
+        );
+        assert_eq!(
+            errs[0].line,
+            Some(text.lines().position(|l| l.starts_with("table")).unwrap() + 1)
+        );
+        // The key is checked against the output columns as for kafka.
+        let errs = errors(
+            &postgres("")
+                .replace("{{window_end}}", "{{end}}")
+                .replace("{window_end}", "{end}"),
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "sink.key");
+    }
+
+    #[test]
+    fn postgres_sinks_refuse_kafka_and_file_settings() {
+        let text = postgres(
+            "topic = \"t\"\nbootstrap_servers = \"b:9092\"\npath = \"out\"\npartitioner = \"fixed\"\nproperties = { \"acks\" = \"all\" }",
+        );
+        let errs = errors(&text);
+        let mut fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "sink.bootstrap_servers",
+                "sink.partitioner",
+                "sink.path",
+                "sink.properties",
+                "sink.topic"
+            ],
+            "{errs:?}"
+        );
+        // No message echoes the connection string (it holds the password).
+        assert!(
+            errs.iter().all(|e| !e.to_string().contains("s3cret")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn other_sinks_refuse_url_and_table() {
+        let kafka = REFERENCE.replace(
+            "key = \"{item_id}-{window_end}\"",
+            &format!("key = \"{{item_id}}-{{window_end}}\"\nurl = \"{URL}\"\ntable = \"t\""),
+        );
+        let file = job(&format!(
+            "connector = \"file\"\npath = \"out\"\nurl = \"{URL}\"\ntable = \"t\""
+        ));
+        let stdout = job(&format!(
+            "connector = \"stdout\"\nurl = \"{URL}\"\ntable = \"t\"\nkey = \"{{item_id}}\""
+        ));
+        for (text, expected) in [
+            (kafka, vec!["sink.url", "sink.table"]),
+            (file, vec!["sink.url", "sink.table"]),
+            (stdout, vec!["sink.url", "sink.table", "sink.key"]),
+        ] {
+            let errs = errors(&text);
+            let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+            assert_eq!(fields, expected, "{errs:?}");
+            assert!(
+                errs[0].message.contains("postgres connector only"),
+                "{}",
+                errs[0]
+            );
+            assert!(
+                errs.iter().all(|e| !e.to_string().contains("s3cret")),
+                "{errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn postgres_sinks_refuse_exactly_once_as_needless() {
+        let text = postgres("delivery = \"exactly-once\"")
+            .replace("[sink]", "[checkpoints]\ninterval = \"10s\"\n\n[sink]");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "sink.delivery");
+        assert_eq!(
+            errs[0].message,
+            "postgres upserts are idempotent: at-least-once already gives exactly-once results per id (a replay overwrites the same rows)"
+        );
+    }
+
+    #[test]
+    fn an_output_column_named_id_clashes_with_the_row_id() {
+        let text = postgres("")
+            .replace("click_count = \"count(*)\"", "id = \"count(*)\"")
+            .replace("{item_id}-{window_end}", "{item_id}-{window_end}-{id}");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "sink.connector");
+        assert!(errs[0].message.contains("column `id`"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn passwords_are_redacted_in_both_url_forms() {
+        for (url, shown) in [
+            (
+                "postgres://kappa:s3cret@db:5432/analytics",
+                "postgres://kappa:***@db:5432/analytics",
+            ),
+            (
+                "postgresql://kappa:p@ss/w:rd@db/analytics?sslmode=disable",
+                "postgresql://kappa:***@db/analytics?sslmode=disable",
+            ),
+            (
+                "postgres://kappa@db/analytics",
+                "postgres://kappa@db/analytics",
+            ),
+            (
+                "postgres://db/analytics?user=kappa&password=s3cret&sslmode=disable",
+                "postgres://db/analytics?user=kappa&password=***&sslmode=disable",
+            ),
+            (
+                "host=db user=kappa password=s3cret dbname=analytics",
+                "host=db user=kappa password=*** dbname=analytics",
+            ),
+            (
+                "host=db PASSWORD = 's3 \\' cret' dbname=analytics",
+                "host=db PASSWORD = *** dbname=analytics",
+            ),
+            ("host=db user=password", "host=db user=password"),
+            ("host=db password=", "host=db password=***"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }

@@ -57,6 +57,8 @@ pub enum SinkConnector {
     Kafka,
     File,
     Stdout,
+    /// Upserts into a PostgreSQL table by id.
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -154,8 +156,12 @@ pub struct SinkSpec {
     pub path: Option<Spanned<String>>,
     #[serde(default)]
     pub format: Format,
-    /// Record key template, e.g. `{item_id}-{window_end}`.
+    /// Record key template, e.g. `{item_id}-{window_end}`; the row id of the postgres sink.
     pub key: Option<Spanned<String>>,
+    /// PostgreSQL connection string: `postgres://user:pw@host:5432/db` or `host=… user=…`.
+    pub url: Option<Spanned<String>>,
+    /// The PostgreSQL table to upsert into, optionally schema-qualified (`analytics.clicks`).
+    pub table: Option<Spanned<String>>,
     /// Which Kafka partition a record goes to.
     pub partitioner: Option<Spanned<SinkPartitioner>>,
     /// What the sink guarantees across failures.
