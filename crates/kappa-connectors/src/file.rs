@@ -17,7 +17,8 @@ use crate::json::{JsonDecoder, encode_rows};
 /// Lines read from one file per poll.
 const LINES_PER_POLL: usize = 8192;
 
-/// The files a file source reads: the file itself, or the regular files of a directory by name.
+/// The files a file source reads: the file itself, or the regular files of a directory by name
+/// (hidden files skipped).
 pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, ConnectorError> {
     let io = |e: std::io::Error| ConnectorError::Io(format!("{}: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(io)?;
@@ -27,7 +28,9 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, ConnectorError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(path).map_err(io)? {
         let entry = entry.map_err(io)?;
-        if entry.file_type().map_err(io)?.is_file() {
+        // Hidden files are in progress (the exactly-once file sink's uncommitted part files).
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if entry.file_type().map_err(io)?.is_file() && !hidden {
             files.push(entry.path());
         }
     }

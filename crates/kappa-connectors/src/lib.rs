@@ -1,11 +1,13 @@
 //! Kappa sources and sinks: Kafka (assigned partitions at explicit offsets, keyed JSON
-//! output, dead-letter topics), JSON-lines files and stdout, and split assignment.
+//! output, at-least-once or transactional, dead-letter topics), JSON-lines files (part files
+//! committed by rename for exactly-once) and stdout, and split assignment.
 
 pub mod bad_records;
 pub mod file;
 pub mod json;
 pub mod kafka;
 pub mod key;
+pub mod part_files;
 pub mod postgres;
 pub mod splits;
 
@@ -13,7 +15,7 @@ use std::sync::Arc;
 
 use kappa_job::JobPlan;
 use kappa_job::plan::{SinkKind, SourceKind};
-use kappa_job::spec::SinkPartitioner;
+use kappa_job::spec::{Delivery, SinkPartitioner};
 use kappa_runtime::TaskError;
 use kappa_runtime::io::{Sink, SourceReader};
 use kappa_runtime::metrics::SubtaskMetrics;
@@ -24,6 +26,8 @@ use crate::json::JsonDecoder;
 use crate::kafka::PartitionStart;
 use crate::kafka::sink::{DeadLetterWriter, KafkaSink, TopicProducer};
 use crate::kafka::source::{KafkaReader, KafkaReaderConfig};
+use crate::kafka::transactional::{KafkaTarget, TransactionalKafkaSink};
+use crate::part_files::PartFileSink;
 use crate::splits::SourceAssignment;
 use crossbeam_channel::Receiver;
 
@@ -82,8 +86,14 @@ pub fn open_source(
     }
 }
 
-/// Opens the sink of one subtask.
-pub fn open_sink(plan: &JobPlan, subtask: u32) -> Result<Box<dyn Sink>, TaskError> {
+/// The identity under which sink subtask `subtask` of job `job_id` commits its output.
+pub fn sink_writer_id(job_id: &str, subtask: u32) -> String {
+    format!("kappa-{job_id}-sink-{subtask}")
+}
+
+/// Opens the sink of one subtask of job `job_id`.
+pub fn open_sink(plan: &JobPlan, job_id: &str, subtask: u32) -> Result<Box<dyn Sink>, TaskError> {
+    let delivery = plan.sink.delivery;
     Ok(match &plan.sink.kind {
         SinkKind::Kafka {
             bootstrap_servers,
@@ -96,7 +106,30 @@ pub fn open_sink(plan: &JobPlan, subtask: u32) -> Result<Box<dyn Sink>, TaskErro
                 SinkPartitioner::Key => None,
                 SinkPartitioner::Fixed => Some((subtask % producer.partitions()?) as i32),
             };
-            Box::new(KafkaSink::new(producer, plan.sink.key.clone(), partition))
+            let key = plan.sink.key.clone();
+            match delivery {
+                Delivery::ExactlyOnce => {
+                    drop(producer);
+                    let target = KafkaTarget {
+                        bootstrap_servers: bootstrap_servers.clone(),
+                        properties: properties.clone(),
+                        topic: topic.clone(),
+                    };
+                    let writer = sink_writer_id(job_id, subtask);
+                    Box::new(TransactionalKafkaSink::open(
+                        target, &writer, key, partition,
+                    )?)
+                }
+                Delivery::AtLeastOnce | Delivery::None => Box::new(KafkaSink::new(
+                    producer,
+                    key,
+                    partition,
+                    delivery == Delivery::AtLeastOnce,
+                )),
+            }
+        }
+        SinkKind::File { path } if delivery == Delivery::ExactlyOnce => {
+            Box::new(PartFileSink::open(path, &format!("{job_id}-{subtask}"))?)
         }
         SinkKind::File { path } => {
             Box::new(LineSink::part_file(path, subtask).map_err(|e| TaskError::Io(e.to_string()))?)

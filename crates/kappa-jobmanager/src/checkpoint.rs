@@ -73,6 +73,20 @@ pub struct WindowState {
     pub state: StateHandle,
 }
 
+/// Output of a sink subtask closed at a checkpoint barrier and not known to be committed: a
+/// restore commits it (once) before the sink writes anything new.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkCommitState {
+    pub subtask: u32,
+    /// The checkpoint whose barrier closed it.
+    pub checkpoint_id: u64,
+    /// The identity it is committed under.
+    pub writer: String,
+    /// The object holding it.
+    pub object: String,
+    pub bytes: u64,
+}
+
 /// `chk-n/_metadata`: everything a restore needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointMetadata {
@@ -90,6 +104,20 @@ pub struct CheckpointMetadata {
     /// Its aggregate functions, in order: the layout of the saved accumulators.
     #[serde(default)]
     pub aggregates: Vec<String>,
+    /// Sink output this checkpoint holds that may not be committed yet.
+    #[serde(default)]
+    pub sink_commits: Vec<SinkCommitState>,
+}
+
+impl CheckpointMetadata {
+    /// Every object this checkpoint refers to (besides its `_metadata`).
+    fn objects(&self) -> impl Iterator<Item = &str> {
+        let state = self
+            .windows
+            .iter()
+            .flat_map(|w| w.state.files.iter().map(|f| f.object.as_str()));
+        state.chain(self.sink_commits.iter().map(|c| c.object.as_str()))
+    }
 }
 
 fn default_uid() -> String {
@@ -335,6 +363,20 @@ impl Checkpoints {
             }
         }
         windows.sort_by_key(|w| w.subtask);
+        let mut sink_commits: Vec<SinkCommitState> = p
+            .acks
+            .values()
+            .flat_map(|a| {
+                a.sink_commits.iter().map(|c| SinkCommitState {
+                    subtask: a.subtask,
+                    checkpoint_id: c.checkpoint_id,
+                    writer: c.writer.clone(),
+                    object: c.object.clone(),
+                    bytes: c.bytes,
+                })
+            })
+            .collect();
+        sink_commits.sort_by_key(|c| (c.subtask, c.checkpoint_id));
         let mut offsets = p.stats.offsets.clone();
         offsets.sort_by_key(|o| o.partition);
         Step::Complete(Box::new(CheckpointMetadata {
@@ -348,6 +390,7 @@ impl Checkpoints {
             windows,
             window_uid: self.operator.0.clone(),
             aggregates: self.operator.1.clone(),
+            sink_commits,
         }))
     }
 
@@ -394,17 +437,13 @@ impl Checkpoints {
         let keep: BTreeSet<&str> = self
             .retained
             .iter()
-            .flat_map(|m| {
-                m.windows
-                    .iter()
-                    .flat_map(|w| w.state.files.iter().map(|f| f.object.as_str()))
-            })
+            .flat_map(CheckpointMetadata::objects)
             .collect();
         let mut delete = Vec::new();
         for old in &obsolete {
-            for f in old.windows.iter().flat_map(|w| &w.state.files) {
-                if !keep.contains(f.object.as_str())
-                    && let Ok(p) = ObjectPath::parse(&f.object)
+            for object in old.objects() {
+                if !keep.contains(object)
+                    && let Ok(p) = ObjectPath::parse(object)
                 {
                     delete.push(p);
                 }
@@ -475,26 +514,40 @@ pub async fn write_savepoint(
     let mut copy = meta.clone();
     for w in &mut copy.windows {
         for f in &mut w.state.files {
-            let from = ObjectPath::parse(&f.object).map_err(|e| e.to_string())?;
             let to = dst.child(&[&format!("window-{}", w.subtask), &f.name]);
-            let bytes = src
-                .store
-                .get(&from)
-                .await
-                .map_err(|e| format!("reading {}: {e}", src.show(&from)))?
-                .bytes()
-                .await
-                .map_err(|e| format!("reading {}: {e}", src.show(&from)))?;
-            dst.store
-                .put(&to, PutPayload::from(bytes))
-                .await
-                .map_err(|e| format!("writing {}: {e}", dst.show(&to)))?;
-            f.object = to.to_string();
+            f.object = copy_object(src, &f.object, dst, to).await?;
         }
+    }
+    for c in &mut copy.sink_commits {
+        let to = dst.child(&["sink", &format!("{}-{}", c.subtask, c.checkpoint_id)]);
+        c.object = copy_object(src, &c.object, dst, to).await?;
     }
     let path = dst.child(&["_metadata"]);
     write_metadata(dst, &path, &copy).await?;
     Ok(dst.text.clone())
+}
+
+/// Copies object `from` of `src` to `to` in `dst`; returns the new object path.
+async fn copy_object(
+    src: &Location,
+    from: &str,
+    dst: &Location,
+    to: ObjectPath,
+) -> Result<String, String> {
+    let from = ObjectPath::parse(from).map_err(|e| e.to_string())?;
+    let bytes = src
+        .store
+        .get(&from)
+        .await
+        .map_err(|e| format!("reading {}: {e}", src.show(&from)))?
+        .bytes()
+        .await
+        .map_err(|e| format!("reading {}: {e}", src.show(&from)))?;
+    dst.store
+        .put(&to, PutPayload::from(bytes))
+        .await
+        .map_err(|e| format!("writing {}: {e}", dst.show(&to)))?;
+    Ok(to.to_string())
 }
 
 /// Checkpoint ticks: the interval, but never faster than the sources can take them.

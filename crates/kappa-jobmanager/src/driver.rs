@@ -12,14 +12,18 @@ use kappa_connectors::splits::{SourceAssignment, assign_splits};
 use kappa_job::plan::SourceKind;
 use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
+use kappa_proto::v1::task_manager_service_client::TaskManagerServiceClient;
 use kappa_proto::v1::{
     AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest, PartitionStart, SourceSplits,
     SubtaskLocation, TaskDeployment, TaskState, TriggerCheckpointRequest,
 };
-use kappa_proto::v1::{FileList, KafkaPartitions, RestoreState};
+use kappa_proto::v1::{
+    FileList, KafkaPartitions, NotifyCheckpointCompleteRequest, RestoreState, SinkCommit,
+};
 use kappa_runtime::TaskError;
 use kappa_runtime::metrics::VertexMetrics;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tonic::transport::Channel;
 
 use crate::Inner;
 use crate::checkpoint::{
@@ -202,6 +206,25 @@ fn restore_states(
         .collect()
 }
 
+/// The sink output of a checkpoint that sink subtask `subtask` (of `p`) commits before it
+/// starts: that of the earlier subtasks with the same index modulo `p`.
+fn sink_commits(source: Option<&RestoreSource>, subtask: u32, p: u32) -> Vec<SinkCommit> {
+    let Some(RestoreSource { location, meta }) = source else {
+        return Vec::new();
+    };
+    meta.sink_commits
+        .iter()
+        .filter(|c| c.subtask % p == subtask)
+        .map(|c| SinkCommit {
+            checkpoint_id: c.checkpoint_id,
+            writer: c.writer.clone(),
+            object: c.object.clone(),
+            bytes: c.bytes,
+            location: location.text.clone(),
+        })
+        .collect()
+}
+
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         for t in self.savepoints.drain(..) {
@@ -350,6 +373,10 @@ async fn deploy_and_follow(
             subtask: i,
             splits: Some(splits_to_proto(&assignments[i as usize])),
             restore: Vec::new(),
+            sink_commits: match windowed {
+                true => Vec::new(),
+                false => sink_commits(latest.as_ref(), i, p),
+            },
         });
         attempt
             .tasks
@@ -360,6 +387,7 @@ async fn deploy_and_follow(
                 subtask: i,
                 splits: None,
                 restore: restore_states(latest.as_ref(), i, plan.max_parallelism, p),
+                sink_commits: sink_commits(latest.as_ref(), i, p),
             });
             attempt
                 .tasks
@@ -671,21 +699,43 @@ impl Attempt<'_> {
         }
     }
 
+    /// The taskmanagers the attempt runs on, with their clients.
+    fn taskmanagers(&self) -> Vec<(String, TaskManagerServiceClient<Channel>)> {
+        let mut tms: Vec<String> = (0..self.job.plan.parallelism as usize)
+            .filter_map(|i| self.placement.get(i).cloned())
+            .collect();
+        tms.sort();
+        tms.dedup();
+        tms.into_iter()
+            .filter_map(|tm| {
+                let client = self.inner.registry.get(&tm)?.client;
+                Some((tm, client))
+            })
+            .collect()
+    }
+
+    /// Tells the attempt's taskmanagers that checkpoint `n` completed (sinks commit). One that
+    /// misses it commits at the next notification; a restart commits from the checkpoint.
+    async fn notify_complete(&self, n: u64) {
+        for (tm, mut c) in self.taskmanagers() {
+            let req = NotifyCheckpointCompleteRequest {
+                job_id: self.job.id.clone(),
+                attempt: self.number,
+                checkpoint_id: n,
+            };
+            if let Err(s) = c.notify_checkpoint_complete(req).await {
+                tracing::warn!(taskmanager = %tm, checkpoint = n, error = %s.message(), "could not notify a completed checkpoint");
+            }
+        }
+    }
+
     /// Carries out what the checkpoint coordinator asks for; an error fails the attempt.
     async fn checkpoint_step(&mut self, step: Option<Step>) -> Option<TaskError> {
         match step? {
             Step::Nothing => None,
             Step::FailJob(why) => Some(TaskError::Io(why)),
             Step::Trigger(n) => {
-                let mut tms: Vec<String> = (0..self.job.plan.parallelism as usize)
-                    .filter_map(|i| self.placement.get(i).cloned())
-                    .collect();
-                tms.sort();
-                tms.dedup();
-                for tm in tms {
-                    let Some(mut c) = self.inner.registry.get(&tm).map(|t| t.client) else {
-                        continue;
-                    };
+                for (tm, mut c) in self.taskmanagers() {
                     let req = TriggerCheckpointRequest {
                         job_id: self.job.id.clone(),
                         attempt: self.number,
@@ -709,6 +759,7 @@ impl Attempt<'_> {
                 let written = write_metadata(&location, &path, &meta).await;
                 if written.is_ok() {
                     self.write_savepoints(&location, &meta).await;
+                    self.notify_complete(meta.checkpoint_id).await;
                 }
                 let (step, obsolete) = self
                     .job

@@ -51,11 +51,52 @@ pub trait SourceReader: Send {
     ) -> Result<SourceStatus, TaskError>;
 }
 
+/// Output a restarted sink subtask must commit before it writes anything new: what an earlier
+/// run of `writer` closed at the barrier of `checkpoint`, as [`Sink::prepare`] returned it.
+#[derive(Debug, Clone)]
+pub struct PendingCommit {
+    pub writer: String,
+    pub checkpoint: u64,
+    pub data: Vec<u8>,
+}
+
 /// Writes result batches of one subtask.
 pub trait Sink: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError>;
 
-    /// Makes everything written so far durable at the destination.
+    /// The barrier of checkpoint `n` passed: what was written since the previous barrier
+    /// belongs to checkpoint n. At-least-once sinks make it durable here. Transactional sinks
+    /// close it and return what committing it needs; the checkpoint keeps that, so a restarted
+    /// job can still commit it ([`Sink::recover`]).
+    fn prepare(&mut self, n: u64) -> Result<Option<Vec<u8>>, TaskError> {
+        let _ = n;
+        self.flush()?;
+        Ok(None)
+    }
+
+    /// Checkpoint `n` completed: make everything prepared up to it visible.
+    fn commit(&mut self, n: u64) -> Result<(), TaskError> {
+        let _ = n;
+        Ok(())
+    }
+
+    /// Before the first write of a restarted subtask: commit, exactly once, what the restored
+    /// checkpoint holds but an earlier run may not have committed.
+    fn recover(&mut self, pending: Vec<PendingCommit>) -> Result<(), TaskError> {
+        match pending.is_empty() {
+            true => Ok(()),
+            false => Err(TaskError::Data(
+                "this sink cannot commit output of an earlier run".into(),
+            )),
+        }
+    }
+
+    /// The identity commits are made under (see [`PendingCommit::writer`]).
+    fn writer(&self) -> String {
+        String::new()
+    }
+
+    /// The input ended: make everything written durable and visible.
     fn flush(&mut self) -> Result<(), TaskError>;
 
     /// Surfaces failures of earlier asynchronous writes; called while the task waits for input.

@@ -111,9 +111,17 @@ impl SourceOutput {
     }
 }
 
-/// Acknowledges a source subtask's part of a checkpoint: its positions.
+/// Acknowledges a source subtask's part of a checkpoint: its positions, and the output of a
+/// chained sink waiting to be committed.
 pub trait SourceAck: Send {
-    fn acknowledge(&mut self, n: u64, positions: Vec<SplitPosition>) -> Result<(), TaskError>;
+    fn acknowledge(
+        &mut self,
+        n: u64,
+        positions: Vec<SplitPosition>,
+        sink: Option<Vec<u8>>,
+    ) -> Result<(), TaskError>;
+    /// The newest checkpoint completed since the last call, if any.
+    fn completed(&mut self) -> Option<u64>;
 }
 
 /// How a source subtask takes part in checkpoints.
@@ -145,11 +153,20 @@ impl SourceTask {
             return Ok(());
         };
         while let Ok(n) = cp.triggers.try_recv() {
-            cp.acks.acknowledge(n, self.reader.positions())?;
+            let positions = self.reader.positions();
             match &mut self.output {
-                SourceOutput::Sink(sink) => sink.flush()?,
-                output => output.control(&Element::Barrier(n))?,
+                SourceOutput::Sink(sink) => {
+                    let pending = sink.prepare(n)?;
+                    cp.acks.acknowledge(n, positions, pending)?;
+                }
+                output => {
+                    cp.acks.acknowledge(n, positions, None)?;
+                    output.control(&Element::Barrier(n))?;
+                }
             }
+        }
+        if let (Some(n), SourceOutput::Sink(sink)) = (cp.acks.completed(), &mut self.output) {
+            sink.commit(n)?;
         }
         Ok(())
     }
@@ -231,8 +248,11 @@ pub trait SnapshotHook: Send {
     /// The keyed state the operator writes its changes into.
     fn state(&mut self) -> &mut dyn KeyedState;
     /// The operator's changes are in [`SnapshotHook::state`]: take the snapshot of checkpoint
-    /// `n` and acknowledge it (the upload may go on after this returns).
-    fn snapshot(&mut self, n: u64) -> Result<(), TaskError>;
+    /// `n` and acknowledge it with the sink's output waiting to be committed (the upload may go
+    /// on after this returns).
+    fn snapshot(&mut self, n: u64, sink: Option<Vec<u8>>) -> Result<(), TaskError>;
+    /// The newest checkpoint completed since the last call, if any.
+    fn completed(&mut self) -> Option<u64>;
 }
 
 /// Everything a window task needs.
@@ -259,15 +279,23 @@ impl WindowTask {
         Ok(())
     }
 
-    /// Checkpoint n: the window state into the state backend, the sink flushed (at-least-once
-    /// output), then the snapshot taken and acknowledged.
+    /// Checkpoint n: the sink's output up to the barrier prepared, the window state into the
+    /// state backend, then the snapshot taken and acknowledged.
     fn checkpoint(&mut self, n: u64) -> Result<(), Stop> {
-        self.sink.flush()?;
+        let pending = self.sink.prepare(n)?;
         if let Some(hook) = self.checkpoints.as_mut() {
             self.window.snapshot(hook.state()).map_err(|e| {
                 TaskError::Io(format!("writing window state for checkpoint {n}: {e}"))
             })?;
-            hook.snapshot(n)?;
+            hook.snapshot(n, pending)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the sink's output of the checkpoints completed meanwhile.
+    fn commit_completed(&mut self) -> Result<(), Stop> {
+        if let Some(n) = self.checkpoints.as_mut().and_then(|h| h.completed()) {
+            self.sink.commit(n)?;
         }
         Ok(())
     }
@@ -276,6 +304,7 @@ impl WindowTask {
         let mut watermarks = InputWatermarks::new(self.inputs.upstreams);
         let mut aligner = BarrierAligner::new(self.inputs.upstreams);
         loop {
+            self.commit_completed()?;
             let (from, element) = match aligner.next(&self.inputs)? {
                 None => {
                     self.sink.check()?;

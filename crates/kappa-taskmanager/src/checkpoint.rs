@@ -1,18 +1,25 @@
 //! A taskmanager's part of checkpoints: source subtasks acknowledge their offsets; window
 //! subtasks keep their state in a local RocksDB, checkpoint it at the barrier and upload it
-//! (only new SSTs) while processing goes on, then acknowledge the state handle.
+//! (only new SSTs) while processing goes on, then acknowledge the state handle. The subtask
+//! holding the sink also uploads its output waiting to be committed, and commits it when told
+//! the checkpoint completed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kappa_proto::v1::{CheckpointAck, PartitionOffset, RestoreState};
+use crossbeam_channel::Receiver;
+use kappa_proto::v1::{CheckpointAck, PartitionOffset, RestoreState, SinkCommit};
 use kappa_runtime::TaskError;
-use kappa_runtime::io::SplitPosition;
+use kappa_runtime::io::{PendingCommit, SplitPosition};
 use kappa_runtime::state::KeyedState;
 use kappa_runtime::task::{SnapshotHook, SourceAck};
 use kappa_runtime::window::WindowOperator;
 use kappa_state::{Location, RocksState, StateHandle, Uploader, download};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use parking_lot::Mutex;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::registration::ToJobManager;
@@ -46,14 +53,115 @@ impl CheckpointContext {
     }
 }
 
-/// A source subtask's acknowledgements: its offsets.
+/// One closed epoch of sink output: its bytes until uploaded, then its object.
+struct Epoch {
+    data: Option<Arc<Vec<u8>>>,
+    bytes: u64,
+    object: Option<String>,
+}
+
+/// The sink output of a subtask that waits for its checkpoint to complete.
+pub struct SinkLog {
+    writer: String,
+    /// Checkpoint completions, from the jobmanager.
+    completions: Receiver<u64>,
+    epochs: Arc<Mutex<BTreeMap<u64, Epoch>>>,
+}
+
+impl SinkLog {
+    pub fn new(writer: String, completions: Receiver<u64>) -> Self {
+        Self {
+            writer,
+            completions,
+            epochs: Arc::default(),
+        }
+    }
+
+    fn add(&self, n: u64, data: Option<Vec<u8>>) {
+        if let Some(d) = data {
+            self.epochs.lock().insert(
+                n,
+                Epoch {
+                    bytes: d.len() as u64,
+                    data: Some(Arc::new(d)),
+                    object: None,
+                },
+            );
+        }
+    }
+
+    /// The newest checkpoint completed since the last call; its epochs are forgotten.
+    fn completed(&mut self) -> Option<u64> {
+        let n = self.completions.try_iter().max()?;
+        let mut epochs = self.epochs.lock();
+        *epochs = epochs.split_off(&(n + 1));
+        Some(n)
+    }
+
+    /// Uploads the epochs up to `n` not uploaded yet; returns every epoch up to `n`.
+    fn upload(
+        &self,
+        ctx: &CheckpointContext,
+        subtask: u32,
+        n: u64,
+    ) -> impl std::future::Future<Output = Result<Vec<SinkCommit>, String>> + Send + 'static {
+        let (epochs, writer, location) = (
+            Arc::clone(&self.epochs),
+            self.writer.clone(),
+            ctx.location.clone(),
+        );
+        let prefix = format!("{}-{subtask}", ctx.attempt);
+        let job = ctx.job_id.clone();
+        async move {
+            let todo: Vec<(u64, Arc<Vec<u8>>)> = epochs
+                .lock()
+                .range(..=n)
+                .filter_map(|(id, e)| Some((*id, Arc::clone(e.data.as_ref()?))))
+                .collect();
+            for (id, data) in todo {
+                let path = location.child(&[&job, "shared", &format!("sink-{prefix}-{id}")]);
+                location
+                    .store
+                    .put(&path, PutPayload::from(data.as_ref().clone()))
+                    .await
+                    .map_err(|e| format!("writing {}: {e}", location.show(&path)))?;
+                if let Some(e) = epochs.lock().get_mut(&id) {
+                    e.object = Some(path.to_string());
+                    e.data = None;
+                }
+            }
+            let commits = epochs
+                .lock()
+                .range(..=n)
+                .filter_map(|(id, e)| {
+                    Some(SinkCommit {
+                        checkpoint_id: *id,
+                        writer: writer.clone(),
+                        object: e.object.clone()?,
+                        bytes: e.bytes,
+                        location: String::new(),
+                    })
+                })
+                .collect();
+            Ok(commits)
+        }
+    }
+}
+
+/// A source subtask's acknowledgements: its offsets, and the output of a chained sink.
 pub struct SourceAcks {
     pub ctx: Arc<CheckpointContext>,
     pub subtask: u32,
+    pub sink: Option<SinkLog>,
 }
 
 impl SourceAck for SourceAcks {
-    fn acknowledge(&mut self, n: u64, positions: Vec<SplitPosition>) -> Result<(), TaskError> {
+    fn acknowledge(
+        &mut self,
+        n: u64,
+        positions: Vec<SplitPosition>,
+        sink: Option<Vec<u8>>,
+    ) -> Result<(), TaskError> {
         let mut ack = self.ctx.base_ack(n, 0, self.subtask);
         ack.offsets = positions
             .into_iter()
@@ -62,9 +170,57 @@ impl SourceAck for SourceAcks {
                 next_offset: p.next_offset,
             })
             .collect();
-        self.ctx.ack(ack);
+        let Some(log) = self.sink.as_ref() else {
+            self.ctx.ack(ack);
+            return Ok(());
+        };
+        log.add(n, sink);
+        let upload = log.upload(&self.ctx, self.subtask, n);
+        let ctx = Arc::clone(&self.ctx);
+        self.ctx.shared.handle.spawn(async move {
+            let started = Instant::now();
+            match upload.await {
+                Ok(commits) => ack.sink_commits = commits,
+                Err(e) => ack.decline = e,
+            }
+            ack.async_ms = started.elapsed().as_millis() as u64;
+            ctx.ack(ack);
+        });
         Ok(())
     }
+
+    fn completed(&mut self) -> Option<u64> {
+        self.sink.as_mut()?.completed()
+    }
+}
+
+/// Reads the sink output a restored checkpoint holds for this subtask.
+pub fn pending_commits(
+    ctx: &CheckpointContext,
+    commits: &[SinkCommit],
+) -> Result<Vec<PendingCommit>, TaskError> {
+    commits
+        .iter()
+        .map(|c| {
+            let location = match c.location.is_empty() {
+                true => ctx.location.clone(),
+                false => Location::parse(&c.location).map_err(|e| TaskError::Io(e.to_string()))?,
+            };
+            let path = ObjectPath::parse(&c.object)
+                .map_err(|e| TaskError::Data(format!("sink output `{}`: {e}", c.object)))?;
+            let shown = location.show(&path);
+            let data = ctx
+                .shared
+                .handle
+                .block_on(async { location.store.get(&path).await?.bytes().await })
+                .map_err(|e| TaskError::Io(format!("reading sink output {shown}: {e}")))?;
+            Ok(PendingCommit {
+                writer: c.writer.clone(),
+                checkpoint: c.checkpoint_id,
+                data: data.to_vec(),
+            })
+        })
+        .collect()
 }
 
 /// A window subtask's state and its snapshots.
@@ -73,11 +229,16 @@ pub struct WindowSnapshots {
     subtask: u32,
     state: RocksState,
     uploader: Arc<AsyncMutex<Uploader>>,
+    sink: SinkLog,
 }
 
 impl WindowSnapshots {
     /// Opens the subtask's local state database.
-    pub fn open(ctx: Arc<CheckpointContext>, subtask: u32) -> Result<Self, TaskError> {
+    pub fn open(
+        ctx: Arc<CheckpointContext>,
+        subtask: u32,
+        sink: SinkLog,
+    ) -> Result<Self, TaskError> {
         let dir = ctx.local.join(format!("window-{subtask}"));
         let state = RocksState::open(&dir.join("db")).map_err(|e| TaskError::Io(e.to_string()))?;
         // SST names are unique within one database only: each attempt's subtask has its own folder.
@@ -90,6 +251,7 @@ impl WindowSnapshots {
             subtask,
             state,
             uploader: Arc::new(AsyncMutex::new(uploader)),
+            sink,
         })
     }
 }
@@ -99,7 +261,13 @@ impl SnapshotHook for WindowSnapshots {
         &mut self.state
     }
 
-    fn snapshot(&mut self, n: u64) -> Result<(), TaskError> {
+    fn completed(&mut self) -> Option<u64> {
+        self.sink.completed()
+    }
+
+    fn snapshot(&mut self, n: u64, sink: Option<Vec<u8>>) -> Result<(), TaskError> {
+        self.sink.add(n, sink);
+        let sink_upload = self.sink.upload(&self.ctx, self.subtask, n);
         let started = Instant::now();
         let dir = self
             .ctx
@@ -125,17 +293,26 @@ impl SnapshotHook for WindowSnapshots {
             let upload_started = Instant::now();
             let result = uploader.lock().await.upload(&dir, &files, &private).await;
             let _ = tokio::fs::remove_dir_all(&dir).await;
+            let sink = match &result {
+                Ok(_) => sink_upload.await,
+                Err(_) => Ok(Vec::new()),
+            };
             let mut ack = ctx.base_ack(n, 1, subtask);
             ack.sync_ms = sync_ms;
             ack.async_ms = upload_started.elapsed().as_millis() as u64;
-            match result {
-                Ok(uploaded) => {
+            match (result, sink) {
+                (Ok(_), Err(e)) => {
+                    tracing::warn!(job = %ctx.job_id, checkpoint = n, subtask, error = %e, "declining checkpoint");
+                    ack.decline = e;
+                }
+                (Ok(uploaded), Ok(commits)) => {
+                    ack.sink_commits = commits;
                     ack.full_bytes = uploaded.handle.size();
                     ack.incremental_bytes = uploaded.bytes;
                     // A handle that does not serialise arrives empty: the jobmanager declines it.
                     ack.state_handle = serde_json::to_string(&uploaded.handle).unwrap_or_default();
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     tracing::warn!(job = %ctx.job_id, checkpoint = n, subtask, error = %e, "declining checkpoint");
                     ack.decline = e.to_string();
                 }

@@ -26,7 +26,9 @@ use kappa_runtime::window::WindowOperator;
 use kappa_state::Location;
 use tonic::Status;
 
-use crate::checkpoint::{CheckpointContext, SourceAcks, WindowSnapshots, restore_window};
+use crate::checkpoint::{
+    CheckpointContext, SinkLog, SourceAcks, WindowSnapshots, pending_commits, restore_window,
+};
 use crate::exchange::RemoteSender;
 use crate::registration::{ToJobManager, to_proto};
 use crate::state::{AttemptKey, LocalAttempt, LocalSubtask, Shared};
@@ -194,19 +196,27 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         }))
     };
     let mut checkpoint_triggers = HashMap::new();
+    let mut checkpoint_completions = Vec::new();
+    let mut completion_ends = HashMap::new();
     let mut trigger_ends = HashMap::new();
     let mut subtasks = Vec::new();
     let mut inputs = HashMap::new();
     let mut input_ends = Vec::new();
     let mut split_inboxes = HashMap::new();
     let mut inbox_ends = HashMap::new();
+    let sink_vertex = u32::from(plan.window.is_some());
     for t in &req.tasks {
         let metrics: Arc<SubtaskMetrics> = Arc::default();
+        if t.vertex == sink_vertex && checkpointing.is_some() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            checkpoint_completions.push(tx);
+            completion_ends.insert(t.subtask, rx);
+        }
         if t.vertex == 1 {
             let (ins, tx) =
                 Inputs::new(p, INPUT_CAPACITY, Arc::clone(&cancel), Arc::clone(&metrics));
             inputs.insert(t.subtask, tx);
-            input_ends.push((t.subtask, ins, Arc::clone(&metrics), t.restore.clone()));
+            input_ends.push((t.subtask, ins, Arc::clone(&metrics), t.clone()));
         } else {
             let (tx, rx) = crossbeam_channel::unbounded();
             split_inboxes.insert(t.subtask, tx);
@@ -229,6 +239,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         inputs: inputs.clone(),
         split_inboxes,
         checkpoint_triggers,
+        checkpoint_completions,
         subtasks,
         running: AtomicUsize::new(req.tasks.len()),
         local_state: checkpointing.as_ref().map(|c| c.local.clone()),
@@ -254,29 +265,35 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             metrics,
         }
     };
-    for (i, ins, metrics, restores) in input_ends {
+    for (i, ins, metrics, deployment) in input_ends {
         let Some(w) = plan.window.clone() else {
             continue;
         };
         let plan = Arc::clone(&plan);
         let ctx = checkpointing.clone();
+        let completions = completion_ends.remove(&i);
+        let job_id = key.0.clone();
         reporter(1, i).spawn(format!("{}-window-{i}", key.0), move || {
             let mut window = WindowOperator::new(&w, Arc::clone(&plan.output_schema), plan.max_parallelism)?;
-            let checkpoints = match ctx {
-                Some(ctx) => {
+            let mut sink = open_sink(&plan, &job_id, i)?;
+            let checkpoints = match ctx.zip(completions) {
+                Some((ctx, completions)) => {
+                    let restores = &deployment.restore;
                     if !restores.is_empty() {
                         let range = key_group_range(i, plan.max_parallelism, plan.parallelism);
-                        let n = restore_window(&ctx, i, &restores, &mut window, range)?;
+                        let n = restore_window(&ctx, i, restores, &mut window, range)?;
                         tracing::info!(job = %ctx.job_id, subtask = i, windows = n, "window state restored");
                     }
-                    Some(Box::new(WindowSnapshots::open(ctx, i)?) as Box<dyn SnapshotHook>)
+                    sink.recover(pending_commits(&ctx, &deployment.sink_commits)?)?;
+                    let log = SinkLog::new(sink.writer(), completions);
+                    Some(Box::new(WindowSnapshots::open(ctx, i, log)?) as Box<dyn SnapshotHook>)
                 }
                 None => None,
             };
             let task = WindowTask {
                 inputs: ins,
                 window,
-                sink: open_sink(&plan, i)?,
+                sink,
                 metrics,
                 checkpoints,
             };
@@ -327,7 +344,9 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         let (plan, cancel, job_id) = (Arc::clone(&plan), Arc::clone(&cancel), key.0.clone());
         let inbox = inbox_ends.remove(&i);
         let (triggers, ctx) = (trigger_ends.remove(&i), checkpointing.clone());
+        let (completions, commits) = (completion_ends.remove(&i), t.sink_commits.clone());
         reporter(0, i).spawn(format!("{}-source-{i}", key.0), move || {
+            let mut sink_log = None;
             let output = match (targets, &plan.window) {
                 (Some(targets), Some(w)) => SourceOutput::Keyed {
                     partitioner: KeyPartitioner::new(
@@ -337,11 +356,22 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                     )?,
                     outputs: Outputs::new(i, targets, Arc::clone(&cancel), Arc::clone(&metrics)),
                 },
-                _ => SourceOutput::Sink(open_sink(&plan, i)?),
+                _ => {
+                    let mut sink = open_sink(&plan, &job_id, i)?;
+                    if let (Some(ctx), Some(completions)) = (&ctx, completions) {
+                        sink.recover(pending_commits(ctx, &commits)?)?;
+                        sink_log = Some(SinkLog::new(sink.writer(), completions));
+                    }
+                    SourceOutput::Sink(sink)
+                }
             };
             let checkpoints = triggers.zip(ctx).map(|(triggers, ctx)| SourceCheckpoints {
                 triggers,
-                acks: Box::new(SourceAcks { ctx, subtask: i }),
+                acks: Box::new(SourceAcks {
+                    ctx,
+                    subtask: i,
+                    sink: sink_log,
+                }),
             });
             let reader = open_source(&plan, &job_id, &assignment, inbox, Arc::clone(&metrics))?;
             SourceTask {

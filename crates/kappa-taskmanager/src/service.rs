@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use kappa_connectors::splits::SourceAssignment;
 use kappa_proto::v1::task_manager_service_server::TaskManagerService;
 use kappa_proto::v1::{
-    Ack, AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest, TriggerCheckpointRequest,
+    Ack, AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest,
+    NotifyCheckpointCompleteRequest, TriggerCheckpointRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -67,6 +68,21 @@ impl TaskManagerService for ControlService {
         for tx in attempt.checkpoint_triggers.values() {
             // A source that already ended simply does not take part.
             let _ = tx.send(req.checkpoint_id);
+        }
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn notify_checkpoint_complete(
+        &self,
+        req: Request<NotifyCheckpointCompleteRequest>,
+    ) -> Result<Response<Ack>, Status> {
+        let req = req.into_inner();
+        let attempts = self.shared.attempts.lock();
+        if let Some(a) = attempts.get(&(req.job_id.clone(), req.attempt)) {
+            for tx in &a.checkpoint_completions {
+                // A subtask that already ended has nothing left to commit.
+                let _ = tx.send(req.checkpoint_id);
+            }
         }
         Ok(Response::new(Ack {}))
     }

@@ -35,6 +35,8 @@ pub struct LocalAttempt {
     pub split_inboxes: HashMap<u32, Sender<Vec<PartitionStart>>>,
     /// Source subtasks here, by index: where checkpoint triggers go.
     pub checkpoint_triggers: HashMap<u32, Sender<u64>>,
+    /// Subtasks here that hold the sink: where completed checkpoints are announced.
+    pub checkpoint_completions: Vec<Sender<u64>>,
     pub subtasks: Vec<LocalSubtask>,
     /// Subtask threads still running.
     pub running: AtomicUsize,

@@ -1,9 +1,11 @@
 //! Kafka connectors over librdkafka: partitions read with `assign()` at explicit offsets
-//! (never consumer-group rebalancing), sinks keyed by a template, dead-letter topics.
+//! (never consumer-group rebalancing), sinks keyed by a template (at-least-once or
+//! transactional), dead-letter topics.
 
 pub mod admin;
 pub mod sink;
 pub mod source;
+pub mod transactional;
 
 use std::collections::BTreeMap;
 

@@ -9,11 +9,11 @@ use arrow::array::RecordBatch;
 use kappa_job::template::KeyTemplate;
 use kappa_runtime::TaskError;
 use parking_lot::Mutex;
-use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext};
 
 use super::client_config;
 use crate::json::encode_rows;
@@ -24,9 +24,12 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a topic lookup may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a transaction step (init, commit) may take.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Remembers the first failed delivery so the task can fail on it.
 #[derive(Clone, Default)]
-struct DeliveryErrors(Arc<Mutex<Option<String>>>);
+pub struct DeliveryErrors(Arc<Mutex<Option<String>>>);
 
 impl ClientContext for DeliveryErrors {}
 
@@ -56,8 +59,41 @@ impl TopicProducer {
         properties: &BTreeMap<String, String>,
         topic: &str,
     ) -> Result<Self, TaskError> {
+        Self::with_config(
+            client_config(bootstrap_servers, properties),
+            bootstrap_servers,
+            topic,
+        )
+    }
+
+    /// A producer whose writes are transactions under `transactional_id`; opening it fences
+    /// older producers with that id and aborts their open transaction.
+    pub fn transactional(
+        bootstrap_servers: &str,
+        properties: &BTreeMap<String, String>,
+        topic: &str,
+        transactional_id: &str,
+    ) -> Result<Self, TaskError> {
+        let mut config = client_config(bootstrap_servers, properties);
+        config.set("transactional.id", transactional_id);
+        let p = Self::with_config(config, bootstrap_servers, topic)?;
+        p.producer
+            .init_transactions(TRANSACTION_TIMEOUT)
+            .map_err(|e| {
+                TaskError::Io(format!(
+                    "starting transactions as `{transactional_id}` on {bootstrap_servers}: {e}"
+                ))
+            })?;
+        Ok(p)
+    }
+
+    fn with_config(
+        mut config: ClientConfig,
+        bootstrap_servers: &str,
+        topic: &str,
+    ) -> Result<Self, TaskError> {
         let errors = DeliveryErrors::default();
-        let producer = client_config(bootstrap_servers, properties)
+        let producer = config
             .set("linger.ms", "5")
             .create_with_context(errors.clone())
             .map_err(|e| {
@@ -147,6 +183,15 @@ impl TopicProducer {
         self.check()
     }
 
+    /// The librdkafka producer, for transactions.
+    pub fn producer(&self) -> &BaseProducer<DeliveryErrors> {
+        &self.producer
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// Waits until every queued record is acknowledged.
     pub fn flush(&self) -> Result<(), TaskError> {
         self.producer
@@ -162,30 +207,56 @@ pub struct KafkaSink {
     key: Option<KeyTemplate>,
     /// Fixed partition of this subtask, or None to partition by key.
     partition: Option<i32>,
+    /// At-least-once: wait for every record at a checkpoint barrier.
+    flush_at_barrier: bool,
 }
 
 impl KafkaSink {
-    pub fn new(producer: TopicProducer, key: Option<KeyTemplate>, partition: Option<i32>) -> Self {
+    pub fn new(
+        producer: TopicProducer,
+        key: Option<KeyTemplate>,
+        partition: Option<i32>,
+        flush_at_barrier: bool,
+    ) -> Self {
         Self {
             producer,
             key,
             partition,
+            flush_at_barrier,
         }
     }
 }
 
+/// Calls `f(key, value)` for each row of `batch`: its JSON and the key rendered from `template`.
+pub fn for_each_record(
+    batch: &RecordBatch,
+    template: Option<&KeyTemplate>,
+    mut f: impl FnMut(Option<&[u8]>, &[u8]) -> Result<(), TaskError>,
+) -> Result<(), TaskError> {
+    let values = encode_rows(batch).map_err(|e| TaskError::Data(e.to_string()))?;
+    let keys = match template {
+        Some(t) => Some(render_keys(t, batch).map_err(|e| TaskError::Data(e.to_string()))?),
+        None => None,
+    };
+    for (i, v) in values.iter().enumerate() {
+        f(keys.as_ref().map(|k| k[i].as_bytes()), v)?;
+    }
+    Ok(())
+}
+
 impl kappa_runtime::io::Sink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
-        let values = encode_rows(batch).map_err(|e| TaskError::Data(e.to_string()))?;
-        let keys = match &self.key {
-            Some(t) => Some(render_keys(t, batch).map_err(|e| TaskError::Data(e.to_string()))?),
-            None => None,
-        };
-        for (i, v) in values.iter().enumerate() {
-            let key = keys.as_ref().map(|k| k[i].as_bytes());
-            self.producer.send(key, v, None, self.partition)?;
+        let (producer, partition) = (&self.producer, self.partition);
+        for_each_record(batch, self.key.as_ref(), |key, value| {
+            producer.send(key, value, None, partition)
+        })
+    }
+
+    fn prepare(&mut self, _: u64) -> Result<Option<Vec<u8>>, TaskError> {
+        if self.flush_at_barrier {
+            self.producer.flush()?;
         }
-        Ok(())
+        Ok(None)
     }
 
     fn flush(&mut self) -> Result<(), TaskError> {
