@@ -147,16 +147,27 @@ impl Cluster {
 
     /// Starts a taskmanager process on a free port and waits until its slots are registered.
     pub fn taskmanager(&self, slots: u32) -> anyhow::Result<Process> {
+        self.taskmanager_with_env(slots, &[])
+    }
+
+    /// Like [`Cluster::taskmanager`], with extra environment variables.
+    pub fn taskmanager_with_env(
+        &self,
+        slots: u32,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Process> {
         let before = self.overview()?["slots_total"].as_u64().unwrap_or(0);
-        let tm = Process::spawn(&[
+        let slots_arg = slots.to_string();
+        let args = [
             "taskmanager",
             "--jobmanager",
             &self.rpc,
             "--port",
             "0",
             "--slots",
-            &slots.to_string(),
-        ])?;
+            &slots_arg,
+        ];
+        let tm = Process::spawn_with_env(&args, env)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.overview()?["slots_total"].as_u64().unwrap_or(0) < before + u64::from(slots) {
             if Instant::now() > deadline {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::free_port;
+use crate::reference::HOUR;
 
 pub const USER: &str = "kappa";
 pub const PASSWORD: &str = "kappa-test-pw";
@@ -223,5 +224,49 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The hourly counts table, window_end as a timestamp (the sink converts epoch ms), and a view
+/// showing it as epoch ms again for the comparison.
+pub const HOURLY_TABLE: &str = "CREATE TABLE hourly_clicks (
+    id text PRIMARY KEY,
+    item_id text NOT NULL,
+    window_start bigint NOT NULL,
+    window_end timestamptz NOT NULL,
+    click_count bigint NOT NULL
+);
+CREATE VIEW hourly_clicks_ms AS SELECT id, item_id, window_start,
+    (extract(epoch FROM window_end) * 1000)::bigint AS window_end, click_count FROM hourly_clicks;";
+
+/// The table as (item_id, window_end) → click_count, checking each row's id and window.
+pub fn hourly_rows(pg: &Postgres) -> BTreeMap<(String, i64), i64> {
+    let mut out = BTreeMap::new();
+    for (id, row) in pg.rows("hourly_clicks_ms").expect("read hourly_clicks") {
+        let item = row["item_id"].as_str().unwrap_or_default().to_string();
+        let (start, end) = (
+            row["window_start"].as_i64().unwrap_or_default(),
+            row["window_end"].as_i64().unwrap_or_default(),
+        );
+        assert_eq!(id, format!("{item}-{end}"), "row id of {row}");
+        assert_eq!(end - start, HOUR, "window of {row}");
+        out.insert((item, end), row["click_count"].as_i64().unwrap_or_default());
+    }
+    out
+}
+
+/// Polls the table until it equals `expected` or `timeout` passes; returns the last read.
+pub fn wait_rows(
+    pg: &Postgres,
+    expected: &BTreeMap<(String, i64), i64>,
+    timeout: Duration,
+) -> BTreeMap<(String, i64), i64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = hourly_rows(pg);
+        if &got == expected || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{
     BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use kappa_connectors::postgres::PostgresSink;
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::postgres::{PASSWORD, Postgres};
+use kappa_integration_tests::postgres::{HOURLY_TABLE, PASSWORD, Postgres, hourly_rows, wait_rows};
 use kappa_integration_tests::reference::{HOUR, clicks, hourly_counts, produce_closed};
 use kappa_integration_tests::reference_job;
 use kappa_job::template::KeyTemplate;
@@ -25,18 +25,6 @@ const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
 const FILTER_50: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const FILTER_80: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 80";
 
-/// The hourly counts table, window_end as a timestamp (the sink converts epoch ms), and a view
-/// showing it as epoch ms again for the comparison.
-const HOURLY_TABLE: &str = "CREATE TABLE hourly_clicks (
-    id text PRIMARY KEY,
-    item_id text NOT NULL,
-    window_start bigint NOT NULL,
-    window_end timestamptz NOT NULL,
-    click_count bigint NOT NULL
-);
-CREATE VIEW hourly_clicks_ms AS SELECT id, item_id, window_start,
-    (extract(epoch FROM window_end) * 1000)::bigint AS window_end, click_count FROM hourly_clicks;";
-
 /// `job` with its [sink] table replaced by a postgres sink into `table`.
 fn with_postgres_sink(job: &str, url: &str, table: &str) -> String {
     let at = job.find("[sink]").expect("a [sink] table");
@@ -44,38 +32,6 @@ fn with_postgres_sink(job: &str, url: &str, table: &str) -> String {
         "{}[sink]\nconnector = \"postgres\"\nurl = \"{url}\"\ntable = \"{table}\"\nkey = \"{{item_id}}-{{window_end}}\"\n",
         &job[..at]
     )
-}
-
-/// The table as (item_id, window_end) → click_count, checking each row's id and window.
-fn hourly_rows(pg: &Postgres) -> BTreeMap<(String, i64), i64> {
-    let mut out = BTreeMap::new();
-    for (id, row) in pg.rows("hourly_clicks_ms").expect("read hourly_clicks") {
-        let item = row["item_id"].as_str().unwrap_or_default().to_string();
-        let (start, end) = (
-            row["window_start"].as_i64().unwrap_or_default(),
-            row["window_end"].as_i64().unwrap_or_default(),
-        );
-        assert_eq!(id, format!("{item}-{end}"), "row id of {row}");
-        assert_eq!(end - start, HOUR, "window of {row}");
-        out.insert((item, end), row["click_count"].as_i64().unwrap_or_default());
-    }
-    out
-}
-
-/// Polls the table until it equals `expected` or `timeout` passes; returns the last read.
-fn wait_rows(
-    pg: &Postgres,
-    expected: &BTreeMap<(String, i64), i64>,
-    timeout: Duration,
-) -> BTreeMap<(String, i64), i64> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = hourly_rows(pg);
-        if &got == expected || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]

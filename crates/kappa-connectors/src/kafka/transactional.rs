@@ -159,14 +159,27 @@ impl Writer {
         epochs: impl IntoIterator<Item = &'a [u8]>,
         marker: u64,
     ) -> Result<(), TaskError> {
+        let mut all = Vec::new();
+        for data in epochs {
+            let Some(records) = records(data) else {
+                return Err(TaskError::Data(format!(
+                    "output of `{}` kept in the checkpoint is corrupt",
+                    self.id
+                )));
+            };
+            all.extend(records);
+        }
+        tracing::debug!(writer = %self.id, marker, records = all.len(), "committing sink output");
         let p = self.producer.producer();
         p.begin_transaction()
             .map_err(|e| self.io("beginning a transaction", e))?;
-        let result = self.write_and_mark(epochs, marker);
-        match result {
-            Ok(()) => p
-                .commit_transaction(TRANSACTION_TIMEOUT)
-                .map_err(|e| self.io("committing a transaction", e)),
+        match self.write_and_mark(&all, marker) {
+            Ok(()) => {
+                p.commit_transaction(TRANSACTION_TIMEOUT)
+                    .map_err(|e| self.io("committing a transaction", e))?;
+                tracing::debug!(writer = %self.id, marker, "committed sink output");
+                Ok(())
+            }
             Err(e) => {
                 // A fenced producer cannot abort: do not wait long for it.
                 let _ = p.abort_transaction(ABORT_TIMEOUT);
@@ -175,21 +188,9 @@ impl Writer {
         }
     }
 
-    fn write_and_mark<'a>(
-        &self,
-        epochs: impl IntoIterator<Item = &'a [u8]>,
-        marker: u64,
-    ) -> Result<(), TaskError> {
-        for data in epochs {
-            let Some(records) = records(data) else {
-                return Err(TaskError::Data(format!(
-                    "output of `{}` kept in the checkpoint is corrupt",
-                    self.id
-                )));
-            };
-            for r in records {
-                self.producer.send(r.key, r.value, None, r.partition)?;
-            }
+    fn write_and_mark(&self, records: &[Record<'_>], marker: u64) -> Result<(), TaskError> {
+        for r in records {
+            self.producer.send(r.key, r.value, None, r.partition)?;
         }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(

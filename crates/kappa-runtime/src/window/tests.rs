@@ -265,30 +265,49 @@ fn row_bytes(item: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// A snapshot hook over [`MapState`] that records the checkpoints it took.
+type Log = std::sync::Arc<parking_lot::Mutex<Vec<String>>>;
+
+/// A snapshot hook over [`MapState`] that records the checkpoints it took; each completes at
+/// once.
 struct RecordingHook {
     state: MapState,
     taken: std::sync::Arc<parking_lot::Mutex<Vec<(u64, usize)>>>,
+    completed: Vec<u64>,
 }
 
 impl crate::task::SnapshotHook for RecordingHook {
     fn state(&mut self) -> &mut dyn crate::state::KeyedState {
         &mut self.state
     }
-    fn snapshot(&mut self, n: u64) -> Result<(), crate::TaskError> {
+    fn snapshot(&mut self, n: u64, sink: Option<Vec<u8>>) -> Result<(), crate::TaskError> {
         self.taken.lock().push((n, self.state.committed.len()));
+        assert_eq!(sink.as_deref(), Some(&b"prepared"[..]));
+        self.completed.push(n);
         Ok(())
+    }
+    fn completed(&mut self) -> Option<u64> {
+        self.completed.pop()
     }
 }
 
-/// A sink that keeps nothing.
-struct NullSink;
+/// A transactional sink that logs what the task asks of it.
+struct RecordingSink(Log);
 
-impl crate::io::Sink for NullSink {
-    fn write(&mut self, _: &RecordBatch) -> Result<(), crate::TaskError> {
+impl crate::io::Sink for RecordingSink {
+    fn write(&mut self, b: &RecordBatch) -> Result<(), crate::TaskError> {
+        self.0.lock().push(format!("write {}", b.num_rows()));
+        Ok(())
+    }
+    fn prepare(&mut self, n: u64) -> Result<Option<Vec<u8>>, crate::TaskError> {
+        self.0.lock().push(format!("prepare {n}"));
+        Ok(Some(b"prepared".to_vec()))
+    }
+    fn commit(&mut self, n: u64) -> Result<(), crate::TaskError> {
+        self.0.lock().push(format!("commit {n}"));
         Ok(())
     }
     fn flush(&mut self) -> Result<(), crate::TaskError> {
+        self.0.lock().push("flush".into());
         Ok(())
     }
 }
@@ -304,11 +323,13 @@ fn the_window_task_snapshots_when_barriers_align() {
     let hook = RecordingHook {
         state: MapState::default(),
         taken: Arc::clone(&taken),
+        completed: Vec::new(),
     };
+    let log = Log::default();
     let task = crate::task::WindowTask {
         inputs,
         window: operator(WindowAssigner::Tumbling { size_ms: 10 }, 0),
-        sink: Box::new(NullSink),
+        sink: Box::new(RecordingSink(Arc::clone(&log))),
         metrics: Arc::default(),
         checkpoints: Some(Box::new(hook)),
     };
@@ -330,4 +351,9 @@ fn the_window_task_snapshots_when_barriers_align() {
         vec![(1, 3)],
         "checkpoint 1 holds a, b and d, not c"
     );
+    let log = log.lock().clone();
+    let at = |e: &str| log.iter().position(|l| l == e).unwrap_or(usize::MAX);
+    assert!(at("prepare 1") < at("commit 1"), "{log:?}");
+    assert!(at("commit 1") < at("flush"), "{log:?}");
+    assert_eq!(log.last().map(String::as_str), Some("flush"), "{log:?}");
 }
