@@ -1,6 +1,7 @@
 //! Savepoints: stop a job with a savepoint and resume it at another parallelism with exact
 //! results; start a changed job from an old one's savepoint; refuse savepoints that do not
-//! exist, are corrupt, or hold state the job cannot take.
+//! exist, are corrupt, or hold state the job cannot take; stop with --drain fires every window
+//! and commits it once to exactly-once Kafka and file sinks.
 
 use std::time::{Duration, Instant};
 
@@ -287,4 +288,96 @@ fn bad_savepoints_are_refused_and_nothing_starts() {
         "dropping unmapped state on request: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The hourly counts in the committed (visible) part files of a file sink directory.
+fn part_file_counts(
+    dir: &std::path::Path,
+) -> (usize, std::collections::BTreeMap<(String, i64), i64>) {
+    let mut rows = 0;
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("sink directory") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).expect("part file").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+            rows += 1;
+            out.insert(
+                (
+                    v["item_id"].as_str().unwrap().to_string(),
+                    v["window_end"].as_i64().unwrap(),
+                ),
+                v["click_count"].as_i64().unwrap(),
+            );
+        }
+    }
+    (rows, out)
+}
+
+#[test]
+fn stop_with_drain_commits_every_window_exactly_once_to_transactional_sinks() {
+    let broker = Broker::start().expect("broker");
+    let data = clicks(8_000, 53, START, 4, 100);
+    broker.create_topic("clicks", 4).expect("topic");
+    broker.produce("clicks", &records(&data)).expect("produce");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::local(
+        6,
+        &["--checkpoint-dir", dir.path().join("chk").to_str().unwrap()],
+    )
+    .expect("kappa local");
+    // Checkpoints rarely: the output of the drained windows is committed by the stop.
+    let checkpoints = "\n[checkpoints]\ninterval = \"1h\"\n";
+    let base = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2);
+    let kafka_job = base.replace("[sink]", "[sink]\ndelivery = \"exactly-once\"") + checkpoints;
+    let files = dir.path().join("results");
+    let at = base.find("[sink]").unwrap();
+    let file_job = format!(
+        "{}[sink]\nconnector = \"file\"\npath = \"{}\"\nformat = \"json\"\ndelivery = \"exactly-once\"\n{checkpoints}",
+        &base[..at],
+        files.display()
+    );
+    let ids = [
+        cluster.submit(&kafka_job, &[]).expect("submit kafka job"),
+        cluster.submit(&file_job, &[]).expect("submit file job"),
+    ];
+    for id in &ids {
+        wait_read(&cluster, id, data.len());
+    }
+    // Nothing is visible before a checkpoint completes; the windows are still open anyway.
+    assert_eq!(part_file_counts(&files).0, 0);
+    for id in &ids {
+        let out = cluster.kappactl(&["stop", id, "--savepoint", "--drain"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+            .wait_state(id, &["CANCELED"], Duration::from_secs(30))
+            .expect("stopped");
+    }
+    // Every window fired by the drain, committed once.
+    let expected = hourly_counts(&data, |u| u > 50);
+    let got = broker
+        .read("out", SINK_PARTITIONS, Duration::from_secs(30), |r| {
+            r.len() >= expected.len()
+        })
+        .expect("read");
+    cluster.assert_results(&ids[0], &latest_per_key(&got).unwrap(), &expected);
+    assert_eq!(got.len(), expected.len(), "each window once");
+    let (rows, counts) = part_file_counts(&files);
+    cluster.assert_results(&ids[1], &counts, &expected);
+    assert_eq!(rows, expected.len(), "each window once in the part files");
+    let hidden: Vec<_> = std::fs::read_dir(&files)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "no uncommitted part files: {hidden:?}");
 }

@@ -249,6 +249,8 @@ struct Attempt<'a> {
     savepoints: Vec<SavepointTarget>,
     /// The checkpoint the waiting savepoints are taken from.
     savepoint_id: Option<u64>,
+    /// The savepoint's checkpoint drains the pipeline (stop --drain).
+    draining: bool,
 }
 
 async fn run_attempt(
@@ -346,6 +348,7 @@ async fn deploy_and_follow(
         first_error: None,
         savepoints: Vec::new(),
         savepoint_id: None,
+        draining: false,
     };
     let window_locations: Vec<SubtaskLocation> = (0..p)
         .filter(|_| windowed)
@@ -653,6 +656,7 @@ impl Attempt<'_> {
             .map(|c| c.trigger_now(self.number, expected));
         if let Some(Step::Trigger(n)) = step {
             self.savepoint_id = Some(n);
+            self.draining = self.savepoints.iter().any(|t| t.drain);
         }
         Box::pin(self.checkpoint_step(step)).await
     }
@@ -674,6 +678,12 @@ impl Attempt<'_> {
                     let _ = t
                         .reply
                         .send(Err(format!("the savepoint's checkpoint {n} failed: {why}")));
+                }
+                if std::mem::take(&mut self.draining) {
+                    // The sources stopped reading for the stop: resume from the last checkpoint.
+                    return Some(TaskError::Io(format!(
+                        "the drained savepoint (checkpoint {n}) failed: {why}"
+                    )));
                 }
             }
         }
@@ -740,6 +750,7 @@ impl Attempt<'_> {
                         job_id: self.job.id.clone(),
                         attempt: self.number,
                         checkpoint_id: n,
+                        drain: self.draining && self.savepoint_id == Some(n),
                     };
                     if let Err(s) = c.trigger_checkpoint(req).await {
                         tracing::warn!(taskmanager = %tm, checkpoint = n, error = %s.message(), "could not trigger a checkpoint");
@@ -758,8 +769,9 @@ impl Attempt<'_> {
                 };
                 let written = write_metadata(&location, &path, &meta).await;
                 if written.is_ok() {
-                    self.write_savepoints(&location, &meta).await;
+                    // Before the savepoint's waiters hear of it: a stop cancels right after.
                     self.notify_complete(meta.checkpoint_id).await;
+                    self.write_savepoints(&location, &meta).await;
                 }
                 let (step, obsolete) = self
                     .job

@@ -89,6 +89,8 @@ pub struct RestoreSource {
 #[derive(Debug)]
 pub struct SavepointTarget {
     pub location: kappa_state::Location,
+    /// Fire every open window first (stop --drain).
+    pub drain: bool,
     pub reply: tokio::sync::oneshot::Sender<Result<String, String>>,
 }
 

@@ -332,8 +332,14 @@ impl JobManager {
     }
 
     /// Takes a savepoint of a running job into `dir` (default `{checkpoint dir}/savepoints`);
-    /// returns its directory once written.
-    pub async fn savepoint(&self, id: &str, dir: Option<&str>) -> Result<String, SavepointError> {
+    /// returns its directory once written. With `drain`, every open window fires first and
+    /// the sources read nothing more: only for a stop.
+    pub async fn savepoint(
+        &self,
+        id: &str,
+        dir: Option<&str>,
+        drain: bool,
+    ) -> Result<String, SavepointError> {
         let job = self
             .job(id)
             .ok_or_else(|| SavepointError::NotFound(id.to_string()))?;
@@ -370,6 +376,7 @@ impl JobManager {
             run.events
                 .send(job::AttemptEvent::Savepoint(job::SavepointTarget {
                     location,
+                    drain,
                     reply,
                 }))
                 .map_err(|_| SavepointError::NotRunning("ending".into()))?;

@@ -47,6 +47,19 @@ pub struct SavepointRequest {
     pub dir: Option<String>,
 }
 
+/// A stop request (`POST /jobs/{id}/stop`): a savepoint, then cancel.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    /// Where to write the savepoint (default: `{checkpoint dir}/savepoints`).
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Fire every open window before the savepoint (the output is complete; the job is not
+    /// meant to be resumed).
+    #[serde(default)]
+    pub drain: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavepointResponse {
     /// The savepoint's directory: start a job from it with `savepoint:<path>`.
@@ -259,9 +272,11 @@ async fn checkpoints(
     Ok(Json(history))
 }
 
-fn savepoint_request(body: &Bytes) -> Result<SavepointRequest, ApiError> {
+fn savepoint_request<T: Default + serde::de::DeserializeOwned>(
+    body: &Bytes,
+) -> Result<T, ApiError> {
     if body.is_empty() {
-        return Ok(SavepointRequest::default());
+        return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
@@ -276,23 +291,23 @@ async fn savepoint(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<SavepointResponse>, ApiError> {
-    let req = savepoint_request(&body)?;
+    let req: SavepointRequest = savepoint_request(&body)?;
     let path = jm
-        .savepoint(&id, req.dir.as_deref())
+        .savepoint(&id, req.dir.as_deref(), false)
         .await
         .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
     Ok(Json(SavepointResponse { path }))
 }
 
-/// Takes a savepoint, then cancels the job.
+/// Takes a savepoint (after draining, if asked), then cancels the job.
 async fn stop(
     State(jm): State<JobManager>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<SavepointResponse>, ApiError> {
-    let req = savepoint_request(&body)?;
+    let req: StopRequest = savepoint_request(&body)?;
     let path = jm
-        .savepoint(&id, req.dir.as_deref())
+        .savepoint(&id, req.dir.as_deref(), req.drain)
         .await
         .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
     if let Some(job) = jm.job(&id) {

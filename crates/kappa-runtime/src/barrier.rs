@@ -3,6 +3,7 @@
 //! input ended); then the checkpoint is taken and the held elements are replayed in order.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::channel::{Closed, Inputs};
 use crate::element::Element;
@@ -12,14 +13,16 @@ use crate::element::Element;
 pub enum Aligned {
     /// An element to process, from input `0`.
     Element(u32, Element),
-    /// Barrier n arrived on every live input: snapshot now, then forward the barrier.
-    Checkpoint(u64),
+    /// Barrier n arrived on every live input, after waiting this long since the first one:
+    /// snapshot now, then forward the barrier.
+    Checkpoint(u64, Duration),
 }
 
 /// Aligns barriers of `inputs` inputs.
 pub struct BarrierAligner {
-    /// The checkpoint being aligned, if any.
+    /// The checkpoint being aligned, if any, and when its first barrier arrived.
     current: Option<u64>,
+    started: Option<Instant>,
     arrived: Vec<bool>,
     ended: Vec<bool>,
     held: Vec<VecDeque<Element>>,
@@ -31,6 +34,7 @@ impl BarrierAligner {
         let n = inputs as usize;
         Self {
             current: None,
+            started: None,
             arrived: vec![false; n],
             ended: vec![false; n],
             held: vec![VecDeque::new(); n],
@@ -57,7 +61,10 @@ impl BarrierAligner {
         match element {
             Element::Barrier(n) => {
                 match self.current {
-                    None => self.current = Some(n),
+                    None => {
+                        self.current = Some(n);
+                        self.started = Some(Instant::now());
+                    }
                     Some(c) if c == n => {}
                     // A newer barrier while aligning an older one: the older checkpoint was
                     // abandoned upstream; align the newer one instead.
@@ -92,9 +99,10 @@ impl BarrierAligner {
             return None;
         }
         self.current = None;
+        let waited = self.started.take().map_or(Duration::ZERO, |t| t.elapsed());
         self.arrived.iter_mut().for_each(|a| *a = false);
         self.release_held();
-        Some(Aligned::Checkpoint(n))
+        Some(Aligned::Checkpoint(n, waited))
     }
 
     /// The next thing to hand on: replayed elements first, then the inputs; `None` when
@@ -143,7 +151,7 @@ mod tests {
                 Aligned::Element(i, Element::Watermark(w)) => format!("{i}:w{w}"),
                 Aligned::Element(i, Element::End) => format!("{i}:end"),
                 Aligned::Element(i, e) => format!("{i}:{e:?}"),
-                Aligned::Checkpoint(n) => format!("chk{n}"),
+                Aligned::Checkpoint(n, _) => format!("chk{n}"),
             });
         }
         out

@@ -124,10 +124,19 @@ pub trait SourceAck: Send {
     fn completed(&mut self) -> Option<u64>;
 }
 
+/// A checkpoint a source subtask is asked to inject a barrier for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trigger {
+    pub checkpoint: u64,
+    /// Stop with a drained pipeline: first a final watermark that fires every open window,
+    /// then the barrier, then read nothing more (the job is stopped after this checkpoint).
+    pub drain: bool,
+}
+
 /// How a source subtask takes part in checkpoints.
 pub struct SourceCheckpoints {
-    /// Checkpoint ids to inject barriers for, in order.
-    pub triggers: Receiver<u64>,
+    /// Checkpoints to inject barriers for, in order.
+    pub triggers: Receiver<Trigger>,
     pub acks: Box<dyn SourceAck>,
 }
 
@@ -141,6 +150,8 @@ pub struct SourceTask {
     pub cancel: Arc<AtomicBool>,
     /// Present when the job takes checkpoints.
     pub checkpoints: Option<SourceCheckpoints>,
+    /// Drained for a stop: reads nothing more.
+    pub drained: bool,
 }
 
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -152,7 +163,16 @@ impl SourceTask {
         let Some(cp) = self.checkpoints.as_mut() else {
             return Ok(());
         };
-        while let Ok(n) = cp.triggers.try_recv() {
+        while let Ok(Trigger {
+            checkpoint: n,
+            drain,
+        }) = cp.triggers.try_recv()
+        {
+            if drain && !self.drained {
+                self.drained = true;
+                self.metrics.watermark.store(i64::MAX, Ordering::Relaxed);
+                self.output.control(&Element::Watermark(i64::MAX))?;
+            }
             let positions = self.reader.positions();
             match &mut self.output {
                 SourceOutput::Sink(sink) => {
@@ -165,6 +185,14 @@ impl SourceTask {
                 }
             }
         }
+        self.commit_completed()
+    }
+
+    /// Commits a chained sink's output of the checkpoints completed meanwhile.
+    fn commit_completed(&mut self) -> Result<(), Stop> {
+        let Some(cp) = self.checkpoints.as_mut() else {
+            return Ok(());
+        };
         if let (Some(n), SourceOutput::Sink(sink)) = (cp.acks.completed(), &mut self.output) {
             sink.commit(n)?;
         }
@@ -173,7 +201,14 @@ impl SourceTask {
 
     /// Runs until the input ends, the job is cancelled, or an error.
     pub fn run(mut self) -> Result<TaskEnd, TaskError> {
-        outcome(self.run_loop())
+        // A stop cancels right after its checkpoint completed: commit what it covers.
+        let r = match self.run_loop() {
+            Ok(TaskEnd::Cancelled) | Err(Stop::Cancelled) => {
+                self.commit_completed().map(|()| TaskEnd::Cancelled)
+            }
+            r => r,
+        };
+        outcome(r)
     }
 
     fn run_loop(&mut self) -> Result<TaskEnd, Stop> {
@@ -191,6 +226,12 @@ impl SourceTask {
         loop {
             if self.cancel.load(Ordering::Relaxed) {
                 return Ok(TaskEnd::Cancelled);
+            }
+            if self.drained {
+                // Waits for the stop; takes part in checkpoints until then.
+                std::thread::sleep(POLL_TIMEOUT);
+                self.inject_barriers()?;
+                continue;
             }
             let status = self.reader.poll(&mut buf, &mut finished, POLL_TIMEOUT)?;
             if let SourceOutput::Sink(sink) = &mut self.output {
@@ -249,8 +290,13 @@ pub trait SnapshotHook: Send {
     fn state(&mut self) -> &mut dyn KeyedState;
     /// The operator's changes are in [`SnapshotHook::state`]: take the snapshot of checkpoint
     /// `n` and acknowledge it with the sink's output waiting to be committed (the upload may go
-    /// on after this returns).
-    fn snapshot(&mut self, n: u64, sink: Option<Vec<u8>>) -> Result<(), TaskError>;
+    /// on after this returns). `alignment` is how long the barriers took to align.
+    fn snapshot(
+        &mut self,
+        n: u64,
+        sink: Option<Vec<u8>>,
+        alignment: Duration,
+    ) -> Result<(), TaskError>;
     /// The newest checkpoint completed since the last call, if any.
     fn completed(&mut self) -> Option<u64>;
 }
@@ -268,7 +314,14 @@ pub struct WindowTask {
 impl WindowTask {
     /// Runs until every input ended, the job is cancelled, or an error.
     pub fn run(mut self) -> Result<TaskEnd, TaskError> {
-        outcome(self.run_loop())
+        // A stop cancels right after its checkpoint completed: commit what it covers.
+        let r = match self.run_loop() {
+            Ok(TaskEnd::Cancelled) | Err(Stop::Cancelled) => {
+                self.commit_completed().map(|()| TaskEnd::Cancelled)
+            }
+            r => r,
+        };
+        outcome(r)
     }
 
     fn write(&mut self, out: Option<RecordBatch>) -> Result<(), Stop> {
@@ -281,13 +334,13 @@ impl WindowTask {
 
     /// Checkpoint n: the sink's output up to the barrier prepared, the window state into the
     /// state backend, then the snapshot taken and acknowledged.
-    fn checkpoint(&mut self, n: u64) -> Result<(), Stop> {
+    fn checkpoint(&mut self, n: u64, alignment: Duration) -> Result<(), Stop> {
         let pending = self.sink.prepare(n)?;
         if let Some(hook) = self.checkpoints.as_mut() {
             self.window.snapshot(hook.state()).map_err(|e| {
                 TaskError::Io(format!("writing window state for checkpoint {n}: {e}"))
             })?;
-            hook.snapshot(n, pending)?;
+            hook.snapshot(n, pending, alignment)?;
         }
         Ok(())
     }
@@ -310,8 +363,8 @@ impl WindowTask {
                     self.sink.check()?;
                     continue;
                 }
-                Some(Aligned::Checkpoint(n)) => {
-                    self.checkpoint(n)?;
+                Some(Aligned::Checkpoint(n, alignment)) => {
+                    self.checkpoint(n, alignment)?;
                     continue;
                 }
                 Some(Aligned::Element(from, element)) => (from, element),

@@ -265,7 +265,12 @@ impl SnapshotHook for WindowSnapshots {
         self.sink.completed()
     }
 
-    fn snapshot(&mut self, n: u64, sink: Option<Vec<u8>>) -> Result<(), TaskError> {
+    fn snapshot(
+        &mut self,
+        n: u64,
+        sink: Option<Vec<u8>>,
+        alignment: std::time::Duration,
+    ) -> Result<(), TaskError> {
         self.sink.add(n, sink);
         let sink_upload = self.sink.upload(&self.ctx, self.subtask, n);
         let started = Instant::now();
@@ -299,6 +304,7 @@ impl SnapshotHook for WindowSnapshots {
             };
             let mut ack = ctx.base_ack(n, 1, subtask);
             ack.sync_ms = sync_ms;
+            ack.alignment_ms = alignment.as_millis() as u64;
             ack.async_ms = upload_started.elapsed().as_millis() as u64;
             match (result, sink) {
                 (Ok(_), Err(e)) => {

@@ -382,6 +382,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                 metrics,
                 cancel,
                 checkpoints,
+                drained: false,
             }
             .run()
         })?;

@@ -10,6 +10,7 @@ use kappa_proto::v1::{
     Ack, AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest,
     NotifyCheckpointCompleteRequest, TriggerCheckpointRequest,
 };
+use kappa_runtime::task::Trigger;
 use tonic::{Request, Response, Status};
 
 use crate::deploy::{deploy, splits_from_proto};
@@ -67,7 +68,10 @@ impl TaskManagerService for ControlService {
             })?;
         for tx in attempt.checkpoint_triggers.values() {
             // A source that already ended simply does not take part.
-            let _ = tx.send(req.checkpoint_id);
+            let _ = tx.send(Trigger {
+                checkpoint: req.checkpoint_id,
+                drain: req.drain,
+            });
         }
         Ok(Response::new(Ack {}))
     }

@@ -10,6 +10,7 @@ use kappa_connectors::kafka::PartitionStart;
 use kappa_proto::v1::ExchangeHeader;
 use kappa_runtime::channel::Tagged;
 use kappa_runtime::metrics::SubtaskMetrics;
+use kappa_runtime::task::Trigger;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -34,7 +35,7 @@ pub struct LocalAttempt {
     /// Source subtasks here, by index: where newly discovered partitions are handed over.
     pub split_inboxes: HashMap<u32, Sender<Vec<PartitionStart>>>,
     /// Source subtasks here, by index: where checkpoint triggers go.
-    pub checkpoint_triggers: HashMap<u32, Sender<u64>>,
+    pub checkpoint_triggers: HashMap<u32, Sender<Trigger>>,
     /// Subtasks here that hold the sink: where completed checkpoints are announced.
     pub checkpoint_completions: Vec<Sender<u64>>,
     pub subtasks: Vec<LocalSubtask>,

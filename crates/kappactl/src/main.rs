@@ -83,6 +83,10 @@ enum Command {
         /// Where to write it (default: the cluster's checkpoint directory/savepoints).
         #[arg(long)]
         dir: Option<String>,
+        /// First fire every open window (a final watermark) so the output is complete: for a
+        /// job that is not going to be resumed.
+        #[arg(long)]
+        drain: bool,
     },
 }
 
@@ -167,9 +171,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", resp["path"].as_str().unwrap_or_default());
             }
         }
-        Command::Stop { id, dir, .. } => {
+        Command::Stop { id, dir, drain, .. } => {
             let resp = client
-                .post(&format!("/api/v1/jobs/{id}/stop"), &json!({ "dir": dir }))
+                .post(
+                    &format!("/api/v1/jobs/{id}/stop"),
+                    &json!({ "dir": dir, "drain": drain }),
+                )
                 .await?;
             if cli.json {
                 println!("{resp}");

@@ -279,7 +279,12 @@ impl crate::task::SnapshotHook for RecordingHook {
     fn state(&mut self) -> &mut dyn crate::state::KeyedState {
         &mut self.state
     }
-    fn snapshot(&mut self, n: u64, sink: Option<Vec<u8>>) -> Result<(), crate::TaskError> {
+    fn snapshot(
+        &mut self,
+        n: u64,
+        sink: Option<Vec<u8>>,
+        _: std::time::Duration,
+    ) -> Result<(), crate::TaskError> {
         self.taken.lock().push((n, self.state.committed.len()));
         assert_eq!(sink.as_deref(), Some(&b"prepared"[..]));
         self.completed.push(n);
