@@ -174,10 +174,38 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
             assert!(!candidates.is_empty(), "no taskmanager runs the jobs");
             let victim = candidates[rng.random_range(0..candidates.len())];
             eprintln!("chaos: kill -9 taskmanager {victim} (kill {})", kill + 1);
+            let attempts = |id: &str| {
+                cluster
+                    .job(id)
+                    .ok()
+                    .map_or(0, |d| d["attempts"].as_array().map_or(0, Vec::len))
+            };
+            let before: Vec<usize> = jobs.iter().map(|id| attempts(id)).collect();
             let mut dead = tms.remove(victim);
+            let killed_at = Instant::now();
             dead.kill();
             killed.push(dead);
             tms.push(start_tm());
+            // Time until every job runs again and one of them restarted.
+            loop {
+                let now: Vec<usize> = jobs.iter().map(|id| attempts(id)).collect();
+                let running = jobs
+                    .iter()
+                    .all(|id| cluster.job(id).is_ok_and(|d| d["state"] == "RUNNING"));
+                if running && now.iter().zip(&before).any(|(n, b)| n > b) {
+                    break;
+                }
+                assert!(
+                    killed_at.elapsed() < Duration::from_secs(90),
+                    "the jobs did not restart\n{}",
+                    cluster.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            eprintln!(
+                "chaos: kill -9 -> RUNNING again in {:.1} s",
+                killed_at.elapsed().as_secs_f64()
+            );
         }
         producer.join().expect("producer");
     });

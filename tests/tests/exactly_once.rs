@@ -103,4 +103,18 @@ fn a_transactional_sink_commits_each_checkpoint_once_across_crashes_and_fences_z
     let seen = values(&broker, 4);
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert_eq!(seen[3], r#"{"k":"e","n":4}"#);
+    // A job started from a savepoint holding checkpoint 3 of writer w-0 finds it committed:
+    // it neither commits it again nor fences the job still running as w-0.
+    let mut from_savepoint = sink(&broker, "w-1");
+    from_savepoint
+        .recover(vec![PendingCommit {
+            writer: "w-0".into(),
+            checkpoint: 3,
+            data: c3,
+        }])
+        .expect("recover from a savepoint");
+    third.write(&batch(&["f"], 5)).expect("write");
+    third.prepare(4).expect("prepare");
+    third.commit(4).expect("the running writer was not fenced");
+    assert_eq!(values(&broker, 5).len(), 5);
 }

@@ -43,6 +43,15 @@ pub struct BenchArgs {
     /// CPU time then counts this process and every taskmanager process.
     #[arg(long, default_value_t = 0)]
     pub taskmanagers: u32,
+    /// Distinct items clicked (the window's keys).
+    #[arg(long, default_value_t = crate::generator::ITEMS)]
+    pub items: u32,
+    /// Hours of event time the events spread over (about this many windows per item).
+    #[arg(long, default_value_t = 48)]
+    pub hours: u32,
+    /// Take checkpoints at this interval (e.g. 1s) into a temporary directory, and report them.
+    #[arg(long)]
+    pub checkpoint_interval: Option<String>,
 }
 
 /// Taskmanager processes of a benchmark; killed when dropped.
@@ -80,19 +89,25 @@ impl Drop for TaskManagerProcesses {
 /// A local cluster, or a jobmanager here with taskmanager processes, with `parallelism` slots.
 async fn start_cluster(
     args: &BenchArgs,
+    checkpoint_dir: &std::path::Path,
 ) -> anyhow::Result<(kappa_jobmanager::JobManager, TaskManagerProcesses)> {
     let p = args.parallelism.to_string();
-    let local = LocalArgs::parse_from([
-        "local",
-        "--port",
-        "0",
-        "--rpc-port",
-        "0",
-        "--slots",
-        &p,
-        "--heartbeat-interval",
-        "200ms",
-    ]);
+    let mut argv = vec![
+        "local".to_string(),
+        "--port".into(),
+        "0".into(),
+        "--rpc-port".into(),
+        "0".into(),
+        "--slots".into(),
+        p,
+        "--heartbeat-interval".into(),
+        "200ms".into(),
+    ];
+    if args.checkpoint_interval.is_some() {
+        argv.push("--checkpoint-dir".into());
+        argv.push(checkpoint_dir.display().to_string());
+    }
+    let local = LocalArgs::parse_from(argv);
     if args.taskmanagers == 0 {
         return Ok((
             start_local(&local).await?.jobmanager,
@@ -147,9 +162,9 @@ fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// Event times spread over two days, so about 48 hourly windows per item.
-fn event_time(i: u64, n: u64) -> i64 {
-    1_732_500_000_000 + (i as i64) * (48 * 3_600_000) / n.max(1) as i64
+/// Event times spread evenly over `hours` hours, so about that many hourly windows per item.
+fn event_time(i: u64, n: u64, hours: u32) -> i64 {
+    1_732_500_000_000 + (i as i64) * (i64::from(hours.max(1)) * 3_600_000) / n.max(1) as i64
 }
 
 /// Creates the benchmark topic on an external cluster, emptied first if it exists.
@@ -170,14 +185,18 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("results");
-    let mut clicks = ClickGenerator::new(7, 5_000);
+    let mut clicks = ClickGenerator::new(7, 5_000).with_items(args.items);
     let mut _cluster = None;
     let job = match args.source {
         BenchSource::File => {
             let input = dir.path().join("clicks.jsonl");
             let mut w = std::io::BufWriter::new(std::fs::File::create(&input)?);
             for i in 0..args.events {
-                writeln!(w, "{}", clicks.event(event_time(i, args.events)))?;
+                writeln!(
+                    w,
+                    "{}",
+                    clicks.event(event_time(i, args.events, args.hours))
+                )?;
             }
             w.flush()?;
             REFERENCE_JOB
@@ -213,7 +232,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .set("linger.ms", "20")
                 .create()?;
             for i in 0..args.events {
-                let e = clicks.event(event_time(i, args.events));
+                let e = clicks.event(event_time(i, args.events, args.hours));
                 let partition = (i % partitions as u64) as i32;
                 let mut rec = BaseRecord::<(), str>::to("bench-clicks")
                     .partition(partition)
@@ -230,7 +249,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .replace("key = \"{item_id}-{window_end}\"\n", "")
         }
     };
-    let (jm, taskmanagers) = start_cluster(&args).await?;
+    let job = match &args.checkpoint_interval {
+        Some(i) => format!("{job}\n[checkpoints]\ninterval = \"{i}\"\nretained = 2\n"),
+        None => job,
+    };
+    let (jm, taskmanagers) = start_cluster(&args, &dir.path().join("checkpoints")).await?;
     let overrides = kappa_job::Overrides {
         parallelism: Some(args.parallelism),
         ..Default::default()
@@ -301,5 +324,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         })
         .unwrap_or(0);
     println!("  {results} window results written");
+    if let Some(history) = job.checkpoints.lock().as_ref().map(|c| c.history()) {
+        report_checkpoints(&history);
+    }
     Ok(())
+}
+
+/// Prints what the job's completed checkpoints took and stored.
+fn report_checkpoints(history: &[kappa_jobmanager::checkpoint::CheckpointStats]) {
+    use kappa_jobmanager::checkpoint::CheckpointStatus;
+    let done: Vec<_> = history
+        .iter()
+        .filter(|c| c.status == CheckpointStatus::Completed)
+        .collect();
+    let failed = history
+        .iter()
+        .filter(|c| c.status == CheckpointStatus::Failed)
+        .count();
+    println!("  checkpoints: {} completed, {failed} failed", done.len());
+    let mb = |b: u64| b as f64 / 1e6;
+    for c in done.iter().rev() {
+        let sync = c.subtasks.iter().map(|s| s.sync_ms).max().unwrap_or(0);
+        let upload = c.subtasks.iter().map(|s| s.async_ms).max().unwrap_or(0);
+        let align = c.subtasks.iter().map(|s| s.alignment_ms).max().unwrap_or(0);
+        println!(
+            "    chk-{}: {} ms (sync {sync} ms, upload {upload} ms, alignment {align} ms), full {:.1} MB, uploaded {:.1} MB",
+            c.id,
+            c.duration_ms.unwrap_or(0),
+            mb(c.full_bytes),
+            mb(c.incremental_bytes)
+        );
+    }
 }

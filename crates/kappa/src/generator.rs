@@ -12,6 +12,7 @@ pub struct ClickGenerator {
     rng: StdRng,
     /// Largest amount an event's time may lag the clock, in ms.
     jitter_ms: i64,
+    items: u32,
 }
 
 impl ClickGenerator {
@@ -19,13 +20,20 @@ impl ClickGenerator {
         Self {
             rng: StdRng::seed_from_u64(seed),
             jitter_ms,
+            items: ITEMS,
         }
+    }
+
+    /// Clicks on `items` distinct items instead of [`ITEMS`].
+    pub fn with_items(mut self, items: u32) -> Self {
+        self.items = items.max(1);
+        self
     }
 
     /// One event at (about) event time `now_ms`, as a JSON object.
     pub fn event(&mut self, now_ms: i64) -> String {
         let user = self.rng.random_range(1..=USERS);
-        let item = self.rng.random_range(1..=ITEMS);
+        let item = self.rng.random_range(1..=self.items);
         let lag = if self.jitter_ms > 0 {
             self.rng.random_range(0..=self.jitter_ms)
         } else {

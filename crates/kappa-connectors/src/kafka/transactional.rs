@@ -101,6 +101,33 @@ fn records(mut data: &[u8]) -> Option<Vec<Record<'_>>> {
     Some(out)
 }
 
+/// The consumer group of writer `id`, which holds its commit marker.
+fn marker_group(target: &KafkaTarget, id: &str) -> Result<BaseConsumer, TaskError> {
+    client_config(&target.bootstrap_servers, &target.properties)
+        .set("group.id", id)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| TaskError::Io(format!("opening the commit marker of `{id}`: {e}")))
+}
+
+/// The newest checkpoint whose output writer `id` committed to `topic` (0: none yet).
+fn committed(group: &BaseConsumer, topic: &str, id: &str) -> Result<u64, TaskError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, MARKER_PARTITION);
+    let got = group.committed_offsets(tpl, MARKER_TIMEOUT).map_err(|e| {
+        TaskError::Io(format!(
+            "reading the commit marker of `{id}` on topic `{topic}`: {e}"
+        ))
+    })?;
+    let marker = got
+        .find_partition(topic, MARKER_PARTITION)
+        .map(|e| e.offset());
+    Ok(match marker {
+        Some(Offset::Offset(n)) if n > 0 => n as u64,
+        _ => 0,
+    })
+}
+
 /// A transactional producer of one writer and the consumer group holding its commit marker.
 struct Writer {
     id: String,
@@ -109,18 +136,14 @@ struct Writer {
 }
 
 impl Writer {
-    fn open(target: &KafkaTarget, id: &str) -> Result<Self, TaskError> {
+    /// Opens the writer, fencing its earlier incarnations.
+    fn open(target: &KafkaTarget, id: &str, group: BaseConsumer) -> Result<Self, TaskError> {
         let producer = TopicProducer::transactional(
             &target.bootstrap_servers,
             &target.properties,
             &target.topic,
             id,
         )?;
-        let group: BaseConsumer = client_config(&target.bootstrap_servers, &target.properties)
-            .set("group.id", id)
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| TaskError::Io(format!("opening the commit marker of `{id}`: {e}")))?;
         Ok(Self {
             id: id.to_string(),
             producer,
@@ -134,23 +157,6 @@ impl Writer {
             self.id,
             self.producer.topic()
         ))
-    }
-
-    /// The newest checkpoint whose output this writer committed (0: none yet).
-    fn committed(&self) -> Result<u64, TaskError> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(self.producer.topic(), MARKER_PARTITION);
-        let got = self
-            .group
-            .committed_offsets(tpl, MARKER_TIMEOUT)
-            .map_err(|e| self.io("reading the commit marker", e))?;
-        let marker = got
-            .find_partition(self.producer.topic(), MARKER_PARTITION)
-            .map(|e| e.offset());
-        Ok(match marker {
-            Some(Offset::Offset(n)) if n > 0 => n as u64,
-            _ => 0,
-        })
     }
 
     /// Writes `epochs` in one transaction that also moves the commit marker to `marker`.
@@ -231,7 +237,7 @@ impl TransactionalKafkaSink {
         key: Option<KeyTemplate>,
         partition: Option<i32>,
     ) -> Result<Self, TaskError> {
-        let writer = Writer::open(&target, writer_id)?;
+        let writer = Writer::open(&target, writer_id, marker_group(&target, writer_id)?)?;
         Ok(Self {
             target,
             writer,
@@ -243,22 +249,27 @@ impl TransactionalKafkaSink {
         })
     }
 
-    /// Commits what `writer` left of `pending` above its marker.
+    /// Commits what `writer` left of `pending` above its marker. Another job's writer (a
+    /// savepoint's) is opened, fencing that job, only when something is left to commit.
     fn recover_writer(&mut self, id: &str, pending: &[PendingCommit]) -> Result<(), TaskError> {
         let own = id == self.writer.id;
-        let other;
-        let writer = if own {
-            &self.writer
-        } else {
-            other = Writer::open(&self.target, id)?;
-            &other
+        let topic = &self.target.topic;
+        let marker = match own {
+            true => committed(&self.writer.group, topic, id)?,
+            false => committed(&marker_group(&self.target, id)?, topic, id)?,
         };
-        let marker = writer.committed()?;
         let todo: Vec<&PendingCommit> = pending
             .iter()
             .filter(|p| p.writer == id && p.checkpoint > marker)
             .collect();
         if let Some(last) = todo.iter().map(|p| p.checkpoint).max() {
+            let other;
+            let writer = if own {
+                &self.writer
+            } else {
+                other = Writer::open(&self.target, id, marker_group(&self.target, id)?)?;
+                &other
+            };
             tracing::info!(
                 writer = id,
                 marker,
