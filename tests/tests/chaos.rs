@@ -144,6 +144,7 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
     }
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
+    let mut last_kill = Instant::now();
     std::thread::scope(|s| {
         let producer = s.spawn(|| {
             let per = EVENTS / CHUNKS;
@@ -183,6 +184,7 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
             let before: Vec<usize> = jobs.iter().map(|id| attempts(id)).collect();
             let mut dead = tms.remove(victim);
             let killed_at = Instant::now();
+            last_kill = killed_at;
             dead.kill();
             killed.push(dead);
             tms.push(start_tm());
@@ -222,6 +224,7 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
         })
         .collect();
     broker.produce("clicks", &closing).expect("produce closing");
+    let input_end = Instant::now();
 
     let expected = hourly_counts(&data, |u| u > 50);
     let out = broker
@@ -230,6 +233,11 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
         })
         .expect("read");
     let got: BTreeMap<(String, i64), i64> = latest_per_key(&out).expect("records");
+    eprintln!(
+        "chaos: every result committed {:.1} s after the last kill, {:.1} s after the input ended",
+        last_kill.elapsed().as_secs_f64(),
+        input_end.elapsed().as_secs_f64()
+    );
     cluster.assert_results(&kafka_id, &got, &expected);
     // Each window was emitted with its final count only (no partial or double counts).
     for r in &out {
