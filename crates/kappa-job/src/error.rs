@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::Range;
 
 /// One problem in a job spec, located in its source text.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SpecError {
     /// Name of the file the spec came from (as given by the caller, e.g. `job.toml`).
     pub file: String,

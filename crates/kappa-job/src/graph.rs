@@ -9,7 +9,7 @@ use crate::keygroup::key_group_range;
 use crate::plan::{JobPlan, SinkKind, SourceKind, StepPlan, WindowAssigner};
 
 /// One vertex: operators chained in the same subtask, without serialisation between them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Vertex {
     pub id: u32,
     pub name: String,
@@ -20,7 +20,7 @@ pub struct Vertex {
 }
 
 /// How records travel from one vertex to the next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Edge {
     pub from: u32,
     pub to: u32,
@@ -28,7 +28,7 @@ pub struct Edge {
     pub ship_strategy: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PhysicalGraph {
     pub vertices: Vec<Vertex>,
     pub edges: Vec<Edge>,

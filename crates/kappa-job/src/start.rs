@@ -18,7 +18,7 @@ pub enum StartPosition {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid start position `{0}`: expected earliest, latest, timestamp:<epoch-ms> or savepoint:<directory or URI>"
+    "invalid start position `{0}`: expected earliest, latest, timestamp:<epoch-ms>, savepoint:<directory or URI> or checkpoint:<job id>:<checkpoint id>"
 )]
 pub struct StartPositionError(pub String);
 
@@ -51,21 +51,48 @@ impl fmt::Display for StartPosition {
 }
 
 /// Where a submitted job starts: a position in its Kafka topic, or a savepoint whose offsets
-/// and state it resumes from (`savepoint:<directory or URI>`).
+/// and state it resumes from (`savepoint:<directory or URI>`), or a retained checkpoint of a
+/// job of the cluster (`checkpoint:<job id>:<checkpoint id>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
     Position(StartPosition),
     Savepoint(String),
+    Checkpoint { job: String, id: u64 },
 }
 
 impl FromStr for Start {
     type Err = StartPositionError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().strip_prefix("savepoint:") {
-            Some(uri) if !uri.trim().is_empty() => Ok(Self::Savepoint(uri.trim().to_string())),
-            Some(_) => Err(StartPositionError(s.to_string())),
-            None => s.parse().map(Self::Position),
+        let t = s.trim();
+        let bad = || StartPositionError(s.to_string());
+        if let Some(uri) = t.strip_prefix("savepoint:") {
+            return match uri.trim() {
+                "" => Err(bad()),
+                uri => Ok(Self::Savepoint(uri.to_string())),
+            };
+        }
+        if let Some(rest) = t.strip_prefix("checkpoint:") {
+            let (job, id) = rest.rsplit_once(':').ok_or_else(bad)?;
+            let id = id.parse().map_err(|_| bad())?;
+            return match job.trim() {
+                "" => Err(bad()),
+                job => Ok(Self::Checkpoint {
+                    job: job.to_string(),
+                    id,
+                }),
+            };
+        }
+        t.parse().map(Self::Position)
+    }
+}
+
+impl fmt::Display for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Position(p) => p.fmt(f),
+            Self::Savepoint(uri) => write!(f, "savepoint:{uri}"),
+            Self::Checkpoint { job, id } => write!(f, "checkpoint:{job}:{id}"),
         }
     }
 }
@@ -91,5 +118,22 @@ mod tests {
             Start::Position(StartPosition::Latest)
         );
         assert!("savepoint:".parse::<Start>().is_err());
+        let c = "checkpoint:3f2a:17".parse::<Start>().unwrap();
+        assert_eq!(
+            c,
+            Start::Checkpoint {
+                job: "3f2a".into(),
+                id: 17
+            }
+        );
+        assert_eq!(c.to_string(), "checkpoint:3f2a:17");
+        for bad in [
+            "checkpoint:",
+            "checkpoint:abc",
+            "checkpoint::3",
+            "checkpoint:a:b",
+        ] {
+            assert!(bad.parse::<Start>().is_err(), "{bad}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::job::now_ms;
 /// Checkpoints of a job shown in its history.
 const HISTORY: usize = 50;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CheckpointStatus {
     InProgress,
@@ -26,7 +26,7 @@ pub enum CheckpointStatus {
 }
 
 /// Where a source subtask was in one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartitionOffset {
     pub partition: i32,
     /// None: nothing read yet from the beginning.
@@ -34,7 +34,7 @@ pub struct PartitionOffset {
 }
 
 /// One subtask's part of a checkpoint, in the history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubtaskCheckpoint {
     pub vertex: u32,
     pub subtask: u32,
@@ -46,7 +46,7 @@ pub struct SubtaskCheckpoint {
 }
 
 /// A checkpoint as the REST API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckpointStats {
     pub id: u64,
     pub attempt: u32,
@@ -62,6 +62,9 @@ pub struct CheckpointStats {
     pub failure: Option<String>,
     /// The metadata object of a completed checkpoint.
     pub path: Option<String>,
+    /// Completed and still kept: a job can start from it (`checkpoint:<job id>:<id>`).
+    #[serde(default)]
+    pub retained: bool,
 }
 
 /// The window state of one subtask in a checkpoint.
@@ -205,6 +208,9 @@ impl Checkpoints {
         let mut h: Vec<_> = self.history.iter().cloned().collect();
         h.extend(self.pending.as_ref().map(|p| p.stats.clone()));
         h.reverse();
+        for c in &mut h {
+            c.retained = c.status == CheckpointStatus::Completed && self.is_retained(c.id);
+        }
         h
     }
 
@@ -268,6 +274,7 @@ impl Checkpoints {
             id,
             attempt,
             status: CheckpointStatus::InProgress,
+            retained: false,
             trigger_ms: now_ms(),
             duration_ms: None,
             acknowledged: 0,
@@ -453,6 +460,11 @@ impl Checkpoints {
         (Step::Nothing, delete)
     }
 
+    /// Whether completed checkpoint `id` is still kept.
+    pub fn is_retained(&self, id: u64) -> bool {
+        self.retained.iter().any(|m| m.checkpoint_id == id)
+    }
+
     pub fn metadata_path(&self, job_id: &str, id: u64) -> ObjectPath {
         self.location
             .child(&[job_id, &format!("chk-{id}"), "_metadata"])
@@ -485,9 +497,16 @@ pub async fn delete_objects(location: &Location, paths: Vec<ObjectPath>) {
 
 /// Reads the `_metadata` of a savepoint or checkpoint directory, with errors naming the file.
 pub async fn read_metadata(location: &Location) -> Result<CheckpointMetadata, String> {
-    let path = location.child(&["_metadata"]);
-    let shown = location.show(&path);
-    let bytes = match location.store.get(&path).await {
+    read_metadata_at(location, &location.child(&["_metadata"])).await
+}
+
+/// Reads a checkpoint's `_metadata` object at `path`, with errors naming the file.
+pub async fn read_metadata_at(
+    location: &Location,
+    path: &ObjectPath,
+) -> Result<CheckpointMetadata, String> {
+    let shown = location.show(path);
+    let bytes = match location.store.get(path).await {
         Ok(r) => r
             .bytes()
             .await

@@ -18,7 +18,7 @@ use crate::checkpoint::{CheckpointMetadata, Checkpoints};
 use crate::rates::RateTracker;
 
 /// The lifecycle of a job, as in Flink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobState {
     Created,
@@ -68,7 +68,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// One try at running the job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptInfo {
     pub attempt: u32,
     pub started_at_ms: i64,
@@ -371,7 +371,7 @@ impl JobEntry {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobSummary {
     pub id: String,
     pub name: String,
@@ -384,7 +384,7 @@ pub struct JobSummary {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubtaskView {
     pub index: u32,
     pub records_in: u64,
@@ -406,7 +406,7 @@ pub struct SubtaskView {
 }
 
 /// Where a source subtask is in one Kafka partition.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartitionView {
     pub partition: i32,
     /// The next offset it will read.
@@ -416,7 +416,7 @@ pub struct PartitionView {
     pub lag: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VertexView {
     pub id: u32,
     pub name: String,
@@ -434,7 +434,7 @@ pub struct VertexView {
     pub subtasks: Vec<SubtaskView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobDetail {
     #[serde(flatten)]
     pub summary: JobSummary,

@@ -44,6 +44,10 @@ pub struct JobManagerConfig {
     pub partition_discovery_interval: Duration,
     /// How jobs without their own `[restart]` table are restarted.
     pub restart: RestartPlan,
+    /// When set, the REST API and /metrics need `Authorization: Bearer <this>`.
+    pub auth_token: Option<String>,
+    /// Largest request body the REST API accepts (job files are sent in it).
+    pub max_request_bytes: usize,
 }
 
 impl Default for JobManagerConfig {
@@ -56,6 +60,8 @@ impl Default for JobManagerConfig {
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(10),
             slot_timeout: Duration::from_secs(300),
+            auth_token: None,
+            max_request_bytes: 4 << 20,
             partition_discovery_interval: Duration::from_secs(10),
             restart: RestartPlan::default(),
         }
@@ -65,49 +71,63 @@ impl Default for JobManagerConfig {
 /// A savepoint to start a job from.
 #[derive(Debug, Clone)]
 pub struct SavepointStart {
-    /// Its directory (path or URI).
-    pub uri: String,
+    /// What to restore.
+    pub from: RestoreFrom,
     /// Start even if the savepoint holds state the job has no operator for (it is dropped).
     pub allow_non_restored_state: bool,
 }
 
-/// Reads a savepoint and checks it fits the job; returns where to restore from.
-async fn restore_source(
-    sp: &SavepointStart,
-    plan: &kappa_job::JobPlan,
-    operator: &(String, Vec<String>),
-) -> Result<job::RestoreSource, SubmitError> {
-    let bad = |m: String| SubmitError::BadRequest(format!("savepoint {}: {m}", sp.uri));
-    let location = kappa_state::Location::parse(&sp.uri).map_err(|e| bad(e.to_string()))?;
-    let mut meta = checkpoint::read_metadata(&location)
-        .await
-        .map_err(SubmitError::BadRequest)?;
-    if !meta.windows.is_empty() {
-        let unmapped = match &plan.window {
-            None => Some("the job has no window to take it".to_string()),
-            Some(w) if w.uid != meta.window_uid => {
-                Some(format!("the job's window has uid `{}`", w.uid))
-            }
-            Some(_) => None,
-        };
-        if let Some(why) = unmapped {
-            if !sp.allow_non_restored_state {
-                return Err(bad(format!(
-                    "it holds window state of uid `{}` but {why}; start with --allow-non-restored-state to drop it",
-                    meta.window_uid
-                )));
-            }
-            tracing::warn!(savepoint = %sp.uri, uid = %meta.window_uid, "dropping window state no operator takes");
-            meta.windows.clear();
-        } else if !meta.aggregates.is_empty() && meta.aggregates != operator.1 {
-            return Err(bad(format!(
-                "its window state has the aggregates [{}] but the job computes [{}]: the state cannot be restored into them",
-                meta.aggregates.join(", "),
-                operator.1.join(", ")
-            )));
+/// A savepoint directory, or a retained checkpoint of a job of this cluster.
+#[derive(Debug, Clone)]
+pub enum RestoreFrom {
+    Savepoint(String),
+    Checkpoint { job: String, id: u64 },
+}
+
+impl std::fmt::Display for RestoreFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Savepoint(uri) => write!(f, "savepoint {uri}"),
+            Self::Checkpoint { job, id } => write!(f, "checkpoint {id} of job {job}"),
         }
     }
-    Ok(job::RestoreSource { location, meta })
+}
+
+/// Checks that the state of `meta` fits the job (or drops it when allowed).
+fn check_restored_state(
+    sp: &SavepointStart,
+    meta: &mut checkpoint::CheckpointMetadata,
+    plan: &kappa_job::JobPlan,
+    operator: &(String, Vec<String>),
+) -> Result<(), SubmitError> {
+    let bad = |m: String| SubmitError::BadRequest(format!("{}: {m}", sp.from));
+    if meta.windows.is_empty() {
+        return Ok(());
+    }
+    let unmapped = match &plan.window {
+        None => Some("the job has no window to take it".to_string()),
+        Some(w) if w.uid != meta.window_uid => {
+            Some(format!("the job's window has uid `{}`", w.uid))
+        }
+        Some(_) => None,
+    };
+    if let Some(why) = unmapped {
+        if !sp.allow_non_restored_state {
+            return Err(bad(format!(
+                "it holds window state of uid `{}` but {why}; start with --allow-non-restored-state to drop it",
+                meta.window_uid
+            )));
+        }
+        tracing::warn!(from = %sp.from, uid = %meta.window_uid, "dropping window state no operator takes");
+        meta.windows.clear();
+    } else if !meta.aggregates.is_empty() && meta.aggregates != operator.1 {
+        return Err(bad(format!(
+            "its window state has the aggregates [{}] but the job computes [{}]: the state cannot be restored into them",
+            meta.aggregates.join(", "),
+            operator.1.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// How long a savepoint request waits.
@@ -309,7 +329,7 @@ impl JobManager {
                     "starting from a savepoint needs the jobmanager's --checkpoint-dir (window state is restored through it)".into(),
                 ));
             }
-            Some(sp) => Some(restore_source(&sp, &plan, &operator).await?),
+            Some(sp) => Some(self.restore_source(&sp, &plan, &operator).await?),
             None => None,
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -325,6 +345,45 @@ impl JobManager {
         self.inner.jobs.write().insert(id.clone(), Arc::clone(&job));
         tokio::spawn(driver::drive(Arc::clone(&self.inner), job));
         Ok(id)
+    }
+
+    /// Reads the savepoint or retained checkpoint to start from and checks it fits the job.
+    async fn restore_source(
+        &self,
+        sp: &SavepointStart,
+        plan: &kappa_job::JobPlan,
+        operator: &(String, Vec<String>),
+    ) -> Result<job::RestoreSource, SubmitError> {
+        let (location, mut meta) = match &sp.from {
+            RestoreFrom::Savepoint(uri) => {
+                let location = kappa_state::Location::parse(uri)
+                    .map_err(|e| SubmitError::BadRequest(format!("savepoint {uri}: {e}")))?;
+                let meta = checkpoint::read_metadata(&location)
+                    .await
+                    .map_err(SubmitError::BadRequest)?;
+                (location, meta)
+            }
+            RestoreFrom::Checkpoint { job, id } => {
+                let entry = self.job(job).ok_or_else(|| {
+                    SubmitError::BadRequest(format!("checkpoint {id} of job {job}: no such job"))
+                })?;
+                let found = entry.checkpoints.lock().as_ref().and_then(|c| {
+                    c.is_retained(*id)
+                        .then(|| (c.location.clone(), c.metadata_path(job, *id)))
+                });
+                let Some((location, path)) = found else {
+                    return Err(SubmitError::BadRequest(format!(
+                        "checkpoint {id} of job {job} is not a retained completed checkpoint"
+                    )));
+                };
+                let meta = checkpoint::read_metadata_at(&location, &path)
+                    .await
+                    .map_err(SubmitError::BadRequest)?;
+                (location, meta)
+            }
+        };
+        check_restored_state(sp, &mut meta, plan, operator)?;
+        Ok(job::RestoreSource { location, meta })
     }
 
     pub fn job(&self, id: &str) -> Option<Arc<JobEntry>> {

@@ -13,7 +13,7 @@ struct Sample {
 }
 
 /// Rates of one subtask over the last sampling interval.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SubtaskRates {
     pub records_in_per_second: f64,
     pub records_out_per_second: f64,

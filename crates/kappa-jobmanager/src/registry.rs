@@ -27,7 +27,7 @@ pub struct TaskManagerEntry {
 }
 
 /// A taskmanager as the REST API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskManagerView {
     pub id: String,
     pub address: String,

@@ -68,6 +68,13 @@ pub struct JobManagerArgs {
     /// How often running Kafka sources are checked for new partitions.
     #[arg(long, env = "KAPPA_PARTITION_DISCOVERY_INTERVAL", default_value = "10s", value_parser = duration)]
     pub partition_discovery_interval: Duration,
+    /// Require `Authorization: Bearer <token>` on the REST API and /metrics (the web UI asks
+    /// for it once). Prefer the variable or the config file to keep it out of `ps`.
+    #[arg(long, env = "KAPPA_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Largest REST request body accepted, in bytes (job files are uploaded in it).
+    #[arg(long, env = "KAPPA_MAX_REQUEST_BYTES", default_value_t = 4 << 20)]
+    pub max_request_bytes: usize,
 }
 
 impl JobManagerArgs {
@@ -85,6 +92,8 @@ impl JobManagerArgs {
             heartbeat_timeout: self.heartbeat_timeout,
             slot_timeout: self.slot_timeout,
             partition_discovery_interval: self.partition_discovery_interval,
+            auth_token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            max_request_bytes: self.max_request_bytes,
             restart: RestartPlan {
                 strategy: self.restart_strategy,
                 delay: self.restart_delay,

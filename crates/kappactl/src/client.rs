@@ -7,10 +7,12 @@ use serde_json::Value;
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Client {
-    pub fn new(base: &str) -> anyhow::Result<Self> {
+    /// A client of the jobmanager at `base`, sending `token` as a bearer token when given.
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!("--jobmanager must be an http:// URL, got `{base}`");
@@ -18,7 +20,8 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        Ok(Self { base, http })
+        let token = token.filter(|t| !t.is_empty());
+        Ok(Self { base, http, token })
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -32,6 +35,10 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let resp = req.send().await.map_err(|e| {
             let why = if e.is_connect() {
                 "connection refused or host unreachable".to_string()

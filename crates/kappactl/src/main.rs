@@ -29,6 +29,9 @@ struct Cli {
         default_value = "http://127.0.0.1:8081"
     )]
     jobmanager: String,
+    /// Bearer token of a cluster started with an auth token.
+    #[arg(long, global = true, env = "KAPPA_AUTH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print the API's JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -41,7 +44,8 @@ struct JobFileArgs {
     /// The job file (job.toml).
     file: PathBuf,
     /// Where sources start: earliest, latest, timestamp:<epoch-ms> (overrides source.start),
-    /// or savepoint:<directory or URI> to resume from a savepoint's offsets and state.
+    /// savepoint:<directory or URI> to resume from a savepoint's offsets and state, or
+    /// checkpoint:<job id>:<checkpoint id> to resume from a retained checkpoint of a job.
     #[arg(long)]
     start: Option<Start>,
     /// With --start savepoint:…, start even if the savepoint holds state no operator of the
@@ -99,14 +103,14 @@ fn read_job(path: &Path) -> anyhow::Result<(String, String)> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.jobmanager)?;
+    let client = Client::new(&cli.jobmanager, cli.token.clone())?;
     match cli.command {
         Command::Validate(a) => {
             let (name, text) = read_job(&a.file)?;
             let start = match a.start {
                 Some(Start::Position(p)) => Some(p),
-                // The savepoint supplies the offsets: plan as if from the job file.
-                Some(Start::Savepoint(_)) | None => None,
+                // The savepoint or checkpoint supplies the offsets: plan as if from the file.
+                Some(Start::Savepoint(_) | Start::Checkpoint { .. }) | None => None,
             };
             let overrides = Overrides {
                 start,
@@ -128,10 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let body = json!({
                 "job": text,
                 "file_name": name,
-                "start": a.start.map(|s| match s {
-                    Start::Position(p) => p.to_string(),
-                    Start::Savepoint(uri) => format!("savepoint:{uri}"),
-                }),
+                "start": a.start.map(|s| s.to_string()),
                 "parallelism": a.parallelism,
                 "allow_non_restored_state": a.allow_non_restored_state,
             });

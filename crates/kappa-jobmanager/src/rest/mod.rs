@@ -1,0 +1,427 @@
+//! The REST API under /api/v1 (JSON), /metrics (Prometheus text) and the web UI, served with
+//! axum; the OpenAPI document at /api/v1/openapi.json is generated from these handlers.
+//! Every error is a JSON body `{"error": …}` with a 4xx status; an optional bearer token
+//! protects the API and /metrics.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kappa_job::SpecError;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::{JobManager, SubmitError};
+
+mod cluster;
+mod jobs;
+mod ui;
+
+pub use jobs::{
+    SavepointRequest, SavepointResponse, StopRequest, SubmitRequest, SubmitResponse,
+    ValidateResponse,
+};
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    /// Every problem of a refused job file, with file, line, column and field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<SpecError>,
+}
+
+/// An error answer: a status and a JSON body.
+pub(crate) struct ApiError(StatusCode, ErrorBody);
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self(
+            status,
+            ErrorBody {
+                error: msg.into(),
+                details: Vec::new(),
+            },
+        )
+    }
+
+    fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, what)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid(errs) => {
+                let n = errs.0.len();
+                let error = if n == 1 {
+                    errs.0[0].to_string()
+                } else {
+                    format!("{n} problems in the job: {errs}")
+                };
+                Self(
+                    StatusCode::BAD_REQUEST,
+                    ErrorBody {
+                        error,
+                        details: errs.0,
+                    },
+                )
+            }
+            SubmitError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
+        }
+    }
+}
+
+/// A request body that was refused before any handler read it (too large, unreadable).
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        let status = r.status();
+        let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "the request body is larger than this jobmanager accepts (--max-request-bytes)"
+                .to_string()
+        } else {
+            r.body_text()
+        };
+        Self::new(status, msg)
+    }
+}
+
+/// Declares the bearer token scheme in the OpenAPI document.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kappa REST API",
+        description = "Submit, watch and control Kappa jobs. With an auth token configured, every route under /api/v1 (but this document) and /metrics needs `Authorization: Bearer <token>`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// The routes of the API with their OpenAPI description.
+fn api_routes() -> OpenApiRouter<JobManager> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(cluster::overview))
+        .routes(routes!(cluster::taskmanagers))
+        .routes(routes!(cluster::taskmanager))
+        .routes(routes!(jobs::list_jobs, jobs::submit))
+        .routes(routes!(jobs::validate))
+        .routes(routes!(jobs::job_detail))
+        .routes(routes!(jobs::job_spec))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::checkpoints))
+        .routes(routes!(jobs::savepoint))
+        .routes(routes!(jobs::stop))
+        .routes(routes!(cluster::metrics))
+}
+
+/// The OpenAPI document of this server.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// Refuses requests without the configured bearer token.
+async fn require_token(
+    State(token): State<std::sync::Arc<String>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| {
+        use subtle::ConstantTimeEq;
+        g.as_bytes().ct_eq(token.as_bytes()).into()
+    });
+    if ok {
+        return next.run(req).await;
+    }
+    let why = match given {
+        None => {
+            "this cluster needs a bearer token: send `Authorization: Bearer <token>` (kappactl: --token or KAPPA_AUTH_TOKEN)"
+        }
+        Some(_) => "the bearer token is wrong",
+    };
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, why).into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    resp
+}
+
+/// The whole HTTP service: API (token-protected when configured), its OpenAPI document, UI.
+pub fn router(jm: JobManager) -> Router {
+    let config = jm.config();
+    let (api, doc) = api_routes().split_for_parts();
+    let mut api = api.layer(DefaultBodyLimit::max(config.max_request_bytes));
+    if let Some(token) = config.auth_token.clone() {
+        api = api.layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(token),
+            require_token,
+        ));
+    }
+    let doc = std::sync::Arc::new(doc);
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = std::sync::Arc::clone(&doc);
+            async move { Json((*doc).clone()) }
+        }),
+    )
+    .merge(ui::routes())
+    .fallback(|| async { ApiError::not_found("no such route") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "this route does not take that method (see /api/v1/openapi.json)",
+        )
+    })
+    .with_state(jm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::JobManagerConfig;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const JOB: &str = include_str!("../../../../examples/hourly-item-clicks.toml");
+
+    async fn call_with(config: JobManagerConfig, req: Request<Body>) -> (StatusCode, String) {
+        let app = router(JobManager::new(config).unwrap());
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn request(
+        method: &str,
+        uri: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", content_type)
+            .body(body.into())
+            .unwrap()
+    }
+
+    async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, String) {
+        let req = request(method, uri, "application/json", body.to_string());
+        call_with(JobManagerConfig::default(), req).await
+    }
+
+    fn assert_json_error(text: &str) {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
+    }
+
+    #[tokio::test]
+    async fn errors_are_json_with_4xx() {
+        for (method, uri, body, status) in [
+            ("GET", "/api/v1/jobs/nope", "", StatusCode::NOT_FOUND),
+            (
+                "POST",
+                "/api/v1/jobs/nope/cancel",
+                "",
+                StatusCode::NOT_FOUND,
+            ),
+            ("GET", "/api/v1/jobs/nope/spec", "", StatusCode::NOT_FOUND),
+            (
+                "GET",
+                "/api/v1/taskmanagers/nope",
+                "",
+                StatusCode::NOT_FOUND,
+            ),
+            ("GET", "/no/such/route", "", StatusCode::NOT_FOUND),
+            ("DELETE", "/api/v1/jobs", "", StatusCode::METHOD_NOT_ALLOWED),
+            ("POST", "/api/v1/jobs", "{not json", StatusCode::BAD_REQUEST),
+            (
+                "POST",
+                "/api/v1/jobs",
+                r#"{"job":"name = 1"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST",
+                "/api/v1/jobs",
+                r#"{"job":"","start":"yesterday"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST",
+                "/api/v1/jobs",
+                r#"{"job":"","start":"checkpoint:nope:3"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST",
+                "/api/v1/jobs/nope/stop",
+                r#"{"drain":"yes"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let (got, text) = call(method, uri, body).await;
+            assert_eq!(got, status, "{method} {uri}: {text}");
+            assert_json_error(&text);
+        }
+    }
+
+    #[tokio::test]
+    async fn validate_returns_the_plan_without_running_anything() {
+        let body = serde_json::json!({"job": JOB, "parallelism": 3}).to_string();
+        let (status, text) = call("POST", "/api/v1/jobs/validate", &body).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let v: ValidateResponse = serde_json::from_str(&text).unwrap();
+        assert_eq!(v.parallelism, 3);
+        assert!(v.plan.contains("hash(item_id)"), "{}", v.plan);
+    }
+
+    #[tokio::test]
+    async fn a_raw_job_file_is_accepted_and_a_non_utf8_one_refused() {
+        let req = request(
+            "POST",
+            "/api/v1/jobs/validate?parallelism=3&file_name=clicks.toml",
+            "application/toml",
+            JOB,
+        );
+        let (status, text) = call_with(JobManagerConfig::default(), req).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let mut latin1 = JOB.as_bytes().to_vec();
+        latin1.extend_from_slice(b"# caf\xe9\n");
+        let req = request(
+            "POST",
+            "/api/v1/jobs?file_name=clicks.toml",
+            "application/toml",
+            latin1,
+        );
+        let (status, text) = call_with(JobManagerConfig::default(), req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("clicks.toml is not UTF-8"), "{text}");
+        let req = request(
+            "POST",
+            "/api/v1/jobs?parallelism=many",
+            "application/toml",
+            JOB,
+        );
+        let (status, text) = call_with(JobManagerConfig::default(), req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert_json_error(&text);
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused_with_413() {
+        let config = JobManagerConfig {
+            max_request_bytes: 1000,
+            ..JobManagerConfig::default()
+        };
+        let big = serde_json::json!({ "job": "#".repeat(5000) }).to_string();
+        let (status, text) = call_with(
+            config,
+            request("POST", "/api/v1/jobs", "application/json", big),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+        assert!(text.contains("--max-request-bytes"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_token_protects_the_api_and_metrics_but_not_the_ui_files() {
+        let config = || JobManagerConfig {
+            auth_token: Some("s3cret".into()),
+            ..JobManagerConfig::default()
+        };
+        let get = |uri: &str, token: Option<&str>| {
+            let mut b = Request::builder().uri(uri);
+            if let Some(t) = token {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        for uri in ["/api/v1/overview", "/api/v1/jobs", "/metrics"] {
+            let (status, text) = call_with(config(), get(uri, None)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {text}");
+            assert_json_error(&text);
+            let (status, text) = call_with(config(), get(uri, Some("guess"))).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {text}");
+            assert!(text.contains("wrong"), "{text}");
+            let (status, _) = call_with(config(), get(uri, Some("s3cret"))).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+        }
+        for uri in ["/", "/ui/app.js", "/ui/style.css", "/api/v1/openapi.json"] {
+            let (status, _) = call_with(config(), get(uri, None)).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_lists_every_api_route() {
+        let (status, text) = call("GET", "/api/v1/openapi.json", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for p in [
+            "/api/v1/overview",
+            "/api/v1/taskmanagers",
+            "/api/v1/taskmanagers/{id}",
+            "/api/v1/jobs",
+            "/api/v1/jobs/validate",
+            "/api/v1/jobs/{id}",
+            "/api/v1/jobs/{id}/spec",
+            "/api/v1/jobs/{id}/cancel",
+            "/api/v1/jobs/{id}/checkpoints",
+            "/api/v1/jobs/{id}/savepoints",
+            "/api/v1/jobs/{id}/stop",
+            "/metrics",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing from {:?}", paths.keys());
+        }
+        assert!(doc["components"]["schemas"]["JobDetail"].is_object());
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    #[tokio::test]
+    async fn overview_and_metrics_answer() {
+        let (status, text) = call("GET", "/api/v1/overview", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let v: cluster::Overview = serde_json::from_str(&text).unwrap();
+        assert_eq!((v.taskmanagers, v.slots_total, v.slots_free), (0, 0, 0));
+        let (status, text) = call("GET", "/metrics", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("kappa_slots{kind=\"total\"} 0"), "{text}");
+    }
+}

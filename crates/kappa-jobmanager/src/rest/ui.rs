@@ -1,0 +1,31 @@
+//! The web UI: three static files (HTML, JavaScript, CSS) compiled into the binary and served
+//! at `/` and `/ui/…`; the page itself asks the REST API for everything it shows.
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+const INDEX: &str = include_str!("../../ui/index.html");
+const APP: &str = include_str!("../../ui/app.js");
+const STYLE: &str = include_str!("../../ui/style.css");
+
+/// Routes of the UI's files (public: they hold no data; the API they call is protected).
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let file = |content_type: &'static str, body: &'static str| {
+        get(move || async move {
+            (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                body,
+            )
+                .into_response()
+        })
+    };
+    Router::new()
+        .route("/", file("text/html; charset=utf-8", INDEX))
+        .route("/ui/app.js", file("text/javascript; charset=utf-8", APP))
+        .route("/ui/style.css", file("text/css; charset=utf-8", STYLE))
+}
