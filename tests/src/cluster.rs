@@ -75,6 +75,8 @@ pub struct Cluster {
     pub url: String,
     /// gRPC URL of the jobmanager, for taskmanagers.
     pub rpc: String,
+    /// The REST API's bearer token, when the cluster has one.
+    pub token: Option<String>,
 }
 
 impl Cluster {
@@ -110,7 +112,12 @@ impl Cluster {
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = Process::spawn_with_env(&args, env)?;
-        Self::ready(process, port, rpc)
+        // A cluster started with an auth token is called with it.
+        let token = env
+            .iter()
+            .find(|(k, _)| *k == "KAPPA_AUTH_TOKEN")
+            .map(|(_, v)| v.clone());
+        Self::ready(process, port, rpc, token)
     }
 
     /// `kappa jobmanager` alone, with extra flags; add taskmanagers with [`Cluster::taskmanager`].
@@ -119,18 +126,20 @@ impl Cluster {
         let (p, r) = (port.to_string(), rpc.to_string());
         let mut args = vec!["jobmanager", "--port", p.as_str(), "--rpc-port", r.as_str()];
         args.extend_from_slice(extra);
-        Self::ready(Process::spawn(&args)?, port, rpc)
+        Self::ready(Process::spawn(&args)?, port, rpc, None)
     }
 
-    fn ready(process: Process, port: u16, rpc: u16) -> anyhow::Result<Self> {
+    fn ready(process: Process, port: u16, rpc: u16, token: Option<String>) -> anyhow::Result<Self> {
         let cluster = Self {
             process,
             url: format!("http://127.0.0.1:{port}"),
             rpc: format!("http://127.0.0.1:{rpc}"),
+            token,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if reqwest::blocking::get(format!("{}/api/v1/overview", cluster.url))
+            if cluster
+                .get("/api/v1/overview")
                 .is_ok_and(|r| r.status().is_success())
             {
                 return Ok(cluster);
@@ -191,11 +200,12 @@ impl Cluster {
 
     /// Runs kappactl against this cluster.
     pub fn kappactl(&self, args: &[&str]) -> Output {
-        Command::new(bin("kappactl"))
-            .args(args)
-            .env("KAPPA_JOBMANAGER", &self.url)
-            .output()
-            .expect("running kappactl")
+        let mut cmd = Command::new(bin("kappactl"));
+        cmd.args(args).env("KAPPA_JOBMANAGER", &self.url);
+        if let Some(t) = &self.token {
+            cmd.env("KAPPA_AUTH_TOKEN", t);
+        }
+        cmd.output().expect("running kappactl")
     }
 
     /// Writes `job` to a file and submits it; returns the job id.
@@ -281,7 +291,12 @@ impl Cluster {
         );
     }
 
+    /// GET on the REST API, with the cluster's token if it has one.
     pub fn get(&self, path: &str) -> anyhow::Result<reqwest::blocking::Response> {
-        Ok(reqwest::blocking::get(format!("{}{path}", self.url))?)
+        let mut req = reqwest::blocking::Client::new().get(format!("{}{path}", self.url));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        Ok(req.send()?)
     }
 }
