@@ -168,6 +168,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("Submitted the reference job (examples/hourly-item-clicks.toml), id {id}");
+    println!("  web UI:   http://{addr}/#/jobs/{id}");
     println!(
         "  REST API: curl http://{addr}/api/v1/jobs/{id}     metrics: curl http://{addr}/metrics"
     );
