@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Kappa needs on a fresh Debian machine (idempotent):
 # the apt packages of the native dependencies and, with --test, the Tansu Kafka broker,
-# SeaweedFS (S3) and PostgreSQL.
+# SeaweedFS (S3), PostgreSQL, and Chromium with chromedriver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,8 @@ libsnappy-dev liblz4-dev libzstd-dev libssl-dev libcurl4-openssl-dev"
 if [ "$want_test" = 1 ]; then
   # The PostgreSQL server (initdb, postgres) the postgres sink tests start privately.
   PKGS="$PKGS postgresql"
+  # Headless Chromium and its WebDriver server, for the web UI tests (tests/tests/web_ui.rs).
+  PKGS="$PKGS chromium chromium-driver"
 fi
 missing=""
 for p in $PKGS; do

@@ -3,6 +3,7 @@
 //! computed independently of Kappa.
 
 pub mod broker;
+pub mod browser;
 pub mod cluster;
 pub mod postgres;
 pub mod reference;

@@ -1,0 +1,503 @@
+//! The web UI in a real headless Chromium (WebDriver): a job submitted from the browser runs
+//! against a real Kafka-protocol broker, shows its rates, watermark and checkpoints, and is
+//! cancelled there; an invalid job.toml shows its problems by line; a cluster with a token asks
+//! for it. Screenshots go to `target/<profile>/ui-screenshots/`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kappa_integration_tests::broker::Broker;
+use kappa_integration_tests::browser::Browser;
+use kappa_integration_tests::cluster::{Cluster, Process};
+use kappa_integration_tests::reference::Click;
+use kappa_integration_tests::{SINK_PARTITIONS, free_port, reference_job};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
+
+/// How long a job may take to reach a state, or its metrics to show up.
+const SLOW: Duration = Duration::from_secs(60);
+
+/// One browser test at a time: each runs a broker, a cluster and Chromium, and the machines
+/// that run these tests may have two cores.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Produces clicks with event times at the wall clock to every partition of a topic until
+/// dropped, so a running job has non-zero rates and a moving watermark.
+struct ClickStream {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ClickStream {
+    fn start(bootstrap: &str, topic: &str, partitions: i32) -> Self {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        let (stop, topic) = (Arc::new(AtomicBool::new(false)), topic.to_string());
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut n: u32 = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64;
+                for _ in 0..40 {
+                    n = n.wrapping_add(1);
+                    let click = Click {
+                        user: 1 + n % 100,
+                        item: 1 + n.wrapping_mul(7) % 50,
+                        timestamp: now,
+                    };
+                    let value = click.json();
+                    let rec = BaseRecord::<(), str>::to(&topic)
+                        .partition((n % partitions as u32) as i32)
+                        .payload(&value);
+                    if let Err((e, _)) = producer.send(rec) {
+                        eprintln!("click stream: {e}");
+                    }
+                }
+                producer.poll(Duration::from_millis(0));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = producer.flush(Duration::from_secs(10));
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ClickStream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `2026-11-25T16:45:15Z` or with milliseconds: what the UI shows for an event-time watermark.
+fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 20
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && s.ends_with('Z')
+}
+
+/// A rate as the UI prints it (`1,234.5`).
+fn rate(s: &str) -> Option<f64> {
+    s.trim().replace(',', "").parse().ok()
+}
+
+#[test]
+fn a_job_submitted_in_the_browser_runs_checkpoints_and_is_cancelled() {
+    let _serial = serial();
+    let broker = Broker::start().expect("broker");
+    broker.create_topic("clicks", 4).expect("topic");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let dir = tempfile::tempdir().expect("tmp");
+    let checkpoints = dir.path().join("checkpoints");
+    let cluster = Cluster::local(4, &["--checkpoint-dir", checkpoints.to_str().unwrap()])
+        .expect("kappa local");
+    let _clicks = ClickStream::start(&broker.bootstrap, "clicks", 4);
+    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
+        + "\n[checkpoints]\ninterval = \"500ms\"\n";
+    let b = Browser::start().expect("headless Chromium");
+
+    // Overview: the embedded taskmanager and its slots.
+    b.goto(&format!("{}/#/", cluster.url)).unwrap();
+    b.wait_text("#tm-count", SLOW, |t| t == "1").unwrap();
+    b.wait_text("#slots-total", SLOW, |t| t == "4").unwrap();
+    b.wait_text("#checkpoint-dir", SLOW, |t| t.contains("checkpoints"))
+        .unwrap();
+    b.screenshot("overview").unwrap();
+
+    // Taskmanagers: the one registered, with its slots.
+    let tms: serde_json::Value = cluster.get("/api/v1/taskmanagers").unwrap().json().unwrap();
+    let tm_id = tms[0]["id"].as_str().expect("a taskmanager").to_string();
+    b.click("a[data-nav=taskmanagers]").unwrap();
+    let row = b
+        .wait_text("#tm-table", SLOW, |t| t.contains(&tm_id))
+        .unwrap();
+    assert!(row.contains('4'), "its 4 slots: {row}");
+    b.screenshot("taskmanagers").unwrap();
+
+    // Submit: type the job, validate it (the plan shows), submit it.
+    b.click("#nav-submit").unwrap();
+    b.type_into("#job-text", &job).unwrap();
+    let typed = b
+        .js("return document.getElementById('job-text').value;", vec![])
+        .unwrap();
+    assert_eq!(
+        typed.as_str(),
+        Some(job.as_str()),
+        "the textarea holds the job"
+    );
+    b.click("#validate").unwrap();
+    b.wait_text("#result", SLOW, |t| {
+        t.contains("valid: hourly-item-clicks, parallelism 2")
+    })
+    .unwrap();
+    let plan = b
+        .wait_text("#plan", SLOW, |t| t.contains("vertex 1 `window`"))
+        .unwrap();
+    assert!(plan.contains("Source: kafka topic `clicks`"), "{plan}");
+    b.screenshot("submit-validated").unwrap();
+    b.click("#submit").unwrap();
+    let id = b
+        .wait_until("the job's page", SLOW, || {
+            Ok(b.hash()?
+                .strip_prefix("#/jobs/")
+                .filter(|id| !id.is_empty() && !id.contains('/'))
+                .map(str::to_string))
+        })
+        .unwrap();
+    assert_eq!(cluster.job(&id).unwrap()["name"], "hourly-item-clicks");
+
+    // Running, with records flowing through every vertex and an event-time watermark.
+    b.wait_text("#job-state", SLOW, |t| t == "RUNNING").unwrap();
+    b.wait_until(
+        "records/s > 0 and a watermark on every vertex",
+        SLOW,
+        || {
+            let rates = b.texts("#graph [data-field=records_in_per_second]")?;
+            let marks = b.texts("#graph [data-field=watermark]")?;
+            let flowing =
+                rates.len() == 2 && rates.iter().all(|r| rate(r).is_some_and(|r| r > 0.0));
+            let watermarked = marks.len() == 2 && marks.iter().all(|w| is_timestamp(w));
+            Ok((flowing && watermarked).then_some(()))
+        },
+    )
+    .unwrap();
+    let title = b.text("#job-title").unwrap().unwrap_or_default();
+    assert_eq!(title, "hourly-item-clicks");
+    b.screenshot("job-running").unwrap();
+
+    // Its taskmanager's page lists the job's four subtasks; its link leads back to the job.
+    b.click("table.subtasks a[href^='#/taskmanagers/']")
+        .unwrap();
+    b.wait_text("#tm-id", SLOW, |t| t == tm_id).unwrap();
+    b.wait_until("the job's subtasks on the taskmanager page", SLOW, || {
+        let rows = b.texts("#tm-tasks tr")?;
+        let tasks = rows.iter().filter(|r| r.contains("hourly-item-clicks"));
+        Ok((tasks.count() == 4).then_some(()))
+    })
+    .unwrap();
+    b.screenshot("taskmanager").unwrap();
+    b.click("#tm-tasks a").unwrap();
+    b.wait_until("the job's page again", SLOW, || {
+        Ok((b.hash()? == format!("#/jobs/{id}")).then_some(()))
+    })
+    .unwrap();
+    b.wait_text("#job-state", SLOW, |t| t == "RUNNING").unwrap();
+
+    // Checkpoints tab: a completed checkpoint.
+    b.click("#tab-checkpoints").unwrap();
+    b.wait_until("the checkpoints tab", SLOW, || {
+        Ok(b.hash()?.ends_with("/checkpoints").then_some(()))
+    })
+    .unwrap();
+    b.wait_until("a COMPLETED checkpoint", SLOW, || {
+        let rows = b.texts("#checkpoints tr")?;
+        Ok(rows.iter().any(|r| r.contains("COMPLETED")).then_some(()))
+    })
+    .unwrap();
+    b.screenshot("job-checkpoints").unwrap();
+
+    // Cancel: confirm, and the job ends CANCELED.
+    b.click("#cancel").unwrap();
+    let asked = b.accept_alert().unwrap();
+    assert_eq!(asked, "Cancel this job?");
+    b.wait_text("#job-state", SLOW, |t| t == "CANCELED")
+        .unwrap();
+    let hidden = b.js("return document.getElementById('cancel').hidden;", vec![]);
+    assert_eq!(hidden.unwrap(), true, "an ended job has no Cancel button");
+    b.screenshot("job-canceled").unwrap();
+    assert_eq!(cluster.job(&id).unwrap()["state"], "CANCELED");
+
+    // Restore from its newest retained checkpoint: the submit page comes filled in, and the
+    // new job resumes from that checkpoint.
+    let chk = b
+        .wait_until("a retained checkpoint to restore", SLOW, || {
+            let v = b.js(
+                "const e = document.querySelector('button[data-restore]'); \
+                 return e ? e.dataset.restore : null;",
+                vec![],
+            )?;
+            Ok(v.as_str().map(str::to_string))
+        })
+        .unwrap();
+    b.click(&format!("button[data-restore='{chk}']")).unwrap();
+    b.wait_until("the submit page", SLOW, || {
+        Ok((b.hash()? == "#/submit").then_some(()))
+    })
+    .unwrap();
+    let form = b
+        .js(
+            "return [document.getElementById('job-text').value, \
+                     document.getElementById('start').value, \
+                     document.getElementById('start-checkpoint').value, \
+                     document.getElementById('start-checkpoint').hidden];",
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(form[0].as_str(), Some(job.as_str()), "the job's own file");
+    assert_eq!(form[1], "checkpoint");
+    assert_eq!(
+        form[2].as_str(),
+        Some(format!("checkpoint:{id}:{chk}").as_str())
+    );
+    assert_eq!(form[3], false, "the checkpoint choice shows");
+    b.screenshot("restore-from-checkpoint").unwrap();
+    b.click("#submit").unwrap();
+    let restored = b
+        .wait_until("the restored job's page", SLOW, || {
+            Ok(b.hash()?
+                .strip_prefix("#/jobs/")
+                .filter(|new| !new.is_empty() && *new != id && !new.contains('/'))
+                .map(str::to_string))
+        })
+        .unwrap();
+    b.wait_text("#job-state", SLOW, |t| t == "RUNNING").unwrap();
+    b.click("#tab-exceptions").unwrap();
+    b.wait_text("#attempts", SLOW, |t| t.contains(&format!("chk-{chk}")))
+        .unwrap();
+    b.screenshot("restored-job-attempts").unwrap();
+    assert_eq!(
+        cluster.job(&restored).unwrap()["attempts"][0]["restored_from"],
+        chk.parse::<u64>().unwrap()
+    );
+}
+
+#[test]
+fn an_invalid_job_shows_its_problems_by_line() {
+    let _serial = serial();
+    let cluster = Cluster::local(2, &[]).expect("kappa local");
+    let b = Browser::start().expect("headless Chromium");
+    b.goto(&format!("{}/#/submit", cluster.url)).unwrap();
+
+    // An unknown column in key_by and in an aggregate: two problems, each with its line.
+    let base = reference_job("127.0.0.1:9", "clicks", "out", FILTER, 2);
+    let bad = base
+        .replace("key_by = [\"item_id\"]", "key_by = [\"no_such_column\"]")
+        .replace("count(*)", "count(nope)");
+    let line_of = |text: &str, needle: &str| {
+        1 + text
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` in the job"))
+    };
+    let (key_line, agg_line) = (
+        line_of(&bad, "no_such_column"),
+        line_of(&bad, "count(nope)"),
+    );
+    b.set_value("#job-text", &bad).unwrap();
+    b.click("#validate").unwrap();
+    let problems = b
+        .wait_until("two problems", SLOW, || {
+            let items = b.texts("#problem-list li")?;
+            Ok((items.len() == 2).then_some(items))
+        })
+        .unwrap();
+    assert!(
+        problems[0].starts_with(&format!("line {key_line}, column "))
+            && problems[0].contains("window.key_by[0]")
+            && problems[0].contains("no_such_column"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with(&format!("line {agg_line}, column "))
+            && problems[1].contains("nope"),
+        "{problems:?}"
+    );
+    let summary = b.text("#problem-summary").unwrap().unwrap_or_default();
+    assert!(summary.starts_with("2 problems in the job"), "{summary}");
+    let marked = b.texts("#gutter .bad").unwrap();
+    assert_eq!(
+        marked,
+        vec![key_line.to_string(), agg_line.to_string()],
+        "the gutter marks the lines"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('plan').hidden;", vec![])
+            .unwrap(),
+        true,
+        "no plan for an invalid job"
+    );
+    b.screenshot("invalid-job").unwrap();
+
+    // Editing clears the marks; a bad duration is one problem at its line.
+    let bad = base.replace("size = \"1h\"", "size = \"1 fortnight\"");
+    let size_line = line_of(&bad, "1 fortnight");
+    b.set_value("#job-text", &bad).unwrap();
+    assert!(b.texts("#gutter .bad").unwrap().is_empty());
+    b.click("#validate").unwrap();
+    let problem = b
+        .wait_until("the duration problem", SLOW, || {
+            let items = b.texts("#problem-list li")?;
+            Ok((items.len() == 1).then(|| items[0].clone()))
+        })
+        .unwrap();
+    assert!(
+        problem.starts_with(&format!("line {size_line}, column "))
+            && problem.contains("window.size")
+            && problem.contains("fortnight"),
+        "{problem}"
+    );
+    assert_eq!(
+        b.texts("#gutter .bad").unwrap(),
+        vec![size_line.to_string()]
+    );
+    b.screenshot("invalid-duration").unwrap();
+
+    // A file that is not UTF-8, chosen with the file input, is refused in the page.
+    let dir = tempfile::tempdir().unwrap();
+    let latin1 = dir.path().join("latin1.toml");
+    std::fs::write(&latin1, b"name = \"caf\xe9\"\n").unwrap();
+    b.type_into("#job-file", latin1.to_str().unwrap()).unwrap();
+    let error = b
+        .wait_text("#upload-error", SLOW, |t| !t.is_empty())
+        .unwrap();
+    assert!(
+        error.contains("latin1.toml is not UTF-8"),
+        "upload error: {error}"
+    );
+    b.screenshot("upload-not-utf8").unwrap();
+
+    // A UTF-8 file loads into the editor.
+    let good = dir.path().join("hourly.toml");
+    std::fs::write(&good, &base).unwrap();
+    b.type_into("#job-file", good.to_str().unwrap()).unwrap();
+    b.wait_until("the uploaded job in the editor", SLOW, || {
+        let v = b.js("return document.getElementById('job-text').value;", vec![])?;
+        Ok((v.as_str() == Some(base.as_str())).then_some(()))
+    })
+    .unwrap();
+    assert!(b.text("#upload-error").unwrap().is_none());
+    b.click("#validate").unwrap();
+    b.wait_text("#result", SLOW, |t| {
+        t.starts_with("valid: hourly-item-clicks")
+    })
+    .unwrap();
+}
+
+/// `kappa local --auth-token`: the API wants `Authorization: Bearer <token>`; the UI's files do
+/// not, and the page asks for the token.
+#[test]
+fn a_cluster_with_a_token_asks_for_it() {
+    let _serial = serial();
+    const TOKEN: &str = "s3cret-token";
+    let (port, rpc) = (free_port(), free_port());
+    let (p, r) = (port.to_string(), rpc.to_string());
+    let mut kappa = Process::spawn(&[
+        "local",
+        "--port",
+        &p,
+        "--rpc-port",
+        &r,
+        "--slots",
+        "2",
+        "--auth-token",
+        TOKEN,
+    ])
+    .expect("kappa local");
+    let url = format!("http://127.0.0.1:{port}");
+    // Ready when the API answers with the token (it refuses without).
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + SLOW;
+    loop {
+        let ok = client
+            .get(format!("{url}/api/v1/overview"))
+            .bearer_auth(TOKEN)
+            .send()
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            break;
+        }
+        assert!(
+            kappa.exited().is_none(),
+            "kappa exited: {}",
+            kappa.log_text()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "kappa did not answer: {}",
+            kappa.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = client
+        .get(format!("{url}/api/v1/overview"))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 401, "the API wants the token");
+
+    let b = Browser::start().expect("headless Chromium");
+    b.goto(&format!("{url}/#/")).unwrap();
+    let dialog_open = || -> anyhow::Result<Option<()>> {
+        let open = b.js(
+            "return document.getElementById('token-dialog').open;",
+            vec![],
+        )?;
+        Ok((open == true).then_some(()))
+    };
+    b.wait_until("the token dialog", SLOW, dialog_open).unwrap();
+    assert_eq!(b.text("#token-error").unwrap().as_deref(), Some(""));
+    b.screenshot("token-asked").unwrap();
+
+    // A wrong token: asked again, with the reason.
+    b.type_into("#token-input", "wrong").unwrap();
+    b.click("#token-submit").unwrap();
+    b.wait_until("the dialog again, with the refusal", SLOW, || {
+        let refused = b.text("#token-error")?.as_deref() == Some("That token was refused.");
+        Ok(if refused { dialog_open()? } else { None })
+    })
+    .unwrap();
+    b.screenshot("token-refused").unwrap();
+
+    // The right token: the overview shows.
+    b.clear("#token-input").unwrap();
+    b.type_into("#token-input", TOKEN).unwrap();
+    b.click("#token-submit").unwrap();
+    b.wait_text("#tm-count", SLOW, |t| t == "1").unwrap();
+    b.wait_text("#slots-total", SLOW, |t| t == "2").unwrap();
+    assert_eq!(
+        b.js(
+            "return document.getElementById('token-dialog').open;",
+            vec![]
+        )
+        .unwrap(),
+        false
+    );
+    b.screenshot("token-accepted").unwrap();
+
+    // The browser keeps it: after a reload nothing is asked.
+    b.goto(&format!("{url}/#/taskmanagers")).unwrap();
+    b.block_on(b.client().refresh()).unwrap();
+    b.wait_text("#tm-table", SLOW, |t| t.contains("ms ago"))
+        .unwrap();
+    assert_eq!(
+        b.js(
+            "return document.getElementById('token-dialog').open;",
+            vec![]
+        )
+        .unwrap(),
+        false
+    );
+}
