@@ -1,0 +1,1010 @@
+#!/usr/bin/env python3
+"""Checks the Helm chart helm/kappa without a cluster and without a helm binary.
+
+- renders the chart through Helm's own Go library (PyPI helm-python-sdk, Helm v4) with several
+  sets of values, and runs Helm's lint (strict) on each;
+- validates every rendered manifest against the Kubernetes OpenAPI schemas of fixed versions,
+  offline (PyPI kubernetes-validate, strict: unknown fields are errors); the ServiceMonitor, a
+  Prometheus Operator CRD, against the operator's generated models (PyPI
+  cloudcoil.models.prometheus_operator), unknown fields included;
+- cross-checks the manifests (selectors, named ports, referenced ConfigMaps/Secrets/volumes,
+  security context) and what each set of values must produce;
+- checks kappa.toml and the container arguments against `kappa <command> --help` of a built
+  binary, and starts that binary with the rendered configuration (jobmanager with an auth token,
+  its probe path, a taskmanager registering its slots) on 127.0.0.1;
+- checks that values that make no sense fail rendering with their messages.
+
+Usage:  python3 scripts/check_helm.py [--kappa target/debug/kappa] [--no-binary]
+It creates .tools/helm-venv with the pinned packages below on first use (pip), then re-runs
+itself there. Prints PASS/FAIL/WARN lines and "helm: N passed, N failed"; exits 1 on a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "kappa"
+VENV = ROOT / ".tools" / "helm-venv"
+# The packages this check needs, pinned (transitive dependencies come with them).
+PINNED = {
+    "helm-python-sdk": "0.2.2",
+    "kubernetes-validate": "1.37.0",
+    "cloudcoil.models.prometheus_operator": "0.80.1.0",
+    "PyYAML": "6.0.4",
+}
+# Kubernetes versions the manifests are validated against: the chart's minimum, a fixed
+# mid version, and the newest the schemas cover.
+KUBE_VERSIONS = ["1.25", "1.30", "1.37"]
+LINT_KUBE_VERSION = "v1.30.0"
+RELEASE, NAMESPACE = "kappa", "stream"
+# Flags the HA work adds to `kappa jobmanager`; until a binary has them, their absence is a WARN.
+PENDING_FLAGS = {"--ha", "--etcd-endpoints", "--etcd-prefix"}
+
+
+# ---------------------------------------------------------------- environment bootstrap
+
+
+def _versions_ok(python: str) -> bool:
+    probe = (
+        "import importlib.metadata as m, json, sys\n"
+        f"want = {json.dumps(PINNED)}\n"
+        "def v(n):\n"
+        "    try: return m.version(n)\n"
+        "    except m.PackageNotFoundError: return None\n"
+        "sys.exit(0 if all(v(n) == w for n, w in want.items()) else 1)\n"
+    )
+    return subprocess.run([python, "-c", probe], check=False).returncode == 0
+
+
+def ensure_environment(argv: list[str]) -> None:
+    """Re-runs this script in .tools/helm-venv, creating it with the pinned packages if needed."""
+    venv_python = VENV / "bin" / "python"
+    if Path(sys.prefix).resolve() == VENV.resolve() and _versions_ok(sys.executable):
+        return
+    if "--no-install" in argv:
+        if _versions_ok(sys.executable):
+            return
+        sys.exit(
+            "check_helm: the pinned packages are missing: pip install "
+            + " ".join(f"{n}=={v}" for n, v in PINNED.items())
+        )
+    if not venv_python.exists():
+        print(f"check_helm: creating {VENV.relative_to(ROOT)}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    if not _versions_ok(str(venv_python)):
+        reqs = [f"{n}=={v}" for n, v in PINNED.items()]
+        print(f"check_helm: pip install {' '.join(reqs)}", flush=True)
+        subprocess.run(
+            [str(venv_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *reqs],
+            check=True,
+        )
+    os.execv(str(venv_python), [str(venv_python), str(Path(__file__).resolve()), *argv])
+
+
+# ---------------------------------------------------------------- reporting
+
+
+class Report:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed: list[str] = []
+        self.warnings: list[str] = []
+
+    def ok(self, what: str) -> None:
+        self.passed += 1
+        print(f"PASS {what}", flush=True)
+
+    def fail(self, what: str, detail: str = "") -> None:
+        self.failed.append(what)
+        print(f"FAIL {what}" + (f"\n     {detail}" if detail else ""), flush=True)
+
+    def warn(self, what: str) -> None:
+        self.warnings.append(what)
+        print(f"WARN {what}", flush=True)
+
+    def check(self, cond: bool, what: str, detail: str = "") -> bool:
+        if cond:
+            self.ok(what)
+        else:
+            self.fail(what, detail)
+        return cond
+
+
+# ---------------------------------------------------------------- scenarios
+
+SCENARIOS: dict[str, dict] = {
+    # (a) the defaults
+    "defaults": {},
+    # (b) HA: two jobmanagers electing a leader in etcd
+    "ha": {
+        "jobmanager": {"replicas": 2},
+        "ha": {
+            "enabled": True,
+            "etcd": {"endpoints": ["http://etcd-0.etcd:2379", "http://etcd-1.etcd:2379"]},
+        },
+        "checkpoints": {"dir": "s3://kappa/checkpoints"},
+        "podDisruptionBudget": {"jobmanager": {"minAvailable": 1}},
+    },
+    # (c) a Secret managed outside the chart, auth on, ServiceMonitor, Ingress, persistence
+    "existing-secret": {
+        "existingSecret": "kappa-credentials",
+        "auth": {"enabled": True},
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "host": "kappa.example.com",
+            "tls": {"enabled": True, "secretName": "kappa-tls"},
+        },
+        "taskmanager": {"persistence": {"enabled": True, "size": "20Gi", "storageClassName": "fast"}},
+        "checkpoints": {"dir": "s3://kappa/checkpoints"},
+        "s3": {"endpoint": "http://minio.storage:9000", "allowHttp": True},
+    },
+    # (d) the chart's own Secret (S3 keys, token), stable DNS names, more settings
+    "chart-secret": {
+        "auth": {"enabled": True, "token": "s3cr3t-t0ken"},
+        "s3": {"accessKeyId": "AKIAEXAMPLE", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG"},
+        "checkpoints": {"dir": "s3://kappa/checkpoints"},
+        "serviceMonitor": {"enabled": True},
+        "ingress": {"enabled": True, "host": ""},
+        "kafka": {"bootstrapServers": "kafka.kafka:9092"},
+        "jobmanager": {
+            "restartStrategy": {"strategy": "fixed-delay", "delay": "5s", "maxAttempts": 10},
+            "extraConfig": {"slot_timeout": "10m"},
+        },
+        "taskmanager": {
+            "slots": 8,
+            "replicas": 3,
+            "advertisedAddress": "dns",
+            "persistence": {"emptyDirSizeLimit": "5Gi"},
+        },
+        "logLevel": "info,kappa_jobmanager=debug",
+    },
+}
+
+# Values that make no sense, and the message rendering must fail with.
+BAD_VALUES: list[tuple[str, dict, str]] = [
+    (
+        "2 jobmanagers without HA",
+        {"jobmanager": {"replicas": 2}},
+        "jobmanager.replicas=2 needs high availability: set ha.enabled=true",
+    ),
+    (
+        "HA without etcd endpoints",
+        {"ha": {"enabled": True}, "checkpoints": {"dir": "s3://b/c"}},
+        "ha.enabled=true needs ha.etcd.endpoints",
+    ),
+    (
+        "HA without checkpoints.dir",
+        {"ha": {"enabled": True, "etcd": {"endpoints": ["http://etcd:2379"]}}},
+        "ha.enabled=true needs checkpoints.dir",
+    ),
+    ("taskmanager.slots 0", {"taskmanager": {"slots": 0}}, "taskmanager.slots must be at least 1 (got 0)"),
+    ("taskmanager.slots not a number", {"taskmanager": {"slots": "four"}}, "taskmanager.slots must be a whole number"),
+    (
+        "etcd endpoints as one comma-separated string item",
+        {"ha": {"enabled": True, "etcd": {"endpoints": ["http://a:2379,http://b:2379"]}}, "checkpoints": {"dir": "s3://b/c"}},
+        "is not one etcd URL",
+    ),
+    ("auth on without a token", {"auth": {"enabled": True}}, "auth.enabled=true needs auth.token"),
+    ("a token with auth off", {"auth": {"token": "x"}}, "auth.token is set but auth.enabled=false"),
+    ("half the S3 keys", {"s3": {"accessKeyId": "AKIA"}}, "s3.accessKeyId is set but s3.secretAccessKey is empty"),
+    (
+        "existingSecret and inline credentials",
+        {"existingSecret": "mine", "s3": {"accessKeyId": "a", "secretAccessKey": "b"}},
+        "existingSecret is set, so s3.accessKeyId",
+    ),
+    ("unknown advertisedAddress", {"taskmanager": {"advertisedAddress": "hostname"}}, "advertisedAddress must be podIP or dns"),
+    ("unknown restart strategy", {"jobmanager": {"restartStrategy": {"strategy": "always"}}}, "restartStrategy.strategy must be none"),
+    ("ingress TLS without a secret", {"ingress": {"enabled": True, "tls": {"enabled": True}}}, "ingress.tls.enabled=true needs ingress.tls.secretName"),
+]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def render(values: dict) -> dict[str, str]:
+    import helm_python as helm
+
+    with helm.Chart.load(str(CHART)) as chart:
+        return chart.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+
+
+def documents(rendered: dict[str, str]) -> list[tuple[str, dict]]:
+    import yaml
+
+    docs = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                docs.append((path.split("/templates/", 1)[-1], doc))
+    return docs
+
+
+def notes(rendered: dict[str, str]) -> str:
+    return next((t for p, t in rendered.items() if p.endswith("NOTES.txt")), "")
+
+
+def kn(doc: dict) -> str:
+    return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+
+
+def find(docs, kind: str, name: str | None = None) -> list[dict]:
+    return [d for _, d in docs if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def labels_match(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def pod_templates(docs) -> list[tuple[dict, dict]]:
+    return [(d, d["spec"]["template"]) for _, d in docs if d.get("kind") in ("Deployment", "StatefulSet")]
+
+
+def cargo_version() -> str:
+    import tomllib
+
+    data = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    return data.get("workspace", {}).get("package", {}).get("version") or data["package"]["version"]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports on 127.0.0.1 (all held open while choosing)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def env_value(container: dict, name: str) -> dict | None:
+    return next((e for e in container.get("env", []) if e["name"] == name), None)
+
+
+def flags_of(help_text: str) -> set[str]:
+    return set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)", help_text, re.M))
+
+
+# ---------------------------------------------------------------- static checks
+
+
+def check_chart_metadata(r: Report) -> None:
+    import yaml
+
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    r.check(meta.get("apiVersion") == "v2", "Chart.yaml: apiVersion v2", str(meta.get("apiVersion")))
+    want = cargo_version()
+    r.check(
+        str(meta.get("appVersion")) == want,
+        f"Chart.yaml: appVersion {meta.get('appVersion')} = workspace version {want}",
+        f"Cargo.toml says {want}",
+    )
+
+
+def check_values_documented(r: Report) -> None:
+    """Every value in values.yaml has a comment on its own line above it or above a parent key."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    stack: list[tuple[int, str, bool]] = []  # (indent, key, documented)
+    undocumented = []
+    prev = ""
+    for line in lines:
+        stripped = line.strip()
+        m = re.match(r"^(\s*)([A-Za-z0-9_.-]+):(\s|$)", line)
+        if m and not stripped.startswith("#") and not stripped.startswith("-"):
+            indent = len(m.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            documented = prev.startswith("#") or any(d for _, _, d in stack)
+            rest = line[m.end():].strip()
+            is_leaf = rest != "" and not rest.startswith("#")
+            if is_leaf and not documented:
+                undocumented.append(".".join([k for _, k, _ in stack] + [m.group(2)]))
+            stack.append((indent, m.group(2), prev.startswith("#")))
+        if stripped:
+            prev = stripped
+    r.check(not undocumented, "values.yaml: every value is documented by a comment", ", ".join(undocumented))
+
+
+def lint(r: Report, name: str, values: dict) -> None:
+    import helm_python as helm
+
+    report = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE, kube_version=LINT_KUBE_VERSION)
+    problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2] + [
+        {"error": e} for e in report.get("errors", []) or []
+    ]
+    infos = [m["error"] for m in report.get("messages", []) if m.get("severity", 0) < 2]
+    r.check(
+        not problems,
+        f"[{name}] helm lint --strict --kube-version {LINT_KUBE_VERSION}"
+        + (f" (info: {'; '.join(infos)})" if infos else ""),
+        "; ".join(f"{m.get('path', '')}: {m['error']}" for m in problems),
+    )
+
+
+def validate_schemas(r: Report, name: str, docs) -> None:
+    import kubernetes_validate
+    from kubernetes_validate.utils import SchemaNotFoundError
+
+    for version in KUBE_VERSIONS:
+        errors = []
+        checked = 0
+        for path, doc in docs:
+            if doc.get("apiVersion", "").startswith("monitoring.coreos.com/"):
+                continue  # a CRD: validated by validate_service_monitors
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+                checked += 1
+            except kubernetes_validate.ValidationError as e:
+                where = ".".join(str(p) for p in e.path)
+                errors.append(f"{path} {kn(doc)}: {where}: {e.message}")
+            except SchemaNotFoundError as e:
+                errors.append(f"{path} {kn(doc)}: {e.message}")
+        r.check(
+            not errors,
+            f"[{name}] {checked} manifests valid against Kubernetes {version} schemas (strict)",
+            "\n     ".join(errors),
+        )
+
+
+def unknown_keys(given, parsed, path="") -> list[str]:
+    """Keys in `given` that the model dropped (pydantic ignores unknown fields)."""
+    out = []
+    if isinstance(given, dict) and isinstance(parsed, dict):
+        for k, v in given.items():
+            if k not in parsed:
+                out.append(f"{path}.{k}".lstrip("."))
+            else:
+                out += unknown_keys(v, parsed[k], f"{path}.{k}")
+    elif isinstance(given, list) and isinstance(parsed, list):
+        for i, (g, p) in enumerate(zip(given, parsed)):
+            out += unknown_keys(g, p, f"{path}[{i}]")
+    return out
+
+
+def validate_service_monitors(r: Report, name: str, docs, values: dict) -> None:
+    from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+
+    monitors = [(p, d) for p, d in docs if d.get("kind") == "ServiceMonitor"]
+    want = bool(values.get("serviceMonitor", {}).get("enabled"))
+    r.check(
+        bool(monitors) == want,
+        f"[{name}] ServiceMonitors rendered only when serviceMonitor.enabled ({len(monitors)})",
+    )
+    services = find(docs, "Service")
+    secrets = {s["metadata"]["name"]: s for s in find(docs, "Secret")}
+    for path, doc in monitors:
+        problems = []
+        if doc.get("apiVersion") != "monitoring.coreos.com/v1":
+            problems.append(f"apiVersion {doc.get('apiVersion')}")
+        try:
+            model = ServiceMonitor.model_validate(doc)
+            dumped = model.model_dump(by_alias=True, exclude_unset=True, mode="json")
+            problems += [f"unknown field {k}" for k in unknown_keys(doc, dumped)]
+        except Exception as e:  # pydantic.ValidationError
+            problems.append(f"does not match the CRD model: {e}")
+        spec = doc.get("spec", {})
+        selector = spec.get("selector", {}).get("matchLabels", {})
+        targets = [s for s in services if labels_match(selector, s["metadata"].get("labels", {}))]
+        if not targets:
+            problems.append(f"selector {selector} matches no rendered Service")
+        endpoints = spec.get("endpoints") or []
+        if not endpoints:
+            problems.append("no endpoints")
+        for ep in endpoints:
+            if ep.get("path") != "/metrics":
+                problems.append(f"endpoint path {ep.get('path')}")
+            for svc in targets:
+                if ep.get("port") not in [p.get("name") for p in svc["spec"]["ports"]]:
+                    problems.append(f"port {ep.get('port')} is not a port name of Service/{svc['metadata']['name']}")
+            cred = ep.get("authorization", {}).get("credentials")
+            if cred:
+                if cred["name"] in secrets:
+                    data = secrets[cred["name"]].get("data", {})
+                    if cred["key"] not in data:
+                        problems.append(f"bearer token key {cred['key']} not in Secret/{cred['name']}")
+                elif cred["name"] != values.get("existingSecret"):
+                    problems.append(f"bearer token Secret/{cred['name']} is neither rendered nor existingSecret")
+        r.check(not problems, f"[{name}] {path} {kn(doc)}: monitoring.coreos.com/v1 model and references", "; ".join(problems))
+
+
+def check_references(r: Report, name: str, docs, values: dict) -> None:
+    """Selectors, named ports, volumes, ConfigMaps, Secrets and ServiceAccounts fit together."""
+    problems = []
+    existing_secret = values.get("existingSecret") or ""
+    configmaps = {d["metadata"]["name"]: d for d in find(docs, "ConfigMap")}
+    secrets = {d["metadata"]["name"]: d for d in find(docs, "Secret")}
+    accounts = {d["metadata"]["name"] for d in find(docs, "ServiceAccount")}
+    pods = pod_templates(docs)
+    for workload, tpl in pods:
+        w = kn(workload)
+        sel = workload["spec"]["selector"]["matchLabels"]
+        if not labels_match(sel, tpl["metadata"].get("labels", {})):
+            problems.append(f"{w}: selector {sel} does not match its pod labels")
+        spec = tpl["spec"]
+        sa = spec.get("serviceAccountName")
+        if sa and sa not in accounts and sa != "default":
+            problems.append(f"{w}: ServiceAccount {sa} not rendered")
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        claims = {c["metadata"]["name"] for c in workload["spec"].get("volumeClaimTemplates", [])}
+        for v in volumes.values():
+            if "configMap" in v and v["configMap"]["name"] not in configmaps:
+                problems.append(f"{w}: volume {v['name']}: ConfigMap {v['configMap']['name']} not rendered")
+        dup = set(volumes) & claims
+        if dup:
+            problems.append(f"{w}: {dup} both a volume and a volumeClaimTemplate")
+        for c in spec["containers"]:
+            ports = {p["name"] for p in c.get("ports", [])}
+            for m in c.get("volumeMounts", []):
+                if m["name"] not in volumes and m["name"] not in claims:
+                    problems.append(f"{w}: mount {m['name']} has no volume")
+            for probe in ("livenessProbe", "readinessProbe"):
+                p = c.get(probe)
+                if not p:
+                    problems.append(f"{w}: no {probe}")
+                    continue
+                port = (p.get("httpGet") or p.get("tcpSocket") or {}).get("port")
+                if isinstance(port, str) and port not in ports:
+                    problems.append(f"{w}: {probe} port {port} is not a container port")
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if not ref:
+                    continue
+                if ref["name"] in secrets:
+                    if ref["key"] not in secrets[ref["name"]].get("data", {}):
+                        problems.append(f"{w}: env {e['name']}: key {ref['key']} not in Secret/{ref['name']}")
+                elif ref["name"] != existing_secret:
+                    problems.append(f"{w}: env {e['name']}: Secret/{ref['name']} neither rendered nor existingSecret")
+            sc = c.get("securityContext", {})
+            psc = spec.get("securityContext", {})
+            if not (sc.get("runAsNonRoot") and sc.get("runAsUser") == 10001 and psc.get("runAsUser") == 10001):
+                problems.append(f"{w}: container {c['name']} does not run as non-root uid 10001")
+            if not sc.get("readOnlyRootFilesystem"):
+                problems.append(f"{w}: container {c['name']} has a writable root filesystem")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{w}: container {c['name']} allows privilege escalation")
+    for svc in find(docs, "Service"):
+        sel = svc["spec"].get("selector", {})
+        matched = [(w, t) for w, t in pods if labels_match(sel, t["metadata"].get("labels", {}))]
+        if len(matched) != 1:
+            problems.append(f"{kn(svc)}: selector matches {len(matched)} workloads")
+            continue
+        names = {p["name"] for c in matched[0][1]["spec"]["containers"] for p in c.get("ports", [])}
+        for p in svc["spec"]["ports"]:
+            if isinstance(p.get("targetPort"), str) and p["targetPort"] not in names:
+                problems.append(f"{kn(svc)}: targetPort {p['targetPort']} is not a container port")
+    for pdb in find(docs, "PodDisruptionBudget"):
+        sel = pdb["spec"]["selector"]["matchLabels"]
+        if sum(labels_match(sel, t["metadata"].get("labels", {})) for _, t in pods) != 1:
+            problems.append(f"{kn(pdb)}: selector does not match exactly one workload")
+    services = {s["metadata"]["name"]: s for s in find(docs, "Service")}
+    for ing in find(docs, "Ingress"):
+        for rule in ing["spec"]["rules"]:
+            for p in rule["http"]["paths"]:
+                b = p["backend"]["service"]
+                svc = services.get(b["name"])
+                if not svc:
+                    problems.append(f"{kn(ing)}: backend Service/{b['name']} not rendered")
+                elif b["port"].get("name") not in {x["name"] for x in svc["spec"]["ports"]}:
+                    problems.append(f"{kn(ing)}: backend port {b['port']} not on Service/{b['name']}")
+    for sts in find(docs, "StatefulSet"):
+        headless = services.get(sts["spec"]["serviceName"])
+        if not headless or headless["spec"].get("clusterIP") != "None":
+            problems.append(f"{kn(sts)}: serviceName {sts['spec']['serviceName']} is not a rendered headless Service")
+    r.check(not problems, f"[{name}] references: selectors, named ports, volumes, ConfigMaps, Secrets, security context", "\n     ".join(problems))
+
+
+def kappa_toml(docs) -> dict:
+    import tomllib
+
+    cm = find(docs, "ConfigMap")[0]
+    return tomllib.loads(cm["data"]["kappa.toml"])
+
+
+def container(docs, kind: str) -> dict:
+    return [d for _, d in docs if d.get("kind") == kind][0]["spec"]["template"]["spec"]["containers"][0]
+
+
+def check_expectations(r: Report, name: str, docs, values: dict, rendered: dict[str, str]) -> None:
+    """What these values must produce."""
+    jm_dep = find(docs, "Deployment")[0]
+    tm_sts = find(docs, "StatefulSet")[0]
+    jm, tm = container(docs, "Deployment"), container(docs, "StatefulSet")
+    conf = kappa_toml(docs)
+    merged = deep_merge(render_defaults(), values)
+    problems = []
+
+    def expect(cond, msg):
+        if not cond:
+            problems.append(msg)
+
+    expect(set(conf) == {"jobmanager", "taskmanager"}, f"kappa.toml tables {sorted(conf)}")
+    expect(conf["taskmanager"].get("slots") == merged["taskmanager"]["slots"], "kappa.toml [taskmanager] slots")
+    expect(
+        conf["taskmanager"].get("jobmanager") == f"http://{RELEASE}-jobmanager:6123",
+        f"kappa.toml [taskmanager] jobmanager = {conf['taskmanager'].get('jobmanager')}",
+    )
+    expect(conf["jobmanager"].get("checkpoint_dir") == (merged["checkpoints"]["dir"] or None), "kappa.toml checkpoint_dir")
+    expect(jm["args"][0] == "jobmanager" and tm["args"][0] == "taskmanager", "container args start with the command")
+    expect("--config=/etc/kappa/kappa.toml" in jm["args"] and "--config=/etc/kappa/kappa.toml" in tm["args"], "--config")
+    expect("--address=0.0.0.0" in jm["args"] and "--rpc-address=0.0.0.0" in jm["args"], "jobmanager listens on 0.0.0.0")
+    expect("--bind=0.0.0.0" in tm["args"], "taskmanager --bind=0.0.0.0")
+    expect(jm["livenessProbe"].get("httpGet", {}).get("path") == "/", "jobmanager liveness: GET /")
+    expect(jm["readinessProbe"].get("httpGet", {}).get("path") == "/", "jobmanager readiness: GET /")
+    expect({p["containerPort"] for p in jm["ports"]} == {8081, 6123}, "jobmanager ports 8081, 6123")
+    adv = [a for a in tm["args"] if a.startswith("--advertised-host=")]
+    if merged["taskmanager"]["advertisedAddress"] == "dns":
+        expect(
+            adv == [f"--advertised-host=$(POD_NAME).{RELEASE}-taskmanager.$(POD_NAMESPACE).svc.cluster.local"],
+            f"advertised host by DNS: {adv}",
+        )
+    else:
+        expect(adv == ["--advertised-host=$(POD_IP)"], f"advertised host by pod IP: {adv}")
+    expect(env_value(tm, "POD_IP") is not None and env_value(tm, "POD_NAME") is not None, "POD_IP/POD_NAME env")
+    expect(jm_dep["spec"]["replicas"] == merged["jobmanager"]["replicas"], "jobmanager replicas")
+    expect(tm_sts["spec"]["replicas"] == merged["taskmanager"]["replicas"], "taskmanager replicas")
+    ha = merged["ha"]["enabled"]
+    ha_args = [a for a in jm["args"] if a.split("=")[0] in PENDING_FLAGS]
+    if ha:
+        expect("--ha=etcd" in jm["args"], "--ha=etcd")
+        expect(
+            f"--etcd-endpoints={','.join(merged['ha']['etcd']['endpoints'])}" in jm["args"],
+            "--etcd-endpoints=URL,URL",
+        )
+        expect(f"--etcd-prefix=/kappa/{NAMESPACE}/{RELEASE}" in jm["args"], "--etcd-prefix default")
+        expect(jm_dep["spec"]["strategy"]["type"] == "RollingUpdate", "HA: RollingUpdate")
+    else:
+        expect(not ha_args, f"no HA flags without HA: {ha_args}")
+        expect(jm_dep["spec"]["strategy"]["type"] == "Recreate", "no HA: Recreate (never two jobmanagers)")
+    secrets = find(docs, "Secret")
+    existing = merged["existingSecret"]
+    auth = merged["auth"]["enabled"]
+    s3_keys = bool(merged["s3"]["accessKeyId"])
+    if existing:
+        expect(not secrets, "existingSecret: no Secret rendered")
+    else:
+        expect(bool(secrets) == (auth or s3_keys), f"a Secret only when it has content ({len(secrets)})")
+    secret_name = existing or RELEASE
+    token = env_value(jm, "KAPPA_AUTH_TOKEN")
+    if auth:
+        expect(token is not None and token["valueFrom"]["secretKeyRef"]["name"] == secret_name, "KAPPA_AUTH_TOKEN from the Secret")
+        expect(env_value(tm, "KAPPA_AUTH_TOKEN") is None, "taskmanagers do not get the token")
+    else:
+        expect(token is None, "no KAPPA_AUTH_TOKEN without auth")
+    for c in (jm, tm):
+        key = env_value(c, "AWS_ACCESS_KEY_ID")
+        if existing or s3_keys:
+            expect(key is not None and key["valueFrom"]["secretKeyRef"]["name"] == secret_name, "AWS keys from the Secret")
+            expect(key is not None and key["valueFrom"]["secretKeyRef"].get("optional", False) == bool(existing), "AWS keys optional only in existingSecret")
+        else:
+            expect(key is None, "no AWS keys without credentials")
+        if merged["s3"]["endpoint"]:
+            expect((env_value(c, "AWS_ENDPOINT_URL") or {}).get("value") == merged["s3"]["endpoint"], "AWS_ENDPOINT_URL")
+        expect((env_value(c, "AWS_ALLOW_HTTP") or {}).get("value") == str(merged["s3"]["allowHttp"]).lower(), "AWS_ALLOW_HTTP")
+    ings = find(docs, "Ingress")
+    expect(bool(ings) == merged["ingress"]["enabled"], "Ingress only when enabled")
+    persistent = merged["taskmanager"]["persistence"]["enabled"]
+    vcts = tm_sts["spec"].get("volumeClaimTemplates", [])
+    state = [v for v in tm_sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
+    if persistent:
+        expect(len(vcts) == 1 and vcts[0]["spec"]["resources"]["requests"]["storage"] == merged["taskmanager"]["persistence"]["size"], "state PVC")
+        expect(not state, "no emptyDir state with persistence")
+    else:
+        expect(not vcts and len(state) == 1 and "emptyDir" in state[0], "state emptyDir")
+    expect("--state-dir=/var/lib/kappa/state" in tm["args"], "--state-dir on the state volume")
+    pdbs = find(docs, "PodDisruptionBudget")
+    expect(len(pdbs) == 2, f"two PodDisruptionBudgets ({len(pdbs)})")
+    text = notes(rendered)
+    expect("port-forward service/kappa-jobmanager 8081:8081" in text and "kappactl" in text, "NOTES: port-forward and kappactl")
+    if auth:
+        expect(f"get secret {secret_name}" in text, "NOTES: how to read the token")
+    r.check(not problems, f"[{name}] rendered as the values ask", "; ".join(problems))
+
+
+_DEFAULTS: dict | None = None
+
+
+def render_defaults() -> dict:
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        import helm_python as helm
+
+        with helm.Chart.load(str(CHART)) as chart:
+            _DEFAULTS = chart.values
+    return _DEFAULTS
+
+
+def check_bad_values(r: Report) -> None:
+    import helm_python as helm
+
+    for what, values, message in BAD_VALUES:
+        try:
+            render(values)
+        except helm.HelmError as e:
+            text = str(e)
+            r.check(message in text, f"bad values fail rendering: {what}", f"expected {message!r}, got: {text}")
+            continue
+        r.fail(f"bad values fail rendering: {what}", "rendering succeeded")
+
+
+# ---------------------------------------------------------------- checks with the kappa binary
+
+
+def check_flags(r: Report, kappa: Path, name: str, docs) -> None:
+    """kappa.toml keys and container flags exist in `kappa <command> --help`; values parse."""
+    conf = kappa_toml(docs)
+    for kind, command in (("Deployment", "jobmanager"), ("StatefulSet", "taskmanager")):
+        helptext = subprocess.run([str(kappa), command, "--help"], capture_output=True, text=True, check=True).stdout
+        known = flags_of(helptext)
+        args = container(docs, kind)["args"][1:]
+        used = {a.split("=")[0] for a in args if a.startswith("--")}
+        used |= {"--" + k.replace("_", "-") for k in conf[command]}
+        missing = used - known
+        pending = missing & PENDING_FLAGS
+        if pending:
+            r.warn(f"[{name}] `kappa {command} --help` of {kappa} has no {', '.join(sorted(pending))} yet (HA flags assumed)")
+        r.check(
+            not (missing - PENDING_FLAGS),
+            f"[{name}] kappa {command}: every kappa.toml key and flag is known to the binary",
+            f"unknown: {sorted(missing - PENDING_FLAGS)}",
+        )
+        # Values parse: clap checks each value as it reads it, and --help then stops.
+        with tempfile.TemporaryDirectory() as tmp:
+            toml_path = Path(tmp) / "kappa.toml"
+            toml_path.write_text(find(docs, "ConfigMap")[0]["data"]["kappa.toml"])
+            run_args = [a.replace("/etc/kappa/kappa.toml", str(toml_path)) for a in args if a.split("=")[0] not in PENDING_FLAGS]
+            run_args = [re.sub(r"\$\((POD_\w+)\)", "x", a) for a in run_args]
+            out = subprocess.run([str(kappa), command, *run_args, "--help"], capture_output=True, text=True, env=clean_env())
+            r.check(
+                out.returncode == 0 and "Usage:" in out.stdout,
+                f"[{name}] kappa {command}: the rendered kappa.toml and arguments parse",
+                (out.stderr or out.stdout).strip()[:500],
+            )
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("KAPPA_", "AWS_"))}
+
+
+def container_env(c: dict, docs, overrides: dict[str, str]) -> dict[str, str]:
+    """The container's environment as Kubernetes would set it (Secret keys from the rendered Secret)."""
+    env = clean_env()
+    secrets = {s["metadata"]["name"]: s for s in find(docs, "Secret")}
+    for e in c.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif "secretKeyRef" in e.get("valueFrom", {}):
+            ref = e["valueFrom"]["secretKeyRef"]
+            data = secrets.get(ref["name"], {}).get("data", {})
+            if ref["key"] in data:
+                env[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+    env.update(overrides)
+    return env
+
+
+def http_get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def live_smoke(r: Report, kappa: Path, name: str, docs) -> None:
+    """Runs the jobmanager and a taskmanager as the rendered pods would, on 127.0.0.1."""
+    jm, tm = container(docs, "Deployment"), container(docs, "StatefulSet")
+    tmp = Path(tempfile.mkdtemp(prefix="check-helm-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        (tmp / "etc").mkdir()
+        (tmp / "etc" / "kappa.toml").write_text(find(docs, "ConfigMap")[0]["data"]["kappa.toml"])
+        rest, rpc, tm_port = free_ports(3)
+        pod = {"POD_IP": "127.0.0.1", "POD_NAME": "kappa-taskmanager-0", "POD_NAMESPACE": NAMESPACE}
+
+        def args_of(c: dict, replace: dict[str, str]) -> list[str]:
+            out = []
+            for a in c["args"]:
+                a = a.replace("/etc/kappa/kappa.toml", str(tmp / "etc" / "kappa.toml"))
+                a = re.sub(r"\$\((\w+)\)", lambda m: pod.get(m.group(1), m.group(0)), a)
+                flag = a.split("=")[0]
+                out.append(f"{flag}={replace[flag]}" if flag in replace else a)
+            return out
+
+        # Only what cannot work on this machine is replaced: addresses, ports, the state dir.
+        jm_args = args_of(jm, {"--address": "127.0.0.1", "--rpc-address": "127.0.0.1", "--port": str(rest), "--rpc-port": str(rpc)})
+        jm_env = container_env(jm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"})
+        token = jm_env.get("KAPPA_AUTH_TOKEN")
+        jm_log = open(tmp / "jobmanager.log", "wb")
+        procs.append(subprocess.Popen([str(kappa), *jm_args], env=jm_env, stdout=jm_log, stderr=subprocess.STDOUT, cwd=tmp))
+        base = f"http://127.0.0.1:{rest}"
+        status = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and procs[0].poll() is None:
+            try:
+                status, _ = http_get(base + "/")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        if not r.check(status == 200, f"[{name}] live: jobmanager from the rendered pod spec answers the probe GET / with 200",
+                       (tmp / "jobmanager.log").read_text()[-800:]):
+            return
+        if token:
+            s_no, _ = http_get(base + "/api/v1/overview")
+            s_yes, _ = http_get(base + "/api/v1/overview", token)
+            r.check(s_no == 401 and s_yes == 200,
+                    f"[{name}] live: with the Secret's token /api/v1/overview is 401 without it and 200 with it (so the probe uses /)",
+                    f"{s_no}, {s_yes}")
+            s_m, _ = http_get(base + "/metrics", token)
+            r.check(s_m == 200, f"[{name}] live: /metrics with the bearer token (as the ServiceMonitor scrapes it): {s_m}")
+        state = tmp / "state"
+        tm_args = args_of(tm, {"--bind": "127.0.0.1", "--port": str(tm_port), "--state-dir": str(state)})
+        if any(a.startswith("--advertised-host=") and not a.endswith("127.0.0.1") for a in tm_args):
+            tm_args = [a for a in tm_args if not a.startswith("--advertised-host=")] + ["--advertised-host=127.0.0.1"]
+        # The file's jobmanager URL names the Service; point it at this machine (flags win).
+        tm_args.append(f"--jobmanager=http://127.0.0.1:{rpc}")
+        tm_log = open(tmp / "taskmanager.log", "wb")
+        procs.append(subprocess.Popen([str(kappa), *tm_args], env=container_env(tm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"}),
+                                      stdout=tm_log, stderr=subprocess.STDOUT, cwd=tmp))
+        slots = kappa_toml(docs)["taskmanager"]["slots"]
+        overview: dict = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and procs[1].poll() is None:
+            code, body = http_get(base + "/api/v1/overview", token)
+            if code == 200:
+                overview = json.loads(body)
+                if overview.get("taskmanagers") == 1:
+                    break
+            time.sleep(0.3)
+        r.check(
+            overview.get("taskmanagers") == 1 and overview.get("slots_total") == slots,
+            f"[{name}] live: a taskmanager from the rendered pod spec registers its {slots} slots",
+            f"overview {overview}; taskmanager log: {(tmp / 'taskmanager.log').read_text()[-800:]}",
+        )
+        want_dir = kappa_toml(docs)["jobmanager"].get("checkpoint_dir")
+        r.check(overview.get("checkpoint_dir") == want_dir, f"[{name}] live: the jobmanager read kappa.toml (checkpoint_dir {want_dir})",
+                f"overview {overview}")
+        s_tm, _ = http_get(f"http://127.0.0.1:{tm_port}/metrics")
+        r.check(s_tm == 200, f"[{name}] live: taskmanager /metrics without a token (ServiceMonitor port tm): {s_tm}")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def http_no_redirect(url: str, token: str | None = None) -> tuple[int, str]:
+    """Status and Location header of a GET, without following a redirect."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=3)
+    try:
+        conn.request("GET", u.path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.getheader("Location") or ""
+    finally:
+        conn.close()
+
+
+def wait_for(cond, seconds: float, procs: list[subprocess.Popen]) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        try:
+            if cond():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def live_ha(r: Report, kappa: Path) -> None:
+    """HA as rendered: etcd on 127.0.0.1, two jobmanagers and a taskmanager from the pod specs.
+
+    One jobmanager leads; the standby redirects REST calls to the leader's advertised address
+    (--advertised-address=$(POD_IP)); a taskmanager pointed at the standby finds the leader.
+    """
+    name = "ha"
+    etcd = shutil.which("etcd")
+    if not etcd:
+        r.warn(f"[{name}] live HA check skipped: no etcd on PATH (apt etcd-server)")
+        return
+    helptext = subprocess.run([str(kappa), "jobmanager", "--help"], capture_output=True, text=True).stdout
+    if not PENDING_FLAGS <= flags_of(helptext):
+        r.warn(f"[{name}] live HA check skipped: {kappa} has no --ha/--etcd-* flags")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="check-helm-ha-"))
+    procs: list[subprocess.Popen] = []
+    logs: dict[str, Path] = {}
+
+    def start(label: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+        logs[label] = tmp / f"{label}.log"
+        p = subprocess.Popen(cmd, env=env, stdout=open(logs[label], "wb"), stderr=subprocess.STDOUT, cwd=tmp)
+        procs.append(p)
+        return p
+
+    def tail(label: str) -> str:
+        return f"{label}: " + logs[label].read_text(errors="replace")[-600:] if label in logs else ""
+
+    try:
+        client, peer, *ports = free_ports(2 + 2 * 2 + 1)
+        endpoint = f"http://127.0.0.1:{client}"
+        start("etcd", [etcd, "--name", "s1", "--data-dir", str(tmp / "etcd"),
+                       "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
+                       "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                       "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                       "--initial-cluster", f"s1=http://127.0.0.1:{peer}", "--initial-cluster-state", "new"],
+              clean_env())
+        if not r.check(wait_for(lambda: socket.create_connection(("127.0.0.1", client), 1).close() or True, 20, procs),
+                       f"[{name}] live: etcd on 127.0.0.1:{client}", tail("etcd")):
+            return
+        values = deep_merge(SCENARIOS["ha"], {"ha": {"etcd": {"endpoints": [endpoint]}},
+                                              "checkpoints": {"dir": str(tmp / "checkpoints")}})
+        docs = documents(render(values))
+        jm, tm = container(docs, "Deployment"), container(docs, "StatefulSet")
+        (tmp / "kappa.toml").write_text(find(docs, "ConfigMap")[0]["data"]["kappa.toml"])
+        pod = {"POD_IP": "127.0.0.1", "POD_NAMESPACE": NAMESPACE}
+
+        def args_of(c: dict, replace: dict[str, str], pod_name: str) -> list[str]:
+            out = []
+            for a in c["args"]:
+                a = a.replace("/etc/kappa/kappa.toml", str(tmp / "kappa.toml"))
+                a = re.sub(r"\$\((\w+)\)", lambda m: {**pod, "POD_NAME": pod_name}.get(m.group(1), m.group(0)), a)
+                flag = a.split("=")[0]
+                out.append(f"{flag}={replace[flag]}" if flag in replace else a)
+            return out
+
+        jms = []
+        for i in range(int(values["jobmanager"]["replicas"])):
+            rest, rpc = ports.pop(), ports.pop()
+            args = args_of(jm, {"--address": "127.0.0.1", "--rpc-address": "127.0.0.1",
+                                "--port": str(rest), "--rpc-port": str(rpc)}, f"kappa-jobmanager-{i}")
+            start(f"jobmanager-{i}", [str(kappa), *args], container_env(jm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"}))
+            jms.append((rest, rpc))
+            if i == 0:
+                # Let the first one lead, as a rolling start would.
+                wait_for(lambda: http_no_redirect(f"http://127.0.0.1:{rest}/api/v1/overview")[0] == 200, 20, procs)
+
+        def roles() -> list[tuple[int, str]]:
+            return [http_no_redirect(f"http://127.0.0.1:{rest}/api/v1/overview") for rest, _ in jms]
+
+        ok = wait_for(lambda: sorted(s for s, _ in roles()) == [200, 307], 30, procs)
+        found = roles() if all(p.poll() is None for p in procs) else []
+        if not r.check(ok, f"[{name}] live: of two jobmanagers from the rendered HA spec one leads (200), the other is a standby (307)",
+                       f"{found}; " + " | ".join(tail(k) for k in logs if k.startswith("jobmanager"))):
+            return
+        leader = next(i for i, (s, _) in enumerate(found) if s == 200)
+        standby = 1 - leader
+        location = found[standby][1]
+        r.check(location == f"http://127.0.0.1:{jms[leader][0]}/api/v1/overview",
+                f"[{name}] live: the standby redirects to the leader's advertised address (--advertised-address=$(POD_IP))",
+                f"Location: {location!r}")
+        tm_args = args_of(tm, {"--bind": "127.0.0.1", "--port": str(ports.pop()), "--state-dir": str(tmp / "state"),
+                               "--advertised-host": "127.0.0.1"}, "kappa-taskmanager-0")
+        tm_args.append(f"--jobmanager=http://127.0.0.1:{jms[standby][1]}")
+        start("taskmanager", [str(kappa), *tm_args], container_env(tm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"}))
+        leader_overview = f"http://127.0.0.1:{jms[leader][0]}/api/v1/overview"
+        r.check(
+            wait_for(lambda: json.loads(http_get(leader_overview)[1]).get("taskmanagers") == 1, 30, procs),
+            f"[{name}] live: a taskmanager sent to the standby's gRPC port registers with the leader",
+            tail("taskmanager"),
+        )
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str]) -> int:
+    global CHART
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kappa", type=Path, default=ROOT / "target" / "debug" / "kappa",
+                        help="kappa binary for the flag and live checks (default: target/debug/kappa)")
+    parser.add_argument("--no-binary", action="store_true", help="skip the checks that run the kappa binary")
+    parser.add_argument("--no-install", action="store_true", help="never create the venv or pip install")
+    parser.add_argument("--chart", type=Path, default=CHART, help="chart directory (default: helm/kappa)")
+    args = parser.parse_args(argv)
+    CHART = args.chart.resolve()
+
+    import helm_python as helm
+
+    r = Report()
+    print(f"check_helm: chart {CHART}, Helm SDK {helm.helm_sdk_version()} (helm-python-sdk {helm.__version__}), "
+          f"schemas of Kubernetes {', '.join(KUBE_VERSIONS)}", flush=True)
+    steps = [("chart metadata", lambda: check_chart_metadata(r)), ("values documented", lambda: check_values_documented(r))]
+    kappa = args.kappa if not args.no_binary else None
+    if kappa is not None and not kappa.exists():
+        r.warn(f"{kappa} not found: the flag and live checks are skipped (build it: cargo build -p kappa)")
+        kappa = None
+
+    def scenario(name: str, values: dict) -> None:
+        lint(r, name, values)
+        rendered = render(values)
+        docs = documents(rendered)
+        kinds = sorted({d["kind"] for _, d in docs})
+        print(f"---- [{name}] {len(docs)} manifests: {', '.join(kinds)}", flush=True)
+        validate_schemas(r, name, docs)
+        validate_service_monitors(r, name, docs, values)
+        check_references(r, name, docs, values)
+        check_expectations(r, name, docs, values, rendered)
+        if kappa:
+            check_flags(r, kappa, name, docs)
+
+    for name, values in SCENARIOS.items():
+        steps.append((f"scenario {name}", lambda n=name, v=values: scenario(n, v)))
+    steps.append(("bad values", lambda: check_bad_values(r)))
+    if kappa:
+        steps.append(("live", lambda: live_smoke(r, kappa, "chart-secret", documents(render(SCENARIOS["chart-secret"])))))
+        steps.append(("live", lambda: live_smoke(r, kappa, "defaults", documents(render(SCENARIOS["defaults"])))))
+        steps.append(("live HA", lambda: live_ha(r, kappa)))
+    for what, step in steps:
+        try:
+            step()
+        except Exception:
+            r.fail(f"{what}: raised", traceback.format_exc().strip().replace("\n", "\n     "))
+
+    print()
+    if r.warnings:
+        print(f"check_helm: {len(r.warnings)} warning(s):")
+        for w in r.warnings:
+            print(f"  - {w}")
+    if r.failed:
+        print(f"check_helm: {len(r.failed)} check(s) failed:")
+        for f in r.failed:
+            print(f"  - {f}")
+    print(f"helm: {r.passed} passed, {len(r.failed)} failed")
+    return 1 if r.failed else 0
+
+
+if __name__ == "__main__":
+    ensure_environment(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))
