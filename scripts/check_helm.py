@@ -53,7 +53,7 @@ KUBE_VERSIONS = ["1.25", "1.30", "1.37"]
 LINT_KUBE_VERSION = "v1.30.0"
 RELEASE, NAMESPACE = "kappa", "stream"
 # Flags the HA work adds to `kappa jobmanager`; until a binary has them, their absence is a WARN.
-PENDING_FLAGS = {"--ha", "--etcd-endpoints", "--etcd-prefix"}
+PENDING_FLAGS = {"--ha", "--etcd-endpoints", "--etcd-prefix", "--advertised-address"}
 
 
 # ---------------------------------------------------------------- environment bootstrap
@@ -580,6 +580,7 @@ def check_expectations(r: Report, name: str, docs, values: dict, rendered: dict[
             "--etcd-endpoints=URL,URL",
         )
         expect(f"--etcd-prefix=/kappa/{NAMESPACE}/{RELEASE}" in jm["args"], "--etcd-prefix default")
+        expect("--advertised-address=$(POD_IP)" in jm["args"], "--advertised-address=$(POD_IP)")
         expect(jm_dep["spec"]["strategy"]["type"] == "RollingUpdate", "HA: RollingUpdate")
     else:
         expect(not ha_args, f"no HA flags without HA: {ha_args}")
@@ -680,7 +681,7 @@ def check_flags(r: Report, kappa: Path, name: str, docs) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             toml_path = Path(tmp) / "kappa.toml"
             toml_path.write_text(find(docs, "ConfigMap")[0]["data"]["kappa.toml"])
-            run_args = [a.replace("/etc/kappa/kappa.toml", str(toml_path)) for a in args if a.split("=")[0] not in PENDING_FLAGS]
+            run_args = [a.replace("/etc/kappa/kappa.toml", str(toml_path)) for a in args if a.split("=")[0] not in pending]
             run_args = [re.sub(r"\$\((POD_\w+)\)", "x", a) for a in run_args]
             out = subprocess.run([str(kappa), command, *run_args, "--help"], capture_output=True, text=True, env=clean_env())
             r.check(
@@ -851,7 +852,7 @@ def live_ha(r: Report, kappa: Path) -> None:
         return
     helptext = subprocess.run([str(kappa), "jobmanager", "--help"], capture_output=True, text=True).stdout
     if not PENDING_FLAGS <= flags_of(helptext):
-        r.warn(f"[{name}] live HA check skipped: {kappa} has no --ha/--etcd-* flags")
+        r.warn(f"[{name}] live HA check skipped: {kappa} lacks {', '.join(sorted(PENDING_FLAGS - flags_of(helptext)))}")
         return
     tmp = Path(tempfile.mkdtemp(prefix="check-helm-ha-"))
     procs: list[subprocess.Popen] = []
