@@ -154,6 +154,11 @@ impl Cluster {
         }
     }
 
+    /// kill -9 of the jobmanager (or `kappa local`) process.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
     /// Starts a taskmanager process on a free port and waits until its slots are registered.
     pub fn taskmanager(&self, slots: u32) -> anyhow::Result<Process> {
         self.taskmanager_with_env(slots, &[])

@@ -460,6 +460,13 @@ impl Checkpoints {
         (Step::Nothing, delete)
     }
 
+    /// Continues from completed checkpoint `meta` (a job resumed by another jobmanager
+    /// process): it is the latest, and new checkpoints get higher ids.
+    pub fn resume_from(&mut self, meta: CheckpointMetadata) {
+        self.next_id = self.next_id.max(meta.checkpoint_id + 1);
+        self.retained.push_back(meta);
+    }
+
     /// Whether completed checkpoint `id` is still kept.
     pub fn is_retained(&self, id: u64) -> bool {
         self.retained.iter().any(|m| m.checkpoint_id == id)

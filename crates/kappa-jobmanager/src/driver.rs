@@ -45,15 +45,20 @@ enum Outcome {
 /// How long a failing or cancelled attempt may take to stop before its slots are reused.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the job until it is finished, failed or cancelled.
+/// Runs the job until it is finished, failed or cancelled, and records how it ended.
 pub async fn drive(inner: Arc<Inner>, job: Arc<JobEntry>) {
+    drive_to_end(&inner, &job).await;
+    let _ = inner.persist(&job).await;
+}
+
+async fn drive_to_end(inner: &Arc<Inner>, job: &Arc<JobEntry>) {
     let mut restarts: u32 = 0;
     loop {
         if job.cancel_requested() {
             job.set_state(JobState::Canceled, None);
             return;
         }
-        let placement = match take_slots(&inner, &job).await {
+        let placement = match take_slots(inner, job).await {
             Ok(p) => p,
             Err(SlotWait::Cancelled) => {
                 job.set_state(JobState::Canceled, None);
@@ -65,7 +70,8 @@ pub async fn drive(inner: Arc<Inner>, job: Arc<JobEntry>) {
                 return;
             }
         };
-        let outcome = run_attempt(&inner, &job, restarts + 1, &placement).await;
+        let number = job.attempt_offset + restarts + 1;
+        let outcome = run_attempt(inner, job, number, &placement).await;
         inner.registry.release(&placement);
         let error = match outcome {
             Outcome::Finished => {
@@ -266,6 +272,8 @@ async fn run_attempt(
         error: None,
         restored_from: None,
     });
+    // A jobmanager that takes the job over numbers its attempts after this one.
+    let _ = inner.persist(job).await;
     let outcome = deploy_and_follow(inner, job, number, placement).await;
     let mut s = job.status.lock();
     if let Some(r) = s.attempt.as_mut() {
@@ -779,7 +787,14 @@ impl Attempt<'_> {
                     .lock()
                     .as_mut()
                     .map(|c| c.completed(*meta, written))?;
-                delete_objects(&location, obsolete).await;
+                // The latest checkpoint is where a new jobmanager resumes the job from: only
+                // once the job's record points to it may the older ones go.
+                match self.inner.persist(self.job).await {
+                    Ok(()) => delete_objects(&location, obsolete).await,
+                    Err(_) => {
+                        tracing::warn!(job = %self.job.id, "keeping older checkpoints: the job's record may still point to them")
+                    }
+                }
                 match step {
                     Step::FailJob(why) => Some(TaskError::Io(why)),
                     _ => None,

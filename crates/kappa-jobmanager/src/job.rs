@@ -179,6 +179,11 @@ pub struct JobEntry {
     pub spec: String,
     pub plan: Arc<JobPlan>,
     pub submitted_at_ms: i64,
+    /// How it was submitted (kept with the job's record).
+    pub submitted: crate::store::Submitted,
+    /// Attempts an earlier jobmanager made (a job taken over continues the numbering, so
+    /// taskmanagers never see two attempts with one number).
+    pub attempt_offset: u32,
     pub status: Mutex<JobStatus>,
     /// Kafka start offsets fixed by the first attempt.
     pub pinned_starts: Mutex<PinnedStarts>,
@@ -205,6 +210,8 @@ impl JobEntry {
             spec,
             plan: Arc::new(plan),
             submitted_at_ms: now_ms(),
+            submitted: crate::store::Submitted::default(),
+            attempt_offset: 0,
             status: Mutex::new(JobStatus {
                 state: JobState::Created,
                 reason: None,

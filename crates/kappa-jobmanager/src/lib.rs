@@ -3,12 +3,14 @@
 
 pub mod checkpoint;
 mod driver;
+pub mod ha;
 pub mod job;
 mod prom;
 mod rates;
 pub mod registry;
 pub mod rest;
 mod rpc;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,6 +50,12 @@ pub struct JobManagerConfig {
     pub auth_token: Option<String>,
     /// Largest request body the REST API accepts (job files are sent in it).
     pub max_request_bytes: usize,
+    /// Leader election and job records in etcd; without it, job records are kept under the
+    /// checkpoint directory (when there is one).
+    pub ha: Option<ha::HaConfig>,
+    /// Host name other processes reach this jobmanager at (published to standbys in HA);
+    /// default: the address it listens on.
+    pub advertised_host: Option<String>,
 }
 
 impl Default for JobManagerConfig {
@@ -62,6 +70,8 @@ impl Default for JobManagerConfig {
             slot_timeout: Duration::from_secs(300),
             auth_token: None,
             max_request_bytes: 4 << 20,
+            ha: None,
+            advertised_host: None,
             partition_discovery_interval: Duration::from_secs(10),
             restart: RestartPlan::default(),
         }
@@ -166,6 +176,9 @@ pub enum SubmitError {
     Invalid(SpecErrors),
     #[error("{0}")]
     BadRequest(String),
+    /// The job store (etcd, the checkpoint directory) cannot record it now.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +187,8 @@ pub enum StartError {
     Bind(String),
     #[error("checkpoint directory: {0}")]
     Checkpoints(String),
+    #[error("high availability: {0}")]
+    Ha(String),
 }
 
 pub(crate) struct Inner {
@@ -184,113 +199,85 @@ pub(crate) struct Inner {
     pub registry: Registry,
     pub jobs: RwLock<BTreeMap<String, Arc<JobEntry>>>,
     pub started: Instant,
+    /// Where job records outlive this process.
+    pub store: store::JobStore,
+    /// Leader, or standby in HA.
+    pub role: RwLock<ha::Role>,
+    /// The running job drivers, stopped when this jobmanager steps down.
+    pub drivers: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Inner {
     pub fn job(&self, id: &str) -> Option<Arc<JobEntry>> {
         self.jobs.read().get(id).cloned()
     }
-}
 
-/// Handle to the jobmanager; cheap to clone.
-#[derive(Clone)]
-pub struct JobManager {
-    inner: Arc<Inner>,
-}
-
-/// A started jobmanager and where it listens.
-pub struct Started {
-    pub jobmanager: JobManager,
-    pub rest: SocketAddr,
-    pub rpc: SocketAddr,
-}
-
-impl JobManager {
-    /// Binds the REST and gRPC ports and starts serving, sampling rates and watching heartbeats.
-    pub async fn start(config: JobManagerConfig) -> Result<Started, StartError> {
-        let rest_listener = tokio::net::TcpListener::bind(config.rest)
-            .await
-            .map_err(|e| StartError::Bind(format!("{} (REST): {e}", config.rest)))?;
-        let rpc_listener = tokio::net::TcpListener::bind(config.rpc)
-            .await
-            .map_err(|e| StartError::Bind(format!("{} (gRPC): {e}", config.rpc)))?;
-        let rest = rest_listener
-            .local_addr()
-            .map_err(|e| StartError::Bind(e.to_string()))?;
-        let rpc = rpc_listener
-            .local_addr()
-            .map_err(|e| StartError::Bind(e.to_string()))?;
-        let jm = Self::new(config)?;
-        let app = rest::router(jm.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(rest_listener, app).await {
-                tracing::error!(error = %e, "REST server stopped");
-            }
-        });
-        let service = JobManagerServiceServer::new(rpc::JobManagerRpc {
-            inner: Arc::clone(&jm.inner),
-        });
-        tokio::spawn(async move {
-            let incoming = tokio_stream_incoming(rpc_listener);
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await
-            {
-                tracing::error!(error = %e, "gRPC server stopped");
-            }
-        });
-        tracing::info!(%rest, %rpc, "jobmanager ready: REST API at http://{rest}/api/v1, taskmanagers register at http://{rpc}");
-        Ok(Started {
-            jobmanager: jm,
-            rest,
-            rpc,
-        })
+    /// Runs the driver of `job`.
+    fn spawn_driver(self: &Arc<Self>, job: Arc<JobEntry>) {
+        let handle = tokio::spawn(driver::drive(Arc::clone(self), job));
+        let mut drivers = self.drivers.lock();
+        drivers.retain(|h| !h.is_finished());
+        drivers.push(handle);
     }
 
-    /// A jobmanager without listeners (tests); must be called inside a tokio runtime.
-    pub fn new(config: JobManagerConfig) -> Result<Self, StartError> {
-        let checkpoint_location = config
-            .checkpoint_dir
+    /// Records `job` as it is now in the store; failures are logged and returned.
+    pub async fn persist(&self, job: &JobEntry) -> Result<(), store::StoreError> {
+        let r = self.store.put(&store::JobRecord::of(job)).await;
+        if let Err(e) = &r {
+            tracing::warn!(job = %job.id, error = %e, "could not record the job's state");
+        }
+        r
+    }
+
+    /// Becomes the leader: resumes the jobs kept in the store.
+    pub async fn lead(self: &Arc<Self>, _me: ha::LeaderInfo) {
+        *self.role.write() = ha::Role::Leader;
+        self.resume_jobs().await;
+    }
+
+    /// Stops acting at once: every job driver stops; the jobs are forgotten here (the next
+    /// leader resumes them from their latest checkpoints).
+    pub fn step_down(&self) {
+        *self.role.write() = ha::Role::Standby(None);
+        for h in self.drivers.lock().drain(..) {
+            h.abort();
+        }
+        self.jobs.write().clear();
+        self.registry.clear();
+    }
+
+    /// Plans a job and builds its entry: checkpoints, and the savepoint or checkpoint it
+    /// starts from (read only when `restore_initial`).
+    async fn prepare(
+        &self,
+        id: &str,
+        file_name: &str,
+        spec: &str,
+        submitted: &store::Submitted,
+        restore_initial: bool,
+    ) -> Result<JobEntry, SubmitError> {
+        let start = submitted
+            .start
             .as_deref()
-            .map(kappa_state::Location::parse)
+            .map(str::parse::<kappa_job::Start>)
             .transpose()
-            .map_err(|e| StartError::Checkpoints(e.to_string()))?;
-        let inner = Arc::new(Inner {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            checkpoint_location,
-            config,
-            registry: Registry::default(),
-            jobs: RwLock::new(BTreeMap::new()),
-            started: Instant::now(),
+            .map_err(|e| SubmitError::BadRequest(format!("start: {e}")))?;
+        let (position, from) = match start {
+            Some(kappa_job::Start::Position(p)) => (Some(p), None),
+            Some(kappa_job::Start::Savepoint(uri)) => (None, Some(RestoreFrom::Savepoint(uri))),
+            Some(kappa_job::Start::Checkpoint { job, id }) => {
+                (None, Some(RestoreFrom::Checkpoint { job, id }))
+            }
+            None => (None, None),
+        };
+        let overrides = &Overrides {
+            start: position,
+            parallelism: submitted.parallelism,
+        };
+        let savepoint = from.filter(|_| restore_initial).map(|from| SavepointStart {
+            from,
+            allow_non_restored_state: submitted.allow_non_restored_state,
         });
-        tokio::spawn(sample_rates(Arc::downgrade(&inner)));
-        tokio::spawn(watch_heartbeats(Arc::downgrade(&inner)));
-        Ok(Self { inner })
-    }
-
-    pub fn config(&self) -> &JobManagerConfig {
-        &self.inner.config
-    }
-
-    /// Validates and starts a job; returns its id.
-    pub async fn submit(
-        &self,
-        file_name: &str,
-        spec: &str,
-        overrides: &Overrides,
-    ) -> Result<String, SubmitError> {
-        self.submit_from(file_name, spec, overrides, None).await
-    }
-
-    /// Validates and starts a job, resuming from a savepoint when given; returns its id.
-    pub async fn submit_from(
-        &self,
-        file_name: &str,
-        spec: &str,
-        overrides: &Overrides,
-        savepoint: Option<SavepointStart>,
-    ) -> Result<String, SubmitError> {
         let plan = plan_job(file_name, spec, overrides).map_err(SubmitError::Invalid)?;
         let operator = plan.window.as_ref().map_or_else(
             || ("window".to_string(), Vec::new()),
@@ -304,7 +291,7 @@ impl JobManager {
                 )
             },
         );
-        let checkpoints = match (&plan.checkpoints, &self.inner.checkpoint_location) {
+        let checkpoints = match (&plan.checkpoints, &self.checkpoint_location) {
             (Some(cp), Some(location)) => Some(checkpoint::Checkpoints::new(
                 location.clone(),
                 *cp,
@@ -332,19 +319,16 @@ impl JobManager {
             Some(sp) => Some(self.restore_source(&sp, &plan, &operator).await?),
             None => None,
         };
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let job = Arc::new(JobEntry::new(
-            id.clone(),
+        let mut job = JobEntry::new(
+            id.to_string(),
             file_name.to_string(),
             spec.to_string(),
             plan,
             checkpoints,
             initial,
-        ));
-        tracing::info!(job = %id, name = %job.plan.name, start = %job.plan.source.start, parallelism = job.plan.parallelism, "job submitted");
-        self.inner.jobs.write().insert(id.clone(), Arc::clone(&job));
-        tokio::spawn(driver::drive(Arc::clone(&self.inner), job));
-        Ok(id)
+        );
+        job.submitted = submitted.clone();
+        Ok(job)
     }
 
     /// Reads the savepoint or retained checkpoint to start from and checks it fits the job.
@@ -384,6 +368,261 @@ impl JobManager {
         };
         check_restored_state(sp, &mut meta, plan, operator)?;
         Ok(job::RestoreSource { location, meta })
+    }
+
+    /// Resumes the jobs of the store that had not ended, each from its latest checkpoint.
+    async fn resume_jobs(self: &Arc<Self>) {
+        let records = match self.store.load().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the kept jobs: none resumed");
+                return;
+            }
+        };
+        for r in records {
+            if self.jobs.read().contains_key(&r.id) {
+                continue;
+            }
+            let terminal = job::JobState::ALL
+                .iter()
+                .find(|s| s.name() == r.state)
+                .is_none_or(|s| s.is_terminal());
+            if terminal {
+                continue;
+            }
+            match self.rebuild(&r).await {
+                Ok(job) => {
+                    tracing::info!(job = %r.id, checkpoint = ?r.latest_checkpoint, "resuming a kept job");
+                    let job = Arc::new(job);
+                    self.jobs.write().insert(r.id.clone(), Arc::clone(&job));
+                    self.spawn_driver(job);
+                }
+                Err(e) => tracing::error!(job = %r.id, error = %e, "cannot resume a kept job"),
+            }
+        }
+    }
+
+    /// The entry of a kept job, restoring from its latest completed checkpoint.
+    async fn rebuild(&self, r: &store::JobRecord) -> Result<JobEntry, SubmitError> {
+        let submitted = store::Submitted {
+            start: r.start.clone(),
+            parallelism: r.parallelism,
+            allow_non_restored_state: r.allow_non_restored_state,
+        };
+        let latest = match (r.latest_checkpoint, &self.checkpoint_location) {
+            (Some(n), Some(location)) => {
+                let path = location.child(&[&r.id, &format!("chk-{n}"), "_metadata"]);
+                Some(
+                    checkpoint::read_metadata_at(location, &path)
+                        .await
+                        .map_err(SubmitError::BadRequest)?,
+                )
+            }
+            _ => None,
+        };
+        let mut job = self
+            .prepare(&r.id, &r.file_name, &r.spec, &submitted, latest.is_none())
+            .await?;
+        job.submitted_at_ms = r.submitted_at_ms;
+        job.attempt_offset = r.last_attempt;
+        if let (Some(meta), Some(c)) = (latest, job.checkpoints.get_mut().as_mut()) {
+            c.resume_from(meta);
+        }
+        Ok(job)
+    }
+}
+
+/// The checkpoint directory of `config`, parsed.
+fn checkpoint_location(
+    config: &JobManagerConfig,
+) -> Result<Option<kappa_state::Location>, StartError> {
+    config
+        .checkpoint_dir
+        .as_deref()
+        .map(kappa_state::Location::parse)
+        .transpose()
+        .map_err(|e| StartError::Checkpoints(e.to_string()))
+}
+
+/// Handle to the jobmanager; cheap to clone.
+#[derive(Clone)]
+pub struct JobManager {
+    inner: Arc<Inner>,
+}
+
+/// A started jobmanager and where it listens.
+pub struct Started {
+    pub jobmanager: JobManager,
+    pub rest: SocketAddr,
+    pub rpc: SocketAddr,
+}
+
+impl JobManager {
+    /// Binds the REST and gRPC ports and starts serving, sampling rates and watching heartbeats.
+    pub async fn start(config: JobManagerConfig) -> Result<Started, StartError> {
+        let rest_listener = tokio::net::TcpListener::bind(config.rest)
+            .await
+            .map_err(|e| StartError::Bind(format!("{} (REST): {e}", config.rest)))?;
+        let rpc_listener = tokio::net::TcpListener::bind(config.rpc)
+            .await
+            .map_err(|e| StartError::Bind(format!("{} (gRPC): {e}", config.rpc)))?;
+        let rest = rest_listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(e.to_string()))?;
+        let rpc = rpc_listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(e.to_string()))?;
+        let host = config
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| rest.ip().to_string());
+        let me = ha::LeaderInfo {
+            id: String::new(),
+            rest: format!("http://{host}:{}", rest.port()),
+            rpc: format!("http://{host}:{}", rpc.port()),
+        };
+        let jm = match config.ha.clone() {
+            None => {
+                let jm = Self::new(config)?;
+                // A restarted jobmanager resumes the jobs kept under the checkpoint root.
+                let inner = Arc::clone(&jm.inner);
+                tokio::spawn(async move { inner.resume_jobs().await });
+                jm
+            }
+            Some(ha_config) => {
+                let location = checkpoint_location(&config)?;
+                if location.is_none() {
+                    return Err(StartError::Ha(
+                        "HA needs --checkpoint-dir: a new leader restores jobs from their checkpoints".into(),
+                    ));
+                }
+                let client = ha::connect(&ha_config)
+                    .await
+                    .map_err(|e| StartError::Ha(e.to_string()))?;
+                let jobs = ha::job_store(client.clone(), &ha_config.prefix);
+                let jm = Self::with_store(
+                    config,
+                    location,
+                    store::JobStore::Etcd(Arc::clone(&jobs)),
+                    ha::Role::Standby(None),
+                )?;
+                let me = ha::LeaderInfo {
+                    id: jm.inner.id.clone(),
+                    ..me
+                };
+                tracing::info!(endpoints = ?ha_config.endpoints, prefix = %ha_config.prefix, "HA on etcd: campaigning for leadership");
+                tokio::spawn(ha::run(Arc::clone(&jm.inner), jobs, client, me));
+                jm
+            }
+        };
+        let app = rest::router(jm.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(rest_listener, app).await {
+                tracing::error!(error = %e, "REST server stopped");
+            }
+        });
+        let service = JobManagerServiceServer::new(rpc::JobManagerRpc {
+            inner: Arc::clone(&jm.inner),
+        });
+        tokio::spawn(async move {
+            let incoming = tokio_stream_incoming(rpc_listener);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        });
+        tracing::info!(%rest, %rpc, "jobmanager ready: REST API at http://{rest}/api/v1, taskmanagers register at http://{rpc}");
+        Ok(Started {
+            jobmanager: jm,
+            rest,
+            rpc,
+        })
+    }
+
+    /// A jobmanager without listeners (tests); must be called inside a tokio runtime.
+    pub fn new(config: JobManagerConfig) -> Result<Self, StartError> {
+        let checkpoint_location = checkpoint_location(&config)?;
+        let store = match &checkpoint_location {
+            Some(location) => store::JobStore::Objects(location.clone()),
+            None => store::JobStore::None,
+        };
+        Self::with_store(config, checkpoint_location, store, ha::Role::Leader)
+    }
+
+    /// A jobmanager keeping its jobs in `store`, starting as `role`.
+    fn with_store(
+        config: JobManagerConfig,
+        checkpoint_location: Option<kappa_state::Location>,
+        store: store::JobStore,
+        role: ha::Role,
+    ) -> Result<Self, StartError> {
+        let inner = Arc::new(Inner {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            checkpoint_location,
+            config,
+            registry: Registry::default(),
+            jobs: RwLock::new(BTreeMap::new()),
+            started: Instant::now(),
+            store,
+            role: RwLock::new(role),
+            drivers: parking_lot::Mutex::new(Vec::new()),
+        });
+        tokio::spawn(sample_rates(Arc::downgrade(&inner)));
+        tokio::spawn(watch_heartbeats(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    pub fn config(&self) -> &JobManagerConfig {
+        &self.inner.config
+    }
+
+    /// Leader or standby (HA); always the leader without HA.
+    pub fn role(&self) -> ha::Role {
+        self.inner.role.read().clone()
+    }
+
+    /// Validates and starts a job; returns its id.
+    pub async fn submit(
+        &self,
+        file_name: &str,
+        spec: &str,
+        overrides: &Overrides,
+    ) -> Result<String, SubmitError> {
+        let submitted = store::Submitted {
+            start: overrides.start.map(|p| p.to_string()),
+            parallelism: overrides.parallelism,
+            allow_non_restored_state: false,
+        };
+        self.submit_from(file_name, spec, &submitted).await
+    }
+
+    /// Validates and starts a job (from a savepoint or retained checkpoint when its start
+    /// says so) and records it; returns its id.
+    pub async fn submit_from(
+        &self,
+        file_name: &str,
+        spec: &str,
+        submitted: &store::Submitted,
+    ) -> Result<String, SubmitError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let job = Arc::new(
+            self.inner
+                .prepare(&id, file_name, spec, submitted, true)
+                .await?,
+        );
+        tracing::info!(job = %id, name = %job.plan.name, start = %job.plan.source.start, parallelism = job.plan.parallelism, "job submitted");
+        self.inner.jobs.write().insert(id.clone(), Arc::clone(&job));
+        if let Err(e) = self.inner.store.put(&store::JobRecord::of(&job)).await {
+            self.inner.jobs.write().remove(&id);
+            return Err(SubmitError::Unavailable(format!(
+                "the job could not be recorded, so it was not started: {e}"
+            )));
+        }
+        self.inner.spawn_driver(job);
+        Ok(id)
     }
 
     pub fn job(&self, id: &str) -> Option<Arc<JobEntry>> {

@@ -161,6 +161,11 @@ impl Registry {
         (total, free)
     }
 
+    /// Forgets every taskmanager (a deposed leader: they register with the new one).
+    pub fn clear(&self) {
+        self.tms.lock().clear();
+    }
+
     pub fn views(&self) -> Vec<TaskManagerView> {
         self.tms
             .lock()

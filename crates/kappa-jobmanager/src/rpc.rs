@@ -11,10 +11,29 @@ use kappa_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::Inner;
+use crate::ha::Role;
 use crate::job::{AttemptEvent, now_ms};
 
 pub struct JobManagerRpc {
     pub inner: Arc<Inner>,
+}
+
+/// The prefix of a standby's refusal; the leader's gRPC URL follows it (taskmanagers read it).
+pub const STANDBY_PREFIX: &str = "standby jobmanager; the leader is at ";
+
+impl JobManagerRpc {
+    /// Refuses calls on a standby (HA), naming the leader when known.
+    fn leader_only(&self) -> Result<(), Status> {
+        match &*self.inner.role.read() {
+            Role::Leader => Ok(()),
+            Role::Standby(Some(l)) => {
+                Err(Status::unavailable(format!("{STANDBY_PREFIX}{}", l.rpc)))
+            }
+            Role::Standby(None) => Err(Status::unavailable(
+                "standby jobmanager; no leader is elected yet",
+            )),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -23,6 +42,7 @@ impl JobManagerService for JobManagerRpc {
         &self,
         req: Request<RegisterTaskManagerRequest>,
     ) -> Result<Response<RegisterTaskManagerResponse>, Status> {
+        self.leader_only()?;
         let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let req = req.into_inner();
         self.inner.registry.register(&req, now_ms()).inspect_err(|s| {
@@ -38,6 +58,7 @@ impl JobManagerService for JobManagerRpc {
         &self,
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        self.leader_only()?;
         let req = req.into_inner();
         if !self
             .inner
@@ -65,6 +86,7 @@ impl JobManagerService for JobManagerRpc {
         &self,
         req: Request<CheckpointAck>,
     ) -> Result<Response<Ack>, Status> {
+        self.leader_only()?;
         let a = req.into_inner();
         if let Some(job) = self.inner.job(&a.job_id) {
             let s = job.status.lock();
@@ -79,6 +101,7 @@ impl JobManagerService for JobManagerRpc {
         &self,
         req: Request<TaskStateReport>,
     ) -> Result<Response<Ack>, Status> {
+        self.leader_only()?;
         let r = req.into_inner();
         if let Some(job) = self.inner.job(&r.job_id) {
             let s = job.status.lock();

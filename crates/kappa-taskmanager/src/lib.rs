@@ -46,7 +46,8 @@ pub struct TaskManagerConfig {
     pub bind: SocketAddr,
     /// Host other processes reach this taskmanager at (default: the bind address).
     pub advertised_host: Option<String>,
-    /// The jobmanager's gRPC URL, e.g. http://127.0.0.1:6123.
+    /// The jobmanager's gRPC URL, e.g. http://127.0.0.1:6123; with HA, the URLs of every
+    /// jobmanager, comma-separated (standbys point to the leader).
     pub jobmanager: String,
     /// Where subtasks keep their local state (RocksDB); emptied at start.
     pub state_dir: std::path::PathBuf,
@@ -104,13 +105,14 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
             tracing::error!(error = %e, "taskmanager server stopped");
         }
     });
+    let jobmanagers = Arc::new(registration::JobManagers::new(&config.jobmanager));
     tokio::spawn(registration::forward_reports(
-        config.jobmanager.clone(),
+        Arc::clone(&jobmanagers),
         reports_rx,
     ));
     let registration = tokio::spawn(registration::register_and_heartbeat(
         Arc::clone(&shared),
-        config.jobmanager,
+        jobmanagers,
     ));
     tracing::info!(id = %config.id, %address, slots = config.slots, "taskmanager serving");
     Ok(TaskManagerHandle {

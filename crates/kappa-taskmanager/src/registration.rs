@@ -1,6 +1,6 @@
-//! The taskmanager's side of the cluster protocol: register with the jobmanager, send
-//! heartbeats with the metrics of running subtasks, forward subtask state reports, and cancel
-//! local work when the jobmanager stays unreachable.
+//! The taskmanager's side of the cluster protocol: register with the jobmanager (the leader,
+//! with HA), send heartbeats with the metrics of running subtasks, forward subtask state
+//! reports, and cancel local work when the jobmanager stays unreachable or is replaced.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,6 +22,53 @@ use crate::state::Shared;
 /// Without a successful heartbeat for this long, local subtasks are cancelled (the jobmanager
 /// will have given up on them and may run them elsewhere).
 const JOBMANAGER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The jobmanagers this taskmanager may talk to, and the one it talks to now.
+pub struct JobManagers {
+    candidates: Vec<String>,
+    current: parking_lot::Mutex<String>,
+}
+
+/// What a standby says before the leader's URL (see the jobmanager's rpc module).
+const LEADER_HINT: &str = "the leader is at ";
+
+impl JobManagers {
+    /// From one URL or a comma-separated list.
+    pub fn new(list: &str) -> Self {
+        let candidates: Vec<String> = list
+            .split(',')
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        let first = candidates.first().cloned().unwrap_or_default();
+        Self {
+            candidates,
+            current: parking_lot::Mutex::new(first),
+        }
+    }
+
+    pub fn current(&self) -> String {
+        self.current.lock().clone()
+    }
+
+    /// After a failure: go to the leader a standby named, else to the next jobmanager.
+    fn switch(&self, refusal: Option<&str>) {
+        let mut current = self.current.lock();
+        if let Some(leader) = refusal
+            .and_then(|m| m.split_once(LEADER_HINT))
+            .map(|(_, l)| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+        {
+            *current = leader;
+            return;
+        }
+        if self.candidates.len() > 1 {
+            let at = self.candidates.iter().position(|c| *c == *current);
+            let next = at.map_or(0, |i| (i + 1) % self.candidates.len());
+            *current = self.candidates[next].clone();
+        }
+    }
+}
 
 async fn connect(url: &str) -> Result<JobManagerServiceClient<Channel>, tonic::transport::Error> {
     JobManagerServiceClient::connect(url.to_string()).await
@@ -85,14 +132,17 @@ fn cancel_everything(shared: &Shared) {
     }
 }
 
-/// Registers and heartbeats until refused (incompatible version); reconnects on failures.
+/// Registers and heartbeats until refused (incompatible version); reconnects on failures,
+/// following a standby to the leader.
 pub async fn register_and_heartbeat(
     shared: Arc<Shared>,
-    jobmanager: String,
+    jobmanagers: Arc<JobManagers>,
 ) -> Result<(), TaskManagerError> {
     let mut last_ok = Instant::now();
     let mut warned = false;
+    let mut registered_before = false;
     loop {
+        let jobmanager = jobmanagers.current();
         if last_ok.elapsed() > JOBMANAGER_TIMEOUT && !shared.attempts.lock().is_empty() {
             tracing::error!(%jobmanager, "jobmanager unreachable for {JOBMANAGER_TIMEOUT:?}: cancelling local subtasks");
             cancel_everything(&shared);
@@ -104,7 +154,8 @@ pub async fn register_and_heartbeat(
                     tracing::warn!(%jobmanager, error = %e, "cannot reach the jobmanager; retrying");
                     warned = true;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                jobmanagers.switch(None);
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
@@ -124,10 +175,18 @@ pub async fn register_and_heartbeat(
             }
             Err(s) => {
                 tracing::warn!(%jobmanager, error = %s.message(), "registration failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                jobmanagers.switch(Some(s.message()));
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
+        if registered_before && !shared.attempts.lock().is_empty() {
+            // The jobmanager we register with now did not deploy what runs here (it restarted,
+            // timed us out, or another one leads): it restarts those jobs itself.
+            tracing::warn!(%jobmanager, "registered again: cancelling the subtasks of the previous registration");
+            cancel_everything(&shared);
+        }
+        registered_before = true;
         tracing::info!(%jobmanager, id = %shared.id, slots = shared.slots, address = %shared.address, "registered with the jobmanager");
         warned = false;
         last_ok = Instant::now();
@@ -146,9 +205,18 @@ pub async fn register_and_heartbeat(
                     );
                     break;
                 }
+                Err(s) if s.code() == Code::Unavailable && s.message().contains(LEADER_HINT) => {
+                    tracing::warn!(error = %s.message(), "the jobmanager is no longer the leader: following the new one");
+                    jobmanagers.switch(Some(s.message()));
+                    break;
+                }
                 Err(s) => {
                     tracing::warn!(error = %s.message(), "heartbeat failed");
-                    if last_ok.elapsed() > JOBMANAGER_TIMEOUT {
+                    // The jobmanager may be gone: with several, look for the leader elsewhere.
+                    if last_ok.elapsed() > JOBMANAGER_TIMEOUT
+                        || (jobmanagers.candidates.len() > 1 && last_ok.elapsed() > interval * 3)
+                    {
+                        jobmanagers.switch(None);
                         break;
                     }
                 }
@@ -166,13 +234,16 @@ pub enum ToJobManager {
 
 /// Forwards subtask state reports and checkpoint acknowledgements to the jobmanager, in
 /// order, retrying while it is unreachable.
-pub async fn forward_reports(jobmanager: String, mut messages: UnboundedReceiver<ToJobManager>) {
+pub async fn forward_reports(
+    jobmanagers: Arc<JobManagers>,
+    mut messages: UnboundedReceiver<ToJobManager>,
+) {
     let mut client: Option<JobManagerServiceClient<Channel>> = None;
     while let Some(message) = messages.recv().await {
         let deadline = Instant::now() + JOBMANAGER_TIMEOUT;
         loop {
             if client.is_none() {
-                client = connect(&jobmanager).await.ok();
+                client = connect(&jobmanagers.current()).await.ok();
             }
             let sent = match (client.as_mut(), &message) {
                 (Some(c), ToJobManager::Report(r)) => {

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiError, ErrorBody};
 use crate::checkpoint::CheckpointStats;
 use crate::job::{JobDetail, JobSummary};
-use crate::{JobManager, RestoreFrom, SavepointStart, SubmitError};
+use crate::{JobManager, SubmitError};
 
 /// A job submission (also the body of a validation request).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -107,7 +107,6 @@ struct Submission {
     file: String,
     req: SubmitRequest,
     overrides: Overrides,
-    restore: Option<SavepointStart>,
 }
 
 fn bad_request(msg: impl Into<String>) -> ApiError {
@@ -154,25 +153,19 @@ fn parse_submission(
         .map(str::parse::<Start>)
         .transpose()
         .map_err(|e| bad_request(format!("start: {e}")))?;
-    let (position, from) = match start {
-        Some(Start::Position(p)) => (Some(p), None),
-        Some(Start::Savepoint(uri)) => (None, Some(RestoreFrom::Savepoint(uri))),
-        Some(Start::Checkpoint { job, id }) => (None, Some(RestoreFrom::Checkpoint { job, id })),
-        None => (None, None),
+    // A savepoint or checkpoint supplies the offsets: the plan is the file's own.
+    let position = match start {
+        Some(Start::Position(p)) => Some(p),
+        _ => None,
     };
     let overrides = Overrides {
         start: position,
         parallelism: req.parallelism,
     };
-    let restore = from.map(|from| SavepointStart {
-        from,
-        allow_non_restored_state: req.allow_non_restored_state,
-    });
     Ok(Submission {
         file: req.file_name.clone().unwrap_or_else(|| "job.toml".into()),
         req,
         overrides,
-        restore,
     })
 }
 
@@ -209,7 +202,15 @@ pub async fn submit(
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     let s = parse_submission(&headers, query, body)?;
     let id = jm
-        .submit_from(&s.file, &s.req.job, &s.overrides, s.restore)
+        .submit_from(
+            &s.file,
+            &s.req.job,
+            &crate::store::Submitted {
+                start: s.req.start.clone(),
+                parallelism: s.req.parallelism,
+                allow_non_restored_state: s.req.allow_non_restored_state,
+            },
+        )
         .await?;
     let name = jm.job(&id).map(|j| j.plan.name.clone()).unwrap_or_default();
     Ok((StatusCode::CREATED, Json(SubmitResponse { id, name })))

@@ -81,6 +81,7 @@ impl From<SubmitError> for ApiError {
                 )
             }
             SubmitError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
+            SubmitError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
         }
     }
 }
@@ -177,11 +178,52 @@ async fn require_token(
     resp
 }
 
+/// On a standby (HA): API calls are redirected to the leader (307 keeps the method and body),
+/// or answered 503 while no leader is known.
+async fn leader_only(State(jm): State<JobManager>, req: Request, next: Next) -> Response {
+    match jm.role() {
+        crate::ha::Role::Leader => next.run(req).await,
+        crate::ha::Role::Standby(Some(leader)) => {
+            let target = format!(
+                "{}{}",
+                leader.rest,
+                req.uri().path_and_query().map_or("", |p| p.as_str())
+            );
+            match header::HeaderValue::from_str(&target) {
+                Ok(location) => {
+                    let mut resp = ApiError::new(
+                        StatusCode::TEMPORARY_REDIRECT,
+                        format!(
+                            "this jobmanager is a standby; the leader is at {}",
+                            leader.rest
+                        ),
+                    )
+                    .into_response();
+                    resp.headers_mut().insert(header::LOCATION, location);
+                    resp
+                }
+                Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "bad leader address")
+                    .into_response(),
+            }
+        }
+        crate::ha::Role::Standby(None) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this jobmanager is a standby and no leader is elected yet; retry shortly",
+        )
+        .into_response(),
+    }
+}
+
 /// The whole HTTP service: API (token-protected when configured), its OpenAPI document, UI.
 pub fn router(jm: JobManager) -> Router {
     let config = jm.config();
     let (api, doc) = api_routes().split_for_parts();
-    let mut api = api.layer(DefaultBodyLimit::max(config.max_request_bytes));
+    let mut api = api
+        .layer(DefaultBodyLimit::max(config.max_request_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            jm.clone(),
+            leader_only,
+        ));
     if let Some(token) = config.auth_token.clone() {
         api = api.layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(token),
