@@ -2,7 +2,8 @@
 //! know both. kill -9 of the leader while the reference job runs: the standby takes over and
 //! resumes the job from its latest checkpoint, with exact per-window counts. etcd stopped for a
 //! while: the leader steps down, and when etcd returns the job resumes and stays exact. Wrong
-//! HA settings are refused at start with a clear error.
+//! HA settings are refused at start with a clear error. Without HA, a restarted jobmanager
+//! resumes its jobs from the records it keeps under the checkpoint root.
 
 use std::time::{Duration, Instant};
 
@@ -317,4 +318,106 @@ fn wrong_ha_settings_are_refused_at_start() {
     ]
     .concat());
     assert!(err.contains("HA needs --checkpoint-dir"), "{err}");
+}
+
+#[test]
+fn without_ha_a_restarted_jobmanager_resumes_its_jobs_from_their_checkpoints() {
+    let broker = Broker::start().expect("broker");
+    let data = clicks(12_000, 79, START, 6, 200);
+    let (first, rest) = data.split_at(6_000);
+    broker.create_topic("clicks", 4).expect("topic");
+    broker.produce("clicks", &records(first)).expect("produce");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("checkpoints");
+    let (port, rpc) = (
+        kappa_integration_tests::free_port().to_string(),
+        kappa_integration_tests::free_port().to_string(),
+    );
+    let args = [
+        "jobmanager",
+        "--port",
+        &port,
+        "--rpc-port",
+        &rpc,
+        "--checkpoint-dir",
+        root.to_str().expect("utf-8"),
+        "--heartbeat-timeout",
+        "3s",
+    ];
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = |url: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !leads(url) {
+            assert!(Instant::now() < deadline, "the jobmanager did not answer");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut jm = Process::spawn(&args).expect("jobmanager");
+    ready(&url);
+    let jm_rpc = format!("http://127.0.0.1:{rpc}");
+    let _tms: Vec<Process> = (0..2)
+        .map(|_| {
+            Process::spawn(&[
+                "taskmanager",
+                "--jobmanager",
+                &jm_rpc,
+                "--port",
+                "0",
+                "--slots",
+                "2",
+            ])
+            .expect("taskmanager")
+        })
+        .collect();
+    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
+        + "\n[checkpoints]\ninterval = \"300ms\"\n";
+    let id = submit(&url, &job);
+    let running = |timeout: Duration| {
+        let t0 = Instant::now();
+        while state(&url, &id) != "RUNNING" {
+            assert!(
+                t0.elapsed() < timeout,
+                "job {id} not RUNNING: {}",
+                state(&url, &id)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    running(Duration::from_secs(60));
+    wait_checkpoint_covering(&url, &id, first.len() as i64);
+
+    jm.kill();
+    let restarted = Process::spawn(&args).expect("jobmanager again");
+    ready(&url);
+    running(Duration::from_secs(60));
+    let detail: serde_json::Value = reqwest::blocking::get(format!("{url}/api/v1/jobs/{id}"))
+        .expect("detail")
+        .json()
+        .expect("json");
+    let last = detail["attempts"]
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        last["restored_from"].as_u64().is_some(),
+        "resumed from a checkpoint: {detail}\n{}",
+        restarted.log_text()
+    );
+
+    let mut tail = records(rest);
+    tail.extend(closers(&data));
+    broker.produce("clicks", &tail).expect("produce rest");
+    let expected = hourly_counts(&data, |u| u > 50);
+    let out = broker
+        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
+            latest_per_key(r).is_ok_and(|m| m == expected)
+        })
+        .expect("read");
+    assert_eq!(
+        latest_per_key(&out).expect("records"),
+        expected,
+        "exact per-window counts"
+    );
 }
