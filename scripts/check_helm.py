@@ -558,7 +558,7 @@ def check_expectations(r: Report, name: str, docs, values: dict, rendered: dict[
     expect("--address=0.0.0.0" in jm["args"] and "--rpc-address=0.0.0.0" in jm["args"], "jobmanager listens on 0.0.0.0")
     expect("--bind=0.0.0.0" in tm["args"], "taskmanager --bind=0.0.0.0")
     expect(jm["livenessProbe"].get("httpGet", {}).get("path") == "/", "jobmanager liveness: GET /")
-    expect(jm["readinessProbe"].get("httpGet", {}).get("path") == "/", "jobmanager readiness: GET /")
+    expect(jm["readinessProbe"].get("httpGet", {}).get("path") == "/readyz", "jobmanager readiness: GET /readyz (503 on a standby)")
     expect({p["containerPort"] for p in jm["ports"]} == {8081, 6123}, "jobmanager ports 8081, 6123")
     adv = [a for a in tm["args"] if a.startswith("--advertised-host=")]
     if merged["taskmanager"]["advertisedAddress"] == "dns":
@@ -920,6 +920,10 @@ def live_ha(r: Report, kappa: Path) -> None:
         r.check(location == f"http://127.0.0.1:{jms[leader][0]}/api/v1/overview",
                 f"[{name}] live: the standby redirects to the leader's advertised address (--advertised-address=$(POD_IP))",
                 f"Location: {location!r}")
+        readyz = [http_no_redirect(f"http://127.0.0.1:{rest}/readyz")[0] for rest, _ in jms]
+        r.check(readyz[leader] == 200 and readyz[standby] == 503,
+                f"[{name}] live: the readiness probe's /readyz is 200 on the leader, 503 on the standby",
+                f"{readyz}")
         tm_args = args_of(tm, {"--bind": "127.0.0.1", "--port": str(ports.pop()), "--state-dir": str(tmp / "state"),
                                "--advertised-host": "127.0.0.1"}, "kappa-taskmanager-0")
         tm_args.append(f"--jobmanager=http://127.0.0.1:{jms[standby][1]}")

@@ -190,6 +190,13 @@ fn a_standby_takes_over_when_the_leader_is_killed_and_results_stay_exact() {
         .expect("a leader");
     let standby = 1 - leader;
     assert!(!leads(&ha.jobmanagers[standby].url), "one leader at a time");
+    let readyz =
+        reqwest::blocking::get(format!("{}/readyz", ha.jobmanagers[standby].url)).expect("readyz");
+    assert_eq!(
+        readyz.status().as_u16(),
+        503,
+        "a standby is not ready for traffic"
+    );
     let killed = Instant::now();
     ha.jobmanagers[leader].kill();
     let survivor = ha.jobmanagers[standby].url.clone();
@@ -199,6 +206,10 @@ fn a_standby_takes_over_when_the_leader_is_killed_and_results_stay_exact() {
         killed.elapsed().as_secs_f64()
     );
     assert!(leads(&survivor), "the standby leads");
+    let ready = |url: &str| {
+        reqwest::blocking::get(format!("{url}/readyz")).map_or(0, |r| r.status().as_u16())
+    };
+    assert_eq!(ready(&survivor), 200, "the leader is ready");
     let detail: serde_json::Value = reqwest::blocking::get(format!("{survivor}/api/v1/jobs/{id}"))
         .expect("detail")
         .json()

@@ -214,6 +214,17 @@ async fn leader_only(State(jm): State<JobManager>, req: Request, next: Next) -> 
     }
 }
 
+/// Readiness for load balancers (public, no data): 200 on the leader, 503 on a standby, so
+/// only the leader gets traffic.
+async fn readyz(State(jm): State<JobManager>) -> Response {
+    match jm.role() {
+        crate::ha::Role::Leader => (StatusCode::OK, "leader\n").into_response(),
+        crate::ha::Role::Standby(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "standby\n").into_response()
+        }
+    }
+}
+
 /// The whole HTTP service: API (token-protected when configured), its OpenAPI document, UI.
 pub fn router(jm: JobManager) -> Router {
     let config = jm.config();
@@ -238,6 +249,7 @@ pub fn router(jm: JobManager) -> Router {
             async move { Json((*doc).clone()) }
         }),
     )
+    .route("/readyz", get(readyz))
     .merge(ui::routes())
     .fallback(|| async { ApiError::not_found("no such route") })
     .method_not_allowed_fallback(|| async {
