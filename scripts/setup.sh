@@ -27,6 +27,8 @@ if [ "$want_test" = 1 ]; then
   PKGS="$PKGS postgresql"
   # Headless Chromium and its WebDriver server, for the web UI tests (tests/tests/web_ui.rs).
   PKGS="$PKGS chromium chromium-driver"
+  # etcd 3.4, for the high-availability tests (tests/tests/ha.rs) and the chart's live check.
+  PKGS="$PKGS etcd-server etcd-client"
 fi
 missing=""
 for p in $PKGS; do
