@@ -8,4 +8,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests run the kappa and kappactl binaries.
 cargo build --workspace --bins
+# Deployment files: docker-compose.yml and the Dockerfile parsed and checked against the
+# binary's flags; the Helm chart rendered, linted and validated against Kubernetes schemas.
+python3 -m pip install --quiet --disable-pip-version-check pyyaml==6.0.3
+python3 scripts/check_deploy.py target/debug/kappa
+python3 scripts/check_helm.py
 cargo test --workspace

@@ -271,9 +271,20 @@ async fn cancel_all(jm: &JobManager) {
 }
 
 pub async fn run_jobmanager(args: JobManagerArgs) -> anyhow::Result<()> {
-    let started = JobManager::start(args.config()?).await?;
+    let config = args.config()?;
+    // With job records (HA, or a checkpoint directory) a stopped jobmanager leaves its jobs
+    // to the next one (a restart, a rolling update, the next HA leader), which resumes them
+    // from their checkpoints; without, nothing could resume them, so they are cancelled.
+    let keeps_jobs = config.ha.is_some() || config.checkpoint_dir.is_some();
+    let started = JobManager::start(config).await?;
     shutdown_signal().await;
-    cancel_all(&started.jobmanager).await;
+    if keeps_jobs {
+        tracing::info!(
+            "shutting down: running jobs are kept and resume when a jobmanager takes over (kappactl cancel ends a job)"
+        );
+    } else {
+        cancel_all(&started.jobmanager).await;
+    }
     Ok(())
 }
 
