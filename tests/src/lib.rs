@@ -76,3 +76,17 @@ pub fn reference_job(
             "key = \"{item_id}-{window_end}\"\npartitioner = \"fixed\"",
         )
 }
+
+/// Whether a checkpoint history (`GET /jobs/{id}/checkpoints`) holds a completed checkpoint
+/// whose source offsets add up to `records`.
+pub fn checkpoint_covers(history: &serde_json::Value, records: i64) -> bool {
+    history.as_array().into_iter().flatten().any(|c| {
+        c["status"] == "COMPLETED"
+            && c["offsets"].as_array().is_some_and(|o| {
+                o.iter()
+                    .map(|p| p["next_offset"].as_i64().unwrap_or(0))
+                    .sum::<i64>()
+                    == records
+            })
+    })
+}

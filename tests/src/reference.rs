@@ -73,9 +73,39 @@ pub fn latest_per_key(
     Ok(out)
 }
 
-/// Produces the clicks round-robin over `partitions` partitions of a new topic, then one click
-/// of user_1 (filtered out by every job of the tests) per partition two hours after the last
-/// one, so every window of the data closes.
+/// The clicks as records spread round-robin over `partitions` partitions.
+pub fn spread(data: &[Click], partitions: i32) -> Vec<(i32, String)> {
+    data.iter()
+        .enumerate()
+        .map(|(i, c)| (i as i32 % partitions, c.json()))
+        .collect()
+}
+
+/// One click of user_1 (filtered out by every job of the tests) per partition, two hours after
+/// the last of `data`, so every window of the data closes.
+pub fn closing(data: &[Click], partitions: i32) -> Vec<(i32, String)> {
+    let last = data.iter().map(|c| c.timestamp).max().unwrap_or(0);
+    (0..partitions)
+        .map(|p| {
+            let c = Click {
+                user: 1,
+                item: 1,
+                timestamp: last + 2 * HOUR,
+            };
+            (p, c.json())
+        })
+        .collect()
+}
+
+/// `rest` spread over `partitions`, followed by the records closing every window of `data`.
+pub fn rest_and_closing(rest: &[Click], data: &[Click], partitions: i32) -> Vec<(i32, String)> {
+    let mut records = spread(rest, partitions);
+    records.extend(closing(data, partitions));
+    records
+}
+
+/// Produces the clicks round-robin over `partitions` partitions of a new topic, then the
+/// records that close every window.
 pub fn produce_closed(
     broker: &crate::broker::Broker,
     topic: &str,
@@ -83,22 +113,24 @@ pub fn produce_closed(
     data: &[Click],
 ) -> anyhow::Result<()> {
     broker.create_topic(topic, partitions)?;
-    let mut records: Vec<(i32, String)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (i as i32 % partitions, c.json()))
-        .collect();
-    let last = data.iter().map(|c| c.timestamp).max().unwrap_or(0);
-    for p in 0..partitions {
-        records.push((
-            p,
-            Click {
-                user: 1,
-                item: 1,
-                timestamp: last + 2 * HOUR,
-            }
-            .json(),
-        ));
-    }
-    broker.produce(topic, &records)
+    broker.produce(topic, &rest_and_closing(data, data, partitions))
+}
+
+/// The start of the tests' event time: a whole hour.
+pub const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
+
+/// Creates the topics `clicks` (4 partitions) and `out` (the sink's) and produces the first
+/// half of `events` generated clicks (6 hours, 200 items); returns every click and where the
+/// second half starts.
+pub fn first_half_produced(
+    broker: &crate::broker::Broker,
+    events: usize,
+    seed: u64,
+) -> anyhow::Result<(Vec<Click>, usize)> {
+    let data = clicks(events, seed, START, 6, 200);
+    let half = events / 2;
+    broker.create_topic("clicks", 4)?;
+    broker.produce("clicks", &spread(&data[..half], 4))?;
+    broker.create_topic("out", crate::SINK_PARTITIONS)?;
+    Ok((data, half))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::postgres::{HOURLY_TABLE, Postgres, hourly_rows, wait_rows};
-use kappa_integration_tests::reference::{Click, HOUR, clicks, hourly_counts, latest_per_key};
+use kappa_integration_tests::reference::{HOUR, clicks, closing, hourly_counts, latest_per_key};
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 use rand::{Rng, SeedableRng};
 
@@ -212,18 +212,9 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
         producer.join().expect("producer");
     });
     // Records past the last window on every partition close all windows.
-    let last = data.iter().map(|c| c.timestamp).max().unwrap_or(START);
-    let closing: Vec<(i32, String)> = (0..4)
-        .map(|p| {
-            let c = Click {
-                user: 1,
-                item: 1,
-                timestamp: last + 2 * HOUR,
-            };
-            (p, c.json())
-        })
-        .collect();
-    broker.produce("clicks", &closing).expect("produce closing");
+    broker
+        .produce("clicks", &closing(&data, 4))
+        .expect("produce closing");
     let input_end = Instant::now();
 
     let expected = hourly_counts(&data, |u| u > 50);

@@ -134,7 +134,9 @@ fn checkpoints_record_offsets_and_state_incrementally_and_are_pruned() {
 
 #[test]
 fn a_restarted_job_resumes_from_its_latest_checkpoint() {
-    use kappa_integration_tests::reference::{Click, hourly_counts, latest_per_key};
+    use kappa_integration_tests::reference::{
+        hourly_counts, latest_per_key, rest_and_closing, spread,
+    };
     let broker = Broker::start().expect("broker");
     let data = clicks(
         16_000,
@@ -145,13 +147,9 @@ fn a_restarted_job_resumes_from_its_latest_checkpoint() {
     );
     let (first, rest) = data.split_at(8_000);
     broker.create_topic("clicks", 4).expect("topic");
-    let records = |cs: &[kappa_integration_tests::reference::Click]| {
-        cs.iter()
-            .enumerate()
-            .map(|(i, c)| (i as i32 % 4, c.json()))
-            .collect::<Vec<_>>()
-    };
-    broker.produce("clicks", &records(first)).expect("produce");
+    broker
+        .produce("clicks", &spread(first, 4))
+        .expect("produce");
     broker.create_topic("out", SINK_PARTITIONS).expect("topic");
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path().join("checkpoints");
@@ -176,15 +174,7 @@ fn a_restarted_job_resumes_from_its_latest_checkpoint() {
     loop {
         let out = cluster.kappactl(&["checkpoints", &id, "--json"]);
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let covered = list.as_array().into_iter().flatten().any(|c| {
-            c["status"] == "COMPLETED"
-                && c["offsets"].as_array().is_some_and(|o| {
-                    o.iter()
-                        .map(|p| p["next_offset"].as_i64().unwrap_or(0))
-                        .sum::<i64>()
-                        == first.len() as i64
-                })
-        });
+        let covered = kappa_integration_tests::checkpoint_covers(&list, first.len() as i64);
         if covered {
             break;
         }
@@ -235,19 +225,7 @@ fn a_restarted_job_resumes_from_its_latest_checkpoint() {
     );
 
     // The rest of the data: the results are exactly the reference, each window once.
-    let mut tail = records(rest);
-    let last = data.iter().map(|c| c.timestamp).max().unwrap();
-    tail.extend((0..4).map(|p| {
-        (
-            p,
-            Click {
-                user: 1,
-                item: 1,
-                timestamp: last + 2 * HOUR,
-            }
-            .json(),
-        )
-    }));
+    let tail = rest_and_closing(rest, &data, 4);
     broker.produce("clicks", &tail).expect("produce rest");
     let expected = hourly_counts(&data, |u| u > 50);
     let out = broker

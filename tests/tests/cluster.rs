@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{
-    Click, HOUR, clicks, hourly_counts, latest_per_key, produce_closed,
+    HOUR, clicks, hourly_counts, latest_per_key, produce_closed, rest_and_closing,
 };
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 
@@ -226,23 +226,7 @@ fn a_killed_taskmanager_restarts_the_job_on_the_remaining_slots() {
     );
 
     // The rest of the data arrives; the restarted job (replaying from the start) completes it.
-    let mut records: Vec<(i32, String)> = rest
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (i as i32 % 4, c.json()))
-        .collect();
-    let last = data.iter().map(|c| c.timestamp).max().unwrap();
-    records.extend((0..4).map(|p| {
-        (
-            p,
-            Click {
-                user: 1,
-                item: 1,
-                timestamp: last + 2 * HOUR,
-            }
-            .json(),
-        )
-    }));
+    let records = rest_and_closing(rest, &data, 4);
     broker.produce("clicks", &records).expect("produce rest");
     let expected = hourly_counts(&data, |u| u > 50);
     let all = broker

@@ -10,31 +10,30 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::etcd::Etcd;
-use kappa_integration_tests::reference::{Click, HOUR, clicks, hourly_counts, latest_per_key};
+use kappa_integration_tests::reference::{
+    Click, first_half_produced, hourly_counts, latest_per_key, rest_and_closing,
+};
 use kappa_integration_tests::{SINK_PARTITIONS, bin, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
-const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
 
-fn records(cs: &[Click]) -> Vec<(i32, String)> {
-    cs.iter()
-        .enumerate()
-        .map(|(i, c)| (i as i32 % 4, c.json()))
-        .collect()
-}
-
-fn closers(data: &[Click]) -> Vec<(i32, String)> {
-    let last = data.iter().map(|c| c.timestamp).max().unwrap_or(START);
-    (0..4)
-        .map(|p| {
-            let c = Click {
-                user: 1,
-                item: 1,
-                timestamp: last + 2 * HOUR,
-            };
-            (p, c.json())
+/// Produces the rest of the data and the closing records; the sink must then hold exactly the
+/// reference counts.
+fn finish_and_check(broker: &Broker, rest: &[Click], data: &[Click]) {
+    broker
+        .produce("clicks", &rest_and_closing(rest, data, 4))
+        .expect("produce rest");
+    let expected = hourly_counts(data, |u| u > 50);
+    let out = broker
+        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
+            latest_per_key(r).is_ok_and(|m| m == expected)
         })
-        .collect()
+        .expect("read");
+    assert_eq!(
+        latest_per_key(&out).expect("records"),
+        expected,
+        "exact per-window counts"
+    );
 }
 
 /// Whether the jobmanager at `url` leads (a standby redirects or answers 503).
@@ -67,15 +66,7 @@ fn wait_checkpoint_covering(url: &str, id: &str, n: i64) {
                 .ok()
                 .and_then(|r| r.json().ok())
                 .unwrap_or_default();
-        let covered = list.as_array().into_iter().flatten().any(|c| {
-            c["status"] == "COMPLETED"
-                && c["offsets"].as_array().is_some_and(|o| {
-                    o.iter()
-                        .map(|p| p["next_offset"].as_i64().unwrap_or(0))
-                        .sum::<i64>()
-                        == n
-                })
-        });
+        let covered = kappa_integration_tests::checkpoint_covers(&list, n);
         if covered {
             return;
         }
@@ -85,6 +76,24 @@ fn wait_checkpoint_covering(url: &str, id: &str, n: i64) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Two taskmanagers of 2 slots each, given the jobmanagers' gRPC URLs.
+fn taskmanagers(jobmanagers: &str) -> Vec<Process> {
+    (0..2)
+        .map(|_| {
+            let args = [
+                "taskmanager",
+                "--jobmanager",
+                jobmanagers,
+                "--port",
+                "0",
+                "--slots",
+                "2",
+            ];
+            Process::spawn(&args).expect("taskmanager")
+        })
+        .collect()
 }
 
 struct HaCluster {
@@ -112,20 +121,7 @@ fn ha_cluster(etcd: &Etcd) -> HaCluster {
         })
         .collect();
     let rpcs = format!("{},{}", jobmanagers[0].rpc, jobmanagers[1].rpc);
-    let taskmanagers = (0..2)
-        .map(|_| {
-            Process::spawn(&[
-                "taskmanager",
-                "--jobmanager",
-                &rpcs,
-                "--port",
-                "0",
-                "--slots",
-                "2",
-            ])
-            .expect("taskmanager")
-        })
-        .collect();
+    let taskmanagers = taskmanagers(&rpcs);
     HaCluster {
         jobmanagers,
         _taskmanagers: taskmanagers,
@@ -167,11 +163,8 @@ fn wait_running(ha: &HaCluster, url: &str, id: &str, timeout: Duration) -> Durat
 fn a_standby_takes_over_when_the_leader_is_killed_and_results_stay_exact() {
     let etcd = Etcd::start().expect("etcd");
     let broker = Broker::start().expect("broker");
-    let data = clicks(16_000, 71, START, 6, 200);
-    let (first, rest) = data.split_at(8_000);
-    broker.create_topic("clicks", 4).expect("topic");
-    broker.produce("clicks", &records(first)).expect("produce");
-    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let (data, half) = first_half_produced(&broker, 16_000, 71).expect("data");
+    let (first, rest) = data.split_at(half);
     let mut ha = ha_cluster(&etcd);
     let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
         + "\n[checkpoints]\ninterval = \"300ms\"\n";
@@ -224,31 +217,15 @@ fn a_standby_takes_over_when_the_leader_is_killed_and_results_stay_exact() {
         "resumed from a checkpoint: {detail}"
     );
 
-    let mut tail = records(rest);
-    tail.extend(closers(&data));
-    broker.produce("clicks", &tail).expect("produce rest");
-    let expected = hourly_counts(&data, |u| u > 50);
-    let out = broker
-        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
-            latest_per_key(r).is_ok_and(|m| m == expected)
-        })
-        .expect("read");
-    assert_eq!(
-        latest_per_key(&out).expect("records"),
-        expected,
-        "exact per-window counts"
-    );
+    finish_and_check(&broker, rest, &data);
 }
 
 #[test]
 fn the_leader_steps_down_while_etcd_is_away_and_work_resumes_when_it_returns() {
     let mut etcd = Etcd::start().expect("etcd");
     let broker = Broker::start().expect("broker");
-    let data = clicks(12_000, 73, START, 6, 200);
-    let (first, rest) = data.split_at(6_000);
-    broker.create_topic("clicks", 4).expect("topic");
-    broker.produce("clicks", &records(first)).expect("produce");
-    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let (data, half) = first_half_produced(&broker, 12_000, 73).expect("data");
+    let (first, rest) = data.split_at(half);
     let ha = ha_cluster(&etcd);
     let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
         + "\n[checkpoints]\ninterval = \"300ms\"\n";
@@ -275,20 +252,7 @@ fn the_leader_steps_down_while_etcd_is_away_and_work_resumes_when_it_returns() {
         t.as_secs_f64()
     );
 
-    let mut tail = records(rest);
-    tail.extend(closers(&data));
-    broker.produce("clicks", &tail).expect("produce rest");
-    let expected = hourly_counts(&data, |u| u > 50);
-    let out = broker
-        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
-            latest_per_key(r).is_ok_and(|m| m == expected)
-        })
-        .expect("read");
-    assert_eq!(
-        latest_per_key(&out).expect("records"),
-        expected,
-        "exact per-window counts"
-    );
+    finish_and_check(&broker, rest, &data);
 }
 
 #[test]
@@ -334,11 +298,8 @@ fn wrong_ha_settings_are_refused_at_start() {
 #[test]
 fn without_ha_a_restarted_jobmanager_resumes_its_jobs_from_their_checkpoints() {
     let broker = Broker::start().expect("broker");
-    let data = clicks(12_000, 79, START, 6, 200);
-    let (first, rest) = data.split_at(6_000);
-    broker.create_topic("clicks", 4).expect("topic");
-    broker.produce("clicks", &records(first)).expect("produce");
-    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let (data, half) = first_half_produced(&broker, 12_000, 79).expect("data");
+    let (first, rest) = data.split_at(half);
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path().join("checkpoints");
     let (port, rpc) = (
@@ -367,20 +328,7 @@ fn without_ha_a_restarted_jobmanager_resumes_its_jobs_from_their_checkpoints() {
     let mut jm = Process::spawn(&args).expect("jobmanager");
     ready(&url);
     let jm_rpc = format!("http://127.0.0.1:{rpc}");
-    let _tms: Vec<Process> = (0..2)
-        .map(|_| {
-            Process::spawn(&[
-                "taskmanager",
-                "--jobmanager",
-                &jm_rpc,
-                "--port",
-                "0",
-                "--slots",
-                "2",
-            ])
-            .expect("taskmanager")
-        })
-        .collect();
+    let _tms = taskmanagers(&jm_rpc);
     let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
         + "\n[checkpoints]\ninterval = \"300ms\"\n";
     let id = submit(&url, &job);
@@ -417,18 +365,5 @@ fn without_ha_a_restarted_jobmanager_resumes_its_jobs_from_their_checkpoints() {
         restarted.log_text()
     );
 
-    let mut tail = records(rest);
-    tail.extend(closers(&data));
-    broker.produce("clicks", &tail).expect("produce rest");
-    let expected = hourly_counts(&data, |u| u > 50);
-    let out = broker
-        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
-            latest_per_key(r).is_ok_and(|m| m == expected)
-        })
-        .expect("read");
-    assert_eq!(
-        latest_per_key(&out).expect("records"),
-        expected,
-        "exact per-window counts"
-    );
+    finish_and_check(&broker, rest, &data);
 }

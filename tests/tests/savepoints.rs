@@ -7,35 +7,12 @@ use std::time::{Duration, Instant};
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::{Click, HOUR, clicks, hourly_counts, latest_per_key};
+use kappa_integration_tests::reference::{
+    HOUR, START, clicks, closing, first_half_produced, hourly_counts, latest_per_key, spread,
+};
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
-const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
-
-fn records(cs: &[Click]) -> Vec<(i32, String)> {
-    cs.iter()
-        .enumerate()
-        .map(|(i, c)| (i as i32 % 4, c.json()))
-        .collect()
-}
-
-fn closers(data: &[Click]) -> Vec<(i32, String)> {
-    let last = data.iter().map(|c| c.timestamp).max().unwrap();
-    (0..4)
-        .map(|p| {
-            (
-                p,
-                Click {
-                    user: 1,
-                    item: 1,
-                    timestamp: last + 2 * HOUR,
-                }
-                .json(),
-            )
-        })
-        .collect()
-}
 
 fn wait_read(cluster: &Cluster, id: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -62,11 +39,8 @@ fn write_job(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 #[test]
 fn stop_with_savepoint_and_resume_at_another_parallelism() {
     let broker = Broker::start().expect("broker");
-    let data = clicks(16_000, 51, START, 6, 200);
-    let (first, rest) = data.split_at(8_000);
-    broker.create_topic("clicks", 4).expect("topic");
-    broker.produce("clicks", &records(first)).expect("produce");
-    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let (data, half) = first_half_produced(&broker, 16_000, 51).expect("data");
+    let (first, rest) = data.split_at(half);
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::local(
         6,
@@ -92,8 +66,8 @@ fn stop_with_savepoint_and_resume_at_another_parallelism() {
         .wait_state(&id, &["CANCELED"], Duration::from_secs(30))
         .expect("stopped");
 
-    let mut tail = records(rest);
-    tail.extend(closers(&data));
+    let mut tail = spread(rest, 4);
+    tail.extend(closing(&data, 4));
     broker.produce("clicks", &tail).expect("produce rest");
     let path = write_job(&dir, "job.toml", &job);
     let out = cluster.kappactl(&[
@@ -138,7 +112,9 @@ fn a_changed_job_starts_from_the_old_jobs_savepoint() {
     let data = clicks(12_000, 52, START, 6, 100);
     let (first, rest) = data.split_at(6_000);
     broker.create_topic("clicks", 4).expect("topic");
-    broker.produce("clicks", &records(first)).expect("produce");
+    broker
+        .produce("clicks", &spread(first, 4))
+        .expect("produce");
     broker.create_topic("out", SINK_PARTITIONS).expect("topic");
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::local(
@@ -162,8 +138,8 @@ fn a_changed_job_starts_from_the_old_jobs_savepoint() {
         .expect("cancelled");
 
     // v2 counts only users above 80 from here on; the windows it took over keep v1's counts.
-    let mut tail = records(rest);
-    tail.extend(closers(&data));
+    let mut tail = spread(rest, 4);
+    tail.extend(closing(&data, 4));
     broker.produce("clicks", &tail).expect("produce rest");
     let v2 = reference_job(
         &broker.bootstrap,
@@ -322,7 +298,9 @@ fn stop_with_drain_commits_every_window_exactly_once_to_transactional_sinks() {
     let broker = Broker::start().expect("broker");
     let data = clicks(8_000, 53, START, 4, 100);
     broker.create_topic("clicks", 4).expect("topic");
-    broker.produce("clicks", &records(&data)).expect("produce");
+    broker
+        .produce("clicks", &spread(&data, 4))
+        .expect("produce");
     broker.create_topic("out", SINK_PARTITIONS).expect("topic");
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::local(

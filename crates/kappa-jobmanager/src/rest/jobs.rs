@@ -326,8 +326,17 @@ pub async fn savepoint(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SavepointResponse>, ApiError> {
     let req: SavepointRequest = optional_json(body)?;
+    take_savepoint(&jm, &id, req.dir.as_deref(), false).await
+}
+
+async fn take_savepoint(
+    jm: &JobManager,
+    id: &str,
+    dir: Option<&str>,
+    drain: bool,
+) -> Result<Json<SavepointResponse>, ApiError> {
     let path = jm
-        .savepoint(&id, req.dir.as_deref(), false)
+        .savepoint(id, dir, drain)
         .await
         .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
     Ok(Json(SavepointResponse { path }))
@@ -350,14 +359,11 @@ pub async fn stop(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SavepointResponse>, ApiError> {
     let req: StopRequest = optional_json(body)?;
-    let path = jm
-        .savepoint(&id, req.dir.as_deref(), req.drain)
-        .await
-        .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
+    let written = take_savepoint(&jm, &id, req.dir.as_deref(), req.drain).await?;
     if let Some(job) = jm.job(&id) {
         job.request_cancel();
     }
-    Ok(Json(SavepointResponse { path }))
+    Ok(written)
 }
 
 /// Cancels a job.
