@@ -529,6 +529,8 @@ async function jobPage(id, tab) {
     document.getElementById("job-reason").textContent = d.reason || "";
     const ended = ["FINISHED", "CANCELED", "FAILED"].includes(d.state);
     for (const b of ["cancel", "savepoint", "stop"]) document.getElementById(b).hidden = ended;
+    // A pending "cancel requested" is answered by the state itself once the job ended.
+    if (ended && result.textContent === "cancel requested") result.textContent = "";
     let body;
     if (tab === "checkpoints") body = checkpointsTab(d, list);
     else if (tab === "exceptions") body = exceptionsTab(d);
