@@ -11,7 +11,7 @@ cargo build --workspace --bins
 # Deployment files: docker-compose.yml and the Dockerfile parsed and checked against the
 # binary's flags; the Helm chart rendered, linted and validated against Kubernetes schemas.
 python3 -m pip install --quiet --disable-pip-version-check pyyaml==6.0.3
-KAPPA_BIN="${CARGO_TARGET_DIR:-target}/debug/kappa"
+KAPPA_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/kappa"
 python3 scripts/check_deploy.py "$KAPPA_BIN"
 python3 scripts/check_helm.py --kappa "$KAPPA_BIN"
 cargo test --workspace
