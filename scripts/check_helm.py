@@ -798,15 +798,20 @@ def live_smoke(r: Report, kappa: Path, name: str, docs) -> None:
         s_tm, _ = http_get(f"http://127.0.0.1:{tm_port}/metrics")
         r.check(s_tm == 200, f"[{name}] live: taskmanager /metrics without a token (ServiceMonitor port tm): {s_tm}")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_processes(procs, tmp)
+
+
+def stop_processes(procs: list, tmp: Path) -> None:
+    """Stops the started processes (newest first) and removes their directory."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def http_no_redirect(url: str, token: str | None = None) -> tuple[int, str]:
@@ -935,15 +940,7 @@ def live_ha(r: Report, kappa: Path) -> None:
             tail("taskmanager"),
         )
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_processes(procs, tmp)
 
 
 # ---------------------------------------------------------------- main

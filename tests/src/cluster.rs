@@ -154,6 +154,17 @@ impl Cluster {
         }
     }
 
+    /// Which of `processes` is the taskmanager registered as `id` (its address is in its log).
+    pub fn taskmanager_process(&self, processes: &[Process], id: &str) -> Option<usize> {
+        let list: Value = self.get("/api/v1/taskmanagers").ok()?.json().ok()?;
+        let address = list.as_array()?.iter().find(|t| t["id"] == id)?["address"]
+            .as_str()?
+            .to_string();
+        processes
+            .iter()
+            .position(|p| p.log_text().contains(&address))
+    }
+
     /// kill -9 of the jobmanager (or `kappa local`) process.
     pub fn kill(&mut self) {
         self.process.kill();

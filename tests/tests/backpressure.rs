@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::clicks;
+use kappa_integration_tests::reference::{clicks, spread};
 
 const EVENTS: usize = 600_000;
 
@@ -70,16 +70,7 @@ fn a_slow_sink_slows_the_sources_and_memory_stays_bounded() {
     let broker = Broker::start().expect("broker");
     broker.create_topic("flood", 4).expect("topic");
     let data = clicks(EVENTS, 21, 1_732_500_000_000, 2, 1000);
-    broker
-        .produce(
-            "flood",
-            &data
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (i as i32 % 4, c.json()))
-                .collect::<Vec<_>>(),
-        )
-        .expect("produce");
+    broker.produce("flood", &spread(&data, 4)).expect("produce");
 
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("out");

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::postgres::{HOURLY_TABLE, Postgres, hourly_rows, wait_rows};
-use kappa_integration_tests::reference::{HOUR, clicks, closing, hourly_counts, latest_per_key};
+use kappa_integration_tests::reference::{START, clicks, closing, hourly_counts, latest_per_key};
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 use rand::{Rng, SeedableRng};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
-const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
 const EVENTS: usize = 200_000;
 const CHUNKS: usize = 40;
 
@@ -28,10 +27,6 @@ fn with_checkpoints(job: &str) -> String {
 
 /// The taskmanager processes that run subtasks of `jobs`.
 fn hosting(cluster: &Cluster, tms: &[Process], jobs: &[&str]) -> Vec<usize> {
-    let list: serde_json::Value = cluster
-        .get("/api/v1/taskmanagers")
-        .and_then(|r| Ok(r.json()?))
-        .unwrap_or_default();
     let mut ids = Vec::new();
     for id in jobs {
         let detail = cluster.job(id).unwrap_or_default();
@@ -41,16 +36,14 @@ fn hosting(cluster: &Cluster, tms: &[Process], jobs: &[&str]) -> Vec<usize> {
             }
         }
     }
-    let addresses: Vec<String> = list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| ids.iter().any(|i| t["id"] == i.as_str()))
-        .filter_map(|t| t["address"].as_str().map(str::to_string))
+    ids.sort();
+    ids.dedup();
+    let mut found: Vec<usize> = ids
+        .iter()
+        .filter_map(|id| cluster.taskmanager_process(tms, id))
         .collect();
-    (0..tms.len())
-        .filter(|&i| addresses.iter().any(|a| tms[i].log_text().contains(a)))
-        .collect()
+    found.sort_unstable();
+    found
 }
 
 /// Records of the sink commits a taskmanager started but did not finish, from its log.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::{HOUR, clicks};
+use kappa_integration_tests::reference::{START, clicks, spread};
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
@@ -14,24 +14,11 @@ const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 #[test]
 fn checkpoints_record_offsets_and_state_incrementally_and_are_pruned() {
     let broker = Broker::start().expect("broker");
-    let data = clicks(
-        12_000,
-        17,
-        1_732_500_000_000 - 1_732_500_000_000 % HOUR,
-        6,
-        300,
-    );
+    let data = clicks(12_000, 17, START, 6, 300);
     // No closing events: the last hour's windows stay open, so the state is not empty.
     broker.create_topic("clicks", 4).expect("topic");
     broker
-        .produce(
-            "clicks",
-            &data
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (i as i32 % 4, c.json()))
-                .collect::<Vec<_>>(),
-        )
+        .produce("clicks", &spread(&data, 4))
         .expect("produce");
     broker.create_topic("out", SINK_PARTITIONS).expect("topic");
     let dir = tempfile::tempdir().expect("tmp");
@@ -134,17 +121,9 @@ fn checkpoints_record_offsets_and_state_incrementally_and_are_pruned() {
 
 #[test]
 fn a_restarted_job_resumes_from_its_latest_checkpoint() {
-    use kappa_integration_tests::reference::{
-        hourly_counts, latest_per_key, rest_and_closing, spread,
-    };
+    use kappa_integration_tests::reference::{hourly_counts, latest_per_key, rest_and_closing};
     let broker = Broker::start().expect("broker");
-    let data = clicks(
-        16_000,
-        29,
-        1_732_500_000_000 - 1_732_500_000_000 % HOUR,
-        6,
-        200,
-    );
+    let data = clicks(16_000, 29, START, 6, 200);
     let (first, rest) = data.split_at(8_000);
     broker.create_topic("clicks", 4).expect("topic");
     broker
@@ -191,20 +170,7 @@ fn a_restarted_job_resumes_from_its_latest_checkpoint() {
         .as_str()
         .unwrap()
         .to_string();
-    let tm_list: serde_json::Value = cluster.get("/api/v1/taskmanagers").unwrap().json().unwrap();
-    let addr = tm_list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == victim.as_str())
-        .unwrap()["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let idx = tms
-        .iter()
-        .position(|t| t.log_text().contains(&addr))
-        .expect("victim");
+    let idx = cluster.taskmanager_process(&tms, &victim).expect("victim");
     tms[idx].kill();
     let _spare = cluster.taskmanager(2).expect("replacement taskmanager");
     let restored = loop {

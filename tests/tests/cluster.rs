@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{
-    HOUR, clicks, hourly_counts, latest_per_key, produce_closed, rest_and_closing,
+    START, clicks, hourly_counts, latest_per_key, produce_closed, rest_and_closing, spread,
 };
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
-const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -148,14 +147,7 @@ fn a_killed_taskmanager_restarts_the_job_on_the_remaining_slots() {
     let (first, rest) = data.split_at(15_000);
     broker.create_topic("clicks", 4).expect("topic");
     broker
-        .produce(
-            "clicks",
-            &first
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (i as i32 % 4, c.json()))
-                .collect::<Vec<_>>(),
-        )
+        .produce("clicks", &spread(first, 4))
         .expect("produce");
     broker.create_topic("out", SINK_PARTITIONS).expect("topic");
 
@@ -180,19 +172,8 @@ fn a_killed_taskmanager_restarts_the_job_on_the_remaining_slots() {
         .as_str()
         .expect("placed")
         .to_string();
-    let tm_list: serde_json::Value = cluster.get("/api/v1/taskmanagers").unwrap().json().unwrap();
-    let victim_addr = tm_list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == victim_id.as_str())
-        .unwrap()["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let victim = tms
-        .iter()
-        .position(|tm| tm.log_text().contains(&victim_addr))
+    let victim = cluster
+        .taskmanager_process(&tms, &victim_id)
         .expect("victim process");
     let killed_at = Instant::now();
     tms[victim].kill();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::{HOUR, clicks, produce_closed};
+use kappa_integration_tests::reference::{START, clicks, produce_closed};
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
@@ -104,13 +104,7 @@ impl Api {
 #[test]
 fn every_documented_route_answers_as_described() {
     let broker = Broker::start().expect("broker");
-    let data = clicks(
-        4_000,
-        61,
-        1_732_500_000_000 - 1_732_500_000_000 % HOUR,
-        3,
-        50,
-    );
+    let data = clicks(4_000, 61, START, 3, 50);
     produce_closed(&broker, "clicks", 4, &data).expect("produce");
     broker.create_topic("out", SINK_PARTITIONS).expect("topic");
     let dir = tempfile::tempdir().expect("tmp");

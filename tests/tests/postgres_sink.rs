@@ -15,13 +15,12 @@ use kappa_connectors::postgres::PostgresSink;
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::postgres::{HOURLY_TABLE, PASSWORD, Postgres, hourly_rows, wait_rows};
-use kappa_integration_tests::reference::{HOUR, clicks, hourly_counts, produce_closed};
+use kappa_integration_tests::reference::{START, clicks, hourly_counts, produce_closed};
 use kappa_integration_tests::reference_job;
 use kappa_job::template::KeyTemplate;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::Sink;
 
-const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
 const FILTER_50: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const FILTER_80: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 80";
 

@@ -6,12 +6,11 @@ use std::time::Duration;
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{
-    Click, HOUR, clicks, hourly_counts, latest_per_key, produce_closed,
+    Click, START, clicks, hourly_counts, latest_per_key, produce_closed,
 };
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 
 const PARTITIONS: i32 = 4;
-const START: i64 = 1_732_500_000_000 - 1_732_500_000_000 % HOUR;
 
 fn produce(broker: &Broker, topic: &str, data: &[Click]) {
     produce_closed(broker, topic, PARTITIONS, data).expect("produce");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::{HOUR, clicks};
+use kappa_integration_tests::reference::{START, clicks, spread};
 use kappa_integration_tests::s3::S3Server;
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 
@@ -47,23 +47,10 @@ fn wait_completed_after(
 fn checkpoints_go_to_s3_incrementally_and_survive_an_outage() {
     let mut s3 = S3Server::start("checkpoints").expect("SeaweedFS");
     let broker = Broker::start().expect("broker");
-    let data = clicks(
-        10_000,
-        41,
-        1_732_500_000_000 - 1_732_500_000_000 % HOUR,
-        6,
-        300,
-    );
+    let data = clicks(10_000, 41, START, 6, 300);
     broker.create_topic("clicks", 4).expect("topic");
     broker
-        .produce(
-            "clicks",
-            &data
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (i as i32 % 4, c.json()))
-                .collect::<Vec<_>>(),
-        )
+        .produce("clicks", &spread(&data, 4))
         .expect("produce");
     broker.create_topic("out", SINK_PARTITIONS).expect("topic");
     let env = s3.env();

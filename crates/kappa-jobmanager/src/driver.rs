@@ -593,11 +593,7 @@ impl Attempt<'_> {
                     }
                     if let AttemptEvent::Checkpoint(ack) = ev {
                         let step = self.job.checkpoints.lock().as_mut().map(|c| c.acknowledge(ack, self.job.plan.parallelism, self.job.plan.max_parallelism, &self.job.id));
-                        let failed = match self.checkpoint_step(step).await {
-                            Some(e) => Some(e),
-                            None => self.after_checkpoint().await,
-                        };
-                        if let Some(e) = failed {
+                        if let Some(e) = self.advance_checkpoint(step).await {
                             self.fail(e).await;
                             break self.finish_stopping().await;
                         }
@@ -628,11 +624,7 @@ impl Attempt<'_> {
                     let expected = self.tasks.iter().filter(|(_, t)| !terminal(t.1)).map(|(k, _)| *k).collect();
                     let periodic = self.job.plan.checkpoints.is_some();
                     let step = self.job.checkpoints.lock().as_mut().map(|c| if periodic || c.in_progress() { c.tick(self.number, expected) } else { Step::Nothing });
-                    let failed = match self.checkpoint_step(step).await {
-                        Some(e) => Some(e),
-                        None => self.after_checkpoint().await,
-                    };
-                    if let Some(e) = failed {
+                    if let Some(e) = self.advance_checkpoint(step).await {
                         self.fail(e).await;
                         break self.finish_stopping().await;
                     }
@@ -744,6 +736,15 @@ impl Attempt<'_> {
             if let Err(s) = c.notify_checkpoint_complete(req).await {
                 tracing::warn!(taskmanager = %tm, checkpoint = n, error = %s.message(), "could not notify a completed checkpoint");
             }
+        }
+    }
+
+    /// Carries out a coordinator step, then lets waiting savepoints go on; an error fails
+    /// the attempt.
+    async fn advance_checkpoint(&mut self, step: Option<Step>) -> Option<TaskError> {
+        match self.checkpoint_step(step).await {
+            Some(e) => Some(e),
+            None => self.after_checkpoint().await,
         }
     }
 
