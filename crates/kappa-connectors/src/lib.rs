@@ -13,8 +13,7 @@ pub mod splits;
 
 use std::sync::Arc;
 
-use kappa_job::JobPlan;
-use kappa_job::plan::{SinkKind, SourceKind};
+use kappa_job::plan::{SinkKind, SinkPlan, SourceKind, SourcePlan};
 use kappa_job::spec::{Delivery, SinkPartitioner};
 use kappa_runtime::TaskError;
 use kappa_runtime::io::{Sink, SourceReader};
@@ -45,14 +44,14 @@ pub enum ConnectorError {
 /// Opens the source reader of one subtask; Kafka partitions handed over later arrive on
 /// `new_splits`.
 pub fn open_source(
-    plan: &JobPlan,
+    source: &SourcePlan,
     job_id: &str,
     assignment: &SourceAssignment,
     new_splits: Option<Receiver<Vec<PartitionStart>>>,
     metrics: Arc<SubtaskMetrics>,
 ) -> Result<Box<dyn SourceReader>, TaskError> {
-    let decoder = JsonDecoder::new(Arc::clone(&plan.source.schema));
-    match (&plan.source.kind, assignment) {
+    let decoder = JsonDecoder::new(Arc::clone(&source.schema));
+    match (&source.kind, assignment) {
         (SourceKind::Kafka(k), SourceAssignment::Kafka(partitions)) => {
             let dead_letter = match &k.dead_letter_topic {
                 Some(t) => Some(DeadLetterWriter::new(TopicProducer::new(
@@ -62,8 +61,7 @@ pub fn open_source(
                 )?)),
                 None => None,
             };
-            let policy =
-                BadRecordPolicy::new(plan.source.on_error, dead_letter, Arc::clone(&metrics));
+            let policy = BadRecordPolicy::new(source.on_error, dead_letter, Arc::clone(&metrics));
             let group = format!("kappa-{job_id}");
             let cfg = KafkaReaderConfig {
                 bootstrap_servers: &k.bootstrap_servers,
@@ -77,7 +75,7 @@ pub fn open_source(
             Ok(Box::new(reader))
         }
         (SourceKind::File { .. }, SourceAssignment::Files(files)) => {
-            let policy = BadRecordPolicy::new(plan.source.on_error, None, metrics);
+            let policy = BadRecordPolicy::new(source.on_error, None, metrics);
             Ok(Box::new(FileReader::new(files.clone(), decoder, policy)))
         }
         _ => Err(TaskError::Data(
@@ -86,15 +84,19 @@ pub fn open_source(
     }
 }
 
-/// The identity under which sink subtask `subtask` of job `job_id` commits its output.
-pub fn sink_writer_id(job_id: &str, subtask: u32) -> String {
-    format!("kappa-{job_id}-sink-{subtask}")
+/// The identity under which subtask `subtask` of sink `uid` of job `job_id` commits its
+/// output (the single `[sink]`, uid `sink`, keeps the identity of earlier releases).
+pub fn sink_writer_id(job_id: &str, uid: &str, subtask: u32) -> String {
+    match uid {
+        "sink" => format!("kappa-{job_id}-sink-{subtask}"),
+        _ => format!("kappa-{job_id}-sink-{uid}-{subtask}"),
+    }
 }
 
-/// Opens the sink of one subtask of job `job_id`.
-pub fn open_sink(plan: &JobPlan, job_id: &str, subtask: u32) -> Result<Box<dyn Sink>, TaskError> {
-    let delivery = plan.sink.delivery;
-    Ok(match &plan.sink.kind {
+/// Opens subtask `subtask` of sink `sink` of job `job_id`.
+pub fn open_sink(sink: &SinkPlan, job_id: &str, subtask: u32) -> Result<Box<dyn Sink>, TaskError> {
+    let delivery = sink.delivery;
+    Ok(match &sink.kind {
         SinkKind::Kafka {
             bootstrap_servers,
             topic,
@@ -106,7 +108,7 @@ pub fn open_sink(plan: &JobPlan, job_id: &str, subtask: u32) -> Result<Box<dyn S
                 SinkPartitioner::Key => None,
                 SinkPartitioner::Fixed => Some((subtask % producer.partitions()?) as i32),
             };
-            let key = plan.sink.key.clone();
+            let key = sink.key.clone();
             match delivery {
                 Delivery::ExactlyOnce => {
                     drop(producer);
@@ -115,7 +117,7 @@ pub fn open_sink(plan: &JobPlan, job_id: &str, subtask: u32) -> Result<Box<dyn S
                         properties: properties.clone(),
                         topic: topic.clone(),
                     };
-                    let writer = sink_writer_id(job_id, subtask);
+                    let writer = sink_writer_id(job_id, &sink.uid, subtask);
                     Box::new(TransactionalKafkaSink::open(
                         target, &writer, key, partition,
                     )?)
@@ -129,22 +131,21 @@ pub fn open_sink(plan: &JobPlan, job_id: &str, subtask: u32) -> Result<Box<dyn S
             }
         }
         SinkKind::File { path } if delivery == Delivery::ExactlyOnce => {
-            Box::new(PartFileSink::open(path, &format!("{job_id}-{subtask}"))?)
+            let prefix = match sink.uid.as_str() {
+                "sink" => format!("{job_id}-{subtask}"),
+                uid => format!("{job_id}-{uid}-{subtask}"),
+            };
+            Box::new(PartFileSink::open(path, &prefix)?)
         }
         SinkKind::File { path } => {
             Box::new(LineSink::part_file(path, subtask).map_err(|e| TaskError::Io(e.to_string()))?)
         }
         SinkKind::Stdout => Box::new(LineSink::stdout()),
         SinkKind::Postgres { url, table } => {
-            let key = plan.sink.key.clone().ok_or_else(|| {
+            let key = sink.key.clone().ok_or_else(|| {
                 TaskError::Data("the postgres sink needs `key`, the row id".into())
             })?;
-            Box::new(postgres::PostgresSink::open(
-                url,
-                table,
-                key,
-                &plan.output_schema,
-            )?)
+            Box::new(postgres::PostgresSink::open(url, table, key, &sink.schema)?)
         }
     })
 }

@@ -138,6 +138,9 @@ mod kafka_tests {
 
     fn source(bootstrap: &str, start: StartPosition) -> SourcePlan {
         SourcePlan {
+            name: "source".into(),
+            uid: "source".into(),
+            event_time: None,
             kind: SourceKind::Kafka(KafkaSourcePlan {
                 bootstrap_servers: bootstrap.into(),
                 topic: "t".into(),

@@ -1,29 +1,96 @@
-//! The physical graph of a plan: vertices (chains of operators run in one subtask), their
-//! parallelism, and the edges between them; shown by `kappactl validate` and the REST API.
+//! The physical graph of a plan, the single description of what runs: vertices (chains of
+//! operators run in one subtask, each with a stable uid), their parallelism, and the edges
+//! between them with their partitioning. Operators are chained into one vertex where the
+//! edge between them is forward and the parallelism equal (Flink's operator chaining), so
+//! stateless steps never cross a channel. Shown by `kappactl validate` and the REST API;
+//! the jobmanager deploys it and the taskmanager wires its subtasks from it.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::keygroup::key_group_range;
-use crate::plan::{JobPlan, SinkKind, SourceKind, StepPlan, WindowAssigner};
+use crate::plan::{JobPlan, SinkInput, SinkKind, SourceKind, StepPlan, WindowAssigner};
+
+/// What an operator of a chain is, by index into the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", content = "index", rename_all = "snake_case")]
+pub enum OperatorKind {
+    /// Reads [`JobPlan::sources`]`[i]`, tracks its watermark.
+    Source(usize),
+    /// Applies [`JobPlan::steps`] (stateless).
+    Steps(usize),
+    /// Keyed windows of [`JobPlan::windows`]`[i]`; output port 0 is the result, port 1 the
+    /// late events.
+    Window(usize),
+    /// Writes to [`JobPlan::sinks`]`[i]`.
+    Sink(usize),
+}
+
+impl OperatorKind {
+    /// Whether it keeps keyed state in checkpoints.
+    pub fn is_keyed(self) -> bool {
+        matches!(self, Self::Window(_))
+    }
+}
+
+/// Where one output port of an operator sends its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "to", content = "index", rename_all = "snake_case")]
+pub enum Route {
+    /// To the operator at this position of the same chain (no serialisation).
+    Chained(usize),
+    /// Over this edge of the graph, to another vertex.
+    Edge(u32),
+}
+
+/// One operator of a vertex's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChainedOperator {
+    /// Stable id: its state and offsets are saved under it.
+    pub uid: String,
+    pub kind: OperatorKind,
+    /// Routes per output port.
+    pub outputs: Vec<Vec<Route>>,
+}
 
 /// One vertex: operators chained in the same subtask, without serialisation between them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Vertex {
     pub id: u32,
     pub name: String,
+    /// What each operator of the chain does, in chain order.
     pub operators: Vec<String>,
+    /// The chain, in topological order: the first operator takes the vertex's inputs.
+    pub chain: Vec<ChainedOperator>,
     pub parallelism: u32,
     /// Key-group ranges per subtask (inclusive), for keyed vertices.
     pub key_groups: Option<Vec<(u32, u32)>>,
+    /// The edges into this vertex, in input order (input i of the first operator).
+    pub inputs: Vec<u32>,
+}
+
+/// How records of an edge are distributed over the downstream subtasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioning {
+    /// Upstream subtask i sends to downstream subtask i (equal parallelism).
+    Forward,
+    /// By the key group of the downstream operator's key.
+    Hash,
+    /// Round-robin over the downstream subtasks.
+    Rebalance,
+    /// Every record to every downstream subtask.
+    Broadcast,
 }
 
 /// How records travel from one vertex to the next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Edge {
+    pub id: u32,
     pub from: u32,
     pub to: u32,
+    pub partitioning: Partitioning,
     /// `hash(item_id)` for a keyed exchange, `forward` for one-to-one.
     pub ship_strategy: String,
 }
@@ -34,23 +101,71 @@ pub struct PhysicalGraph {
     pub edges: Vec<Edge>,
 }
 
+impl PhysicalGraph {
+    pub fn vertex(&self, id: u32) -> Option<&Vertex> {
+        self.vertices.iter().find(|v| v.id == id)
+    }
+
+    pub fn edge(&self, id: u32) -> Option<&Edge> {
+        self.edges.iter().find(|e| e.id == id)
+    }
+
+    /// Channels of each input edge of `vertex`: one per upstream subtask, one for forward.
+    /// Returns (edge, first channel index, channels) in input order.
+    pub fn input_channels(&self, vertex: &Vertex) -> Vec<(u32, u32, u32)> {
+        let mut base = 0;
+        let mut out = Vec::with_capacity(vertex.inputs.len());
+        for id in &vertex.inputs {
+            let n = match self.edge(*id) {
+                Some(e) if e.partitioning == Partitioning::Forward => 1,
+                Some(e) => self.vertex(e.from).map_or(0, |v| v.parallelism),
+                None => 0,
+            };
+            out.push((*id, base, n));
+            base += n;
+        }
+        out
+    }
+
+    /// Every (uid, kind) of the graph's operators.
+    pub fn operators(&self) -> impl Iterator<Item = &ChainedOperator> {
+        self.vertices.iter().flat_map(|v| v.chain.iter())
+    }
+}
+
 fn ms(ms: i64) -> String {
     humantime::format_duration(std::time::Duration::from_millis(ms.max(0) as u64)).to_string()
 }
 
+/// An operator of the logical graph, before chaining.
+struct Node {
+    uid: String,
+    name: String,
+    kind: OperatorKind,
+    description: String,
+}
+
+/// An edge of the logical graph: output `port` of `from` to `to`.
+struct LogicalEdge {
+    from: usize,
+    port: usize,
+    to: usize,
+    partitioning: Partitioning,
+}
+
 impl JobPlan {
-    /// The operators and vertices this plan runs as.
-    pub fn graph(&self) -> PhysicalGraph {
-        let mut source_ops = vec![match &self.source.kind {
-            SourceKind::Kafka(k) => format!(
-                "Source: kafka topic `{}` ({} json)",
-                k.topic, self.source.start
-            ),
+    fn describe_source(&self, i: usize) -> String {
+        let s = &self.sources[i];
+        let mut d = match &s.kind {
+            SourceKind::Kafka(k) => format!("Source: kafka topic `{}` ({} json)", k.topic, s.start),
             SourceKind::File { path } => format!("Source: file `{}` (json lines)", path.display()),
-        }];
-        if let Some(et) = &self.event_time {
-            source_ops.push(format!(
-                "Watermarks: `{}` - {}{}",
+        };
+        if self.sources.len() > 1 {
+            d = format!("{d} as `{}`", s.name);
+        }
+        if let Some(et) = &s.event_time {
+            d.push_str(&format!(
+                "; watermarks: `{}` - {}{}",
                 et.column,
                 humantime::format_duration(et.max_out_of_orderness),
                 et.idle_timeout
@@ -58,8 +173,14 @@ impl JobPlan {
                     .unwrap_or_default()
             ));
         }
-        for s in &self.steps {
-            source_ops.push(match s {
+        d
+    }
+
+    fn describe_steps(&self) -> String {
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|s| match s {
                 StepPlan::Filter(f) => format!("Filter: {}", f.text),
                 StepPlan::Select { exprs, .. } => format!(
                     "Select: {}",
@@ -69,44 +190,13 @@ impl JobPlan {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-            });
-        }
-        let sink_op = match &self.sink.kind {
-            SinkKind::Kafka { topic, .. } => format!(
-                "Sink: kafka topic `{topic}`{}",
-                self.sink
-                    .key
-                    .as_ref()
-                    .map(|k| format!(" key `{}`", k.text))
-                    .unwrap_or_default()
-            ),
-            SinkKind::File { path } => {
-                format!("Sink: files `{}/part-<subtask>.jsonl`", path.display())
-            }
-            SinkKind::Stdout => "Sink: stdout".to_string(),
-            SinkKind::Postgres { table, .. } => format!(
-                "Sink: postgres upsert into `{table}`{}",
-                self.sink
-                    .key
-                    .as_ref()
-                    .map(|k| format!(" by id `{}`", k.text))
-                    .unwrap_or_default()
-            ),
-        };
-        let p = self.parallelism;
-        let Some(w) = &self.window else {
-            source_ops.push(sink_op);
-            return PhysicalGraph {
-                vertices: vec![Vertex {
-                    id: 0,
-                    name: "source".into(),
-                    operators: source_ops,
-                    parallelism: p,
-                    key_groups: None,
-                }],
-                edges: Vec::new(),
-            };
-        };
+            })
+            .collect();
+        steps.join("; ")
+    }
+
+    fn describe_window(&self, i: usize) -> String {
+        let w = &self.windows[i];
         let kind = match w.assigner {
             WindowAssigner::Tumbling { size_ms } => format!("tumbling {}", ms(size_ms)),
             WindowAssigner::Sliding { size_ms, slide_ms } => {
@@ -114,7 +204,6 @@ impl JobPlan {
             }
             WindowAssigner::Session { gap_ms } => format!("session gap {}", ms(gap_ms)),
         };
-        let keys: Vec<_> = w.keys.iter().map(|k| k.text.as_str()).collect();
         let aggs: Vec<_> = w
             .aggregates
             .iter()
@@ -126,39 +215,215 @@ impl JobPlan {
                 format!("{}({arg}) AS {n}", c.function.name())
             })
             .collect();
-        let mut window_op = format!("Window: {kind} by {}: {}", keys.join(", "), aggs.join(", "));
+        let mut d = format!(
+            "Window: {kind} by {}: {}",
+            self.window_keys(i).join(", "),
+            aggs.join(", ")
+        );
         if w.allowed_lateness_ms > 0 {
-            window_op.push_str(&format!(", allowed lateness {}", ms(w.allowed_lateness_ms)));
+            d.push_str(&format!(", allowed lateness {}", ms(w.allowed_lateness_ms)));
         }
-        let ranges = (0..p)
-            .map(|i| {
-                let r = key_group_range(i, self.max_parallelism, p);
-                (*r.start(), *r.end())
-            })
-            .collect();
-        PhysicalGraph {
-            vertices: vec![
-                Vertex {
-                    id: 0,
-                    name: "source".into(),
-                    operators: source_ops,
-                    parallelism: p,
-                    key_groups: None,
-                },
-                Vertex {
-                    id: 1,
-                    name: "window".into(),
-                    operators: vec![window_op, sink_op],
-                    parallelism: p,
-                    key_groups: Some(ranges),
-                },
-            ],
-            edges: vec![Edge {
-                from: 0,
-                to: 1,
-                ship_strategy: format!("hash({})", keys.join(", ")),
-            }],
+        if let Some(s) = w.late_output.and_then(|s| self.sinks.get(s)) {
+            d.push_str(&format!(", late events to `{}`", s.name));
         }
+        d
+    }
+
+    fn window_keys(&self, i: usize) -> Vec<&str> {
+        self.windows[i]
+            .keys
+            .iter()
+            .map(|k| k.text.as_str())
+            .collect()
+    }
+
+    fn describe_sink(&self, i: usize) -> String {
+        let s = &self.sinks[i];
+        let key = |what: &str| {
+            s.key
+                .as_ref()
+                .map(|k| format!(" {what} `{}`", k.text))
+                .unwrap_or_default()
+        };
+        let d = match &s.kind {
+            SinkKind::Kafka { topic, .. } => format!("Sink: kafka topic `{topic}`{}", key("key")),
+            SinkKind::File { path } => {
+                format!("Sink: files `{}/part-<subtask>.jsonl`", path.display())
+            }
+            SinkKind::Stdout => "Sink: stdout".to_string(),
+            SinkKind::Postgres { table, .. } => {
+                format!("Sink: postgres upsert into `{table}`{}", key("by id"))
+            }
+        };
+        match self.sinks.len() {
+            1 => d,
+            _ => format!("{d} as `{}`", s.name),
+        }
+    }
+
+    /// The logical graph: sources (each followed by the steps) unioned into the first window,
+    /// windows in order, the result to every result sink, late events to their sinks.
+    fn logical(&self) -> (Vec<Node>, Vec<LogicalEdge>) {
+        let mut nodes = Vec::new();
+        let mut edges = Vec::new();
+        let several = self.sources.len() > 1;
+        let mut tails = Vec::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            nodes.push(Node {
+                uid: s.uid.clone(),
+                name: s.name.clone(),
+                kind: OperatorKind::Source(i),
+                description: self.describe_source(i),
+            });
+            let mut tail = nodes.len() - 1;
+            if !self.steps.is_empty() {
+                nodes.push(Node {
+                    uid: match several {
+                        true => format!("steps@{}", s.uid),
+                        false => "steps".into(),
+                    },
+                    name: "steps".into(),
+                    kind: OperatorKind::Steps(i),
+                    description: self.describe_steps(),
+                });
+                edges.push(LogicalEdge {
+                    from: tail,
+                    port: 0,
+                    to: nodes.len() - 1,
+                    partitioning: Partitioning::Forward,
+                });
+                tail = nodes.len() - 1;
+            }
+            tails.push(tail);
+        }
+        let mut window_nodes = Vec::new();
+        for (i, w) in self.windows.iter().enumerate() {
+            nodes.push(Node {
+                uid: w.uid.clone(),
+                name: w.uid.clone(),
+                kind: OperatorKind::Window(i),
+                description: self.describe_window(i),
+            });
+            let me = nodes.len() - 1;
+            for from in tails.drain(..) {
+                edges.push(LogicalEdge {
+                    from,
+                    port: 0,
+                    to: me,
+                    partitioning: Partitioning::Hash,
+                });
+            }
+            tails.push(me);
+            window_nodes.push(me);
+        }
+        for (i, s) in self.sinks.iter().enumerate() {
+            nodes.push(Node {
+                uid: s.uid.clone(),
+                name: s.name.clone(),
+                kind: OperatorKind::Sink(i),
+                description: self.describe_sink(i),
+            });
+            let me = nodes.len() - 1;
+            match s.input {
+                SinkInput::Result => {
+                    for from in &tails {
+                        edges.push(LogicalEdge {
+                            from: *from,
+                            port: 0,
+                            to: me,
+                            partitioning: Partitioning::Forward,
+                        });
+                    }
+                }
+                SinkInput::Late { window } => {
+                    if let Some(from) = window_nodes.get(window) {
+                        edges.push(LogicalEdge {
+                            from: *from,
+                            port: 1,
+                            to: me,
+                            partitioning: Partitioning::Forward,
+                        });
+                    }
+                }
+            }
+        }
+        (nodes, edges)
+    }
+
+    /// The operators and vertices this plan runs as.
+    pub fn graph(&self) -> PhysicalGraph {
+        let (nodes, logical) = self.logical();
+        let p = self.parallelism;
+        let mut vertices: Vec<Vertex> = Vec::new();
+        let mut edges: Vec<Edge> = Vec::new();
+        // (vertex, position in its chain) of each node.
+        let mut placed: Vec<(usize, usize)> = Vec::with_capacity(nodes.len());
+        for (n, node) in nodes.iter().enumerate() {
+            let incoming: Vec<&LogicalEdge> = logical.iter().filter(|e| e.to == n).collect();
+            // Every operator runs at the job's parallelism, so a lone forward input chains.
+            let chain_into = match incoming.as_slice() {
+                [e] if e.partitioning == Partitioning::Forward => Some(e),
+                _ => None,
+            };
+            let op = ChainedOperator {
+                uid: node.uid.clone(),
+                kind: node.kind,
+                outputs: vec![Vec::new(); if node.kind.is_keyed() { 2 } else { 1 }],
+            };
+            if let Some(e) = chain_into {
+                let (v, pos) = placed[e.from];
+                let vertex = &mut vertices[v];
+                let me = vertex.chain.len();
+                vertex.chain[pos].outputs[e.port].push(Route::Chained(me));
+                vertex.chain.push(op);
+                vertex.operators.push(node.description.clone());
+                placed.push((v, me));
+                continue;
+            }
+            let id = vertices.len() as u32;
+            let key_groups = node.kind.is_keyed().then(|| {
+                (0..p)
+                    .map(|i| {
+                        let r = key_group_range(i, self.max_parallelism, p);
+                        (*r.start(), *r.end())
+                    })
+                    .collect()
+            });
+            let mut inputs = Vec::new();
+            for e in &incoming {
+                let (v, pos) = placed[e.from];
+                let edge = edges.len() as u32;
+                let ship_strategy = match (e.partitioning, node.kind) {
+                    (Partitioning::Hash, OperatorKind::Window(w)) => {
+                        format!("hash({})", self.window_keys(w).join(", "))
+                    }
+                    (other, _) => serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                };
+                edges.push(Edge {
+                    id: edge,
+                    from: vertices[v].id,
+                    to: id,
+                    partitioning: e.partitioning,
+                    ship_strategy,
+                });
+                vertices[v].chain[pos].outputs[e.port].push(Route::Edge(edge));
+                inputs.push(edge);
+            }
+            vertices.push(Vertex {
+                id,
+                name: node.name.clone(),
+                operators: vec![node.description.clone()],
+                chain: vec![op],
+                parallelism: p,
+                key_groups,
+                inputs,
+            });
+            placed.push((vertices.len() - 1, 0));
+        }
+        PhysicalGraph { vertices, edges }
     }
 }
 

@@ -35,31 +35,42 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct JobPlan {
     pub name: String,
+    /// The start position given at submission, overriding every source's own.
+    pub start_override: Option<StartPosition>,
     pub parallelism: u32,
     pub max_parallelism: u32,
-    pub source: SourcePlan,
-    pub event_time: Option<EventTimePlan>,
+    /// The sources, unioned into one stream (in name order).
+    pub sources: Vec<SourcePlan>,
+    /// Applied to every record of every source.
     pub steps: Vec<StepPlan>,
     /// Schema of the records after all steps.
     pub steps_schema: SchemaRef,
-    pub window: Option<WindowPlan>,
-    pub sink: SinkPlan,
+    /// Keyed windows, applied in order: each aggregates the output of the one before.
+    pub windows: Vec<WindowPlan>,
+    /// Every sink that takes the result receives all of it (fan-out); a sink named by a
+    /// window's late output receives that window's late events instead.
+    pub sinks: Vec<SinkPlan>,
     /// The job's own restart strategy; None: the cluster's default.
     pub restart: Option<RestartPlan>,
     /// Periodic checkpoints, when the job asks for them.
     pub checkpoints: Option<CheckpointPlan>,
-    /// Schema of the records the sink receives.
+    /// Schema of the records the result sinks receive.
     pub output_schema: SchemaRef,
 }
 
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
+    /// The name in the job file (`source` for the single `[source]` table).
+    pub name: String,
+    /// Stable id of its offsets in checkpoints and savepoints.
+    pub uid: String,
     pub kind: SourceKind,
     pub format: Format,
     /// Schema of decoded records.
     pub schema: SchemaRef,
     pub start: StartPosition,
     pub on_error: OnError,
+    pub event_time: Option<EventTimePlan>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,10 +126,32 @@ pub struct WindowPlan {
     /// Index of the event-time column in [`JobPlan::steps_schema`].
     pub time_index: usize,
     pub aggregates: Vec<(String, AggregateCall)>,
+    /// Schema of the rows it emits (keys, window_start, window_end, aggregates).
+    pub output_schema: SchemaRef,
+    /// Index in [`JobPlan::sinks`] of the sink that receives the events beyond allowed lateness.
+    pub late_output: Option<usize>,
+}
+
+impl WindowPlan {
+    /// Its aggregate functions as text, in order: the layout of its saved accumulators.
+    pub fn aggregate_names(&self) -> Vec<String> {
+        self.aggregates
+            .iter()
+            .map(|(n, c)| format!("{n}={}", c.function.name()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct SinkPlan {
+    /// The name in the job file (`sink` for the single `[sink]` table).
+    pub name: String,
+    /// Stable id of its uncommitted output in checkpoints and savepoints.
+    pub uid: String,
+    /// What it receives.
+    pub input: SinkInput,
+    /// Schema of the records it receives.
+    pub schema: SchemaRef,
     pub kind: SinkKind,
     pub format: Format,
     pub key: Option<KeyTemplate>,
@@ -144,6 +177,16 @@ pub enum SinkKind {
         /// Table name as written, optionally schema-qualified.
         table: String,
     },
+}
+
+/// What a sink receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkInput {
+    /// The job's result: the last window's rows, or the records after the steps.
+    Result,
+    /// The events window `window` (index in [`JobPlan::windows`]) dropped as late, with the
+    /// window they missed.
+    Late { window: usize },
 }
 
 /// The column the postgres sink writes a row's key to; the table's primary key.
@@ -214,6 +257,23 @@ pub struct RestartPlan {
     pub delay: Duration,
     pub max_delay: Duration,
     pub max_attempts: Option<u32>,
+}
+
+impl JobPlan {
+    /// Where the sources start, as text (one position, or each source's).
+    pub fn start(&self) -> String {
+        let mut starts: Vec<String> = self.sources.iter().map(|s| s.start.to_string()).collect();
+        starts.dedup();
+        match starts.as_slice() {
+            [one] => one.clone(),
+            _ => self
+                .sources
+                .iter()
+                .map(|s| format!("{}: {}", s.name, s.start))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 impl Default for RestartPlan {
@@ -351,6 +411,10 @@ impl Planner<'_> {
             Some(w) => self.window(w, event_time.as_ref(), &steps_schema),
             None => (None, Arc::clone(&steps_schema)),
         };
+        let source = SourcePlan {
+            event_time,
+            ..source
+        };
         // A broken window or step has no trustworthy output schema to check the key against.
         let output_known = self.errors.len() == before && steps.len() == spec.steps.len();
         let sink = self.sink(
@@ -389,14 +453,14 @@ impl Planner<'_> {
         }
         Ok(JobPlan {
             name,
+            start_override: overrides.start,
             parallelism,
             max_parallelism,
-            source,
-            event_time,
+            sources: vec![source],
             steps,
             steps_schema,
-            window,
-            sink,
+            windows: window.into_iter().collect(),
+            sinks: vec![sink],
             restart,
             checkpoints,
             output_schema,
@@ -491,11 +555,14 @@ impl Planner<'_> {
             self.err(sp, "source.start", format!("the file connector reads its files from the beginning; start `{start}` applies to kafka only"));
         }
         SourcePlan {
+            name: "source".into(),
+            uid: "source".into(),
             kind,
             format: s.format,
             schema: Arc::new(self.schema(s)),
             start,
             on_error: s.on_error,
+            event_time: None,
         }
     }
 
@@ -723,8 +790,11 @@ impl Planner<'_> {
             keys,
             time_index,
             aggregates,
+            output_schema: Arc::new(Schema::new(fields)),
+            late_output: None,
         };
-        (Some(plan), Arc::new(Schema::new(fields)))
+        let schema = Arc::clone(&plan.output_schema);
+        (Some(plan), schema)
     }
 
     fn sink(
@@ -856,6 +926,10 @@ impl Planner<'_> {
         });
         let delivery = self.delivery(s, checkpoints);
         SinkPlan {
+            name: "sink".into(),
+            uid: "sink".into(),
+            input: SinkInput::Result,
+            schema: Arc::clone(output),
             kind,
             format: s.format,
             key,
@@ -968,10 +1042,14 @@ mod tests {
             names,
             ["item_id", "window_start", "window_end", "click_count"]
         );
-        let w = plan.window.as_ref().unwrap();
+        let w = &plan.windows[0];
         assert_eq!(w.assigner, WindowAssigner::Tumbling { size_ms: 3_600_000 });
         assert_eq!(
-            plan.event_time.as_ref().unwrap().max_out_of_orderness,
+            plan.sources[0]
+                .event_time
+                .as_ref()
+                .unwrap()
+                .max_out_of_orderness,
             Duration::from_secs(10)
         );
         let g = plan.graph();
@@ -988,7 +1066,7 @@ mod tests {
         };
         let plan = plan_job("job.toml", REFERENCE, &o).unwrap();
         assert_eq!(
-            (plan.parallelism, plan.source.start),
+            (plan.parallelism, plan.sources[0].start),
             (4, StartPosition::Latest)
         );
     }
@@ -1091,7 +1169,7 @@ mod sink_tests {
         );
         let plan = plan_job("job.toml", &fixed, &Overrides::default()).unwrap();
         assert!(matches!(
-            plan.sink.kind,
+            plan.sinks[0].kind,
             SinkKind::Kafka {
                 partitioner: SinkPartitioner::Fixed,
                 ..
@@ -1099,7 +1177,7 @@ mod sink_tests {
         ));
         let plan = plan_job("job.toml", REFERENCE, &Overrides::default()).unwrap();
         assert!(matches!(
-            plan.sink.kind,
+            plan.sinks[0].kind,
             SinkKind::Kafka {
                 partitioner: SinkPartitioner::Key,
                 ..
@@ -1142,7 +1220,7 @@ mod postgres_sink_tests {
     #[test]
     fn postgres_sinks_plan_with_url_table_and_key() {
         let plan = plan_job("job.toml", &postgres(""), &Overrides::default()).unwrap();
-        match &plan.sink.kind {
+        match &plan.sinks[0].kind {
             SinkKind::Postgres { url, table } => {
                 assert_eq!(
                     (url.as_str(), table.as_str()),
@@ -1152,10 +1230,10 @@ mod postgres_sink_tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            plan.sink.key.as_ref().unwrap().text,
+            plan.sinks[0].key.as_ref().unwrap().text,
             "{item_id}-{window_end}"
         );
-        assert_eq!(plan.sink.delivery, Delivery::AtLeastOnce);
+        assert_eq!(plan.sinks[0].delivery, Delivery::AtLeastOnce);
         let graph = plan.graph().to_string();
         assert!(
             graph.contains(

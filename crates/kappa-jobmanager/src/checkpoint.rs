@@ -1,6 +1,7 @@
 //! The checkpoint coordinator of a job: triggers checkpoint n at the source subtasks, collects
-//! every subtask's acknowledgement, writes `{job}/chk-n/_metadata`, keeps the last K completed
-//! checkpoints (deleting what no retained one references), and keeps the history.
+//! every subtask's acknowledgement, writes `{job}/chk-n/_metadata` (offsets per source uid,
+//! keyed state per operator uid and key-group range, sink output per sink uid), keeps the last
+//! K completed checkpoints (deleting what no retained one references), and keeps the history.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -26,11 +27,21 @@ pub enum CheckpointStatus {
 }
 
 /// Where a source subtask was in one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartitionOffset {
     pub partition: i32,
     /// None: nothing read yet from the beginning.
     pub next_offset: Option<i64>,
+    /// The uid of the source (in the history; the metadata groups offsets by source).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+}
+
+/// Where one source operator was in its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceOffsets {
+    pub uid: String,
+    pub offsets: Vec<PartitionOffset>,
 }
 
 /// One subtask's part of a checkpoint, in the history.
@@ -67,19 +78,41 @@ pub struct CheckpointStats {
     pub retained: bool,
 }
 
-/// The window state of one subtask in a checkpoint.
+/// The keyed state of one operator's subtask in a checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WindowState {
+pub struct OperatorState {
+    /// The operator's uid.
+    pub uid: String,
     pub subtask: u32,
     /// The key groups this state holds (inclusive).
     pub key_groups: (u32, u32),
     pub state: StateHandle,
 }
 
+/// What a keyed operator's saved state means, to check a restore fits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorLayout {
+    pub uid: String,
+    /// Its aggregate functions, in order: the layout of the saved accumulators.
+    pub aggregates: Vec<String>,
+}
+
+/// The window state of one subtask in a checkpoint written before operators had uids in
+/// the metadata (read only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LegacyWindowState {
+    subtask: u32,
+    key_groups: (u32, u32),
+    state: StateHandle,
+}
+
 /// Output of a sink subtask closed at a checkpoint barrier and not known to be committed: a
 /// restore commits it (once) before the sink writes anything new.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SinkCommitState {
+    /// The uid of the sink operator.
+    #[serde(default = "default_sink_uid")]
+    pub uid: String,
     pub subtask: u32,
     /// The checkpoint whose barrier closed it.
     pub checkpoint_id: u64,
@@ -90,41 +123,113 @@ pub struct SinkCommitState {
     pub bytes: u64,
 }
 
+/// The `_metadata` format this release writes.
+pub const METADATA_VERSION: u32 = 2;
+
 /// `chk-n/_metadata`: everything a restore needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointMetadata {
+    /// 2: offsets, state and sink output by operator uid; absent (1): one source and one
+    /// window, read into the same shape.
+    #[serde(default = "legacy_version")]
+    pub version: u32,
     pub job_id: String,
     pub checkpoint_id: u64,
     pub attempt: u32,
     pub completed_at_ms: i64,
     pub parallelism: u32,
     pub max_parallelism: u32,
-    pub offsets: Vec<PartitionOffset>,
-    pub windows: Vec<WindowState>,
-    /// The uid of the window operator whose state `windows` is.
-    #[serde(default = "default_uid")]
-    pub window_uid: String,
-    /// Its aggregate functions, in order: the layout of the saved accumulators.
+    /// Offsets per source uid.
     #[serde(default)]
-    pub aggregates: Vec<String>,
+    pub sources: Vec<SourceOffsets>,
+    /// Keyed state per operator uid, subtask and key-group range.
+    #[serde(default)]
+    pub operators: Vec<OperatorState>,
+    /// What each keyed operator's state holds.
+    #[serde(default)]
+    pub layouts: Vec<OperatorLayout>,
     /// Sink output this checkpoint holds that may not be committed yet.
     #[serde(default)]
     pub sink_commits: Vec<SinkCommitState>,
+    // Version 1 fields, read into the ones above by `upgrade`, never written.
+    #[serde(default, skip_serializing)]
+    offsets: Vec<PartitionOffset>,
+    #[serde(default, skip_serializing)]
+    windows: Vec<LegacyWindowState>,
+    #[serde(default = "default_window_uid", skip_serializing)]
+    window_uid: String,
+    #[serde(default, skip_serializing)]
+    aggregates: Vec<String>,
+}
+
+fn legacy_version() -> u32 {
+    1
+}
+
+fn default_window_uid() -> String {
+    "window".into()
+}
+
+fn default_sink_uid() -> String {
+    "sink".into()
 }
 
 impl CheckpointMetadata {
     /// Every object this checkpoint refers to (besides its `_metadata`).
     fn objects(&self) -> impl Iterator<Item = &str> {
         let state = self
-            .windows
+            .operators
             .iter()
             .flat_map(|w| w.state.files.iter().map(|f| f.object.as_str()));
         state.chain(self.sink_commits.iter().map(|c| c.object.as_str()))
     }
-}
 
-fn default_uid() -> String {
-    "window".into()
+    /// Reads a version 1 document (the single source `source`, the window `window_uid`)
+    /// into the shape of version 2.
+    fn upgrade(mut self) -> Self {
+        if self.version >= METADATA_VERSION {
+            return self;
+        }
+        if self.sources.is_empty() && !self.offsets.is_empty() {
+            self.sources.push(SourceOffsets {
+                uid: "source".into(),
+                offsets: std::mem::take(&mut self.offsets),
+            });
+        }
+        let uid = self.window_uid.clone();
+        if !self.windows.is_empty() && self.layouts.is_empty() {
+            self.layouts.push(OperatorLayout {
+                uid: uid.clone(),
+                aggregates: std::mem::take(&mut self.aggregates),
+            });
+        }
+        self.operators
+            .extend(self.windows.drain(..).map(|w| OperatorState {
+                uid: uid.clone(),
+                subtask: w.subtask,
+                key_groups: w.key_groups,
+                state: w.state,
+            }));
+        self.version = METADATA_VERSION;
+        self
+    }
+
+    /// The offsets saved for source `uid`.
+    pub fn offsets_of(&self, uid: &str) -> impl Iterator<Item = &PartitionOffset> {
+        self.sources
+            .iter()
+            .filter(move |s| s.uid == uid)
+            .flat_map(|s| s.offsets.iter())
+    }
+
+    /// The uids of the operators whose state or output this checkpoint holds.
+    pub fn state_uids(&self) -> BTreeSet<&str> {
+        self.operators
+            .iter()
+            .map(|o| o.uid.as_str())
+            .chain(self.sink_commits.iter().map(|c| c.uid.as_str()))
+            .collect()
+    }
 }
 
 struct Pending {
@@ -138,8 +243,8 @@ struct Pending {
 pub struct Checkpoints {
     pub location: Location,
     pub plan: CheckpointPlan,
-    /// The window operator's uid and aggregate functions, recorded in each checkpoint.
-    operator: (String, Vec<String>),
+    /// The keyed operators' layouts, recorded in each checkpoint.
+    layouts: Vec<OperatorLayout>,
     next_id: u64,
     pending: Option<Pending>,
     last_finished: Option<Instant>,
@@ -163,11 +268,11 @@ pub enum Step {
 }
 
 impl Checkpoints {
-    pub fn new(location: Location, plan: CheckpointPlan, operator: (String, Vec<String>)) -> Self {
+    pub fn new(location: Location, plan: CheckpointPlan, layouts: Vec<OperatorLayout>) -> Self {
         Self {
             location,
             plan,
-            operator,
+            layouts,
             next_id: 1,
             pending: None,
             last_finished: None,
@@ -337,44 +442,62 @@ impl Checkpoints {
         });
         p.stats.full_bytes += ack.full_bytes;
         p.stats.incremental_bytes += ack.incremental_bytes;
-        p.stats
-            .offsets
-            .extend(ack.offsets.iter().map(|o| PartitionOffset {
-                partition: o.partition,
-                next_offset: o.next_offset,
-            }));
+        for s in &ack.sources {
+            p.stats
+                .offsets
+                .extend(s.offsets.iter().map(|o| PartitionOffset {
+                    partition: o.partition,
+                    next_offset: o.next_offset,
+                    source: s.uid.clone(),
+                }));
+        }
         p.acks.insert(who, ack);
         p.stats.acknowledged = p.acks.len();
         if p.acks.len() < p.expected.len() {
             return Step::Nothing;
         }
-        let mut windows = Vec::new();
-        for ((vertex, subtask), a) in &p.acks {
-            if *vertex == 1 {
-                let state: StateHandle = match serde_json::from_str(&a.state_handle) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let why = format!(
-                            "window subtask {subtask} sent an unreadable state handle: {e}"
-                        );
-                        return self.fail_pending(why);
-                    }
+        let mut operators = Vec::new();
+        let mut sources: Vec<SourceOffsets> = Vec::new();
+        for ((_, subtask), a) in &p.acks {
+            let r = kappa_job::keygroup::key_group_range(*subtask, max_parallelism, parallelism);
+            for st in &a.operator_states {
+                let Some(handle) = st.handle.clone() else {
+                    let why = format!("subtask {subtask} of `{}` sent no state handle", st.uid);
+                    return self.fail_pending(why);
                 };
-                let r =
-                    kappa_job::keygroup::key_group_range(*subtask, max_parallelism, parallelism);
-                windows.push(WindowState {
+                operators.push(OperatorState {
+                    uid: st.uid.clone(),
                     subtask: *subtask,
                     key_groups: (*r.start(), *r.end()),
-                    state,
+                    state: handle.into(),
                 });
             }
+            for so in &a.sources {
+                let offsets = so.offsets.iter().map(|o| PartitionOffset {
+                    partition: o.partition,
+                    next_offset: o.next_offset,
+                    source: String::new(),
+                });
+                match sources.iter_mut().find(|s| s.uid == so.uid) {
+                    Some(s) => s.offsets.extend(offsets),
+                    None => sources.push(SourceOffsets {
+                        uid: so.uid.clone(),
+                        offsets: offsets.collect(),
+                    }),
+                }
+            }
         }
-        windows.sort_by_key(|w| w.subtask);
+        operators.sort_by(|a, b| (&a.uid, a.subtask).cmp(&(&b.uid, b.subtask)));
+        sources.sort_by(|a, b| a.uid.cmp(&b.uid));
+        for s in &mut sources {
+            s.offsets.sort_by_key(|o| o.partition);
+        }
         let mut sink_commits: Vec<SinkCommitState> = p
             .acks
             .values()
             .flat_map(|a| {
                 a.sink_commits.iter().map(|c| SinkCommitState {
+                    uid: c.operator_uid.clone(),
                     subtask: a.subtask,
                     checkpoint_id: c.checkpoint_id,
                     writer: c.writer.clone(),
@@ -383,21 +506,25 @@ impl Checkpoints {
                 })
             })
             .collect();
-        sink_commits.sort_by_key(|c| (c.subtask, c.checkpoint_id));
-        let mut offsets = p.stats.offsets.clone();
-        offsets.sort_by_key(|o| o.partition);
+        sink_commits.sort_by(|a, b| {
+            (&a.uid, a.subtask, a.checkpoint_id).cmp(&(&b.uid, b.subtask, b.checkpoint_id))
+        });
         Step::Complete(Box::new(CheckpointMetadata {
+            version: METADATA_VERSION,
             job_id: job_id.to_string(),
             checkpoint_id: p.stats.id,
             attempt: p.stats.attempt,
             completed_at_ms: now_ms(),
             parallelism,
             max_parallelism,
-            offsets,
-            windows,
-            window_uid: self.operator.0.clone(),
-            aggregates: self.operator.1.clone(),
+            sources,
+            operators,
+            layouts: self.layouts.clone(),
             sink_commits,
+            offsets: Vec::new(),
+            windows: Vec::new(),
+            window_uid: default_window_uid(),
+            aggregates: Vec::new(),
         }))
     }
 
@@ -526,7 +653,8 @@ pub async fn read_metadata_at(
         }
         Err(e) => return Err(format!("reading {shown}: {e}")),
     };
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice::<CheckpointMetadata>(&bytes)
+        .map(CheckpointMetadata::upgrade)
         .map_err(|e| format!("{shown} is not a Kappa savepoint or checkpoint: {e}"))
 }
 
@@ -538,14 +666,14 @@ pub async fn write_savepoint(
     meta: &CheckpointMetadata,
 ) -> Result<String, String> {
     let mut copy = meta.clone();
-    for w in &mut copy.windows {
+    for (k, w) in copy.operators.iter_mut().enumerate() {
         for f in &mut w.state.files {
-            let to = dst.child(&[&format!("window-{}", w.subtask), &f.name]);
+            let to = dst.child(&[&format!("state-{k}"), &f.name]);
             f.object = copy_object(src, &f.object, dst, to).await?;
         }
     }
-    for c in &mut copy.sink_commits {
-        let to = dst.child(&["sink", &format!("{}-{}", c.subtask, c.checkpoint_id)]);
+    for (k, c) in copy.sink_commits.iter_mut().enumerate() {
+        let to = dst.child(&["sink", &format!("{k}-{}-{}", c.subtask, c.checkpoint_id)]);
         c.object = copy_object(src, &c.object, dst, to).await?;
     }
     let path = dst.child(&["_metadata"]);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use kappa_connectors::kafka::StartOffset;
 use kappa_connectors::kafka::admin::TopicAdmin;
 use kappa_connectors::splits::{SourceAssignment, assign_splits};
+use kappa_job::graph::{OperatorKind, PhysicalGraph, Vertex};
 use kappa_job::plan::SourceKind;
 use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
@@ -168,29 +169,59 @@ fn splits_to_proto(a: &SourceAssignment) -> SourceSplits {
     }
 }
 
-/// Assigns splits (the blocking Kafka metadata calls off the async workers).
-async fn assign(inner: &Inner, job: &JobEntry) -> Result<Vec<SourceAssignment>, TaskError> {
-    let source = job.plan.source.clone();
-    let p = job.plan.parallelism;
-    let timeout = inner.config.kafka_timeout;
-    let mut pinned = job.pinned_starts.lock().clone();
-    let assigned = tokio::task::spawn_blocking(move || {
-        assign_splits(&source, p, timeout, &mut pinned).map(|a| (a, pinned))
-    })
-    .await;
-    match assigned {
-        Ok(Ok((a, pinned))) => {
-            *job.pinned_starts.lock() = pinned;
-            Ok(a)
-        }
-        Ok(Err(e)) => Err(TaskError::Io(e.to_string())),
-        Err(e) => Err(TaskError::Io(format!("split assignment stopped: {e}"))),
+/// The source at the head of `vertex`'s chain, if its chain starts with one.
+fn head_source(vertex: &Vertex) -> Option<usize> {
+    match vertex.chain.first()?.kind {
+        OperatorKind::Source(s) => Some(s),
+        _ => None,
     }
 }
 
-/// The snapshots of a checkpoint that hold key groups of window subtask `subtask` (of `p`).
+/// Assigns the splits of every source vertex (the blocking Kafka metadata calls off the async
+/// workers); by vertex id.
+async fn assign(
+    inner: &Inner,
+    job: &JobEntry,
+    graph: &PhysicalGraph,
+) -> Result<BTreeMap<u32, Vec<SourceAssignment>>, TaskError> {
+    let mut out = BTreeMap::new();
+    for v in &graph.vertices {
+        let Some(s) = head_source(v) else {
+            continue;
+        };
+        let Some(source) = job.plan.sources.get(s).cloned() else {
+            return Err(TaskError::Data(format!("vertex {} reads no source", v.id)));
+        };
+        let p = v.parallelism;
+        let timeout = inner.config.kafka_timeout;
+        let uid = v.chain[0].uid.clone();
+        let mut pinned = job
+            .pinned_starts
+            .lock()
+            .get(&uid)
+            .cloned()
+            .unwrap_or_default();
+        let assigned = tokio::task::spawn_blocking(move || {
+            assign_splits(&source, p, timeout, &mut pinned).map(|a| (a, pinned))
+        })
+        .await;
+        match assigned {
+            Ok(Ok((a, pinned))) => {
+                job.pinned_starts.lock().insert(uid, pinned);
+                out.insert(v.id, a);
+            }
+            Ok(Err(e)) => return Err(TaskError::Io(e.to_string())),
+            Err(e) => return Err(TaskError::Io(format!("split assignment stopped: {e}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// The snapshots of a checkpoint that hold key groups of subtask `subtask` (of `p`) of the
+/// keyed operator `uid`.
 fn restore_states(
     source: Option<&RestoreSource>,
+    uid: &str,
     subtask: u32,
     max_parallelism: u32,
     p: u32,
@@ -199,12 +230,13 @@ fn restore_states(
         return Vec::new();
     };
     let mine = kappa_job::keygroup::key_group_range(subtask, max_parallelism, p);
-    meta.windows
+    meta.operators
         .iter()
+        .filter(|w| w.uid == uid)
         .filter(|w| w.key_groups.0 <= *mine.end() && *mine.start() <= w.key_groups.1)
         .map(|w| RestoreState {
-            // A handle read from JSON serialises back; an empty one fails the restore loudly.
-            state_handle: serde_json::to_string(&w.state).unwrap_or_default(),
+            operator_uid: w.uid.clone(),
+            handle: Some((&w.state).into()),
             key_group_start: w.key_groups.0,
             key_group_end: w.key_groups.1,
             location: location.text.clone(),
@@ -212,23 +244,67 @@ fn restore_states(
         .collect()
 }
 
-/// The sink output of a checkpoint that sink subtask `subtask` (of `p`) commits before it
-/// starts: that of the earlier subtasks with the same index modulo `p`.
-fn sink_commits(source: Option<&RestoreSource>, subtask: u32, p: u32) -> Vec<SinkCommit> {
+/// The output of sink `uid` a checkpoint holds that its subtask `subtask` (of `p`) commits
+/// before it starts: that of the earlier subtasks with the same index modulo `p`.
+fn sink_commits(
+    source: Option<&RestoreSource>,
+    uid: &str,
+    subtask: u32,
+    p: u32,
+) -> Vec<SinkCommit> {
     let Some(RestoreSource { location, meta }) = source else {
         return Vec::new();
     };
     meta.sink_commits
         .iter()
-        .filter(|c| c.subtask % p == subtask)
+        .filter(|c| c.uid == uid && c.subtask % p == subtask)
         .map(|c| SinkCommit {
             checkpoint_id: c.checkpoint_id,
             writer: c.writer.clone(),
             object: c.object.clone(),
             bytes: c.bytes,
             location: location.text.clone(),
+            operator_uid: c.uid.clone(),
         })
         .collect()
+}
+
+/// What subtask `i` of `vertex` is deployed with: its splits, the state and sink output it
+/// restores.
+fn task_deployment(
+    vertex: &Vertex,
+    i: u32,
+    assignments: &BTreeMap<u32, Vec<SourceAssignment>>,
+    latest: Option<&RestoreSource>,
+    max_parallelism: u32,
+) -> TaskDeployment {
+    let mut t = TaskDeployment {
+        vertex: vertex.id,
+        subtask: i,
+        splits: assignments
+            .get(&vertex.id)
+            .and_then(|a| a.get(i as usize))
+            .map(splits_to_proto),
+        restore: Vec::new(),
+        sink_commits: Vec::new(),
+    };
+    for op in &vertex.chain {
+        match op.kind {
+            k if k.is_keyed() => t.restore.extend(restore_states(
+                latest,
+                &op.uid,
+                i,
+                max_parallelism,
+                vertex.parallelism,
+            )),
+            OperatorKind::Sink(_) => {
+                t.sink_commits
+                    .extend(sink_commits(latest, &op.uid, i, vertex.parallelism))
+            }
+            _ => {}
+        }
+    }
+    t
 }
 
 impl Drop for Attempt<'_> {
@@ -247,6 +323,7 @@ struct Attempt<'a> {
     job: &'a Arc<JobEntry>,
     number: u32,
     placement: &'a [String],
+    graph: PhysicalGraph,
     /// (vertex, subtask) → (taskmanager, last state)
     tasks: HashMap<(u32, u32), (String, TaskState)>,
     events: UnboundedReceiver<AttemptEvent>,
@@ -309,12 +386,15 @@ async fn deploy_and_follow(
         .or_else(|| job.initial_restore.clone());
     if let Some(RestoreSource { meta, location }) = &latest {
         let mut pinned = job.pinned_starts.lock();
-        for o in &meta.offsets {
-            pinned.insert(
-                o.partition,
-                o.next_offset
-                    .map_or(StartOffset::Beginning, StartOffset::Offset),
-            );
+        for s in &meta.sources {
+            let starts = pinned.entry(s.uid.clone()).or_default();
+            for o in &s.offsets {
+                starts.insert(
+                    o.partition,
+                    o.next_offset
+                        .map_or(StartOffset::Beginning, StartOffset::Offset),
+                );
+            }
         }
         drop(pinned);
         if let Some(a) = job.status.lock().attempts.last_mut() {
@@ -322,16 +402,14 @@ async fn deploy_and_follow(
         }
         tracing::info!(job = %job.id, attempt = number, checkpoint = meta.checkpoint_id, from = %location.text, "restoring");
     }
-    let assignments = match assign(inner, job).await {
+    let plan = &job.plan;
+    let graph = plan.graph();
+    let assignments = match assign(inner, job, &graph).await {
         Ok(a) => a,
         Err(e) => return Outcome::Failed(e),
     };
-    let plan = &job.plan;
-    let p = plan.parallelism;
-    let windowed = plan.window.is_some();
     let addresses = inner.registry.addresses();
     let (events_tx, events_rx) = unbounded_channel();
-    let graph = plan.graph();
     let metrics = graph
         .vertices
         .iter()
@@ -346,75 +424,68 @@ async fn deploy_and_follow(
         live: true,
         events: events_tx,
     });
-    let mut attempt = Attempt {
-        inner,
-        job,
-        number,
-        placement,
-        tasks: HashMap::new(),
-        events: events_rx,
-        first_error: None,
-        savepoints: Vec::new(),
-        savepoint_id: None,
-        draining: false,
-    };
-    let window_locations: Vec<SubtaskLocation> = (0..p)
-        .filter(|_| windowed)
-        .map(|i| {
-            let tm = &placement[i as usize];
-            SubtaskLocation {
-                subtask: i,
-                taskmanager_id: tm.clone(),
-                address: addresses.get(tm).cloned().unwrap_or_default(),
-            }
-        })
-        .collect();
     let checkpoint_location = job
         .checkpoints
         .lock()
         .as_ref()
         .map(|c| c.location.text.clone())
         .unwrap_or_default();
+    // Slot sharing: slot i runs subtask i of every vertex.
     let mut per_tm: BTreeMap<&str, Vec<TaskDeployment>> = BTreeMap::new();
-    for i in 0..p {
-        let tm = placement[i as usize].as_str();
-        let tasks = per_tm.entry(tm).or_default();
-        tasks.push(TaskDeployment {
-            vertex: 0,
-            subtask: i,
-            splits: Some(splits_to_proto(&assignments[i as usize])),
-            restore: Vec::new(),
-            sink_commits: match windowed {
-                true => Vec::new(),
-                false => sink_commits(latest.as_ref(), i, p),
-            },
-        });
-        attempt
-            .tasks
-            .insert((0, i), (tm.to_string(), TaskState::Unspecified));
-        if windowed {
-            tasks.push(TaskDeployment {
-                vertex: 1,
-                subtask: i,
-                splits: None,
-                restore: restore_states(latest.as_ref(), i, plan.max_parallelism, p),
-                sink_commits: sink_commits(latest.as_ref(), i, p),
-            });
-            attempt
-                .tasks
-                .insert((1, i), (tm.to_string(), TaskState::Unspecified));
+    let mut locations = Vec::new();
+    let mut tasks = HashMap::new();
+    for v in &graph.vertices {
+        for i in 0..v.parallelism {
+            let Some(tm) = placement.get(i as usize) else {
+                return Outcome::Failed(TaskError::Io(format!(
+                    "no slot for subtask {i} of vertex {}",
+                    v.id
+                )));
+            };
+            per_tm.entry(tm).or_default().push(task_deployment(
+                v,
+                i,
+                &assignments,
+                latest.as_ref(),
+                plan.max_parallelism,
+            ));
+            tasks.insert((v.id, i), (tm.clone(), TaskState::Unspecified));
+            if !v.inputs.is_empty() {
+                locations.push(SubtaskLocation {
+                    vertex: v.id,
+                    subtask: i,
+                    taskmanager_id: tm.clone(),
+                    address: addresses.get(tm).cloned().unwrap_or_default(),
+                });
+            }
         }
     }
+    let mut attempt = Attempt {
+        inner,
+        job,
+        number,
+        placement,
+        graph: graph.clone(),
+        tasks,
+        events: events_rx,
+        first_error: None,
+        savepoints: Vec::new(),
+        savepoint_id: None,
+        draining: false,
+    };
     let deployments = per_tm.into_iter().map(|(tm, tasks)| {
         let req = DeployTasksRequest {
             job_id: job.id.clone(),
             attempt: number,
             job_spec: job.spec.clone(),
             file_name: job.file_name.clone(),
-            parallelism: p,
-            start: plan.source.start.to_string(),
+            parallelism: plan.parallelism,
+            start: plan
+                .start_override
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
             tasks,
-            window_locations: window_locations.clone(),
+            locations: locations.clone(),
             checkpoint_location: checkpoint_location.clone(),
         };
         let client = inner.registry.get(tm).map(|t| t.client);
@@ -482,7 +553,10 @@ impl Attempt<'_> {
                     t.1 = state;
                 }
                 (state == TaskState::Failed).then(|| {
-                    let what = if r.vertex == 0 { "source" } else { "window" };
+                    let what = self.graph.vertex(r.vertex).map_or_else(
+                        || format!("vertex {}", r.vertex),
+                        |v| format!("`{}`", v.name),
+                    );
                     let msg = format!(
                         "{what} subtask {} on taskmanager {}: {}",
                         r.subtask, r.taskmanager_id, r.error
@@ -567,7 +641,12 @@ impl Attempt<'_> {
 
     /// Follows the running attempt until it ends.
     async fn follow(mut self) -> Outcome {
-        let discovery = matches!(self.job.plan.source.kind, SourceKind::Kafka(_));
+        let discovery = self
+            .job
+            .plan
+            .sources
+            .iter()
+            .any(|s| matches!(s.kind, SourceKind::Kafka(_)));
         let mut tick = tokio::time::interval(self.inner.config.partition_discovery_interval);
         tick.tick().await;
         let job = Arc::clone(self.job);
@@ -804,9 +883,28 @@ impl Attempt<'_> {
         }
     }
 
-    /// Hands partitions added to the topic since the start to source subtasks (from the beginning).
+    /// Hands partitions added to the topics since the start to source subtasks (from the
+    /// beginning), for every Kafka source.
     async fn discover_partitions(&mut self) -> Result<(), TaskError> {
-        let SourceKind::Kafka(k) = &self.job.plan.source.kind else {
+        let sources: Vec<(u32, usize, String)> = self
+            .graph
+            .vertices
+            .iter()
+            .filter_map(|v| Some((v.id, head_source(v)?, v.chain[0].uid.clone())))
+            .collect();
+        for (vertex, s, uid) in sources {
+            self.discover_source_partitions(vertex, s, &uid).await?;
+        }
+        Ok(())
+    }
+
+    async fn discover_source_partitions(
+        &mut self,
+        vertex: u32,
+        source: usize,
+        uid: &str,
+    ) -> Result<(), TaskError> {
+        let Some(SourceKind::Kafka(k)) = self.job.plan.sources.get(source).map(|s| &s.kind) else {
             return Ok(());
         };
         let (servers, props, topic, timeout) = (
@@ -823,9 +921,10 @@ impl Attempt<'_> {
         .map_err(|e| TaskError::Io(e.to_string()))?;
         let new: Vec<i32> = {
             let pinned = self.job.pinned_starts.lock();
+            let known = pinned.get(uid);
             found
                 .into_iter()
-                .filter(|p| !pinned.contains_key(p))
+                .filter(|p| !known.is_some_and(|k| k.contains_key(p)))
                 .collect()
         };
         for partition in new {
@@ -835,12 +934,15 @@ impl Attempt<'_> {
             };
             let subtask = {
                 let mut s = self.job.status.lock();
-                let Some(run) = s.attempt.as_mut() else {
+                let Some(assigned) = s
+                    .attempt
+                    .as_mut()
+                    .and_then(|run| run.assignments.get_mut(&vertex))
+                else {
                     return Ok(());
                 };
                 // The source subtask with the fewest partitions takes it.
-                let (subtask, _) = run
-                    .assignments
+                let (subtask, _) = assigned
                     .iter()
                     .enumerate()
                     .min_by_key(|(_, a)| match a {
@@ -848,7 +950,7 @@ impl Attempt<'_> {
                         SourceAssignment::Files(f) => f.len(),
                     })
                     .ok_or_else(|| TaskError::Io("no source subtask".into()))?;
-                if let Some(SourceAssignment::Kafka(parts)) = run.assignments.get_mut(subtask) {
+                if let Some(SourceAssignment::Kafka(parts)) = assigned.get_mut(subtask) {
                     parts.push(start);
                 }
                 subtask
@@ -857,6 +959,8 @@ impl Attempt<'_> {
             self.job
                 .pinned_starts
                 .lock()
+                .entry(uid.to_string())
+                .or_default()
                 .insert(partition, StartOffset::Beginning);
             let mut client = self
                 .inner
@@ -867,16 +971,17 @@ impl Attempt<'_> {
             let req = AddSplitsRequest {
                 job_id: self.job.id.clone(),
                 attempt: self.number,
+                vertex,
                 subtask: subtask as u32,
                 splits: Some(splits_to_proto(&SourceAssignment::Kafka(vec![start]))),
             };
             client.add_splits(req).await.map_err(|s| {
                 TaskError::Io(format!(
-                    "handing partition {partition} to subtask {subtask}: {}",
+                    "handing partition {partition} of `{uid}` to subtask {subtask}: {}",
                     s.message()
                 ))
             })?;
-            tracing::info!(job = %self.job.id, partition, subtask, "new partition assigned");
+            tracing::info!(job = %self.job.id, source = %uid, partition, subtask, "new partition assigned");
         }
         Ok(())
     }

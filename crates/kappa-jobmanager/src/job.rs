@@ -1,6 +1,7 @@
 //! A submitted job as the jobmanager keeps it: spec, plan, state, attempt history and the
 //! running attempt; and the JSON views of it the REST API returns.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -114,7 +115,8 @@ pub struct AttemptRun {
     pub metrics: Vec<VertexMetrics>,
     /// The taskmanager of each slot (slot i holds subtask i of every vertex).
     pub placement: Vec<String>,
-    pub assignments: Vec<SourceAssignment>,
+    /// The splits of each source subtask, by vertex id.
+    pub assignments: BTreeMap<u32, Vec<SourceAssignment>>,
     pub rates: RateTracker,
     /// Still running (rates are sampled, metrics exported).
     pub live: bool,
@@ -185,8 +187,8 @@ pub struct JobEntry {
     /// taskmanagers never see two attempts with one number).
     pub attempt_offset: u32,
     pub status: Mutex<JobStatus>,
-    /// Kafka start offsets fixed by the first attempt.
-    pub pinned_starts: Mutex<PinnedStarts>,
+    /// Kafka start offsets fixed by the first attempt, per source uid.
+    pub pinned_starts: Mutex<BTreeMap<String, PinnedStarts>>,
     /// Checkpoints, when the cluster has a checkpoint directory.
     pub checkpoints: Mutex<Option<Checkpoints>>,
     /// What the first attempt restores from (a savepoint), if anything.
@@ -220,7 +222,7 @@ impl JobEntry {
                 attempt: None,
                 ended_at_ms: None,
             }),
-            pinned_starts: Mutex::new(PinnedStarts::new()),
+            pinned_starts: Mutex::new(BTreeMap::new()),
             checkpoints: Mutex::new(checkpoints),
             initial_restore,
             cancel_requested: AtomicBool::new(false),
@@ -280,7 +282,7 @@ impl JobEntry {
             id: self.id.clone(),
             name: self.plan.name.clone(),
             state: s.state,
-            start: self.plan.source.start.to_string(),
+            start: self.plan.start(),
             parallelism: self.plan.parallelism,
             submitted_at_ms: self.submitted_at_ms,
             ended_at_ms: s.ended_at_ms,
@@ -335,13 +337,10 @@ impl JobEntry {
                                         .collect()
                                 })
                                 .unwrap_or_default(),
-                            splits: (vi == 0)
-                                .then(|| {
-                                    running
-                                        .and_then(|r| r.assignments.get(i))
-                                        .map(|a| a.describe())
-                                })
-                                .flatten(),
+                            splits: running
+                                .and_then(|r| r.assignments.get(&v.id))
+                                .and_then(|a| a.get(i))
+                                .map(|a| a.describe()),
                         }
                     })
                     .collect::<Vec<_>>();

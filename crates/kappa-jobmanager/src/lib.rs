@@ -103,39 +103,68 @@ impl std::fmt::Display for RestoreFrom {
     }
 }
 
-/// Checks that the state of `meta` fits the job (or drops it when allowed).
+/// Checks that the state of `meta` fits the job, operator by operator (uid), or drops what
+/// no operator takes when allowed.
 fn check_restored_state(
     sp: &SavepointStart,
     meta: &mut checkpoint::CheckpointMetadata,
     plan: &kappa_job::JobPlan,
-    operator: &(String, Vec<String>),
+    layouts: &[checkpoint::OperatorLayout],
 ) -> Result<(), SubmitError> {
+    use kappa_job::graph::OperatorKind;
     let bad = |m: String| SubmitError::BadRequest(format!("{}: {m}", sp.from));
-    if meta.windows.is_empty() {
-        return Ok(());
-    }
-    let unmapped = match &plan.window {
-        None => Some("the job has no window to take it".to_string()),
-        Some(w) if w.uid != meta.window_uid => {
-            Some(format!("the job's window has uid `{}`", w.uid))
+    let graph = plan.graph();
+    let kind_of = |uid: &str| graph.operators().find(|o| o.uid == uid).map(|o| o.kind);
+    let mut unmapped: Vec<String> = Vec::new();
+    for o in &meta.operators {
+        if !kind_of(&o.uid).is_some_and(OperatorKind::is_keyed) && !unmapped.contains(&o.uid) {
+            unmapped.push(o.uid.clone());
         }
-        Some(_) => None,
-    };
-    if let Some(why) = unmapped {
+    }
+    for c in &meta.sink_commits {
+        if !matches!(kind_of(&c.uid), Some(OperatorKind::Sink(_))) && !unmapped.contains(&c.uid) {
+            unmapped.push(c.uid.clone());
+        }
+    }
+    for s in &meta.sources {
+        if !matches!(kind_of(&s.uid), Some(OperatorKind::Source(_))) && !unmapped.contains(&s.uid) {
+            unmapped.push(s.uid.clone());
+        }
+    }
+    if !unmapped.is_empty() {
+        let ours: Vec<String> = graph.operators().map(|o| format!("`{}`", o.uid)).collect();
+        let theirs: Vec<String> = unmapped.iter().map(|u| format!("`{u}`")).collect();
         if !sp.allow_non_restored_state {
             return Err(bad(format!(
-                "it holds window state of uid `{}` but {why}; start with --allow-non-restored-state to drop it",
-                meta.window_uid
+                "it holds state of the operators {} that no operator of the job takes (the job's operators: {}); start with --allow-non-restored-state to drop it",
+                theirs.join(", "),
+                ours.join(", ")
             )));
         }
-        tracing::warn!(from = %sp.from, uid = %meta.window_uid, "dropping window state no operator takes");
-        meta.windows.clear();
-    } else if !meta.aggregates.is_empty() && meta.aggregates != operator.1 {
+        tracing::warn!(from = %sp.from, operators = ?unmapped, "dropping state no operator takes");
+        meta.operators.retain(|o| !unmapped.contains(&o.uid));
+        meta.sink_commits.retain(|c| !unmapped.contains(&c.uid));
+        meta.sources.retain(|s| !unmapped.contains(&s.uid));
+        meta.layouts.retain(|l| !unmapped.contains(&l.uid));
+    }
+    if !meta.operators.is_empty() && meta.max_parallelism != plan.max_parallelism {
         return Err(bad(format!(
-            "its window state has the aggregates [{}] but the job computes [{}]: the state cannot be restored into them",
-            meta.aggregates.join(", "),
-            operator.1.join(", ")
+            "its keyed state is split into {} key groups (max_parallelism) but the job has {}: set max_parallelism = {} in the job to restore it",
+            meta.max_parallelism, plan.max_parallelism, meta.max_parallelism
         )));
+    }
+    for saved in &meta.layouts {
+        let Some(ours) = layouts.iter().find(|l| l.uid == saved.uid) else {
+            continue;
+        };
+        if !saved.aggregates.is_empty() && saved.aggregates != ours.aggregates {
+            return Err(bad(format!(
+                "the state of `{}` has the aggregates [{}] but the job computes [{}]: the state cannot be restored into them",
+                saved.uid,
+                saved.aggregates.join(", "),
+                ours.aggregates.join(", ")
+            )));
+        }
     }
     Ok(())
 }
@@ -279,23 +308,19 @@ impl Inner {
             allow_non_restored_state: submitted.allow_non_restored_state,
         });
         let plan = plan_job(file_name, spec, overrides).map_err(SubmitError::Invalid)?;
-        let operator = plan.window.as_ref().map_or_else(
-            || ("window".to_string(), Vec::new()),
-            |w| {
-                (
-                    w.uid.clone(),
-                    w.aggregates
-                        .iter()
-                        .map(|(n, c)| format!("{n}={}", c.function.name()))
-                        .collect(),
-                )
-            },
-        );
+        let layouts: Vec<checkpoint::OperatorLayout> = plan
+            .windows
+            .iter()
+            .map(|w| checkpoint::OperatorLayout {
+                uid: w.uid.clone(),
+                aggregates: w.aggregate_names(),
+            })
+            .collect();
         let checkpoints = match (&plan.checkpoints, &self.checkpoint_location) {
             (Some(cp), Some(location)) => Some(checkpoint::Checkpoints::new(
                 location.clone(),
                 *cp,
-                operator.clone(),
+                layouts.clone(),
             )),
             (Some(_), None) => {
                 return Err(SubmitError::BadRequest(
@@ -306,7 +331,7 @@ impl Inner {
             (None, Some(location)) => Some(checkpoint::Checkpoints::new(
                 location.clone(),
                 checkpoint::Checkpoints::on_request(),
-                operator.clone(),
+                layouts.clone(),
             )),
             (None, None) => None,
         };
@@ -316,7 +341,7 @@ impl Inner {
                     "starting from a savepoint needs the jobmanager's --checkpoint-dir (window state is restored through it)".into(),
                 ));
             }
-            Some(sp) => Some(self.restore_source(&sp, &plan, &operator).await?),
+            Some(sp) => Some(self.restore_source(&sp, &plan, &layouts).await?),
             None => None,
         };
         let mut job = JobEntry::new(
@@ -336,7 +361,7 @@ impl Inner {
         &self,
         sp: &SavepointStart,
         plan: &kappa_job::JobPlan,
-        operator: &(String, Vec<String>),
+        layouts: &[checkpoint::OperatorLayout],
     ) -> Result<job::RestoreSource, SubmitError> {
         let (location, mut meta) = match &sp.from {
             RestoreFrom::Savepoint(uri) => {
@@ -366,7 +391,7 @@ impl Inner {
                 (location, meta)
             }
         };
-        check_restored_state(sp, &mut meta, plan, operator)?;
+        check_restored_state(sp, &mut meta, plan, layouts)?;
         Ok(job::RestoreSource { location, meta })
     }
 
@@ -613,7 +638,7 @@ impl JobManager {
                 .prepare(&id, file_name, spec, submitted, true)
                 .await?,
         );
-        tracing::info!(job = %id, name = %job.plan.name, start = %job.plan.source.start, parallelism = job.plan.parallelism, "job submitted");
+        tracing::info!(job = %id, name = %job.plan.name, start = %job.plan.start(), parallelism = job.plan.parallelism, "job submitted");
         self.inner.jobs.write().insert(id.clone(), Arc::clone(&job));
         if let Err(e) = self.inner.store.put(&store::JobRecord::of(&job)).await {
             self.inner.jobs.write().remove(&id);

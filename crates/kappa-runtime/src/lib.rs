@@ -1,17 +1,21 @@
-//! The Kappa dataflow engine inside a taskmanager: bounded channels with backpressure,
-//! watermarks, steps, keyed exchange by key group, event-time windows and the task loops.
+//! The Kappa dataflow engine inside a taskmanager: operators (sources, steps, windows, sinks)
+//! chained in subtasks, one generic subtask loop, bounded channels with backpressure,
+//! watermarks, barrier alignment, and keyed exchange by key group.
 
 pub mod barrier;
+pub mod chain;
 pub mod channel;
 pub mod element;
 pub mod error;
 pub mod io;
 pub mod keyed;
 pub mod metrics;
+pub mod operator;
+pub mod operators;
 pub mod prometheus;
 pub mod state;
 pub mod steps;
-pub mod task;
+pub mod subtask;
 pub mod watermark;
 pub mod window;
 

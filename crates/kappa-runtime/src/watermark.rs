@@ -174,6 +174,15 @@ impl InputWatermarks {
         self.recompute()
     }
 
+    /// Every input is idle or ended, and not all ended: downstream should not wait for this.
+    pub fn all_idle(&self) -> bool {
+        !self.all_ended()
+            && self
+                .inputs
+                .iter()
+                .all(|i| matches!(i, Input::Idle(_) | Input::Ended))
+    }
+
     /// Every input sent `End`.
     pub fn all_ended(&self) -> bool {
         self.inputs.iter().all(|i| *i == Input::Ended)

@@ -5,6 +5,7 @@ mod backend;
 mod error;
 mod location;
 mod snapshot;
+mod wire;
 
 pub use backend::{LocalFile, RocksState};
 pub use error::StateError;

@@ -1,8 +1,7 @@
-//! A taskmanager's part of checkpoints: source subtasks acknowledge their offsets; window
-//! subtasks keep their state in a local RocksDB, checkpoint it at the barrier and upload it
-//! (only new SSTs) while processing goes on, then acknowledge the state handle. The subtask
-//! holding the sink also uploads its output waiting to be committed, and commits it when told
-//! the checkpoint completed.
+//! A taskmanager's part of checkpoints, per subtask: sources acknowledge their offsets; each
+//! keyed operator keeps its state in a local RocksDB of its own, checkpointed at the barrier
+//! and uploaded (only new SSTs) while processing goes on; sinks upload their output waiting to
+//! be committed. One acknowledgement per subtask carries every operator's part.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,12 +9,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
-use kappa_proto::v1::{CheckpointAck, PartitionOffset, RestoreState, SinkCommit};
+use kappa_job::graph::{OperatorKind, Vertex};
+use kappa_proto::v1::{
+    CheckpointAck, OperatorState, PartitionOffset, RestoreState, SinkCommit, SourceOffsets,
+};
 use kappa_runtime::TaskError;
-use kappa_runtime::io::{PendingCommit, SplitPosition};
+use kappa_runtime::io::PendingCommit;
+use kappa_runtime::operator::{Operator, OperatorSnapshot};
 use kappa_runtime::state::KeyedState;
-use kappa_runtime::task::{SnapshotHook, SourceAck};
-use kappa_runtime::window::WindowOperator;
+use kappa_runtime::subtask::CheckpointHook;
 use kappa_state::{Location, RocksState, StateHandle, Uploader, download};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -60,19 +62,18 @@ struct Epoch {
     object: Option<String>,
 }
 
-/// The sink output of a subtask that waits for its checkpoint to complete.
+/// The output of one sink operator that waits for its checkpoint to complete.
 pub struct SinkLog {
+    uid: String,
     writer: String,
-    /// Checkpoint completions, from the jobmanager.
-    completions: Receiver<u64>,
     epochs: Arc<Mutex<BTreeMap<u64, Epoch>>>,
 }
 
 impl SinkLog {
-    pub fn new(writer: String, completions: Receiver<u64>) -> Self {
+    pub fn new(uid: String, writer: String) -> Self {
         Self {
+            uid,
             writer,
-            completions,
             epochs: Arc::default(),
         }
     }
@@ -90,12 +91,10 @@ impl SinkLog {
         }
     }
 
-    /// The newest checkpoint completed since the last call; its epochs are forgotten.
-    fn completed(&mut self) -> Option<u64> {
-        let n = self.completions.try_iter().max()?;
+    /// Checkpoint `n` completed: its epochs and older ones are committed.
+    fn forget_through(&self, n: u64) {
         let mut epochs = self.epochs.lock();
         *epochs = epochs.split_off(&(n + 1));
-        Some(n)
     }
 
     /// Uploads the epochs up to `n` not uploaded yet; returns every epoch up to `n`.
@@ -105,12 +104,13 @@ impl SinkLog {
         subtask: u32,
         n: u64,
     ) -> impl std::future::Future<Output = Result<Vec<SinkCommit>, String>> + Send + 'static {
-        let (epochs, writer, location) = (
+        let (epochs, writer, uid, location) = (
             Arc::clone(&self.epochs),
             self.writer.clone(),
+            self.uid.clone(),
             ctx.location.clone(),
         );
-        let prefix = format!("{}-{subtask}", ctx.attempt);
+        let prefix = format!("{}-{uid}-{subtask}", ctx.attempt);
         let job = ctx.job_id.clone();
         async move {
             let todo: Vec<(u64, Arc<Vec<u8>>)> = epochs
@@ -140,6 +140,7 @@ impl SinkLog {
                         object: e.object.clone()?,
                         bytes: e.bytes,
                         location: String::new(),
+                        operator_uid: uid.clone(),
                     })
                 })
                 .collect();
@@ -148,49 +149,175 @@ impl SinkLog {
     }
 }
 
-/// A source subtask's acknowledgements: its offsets, and the output of a chained sink.
-pub struct SourceAcks {
-    pub ctx: Arc<CheckpointContext>,
-    pub subtask: u32,
-    pub sink: Option<SinkLog>,
+/// The local state of one keyed operator and its uploads.
+pub struct KeyedOperatorState {
+    uid: String,
+    /// `{vertex}-{position}-{subtask}`: unique among the attempt's operator instances.
+    name: String,
+    /// Its local folder (the database and the checkpoints taken of it).
+    dir: PathBuf,
+    state: RocksState,
+    uploader: Arc<AsyncMutex<Uploader>>,
 }
 
-impl SourceAck for SourceAcks {
-    fn acknowledge(
-        &mut self,
-        n: u64,
-        positions: Vec<SplitPosition>,
-        sink: Option<Vec<u8>>,
-    ) -> Result<(), TaskError> {
-        let mut ack = self.ctx.base_ack(n, 0, self.subtask);
-        ack.offsets = positions
-            .into_iter()
-            .map(|p| PartitionOffset {
-                partition: p.partition,
-                next_offset: p.next_offset,
-            })
-            .collect();
-        let Some(log) = self.sink.as_ref() else {
-            self.ctx.ack(ack);
-            return Ok(());
-        };
-        log.add(n, sink);
-        let upload = log.upload(&self.ctx, self.subtask, n);
-        let ctx = Arc::clone(&self.ctx);
-        self.ctx.shared.handle.spawn(async move {
-            let started = Instant::now();
-            match upload.await {
-                Ok(commits) => ack.sink_commits = commits,
-                Err(e) => ack.decline = e,
-            }
-            ack.async_ms = started.elapsed().as_millis() as u64;
-            ctx.ack(ack);
-        });
-        Ok(())
+impl KeyedOperatorState {
+    /// Opens the local database of operator `position` of the chain of (`vertex`, `subtask`).
+    pub fn open(
+        ctx: &CheckpointContext,
+        uid: &str,
+        vertex: u32,
+        position: usize,
+        subtask: u32,
+    ) -> Result<Self, TaskError> {
+        let name = format!("{vertex}-{position}-{subtask}");
+        let dir = ctx.local.join(format!("op-{name}"));
+        let state = RocksState::open(&dir.join("db")).map_err(|e| TaskError::Io(e.to_string()))?;
+        // SST names are unique within one database only: each has its own folder.
+        let shared =
+            ctx.location
+                .child(&[&ctx.job_id, "shared", &format!("{}-{name}", ctx.attempt)]);
+        Ok(Self {
+            uid: uid.to_string(),
+            name,
+            dir,
+            state,
+            uploader: Arc::new(AsyncMutex::new(Uploader::new(ctx.location.clone(), shared))),
+        })
+    }
+}
+
+/// What one operator of the chain contributes to a checkpoint.
+pub enum OperatorPart {
+    Source { uid: String },
+    Keyed(Box<KeyedOperatorState>),
+    Sink(SinkLog),
+    Stateless,
+}
+
+/// A subtask's checkpoints: every operator's part, acknowledged together.
+pub struct SubtaskCheckpoints {
+    pub ctx: Arc<CheckpointContext>,
+    pub vertex: u32,
+    pub subtask: u32,
+    /// Per chain position.
+    pub parts: Vec<OperatorPart>,
+    /// Checkpoint completions, from the jobmanager.
+    pub completions: Receiver<u64>,
+}
+
+type Upload<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send>>;
+
+impl CheckpointHook for SubtaskCheckpoints {
+    fn state(&mut self, op: usize) -> Option<&mut dyn KeyedState> {
+        match self.parts.get_mut(op)? {
+            OperatorPart::Keyed(k) => Some(&mut k.state),
+            _ => None,
+        }
     }
 
     fn completed(&mut self) -> Option<u64> {
-        self.sink.as_mut()?.completed()
+        let n = self.completions.try_iter().max()?;
+        for p in &self.parts {
+            if let OperatorPart::Sink(log) = p {
+                log.forget_through(n);
+            }
+        }
+        Some(n)
+    }
+
+    fn acknowledge(
+        &mut self,
+        n: u64,
+        parts: Vec<OperatorSnapshot>,
+        alignment: std::time::Duration,
+    ) -> Result<(), TaskError> {
+        let mut ack = self.ctx.base_ack(n, self.vertex, self.subtask);
+        ack.alignment_ms = alignment.as_millis() as u64;
+        let started = Instant::now();
+        let mut states: Vec<Upload<OperatorState>> = Vec::new();
+        let mut sinks: Vec<Upload<Vec<SinkCommit>>> = Vec::new();
+        for (part, snap) in self.parts.iter().zip(parts) {
+            match part {
+                OperatorPart::Source { uid } => ack.sources.push(SourceOffsets {
+                    uid: uid.clone(),
+                    offsets: snap
+                        .positions
+                        .into_iter()
+                        .map(|p| PartitionOffset {
+                            partition: p.partition,
+                            next_offset: p.next_offset,
+                        })
+                        .collect(),
+                }),
+                OperatorPart::Sink(log) => {
+                    log.add(n, snap.sink);
+                    sinks.push(Box::pin(log.upload(&self.ctx, self.subtask, n)));
+                }
+                OperatorPart::Keyed(k) => {
+                    let dir = k.dir.join(format!("chk-{n}"));
+                    let files = k
+                        .state
+                        .checkpoint(&dir)
+                        .map_err(|e| TaskError::Io(format!("checkpoint {n}: {e}")))?;
+                    let private = self.ctx.location.child(&[
+                        &self.ctx.job_id,
+                        &format!("chk-{n}"),
+                        &format!("op-{}", k.name),
+                    ]);
+                    let (uploader, uid) = (Arc::clone(&k.uploader), k.uid.clone());
+                    states.push(Box::pin(async move {
+                        let result = uploader.lock().await.upload(&dir, &files, &private).await;
+                        let _ = tokio::fs::remove_dir_all(&dir).await;
+                        let uploaded = result.map_err(|e| e.to_string())?;
+                        Ok(OperatorState {
+                            uid,
+                            handle: Some((&uploaded.handle).into()),
+                            full_bytes: uploaded.handle.size(),
+                            incremental_bytes: uploaded.bytes,
+                        })
+                    }));
+                }
+                OperatorPart::Stateless => {}
+            }
+        }
+        ack.sync_ms = started.elapsed().as_millis() as u64;
+        let ctx = Arc::clone(&self.ctx);
+        if states.is_empty() && sinks.is_empty() {
+            ctx.ack(ack);
+            return Ok(());
+        }
+        ctx.shared.handle.clone().spawn(async move {
+            let upload_started = Instant::now();
+            let mut decline = None;
+            for s in states {
+                match s.await {
+                    Ok(st) => {
+                        ack.full_bytes += st.full_bytes;
+                        ack.incremental_bytes += st.incremental_bytes;
+                        ack.operator_states.push(st);
+                    }
+                    Err(e) => decline = decline.or(Some(e)),
+                }
+            }
+            // Sink output is uploaded once the state is: a declined checkpoint keeps it for the next.
+            if decline.is_none() {
+                for s in sinks {
+                    match s.await {
+                        Ok(c) => ack.sink_commits.extend(c),
+                        Err(e) => decline = decline.or(Some(e)),
+                    }
+                }
+            }
+            ack.async_ms = upload_started.elapsed().as_millis() as u64;
+            if let Some(e) = decline {
+                tracing::warn!(job = %ctx.job_id, checkpoint = n, vertex = ack.vertex, subtask = ack.subtask, error = %e, "declining checkpoint");
+                ack.decline = e;
+                ack.operator_states.clear();
+                ack.sink_commits.clear();
+            }
+            ctx.ack(ack);
+        });
+        Ok(())
     }
 }
 
@@ -223,151 +350,56 @@ pub fn pending_commits(
         .collect()
 }
 
-/// A window subtask's state and its snapshots.
-pub struct WindowSnapshots {
-    ctx: Arc<CheckpointContext>,
-    subtask: u32,
-    state: RocksState,
-    uploader: Arc<AsyncMutex<Uploader>>,
-    sink: SinkLog,
-}
-
-impl WindowSnapshots {
-    /// Opens the subtask's local state database.
-    pub fn open(
-        ctx: Arc<CheckpointContext>,
-        subtask: u32,
-        sink: SinkLog,
-    ) -> Result<Self, TaskError> {
-        let dir = ctx.local.join(format!("window-{subtask}"));
-        let state = RocksState::open(&dir.join("db")).map_err(|e| TaskError::Io(e.to_string()))?;
-        // SST names are unique within one database only: each attempt's subtask has its own folder.
-        let shared =
-            ctx.location
-                .child(&[&ctx.job_id, "shared", &format!("{}-{subtask}", ctx.attempt)]);
-        let uploader = Uploader::new(ctx.location.clone(), shared);
-        Ok(Self {
-            ctx,
-            subtask,
-            state,
-            uploader: Arc::new(AsyncMutex::new(uploader)),
-            sink,
-        })
-    }
-}
-
-impl SnapshotHook for WindowSnapshots {
-    fn state(&mut self) -> &mut dyn KeyedState {
-        &mut self.state
-    }
-
-    fn completed(&mut self) -> Option<u64> {
-        self.sink.completed()
-    }
-
-    fn snapshot(
-        &mut self,
-        n: u64,
-        sink: Option<Vec<u8>>,
-        alignment: std::time::Duration,
-    ) -> Result<(), TaskError> {
-        self.sink.add(n, sink);
-        let sink_upload = self.sink.upload(&self.ctx, self.subtask, n);
-        let started = Instant::now();
-        let dir = self
-            .ctx
-            .local
-            .join(format!("window-{}", self.subtask))
-            .join(format!("chk-{n}"));
-        let files = self
-            .state
-            .checkpoint(&dir)
-            .map_err(|e| TaskError::Io(format!("checkpoint {n}: {e}")))?;
-        let sync_ms = started.elapsed().as_millis() as u64;
-        let (ctx, uploader, subtask) = (
-            Arc::clone(&self.ctx),
-            Arc::clone(&self.uploader),
-            self.subtask,
-        );
-        let private = ctx.location.child(&[
-            &ctx.job_id,
-            &format!("chk-{n}"),
-            &format!("window-{subtask}"),
-        ]);
-        ctx.shared.handle.clone().spawn(async move {
-            let upload_started = Instant::now();
-            let result = uploader.lock().await.upload(&dir, &files, &private).await;
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            let sink = match &result {
-                Ok(_) => sink_upload.await,
-                Err(_) => Ok(Vec::new()),
-            };
-            let mut ack = ctx.base_ack(n, 1, subtask);
-            ack.sync_ms = sync_ms;
-            ack.alignment_ms = alignment.as_millis() as u64;
-            ack.async_ms = upload_started.elapsed().as_millis() as u64;
-            match (result, sink) {
-                (Ok(_), Err(e)) => {
-                    tracing::warn!(job = %ctx.job_id, checkpoint = n, subtask, error = %e, "declining checkpoint");
-                    ack.decline = e;
-                }
-                (Ok(uploaded), Ok(commits)) => {
-                    ack.sink_commits = commits;
-                    ack.full_bytes = uploaded.handle.size();
-                    ack.incremental_bytes = uploaded.bytes;
-                    // A handle that does not serialise arrives empty: the jobmanager declines it.
-                    ack.state_handle = serde_json::to_string(&uploaded.handle).unwrap_or_default();
-                }
-                (Err(e), _) => {
-                    tracing::warn!(job = %ctx.job_id, checkpoint = n, subtask, error = %e, "declining checkpoint");
-                    ack.decline = e.to_string();
-                }
-            }
-            ctx.ack(ack);
-        });
-        Ok(())
-    }
-}
-
-/// Loads the key groups `range` of a window subtask from the snapshots of a checkpoint;
-/// returns how many windows were restored.
-pub fn restore_window(
+/// Loads into `op` (operator `position` of `vertex`'s chain) the key groups `range` of the
+/// snapshots of a checkpoint that belong to it; returns how many entries were restored.
+pub fn restore_operator(
     ctx: &CheckpointContext,
+    vertex: &Vertex,
+    position: usize,
     subtask: u32,
     restores: &[RestoreState],
-    window: &mut WindowOperator,
+    op: &mut dyn Operator,
     range: std::ops::RangeInclusive<u32>,
 ) -> Result<usize, TaskError> {
+    let Some(me) = vertex.chain.get(position) else {
+        return Ok(0);
+    };
+    if !matches!(me.kind, OperatorKind::Window(_)) {
+        return Ok(0);
+    }
+    let what = format!("restoring `{}` subtask {subtask}", me.uid);
     let mut restored = 0;
-    for (k, r) in restores.iter().enumerate() {
+    for (k, r) in restores
+        .iter()
+        .filter(|r| r.operator_uid == me.uid)
+        .enumerate()
+    {
         let from = (*range.start()).max(r.key_group_start);
         let to = (*range.end()).min(r.key_group_end);
         if from > to {
             continue;
         }
-        let handle: StateHandle = serde_json::from_str(&r.state_handle).map_err(|e| {
-            TaskError::Data(format!("a checkpoint's state handle does not parse: {e}"))
-        })?;
+        let Some(handle) = r.handle.clone() else {
+            return Err(TaskError::Data(format!(
+                "{what}: a checkpoint sent no state handle"
+            )));
+        };
+        let handle: StateHandle = handle.into();
         // A savepoint's files live in its own directory; a checkpoint's in the checkpoint directory.
         let location = if r.location.is_empty() {
             ctx.location.clone()
         } else {
-            Location::parse(&r.location)
-                .map_err(|e| TaskError::Io(format!("restoring window subtask {subtask}: {e}")))?
+            Location::parse(&r.location).map_err(|e| TaskError::Io(format!("{what}: {e}")))?
         };
         let dir = ctx
             .local
-            .join(format!("window-{subtask}"))
-            .join(format!("restore-{k}"));
+            .join(format!("restore-{}-{position}-{subtask}-{k}", vertex.id));
         ctx.shared
             .handle
             .block_on(download(&location, &handle, &dir))
-            .map_err(|e| TaskError::Io(format!("restoring window subtask {subtask}: {e}")))?;
-        let state = RocksState::open(&dir)
-            .map_err(|e| TaskError::Io(format!("restoring window subtask {subtask}: {e}")))?;
-        restored += window
-            .restore(&state, from..=to)
-            .map_err(|e| TaskError::Data(format!("restoring window subtask {subtask}: {e}")))?;
+            .map_err(|e| TaskError::Io(format!("{what}: {e}")))?;
+        let state = RocksState::open(&dir).map_err(|e| TaskError::Io(format!("{what}: {e}")))?;
+        restored += op.restore(&state, from..=to)?;
         drop(state);
         let _ = std::fs::remove_dir_all(&dir);
     }

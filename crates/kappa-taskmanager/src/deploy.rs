@@ -1,5 +1,6 @@
 //! Deploying the subtasks of a job attempt that the jobmanager placed here: plan the job from
-//! its spec, wire local channels and remote senders, start a thread per subtask, report states.
+//! its spec, build each subtask's operator chain from the physical graph, wire local channels
+//! and remote senders per edge, start a thread per subtask, report states.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,33 +8,36 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 use kappa_connectors::kafka::{PartitionStart, StartOffset};
 use kappa_connectors::splits::SourceAssignment;
-use kappa_connectors::{open_sink, open_source};
+use kappa_connectors::{open_sink, open_source, sink_writer_id};
+use kappa_job::graph::{OperatorKind, Partitioning, PhysicalGraph, Route, Vertex};
 use kappa_job::keygroup::key_group_range;
 use kappa_job::{JobPlan, Overrides, plan_job};
 use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
 use kappa_proto::v1::{
-    DeployTasksRequest, ExchangeHeader, SourceSplits, TaskState, TaskStateReport,
+    DeployTasksRequest, ExchangeHeader, SourceSplits, TaskDeployment, TaskState, TaskStateReport,
 };
 use kappa_runtime::TaskError;
-use kappa_runtime::channel::{Inputs, Outputs, Target};
+use kappa_runtime::chain::{Chain, EdgeOutput, Partitioner};
+use kappa_runtime::channel::{Inputs, Outputs, Tagged, Target};
 use kappa_runtime::keyed::KeyPartitioner;
 use kappa_runtime::metrics::SubtaskMetrics;
-use kappa_runtime::task::{
-    SnapshotHook, SourceCheckpoints, SourceOutput, SourceTask, TaskEnd, WindowTask,
-};
+use kappa_runtime::operator::Operator;
+use kappa_runtime::operators::{SinkOperator, SourceOperator, StepsOperator, WindowedAggregate};
+use kappa_runtime::subtask::{CheckpointHook, Head, Subtask, TaskEnd, Trigger};
 use kappa_runtime::window::WindowOperator;
 use kappa_state::Location;
 use tonic::Status;
 
 use crate::checkpoint::{
-    CheckpointContext, SinkLog, SourceAcks, WindowSnapshots, pending_commits, restore_window,
+    CheckpointContext, KeyedOperatorState, OperatorPart, SinkLog, SubtaskCheckpoints,
+    pending_commits, restore_operator,
 };
 use crate::exchange::RemoteSender;
 use crate::registration::{ToJobManager, to_proto};
-use crate::state::{AttemptKey, LocalAttempt, LocalSubtask, Shared};
+use crate::state::{AttemptKey, LocalAttempt, LocalSubtask, Shared, SubtaskKey};
 
-/// Elements buffered in a window subtask's input channel.
+/// Elements buffered in a subtask's input channel.
 const INPUT_CAPACITY: usize = 8;
 
 /// The source assignment a deployment message carries.
@@ -151,10 +155,30 @@ impl Reporter {
     }
 }
 
+/// One outgoing edge of a subtask before its thread starts: where each target is.
+struct EdgeTargets {
+    edge: u32,
+    partitioning: Partitioning,
+    /// The keyed operator at the head of the downstream vertex, for hash partitioning.
+    keyed: Option<usize>,
+    targets: Vec<Target>,
+}
+
+/// What one local subtask needs to start.
+struct Prepared {
+    deployment: TaskDeployment,
+    metrics: Arc<SubtaskMetrics>,
+    channels: Option<Inputs>,
+    inbox: Option<crossbeam_channel::Receiver<Vec<PartitionStart>>>,
+    triggers: Option<crossbeam_channel::Receiver<Trigger>>,
+    completions: Option<crossbeam_channel::Receiver<u64>>,
+    edges: Vec<EdgeTargets>,
+}
+
 /// Starts the subtasks of `req` on this taskmanager.
 pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Status> {
     let plan = Arc::new(plan(&req)?);
-    let p = plan.parallelism;
+    let graph = Arc::new(plan.graph());
     let key: AttemptKey = (req.job_id.clone(), req.attempt);
     if shared.attempts.lock().contains_key(&key) {
         return Err(Status::already_exists(format!(
@@ -163,22 +187,27 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         )));
     }
     for t in &req.tasks {
-        let valid_vertex = t.vertex == 0 || (t.vertex == 1 && plan.window.is_some());
-        if !valid_vertex || t.subtask >= p {
+        if graph
+            .vertex(t.vertex)
+            .is_none_or(|v| t.subtask >= v.parallelism)
+        {
             return Err(Status::invalid_argument(format!(
                 "no subtask {} of vertex {} in this job",
                 t.subtask, t.vertex
             )));
         }
     }
-    let mut locations: HashMap<u32, (String, String)> = HashMap::new();
-    for l in &req.window_locations {
-        locations.insert(l.subtask, (l.taskmanager_id.clone(), l.address.clone()));
+    let mut locations: HashMap<SubtaskKey, String> = HashMap::new();
+    for l in &req.locations {
+        locations.insert((l.vertex, l.subtask), l.address.clone());
     }
-    if plan.window.is_some() && (0..p).any(|i| !locations.contains_key(&i)) {
-        return Err(Status::invalid_argument(
-            "the deployment does not locate every window subtask",
-        ));
+    for v in graph.vertices.iter().filter(|v| !v.inputs.is_empty()) {
+        if (0..v.parallelism).any(|i| !locations.contains_key(&(v.id, i))) {
+            return Err(Status::invalid_argument(format!(
+                "the deployment does not locate every subtask of vertex {}",
+                v.id
+            )));
+        }
     }
     let cancel = Arc::new(AtomicBool::new(false));
     let checkpointing = if req.checkpoint_location.is_empty() {
@@ -195,48 +224,127 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             local,
         }))
     };
+    let mut prepared = Vec::new();
+    let mut inputs: HashMap<SubtaskKey, crossbeam_channel::Sender<Tagged>> = HashMap::new();
+    let mut split_inboxes = HashMap::new();
     let mut checkpoint_triggers = HashMap::new();
     let mut checkpoint_completions = Vec::new();
-    let mut completion_ends = HashMap::new();
-    let mut trigger_ends = HashMap::new();
     let mut subtasks = Vec::new();
-    let mut inputs = HashMap::new();
-    let mut input_ends = Vec::new();
-    let mut split_inboxes = HashMap::new();
-    let mut inbox_ends = HashMap::new();
-    let sink_vertex = u32::from(plan.window.is_some());
     for t in &req.tasks {
+        let Some(v) = graph.vertex(t.vertex) else {
+            continue;
+        };
         let metrics: Arc<SubtaskMetrics> = Arc::default();
-        if t.vertex == sink_vertex && checkpointing.is_some() {
+        let mut p = Prepared {
+            deployment: t.clone(),
+            metrics: Arc::clone(&metrics),
+            channels: None,
+            inbox: None,
+            triggers: None,
+            completions: None,
+            edges: Vec::new(),
+        };
+        let at = (t.vertex, t.subtask);
+        if matches!(v.chain[0].kind, OperatorKind::Source(_)) {
             let (tx, rx) = crossbeam_channel::unbounded();
-            checkpoint_completions.push(tx);
-            completion_ends.insert(t.subtask, rx);
-        }
-        if t.vertex == 1 {
-            let (ins, tx) =
-                Inputs::new(p, INPUT_CAPACITY, Arc::clone(&cancel), Arc::clone(&metrics));
-            inputs.insert(t.subtask, tx);
-            input_ends.push((t.subtask, ins, Arc::clone(&metrics), t.clone()));
-        } else {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            split_inboxes.insert(t.subtask, tx);
-            inbox_ends.insert(t.subtask, rx);
+            split_inboxes.insert(at, tx);
+            p.inbox = Some(rx);
             if checkpointing.is_some() {
                 let (tx, rx) = crossbeam_channel::unbounded();
-                checkpoint_triggers.insert(t.subtask, tx);
-                trigger_ends.insert(t.subtask, rx);
+                checkpoint_triggers.insert(at, tx);
+                p.triggers = Some(rx);
             }
+        } else {
+            let channels: u32 = graph.input_channels(v).iter().map(|c| c.2).sum();
+            let (ins, tx) = Inputs::new(
+                channels,
+                INPUT_CAPACITY,
+                Arc::clone(&cancel),
+                Arc::clone(&metrics),
+            );
+            inputs.insert(at, tx);
+            p.channels = Some(ins);
+        }
+        if checkpointing.is_some() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            checkpoint_completions.push(tx);
+            p.completions = Some(rx);
         }
         subtasks.push(LocalSubtask {
             vertex: t.vertex,
             subtask: t.subtask,
+            name: v.name.clone(),
             metrics,
         });
+        prepared.push(p);
+    }
+    // Every local subtask's outgoing edges, now that every local input exists.
+    for p in &mut prepared {
+        let (vertex, i) = (p.deployment.vertex, p.deployment.subtask);
+        let Some(v) = graph.vertex(vertex) else {
+            continue;
+        };
+        for op in &v.chain {
+            for route in op.outputs.iter().flatten() {
+                let Route::Edge(id) = *route else {
+                    continue;
+                };
+                let Some(edge) = graph.edge(id) else {
+                    return Err(Status::invalid_argument(format!("no edge {id}")));
+                };
+                let Some(to) = graph.vertex(edge.to) else {
+                    return Err(Status::invalid_argument(format!("no vertex {}", edge.to)));
+                };
+                let downstream: Vec<u32> = match edge.partitioning {
+                    Partitioning::Forward => vec![i],
+                    _ => (0..to.parallelism).collect(),
+                };
+                let mut targets = Vec::with_capacity(downstream.len());
+                for j in downstream {
+                    targets.push(match inputs.get(&(to.id, j)) {
+                        Some(tx) => Target::Local(tx.clone()),
+                        None => {
+                            let address = locations.get(&(to.id, j)).ok_or_else(|| {
+                                Status::invalid_argument(format!(
+                                    "subtask {j} of vertex {} has no location",
+                                    to.id
+                                ))
+                            })?;
+                            let header = ExchangeHeader {
+                                job_id: key.0.clone(),
+                                attempt: key.1,
+                                upstream: i,
+                                downstream: j,
+                                edge: id,
+                            };
+                            Target::Remote(Box::new(RemoteSender::new(
+                                address.clone(),
+                                header,
+                                shared.handle.clone(),
+                                Arc::clone(&cancel),
+                                Arc::clone(&p.metrics),
+                            )))
+                        }
+                    });
+                }
+                let keyed = match to.chain[0].kind {
+                    OperatorKind::Window(w) => Some(w),
+                    _ => None,
+                };
+                p.edges.push(EdgeTargets {
+                    edge: id,
+                    partitioning: edge.partitioning,
+                    keyed,
+                    targets,
+                });
+            }
+        }
     }
     let attempt = Arc::new(LocalAttempt {
         job_name: plan.name.clone(),
         cancel: Arc::clone(&cancel),
-        inputs: inputs.clone(),
+        graph: Arc::clone(&graph),
+        inputs,
         split_inboxes,
         checkpoint_triggers,
         checkpoint_completions,
@@ -249,143 +357,218 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         .lock()
         .insert(key.clone(), Arc::clone(&attempt));
     tracing::info!(job = %key.0, attempt = key.1, name = %plan.name, subtasks = req.tasks.len(), "deploying subtasks");
-
-    let reporter = |vertex: u32, subtask: u32| {
-        let metrics = attempt
-            .subtasks
-            .iter()
-            .find(|s| s.vertex == vertex && s.subtask == subtask)
-            .map(|s| Arc::clone(&s.metrics))
-            .unwrap_or_default();
-        Reporter {
+    for p in prepared {
+        let (vertex, i) = (p.deployment.vertex, p.deployment.subtask);
+        let reporter = Reporter {
             shared: Arc::clone(shared),
             key: key.clone(),
             vertex,
-            subtask,
-            metrics,
-        }
-    };
-    for (i, ins, metrics, deployment) in input_ends {
-        let Some(w) = plan.window.clone() else {
-            continue;
+            subtask: i,
+            metrics: Arc::clone(&p.metrics),
         };
-        let plan = Arc::clone(&plan);
-        let ctx = checkpointing.clone();
-        let completions = completion_ends.remove(&i);
-        let job_id = key.0.clone();
-        reporter(1, i).spawn(format!("{}-window-{i}", key.0), move || {
-            let mut window = WindowOperator::new(&w, Arc::clone(&plan.output_schema), plan.max_parallelism)?;
-            let mut sink = open_sink(&plan, &job_id, i)?;
-            let checkpoints = match ctx.zip(completions) {
-                Some((ctx, completions)) => {
-                    let restores = &deployment.restore;
-                    if !restores.is_empty() {
-                        let range = key_group_range(i, plan.max_parallelism, plan.parallelism);
-                        let n = restore_window(&ctx, i, restores, &mut window, range)?;
-                        tracing::info!(job = %ctx.job_id, subtask = i, windows = n, "window state restored");
-                    }
-                    sink.recover(pending_commits(&ctx, &deployment.sink_commits)?)?;
-                    let log = SinkLog::new(sink.writer(), completions);
-                    Some(Box::new(WindowSnapshots::open(ctx, i, log)?) as Box<dyn SnapshotHook>)
-                }
-                None => None,
-            };
-            let task = WindowTask {
-                inputs: ins,
-                window,
-                sink,
-                metrics,
-                checkpoints,
-            };
-            task.run()
-        })?;
-    }
-    for t in req.tasks.iter().filter(|t| t.vertex == 0) {
-        let i = t.subtask;
-        let assignment = splits_from_proto(t.splits.as_ref())?;
-        let metrics = attempt
-            .subtasks
-            .iter()
-            .find(|s| s.vertex == 0 && s.subtask == i)
-            .map(|s| Arc::clone(&s.metrics))
-            .unwrap_or_default();
-        let targets = match &plan.window {
-            None => None,
-            Some(_) => {
-                let mut v = Vec::with_capacity(p as usize);
-                for j in 0..p {
-                    v.push(match inputs.get(&j) {
-                        Some(tx) => Target::Local(tx.clone()),
-                        None => {
-                            let (_, address) = locations.get(&j).ok_or_else(|| {
-                                Status::invalid_argument(format!(
-                                    "window subtask {j} has no location"
-                                ))
-                            })?;
-                            let header = ExchangeHeader {
-                                job_id: key.0.clone(),
-                                attempt: key.1,
-                                upstream: i,
-                                downstream: j,
-                            };
-                            Target::Remote(Box::new(RemoteSender::new(
-                                address.clone(),
-                                header,
-                                shared.handle.clone(),
-                                Arc::clone(&cancel),
-                                Arc::clone(&metrics),
-                            )))
-                        }
-                    });
-                }
-                Some(v)
-            }
+        let name = graph
+            .vertex(vertex)
+            .map_or_else(String::new, |v| v.name.clone());
+        let run = SubtaskRun {
+            plan: Arc::clone(&plan),
+            graph: Arc::clone(&graph),
+            job_id: key.0.clone(),
+            cancel: Arc::clone(&cancel),
+            ctx: checkpointing.clone(),
+            prepared: p,
         };
-        let (plan, cancel, job_id) = (Arc::clone(&plan), Arc::clone(&cancel), key.0.clone());
-        let inbox = inbox_ends.remove(&i);
-        let (triggers, ctx) = (trigger_ends.remove(&i), checkpointing.clone());
-        let (completions, commits) = (completion_ends.remove(&i), t.sink_commits.clone());
-        reporter(0, i).spawn(format!("{}-source-{i}", key.0), move || {
-            let mut sink_log = None;
-            let output = match (targets, &plan.window) {
-                (Some(targets), Some(w)) => SourceOutput::Keyed {
-                    partitioner: KeyPartitioner::new(
-                        &w.keys,
-                        plan.max_parallelism,
-                        plan.parallelism,
-                    )?,
-                    outputs: Outputs::new(i, targets, Arc::clone(&cancel), Arc::clone(&metrics)),
-                },
-                _ => {
-                    let mut sink = open_sink(&plan, &job_id, i)?;
-                    if let (Some(ctx), Some(completions)) = (&ctx, completions) {
-                        sink.recover(pending_commits(ctx, &commits)?)?;
-                        sink_log = Some(SinkLog::new(sink.writer(), completions));
-                    }
-                    SourceOutput::Sink(sink)
-                }
-            };
-            let checkpoints = triggers.zip(ctx).map(|(triggers, ctx)| SourceCheckpoints {
-                triggers,
-                acks: Box::new(SourceAcks {
-                    ctx,
-                    subtask: i,
-                    sink: sink_log,
-                }),
-            });
-            let reader = open_source(&plan, &job_id, &assignment, inbox, Arc::clone(&metrics))?;
-            SourceTask {
-                reader,
-                event_time: plan.event_time.clone(),
-                steps: plan.steps.clone(),
-                output,
-                metrics,
-                cancel,
-                checkpoints,
-                drained: false,
-            }
-            .run()
-        })?;
+        reporter.spawn(format!("{}-{name}-{i}", key.0), move || run.start()?.run())?;
     }
     Ok(())
+}
+
+/// A subtask about to be built and run on its own thread.
+struct SubtaskRun {
+    plan: Arc<JobPlan>,
+    graph: Arc<PhysicalGraph>,
+    job_id: String,
+    cancel: Arc<AtomicBool>,
+    ctx: Option<Arc<CheckpointContext>>,
+    prepared: Prepared,
+}
+
+impl SubtaskRun {
+    /// Opens every operator of the chain (restoring state, committing pending sink output),
+    /// and wires the chain to its edges.
+    fn start(self) -> Result<Subtask, TaskError> {
+        let SubtaskRun {
+            plan,
+            graph,
+            job_id,
+            cancel,
+            ctx,
+            prepared: p,
+        } = self;
+        let (vertex_id, i) = (p.deployment.vertex, p.deployment.subtask);
+        let vertex: &Vertex = graph
+            .vertex(vertex_id)
+            .ok_or_else(|| TaskError::Data(format!("no vertex {vertex_id}")))?;
+        let range = key_group_range(i, plan.max_parallelism, vertex.parallelism);
+        let mut ops: Vec<Box<dyn Operator>> = Vec::with_capacity(vertex.chain.len());
+        let mut parts = Vec::with_capacity(vertex.chain.len());
+        let mut inbox = p.inbox;
+        for (pos, op) in vertex.chain.iter().enumerate() {
+            let metrics = Arc::clone(&p.metrics);
+            let (boxed, part): (Box<dyn Operator>, OperatorPart) = match op.kind {
+                OperatorKind::Source(s) => {
+                    let source = plan
+                        .sources
+                        .get(s)
+                        .ok_or_else(|| TaskError::Data(format!("no source {s}")))?;
+                    let assignment = splits_from_proto(p.deployment.splits.as_ref())
+                        .map_err(|s| TaskError::Data(s.message().to_string()))?;
+                    let reader = open_source(
+                        source,
+                        &job_id,
+                        &assignment,
+                        inbox.take(),
+                        Arc::clone(&metrics),
+                    )?;
+                    let op_box = Box::new(SourceOperator::new(
+                        reader,
+                        source.event_time.clone(),
+                        metrics,
+                    ));
+                    (
+                        op_box,
+                        OperatorPart::Source {
+                            uid: op.uid.clone(),
+                        },
+                    )
+                }
+                OperatorKind::Steps(_) => (
+                    Box::new(StepsOperator::new(plan.steps.clone())),
+                    OperatorPart::Stateless,
+                ),
+                OperatorKind::Window(w) => {
+                    let window = plan
+                        .windows
+                        .get(w)
+                        .ok_or_else(|| TaskError::Data(format!("no window {w}")))?;
+                    let mut agg: Box<dyn Operator> = Box::new(WindowedAggregate::new(
+                        WindowOperator::new(window, plan.max_parallelism)?,
+                        metrics,
+                    ));
+                    let part = match &ctx {
+                        Some(ctx) => {
+                            let restores = &p.deployment.restore;
+                            if !restores.is_empty() {
+                                let n = restore_operator(
+                                    ctx,
+                                    vertex,
+                                    pos,
+                                    i,
+                                    restores,
+                                    agg.as_mut(),
+                                    range.clone(),
+                                )?;
+                                tracing::info!(job = %job_id, uid = %op.uid, subtask = i, entries = n, "operator state restored");
+                            }
+                            OperatorPart::Keyed(Box::new(KeyedOperatorState::open(
+                                ctx, &op.uid, vertex_id, pos, i,
+                            )?))
+                        }
+                        None => OperatorPart::Stateless,
+                    };
+                    (agg, part)
+                }
+                OperatorKind::Sink(k) => {
+                    let sink_plan = plan
+                        .sinks
+                        .get(k)
+                        .ok_or_else(|| TaskError::Data(format!("no sink {k}")))?;
+                    let mut sink = open_sink(sink_plan, &job_id, i)?;
+                    let part = match &ctx {
+                        Some(ctx) => {
+                            let mine: Vec<_> = p
+                                .deployment
+                                .sink_commits
+                                .iter()
+                                .filter(|c| c.operator_uid == op.uid)
+                                .cloned()
+                                .collect();
+                            sink.recover(pending_commits(ctx, &mine)?)?;
+                            OperatorPart::Sink(SinkLog::new(
+                                op.uid.clone(),
+                                sink_writer_id(&job_id, &op.uid, i),
+                            ))
+                        }
+                        None => OperatorPart::Stateless,
+                    };
+                    (Box::new(SinkOperator::new(sink, metrics)), part)
+                }
+            };
+            ops.push(boxed);
+            parts.push(part);
+        }
+        let mut edges = Vec::with_capacity(p.edges.len());
+        for e in p.edges {
+            let partitioner = match (e.partitioning, e.keyed) {
+                (Partitioning::Forward, _) => Partitioner::Forward,
+                (Partitioning::Hash, Some(w)) => {
+                    let window = plan
+                        .windows
+                        .get(w)
+                        .ok_or_else(|| TaskError::Data(format!("no window {w}")))?;
+                    Partitioner::Hash(KeyPartitioner::new(
+                        &window.keys,
+                        plan.max_parallelism,
+                        e.targets.len() as u32,
+                    )?)
+                }
+                (Partitioning::Hash, None) => {
+                    return Err(TaskError::Data(format!(
+                        "edge {} is hashed but leads to no keyed operator",
+                        e.edge
+                    )));
+                }
+                (Partitioning::Rebalance, _) => Partitioner::Rebalance { next: i as usize },
+                (Partitioning::Broadcast, _) => Partitioner::Broadcast,
+            };
+            let outputs = Outputs::new(i, e.targets, Arc::clone(&cancel), Arc::clone(&p.metrics));
+            edges.push((
+                e.edge,
+                EdgeOutput {
+                    partitioner,
+                    outputs,
+                },
+            ));
+        }
+        let routes = vertex.chain.iter().map(|op| op.outputs.clone()).collect();
+        let chain = Chain::new(ops, routes, edges, Arc::clone(&p.metrics))?;
+        let head = match p.channels {
+            Some(channels) => {
+                let mut inputs = Vec::new();
+                for (input, (_, _, n)) in graph.input_channels(vertex).into_iter().enumerate() {
+                    inputs.extend(std::iter::repeat_n(input, n as usize));
+                }
+                Head::Channels { channels, inputs }
+            }
+            None => Head::Source {
+                triggers: p.triggers,
+            },
+        };
+        let checkpoints = match (ctx, p.completions) {
+            (Some(ctx), Some(completions)) => Some(Box::new(SubtaskCheckpoints {
+                ctx,
+                vertex: vertex_id,
+                subtask: i,
+                parts,
+                completions,
+            }) as Box<dyn CheckpointHook>),
+            _ => None,
+        };
+        Ok(Subtask {
+            head,
+            chain,
+            metrics: p.metrics,
+            cancel,
+            checkpoints,
+        })
+    }
 }

@@ -55,9 +55,11 @@ impl DataExchangeService for ExchangeServer {
             }
         };
         let deadline = Instant::now() + DEPLOY_WAIT;
-        let (input, cancel) = loop {
-            if let Some(found) = self.shared.input_of(&header) {
-                break found;
+        let (input, channel, cancel) = loop {
+            match self.shared.input_of(&header) {
+                Some(Ok(found)) => break found,
+                Some(Err(why)) => return Err(Status::invalid_argument(why)),
+                None => {}
             }
             if Instant::now() > deadline {
                 return Err(Status::not_found(format!(
@@ -94,7 +96,7 @@ impl DataExchangeService for ExchangeServer {
                     }
                 };
                 let end = matches!(element, Element::End);
-                if forward(&input, (header.upstream, element), &cancel, None).is_err() {
+                if forward(&input, (channel, element), &cancel, None).is_err() {
                     break;
                 }
                 if end || credit_tx.blocking_send(Ok(Credit { frames: 1 })).is_err() {

@@ -132,7 +132,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
                 a.subtasks.iter().map(move |s| SubtaskRow {
                     job_id,
                     job_name: &a.job_name,
-                    vertex: if s.vertex == 0 { "source" } else { "window" },
+                    vertex: &s.name,
                     subtask: s.subtask,
                     metrics: &s.metrics,
                 })

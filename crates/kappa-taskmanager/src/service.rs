@@ -10,7 +10,7 @@ use kappa_proto::v1::{
     Ack, AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest,
     NotifyCheckpointCompleteRequest, TriggerCheckpointRequest,
 };
-use kappa_runtime::task::Trigger;
+use kappa_runtime::subtask::Trigger;
 use tonic::{Request, Response, Status};
 
 use crate::deploy::{deploy, splits_from_proto};
@@ -101,11 +101,11 @@ impl TaskManagerService for ControlService {
         let attempts = self.shared.attempts.lock();
         let inbox = attempts
             .get(&(req.job_id.clone(), req.attempt))
-            .and_then(|a| a.split_inboxes.get(&req.subtask))
+            .and_then(|a| a.split_inboxes.get(&(req.vertex, req.subtask)))
             .ok_or_else(|| {
                 Status::not_found(format!(
-                    "no source subtask {} of job {} attempt {} here",
-                    req.subtask, req.job_id, req.attempt
+                    "no source subtask {} of vertex {} of job {} attempt {} here",
+                    req.subtask, req.vertex, req.job_id, req.attempt
                 ))
             })?;
         inbox

@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 use kappa_connectors::kafka::PartitionStart;
+use kappa_job::PhysicalGraph;
+use kappa_job::graph::Partitioning;
 use kappa_proto::v1::ExchangeHeader;
 use kappa_runtime::channel::Tagged;
 use kappa_runtime::metrics::SubtaskMetrics;
-use kappa_runtime::task::Trigger;
+use kappa_runtime::subtask::Trigger;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -19,9 +21,18 @@ use crate::registration::ToJobManager;
 /// (job id, attempt number).
 pub type AttemptKey = (String, u32);
 
+/// (vertex id, subtask index).
+pub type SubtaskKey = (u32, u32);
+
+/// Where the frames of an exchange stream go: the downstream's input, the channel they
+/// arrive on, and the attempt's cancel flag.
+pub type ExchangeInput = (Sender<Tagged>, u32, Arc<AtomicBool>);
+
 /// One deployed subtask.
 pub struct LocalSubtask {
     pub vertex: u32,
+    /// The vertex's name, for metric labels.
+    pub name: String,
     pub subtask: u32,
     pub metrics: Arc<SubtaskMetrics>,
 }
@@ -30,13 +41,15 @@ pub struct LocalSubtask {
 pub struct LocalAttempt {
     pub job_name: String,
     pub cancel: Arc<AtomicBool>,
-    /// Window subtasks here, by index: their input channels.
-    pub inputs: HashMap<u32, Sender<Tagged>>,
-    /// Source subtasks here, by index: where newly discovered partitions are handed over.
-    pub split_inboxes: HashMap<u32, Sender<Vec<PartitionStart>>>,
-    /// Source subtasks here, by index: where checkpoint triggers go.
-    pub checkpoint_triggers: HashMap<u32, Sender<Trigger>>,
-    /// Subtasks here that hold the sink: where completed checkpoints are announced.
+    /// The job's graph, to place the streams of remote upstreams.
+    pub graph: Arc<PhysicalGraph>,
+    /// Subtasks here fed by edges: their input channels.
+    pub inputs: HashMap<SubtaskKey, Sender<Tagged>>,
+    /// Source subtasks here: where newly discovered partitions are handed over.
+    pub split_inboxes: HashMap<SubtaskKey, Sender<Vec<PartitionStart>>>,
+    /// Source subtasks here: where checkpoint triggers go.
+    pub checkpoint_triggers: HashMap<SubtaskKey, Sender<Trigger>>,
+    /// Subtasks here that checkpoint: where completed checkpoints are announced.
     pub checkpoint_completions: Vec<Sender<u64>>,
     pub subtasks: Vec<LocalSubtask>,
     /// Subtask threads still running.
@@ -59,11 +72,36 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The input of the downstream subtask an exchange stream is for.
-    pub fn input_of(&self, h: &ExchangeHeader) -> Option<(Sender<Tagged>, Arc<AtomicBool>)> {
+    /// The input of the downstream subtask an exchange stream is for, and the channel its
+    /// frames arrive on; an error names what does not fit the job's graph.
+    pub fn input_of(&self, h: &ExchangeHeader) -> Option<Result<ExchangeInput, String>> {
         let attempts = self.attempts.lock();
         let a = attempts.get(&(h.job_id.clone(), h.attempt))?;
-        Some((a.inputs.get(&h.downstream)?.clone(), Arc::clone(&a.cancel)))
+        let Some(edge) = a.graph.edge(h.edge) else {
+            return Some(Err(format!("the job has no edge {}", h.edge)));
+        };
+        let (Some(from), Some(to)) = (a.graph.vertex(edge.from), a.graph.vertex(edge.to)) else {
+            return Some(Err(format!("edge {} names an unknown vertex", h.edge)));
+        };
+        let forward = edge.partitioning == Partitioning::Forward;
+        if h.upstream >= from.parallelism
+            || h.downstream >= to.parallelism
+            || (forward && h.upstream != h.downstream)
+        {
+            return Some(Err(format!(
+                "edge {} has no stream from subtask {} to subtask {}",
+                h.edge, h.upstream, h.downstream
+            )));
+        }
+        let base = a
+            .graph
+            .input_channels(to)
+            .into_iter()
+            .find(|(e, _, _)| *e == h.edge)
+            .map_or(0, |(_, base, _)| base);
+        let channel = base + if forward { 0 } else { h.upstream };
+        let input = a.inputs.get(&(to.id, h.downstream))?.clone();
+        Some(Ok((input, channel, Arc::clone(&a.cancel))))
     }
 
     /// Called by each subtask thread as it ends; forgets the attempt after the last one.

@@ -71,11 +71,7 @@ pub struct WindowOperator {
 }
 
 impl WindowOperator {
-    pub fn new(
-        plan: &WindowPlan,
-        output_schema: SchemaRef,
-        max_parallelism: u32,
-    ) -> Result<Self, TaskError> {
+    pub fn new(plan: &WindowPlan, max_parallelism: u32) -> Result<Self, TaskError> {
         Ok(Self {
             max_parallelism,
             dirty: HashSet::new(),
@@ -94,7 +90,7 @@ impl WindowOperator {
                 .iter()
                 .map(|(_, c)| Accumulator::new(c))
                 .collect(),
-            output_schema,
+            output_schema: Arc::clone(&plan.output_schema),
             groups: Vec::new(),
             free: Vec::new(),
             index: HashMap::new(),

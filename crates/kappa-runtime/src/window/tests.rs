@@ -24,6 +24,13 @@ fn input_schema() -> SchemaRef {
 
 fn operator(assigner: WindowAssigner, lateness: i64) -> WindowOperator {
     let s = input_schema();
+    let out = Arc::new(Schema::new(vec![
+        Field::new("item_id", DataType::Utf8, false),
+        Field::new("window_start", DataType::Int64, false),
+        Field::new("window_end", DataType::Int64, false),
+        Field::new("n", DataType::Int64, false),
+        Field::new("total", DataType::Int64, true),
+    ]));
     let plan = WindowPlan {
         uid: "window".into(),
         assigner,
@@ -34,15 +41,10 @@ fn operator(assigner: WindowAssigner, lateness: i64) -> WindowOperator {
             ("n".into(), compile_aggregate("count(*)", &s).unwrap()),
             ("total".into(), compile_aggregate("sum(v)", &s).unwrap()),
         ],
+        output_schema: out,
+        late_output: None,
     };
-    let out = Arc::new(Schema::new(vec![
-        Field::new("item_id", DataType::Utf8, false),
-        Field::new("window_start", DataType::Int64, false),
-        Field::new("window_end", DataType::Int64, false),
-        Field::new("n", DataType::Int64, false),
-        Field::new("total", DataType::Int64, true),
-    ]));
-    WindowOperator::new(&plan, out, 128).unwrap()
+    WindowOperator::new(&plan, 128).unwrap()
 }
 
 fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
@@ -267,26 +269,27 @@ fn row_bytes(item: &str) -> Vec<u8> {
 
 type Log = std::sync::Arc<parking_lot::Mutex<Vec<String>>>;
 
-/// A snapshot hook over [`MapState`] that records the checkpoints it took; each completes at
-/// once.
+/// A checkpoint hook over [`MapState`] (for the window, the chain's first operator) that
+/// records the checkpoints it took; each completes at once.
 struct RecordingHook {
     state: MapState,
     taken: std::sync::Arc<parking_lot::Mutex<Vec<(u64, usize)>>>,
     completed: Vec<u64>,
 }
 
-impl crate::task::SnapshotHook for RecordingHook {
-    fn state(&mut self) -> &mut dyn crate::state::KeyedState {
-        &mut self.state
+impl crate::subtask::CheckpointHook for RecordingHook {
+    fn state(&mut self, op: usize) -> Option<&mut dyn crate::state::KeyedState> {
+        (op == 0).then_some(&mut self.state as &mut dyn crate::state::KeyedState)
     }
-    fn snapshot(
+    fn acknowledge(
         &mut self,
         n: u64,
-        sink: Option<Vec<u8>>,
+        parts: Vec<crate::operator::OperatorSnapshot>,
         _: std::time::Duration,
     ) -> Result<(), crate::TaskError> {
         self.taken.lock().push((n, self.state.committed.len()));
-        assert_eq!(sink.as_deref(), Some(&b"prepared"[..]));
+        assert_eq!(parts.len(), 2, "one part per operator");
+        assert_eq!(parts[1].sink.as_deref(), Some(&b"prepared"[..]));
         self.completed.push(n);
         Ok(())
     }
@@ -318,12 +321,17 @@ impl crate::io::Sink for RecordingSink {
 }
 
 #[test]
-fn the_window_task_snapshots_when_barriers_align() {
+fn a_window_subtask_snapshots_when_barriers_align() {
+    use crate::chain::Chain;
     use crate::channel::Inputs;
     use crate::element::Element;
+    use crate::operators::{SinkOperator, WindowedAggregate};
+    use crate::subtask::{Head, Subtask};
+    use kappa_job::graph::Route;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
-    let (inputs, tx) = Inputs::new(2, 64, Arc::new(AtomicBool::new(false)), Arc::default());
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (inputs, tx) = Inputs::new(2, 64, Arc::clone(&cancel), Arc::default());
     let taken = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let hook = RecordingHook {
         state: MapState::default(),
@@ -331,11 +339,31 @@ fn the_window_task_snapshots_when_barriers_align() {
         completed: Vec::new(),
     };
     let log = Log::default();
-    let task = crate::task::WindowTask {
-        inputs,
-        window: operator(WindowAssigner::Tumbling { size_ms: 10 }, 0),
-        sink: Box::new(RecordingSink(Arc::clone(&log))),
-        metrics: Arc::default(),
+    let metrics: Arc<crate::metrics::SubtaskMetrics> = Arc::default();
+    let chain = Chain::new(
+        vec![
+            Box::new(WindowedAggregate::new(
+                operator(WindowAssigner::Tumbling { size_ms: 10 }, 0),
+                Arc::clone(&metrics),
+            )),
+            Box::new(SinkOperator::new(
+                Box::new(RecordingSink(Arc::clone(&log))),
+                Arc::clone(&metrics),
+            )),
+        ],
+        vec![vec![vec![Route::Chained(1)], vec![]], vec![vec![]]],
+        Vec::new(),
+        Arc::clone(&metrics),
+    )
+    .unwrap();
+    let task = Subtask {
+        head: Head::Channels {
+            channels: inputs,
+            inputs: vec![0, 0],
+        },
+        chain,
+        metrics,
+        cancel,
         checkpoints: Some(Box::new(hook)),
     };
     for (from, e) in [
@@ -350,7 +378,7 @@ fn the_window_task_snapshots_when_barriers_align() {
     ] {
         tx.send((from, e)).unwrap();
     }
-    assert_eq!(task.run().unwrap(), crate::task::TaskEnd::Finished);
+    assert_eq!(task.run().unwrap(), crate::subtask::TaskEnd::Finished);
     assert_eq!(
         *taken.lock(),
         vec![(1, 3)],

@@ -1,0 +1,211 @@
+//! A chain of operators run by one subtask: batches emitted on an operator's output port go
+//! to the chained operators of that port (a direct call, no serialisation) and out over the
+//! port's edges (partitioned); watermarks follow the same routes after each operator saw them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use kappa_job::graph::Route;
+
+use crate::channel::{Outputs, SendError};
+use crate::element::Element;
+use crate::error::TaskError;
+use crate::keyed::KeyPartitioner;
+use crate::metrics::SubtaskMetrics;
+use crate::operator::{Operator, OperatorSnapshot, Output, Polled};
+use crate::subtask::CheckpointHook;
+
+/// How an edge distributes records over its downstream subtasks.
+pub enum Partitioner {
+    /// To the one downstream subtask of the same index (the only target of its `Outputs`).
+    Forward,
+    /// By key group.
+    Hash(KeyPartitioner),
+    /// Round-robin, starting at this subtask's index.
+    Rebalance {
+        next: usize,
+    },
+    Broadcast,
+}
+
+/// One outgoing edge of the subtask.
+pub struct EdgeOutput {
+    pub partitioner: Partitioner,
+    pub outputs: Outputs,
+}
+
+impl EdgeOutput {
+    fn records(&mut self, batch: RecordBatch) -> Result<(), SendError> {
+        match &mut self.partitioner {
+            Partitioner::Forward => self.outputs.send(0, Element::Records(batch)),
+            Partitioner::Hash(p) => {
+                for (target, part) in p.split(&batch).map_err(SendError::Failed)? {
+                    self.outputs.send(target, Element::Records(part))?;
+                }
+                Ok(())
+            }
+            Partitioner::Rebalance { next } => {
+                let target = *next % self.outputs.len().max(1);
+                *next = target + 1;
+                self.outputs.send(target, Element::Records(batch))
+            }
+            Partitioner::Broadcast => self.outputs.broadcast(&Element::Records(batch)),
+        }
+    }
+}
+
+/// The operators of a subtask with their routes, and the subtask's outgoing edges.
+pub struct Chain {
+    ops: Vec<Box<dyn Operator>>,
+    /// Per operator, per output port: where its batches go.
+    routes: Vec<Vec<Vec<Route>>>,
+    /// Outgoing edges, by edge id.
+    edges: Vec<(u32, EdgeOutput)>,
+    metrics: Arc<SubtaskMetrics>,
+}
+
+/// Why pushing through the chain stopped.
+pub type ChainResult = Result<(), SendError>;
+
+impl Chain {
+    /// `routes[i][port]` lists where output `port` of `ops[i]` goes; chained targets come
+    /// later in `ops` (topological order). Edge routes must name an edge of `edges`.
+    pub fn new(
+        ops: Vec<Box<dyn Operator>>,
+        routes: Vec<Vec<Vec<Route>>>,
+        edges: Vec<(u32, EdgeOutput)>,
+        metrics: Arc<SubtaskMetrics>,
+    ) -> Result<Self, TaskError> {
+        if ops.is_empty() || routes.len() != ops.len() {
+            return Err(TaskError::Data("an operator chain needs its routes".into()));
+        }
+        for (i, ports) in routes.iter().enumerate() {
+            for r in ports.iter().flatten() {
+                let ok = match r {
+                    Route::Chained(j) => *j > i && *j < ops.len(),
+                    Route::Edge(e) => edges.iter().any(|(id, _)| id == e),
+                };
+                if !ok {
+                    return Err(TaskError::Data(format!(
+                        "operator {i} of the chain routes to {r:?}, which is not downstream of it"
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            ops,
+            routes,
+            edges,
+            metrics,
+        })
+    }
+
+    fn edge(&mut self, id: u32) -> Result<&mut EdgeOutput, SendError> {
+        self.edges
+            .iter_mut()
+            .find(|(e, _)| *e == id)
+            .map(|(_, o)| o)
+            .ok_or_else(|| SendError::Failed(TaskError::Data(format!("no edge {id}"))))
+    }
+
+    /// Hands what operator `op` emitted to its routes.
+    fn route(&mut self, op: usize, out: &mut Output) -> ChainResult {
+        for (port, batch) in out.take() {
+            let Some(targets) = self.routes[op].get(port) else {
+                continue;
+            };
+            for r in targets.clone() {
+                match r {
+                    Route::Chained(j) => self.push_batch(j, 0, batch.clone())?,
+                    Route::Edge(e) => {
+                        SubtaskMetrics::add(&self.metrics.records_out, batch.num_rows());
+                        self.edge(e)?.records(batch.clone())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records for input `input` of operator `op`.
+    pub fn push_batch(&mut self, op: usize, input: usize, batch: RecordBatch) -> ChainResult {
+        let mut out = Output::default();
+        self.ops[op]
+            .process_batch(input, batch, &mut out)
+            .map_err(SendError::Failed)?;
+        self.route(op, &mut out)
+    }
+
+    /// The watermark reached operator `op`: it processes it, then every route gets it.
+    pub fn push_watermark(&mut self, op: usize, watermark: i64) -> ChainResult {
+        let mut out = Output::default();
+        self.ops[op]
+            .process_watermark(watermark, &mut out)
+            .map_err(SendError::Failed)?;
+        self.route(op, &mut out)?;
+        for r in self.routes[op].concat() {
+            match r {
+                Route::Chained(j) => self.push_watermark(j, watermark)?,
+                Route::Edge(e) => self
+                    .edge(e)?
+                    .outputs
+                    .broadcast(&Element::Watermark(watermark))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls the source at the head of the chain and pushes what it read.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Polled, SendError> {
+        let mut out = Output::default();
+        let polled = self.ops[0]
+            .poll(&mut out, timeout)
+            .map_err(SendError::Failed)?;
+        self.route(0, &mut out)?;
+        Ok(polled)
+    }
+
+    /// Sends a control element (idleness, barrier, end) over every outgoing edge.
+    pub fn broadcast(&mut self, element: &Element) -> ChainResult {
+        for (_, e) in &mut self.edges {
+            e.outputs.broadcast(element)?;
+        }
+        Ok(())
+    }
+
+    /// Every operator's part of checkpoint `n`, in chain order; keyed operators get their
+    /// state from `state`.
+    pub fn snapshot(
+        &mut self,
+        n: u64,
+        hook: &mut dyn CheckpointHook,
+    ) -> Result<Vec<OperatorSnapshot>, TaskError> {
+        let mut parts = Vec::with_capacity(self.ops.len());
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            parts.push(op.snapshot(n, hook.state(i))?);
+        }
+        Ok(parts)
+    }
+
+    /// Every operator finishes in chain order, so what one emits reaches the next before it
+    /// finishes itself.
+    pub fn finish(&mut self) -> ChainResult {
+        for i in 0..self.ops.len() {
+            let mut out = Output::default();
+            self.ops[i].finish(&mut out).map_err(SendError::Failed)?;
+            self.route(i, &mut out)?;
+        }
+        Ok(())
+    }
+
+    pub fn notify_checkpoint_complete(&mut self, n: u64) -> Result<(), TaskError> {
+        self.ops
+            .iter_mut()
+            .try_for_each(|op| op.notify_checkpoint_complete(n))
+    }
+
+    pub fn check(&mut self) -> Result<(), TaskError> {
+        self.ops.iter_mut().try_for_each(|op| op.check())
+    }
+}

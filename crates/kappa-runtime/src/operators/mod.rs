@@ -1,0 +1,11 @@
+//! The operators of a job, one file each: sources, the stateless steps, keyed windows, sinks.
+
+mod sink;
+mod source;
+mod steps;
+mod window;
+
+pub use sink::SinkOperator;
+pub use source::SourceOperator;
+pub use steps::StepsOperator;
+pub use window::WindowedAggregate;

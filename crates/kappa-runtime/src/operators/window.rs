@@ -1,0 +1,70 @@
+//! Keyed event-time windows as an operator: output port 0 carries the windows' rows (and
+//! their updates within allowed lateness), the late count goes to the subtask's metrics.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use crate::error::TaskError;
+use crate::metrics::SubtaskMetrics;
+use crate::operator::{Operator, OperatorSnapshot, Output};
+use crate::state::KeyedState;
+use crate::window::WindowOperator;
+
+pub struct WindowedAggregate {
+    window: WindowOperator,
+    metrics: Arc<SubtaskMetrics>,
+}
+
+impl WindowedAggregate {
+    pub fn new(window: WindowOperator, metrics: Arc<SubtaskMetrics>) -> Self {
+        Self { window, metrics }
+    }
+}
+
+impl Operator for WindowedAggregate {
+    fn process_batch(
+        &mut self,
+        _: usize,
+        batch: RecordBatch,
+        out: &mut Output,
+    ) -> Result<(), TaskError> {
+        let updates = self.window.process(&batch)?;
+        SubtaskMetrics::add(&self.metrics.late_dropped, self.window.take_late());
+        if let Some(b) = updates {
+            out.emit(0, b);
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), TaskError> {
+        if let Some(b) = self.window.advance(watermark)? {
+            out.emit(0, b);
+        }
+        Ok(())
+    }
+
+    fn snapshot(
+        &mut self,
+        n: u64,
+        state: Option<&mut dyn KeyedState>,
+    ) -> Result<OperatorSnapshot, TaskError> {
+        if let Some(state) = state {
+            self.window.snapshot(state).map_err(|e| {
+                TaskError::Io(format!("writing window state for checkpoint {n}: {e}"))
+            })?;
+        }
+        Ok(OperatorSnapshot::default())
+    }
+
+    fn restore(
+        &mut self,
+        state: &dyn KeyedState,
+        groups: RangeInclusive<u32>,
+    ) -> Result<usize, TaskError> {
+        self.window
+            .restore(state, groups)
+            .map_err(|e| TaskError::Data(format!("restoring window state: {e}")))
+    }
+}
