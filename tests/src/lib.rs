@@ -34,6 +34,25 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Polls `check` until it gives a value or `timeout` passes; the error names `what` and the
+/// last state `check` described. The one way the tests wait for a condition.
+pub fn eventually<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> anyhow::Result<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return Ok(v),
+            Err(last) if std::time::Instant::now() > deadline => {
+                anyhow::bail!("{what}: not within {timeout:?}; last: {last}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -95,9 +95,19 @@ fn checkpoints_record_offsets_and_state_incrementally_and_are_pruned() {
         &std::fs::read(job_dir.join(format!("chk-{}/_metadata", chk[1]))).unwrap(),
     )
     .unwrap();
-    assert_eq!(meta["windows"].as_array().unwrap().len(), 2);
+    // State is listed per operator uid and subtask (the window's, uid "window").
+    assert_eq!(meta["version"], 2, "{meta}");
+    assert_eq!(meta["operators"].as_array().unwrap().len(), 2);
     assert!(
-        meta["windows"]
+        meta["operators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["uid"] == "window"),
+        "{meta}"
+    );
+    assert!(
+        meta["operators"]
             .as_array()
             .unwrap()
             .iter()
@@ -108,7 +118,7 @@ fn checkpoints_record_offsets_and_state_incrementally_and_are_pruned() {
                 .any(|f| f["name"].as_str().unwrap().ends_with(".sst"))),
         "the open windows are in SST files: {meta}"
     );
-    for w in meta["windows"].as_array().unwrap() {
+    for w in meta["operators"].as_array().unwrap() {
         for f in w["state"]["files"].as_array().unwrap() {
             assert!(
                 root.join(f["object"].as_str().unwrap()).exists(),

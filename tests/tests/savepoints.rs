@@ -97,13 +97,21 @@ fn stop_with_savepoint_and_resume_at_another_parallelism() {
         expected.len(),
         "each window once across the stop"
     );
-    let d = cluster.job(&id2).unwrap();
-    assert_eq!(d["parallelism"], 4);
-    assert_eq!(
-        d["vertices"][0]["records_in"],
-        tail.len() as u64,
-        "resumed at the savepoint's offsets"
-    );
+    assert_eq!(cluster.job(&id2).unwrap()["parallelism"], 4);
+    // The counters arrive with the taskmanagers' heartbeats.
+    kappa_integration_tests::eventually(
+        "resumed at the savepoint's offsets",
+        Duration::from_secs(10),
+        || {
+            let read = cluster.job(&id2).map_err(|e| e.to_string())?["vertices"][0]["records_in"]
+                .clone();
+            match read.as_u64() == Some(tail.len() as u64) {
+                true => Ok(()),
+                false => Err(format!("records_in {read}, {} produced after the savepoint", tail.len())),
+            }
+        },
+    )
+    .unwrap();
 }
 
 #[test]

@@ -34,6 +34,9 @@ impl OperatorKind {
     }
 }
 
+/// The output port of a window's late events (port 0 carries its result).
+pub const LATE_PORT: usize = 1;
+
 /// Where one output port of an operator sends its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "to", content = "index", rename_all = "snake_case")]
@@ -339,7 +342,7 @@ impl JobPlan {
                     if let Some(from) = window_nodes.get(window) {
                         edges.push(LogicalEdge {
                             from: *from,
-                            port: 1,
+                            port: LATE_PORT,
                             to: me,
                             partitioning: Partitioning::Forward,
                         });
@@ -368,7 +371,7 @@ impl JobPlan {
             let op = ChainedOperator {
                 uid: node.uid.clone(),
                 kind: node.kind,
-                outputs: vec![Vec::new(); if node.kind.is_keyed() { 2 } else { 1 }],
+                outputs: vec![Vec::new(); if node.kind.is_keyed() { LATE_PORT + 1 } else { 1 }],
             };
             if let Some(e) = chain_into {
                 let (v, pos) = placed[e.from];

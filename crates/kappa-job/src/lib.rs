@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod graph;
+#[cfg(test)]
+mod graph_tests;
 pub mod keygroup;
 mod ordered_map;
 pub mod parse;

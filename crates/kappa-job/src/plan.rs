@@ -14,7 +14,7 @@ use crate::error::{Locator, SpecError, SpecErrors};
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 use crate::parse::parse_job;
 use crate::spec::{
-    Delivery, Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector,
+    Delivery, EventTimeSpec, Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector,
     SinkPartitioner, SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
 };
 use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
@@ -380,49 +380,50 @@ impl Planner<'_> {
                 ),
             );
         }
-        let source = self.source(&spec.source, overrides);
-        let event_time = spec.event_time.as_ref().and_then(|et| {
-            let column = et.column.get_ref().clone();
-            let Ok(idx) = source.schema.index_of(&column) else {
-                self.err(span(&et.column), "event_time.column", format!("column `{column}` is not in source.schema"));
-                return None;
-            };
-            if !is_time_type(source.schema.field(idx).data_type()) {
-                self.err(span(&et.column), "event_time.column", format!(
-                    "column `{column}` must be of type timestamp_ms, timestamp or int (epoch milliseconds), not {}",
-                    source.schema.field(idx).data_type()
-                ));
-            }
-            if source.schema.field(idx).is_nullable() {
-                self.err(span(&et.column), "event_time.column", format!(
-                    "column `{column}` is the event time and must be present in every record: remove the `?` from its type"
-                ));
-            }
-            Some(EventTimePlan {
-                column,
-                source_index: idx,
-                max_out_of_orderness: et.max_out_of_orderness.0,
-                idle_timeout: et.idle_timeout.map(|d| d.0),
-            })
-        });
-        let (steps, steps_schema) = self.steps(spec, &source.schema);
+        let sources = self.sources(spec, overrides);
+        let union_schema = sources
+            .first()
+            .map_or_else(|| Arc::new(Schema::empty()), |s| Arc::clone(&s.schema));
+        let (steps, steps_schema) = self.steps(spec, &union_schema);
         let before = self.errors.len();
-        let (window, output_schema) = match &spec.window {
-            Some(w) => self.window(w, event_time.as_ref(), &steps_schema),
-            None => (None, Arc::clone(&steps_schema)),
+        let window_specs: Vec<(String, &WindowSpec)> = match (&spec.window, spec.windows.as_slice()) {
+            (Some(w), []) => vec![("window".into(), w)],
+            (None, ws) => ws
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("windows[{i}]"), w))
+                .collect(),
+            (Some(w), _) => {
+                self.err(span(&w.kind), "window", "write either one [window] or [[windows]] tables, not both");
+                Vec::new()
+            }
         };
-        let source = SourcePlan {
-            event_time,
-            ..source
-        };
+        // Windows are in event time: the first on the sources' time column, each later one
+        // on the start of the windows it aggregates.
+        let mut time_column = self.union_time_column(&sources, &window_specs);
+        let mut windows = Vec::new();
+        let mut input = Arc::clone(&steps_schema);
+        for (prefix, w) in &window_specs {
+            let (plan, out) = self.window(w, prefix, time_column.as_deref(), &input);
+            // Later windows cannot be checked against a broken one.
+            let Some(mut plan) = plan else {
+                input = out;
+                break;
+            };
+            if window_specs.len() > 1 && w.uid.is_none() {
+                self.err(span(&w.kind), &format!("{prefix}.uid"), "missing: with several windows each needs a `uid`, the stable id of its state in savepoints");
+            }
+            plan.late_output = None;
+            windows.push((plan, Arc::clone(&input)));
+            input = out;
+            time_column = Some("window_start".into());
+        }
+        let output_schema = input;
         // A broken window or step has no trustworthy output schema to check the key against.
         let output_known = self.errors.len() == before && steps.len() == spec.steps.len();
-        let sink = self.sink(
-            &spec.sink,
-            &output_schema,
-            output_known,
-            spec.checkpoints.is_some(),
-        );
+        let sinks = self.sinks(spec, &mut windows, &output_schema, output_known);
+        let windows: Vec<WindowPlan> = windows.into_iter().map(|(w, _)| w).collect();
+        self.unique_uids(&sources, &windows, &sinks);
         let restart = self.restart(spec.restart.as_ref());
         let checkpoints = spec.checkpoints.as_ref().map(|c| {
             if c.interval.get_ref().0 < Duration::from_millis(100) {
@@ -456,33 +457,262 @@ impl Planner<'_> {
             start_override: overrides.start,
             parallelism,
             max_parallelism,
-            sources: vec![source],
+            sources,
             steps,
             steps_schema,
-            windows: window.into_iter().collect(),
-            sinks: vec![sink],
+            windows,
+            sinks,
             restart,
             checkpoints,
             output_schema,
         })
     }
 
-    fn source(&mut self, s: &SourceSpec, overrides: &Overrides) -> SourcePlan {
+    /// The single `[source]` or the named `[sources.<name>]`, each with its event time; named
+    /// sources must agree on their columns to be unioned.
+    fn sources(&mut self, spec: &JobSpec, overrides: &Overrides) -> Vec<SourcePlan> {
+        let named: Vec<(String, String, &SourceSpec, Option<&EventTimeSpec>)> =
+            match (&spec.source, spec.sources.is_empty()) {
+                (Some(s), true) => {
+                    if let Some(et) = &s.event_time {
+                        self.err(span(&et.column), "source.event_time", "the single [source] takes its event time from the top-level [event_time] table");
+                    }
+                    vec![("source".into(), "source".into(), s, spec.event_time.as_ref())]
+                }
+                (None, false) => {
+                    if let Some(et) = &spec.event_time {
+                        self.err(span(&et.column), "event_time", "with [sources.<name>] each source has its own event_time, e.g. event_time = { column = \"timestamp\" }");
+                    }
+                    spec.sources
+                        .iter()
+                        .map(|(n, s)| (n.clone(), format!("sources.{n}"), s, s.event_time.as_ref()))
+                        .collect()
+                }
+                (Some(_), false) => {
+                    self.err(None, "sources", "write either one [source] or named [sources.<name>] tables, not both");
+                    return Vec::new();
+                }
+                (None, true) => {
+                    self.err(None, "source", "missing: a job reads a [source] (or named [sources.<name>] tables)");
+                    return Vec::new();
+                }
+            };
+        let mut out: Vec<SourcePlan> = Vec::new();
+        for (name, prefix, s, et) in named {
+            let mut plan = self.source(s, &prefix, overrides);
+            plan.name = name;
+            plan.uid = prefix.clone();
+            plan.event_time = et.and_then(|et| self.event_time(et, &prefix, &plan.schema));
+            if let Some(first) = out.first()
+                && first.schema.fields() != plan.schema.fields()
+                && !plan.schema.fields().is_empty()
+            {
+                let show = |s: &Schema| {
+                    s.fields()
+                        .iter()
+                        .map(|f| format!("{} {}{}", f.name(), f.data_type(), if f.is_nullable() { "?" } else { "" }))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                self.err(span(&s.schema), &format!("{prefix}.schema"), format!(
+                    "sources are unioned and need the same columns and types in the same order: `{}` has [{}], `{}` has [{}]",
+                    first.name, show(&first.schema), plan.name, show(&plan.schema)
+                ));
+            }
+            out.push(plan);
+        }
+        out
+    }
+
+    /// A source's event time: a non-null time column of its schema.
+    fn event_time(
+        &mut self,
+        et: &EventTimeSpec,
+        prefix: &str,
+        schema: &Schema,
+    ) -> Option<EventTimePlan> {
+        let field = match prefix {
+            "source" => "event_time.column".to_string(),
+            p => format!("{p}.event_time.column"),
+        };
+        let column = et.column.get_ref().clone();
+        let Ok(idx) = schema.index_of(&column) else {
+            self.err(span(&et.column), &field, format!("column `{column}` is not in {prefix}.schema"));
+            return None;
+        };
+        if !is_time_type(schema.field(idx).data_type()) {
+            self.err(span(&et.column), &field, format!(
+                "column `{column}` must be of type timestamp_ms, timestamp or int (epoch milliseconds), not {}",
+                schema.field(idx).data_type()
+            ));
+        }
+        if schema.field(idx).is_nullable() {
+            self.err(span(&et.column), &field, format!(
+                "column `{column}` is the event time and must be present in every record: remove the `?` from its type"
+            ));
+        }
+        Some(EventTimePlan {
+            column,
+            source_index: idx,
+            max_out_of_orderness: et.max_out_of_orderness.0,
+            idle_timeout: et.idle_timeout.map(|d| d.0),
+        })
+    }
+
+    /// The event-time column every source shares, when there are windows; errors when a
+    /// source has none or they differ.
+    fn union_time_column(
+        &mut self,
+        sources: &[SourcePlan],
+        windows: &[(String, &WindowSpec)],
+    ) -> Option<String> {
+        let (prefix, w) = windows.first()?;
+        let mut column: Option<&str> = None;
+        for s in sources {
+            match (&s.event_time, column) {
+                (None, _) => {
+                    let how = match s.uid.as_str() {
+                        "source" => "add an [event_time] table naming the time column".to_string(),
+                        uid => format!("give [{uid}] an event_time, e.g. event_time = {{ column = \"timestamp\" }}"),
+                    };
+                    self.err(span(&w.kind), prefix, format!("windows are in event time: {how}"));
+                    return None;
+                }
+                (Some(et), Some(c)) if et.column != c => {
+                    self.err(span(&w.kind), prefix, format!(
+                        "the sources' event-time columns differ (`{c}`, `{}`): a window needs one time column",
+                        et.column
+                    ));
+                    return None;
+                }
+                (Some(et), _) => column = Some(&et.column),
+            }
+        }
+        column.map(str::to_string)
+    }
+
+    /// The single `[sink]` or the named `[sinks.<name>]`; a sink named by a window's
+    /// `late_output` receives that window's late events, every other one the result.
+    fn sinks(
+        &mut self,
+        spec: &JobSpec,
+        windows: &mut [(WindowPlan, SchemaRef)],
+        output: &SchemaRef,
+        output_known: bool,
+    ) -> Vec<SinkPlan> {
+        let named: Vec<(String, String, &SinkSpec)> = match (&spec.sink, spec.sinks.is_empty()) {
+            (Some(s), true) => vec![("sink".into(), "sink".into(), s)],
+            (None, false) => spec
+                .sinks
+                .iter()
+                .map(|(n, s)| (n.clone(), format!("sinks.{n}"), s))
+                .collect(),
+            (Some(_), false) => {
+                self.err(None, "sinks", "write either one [sink] or named [sinks.<name>] tables, not both");
+                return Vec::new();
+            }
+            (None, true) => {
+                self.err(None, "sink", "missing: a job writes to a [sink] (or named [sinks.<name>] tables)");
+                return Vec::new();
+            }
+        };
+        let window_specs: Vec<&WindowSpec> = match &spec.window {
+            Some(w) => vec![w],
+            None => spec.windows.iter().collect(),
+        };
+        let mut sinks = Vec::new();
+        for (name, prefix, s) in &named {
+            let mut late_of = None;
+            for (i, w) in window_specs.iter().enumerate() {
+                let Some(l) = &w.late_output else {
+                    continue;
+                };
+                if l.get_ref().trim() != name {
+                    continue;
+                }
+                let field = match spec.window {
+                    Some(_) => "window.late_output".to_string(),
+                    None => format!("windows[{i}].late_output"),
+                };
+                if late_of.is_some() {
+                    self.err(span(l), &field, format!("sink `{name}` already receives the late events of another window"));
+                }
+                late_of = Some(i);
+            }
+            let (input, schema, known) = match late_of.and_then(|i| windows.get_mut(i).map(|w| (i, w))) {
+                Some((i, (w, window_input))) => {
+                    w.late_output = Some(sinks.len());
+                    let mut fields: Vec<Field> =
+                        window_input.fields().iter().map(|f| f.as_ref().clone()).collect();
+                    for c in ["window_start", "window_end"] {
+                        if window_input.index_of(c).is_ok() {
+                            let l = window_specs[i].late_output.as_ref().and_then(span);
+                            self.err(l, prefix, format!(
+                                "late events get the columns window_start and window_end of the window they missed, but the window's input already has `{c}`"
+                            ));
+                        }
+                        fields.push(Field::new(c, DataType::Int64, false));
+                    }
+                    (SinkInput::Late { window: i }, Arc::new(Schema::new(fields)), output_known)
+                }
+                None => (SinkInput::Result, Arc::clone(output), output_known),
+            };
+            let mut plan = self.sink(s, prefix, &schema, known, spec.checkpoints.is_some());
+            plan.name = name.clone();
+            plan.uid = prefix.clone();
+            plan.input = input;
+            sinks.push(plan);
+        }
+        let names: Vec<&str> = named.iter().map(|(n, _, _)| n.as_str()).collect();
+        for (i, w) in window_specs.iter().enumerate() {
+            if let Some(l) = &w.late_output
+                && !names.contains(&l.get_ref().trim())
+            {
+                let field = match spec.window {
+                    Some(_) => "window.late_output".to_string(),
+                    None => format!("windows[{i}].late_output"),
+                };
+                let hint = match spec.sink {
+                    Some(_) => "late events go to a named sink: use [sinks.<name>] tables".to_string(),
+                    None => format!("the sinks are {}", names.join(", ")),
+                };
+                self.err(span(l), &field, format!("no sink `{}`: {hint}", l.get_ref().trim()));
+            }
+        }
+        if !sinks.is_empty() && sinks.iter().all(|s| s.input != SinkInput::Result) {
+            self.err(None, "sinks", "every sink receives late events: at least one must receive the result");
+        }
+        sinks
+    }
+
+    /// Uids name state in savepoints: no two operators may share one.
+    fn unique_uids(&mut self, sources: &[SourcePlan], windows: &[WindowPlan], sinks: &[SinkPlan]) {
+        let uids = sources
+            .iter()
+            .map(|s| s.uid.as_str())
+            .chain(windows.iter().map(|w| w.uid.as_str()))
+            .chain(sinks.iter().map(|s| s.uid.as_str()));
+        if let Some(dup) = first_duplicate(uids) {
+            self.err(None, "uid", format!("uid `{dup}` is given to two operators: each window's uid must differ from the others and from `source`, `sink`, `sources.<name>` and `sinks.<name>`"));
+        }
+    }
+
+    fn source(&mut self, s: &SourceSpec, prefix: &str, overrides: &Overrides) -> SourcePlan {
         let kind = match s.connector {
             SourceConnector::Kafka => {
                 let bootstrap_servers = self.required(
                     &s.bootstrap_servers,
-                    "source.bootstrap_servers",
+                    &format!("{prefix}.bootstrap_servers"),
                     "the kafka connector needs the broker addresses, e.g. \"127.0.0.1:9092\"",
                 );
                 let topic = self.required(
                     &s.topic,
-                    "source.topic",
+                    &format!("{prefix}.topic"),
                     "the kafka connector needs the topic to read",
                 );
                 self.forbid(
                     &s.path,
-                    "source.path",
+                    &format!("{prefix}.path"),
                     "`path` applies to the file connector only",
                 );
                 let dead_letter_topic = s
@@ -490,9 +720,9 @@ impl Planner<'_> {
                     .as_ref()
                     .map(|t| t.get_ref().trim().to_string());
                 match (s.on_error, &dead_letter_topic) {
-                    (OnError::DeadLetter, None) => self.err(None, "source.dead_letter_topic", "missing: on_error = \"dead-letter\" needs the topic to write bad records to"),
-                    (OnError::DeadLetter, Some(t)) if t.is_empty() => self.err(s.dead_letter_topic.as_ref().and_then(span), "source.dead_letter_topic", "must not be empty"),
-                    (OnError::Fail | OnError::Skip, Some(_)) => self.err(s.dead_letter_topic.as_ref().and_then(span), "source.dead_letter_topic", "only used with on_error = \"dead-letter\""),
+                    (OnError::DeadLetter, None) => self.err(None, &format!("{prefix}.dead_letter_topic"), "missing: on_error = \"dead-letter\" needs the topic to write bad records to"),
+                    (OnError::DeadLetter, Some(t)) if t.is_empty() => self.err(s.dead_letter_topic.as_ref().and_then(span), &format!("{prefix}.dead_letter_topic"), "must not be empty"),
+                    (OnError::Fail | OnError::Skip, Some(_)) => self.err(s.dead_letter_topic.as_ref().and_then(span), &format!("{prefix}.dead_letter_topic"), "only used with on_error = \"dead-letter\""),
                     _ => {}
                 }
                 SourceKind::Kafka(KafkaSourcePlan {
@@ -505,31 +735,31 @@ impl Planner<'_> {
             SourceConnector::File => {
                 let path = self.required(
                     &s.path,
-                    "source.path",
+                    &format!("{prefix}.path"),
                     "the file connector needs a JSON-lines file or a directory of them",
                 );
                 self.forbid(
                     &s.topic,
-                    "source.topic",
+                    &format!("{prefix}.topic"),
                     "`topic` applies to the kafka connector only",
                 );
                 self.forbid(
                     &s.bootstrap_servers,
-                    "source.bootstrap_servers",
+                    &format!("{prefix}.bootstrap_servers"),
                     "`bootstrap_servers` applies to the kafka connector only",
                 );
-                self.forbid(&s.dead_letter_topic, "source.dead_letter_topic", "the file connector has no dead-letter topic: use on_error = \"skip\" or \"fail\"");
+                self.forbid(&s.dead_letter_topic, &format!("{prefix}.dead_letter_topic"), "the file connector has no dead-letter topic: use on_error = \"skip\" or \"fail\"");
                 if s.on_error == OnError::DeadLetter {
                     self.err(
                         None,
-                        "source.on_error",
+                        &format!("{prefix}.on_error"),
                         "the file connector supports on_error = \"fail\" or \"skip\"",
                     );
                 }
                 if !s.properties.is_empty() {
                     self.err(
                         None,
-                        "source.properties",
+                        &format!("{prefix}.properties"),
                         "`properties` applies to the kafka connector only",
                     );
                 }
@@ -544,7 +774,7 @@ impl Planner<'_> {
                 text.get_ref()
                     .parse()
                     .unwrap_or_else(|e: crate::start::StartPositionError| {
-                        self.err(span(text), "source.start", e.to_string());
+                        self.err(span(text), &format!("{prefix}.start"), e.to_string());
                         StartPosition::Earliest
                     })
             }
@@ -552,25 +782,25 @@ impl Planner<'_> {
         };
         if matches!(kind, SourceKind::File { .. }) && start != StartPosition::Earliest {
             let sp = s.start.as_ref().and_then(span);
-            self.err(sp, "source.start", format!("the file connector reads its files from the beginning; start `{start}` applies to kafka only"));
+            self.err(sp, &format!("{prefix}.start"), format!("the file connector reads its files from the beginning; start `{start}` applies to kafka only"));
         }
         SourcePlan {
             name: "source".into(),
             uid: "source".into(),
             kind,
             format: s.format,
-            schema: Arc::new(self.schema(s)),
+            schema: Arc::new(self.schema(s, prefix)),
             start,
             on_error: s.on_error,
             event_time: None,
         }
     }
 
-    fn schema(&mut self, s: &SourceSpec) -> Schema {
+    fn schema(&mut self, s: &SourceSpec, prefix: &str) -> Schema {
         if s.schema.get_ref().is_empty() {
             self.err(
                 span(&s.schema),
-                "source.schema",
+                &format!("{prefix}.schema"),
                 "must list at least one field, e.g. user_id = \"string\"",
             );
         }
@@ -583,7 +813,7 @@ impl Planner<'_> {
             };
             match field_type(base) {
                 Some(dt) => fields.push(Field::new(name, dt, nullable)),
-                None => self.err(span(ty), &format!("source.schema.{name}"), format!(
+                None => self.err(span(ty), &format!("{prefix}.schema.{name}"), format!(
                     "unknown type `{text}`: use string, int, int32, double, bool, timestamp_ms or timestamp (append ? for a field that may be missing or null)"
                 )),
             }
@@ -645,20 +875,17 @@ impl Planner<'_> {
     fn window(
         &mut self,
         w: &WindowSpec,
-        et: Option<&EventTimePlan>,
+        prefix: &str,
+        time_column: Option<&str>,
         input: &SchemaRef,
     ) -> (Option<WindowPlan>, SchemaRef) {
         let fallback = Arc::clone(input);
-        let Some(et) = et else {
-            self.err(
-                span(&w.kind),
-                "window",
-                "windows are in event time: add an [event_time] table naming the time column",
-            );
+        // Without a time column the error is already reported.
+        let Some(column) = time_column else {
             return (None, fallback);
         };
-        let Ok(time_index) = input.index_of(&et.column) else {
-            self.err(span(&w.kind), "window", format!("the event-time column `{}` is dropped by a select step; keep it for the window", et.column));
+        let Ok(time_index) = input.index_of(column) else {
+            self.err(span(&w.kind), prefix, format!("the event-time column `{column}` is dropped by a select step; keep it for the window"));
             return (None, fallback);
         };
         let ms = |d: &Spanned<crate::spec::HumanDuration>| d.get_ref().0.as_millis() as i64;
@@ -690,30 +917,30 @@ impl Planner<'_> {
             WindowKind::Tumbling => {
                 self.forbid(
                     &w.slide,
-                    "window.slide",
+                    &format!("{prefix}.slide"),
                     "`slide` applies to sliding windows only",
                 );
                 self.forbid(
                     &w.gap,
-                    "window.gap",
+                    &format!("{prefix}.gap"),
                     "`gap` applies to session windows only",
                 );
                 WindowAssigner::Tumbling {
-                    size_ms: positive(self, &w.size, "window.size", "tumbling"),
+                    size_ms: positive(self, &w.size, &format!("{prefix}.size"), "tumbling"),
                 }
             }
             WindowKind::Sliding => {
                 self.forbid(
                     &w.gap,
-                    "window.gap",
+                    &format!("{prefix}.gap"),
                     "`gap` applies to session windows only",
                 );
-                let size_ms = positive(self, &w.size, "window.size", "sliding");
-                let slide_ms = positive(self, &w.slide, "window.slide", "sliding");
+                let size_ms = positive(self, &w.size, &format!("{prefix}.size"), "sliding");
+                let slide_ms = positive(self, &w.slide, &format!("{prefix}.slide"), "sliding");
                 if size_ms % slide_ms != 0 {
                     self.err(
                         w.slide.as_ref().and_then(span),
-                        "window.slide",
+                        &format!("{prefix}.slide"),
                         "the window size must be a multiple of the slide",
                     );
                 }
@@ -722,16 +949,16 @@ impl Planner<'_> {
             WindowKind::Session => {
                 self.forbid(
                     &w.size,
-                    "window.size",
+                    &format!("{prefix}.size"),
                     "session windows have a `gap`, not a `size`",
                 );
                 self.forbid(
                     &w.slide,
-                    "window.slide",
+                    &format!("{prefix}.slide"),
                     "`slide` applies to sliding windows only",
                 );
                 WindowAssigner::Session {
-                    gap_ms: positive(self, &w.gap, "window.gap", "session"),
+                    gap_ms: positive(self, &w.gap, &format!("{prefix}.gap"), "session"),
                 }
             }
         };
@@ -739,14 +966,14 @@ impl Planner<'_> {
         if w.key_by.get_ref().is_empty() {
             self.err(
                 span(&w.key_by),
-                "window.key_by",
+                &format!("{prefix}.key_by"),
                 "must name at least one key column or expression",
             );
         }
         for (i, k) in w.key_by.get_ref().iter().enumerate() {
             match sql::compile_named(k.get_ref(), input) {
                 Ok(c) => keys.push(c),
-                Err(e) => self.err(span(k), &format!("window.key_by[{i}]"), e),
+                Err(e) => self.err(span(k), &format!("{prefix}.key_by[{i}]"), e),
             }
         }
         let mut aggregates = Vec::new();
@@ -759,12 +986,12 @@ impl Planner<'_> {
         if w.aggregates.get_ref().is_empty() {
             self.err(
                 span(&w.aggregates),
-                "window.aggregates",
+                &format!("{prefix}.aggregates"),
                 "must define at least one aggregate, e.g. click_count = \"count(*)\"",
             );
         }
         for (name, text) in w.aggregates.get_ref().iter() {
-            let field = format!("window.aggregates.{name}");
+            let field = format!("{prefix}.aggregates.{name}");
             match sql::compile_aggregate(text.get_ref(), input) {
                 Ok(call) => {
                     fields.push(Field::new(
@@ -778,7 +1005,7 @@ impl Planner<'_> {
             }
         }
         if let Some(dup) = first_duplicate(fields.iter().map(|f| f.name().as_str())) {
-            self.err(span(&w.aggregates), "window", format!("output column `{dup}` appears twice (keys, window_start, window_end and aggregates must have distinct names)"));
+            self.err(span(&w.aggregates), prefix, format!("output column `{dup}` appears twice (keys, window_start, window_end and aggregates must have distinct names)"));
         }
         let plan = WindowPlan {
             uid: w
@@ -800,6 +1027,7 @@ impl Planner<'_> {
     fn sink(
         &mut self,
         s: &SinkSpec,
+        prefix: &str,
         output: &SchemaRef,
         output_known: bool,
         checkpoints: bool,
@@ -807,35 +1035,35 @@ impl Planner<'_> {
         if s.connector != SinkConnector::Postgres {
             self.forbid(
                 &s.url,
-                "sink.url",
+                &format!("{prefix}.url"),
                 "`url` applies to the postgres connector only",
             );
             self.forbid(
                 &s.table,
-                "sink.table",
+                &format!("{prefix}.table"),
                 "`table` applies to the postgres connector only",
             );
         }
         if s.connector != SinkConnector::Kafka {
             self.forbid(
                 &s.partitioner,
-                "sink.partitioner",
+                &format!("{prefix}.partitioner"),
                 "`partitioner` applies to the kafka connector only",
             );
             self.forbid(
                 &s.topic,
-                "sink.topic",
+                &format!("{prefix}.topic"),
                 "`topic` applies to the kafka connector only",
             );
             self.forbid(
                 &s.bootstrap_servers,
-                "sink.bootstrap_servers",
+                &format!("{prefix}.bootstrap_servers"),
                 "`bootstrap_servers` applies to the kafka connector only",
             );
             if !s.properties.is_empty() {
                 self.err(
                     None,
-                    "sink.properties",
+                    &format!("{prefix}.properties"),
                     "`properties` applies to the kafka connector only",
                 );
             }
@@ -843,7 +1071,7 @@ impl Planner<'_> {
         if s.connector != SinkConnector::File {
             self.forbid(
                 &s.path,
-                "sink.path",
+                &format!("{prefix}.path"),
                 "`path` applies to the file connector only",
             );
         }
@@ -851,12 +1079,12 @@ impl Planner<'_> {
             SinkConnector::Kafka => {
                 let bootstrap_servers = self.required(
                     &s.bootstrap_servers,
-                    "sink.bootstrap_servers",
+                    &format!("{prefix}.bootstrap_servers"),
                     "the kafka connector needs the broker addresses",
                 );
                 let topic = self.required(
                     &s.topic,
-                    "sink.topic",
+                    &format!("{prefix}.topic"),
                     "the kafka connector needs the topic to write",
                 );
                 SinkKind::Kafka {
@@ -873,23 +1101,23 @@ impl Planner<'_> {
             SinkConnector::Postgres => {
                 let url = self.required(
                     &s.url,
-                    "sink.url",
+                    &format!("{prefix}.url"),
                     "the postgres connector needs a connection string, e.g. \"postgres://user:password@127.0.0.1:5432/db\"",
                 );
                 let table = self.required(
                     &s.table,
-                    "sink.table",
+                    &format!("{prefix}.table"),
                     "the postgres connector needs the table to upsert into (it must exist, with `id` as its primary key)",
                 );
                 self.required(
                     &s.key,
-                    "sink.key",
+                    &format!("{prefix}.key"),
                     "the postgres sink upserts by id: set `key`, e.g. \"{item_id}-{window_end}\"",
                 );
                 if output_known && output.index_of(POSTGRES_ID).is_ok() {
                     self.err(
                         None,
-                        "sink.connector",
+                        &format!("{prefix}.connector"),
                         "the postgres sink writes the key to column `id`: rename the output column `id` (e.g. `id AS source_id`)",
                     );
                 }
@@ -898,13 +1126,13 @@ impl Planner<'_> {
             SinkConnector::File | SinkConnector::Stdout => {
                 self.forbid(
                     &s.key,
-                    "sink.key",
+                    &format!("{prefix}.key"),
                     "`key` applies to the kafka and postgres connectors only",
                 );
                 if s.connector == SinkConnector::File {
                     let path = self.required(
                         &s.path,
-                        "sink.path",
+                        &format!("{prefix}.path"),
                         "the file connector needs the directory to write its part files to",
                     );
                     SinkKind::File {
@@ -919,12 +1147,12 @@ impl Planner<'_> {
             match KeyTemplate::parse(k.get_ref(), output) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    self.err(span(k), "sink.key", e);
+                    self.err(span(k), &format!("{prefix}.key"), e);
                     None
                 }
             }
         });
-        let delivery = self.delivery(s, checkpoints);
+        let delivery = self.delivery(s, prefix, checkpoints);
         SinkPlan {
             name: "sink".into(),
             uid: "sink".into(),
@@ -938,7 +1166,7 @@ impl Planner<'_> {
     }
 
     /// The sink's delivery guarantee, checked against what its connector can give.
-    fn delivery(&mut self, s: &SinkSpec, checkpoints: bool) -> Delivery {
+    fn delivery(&mut self, s: &SinkSpec, prefix: &str, checkpoints: bool) -> Delivery {
         let Some(d) = &s.delivery else {
             return Delivery::default();
         };
@@ -956,7 +1184,7 @@ impl Planner<'_> {
             _ => None,
         };
         if let Some(p) = problem {
-            self.err(span(d), "sink.delivery", p);
+            self.err(span(d), &format!("{prefix}.delivery"), p);
         }
         delivery
     }

@@ -18,12 +18,26 @@ pub struct JobSpec {
     pub parallelism: Option<Spanned<u32>>,
     /// Number of key groups; bounds the parallelism a job can ever be rescaled to.
     pub max_parallelism: Option<Spanned<u32>>,
-    pub source: SourceSpec,
+    /// The single source; or several in `sources`.
+    pub source: Option<SourceSpec>,
+    /// Named sources, unioned into one stream in name order (same columns and types).
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceSpec>,
+    /// Event time of the single `[source]` (named sources have their own).
     pub event_time: Option<EventTimeSpec>,
     #[serde(default)]
     pub steps: Vec<StepSpec>,
+    /// The single window; or several in `windows`.
     pub window: Option<WindowSpec>,
-    pub sink: SinkSpec,
+    /// Windows applied in order, each aggregating the rows of the one before.
+    #[serde(default)]
+    pub windows: Vec<WindowSpec>,
+    /// The single sink; or several in `sinks`.
+    pub sink: Option<SinkSpec>,
+    /// Named sinks: each receives the whole result, except those named by a window's
+    /// `late_output`, which receive its late events.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkSpec>,
     pub restart: Option<RestartSpec>,
     pub checkpoints: Option<CheckpointSpec>,
 }
@@ -100,6 +114,8 @@ pub struct SourceSpec {
     /// Extra librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Event time of a named source (the single `[source]` has a top-level `[event_time]`).
+    pub event_time: Option<EventTimeSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +161,9 @@ pub struct WindowSpec {
     /// Stable id of the window's state in savepoints (default "window"): a changed job
     /// restores the state saved under the same uid.
     pub uid: Option<Spanned<String>>,
+    /// The name of a sink in `[sinks]` that receives the events beyond allowed lateness,
+    /// with the window they missed (`window_start`, `window_end`).
+    pub late_output: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

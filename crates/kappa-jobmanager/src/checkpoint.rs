@@ -528,24 +528,17 @@ impl Checkpoints {
         }))
     }
 
-    /// The metadata of checkpoint `meta` was written (`Ok` with its path) or not.
-    /// Returns the objects no retained checkpoint needs any more.
-    pub fn completed(
-        &mut self,
-        meta: CheckpointMetadata,
-        written: Result<String, String>,
-    ) -> (Step, Vec<ObjectPath>) {
+    /// The metadata of checkpoint `meta` was written (`Ok` with its path) or not. Written,
+    /// it is the latest retained checkpoint, to be recorded in the job's record; only once
+    /// that record is written may sinks commit ([`Checkpoints::prune`]) — or, if it cannot
+    /// be, the checkpoint is taken back ([`Checkpoints::revoke`]).
+    pub fn completed(&mut self, meta: CheckpointMetadata, written: Result<String, String>) -> Step {
         let path = match written {
             Ok(p) => p,
-            Err(e) => {
-                return (
-                    self.fail_pending(format!("writing its metadata: {e}")),
-                    Vec::new(),
-                );
-            }
+            Err(e) => return self.fail_pending(format!("writing its metadata: {e}")),
         };
         let Some(p) = self.pending.take() else {
-            return (Step::Nothing, Vec::new());
+            return Step::Nothing;
         };
         let mut stats = p.stats;
         stats.status = CheckpointStatus::Completed;
@@ -562,6 +555,36 @@ impl Checkpoints {
         self.last_finished = Some(Instant::now());
         self.consecutive_failures = 0;
         self.retained.push_back(meta);
+        Step::Nothing
+    }
+
+    /// The job's record could not be made to point at completed checkpoint `id`: a restart
+    /// would not restore it, so nothing of it may be committed. It counts as failed.
+    pub fn revoke(&mut self, id: u64, why: String) -> Step {
+        let Some(at) = self.retained.iter().position(|m| m.checkpoint_id == id) else {
+            return Step::Nothing;
+        };
+        self.retained.remove(at);
+        tracing::warn!(checkpoint = id, reason = %why, "checkpoint taken back");
+        if let Some(stats) = self.history.iter_mut().rev().find(|s| s.id == id) {
+            stats.status = CheckpointStatus::Failed;
+            stats.failure = Some(why.clone());
+            stats.path = None;
+        }
+        self.last_failure = Some((id, why.clone()));
+        self.consecutive_failures += 1;
+        match self.plan.tolerable_failures {
+            Some(n) if self.consecutive_failures > n => Step::FailJob(format!(
+                "{} checkpoints failed in a row; the last: {why}",
+                self.consecutive_failures
+            )),
+            _ => Step::Nothing,
+        }
+    }
+
+    /// The job's record points at the latest checkpoint: those beyond the retention go.
+    /// Returns the objects no retained checkpoint needs any more.
+    pub fn prune(&mut self) -> Vec<ObjectPath> {
         let mut obsolete = Vec::new();
         while self.retained.len() > self.plan.retained as usize {
             if let Some(old) = self.retained.pop_front() {
@@ -584,7 +607,7 @@ impl Checkpoints {
             }
             delete.push(self.metadata_path(&old.job_id, old.checkpoint_id));
         }
-        (Step::Nothing, delete)
+        delete
     }
 
     /// Continues from completed checkpoint `meta` (a job resumed by another jobmanager

@@ -28,7 +28,7 @@ use tonic::transport::Channel;
 
 use crate::Inner;
 use crate::checkpoint::{
-    CheckpointMetadata, Step, delete_objects, tick_interval, write_metadata, write_savepoint,
+    CheckpointMetadata, Checkpoints, Step, delete_objects, tick_interval, write_metadata, write_savepoint,
 };
 use crate::job::{
     AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, RestoreSource, SavepointTarget,
@@ -517,6 +517,14 @@ async fn deploy_and_follow(
     attempt.follow().await
 }
 
+/// The error a coordinator step fails the attempt with, if it does.
+fn fail_job(step: Step) -> Option<TaskError> {
+    match step {
+        Step::FailJob(why) => Some(TaskError::Io(why)),
+        _ => None,
+    }
+}
+
 /// Runs futures concurrently and collects their results in order.
 async fn futures_join<F: std::future::Future + Send + 'static>(
     futures: impl Iterator<Item = F>,
@@ -855,30 +863,39 @@ impl Attempt<'_> {
                         c.metadata_path(&self.job.id, meta.checkpoint_id),
                     )
                 };
+                let n = meta.checkpoint_id;
                 let written = write_metadata(&location, &path, &meta).await;
-                if written.is_ok() {
-                    // Before the savepoint's waiters hear of it: a stop cancels right after.
-                    self.notify_complete(meta.checkpoint_id).await;
-                    self.write_savepoints(&location, &meta).await;
+                let ok = written.is_ok();
+                let step = {
+                    let mut guard = self.job.checkpoints.lock();
+                    guard.as_mut()?.completed((*meta).clone(), written)
+                };
+                if !ok {
+                    return fail_job(step);
                 }
-                let (step, obsolete) = self
+                // Sinks commit only what a restart restores: once the job's record (where a
+                // jobmanager resumes from) points at this checkpoint.
+                if let Err(e) = self.inner.persist(self.job).await {
+                    let step = self
+                        .job
+                        .checkpoints
+                        .lock()
+                        .as_mut()
+                        .map(|c| c.revoke(n, format!("recording it in the job's record: {e}")));
+                    return step.and_then(fail_job);
+                }
+                // Before the savepoint's waiters hear of it: a stop cancels right after.
+                self.notify_complete(n).await;
+                self.write_savepoints(&location, &meta).await;
+                let obsolete = self
                     .job
                     .checkpoints
                     .lock()
                     .as_mut()
-                    .map(|c| c.completed(*meta, written))?;
-                // The latest checkpoint is where a new jobmanager resumes the job from: only
-                // once the job's record points to it may the older ones go.
-                match self.inner.persist(self.job).await {
-                    Ok(()) => delete_objects(&location, obsolete).await,
-                    Err(_) => {
-                        tracing::warn!(job = %self.job.id, "keeping older checkpoints: the job's record may still point to them")
-                    }
-                }
-                match step {
-                    Step::FailJob(why) => Some(TaskError::Io(why)),
-                    _ => None,
-                }
+                    .map(Checkpoints::prune)
+                    .unwrap_or_default();
+                delete_objects(&location, obsolete).await;
+                fail_job(step)
             }
         }
     }

@@ -139,7 +139,17 @@ impl Reporter {
             .name(name)
             .spawn(move || {
                 self.report(TaskState::Running, None);
-                let result = body();
+                // A panicking operator fails its subtask with the panic's message: no subtask
+                // may end silently and leave its job running.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+                    .unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "no message".into());
+                        Err(TaskError::Data(format!("an operator panicked: {what}")))
+                    });
                 match &result {
                     Ok(TaskEnd::Finished) => self.report(TaskState::Finished, None),
                     Ok(TaskEnd::Cancelled) => self.report(TaskState::Canceled, None),

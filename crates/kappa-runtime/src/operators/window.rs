@@ -1,10 +1,13 @@
 //! Keyed event-time windows as an operator: output port 0 carries the windows' rows (and
-//! their updates within allowed lateness), the late count goes to the subtask's metrics.
+//! their updates within allowed lateness); events beyond allowed lateness are counted in the
+//! subtask's metrics and, with a late output, emitted on port 1 with the window they missed.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+
+use kappa_job::graph::LATE_PORT;
 
 use crate::error::TaskError;
 use crate::metrics::SubtaskMetrics;
@@ -34,6 +37,9 @@ impl Operator for WindowedAggregate {
         SubtaskMetrics::add(&self.metrics.late_dropped, self.window.take_late());
         if let Some(b) = updates {
             out.emit(0, b);
+        }
+        if let Some(late) = self.window.take_late_rows() {
+            out.emit(LATE_PORT, late);
         }
         Ok(())
     }

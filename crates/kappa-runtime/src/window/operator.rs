@@ -68,6 +68,11 @@ pub struct WindowOperator {
     cleanup: BTreeSet<(i64, u32)>,
     watermark: i64,
     late: usize,
+    /// Whether late events are emitted (to a late output), not only counted.
+    late_output: bool,
+    /// Late rows of the batch being processed, with the window each missed.
+    late_rows: Vec<(u32, i64, i64)>,
+    late_batch: Option<RecordBatch>,
 }
 
 impl WindowOperator {
@@ -99,6 +104,9 @@ impl WindowOperator {
             cleanup: BTreeSet::new(),
             watermark: i64::MIN,
             late: 0,
+            late_output: plan.late_output.is_some(),
+            late_rows: Vec::new(),
+            late_batch: None,
         })
     }
 
@@ -110,6 +118,56 @@ impl WindowOperator {
     /// Records dropped as too late since the last call.
     pub fn take_late(&mut self) -> usize {
         std::mem::take(&mut self.late)
+    }
+
+    /// With a late output: the late records of the last batch, each with the window it
+    /// missed (`window_start`, `window_end` appended to its columns).
+    pub fn take_late_rows(&mut self) -> Option<RecordBatch> {
+        self.late_batch.take()
+    }
+
+    /// The window an event at `t` missed: its (latest) window.
+    fn missed_window(&self, t: i64) -> (i64, i64) {
+        match self.assigner {
+            WindowAssigner::Tumbling { size_ms } => {
+                let start = t - t.rem_euclid(size_ms);
+                (start, start.saturating_add(size_ms))
+            }
+            WindowAssigner::Sliding { size_ms, slide_ms } => {
+                let start = t - t.rem_euclid(slide_ms);
+                (start, start.saturating_add(size_ms))
+            }
+            WindowAssigner::Session { gap_ms } => (t, t.saturating_add(gap_ms)),
+        }
+    }
+
+    /// The late rows of `batch` as a batch with the windows they missed.
+    fn late_batch(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>, TaskError> {
+        if self.late_rows.is_empty() {
+            return Ok(None);
+        }
+        let rows = std::mem::take(&mut self.late_rows);
+        let indices = arrow::array::UInt32Array::from_iter_values(rows.iter().map(|r| r.0));
+        let taken = arrow::compute::take_record_batch(batch, &indices)
+            .map_err(|e| crate::error::eval_error("selecting late events", e))?;
+        let mut fields: Vec<arrow::datatypes::FieldRef> =
+            taken.schema().fields().iter().cloned().collect();
+        let mut columns = taken.columns().to_vec();
+        for (name, values) in [
+            ("window_start", rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+            ("window_end", rows.iter().map(|r| r.2).collect()),
+        ] {
+            fields.push(Arc::new(arrow::datatypes::Field::new(
+                name,
+                DataType::Int64,
+                false,
+            )));
+            columns.push(Arc::new(Int64Array::from(values)) as ArrayRef);
+        }
+        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        RecordBatch::try_new(schema, columns)
+            .map(Some)
+            .map_err(|e| crate::error::eval_error("building the late events", e))
     }
 
     /// Adds a batch; returns the updates of already-fired windows it caused (allowed lateness).
@@ -166,8 +224,13 @@ impl WindowOperator {
             };
             if !accepted {
                 self.late += 1;
+                if self.late_output && times.is_valid(i) {
+                    let (start, end) = self.missed_window(times.value(i));
+                    self.late_rows.push((i as u32, start, end));
+                }
             }
         }
+        self.late_batch = self.late_batch(batch)?;
         self.fire_ready()
     }
 
