@@ -15,14 +15,8 @@ use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    kappa_integration_tests::eventually(what, timeout, || f().ok_or_else(|| "not yet".into()))
+        .unwrap()
 }
 
 #[test]

@@ -103,11 +103,14 @@ fn stop_with_savepoint_and_resume_at_another_parallelism() {
         "resumed at the savepoint's offsets",
         Duration::from_secs(10),
         || {
-            let read = cluster.job(&id2).map_err(|e| e.to_string())?["vertices"][0]["records_in"]
-                .clone();
+            let read =
+                cluster.job(&id2).map_err(|e| e.to_string())?["vertices"][0]["records_in"].clone();
             match read.as_u64() == Some(tail.len() as u64) {
                 true => Ok(()),
-                false => Err(format!("records_in {read}, {} produced after the savepoint", tail.len())),
+                false => Err(format!(
+                    "records_in {read}, {} produced after the savepoint",
+                    tail.len()
+                )),
             }
         },
     )

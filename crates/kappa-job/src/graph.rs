@@ -130,6 +130,22 @@ impl PhysicalGraph {
         out
     }
 
+    /// The input channel at the downstream subtask that upstream subtask `upstream` of edge
+    /// `edge` sends on; None when there is no such stream.
+    pub fn channel(&self, edge: u32, upstream: u32) -> Option<u32> {
+        let e = self.edge(edge)?;
+        let to = self.vertex(e.to)?;
+        let (_, base, n) = self
+            .input_channels(to)
+            .into_iter()
+            .find(|(id, _, _)| *id == edge)?;
+        let offset = match e.partitioning {
+            Partitioning::Forward => 0,
+            _ => upstream,
+        };
+        (offset < n).then_some(base + offset)
+    }
+
     /// Every (uid, kind) of the graph's operators.
     pub fn operators(&self) -> impl Iterator<Item = &ChainedOperator> {
         self.vertices.iter().flat_map(|v| v.chain.iter())
@@ -371,7 +387,14 @@ impl JobPlan {
             let op = ChainedOperator {
                 uid: node.uid.clone(),
                 kind: node.kind,
-                outputs: vec![Vec::new(); if node.kind.is_keyed() { LATE_PORT + 1 } else { 1 }],
+                outputs: vec![
+                    Vec::new();
+                    if node.kind.is_keyed() {
+                        LATE_PORT + 1
+                    } else {
+                        1
+                    }
+                ],
             };
             if let Some(e) = chain_into {
                 let (v, pos) = placed[e.from];

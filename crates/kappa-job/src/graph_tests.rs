@@ -42,11 +42,7 @@ fn the_reference_job_is_a_source_chain_and_a_keyed_window_chain() {
 
 #[test]
 fn a_job_without_a_window_is_one_chain() {
-    let text = REFERENCE
-        .split("[window]")
-        .next()
-        .unwrap()
-        .to_string()
+    let text = REFERENCE.split("[window]").next().unwrap().to_string()
         + "[sink]\nconnector = \"stdout\"\n";
     let g = plan_job("job.toml", &text, &Overrides::default())
         .unwrap()
@@ -93,7 +89,13 @@ fn named_sources_are_unioned_into_the_first_window_and_every_sink_gets_its_input
         .collect();
     assert_eq!(
         late,
-        ["user_id", "item_id", "timestamp", "window_start", "window_end"],
+        [
+            "user_id",
+            "item_id",
+            "timestamp",
+            "window_start",
+            "window_end"
+        ],
         "late events keep their fields and get the window they missed"
     );
 
@@ -108,6 +110,12 @@ fn named_sources_are_unioned_into_the_first_window_and_every_sink_gets_its_input
         [(0, 0, 2), (1, 2, 2)],
         "one channel per upstream subtask of each input edge"
     );
+    assert_eq!(
+        g.channel(1, 1),
+        Some(3),
+        "web's subtask 1 on the second edge"
+    );
+    assert_eq!(g.channel(1, 2), None, "no third subtask");
     assert_eq!(hourly.chain[1].kind, OperatorKind::Sink(1));
     assert_eq!(
         hourly.chain[0].outputs,
@@ -141,8 +149,17 @@ fn sources_without_a_window_meet_in_a_sink_vertex() {
         .graph();
     assert_eq!(g.vertices.len(), 3, "{g}");
     assert_eq!(g.vertices[2].chain[0].kind, OperatorKind::Sink(0));
-    assert!(g.edges.iter().all(|e| e.partitioning == Partitioning::Forward));
+    assert!(
+        g.edges
+            .iter()
+            .all(|e| e.partitioning == Partitioning::Forward)
+    );
     assert_eq!(g.input_channels(&g.vertices[2]), [(0, 0, 1), (1, 1, 1)]);
+    assert_eq!(
+        (g.channel(1, 0), g.channel(1, 1)),
+        (Some(1), Some(1)),
+        "a forward edge has one channel whatever the subtask"
+    );
 }
 
 #[test]
@@ -201,7 +218,11 @@ fn mistakes_in_named_tables_are_located_by_their_path() {
     );
     assert!(errors(&both).iter().any(|e| e.field == "sources"));
 
-    assert_eq!(errs.len(), 1, "no follow-on error for the later window: {errs:?}");
+    assert_eq!(
+        errs.len(),
+        1,
+        "no follow-on error for the later window: {errs:?}"
+    );
     let all_late = MULTI.split("[sinks.results]").next().unwrap().to_string()
         + "[sinks.late]\nconnector = \"file\"\npath = \"late\"\n";
     assert!(

@@ -14,8 +14,8 @@ use crate::error::{Locator, SpecError, SpecErrors};
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 use crate::parse::parse_job;
 use crate::spec::{
-    Delivery, EventTimeSpec, Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector,
-    SinkPartitioner, SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
+    Delivery, EventTimeSpec, Format, JobSpec, OnError, RestartSpec, RestartStrategyKind,
+    SinkConnector, SinkPartitioner, SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
 };
 use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
 use crate::start::StartPosition;
@@ -386,7 +386,8 @@ impl Planner<'_> {
             .map_or_else(|| Arc::new(Schema::empty()), |s| Arc::clone(&s.schema));
         let (steps, steps_schema) = self.steps(spec, &union_schema);
         let before = self.errors.len();
-        let window_specs: Vec<(String, &WindowSpec)> = match (&spec.window, spec.windows.as_slice()) {
+        let window_specs: Vec<(String, &WindowSpec)> = match (&spec.window, spec.windows.as_slice())
+        {
             (Some(w), []) => vec![("window".into(), w)],
             (None, ws) => ws
                 .iter()
@@ -394,7 +395,11 @@ impl Planner<'_> {
                 .map(|(i, w)| (format!("windows[{i}]"), w))
                 .collect(),
             (Some(w), _) => {
-                self.err(span(&w.kind), "window", "write either one [window] or [[windows]] tables, not both");
+                self.err(
+                    span(&w.kind),
+                    "window",
+                    "write either one [window] or [[windows]] tables, not both",
+                );
                 Vec::new()
             }
         };
@@ -471,32 +476,47 @@ impl Planner<'_> {
     /// The single `[source]` or the named `[sources.<name>]`, each with its event time; named
     /// sources must agree on their columns to be unioned.
     fn sources(&mut self, spec: &JobSpec, overrides: &Overrides) -> Vec<SourcePlan> {
-        let named: Vec<(String, String, &SourceSpec, Option<&EventTimeSpec>)> =
-            match (&spec.source, spec.sources.is_empty()) {
-                (Some(s), true) => {
-                    if let Some(et) = &s.event_time {
-                        self.err(span(&et.column), "source.event_time", "the single [source] takes its event time from the top-level [event_time] table");
-                    }
-                    vec![("source".into(), "source".into(), s, spec.event_time.as_ref())]
+        let named: Vec<(String, String, &SourceSpec, Option<&EventTimeSpec>)> = match (
+            &spec.source,
+            spec.sources.is_empty(),
+        ) {
+            (Some(s), true) => {
+                if let Some(et) = &s.event_time {
+                    self.err(span(&et.column), "source.event_time", "the single [source] takes its event time from the top-level [event_time] table");
                 }
-                (None, false) => {
-                    if let Some(et) = &spec.event_time {
-                        self.err(span(&et.column), "event_time", "with [sources.<name>] each source has its own event_time, e.g. event_time = { column = \"timestamp\" }");
-                    }
-                    spec.sources
-                        .iter()
-                        .map(|(n, s)| (n.clone(), format!("sources.{n}"), s, s.event_time.as_ref()))
-                        .collect()
+                vec![(
+                    "source".into(),
+                    "source".into(),
+                    s,
+                    spec.event_time.as_ref(),
+                )]
+            }
+            (None, false) => {
+                if let Some(et) = &spec.event_time {
+                    self.err(span(&et.column), "event_time", "with [sources.<name>] each source has its own event_time, e.g. event_time = { column = \"timestamp\" }");
                 }
-                (Some(_), false) => {
-                    self.err(None, "sources", "write either one [source] or named [sources.<name>] tables, not both");
-                    return Vec::new();
-                }
-                (None, true) => {
-                    self.err(None, "source", "missing: a job reads a [source] (or named [sources.<name>] tables)");
-                    return Vec::new();
-                }
-            };
+                spec.sources
+                    .iter()
+                    .map(|(n, s)| (n.clone(), format!("sources.{n}"), s, s.event_time.as_ref()))
+                    .collect()
+            }
+            (Some(_), false) => {
+                self.err(
+                    None,
+                    "sources",
+                    "write either one [source] or named [sources.<name>] tables, not both",
+                );
+                return Vec::new();
+            }
+            (None, true) => {
+                self.err(
+                    None,
+                    "source",
+                    "missing: a job reads a [source] (or named [sources.<name>] tables)",
+                );
+                return Vec::new();
+            }
+        };
         let mut out: Vec<SourcePlan> = Vec::new();
         for (name, prefix, s, et) in named {
             let mut plan = self.source(s, &prefix, overrides);
@@ -510,7 +530,14 @@ impl Planner<'_> {
                 let show = |s: &Schema| {
                     s.fields()
                         .iter()
-                        .map(|f| format!("{} {}{}", f.name(), f.data_type(), if f.is_nullable() { "?" } else { "" }))
+                        .map(|f| {
+                            format!(
+                                "{} {}{}",
+                                f.name(),
+                                f.data_type(),
+                                if f.is_nullable() { "?" } else { "" }
+                            )
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
@@ -537,7 +564,11 @@ impl Planner<'_> {
         };
         let column = et.column.get_ref().clone();
         let Ok(idx) = schema.index_of(&column) else {
-            self.err(span(&et.column), &field, format!("column `{column}` is not in {prefix}.schema"));
+            self.err(
+                span(&et.column),
+                &field,
+                format!("column `{column}` is not in {prefix}.schema"),
+            );
             return None;
         };
         if !is_time_type(schema.field(idx).data_type()) {
@@ -573,9 +604,15 @@ impl Planner<'_> {
                 (None, _) => {
                     let how = match s.uid.as_str() {
                         "source" => "add an [event_time] table naming the time column".to_string(),
-                        uid => format!("give [{uid}] an event_time, e.g. event_time = {{ column = \"timestamp\" }}"),
+                        uid => format!(
+                            "give [{uid}] an event_time, e.g. event_time = {{ column = \"timestamp\" }}"
+                        ),
                     };
-                    self.err(span(&w.kind), prefix, format!("windows are in event time: {how}"));
+                    self.err(
+                        span(&w.kind),
+                        prefix,
+                        format!("windows are in event time: {how}"),
+                    );
                     return None;
                 }
                 (Some(et), Some(c)) if et.column != c => {
@@ -608,11 +645,19 @@ impl Planner<'_> {
                 .map(|(n, s)| (n.clone(), format!("sinks.{n}"), s))
                 .collect(),
             (Some(_), false) => {
-                self.err(None, "sinks", "write either one [sink] or named [sinks.<name>] tables, not both");
+                self.err(
+                    None,
+                    "sinks",
+                    "write either one [sink] or named [sinks.<name>] tables, not both",
+                );
                 return Vec::new();
             }
             (None, true) => {
-                self.err(None, "sink", "missing: a job writes to a [sink] (or named [sinks.<name>] tables)");
+                self.err(
+                    None,
+                    "sink",
+                    "missing: a job writes to a [sink] (or named [sinks.<name>] tables)",
+                );
                 return Vec::new();
             }
         };
@@ -635,15 +680,24 @@ impl Planner<'_> {
                     None => format!("windows[{i}].late_output"),
                 };
                 if late_of.is_some() {
-                    self.err(span(l), &field, format!("sink `{name}` already receives the late events of another window"));
+                    self.err(
+                        span(l),
+                        &field,
+                        format!("sink `{name}` already receives the late events of another window"),
+                    );
                 }
                 late_of = Some(i);
             }
-            let (input, schema, known) = match late_of.and_then(|i| windows.get_mut(i).map(|w| (i, w))) {
+            let (input, schema, known) = match late_of
+                .and_then(|i| windows.get_mut(i).map(|w| (i, w)))
+            {
                 Some((i, (w, window_input))) => {
                     w.late_output = Some(sinks.len());
-                    let mut fields: Vec<Field> =
-                        window_input.fields().iter().map(|f| f.as_ref().clone()).collect();
+                    let mut fields: Vec<Field> = window_input
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone())
+                        .collect();
                     for c in ["window_start", "window_end"] {
                         if window_input.index_of(c).is_ok() {
                             let l = window_specs[i].late_output.as_ref().and_then(span);
@@ -653,7 +707,11 @@ impl Planner<'_> {
                         }
                         fields.push(Field::new(c, DataType::Int64, false));
                     }
-                    (SinkInput::Late { window: i }, Arc::new(Schema::new(fields)), output_known)
+                    (
+                        SinkInput::Late { window: i },
+                        Arc::new(Schema::new(fields)),
+                        output_known,
+                    )
                 }
                 None => (SinkInput::Result, Arc::clone(output), output_known),
             };
@@ -673,14 +731,24 @@ impl Planner<'_> {
                     None => format!("windows[{i}].late_output"),
                 };
                 let hint = match spec.sink {
-                    Some(_) => "late events go to a named sink: use [sinks.<name>] tables".to_string(),
+                    Some(_) => {
+                        "late events go to a named sink: use [sinks.<name>] tables".to_string()
+                    }
                     None => format!("the sinks are {}", names.join(", ")),
                 };
-                self.err(span(l), &field, format!("no sink `{}`: {hint}", l.get_ref().trim()));
+                self.err(
+                    span(l),
+                    &field,
+                    format!("no sink `{}`: {hint}", l.get_ref().trim()),
+                );
             }
         }
         if !sinks.is_empty() && sinks.iter().all(|s| s.input != SinkInput::Result) {
-            self.err(None, "sinks", "every sink receives late events: at least one must receive the result");
+            self.err(
+                None,
+                "sinks",
+                "every sink receives late events: at least one must receive the result",
+            );
         }
         sinks
     }

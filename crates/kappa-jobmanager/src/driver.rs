@@ -28,7 +28,8 @@ use tonic::transport::Channel;
 
 use crate::Inner;
 use crate::checkpoint::{
-    CheckpointMetadata, Checkpoints, Step, delete_objects, tick_interval, write_metadata, write_savepoint,
+    CheckpointMetadata, Checkpoints, Step, delete_objects, tick_interval, write_metadata,
+    write_savepoint,
 };
 use crate::job::{
     AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, RestoreSource, SavepointTarget,

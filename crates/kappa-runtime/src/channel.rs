@@ -45,8 +45,12 @@ pub trait RemoteTarget: Send {
 
 /// Where one upstream subtask sends to one downstream subtask.
 pub enum Target {
-    /// Same taskmanager: the downstream's input channel, no serialisation.
-    Local(Sender<Tagged>),
+    /// Same taskmanager: the downstream's input, no serialisation; elements are tagged with
+    /// `channel`, the index the downstream knows this upstream by.
+    Local {
+        tx: Sender<Tagged>,
+        channel: u32,
+    },
     Remote(Box<dyn RemoteTarget>),
 }
 
@@ -82,9 +86,8 @@ pub fn forward(
     result
 }
 
-/// The sending ends of one upstream subtask towards every downstream subtask.
+/// The sending ends of one upstream subtask towards the downstream subtasks of one edge.
 pub struct Outputs {
-    index: u32,
     targets: Vec<Target>,
     cancel: Arc<AtomicBool>,
     metrics: Arc<SubtaskMetrics>,
@@ -92,13 +95,11 @@ pub struct Outputs {
 
 impl Outputs {
     pub fn new(
-        index: u32,
         targets: Vec<Target>,
         cancel: Arc<AtomicBool>,
         metrics: Arc<SubtaskMetrics>,
     ) -> Self {
         Self {
-            index,
             targets,
             cancel,
             metrics,
@@ -108,9 +109,9 @@ impl Outputs {
     /// Sends to one downstream subtask, waiting for room (recorded as backpressure).
     pub fn send(&mut self, target: usize, element: Element) -> Result<(), SendError> {
         match &mut self.targets[target] {
-            Target::Local(tx) => Ok(forward(
+            Target::Local { tx, channel } => Ok(forward(
                 tx,
-                (self.index, element),
+                (*channel, element),
                 &self.cancel,
                 Some(&self.metrics),
             )?),
@@ -195,8 +196,7 @@ mod tests {
         let m = metrics();
         let (ins, tx) = Inputs::new(1, 1, Arc::clone(&cancel), metrics());
         let mut outs = Outputs::new(
-            0,
-            vec![Target::Local(tx)],
+            vec![Target::Local { tx, channel: 0 }],
             Arc::clone(&cancel),
             Arc::clone(&m),
         );
@@ -226,8 +226,7 @@ mod tests {
         let m = metrics();
         let (ins, tx) = Inputs::new(2, 1, Arc::clone(&cancel), metrics());
         let mut outs = Outputs::new(
-            1,
-            vec![Target::Local(tx)],
+            vec![Target::Local { tx, channel: 1 }],
             Arc::clone(&cancel),
             Arc::clone(&m),
         );

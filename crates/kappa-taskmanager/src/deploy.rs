@@ -309,10 +309,16 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                     Partitioning::Forward => vec![i],
                     _ => (0..to.parallelism).collect(),
                 };
+                let channel = graph.channel(id, i).ok_or_else(|| {
+                    Status::invalid_argument(format!("edge {id} has no channel for subtask {i}"))
+                })?;
                 let mut targets = Vec::with_capacity(downstream.len());
                 for j in downstream {
                     targets.push(match inputs.get(&(to.id, j)) {
-                        Some(tx) => Target::Local(tx.clone()),
+                        Some(tx) => Target::Local {
+                            tx: tx.clone(),
+                            channel,
+                        },
                         None => {
                             let address = locations.get(&(to.id, j)).ok_or_else(|| {
                                 Status::invalid_argument(format!(
@@ -540,7 +546,7 @@ impl SubtaskRun {
                 (Partitioning::Rebalance, _) => Partitioner::Rebalance { next: i as usize },
                 (Partitioning::Broadcast, _) => Partitioner::Broadcast,
             };
-            let outputs = Outputs::new(i, e.targets, Arc::clone(&cancel), Arc::clone(&p.metrics));
+            let outputs = Outputs::new(e.targets, Arc::clone(&cancel), Arc::clone(&p.metrics));
             edges.push((
                 e.edge,
                 EdgeOutput {

@@ -93,13 +93,12 @@ impl Shared {
                 h.edge, h.upstream, h.downstream
             )));
         }
-        let base = a
-            .graph
-            .input_channels(to)
-            .into_iter()
-            .find(|(e, _, _)| *e == h.edge)
-            .map_or(0, |(_, base, _)| base);
-        let channel = base + if forward { 0 } else { h.upstream };
+        let Some(channel) = a.graph.channel(h.edge, h.upstream) else {
+            return Some(Err(format!(
+                "edge {} has no channel for subtask {}",
+                h.edge, h.upstream
+            )));
+        };
         let input = a.inputs.get(&(to.id, h.downstream))?.clone();
         Some(Ok((input, channel, Arc::clone(&a.cancel))))
     }
