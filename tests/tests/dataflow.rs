@@ -36,13 +36,10 @@ event_time = {{ column = "timestamp", max_out_of_orderness = "10s", idle_timeout
 /// A jobmanager that checkpoints to a temporary directory, with two taskmanagers of two slots.
 fn cluster(dir: &Path) -> (Cluster, Vec<Process>) {
     let cp = dir.join("checkpoints");
-    let cluster = Cluster::jobmanager(&[
-        "--heartbeat-timeout",
-        "3s",
-        "--checkpoint-dir",
-        cp.to_str().expect("utf-8 path"),
-    ])
-    .expect("jobmanager");
+    // Default heartbeat timeout (10 s): a killed taskmanager is found lost by its broken
+    // control stream at once.
+    let cluster = Cluster::jobmanager(&["--checkpoint-dir", cp.to_str().expect("utf-8 path")])
+        .expect("jobmanager");
     let tms = (0..2)
         .map(|_| cluster.taskmanager(2).expect("taskmanager"))
         .collect();

@@ -13,7 +13,6 @@ use kappa_job::graph::{OperatorKind, PhysicalGraph, Vertex};
 use kappa_job::plan::SourceKind;
 use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
-use kappa_proto::v1::task_manager_service_client::TaskManagerServiceClient;
 use kappa_proto::v1::{
     AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest, PartitionStart, SourceSplits,
     SubtaskLocation, TaskDeployment, TaskState, TriggerCheckpointRequest,
@@ -24,9 +23,10 @@ use kappa_proto::v1::{
 use kappa_runtime::TaskError;
 use kappa_runtime::metrics::VertexMetrics;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-use tonic::transport::Channel;
+use tonic::Status;
 
 use crate::Inner;
+use crate::calls::{CALL_TIMEOUT, Client, DEPLOY_TIMEOUT, concurrently};
 use crate::checkpoint::{
     CheckpointMetadata, Checkpoints, Step, delete_objects, tick_interval, write_metadata,
     write_savepoint,
@@ -474,7 +474,8 @@ async fn deploy_and_follow(
         savepoint_id: None,
         draining: false,
     };
-    let deployments = per_tm.into_iter().map(|(tm, tasks)| {
+    let mut deployments = Vec::new();
+    for (tm, tasks) in per_tm {
         let req = DeployTasksRequest {
             job_id: job.id.clone(),
             attempt: number,
@@ -490,20 +491,18 @@ async fn deploy_and_follow(
             checkpoint_location: checkpoint_location.clone(),
         };
         let client = inner.registry.get(tm).map(|t| t.client);
-        let tm = tm.to_string();
-        async move {
-            let mut client =
-                client.ok_or_else(|| TaskError::Io(format!("taskmanager {tm} is gone")))?;
-            client.deploy_tasks(req).await.map(|_| ()).map_err(|s| {
-                TaskError::Io(format!("deploying to taskmanager {tm}: {}", s.message()))
-            })
-        }
-    });
-    for r in futures_join(deployments).await {
-        if let Err(e) = r {
-            attempt.fail(e).await;
-            return attempt.finish_stopping().await;
-        }
+        deployments.push((tm.to_string(), async move {
+            let mut client = client.ok_or_else(|| Status::unavailable("it is gone"))?;
+            client.deploy_tasks(req).await.map(|_| ())
+        }));
+    }
+    if let Some((tm, why)) = concurrently(deployments, DEPLOY_TIMEOUT).await.pop() {
+        attempt
+            .fail(TaskError::Io(format!(
+                "deploying to taskmanager {tm}: {why}"
+            )))
+            .await;
+        return attempt.finish_stopping().await;
     }
     {
         let mut s = job.status.lock();
@@ -524,24 +523,6 @@ fn fail_job(step: Step) -> Option<TaskError> {
         Step::FailJob(why) => Some(TaskError::Io(why)),
         _ => None,
     }
-}
-
-/// Runs futures concurrently and collects their results in order.
-async fn futures_join<F: std::future::Future + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        match h.await {
-            Ok(v) => out.push(v),
-            Err(e) => tracing::error!(error = %e, "a deployment call stopped"),
-        }
-    }
-    out
 }
 
 fn terminal(s: TaskState) -> bool {
@@ -577,7 +558,11 @@ impl Attempt<'_> {
                     }
                 })
             }
-            AttemptEvent::TaskManagerLost { id, address } => {
+            AttemptEvent::TaskManagerLost {
+                id,
+                address,
+                reason,
+            } => {
                 let mut affected = false;
                 for t in self
                     .tasks
@@ -588,10 +573,7 @@ impl Attempt<'_> {
                     affected = true;
                 }
                 affected.then(|| {
-                    TaskError::Io(format!(
-                        "taskmanager {id} at {address} was lost (no heartbeat within {:?})",
-                        self.inner.config.heartbeat_timeout
-                    ))
+                    TaskError::Io(format!("taskmanager {id} at {address} was lost ({reason})"))
                 })
             }
         }
@@ -612,19 +594,20 @@ impl Attempt<'_> {
     }
 
     async fn cancel_everywhere(&self) {
-        let mut tms: Vec<&String> = self.placement.iter().collect();
-        tms.sort();
-        tms.dedup();
-        for tm in tms {
-            if let Some(mut c) = self.inner.registry.get(tm).map(|t| t.client) {
-                let req = CancelAttemptRequest {
-                    job_id: self.job.id.clone(),
-                    attempt: self.number,
-                };
-                if let Err(s) = c.cancel_attempt(req).await {
-                    tracing::warn!(taskmanager = %tm, error = %s.message(), "could not cancel subtasks");
-                }
-            }
+        let req = CancelAttemptRequest {
+            job_id: self.job.id.clone(),
+            attempt: self.number,
+        };
+        let calls = self
+            .taskmanagers()
+            .into_iter()
+            .map(|(tm, mut c)| {
+                let req = req.clone();
+                (tm, async move { c.cancel_attempt(req).await.map(|_| ()) })
+            })
+            .collect();
+        for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
+            tracing::warn!(taskmanager = %tm, error = %why, "could not cancel subtasks");
         }
     }
 
@@ -798,7 +781,7 @@ impl Attempt<'_> {
     }
 
     /// The taskmanagers the attempt runs on, with their clients.
-    fn taskmanagers(&self) -> Vec<(String, TaskManagerServiceClient<Channel>)> {
+    fn taskmanagers(&self) -> Vec<(String, Client)> {
         let mut tms: Vec<String> = (0..self.job.plan.parallelism as usize)
             .filter_map(|i| self.placement.get(i).cloned())
             .collect();
@@ -815,15 +798,23 @@ impl Attempt<'_> {
     /// Tells the attempt's taskmanagers that checkpoint `n` completed (sinks commit). One that
     /// misses it commits at the next notification; a restart commits from the checkpoint.
     async fn notify_complete(&self, n: u64) {
-        for (tm, mut c) in self.taskmanagers() {
-            let req = NotifyCheckpointCompleteRequest {
-                job_id: self.job.id.clone(),
-                attempt: self.number,
-                checkpoint_id: n,
-            };
-            if let Err(s) = c.notify_checkpoint_complete(req).await {
-                tracing::warn!(taskmanager = %tm, checkpoint = n, error = %s.message(), "could not notify a completed checkpoint");
-            }
+        let req = NotifyCheckpointCompleteRequest {
+            job_id: self.job.id.clone(),
+            attempt: self.number,
+            checkpoint_id: n,
+        };
+        let calls = self
+            .taskmanagers()
+            .into_iter()
+            .map(|(tm, mut c)| {
+                let req = req.clone();
+                (tm, async move {
+                    c.notify_checkpoint_complete(req).await.map(|_| ())
+                })
+            })
+            .collect();
+        for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
+            tracing::warn!(taskmanager = %tm, checkpoint = n, error = %why, "could not notify a completed checkpoint");
         }
     }
 
@@ -842,16 +833,25 @@ impl Attempt<'_> {
             Step::Nothing => None,
             Step::FailJob(why) => Some(TaskError::Io(why)),
             Step::Trigger(n) => {
-                for (tm, mut c) in self.taskmanagers() {
-                    let req = TriggerCheckpointRequest {
-                        job_id: self.job.id.clone(),
-                        attempt: self.number,
-                        checkpoint_id: n,
-                        drain: self.draining && self.savepoint_id == Some(n),
-                    };
-                    if let Err(s) = c.trigger_checkpoint(req).await {
-                        tracing::warn!(taskmanager = %tm, checkpoint = n, error = %s.message(), "could not trigger a checkpoint");
-                    }
+                let req = TriggerCheckpointRequest {
+                    job_id: self.job.id.clone(),
+                    attempt: self.number,
+                    checkpoint_id: n,
+                    drain: self.draining && self.savepoint_id == Some(n),
+                };
+                let calls = self
+                    .taskmanagers()
+                    .into_iter()
+                    .map(|(tm, mut c)| {
+                        let req = req.clone();
+                        (
+                            tm,
+                            async move { c.trigger_checkpoint(req).await.map(|_| ()) },
+                        )
+                    })
+                    .collect();
+                for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
+                    tracing::warn!(taskmanager = %tm, checkpoint = n, error = %why, "could not trigger a checkpoint");
                 }
                 None
             }
@@ -993,12 +993,12 @@ impl Attempt<'_> {
                 subtask: subtask as u32,
                 splits: Some(splits_to_proto(&SourceAssignment::Kafka(vec![start]))),
             };
-            client.add_splits(req).await.map_err(|s| {
-                TaskError::Io(format!(
-                    "handing partition {partition} of `{uid}` to subtask {subtask}: {}",
-                    s.message()
-                ))
-            })?;
+            let call = async move { client.add_splits(req).await.map(|_| ()) };
+            if let Some((_, why)) = concurrently(vec![(tm, call)], CALL_TIMEOUT).await.pop() {
+                return Err(TaskError::Io(format!(
+                    "handing partition {partition} of `{uid}` to subtask {subtask}: {why}"
+                )));
+            }
             tracing::info!(job = %self.job.id, source = %uid, partition, subtask, "new partition assigned");
         }
         Ok(())

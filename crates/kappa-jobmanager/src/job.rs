@@ -101,7 +101,12 @@ pub enum AttemptEvent {
     /// A subtask reported a new state.
     Task(TaskStateReport),
     /// A taskmanager running some of its subtasks stopped sending heartbeats.
-    TaskManagerLost { id: String, address: String },
+    TaskManagerLost {
+        id: String,
+        address: String,
+        /// How it was found lost.
+        reason: String,
+    },
     /// A subtask acknowledged (or declined) its part of a checkpoint.
     Checkpoint(CheckpointAck),
     /// A user asked for a savepoint.

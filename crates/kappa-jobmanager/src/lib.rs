@@ -1,6 +1,7 @@
 //! The Kappa jobmanager: keeps the registry of taskmanagers, accepts jobs, places their
 //! subtasks in slots, restarts failed attempts, and serves the REST API, /metrics and gRPC.
 
+mod calls;
 pub mod checkpoint;
 mod driver;
 pub mod ha;
@@ -761,24 +762,31 @@ async fn watch_heartbeats(inner: std::sync::Weak<Inner>) {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         for tm in inner.registry.reap(inner.config.heartbeat_timeout) {
-            tracing::warn!(id = %tm.id, address = %tm.address, timeout = ?inner.config.heartbeat_timeout, "taskmanager lost: no heartbeat");
-            let jobs: Vec<_> = inner.jobs.read().values().cloned().collect();
-            for j in jobs {
-                let s = j.status.lock();
-                if let Some(run) = s
-                    .attempt
-                    .as_ref()
-                    .filter(|r| r.live && r.placement.contains(&tm.id))
-                {
-                    let _ = run.events.send(AttemptEvent::TaskManagerLost {
-                        id: tm.id.clone(),
-                        address: tm.address.clone(),
-                    });
-                }
-            }
-            inner.registry.changed.notify_waiters();
+            let why = format!("no heartbeat within {:?}", inner.config.heartbeat_timeout);
+            taskmanager_lost(&inner, &tm, &why);
         }
     }
+}
+
+/// A taskmanager is gone: the attempts it ran fail (and restart elsewhere).
+pub(crate) fn taskmanager_lost(inner: &Inner, tm: &registry::TaskManagerEntry, why: &str) {
+    tracing::warn!(id = %tm.id, address = %tm.address, reason = %why, "taskmanager lost");
+    let jobs: Vec<_> = inner.jobs.read().values().cloned().collect();
+    for j in jobs {
+        let s = j.status.lock();
+        if let Some(run) = s
+            .attempt
+            .as_ref()
+            .filter(|r| r.live && r.placement.contains(&tm.id))
+        {
+            let _ = run.events.send(AttemptEvent::TaskManagerLost {
+                id: tm.id.clone(),
+                address: tm.address.clone(),
+                reason: why.to_string(),
+            });
+        }
+    }
+    inner.registry.changed.notify_waiters();
 }
 
 /// Split borrows of an attempt for the sampler.

@@ -24,6 +24,8 @@ pub struct TaskManagerEntry {
     pub last_heartbeat: Instant,
     pub memory_bytes: u64,
     pub client: TaskManagerServiceClient<Channel>,
+    /// Which registration of its id this is (see [`Registry::lose`]).
+    pub incarnation: u64,
 }
 
 /// A taskmanager as the REST API shows it.
@@ -44,13 +46,16 @@ pub struct TaskManagerView {
 #[derive(Default)]
 pub struct Registry {
     tms: Mutex<BTreeMap<String, TaskManagerEntry>>,
+    /// Incarnation of the latest registration.
+    incarnations: std::sync::atomic::AtomicU64,
     /// Signalled when slots may have become available.
     pub changed: Notify,
 }
 
 impl Registry {
-    /// Checks and records a registration (a known id registering again replaces itself).
-    pub fn register(&self, req: &RegisterTaskManagerRequest, now_ms: i64) -> Result<(), Status> {
+    /// Checks and records a registration (a known id registering again replaces itself);
+    /// returns its incarnation.
+    pub fn register(&self, req: &RegisterTaskManagerRequest, now_ms: i64) -> Result<u64, Status> {
         let current = ProtocolVersion::Current as u32;
         if req.protocol_version != current {
             tracing::error!(
@@ -83,11 +88,33 @@ impl Registry {
             last_heartbeat: Instant::now(),
             memory_bytes: 0,
             client: TaskManagerServiceClient::new(endpoint.connect_lazy()),
+            incarnation: self
+                .incarnations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
         };
         tracing::info!(id = %entry.id, address = %entry.address, slots = entry.slots, version = %entry.version, "taskmanager registered");
+        let incarnation = entry.incarnation;
         self.tms.lock().insert(entry.id.clone(), entry);
         self.changed.notify_waiters();
-        Ok(())
+        Ok(incarnation)
+    }
+
+    /// Whether `incarnation` is the current registration of taskmanager `id`.
+    pub fn is_current(&self, id: &str, incarnation: u64) -> bool {
+        self.tms
+            .lock()
+            .get(id)
+            .is_some_and(|t| t.incarnation == incarnation)
+    }
+
+    /// Removes taskmanager `id` if `incarnation` is still its registration; returns it.
+    pub fn lose(&self, id: &str, incarnation: u64) -> Option<TaskManagerEntry> {
+        let mut tms = self.tms.lock();
+        if tms.get(id)?.incarnation != incarnation {
+            return None;
+        }
+        tms.remove(id)
     }
 
     /// Records a heartbeat; false if the taskmanager is not registered.

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use kappa_proto::v1::job_manager_service_server::JobManagerService;
 use kappa_proto::v1::{
-    Ack, CheckpointAck, HeartbeatRequest, HeartbeatResponse, RegisterTaskManagerRequest,
-    RegisterTaskManagerResponse, TaskStateReport,
+    Ack, AttachRequest, CheckpointAck, ControlEvent, HeartbeatRequest, HeartbeatResponse,
+    RegisterTaskManagerRequest, RegisterTaskManagerResponse, TaskStateReport,
 };
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::Inner;
@@ -27,7 +28,11 @@ impl JobManagerRpc {
         match &*self.inner.role.read() {
             Role::Leader => Ok(()),
             Role::Standby(Some(l)) => {
-                Err(Status::unavailable(format!("{STANDBY_PREFIX}{}", l.rpc)))
+                let mut s = Status::unavailable(format!("{STANDBY_PREFIX}{}", l.rpc));
+                if let Ok(v) = l.rpc.parse() {
+                    s.metadata_mut().insert(kappa_proto::LEADER_METADATA_KEY, v);
+                }
+                Err(s)
             }
             Role::Standby(None) => Err(Status::unavailable(
                 "standby jobmanager; no leader is elected yet",
@@ -45,13 +50,51 @@ impl JobManagerService for JobManagerRpc {
         self.leader_only()?;
         let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let req = req.into_inner();
-        self.inner.registry.register(&req, now_ms()).inspect_err(|s| {
-            tracing::error!(from = %remote, id = %req.taskmanager_id, reason = %s.message(), "taskmanager refused");
-        })?;
+        let incarnation = self
+            .inner
+            .registry
+            .register(&req, now_ms())
+            .inspect_err(|s| {
+                tracing::error!(from = %remote, id = %req.taskmanager_id, reason = %s.message(), "taskmanager refused");
+            })?;
         Ok(Response::new(RegisterTaskManagerResponse {
             jobmanager_id: self.inner.id.clone(),
             heartbeat_interval_ms: self.inner.config.heartbeat_interval.as_millis() as u64,
+            incarnation,
         }))
+    }
+
+    type AttachStream = ReceiverStream<Result<ControlEvent, Status>>;
+
+    async fn attach(
+        &self,
+        req: Request<AttachRequest>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        self.leader_only()?;
+        let r = req.into_inner();
+        if !self
+            .inner
+            .registry
+            .is_current(&r.taskmanager_id, r.incarnation)
+        {
+            return Err(Status::not_found(format!(
+                "taskmanager {} is not registered as incarnation {}",
+                r.taskmanager_id, r.incarnation
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            // The stream ends when the taskmanager's connection does.
+            tx.closed().await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            if let Some(tm) = inner.registry.lose(&r.taskmanager_id, r.incarnation) {
+                crate::taskmanager_lost(&inner, &tm, "its control stream to the jobmanager broke");
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn heartbeat(

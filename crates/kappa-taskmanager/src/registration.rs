@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kappa_proto::v1::job_manager_service_client::JobManagerServiceClient;
 use kappa_proto::v1::{
-    CheckpointAck, HeartbeatRequest, PartitionProgress, ProtocolVersion,
+    AttachRequest, CheckpointAck, HeartbeatRequest, PartitionProgress, ProtocolVersion,
     RegisterTaskManagerRequest, SubtaskMetrics, TaskStateReport,
 };
 use kappa_runtime::metrics::SubtaskMetrics as Live;
@@ -29,8 +29,14 @@ pub struct JobManagers {
     current: parking_lot::Mutex<String>,
 }
 
-/// What a standby says before the leader's URL (see the jobmanager's rpc module).
-const LEADER_HINT: &str = "the leader is at ";
+/// The leader a standby jobmanager's refusal names, if it names one.
+fn leader_of(s: &tonic::Status) -> Option<&str> {
+    s.metadata()
+        .get(kappa_proto::LEADER_METADATA_KEY)?
+        .to_str()
+        .ok()
+        .filter(|l| !l.is_empty())
+}
 
 impl JobManagers {
     /// From one URL or a comma-separated list.
@@ -52,14 +58,10 @@ impl JobManagers {
     }
 
     /// After a failure: go to the leader a standby named, else to the next jobmanager.
-    fn switch(&self, refusal: Option<&str>) {
+    fn switch(&self, leader: Option<&str>) {
         let mut current = self.current.lock();
-        if let Some(leader) = refusal
-            .and_then(|m| m.split_once(LEADER_HINT))
-            .map(|(_, l)| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-        {
-            *current = leader;
+        if let Some(leader) = leader {
+            *current = leader.to_string();
             return;
         }
         if self.candidates.len() > 1 {
@@ -167,15 +169,21 @@ pub async fn register_and_heartbeat(
             slots: shared.slots,
             metrics_address: shared.address.clone(),
         };
-        let interval = match client.register_task_manager(request).await {
-            Ok(r) => Duration::from_millis(r.into_inner().heartbeat_interval_ms.max(100)),
+        let (interval, incarnation) = match client.register_task_manager(request).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                (
+                    Duration::from_millis(r.heartbeat_interval_ms.max(100)),
+                    r.incarnation,
+                )
+            }
             Err(s) if s.code() == Code::FailedPrecondition || s.code() == Code::InvalidArgument => {
                 tracing::error!(%jobmanager, reason = %s.message(), "the jobmanager refused this taskmanager");
                 return Err(TaskManagerError::Refused(s.message().to_string()));
             }
             Err(s) => {
                 tracing::warn!(%jobmanager, error = %s.message(), "registration failed; retrying");
-                jobmanagers.switch(Some(s.message()));
+                jobmanagers.switch(leader_of(&s));
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -190,6 +198,14 @@ pub async fn register_and_heartbeat(
         tracing::info!(%jobmanager, id = %shared.id, slots = shared.slots, address = %shared.address, "registered with the jobmanager");
         warned = false;
         last_ok = Instant::now();
+        // Held open while this registration lasts: the jobmanager sees this process end at once.
+        let _attached = Attached(tokio::spawn(attach(
+            client.clone(),
+            AttachRequest {
+                taskmanager_id: shared.id.clone(),
+                incarnation,
+            },
+        )));
         loop {
             tokio::time::sleep(interval).await;
             let hb = HeartbeatRequest {
@@ -205,9 +221,9 @@ pub async fn register_and_heartbeat(
                     );
                     break;
                 }
-                Err(s) if s.code() == Code::Unavailable && s.message().contains(LEADER_HINT) => {
+                Err(s) if s.code() == Code::Unavailable && leader_of(&s).is_some() => {
                     tracing::warn!(error = %s.message(), "the jobmanager is no longer the leader: following the new one");
-                    jobmanagers.switch(Some(s.message()));
+                    jobmanagers.switch(leader_of(&s));
                     break;
                 }
                 Err(s) => {
@@ -222,6 +238,27 @@ pub async fn register_and_heartbeat(
                 }
             }
         }
+    }
+}
+
+/// The task holding the control stream of one registration open; stops it when dropped.
+struct Attached(tokio::task::JoinHandle<()>);
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Opens the control stream and holds it until the jobmanager ends it.
+async fn attach(mut client: JobManagerServiceClient<Channel>, req: AttachRequest) {
+    match client.attach(req).await {
+        Ok(stream) => {
+            let mut stream = stream.into_inner();
+            while let Ok(Some(_)) = stream.message().await {}
+            tracing::debug!("the control stream to the jobmanager ended");
+        }
+        Err(s) => tracing::warn!(error = %s.message(), "could not open the control stream"),
     }
 }
 
