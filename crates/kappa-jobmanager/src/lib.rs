@@ -3,6 +3,8 @@
 
 mod calls;
 pub mod checkpoint;
+#[cfg(test)]
+mod coordinator_tests;
 mod driver;
 pub mod ha;
 pub mod job;
