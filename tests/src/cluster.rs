@@ -122,11 +122,46 @@ impl Cluster {
 
     /// `kappa jobmanager` alone, with extra flags; add taskmanagers with [`Cluster::taskmanager`].
     pub fn jobmanager(extra: &[&str]) -> anyhow::Result<Self> {
+        Self::jobmanager_with_env(extra, &[])
+    }
+
+    /// `kappa jobmanager` alone, with extra flags and environment variables.
+    pub fn jobmanager_with_env(extra: &[&str], env: &[(&str, String)]) -> anyhow::Result<Self> {
         let (port, rpc) = (free_port(), free_port());
-        let (p, r) = (port.to_string(), rpc.to_string());
-        let mut args = vec!["jobmanager", "--port", p.as_str(), "--rpc-port", r.as_str()];
-        args.extend_from_slice(extra);
-        Self::ready(Process::spawn(&args)?, port, rpc, None)
+        let args = Self::jobmanager_args(port, rpc, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = Process::spawn_with_env(&args, env)?;
+        Self::ready(process, port, rpc, None)
+    }
+
+    fn jobmanager_args(port: u16, rpc: u16, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = ["jobmanager", "--port", &port.to_string(), "--rpc-port"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(rpc.to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Starts `kappa jobmanager` again on the same ports (the old process is killed if it
+    /// still runs), with extra flags; waits until it answers.
+    pub fn restart_jobmanager(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        let port_of = |url: &str| url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+        let (Some(port), Some(rpc)) = (port_of(&self.url), port_of(&self.rpc)) else {
+            bail!("no ports in {} and {}", self.url, self.rpc);
+        };
+        self.process.kill();
+        let args = Self::jobmanager_args(port, rpc, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let restarted = Self::ready(Process::spawn(&args)?, port, rpc, self.token.clone())?;
+        *self = restarted;
+        Ok(())
+    }
+
+    /// The jobmanager (or `kappa local`) process.
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
     }
 
     fn ready(process: Process, port: u16, rpc: u16, token: Option<String>) -> anyhow::Result<Self> {

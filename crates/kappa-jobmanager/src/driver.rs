@@ -496,7 +496,16 @@ async fn deploy_and_follow(
             client.deploy_tasks(req).await.map(|_| ())
         }));
     }
-    if let Some((tm, why)) = concurrently(deployments, DEPLOY_TIMEOUT).await.pop() {
+    let failed = tokio::select! {
+        failed = concurrently(deployments, DEPLOY_TIMEOUT) => failed,
+        // A cancel does not wait for a slow or hung deployment.
+        _ = job.cancelled() => {
+            job.set_state(JobState::Cancelling, None);
+            attempt.cancel_everywhere().await;
+            return attempt.finish_stopping().await;
+        }
+    };
+    if let Some((tm, why)) = failed.into_iter().next() {
         attempt
             .fail(TaskError::Io(format!(
                 "deploying to taskmanager {tm}: {why}"
@@ -593,7 +602,10 @@ impl Attempt<'_> {
         }
     }
 
-    async fn cancel_everywhere(&self) {
+    /// Cancels the attempt on every taskmanager; one that does not answer is treated as lost
+    /// (its subtasks count as stopped: it cancels them itself when it finds the jobmanager
+    /// gone or registers again).
+    async fn cancel_everywhere(&mut self) {
         let req = CancelAttemptRequest {
             job_id: self.job.id.clone(),
             attempt: self.number,
@@ -608,6 +620,20 @@ impl Attempt<'_> {
             .collect();
         for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
             tracing::warn!(taskmanager = %tm, error = %why, "could not cancel subtasks");
+            for t in self
+                .tasks
+                .values_mut()
+                .filter(|t| t.0 == tm && !terminal(t.1))
+            {
+                t.1 = TaskState::Canceled;
+            }
+            if let Some(entry) = self.inner.registry.remove(&tm) {
+                crate::taskmanager_lost(
+                    self.inner,
+                    &entry,
+                    &format!("it did not take a cancel: {why}"),
+                );
+            }
         }
     }
 
@@ -874,6 +900,12 @@ impl Attempt<'_> {
                 if !ok {
                     return fail_job(step);
                 }
+                // Fault injection: the jobmanager dies after the metadata is written and before
+                // the job's record points at it (no sink may have committed checkpoint n).
+                fail::fail_point!("checkpoint-before-record", |_| {
+                    tracing::error!(job = %self.job.id, checkpoint = n, "failpoint: aborting before the job record points at the checkpoint");
+                    std::process::abort()
+                });
                 // Sinks commit only what a restart restores: once the job's record (where a
                 // jobmanager resumes from) points at this checkpoint.
                 if let Err(e) = self.inner.persist(self.job).await {

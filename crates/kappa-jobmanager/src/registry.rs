@@ -108,6 +108,11 @@ impl Registry {
             .is_some_and(|t| t.incarnation == incarnation)
     }
 
+    /// Removes taskmanager `id` (it does not answer); returns it.
+    pub fn remove(&self, id: &str) -> Option<TaskManagerEntry> {
+        self.tms.lock().remove(id)
+    }
+
     /// Removes taskmanager `id` if `incarnation` is still its registration; returns it.
     pub fn lose(&self, id: &str, incarnation: u64) -> Option<TaskManagerEntry> {
         let mut tms = self.tms.lock();

@@ -368,10 +368,21 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         running: AtomicUsize::new(req.tasks.len()),
         local_state: checkpointing.as_ref().map(|c| c.local.clone()),
     });
-    shared
-        .attempts
-        .lock()
-        .insert(key.clone(), Arc::clone(&attempt));
+    {
+        // Under the lock a cancel takes first: a cancel either sees the attempt or leaves
+        // the mark that refuses it here.
+        let cancelled = shared.cancelled.lock();
+        if cancelled.contains(&key) {
+            return Err(Status::aborted(format!(
+                "job {} attempt {} was cancelled before its deployment arrived",
+                key.0, key.1
+            )));
+        }
+        shared
+            .attempts
+            .lock()
+            .insert(key.clone(), Arc::clone(&attempt));
+    }
     tracing::info!(job = %key.0, attempt = key.1, name = %plan.name, subtasks = req.tasks.len(), "deploying subtasks");
     for p in prepared {
         let (vertex, i) = (p.deployment.vertex, p.deployment.subtask);

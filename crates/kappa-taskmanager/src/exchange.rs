@@ -28,6 +28,8 @@ pub const INITIAL_CREDITS: u32 = 4;
 const DEPLOY_WAIT: Duration = Duration::from_secs(15);
 /// How long a sender keeps trying to open its stream.
 const CONNECT_WAIT: Duration = Duration::from_secs(30);
+/// How long one try to open a stream may take.
+const CONNECT_TRY: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(100);
 
 /// The receiving side, served by every taskmanager.
@@ -186,16 +188,23 @@ impl RemoteSender {
             let header = ExchangeFrame {
                 frame: Some(Frame::Header(self.header.clone())),
             };
+            // Each try is bounded: a peer that accepts and never answers must not keep this
+            // subtask from seeing a cancel.
             let attempt = self.handle.block_on(async {
-                tx.send(header).await.map_err(|e| e.to_string())?;
-                let mut client = DataExchangeServiceClient::connect(url.clone())
+                let open = async {
+                    tx.send(header).await.map_err(|e| e.to_string())?;
+                    let mut client = DataExchangeServiceClient::connect(url.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    client
+                        .exchange(ReceiverStream::new(rx))
+                        .await
+                        .map(Response::into_inner)
+                        .map_err(|s| s.message().to_string())
+                };
+                tokio::time::timeout(CONNECT_TRY, open)
                     .await
-                    .map_err(|e| e.to_string())?;
-                client
-                    .exchange(ReceiverStream::new(rx))
-                    .await
-                    .map(Response::into_inner)
-                    .map_err(|s| s.message().to_string())
+                    .unwrap_or_else(|_| Err(format!("no answer within {CONNECT_TRY:?}")))
             });
             match attempt {
                 Ok(credits) => {
@@ -229,9 +238,25 @@ impl RemoteTarget for RemoteSender {
             return Err(SendError::Closed);
         };
         conn.available -= 1;
-        if self.handle.block_on(conn.frames.send(frame)).is_err() {
-            return Err(self.failed("the stream closed"));
+        // Room in the stream's buffer, waited for in slices so a cancel is seen.
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(SendError::Closed);
+            }
+            let Some(frames) = self.conn.as_ref().map(|c| c.frames.clone()) else {
+                return Err(SendError::Closed);
+            };
+            match self
+                .handle
+                .block_on(async { tokio::time::timeout(POLL, frames.reserve()).await })
+            {
+                Ok(Ok(permit)) => {
+                    permit.send(frame);
+                    return Ok(());
+                }
+                Ok(Err(_)) => return Err(self.failed("the stream closed")),
+                Err(_) => continue,
+            }
         }
-        Ok(())
     }
 }

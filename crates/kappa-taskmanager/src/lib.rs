@@ -85,6 +85,7 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
         address: address.clone(),
         state_dir: config.state_dir.clone(),
         attempts: Mutex::new(HashMap::new()),
+        cancelled: Mutex::default(),
         reports: reports_tx,
         handle: tokio::runtime::Handle::current(),
     });

@@ -16,6 +16,9 @@ use tonic::{Request, Response, Status};
 use crate::deploy::{deploy, splits_from_proto};
 use crate::state::Shared;
 
+/// Cancels of attempts not deployed here that are remembered.
+const CANCELLED_KEPT: usize = 1024;
+
 pub struct ControlService {
     pub shared: Arc<Shared>,
 }
@@ -40,14 +43,19 @@ impl TaskManagerService for ControlService {
         req: Request<CancelAttemptRequest>,
     ) -> Result<Response<Ack>, Status> {
         let req = req.into_inner();
-        if let Some(a) = self
-            .shared
-            .attempts
-            .lock()
-            .get(&(req.job_id.clone(), req.attempt))
-        {
-            tracing::info!(job = %req.job_id, attempt = req.attempt, "cancelling subtasks");
-            a.cancel.store(true, Ordering::SeqCst);
+        let key = (req.job_id.clone(), req.attempt);
+        let mut cancelled = self.shared.cancelled.lock();
+        match self.shared.attempts.lock().get(&key) {
+            Some(a) => {
+                tracing::info!(job = %req.job_id, attempt = req.attempt, "cancelling subtasks");
+                a.cancel.store(true, Ordering::SeqCst);
+            }
+            None => {
+                cancelled.push_back(key);
+                while cancelled.len() > CANCELLED_KEPT {
+                    cancelled.pop_front();
+                }
+            }
         }
         Ok(Response::new(Ack {}))
     }

@@ -67,6 +67,9 @@ pub struct Shared {
     /// Local working directory of subtask state.
     pub state_dir: std::path::PathBuf,
     pub attempts: Mutex<HashMap<AttemptKey, Arc<LocalAttempt>>>,
+    /// Attempts cancelled before their deployment arrived (a deployment can be overtaken by
+    /// its cancel): they are refused if it comes. The most recent ones only.
+    pub cancelled: Mutex<std::collections::VecDeque<AttemptKey>>,
     pub reports: UnboundedSender<ToJobManager>,
     pub handle: tokio::runtime::Handle,
 }

@@ -58,6 +58,11 @@ fn main() -> anyhow::Result<()> {
     let args = config_file::merged_args(&cli_command(), std::env::args_os().collect())?;
     let cli = Cli::parse_from(args);
     init_logging();
+    // Fault injection for the tests (FAILPOINTS="name=action;…"); nothing happens unless set.
+    let _failpoints = std::env::var_os("FAILPOINTS").map(|_| {
+        tracing::warn!("fault injection is on (FAILPOINTS)");
+        fail::FailScenario::setup()
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

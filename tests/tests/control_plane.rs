@@ -1,0 +1,204 @@
+//! The control plane under faults that processes rarely produce on their own: the jobmanager
+//! dies between writing a checkpoint and recording it in the job's record (injected with a
+//! failpoint), and a taskmanager that accepts connections but never answers.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use kappa_integration_tests::broker::Broker;
+use kappa_integration_tests::cluster::Cluster;
+use kappa_integration_tests::reference::{
+    Click, START, clicks, closing, hourly_counts, latest_per_key, spread,
+};
+use kappa_integration_tests::{SINK_PARTITIONS, eventually, reference_job};
+
+const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
+
+/// The reference job with an exactly-once Kafka sink, checkpoints every 300 ms and quick
+/// restarts.
+fn exactly_once_job(bootstrap: &str) -> String {
+    reference_job(bootstrap, "clicks", "out", FILTER, 2).replace(
+        "[sink]",
+        "[restart]\nstrategy = \"fixed-delay\"\ndelay = \"200ms\"\n\n[checkpoints]\ninterval = \"300ms\"\n\n[sink]\ndelivery = \"exactly-once\"",
+    )
+}
+
+#[test]
+fn a_jobmanager_dying_between_a_checkpoint_and_its_record_commits_nothing_twice() {
+    let broker = Broker::start().expect("broker");
+    let data = clicks(24_000, 83, START, 8, 100);
+    broker.create_topic("clicks", 4).expect("topic");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("checkpoints");
+    let flags = ["--checkpoint-dir", root.to_str().expect("utf-8")];
+    // The fifth checkpoint to complete kills the jobmanager after its metadata is written and
+    // before the job's record points at it.
+    let mut cluster = Cluster::jobmanager_with_env(
+        &flags,
+        &[(
+            "FAILPOINTS",
+            "checkpoint-before-record=4*off->return".into(),
+        )],
+    )
+    .expect("jobmanager");
+    let _tm = cluster.taskmanager(2).expect("taskmanager");
+    let id = cluster
+        .submit(&exactly_once_job(&broker.bootstrap), &[])
+        .expect("submit");
+
+    // Clicks arrive while checkpoints complete, so the checkpoints close windows.
+    let chunks: Vec<&[Click]> = data.chunks(1_000).collect();
+    let mut sent = 0;
+    let died = eventually(
+        "the failpoint to end the jobmanager",
+        Duration::from_secs(60),
+        || {
+            if let Some(status) = cluster.process().exited() {
+                return Ok(status);
+            }
+            if let Some(chunk) = chunks.get(sent) {
+                broker
+                    .produce("clicks", &spread(chunk, 4))
+                    .map_err(|e| e.to_string())?;
+                sent += 1;
+            }
+            Err(format!("{sent} chunks sent"))
+        },
+    )
+    .unwrap();
+    let log = cluster.process().log_text();
+    assert!(!died.success(), "aborted: {died:?}");
+    assert!(
+        log.contains("failpoint: aborting before the job record points at the checkpoint"),
+        "{log}"
+    );
+
+    // A new jobmanager resumes the job from the checkpoint its record names: the older one.
+    cluster
+        .restart_jobmanager(&flags)
+        .expect("jobmanager again");
+    let d = cluster
+        .wait_state(&id, &["RUNNING"], Duration::from_secs(60))
+        .expect("the job runs again");
+    let restored = d["attempts"]
+        .as_array()
+        .and_then(|a| a.last())
+        .and_then(|a| a["restored_from"].as_u64())
+        .expect("restored from a checkpoint");
+    assert!(
+        root.join(&id)
+            .join(format!("chk-{}", restored + 1))
+            .join("_metadata")
+            .exists(),
+        "the checkpoint after the restored one had been written when the jobmanager died"
+    );
+
+    for chunk in &chunks[sent..] {
+        broker
+            .produce("clicks", &spread(chunk, 4))
+            .expect("produce");
+    }
+    broker
+        .produce("clicks", &closing(&data, 4))
+        .expect("closing");
+    let expected = hourly_counts(&data, |u| u > 50);
+    let records = broker
+        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
+            latest_per_key(r).is_ok_and(|m| m == expected)
+        })
+        .expect("read");
+    assert_eq!(latest_per_key(&records).expect("records"), expected);
+    assert_eq!(
+        records.len(),
+        expected.len(),
+        "each window committed once: the output of the unrecorded checkpoint was not committed before the crash"
+    );
+}
+
+#[test]
+fn a_hung_taskmanager_does_not_stall_a_cancel() {
+    use kappa_proto::v1::job_manager_service_client::JobManagerServiceClient;
+    use kappa_proto::v1::{ProtocolVersion, RegisterTaskManagerRequest};
+
+    let broker = Broker::start().expect("broker");
+    broker.create_topic("clicks", 2).expect("topic");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    broker
+        .produce("clicks", &spread(&clicks(2_000, 5, START, 2, 20), 2))
+        .expect("produce");
+    // Heartbeats would not find the hung one lost for a minute.
+    let cluster = Cluster::jobmanager(&["--heartbeat-timeout", "60s"]).expect("jobmanager");
+    let _tm = cluster.taskmanager(2).expect("taskmanager");
+    // It accepts connections and never answers.
+    let hung = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let hung_address = hung.local_addr().expect("address").to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hung.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut client = rt
+        .block_on(JobManagerServiceClient::connect(cluster.rpc.clone()))
+        .expect("connect");
+    rt.block_on(client.register_task_manager(RegisterTaskManagerRequest {
+        protocol_version: ProtocolVersion::Current as u32,
+        version: "hung".into(),
+        taskmanager_id: "hung".into(),
+        address: hung_address,
+        slots: 1,
+        metrics_address: String::new(),
+    }))
+    .expect("registered");
+
+    // B is spread over both taskmanagers: its deployment to the hung one never answers.
+    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2);
+    let b = cluster.submit(&job, &[]).expect("submit B");
+    eventually("B placed", Duration::from_secs(10), || {
+        let d = cluster.job(&b).map_err(|e| e.to_string())?;
+        let placed = d["vertices"][0]["subtasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["taskmanager"] == "hung");
+        placed.then_some(()).ok_or_else(|| d.to_string())
+    })
+    .unwrap();
+    // A takes the last free slot of the real taskmanager and runs.
+    let a = cluster
+        .submit(&job.replace("parallelism = 2", "parallelism = 1"), &[])
+        .expect("submit A");
+    cluster
+        .wait_state(&a, &["RUNNING"], Duration::from_secs(30))
+        .expect("A runs");
+
+    let started = Instant::now();
+    assert!(cluster.kappactl(&["cancel", &a]).status.success());
+    cluster
+        .wait_state(&a, &["CANCELED"], Duration::from_secs(10))
+        .expect("A cancelled while B's deployment hangs");
+    println!("cancel of A: {:?}", started.elapsed());
+
+    let started = Instant::now();
+    assert!(cluster.kappactl(&["cancel", &b]).status.success());
+    let d = cluster
+        .wait_state(&b, &["CANCELED"], Duration::from_secs(20))
+        .expect("B cancelled although a taskmanager of it never answers");
+    println!("cancel of B: {:?}", started.elapsed());
+    assert!(
+        !cluster.log_text().is_empty() && d["state"] == "CANCELED",
+        "{d}"
+    );
+    let tms: serde_json::Value = cluster
+        .get("/api/v1/taskmanagers")
+        .expect("taskmanagers")
+        .json()
+        .expect("json");
+    assert!(
+        tms.as_array()
+            .is_some_and(|t| t.iter().all(|t| t["id"] != "hung")),
+        "the hung taskmanager is treated as lost: {tms}"
+    );
+}
