@@ -202,3 +202,122 @@ fn a_hung_taskmanager_does_not_stall_a_cancel() {
         "the hung taskmanager is treated as lost: {tms}"
     );
 }
+
+#[test]
+fn malformed_exchange_frames_are_refused_and_the_job_goes_on() {
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use kappa_proto::v1::data_exchange_service_client::DataExchangeServiceClient;
+    use kappa_proto::v1::exchange_frame::Frame;
+    use kappa_proto::v1::{ExchangeFrame, ExchangeHeader};
+    use std::sync::Arc;
+
+    let broker = Broker::start().expect("broker");
+    let data = clicks(6_000, 17, START, 3, 50);
+    broker.create_topic("clicks", 2).expect("topic");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    broker
+        .produce("clicks", &spread(&data, 2))
+        .expect("produce");
+    let cluster = Cluster::start(2).expect("cluster");
+    let id = cluster
+        .submit(
+            &reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2),
+            &[],
+        )
+        .expect("submit");
+    let d = cluster
+        .wait_state(&id, &["RUNNING"], Duration::from_secs(30))
+        .expect("runs");
+    let attempt = d["attempts"]
+        .as_array()
+        .and_then(|a| a.last())
+        .and_then(|a| a["attempt"].as_u64())
+        .expect("attempt") as u32;
+    let tms: serde_json::Value = cluster
+        .get("/api/v1/taskmanagers")
+        .expect("taskmanagers")
+        .json()
+        .expect("json");
+    let address = tms[0]["address"].as_str().expect("address").to_string();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let header = |upstream: u32| ExchangeFrame {
+        frame: Some(Frame::Header(ExchangeHeader {
+            job_id: id.clone(),
+            attempt,
+            upstream,
+            downstream: 0,
+            edge: 0,
+        })),
+    };
+    let exchange = |frames: Vec<ExchangeFrame>| {
+        rt.block_on(async {
+            let mut client = DataExchangeServiceClient::connect(format!("http://{address}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut credits = client
+                .exchange(tokio_stream::iter(frames))
+                .await
+                .map_err(|s| (s.code(), s.message().to_string()))
+                .map_err(|e| format!("{e:?}"))?
+                .into_inner();
+            // Credits until the receiver ends the stream, with its reason.
+            loop {
+                match credits.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Ok(()),
+                    Err(s) => return Err(format!("{:?} {}", s.code(), s.message())),
+                }
+            }
+        })
+    };
+    let err = exchange(vec![header(7)]).expect_err("an upstream the edge does not have");
+    assert!(
+        err.contains("InvalidArgument") && err.contains("no stream from subtask 7"),
+        "{err}"
+    );
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(Int64Array::from(vec![1, 2]))],
+    )
+    .expect("batch");
+    let mut bytes = Vec::new();
+    {
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &schema).expect("ipc");
+        w.write(&batch).expect("write");
+        w.finish().expect("finish");
+    }
+    let err = exchange(vec![
+        header(0),
+        ExchangeFrame {
+            frame: Some(Frame::Records(bytes)),
+        },
+    ])
+    .expect_err("a batch of other columns");
+    assert!(
+        err.contains("InvalidArgument") && err.contains("columns [n Int64]"),
+        "{err}"
+    );
+    let err = exchange(vec![
+        header(0),
+        ExchangeFrame {
+            frame: Some(Frame::Records(b"not arrow".to_vec())),
+        },
+    ])
+    .expect_err("bytes that are not Arrow");
+    assert!(err.contains("malformed record frame"), "{err}");
+
+    // The job never saw any of it.
+    broker
+        .produce("clicks", &closing(&data, 2))
+        .expect("closing");
+    let expected = hourly_counts(&data, |u| u > 50);
+    let records = broker
+        .read("out", SINK_PARTITIONS, Duration::from_secs(60), |r| {
+            latest_per_key(r).is_ok_and(|m| m == expected)
+        })
+        .expect("read");
+    cluster.assert_results(&id, &latest_per_key(&records).expect("records"), &expected);
+    assert_eq!(cluster.job(&id).expect("job")["state"], "RUNNING");
+}

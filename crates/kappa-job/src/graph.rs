@@ -6,6 +6,9 @@
 //! the jobmanager deploys it and the taskmanager wires its subtasks from it.
 
 use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
 
 use serde::{Deserialize, Serialize};
 
@@ -367,6 +370,31 @@ impl JobPlan {
             }
         }
         (nodes, edges)
+    }
+
+    /// The schema of the records edge `edge` of `graph` (this plan's graph) carries: what the
+    /// operator routing to it emits on that port.
+    pub fn edge_schema(&self, graph: &PhysicalGraph, edge: u32) -> Option<SchemaRef> {
+        let from = graph.vertex(graph.edge(edge)?.from)?;
+        let (op, port) = from.chain.iter().find_map(|op| {
+            let port = op
+                .outputs
+                .iter()
+                .position(|routes| routes.contains(&Route::Edge(edge)))?;
+            Some((op, port))
+        })?;
+        match (op.kind, port) {
+            (OperatorKind::Source(s), _) => self.sources.get(s).map(|s| Arc::clone(&s.schema)),
+            (OperatorKind::Steps(_), _) => Some(Arc::clone(&self.steps_schema)),
+            (OperatorKind::Window(w), LATE_PORT) => {
+                let sink = self.windows.get(w)?.late_output?;
+                self.sinks.get(sink).map(|s| Arc::clone(&s.schema))
+            }
+            (OperatorKind::Window(w), _) => {
+                self.windows.get(w).map(|w| Arc::clone(&w.output_schema))
+            }
+            (OperatorKind::Sink(_), _) => None,
+        }
     }
 
     /// The operators and vertices this plan runs as.

@@ -138,6 +138,13 @@ fn named_sources_are_unioned_into_the_first_window_and_every_sink_gets_its_input
         "fan-out to both result sinks"
     );
     assert!(g.edges.iter().all(|e| e.partitioning == Partitioning::Hash));
+    // What each edge carries: the union's records, then the hourly rows.
+    assert_eq!(plan.edge_schema(&g, 0), Some(plan.steps_schema.clone()));
+    assert_eq!(
+        plan.edge_schema(&g, 2),
+        Some(plan.windows[0].output_schema.clone())
+    );
+    assert_eq!(plan.edge_schema(&g, 9), None);
 }
 
 #[test]

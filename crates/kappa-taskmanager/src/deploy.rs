@@ -356,10 +356,16 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             }
         }
     }
+    let edge_schemas = graph
+        .edges
+        .iter()
+        .filter_map(|e| Some((e.id, plan.edge_schema(&graph, e.id)?)))
+        .collect();
     let attempt = Arc::new(LocalAttempt {
         job_name: plan.name.clone(),
         cancel: Arc::clone(&cancel),
         graph: Arc::clone(&graph),
+        edge_schemas,
         inputs,
         split_inboxes,
         checkpoint_triggers,

@@ -20,7 +20,31 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ipc;
-use crate::state::Shared;
+use crate::state::{ExchangeInput, Shared};
+
+/// A record batch must have the columns and types of its edge.
+fn check_schema(
+    element: Element,
+    schema: Option<&arrow::datatypes::SchemaRef>,
+) -> Result<Element, String> {
+    match (&element, schema) {
+        (Element::Records(b), Some(s)) if b.schema().fields() != s.fields() => Err(format!(
+            "a record batch of columns [{}] on an edge of columns [{}]",
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        _ => Ok(element),
+    }
+}
 
 /// Frames a receiver lets a sender have in flight before it returns credit.
 pub const INITIAL_CREDITS: u32 = 4;
@@ -57,7 +81,12 @@ impl DataExchangeService for ExchangeServer {
             }
         };
         let deadline = Instant::now() + DEPLOY_WAIT;
-        let (input, channel, cancel) = loop {
+        let ExchangeInput {
+            input,
+            channel,
+            cancel,
+            schema,
+        } = loop {
             match self.shared.input_of(&header) {
                 Some(Ok(found)) => break found,
                 Some(Err(why)) => return Err(Status::invalid_argument(why)),
@@ -89,7 +118,9 @@ impl DataExchangeService for ExchangeServer {
                         break;
                     }
                 };
-                let element = match ipc::decode(frame) {
+                let element = match ipc::decode(frame)
+                    .and_then(|e| check_schema(e, schema.as_ref()))
+                {
                     Ok(e) => e,
                     Err(e) => {
                         tracing::error!(job = %header.job_id, upstream = header.upstream, error = %e, "refusing a malformed exchange frame");

@@ -25,8 +25,14 @@ pub type AttemptKey = (String, u32);
 pub type SubtaskKey = (u32, u32);
 
 /// Where the frames of an exchange stream go: the downstream's input, the channel they
-/// arrive on, and the attempt's cancel flag.
-pub type ExchangeInput = (Sender<Tagged>, u32, Arc<AtomicBool>);
+/// arrive on, the attempt's cancel flag and the edge's schema.
+pub struct ExchangeInput {
+    pub input: Sender<Tagged>,
+    pub channel: u32,
+    pub cancel: Arc<AtomicBool>,
+    /// What its record batches must look like.
+    pub schema: Option<arrow::datatypes::SchemaRef>,
+}
 
 /// One deployed subtask.
 pub struct LocalSubtask {
@@ -43,6 +49,8 @@ pub struct LocalAttempt {
     pub cancel: Arc<AtomicBool>,
     /// The job's graph, to place the streams of remote upstreams.
     pub graph: Arc<PhysicalGraph>,
+    /// The schema of the records of each edge, to check what remote upstreams send.
+    pub edge_schemas: HashMap<u32, arrow::datatypes::SchemaRef>,
     /// Subtasks here fed by edges: their input channels.
     pub inputs: HashMap<SubtaskKey, Sender<Tagged>>,
     /// Source subtasks here: where newly discovered partitions are handed over.
@@ -103,7 +111,12 @@ impl Shared {
             )));
         };
         let input = a.inputs.get(&(to.id, h.downstream))?.clone();
-        Some(Ok((input, channel, Arc::clone(&a.cancel))))
+        Some(Ok(ExchangeInput {
+            input,
+            channel,
+            cancel: Arc::clone(&a.cancel),
+            schema: a.edge_schemas.get(&h.edge).cloned(),
+        }))
     }
 
     /// Called by each subtask thread as it ends; forgets the attempt after the last one.
