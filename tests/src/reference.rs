@@ -84,13 +84,18 @@ pub fn spread(data: &[Click], partitions: i32) -> Vec<(i32, String)> {
 /// One click of user_1 (filtered out by every job of the tests) per partition, two hours after
 /// the last of `data`, so every window of the data closes.
 pub fn closing(data: &[Click], partitions: i32) -> Vec<(i32, String)> {
+    closing_after(data, partitions, 2 * HOUR)
+}
+
+/// Like [`closing`], `after` past the last click (longer windows need longer).
+pub fn closing_after(data: &[Click], partitions: i32, after: i64) -> Vec<(i32, String)> {
     let last = data.iter().map(|c| c.timestamp).max().unwrap_or(0);
     (0..partitions)
         .map(|p| {
             let c = Click {
                 user: 1,
                 item: 1,
-                timestamp: last + 2 * HOUR,
+                timestamp: last + after,
             };
             (p, c.json())
         })

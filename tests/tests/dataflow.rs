@@ -14,11 +14,20 @@ use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::eventually;
 use kappa_integration_tests::postgres::{HOURLY_TABLE, Postgres, wait_rows};
 use kappa_integration_tests::reference::{
-    Click, HOUR, START, clicks, hourly_counts, latest_per_key, spread,
+    Click, HOUR, START, clicks, closing_after, hourly_counts, latest_per_key, spread,
 };
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const DAY: i64 = 24 * HOUR;
+
+/// The first window of both jobs: clicks per item and hour.
+const HOURLY: &str = r#"[[windows]]
+uid = "hourly"
+kind = "tumbling"
+size = "1h"
+key_by = ["item_id"]
+aggregates = { click_count = "count(*)" }
+"#;
 
 fn source(name: &str, bootstrap: &str, topic: &str) -> String {
     format!(
@@ -104,22 +113,6 @@ fn part_file_lines(dir: &Path) -> Vec<serde_json::Value> {
     out
 }
 
-/// One click per partition of `topic`, `after` past the last of `data`, by user_1 (whom the
-/// filter drops), so every window up to then closes.
-fn closing_after(data: &[Click], partitions: i32, after: i64) -> Vec<(i32, String)> {
-    let last = data.iter().map(|c| c.timestamp).max().unwrap_or(0);
-    (0..partitions)
-        .map(|p| {
-            let c = Click {
-                user: 1,
-                item: 1,
-                timestamp: last + after,
-            };
-            (p, c.json())
-        })
-        .collect()
-}
-
 #[test]
 fn two_sources_fan_out_to_kafka_and_postgres_and_late_events_reach_their_sink() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -156,13 +149,7 @@ parallelism = 2
 [[steps]]
 filter = "{FILTER}"
 
-[[windows]]
-uid = "hourly"
-kind = "tumbling"
-size = "1h"
-key_by = ["item_id"]
-aggregates = {{ click_count = "count(*)" }}
-late_output = "late"
+{hourly}late_output = "late"
 
 [sinks.kafka]
 connector = "kafka"
@@ -188,6 +175,7 @@ delay = "200ms"
 [checkpoints]
 interval = "500ms"
 "#,
+        hourly = HOURLY,
         web = source("web", &broker.bootstrap, "clicks-web"),
         app = source("app", &broker.bootstrap, "clicks-app"),
         bootstrap = broker.bootstrap,
@@ -345,13 +333,7 @@ idle_timeout = "2s"
 [[steps]]
 filter = "{FILTER}"
 
-[[windows]]
-uid = "hourly"
-kind = "tumbling"
-size = "1h"
-key_by = ["item_id"]
-aggregates = {{ click_count = "count(*)" }}
-
+{hourly}
 [[windows]]
 uid = "daily-max"
 kind = "tumbling"
@@ -373,6 +355,7 @@ delay = "200ms"
 [checkpoints]
 interval = "500ms"
 "#,
+        hourly = HOURLY,
         bootstrap = broker.bootstrap,
     );
     let id = cluster.submit(&job, &[]).expect("submit");

@@ -340,9 +340,15 @@ impl Checkpoints {
         stats.status = CheckpointStatus::Failed;
         stats.duration_ms = Some(p.started.elapsed().as_millis() as u64);
         stats.failure = Some(why.clone());
-        self.last_failure = Some((stats.id, why.clone()));
+        let id = stats.id;
         self.record(stats);
         self.last_finished = Some(Instant::now());
+        self.count_failure(id, why)
+    }
+
+    /// Checkpoint `id` failed: the job fails when too many did in a row.
+    fn count_failure(&mut self, id: u64, why: String) -> Step {
+        self.last_failure = Some((id, why.clone()));
         self.consecutive_failures += 1;
         match self.plan.tolerable_failures {
             Some(n) if self.consecutive_failures > n => Step::FailJob(format!(
@@ -571,15 +577,7 @@ impl Checkpoints {
             stats.failure = Some(why.clone());
             stats.path = None;
         }
-        self.last_failure = Some((id, why.clone()));
-        self.consecutive_failures += 1;
-        match self.plan.tolerable_failures {
-            Some(n) if self.consecutive_failures > n => Step::FailJob(format!(
-                "{} checkpoints failed in a row; the last: {why}",
-                self.consecutive_failures
-            )),
-            _ => Step::Nothing,
-        }
+        self.count_failure(id, why)
     }
 
     /// The job's record points at the latest checkpoint: those beyond the retention go.
