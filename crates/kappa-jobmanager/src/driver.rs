@@ -2,23 +2,19 @@
 //! the source splits, deploy the subtasks over gRPC, follow their reports, discover new Kafka
 //! partitions, and on a failure cancel the attempt everywhere and restart it or give up.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kappa_connectors::kafka::StartOffset;
 use kappa_connectors::kafka::admin::TopicAdmin;
 use kappa_connectors::splits::{SourceAssignment, assign_splits};
-use kappa_job::graph::{OperatorKind, PhysicalGraph, Vertex};
+use kappa_job::graph::PhysicalGraph;
 use kappa_job::plan::SourceKind;
-use kappa_proto::v1::partition_start::Start;
-use kappa_proto::v1::source_splits::Splits;
+use kappa_proto::v1::NotifyCheckpointCompleteRequest;
 use kappa_proto::v1::{
-    AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest, PartitionStart, SourceSplits,
-    SubtaskLocation, TaskDeployment, TaskState, TriggerCheckpointRequest,
-};
-use kappa_proto::v1::{
-    FileList, KafkaPartitions, NotifyCheckpointCompleteRequest, RestoreState, SinkCommit,
+    AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest, SubtaskLocation, TaskDeployment,
+    TriggerCheckpointRequest,
 };
 use kappa_runtime::TaskError;
 use kappa_runtime::metrics::VertexMetrics;
@@ -26,11 +22,13 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tonic::Status;
 
 use crate::Inner;
+use crate::attempt_tasks::AttemptTasks;
 use crate::calls::{CALL_TIMEOUT, Client, DEPLOY_TIMEOUT, concurrently};
 use crate::checkpoint::{
     CheckpointMetadata, Checkpoints, Step, delete_objects, tick_interval, write_metadata,
     write_savepoint,
 };
+use crate::deployment::{head_source, splits_to_proto, task_deployment};
 use crate::job::{
     AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, RestoreSource, SavepointTarget,
     now_ms,
@@ -146,38 +144,6 @@ async fn take_slots(inner: &Inner, job: &JobEntry) -> Result<Vec<String>, SlotWa
     }
 }
 
-fn splits_to_proto(a: &SourceAssignment) -> SourceSplits {
-    match a {
-        SourceAssignment::Kafka(parts) => SourceSplits {
-            splits: Some(Splits::Kafka(KafkaPartitions {
-                partitions: parts
-                    .iter()
-                    .map(|p| PartitionStart {
-                        partition: p.partition,
-                        start: Some(match p.offset {
-                            StartOffset::Beginning => Start::Beginning(true),
-                            StartOffset::Offset(o) => Start::Offset(o),
-                        }),
-                    })
-                    .collect(),
-            })),
-        },
-        SourceAssignment::Files(files) => SourceSplits {
-            splits: Some(Splits::Files(FileList {
-                paths: files.iter().map(|f| f.display().to_string()).collect(),
-            })),
-        },
-    }
-}
-
-/// The source at the head of `vertex`'s chain, if its chain starts with one.
-fn head_source(vertex: &Vertex) -> Option<usize> {
-    match vertex.chain.first()?.kind {
-        OperatorKind::Source(s) => Some(s),
-        _ => None,
-    }
-}
-
 /// Assigns the splits of every source vertex (the blocking Kafka metadata calls off the async
 /// workers); by vertex id.
 async fn assign(
@@ -218,96 +184,6 @@ async fn assign(
     Ok(out)
 }
 
-/// The snapshots of a checkpoint that hold key groups of subtask `subtask` (of `p`) of the
-/// keyed operator `uid`.
-fn restore_states(
-    source: Option<&RestoreSource>,
-    uid: &str,
-    subtask: u32,
-    max_parallelism: u32,
-    p: u32,
-) -> Vec<RestoreState> {
-    let Some(RestoreSource { location, meta }) = source else {
-        return Vec::new();
-    };
-    let mine = kappa_job::keygroup::key_group_range(subtask, max_parallelism, p);
-    meta.operators
-        .iter()
-        .filter(|w| w.uid == uid)
-        .filter(|w| w.key_groups.0 <= *mine.end() && *mine.start() <= w.key_groups.1)
-        .map(|w| RestoreState {
-            operator_uid: w.uid.clone(),
-            handle: Some((&w.state).into()),
-            key_group_start: w.key_groups.0,
-            key_group_end: w.key_groups.1,
-            location: location.text.clone(),
-        })
-        .collect()
-}
-
-/// The output of sink `uid` a checkpoint holds that its subtask `subtask` (of `p`) commits
-/// before it starts: that of the earlier subtasks with the same index modulo `p`.
-fn sink_commits(
-    source: Option<&RestoreSource>,
-    uid: &str,
-    subtask: u32,
-    p: u32,
-) -> Vec<SinkCommit> {
-    let Some(RestoreSource { location, meta }) = source else {
-        return Vec::new();
-    };
-    meta.sink_commits
-        .iter()
-        .filter(|c| c.uid == uid && c.subtask % p == subtask)
-        .map(|c| SinkCommit {
-            checkpoint_id: c.checkpoint_id,
-            writer: c.writer.clone(),
-            object: c.object.clone(),
-            bytes: c.bytes,
-            location: location.text.clone(),
-            operator_uid: c.uid.clone(),
-        })
-        .collect()
-}
-
-/// What subtask `i` of `vertex` is deployed with: its splits, the state and sink output it
-/// restores.
-fn task_deployment(
-    vertex: &Vertex,
-    i: u32,
-    assignments: &BTreeMap<u32, Vec<SourceAssignment>>,
-    latest: Option<&RestoreSource>,
-    max_parallelism: u32,
-) -> TaskDeployment {
-    let mut t = TaskDeployment {
-        vertex: vertex.id,
-        subtask: i,
-        splits: assignments
-            .get(&vertex.id)
-            .and_then(|a| a.get(i as usize))
-            .map(splits_to_proto),
-        restore: Vec::new(),
-        sink_commits: Vec::new(),
-    };
-    for op in &vertex.chain {
-        match op.kind {
-            k if k.is_keyed() => t.restore.extend(restore_states(
-                latest,
-                &op.uid,
-                i,
-                max_parallelism,
-                vertex.parallelism,
-            )),
-            OperatorKind::Sink(_) => {
-                t.sink_commits
-                    .extend(sink_commits(latest, &op.uid, i, vertex.parallelism))
-            }
-            _ => {}
-        }
-    }
-    t
-}
-
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         for t in self.savepoints.drain(..) {
@@ -326,7 +202,7 @@ struct Attempt<'a> {
     placement: &'a [String],
     graph: PhysicalGraph,
     /// (vertex, subtask) → (taskmanager, last state)
-    tasks: HashMap<(u32, u32), (String, TaskState)>,
+    tasks: AttemptTasks,
     events: UnboundedReceiver<AttemptEvent>,
     first_error: Option<TaskError>,
     /// Savepoints asked for and not written yet.
@@ -434,7 +310,9 @@ async fn deploy_and_follow(
     // Slot sharing: slot i runs subtask i of every vertex.
     let mut per_tm: BTreeMap<&str, Vec<TaskDeployment>> = BTreeMap::new();
     let mut locations = Vec::new();
-    let mut tasks = HashMap::new();
+    let Some(tasks) = AttemptTasks::new(&graph, placement) else {
+        return Outcome::Failed(TaskError::Io("fewer slots than subtasks".into()));
+    };
     for v in &graph.vertices {
         for i in 0..v.parallelism {
             let Some(tm) = placement.get(i as usize) else {
@@ -450,7 +328,6 @@ async fn deploy_and_follow(
                 latest.as_ref(),
                 plan.max_parallelism,
             ));
-            tasks.insert((v.id, i), (tm.clone(), TaskState::Unspecified));
             if !v.inputs.is_empty() {
                 locations.push(SubtaskLocation {
                     vertex: v.id,
@@ -534,62 +411,18 @@ fn fail_job(step: Step) -> Option<TaskError> {
     }
 }
 
-fn terminal(s: TaskState) -> bool {
-    matches!(
-        s,
-        TaskState::Finished | TaskState::Canceled | TaskState::Failed
-    )
-}
-
 impl Attempt<'_> {
     fn apply(&mut self, event: AttemptEvent) -> Option<TaskError> {
         match event {
             // Checkpoint acknowledgements and savepoints are handled by `follow`.
             AttemptEvent::Checkpoint(_) | AttemptEvent::Savepoint(_) => None,
-            AttemptEvent::Task(r) => {
-                let state = TaskState::try_from(r.state).unwrap_or(TaskState::Unspecified);
-                if let Some(t) = self.tasks.get_mut(&(r.vertex, r.subtask)) {
-                    t.1 = state;
-                }
-                (state == TaskState::Failed).then(|| {
-                    let what = self.graph.vertex(r.vertex).map_or_else(
-                        || format!("vertex {}", r.vertex),
-                        |v| format!("`{}`", v.name),
-                    );
-                    let msg = format!(
-                        "{what} subtask {} on taskmanager {}: {}",
-                        r.subtask, r.taskmanager_id, r.error
-                    );
-                    if r.retriable {
-                        TaskError::Io(msg)
-                    } else {
-                        TaskError::Data(msg)
-                    }
-                })
-            }
+            AttemptEvent::Task(r) => self.tasks.on_report(&r),
             AttemptEvent::TaskManagerLost {
                 id,
                 address,
                 reason,
-            } => {
-                let mut affected = false;
-                for t in self
-                    .tasks
-                    .values_mut()
-                    .filter(|t| t.0 == id && !terminal(t.1))
-                {
-                    t.1 = TaskState::Canceled;
-                    affected = true;
-                }
-                affected.then(|| {
-                    TaskError::Io(format!("taskmanager {id} at {address} was lost ({reason})"))
-                })
-            }
+            } => self.tasks.on_lost(&id, &address, &reason),
         }
-    }
-
-    fn all_terminal(&self) -> bool {
-        self.tasks.values().all(|t| terminal(t.1))
     }
 
     /// Records the root cause and cancels the attempt on every taskmanager.
@@ -620,13 +453,7 @@ impl Attempt<'_> {
             .collect();
         for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
             tracing::warn!(taskmanager = %tm, error = %why, "could not cancel subtasks");
-            for t in self
-                .tasks
-                .values_mut()
-                .filter(|t| t.0 == tm && !terminal(t.1))
-            {
-                t.1 = TaskState::Canceled;
-            }
+            self.tasks.stop_on(&tm);
             if let Some(entry) = self.inner.registry.remove(&tm) {
                 crate::taskmanager_lost(
                     self.inner,
@@ -640,7 +467,7 @@ impl Attempt<'_> {
     /// Waits for every subtask to stop (or the timeout), then gives the outcome.
     async fn finish_stopping(mut self) -> Outcome {
         let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
-        while !self.all_terminal() {
+        while !self.tasks.all_terminal() {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(ev)) => {
                     self.apply(ev);
@@ -700,8 +527,8 @@ impl Attempt<'_> {
                         self.fail(e).await;
                         break self.finish_stopping().await;
                     }
-                    if self.all_terminal() {
-                        if self.tasks.values().all(|t| t.1 == TaskState::Finished) {
+                    if self.tasks.all_terminal() {
+                        if self.tasks.all_finished() {
                             break Outcome::Finished;
                         }
                         break Outcome::Failed(TaskError::Io("subtasks stopped without finishing (cancelled by their taskmanager)".into()));
@@ -718,7 +545,7 @@ impl Attempt<'_> {
                     }
                 }
                 _ = checkpoint_tick.tick(), if checkpointing => {
-                    let expected = self.tasks.iter().filter(|(_, t)| !terminal(t.1)).map(|(k, _)| *k).collect();
+                    let expected = self.tasks.live().collect();
                     let periodic = self.job.plan.checkpoints.is_some();
                     let step = self.job.checkpoints.lock().as_mut().map(|c| if periodic || c.in_progress() { c.tick(self.number, expected) } else { Step::Nothing });
                     if let Some(e) = self.advance_checkpoint(step).await {
@@ -739,12 +566,7 @@ impl Attempt<'_> {
         if self.savepoints.is_empty() || self.savepoint_id.is_some() {
             return None;
         }
-        let expected = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| !terminal(t.1))
-            .map(|(k, _)| *k)
-            .collect();
+        let expected = self.tasks.live().collect();
         let step = self
             .job
             .checkpoints

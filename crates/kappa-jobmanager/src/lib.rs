@@ -1,10 +1,12 @@
 //! The Kappa jobmanager: keeps the registry of taskmanagers, accepts jobs, places their
 //! subtasks in slots, restarts failed attempts, and serves the REST API, /metrics and gRPC.
 
+mod attempt_tasks;
 mod calls;
 pub mod checkpoint;
 #[cfg(test)]
 mod coordinator_tests;
+mod deployment;
 mod driver;
 pub mod ha;
 pub mod job;

@@ -1,0 +1,205 @@
+//! What each subtask of an attempt is deployed with — its source splits, the keyed state and
+//! the uncommitted sink output it restores, by operator uid — built from the physical graph.
+//! Pure: the driver sends what this builds.
+
+use std::collections::BTreeMap;
+
+use kappa_connectors::kafka::StartOffset;
+use kappa_connectors::splits::SourceAssignment;
+use kappa_job::graph::{OperatorKind, Vertex};
+use kappa_proto::v1::partition_start::Start;
+use kappa_proto::v1::source_splits::Splits;
+use kappa_proto::v1::{
+    FileList, KafkaPartitions, PartitionStart, RestoreState, SinkCommit, SourceSplits,
+    TaskDeployment,
+};
+
+use crate::job::RestoreSource;
+
+/// The one conversion of a source assignment to its message.
+pub fn splits_to_proto(a: &SourceAssignment) -> SourceSplits {
+    match a {
+        SourceAssignment::Kafka(parts) => SourceSplits {
+            splits: Some(Splits::Kafka(KafkaPartitions {
+                partitions: parts
+                    .iter()
+                    .map(|p| PartitionStart {
+                        partition: p.partition,
+                        start: Some(match p.offset {
+                            StartOffset::Beginning => Start::Beginning(true),
+                            StartOffset::Offset(o) => Start::Offset(o),
+                        }),
+                    })
+                    .collect(),
+            })),
+        },
+        SourceAssignment::Files(files) => SourceSplits {
+            splits: Some(Splits::Files(FileList {
+                paths: files.iter().map(|f| f.display().to_string()).collect(),
+            })),
+        },
+    }
+}
+
+/// The source at the head of `vertex`'s chain, if its chain starts with one.
+pub fn head_source(vertex: &Vertex) -> Option<usize> {
+    match vertex.chain.first()?.kind {
+        OperatorKind::Source(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The snapshots of a checkpoint that hold key groups of subtask `subtask` (of `p`) of the
+/// keyed operator `uid`.
+fn restore_states(
+    source: Option<&RestoreSource>,
+    uid: &str,
+    subtask: u32,
+    max_parallelism: u32,
+    p: u32,
+) -> Vec<RestoreState> {
+    let Some(RestoreSource { location, meta }) = source else {
+        return Vec::new();
+    };
+    let mine = kappa_job::keygroup::key_group_range(subtask, max_parallelism, p);
+    meta.operators
+        .iter()
+        .filter(|w| w.uid == uid)
+        .filter(|w| w.key_groups.0 <= *mine.end() && *mine.start() <= w.key_groups.1)
+        .map(|w| RestoreState {
+            operator_uid: w.uid.clone(),
+            handle: Some((&w.state).into()),
+            key_group_start: w.key_groups.0,
+            key_group_end: w.key_groups.1,
+            location: location.text.clone(),
+        })
+        .collect()
+}
+
+/// The output of sink `uid` a checkpoint holds that its subtask `subtask` (of `p`) commits
+/// before it starts: that of the earlier subtasks with the same index modulo `p`.
+fn sink_commits(
+    source: Option<&RestoreSource>,
+    uid: &str,
+    subtask: u32,
+    p: u32,
+) -> Vec<SinkCommit> {
+    let Some(RestoreSource { location, meta }) = source else {
+        return Vec::new();
+    };
+    meta.sink_commits
+        .iter()
+        .filter(|c| c.uid == uid && c.subtask % p == subtask)
+        .map(|c| SinkCommit {
+            checkpoint_id: c.checkpoint_id,
+            writer: c.writer.clone(),
+            object: c.object.clone(),
+            bytes: c.bytes,
+            location: location.text.clone(),
+            operator_uid: c.uid.clone(),
+        })
+        .collect()
+}
+
+/// What subtask `i` of `vertex` is deployed with: its splits, the state and sink output it
+/// restores.
+pub fn task_deployment(
+    vertex: &Vertex,
+    i: u32,
+    assignments: &BTreeMap<u32, Vec<SourceAssignment>>,
+    latest: Option<&RestoreSource>,
+    max_parallelism: u32,
+) -> TaskDeployment {
+    let mut t = TaskDeployment {
+        vertex: vertex.id,
+        subtask: i,
+        splits: assignments
+            .get(&vertex.id)
+            .and_then(|a| a.get(i as usize))
+            .map(splits_to_proto),
+        restore: Vec::new(),
+        sink_commits: Vec::new(),
+    };
+    for op in &vertex.chain {
+        match op.kind {
+            k if k.is_keyed() => t.restore.extend(restore_states(
+                latest,
+                &op.uid,
+                i,
+                max_parallelism,
+                vertex.parallelism,
+            )),
+            OperatorKind::Sink(_) => {
+                t.sink_commits
+                    .extend(sink_commits(latest, &op.uid, i, vertex.parallelism))
+            }
+            _ => {}
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kappa_job::{Overrides, plan_job};
+
+    const MULTI: &str = include_str!("../../../examples/web-and-app-clicks.toml");
+
+    #[test]
+    fn each_subtask_restores_the_state_and_output_of_its_own_operators() {
+        let plan = plan_job("job.toml", MULTI, &Overrides::default()).unwrap();
+        let graph = plan.graph();
+        let dir = tempfile::tempdir().unwrap();
+        // A checkpoint taken at parallelism 4 (key groups in quarters), restored at 2.
+        let meta = serde_json::json!({
+            "version": 2, "job_id": "j", "checkpoint_id": 9, "attempt": 1,
+            "completed_at_ms": 0, "parallelism": 4, "max_parallelism": 128,
+            "sources": [{"uid": "sources.web", "offsets": [{"partition": 0, "next_offset": 5}]}],
+            "operators": (0..4).map(|i| serde_json::json!({
+                "uid": "hourly", "subtask": i, "key_groups": [32 * i, 32 * i + 31],
+                "state": {"files": [{"name": "1.sst", "object": format!("s/{i}.sst"), "size": 1}]}
+            })).chain(std::iter::once(serde_json::json!({
+                "uid": "daily-max", "subtask": 0, "key_groups": [0, 127], "state": {"files": []}
+            }))).collect::<Vec<_>>(),
+            "sink_commits": (0..4).map(|i| serde_json::json!({
+                "uid": "sinks.late", "subtask": i, "checkpoint_id": 9, "writer": format!("w{i}"),
+                "object": format!("o{i}"), "bytes": 1
+            })).collect::<Vec<_>>()
+        });
+        let latest = RestoreSource {
+            location: kappa_state::Location::parse(dir.path().to_str().unwrap()).unwrap(),
+            meta: serde_json::from_value(meta).unwrap(),
+        };
+        let hourly = graph.vertices.iter().find(|v| v.name == "hourly").unwrap();
+        let t = task_deployment(hourly, 1, &BTreeMap::new(), Some(&latest), 128);
+        let restored: Vec<(String, u32, u32)> = t
+            .restore
+            .iter()
+            .map(|r| (r.operator_uid.clone(), r.key_group_start, r.key_group_end))
+            .collect();
+        assert_eq!(
+            restored,
+            [
+                ("hourly".to_string(), 64, 95),
+                ("hourly".to_string(), 96, 127)
+            ],
+            "subtask 1 of 2 owns key groups 64-127: the two snapshots holding them, of its own uid"
+        );
+        let writers: Vec<&str> = t.sink_commits.iter().map(|c| c.writer.as_str()).collect();
+        assert_eq!(
+            writers,
+            ["w1", "w3"],
+            "old sink subtasks j with j mod 2 = 1"
+        );
+        assert!(
+            t.sink_commits
+                .iter()
+                .all(|c| c.operator_uid == "sinks.late")
+        );
+        assert!(t.splits.is_none(), "not a source");
+        let web = graph.vertices.iter().find(|v| v.name == "web").unwrap();
+        let t = task_deployment(web, 0, &BTreeMap::new(), Some(&latest), 128);
+        assert!(t.restore.is_empty() && t.sink_commits.is_empty());
+    }
+}
