@@ -112,11 +112,9 @@ impl Chain {
     /// Hands what operator `op` emitted to its routes.
     fn route(&mut self, op: usize, out: &mut Output) -> ChainResult {
         for (port, batch) in out.take() {
-            let Some(targets) = self.routes[op].get(port) else {
-                continue;
-            };
-            for r in targets.clone() {
-                match r {
+            let targets = self.routes[op].get(port).map_or(0, Vec::len);
+            for k in 0..targets {
+                match self.routes[op][port][k] {
                     Route::Chained(j) => self.push_batch(j, 0, batch.clone())?,
                     Route::Edge(e) => {
                         SubtaskMetrics::add(&self.metrics.records_out, batch.num_rows());
@@ -144,13 +142,15 @@ impl Chain {
             .process_watermark(watermark, &mut out)
             .map_err(SendError::Failed)?;
         self.route(op, &mut out)?;
-        for r in self.routes[op].concat() {
-            match r {
-                Route::Chained(j) => self.push_watermark(j, watermark)?,
-                Route::Edge(e) => self
-                    .edge(e)?
-                    .outputs
-                    .broadcast(&Element::Watermark(watermark))?,
+        for port in 0..self.routes[op].len() {
+            for k in 0..self.routes[op][port].len() {
+                match self.routes[op][port][k] {
+                    Route::Chained(j) => self.push_watermark(j, watermark)?,
+                    Route::Edge(e) => self
+                        .edge(e)?
+                        .outputs
+                        .broadcast(&Element::Watermark(watermark))?,
+                }
             }
         }
         Ok(())
