@@ -33,14 +33,8 @@ use crate::job::{
     AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, RestoreSource, SavepointTarget,
     now_ms,
 };
+use crate::lifecycle::{Command, Event, Lifecycle, Outcome};
 use crate::rates::RateTracker;
-
-/// How an attempt ended.
-enum Outcome {
-    Finished,
-    Cancelled,
-    Failed(TaskError),
-}
 
 /// How long a failing or cancelled attempt may take to stop before its slots are reused.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,63 +45,52 @@ pub async fn drive(inner: Arc<Inner>, job: Arc<JobEntry>) {
     let _ = inner.persist(&job).await;
 }
 
+/// Carries out the lifecycle's commands until the job ends.
 async fn drive_to_end(inner: &Arc<Inner>, job: &Arc<JobEntry>) {
-    let mut restarts: u32 = 0;
+    let restart = job.plan.restart.unwrap_or(inner.config.restart);
+    let mut lifecycle = Lifecycle::new(restart, job.attempt_offset);
+    let mut command = lifecycle.on(Event::Start, job.cancel_requested());
+    let mut placement = Vec::new();
     loop {
-        if job.cancel_requested() {
-            job.set_state(JobState::Canceled, None);
-            return;
+        let event = match command {
+            Command::TakeSlots => match take_slots(inner, job).await {
+                Ok(p) => {
+                    placement = p;
+                    Event::SlotsTaken
+                }
+                Err(SlotWait::Cancelled) => Event::Waited,
+                Err(SlotWait::TimedOut(reason)) => Event::SlotTimeout(reason),
+            },
+            Command::RunAttempt(number) => {
+                let outcome = run_attempt(inner, job, number, &placement).await;
+                inner.registry.release(&std::mem::take(&mut placement));
+                Event::AttemptEnded(outcome)
+            }
+            Command::Restart { delay, reason } => {
+                tracing::warn!(job = %job.id, ?delay, %reason, "job restarting");
+                job.set_state(JobState::Restarting, Some(reason));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = job.cancelled() => {}
+                }
+                Event::Waited
+            }
+            Command::End { state, error } => {
+                if state == JobState::Failed {
+                    tracing::error!(job = %job.id, error = ?error, "job failed");
+                }
+                if let Some(e) = error {
+                    job.status.lock().error = Some(e);
+                }
+                job.set_state(state, None);
+                return;
+            }
+        };
+        // A failure is shown while the job restarts.
+        if let Event::AttemptEnded(Outcome::Failed(e)) = &event {
+            job.status.lock().error = Some(e.to_string());
         }
-        let placement = match take_slots(inner, job).await {
-            Ok(p) => p,
-            Err(SlotWait::Cancelled) => {
-                job.set_state(JobState::Canceled, None);
-                return;
-            }
-            Err(SlotWait::TimedOut(reason)) => {
-                job.status.lock().error = Some(reason);
-                job.set_state(JobState::Failed, None);
-                return;
-            }
-        };
-        let number = job.attempt_offset + restarts + 1;
-        let outcome = run_attempt(inner, job, number, &placement).await;
-        inner.registry.release(&placement);
-        let error = match outcome {
-            Outcome::Finished => {
-                job.set_state(JobState::Finished, None);
-                return;
-            }
-            Outcome::Cancelled => {
-                job.set_state(JobState::Canceled, None);
-                return;
-            }
-            Outcome::Failed(e) => e,
-        };
-        job.status.lock().error = Some(error.to_string());
-        let delay = if error.is_retriable() {
-            job.plan
-                .restart
-                .unwrap_or(inner.config.restart)
-                .delay_before(restarts + 1)
-        } else {
-            None
-        };
-        let Some(delay) = delay else {
-            tracing::error!(job = %job.id, %error, "job failed");
-            job.set_state(JobState::Failed, None);
-            return;
-        };
-        restarts += 1;
-        tracing::warn!(job = %job.id, %error, ?delay, restart = restarts, "job restarting");
-        job.set_state(
-            JobState::Restarting,
-            Some(format!("restart {restarts} in {delay:?} after: {error}")),
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = job.cancelled() => {}
-        }
+        command = lifecycle.on(event, job.cancel_requested());
     }
 }
 

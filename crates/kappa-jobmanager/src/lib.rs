@@ -10,6 +10,7 @@ mod deployment;
 mod driver;
 pub mod ha;
 pub mod job;
+mod lifecycle;
 mod prom;
 mod rates;
 pub mod registry;
