@@ -35,6 +35,7 @@ use crate::job::{
 };
 use crate::lifecycle::{Command, Event, Lifecycle, Outcome};
 use crate::rates::RateTracker;
+use crate::savepoint_queue::SavepointQueue;
 
 /// How long a failing or cancelled attempt may take to stop before its slots are reused.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -169,7 +170,7 @@ async fn assign(
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        for t in self.savepoints.drain(..) {
+        for t in self.savepoints.abandon() {
             let _ = t.reply.send(Err(
                 "the job attempt ended before the savepoint was taken".into()
             ));
@@ -189,11 +190,7 @@ struct Attempt<'a> {
     events: UnboundedReceiver<AttemptEvent>,
     first_error: Option<TaskError>,
     /// Savepoints asked for and not written yet.
-    savepoints: Vec<SavepointTarget>,
-    /// The checkpoint the waiting savepoints are taken from.
-    savepoint_id: Option<u64>,
-    /// The savepoint's checkpoint drains the pipeline (stop --drain).
-    draining: bool,
+    savepoints: SavepointQueue<SavepointTarget>,
 }
 
 async fn run_attempt(
@@ -330,9 +327,7 @@ async fn deploy_and_follow(
         tasks,
         events: events_rx,
         first_error: None,
-        savepoints: Vec::new(),
-        savepoint_id: None,
-        draining: false,
+        savepoints: SavepointQueue::default(),
     };
     let mut deployments = Vec::new();
     for (tm, tasks) in per_tm {
@@ -491,7 +486,8 @@ impl Attempt<'_> {
                 ev = self.events.recv() => {
                     let Some(ev) = ev else { break Outcome::Failed(TaskError::Io("attempt events closed".into())) };
                     if let AttemptEvent::Savepoint(target) = ev {
-                        self.savepoints.push(target);
+                        let drain = target.drain;
+                        self.savepoints.request(target, drain);
                         if let Some(e) = self.start_savepoint().await {
                             self.fail(e).await;
                             break self.finish_stopping().await;
@@ -546,7 +542,7 @@ impl Attempt<'_> {
 
     /// Starts the checkpoint waiting savepoints are taken from, unless one is under way.
     async fn start_savepoint(&mut self) -> Option<TaskError> {
-        if self.savepoints.is_empty() || self.savepoint_id.is_some() {
+        if !self.savepoints.wants_checkpoint() {
             return None;
         }
         let expected = self.tasks.live().collect();
@@ -557,8 +553,7 @@ impl Attempt<'_> {
             .as_mut()
             .map(|c| c.trigger_now(self.number, expected));
         if let Some(Step::Trigger(n)) = step {
-            self.savepoint_id = Some(n);
-            self.draining = self.savepoints.iter().any(|t| t.drain);
+            self.savepoints.started(n);
         }
         Box::pin(self.checkpoint_step(step)).await
     }
@@ -566,27 +561,21 @@ impl Attempt<'_> {
     /// After a checkpoint ended: a failed savepoint checkpoint fails its savepoints; waiting
     /// ones start theirs.
     async fn after_checkpoint(&mut self) -> Option<TaskError> {
-        if let Some(n) = self.savepoint_id {
-            let failed = self
-                .job
-                .checkpoints
-                .lock()
-                .as_ref()
-                .and_then(|c| c.last_failure.clone())
-                .filter(|(id, _)| *id == n);
-            if let Some((_, why)) = failed {
-                self.savepoint_id = None;
-                for t in self.savepoints.drain(..) {
-                    let _ = t
-                        .reply
-                        .send(Err(format!("the savepoint's checkpoint {n} failed: {why}")));
-                }
-                if std::mem::take(&mut self.draining) {
-                    // The sources stopped reading for the stop: resume from the last checkpoint.
-                    return Some(TaskError::Io(format!(
-                        "the drained savepoint (checkpoint {n}) failed: {why}"
-                    )));
-                }
+        let failed = self
+            .job
+            .checkpoints
+            .lock()
+            .as_ref()
+            .and_then(|c| c.last_failure.clone());
+        if let Some((n, why)) = failed {
+            let (waiters, restart) = self.savepoints.failed(n, &why);
+            for t in waiters {
+                let _ = t
+                    .reply
+                    .send(Err(format!("the savepoint's checkpoint {n} failed: {why}")));
+            }
+            if restart.is_some() {
+                return restart;
             }
         }
         self.start_savepoint().await
@@ -598,11 +587,7 @@ impl Attempt<'_> {
         location: &kappa_state::Location,
         meta: &CheckpointMetadata,
     ) {
-        if self.savepoint_id != Some(meta.checkpoint_id) {
-            return;
-        }
-        self.savepoint_id = None;
-        for t in self.savepoints.drain(..) {
+        for t in self.savepoints.completed(meta.checkpoint_id) {
             let written = write_savepoint(location, &t.location, meta).await;
             if let Ok(path) = &written {
                 tracing::info!(job = %self.job.id, checkpoint = meta.checkpoint_id, %path, "savepoint written");
@@ -668,7 +653,7 @@ impl Attempt<'_> {
                     job_id: self.job.id.clone(),
                     attempt: self.number,
                     checkpoint_id: n,
-                    drain: self.draining && self.savepoint_id == Some(n),
+                    drain: self.savepoints.drains(n),
                 };
                 let calls = self
                     .taskmanagers()

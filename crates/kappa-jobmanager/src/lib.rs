@@ -16,6 +16,7 @@ mod rates;
 pub mod registry;
 pub mod rest;
 mod rpc;
+mod savepoint_queue;
 pub mod store;
 
 use std::collections::BTreeMap;
