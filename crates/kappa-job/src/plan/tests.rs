@@ -1,0 +1,377 @@
+//! Validation and planning of job files: located errors, overrides, sinks.
+
+mod general {
+    use crate::plan::*;
+
+    const REFERENCE: &str = include_str!("../../../../examples/hourly-item-clicks.toml");
+
+    #[test]
+    fn reference_job_plans() {
+        let plan = plan_job("job.toml", REFERENCE, &Overrides::default()).unwrap();
+        assert_eq!(plan.parallelism, 2);
+        assert_eq!(plan.max_parallelism, DEFAULT_MAX_PARALLELISM);
+        let names: Vec<_> = plan
+            .output_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            ["item_id", "window_start", "window_end", "click_count"]
+        );
+        let w = &plan.windows[0];
+        assert_eq!(w.assigner, WindowAssigner::Tumbling { size_ms: 3_600_000 });
+        assert_eq!(
+            plan.sources[0]
+                .event_time
+                .as_ref()
+                .unwrap()
+                .max_out_of_orderness,
+            Duration::from_secs(10)
+        );
+        let g = plan.graph();
+        assert_eq!(g.vertices.len(), 2);
+        assert_eq!(g.edges[0].ship_strategy, "hash(item_id)");
+        assert!(g.to_string().contains("Filter: CAST(split_part"));
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            start: Some(StartPosition::Latest),
+            parallelism: Some(4),
+        };
+        let plan = plan_job("job.toml", REFERENCE, &o).unwrap();
+        assert_eq!(
+            (plan.parallelism, plan.sources[0].start),
+            (4, StartPosition::Latest)
+        );
+    }
+
+    fn errors(text: &str) -> Vec<SpecError> {
+        plan_job("job.toml", text, &Overrides::default())
+            .unwrap_err()
+            .0
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn semantic_errors_are_located_and_all_reported() {
+        let text = REFERENCE
+            .replace("> 50\"", "> \"")
+            .replace("key_by = [\"item_id\"]", "key_by = [\"item\"]")
+            .replace("{item_id}-{window_end}", "{item_id}-{end}");
+        let errs = errors(&text);
+        // The broken key_by leaves no output schema to check the sink key against: no
+        // follow-on error about it.
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(errs[0].field, "steps[0].filter");
+        assert_eq!(errs[0].line, Some(line_of(&text, "filter =")));
+        assert_eq!(errs[1].field, "window.key_by[0]");
+        assert!(errs[1].message.contains("item"), "{}", errs[1]);
+        let text = REFERENCE.replace("{item_id}-{window_end}", "{item_id}-{end}");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "sink.key");
+        assert_eq!(errs[0].line, Some(line_of(&text, "{item_id}-{end}")));
+    }
+
+    #[test]
+    fn unknown_column_type_and_missing_fields() {
+        let text = REFERENCE
+            .replace("user_id = \"string\"", "user_id = \"varchar\"")
+            .replace("topic = \"hourly-clicks\"\n", "");
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "source.schema.user_id"
+                    && e.line == Some(line_of(&text, "varchar"))),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "sink.topic" && e.message.starts_with("missing")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn window_needs_event_time_and_valid_sizes() {
+        let text = REFERENCE.replace("[event_time]\ncolumn = \"timestamp\"\nmax_out_of_orderness = \"10s\"\nidle_timeout = \"30s\"\n", "");
+        assert!(
+            errors(&text)
+                .iter()
+                .any(|e| e.field == "window" && e.message.contains("event_time"))
+        );
+        let text = REFERENCE.replace("kind = \"tumbling\"", "kind = \"sliding\"");
+        assert!(errors(&text).iter().any(|e| e.field == "window.slide"));
+        let text = REFERENCE.replace("parallelism = 2", "parallelism = 0");
+        assert!(
+            errors(&text)
+                .iter()
+                .any(|e| e.field == "parallelism" && e.line == Some(2))
+        );
+    }
+
+    #[test]
+    fn restart_delays_back_off() {
+        let r = RestartPlan {
+            max_attempts: Some(3),
+            ..RestartPlan::default()
+        };
+        assert_eq!(r.delay_before(1), Some(Duration::from_secs(1)));
+        assert_eq!(r.delay_before(3), Some(Duration::from_secs(4)));
+        assert_eq!(r.delay_before(4), None);
+        assert_eq!(
+            RestartPlan::default().delay_before(40),
+            Some(Duration::from_secs(60))
+        );
+    }
+}
+
+mod sinks {
+    use crate::plan::*;
+
+    const REFERENCE: &str = include_str!("../../../../examples/hourly-item-clicks.toml");
+
+    #[test]
+    fn kafka_sinks_choose_a_partitioner_and_others_refuse_one() {
+        let fixed = REFERENCE.replace(
+            "format = \"json\"\nkey",
+            "format = \"json\"\npartitioner = \"fixed\"\nkey",
+        );
+        let plan = plan_job("job.toml", &fixed, &Overrides::default()).unwrap();
+        assert!(matches!(
+            plan.sinks[0].kind,
+            SinkKind::Kafka {
+                partitioner: SinkPartitioner::Fixed,
+                ..
+            }
+        ));
+        let plan = plan_job("job.toml", REFERENCE, &Overrides::default()).unwrap();
+        assert!(matches!(
+            plan.sinks[0].kind,
+            SinkKind::Kafka {
+                partitioner: SinkPartitioner::Key,
+                ..
+            }
+        ));
+        let bad = fixed.replace("partitioner = \"fixed\"", "partitioner = \"round-robin\"");
+        let e = plan_job("job.toml", &bad, &Overrides::default())
+            .unwrap_err()
+            .0
+            .remove(0);
+        assert_eq!(e.field, "sink.partitioner", "{e}");
+    }
+}
+
+mod postgres_sinks {
+    use crate::plan::*;
+
+    const REFERENCE: &str = include_str!("../../../../examples/hourly-item-clicks.toml");
+    const URL: &str = "postgres://kappa:s3cret@127.0.0.1:5432/analytics";
+
+    /// The reference job with its [sink] table replaced by `sink`.
+    fn job(sink: &str) -> String {
+        let at = REFERENCE.find("[sink]").unwrap();
+        format!("{}[sink]\n{sink}\n", &REFERENCE[..at])
+    }
+
+    fn postgres(extra: &str) -> String {
+        job(&format!(
+            "connector = \"postgres\"\nurl = \"{URL}\"\ntable = \"public.hourly_clicks\"\nkey = \"{{item_id}}-{{window_end}}\"\n{extra}"
+        ))
+    }
+
+    fn errors(text: &str) -> Vec<SpecError> {
+        plan_job("job.toml", text, &Overrides::default())
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn postgres_sinks_plan_with_url_table_and_key() {
+        let plan = plan_job("job.toml", &postgres(""), &Overrides::default()).unwrap();
+        match &plan.sinks[0].kind {
+            SinkKind::Postgres { url, table } => {
+                assert_eq!(
+                    (url.as_str(), table.as_str()),
+                    (URL, "public.hourly_clicks")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            plan.sinks[0].key.as_ref().unwrap().text,
+            "{item_id}-{window_end}"
+        );
+        assert_eq!(plan.sinks[0].delivery, Delivery::AtLeastOnce);
+        let graph = plan.graph().to_string();
+        assert!(
+            graph.contains(
+                "postgres upsert into `public.hourly_clicks` by id `{item_id}-{window_end}`"
+            ),
+            "{graph}"
+        );
+        assert!(!graph.contains("s3cret"), "{graph}");
+        for delivery in ["at-least-once", "none"] {
+            let text = postgres(&format!("delivery = \"{delivery}\""));
+            assert!(plan_job("job.toml", &text, &Overrides::default()).is_ok());
+        }
+    }
+
+    #[test]
+    fn postgres_sinks_need_url_table_and_key() {
+        let text = job("connector = \"postgres\"");
+        let errs = errors(&text);
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["sink.url", "sink.table", "sink.key"], "{errs:?}");
+        assert!(errs.iter().all(|e| e.message.starts_with("missing")));
+        assert!(
+            errs[2]
+                .message
+                .contains("upserts by id: set `key`, e.g. \"{item_id}-{window_end}\""),
+            "{}",
+            errs[2]
+        );
+        let text = postgres("").replace("table = \"public.hourly_clicks\"", "table = \" \"");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].field.as_str(), errs[0].message.as_str()),
+            ("sink.table", "must not be empty")
+        );
+        assert_eq!(
+            errs[0].line,
+            Some(text.lines().position(|l| l.starts_with("table")).unwrap() + 1)
+        );
+        // The key is checked against the output columns as for kafka.
+        let errs = errors(
+            &postgres("")
+                .replace("{{window_end}}", "{{end}}")
+                .replace("{window_end}", "{end}"),
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "sink.key");
+    }
+
+    #[test]
+    fn postgres_sinks_refuse_kafka_and_file_settings() {
+        let text = postgres(
+            "topic = \"t\"\nbootstrap_servers = \"b:9092\"\npath = \"out\"\npartitioner = \"fixed\"\nproperties = { \"acks\" = \"all\" }",
+        );
+        let errs = errors(&text);
+        let mut fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "sink.bootstrap_servers",
+                "sink.partitioner",
+                "sink.path",
+                "sink.properties",
+                "sink.topic"
+            ],
+            "{errs:?}"
+        );
+        // No message echoes the connection string (it holds the password).
+        assert!(
+            errs.iter().all(|e| !e.to_string().contains("s3cret")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn other_sinks_refuse_url_and_table() {
+        let kafka = REFERENCE.replace(
+            "key = \"{item_id}-{window_end}\"",
+            &format!("key = \"{{item_id}}-{{window_end}}\"\nurl = \"{URL}\"\ntable = \"t\""),
+        );
+        let file = job(&format!(
+            "connector = \"file\"\npath = \"out\"\nurl = \"{URL}\"\ntable = \"t\""
+        ));
+        let stdout = job(&format!(
+            "connector = \"stdout\"\nurl = \"{URL}\"\ntable = \"t\"\nkey = \"{{item_id}}\""
+        ));
+        for (text, expected) in [
+            (kafka, vec!["sink.url", "sink.table"]),
+            (file, vec!["sink.url", "sink.table"]),
+            (stdout, vec!["sink.url", "sink.table", "sink.key"]),
+        ] {
+            let errs = errors(&text);
+            let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+            assert_eq!(fields, expected, "{errs:?}");
+            assert!(
+                errs[0].message.contains("postgres connector only"),
+                "{}",
+                errs[0]
+            );
+            assert!(
+                errs.iter().all(|e| !e.to_string().contains("s3cret")),
+                "{errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn postgres_sinks_refuse_exactly_once_as_needless() {
+        let text = postgres("delivery = \"exactly-once\"")
+            .replace("[sink]", "[checkpoints]\ninterval = \"10s\"\n\n[sink]");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "sink.delivery");
+        assert_eq!(
+            errs[0].message,
+            "postgres upserts are idempotent: at-least-once already gives exactly-once results per id (a replay overwrites the same rows)"
+        );
+    }
+
+    #[test]
+    fn an_output_column_named_id_clashes_with_the_row_id() {
+        let text = postgres("")
+            .replace("click_count = \"count(*)\"", "id = \"count(*)\"")
+            .replace("{item_id}-{window_end}", "{item_id}-{window_end}-{id}");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "sink.connector");
+        assert!(errs[0].message.contains("column `id`"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn passwords_are_redacted_in_both_url_forms() {
+        for (url, shown) in [
+            (
+                "postgres://kappa:s3cret@db:5432/analytics",
+                "postgres://kappa:***@db:5432/analytics",
+            ),
+            (
+                "postgresql://kappa:p@ss/w:rd@db/analytics?sslmode=disable",
+                "postgresql://kappa:***@db/analytics?sslmode=disable",
+            ),
+            (
+                "postgres://kappa@db/analytics",
+                "postgres://kappa@db/analytics",
+            ),
+            (
+                "postgres://db/analytics?user=kappa&password=s3cret&sslmode=disable",
+                "postgres://db/analytics?user=kappa&password=***&sslmode=disable",
+            ),
+            (
+                "host=db user=kappa password=s3cret dbname=analytics",
+                "host=db user=kappa password=*** dbname=analytics",
+            ),
+            (
+                "host=db PASSWORD = 's3 \\' cret' dbname=analytics",
+                "host=db PASSWORD = *** dbname=analytics",
+            ),
+            ("host=db user=password", "host=db user=password"),
+            ("host=db password=", "host=db password=***"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+}
