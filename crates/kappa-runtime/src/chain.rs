@@ -209,3 +209,112 @@ impl Chain {
         self.ops.iter_mut().try_for_each(|op| op.check())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parking_lot::Mutex;
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    fn batch(values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    /// Even numbers on port 0, odd ones on port 1.
+    struct Split;
+
+    impl Operator for Split {
+        fn process_batch(
+            &mut self,
+            _: usize,
+            b: RecordBatch,
+            out: &mut Output,
+        ) -> Result<(), TaskError> {
+            let n = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            let (even, odd): (Vec<i64>, Vec<i64>) = n.values().iter().partition(|v| *v % 2 == 0);
+            out.emit(0, batch(&even));
+            out.emit(1, batch(&odd));
+            Ok(())
+        }
+    }
+
+    /// Logs what reaches it.
+    struct Record(&'static str, Log);
+
+    impl Operator for Record {
+        fn process_batch(
+            &mut self,
+            _: usize,
+            b: RecordBatch,
+            _: &mut Output,
+        ) -> Result<(), TaskError> {
+            let n = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            self.1
+                .lock()
+                .push(format!("{} {:?}", self.0, n.values().to_vec()));
+            Ok(())
+        }
+
+        fn process_watermark(&mut self, w: i64, _: &mut Output) -> Result<(), TaskError> {
+            self.1.lock().push(format!("{} w{w}", self.0));
+            Ok(())
+        }
+
+        fn finish(&mut self, _: &mut Output) -> Result<(), TaskError> {
+            self.1.lock().push(format!("{} end", self.0));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn ports_fan_out_to_their_routes_and_watermarks_and_the_end_reach_every_operator() {
+        let log = Log::default();
+        let ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(Split),
+            Box::new(Record("a", Arc::clone(&log))),
+            Box::new(Record("b", Arc::clone(&log))),
+            Box::new(Record("late", Arc::clone(&log))),
+        ];
+        let routes = vec![
+            vec![
+                vec![Route::Chained(1), Route::Chained(2)],
+                vec![Route::Chained(3)],
+            ],
+            vec![vec![]],
+            vec![vec![]],
+            vec![vec![]],
+        ];
+        let mut chain = Chain::new(ops, routes, Vec::new(), Arc::default()).unwrap();
+        chain.push_batch(0, 0, batch(&[1, 2, 3, 4])).unwrap();
+        chain.push_watermark(0, 7).unwrap();
+        chain.finish().unwrap();
+        assert_eq!(
+            *log.lock(),
+            [
+                "a [2, 4]",
+                "b [2, 4]",
+                "late [1, 3]",
+                "a w7",
+                "b w7",
+                "late w7",
+                "a end",
+                "b end",
+                "late end"
+            ]
+        );
+    }
+
+    #[test]
+    fn routes_must_go_downstream_and_to_known_edges() {
+        let ops = || -> Vec<Box<dyn Operator>> { vec![Box::new(Split), Box::new(Split)] };
+        let back = vec![vec![vec![]], vec![vec![Route::Chained(0)]]];
+        assert!(Chain::new(ops(), back, Vec::new(), Arc::default()).is_err());
+        let unknown_edge = vec![vec![vec![Route::Edge(3)]], vec![vec![]]];
+        assert!(Chain::new(ops(), unknown_edge, Vec::new(), Arc::default()).is_err());
+        assert!(Chain::new(Vec::new(), Vec::new(), Vec::new(), Arc::default()).is_err());
+    }
+}
