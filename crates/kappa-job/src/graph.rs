@@ -230,11 +230,12 @@ impl JobPlan {
             .aggregates
             .iter()
             .map(|(n, c)| {
-                let arg = c
+                // An argument keeps the text of the whole call, as written.
+                let call = c
                     .argument
                     .as_ref()
-                    .map_or("*".to_string(), |a| a.text.clone());
-                format!("{}({arg}) AS {n}", c.function.name())
+                    .map_or_else(|| format!("{}(*)", c.function.name()), |a| a.text.clone());
+                format!("{call} AS {n}")
             })
             .collect();
         let mut d = format!(

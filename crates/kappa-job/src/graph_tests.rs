@@ -138,6 +138,11 @@ fn named_sources_are_unioned_into_the_first_window_and_every_sink_gets_its_input
         "fan-out to both result sinks"
     );
     assert!(g.edges.iter().all(|e| e.partitioning == Partitioning::Hash));
+    assert!(
+        daily.operators[0].ends_with("max(click_count) AS max_hourly"),
+        "{}",
+        daily.operators[0]
+    );
     // What each edge carries: the union's records, then the hourly rows.
     assert_eq!(plan.edge_schema(&g, 0), Some(plan.steps_schema.clone()));
     assert_eq!(
