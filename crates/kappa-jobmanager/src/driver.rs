@@ -22,11 +22,11 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tonic::Status;
 
 use crate::Inner;
+use crate::attempt_machine::{AttemptMachine, Command as AttemptCommand, Input, JobShape};
 use crate::attempt_tasks::AttemptTasks;
 use crate::calls::{CALL_TIMEOUT, Client, DEPLOY_TIMEOUT, concurrently};
 use crate::checkpoint::{
-    CheckpointMetadata, Checkpoints, Step, delete_objects, tick_interval, write_metadata,
-    write_savepoint,
+    CheckpointMetadata, delete_objects, tick_interval, write_metadata, write_savepoint,
 };
 use crate::deployment::{head_source, splits_to_proto, task_deployment};
 use crate::job::{
@@ -35,7 +35,6 @@ use crate::job::{
 };
 use crate::lifecycle::{Command, Event, Lifecycle, Outcome};
 use crate::rates::RateTracker;
-use crate::savepoint_queue::SavepointQueue;
 
 /// How long a failing or cancelled attempt may take to stop before its slots are reused.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -170,7 +169,7 @@ async fn assign(
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        for t in self.savepoints.abandon() {
+        for t in self.machine.savepoints.abandon() {
             let _ = t.reply.send(Err(
                 "the job attempt ended before the savepoint was taken".into()
             ));
@@ -185,12 +184,10 @@ struct Attempt<'a> {
     number: u32,
     placement: &'a [String],
     graph: PhysicalGraph,
-    /// (vertex, subtask) → (taskmanager, last state)
-    tasks: AttemptTasks,
+    /// The attempt's decisions: its subtasks' states, savepoints, checkpoint steps.
+    machine: AttemptMachine<SavepointTarget>,
     events: UnboundedReceiver<AttemptEvent>,
     first_error: Option<TaskError>,
-    /// Savepoints asked for and not written yet.
-    savepoints: SavepointQueue<SavepointTarget>,
 }
 
 async fn run_attempt(
@@ -324,10 +321,18 @@ async fn deploy_and_follow(
         number,
         placement,
         graph: graph.clone(),
-        tasks,
+        machine: AttemptMachine::new(
+            number,
+            tasks,
+            JobShape {
+                job_id: job.id.clone(),
+                parallelism: plan.parallelism,
+                max_parallelism: plan.max_parallelism,
+                periodic: plan.checkpoints.is_some(),
+            },
+        ),
         events: events_rx,
         first_error: None,
-        savepoints: SavepointQueue::default(),
     };
     let mut deployments = Vec::new();
     for (tm, tasks) in per_tm {
@@ -381,25 +386,17 @@ async fn deploy_and_follow(
     attempt.follow().await
 }
 
-/// The error a coordinator step fails the attempt with, if it does.
-fn fail_job(step: Step) -> Option<TaskError> {
-    match step {
-        Step::FailJob(why) => Some(TaskError::Io(why)),
-        _ => None,
-    }
-}
-
 impl Attempt<'_> {
     fn apply(&mut self, event: AttemptEvent) -> Option<TaskError> {
         match event {
             // Checkpoint acknowledgements and savepoints are handled by `follow`.
             AttemptEvent::Checkpoint(_) | AttemptEvent::Savepoint(_) => None,
-            AttemptEvent::Task(r) => self.tasks.on_report(&r),
+            AttemptEvent::Task(r) => self.machine.tasks.on_report(&r),
             AttemptEvent::TaskManagerLost {
                 id,
                 address,
                 reason,
-            } => self.tasks.on_lost(&id, &address, &reason),
+            } => self.machine.tasks.on_lost(&id, &address, &reason),
         }
     }
 
@@ -431,7 +428,7 @@ impl Attempt<'_> {
             .collect();
         for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
             tracing::warn!(taskmanager = %tm, error = %why, "could not cancel subtasks");
-            self.tasks.stop_on(&tm);
+            self.machine.tasks.stop_on(&tm);
             if let Some(entry) = self.inner.registry.remove(&tm) {
                 crate::taskmanager_lost(
                     self.inner,
@@ -445,7 +442,7 @@ impl Attempt<'_> {
     /// Waits for every subtask to stop (or the timeout), then gives the outcome.
     async fn finish_stopping(mut self) -> Outcome {
         let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
-        while !self.tasks.all_terminal() {
+        while !self.machine.tasks.all_terminal() {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(ev)) => {
                     self.apply(ev);
@@ -482,37 +479,14 @@ impl Attempt<'_> {
         );
         checkpoint_tick.tick().await;
         let outcome = loop {
-            tokio::select! {
-                ev = self.events.recv() => {
-                    let Some(ev) = ev else { break Outcome::Failed(TaskError::Io("attempt events closed".into())) };
-                    if let AttemptEvent::Savepoint(target) = ev {
-                        let drain = target.drain;
-                        self.savepoints.request(target, drain);
-                        if let Some(e) = self.start_savepoint().await {
-                            self.fail(e).await;
-                            break self.finish_stopping().await;
-                        }
-                        continue;
-                    }
-                    if let AttemptEvent::Checkpoint(ack) = ev {
-                        let step = self.job.checkpoints.lock().as_mut().map(|c| c.acknowledge(ack, self.job.plan.parallelism, self.job.plan.max_parallelism, &self.job.id));
-                        if let Some(e) = self.advance_checkpoint(step).await {
-                            self.fail(e).await;
-                            break self.finish_stopping().await;
-                        }
-                        continue;
-                    }
-                    if let Some(e) = self.apply(ev) {
-                        self.fail(e).await;
-                        break self.finish_stopping().await;
-                    }
-                    if self.tasks.all_terminal() {
-                        if self.tasks.all_finished() {
-                            break Outcome::Finished;
-                        }
-                        break Outcome::Failed(TaskError::Io("subtasks stopped without finishing (cancelled by their taskmanager)".into()));
-                    }
-                }
+            let input = tokio::select! {
+                ev = self.events.recv() => match ev {
+                    None => break Outcome::Failed(TaskError::Io("attempt events closed".into())),
+                    Some(AttemptEvent::Task(r)) => Input::Task(r),
+                    Some(AttemptEvent::TaskManagerLost { id, address, reason }) => Input::Lost { id, address, reason },
+                    Some(AttemptEvent::Checkpoint(a)) => Input::Ack(a),
+                    Some(AttemptEvent::Savepoint(t)) => Input::Savepoint { drain: t.drain, waiter: t },
+                },
                 _ = self.job.cancelled() => {
                     self.job.set_state(JobState::Cancelling, None);
                     self.cancel_everywhere().await;
@@ -522,16 +496,21 @@ impl Attempt<'_> {
                     if let Err(e) = self.discover_partitions().await {
                         tracing::warn!(job = %self.job.id, error = %e, "partition discovery failed");
                     }
+                    continue;
                 }
-                _ = checkpoint_tick.tick(), if checkpointing => {
-                    let expected = self.tasks.live().collect();
-                    let periodic = self.job.plan.checkpoints.is_some();
-                    let step = self.job.checkpoints.lock().as_mut().map(|c| if periodic || c.in_progress() { c.tick(self.number, expected) } else { Step::Nothing });
-                    if let Some(e) = self.advance_checkpoint(step).await {
-                        self.fail(e).await;
-                        break self.finish_stopping().await;
-                    }
+                _ = checkpoint_tick.tick(), if checkpointing => Input::Tick,
+            };
+            if let Some(e) = self.carry_out(input).await {
+                self.fail(e).await;
+                break self.finish_stopping().await;
+            }
+            if self.machine.tasks.all_terminal() {
+                if self.machine.tasks.all_finished() {
+                    break Outcome::Finished;
                 }
+                break Outcome::Failed(TaskError::Io(
+                    "subtasks stopped without finishing (cancelled by their taskmanager)".into(),
+                ));
             }
         };
         if let Some(c) = job.checkpoints.lock().as_mut() {
@@ -540,55 +519,95 @@ impl Attempt<'_> {
         outcome
     }
 
-    /// Starts the checkpoint waiting savepoints are taken from, unless one is under way.
-    async fn start_savepoint(&mut self) -> Option<TaskError> {
-        if !self.savepoints.wants_checkpoint() {
-            return None;
+    /// Feeds `input` to the attempt's decisions and carries out the commands, feeding back
+    /// the results of the writes; the error that fails the attempt, if any.
+    async fn carry_out(&mut self, input: Input<SavepointTarget>) -> Option<TaskError> {
+        let mut inputs = std::collections::VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let commands = {
+                let mut guard = self.job.checkpoints.lock();
+                self.machine.on(input, guard.as_mut())
+            };
+            for command in commands {
+                match command {
+                    AttemptCommand::Fail(e) => return Some(e),
+                    AttemptCommand::Trigger { checkpoint, drain } => {
+                        self.trigger(checkpoint, drain).await
+                    }
+                    AttemptCommand::WriteMetadata(meta) => {
+                        let written = self.write_metadata(&meta).await;
+                        inputs.push_back(Input::MetadataWritten { meta, written });
+                    }
+                    AttemptCommand::PointRecord(meta) => {
+                        // Fault injection: the jobmanager dies after the metadata is written and
+                        // before the job's record points at it (no sink may have committed it).
+                        fail::fail_point!("checkpoint-before-record", |_| {
+                            tracing::error!(job = %self.job.id, checkpoint = meta.checkpoint_id, "failpoint: aborting before the job record points at the checkpoint");
+                            std::process::abort()
+                        });
+                        let written = self
+                            .inner
+                            .persist(self.job)
+                            .await
+                            .map_err(|e| e.to_string());
+                        inputs.push_back(Input::RecordWritten { meta, written });
+                    }
+                    AttemptCommand::NotifyComplete(n) => self.notify_complete(n).await,
+                    AttemptCommand::WriteSavepoints { meta, waiters } => {
+                        self.write_savepoints(&meta, waiters).await
+                    }
+                    AttemptCommand::FailSavepoints { waiters, why } => {
+                        for t in waiters {
+                            let _ = t.reply.send(Err(why.clone()));
+                        }
+                    }
+                    AttemptCommand::DeleteObjects(paths) => {
+                        let location = self
+                            .job
+                            .checkpoints
+                            .lock()
+                            .as_ref()
+                            .map(|c| c.location.clone());
+                        if let Some(location) = location {
+                            delete_objects(&location, paths).await;
+                        }
+                    }
+                }
+            }
         }
-        let expected = self.tasks.live().collect();
-        let step = self
-            .job
-            .checkpoints
-            .lock()
-            .as_mut()
-            .map(|c| c.trigger_now(self.number, expected));
-        if let Some(Step::Trigger(n)) = step {
-            self.savepoints.started(n);
-        }
-        Box::pin(self.checkpoint_step(step)).await
+        None
     }
 
-    /// After a checkpoint ended: a failed savepoint checkpoint fails its savepoints; waiting
-    /// ones start theirs.
-    async fn after_checkpoint(&mut self) -> Option<TaskError> {
-        let failed = self
+    /// Writes checkpoint `meta`'s `_metadata`; its path.
+    async fn write_metadata(&self, meta: &CheckpointMetadata) -> Result<String, String> {
+        let target = {
+            let guard = self.job.checkpoints.lock();
+            guard.as_ref().map(|c| {
+                (
+                    c.location.clone(),
+                    c.metadata_path(&self.job.id, meta.checkpoint_id),
+                )
+            })
+        };
+        let Some((location, path)) = target else {
+            return Err("the job has no checkpoint directory".into());
+        };
+        write_metadata(&location, &path, meta).await
+    }
+
+    /// Writes the savepoints of `waiters` from completed checkpoint `meta`.
+    async fn write_savepoints(&self, meta: &CheckpointMetadata, waiters: Vec<SavepointTarget>) {
+        let location = self
             .job
             .checkpoints
             .lock()
             .as_ref()
-            .and_then(|c| c.last_failure.clone());
-        if let Some((n, why)) = failed {
-            let (waiters, restart) = self.savepoints.failed(n, &why);
-            for t in waiters {
-                let _ = t
-                    .reply
-                    .send(Err(format!("the savepoint's checkpoint {n} failed: {why}")));
-            }
-            if restart.is_some() {
-                return restart;
-            }
-        }
-        self.start_savepoint().await
-    }
-
-    /// Writes the waiting savepoints from completed checkpoint `meta`.
-    async fn write_savepoints(
-        &mut self,
-        location: &kappa_state::Location,
-        meta: &CheckpointMetadata,
-    ) {
-        for t in self.savepoints.completed(meta.checkpoint_id) {
-            let written = write_savepoint(location, &t.location, meta).await;
+            .map(|c| c.location.clone());
+        for t in waiters {
+            let written = match &location {
+                Some(location) => write_savepoint(location, &t.location, meta).await,
+                None => Err("the job has no checkpoint directory".into()),
+            };
             if let Ok(path) = &written {
                 tracing::info!(job = %self.job.id, checkpoint = meta.checkpoint_id, %path, "savepoint written");
             }
@@ -634,92 +653,27 @@ impl Attempt<'_> {
         }
     }
 
-    /// Carries out a coordinator step, then lets waiting savepoints go on; an error fails
-    /// the attempt.
-    async fn advance_checkpoint(&mut self, step: Option<Step>) -> Option<TaskError> {
-        match self.checkpoint_step(step).await {
-            Some(e) => Some(e),
-            None => self.after_checkpoint().await,
-        }
-    }
-
-    /// Carries out what the checkpoint coordinator asks for; an error fails the attempt.
-    async fn checkpoint_step(&mut self, step: Option<Step>) -> Option<TaskError> {
-        match step? {
-            Step::Nothing => None,
-            Step::FailJob(why) => Some(TaskError::Io(why)),
-            Step::Trigger(n) => {
-                let req = TriggerCheckpointRequest {
-                    job_id: self.job.id.clone(),
-                    attempt: self.number,
-                    checkpoint_id: n,
-                    drain: self.savepoints.drains(n),
-                };
-                let calls = self
-                    .taskmanagers()
-                    .into_iter()
-                    .map(|(tm, mut c)| {
-                        let req = req.clone();
-                        (
-                            tm,
-                            async move { c.trigger_checkpoint(req).await.map(|_| ()) },
-                        )
-                    })
-                    .collect();
-                for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
-                    tracing::warn!(taskmanager = %tm, checkpoint = n, error = %why, "could not trigger a checkpoint");
-                }
-                None
-            }
-            Step::Complete(meta) => {
-                let (location, path) = {
-                    let guard = self.job.checkpoints.lock();
-                    let c = guard.as_ref()?;
-                    (
-                        c.location.clone(),
-                        c.metadata_path(&self.job.id, meta.checkpoint_id),
-                    )
-                };
-                let n = meta.checkpoint_id;
-                let written = write_metadata(&location, &path, &meta).await;
-                let ok = written.is_ok();
-                let step = {
-                    let mut guard = self.job.checkpoints.lock();
-                    guard.as_mut()?.completed((*meta).clone(), written)
-                };
-                if !ok {
-                    return fail_job(step);
-                }
-                // Fault injection: the jobmanager dies after the metadata is written and before
-                // the job's record points at it (no sink may have committed checkpoint n).
-                fail::fail_point!("checkpoint-before-record", |_| {
-                    tracing::error!(job = %self.job.id, checkpoint = n, "failpoint: aborting before the job record points at the checkpoint");
-                    std::process::abort()
-                });
-                // Sinks commit only what a restart restores: once the job's record (where a
-                // jobmanager resumes from) points at this checkpoint.
-                if let Err(e) = self.inner.persist(self.job).await {
-                    let step = self
-                        .job
-                        .checkpoints
-                        .lock()
-                        .as_mut()
-                        .map(|c| c.revoke(n, format!("recording it in the job's record: {e}")));
-                    return step.and_then(fail_job);
-                }
-                // Before the savepoint's waiters hear of it: a stop cancels right after.
-                self.notify_complete(n).await;
-                self.write_savepoints(&location, &meta).await;
-                let obsolete = self
-                    .job
-                    .checkpoints
-                    .lock()
-                    .as_mut()
-                    .map(Checkpoints::prune)
-                    .unwrap_or_default();
-                delete_objects(&location, obsolete).await;
-                fail_job(step)
-            }
+    /// Asks the attempt's sources to take checkpoint `n` (draining first for a stop --drain).
+    async fn trigger(&self, n: u64, drain: bool) {
+        let req = TriggerCheckpointRequest {
+            job_id: self.job.id.clone(),
+            attempt: self.number,
+            checkpoint_id: n,
+            drain,
+        };
+        let calls = self
+            .taskmanagers()
+            .into_iter()
+            .map(|(tm, mut c)| {
+                let req = req.clone();
+                (
+                    tm,
+                    async move { c.trigger_checkpoint(req).await.map(|_| ()) },
+                )
+            })
+            .collect();
+        for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
+            tracing::warn!(taskmanager = %tm, checkpoint = n, error = %why, "could not trigger a checkpoint");
         }
     }
 

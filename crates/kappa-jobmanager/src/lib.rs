@@ -1,6 +1,7 @@
 //! The Kappa jobmanager: keeps the registry of taskmanagers, accepts jobs, places their
 //! subtasks in slots, restarts failed attempts, and serves the REST API, /metrics and gRPC.
 
+mod attempt_machine;
 mod attempt_tasks;
 mod calls;
 pub mod checkpoint;
