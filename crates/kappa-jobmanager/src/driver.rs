@@ -562,13 +562,7 @@ impl Attempt<'_> {
                         }
                     }
                     AttemptCommand::DeleteObjects(paths) => {
-                        let location = self
-                            .job
-                            .checkpoints
-                            .lock()
-                            .as_ref()
-                            .map(|c| c.location.clone());
-                        if let Some(location) = location {
+                        if let Some(location) = self.checkpoint_location() {
                             delete_objects(&location, paths).await;
                         }
                     }
@@ -595,14 +589,18 @@ impl Attempt<'_> {
         write_metadata(&location, &path, meta).await
     }
 
-    /// Writes the savepoints of `waiters` from completed checkpoint `meta`.
-    async fn write_savepoints(&self, meta: &CheckpointMetadata, waiters: Vec<SavepointTarget>) {
-        let location = self
-            .job
+    /// Where the job's checkpoints are, if it has any.
+    fn checkpoint_location(&self) -> Option<kappa_state::Location> {
+        self.job
             .checkpoints
             .lock()
             .as_ref()
-            .map(|c| c.location.clone());
+            .map(|c| c.location.clone())
+    }
+
+    /// Writes the savepoints of `waiters` from completed checkpoint `meta`.
+    async fn write_savepoints(&self, meta: &CheckpointMetadata, waiters: Vec<SavepointTarget>) {
+        let location = self.checkpoint_location();
         for t in waiters {
             let written = match &location {
                 Some(location) => write_savepoint(location, &t.location, meta).await,
