@@ -23,6 +23,18 @@ use crate::template::KeyTemplate;
 
 mod dataflow;
 
+/// The longest duration a job may give (window sizes, gaps, lateness, out-of-orderness): 100
+/// years, so event-time arithmetic on epoch milliseconds cannot overflow.
+pub const MAX_DURATION_MS: i64 = 100 * 365 * 24 * 3_600_000;
+
+/// The most windows a sliding window puts one record into (size / slide).
+pub const MAX_WINDOWS_PER_RECORD: i64 = 1_000;
+
+/// A duration in milliseconds, saturating instead of wrapping.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// The largest `max_parallelism` (number of key groups) a job may ask for.
 pub const MAX_KEY_GROUPS: u32 = 32768;
 
@@ -666,13 +678,17 @@ impl Planner<'_> {
             self.err(span(&w.kind), prefix, format!("the event-time column `{column}` is dropped by a select step; keep it for the window"));
             return (None, fallback);
         };
-        let ms = |d: &Spanned<crate::spec::HumanDuration>| d.get_ref().0.as_millis() as i64;
+        let ms = |d: &Spanned<crate::spec::HumanDuration>| millis(d.get_ref().0);
         let positive = |p: &mut Self,
                         v: &Option<Spanned<crate::spec::HumanDuration>>,
                         field: &str,
                         kind: &str|
          -> i64 {
             match v {
+                Some(d) if ms(d) > MAX_DURATION_MS => {
+                    p.err(span(d), field, "must be at most 100 years");
+                    1
+                }
                 Some(d) if ms(d) > 0 => ms(d),
                 Some(d) => {
                     p.err(span(d), field, "must be at least 1ms");
@@ -720,6 +736,15 @@ impl Planner<'_> {
                         w.slide.as_ref().and_then(span),
                         &format!("{prefix}.slide"),
                         "the window size must be a multiple of the slide",
+                    );
+                } else if size_ms / slide_ms > MAX_WINDOWS_PER_RECORD {
+                    self.err(
+                        w.slide.as_ref().and_then(span),
+                        &format!("{prefix}.slide"),
+                        format!(
+                            "this puts every record into {} windows (size / slide); at most {MAX_WINDOWS_PER_RECORD}: use a longer slide",
+                            size_ms / slide_ms
+                        ),
                     );
                 }
                 WindowAssigner::Sliding { size_ms, slide_ms }
@@ -785,13 +810,20 @@ impl Planner<'_> {
         if let Some(dup) = first_duplicate(fields.iter().map(|f| f.name().as_str())) {
             self.err(span(&w.aggregates), prefix, format!("output column `{dup}` appears twice (keys, window_start, window_end and aggregates must have distinct names)"));
         }
+        if millis(w.allowed_lateness.0) > MAX_DURATION_MS {
+            self.err(
+                None,
+                &format!("{prefix}.allowed_lateness"),
+                "must be at most 100 years",
+            );
+        }
         let plan = WindowPlan {
             uid: w
                 .uid
                 .as_ref()
                 .map_or_else(|| "window".to_string(), |u| u.get_ref().trim().to_string()),
             assigner,
-            allowed_lateness_ms: w.allowed_lateness.0.as_millis() as i64,
+            allowed_lateness_ms: millis(w.allowed_lateness.0).min(MAX_DURATION_MS),
             keys,
             time_index,
             aggregates,

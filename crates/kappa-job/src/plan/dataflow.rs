@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{EventTimePlan, Overrides, Planner, SinkInput, SinkPlan, SourcePlan, WindowPlan};
-use super::{first_duplicate, is_time_type, span};
+use super::{MAX_DURATION_MS, first_duplicate, is_time_type, millis, span};
 use crate::spec::{EventTimeSpec, JobSpec, SinkSpec, SourceSpec, WindowSpec};
 
 impl Planner<'_> {
@@ -119,6 +119,15 @@ impl Planner<'_> {
             self.err(span(&et.column), &field, format!(
                 "column `{column}` is the event time and must be present in every record: remove the `?` from its type"
             ));
+        }
+        for (name, d) in [
+            ("max_out_of_orderness", Some(et.max_out_of_orderness.0)),
+            ("idle_timeout", et.idle_timeout.map(|d| d.0)),
+        ] {
+            if d.is_some_and(|d| millis(d) > MAX_DURATION_MS) {
+                let field = field.replace("column", name);
+                self.err(None, &field, "must be at most 100 years");
+            }
         }
         Some(EventTimePlan {
             column,

@@ -375,3 +375,56 @@ mod postgres_sinks {
         }
     }
 }
+
+mod bounds {
+    use crate::plan::*;
+
+    const REFERENCE: &str = include_str!("../../../../examples/hourly-item-clicks.toml");
+
+    fn errors(text: &str) -> Vec<SpecError> {
+        plan_job("job.toml", text, &Overrides::default())
+            .unwrap_err()
+            .0
+    }
+
+    #[test]
+    fn a_sliding_window_may_put_a_record_into_at_most_a_thousand_windows() {
+        let text = REFERENCE
+            .replace("size = \"1h\"", "size = \"1d\"\nslide = \"1ms\"")
+            .replace("kind = \"tumbling\"", "kind = \"sliding\"");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "window.slide");
+        assert!(errs[0].message.contains("86400000 windows"), "{}", errs[0]);
+        let text = REFERENCE
+            .replace("size = \"1h\"", "size = \"1d\"\nslide = \"90s\"")
+            .replace("kind = \"tumbling\"", "kind = \"sliding\"");
+        assert!(
+            plan_job("job.toml", &text, &Overrides::default()).is_ok(),
+            "960 windows"
+        );
+    }
+
+    #[test]
+    fn durations_beyond_a_century_are_refused_not_wrapped() {
+        let text = REFERENCE.replace("size = \"1h\"", "size = \"200years\"");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "window.size");
+        assert!(errs[0].message.contains("at most 100 years"), "{}", errs[0]);
+        let text = REFERENCE.replace(
+            "max_out_of_orderness = \"10s\"",
+            "max_out_of_orderness = \"100000000years\"",
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "event_time.max_out_of_orderness");
+        let text = REFERENCE.replace(
+            "key_by = [\"item_id\"]",
+            "key_by = [\"item_id\"]\nallowed_lateness = \"500years\"",
+        );
+        let errs = errors(&text);
+        assert_eq!(errs[0].field, "window.allowed_lateness", "{errs:?}");
+        assert_eq!(millis(std::time::Duration::MAX), i64::MAX, "saturates");
+    }
+}
