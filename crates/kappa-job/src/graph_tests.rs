@@ -228,7 +228,22 @@ fn mistakes_in_named_tables_are_located_by_their_path() {
         "{}\n[source]\nconnector = \"file\"\npath = \"x\"\nschema = {{ a = \"int\" }}\n",
         MULTI
     );
-    assert!(errors(&both).iter().any(|e| e.field == "sources"));
+    assert!(errors(&both).iter().any(|e| e.field == "sources"
+        && e.message == "write either one [source] or named [sources.<name>] tables, not both"));
+    let both = format!("{MULTI}\n[sink]\nconnector = \"stdout\"\n");
+    assert!(errors(&both).iter().any(|e| e.field == "sinks"
+        && e.message == "write either one [sink] or named [sinks.<name>] tables, not both"));
+    let none = MULTI
+        .split("[sinks.results]")
+        .next()
+        .unwrap()
+        .replace("late_output = \"late\"\n", "");
+    assert!(
+        errors(&none).iter().any(|e| e.field == "sink"
+            && e.message == "missing: a job writes to a [sink] (or named [sinks.<name>] tables)"),
+        "{:?}",
+        errors(&none)
+    );
 
     assert_eq!(
         errs.len(),

@@ -2,59 +2,45 @@
 //! time, unioned), the event-time column windows share, the single `[sink]` or named sinks
 //! (result or late events), and unique operator uids.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{EventTimePlan, Overrides, Planner, SinkInput, SinkPlan, SourcePlan, WindowPlan};
 use super::{MAX_DURATION_MS, first_duplicate, is_time_type, millis, span};
-use crate::spec::{EventTimeSpec, JobSpec, SinkSpec, SourceSpec, WindowSpec};
+use crate::spec::{EventTimeSpec, JobSpec, SourceSpec, WindowSpec};
 
 impl Planner<'_> {
     /// The single `[source]` or the named `[sources.<name>]`, each with its event time; named
     /// sources must agree on their columns to be unioned.
     pub(super) fn sources(&mut self, spec: &JobSpec, overrides: &Overrides) -> Vec<SourcePlan> {
-        let named: Vec<(String, String, &SourceSpec, Option<&EventTimeSpec>)> = match (
-            &spec.source,
-            spec.sources.is_empty(),
+        let tables = self.single_or_named(spec.source.as_ref(), &spec.sources, "source", "reads");
+        // The single [source] takes the top-level [event_time]; named ones their own.
+        let single = spec.sources.is_empty();
+        if let (true, Some(et)) = (
+            single,
+            spec.source.as_ref().and_then(|s| s.event_time.as_ref()),
         ) {
-            (Some(s), true) => {
-                if let Some(et) = &s.event_time {
-                    self.err(span(&et.column), "source.event_time", "the single [source] takes its event time from the top-level [event_time] table");
-                }
-                vec![(
-                    "source".into(),
-                    "source".into(),
-                    s,
-                    spec.event_time.as_ref(),
-                )]
-            }
-            (None, false) => {
-                if let Some(et) = &spec.event_time {
-                    self.err(span(&et.column), "event_time", "with [sources.<name>] each source has its own event_time, e.g. event_time = { column = \"timestamp\" }");
-                }
-                spec.sources
-                    .iter()
-                    .map(|(n, s)| (n.clone(), format!("sources.{n}"), s, s.event_time.as_ref()))
-                    .collect()
-            }
-            (Some(_), false) => {
-                self.err(
-                    None,
-                    "sources",
-                    "write either one [source] or named [sources.<name>] tables, not both",
-                );
-                return Vec::new();
-            }
-            (None, true) => {
-                self.err(
-                    None,
-                    "source",
-                    "missing: a job reads a [source] (or named [sources.<name>] tables)",
-                );
-                return Vec::new();
-            }
-        };
+            self.err(
+                span(&et.column),
+                "source.event_time",
+                "the single [source] takes its event time from the top-level [event_time] table",
+            );
+        }
+        if let (false, Some(et)) = (single, &spec.event_time) {
+            self.err(span(&et.column), "event_time", "with [sources.<name>] each source has its own event_time, e.g. event_time = { column = \"timestamp\" }");
+        }
+        let named: Vec<(String, String, &SourceSpec, Option<&EventTimeSpec>)> = tables
+            .into_iter()
+            .map(|(name, prefix, s)| {
+                let et = match single {
+                    true => spec.event_time.as_ref(),
+                    false => s.event_time.as_ref(),
+                };
+                (name, prefix, s, et)
+            })
+            .collect();
         let mut out: Vec<SourcePlan> = Vec::new();
         for (name, prefix, s, et) in named {
             let mut plan = self.source(s, &prefix, overrides);
@@ -184,30 +170,7 @@ impl Planner<'_> {
         output: &SchemaRef,
         output_known: bool,
     ) -> Vec<SinkPlan> {
-        let named: Vec<(String, String, &SinkSpec)> = match (&spec.sink, spec.sinks.is_empty()) {
-            (Some(s), true) => vec![("sink".into(), "sink".into(), s)],
-            (None, false) => spec
-                .sinks
-                .iter()
-                .map(|(n, s)| (n.clone(), format!("sinks.{n}"), s))
-                .collect(),
-            (Some(_), false) => {
-                self.err(
-                    None,
-                    "sinks",
-                    "write either one [sink] or named [sinks.<name>] tables, not both",
-                );
-                return Vec::new();
-            }
-            (None, true) => {
-                self.err(
-                    None,
-                    "sink",
-                    "missing: a job writes to a [sink] (or named [sinks.<name>] tables)",
-                );
-                return Vec::new();
-            }
-        };
+        let named = self.single_or_named(spec.sink.as_ref(), &spec.sinks, "sink", "writes to");
         let window_specs: Vec<&WindowSpec> = match &spec.window {
             Some(w) => vec![w],
             None => spec.windows.iter().collect(),
@@ -298,6 +261,40 @@ impl Planner<'_> {
             );
         }
         sinks
+    }
+
+    /// The single `[{one}]` table or the named `[{one}s.<name>]` ones, as (name, field
+    /// prefix, table); none, reported, when neither or both are given.
+    fn single_or_named<'s, S>(
+        &mut self,
+        single: Option<&'s S>,
+        named: &'s BTreeMap<String, S>,
+        one: &str,
+        does: &str,
+    ) -> Vec<(String, String, &'s S)> {
+        match (single, named.is_empty()) {
+            (Some(s), true) => vec![(one.to_string(), one.to_string(), s)],
+            (None, false) => named
+                .iter()
+                .map(|(n, s)| (n.clone(), format!("{one}s.{n}"), s))
+                .collect(),
+            (Some(_), false) => {
+                self.err(
+                    None,
+                    &format!("{one}s"),
+                    format!("write either one [{one}] or named [{one}s.<name>] tables, not both"),
+                );
+                Vec::new()
+            }
+            (None, true) => {
+                self.err(
+                    None,
+                    one,
+                    format!("missing: a job {does} a [{one}] (or named [{one}s.<name>] tables)"),
+                );
+                Vec::new()
+            }
+        }
     }
 
     /// Uids name state in savepoints: no two operators may share one.
