@@ -269,14 +269,23 @@ impl RemoteTarget for RemoteSender {
             return Err(SendError::Closed);
         };
         conn.available -= 1;
-        // Room in the stream's buffer, waited for in slices so a cancel is seen.
+        // Room in the stream's buffer: at once on the fast path, else waited for in slices so a
+        // cancel is seen.
+        let frame = match self.conn.as_ref().map(|c| c.frames.try_send(frame)) {
+            None => return Err(SendError::Closed),
+            Some(Ok(())) => return Ok(()),
+            Some(Err(mpsc::error::TrySendError::Closed(_))) => {
+                return Err(self.failed("the stream closed"));
+            }
+            Some(Err(mpsc::error::TrySendError::Full(frame))) => frame,
+        };
+        let Some(frames) = self.conn.as_ref().map(|c| c.frames.clone()) else {
+            return Err(SendError::Closed);
+        };
         loop {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(SendError::Closed);
             }
-            let Some(frames) = self.conn.as_ref().map(|c| c.frames.clone()) else {
-                return Err(SendError::Closed);
-            };
             match self
                 .handle
                 .block_on(async { tokio::time::timeout(POLL, frames.reserve()).await })
