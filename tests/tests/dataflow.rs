@@ -20,6 +20,15 @@ use kappa_integration_tests::reference::{
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const DAY: i64 = 24 * HOUR;
 
+/// Both jobs restart quickly and checkpoint every 500 ms.
+const RECOVERY: &str = r#"[restart]
+strategy = "fixed-delay"
+delay = "200ms"
+
+[checkpoints]
+interval = "500ms"
+"#;
+
 /// The first window of both jobs: clicks per item and hour.
 const HOURLY: &str = r#"[[windows]]
 uid = "hourly"
@@ -168,13 +177,8 @@ key = "{{item_id}}-{{window_end}}"
 connector = "file"
 path = "{late}"
 
-[restart]
-strategy = "fixed-delay"
-delay = "200ms"
-
-[checkpoints]
-interval = "500ms"
-"#,
+{recovery}"#,
+        recovery = RECOVERY,
         hourly = HOURLY,
         web = source("web", &broker.bootstrap, "clicks-web"),
         app = source("app", &broker.bootstrap, "clicks-app"),
@@ -348,13 +352,8 @@ topic = "out"
 key = "{{item_id}}-{{window_end}}"
 partitioner = "fixed"
 
-[restart]
-strategy = "fixed-delay"
-delay = "200ms"
-
-[checkpoints]
-interval = "500ms"
-"#,
+{recovery}"#,
+        recovery = RECOVERY,
         hourly = HOURLY,
         bootstrap = broker.bootstrap,
     );
