@@ -139,3 +139,29 @@ pub fn first_half_produced(
     broker.create_topic("out", crate::SINK_PARTITIONS)?;
     Ok((data, half))
 }
+
+/// The rows and the hourly counts in the committed (visible) part files of a file sink
+/// directory; a window written twice counts once in the map and twice in the rows.
+pub fn part_file_counts(dir: &std::path::Path) -> (usize, BTreeMap<(String, i64), i64>) {
+    let mut rows = 0;
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("sink directory") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).expect("part file").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+            rows += 1;
+            out.insert(
+                (
+                    v["item_id"].as_str().unwrap().to_string(),
+                    v["window_end"].as_i64().unwrap(),
+                ),
+                v["click_count"].as_i64().unwrap(),
+            );
+        }
+    }
+    (rows, out)
+}

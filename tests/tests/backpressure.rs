@@ -76,9 +76,15 @@ fn a_slow_sink_slows_the_sources_and_memory_stays_bounded() {
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).expect("dir");
     let hurry = Arc::new(AtomicBool::new(false));
+    // The job waits for slots until the taskmanagers start: its part files (named by the job)
+    // are made FIFOs before a sink opens them.
+    let cluster = Cluster::jobmanager(&[]).expect("jobmanager");
+    let id = cluster
+        .submit(&job(&broker.bootstrap, &out.display().to_string()), &[])
+        .expect("submit");
     let mut readers = Vec::new();
     for i in 0..2 {
-        let fifo = out.join(format!("part-{i}.jsonl"));
+        let fifo = out.join(format!("part-{id}-{i}.jsonl"));
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
@@ -86,14 +92,9 @@ fn a_slow_sink_slows_the_sources_and_memory_stays_bounded() {
         assert!(made.success());
         readers.push(slow_reader(fifo, Arc::clone(&hurry)));
     }
-
-    let cluster = Cluster::jobmanager(&[]).expect("jobmanager");
     let _tms: Vec<_> = (0..2)
         .map(|_| cluster.taskmanager(1).expect("taskmanager"))
         .collect();
-    let id = cluster
-        .submit(&job(&broker.bootstrap, &out.display().to_string()), &[])
-        .expect("submit");
     cluster
         .wait_state(&id, &["RUNNING"], Duration::from_secs(30))
         .expect("running");

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{
-    HOUR, START, clicks, closing, first_half_produced, hourly_counts, latest_per_key, spread,
+    HOUR, START, clicks, closing, first_half_produced, hourly_counts, latest_per_key, part_file_counts,
+    spread,
 };
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 
@@ -275,33 +276,6 @@ fn bad_savepoints_are_refused_and_nothing_starts() {
         "dropping unmapped state on request: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The hourly counts in the committed (visible) part files of a file sink directory.
-fn part_file_counts(
-    dir: &std::path::Path,
-) -> (usize, std::collections::BTreeMap<(String, i64), i64>) {
-    let mut rows = 0;
-    let mut out = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(dir).expect("sink directory") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).expect("part file").lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-            rows += 1;
-            out.insert(
-                (
-                    v["item_id"].as_str().unwrap().to_string(),
-                    v["window_end"].as_i64().unwrap(),
-                ),
-                v["click_count"].as_i64().unwrap(),
-            );
-        }
-    }
-    (rows, out)
 }
 
 #[test]

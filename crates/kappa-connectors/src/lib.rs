@@ -93,8 +93,21 @@ pub fn sink_writer_id(job_id: &str, uid: &str, subtask: u32) -> String {
     }
 }
 
-/// Opens subtask `subtask` of sink `sink` of job `job_id`.
-pub fn open_sink(sink: &SinkPlan, job_id: &str, subtask: u32) -> Result<Box<dyn Sink>, TaskError> {
+/// The name part of the files subtask `subtask` of file sink `uid` of job `job_id` writes.
+fn file_writer_id(job_id: &str, uid: &str, subtask: u32) -> String {
+    match uid {
+        "sink" => format!("{job_id}-{subtask}"),
+        uid => format!("{job_id}-{uid}-{subtask}"),
+    }
+}
+
+/// Opens subtask `subtask` of sink `sink` of job `job_id` in its attempt `attempt`.
+pub fn open_sink(
+    sink: &SinkPlan,
+    job_id: &str,
+    attempt: u32,
+    subtask: u32,
+) -> Result<Box<dyn Sink>, TaskError> {
     let delivery = sink.delivery;
     Ok(match &sink.kind {
         SinkKind::Kafka {
@@ -130,15 +143,14 @@ pub fn open_sink(sink: &SinkPlan, job_id: &str, subtask: u32) -> Result<Box<dyn 
                 )),
             }
         }
-        SinkKind::File { path } if delivery == Delivery::ExactlyOnce => {
-            let prefix = match sink.uid.as_str() {
-                "sink" => format!("{job_id}-{subtask}"),
-                uid => format!("{job_id}-{uid}-{subtask}"),
-            };
-            Box::new(PartFileSink::open(path, &prefix)?)
-        }
         SinkKind::File { path } => {
-            Box::new(LineSink::part_file(path, subtask).map_err(|e| TaskError::Io(e.to_string()))?)
+            let writer = file_writer_id(job_id, &sink.uid, subtask);
+            match delivery {
+                Delivery::ExactlyOnce => Box::new(PartFileSink::open(path, &writer, attempt)?),
+                Delivery::AtLeastOnce | Delivery::None => Box::new(
+                    LineSink::part_file(path, &writer).map_err(|e| TaskError::Io(e.to_string()))?,
+                ),
+            }
         }
         SinkKind::Stdout => Box::new(LineSink::stdout()),
         SinkKind::Postgres { url, table } => {

@@ -1,11 +1,17 @@
 //! The exactly-once file sink: each checkpoint's output goes to its own part file, hidden
 //! while in progress and renamed to its final name when the checkpoint completes.
 //!
-//! Names in the sink directory, for writer `w` (job and subtask): `.part-w.inprogress` while
-//! written; at the barrier of checkpoint n it is synced and renamed `.part-w-n.pending`; when n
-//! completes it becomes `part-w-n.jsonl`. A restarted subtask renames the pending files its
-//! restored checkpoint lists (a rename that already happened is recognised by the final file),
-//! and deletes the hidden files of its writer that no checkpoint will commit.
+//! Names in the sink directory, for writer `w` (job, sink and subtask) in attempt `a` of the
+//! job: `.part-w.aA.inprogress` while written; at the barrier of checkpoint n it is synced and
+//! renamed `.part-w.aA-n.pending`; when n completes it becomes `part-w-n.jsonl` (checkpoint ids
+//! are never reused, across attempts too). What a bounded input writes after its last barrier
+//! becomes `part-w-aA-end.jsonl` when the input ends.
+//!
+//! The attempt in the hidden names fences attempts from each other: during a failover the
+//! subtask of the old attempt may still be writing while the new one starts. A restarted
+//! subtask renames the pending files its restored checkpoint lists (a rename that already
+//! happened is recognised by the final file), then deletes the hidden files of its writer from
+//! earlier attempts, which no checkpoint will commit; files of later attempts are not its own.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -41,36 +47,45 @@ fn commit_part(c: &PartCommit) -> Result<(), TaskError> {
 pub struct PartFileSink {
     dir: PathBuf,
     writer: String,
+    attempt: u32,
     open: Option<BufWriter<File>>,
     /// Part files closed at a barrier, by checkpoint id, waiting for it to complete.
     prepared: Vec<(u64, PartCommit)>,
 }
 
 impl PartFileSink {
-    /// The sink of `writer` in `dir` (created if missing).
-    pub fn open(dir: &Path, writer: &str) -> Result<Self, TaskError> {
+    /// The sink of `writer` in `dir` (created if missing), in attempt `attempt` of the job.
+    pub fn open(dir: &Path, writer: &str, attempt: u32) -> Result<Self, TaskError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             writer: writer.to_string(),
+            attempt,
             open: None,
             prepared: Vec::new(),
         })
     }
 
     fn in_progress(&self) -> PathBuf {
-        self.dir.join(format!(".part-{}.inprogress", self.writer))
+        let (w, a) = (&self.writer, self.attempt);
+        self.dir.join(format!(".part-{w}.a{a}.inprogress"))
     }
 
-    fn part(&self, n: u64) -> PartCommit {
+    /// The names of the output of checkpoint `n`, or of the end of the input.
+    fn part(&self, n: Option<u64>) -> PartCommit {
+        let (w, a) = (&self.writer, self.attempt);
+        let (pending, committed) = match n {
+            Some(n) => (format!(".part-{w}.a{a}-{n}.pending"), format!("part-{w}-{n}.jsonl")),
+            None => (format!(".part-{w}.a{a}-end.pending"), format!("part-{w}-a{a}-end.jsonl")),
+        };
         PartCommit {
-            pending: self.dir.join(format!(".part-{}-{n}.pending", self.writer)),
-            committed: self.dir.join(format!("part-{}-{n}.jsonl", self.writer)),
+            pending: self.dir.join(pending),
+            committed: self.dir.join(committed),
         }
     }
 
-    /// Closes the open part file as the output of checkpoint `n`.
-    fn close(&mut self, n: u64) -> Result<Option<PartCommit>, TaskError> {
+    /// Closes the open part file as the output of checkpoint `n` (None: the end).
+    fn close(&mut self, n: Option<u64>) -> Result<Option<PartCommit>, TaskError> {
         let Some(mut w) = self.open.take() else {
             return Ok(None);
         };
@@ -83,16 +98,34 @@ impl PartFileSink {
         Ok(Some(part))
     }
 
-    /// Deletes hidden files of this writer that are not listed in `keep`.
-    fn remove_leftovers(&self, keep: &[PathBuf]) -> Result<(), TaskError> {
-        let prefix = format!(".part-{}", self.writer);
+    /// The attempt a hidden file of this writer belongs to (0: named before attempts were).
+    fn attempt_of(&self, name: &str) -> Option<u32> {
+        let rest = name.strip_prefix(&format!(".part-{}", self.writer))?;
+        let Some(rest) = rest.strip_prefix(".a") else {
+            // The names of earlier releases: `.part-w.inprogress`, `.part-w-n.pending`.
+            let legacy = rest == ".inprogress"
+                || rest
+                    .strip_prefix('-')
+                    .and_then(|r| r.strip_suffix(".pending"))
+                    .is_some_and(|n| n.parse::<u64>().is_ok());
+            return legacy.then_some(0);
+        };
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let (attempt, tail) = rest.split_at(digits);
+        let ours = tail == ".inprogress"
+            || tail
+                .strip_prefix('-')
+                .and_then(|r| r.strip_suffix(".pending"))
+                .is_some_and(|n| n == "end" || n.parse::<u64>().is_ok());
+        if ours { attempt.parse().ok() } else { None }
+    }
+
+    /// Deletes the hidden files of this writer left by earlier attempts.
+    fn remove_leftovers(&self) -> Result<(), TaskError> {
         for entry in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
             let path = entry.map_err(|e| io(&self.dir, e))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let ours = name.strip_prefix(&prefix).is_some_and(|rest| {
-                rest == ".inprogress" || (rest.starts_with('-') && rest.ends_with(".pending"))
-            });
-            if ours && !keep.contains(&path) {
+            if self.attempt_of(name).is_some_and(|a| a < self.attempt) {
                 std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
             }
         }
@@ -120,7 +153,7 @@ impl Sink for PartFileSink {
     }
 
     fn prepare(&mut self, n: u64) -> Result<Option<Vec<u8>>, TaskError> {
-        let Some(part) = self.close(n)? else {
+        let Some(part) = self.close(Some(n))? else {
             return Ok(None);
         };
         let data = serde_json::to_vec(&part)
@@ -154,7 +187,7 @@ impl Sink for PartFileSink {
             }
             commit_part(&part)?;
         }
-        self.remove_leftovers(&[])
+        self.remove_leftovers()
     }
 
     fn writer(&self) -> String {
@@ -163,9 +196,8 @@ impl Sink for PartFileSink {
 
     /// The input ended: everything written becomes visible at once.
     fn flush(&mut self) -> Result<(), TaskError> {
-        let last = self.prepared.iter().map(|(n, _)| *n).max().unwrap_or(0);
-        if let Some(part) = self.close(last + 1)? {
-            self.prepared.push((last + 1, part));
+        if let Some(part) = self.close(None)? {
+            self.prepared.push((u64::MAX, part));
         }
         self.commit(u64::MAX)
     }
@@ -196,10 +228,22 @@ mod tests {
         names
     }
 
+    fn pending(n: u64, data: &[u8]) -> PendingCommit {
+        PendingCommit {
+            writer: "j-0".into(),
+            checkpoint: n,
+            data: data.to_vec(),
+        }
+    }
+
+    fn read(dir: &Path, name: &str) -> String {
+        std::fs::read_to_string(dir.join(name)).expect("a committed part file")
+    }
+
     #[test]
     fn part_files_appear_when_their_checkpoint_completes_and_once_after_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = PartFileSink::open(dir.path(), "j-0").expect("open");
+        let mut s = PartFileSink::open(dir.path(), "j-0", 1).expect("open");
         s.write(&batch(1)).expect("write");
         let c1 = s.prepare(1).expect("prepare").expect("a part file");
         s.write(&batch(2)).expect("write");
@@ -213,12 +257,7 @@ mod tests {
         s.write(&batch(3)).expect("write");
         // Crash here: checkpoint 2 completed but its notification never arrived.
         drop(s);
-        let mut r = PartFileSink::open(dir.path(), "j-0").expect("reopen");
-        let pending = |n, data: &Vec<u8>| PendingCommit {
-            writer: "j-0".into(),
-            checkpoint: n,
-            data: data.clone(),
-        };
+        let mut r = PartFileSink::open(dir.path(), "j-0", 2).expect("reopen");
         r.recover(vec![pending(1, &c1), pending(2, &c2)])
             .expect("recover");
         assert_eq!(
@@ -227,9 +266,51 @@ mod tests {
         );
         let hidden = std::fs::read_dir(dir.path()).expect("dir").count();
         assert_eq!(hidden, 2, "the uncommitted in-progress file is removed");
+        assert_eq!(read(dir.path(), "part-j-0-2.jsonl"), "{\"v\":2}\n");
+    }
+
+    #[test]
+    fn the_end_of_the_input_after_committed_checkpoints_is_its_own_part_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = PartFileSink::open(dir.path(), "j-0", 1).expect("open");
+        s.write(&batch(1)).expect("write");
+        s.prepare(1).expect("prepare");
+        s.commit(1).expect("commit");
+        s.write(&batch(2)).expect("write");
+        s.flush().expect("the end");
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("part-j-0-2.jsonl")).expect("read"),
-            "{\"v\":2}\n"
+            visible(dir.path()),
+            ["part-j-0-1.jsonl", "part-j-0-a1-end.jsonl"]
         );
+        assert_eq!(read(dir.path(), "part-j-0-a1-end.jsonl"), "{\"v\":2}\n");
+    }
+
+    #[test]
+    fn attempts_keep_to_their_own_files_during_a_failover() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Attempt 2 is still writing (its taskmanager has not heard of the failover) while
+        // attempt 3 restores checkpoint 4, which attempt 2 prepared.
+        let mut old = PartFileSink::open(dir.path(), "j-0", 2).expect("open");
+        old.write(&batch(4)).expect("write");
+        let c4 = old.prepare(4).expect("prepare").expect("a part file");
+        old.write(&batch(5)).expect("write");
+        let mut new = PartFileSink::open(dir.path(), "j-0", 3).expect("open");
+        new.recover(vec![pending(4, &c4)]).expect("recover");
+        new.write(&batch(50)).expect("write");
+        new.prepare(5).expect("prepare").expect("a part file");
+        // The old attempt's late writes fail on its removed file or stay hidden; they never
+        // reach the new attempt's files.
+        let _ = old.prepare(5);
+        // A late start of attempt 2 (its recover after attempt 3's) leaves attempt 3's
+        // files alone.
+        let mut late = PartFileSink::open(dir.path(), "j-0", 2).expect("open");
+        late.recover(Vec::new()).expect("recover");
+        new.commit(5).expect("commit");
+        assert_eq!(
+            visible(dir.path()),
+            ["part-j-0-4.jsonl", "part-j-0-5.jsonl"]
+        );
+        assert_eq!(read(dir.path(), "part-j-0-4.jsonl"), "{\"v\":4}\n");
+        assert_eq!(read(dir.path(), "part-j-0-5.jsonl"), "{\"v\":50}\n");
     }
 }

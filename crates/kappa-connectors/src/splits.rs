@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kappa_job::StartPosition;
 use kappa_job::plan::{SourceKind, SourcePlan};
+use kappa_runtime::io::{FilePosition, SplitPosition};
 use serde::{Deserialize, Serialize};
 
 use crate::ConnectorError;
@@ -18,7 +19,7 @@ use crate::kafka::{PartitionStart, StartOffset};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SourceAssignment {
     Kafka(Vec<PartitionStart>),
-    Files(Vec<PathBuf>),
+    Files(Vec<FilePosition>),
 }
 
 impl SourceAssignment {
@@ -37,7 +38,7 @@ impl SourceAssignment {
             Self::Files(f) => format!(
                 "files {}",
                 f.iter()
-                    .map(|p| p.display().to_string())
+                    .map(|p| p.path.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -53,9 +54,36 @@ fn round_robin<T: Clone>(items: &[T], parallelism: u32) -> Vec<Vec<T>> {
     out
 }
 
-/// Start offsets fixed by a job's first attempt, by partition: later attempts start there too
-/// (until checkpoints record progress), and partitions that appear later start at the beginning.
-pub type PinnedStarts = BTreeMap<i32, StartOffset>;
+/// Where the next attempt of a job reads one source from.
+///
+/// Kafka start offsets are fixed by the job's first attempt, by partition: later attempts start
+/// there too (until checkpoints record progress), and partitions that appear later start at
+/// the beginning. Files start where the restored checkpoint left them, others at their start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStarts {
+    pub partitions: BTreeMap<i32, StartOffset>,
+    pub files: BTreeMap<PathBuf, FilePosition>,
+}
+
+impl SourceStarts {
+    /// Takes the positions a checkpoint recorded.
+    pub fn restore(&mut self, positions: impl IntoIterator<Item = SplitPosition>) {
+        for p in positions {
+            match p {
+                SplitPosition::Partition {
+                    partition,
+                    next_offset,
+                } => {
+                    let start = next_offset.map_or(StartOffset::Beginning, StartOffset::Offset);
+                    self.partitions.insert(partition, start);
+                }
+                SplitPosition::File(f) => {
+                    self.files.insert(f.path.clone(), f);
+                }
+            }
+        }
+    }
+}
 
 /// Looks up the splits of a source and assigns them to `parallelism` subtasks; Kafka start
 /// offsets come from `pinned`, else from the start position (and are added to `pinned`).
@@ -63,7 +91,7 @@ pub fn assign_splits(
     source: &SourcePlan,
     parallelism: u32,
     timeout: Duration,
-    pinned: &mut PinnedStarts,
+    pinned: &mut SourceStarts,
 ) -> Result<Vec<SourceAssignment>, ConnectorError> {
     match &source.kind {
         SourceKind::Kafka(k) => {
@@ -72,20 +100,21 @@ pub fn assign_splits(
             let new: Vec<i32> = partitions
                 .iter()
                 .copied()
-                .filter(|p| !pinned.contains_key(p))
+                .filter(|p| !pinned.partitions.contains_key(p))
                 .collect();
-            let start = if pinned.is_empty() {
+            let start = if pinned.partitions.is_empty() {
                 source.start
             } else {
                 StartPosition::Earliest
             };
             for s in admin.start_offsets(&k.topic, &new, start)? {
-                pinned.insert(s.partition, s.offset);
+                pinned.partitions.insert(s.partition, s.offset);
             }
             let starts: Vec<PartitionStart> = partitions
                 .iter()
                 .filter_map(|&partition| {
                     pinned
+                        .partitions
                         .get(&partition)
                         .map(|&offset| PartitionStart { partition, offset })
                 })
@@ -96,7 +125,14 @@ pub fn assign_splits(
                 .collect())
         }
         SourceKind::File { path } => {
-            let files = list_files(path)?;
+            // A file the checkpoint knows goes on from its position; a new one from the start.
+            let files: Vec<FilePosition> = list_files(path)?
+                .into_iter()
+                .map(|f| match pinned.files.get(&f) {
+                    Some(at) => at.clone(),
+                    None => FilePosition::start(f),
+                })
+                .collect();
             Ok(round_robin(&files, parallelism)
                 .into_iter()
                 .map(SourceAssignment::Files)
@@ -176,9 +212,9 @@ mod kafka_tests {
         p.flush(Duration::from_secs(10)).unwrap();
         let t = Duration::from_secs(10);
         let offset = |start| {
-            let mut pinned = PinnedStarts::new();
+            let mut pinned = SourceStarts::default();
             let a = assign_splits(&source(&b, start), 1, t, &mut pinned).unwrap();
-            (a, pinned[&0])
+            (a, pinned.partitions[&0])
         };
         assert_eq!(offset(StartPosition::Earliest).1, StartOffset::Beginning);
         let (assignment, at) = offset(StartPosition::Latest);
@@ -197,7 +233,10 @@ mod kafka_tests {
             .unwrap();
         }
         p.flush(Duration::from_secs(10)).unwrap();
-        let mut pinned = PinnedStarts::from([(0, StartOffset::Offset(6))]);
+        let mut pinned = SourceStarts {
+            partitions: BTreeMap::from([(0, StartOffset::Offset(6))]),
+            files: BTreeMap::new(),
+        };
         let again = assign_splits(&source(&b, StartPosition::Latest), 1, t, &mut pinned).unwrap();
         assert_eq!(again, assignment);
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use kappa_job::plan::CheckpointPlan;
 use kappa_proto::v1::CheckpointAck;
-use kappa_state::{Location, StateHandle};
+use kappa_runtime::io::{FilePosition, SplitPosition};
+use kappa_state::{Location, StateHandle, positions_from_proto};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -37,11 +38,24 @@ pub struct PartitionOffset {
     pub source: String,
 }
 
-/// Where one source operator was in its partitions.
+/// Where one source operator was in its splits: Kafka partitions and files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceOffsets {
     pub uid: String,
     pub offsets: Vec<PartitionOffset>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FilePosition>,
+}
+
+impl SourceOffsets {
+    /// The positions a restore starts this source's splits at.
+    pub fn positions(&self) -> impl Iterator<Item = SplitPosition> + '_ {
+        let partitions = self.offsets.iter().map(|o| SplitPosition::Partition {
+            partition: o.partition,
+            next_offset: o.next_offset,
+        });
+        partitions.chain(self.files.iter().cloned().map(SplitPosition::File))
+    }
 }
 
 /// One subtask's part of a checkpoint, in the history.
@@ -194,6 +208,7 @@ impl CheckpointMetadata {
             self.sources.push(SourceOffsets {
                 uid: "source".into(),
                 offsets: std::mem::take(&mut self.offsets),
+                files: Vec::new(),
             });
         }
         let uid = self.window_uid.clone();
@@ -479,16 +494,30 @@ impl Checkpoints {
                 });
             }
             for so in &a.sources {
-                let offsets = so.offsets.iter().map(|o| PartitionOffset {
-                    partition: o.partition,
-                    next_offset: o.next_offset,
-                    source: String::new(),
-                });
+                let mut offsets = Vec::new();
+                let mut files = Vec::new();
+                for p in positions_from_proto(so) {
+                    match p {
+                        SplitPosition::Partition {
+                            partition,
+                            next_offset,
+                        } => offsets.push(PartitionOffset {
+                            partition,
+                            next_offset,
+                            source: String::new(),
+                        }),
+                        SplitPosition::File(f) => files.push(f),
+                    }
+                }
                 match sources.iter_mut().find(|s| s.uid == so.uid) {
-                    Some(s) => s.offsets.extend(offsets),
+                    Some(s) => {
+                        s.offsets.extend(offsets);
+                        s.files.extend(files);
+                    }
                     None => sources.push(SourceOffsets {
                         uid: so.uid.clone(),
-                        offsets: offsets.collect(),
+                        offsets,
+                        files,
                     }),
                 }
             }
@@ -497,6 +526,7 @@ impl Checkpoints {
         sources.sort_by(|a, b| a.uid.cmp(&b.uid));
         for s in &mut sources {
             s.offsets.sort_by_key(|o| o.partition);
+            s.files.sort_by(|a, b| a.path.cmp(&b.path));
         }
         let mut sink_commits: Vec<SinkCommitState> = p
             .acks

@@ -57,6 +57,11 @@ fn ack(n: u64, attempt: u32, vertex: u32, subtask: u32) -> pb::CheckpointAck {
                 partition: subtask as i32,
                 next_offset: Some(100 * n as i64),
             }],
+            files: vec![pb::FilePosition {
+                path: format!("/in/{subtask}.jsonl"),
+                offset: 1000 * n,
+                line: 10 * n,
+            }],
         }),
         _ => {
             a.operator_states.push(pb::OperatorState {
@@ -121,6 +126,20 @@ fn a_complete_checkpoint_lists_offsets_state_and_output_by_operator_uid() {
         .map(|o| o.partition)
         .collect();
     assert_eq!(partitions, [0, 1], "sorted by partition");
+    let files: Vec<(String, u64, u64)> = meta.sources[0]
+        .files
+        .iter()
+        .map(|f| (f.path.display().to_string(), f.offset, f.line))
+        .collect();
+    let n = meta.checkpoint_id;
+    assert_eq!(
+        files,
+        [
+            ("/in/0.jsonl".to_string(), 1000 * n, 10 * n),
+            ("/in/1.jsonl".to_string(), 1000 * n, 10 * n)
+        ],
+        "file positions by path"
+    );
     let ranges: Vec<(String, u32, (u32, u32))> = meta
         .operators
         .iter()

@@ -14,6 +14,8 @@ use kappa_proto::v1::{
     TaskDeployment,
 };
 
+use kappa_state::file_to_proto;
+
 use crate::job::RestoreSource;
 
 /// The one conversion of a source assignment to its message.
@@ -35,7 +37,7 @@ pub fn splits_to_proto(a: &SourceAssignment) -> SourceSplits {
         },
         SourceAssignment::Files(files) => SourceSplits {
             splits: Some(Splits::Files(FileList {
-                paths: files.iter().map(|f| f.display().to_string()).collect(),
+                files: files.iter().map(file_to_proto).collect(),
             })),
         },
     }

@@ -241,14 +241,7 @@ async fn deploy_and_follow(
     if let Some(RestoreSource { meta, location }) = &latest {
         let mut pinned = job.pinned_starts.lock();
         for s in &meta.sources {
-            let starts = pinned.entry(s.uid.clone()).or_default();
-            for o in &s.offsets {
-                starts.insert(
-                    o.partition,
-                    o.next_offset
-                        .map_or(StartOffset::Beginning, StartOffset::Offset),
-                );
-            }
+            pinned.entry(s.uid.clone()).or_default().restore(s.positions());
         }
         drop(pinned);
         if let Some(a) = job.status.lock().attempts.last_mut() {
@@ -716,7 +709,7 @@ impl Attempt<'_> {
             let known = pinned.get(uid);
             found
                 .into_iter()
-                .filter(|p| !known.is_some_and(|k| k.contains_key(p)))
+                .filter(|p| !known.is_some_and(|k| k.partitions.contains_key(p)))
                 .collect()
         };
         for partition in new {
@@ -753,6 +746,7 @@ impl Attempt<'_> {
                 .lock()
                 .entry(uid.to_string())
                 .or_default()
+                .partitions
                 .insert(partition, StartOffset::Beginning);
             let mut client = self
                 .inner

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kappa_connectors::splits::{PinnedStarts, SourceAssignment};
+use kappa_connectors::splits::{SourceStarts, SourceAssignment};
 use kappa_job::JobPlan;
 use kappa_proto::v1::{CheckpointAck, SubtaskMetrics as ProtoMetrics, TaskStateReport};
 use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics, VertexMetrics};
@@ -193,7 +193,7 @@ pub struct JobEntry {
     pub attempt_offset: u32,
     pub status: Mutex<JobStatus>,
     /// Kafka start offsets fixed by the first attempt, per source uid.
-    pub pinned_starts: Mutex<BTreeMap<String, PinnedStarts>>,
+    pub pinned_starts: Mutex<BTreeMap<String, SourceStarts>>,
     /// Checkpoints, when the cluster has a checkpoint directory.
     pub checkpoints: Mutex<Option<Checkpoints>>,
     /// What the first attempt restores from (a savepoint), if anything.

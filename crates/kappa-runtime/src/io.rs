@@ -1,6 +1,7 @@
 //! The interfaces connectors implement: a source reader yields decoded batches per split
 //! (Kafka partition, file), a sink writes result batches.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -23,21 +24,42 @@ pub enum SourceStatus {
     Finished,
 }
 
-/// Where a source subtask is in one Kafka partition: the next offset it will read, or None
-/// when it reads from the beginning and has read nothing yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SplitPosition {
-    pub partition: i32,
-    pub next_offset: Option<i64>,
+/// Where a source subtask is in one split, recorded at a checkpoint barrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitPosition {
+    /// A Kafka partition: the next offset it will read, or None when it reads from the
+    /// beginning and has read nothing yet.
+    Partition {
+        partition: i32,
+        next_offset: Option<i64>,
+    },
+    File(FilePosition),
+}
+
+/// Where a reader is in one file: what it consumed, in bytes and in lines. A restored reader
+/// goes on from there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FilePosition {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub line: u64,
+}
+
+impl FilePosition {
+    /// The start of `path`.
+    pub fn start(path: PathBuf) -> Self {
+        Self {
+            path,
+            offset: 0,
+            line: 0,
+        }
+    }
 }
 
 /// Reads the splits assigned to one source subtask.
 pub trait SourceReader: Send {
-    /// Where it is in each partition, recorded at a checkpoint barrier; empty for sources
-    /// that are replayed from their start instead (files).
-    fn positions(&self) -> Vec<SplitPosition> {
-        Vec::new()
-    }
+    /// Where it is in each split, recorded at a checkpoint barrier.
+    fn positions(&self) -> Vec<SplitPosition>;
 
     /// Number of splits this reader owns (watermarks are tracked per split).
     fn splits(&self) -> usize;

@@ -150,6 +150,10 @@ impl Runner {
     /// Tells the operators of the checkpoints completed meanwhile.
     fn commit_completed(&mut self) -> Result<(), Stop> {
         if let Some(n) = self.checkpoints.as_mut().and_then(|h| h.completed()) {
+            // Tests fail a subtask here, once its checkpoint is durable (FAILPOINTS).
+            fail::fail_point!("subtask-checkpoint-completed", |_| Err(Stop::Failed(
+                TaskError::Io(format!("failpoint: failing after checkpoint {n} completed"))
+            )));
             self.chain.notify_checkpoint_complete(n)?;
         }
         Ok(())

@@ -1,6 +1,8 @@
-//! The one conversion of state handles to and from their protobuf messages.
+//! The one conversion of state handles and source positions to and from their protobuf
+//! messages.
 
 use kappa_proto::v1 as pb;
+use kappa_runtime::io::{FilePosition, SplitPosition};
 
 use crate::snapshot::{StateHandle, StoredFile};
 
@@ -33,5 +35,84 @@ impl From<pb::StateHandle> for StateHandle {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A file position as its message.
+pub fn file_to_proto(f: &FilePosition) -> pb::FilePosition {
+    pb::FilePosition {
+        path: f.path.display().to_string(),
+        offset: f.offset,
+        line: f.line,
+    }
+}
+
+/// A file position from its message.
+pub fn file_from_proto(f: &pb::FilePosition) -> FilePosition {
+    FilePosition {
+        path: f.path.clone().into(),
+        offset: f.offset,
+        line: f.line,
+    }
+}
+
+/// Where source `uid` is in its splits, as a checkpoint acknowledgement carries it.
+pub fn positions_to_proto(uid: &str, positions: &[SplitPosition]) -> pb::SourceOffsets {
+    let mut out = pb::SourceOffsets {
+        uid: uid.to_string(),
+        ..Default::default()
+    };
+    for p in positions {
+        match p {
+            SplitPosition::Partition {
+                partition,
+                next_offset,
+            } => out.offsets.push(pb::PartitionOffset {
+                partition: *partition,
+                next_offset: *next_offset,
+            }),
+            SplitPosition::File(f) => out.files.push(file_to_proto(f)),
+        }
+    }
+    out
+}
+
+/// The positions an acknowledgement carries for one source.
+pub fn positions_from_proto(s: &pb::SourceOffsets) -> Vec<SplitPosition> {
+    let partitions = s.offsets.iter().map(|o| SplitPosition::Partition {
+        partition: o.partition,
+        next_offset: o.next_offset,
+    });
+    let files = s
+        .files
+        .iter()
+        .map(|f| SplitPosition::File(file_from_proto(f)));
+    partitions.chain(files).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_survive_their_message() {
+        let positions = vec![
+            SplitPosition::Partition {
+                partition: 3,
+                next_offset: Some(17),
+            },
+            SplitPosition::Partition {
+                partition: 4,
+                next_offset: None,
+            },
+            SplitPosition::File(FilePosition {
+                path: "/data/a.jsonl".into(),
+                offset: 1234,
+                line: 56,
+            }),
+        ];
+        let pb = positions_to_proto("clicks", &positions);
+        assert_eq!(pb.uid, "clicks");
+        assert_eq!(positions_from_proto(&pb), positions);
     }
 }

@@ -10,15 +10,13 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 use kappa_job::graph::{OperatorKind, Vertex};
-use kappa_proto::v1::{
-    CheckpointAck, OperatorState, PartitionOffset, RestoreState, SinkCommit, SourceOffsets,
-};
+use kappa_proto::v1::{CheckpointAck, OperatorState, RestoreState, SinkCommit};
 use kappa_runtime::TaskError;
 use kappa_runtime::io::PendingCommit;
 use kappa_runtime::operator::{Operator, OperatorSnapshot};
 use kappa_runtime::state::KeyedState;
 use kappa_runtime::subtask::CheckpointHook;
-use kappa_state::{Location, RocksState, StateHandle, Uploader, download};
+use kappa_state::{Location, RocksState, StateHandle, Uploader, download, positions_to_proto};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use parking_lot::Mutex;
@@ -238,17 +236,9 @@ impl CheckpointHook for SubtaskCheckpoints {
         let mut sinks: Vec<Upload<Vec<SinkCommit>>> = Vec::new();
         for (part, snap) in self.parts.iter().zip(parts) {
             match part {
-                OperatorPart::Source { uid } => ack.sources.push(SourceOffsets {
-                    uid: uid.clone(),
-                    offsets: snap
-                        .positions
-                        .into_iter()
-                        .map(|p| PartitionOffset {
-                            partition: p.partition,
-                            next_offset: p.next_offset,
-                        })
-                        .collect(),
-                }),
+                OperatorPart::Source { uid } => {
+                    ack.sources.push(positions_to_proto(uid, &snap.positions))
+                }
                 OperatorPart::Sink(log) => {
                     log.add(n, snap.sink);
                     sinks.push(Box::pin(log.upload(&self.ctx, self.subtask, n)));

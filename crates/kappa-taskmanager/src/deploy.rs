@@ -26,7 +26,7 @@ use kappa_runtime::operator::Operator;
 use kappa_runtime::operators::{SinkOperator, SourceOperator, StepsOperator, WindowedAggregate};
 use kappa_runtime::subtask::{CheckpointHook, Head, Subtask, TaskEnd, Trigger};
 use kappa_runtime::window::WindowOperator;
-use kappa_state::Location;
+use kappa_state::{Location, file_from_proto};
 use tonic::Status;
 
 use crate::checkpoint::{
@@ -45,7 +45,7 @@ pub fn splits_from_proto(s: Option<&SourceSplits>) -> Result<SourceAssignment, S
     let kafka = match s.and_then(|s| s.splits.as_ref()) {
         Some(Splits::Files(f)) => {
             return Ok(SourceAssignment::Files(
-                f.paths.iter().map(Into::into).collect(),
+                f.files.iter().map(file_from_proto).collect(),
             ));
         }
         Some(Splits::Kafka(k)) => k,
@@ -405,7 +405,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         let run = SubtaskRun {
             plan: Arc::clone(&plan),
             graph: Arc::clone(&graph),
-            job_id: key.0.clone(),
+            attempt: key.clone(),
             cancel: Arc::clone(&cancel),
             ctx: checkpointing.clone(),
             prepared: p,
@@ -419,7 +419,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
 struct SubtaskRun {
     plan: Arc<JobPlan>,
     graph: Arc<PhysicalGraph>,
-    job_id: String,
+    attempt: AttemptKey,
     cancel: Arc<AtomicBool>,
     ctx: Option<Arc<CheckpointContext>>,
     prepared: Prepared,
@@ -432,7 +432,7 @@ impl SubtaskRun {
         let SubtaskRun {
             plan,
             graph,
-            job_id,
+            attempt: (job_id, attempt),
             cancel,
             ctx,
             prepared: p,
@@ -515,7 +515,7 @@ impl SubtaskRun {
                         .sinks
                         .get(k)
                         .ok_or_else(|| TaskError::Data(format!("no sink {k}")))?;
-                    let mut sink = open_sink(sink_plan, &job_id, i)?;
+                    let mut sink = open_sink(sink_plan, &job_id, attempt, i)?;
                     let part = match &ctx {
                         Some(ctx) => {
                             let mine: Vec<_> = p

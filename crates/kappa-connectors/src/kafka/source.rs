@@ -179,7 +179,7 @@ impl SourceReader for KafkaReader {
     fn positions(&self) -> Vec<SplitPosition> {
         self.positions
             .iter()
-            .map(|&(partition, next_offset)| SplitPosition {
+            .map(|&(partition, next_offset)| SplitPosition::Partition {
                 partition,
                 next_offset,
             })

@@ -1,0 +1,87 @@
+//! The file connectors across failures, on a jobmanager with a taskmanager: a file source
+//! restored from a checkpoint goes on where the checkpoint left each file, so nothing before
+//! it is counted twice.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kappa_integration_tests::cluster::Cluster;
+use kappa_integration_tests::reference::{START, clicks, hourly_counts, part_file_counts};
+
+/// The reference job over a directory of JSON-lines files into an exactly-once file sink,
+/// checkpointing every 100 ms.
+fn file_job(input: &Path, output: &Path) -> String {
+    format!(
+        r#"name = "hourly-item-clicks-from-files"
+parallelism = 2
+
+[source]
+connector = "file"
+path = "{}"
+format = "json"
+schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
+
+[event_time]
+column = "timestamp"
+max_out_of_orderness = "10s"
+
+[window]
+kind = "tumbling"
+size = "1h"
+key_by = ["item_id"]
+aggregates = {{ click_count = "count(*)" }}
+
+[sink]
+connector = "file"
+path = "{}"
+format = "json"
+delivery = "exactly-once"
+
+[restart]
+strategy = "fixed-delay"
+delay = "100ms"
+
+[checkpoints]
+interval = "100ms"
+"#,
+        input.display(),
+        output.display()
+    )
+}
+
+#[test]
+fn a_file_source_restored_from_a_checkpoint_reads_each_line_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).expect("input directory");
+    let data = clicks(400_000, 61, START, 6, 200);
+    for (i, part) in data.chunks(data.len() / 2).enumerate() {
+        let text: String = part.iter().map(|c| c.json() + "\n").collect();
+        std::fs::write(input.join(format!("clicks-{i}.jsonl")), text).expect("input file");
+    }
+    let chk = dir.path().join("checkpoints");
+    let cluster = Cluster::jobmanager(&["--checkpoint-dir", chk.to_str().expect("utf-8 path")])
+        .expect("jobmanager");
+    // Every subtask of this taskmanager fails once, right after the first checkpoint it
+    // sees completed: the job restarts from that checkpoint in the middle of the files.
+    let failpoint = ("FAILPOINTS", "subtask-checkpoint-completed=1*return".to_string());
+    let _tm = cluster
+        .taskmanager_with_env(4, &[failpoint])
+        .expect("taskmanager");
+    let output = dir.path().join("results");
+    let id = cluster
+        .submit(&file_job(&input, &output), &[])
+        .expect("submit");
+    let done = cluster
+        .wait_state(&id, &["FINISHED"], Duration::from_secs(180))
+        .expect("the job to finish");
+    let attempts = done["attempts"].as_array().expect("attempts");
+    assert!(
+        attempts.len() >= 2 && attempts[1]["restored_from"].is_u64(),
+        "the failure after the first checkpoint restarted the job from it: {attempts:?}"
+    );
+    let expected = hourly_counts(&data, |_| true);
+    let (rows, counts) = part_file_counts(&output);
+    cluster.assert_results(&id, &counts, &expected);
+    assert_eq!(rows, expected.len(), "each window once");
+}
