@@ -111,7 +111,11 @@ impl BarrierAligner {
         loop {
             if let Some((from, e)) = self.replay.pop_front() {
                 match e {
-                    Element::End => return Ok(Some(Aligned::Element(from, Element::End))),
+                    Element::End => {
+                        // An end held back during an alignment counts from its replay on.
+                        self.ended[from as usize] = true;
+                        return Ok(Some(Aligned::Element(from, Element::End)));
+                    }
                     e => {
                         if let Some(a) = self.push(from, e) {
                             return Ok(Some(a));
@@ -196,5 +200,32 @@ mod tests {
         assert_eq!(out, ["chk1", "1:end", "0:w5"]);
         let out = feed(&mut a, &tx, &ins, vec![(0, Element::Barrier(2))]);
         assert_eq!(out, ["chk2"]);
+    }
+
+    #[test]
+    fn an_end_held_back_during_an_alignment_counts_once_replayed() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (ins, tx) = Inputs::new(2, 64, cancel, Arc::default());
+        let mut a = BarrierAligner::new(2);
+        // Input 0 passes barrier 1 and ends while input 1 is still before barrier 1.
+        let out = feed(
+            &mut a,
+            &tx,
+            &ins,
+            vec![
+                (0, Element::Barrier(1)),
+                (0, Element::End),
+                (1, Element::Barrier(1)),
+            ],
+        );
+        assert_eq!(out, ["chk1", "0:end"]);
+        // The next checkpoint needs only the input that is left.
+        let out = feed(
+            &mut a,
+            &tx,
+            &ins,
+            vec![(1, Element::Barrier(2)), (1, Element::Watermark(9))],
+        );
+        assert_eq!(out, ["chk2", "1:w9"]);
     }
 }
