@@ -64,7 +64,10 @@ fn a_file_source_restored_from_a_checkpoint_reads_each_line_once() {
         .expect("jobmanager");
     // Every subtask of this taskmanager fails once, right after the first checkpoint it
     // sees completed: the job restarts from that checkpoint in the middle of the files.
-    let failpoint = ("FAILPOINTS", "subtask-checkpoint-completed=1*return".to_string());
+    let failpoint = (
+        "FAILPOINTS",
+        "subtask-checkpoint-completed=1*return".to_string(),
+    );
     let _tm = cluster
         .taskmanager_with_env(4, &[failpoint])
         .expect("taskmanager");

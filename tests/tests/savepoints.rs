@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{
-    HOUR, START, clicks, closing, first_half_produced, hourly_counts, latest_per_key, part_file_counts,
-    spread,
+    HOUR, START, clicks, closing, first_half_produced, hourly_counts, latest_per_key,
+    part_file_counts, spread,
 };
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 

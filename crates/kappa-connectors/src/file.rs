@@ -2,8 +2,8 @@
 //! JSON-lines file and stdout sinks.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -357,7 +357,10 @@ mod tests {
         let end = file_position(&restored);
         let len = std::fs::metadata(&path).expect("metadata").len();
         assert_eq!((end.offset, end.line), (len, LINES_PER_POLL as u64 + 3));
-        assert!(read_all(&mut reader(vec![end])).is_empty(), "a read file stays read");
+        assert!(
+            read_all(&mut reader(vec![end])).is_empty(),
+            "a read file stays read"
+        );
     }
 
     #[test]

@@ -75,8 +75,14 @@ impl PartFileSink {
     fn part(&self, n: Option<u64>) -> PartCommit {
         let (w, a) = (&self.writer, self.attempt);
         let (pending, committed) = match n {
-            Some(n) => (format!(".part-{w}.a{a}-{n}.pending"), format!("part-{w}-{n}.jsonl")),
-            None => (format!(".part-{w}.a{a}-end.pending"), format!("part-{w}-a{a}-end.jsonl")),
+            Some(n) => (
+                format!(".part-{w}.a{a}-{n}.pending"),
+                format!("part-{w}-{n}.jsonl"),
+            ),
+            None => (
+                format!(".part-{w}.a{a}-end.pending"),
+                format!("part-{w}-a{a}-end.jsonl"),
+            ),
         };
         PartCommit {
             pending: self.dir.join(pending),

@@ -271,7 +271,10 @@ impl JobPlan {
         let d = match &s.kind {
             SinkKind::Kafka { topic, .. } => format!("Sink: kafka topic `{topic}`{}", key("key")),
             SinkKind::File { path } => {
-                format!("Sink: files `{}/part-<job>-<subtask>…jsonl`", path.display())
+                format!(
+                    "Sink: files `{}/part-<job>-<subtask>…jsonl`",
+                    path.display()
+                )
             }
             SinkKind::Stdout => "Sink: stdout".to_string(),
             SinkKind::Postgres { table, .. } => {

@@ -241,7 +241,10 @@ async fn deploy_and_follow(
     if let Some(RestoreSource { meta, location }) = &latest {
         let mut pinned = job.pinned_starts.lock();
         for s in &meta.sources {
-            pinned.entry(s.uid.clone()).or_default().restore(s.positions());
+            pinned
+                .entry(s.uid.clone())
+                .or_default()
+                .restore(s.positions());
         }
         drop(pinned);
         if let Some(a) = job.status.lock().attempts.last_mut() {

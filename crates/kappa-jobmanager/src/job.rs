@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kappa_connectors::splits::{SourceStarts, SourceAssignment};
+use kappa_connectors::splits::{SourceAssignment, SourceStarts};
 use kappa_job::JobPlan;
 use kappa_proto::v1::{CheckpointAck, SubtaskMetrics as ProtoMetrics, TaskStateReport};
 use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics, VertexMetrics};
