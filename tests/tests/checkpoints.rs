@@ -7,7 +7,7 @@ use std::time::Duration;
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{START, clicks, spread};
-use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
+use kappa_integration_tests::{SINK_PARTITIONS, eventually, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 
@@ -216,4 +216,69 @@ fn a_restarted_job_resumes_from_its_latest_checkpoint() {
         .as_u64()
         .unwrap();
     assert_eq!(read, tail.len() as u64, "records read after the restore");
+}
+
+#[test]
+fn jobs_without_a_checkpoints_table_take_the_cluster_default_interval() {
+    let broker = Broker::start().expect("broker");
+    let data = clicks(2_000, 23, START, 2, 50);
+    broker.create_topic("clicks", 2).expect("topic");
+    broker
+        .produce("clicks", &spread(&data, 2))
+        .expect("produce");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("checkpoints");
+    let cluster = Cluster::local(
+        4,
+        &[
+            "--checkpoint-dir",
+            root.to_str().unwrap(),
+            "--checkpoint-interval",
+            "300ms",
+        ],
+    )
+    .expect("kappa local");
+    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 1);
+    let default = cluster.submit(&job, &[]).expect("submit");
+    let off = cluster
+        .submit(&(job.clone() + "\n[checkpoints]\nenabled = false\n"), &[])
+        .expect("submit");
+    let completed = |id: &str| -> usize {
+        let out = cluster.kappactl(&["checkpoints", id, "--json"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["status"] == "COMPLETED")
+            .count()
+    };
+    eventually(
+        "checkpoints of the job without a [checkpoints] table",
+        Duration::from_secs(60),
+        || match completed(&default) {
+            n if n >= 2 => Ok(()),
+            n => Err(format!("{n} completed")),
+        },
+    )
+    .unwrap();
+    let interval = |id: &str| cluster.job(id).expect("status")["checkpoint_interval_ms"].clone();
+    assert_eq!(interval(&default), 300);
+    assert!(interval(&off).is_null(), "{}", interval(&off));
+    assert_eq!(
+        completed(&off),
+        0,
+        "a job that turned checkpoints off takes none"
+    );
+
+    // Exactly-once output on a cluster that cannot checkpoint is refused at submission.
+    let bare = Cluster::local(2, &[]).expect("kappa local");
+    let exactly_once = job.replace("[sink]", "[sink]\ndelivery = \"exactly-once\"");
+    let refused = bare
+        .submit(&exactly_once, &[])
+        .expect_err("exactly-once without checkpoints");
+    assert!(
+        refused.to_string().contains("no checkpoint directory"),
+        "{refused:#}"
+    );
 }

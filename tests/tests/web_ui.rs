@@ -217,6 +217,8 @@ fn a_job_submitted_in_the_browser_runs_checkpoints_and_is_cancelled() {
         Ok(rows.iter().any(|r| r.contains("COMPLETED")).then_some(()))
     })
     .unwrap();
+    b.wait_text("#checkpoint-interval", SLOW, |t| t.contains("every 0.5 s"))
+        .unwrap();
     b.screenshot("job-checkpoints").unwrap();
 
     // Cancel: confirm, and the job ends CANCELED.

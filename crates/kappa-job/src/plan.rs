@@ -66,8 +66,8 @@ pub struct JobPlan {
     pub sinks: Vec<SinkPlan>,
     /// The job's own restart strategy; None: the cluster's default.
     pub restart: Option<RestartPlan>,
-    /// Periodic checkpoints, when the job asks for them.
-    pub checkpoints: Option<CheckpointPlan>,
+    /// Periodic checkpoints as the job file asks for them (the cluster resolves defaults).
+    pub checkpoints: Checkpointing,
     /// Schema of the records the result sinks receive.
     pub output_schema: SchemaRef,
 }
@@ -265,6 +265,58 @@ pub struct CheckpointPlan {
     pub tolerable_failures: Option<u32>,
 }
 
+/// Whether a job is checkpointed periodically, as its file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpointing {
+    /// No `[checkpoints]` table: the cluster's default interval, when it has one.
+    ClusterDefault,
+    /// `enabled = false`: no periodic checkpoints (savepoints on request still work).
+    Off,
+    /// The job's own settings; an interval of None is the cluster's default.
+    Job {
+        interval: Option<Duration>,
+        timeout: Duration,
+        min_pause: Duration,
+        retained: u32,
+        tolerable_failures: Option<u32>,
+    },
+}
+
+impl Checkpointing {
+    /// The periodic checkpoints of the job on a cluster whose default interval is `default`
+    /// (None: the cluster checkpoints nothing by default).
+    pub fn resolve(&self, default: Option<Duration>) -> Option<CheckpointPlan> {
+        match *self {
+            Self::Off => None,
+            Self::ClusterDefault => default.map(|interval| CheckpointPlan {
+                interval,
+                timeout: DEFAULT_CHECKPOINT_TIMEOUT,
+                min_pause: Duration::ZERO,
+                retained: DEFAULT_RETAINED,
+                tolerable_failures: None,
+            }),
+            Self::Job {
+                interval,
+                timeout,
+                min_pause,
+                retained,
+                tolerable_failures,
+            } => interval.or(default).map(|interval| CheckpointPlan {
+                interval,
+                timeout,
+                min_pause,
+                retained,
+                tolerable_failures,
+            }),
+        }
+    }
+}
+
+/// A checkpoint not complete after this long is aborted, unless the job says otherwise.
+const DEFAULT_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Completed checkpoints kept, unless the job says otherwise.
+const DEFAULT_RETAINED: u32 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartPlan {
     pub strategy: RestartStrategyKind,
@@ -444,30 +496,35 @@ impl Planner<'_> {
         let windows: Vec<WindowPlan> = windows.into_iter().map(|(w, _)| w).collect();
         self.unique_uids(&sources, &windows, &sinks);
         let restart = self.restart(spec.restart.as_ref());
-        let checkpoints = spec.checkpoints.as_ref().map(|c| {
-            if c.interval.get_ref().0 < Duration::from_millis(100) {
-                self.err(
-                    span(&c.interval),
-                    "checkpoints.interval",
-                    "must be at least 100ms",
-                );
+        let checkpoints = match &spec.checkpoints {
+            None => Checkpointing::ClusterDefault,
+            Some(c) if c.enabled == Some(false) => Checkpointing::Off,
+            Some(c) => {
+                if let Some(i) = &c.interval
+                    && i.get_ref().0 < Duration::from_millis(100)
+                {
+                    self.err(span(i), "checkpoints.interval", "must be at least 100ms");
+                }
+                let retained = c
+                    .retained
+                    .as_ref()
+                    .map_or(DEFAULT_RETAINED, |r| *r.get_ref());
+                if retained == 0 {
+                    self.err(
+                        c.retained.as_ref().and_then(span),
+                        "checkpoints.retained",
+                        "must keep at least one checkpoint",
+                    );
+                }
+                Checkpointing::Job {
+                    interval: c.interval.as_ref().map(|i| i.get_ref().0),
+                    timeout: c.timeout.map_or(DEFAULT_CHECKPOINT_TIMEOUT, |d| d.0),
+                    min_pause: c.min_pause.map_or(Duration::ZERO, |d| d.0),
+                    retained: retained.max(1),
+                    tolerable_failures: c.tolerable_failures,
+                }
             }
-            let retained = c.retained.as_ref().map_or(3, |r| *r.get_ref());
-            if retained == 0 {
-                self.err(
-                    c.retained.as_ref().and_then(span),
-                    "checkpoints.retained",
-                    "must keep at least one checkpoint",
-                );
-            }
-            CheckpointPlan {
-                interval: c.interval.get_ref().0,
-                timeout: c.timeout.map_or(Duration::from_secs(600), |d| d.0),
-                min_pause: c.min_pause.map_or(Duration::ZERO, |d| d.0),
-                retained: retained.max(1),
-                tolerable_failures: c.tolerable_failures,
-            }
-        });
+        };
         if !self.errors.is_empty() {
             return Err(SpecErrors(self.errors));
         }
@@ -989,7 +1046,7 @@ impl Planner<'_> {
                 "postgres upserts are idempotent: at-least-once already gives exactly-once results per id (a replay overwrites the same rows)",
             ),
             (_, Delivery::ExactlyOnce) if !checkpoints => Some(
-                "exactly-once output is committed when a checkpoint completes: add a [checkpoints] table",
+                "exactly-once output is committed when a checkpoint completes: checkpoints are off ([checkpoints] enabled = false)",
             ),
             _ => None,
         };

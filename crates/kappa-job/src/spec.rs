@@ -42,12 +42,15 @@ pub struct JobSpec {
     pub checkpoints: Option<CheckpointSpec>,
 }
 
-/// Periodic checkpoints of the job (they need a checkpoint directory on the cluster).
+/// Periodic checkpoints of the job (they need a checkpoint directory on the cluster). Without
+/// this table a job is checkpointed at the cluster's default interval.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSpec {
-    /// Time between the starts of two checkpoints.
-    pub interval: Spanned<HumanDuration>,
+    /// `false` turns periodic checkpoints off (savepoints on request still work).
+    pub enabled: Option<bool>,
+    /// Time between the starts of two checkpoints (default: the cluster's).
+    pub interval: Option<Spanned<HumanDuration>>,
     /// A checkpoint not complete after this long is aborted (default 10 minutes).
     pub timeout: Option<HumanDuration>,
     /// Least time between the end of one checkpoint and the start of the next (default 0).

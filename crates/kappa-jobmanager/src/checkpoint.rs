@@ -300,6 +300,8 @@ impl Checkpoints {
 
     /// The plan of jobs without a `[checkpoints]` table: no periodic checkpoints, but
     /// savepoints on request.
+    /// The plan of a job without periodic checkpoints: savepoints only (an interval of
+    /// `Duration::MAX`, which [`Checkpoints::periodic`] recognises).
     pub fn on_request() -> CheckpointPlan {
         CheckpointPlan {
             interval: Duration::MAX,
@@ -308,6 +310,11 @@ impl Checkpoints {
             retained: 1,
             tolerable_failures: None,
         }
+    }
+
+    /// Whether checkpoints are taken periodically (not only for savepoints).
+    pub fn periodic(&self) -> Option<CheckpointPlan> {
+        (self.plan.interval != Duration::MAX).then_some(self.plan)
     }
 
     /// Whether a checkpoint is under way.

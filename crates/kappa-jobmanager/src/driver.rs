@@ -324,7 +324,12 @@ async fn deploy_and_follow(
                 job_id: job.id.clone(),
                 parallelism: plan.parallelism,
                 max_parallelism: plan.max_parallelism,
-                periodic: plan.checkpoints.is_some(),
+                periodic: job
+                    .checkpoints
+                    .lock()
+                    .as_ref()
+                    .and_then(|c| c.periodic())
+                    .is_some(),
             },
         ),
         events: events_rx,
@@ -469,8 +474,10 @@ impl Attempt<'_> {
         let checkpointing = job.checkpoints.lock().is_some();
         let mut checkpoint_tick = tokio::time::interval(
             self.job
-                .plan
                 .checkpoints
+                .lock()
+                .as_ref()
+                .and_then(|c| c.periodic())
                 .map_or(Duration::from_secs(3600), |c| tick_interval(&c)),
         );
         checkpoint_tick.tick().await;

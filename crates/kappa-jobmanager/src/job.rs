@@ -375,6 +375,12 @@ impl JobEntry {
             file_name: self.file_name.clone(),
             reason: s.reason.clone(),
             max_parallelism: self.plan.max_parallelism,
+            checkpoint_interval_ms: self
+                .checkpoints
+                .lock()
+                .as_ref()
+                .and_then(|c| c.periodic())
+                .map(|p| u64::try_from(p.interval.as_millis()).unwrap_or(u64::MAX)),
             attempts: s.attempts.clone(),
             vertices,
             edges: graph.edges,
@@ -452,6 +458,9 @@ pub struct JobDetail {
     pub file_name: String,
     pub reason: Option<String>,
     pub max_parallelism: u32,
+    /// How often the job is checkpointed (its own interval or the cluster's default); absent
+    /// when it takes no periodic checkpoints.
+    pub checkpoint_interval_ms: Option<u64>,
     pub attempts: Vec<AttemptInfo>,
     pub vertices: Vec<VertexView>,
     pub edges: Vec<kappa_job::graph::Edge>,

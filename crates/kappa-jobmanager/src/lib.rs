@@ -42,6 +42,9 @@ pub struct JobManagerConfig {
     pub rpc: SocketAddr,
     /// Where checkpoints are written: a path, file:// or s3:// URI.
     pub checkpoint_dir: Option<String>,
+    /// How often jobs without their own interval are checkpointed when there is a checkpoint
+    /// directory; None: only jobs that ask for checkpoints are.
+    pub default_checkpoint_interval: Option<Duration>,
     /// How long to wait for Kafka metadata before an attempt fails (and is retried).
     pub kafka_timeout: Duration,
     /// How often taskmanagers send heartbeats.
@@ -72,6 +75,7 @@ impl Default for JobManagerConfig {
             rest: SocketAddr::from(([127, 0, 0, 1], 8081)),
             rpc: SocketAddr::from(([127, 0, 0, 1], 6123)),
             checkpoint_dir: None,
+            default_checkpoint_interval: Some(Duration::from_secs(10)),
             kafka_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(10),
@@ -324,10 +328,13 @@ impl Inner {
                 aggregates: w.aggregate_names(),
             })
             .collect();
-        let checkpoints = match (&plan.checkpoints, &self.checkpoint_location) {
+        let periodic = plan
+            .checkpoints
+            .resolve(self.config.default_checkpoint_interval);
+        let checkpoints = match (periodic, &self.checkpoint_location) {
             (Some(cp), Some(location)) => Some(checkpoint::Checkpoints::new(
                 location.clone(),
-                *cp,
+                cp,
                 layouts.clone(),
             )),
             (Some(_), None) => {
@@ -343,6 +350,28 @@ impl Inner {
             )),
             (None, None) => None,
         };
+        if periodic.is_none()
+            && let Some(sink) = plan
+                .sinks
+                .iter()
+                .find(|s| s.delivery == kappa_job::spec::Delivery::ExactlyOnce)
+        {
+            let why = match plan.checkpoints {
+                kappa_job::plan::Checkpointing::Job { .. } => {
+                    "the job's [checkpoints] table has no interval and the cluster has no default (--checkpoint-interval off)"
+                }
+                _ if self.checkpoint_location.is_none() => {
+                    "the cluster has no checkpoint directory (start the jobmanager with --checkpoint-dir)"
+                }
+                _ => {
+                    "the cluster takes no checkpoints by default (--checkpoint-interval off): add a [checkpoints] table with an interval"
+                }
+            };
+            return Err(SubmitError::BadRequest(format!(
+                "sink `{}` is exactly-once, which commits output when checkpoints complete, but {why}",
+                sink.name
+            )));
+        }
         let initial = match savepoint {
             Some(_) if checkpoints.is_none() => {
                 return Err(SubmitError::BadRequest(

@@ -429,8 +429,11 @@ function partitions(d) {
 }
 
 function checkpointsTab(d, list) {
-  if (!list.length) return `<p class="muted" id="no-checkpoints">No checkpoints${d.checkpoints_enabled === false ? " (the job has no [checkpoints] table, or the cluster no --checkpoint-dir)" : " yet"}.</p>`;
-  return `<table id="checkpoints"><tr><th>id</th><th>status</th><th>triggered</th><th class="num">duration</th>
+  const every = d.checkpoint_interval_ms == null
+    ? `<p id="checkpoint-interval">Periodic checkpoints are off: the job turned them off, or the cluster has no --checkpoint-dir (savepoints on request only). A failure replays from the start position.</p>`
+    : `<p id="checkpoint-interval">Checkpointed every ${(d.checkpoint_interval_ms / 1000).toLocaleString()} s.</p>`;
+  if (!list.length) return `${every}<p class="muted" id="no-checkpoints">No checkpoints yet.</p>`;
+  return `${every}<table id="checkpoints"><tr><th>id</th><th>status</th><th>triggered</th><th class="num">duration</th>
     <th class="num">full size</th><th class="num">uploaded</th><th>subtasks (sync / async / alignment ms)</th><th>offsets</th><th></th></tr>${list
       .map((c) => `<tr><td>${c.id}</td><td>${state(c.status)}${c.failure ? `<div class="error">${esc(c.failure)}</div>` : ""}</td>
         <td>${time(c.trigger_ms)}</td><td class="num">${c.duration_ms == null ? "–" : `${c.duration_ms} ms`}</td>

@@ -21,6 +21,17 @@ fn restart_strategy(s: &str) -> Result<RestartStrategyKind, String> {
     }
 }
 
+/// A duration, or none with `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationOrOff(pub Option<Duration>);
+
+fn duration_or_off(s: &str) -> Result<DurationOrOff, String> {
+    match s {
+        "off" => Ok(DurationOrOff(None)),
+        s => duration(s).map(|d| DurationOrOff(Some(d))),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 10s, 500ms, 5m)"))
 }
@@ -44,6 +55,10 @@ pub struct JobManagerArgs {
     /// endpoint from AWS_* variables).
     #[arg(long, env = "KAPPA_CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<String>,
+    /// How often jobs are checkpointed when their file sets no interval (with a checkpoint
+    /// directory); `off`: only jobs with a [checkpoints] interval are.
+    #[arg(long, env = "KAPPA_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = duration_or_off)]
+    pub checkpoint_interval: DurationOrOff,
     /// How often taskmanagers send heartbeats.
     #[arg(long, env = "KAPPA_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = duration)]
     pub heartbeat_interval: Duration,
@@ -121,6 +136,7 @@ impl JobManagerArgs {
             rest: addr(&self.address, self.port)?,
             rpc: addr(&self.rpc_address, self.rpc_port)?,
             checkpoint_dir: self.checkpoint_dir.clone(),
+            default_checkpoint_interval: self.checkpoint_interval.0,
             heartbeat_interval: self.heartbeat_interval,
             heartbeat_timeout: self.heartbeat_timeout,
             slot_timeout: self.slot_timeout,

@@ -225,7 +225,12 @@ impl Planner<'_> {
                 }
                 None => (SinkInput::Result, Arc::clone(output), output_known),
             };
-            let mut plan = self.sink(s, prefix, &schema, known, spec.checkpoints.is_some());
+            // Checkpoints are on unless the job turns them off (the cluster checks it has some).
+            let checkpoints = spec
+                .checkpoints
+                .as_ref()
+                .is_none_or(|c| c.enabled != Some(false));
+            let mut plan = self.sink(s, prefix, &schema, known, checkpoints);
             plan.name = name.clone();
             plan.uid = prefix.clone();
             plan.input = input;

@@ -318,6 +318,44 @@ mod postgres_sinks {
     }
 
     #[test]
+    fn checkpoints_follow_the_cluster_unless_the_job_sets_them() {
+        let plan_of = |extra: &str| {
+            let text = format!("{REFERENCE}\n{extra}");
+            plan_job("job.toml", &text, &Overrides::default())
+                .expect("a valid job")
+                .checkpoints
+        };
+        let ten = Some(Duration::from_secs(10));
+        // No table: the cluster's default interval, or none.
+        let default = plan_of("");
+        assert_eq!(default, Checkpointing::ClusterDefault);
+        assert_eq!(default.resolve(ten).map(|c| c.interval), ten);
+        assert_eq!(default.resolve(None), None);
+        // A table without an interval keeps the cluster's interval and sets the rest.
+        let retained = plan_of("[checkpoints]\nretained = 5\n").resolve(ten);
+        assert_eq!(
+            retained.map(|c| (c.interval, c.retained)),
+            Some((Duration::from_secs(10), 5))
+        );
+        let own = plan_of("[checkpoints]\ninterval = \"2s\"\n").resolve(ten);
+        assert_eq!(own.map(|c| c.interval), Some(Duration::from_secs(2)));
+        let off = plan_of("[checkpoints]\nenabled = false\n");
+        assert_eq!(off, Checkpointing::Off);
+        assert_eq!(off.resolve(ten), None);
+        // Exactly-once output needs checkpoints: refused only when the job turns them off.
+        let exactly_once = REFERENCE.replace("[sink]", "[sink]\ndelivery = \"exactly-once\"");
+        assert!(plan_job("job.toml", &exactly_once, &Overrides::default()).is_ok());
+        let errs = errors(&format!("{exactly_once}\n[checkpoints]\nenabled = false\n"));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "sink.delivery");
+        assert!(
+            errs[0].message.contains("checkpoints are off"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
     fn postgres_sinks_refuse_exactly_once_as_needless() {
         let text = postgres("delivery = \"exactly-once\"")
             .replace("[sink]", "[checkpoints]\ninterval = \"10s\"\n\n[sink]");
