@@ -57,6 +57,15 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, as a process manager stops a process.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(sent.success(), "kill -TERM {} failed", self.child.id());
+        Ok(())
+    }
+
     /// The exit status, if it ended.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()

@@ -321,3 +321,44 @@ fn malformed_exchange_frames_are_refused_and_the_job_goes_on() {
     cluster.assert_results(&id, &latest_per_key(&records).expect("records"), &expected);
     assert_eq!(cluster.job(&id).expect("job")["state"], "RUNNING");
 }
+
+/// Waits until `p` exited after a SIGTERM; returns how long that took.
+fn stopped_by_sigterm(p: &mut kappa_integration_tests::cluster::Process, what: &str) -> Duration {
+    let sent = Instant::now();
+    p.terminate().expect("SIGTERM");
+    eventually(what, Duration::from_secs(10), || {
+        p.exited()
+            .map(|_| ())
+            .ok_or_else(|| "still running".to_string())
+    })
+    .unwrap();
+    sent.elapsed()
+}
+
+#[test]
+fn sigterm_stops_a_jobmanager_and_a_taskmanager_with_a_running_job_within_ten_seconds() {
+    let broker = Broker::start().expect("broker");
+    let data = clicks(4_000, 91, START, 2, 50);
+    broker.create_topic("clicks", 2).expect("topic");
+    broker
+        .produce("clicks", &spread(&data, 2))
+        .expect("produce");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    // No checkpoint directory: the stopping jobmanager cancels its jobs (with one, it leaves
+    // them to the next jobmanager and exits at once).
+    let mut cluster = Cluster::jobmanager(&[]).expect("jobmanager");
+    let mut tm = cluster.taskmanager(2).expect("taskmanager");
+    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2);
+    let id = cluster.submit(&job, &[]).expect("submit");
+    eventually("the job to read", Duration::from_secs(30), || {
+        let d = cluster.job(&id).map_err(|e| e.to_string())?;
+        let read = d["vertices"][0]["records_in"].as_u64().unwrap_or(0);
+        (d["state"] == "RUNNING" && read > 0)
+            .then_some(())
+            .ok_or_else(|| format!("{} read {read}", d["state"]))
+    })
+    .unwrap();
+    let jm = stopped_by_sigterm(cluster.process(), "the jobmanager to exit after SIGTERM");
+    let tm_took = stopped_by_sigterm(&mut tm, "the taskmanager to exit after SIGTERM");
+    println!("SIGTERM to exit: jobmanager {jm:?}, taskmanager {tm_took:?}");
+}

@@ -328,9 +328,12 @@ impl Inner {
                 aggregates: w.aggregate_names(),
             })
             .collect();
-        let periodic = plan
-            .checkpoints
-            .resolve(self.config.default_checkpoint_interval);
+        // The cluster's default interval applies where checkpoints can be written.
+        let default_interval = self
+            .checkpoint_location
+            .as_ref()
+            .and(self.config.default_checkpoint_interval);
+        let periodic = plan.checkpoints.resolve(default_interval);
         let checkpoints = match (periodic, &self.checkpoint_location) {
             (Some(cp), Some(location)) => Some(checkpoint::Checkpoints::new(
                 location.clone(),

@@ -67,11 +67,18 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match cli.command {
+    let result = match cli.command {
         Command::Jobmanager(a) => rt.block_on(cluster::run_jobmanager(a)),
         Command::Taskmanager(a) => rt.block_on(cluster::run_taskmanager(a)),
         Command::Local(a) => rt.block_on(cluster::run_local(a)),
         Command::Demo(a) => rt.block_on(demo::run(a)),
         Command::Bench(a) => rt.block_on(bench::run(a)),
-    }
+    };
+    // Blocking calls still under way (a Kafka metadata lookup, an upload) get this long; the
+    // runtime would otherwise wait for each to return.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    result
 }
+
+/// How long a stopping process waits for blocking work it no longer needs.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
