@@ -362,3 +362,157 @@ fn sigterm_stops_a_jobmanager_and_a_taskmanager_with_a_running_job_within_ten_se
     let tm_took = stopped_by_sigterm(&mut tm, "the taskmanager to exit after SIGTERM");
     println!("SIGTERM to exit: jobmanager {jm:?}, taskmanager {tm_took:?}");
 }
+
+#[test]
+fn a_new_jobmanager_resumes_each_kept_job_on_its_own() {
+    let broker = Broker::start().expect("broker");
+    let data = clicks(6_000, 97, START, 4, 60);
+    broker.create_topic("clicks", 2).expect("topic");
+    for t in ["out-a", "out-b"] {
+        broker.create_topic(t, SINK_PARTITIONS).expect("topic");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("checkpoints");
+    let flags = ["--checkpoint-dir", root.to_str().expect("utf-8")];
+    let mut cluster = Cluster::jobmanager(&flags).expect("jobmanager");
+    let _tm = cluster.taskmanager(4).expect("taskmanager");
+    let job = |out: &str| {
+        reference_job(&broker.bootstrap, "clicks", out, FILTER, 1)
+            + "\n[checkpoints]\ninterval = \"200ms\"\nretained = 3\n"
+    };
+    let a = cluster.submit(&job("out-a"), &[]).expect("submit a");
+    let b = cluster.submit(&job("out-b"), &[]).expect("submit b");
+    let (first, rest) = data.split_at(data.len() / 2);
+    broker
+        .produce("clicks", &spread(first, 2))
+        .expect("produce");
+    let record = |id: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(root.join("_jobs").join(format!("{id}.json")))
+            .unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_default()
+    };
+    for id in [&a, &b] {
+        eventually(
+            "three recorded checkpoints",
+            Duration::from_secs(60),
+            || {
+                let n = record(id)["latest_checkpoint"].as_u64().unwrap_or(0);
+                (n >= 3).then_some(()).ok_or(format!("latest {n}"))
+            },
+        )
+        .unwrap();
+    }
+    cluster.process().kill();
+    // Job a lost its latest checkpoint's metadata, job b every one; a third record is garbage.
+    let latest_a = record(&a)["latest_checkpoint"]
+        .as_u64()
+        .expect("latest of a");
+    std::fs::remove_file(
+        root.join(&a)
+            .join(format!("chk-{latest_a}"))
+            .join("_metadata"),
+    )
+    .expect("remove the latest metadata of a");
+    for entry in std::fs::read_dir(root.join(&b)).expect("checkpoints of b") {
+        let _ = std::fs::remove_file(entry.expect("entry").path().join("_metadata"));
+    }
+    std::fs::write(root.join("_jobs").join("garbage.json"), b"{\"id\": 4").expect("garbage");
+
+    cluster
+        .restart_jobmanager(&flags)
+        .expect("jobmanager again");
+    let d = cluster
+        .wait_state(&a, &["RUNNING"], Duration::from_secs(60))
+        .expect("job a runs again");
+    let restored = d["attempts"]
+        .as_array()
+        .and_then(|x| x.last())
+        .and_then(|x| x["restored_from"].as_u64())
+        .expect("restored from a checkpoint");
+    assert!(
+        restored < latest_a,
+        "an older checkpoint than {latest_a}: {restored}"
+    );
+    let failed = cluster
+        .wait_state(&b, &["FAILED"], Duration::from_secs(30))
+        .expect("job b failed");
+    let reason = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("could not resume") && reason.contains("_metadata"),
+        "{failed}"
+    );
+    assert!(
+        cluster.process().log_text().contains("garbage.json"),
+        "the unreadable record is named in the log"
+    );
+
+    broker.produce("clicks", &spread(rest, 2)).expect("produce");
+    broker
+        .produce("clicks", &closing(&data, 2))
+        .expect("closing");
+    let expected = hourly_counts(&data, |u| u > 50);
+    let records = broker
+        .read("out-a", SINK_PARTITIONS, Duration::from_secs(120), |r| {
+            latest_per_key(r).is_ok_and(|m| m == expected)
+        })
+        .expect("read");
+    cluster.assert_results(&a, &latest_per_key(&records).expect("records"), &expected);
+}
+
+#[test]
+fn ended_jobs_stay_listed_for_their_retention_across_a_jobmanager_restart_then_go() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("clicks.jsonl");
+    let text: String = clicks(500, 5, START, 2, 10)
+        .iter()
+        .map(|c| c.json() + "\n")
+        .collect();
+    std::fs::write(&input, text).expect("input");
+    let root = dir.path().join("checkpoints");
+    let flags = [
+        "--checkpoint-dir",
+        root.to_str().expect("utf-8"),
+        "--job-retention",
+        "4s",
+    ];
+    let mut cluster = Cluster::jobmanager(&flags).expect("jobmanager");
+    let _tm = cluster.taskmanager(1).expect("taskmanager");
+    let job = format!(
+        "name = \"short\"\nparallelism = 1\n\n[source]\nconnector = \"file\"\npath = \"{}\"\nformat = \"json\"\nschema = {{ user_id = \"string\", item_id = \"string\", timestamp = \"timestamp_ms\" }}\n\n[sink]\nconnector = \"file\"\npath = \"{}\"\nformat = \"json\"\n",
+        input.display(),
+        dir.path().join("out").display()
+    );
+    let id = cluster.submit(&job, &[]).expect("submit");
+    let ended = Instant::now();
+    cluster
+        .wait_state(&id, &["FINISHED"], Duration::from_secs(30))
+        .expect("finished");
+    let record = root.join("_jobs").join(format!("{id}.json"));
+    assert!(record.exists(), "the ended job's record is kept");
+
+    // A new jobmanager lists the ended job: its history stays readable.
+    cluster
+        .restart_jobmanager(&flags)
+        .expect("jobmanager again");
+    let d = cluster
+        .job(&id)
+        .expect("the ended job is listed after the restart");
+    assert_eq!(d["state"], "FINISHED", "{d}");
+    assert!(
+        ended.elapsed() < Duration::from_secs(4),
+        "checked within the retention"
+    );
+
+    eventually(
+        "the ended job to be forgotten",
+        Duration::from_secs(20),
+        || {
+            let listed = cluster.job(&id).is_ok();
+            match (listed, record.exists()) {
+                (false, false) => Ok(()),
+                state => Err(format!("listed, record kept: {state:?}")),
+            }
+        },
+    )
+    .unwrap();
+}

@@ -652,6 +652,11 @@ impl Checkpoints {
         self.retained.push_back(meta);
     }
 
+    /// Numbers the next checkpoints after `n`.
+    pub fn number_after(&mut self, n: u64) {
+        self.next_id = self.next_id.max(n.saturating_add(1));
+    }
+
     /// Whether completed checkpoint `id` is still kept.
     pub fn is_retained(&self, id: u64) -> bool {
         self.retained.iter().any(|m| m.checkpoint_id == id)
@@ -690,6 +695,26 @@ pub async fn delete_objects(location: &Location, paths: Vec<ObjectPath>) {
 /// Reads the `_metadata` of a savepoint or checkpoint directory, with errors naming the file.
 pub async fn read_metadata(location: &Location) -> Result<CheckpointMetadata, String> {
     read_metadata_at(location, &location.child(&["_metadata"])).await
+}
+
+/// The ids of the checkpoints of job `job` with a `_metadata` object under `location`, newest
+/// first (nothing when they cannot be listed).
+pub async fn kept_checkpoint_ids(location: &Location, job: &str) -> Vec<u64> {
+    use tokio_stream::StreamExt;
+    let dir = location.child(&[job]);
+    let mut ids: Vec<u64> = Vec::new();
+    let mut listing = location.store.list(Some(&dir));
+    while let Some(Ok(m)) = listing.next().await {
+        let names: Vec<String> = m.location.parts().map(|p| p.as_ref().to_string()).collect();
+        if let [.., chk, meta] = names.as_slice()
+            && meta == "_metadata"
+            && let Some(n) = chk.strip_prefix("chk-").and_then(|n| n.parse().ok())
+        {
+            ids.push(n);
+        }
+    }
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids
 }
 
 /// Reads a checkpoint's `_metadata` object at `path`, with errors naming the file.

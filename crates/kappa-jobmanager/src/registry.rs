@@ -87,7 +87,9 @@ impl Registry {
             registered_at_ms: now_ms,
             last_heartbeat: Instant::now(),
             memory_bytes: 0,
-            client: TaskManagerServiceClient::new(endpoint.connect_lazy()),
+            client: TaskManagerServiceClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(kappa_proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(kappa_proto::MAX_MESSAGE_BYTES),
             incarnation: self
                 .incarnations
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)

@@ -33,6 +33,9 @@ pub struct JobRecord {
     /// The number of the latest attempt.
     #[serde(default)]
     pub last_attempt: u32,
+    /// When the job ended (its record is deleted a retention after).
+    #[serde(default)]
+    pub ended_at_ms: Option<i64>,
 }
 
 /// How a job was submitted (what its record keeps besides the entry).
@@ -51,6 +54,11 @@ impl JobRecord {
             .lock()
             .as_ref()
             .and_then(|c| c.latest().map(|m| m.checkpoint_id));
+        let (last_attempt, ended_at_ms) = {
+            let s = job.status.lock();
+            let last = s.attempts.last().map_or(job.attempt_offset, |a| a.attempt);
+            (last, s.ended_at_ms)
+        };
         Self {
             id: job.id.clone(),
             file_name: job.file_name.clone(),
@@ -61,12 +69,8 @@ impl JobRecord {
             submitted_at_ms: job.submitted_at_ms,
             state: job.state().name().to_string(),
             latest_checkpoint,
-            last_attempt: job
-                .status
-                .lock()
-                .attempts
-                .last()
-                .map_or(job.attempt_offset, |a| a.attempt),
+            last_attempt,
+            ended_at_ms,
         }
     }
 }
@@ -90,6 +94,28 @@ pub struct EtcdJobs {
     pub prefix: String,
     /// The key that holds this jobmanager's leadership, while it leads.
     pub leader_key: Mutex<Option<Vec<u8>>>,
+}
+
+impl EtcdJobs {
+    /// Runs `op` only while this jobmanager's leadership key exists: a deposed leader changes
+    /// nothing.
+    async fn leader_txn(&self, op: TxnOp) -> Result<(), StoreError> {
+        let Some(leader) = self.leader_key.lock().clone() else {
+            return Err(StoreError::NotLeader);
+        };
+        let txn = Txn::new()
+            .when([Compare::version(leader, CompareOp::Greater, 0)])
+            .and_then([op]);
+        let mut client = self.client.lock().await;
+        let resp = tokio::time::timeout(ETCD_TIMEOUT, client.txn(txn))
+            .await
+            .map_err(|_| StoreError::Etcd("no answer".into()))?
+            .map_err(|x| StoreError::Etcd(x.to_string()))?;
+        match resp.succeeded() {
+            true => Ok(()),
+            false => Err(StoreError::NotLeader),
+        }
+    }
 }
 
 /// Where job records are kept.
@@ -120,30 +146,38 @@ impl JobStore {
                     })
             }
             Self::Etcd(e) => {
-                let Some(leader) = e.leader_key.lock().clone() else {
-                    return Err(StoreError::NotLeader);
-                };
                 let key = format!("{}/jobs/{}", e.prefix, record.id);
-                // Only while the leadership key exists: a deposed leader writes nothing.
-                let txn = Txn::new()
-                    .when([Compare::version(leader, CompareOp::Greater, 0)])
-                    .and_then([TxnOp::put(key, json, None)]);
-                let mut client = e.client.lock().await;
-                let resp = tokio::time::timeout(ETCD_TIMEOUT, client.txn(txn))
-                    .await
-                    .map_err(|_| StoreError::Etcd("no answer".into()))?
-                    .map_err(|x| StoreError::Etcd(x.to_string()))?;
-                match resp.succeeded() {
-                    true => Ok(()),
-                    false => Err(StoreError::NotLeader),
-                }
+                e.leader_txn(TxnOp::put(key, json, None)).await
             }
         }
     }
 
-    /// Every record kept.
-    pub async fn load(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let mut out: Vec<JobRecord> = Vec::new();
+    /// Deletes the record of job `id` (with HA only while this jobmanager is the leader).
+    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Self::None => Ok(()),
+            Self::Objects(location) => {
+                let path = location.child(&["_jobs", &format!("{id}.json")]);
+                match location.store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(StoreError::Objects(format!(
+                        "deleting {}: {e}",
+                        location.show(&path)
+                    ))),
+                }
+            }
+            Self::Etcd(e) => {
+                let key = format!("{}/jobs/{id}", e.prefix);
+                e.leader_txn(TxnOp::delete(key, None)).await
+            }
+        }
+    }
+
+    /// Every record kept, each read on its own: a record that cannot be read is an error in
+    /// its place and keeps no other from being resumed. Err only when the store cannot be
+    /// listed at all.
+    pub async fn load(&self) -> Result<Vec<Result<JobRecord, StoreError>>, StoreError> {
+        let mut out: Vec<Result<JobRecord, StoreError>> = Vec::new();
         match self {
             Self::None => {}
             Self::Objects(location) => {
@@ -157,39 +191,143 @@ impl JobStore {
                     })?);
                 }
                 for m in metas {
-                    let shown = location.show(&m.location);
-                    let bytes = location
-                        .store
-                        .get(&m.location)
-                        .await
-                        .map_err(|e| StoreError::Objects(format!("reading {shown}: {e}")))?
-                        .bytes()
-                        .await
-                        .map_err(|e| StoreError::Objects(format!("reading {shown}: {e}")))?;
-                    out.push(
-                        serde_json::from_slice(&bytes)
-                            .map_err(|e| StoreError::Corrupt(shown, e.to_string()))?,
-                    );
+                    out.push(read_object(location, &m.location).await);
                 }
             }
             Self::Etcd(e) => {
-                let prefix = format!("{}/jobs/", e.prefix);
-                let mut client = e.client.lock().await;
-                let get = client.get(prefix.clone(), Some(GetOptions::new().with_prefix()));
-                let resp = tokio::time::timeout(ETCD_TIMEOUT, get)
-                    .await
-                    .map_err(|_| StoreError::Etcd("no answer".into()))?
-                    .map_err(|x| StoreError::Etcd(x.to_string()))?;
-                for kv in resp.kvs() {
-                    let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    out.push(
-                        serde_json::from_slice(kv.value())
-                            .map_err(|x| StoreError::Corrupt(key, x.to_string()))?,
-                    );
+                for (key, value) in etcd_page_through(e, &format!("{}/jobs/", e.prefix)).await? {
+                    out.push(parse(&key, &value));
                 }
             }
         }
-        out.sort_by_key(|r| r.submitted_at_ms);
+        out.sort_by_key(|r| r.as_ref().map_or(i64::MIN, |r| r.submitted_at_ms));
         Ok(out)
+    }
+}
+
+/// Records per etcd response: a record may be as large as etcd's request limit (1.5 MiB by
+/// default), and a response must stay under the client's 4 MiB message limit.
+const ETCD_PAGE: i64 = 2;
+
+/// Every key and value under `prefix`, a page at a time.
+async fn etcd_page_through(
+    e: &EtcdJobs,
+    prefix: &str,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let end = prefix_end(prefix.as_bytes());
+    let mut from = prefix.as_bytes().to_vec();
+    let mut out = Vec::new();
+    loop {
+        let options = GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(ETCD_PAGE);
+        let mut client = e.client.lock().await;
+        let resp = tokio::time::timeout(ETCD_TIMEOUT, client.get(from.clone(), Some(options)))
+            .await
+            .map_err(|_| StoreError::Etcd("no answer".into()))?
+            .map_err(|x| StoreError::Etcd(x.to_string()))?;
+        drop(client);
+        for kv in resp.kvs() {
+            out.push((
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                kv.value().to_vec(),
+            ));
+        }
+        match resp.kvs().last() {
+            Some(last) if resp.more() => {
+                // The next page starts right after the last key.
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The end of the key range of `prefix` (its last byte below 0xff incremented).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(b) = end.pop() {
+        if b < 0xff {
+            end.push(b + 1);
+            return end;
+        }
+    }
+    // Every byte 0xff: to the end of the key space.
+    vec![0]
+}
+
+async fn read_object(
+    location: &kappa_state::Location,
+    path: &object_store::path::Path,
+) -> Result<JobRecord, StoreError> {
+    let shown = location.show(path);
+    let bytes = location
+        .store
+        .get(path)
+        .await
+        .map_err(|e| StoreError::Objects(format!("reading {shown}: {e}")))?
+        .bytes()
+        .await
+        .map_err(|e| StoreError::Objects(format!("reading {shown}: {e}")))?;
+    parse(&shown, &bytes)
+}
+
+/// A record read back: hostile until it parses and names itself where it is kept.
+fn parse(place: &str, bytes: &[u8]) -> Result<JobRecord, StoreError> {
+    let record: JobRecord = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(place.to_string(), e.to_string()))?;
+    let named = place
+        .trim_end_matches(".json")
+        .rsplit('/')
+        .next()
+        .is_some_and(|id| id == record.id);
+    match named {
+        true => Ok(record),
+        false => Err(StoreError::Corrupt(
+            place.to_string(),
+            format!("the record is of job `{}`", record.id),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_range_ends_after_every_key_with_the_prefix() {
+        assert_eq!(prefix_end(b"/kappa/jobs/"), b"/kappa/jobs0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+
+    #[test]
+    fn a_record_must_parse_and_be_kept_under_its_own_id() {
+        let record = JobRecord {
+            id: "j1".into(),
+            file_name: "job.toml".into(),
+            spec: String::new(),
+            start: None,
+            parallelism: None,
+            allow_non_restored_state: false,
+            submitted_at_ms: 1,
+            state: "RUNNING".into(),
+            latest_checkpoint: Some(3),
+            last_attempt: 1,
+            ended_at_ms: None,
+        };
+        let json = serde_json::to_vec(&record).unwrap();
+        assert_eq!(parse("/kappa/jobs/j1", &json).unwrap(), record);
+        assert_eq!(parse("chk/_jobs/j1.json", &json).unwrap(), record);
+        let moved = parse("/kappa/jobs/j2", &json).unwrap_err().to_string();
+        assert!(
+            moved.contains("/kappa/jobs/j2") && moved.contains("`j1`"),
+            "{moved}"
+        );
+        let corrupt = parse("/kappa/jobs/j1", b"{\"id\": ")
+            .unwrap_err()
+            .to_string();
+        assert!(corrupt.starts_with("/kappa/jobs/j1: "), "{corrupt}");
     }
 }

@@ -5,6 +5,15 @@
 /// URL, so a taskmanager follows it without reading the error text.
 pub const LEADER_METADATA_KEY: &str = "kappa-leader";
 
+/// The largest message any Kappa gRPC service or client sends or accepts (tonic's default
+/// decoding limit is 4 MiB). Record batches are split into frames of at most
+/// [`FRAME_TARGET_BYTES`], so only a single row larger than this limit, or a deployment of a
+/// job file near it, is refused, with an error that says so.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The size a record frame of the data exchange aims at: larger batches are sent as several.
+pub const FRAME_TARGET_BYTES: usize = 1 << 20;
+
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("kappa.v1");

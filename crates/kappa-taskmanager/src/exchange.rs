@@ -10,6 +10,7 @@ use kappa_proto::v1::data_exchange_service_client::DataExchangeServiceClient;
 use kappa_proto::v1::data_exchange_service_server::DataExchangeService;
 use kappa_proto::v1::exchange_frame::Frame;
 use kappa_proto::v1::{Credit, ExchangeFrame, ExchangeHeader};
+use kappa_proto::{FRAME_TARGET_BYTES, MAX_MESSAGE_BYTES};
 use kappa_runtime::TaskError;
 use kappa_runtime::channel::{RemoteTarget, SendError, forward};
 use kappa_runtime::element::Element;
@@ -226,7 +227,9 @@ impl RemoteSender {
                     tx.send(header).await.map_err(|e| e.to_string())?;
                     let mut client = DataExchangeServiceClient::connect(url.clone())
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| e.to_string())?
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES);
                     client
                         .exchange(ReceiverStream::new(rx))
                         .await
@@ -258,7 +261,14 @@ impl RemoteTarget for RemoteSender {
         if self.conn.is_none() {
             self.connect()?;
         }
-        let frame = ipc::encode(element).map_err(SendError::Failed)?;
+        let frames = ipc::encode(element, FRAME_TARGET_BYTES).map_err(SendError::Failed)?;
+        frames.into_iter().try_for_each(|f| self.send_frame(f))
+    }
+}
+
+impl RemoteSender {
+    /// Sends one frame when the receiver granted credit for it.
+    fn send_frame(&mut self, frame: ExchangeFrame) -> Result<(), SendError> {
         if self.conn.as_ref().is_some_and(|c| c.available == 0) {
             self.metrics.wait_started();
             let waited = self.wait_for_credit();

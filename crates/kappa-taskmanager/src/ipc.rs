@@ -3,6 +3,8 @@
 
 use std::io::Cursor;
 
+use arrow::array::RecordBatch;
+use arrow::error::ArrowError;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use kappa_proto::v1::ExchangeFrame;
@@ -10,25 +12,51 @@ use kappa_proto::v1::exchange_frame::Frame;
 use kappa_runtime::TaskError;
 use kappa_runtime::element::Element;
 
-/// The frame carrying `element`.
-pub fn encode(element: Element) -> Result<ExchangeFrame, TaskError> {
-    let frame = match element {
+/// The frames carrying `element`: one, or for a batch whose encoding exceeds `target` bytes,
+/// one per slice of rows that fits (a single row larger than `target` goes alone).
+pub fn encode(element: Element, target: usize) -> Result<Vec<ExchangeFrame>, TaskError> {
+    let frame = |f| ExchangeFrame { frame: Some(f) };
+    Ok(match element {
         Element::Records(batch) => {
-            let mut w = StreamWriter::try_new(Vec::new(), &batch.schema())
-                .map_err(|e| TaskError::Io(format!("encoding a batch: {e}")))?;
-            w.write(&batch)
-                .map_err(|e| TaskError::Io(format!("encoding a batch: {e}")))?;
-            let bytes = w
-                .into_inner()
-                .map_err(|e| TaskError::Io(format!("encoding a batch: {e}")))?;
-            Frame::Records(bytes)
+            let mut out = Vec::new();
+            encode_batch(&batch, target, &mut out)?;
+            out.into_iter().map(|b| frame(Frame::Records(b))).collect()
         }
-        Element::Watermark(w) => Frame::Watermark(w),
-        Element::Idle => Frame::Idle(true),
-        Element::End => Frame::End(true),
-        Element::Barrier(n) => Frame::Barrier(n),
-    };
-    Ok(ExchangeFrame { frame: Some(frame) })
+        Element::Watermark(w) => vec![frame(Frame::Watermark(w))],
+        Element::Idle => vec![frame(Frame::Idle(true))],
+        Element::End => vec![frame(Frame::End(true))],
+        Element::Barrier(n) => vec![frame(Frame::Barrier(n))],
+    })
+}
+
+/// Appends the IPC streams of `batch`, split by rows until each is at most `target` bytes.
+fn encode_batch(
+    batch: &RecordBatch,
+    target: usize,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<(), TaskError> {
+    let bytes = ipc_stream(batch)?;
+    let rows = batch.num_rows();
+    if bytes.len() <= target || rows <= 1 {
+        out.push(bytes);
+        return Ok(());
+    }
+    let pieces = bytes.len().div_ceil(target).clamp(2, rows);
+    let per = rows.div_ceil(pieces);
+    let mut offset = 0;
+    while offset < rows {
+        let len = per.min(rows - offset);
+        encode_batch(&batch.slice(offset, len), target, out)?;
+        offset += len;
+    }
+    Ok(())
+}
+
+fn ipc_stream(batch: &RecordBatch) -> Result<Vec<u8>, TaskError> {
+    let encoding = |e: ArrowError| TaskError::Io(format!("encoding a batch: {e}"));
+    let mut w = StreamWriter::try_new(Vec::new(), &batch.schema()).map_err(encoding)?;
+    w.write(batch).map_err(encoding)?;
+    w.into_inner().map_err(encoding)
 }
 
 /// The element a frame carries; headers and empty frames are protocol errors.
@@ -59,27 +87,67 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
 
+    fn one(element: Element) -> ExchangeFrame {
+        let mut frames = encode(element, usize::MAX).unwrap();
+        assert_eq!(frames.len(), 1);
+        frames.remove(0)
+    }
+
+    #[test]
+    fn a_large_batch_goes_as_frames_under_the_target_in_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+        let rows: Vec<String> = (0..1000).map(|i| format!("{i:0>1000}")).collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(arrow::array::StringArray::from(rows.clone()))],
+        )
+        .unwrap();
+        let target = 64 * 1024;
+        let frames = encode(Element::Records(batch.clone()), target).unwrap();
+        assert!(frames.len() >= 16, "{} frames", frames.len());
+        let mut back = Vec::new();
+        for f in frames {
+            let Some(Frame::Records(bytes)) = &f.frame else {
+                panic!("a record frame")
+            };
+            assert!(bytes.len() <= target, "{} bytes", bytes.len());
+            let Element::Records(b) = decode(f).unwrap() else {
+                panic!("records")
+            };
+            let col = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>();
+            back.extend(col.unwrap().iter().map(|s| s.unwrap().to_string()));
+        }
+        assert_eq!(back, rows, "every row once, in order");
+        // One row larger than the target still goes, alone.
+        let big = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)])),
+            vec![Arc::new(arrow::array::StringArray::from(vec![
+                "x".repeat(100_000),
+            ]))],
+        )
+        .unwrap();
+        assert_eq!(encode(Element::Records(big), target).unwrap().len(), 1);
+    }
+
     #[test]
     fn elements_round_trip() {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
-        let Element::Records(back) =
-            decode(encode(Element::Records(batch.clone())).unwrap()).unwrap()
-        else {
+        let Element::Records(back) = decode(one(Element::Records(batch.clone()))).unwrap() else {
             panic!("records")
         };
         assert_eq!(back, batch);
         assert!(matches!(
-            decode(encode(Element::Watermark(7)).unwrap()).unwrap(),
+            decode(one(Element::Watermark(7))).unwrap(),
             Element::Watermark(7)
         ));
+        assert!(matches!(decode(one(Element::End)).unwrap(), Element::End));
         assert!(matches!(
-            decode(encode(Element::End).unwrap()).unwrap(),
-            Element::End
-        ));
-        assert!(matches!(
-            decode(encode(Element::Barrier(9)).unwrap()).unwrap(),
+            decode(one(Element::Barrier(9))).unwrap(),
             Element::Barrier(9)
         ));
         assert!(

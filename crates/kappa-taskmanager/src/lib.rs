@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use kappa_proto::MAX_MESSAGE_BYTES;
 use kappa_proto::v1::data_exchange_service_server::DataExchangeServiceServer;
 use kappa_proto::v1::task_manager_service_server::TaskManagerServiceServer;
 use kappa_runtime::prometheus::{SubtaskRow, encode, register_subtasks};
@@ -89,18 +90,24 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
         reports: reports_tx,
         handle: tokio::runtime::Handle::current(),
     });
-    let router = Routes::new(TaskManagerServiceServer::new(ControlService {
+    let control = TaskManagerServiceServer::new(ControlService {
         shared: Arc::clone(&shared),
-    }))
-    .add_service(DataExchangeServiceServer::new(ExchangeServer {
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let exchange = DataExchangeServiceServer::new(ExchangeServer {
         shared: Arc::clone(&shared),
-    }))
-    .into_axum_router()
-    .merge(
-        axum::Router::new()
-            .route("/metrics", get(metrics))
-            .with_state(Arc::clone(&shared)),
-    );
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let router = Routes::new(control)
+        .add_service(exchange)
+        .into_axum_router()
+        .merge(
+            axum::Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(Arc::clone(&shared)),
+        );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "taskmanager server stopped");

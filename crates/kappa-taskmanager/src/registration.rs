@@ -73,7 +73,10 @@ impl JobManagers {
 }
 
 async fn connect(url: &str) -> Result<JobManagerServiceClient<Channel>, tonic::transport::Error> {
-    JobManagerServiceClient::connect(url.to_string()).await
+    let client = JobManagerServiceClient::connect(url.to_string()).await?;
+    Ok(client
+        .max_decoding_message_size(kappa_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(kappa_proto::MAX_MESSAGE_BYTES))
 }
 
 fn resident_memory() -> u64 {

@@ -59,6 +59,10 @@ pub struct JobManagerArgs {
     /// directory); `off`: only jobs with a [checkpoints] interval are.
     #[arg(long, env = "KAPPA_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = duration_or_off)]
     pub checkpoint_interval: DurationOrOff,
+    /// How long FINISHED, CANCELED and FAILED jobs stay listed, with their records, before
+    /// they are forgotten.
+    #[arg(long, env = "KAPPA_JOB_RETENTION", default_value = "1h", value_parser = duration)]
+    pub job_retention: Duration,
     /// How often taskmanagers send heartbeats.
     #[arg(long, env = "KAPPA_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = duration)]
     pub heartbeat_interval: Duration,
@@ -137,6 +141,7 @@ impl JobManagerArgs {
             rpc: addr(&self.rpc_address, self.rpc_port)?,
             checkpoint_dir: self.checkpoint_dir.clone(),
             default_checkpoint_interval: self.checkpoint_interval.0,
+            job_retention: self.job_retention,
             heartbeat_interval: self.heartbeat_interval,
             heartbeat_timeout: self.heartbeat_timeout,
             slot_timeout: self.slot_timeout,
