@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::row::{RowConverter, Rows, SortField};
+use arrow::util::display::array_value_to_string;
 use kappa_job::keygroup::{key_group_of, subtask_of_key_group};
 use kappa_job::sql::CompiledExpr;
 
@@ -47,6 +48,22 @@ impl KeyEncoder {
     /// The converter, to decode stored keys back into columns.
     pub fn converter(&self) -> &RowConverter {
         &self.converter
+    }
+
+    /// An encoded key as text, for error messages: its values separated by commas.
+    pub fn describe(&self, row: &[u8]) -> String {
+        let parser = self.converter.parser();
+        let columns = match self.converter.convert_rows([parser.parse(row)]) {
+            Ok(columns) => columns,
+            Err(e) => return format!("<undecodable key: {e}>"),
+        };
+        columns
+            .iter()
+            .map(|c| {
+                array_value_to_string(c, 0).unwrap_or_else(|e| format!("<undisplayable: {e}>"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -44,7 +44,9 @@ impl SplitWatermarks {
                 };
                 splits
             ],
-            out_of_orderness_ms: out_of_orderness.as_millis() as i64,
+            // Saturating: a cast would wrap a huge duration into a negative one, putting the
+            // watermark ahead of the events.
+            out_of_orderness_ms: i64::try_from(out_of_orderness.as_millis()).unwrap_or(i64::MAX),
             idle_timeout,
             emitted: None,
         }
@@ -236,6 +238,22 @@ mod tests {
         assert_eq!(w.advance(t0), None, "never goes back");
         w.finish(1);
         assert_eq!(w.advance(t0), Some(990));
+    }
+
+    #[test]
+    fn watermarks_near_the_ends_of_time_saturate_never_wrap() {
+        let t0 = Instant::now();
+        // Near i64::MIN: saturates to "no watermark yet", does not wrap to a huge one.
+        let mut w = SplitWatermarks::new(1, Duration::from_millis(10), None, t0);
+        w.observe(0, i64::MIN + 5, t0);
+        assert_eq!(w.status(t0), WatermarkStatus::Active(i64::MIN));
+        assert_eq!(w.advance(t0), None);
+        w.observe(0, i64::MAX, t0);
+        assert_eq!(w.advance(t0), Some(i64::MAX - 10));
+        // An out-of-orderness beyond i64 milliseconds holds the watermark back, not ahead.
+        let mut w = SplitWatermarks::new(1, Duration::MAX, None, t0);
+        w.observe(0, 100, t0);
+        assert_eq!(w.advance(t0), Some(100 - i64::MAX));
     }
 
     #[test]

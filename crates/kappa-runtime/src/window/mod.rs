@@ -2,6 +2,7 @@
 //! fired when the watermark passes their end.
 
 mod accumulator;
+mod assign;
 mod operator;
 
 pub use accumulator::Accumulator;

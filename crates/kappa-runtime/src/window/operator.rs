@@ -1,5 +1,7 @@
 //! The window operator of one keyed subtask: assigns records to (key, window) groups, keeps
-//! their aggregates, and emits a row per group when the watermark passes the window end.
+//! their aggregates, and emits a row per group when the watermark passes the window end. A
+//! record whose windows do not fit in i64 milliseconds, or an aggregate that overflows, fails
+//! the subtask with a [`TaskError::Data`] naming the value.
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::RangeInclusive;
@@ -12,7 +14,8 @@ use hashbrown::{Equivalent, HashMap};
 use kappa_job::keygroup::key_group_of;
 use kappa_job::plan::{WindowAssigner, WindowPlan};
 
-use super::accumulator::{Accumulator, ArgValues};
+use super::accumulator::{Accumulator, ArgValues, Overflow};
+use super::assign::{Described, Windows};
 use crate::error::{TaskError, eval_error};
 use crate::keyed::KeyEncoder;
 use crate::state::{KeyedState, StateFailure};
@@ -93,7 +96,7 @@ impl WindowOperator {
             accs: plan
                 .aggregates
                 .iter()
-                .map(|(_, c)| Accumulator::new(c))
+                .map(|(name, c)| Accumulator::new(name, c))
                 .collect(),
             output_schema: Arc::clone(&plan.output_schema),
             groups: Vec::new(),
@@ -126,19 +129,25 @@ impl WindowOperator {
         self.late_batch.take()
     }
 
-    /// The window an event at `t` missed: its (latest) window.
-    fn missed_window(&self, t: i64) -> (i64, i64) {
-        match self.assigner {
-            WindowAssigner::Tumbling { size_ms } => {
-                let start = t - t.rem_euclid(size_ms);
-                (start, start.saturating_add(size_ms))
-            }
-            WindowAssigner::Sliding { size_ms, slide_ms } => {
-                let start = t - t.rem_euclid(slide_ms);
-                (start, start.saturating_add(size_ms))
-            }
-            WindowAssigner::Session { gap_ms } => (t, t.saturating_add(gap_ms)),
-        }
+    /// The error for a record at `t` whose windows cannot be represented.
+    fn out_of_range(&self, t: i64, key: &[u8]) -> TaskError {
+        TaskError::Data(format!(
+            "event time {t} (key {}) is out of range for a {} with allowed lateness {}ms: its window would start or end (plus lateness) beyond the 64-bit millisecond range; filter such records out before the window",
+            self.keys.describe(key),
+            Described(self.assigner),
+            self.lateness
+        ))
+    }
+
+    /// The error for an aggregate of group `g` that overflowed.
+    fn overflowed(&self, e: Overflow, g: u32) -> TaskError {
+        let group = &self.groups[g as usize];
+        TaskError::Data(format!(
+            "{e} in the window [{}, {}) of key {}",
+            group.start,
+            group.end,
+            self.keys.describe(&group.key)
+        ))
     }
 
     /// The late rows of `batch` as a batch with the windows they missed.
@@ -189,43 +198,25 @@ impl WindowOperator {
             .collect::<Result<Vec<_>, _>>()?;
         for i in 0..n {
             let key = rows.row(i);
-            let accepted = match times.is_valid(i).then(|| times.value(i)) {
-                None => false,
-                Some(t) => match self.assigner {
-                    WindowAssigner::Tumbling { size_ms } => {
-                        let start = t - t.rem_euclid(size_ms);
-                        self.add(
-                            key.as_ref(),
-                            start,
-                            start.saturating_add(size_ms),
-                            &values,
-                            i,
-                        )
-                    }
-                    WindowAssigner::Sliding { size_ms, slide_ms } => {
-                        let mut start = t - t.rem_euclid(slide_ms);
-                        let mut any = false;
-                        while start > t - size_ms {
-                            any |= self.add(
-                                key.as_ref(),
-                                start,
-                                start.saturating_add(size_ms),
-                                &values,
-                                i,
-                            );
-                            start -= slide_ms;
-                        }
-                        any
-                    }
-                    WindowAssigner::Session { gap_ms } => {
-                        self.add_session(key.as_ref(), t, t.saturating_add(gap_ms), &values, i)
-                    }
-                },
+            let Some(t) = times.is_valid(i).then(|| times.value(i)) else {
+                self.late += 1;
+                continue;
             };
+            let windows = Windows::of(self.assigner, self.lateness, t)
+                .ok_or_else(|| self.out_of_range(t, key.as_ref()))?;
+            let mut accepted = false;
+            for (start, end) in windows.iter() {
+                accepted |= match self.assigner {
+                    WindowAssigner::Session { .. } => {
+                        self.add_session(key.as_ref(), start, end, &values, i)?
+                    }
+                    _ => self.add(key.as_ref(), start, end, &values, i)?,
+                };
+            }
             if !accepted {
                 self.late += 1;
-                if self.late_output && times.is_valid(i) {
-                    let (start, end) = self.missed_window(times.value(i));
+                if self.late_output {
+                    let (start, end) = windows.latest();
                     self.late_rows.push((i as u32, start, end));
                 }
             }
@@ -261,9 +252,11 @@ impl WindowOperator {
         }
     }
 
-    fn update(&mut self, g: u32, values: &[ArgValues], row: usize) {
-        for (acc, v) in self.accs.iter_mut().zip(values) {
-            acc.update(g as usize, v, row);
+    fn update(&mut self, g: u32, values: &[ArgValues], row: usize) -> Result<(), TaskError> {
+        for (i, v) in values.iter().enumerate() {
+            if let Err(e) = self.accs[i].update(g as usize, v, row) {
+                return Err(self.overflowed(e, g));
+            }
         }
         self.dirty.insert(g);
         let group = &mut self.groups[g as usize];
@@ -271,11 +264,19 @@ impl WindowOperator {
             group.pending = true;
             self.timers.insert((group.end, g));
         }
+        Ok(())
     }
 
-    fn add(&mut self, key: &[u8], start: i64, end: i64, values: &[ArgValues], row: usize) -> bool {
+    fn add(
+        &mut self,
+        key: &[u8],
+        start: i64,
+        end: i64,
+        values: &[ArgValues],
+        row: usize,
+    ) -> Result<bool, TaskError> {
         if self.is_late(end) {
-            return false;
+            return Ok(false);
         }
         let g = match self.index.get(&GroupRef(key, start)) {
             Some(&g) => g,
@@ -285,8 +286,8 @@ impl WindowOperator {
                 g
             }
         };
-        self.update(g, values, row);
-        true
+        self.update(g, values, row)?;
+        Ok(true)
     }
 
     fn add_session(
@@ -296,9 +297,9 @@ impl WindowOperator {
         end: i64,
         values: &[ArgValues],
         row: usize,
-    ) -> bool {
+    ) -> Result<bool, TaskError> {
         if self.is_late(end) {
-            return false;
+            return Ok(false);
         }
         let open = self.sessions.get(key).cloned().unwrap_or_default();
         let (overlapping, mut rest): (Vec<u32>, Vec<u32>) = open.into_iter().partition(|&g| {
@@ -309,9 +310,11 @@ impl WindowOperator {
             None => self.new_group(key, start, end),
             Some((&first, others)) => {
                 for &o in others {
-                    self.accs
-                        .iter_mut()
-                        .for_each(|a| a.merge(first as usize, o as usize));
+                    for i in 0..self.accs.len() {
+                        if let Err(e) = self.accs[i].merge(first as usize, o as usize) {
+                            return Err(self.overflowed(e, first));
+                        }
+                    }
                     let (os, oe) = (self.groups[o as usize].start, self.groups[o as usize].end);
                     let f = &mut self.groups[first as usize];
                     f.start = f.start.min(os);
@@ -339,8 +342,8 @@ impl WindowOperator {
         };
         rest.push(g);
         self.sessions.insert(key.into(), rest);
-        self.update(g, values, row);
-        true
+        self.update(g, values, row)?;
+        Ok(true)
     }
 
     /// Frees a group slot and forgets its timers and index entries.

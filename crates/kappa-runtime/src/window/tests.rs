@@ -162,6 +162,136 @@ fn allowed_lateness_updates_fired_windows_then_drops_state() {
     assert_eq!(w.take_late(), 1);
 }
 
+/// The message a record at `t` of key `z` fails with.
+fn out_of_range(t: i64, window: &str, lateness: i64) -> String {
+    format!(
+        "event time {t} (key z) is out of range for a {window} with allowed lateness {lateness}ms: its window would start or end (plus lateness) beyond the 64-bit millisecond range; filter such records out before the window"
+    )
+}
+
+#[test]
+fn event_times_at_the_ends_of_time_fail_the_subtask_naming_the_value() {
+    let normal = [("a", 1, 1), ("a", 9, 2), ("b", 5, 3), ("a", 12, 4)];
+    let tumbling = WindowAssigner::Tumbling { size_ms: 10 };
+    let sliding = WindowAssigner::Sliding {
+        size_ms: 10,
+        slide_ms: 5,
+    };
+    let session = WindowAssigner::Session { gap_ms: 5 };
+    // (assigner, its description, the results of `normal` by hand)
+    let cases = [
+        (
+            tumbling,
+            "tumbling window (size 10ms)",
+            vec![
+                (("a", 0, 10), (2, 3)),
+                (("a", 10, 20), (1, 4)),
+                (("b", 0, 10), (1, 3)),
+            ],
+        ),
+        (
+            sliding,
+            "sliding window (size 10ms, slide 5ms)",
+            vec![
+                (("a", -5, 5), (1, 1)),
+                (("a", 0, 10), (2, 3)),
+                (("a", 5, 15), (2, 6)),
+                (("a", 10, 20), (1, 4)),
+                (("b", 0, 10), (1, 3)),
+                (("b", 5, 15), (1, 3)),
+            ],
+        ),
+        (
+            session,
+            "session window (gap 5ms)",
+            vec![
+                (("a", 1, 6), (1, 1)),
+                (("a", 9, 17), (2, 6)),
+                (("b", 5, 10), (1, 3)),
+            ],
+        ),
+    ];
+    for (assigner, window, by_hand) in cases {
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
+            let mut w = operator(assigner, 0);
+            let mut got = Results::new();
+            collect(&mut got, w.process(&batch(&normal)).unwrap());
+            let mut expected: Results = by_hand
+                .iter()
+                .map(|((k, s, e), r)| ((k.to_string(), *s, *e), *r))
+                .collect();
+            match (assigner, w.process(&batch(&[("z", t, 100)]))) {
+                // A session from i64::MIN fits: it is a window like any other.
+                (WindowAssigner::Session { .. }, Ok(out)) if t < 0 => {
+                    collect(&mut got, out);
+                    expected.insert(("z".into(), t, t + 5), (1, 100));
+                }
+                (_, Err(crate::TaskError::Data(m))) => {
+                    assert_eq!(m, out_of_range(t, window, 0), "{assigner:?} at {t}");
+                }
+                (_, other) => panic!("{assigner:?} at {t}: {other:?}"),
+            }
+            assert_eq!(w.take_late(), 0, "{assigner:?} at {t}: not counted as late");
+            // The record is in no window; the others are exact.
+            collect(&mut got, w.advance(i64::MAX).unwrap());
+            assert_eq!(got, expected, "{assigner:?} at {t}");
+        }
+    }
+}
+
+#[test]
+fn a_window_whose_cleanup_time_overflows_fails_the_subtask() {
+    let t = i64::MAX - 17;
+    let mut w = operator(WindowAssigner::Tumbling { size_ms: 10 }, 8);
+    let e = w.process(&batch(&[("z", t, 1)])).map(|_| ());
+    assert_eq!(
+        e.map_err(|e| e.to_string()),
+        Err(out_of_range(t, "tumbling window (size 10ms)", 8))
+    );
+    // With a shorter lateness the same window fits.
+    let mut w = operator(WindowAssigner::Tumbling { size_ms: 10 }, 7);
+    let mut got = Results::new();
+    collect(&mut got, w.process(&batch(&[("z", t, 1)])).unwrap());
+    collect(&mut got, w.advance(i64::MAX).unwrap());
+    assert_eq!(got[&("z".into(), t, t + 10)], (1, 1));
+}
+
+#[test]
+fn a_sum_beyond_i64_fails_the_subtask_naming_the_aggregate_key_and_window() {
+    let mut w = operator(WindowAssigner::Tumbling { size_ms: 10 }, 0);
+    let mut got = Results::new();
+    // Sums that reach the ends of i64 without passing them are exact.
+    let rows = [
+        ("a", 1, i64::MAX),
+        ("a", 2, -1),
+        ("a", 3, 1),
+        ("b", 4, i64::MIN),
+        ("b", 5, 1),
+    ];
+    collect(&mut got, w.process(&batch(&rows)).unwrap());
+    collect(&mut got, w.advance(10).unwrap());
+    assert_eq!(got[&("a".into(), 0, 10)], (3, i64::MAX));
+    assert_eq!(got[&("b".into(), 0, 10)], (2, i64::MIN + 1));
+    collect(&mut got, w.process(&batch(&[("a", 11, i64::MAX)])).unwrap());
+    let e = w.process(&batch(&[("a", 12, 1)])).map(|_| ());
+    assert!(
+        matches!(&e, Err(crate::TaskError::Data(m)) if m == "`total = sum(v)` overflows 64-bit integers in the window [10, 20) of key a"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn sessions_whose_sums_overflow_when_they_join_fail_the_subtask() {
+    let mut w = operator(WindowAssigner::Session { gap_ms: 5 }, 0);
+    w.process(&batch(&[("a", 0, i64::MAX), ("a", 10, 1)]))
+        .unwrap();
+    let e = w.process(&batch(&[("a", 5, 0)])).map(|_| ());
+    assert!(
+        matches!(&e, Err(crate::TaskError::Data(m)) if m == "`total = sum(v)` overflows 64-bit integers in the window [0, 5) of key a"),
+        "{e:?}"
+    );
+}
+
 /// (key group, key) in [`MapState`].
 type StateKey = (u32, Vec<u8>);
 
