@@ -1,11 +1,13 @@
 //! JSON records ⇄ Arrow batches: vectorised decoding with arrow-json that still names each
 //! bad record, and encoding of result rows as one JSON object per record.
 
-use arrow::array::RecordBatch;
-use arrow::compute::concat_batches;
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::json::ReaderBuilder;
 use arrow::json::reader::Decoder;
+
+use kappa_runtime::window::{MAX_EVENT_TIME_MS, event_times};
 
 use crate::ConnectorError;
 
@@ -19,11 +21,23 @@ pub struct BadRecord {
 /// Decodes JSON records (one object each) into batches of a fixed schema.
 pub struct JsonDecoder {
     schema: SchemaRef,
+    /// The event-time column, whose values must be possible times.
+    event_time: Option<usize>,
 }
 
 impl JsonDecoder {
     pub fn new(schema: SchemaRef) -> Self {
-        Self { schema }
+        Self {
+            schema,
+            event_time: None,
+        }
+    }
+
+    /// Records whose column `index` holds an impossible time (beyond
+    /// [`MAX_EVENT_TIME_MS`]) are bad records.
+    pub fn with_event_time(mut self, index: Option<usize>) -> Self {
+        self.event_time = index;
+        self
     }
 
     fn decoder(&self, rows: usize) -> Result<Decoder, ConnectorError> {
@@ -58,24 +72,41 @@ impl JsonDecoder {
         &self,
         records: &[&[u8]],
     ) -> Result<(RecordBatch, Vec<BadRecord>), ConnectorError> {
+        let (batch, mut bad, indices) = self.decode_all(records)?;
+        let batch = match self.event_time {
+            Some(column) => self.drop_impossible_times(batch, column, &indices, &mut bad)?,
+            None => batch,
+        };
+        bad.sort_by_key(|b| b.index);
+        Ok((batch, bad))
+    }
+
+    /// The decodable records, the others, and the record index of each row of the batch.
+    fn decode_all(
+        &self,
+        records: &[&[u8]],
+    ) -> Result<(RecordBatch, Vec<BadRecord>, Vec<usize>), ConnectorError> {
         let mut d = self.decoder(records.len())?;
         let fast = records
             .iter()
             .try_for_each(|r| Self::feed(&mut d, r))
             .and_then(|_| d.flush().map_err(explain));
         if let Ok(batch) = fast {
-            return Ok((
-                batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())),
-                Vec::new(),
-            ));
+            let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
+            let indices = (0..batch.num_rows()).collect();
+            return Ok((batch, Vec::new(), indices));
         }
         // Slow path, only when something is wrong: one record at a time, to name the bad ones.
         let mut good = Vec::new();
+        let mut indices = Vec::new();
         let mut bad = Vec::new();
         for (index, r) in records.iter().enumerate() {
             let mut d = self.decoder(1)?;
             match Self::feed(&mut d, r).and_then(|_| d.flush().map_err(explain)) {
-                Ok(Some(b)) => good.push(b),
+                Ok(Some(b)) => {
+                    indices.extend(std::iter::repeat_n(index, b.num_rows()));
+                    good.push(b);
+                }
                 Ok(None) => bad.push(BadRecord {
                     index,
                     error: "empty record".into(),
@@ -85,7 +116,40 @@ impl JsonDecoder {
         }
         let batch = concat_batches(&self.schema, &good)
             .map_err(|e| ConnectorError::Format(e.to_string()))?;
-        Ok((batch, bad))
+        Ok((batch, bad, indices))
+    }
+
+    /// Moves the rows whose event time is impossible from `batch` to `bad`.
+    fn drop_impossible_times(
+        &self,
+        batch: RecordBatch,
+        column: usize,
+        indices: &[usize],
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<RecordBatch, ConnectorError> {
+        let Some(col) = batch.columns().get(column) else {
+            return Ok(batch);
+        };
+        let name = self.schema.field(column).name();
+        let times = event_times(col).map_err(|e| ConnectorError::Format(e.to_string()))?;
+        let possible: BooleanArray = times
+            .iter()
+            .map(|t| Some(t.is_none_or(|t| t.unsigned_abs() <= MAX_EVENT_TIME_MS as u64)))
+            .collect();
+        if possible.true_count() == batch.num_rows() {
+            return Ok(batch);
+        }
+        for (row, t) in times.iter().enumerate() {
+            if let Some(t) = t.filter(|t| t.unsigned_abs() > MAX_EVENT_TIME_MS as u64) {
+                bad.push(BadRecord {
+                    index: indices.get(row).copied().unwrap_or(row),
+                    error: format!(
+                        "`{name}` = {t} ms is not a possible event time (at most {MAX_EVENT_TIME_MS} ms from 1970 either way)"
+                    ),
+                });
+            }
+        }
+        filter_record_batch(&batch, &possible).map_err(|e| ConnectorError::Format(e.to_string()))
     }
 }
 
@@ -147,6 +211,38 @@ mod tests {
         let (b, bad) = d.decode(&recs).unwrap();
         assert!(bad.is_empty());
         assert_eq!(b.num_rows(), 2);
+    }
+
+    #[test]
+    fn impossible_event_times_are_bad_records_on_both_paths() {
+        let d = JsonDecoder::new(schema()).with_event_time(Some(1));
+        let min = i64::MIN.to_string();
+        let max = i64::MAX.to_string();
+        let records = [
+            r#"{"user_id":"u1","timestamp":1732500000123}"#.to_string(),
+            format!(r#"{{"user_id":"u2","timestamp":{min}}}"#),
+            format!(r#"{{"user_id":"u3","timestamp":{max}}}"#),
+            r#"{"user_id":"u4","timestamp":-5}"#.to_string(),
+        ];
+        let mut with_broken = records.to_vec();
+        with_broken.insert(1, "{not json".to_string());
+        for (recs, impossible) in [(records.to_vec(), vec![1, 2]), (with_broken, vec![2, 3])] {
+            let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_bytes()).collect();
+            let (b, bad) = d.decode(&refs).unwrap();
+            let users = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>();
+            let users: Vec<&str> = users.unwrap().iter().map(|u| u.unwrap()).collect();
+            assert_eq!(users, ["u1", "u4"], "the possible ones, in order");
+            let named: Vec<usize> = bad
+                .iter()
+                .filter(|b| b.error.contains("not a possible event time"))
+                .map(|b| b.index)
+                .collect();
+            assert_eq!(named, impossible, "{bad:?}");
+            assert!(bad.iter().any(|b| b.error.contains(&min)), "{bad:?}");
+        }
     }
 
     #[test]

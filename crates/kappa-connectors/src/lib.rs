@@ -50,7 +50,8 @@ pub fn open_source(
     new_splits: Option<Receiver<Vec<PartitionStart>>>,
     metrics: Arc<SubtaskMetrics>,
 ) -> Result<Box<dyn SourceReader>, TaskError> {
-    let decoder = JsonDecoder::new(Arc::clone(&source.schema));
+    let event_time = source.event_time.as_ref().map(|e| e.source_index);
+    let decoder = JsonDecoder::new(Arc::clone(&source.schema)).with_event_time(event_time);
     match (&source.kind, assignment) {
         (SourceKind::Kafka(k), SourceAssignment::Kafka(partitions)) => {
             let dead_letter = match &k.dead_letter_topic {

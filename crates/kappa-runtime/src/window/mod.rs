@@ -6,6 +6,11 @@ mod assign;
 mod operator;
 
 pub use accumulator::Accumulator;
+
+/// The largest event time, in milliseconds from 1970 either way (about 73 million years), a
+/// source accepts: beyond it a record is bad (its source's `on_error` applies), so window
+/// arithmetic with durations of up to 100 years stays far from the ends of i64.
+pub const MAX_EVENT_TIME_MS: i64 = i64::MAX / 4;
 pub use operator::{WindowOperator, event_times};
 
 #[cfg(test)]

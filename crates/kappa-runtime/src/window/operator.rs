@@ -309,29 +309,29 @@ impl WindowOperator {
         let g = match overlapping.split_first() {
             None => self.new_group(key, start, end),
             Some((&first, others)) => {
+                // The joined session's bounds; its timers are keyed by its old end.
+                let old_end = self.groups[first as usize].end;
+                let mut new_start = self.groups[first as usize].start.min(start);
+                let mut new_end = old_end.max(end);
                 for &o in others {
                     for i in 0..self.accs.len() {
                         if let Err(e) = self.accs[i].merge(first as usize, o as usize) {
                             return Err(self.overflowed(e, first));
                         }
                     }
-                    let (os, oe) = (self.groups[o as usize].start, self.groups[o as usize].end);
-                    let f = &mut self.groups[first as usize];
-                    f.start = f.start.min(os);
-                    f.end = f.end.max(oe);
+                    new_start = new_start.min(self.groups[o as usize].start);
+                    new_end = new_end.max(self.groups[o as usize].end);
                     self.release(o);
                 }
                 let f = &mut self.groups[first as usize];
-                let new_start = f.start.min(start);
-                let new_end = f.end.max(end);
-                if new_end != f.end {
+                if new_end != old_end {
                     if f.pending {
-                        self.timers.remove(&(f.end, first));
+                        self.timers.remove(&(old_end, first));
                         f.pending = false;
                     }
                     if f.retained {
                         self.cleanup
-                            .remove(&(f.end.saturating_add(self.lateness), first));
+                            .remove(&(old_end.saturating_add(self.lateness), first));
                         f.retained = false;
                     }
                 }

@@ -144,6 +144,27 @@ fn sessions_merge_when_a_record_bridges_them() {
 }
 
 #[test]
+fn a_joined_session_fires_at_its_new_end_only() {
+    let mut w = operator(WindowAssigner::Session { gap_ms: 5 }, 0);
+    let mut got = Results::new();
+    collect(
+        &mut got,
+        w.process(&batch(&[("a", 0, 1), ("a", 10, 2)])).unwrap(),
+    );
+    // The bridge joins [0, 5) and [10, 15): the first session's old end is no longer its end.
+    collect(&mut got, w.process(&batch(&[("a", 5, 4)])).unwrap());
+    collect(&mut got, w.advance(6).unwrap());
+    assert!(got.is_empty(), "fired at the old end: {got:?}");
+    collect(&mut got, w.process(&batch(&[("a", 12, 8)])).unwrap());
+    collect(&mut got, w.advance(i64::MAX).unwrap());
+    assert_eq!(
+        got.into_iter().collect::<Vec<_>>(),
+        [(("a".to_string(), 0, 17), (4, 15))],
+        "one session, every record once"
+    );
+}
+
+#[test]
 fn allowed_lateness_updates_fired_windows_then_drops_state() {
     let mut w = operator(WindowAssigner::Tumbling { size_ms: 10 }, 5);
     let mut got = Results::new();
