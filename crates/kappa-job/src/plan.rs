@@ -30,6 +30,15 @@ pub const MAX_DURATION_MS: i64 = 100 * 365 * 24 * 3_600_000;
 /// The most windows a sliding window puts one record into (size / slide).
 pub const MAX_WINDOWS_PER_RECORD: i64 = 1_000;
 
+/// The largest job file planned; a larger one is refused before it is parsed.
+pub const MAX_JOB_FILE_BYTES: usize = 1 << 20;
+
+/// The most `[[steps]]` a job may have.
+pub const MAX_STEPS: usize = 1_000;
+
+/// The most sources, windows or sinks a job may have.
+pub const MAX_TABLES: usize = 100;
+
 /// A duration in milliseconds, saturating instead of wrapping.
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -373,6 +382,14 @@ impl RestartPlan {
 
 /// Parses and plans a job file in one go.
 pub fn plan_job(file: &str, text: &str, overrides: &Overrides) -> Result<JobPlan, SpecErrors> {
+    if text.len() > MAX_JOB_FILE_BYTES {
+        let loc = Locator::new(file, "");
+        let why = format!(
+            "the job file has {} bytes; at most {MAX_JOB_FILE_BYTES} are planned",
+            text.len()
+        );
+        return Err(SpecErrors(vec![loc.at(None, "", why)]));
+    }
     let spec = parse_job(file, text)?;
     Planner {
         loc: Locator::new(file, text),
@@ -416,6 +433,21 @@ impl Planner<'_> {
     }
 
     fn plan(mut self, spec: &JobSpec, overrides: &Overrides) -> Result<JobPlan, SpecErrors> {
+        // Bounds first: a job past them is refused before any planning work.
+        let counts = [
+            ("steps", spec.steps.len(), MAX_STEPS),
+            ("sources", spec.sources.len(), MAX_TABLES),
+            ("windows", spec.windows.len(), MAX_TABLES),
+            ("sinks", spec.sinks.len(), MAX_TABLES),
+        ];
+        for (what, n, max) in counts {
+            if n > max {
+                self.err(None, what, format!("{n} given; at most {max}"));
+            }
+        }
+        if !self.errors.is_empty() {
+            return Err(SpecErrors(self.errors));
+        }
         let name = spec.name.get_ref().trim().to_string();
         if name.is_empty() {
             self.err(span(&spec.name), "name", "must not be empty");

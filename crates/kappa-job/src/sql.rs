@@ -133,11 +133,19 @@ impl ContextProvider for Functions {
     }
 }
 
+/// An expression as error messages quote it: at most 100 characters.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
+    }
+}
+
 fn parser(text: &str) -> Result<Parser<'static>, String> {
     static DIALECT: GenericDialect = GenericDialect {};
     Parser::new(&DIALECT)
         .try_with_sql(text)
-        .map_err(|e| format!("invalid SQL expression `{text}`: {e}"))
+        .map_err(|e| format!("invalid SQL expression `{}`: {e}", shown(text)))
 }
 
 fn expect_end(p: &mut Parser<'_>, text: &str) -> Result<(), String> {
@@ -146,7 +154,8 @@ fn expect_end(p: &mut Parser<'_>, text: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "invalid SQL expression `{text}`: unexpected `{}` after the expression",
+            "invalid SQL expression `{}`: unexpected `{}` after the expression",
+            shown(text),
             next.token
         ))
     }
@@ -156,7 +165,7 @@ fn parse_expr(text: &str) -> Result<SqlExpr, String> {
     let mut p = parser(text)?;
     let e = p
         .parse_expr()
-        .map_err(|e| format!("invalid SQL expression `{text}`: {e}"))?;
+        .map_err(|e| format!("invalid SQL expression `{}`: {e}", shown(text)))?;
     expect_end(&mut p, text)?;
     Ok(e)
 }
@@ -234,7 +243,7 @@ pub fn compile_named(text: &str, schema: &SchemaRef) -> Result<CompiledExpr, Str
     let mut p = parser(text)?;
     let item = p
         .parse_select_item()
-        .map_err(|e| format!("invalid SQL expression `{text}`: {e}"))?;
+        .map_err(|e| format!("invalid SQL expression `{}`: {e}", shown(text)))?;
     expect_end(&mut p, text)?;
     let (sql, name) = match item {
         SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value),

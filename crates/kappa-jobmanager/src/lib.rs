@@ -226,6 +226,20 @@ pub enum SubmitError {
     Unavailable(String),
 }
 
+/// Plans a job on a blocking thread: planning a large job must not hold up an async worker
+/// (heartbeats, the REST API).
+pub(crate) async fn plan_blocking(
+    file: &str,
+    spec: &str,
+    overrides: &Overrides,
+) -> Result<kappa_job::JobPlan, SubmitError> {
+    let (file, spec, overrides) = (file.to_string(), spec.to_string(), overrides.clone());
+    tokio::task::spawn_blocking(move || plan_job(&file, &spec, &overrides))
+        .await
+        .map_err(|e| SubmitError::Unavailable(format!("planning the job stopped: {e}")))?
+        .map_err(SubmitError::Invalid)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {0}")]
@@ -323,7 +337,7 @@ impl Inner {
             from,
             allow_non_restored_state: submitted.allow_non_restored_state,
         });
-        let plan = plan_job(file_name, spec, overrides).map_err(SubmitError::Invalid)?;
+        let plan = plan_blocking(file_name, spec, overrides).await?;
         let layouts: Vec<checkpoint::OperatorLayout> = plan
             .windows
             .iter()

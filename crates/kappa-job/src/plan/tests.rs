@@ -426,6 +426,53 @@ mod bounds {
     }
 
     #[test]
+    fn huge_and_deep_job_files_are_refused_quickly_with_a_located_error() {
+        let started = std::time::Instant::now();
+        // 50 000 steps.
+        let steps = "[[steps]]\nfilter = \"item_id <> 'x'\"\n".repeat(50_000);
+        let text = REFERENCE.replace("[window]", &format!("{steps}\n[window]"));
+        assert!(text.len() < MAX_JOB_FILE_BYTES * 2);
+        let errs = errors(&text);
+        let text = if text.len() > MAX_JOB_FILE_BYTES {
+            assert!(errs[0].message.contains("at most 1048576"), "{}", errs[0]);
+            REFERENCE.replace(
+                "[window]",
+                &format!(
+                    "{}\n[window]",
+                    "[[steps]]\nfilter = \"true\"\n".repeat(1_001)
+                ),
+            )
+        } else {
+            text
+        };
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "steps");
+        assert!(errs[0].message.contains("at most 1000"), "{}", errs[0]);
+        // An expression nested 10 000 deep, and a TOML value nested as deep.
+        let deep = format!("{}true{}", "(".repeat(10_000), ")".repeat(10_000));
+        let text = REFERENCE.replace(
+            "[window]",
+            &format!("[[steps]]\nfilter = \"{deep}\"\n\n[window]"),
+        );
+        let errs = errors(&text);
+        assert_eq!(errs[0].field, "steps[1].filter", "{errs:?}");
+        assert!(
+            errs[0].message.len() < 400,
+            "the expression is quoted short: {}",
+            errs[0]
+        );
+        let nested = format!("x = {}1{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        let errs = errors(&format!("{nested}{REFERENCE}"));
+        assert!(!errs.is_empty());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn a_sliding_window_may_put_a_record_into_at_most_a_thousand_windows() {
         let text = REFERENCE
             .replace("size = \"1h\"", "size = \"1d\"\nslide = \"1ms\"")

@@ -6,14 +6,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use kappa_job::{Overrides, Start, plan_job};
+use kappa_job::{Overrides, Start};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ErrorBody};
+use crate::JobManager;
 use crate::checkpoint::CheckpointStats;
 use crate::job::{JobDetail, JobSummary};
-use crate::{JobManager, SubmitError};
 
 /// A job submission (also the body of a validation request).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -234,8 +234,9 @@ pub async fn validate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ValidateResponse>, ApiError> {
     let s = parse_submission(&headers, query, body)?;
-    let plan = plan_job(&s.file, &s.req.job, &s.overrides)
-        .map_err(|e| ApiError::from(SubmitError::Invalid(e)))?;
+    let plan = crate::plan_blocking(&s.file, &s.req.job, &s.overrides)
+        .await
+        .map_err(ApiError::from)?;
     let graph = plan.graph();
     Ok(Json(ValidateResponse {
         name: plan.name.clone(),
