@@ -71,6 +71,7 @@ fn ack(n: u64, attempt: u32, vertex: u32, subtask: u32) -> pb::CheckpointAck {
                         name: "000001.sst".into(),
                         object: format!("{JOB}/shared/{attempt}-1-0-{subtask}/000001.sst"),
                         size: 10,
+                        xxh3: None,
                     }],
                 }),
                 full_bytes: 10,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use xxhash_rust::xxh3::xxh3_64;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -20,6 +21,10 @@ pub struct StoredFile {
     /// Its object path, relative to the store root.
     pub object: String,
     pub size: u64,
+    /// XXH3-64 of its bytes, checked when it is downloaded (absent in snapshots of earlier
+    /// releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xxh3: Option<u64>,
 }
 
 /// Everything needed to restore one snapshot of one subtask's state.
@@ -92,6 +97,7 @@ impl Uploader {
             let data = tokio::fs::read(&path)
                 .await
                 .map_err(|e| StateError::io(&path, e))?;
+            let xxh3 = Some(xxh3_64(&data));
             self.location
                 .store
                 .put(&object, PutPayload::from(data))
@@ -102,6 +108,7 @@ impl Uploader {
                 name: f.name.clone(),
                 object: object.to_string(),
                 size: f.size,
+                xxh3,
             };
             if f.is_immutable() {
                 self.uploaded.insert(f.name.clone(), stored.clone());
@@ -140,6 +147,14 @@ pub async fn download(
                     bytes.len(),
                     f.size
                 ),
+            ));
+        }
+        if let Some(expected) = f.xxh3
+            && xxh3_64(&bytes) != expected
+        {
+            return Err(StateError::store(
+                &where_,
+                "does not hold the bytes the snapshot recorded (checksum mismatch): it was changed or damaged since",
             ));
         }
         let path = dir.join(&f.name);
@@ -225,5 +240,38 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains(".missing"), "{e}");
+
+        // One flipped byte in a stored SST of the right size is refused, naming the object.
+        let sst = second
+            .handle
+            .files
+            .iter()
+            .find(|f| f.name.ends_with(".sst"))
+            .expect("an SST");
+        let object = ObjectPath::parse(&sst.object).unwrap();
+        let mut bytes = location
+            .store
+            .get(&object)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        location
+            .store
+            .put(&object, PutPayload::from(bytes))
+            .await
+            .unwrap();
+        let e = download(&location, &second.handle, &dir.path().join("flipped"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("checksum mismatch") && e.contains(&sst.name),
+            "{e}"
+        );
     }
 }

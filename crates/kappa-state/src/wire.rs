@@ -16,6 +16,7 @@ impl From<&StateHandle> for pb::StateHandle {
                     name: f.name.clone(),
                     object: f.object.clone(),
                     size: f.size,
+                    xxh3: f.xxh3,
                 })
                 .collect(),
         }
@@ -32,6 +33,7 @@ impl From<pb::StateHandle> for StateHandle {
                     name: f.name,
                     object: f.object,
                     size: f.size,
+                    xxh3: f.xxh3,
                 })
                 .collect(),
         }
