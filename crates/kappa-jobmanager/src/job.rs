@@ -154,6 +154,7 @@ impl AttemptRun {
         grow(&s.skipped, m.skipped);
         grow(&s.dead_lettered, m.dead_lettered);
         s.queued.store(m.queued, Ordering::Relaxed);
+        s.stalled_splits.store(m.stalled_splits, Ordering::Relaxed);
         s.watermark
             .fetch_max(m.watermark.unwrap_or(i64::MIN), Ordering::Relaxed);
         *s.partitions.lock() = m
@@ -300,7 +301,7 @@ impl JobEntry {
         let summary = self.summary();
         let s = self.status.lock();
         let graph = self.plan.graph();
-        let vertices = graph
+        let vertices: Vec<VertexView> = graph
             .vertices
             .iter()
             .enumerate()
@@ -325,6 +326,7 @@ impl JobEntry {
                             bad_records_skipped: get(|m| &m.skipped),
                             bad_records_dead_lettered: get(|m| &m.dead_lettered),
                             queued: get(|m| &m.queued),
+                            stalled_splits: get(|m| &m.stalled_splits),
                             watermark: m.and_then(|m| m.watermark()),
                             rates,
                             taskmanager: running.and_then(|r| r.placement.get(i)).cloned(),
@@ -382,6 +384,7 @@ impl JobEntry {
                 .and_then(|c| c.periodic())
                 .map(|p| u64::try_from(p.interval.as_millis()).unwrap_or(u64::MAX)),
             attempts: s.attempts.clone(),
+            warnings: stalled_watermark_warnings(&vertices),
             vertices,
             edges: graph.edges,
         }
@@ -401,6 +404,24 @@ pub struct JobSummary {
     pub error: Option<String>,
 }
 
+/// A warning per source subtask whose silent splits hold the watermark back.
+fn stalled_watermark_warnings(vertices: &[VertexView]) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in vertices {
+        for s in v.subtasks.iter().filter(|s| s.stalled_splits > 0) {
+            out.push(format!(
+                "`{}` subtask {}: {} of its splits ({}) read nothing for over {} s while others read: they hold the watermark back, so windows do not fire and state grows. Set `idle_timeout` in the source's event_time if they may stay empty.",
+                v.name,
+                s.index,
+                s.stalled_splits,
+                s.splits.as_deref().unwrap_or("?"),
+                kappa_runtime::operators::STALLED_AFTER.as_secs()
+            ));
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubtaskView {
     pub index: u32,
@@ -411,6 +432,9 @@ pub struct SubtaskView {
     pub bad_records_dead_lettered: u64,
     /// Elements waiting in the input channel.
     pub queued: u64,
+    /// Source subtasks: splits that read nothing for 30 s while others read, holding the
+    /// watermark back (no idle timeout lets them go).
+    pub stalled_splits: u64,
     pub watermark: Option<i64>,
     #[serde(flatten)]
     pub rates: crate::rates::SubtaskRates,
@@ -464,4 +488,6 @@ pub struct JobDetail {
     pub attempts: Vec<AttemptInfo>,
     pub vertices: Vec<VertexView>,
     pub edges: Vec<kappa_job::graph::Edge>,
+    /// What may go wrong while the job runs, e.g. a stalled watermark.
+    pub warnings: Vec<String>,
 }

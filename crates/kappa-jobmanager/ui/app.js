@@ -452,6 +452,12 @@ function checkpointsTab(d, list) {
       .join("")}</table>`;
 }
 
+function warnings(d) {
+  return (d.warnings || []).length
+    ? `<div id="warnings">${d.warnings.map((w) => `<p class="warning">${esc(w)}</p>`).join("")}</div>`
+    : "";
+}
+
 function exceptionsTab(d) {
   const rows = d.attempts
     .slice()
@@ -537,7 +543,7 @@ async function jobPage(id, tab) {
     let body;
     if (tab === "checkpoints") body = checkpointsTab(d, list);
     else if (tab === "exceptions") body = exceptionsTab(d);
-    else body = `${graph(d)}${subtasks(d)}${partitions(d)}`;
+    else body = `${warnings(d)}${graph(d)}${subtasks(d)}${partitions(d)}`;
     document.getElementById("tab-body").innerHTML = body;
   });
 }

@@ -33,6 +33,8 @@ pub struct SubtaskMetrics {
     pub dead_lettered: AtomicU64,
     /// Elements waiting in this subtask's input channel.
     pub queued: AtomicU64,
+    /// Source subtasks: splits that read nothing for a while and hold the watermark back.
+    pub stalled_splits: AtomicU64,
     /// Source subtasks: where they are in each Kafka partition they read.
     pub partitions: Mutex<Vec<PartitionProgress>>,
 }
@@ -66,6 +68,7 @@ impl Default for SubtaskMetrics {
             skipped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             queued: AtomicU64::new(0),
+            stalled_splits: AtomicU64::new(0),
             partitions: Mutex::new(Vec::new()),
         }
     }

@@ -17,7 +17,7 @@ pub struct SubtaskRow<'a> {
 /// A per-subtask series: name, help, and how to read it.
 type Series = (&'static str, &'static str, fn(&SubtaskMetrics) -> f64);
 
-const SERIES: [Series; 8] = [
+const SERIES: [Series; 9] = [
     (
         "kappa_records_in_total",
         "Records received by the subtask",
@@ -52,6 +52,11 @@ const SERIES: [Series; 8] = [
         "kappa_input_queue_length",
         "Elements waiting in the subtask's input channel",
         |m| SubtaskMetrics::get(&m.queued) as f64,
+    ),
+    (
+        "kappa_stalled_splits",
+        "Source splits that read nothing for 30 s while others read, holding the watermark back",
+        |m| SubtaskMetrics::get(&m.stalled_splits) as f64,
     ),
     (
         "kappa_watermark_ms",

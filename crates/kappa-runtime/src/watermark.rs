@@ -114,6 +114,20 @@ impl SplitWatermarks {
         }
     }
 
+    /// Splits that read nothing for `after` while others read, and still hold the watermark
+    /// back (no idle timeout lets them go): windows cannot fire past them and state grows.
+    pub fn stalled(&self, now: Instant, after: Duration) -> usize {
+        let silent = |s: &Split| now.duration_since(s.last_active) >= after;
+        let holding = self.splits.iter().filter(|s| {
+            !s.finished
+                && self
+                    .idle_timeout
+                    .is_none_or(|t| now.duration_since(s.last_active) < t)
+        });
+        let (stalled, reading): (Vec<&Split>, Vec<&Split>) = holding.partition(|s| silent(s));
+        if reading.is_empty() { 0 } else { stalled.len() }
+    }
+
     /// The watermark to emit now, if it advanced since the last one emitted.
     pub fn advance(&mut self, now: Instant) -> Option<i64> {
         match self.status(now) {
@@ -286,5 +300,29 @@ mod tests {
         assert_eq!(w.on_end(0), None);
         assert_eq!(w.on_end(1), Some(i64::MAX));
         assert!(w.all_ended());
+    }
+
+    #[test]
+    fn a_silent_split_without_an_idle_timeout_is_reported_stalled() {
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut w = SplitWatermarks::new(2, Duration::ZERO, None, t0);
+        w.observe(0, 1_000, t0 + minute);
+        assert_eq!(
+            w.stalled(t0 + minute, minute),
+            1,
+            "split 1 silent for a minute"
+        );
+        assert_eq!(w.stalled(t0 + minute / 2, minute), 0, "not yet");
+        w.observe(1, 900, t0 + minute);
+        assert_eq!(w.stalled(t0 + minute, minute), 0, "it read again");
+        // With an idle timeout a silent split stops holding back: nothing is stalled.
+        let mut idle = SplitWatermarks::new(2, Duration::ZERO, Some(minute / 2), t0);
+        idle.observe(0, 1_000, t0 + minute);
+        assert_eq!(idle.stalled(t0 + minute, minute), 0);
+        // A finished split is not stalled.
+        let mut done = SplitWatermarks::new(2, Duration::ZERO, None, t0);
+        done.finish(1);
+        assert_eq!(done.stalled(t0 + minute, minute), 0);
     }
 }

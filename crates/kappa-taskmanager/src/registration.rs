@@ -106,6 +106,7 @@ pub fn to_proto(job_id: &str, attempt: u32, vertex: u32, subtask: u32, m: &Live)
         skipped: Live::get(&m.skipped),
         dead_lettered: Live::get(&m.dead_lettered),
         queued: Live::get(&m.queued),
+        stalled_splits: Live::get(&m.stalled_splits),
         partitions: m
             .partitions
             .lock()

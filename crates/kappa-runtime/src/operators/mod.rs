@@ -6,6 +6,6 @@ mod steps;
 mod window;
 
 pub use sink::SinkOperator;
-pub use source::SourceOperator;
+pub use source::{STALLED_AFTER, SourceOperator};
 pub use steps::StepsOperator;
 pub use window::WindowedAggregate;

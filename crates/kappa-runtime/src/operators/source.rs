@@ -3,6 +3,7 @@
 //! checkpoints.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -16,6 +17,10 @@ use crate::operator::{Operator, OperatorSnapshot, Output, Polled, Progress};
 use crate::state::KeyedState;
 use crate::watermark::{SplitWatermarks, WatermarkStatus};
 use crate::window::event_times;
+
+/// A split silent this long while others read is reported stalled (see
+/// [`SplitWatermarks::stalled`]).
+pub const STALLED_AFTER: Duration = Duration::from_secs(30);
 
 pub struct SourceOperator {
     reader: Box<dyn SourceReader>,
@@ -82,6 +87,10 @@ impl Operator for SourceOperator {
                 for s in self.finished.drain(..) {
                     w.finish(s);
                 }
+                let stalled = w.stalled(now, STALLED_AFTER) as u64;
+                self.metrics
+                    .stalled_splits
+                    .store(stalled, Ordering::Relaxed);
                 match w.advance(now) {
                     Some(wm) => Some(Progress::Watermark(wm)),
                     None if !finished && w.status(now) == WatermarkStatus::Idle => {
