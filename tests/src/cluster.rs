@@ -59,10 +59,15 @@ impl Process {
 
     /// SIGTERM, as a process manager stops a process.
     pub fn terminate(&self) -> anyhow::Result<()> {
+        self.signal("TERM")
+    }
+
+    /// Sends signal `name` (TERM, STOP, CONT, …) to the process.
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()?;
-        anyhow::ensure!(sent.success(), "kill -TERM {} failed", self.child.id());
+        anyhow::ensure!(sent.success(), "kill -{name} {} failed", self.child.id());
         Ok(())
     }
 

@@ -136,7 +136,12 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
             .expect("running");
     }
 
-    let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("chaos: seed {seed} (CHAOS_SEED={seed} replays the kill times)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut last_kill = Instant::now();
     std::thread::scope(|s| {
         let producer = s.spawn(|| {

@@ -21,17 +21,23 @@ fn an_empty_partition_without_an_idle_timeout_is_reported_as_a_stalled_watermark
     // Only partition 0 receives clicks, a batch a second, for the whole test.
     let data = clicks(2_000, 3, START, 2, 20);
     let mut batches = data.chunks(20);
-    let d = eventually("a stalled-watermark warning", Duration::from_secs(90), || {
-        if let Some(b) = batches.next() {
-            let records: Vec<(i32, String)> = b.iter().map(|c| (0, c.json())).collect();
-            broker.produce("clicks", &records).map_err(|e| e.to_string())?;
-        }
-        let d = cluster.job(&id).map_err(|e| e.to_string())?;
-        let warned = d["warnings"].as_array().is_some_and(|w| !w.is_empty());
-        warned.then_some(d.clone()).ok_or_else(|| {
-            format!("read {}, no warning yet", d["vertices"][0]["records_in"])
-        })
-    })
+    let d = eventually(
+        "a stalled-watermark warning",
+        Duration::from_secs(90),
+        || {
+            if let Some(b) = batches.next() {
+                let records: Vec<(i32, String)> = b.iter().map(|c| (0, c.json())).collect();
+                broker
+                    .produce("clicks", &records)
+                    .map_err(|e| e.to_string())?;
+            }
+            let d = cluster.job(&id).map_err(|e| e.to_string())?;
+            let warned = d["warnings"].as_array().is_some_and(|w| !w.is_empty());
+            warned
+                .then_some(d.clone())
+                .ok_or_else(|| format!("read {}, no warning yet", d["vertices"][0]["records_in"]))
+        },
+    )
     .unwrap();
     let warning = d["warnings"][0].as_str().unwrap_or_default().to_string();
     assert!(
