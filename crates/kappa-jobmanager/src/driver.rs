@@ -427,7 +427,10 @@ impl Attempt<'_> {
                 (tm, async move { c.cancel_attempt(req).await.map(|_| ()) })
             })
             .collect();
-        for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
+        // A taskmanager silent for the heartbeat timeout is lost anyway: waiting longer for its
+        // answer would only delay the restart (a frozen process answers nothing).
+        let patience = CALL_TIMEOUT.min(self.inner.config.heartbeat_timeout);
+        for (tm, why) in concurrently(calls, patience).await {
             tracing::warn!(taskmanager = %tm, error = %why, "could not cancel subtasks");
             self.machine.tasks.stop_on(&tm);
             if let Some(entry) = self.inner.registry.remove(&tm) {

@@ -304,7 +304,8 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let body = body?;
-    if body.is_empty() {
+    // No body, or JSON null, asks for the defaults.
+    if body.is_empty() || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
     serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid request body: {e}")))

@@ -228,7 +228,11 @@ async fn readyz(State(jm): State<JobManager>) -> Response {
 /// The whole HTTP service: API (token-protected when configured), its OpenAPI document, UI.
 pub fn router(jm: JobManager) -> Router {
     let config = jm.config();
-    let (api, doc) = api_routes().split_for_parts();
+    let (api, mut doc) = api_routes().split_for_parts();
+    if config.auth_token.is_none() {
+        // The document says what this server asks for: no token, no security requirement.
+        doc.security = None;
+    }
     let mut api = api
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
         .layer(axum::middleware::from_fn_with_state(
@@ -440,6 +444,9 @@ mod tests {
             let (status, _) = call_with(config(), get(uri, None)).await;
             assert_eq!(status, StatusCode::OK, "{uri}");
         }
+        let (_, text) = call_with(config(), get("/api/v1/openapi.json", None)).await;
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["security"][0]["bearer"], serde_json::json!([]), "{text}");
     }
 
     #[tokio::test]
@@ -466,6 +473,7 @@ mod tests {
         }
         assert!(doc["components"]["schemas"]["JobDetail"].is_object());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        assert!(doc["security"].is_null(), "no token, no requirement");
     }
 
     #[tokio::test]
