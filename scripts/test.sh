@@ -15,3 +15,5 @@ KAPPA_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/kappa"
 python3 scripts/check_deploy.py "$KAPPA_BIN"
 python3 scripts/check_helm.py --kappa "$KAPPA_BIN"
 cargo test --workspace
+# The REST API against its OpenAPI document with schemathesis (generated and mutated requests).
+./scripts/schemathesis.sh 30

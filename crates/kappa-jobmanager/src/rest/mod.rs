@@ -225,13 +225,45 @@ async fn readyz(State(jm): State<JobManager>) -> Response {
     }
 }
 
+/// Adds the 401 answer of a missing or wrong token to every operation.
+fn document_unauthorized(doc: &mut utoipa::openapi::OpenApi) {
+    let answer = utoipa::openapi::ResponseBuilder::new()
+        .description("Missing or wrong `Authorization: Bearer <token>`")
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            op.responses
+                .responses
+                .entry("401".to_string())
+                .or_insert_with(|| answer.clone().into());
+        }
+    }
+}
+
 /// The whole HTTP service: API (token-protected when configured), its OpenAPI document, UI.
 pub fn router(jm: JobManager) -> Router {
     let config = jm.config();
     let (api, mut doc) = api_routes().split_for_parts();
-    if config.auth_token.is_none() {
+    match config.auth_token {
         // The document says what this server asks for: no token, no security requirement.
-        doc.security = None;
+        None => doc.security = None,
+        Some(_) => document_unauthorized(&mut doc),
     }
     let mut api = api
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
@@ -447,6 +479,8 @@ mod tests {
         let (_, text) = call_with(config(), get("/api/v1/openapi.json", None)).await;
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(doc["security"][0]["bearer"], serde_json::json!([]), "{text}");
+        let jobs = &doc["paths"]["/api/v1/jobs"]["get"]["responses"]["401"];
+        assert!(jobs["description"].is_string(), "the 401 answer is documented: {text}");
     }
 
     #[tokio::test]
