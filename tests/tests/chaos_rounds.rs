@@ -90,21 +90,26 @@ fn hosting(cluster: &Cluster, tms: &[Process], id: &str) -> Vec<usize> {
     found
 }
 
-fn attempts(cluster: &Cluster, id: &str) -> usize {
-    cluster
-        .job(id)
-        .ok()
-        .map_or(0, |d| d["attempts"].as_array().map_or(0, Vec::len))
+/// The number of the job's latest attempt (a jobmanager that took the job over lists only
+/// its own attempts, numbered after the earlier ones).
+fn last_attempt(d: &serde_json::Value) -> u64 {
+    d["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["attempt"].as_u64())
+        .max()
+        .unwrap_or(0)
 }
 
-/// Waits until the job runs an attempt after the first `before`; returns when.
-fn running_again(cluster: &Cluster, id: &str, before: usize) {
+/// Waits until the job runs an attempt after attempt `before`.
+fn running_again(cluster: &Cluster, id: &str, before: u64) {
     eventually("the job to run again", Duration::from_secs(90), || {
         let d = cluster.job(id).map_err(|e| e.to_string())?;
-        let n = d["attempts"].as_array().map_or(0, Vec::len);
+        let n = last_attempt(&d);
         (d["state"] == "RUNNING" && n > before)
             .then_some(())
-            .ok_or_else(|| format!("{} with {n} attempts", d["state"]))
+            .ok_or_else(|| format!("{} in attempt {n}", d["state"]))
     })
     .unwrap();
 }
@@ -155,7 +160,7 @@ fn round(broker: &Broker, r: usize, rng: &mut StdRng) -> Round {
             .collect();
         broker.produce(&topic, &records).expect("produce");
         for &(_, fault) in faults.iter().filter(|(at, _)| *at == k) {
-            let before = attempts(&cluster, &id);
+            let before = cluster.job(&id).map_or(0, |d| last_attempt(&d));
             let started = Instant::now();
             eprintln!("chaos: round {r}: {fault:?} after chunk {k}");
             match fault {

@@ -427,10 +427,7 @@ impl Attempt<'_> {
                 (tm, async move { c.cancel_attempt(req).await.map(|_| ()) })
             })
             .collect();
-        // A taskmanager silent for the heartbeat timeout is lost anyway: waiting longer for its
-        // answer would only delay the restart (a frozen process answers nothing).
-        let patience = CALL_TIMEOUT.min(self.inner.config.heartbeat_timeout);
-        for (tm, why) in concurrently(calls, patience).await {
+        for (tm, why) in concurrently(calls, self.patience()).await {
             tracing::warn!(taskmanager = %tm, error = %why, "could not cancel subtasks");
             self.machine.tasks.stop_on(&tm);
             if let Some(entry) = self.inner.registry.remove(&tm) {
@@ -620,6 +617,13 @@ impl Attempt<'_> {
     }
 
     /// The taskmanagers the attempt runs on, with their clients.
+    /// How long a control call waits for a taskmanager's answer: a taskmanager silent for the
+    /// heartbeat timeout is lost anyway, and the driver handles nothing else meanwhile (a
+    /// frozen process answers nothing, and waiting longer only delays the restart).
+    fn patience(&self) -> Duration {
+        CALL_TIMEOUT.min(self.inner.config.heartbeat_timeout)
+    }
+
     fn taskmanagers(&self) -> Vec<(String, Client)> {
         let mut tms: Vec<String> = (0..self.job.plan.parallelism as usize)
             .filter_map(|i| self.placement.get(i).cloned())
@@ -652,7 +656,7 @@ impl Attempt<'_> {
                 })
             })
             .collect();
-        for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
+        for (tm, why) in concurrently(calls, self.patience()).await {
             tracing::warn!(taskmanager = %tm, checkpoint = n, error = %why, "could not notify a completed checkpoint");
         }
     }
@@ -676,7 +680,7 @@ impl Attempt<'_> {
                 )
             })
             .collect();
-        for (tm, why) in concurrently(calls, CALL_TIMEOUT).await {
+        for (tm, why) in concurrently(calls, self.patience()).await {
             tracing::warn!(taskmanager = %tm, checkpoint = n, error = %why, "could not trigger a checkpoint");
         }
     }
@@ -775,7 +779,7 @@ impl Attempt<'_> {
                 splits: Some(splits_to_proto(&SourceAssignment::Kafka(vec![start]))),
             };
             let call = async move { client.add_splits(req).await.map(|_| ()) };
-            if let Some((_, why)) = concurrently(vec![(tm, call)], CALL_TIMEOUT).await.pop() {
+            if let Some((_, why)) = concurrently(vec![(tm, call)], self.patience()).await.pop() {
                 return Err(TaskError::Io(format!(
                     "handing partition {partition} of `{uid}` to subtask {subtask}: {why}"
                 )));

@@ -478,9 +478,16 @@ mod tests {
         }
         let (_, text) = call_with(config(), get("/api/v1/openapi.json", None)).await;
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(doc["security"][0]["bearer"], serde_json::json!([]), "{text}");
+        assert_eq!(
+            doc["security"][0]["bearer"],
+            serde_json::json!([]),
+            "{text}"
+        );
         let jobs = &doc["paths"]["/api/v1/jobs"]["get"]["responses"]["401"];
-        assert!(jobs["description"].is_string(), "the 401 answer is documented: {text}");
+        assert!(
+            jobs["description"].is_string(),
+            "the 401 answer is documented: {text}"
+        );
     }
 
     #[tokio::test]
