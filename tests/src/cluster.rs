@@ -31,7 +31,8 @@ impl Process {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        if matches!(args.first(), Some(&"local" | &"taskmanager")) {
+        if matches!(args.first(), Some(&"local" | &"taskmanager")) && !args.contains(&"--state-dir")
+        {
             // Local state inside the test's temporary directory, removed with it.
             cmd.arg("--state-dir").arg(dir.path().join("state"));
         }
@@ -230,9 +231,19 @@ impl Cluster {
         slots: u32,
         env: &[(&str, String)],
     ) -> anyhow::Result<Process> {
+        self.taskmanager_with(slots, &[], env)
+    }
+
+    /// Like [`Cluster::taskmanager`], with extra flags and environment variables.
+    pub fn taskmanager_with(
+        &self,
+        slots: u32,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Process> {
         let before = self.overview()?["slots_total"].as_u64().unwrap_or(0);
         let slots_arg = slots.to_string();
-        let args = [
+        let mut args = vec![
             "taskmanager",
             "--jobmanager",
             &self.rpc,
@@ -241,6 +252,7 @@ impl Cluster {
             "--slots",
             &slots_arg,
         ];
+        args.extend_from_slice(extra);
         let tm = Process::spawn_with_env(&args, env)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.overview()?["slots_total"].as_u64().unwrap_or(0) < before + u64::from(slots) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use kappa_runtime::state::{KeyedState, ScanFn, StateFailure};
 use rocksdb::checkpoint::Checkpoint;
-use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
+use rocksdb::{DB, Direction, IteratorMode, LogLevel, Options, WriteBatch, WriteOptions};
 
 use crate::error::StateError;
 
@@ -47,6 +47,11 @@ impl RocksState {
     pub fn open(path: &Path) -> Result<Self, StateError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
+        // The database is a working copy: a restart restores from a checkpoint, never from
+        // what is here, so writes skip the write-ahead log (see `commit`). Its info log only
+        // takes fatal messages: a log line after a failed one (a full disk) is an assertion
+        // in Debian's RocksDB, which aborts the whole process.
+        opts.set_log_level(LogLevel::Fatal);
         let db = DB::open(&opts, path).map_err(|e| StateError::rocks(path, e))?;
         Ok(Self {
             db,
@@ -97,8 +102,13 @@ impl KeyedState for RocksState {
 
     fn commit(&mut self) -> Result<(), StateFailure> {
         let batch = std::mem::take(&mut self.batch);
+        // No write-ahead log: a full disk then fails a flush with an error, instead of leaving
+        // the log writer in an error state that Debian's RocksDB (built with assertions)
+        // aborts the whole process on at its next write.
+        let mut no_log = WriteOptions::default();
+        no_log.disable_wal(true);
         self.db
-            .write(batch)
+            .write_opt(batch, &no_log)
             .map_err(|e| failure(StateError::rocks(&self.path, e)))
     }
 
