@@ -241,7 +241,6 @@ impl Cluster {
         extra: &[&str],
         env: &[(&str, String)],
     ) -> anyhow::Result<Process> {
-        let before = self.overview()?["slots_total"].as_u64().unwrap_or(0);
         let slots_arg = slots.to_string();
         let mut args = vec![
             "taskmanager",
@@ -254,8 +253,19 @@ impl Cluster {
         ];
         args.extend_from_slice(extra);
         let tm = Process::spawn_with_env(&args, env)?;
+        // Registered when the jobmanager lists its id (counting slots would race with another
+        // taskmanager being declared lost meanwhile).
+        let listed = || -> anyhow::Result<bool> {
+            let Some(id) = taskmanager_id(&tm.log_text()) else {
+                return Ok(false);
+            };
+            let tms: Value = self.get("/api/v1/taskmanagers")?.json()?;
+            Ok(tms
+                .as_array()
+                .is_some_and(|l| l.iter().any(|t| t["id"] == id.as_str())))
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.overview()?["slots_total"].as_u64().unwrap_or(0) < before + u64::from(slots) {
+        while !listed()? {
             if Instant::now() > deadline {
                 bail!(
                     "the taskmanager did not register within 30 s; log:\n{}",
@@ -376,4 +386,16 @@ impl Cluster {
         }
         Ok(req.send()?)
     }
+}
+
+/// The id a taskmanager logs when it starts serving.
+fn taskmanager_id(log: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("taskmanager serving"))?;
+    let at = line.find("tm-")?;
+    Some(
+        line[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect(),
+    )
 }
