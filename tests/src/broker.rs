@@ -113,6 +113,19 @@ impl Broker {
         Ok(())
     }
 
+    /// Reads the sink topic `topic` (of [`crate::SINK_PARTITIONS`] partitions) until its latest
+    /// count per (item, window end) is `expected`, or `timeout` passes; the records read.
+    pub fn read_results(
+        &self,
+        topic: &str,
+        expected: &std::collections::BTreeMap<(String, i64), i64>,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Record>> {
+        self.read(topic, crate::SINK_PARTITIONS, timeout, |r| {
+            crate::reference::latest_per_key(r).is_ok_and(|m| &m == expected)
+        })
+    }
+
     /// Reads every partition of `topic` from the start until `done` says so or `timeout`.
     pub fn read(
         &self,

@@ -217,9 +217,7 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
 
     let expected = hourly_counts(&data, |u| u > 50);
     let out = broker
-        .read("out", SINK_PARTITIONS, Duration::from_secs(240), |r| {
-            latest_per_key(r).is_ok_and(|m| m == expected)
-        })
+        .read_results("out", &expected, Duration::from_secs(240))
         .expect("read");
     let got: BTreeMap<(String, i64), i64> = latest_per_key(&out).expect("records");
     eprintln!(

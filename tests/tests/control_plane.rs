@@ -104,9 +104,7 @@ fn a_jobmanager_dying_between_a_checkpoint_and_its_record_commits_nothing_twice(
         .expect("closing");
     let expected = hourly_counts(&data, |u| u > 50);
     let records = broker
-        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
-            latest_per_key(r).is_ok_and(|m| m == expected)
-        })
+        .read_results("out", &expected, Duration::from_secs(120))
         .expect("read");
     assert_eq!(latest_per_key(&records).expect("records"), expected);
     assert_eq!(
@@ -314,9 +312,7 @@ fn malformed_exchange_frames_are_refused_and_the_job_goes_on() {
         .expect("closing");
     let expected = hourly_counts(&data, |u| u > 50);
     let records = broker
-        .read("out", SINK_PARTITIONS, Duration::from_secs(60), |r| {
-            latest_per_key(r).is_ok_and(|m| m == expected)
-        })
+        .read_results("out", &expected, Duration::from_secs(60))
         .expect("read");
     cluster.assert_results(&id, &latest_per_key(&records).expect("records"), &expected);
     assert_eq!(cluster.job(&id).expect("job")["state"], "RUNNING");
@@ -452,9 +448,7 @@ fn a_new_jobmanager_resumes_each_kept_job_on_its_own() {
         .expect("closing");
     let expected = hourly_counts(&data, |u| u > 50);
     let records = broker
-        .read("out-a", SINK_PARTITIONS, Duration::from_secs(120), |r| {
-            latest_per_key(r).is_ok_and(|m| m == expected)
-        })
+        .read_results("out-a", &expected, Duration::from_secs(120))
         .expect("read");
     cluster.assert_results(&a, &latest_per_key(&records).expect("records"), &expected);
 }

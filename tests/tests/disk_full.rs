@@ -115,9 +115,7 @@ fn a_full_state_disk_fails_the_job_by_name_and_it_recovers_exactly_when_there_is
         .expect("closing");
     let expected = hourly_counts(&data, |u| u > 50);
     let records = broker
-        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
-            latest_per_key(r).is_ok_and(|m| m == expected)
-        })
+        .read_results("out", &expected, Duration::from_secs(120))
         .expect("read");
     cluster.assert_results(&id, &latest_per_key(&records).expect("records"), &expected);
     assert!(!tm.log_text().contains("panicked"), "{}", tm.log_text());

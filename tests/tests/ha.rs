@@ -13,7 +13,7 @@ use kappa_integration_tests::etcd::Etcd;
 use kappa_integration_tests::reference::{
     Click, first_half_produced, hourly_counts, latest_per_key, rest_and_closing,
 };
-use kappa_integration_tests::{SINK_PARTITIONS, bin, reference_job};
+use kappa_integration_tests::{bin, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 
@@ -25,9 +25,7 @@ fn finish_and_check(broker: &Broker, rest: &[Click], data: &[Click]) {
         .expect("produce rest");
     let expected = hourly_counts(data, |u| u > 50);
     let out = broker
-        .read("out", SINK_PARTITIONS, Duration::from_secs(120), |r| {
-            latest_per_key(r).is_ok_and(|m| m == expected)
-        })
+        .read_results("out", &expected, Duration::from_secs(120))
         .expect("read");
     assert_eq!(
         latest_per_key(&out).expect("records"),
