@@ -204,15 +204,12 @@ impl Cluster {
         }
     }
 
-    /// Which of `processes` is the taskmanager registered as `id` (its address is in its log).
+    /// Which of `processes` is the taskmanager registered as `id` (by the id it logs when it
+    /// starts; other taskmanagers' logs may name its address).
     pub fn taskmanager_process(&self, processes: &[Process], id: &str) -> Option<usize> {
-        let list: Value = self.get("/api/v1/taskmanagers").ok()?.json().ok()?;
-        let address = list.as_array()?.iter().find(|t| t["id"] == id)?["address"]
-            .as_str()?
-            .to_string();
         processes
             .iter()
-            .position(|p| p.log_text().contains(&address))
+            .position(|p| taskmanager_id(&p.log_text()).as_deref() == Some(id))
     }
 
     /// kill -9 of the jobmanager (or `kappa local`) process.

@@ -111,7 +111,7 @@ fn running_again(cluster: &Cluster, id: &str, before: u64) {
             .then_some(())
             .ok_or_else(|| format!("{} in attempt {n}", d["state"]))
     })
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e:#}\njobmanager log:\n{}", cluster.log_text()));
 }
 
 fn round(broker: &Broker, r: usize, rng: &mut StdRng) -> Round {
