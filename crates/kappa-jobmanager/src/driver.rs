@@ -79,9 +79,8 @@ async fn drive_to_end(inner: &Arc<Inner>, job: &Arc<JobEntry>) {
                 if state == JobState::Failed {
                     tracing::error!(job = %job.id, error = ?error, "job failed");
                 }
-                if let Some(e) = error {
-                    job.status.lock().error = Some(e);
-                }
+                // A job that ends well has no error; earlier attempts keep theirs.
+                job.status.lock().error = error;
                 job.set_state(state, None);
                 return;
             }
