@@ -364,4 +364,28 @@ fn every_documented_route_answers_as_described() {
         "{v}"
     );
     assert!(cluster.overview().is_ok(), "the server still answers");
+    // Eight uploads just under the limit at once: each refused before planning, naming the
+    // job-file limit, and the server answers on.
+    let near = json!({ "job": "#".repeat((4 << 20) - 1024) });
+    std::thread::scope(|s| {
+        let sent: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    client
+                        .post(format!("{}/api/v1/jobs", cluster.url))
+                        .bearer_auth(TOKEN)
+                        .json(&near)
+                        .send()
+                        .expect("request")
+                })
+            })
+            .collect();
+        for r in sent {
+            let r = r.join().expect("an upload");
+            assert_eq!(r.status().as_u16(), 400);
+            let text = r.text().unwrap_or_default();
+            assert!(text.contains("at most 1048576"), "{text}");
+        }
+    });
+    assert!(cluster.overview().is_ok(), "the server still answers");
 }

@@ -157,5 +157,20 @@ mod tests {
             .is_err()
         );
         assert!(decode(ExchangeFrame { frame: None }).is_err());
+        // A valid frame cut short at every length is an error, never a panic (cut after the
+        // whole batch, without the end-of-stream marker, it still reads as that batch).
+        let Some(Frame::Records(whole)) = one(Element::Records(batch.clone())).frame else {
+            panic!("a record frame")
+        };
+        for cut in 0..whole.len() {
+            let frame = ExchangeFrame {
+                frame: Some(Frame::Records(whole[..cut].to_vec())),
+            };
+            match decode(frame) {
+                Err(_) => {}
+                Ok(Element::Records(b)) => assert_eq!(b, batch, "{cut} of {} bytes", whole.len()),
+                Ok(_) => panic!("{cut} of {} bytes read as another element", whole.len()),
+            }
+        }
     }
 }
