@@ -234,7 +234,7 @@ pub async fn validate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ValidateResponse>, ApiError> {
     let s = parse_submission(&headers, query, body)?;
-    let plan = crate::plan_blocking(&s.file, &s.req.job, &s.overrides)
+    let plan = crate::submission::plan_blocking(&s.file, &s.req.job, &s.overrides)
         .await
         .map_err(ApiError::from)?;
     let graph = plan.graph();
