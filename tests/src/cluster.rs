@@ -204,6 +204,24 @@ impl Cluster {
         }
     }
 
+    /// Which of `processes` run subtasks of the jobs `ids`, in order.
+    pub fn hosting(&self, processes: &[Process], ids: &[&str]) -> Vec<usize> {
+        let mut found: Vec<usize> = Vec::new();
+        for id in ids {
+            let detail = self.job(id).unwrap_or_default();
+            let placed = detail["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|v| v["subtasks"].as_array().into_iter().flatten())
+                .filter_map(|s| s["taskmanager"].as_str());
+            found.extend(placed.filter_map(|tm| self.taskmanager_process(processes, tm)));
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
     /// Which of `processes` is the taskmanager registered as `id` (by the id it logs when it
     /// starts; other taskmanagers' logs may name its address).
     pub fn taskmanager_process(&self, processes: &[Process], id: &str) -> Option<usize> {

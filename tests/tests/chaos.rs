@@ -25,27 +25,6 @@ fn with_checkpoints(job: &str) -> String {
     ) + "\n[checkpoints]\ninterval = \"500ms\"\n"
 }
 
-/// The taskmanager processes that run subtasks of `jobs`.
-fn hosting(cluster: &Cluster, tms: &[Process], jobs: &[&str]) -> Vec<usize> {
-    let mut ids = Vec::new();
-    for id in jobs {
-        let detail = cluster.job(id).unwrap_or_default();
-        for v in detail["vertices"].as_array().into_iter().flatten() {
-            for s in v["subtasks"].as_array().into_iter().flatten() {
-                ids.extend(s["taskmanager"].as_str().map(str::to_string));
-            }
-        }
-    }
-    ids.sort();
-    ids.dedup();
-    let mut found: Vec<usize> = ids
-        .iter()
-        .filter_map(|id| cluster.taskmanager_process(tms, id))
-        .collect();
-    found.sort_unstable();
-    found
-}
-
 /// Records of the sink commits a taskmanager started but did not finish, from its log.
 fn interrupted_commits(log: &str) -> usize {
     let field = |line: &str, name: &str| {
@@ -169,7 +148,7 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
                     "no checkpoint started"
                 );
             }
-            let candidates = hosting(&cluster, &tms, &jobs);
+            let candidates = cluster.hosting(&tms, &jobs);
             assert!(!candidates.is_empty(), "no taskmanager runs the jobs");
             let victim = candidates[rng.random_range(0..candidates.len())];
             eprintln!("chaos: kill -9 taskmanager {victim} (kill {})", kill + 1);

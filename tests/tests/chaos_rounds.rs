@@ -74,20 +74,19 @@ fn committed(dir: &Path) -> BTreeMap<(String, i64), Vec<i64>> {
     out
 }
 
-/// The taskmanager processes that run subtasks of `id`.
-fn hosting(cluster: &Cluster, tms: &[Process], id: &str) -> Vec<usize> {
-    let d = cluster.job(id).unwrap_or_default();
-    let mut found: Vec<usize> = d["vertices"]
-        .as_array()
+/// The id of the job's newest completed checkpoint (0: none).
+fn newest_completed(cluster: &Cluster, id: &str) -> u64 {
+    let list: serde_json::Value = cluster
+        .get(&format!("/api/v1/jobs/{id}/checkpoints"))
+        .and_then(|r| Ok(r.json()?))
+        .unwrap_or_default();
+    list.as_array()
         .into_iter()
         .flatten()
-        .flat_map(|v| v["subtasks"].as_array().into_iter().flatten())
-        .filter_map(|s| s["taskmanager"].as_str())
-        .filter_map(|tm| cluster.taskmanager_process(tms, tm))
-        .collect();
-    found.sort_unstable();
-    found.dedup();
-    found
+        .filter(|c| c["status"] == "COMPLETED")
+        .filter_map(|c| c["id"].as_u64())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The number of the job's latest attempt (a jobmanager that took the job over lists only
@@ -170,7 +169,7 @@ fn round(broker: &Broker, r: usize, rng: &mut StdRng) -> Round {
                         .expect("jobmanager again");
                 }
                 Fault::KillTaskmanager | Fault::FreezeTaskmanager => {
-                    let hosts = hosting(&cluster, &tms, &id);
+                    let hosts = cluster.hosting(&tms, &[id.as_str()]);
                     let Some(&victim) = hosts.get(rng.random_range(0..hosts.len().max(1))) else {
                         continue;
                     };
@@ -204,8 +203,15 @@ fn round(broker: &Broker, r: usize, rng: &mut StdRng) -> Round {
             .then_some(())
             .ok_or_else(|| format!("{} of {} windows", got.len(), expected.len()))
     });
-    // Late duplicates would come with the next checkpoints.
-    std::thread::sleep(Duration::from_secs(1));
+    // Late duplicates would come with the next checkpoints: two more complete first.
+    let seen = newest_completed(&cluster, &id);
+    eventually("two more checkpoints", Duration::from_secs(60), || {
+        let n = newest_completed(&cluster, &id);
+        (n >= seen + 2)
+            .then_some(())
+            .ok_or(format!("newest {n}, was {seen}"))
+    })
+    .unwrap();
     let got = committed(&out);
     for (key, want) in &expected {
         match got.get(key).map(Vec::as_slice) {
