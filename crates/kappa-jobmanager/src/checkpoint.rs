@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use kappa_job::plan::CheckpointPlan;
 use kappa_proto::v1::CheckpointAck;
 use kappa_runtime::io::{FilePosition, SplitPosition};
-use kappa_state::{Location, StateHandle, positions_from_proto};
+use kappa_state::{Location, StateHandle, file_from_proto};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -501,21 +501,12 @@ impl Checkpoints {
                 });
             }
             for so in &a.sources {
-                let mut offsets = Vec::new();
-                let mut files = Vec::new();
-                for p in positions_from_proto(so) {
-                    match p {
-                        SplitPosition::Partition {
-                            partition,
-                            next_offset,
-                        } => offsets.push(PartitionOffset {
-                            partition,
-                            next_offset,
-                            source: String::new(),
-                        }),
-                        SplitPosition::File(f) => files.push(f),
-                    }
-                }
+                let offsets = so.offsets.iter().map(|o| PartitionOffset {
+                    partition: o.partition,
+                    next_offset: o.next_offset,
+                    source: String::new(),
+                });
+                let files = so.files.iter().map(file_from_proto);
                 match sources.iter_mut().find(|s| s.uid == so.uid) {
                     Some(s) => {
                         s.offsets.extend(offsets);
@@ -523,8 +514,8 @@ impl Checkpoints {
                     }
                     None => sources.push(SourceOffsets {
                         uid: so.uid.clone(),
-                        offsets,
-                        files,
+                        offsets: offsets.collect(),
+                        files: files.collect(),
                     }),
                 }
             }

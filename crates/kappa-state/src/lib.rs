@@ -11,4 +11,4 @@ pub use backend::{LocalFile, RocksState};
 pub use error::StateError;
 pub use location::Location;
 pub use snapshot::{StateHandle, StoredFile, Uploaded, Uploader, download};
-pub use wire::{file_from_proto, file_to_proto, positions_from_proto, positions_to_proto};
+pub use wire::{file_from_proto, file_to_proto, positions_to_proto};

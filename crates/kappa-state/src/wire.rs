@@ -79,19 +79,6 @@ pub fn positions_to_proto(uid: &str, positions: &[SplitPosition]) -> pb::SourceO
     out
 }
 
-/// The positions an acknowledgement carries for one source.
-pub fn positions_from_proto(s: &pb::SourceOffsets) -> Vec<SplitPosition> {
-    let partitions = s.offsets.iter().map(|o| SplitPosition::Partition {
-        partition: o.partition,
-        next_offset: o.next_offset,
-    });
-    let files = s
-        .files
-        .iter()
-        .map(|f| SplitPosition::File(file_from_proto(f)));
-    partitions.chain(files).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +102,20 @@ mod tests {
         ];
         let pb = positions_to_proto("clicks", &positions);
         assert_eq!(pb.uid, "clicks");
-        assert_eq!(positions_from_proto(&pb), positions);
+        let offsets: Vec<(i32, Option<i64>)> = pb
+            .offsets
+            .iter()
+            .map(|o| (o.partition, o.next_offset))
+            .collect();
+        assert_eq!(offsets, [(3, Some(17)), (4, None)]);
+        let files: Vec<FilePosition> = pb.files.iter().map(file_from_proto).collect();
+        assert_eq!(
+            files,
+            [FilePosition {
+                path: "/data/a.jsonl".into(),
+                offset: 1234,
+                line: 56,
+            }]
+        );
     }
 }
