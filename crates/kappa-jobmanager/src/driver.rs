@@ -323,12 +323,7 @@ async fn deploy_and_follow(
                 job_id: job.id.clone(),
                 parallelism: plan.parallelism,
                 max_parallelism: plan.max_parallelism,
-                periodic: job
-                    .checkpoints
-                    .lock()
-                    .as_ref()
-                    .and_then(|c| c.periodic())
-                    .is_some(),
+                periodic: job.periodic_checkpoints().is_some(),
             },
         ),
         events: events_rx,
@@ -473,10 +468,7 @@ impl Attempt<'_> {
         let checkpointing = job.checkpoints.lock().is_some();
         let mut checkpoint_tick = tokio::time::interval(
             self.job
-                .checkpoints
-                .lock()
-                .as_ref()
-                .and_then(|c| c.periodic())
+                .periodic_checkpoints()
                 .map_or(Duration::from_secs(3600), |c| tick_interval(&c)),
         );
         checkpoint_tick.tick().await;

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kappa_connectors::splits::{SourceAssignment, SourceStarts};
 use kappa_job::JobPlan;
+use kappa_job::plan::CheckpointPlan;
 use kappa_proto::v1::{CheckpointAck, SubtaskMetrics as ProtoMetrics, TaskStateReport};
 use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics, VertexMetrics};
 use parking_lot::Mutex;
@@ -240,6 +241,11 @@ impl JobEntry {
         self.status.lock().state
     }
 
+    /// The job's periodic checkpoints, if it takes any (not only savepoints).
+    pub fn periodic_checkpoints(&self) -> Option<CheckpointPlan> {
+        self.checkpoints.lock().as_ref().and_then(|c| c.periodic())
+    }
+
     pub fn set_state(&self, state: JobState, reason: Option<String>) {
         let mut s = self.status.lock();
         if s.state != state {
@@ -378,10 +384,7 @@ impl JobEntry {
             reason: s.reason.clone(),
             max_parallelism: self.plan.max_parallelism,
             checkpoint_interval_ms: self
-                .checkpoints
-                .lock()
-                .as_ref()
-                .and_then(|c| c.periodic())
+                .periodic_checkpoints()
                 .map(|p| u64::try_from(p.interval.as_millis()).unwrap_or(u64::MAX)),
             attempts: s.attempts.clone(),
             warnings: stalled_watermark_warnings(&vertices),

@@ -117,15 +117,18 @@ impl SplitWatermarks {
     /// Splits that read nothing for `after` while others read, and still hold the watermark
     /// back (no idle timeout lets them go): windows cannot fire past them and state grows.
     pub fn stalled(&self, now: Instant, after: Duration) -> usize {
-        let silent = |s: &Split| now.duration_since(s.last_active) >= after;
-        let holding = self.splits.iter().filter(|s| {
-            !s.finished
-                && self
-                    .idle_timeout
-                    .is_none_or(|t| now.duration_since(s.last_active) < t)
-        });
-        let (stalled, reading): (Vec<&Split>, Vec<&Split>) = holding.partition(|s| silent(s));
-        if reading.is_empty() { 0 } else { stalled.len() }
+        // Counted without allocating: this runs at every poll of a source.
+        let (mut stalled, mut reading) = (0, 0);
+        for s in &self.splits {
+            let silent_for = now.duration_since(s.last_active);
+            let holding = !s.finished && self.idle_timeout.is_none_or(|t| silent_for < t);
+            match (holding, silent_for >= after) {
+                (true, true) => stalled += 1,
+                (true, false) => reading += 1,
+                (false, _) => {}
+            }
+        }
+        if reading == 0 { 0 } else { stalled }
     }
 
     /// The watermark to emit now, if it advanced since the last one emitted.
