@@ -132,15 +132,12 @@ impl JsonDecoder {
         };
         let name = self.schema.field(column).name();
         let times = event_times(col).map_err(|e| ConnectorError::Format(e.to_string()))?;
-        let possible: BooleanArray = times
-            .iter()
-            .map(|t| Some(t.is_none_or(|t| t.unsigned_abs() <= MAX_EVENT_TIME_MS as u64)))
-            .collect();
-        if possible.true_count() == batch.num_rows() {
-            return Ok(batch);
-        }
+        let before = bad.len();
+        let mut possible = Vec::with_capacity(times.len());
         for (row, t) in times.iter().enumerate() {
-            if let Some(t) = t.filter(|t| t.unsigned_abs() > MAX_EVENT_TIME_MS as u64) {
+            let impossible = t.filter(|t| t.unsigned_abs() > MAX_EVENT_TIME_MS as u64);
+            possible.push(impossible.is_none());
+            if let Some(t) = impossible {
                 bad.push(BadRecord {
                     index: indices.get(row).copied().unwrap_or(row),
                     error: format!(
@@ -149,7 +146,11 @@ impl JsonDecoder {
                 });
             }
         }
-        filter_record_batch(&batch, &possible).map_err(|e| ConnectorError::Format(e.to_string()))
+        if bad.len() == before {
+            return Ok(batch);
+        }
+        filter_record_batch(&batch, &BooleanArray::from(possible))
+            .map_err(|e| ConnectorError::Format(e.to_string()))
     }
 }
 
