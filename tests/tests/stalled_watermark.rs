@@ -1,5 +1,6 @@
 //! A Kafka partition that stays empty holds the watermark back when the job has no
-//! `idle_timeout`: windows never fire and state grows. The job page and /metrics say so.
+//! `idle_timeout`: windows never fire and state grows. The job page and /metrics say so, and
+//! a job whose state outgrows its limit fails with the reason while the others run on.
 
 use std::time::Duration;
 
@@ -55,4 +56,48 @@ fn an_empty_partition_without_an_idle_timeout_is_reported_as_a_stalled_watermark
             .any(|l| l.starts_with("kappa_stalled_splits{") && l.ends_with(" 1")),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_job_beyond_its_state_limit_fails_with_the_reason_and_the_others_run_on() {
+    let broker = Broker::start().expect("broker");
+    broker.create_topic("clicks", 2).expect("topic");
+    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
+    let cluster = Cluster::local(2, &[]).expect("kappa local");
+    let stalled = reference_job(&broker.bootstrap, "clicks", "out", "true", 1)
+        .replace("idle_timeout = \"30s\"\n", "");
+    let limited = format!("{stalled}\n[limits]\nstate_memory = \"256KiB\"\n");
+    let small = cluster.submit(&limited, &[]).expect("submit");
+    let other = cluster.submit(&stalled, &[]).expect("submit");
+    // 5,000 items over two hours in partition 0 only: about 10,000 windows that never fire.
+    let data = clicks(20_000, 5, START, 2, 5_000);
+    let records: Vec<(i32, String)> = data.iter().map(|c| (0, c.json())).collect();
+    broker.produce("clicks", &records).expect("produce");
+    let job = cluster
+        .wait_state(&small, &["FAILED"], Duration::from_secs(90))
+        .expect("the limited job fails");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("beyond its limit of 256.0 KiB")
+            && error.contains("window `window` holds")
+            && error.contains("[limits] state_memory"),
+        "{error}"
+    );
+    assert_eq!(
+        job["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "a job over its limit is not restarted into the same wall"
+    );
+    let d = eventually(
+        "the other job reads everything",
+        Duration::from_secs(60),
+        || {
+            let d = cluster.job(&other).map_err(|e| e.to_string())?;
+            (d["state"] == "RUNNING" && d["vertices"][0]["records_in"] == data.len())
+                .then_some(d.clone())
+                .ok_or_else(|| format!("{} {}", d["state"], d["vertices"][0]["records_in"]))
+        },
+    )
+    .unwrap();
+    assert!(d["error"].is_null(), "{d}");
 }

@@ -77,6 +77,9 @@ pub struct JobPlan {
     pub restart: Option<RestartPlan>,
     /// Periodic checkpoints as the job file asks for them (the cluster resolves defaults).
     pub checkpoints: Checkpointing,
+    /// `[limits] state_memory`: the most window state, in bytes, the job may hold in one
+    /// taskmanager; None: the cluster's default.
+    pub state_limit: Option<u64>,
     /// Schema of the records the result sinks receive.
     pub output_schema: SchemaRef,
 }
@@ -557,6 +560,16 @@ impl Planner<'_> {
                 }
             }
         };
+        let state_limit = spec.limits.as_ref().and_then(|l| l.state_memory.as_ref());
+        if let Some(limit) = state_limit
+            && limit.get_ref().0 == 0
+        {
+            self.err(
+                span(limit),
+                "limits.state_memory",
+                "must be more than 0 bytes",
+            );
+        }
         if !self.errors.is_empty() {
             return Err(SpecErrors(self.errors));
         }
@@ -572,6 +585,7 @@ impl Planner<'_> {
             sinks,
             restart,
             checkpoints,
+            state_limit: state_limit.map(|l| l.get_ref().0),
             output_schema,
         })
     }

@@ -40,6 +40,17 @@ pub struct JobSpec {
     pub sinks: BTreeMap<String, SinkSpec>,
     pub restart: Option<RestartSpec>,
     pub checkpoints: Option<CheckpointSpec>,
+    pub limits: Option<LimitsSpec>,
+}
+
+/// What the job may hold, so that one job cannot exhaust a taskmanager shared with others.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// The most window state the job may keep in the memory of one taskmanager, e.g.
+    /// "2GiB" (default: the jobmanager's `--job-state-limit`). Beyond it the job fails with
+    /// the reason instead of the process running out of memory.
+    pub state_memory: Option<Spanned<HumanSize>>,
 }
 
 /// Periodic checkpoints of the job (they need a checkpoint directory on the cluster). Without
@@ -238,6 +249,24 @@ pub struct RestartSpec {
     pub max_delay: Option<HumanDuration>,
     /// Give up after this many restarts in a row (unset: never give up).
     pub max_attempts: Option<u32>,
+}
+
+/// A size in bytes written as text: "512MiB", "4GiB", "64KiB", "1000000".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanSize(pub u64);
+
+impl<'de> Deserialize<'de> for HumanSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| HumanSize(b.as_u64()))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid size `{text}`: {e} (write e.g. \"512MiB\", \"4GiB\")"
+                ))
+            })
+    }
 }
 
 /// A duration written as text: "10s", "1h", "500ms", "1h 30m".

@@ -344,6 +344,10 @@ async fn deploy_and_follow(
             tasks,
             locations: locations.clone(),
             checkpoint_location: checkpoint_location.clone(),
+            state_limit_bytes: plan
+                .state_limit
+                .or(inner.config.job_state_limit)
+                .unwrap_or(0),
         };
         let client = inner.registry.get(tm).map(|t| t.client);
         deployments.push((tm.to_string(), async move {

@@ -50,6 +50,9 @@ pub struct JobManagerConfig {
     /// How often jobs without their own interval are checkpointed when there is a checkpoint
     /// directory; None: only jobs that ask for checkpoints are.
     pub default_checkpoint_interval: Option<Duration>,
+    /// The most window state, in bytes, a job without its own `[limits] state_memory` may
+    /// hold in one taskmanager; None: no limit.
+    pub job_state_limit: Option<u64>,
     /// How long ended jobs stay listed (and their records kept) before they are forgotten.
     pub job_retention: Duration,
     /// How long to wait for Kafka metadata before an attempt fails (and is retried).
@@ -83,6 +86,7 @@ impl Default for JobManagerConfig {
             rpc: SocketAddr::from(([127, 0, 0, 1], 6123)),
             checkpoint_dir: None,
             default_checkpoint_interval: Some(Duration::from_secs(10)),
+            job_state_limit: Some(DEFAULT_JOB_STATE_LIMIT),
             job_retention: Duration::from_secs(3600),
             kafka_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
@@ -97,6 +101,9 @@ impl Default for JobManagerConfig {
         }
     }
 }
+
+/// The default of [`JobManagerConfig::job_state_limit`]: 4 GiB per job and taskmanager.
+pub const DEFAULT_JOB_STATE_LIMIT: u64 = 4 << 30;
 
 /// How long a savepoint request waits.
 const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(600);

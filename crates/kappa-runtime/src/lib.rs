@@ -3,6 +3,7 @@
 //! watermarks, barrier alignment, and keyed exchange by key group.
 
 pub mod barrier;
+pub mod budget;
 pub mod chain;
 pub mod channel;
 pub mod element;

@@ -18,6 +18,7 @@ use kappa_proto::v1::{
     DeployTasksRequest, ExchangeHeader, SourceSplits, TaskDeployment, TaskState, TaskStateReport,
 };
 use kappa_runtime::TaskError;
+use kappa_runtime::budget::StateBudget;
 use kappa_runtime::chain::{Chain, EdgeOutput, Partitioner};
 use kappa_runtime::channel::{Inputs, Outputs, Tagged, Target};
 use kappa_runtime::keyed::KeyPartitioner;
@@ -220,6 +221,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         }
     }
     let cancel = Arc::new(AtomicBool::new(false));
+    let budget = StateBudget::new((req.state_limit_bytes > 0).then_some(req.state_limit_bytes));
     let checkpointing = if req.checkpoint_location.is_empty() {
         None
     } else {
@@ -408,6 +410,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             attempt: key.clone(),
             cancel: Arc::clone(&cancel),
             ctx: checkpointing.clone(),
+            budget: Arc::clone(&budget),
             prepared: p,
         };
         reporter.spawn(format!("{}-{name}-{i}", key.0), move || run.start()?.run())?;
@@ -422,6 +425,8 @@ struct SubtaskRun {
     attempt: AttemptKey,
     cancel: Arc<AtomicBool>,
     ctx: Option<Arc<CheckpointContext>>,
+    /// The job's state limit in this taskmanager, shared by the attempt's subtasks here.
+    budget: Arc<StateBudget>,
     prepared: Prepared,
 }
 
@@ -435,6 +440,7 @@ impl SubtaskRun {
             attempt: (job_id, attempt),
             cancel,
             ctx,
+            budget,
             prepared: p,
         } = self;
         let (vertex_id, i) = (p.deployment.vertex, p.deployment.subtask);
@@ -484,7 +490,7 @@ impl SubtaskRun {
                         .get(w)
                         .ok_or_else(|| TaskError::Data(format!("no window {w}")))?;
                     let mut agg: Box<dyn Operator> = Box::new(WindowedAggregate::new(
-                        WindowOperator::new(window, plan.max_parallelism)?,
+                        WindowOperator::new(window, plan.max_parallelism, budget.charge())?,
                         metrics,
                     ));
                     let part = match &ctx {

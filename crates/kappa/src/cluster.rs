@@ -32,6 +32,21 @@ fn duration_or_off(s: &str) -> Result<DurationOrOff, String> {
     }
 }
 
+/// A size in bytes, or `off`, as a flag value.
+#[derive(Clone, Copy, Debug)]
+pub struct SizeOrOff(pub Option<u64>);
+
+fn size_or_off(s: &str) -> Result<SizeOrOff, String> {
+    match s {
+        "off" => Ok(SizeOrOff(None)),
+        s => match s.parse::<bytesize::ByteSize>() {
+            Ok(b) if b.as_u64() > 0 => Ok(SizeOrOff(Some(b.as_u64()))),
+            Ok(_) => Err("must be more than 0 bytes (or `off`)".into()),
+            Err(e) => Err(format!("`{s}`: {e} (e.g. 512MiB, 4GiB, off)")),
+        },
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 10s, 500ms, 5m)"))
 }
@@ -59,6 +74,11 @@ pub struct JobManagerArgs {
     /// directory); `off`: only jobs with a [checkpoints] interval are.
     #[arg(long, env = "KAPPA_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = duration_or_off)]
     pub checkpoint_interval: DurationOrOff,
+    /// The most window state one job may hold in the memory of one taskmanager, unless its
+    /// file sets `[limits] state_memory`; a job beyond it fails with the reason instead of the
+    /// taskmanager running out of memory. `off`: no limit.
+    #[arg(long, env = "KAPPA_JOB_STATE_LIMIT", default_value = "4GiB", value_parser = size_or_off)]
+    pub job_state_limit: SizeOrOff,
     /// How long FINISHED, CANCELED and FAILED jobs stay listed, with their records, before
     /// they are forgotten.
     #[arg(long, env = "KAPPA_JOB_RETENTION", default_value = "1h", value_parser = duration)]
@@ -141,6 +161,7 @@ impl JobManagerArgs {
             rpc: addr(&self.rpc_address, self.rpc_port)?,
             checkpoint_dir: self.checkpoint_dir.clone(),
             default_checkpoint_interval: self.checkpoint_interval.0,
+            job_state_limit: self.job_state_limit.0,
             job_retention: self.job_retention,
             heartbeat_interval: self.heartbeat_interval,
             heartbeat_timeout: self.heartbeat_timeout,

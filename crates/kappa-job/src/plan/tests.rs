@@ -60,6 +60,32 @@ mod general {
     }
 
     #[test]
+    fn state_limits_are_sizes_located_when_wrong() {
+        assert_eq!(
+            plan_job("job.toml", REFERENCE, &Overrides::default())
+                .unwrap()
+                .state_limit,
+            None,
+            "without [limits] the cluster decides"
+        );
+        let with = |v: &str| format!("{REFERENCE}\n[limits]\nstate_memory = {v}\n");
+        let plan = plan_job("job.toml", &with("\"1.5GiB\""), &Overrides::default()).unwrap();
+        assert_eq!(plan.state_limit, Some(3 << 29));
+        for (bad, says) in [
+            ("\"lots\"", "invalid size `lots`"),
+            ("\"0MiB\"", "must be more than 0 bytes"),
+            ("512", "invalid type"),
+        ] {
+            let text = with(bad);
+            let errs = errors(&text);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].field, "limits.state_memory", "{bad}");
+            assert_eq!(errs[0].line, Some(line_of(&text, "state_memory")), "{bad}");
+            assert!(errs[0].message.contains(says), "{bad}: {}", errs[0].message);
+        }
+    }
+
+    #[test]
     fn semantic_errors_are_located_and_all_reported() {
         let text = REFERENCE
             .replace("> 50\"", "> \"")

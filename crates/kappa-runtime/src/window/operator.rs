@@ -1,7 +1,8 @@
 //! The window operator of one keyed subtask: assigns records to (key, window) groups, keeps
 //! their aggregates, and emits a row per group when the watermark passes the window end. A
 //! record whose windows do not fit in i64 milliseconds, or an aggregate that overflows, fails
-//! the subtask with a [`TaskError::Data`] naming the value.
+//! the subtask with a [`TaskError::Data`] naming the value. Every group is charged to the
+//! job's [`StateBudget`](crate::budget::StateBudget); a group beyond it fails the subtask too.
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::RangeInclusive;
@@ -16,6 +17,7 @@ use kappa_job::plan::{WindowAssigner, WindowPlan};
 
 use super::accumulator::{Accumulator, ArgValues, Overflow};
 use super::assign::{Described, Windows};
+use crate::budget::StateCharge;
 use crate::error::{TaskError, eval_error};
 use crate::keyed::KeyEncoder;
 use crate::state::{KeyedState, StateFailure};
@@ -34,6 +36,12 @@ struct Group {
     stored: Option<Box<[u8]>>,
 }
 
+/// Estimated heap bytes of one group besides its key bytes and accumulators: the `Group`,
+/// its index entry and timers with their containers' overhead.
+const GROUP_OVERHEAD: u64 = 160;
+/// Heap bytes of one accumulator slot (an i64, an f64 and a count).
+const ACCUMULATOR_SLOT: u64 = 24;
+
 /// Borrowed lookup key for the (key bytes, window start) index, without allocating.
 #[derive(Hash)]
 struct GroupRef<'a>(&'a [u8], i64);
@@ -46,6 +54,10 @@ impl Equivalent<(Box<[u8]>, i64)> for GroupRef<'_> {
 
 /// Keyed event-time windows of one subtask.
 pub struct WindowOperator {
+    /// The window's uid, for errors.
+    uid: String,
+    /// What the groups take, charged to the job's state budget.
+    charge: StateCharge,
     /// Number of key groups, to place each group's state.
     max_parallelism: u32,
     /// Groups changed since the last snapshot.
@@ -79,8 +91,14 @@ pub struct WindowOperator {
 }
 
 impl WindowOperator {
-    pub fn new(plan: &WindowPlan, max_parallelism: u32) -> Result<Self, TaskError> {
+    pub fn new(
+        plan: &WindowPlan,
+        max_parallelism: u32,
+        charge: StateCharge,
+    ) -> Result<Self, TaskError> {
         Ok(Self {
+            uid: plan.uid.clone(),
+            charge,
             max_parallelism,
             dirty: HashSet::new(),
             tombstones: Vec::new(),
@@ -116,6 +134,17 @@ impl WindowOperator {
     /// Number of window groups held in state.
     pub fn groups_in_state(&self) -> usize {
         self.groups.len() - self.free.len()
+    }
+
+    /// Estimated heap bytes of the groups held.
+    pub fn bytes_in_state(&self) -> u64 {
+        self.charge.held()
+    }
+
+    /// Estimated heap bytes of a group with a key of `key_len` bytes: the key is kept in
+    /// the group, in the index and (once snapshotted) as the state key.
+    fn group_bytes(&self, key_len: usize) -> u64 {
+        3 * key_len as u64 + GROUP_OVERHEAD + ACCUMULATOR_SLOT * self.accs.len() as u64
     }
 
     /// Records dropped as too late since the last call.
@@ -229,7 +258,17 @@ impl WindowOperator {
         self.watermark != i64::MIN && end.saturating_add(self.lateness) <= self.watermark
     }
 
-    fn new_group(&mut self, key: &[u8], start: i64, end: i64) -> u32 {
+    fn new_group(&mut self, key: &[u8], start: i64, end: i64) -> Result<u32, TaskError> {
+        let bytes = self.group_bytes(key.len());
+        if let Err(e) = self.charge.grow(bytes) {
+            return Err(TaskError::Data(format!(
+                "{e}: window `{}` holds {} windows here ({}) when a window of key {} opens. Raise `[limits] state_memory` in the job file (or the jobmanager's --job-state-limit), add taskmanagers and parallelism, or look for a watermark that does not advance (the job's warnings) or more keys than expected",
+                self.uid,
+                self.groups_in_state(),
+                bytesize::ByteSize(self.charge.held()),
+                self.keys.describe(key),
+            )));
+        }
         let group = Group {
             key: key.into(),
             start,
@@ -238,7 +277,7 @@ impl WindowOperator {
             retained: false,
             stored: None,
         };
-        match self.free.pop() {
+        Ok(match self.free.pop() {
             Some(g) => {
                 self.groups[g as usize] = group;
                 g
@@ -249,7 +288,7 @@ impl WindowOperator {
                 self.accs.iter_mut().for_each(|a| a.ensure(len));
                 (len - 1) as u32
             }
-        }
+        })
     }
 
     fn update(&mut self, g: u32, values: &[ArgValues], row: usize) -> Result<(), TaskError> {
@@ -281,7 +320,7 @@ impl WindowOperator {
         let g = match self.index.get(&GroupRef(key, start)) {
             Some(&g) => g,
             None => {
-                let g = self.new_group(key, start, end);
+                let g = self.new_group(key, start, end)?;
                 self.index.insert((key.into(), start), g);
                 g
             }
@@ -307,7 +346,7 @@ impl WindowOperator {
             s.start <= end && start <= s.end
         });
         let g = match overlapping.split_first() {
-            None => self.new_group(key, start, end),
+            None => self.new_group(key, start, end)?,
             Some((&first, others)) => {
                 // The joined session's bounds; its timers are keyed by its old end.
                 let old_end = self.groups[first as usize].end;
@@ -370,6 +409,8 @@ impl WindowOperator {
             }
         }
         let kg = key_group_of(&group.key, self.max_parallelism);
+        let bytes = self.group_bytes(group.key.len());
+        self.charge.shrink(bytes);
         if let Some(stored) = self.groups[g as usize].stored.take() {
             self.tombstones.push((kg, stored));
         }
@@ -507,7 +548,9 @@ impl WindowOperator {
                     .map_err(|_| StateFailure("bad window end".into()))?,
             );
             let flags = value[8];
-            let g = self.new_group(row, start, end);
+            let g = self
+                .new_group(row, start, end)
+                .map_err(|e| StateFailure(e.to_string()))?;
             for (i, acc) in self.accs.iter_mut().enumerate() {
                 let at = 9 + i * Accumulator::SAVED_LEN;
                 let bytes: &[u8; Accumulator::SAVED_LEN] = value[at..at + Accumulator::SAVED_LEN]

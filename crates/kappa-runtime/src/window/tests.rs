@@ -9,6 +9,7 @@ use kappa_job::plan::{WindowAssigner, WindowPlan};
 use kappa_job::sql::{compile_aggregate, compile_named};
 
 use super::WindowOperator;
+use crate::budget::StateBudget;
 
 fn input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -23,6 +24,14 @@ fn input_schema() -> SchemaRef {
 }
 
 fn operator(assigner: WindowAssigner, lateness: i64) -> WindowOperator {
+    operator_charged(assigner, lateness, StateBudget::new(None).charge())
+}
+
+fn operator_charged(
+    assigner: WindowAssigner,
+    lateness: i64,
+    charge: crate::budget::StateCharge,
+) -> WindowOperator {
     let s = input_schema();
     let out = Arc::new(Schema::new(vec![
         Field::new("item_id", DataType::Utf8, false),
@@ -44,7 +53,7 @@ fn operator(assigner: WindowAssigner, lateness: i64) -> WindowOperator {
         output_schema: out,
         late_output: None,
     };
-    WindowOperator::new(&plan, 128).unwrap()
+    WindowOperator::new(&plan, 128, charge).unwrap()
 }
 
 fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
@@ -540,4 +549,82 @@ fn a_window_subtask_snapshots_when_barriers_align() {
     assert!(at("prepare 1") < at("commit 1"), "{log:?}");
     assert!(at("commit 1") < at("flush"), "{log:?}");
     assert_eq!(log.last().map(String::as_str), Some("flush"), "{log:?}");
+}
+
+#[test]
+fn every_group_is_charged_to_the_budget_and_given_back_when_it_ends() {
+    for (assigner, lateness) in [
+        (WindowAssigner::Tumbling { size_ms: 1000 }, 0),
+        (WindowAssigner::Tumbling { size_ms: 1000 }, 500),
+        (
+            WindowAssigner::Sliding {
+                size_ms: 1000,
+                slide_ms: 250,
+            },
+            0,
+        ),
+        (WindowAssigner::Session { gap_ms: 300 }, 0),
+    ] {
+        let budget = StateBudget::new(None);
+        let mut w = operator_charged(assigner, lateness, budget.charge());
+        // Sessions of a key join and split; windows fire while others open.
+        let rows: Vec<(String, i64, i64)> = (0..300)
+            .map(|i| {
+                (
+                    format!("item_{}", i % 17),
+                    (i * 97) % 5000 + (i / 100) * 5000,
+                    i,
+                )
+            })
+            .collect();
+        for chunk in rows.chunks(50) {
+            w.process(&batch(&refs(chunk))).unwrap();
+            assert!(budget.held() > 0, "{assigner:?}");
+            let watermark = chunk.iter().map(|r| r.1).min().unwrap() - 1000;
+            w.advance(watermark).unwrap();
+            assert_eq!(budget.held(), w.bytes_in_state(), "{assigner:?}");
+        }
+        w.advance(i64::MAX).unwrap();
+        assert_eq!(w.groups_in_state(), 0, "{assigner:?}");
+        assert_eq!(
+            budget.held(),
+            0,
+            "{assigner:?}: every group gave its bytes back"
+        );
+    }
+}
+
+#[test]
+fn a_window_beyond_the_job_state_limit_fails_the_subtask_naming_limit_and_window() {
+    let budget = StateBudget::new(Some(10_000));
+    let tumbling = WindowAssigner::Tumbling { size_ms: 1000 };
+    // Another operator of the same job already holds part of the budget.
+    let mut other = operator_charged(tumbling, 0, budget.charge());
+    other.process(&batch(&[("x", 1, 1), ("y", 1, 1)])).unwrap();
+    let other_bytes = budget.held();
+    assert!(other_bytes > 0);
+
+    let mut w = operator_charged(tumbling, 0, budget.charge());
+    let rows: Vec<(String, i64, i64)> = (0..1000).map(|i| (format!("k{i}"), 5, 1)).collect();
+    let e = w.process(&batch(&refs(&rows))).unwrap_err();
+    assert!(!e.is_retriable(), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("beyond its limit of 9.8 KiB"), "{text}");
+    assert!(text.contains("window `window` holds"), "{text}");
+    assert!(text.contains("[limits] state_memory"), "{text}");
+    assert!(budget.held() <= 10_000, "{}", budget.held());
+    assert!(w.groups_in_state() > 0 && w.groups_in_state() < 1000);
+
+    // A restore that does not fit fails the same way, and dropping the operators frees all.
+    let mut state = MapState::default();
+    w.snapshot(&mut state).unwrap();
+    drop(w);
+    assert_eq!(budget.held(), other_bytes);
+    let small = StateBudget::new(Some(1_000));
+    let e = operator_charged(tumbling, 0, small.charge())
+        .restore(&state, 0..=127)
+        .unwrap_err();
+    assert!(e.to_string().contains("beyond its limit"), "{e}");
+    drop(other);
+    assert_eq!(budget.held(), 0);
 }
