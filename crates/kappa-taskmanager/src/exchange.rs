@@ -18,6 +18,7 @@ use kappa_runtime::metrics::SubtaskMetrics;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ipc;
@@ -55,6 +56,12 @@ const DEPLOY_WAIT: Duration = Duration::from_secs(15);
 const CONNECT_WAIT: Duration = Duration::from_secs(30);
 /// How long one try to open a stream may take.
 const CONNECT_TRY: Duration = Duration::from_secs(2);
+/// A sender's connection that has read nothing for this long sends an HTTP/2 PING…
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// …and is closed when no answer comes within this. Without it a peer behind a network
+/// partition went unnoticed (a sender waiting for credit reads nothing; TCP gives up only after
+/// ~15 minutes of retransmissions): now the stream fails within 15 s, and the attempt restarts.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
 /// The receiving side, served by every taskmanager.
@@ -225,9 +232,15 @@ impl RemoteSender {
             let attempt = self.handle.block_on(async {
                 let open = async {
                     tx.send(header).await.map_err(|e| e.to_string())?;
-                    let mut client = DataExchangeServiceClient::connect(url.clone())
-                        .await
+                    let channel = Endpoint::from_shared(url.clone())
                         .map_err(|e| e.to_string())?
+                        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                        .keep_alive_while_idle(true)
+                        .connect()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut client = DataExchangeServiceClient::new(channel)
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES);
                     client
