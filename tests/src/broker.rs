@@ -1,5 +1,6 @@
-//! A Tansu broker process (Kafka protocol, in-memory storage) on a free port, and the Kafka
-//! client calls the tests make: create topics, produce to partitions, read a topic.
+//! A Tansu broker process (Kafka protocol; in-memory storage, or S3 to survive restarts) on a
+//! free port, and the Kafka client calls the tests make: create topics, produce to
+//! partitions, read a topic.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -18,8 +19,38 @@ use crate::{free_port, repo_root};
 
 /// A running broker; killed when dropped.
 pub struct Broker {
-    child: Child,
+    /// The process while it runs (killed and resumed by tests that share the broker).
+    child: std::sync::Mutex<Option<Child>>,
+    /// Where clients reach it: the advertised host and the port.
     pub bootstrap: String,
+    /// What it listens on, to wait for it.
+    listen: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Where a broker listens and keeps its data.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// The address it binds (e.g. 0.0.0.0 for processes in other network namespaces).
+    pub listen_ip: String,
+    /// The host name or address clients are told to connect to.
+    pub advertised_host: String,
+    /// Tansu's `--storage-engine`: `memory://tansu/` (lost with the process) or
+    /// `s3://bucket/` (kept across restarts, with `env` pointing at the S3 server).
+    pub storage: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            listen_ip: "127.0.0.1".into(),
+            advertised_host: "127.0.0.1".into(),
+            storage: "memory://tansu/".into(),
+            env: Vec::new(),
+        }
+    }
 }
 
 fn tansu_path() -> std::path::PathBuf {
@@ -34,41 +65,61 @@ fn tansu_path() -> std::path::PathBuf {
 }
 
 impl Broker {
+    /// A broker on a free loopback port with in-memory storage.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(BrokerOptions::default())
+    }
+
+    pub fn start_with(o: BrokerOptions) -> anyhow::Result<Self> {
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
+        let broker = Self {
+            child: std::sync::Mutex::new(None),
+            bootstrap: format!("{}:{port}", o.advertised_host),
+            listen: format!("{}:{port}", o.listen_ip.replace("0.0.0.0", "127.0.0.1")),
+            args: vec![
+                "broker".into(),
+                "--listener-url".into(),
+                format!("tcp://{}:{port}", o.listen_ip),
+                "--advertised-listener-url".into(),
+                format!("tcp://{}:{port}", o.advertised_host),
+                "--storage-engine".into(),
+                o.storage,
+            ],
+            env: o.env,
+        };
+        broker.resume()?;
+        Ok(broker)
+    }
+
+    /// Starts the process (again: on the same port and storage) and waits until it listens.
+    pub fn resume(&self) -> anyhow::Result<()> {
         let tansu = tansu_path();
         let child = Command::new(&tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| {
                 format!("starting {} (run scripts/setup.sh --test)", tansu.display())
             })?;
-        let broker = Self {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-        };
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&broker.bootstrap).is_err() {
+        while TcpStream::connect(&self.listen).is_err() {
             if Instant::now() > deadline {
-                bail!(
-                    "the broker did not listen on {} within 20 s",
-                    broker.bootstrap
-                );
+                bail!("the broker did not listen on {} within 20 s", self.listen);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(broker)
+        Ok(())
+    }
+
+    /// Kills the process (SIGKILL); what its storage keeps stays.
+    pub fn kill(&self) {
+        if let Some(mut c) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn config(&self) -> ClientConfig {
@@ -94,7 +145,12 @@ impl Broker {
 
     /// Produces (partition, value) records and waits until all are acknowledged.
     pub fn produce(&self, topic: &str, records: &[(i32, String)]) -> anyhow::Result<()> {
-        let p: BaseProducer = self.config().set("linger.ms", "5").create()?;
+        // Tests produce records of up to 10 MB (librdkafka's default limit is 1 MB).
+        let p: BaseProducer = self
+            .config()
+            .set("linger.ms", "5")
+            .set("message.max.bytes", "33554432")
+            .create()?;
         for (partition, value) in records {
             let mut rec = BaseRecord::<(), str>::to(topic)
                 .partition(*partition)
@@ -192,7 +248,6 @@ pub struct Record {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -363,6 +363,19 @@ impl Cluster {
         }
     }
 
+    /// Waits until job `id` has FAILED without a restart (its error is one no restart can
+    /// cure); its detail and error.
+    pub fn failed_once(&self, id: &str, timeout: Duration) -> anyhow::Result<(Value, String)> {
+        let job = self.wait_state(id, &["FAILED"], timeout)?;
+        let attempts = job["attempts"].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(
+            attempts == 1,
+            "job {id} was restarted ({attempts} attempts) for an error no restart cures: {job}"
+        );
+        let error = job["error"].as_str().unwrap_or_default().to_string();
+        Ok((job, error))
+    }
+
     /// Panics with the job's detail, the missing keys and the cluster log when `got` differs
     /// from `expected`.
     pub fn assert_results<K: std::fmt::Debug + Ord, V: std::fmt::Debug + PartialEq>(

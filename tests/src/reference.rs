@@ -46,6 +46,26 @@ pub fn hourly_counts(clicks: &[Click], keep: impl Fn(u32) -> bool) -> BTreeMap<(
     out
 }
 
+/// Panics naming the record unless every sink record carries its window's final count:
+/// a window emitted before all its clicks were counted, or counted twice, shows here.
+pub fn assert_final_counts(
+    records: &[crate::broker::Record],
+    expected: &BTreeMap<(String, i64), i64>,
+) {
+    for r in records {
+        let v: serde_json::Value = serde_json::from_str(&r.value).expect("a JSON record");
+        let key = (
+            v["item_id"].as_str().unwrap_or_default().to_string(),
+            v["window_end"].as_i64().unwrap_or_default(),
+        );
+        assert_eq!(
+            Some(&v["click_count"].as_i64().unwrap_or(-1)),
+            expected.get(&key),
+            "{r:?}"
+        );
+    }
+}
+
 /// Sink records as (item_id, window_end) → click_count; the latest record of a key wins.
 pub fn latest_per_key(
     records: &[crate::broker::Record],

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::postgres::{HOURLY_TABLE, Postgres, hourly_rows, wait_rows};
-use kappa_integration_tests::reference::{START, clicks, closing, hourly_counts, latest_per_key};
+use kappa_integration_tests::reference::{
+    START, assert_final_counts, clicks, closing, hourly_counts, latest_per_key,
+};
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
 use rand::{Rng, SeedableRng};
 
@@ -206,18 +208,7 @@ fn three_random_kill_9s_leave_kafka_and_postgres_results_exact() {
     );
     cluster.assert_results(&kafka_id, &got, &expected);
     // Each window was emitted with its final count only (no partial or double counts).
-    for r in &out {
-        let v: serde_json::Value = serde_json::from_str(&r.value).expect("json");
-        let key = (
-            v["item_id"].as_str().unwrap_or_default().to_string(),
-            v["window_end"].as_i64().unwrap_or_default(),
-        );
-        assert_eq!(
-            Some(&v["click_count"].as_i64().unwrap_or(-1)),
-            expected.get(&key),
-            "{r:?}"
-        );
-    }
+    assert_final_counts(&out, &expected);
     // Tansu shows records of aborted transactions to read_committed consumers (Kafka hides
     // them): a transaction a kill interrupted is visible, and committed again on recovery.
     // Anything beyond those records would be a double commit.

@@ -29,7 +29,7 @@ pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Remembers the first failed delivery so the task can fail on it.
 #[derive(Clone, Default)]
-pub struct DeliveryErrors(Arc<Mutex<Option<String>>>);
+pub struct DeliveryErrors(Arc<Mutex<Option<KafkaError>>>);
 
 impl ClientContext for DeliveryErrors {}
 
@@ -40,7 +40,7 @@ impl ProducerContext for DeliveryErrors {
         if let Err((e, _)) = result {
             let mut first = self.0.lock();
             if first.is_none() {
-                *first = Some(e.to_string());
+                *first = Some(e.clone());
             }
         }
     }
@@ -110,12 +110,26 @@ impl TopicProducer {
 
     fn check(&self) -> Result<(), TaskError> {
         match self.errors.0.lock().take() {
-            Some(e) => Err(TaskError::Io(format!(
-                "writing to topic `{}`: {e}",
-                self.topic
-            ))),
+            Some(e) => Err(self.write_error(&e, None)),
             None => Ok(()),
         }
+    }
+
+    /// The task error of a failed write of a record of `size` bytes (when known): a record
+    /// too large for the producer or the topic fails the same way after any restart.
+    fn write_error(&self, e: &KafkaError, size: Option<usize>) -> TaskError {
+        let code = e.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
+        ) {
+            let size = size.map_or_else(String::new, |n| format!(" of {n} bytes"));
+            return TaskError::Data(format!(
+                "a record{size} is too large for topic `{}` ({e}): raise `message.max.bytes` in the connector's properties (librdkafka's default is 1000000) and the topic's `max.message.bytes` on the broker, or write smaller records",
+                self.topic
+            ));
+        }
+        TaskError::Io(format!("writing to topic `{}`: {e}", self.topic))
     }
 
     /// Number of partitions of the topic.
@@ -166,10 +180,8 @@ impl TopicProducer {
                     self.check()?;
                 }
                 Err((e, _)) => {
-                    return Err(TaskError::Io(format!(
-                        "writing to topic `{}`: {e}",
-                        self.topic
-                    )));
+                    let size = value.len() + key.map_or(0, <[u8]>::len);
+                    return Err(self.write_error(&e, Some(size)));
                 }
             }
         }
