@@ -24,9 +24,26 @@ impl Process {
 
     /// Like [`Process::spawn`], with extra environment variables.
     pub fn spawn_with_env(args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Self> {
+        Self::spawn_in(None, args, env)
+    }
+
+    /// Like [`Process::spawn_with_env`], inside network namespace `netns` when given (through
+    /// `ip netns exec`, which execs kappa: the child is the kappa process).
+    pub fn spawn_in(
+        netns: Option<&str>,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("kappa.log");
-        let mut cmd = Command::new(bin("kappa"));
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("kappa"));
+                c
+            }
+            None => Command::new(bin("kappa")),
+        };
         cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
@@ -256,18 +273,38 @@ impl Cluster {
         extra: &[&str],
         env: &[(&str, String)],
     ) -> anyhow::Result<Process> {
+        self.taskmanager_in(None, slots, extra, env)
+    }
+
+    /// Like [`Cluster::taskmanager_with`], inside network namespace `netns` when given: it
+    /// listens on the namespace's address and reaches the jobmanager (whose `--rpc-address`
+    /// must take it, e.g. 0.0.0.0) at the host's.
+    pub fn taskmanager_in(
+        &self,
+        netns: Option<&crate::netns::Namespace>,
+        slots: u32,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Process> {
         let slots_arg = slots.to_string();
+        let jobmanager = match netns {
+            Some(ns) => self.rpc.replace("127.0.0.1", &ns.host_ip),
+            None => self.rpc.clone(),
+        };
         let mut args = vec![
             "taskmanager",
             "--jobmanager",
-            &self.rpc,
+            &jobmanager,
             "--port",
             "0",
             "--slots",
             &slots_arg,
         ];
+        if let Some(ns) = netns {
+            args.extend(["--bind", &ns.ip, "--advertised-host", &ns.ip]);
+        }
         args.extend_from_slice(extra);
-        let tm = Process::spawn_with_env(&args, env)?;
+        let tm = Process::spawn_in(netns.map(|n| n.name.as_str()), &args, env)?;
         // Registered when the jobmanager lists its id (counting slots would race with another
         // taskmanager being declared lost meanwhile).
         let listed = || -> anyhow::Result<bool> {
