@@ -1,5 +1,6 @@
 //! Code generated from `proto/kappa/v1/cluster.proto` (tonic/prost): the messages and the
-//! client and server stubs of the jobmanager, taskmanager and data-exchange services.
+//! client and server stubs of the jobmanager, taskmanager and data-exchange services, and the
+//! mutual TLS they run over ([`tls`]).
 
 /// The gRPC metadata key of a standby jobmanager's refusal that carries the leader's gRPC
 /// URL, so a taskmanager follows it without reading the error text.
@@ -13,6 +14,8 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// The size a record frame of the data exchange aims at: larger batches are sent as several.
 pub const FRAME_TARGET_BYTES: usize = 1 << 20;
+
+pub mod tls;
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

@@ -2,6 +2,7 @@
 //! process), `kappa demo` (the reference job on an embedded Kafka) and `kappa bench`.
 
 mod bench;
+mod certs;
 mod cluster;
 mod config_file;
 mod demo;
@@ -37,6 +38,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure the reference job's throughput (events/s and events per CPU-second).
     Bench(bench::BenchArgs),
+    /// Create a cluster CA and the certificates of its processes (mutual TLS between them).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
 }
 
 /// The command-line definition, for reading the config file against it.
@@ -63,6 +67,9 @@ fn main() -> anyhow::Result<()> {
         tracing::warn!("fault injection is on (FAILPOINTS)");
         fail::FailScenario::setup()
     });
+    if let Command::Certs(c) = cli.command {
+        return certs::run(c);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -73,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Command::Local(a) => rt.block_on(cluster::run_local(a)),
         Command::Demo(a) => rt.block_on(demo::run(a)),
         Command::Bench(a) => rt.block_on(bench::run(a)),
+        Command::Certs(_) => unreachable!("handled before the runtime starts"),
     };
     // Blocking calls still under way (a Kafka metadata lookup, an upload) get this long; the
     // runtime would otherwise wait for each to return.
