@@ -53,6 +53,15 @@ impl Process {
             // Local state inside the test's temporary directory, removed with it.
             cmd.arg("--state-dir").arg(dir.path().join("state"));
         }
+        if matches!(args.first(), Some(&"jobmanager" | &"taskmanager"))
+            && !args
+                .iter()
+                .any(|a| *a == "--insecure" || *a == "--cluster-cert")
+        {
+            // Cluster processes need mutual TLS or an explicit --insecure: tests of TLS pass
+            // --cluster-cert, the others run plaintext on loopback.
+            cmd.arg("--insecure");
+        }
         let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)

@@ -266,7 +266,14 @@ fn wrong_ha_settings_are_refused_at_start() {
     let port = kappa_integration_tests::free_port().to_string();
     let rpc = kappa_integration_tests::free_port().to_string();
     let dead = format!("http://127.0.0.1:{}", kappa_integration_tests::free_port());
-    let base = ["jobmanager", "--port", &port, "--rpc-port", &rpc];
+    let base = [
+        "jobmanager",
+        "--port",
+        &port,
+        "--rpc-port",
+        &rpc,
+        "--insecure",
+    ];
     let err = run(&[
         &base[..],
         &[

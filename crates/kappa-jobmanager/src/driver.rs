@@ -300,14 +300,14 @@ async fn deploy_and_follow(
                 latest.as_ref(),
                 plan.max_parallelism,
             ));
-            if !v.inputs.is_empty() {
-                locations.push(SubtaskLocation {
-                    vertex: v.id,
-                    subtask: i,
-                    taskmanager_id: tm.clone(),
-                    address: addresses.get(tm).cloned().unwrap_or_default(),
-                });
-            }
+            // Every subtask: receivers are reached at their address, and a receiver takes a
+            // stream only from the taskmanager of its upstream subtask.
+            locations.push(SubtaskLocation {
+                vertex: v.id,
+                subtask: i,
+                taskmanager_id: tm.clone(),
+                address: addresses.get(tm).cloned().unwrap_or_default(),
+            });
         }
     }
     let mut attempt = Attempt {

@@ -77,6 +77,15 @@ pub struct JobManagerConfig {
     /// Host name other processes reach this jobmanager at (published to standbys in HA);
     /// default: the address it listens on.
     pub advertised_host: Option<String>,
+    /// Mutual TLS with the taskmanagers; None: plaintext gRPC (`--insecure`, `kappa local`).
+    pub cluster_tls: Option<kappa_proto::tls::ClusterTls>,
+}
+
+impl JobManagerConfig {
+    /// Who calls the gRPC services (nobody is checked without cluster TLS).
+    pub fn authenticator(&self) -> kappa_proto::tls::Authenticator {
+        kappa_proto::tls::Authenticator::new(self.cluster_tls.is_some())
+    }
 }
 
 impl Default for JobManagerConfig {
@@ -96,6 +105,7 @@ impl Default for JobManagerConfig {
             max_request_bytes: 4 << 20,
             ha: None,
             advertised_host: None,
+            cluster_tls: None,
             partition_discovery_interval: Duration::from_secs(10),
             restart: RestartPlan::default(),
         }
@@ -142,6 +152,8 @@ pub enum StartError {
     Checkpoints(String),
     #[error("high availability: {0}")]
     Ha(String),
+    #[error("cluster TLS: {0}")]
+    Tls(#[source] tonic::transport::Error),
 }
 
 pub(crate) struct Inner {
@@ -244,10 +256,11 @@ impl JobManager {
             .advertised_host
             .clone()
             .unwrap_or_else(|| rest.ip().to_string());
+        let grpc = config.authenticator().scheme();
         let me = ha::LeaderInfo {
             id: String::new(),
             rest: format!("http://{host}:{}", rest.port()),
-            rpc: format!("http://{host}:{}", rpc.port()),
+            rpc: format!("{grpc}://{host}:{}", rpc.port()),
         };
         let jm = match config.ha.clone() {
             None => {
@@ -294,9 +307,13 @@ impl JobManager {
         })
         .max_decoding_message_size(kappa_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(kappa_proto::MAX_MESSAGE_BYTES);
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &jm.inner.config.cluster_tls {
+            server = server.tls_config(tls.server()).map_err(StartError::Tls)?;
+        }
         tokio::spawn(async move {
             let incoming = tokio_stream_incoming(rpc_listener);
-            if let Err(e) = tonic::transport::Server::builder()
+            if let Err(e) = server
                 .add_service(service)
                 .serve_with_incoming(incoming)
                 .await
@@ -304,7 +321,14 @@ impl JobManager {
                 tracing::error!(error = %e, "gRPC server stopped");
             }
         });
-        tracing::info!(%rest, %rpc, "jobmanager ready: REST API at http://{rest}/api/v1, taskmanagers register at http://{rpc}");
+        match &jm.inner.config.cluster_tls {
+            Some(tls) => {
+                tracing::info!(%rest, %rpc, identity = %tls.me(), "jobmanager ready: REST API at http://{rest}/api/v1, taskmanagers register at https://{rpc} (mutual TLS)")
+            }
+            None => {
+                tracing::info!(%rest, %rpc, "jobmanager ready: REST API at http://{rest}/api/v1, taskmanagers register at http://{rpc}")
+            }
+        }
         Ok(Started {
             jobmanager: jm,
             rest,
@@ -332,8 +356,8 @@ impl JobManager {
         let inner = Arc::new(Inner {
             id: uuid::Uuid::new_v4().simple().to_string(),
             checkpoint_location,
+            registry: Registry::new(config.cluster_tls.clone()),
             config,
-            registry: Registry::default(),
             jobs: RwLock::new(BTreeMap::new()),
             started: Instant::now(),
             store,

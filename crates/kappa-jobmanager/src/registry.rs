@@ -50,9 +50,19 @@ pub struct Registry {
     incarnations: std::sync::atomic::AtomicU64,
     /// Signalled when slots may have become available.
     pub changed: Notify,
+    /// Calls to taskmanagers go over mutual TLS with this identity.
+    tls: Option<kappa_proto::tls::ClusterTls>,
 }
 
 impl Registry {
+    /// An empty registry whose calls to taskmanagers use `tls` when given.
+    pub fn new(tls: Option<kappa_proto::tls::ClusterTls>) -> Self {
+        Self {
+            tls,
+            ..Self::default()
+        }
+    }
+
     /// Checks and records a registration (a known id registering again replaces itself);
     /// returns its incarnation.
     pub fn register(&self, req: &RegisterTaskManagerRequest, now_ms: i64) -> Result<u64, Status> {
@@ -75,9 +85,15 @@ impl Registry {
                 "a registration needs a taskmanager id, an address and at least one slot",
             ));
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", req.address))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", req.address))
             .map_err(|e| Status::invalid_argument(format!("address `{}`: {e}", req.address)))?
             .connect_timeout(Duration::from_secs(5));
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.client())
+                .map_err(|e| Status::invalid_argument(format!("TLS to `{}`: {e}", req.address)))?;
+        }
         let entry = TaskManagerEntry {
             id: req.taskmanager_id.clone(),
             address: req.address.clone(),

@@ -11,9 +11,11 @@ use kappa_proto::v1::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use kappa_proto::tls::Role as Identity;
+
 use crate::Inner;
 use crate::ha::Role;
-use crate::job::{AttemptEvent, now_ms};
+use crate::job::{AttemptEvent, AttemptRun, now_ms};
 
 pub struct JobManagerRpc {
     pub inner: Arc<Inner>,
@@ -23,6 +25,24 @@ pub struct JobManagerRpc {
 pub const STANDBY_PREFIX: &str = "standby jobmanager; the leader is at ";
 
 impl JobManagerRpc {
+    /// With mutual TLS: refuses a caller other than taskmanager `id` (the id it claims).
+    fn speaks_for<T>(&self, req: &Request<T>, id: &str) -> Result<(), Status> {
+        match self
+            .inner
+            .config
+            .authenticator()
+            .require(req, Identity::TaskManager)?
+        {
+            Some(p) if p.name != id => {
+                tracing::error!(caller = %p, claimed = %id, "refusing a call made for another taskmanager");
+                Err(Status::permission_denied(format!(
+                    "{p} may not speak for taskmanager {id}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses calls on a standby (HA), naming the leader when known.
     fn leader_only(&self) -> Result<(), Status> {
         match &*self.inner.role.read() {
@@ -48,6 +68,7 @@ impl JobManagerService for JobManagerRpc {
         req: Request<RegisterTaskManagerRequest>,
     ) -> Result<Response<RegisterTaskManagerResponse>, Status> {
         self.leader_only()?;
+        self.speaks_for(&req, &req.get_ref().taskmanager_id)?;
         let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let req = req.into_inner();
         let incarnation = self
@@ -61,6 +82,13 @@ impl JobManagerService for JobManagerRpc {
             jobmanager_id: self.inner.id.clone(),
             heartbeat_interval_ms: self.inner.config.heartbeat_interval.as_millis() as u64,
             incarnation,
+            jobmanager_identity: self
+                .inner
+                .config
+                .cluster_tls
+                .as_ref()
+                .map(|t| t.me().to_string())
+                .unwrap_or_default(),
         }))
     }
 
@@ -71,6 +99,7 @@ impl JobManagerService for JobManagerRpc {
         req: Request<AttachRequest>,
     ) -> Result<Response<Self::AttachStream>, Status> {
         self.leader_only()?;
+        self.speaks_for(&req, &req.get_ref().taskmanager_id)?;
         let r = req.into_inner();
         if !self
             .inner
@@ -102,6 +131,7 @@ impl JobManagerService for JobManagerRpc {
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         self.leader_only()?;
+        self.speaks_for(&req, &req.get_ref().taskmanager_id)?;
         let req = req.into_inner();
         if !self
             .inner
@@ -118,7 +148,9 @@ impl JobManagerService for JobManagerRpc {
                 continue;
             };
             let s = job.status.lock();
-            if let Some(run) = s.attempt.as_ref().filter(|r| r.number == m.attempt) {
+            if let Some(run) = s.attempt.as_ref().filter(|r| r.number == m.attempt)
+                && placed(run, m.subtask, &req.taskmanager_id)
+            {
                 run.update(m);
             }
         }
@@ -130,10 +162,12 @@ impl JobManagerService for JobManagerRpc {
         req: Request<CheckpointAck>,
     ) -> Result<Response<Ack>, Status> {
         self.leader_only()?;
+        self.speaks_for(&req, &req.get_ref().taskmanager_id)?;
         let a = req.into_inner();
         if let Some(job) = self.inner.job(&a.job_id) {
             let s = job.status.lock();
             if let Some(run) = s.attempt.as_ref().filter(|r| r.number == a.attempt) {
+                not_placed(run, a.subtask, &a.taskmanager_id)?;
                 let _ = run.events.send(AttemptEvent::Checkpoint(a));
             }
         }
@@ -145,10 +179,12 @@ impl JobManagerService for JobManagerRpc {
         req: Request<TaskStateReport>,
     ) -> Result<Response<Ack>, Status> {
         self.leader_only()?;
+        self.speaks_for(&req, &req.get_ref().taskmanager_id)?;
         let r = req.into_inner();
         if let Some(job) = self.inner.job(&r.job_id) {
             let s = job.status.lock();
             if let Some(run) = s.attempt.as_ref().filter(|a| a.number == r.attempt) {
+                not_placed(run, r.subtask, &r.taskmanager_id)?;
                 if let Some(m) = &r.metrics {
                     run.update(m);
                 }
@@ -157,4 +193,23 @@ impl JobManagerService for JobManagerRpc {
         }
         Ok(Response::new(Ack {}))
     }
+}
+
+/// Whether subtask `subtask` (of any vertex) of the attempt runs on taskmanager `tm`.
+fn placed(run: &AttemptRun, subtask: u32, tm: &str) -> bool {
+    run.placement
+        .get(subtask as usize)
+        .is_some_and(|placed| placed == tm)
+}
+
+/// Refuses a report or an ack for a subtask the taskmanager does not run.
+fn not_placed(run: &AttemptRun, subtask: u32, tm: &str) -> Result<(), Status> {
+    if placed(run, subtask, tm) {
+        return Ok(());
+    }
+    tracing::error!(taskmanager = %tm, attempt = run.number, subtask, "refusing a report for a subtask the taskmanager does not run");
+    Err(Status::permission_denied(format!(
+        "taskmanager {tm} does not run subtask {subtask} of attempt {}",
+        run.number
+    )))
 }

@@ -105,11 +105,10 @@ fn pem_certificates(pem: &[u8]) -> impl Iterator<Item = x509_parser::pem::Pem> +
 
 /// The identity a DER certificate names in its subject's common name.
 pub fn peer_of_certificate(der: &[u8], what: &str) -> Result<Peer, TlsError> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|source| TlsError::Parse {
-            what: what.to_string(),
-            source,
-        })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|source| TlsError::Parse {
+        what: what.to_string(),
+        source,
+    })?;
     let cn = cert
         .subject()
         .iter_common_name()
@@ -146,6 +145,7 @@ impl fmt::Debug for ClusterTls {
 impl ClusterTls {
     /// Reads PEM files: this process's certificate and key, and the CA it trusts.
     pub fn load(cert: &Path, key: &Path, ca: &Path) -> Result<Self, TlsError> {
+        install_crypto_provider();
         let (cert_pem, key_pem, ca_pem) = (read(cert)?, read(key)?, read(ca)?);
         let leaf = pem_certificates(&cert_pem)
             .next()
@@ -186,6 +186,13 @@ impl ClusterTls {
             .ca_certificate(Certificate::from_pem(&self.ca))
             .identity(Identity::from_pem(&self.cert, &self.key))
     }
+}
+
+/// Makes ring the process's TLS crypto provider (two are linked in: rustls cannot choose).
+/// Call before any TLS client or server is built; later calls change nothing.
+pub fn install_crypto_provider() {
+    // Err: a provider is installed already, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Tells the services who calls them.

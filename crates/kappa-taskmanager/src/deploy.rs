@@ -209,8 +209,10 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         }
     }
     let mut locations: HashMap<SubtaskKey, String> = HashMap::new();
+    let mut placement: HashMap<SubtaskKey, String> = HashMap::new();
     for l in &req.locations {
         locations.insert((l.vertex, l.subtask), l.address.clone());
+        placement.insert((l.vertex, l.subtask), l.taskmanager_id.clone());
     }
     for v in graph.vertices.iter().filter(|v| !v.inputs.is_empty()) {
         if (0..v.parallelism).any(|i| !locations.contains_key(&(v.id, i))) {
@@ -341,6 +343,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                                 shared.handle.clone(),
                                 Arc::clone(&cancel),
                                 Arc::clone(&p.metrics),
+                                shared.tls.clone(),
                             )))
                         }
                     });
@@ -369,6 +372,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         graph: Arc::clone(&graph),
         edge_schemas,
         inputs,
+        placement,
         split_inboxes,
         checkpoint_triggers,
         checkpoint_completions,

@@ -21,6 +21,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status, Streaming};
 
+use kappa_proto::tls::{ClusterTls, Role};
+
 use crate::ipc;
 use crate::state::{ExchangeInput, Shared};
 
@@ -77,6 +79,11 @@ impl DataExchangeService for ExchangeServer {
         &self,
         req: Request<Streaming<ExchangeFrame>>,
     ) -> Result<Response<Self::ExchangeStream>, Status> {
+        // With mutual TLS: a taskmanager, checked against the upstream once the header names it.
+        let caller = self
+            .shared
+            .authenticator()
+            .require(&req, Role::TaskManager)?;
         let mut inbound = req.into_inner();
         let header = match inbound.message().await? {
             Some(ExchangeFrame {
@@ -94,6 +101,7 @@ impl DataExchangeService for ExchangeServer {
             channel,
             cancel,
             schema,
+            sender,
         } = loop {
             match self.shared.input_of(&header) {
                 Some(Ok(found)) => break found,
@@ -108,6 +116,7 @@ impl DataExchangeService for ExchangeServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
+        Shared::check_sender(caller.as_ref(), sender.as_deref())?;
         let (credit_tx, credit_rx) = mpsc::channel(64);
         credit_tx
             .send(Ok(Credit {
@@ -163,6 +172,8 @@ pub struct RemoteSender {
     cancel: Arc<AtomicBool>,
     /// The sending subtask's metrics: waiting for credit is its backpressure.
     metrics: Arc<SubtaskMetrics>,
+    /// Mutual TLS with the cluster: this taskmanager's identity.
+    tls: Option<ClusterTls>,
     conn: Option<Connected>,
 }
 
@@ -174,6 +185,7 @@ impl RemoteSender {
         handle: Handle,
         cancel: Arc<AtomicBool>,
         metrics: Arc<SubtaskMetrics>,
+        tls: Option<ClusterTls>,
     ) -> Self {
         Self {
             address,
@@ -181,6 +193,7 @@ impl RemoteSender {
             handle,
             cancel,
             metrics,
+            tls,
             conn: None,
         }
     }
@@ -218,7 +231,8 @@ impl RemoteSender {
 
     fn connect(&mut self) -> Result<(), SendError> {
         let deadline = Instant::now() + CONNECT_WAIT;
-        let url = format!("http://{}", self.address);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", self.address);
         loop {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(SendError::Closed);
@@ -232,8 +246,14 @@ impl RemoteSender {
             let attempt = self.handle.block_on(async {
                 let open = async {
                     tx.send(header).await.map_err(|e| e.to_string())?;
-                    let channel = Endpoint::from_shared(url.clone())
-                        .map_err(|e| e.to_string())?
+                    let mut endpoint =
+                        Endpoint::from_shared(url.clone()).map_err(|e| e.to_string())?;
+                    if let Some(tls) = &self.tls {
+                        endpoint = endpoint
+                            .tls_config(tls.client())
+                            .map_err(|e| e.to_string())?;
+                    }
+                    let channel = endpoint
                         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
                         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
                         .keep_alive_while_idle(true)

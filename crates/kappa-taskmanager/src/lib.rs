@@ -18,6 +18,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use kappa_proto::MAX_MESSAGE_BYTES;
+use kappa_proto::tls::ClusterTls;
 use kappa_proto::v1::data_exchange_service_server::DataExchangeServiceServer;
 use kappa_proto::v1::task_manager_service_server::TaskManagerServiceServer;
 use kappa_runtime::prometheus::{SubtaskRow, encode, register_subtasks};
@@ -35,7 +36,14 @@ pub enum TaskManagerError {
     Bind(String),
     #[error("the jobmanager refused this taskmanager: {0}")]
     Refused(String),
+    #[error("cluster TLS: {0}")]
+    Tls(#[source] tonic::transport::Error),
 }
+
+/// A connection that has sent nothing for this long is sent an HTTP/2 PING…
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// …and closed when no answer comes within this.
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How a taskmanager is set up.
 #[derive(Debug, Clone)]
@@ -52,6 +60,9 @@ pub struct TaskManagerConfig {
     pub jobmanager: String,
     /// Where subtasks keep their local state (RocksDB); emptied at start.
     pub state_dir: std::path::PathBuf,
+    /// Mutual TLS with the jobmanager and the other taskmanagers; None: plaintext gRPC
+    /// (`--insecure`, `kappa local`).
+    pub cluster_tls: Option<ClusterTls>,
 }
 
 /// A started taskmanager.
@@ -89,6 +100,8 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
         cancelled: Mutex::default(),
         reports: reports_tx,
         handle: tokio::runtime::Handle::current(),
+        tls: config.cluster_tls.clone(),
+        leader: Mutex::default(),
     });
     let control = TaskManagerServiceServer::new(ControlService {
         shared: Arc::clone(&shared),
@@ -108,12 +121,32 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
                 .route("/metrics", get(metrics))
                 .with_state(Arc::clone(&shared)),
         );
+    // A peer that stops answering (a network partition) closes its connections here too, so
+    // the receiving side of an exchange stream ends instead of waiting for TCP to give up.
+    let mut server = tonic::transport::Server::builder()
+        // /metrics is scraped over HTTP/1.1; gRPC uses HTTP/2.
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
+    if let Some(tls) = &config.cluster_tls {
+        server = server
+            .tls_config(tls.server())
+            .map_err(TaskManagerError::Tls)?;
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        if let Err(e) = server
+            .add_routes(Routes::from(router))
+            .serve_with_incoming(incoming)
+            .await
+        {
             tracing::error!(error = %e, "taskmanager server stopped");
         }
     });
-    let jobmanagers = Arc::new(registration::JobManagers::new(&config.jobmanager));
+    let jobmanagers = Arc::new(registration::JobManagers::new(
+        &config.jobmanager,
+        config.cluster_tls.clone(),
+    ));
     tokio::spawn(registration::forward_reports(
         Arc::clone(&jobmanagers),
         reports_rx,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use kappa_proto::tls::ClusterTls;
 use kappa_proto::v1::job_manager_service_client::JobManagerServiceClient;
 use kappa_proto::v1::{
     AttachRequest, CheckpointAck, HeartbeatRequest, PartitionProgress, ProtocolVersion,
@@ -14,7 +15,7 @@ use kappa_proto::v1::{
 use kappa_runtime::metrics::SubtaskMetrics as Live;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tonic::Code;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::TaskManagerError;
 use crate::state::Shared;
@@ -27,6 +28,8 @@ const JOBMANAGER_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct JobManagers {
     candidates: Vec<String>,
     current: parking_lot::Mutex<String>,
+    /// Mutual TLS: connect with this identity to jobmanagers of the cluster CA.
+    tls: Option<ClusterTls>,
 }
 
 /// The leader a standby jobmanager's refusal names, if it names one.
@@ -40,7 +43,7 @@ fn leader_of(s: &tonic::Status) -> Option<&str> {
 
 impl JobManagers {
     /// From one URL or a comma-separated list.
-    pub fn new(list: &str) -> Self {
+    pub fn new(list: &str, tls: Option<ClusterTls>) -> Self {
         let candidates: Vec<String> = list
             .split(',')
             .map(|u| u.trim().to_string())
@@ -50,7 +53,27 @@ impl JobManagers {
         Self {
             candidates,
             current: parking_lot::Mutex::new(first),
+            tls,
         }
+    }
+
+    /// A client of the current jobmanager (over mutual TLS when the cluster has it: an
+    /// `http://` URL is then taken as `https://`).
+    async fn connect(&self) -> Result<JobManagerServiceClient<Channel>, tonic::transport::Error> {
+        let url = self.current();
+        let endpoint = match &self.tls {
+            Some(tls) => {
+                let url = match url.strip_prefix("http://") {
+                    Some(rest) => format!("https://{rest}"),
+                    None => url,
+                };
+                Endpoint::from_shared(url)?.tls_config(tls.client())?
+            }
+            None => Endpoint::from_shared(url)?,
+        };
+        Ok(JobManagerServiceClient::new(endpoint.connect().await?)
+            .max_decoding_message_size(kappa_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(kappa_proto::MAX_MESSAGE_BYTES))
     }
 
     pub fn current(&self) -> String {
@@ -70,13 +93,6 @@ impl JobManagers {
             *current = self.candidates[next].clone();
         }
     }
-}
-
-async fn connect(url: &str) -> Result<JobManagerServiceClient<Channel>, tonic::transport::Error> {
-    let client = JobManagerServiceClient::connect(url.to_string()).await?;
-    Ok(client
-        .max_decoding_message_size(kappa_proto::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(kappa_proto::MAX_MESSAGE_BYTES))
 }
 
 fn resident_memory() -> u64 {
@@ -153,7 +169,7 @@ pub async fn register_and_heartbeat(
             tracing::error!(%jobmanager, "jobmanager unreachable for {JOBMANAGER_TIMEOUT:?}: cancelling local subtasks");
             cancel_everything(&shared);
         }
-        let mut client = match connect(&jobmanager).await {
+        let mut client = match jobmanagers.connect().await {
             Ok(c) => c,
             Err(e) => {
                 if !warned {
@@ -176,6 +192,9 @@ pub async fn register_and_heartbeat(
         let (interval, incarnation) = match client.register_task_manager(request).await {
             Ok(r) => {
                 let r = r.into_inner();
+                // With mutual TLS, only this jobmanager's calls are taken from now on.
+                *shared.leader.lock() =
+                    Some(r.jobmanager_identity).filter(|identity| !identity.is_empty());
                 (
                     Duration::from_millis(r.heartbeat_interval_ms.max(100)),
                     r.incarnation,
@@ -284,7 +303,7 @@ pub async fn forward_reports(
         let deadline = Instant::now() + JOBMANAGER_TIMEOUT;
         loop {
             if client.is_none() {
-                client = connect(&jobmanagers.current()).await.ok();
+                client = jobmanagers.connect().await.ok();
             }
             let sent = match (client.as_mut(), &message) {
                 (Some(c), ToJobManager::Report(r)) => {

@@ -16,6 +16,9 @@ use kappa_runtime::subtask::Trigger;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 
+use kappa_proto::tls::{Authenticator, ClusterTls, Peer, Role};
+use tonic::{Request, Status};
+
 use crate::registration::ToJobManager;
 
 /// (job id, attempt number).
@@ -32,6 +35,8 @@ pub struct ExchangeInput {
     pub cancel: Arc<AtomicBool>,
     /// What its record batches must look like.
     pub schema: Option<arrow::datatypes::SchemaRef>,
+    /// The taskmanager the upstream subtask runs on, the only one that may send on the stream.
+    pub sender: Option<String>,
 }
 
 /// One deployed subtask.
@@ -53,6 +58,8 @@ pub struct LocalAttempt {
     pub edge_schemas: HashMap<u32, arrow::datatypes::SchemaRef>,
     /// Subtasks here fed by edges: their input channels.
     pub inputs: HashMap<SubtaskKey, Sender<Tagged>>,
+    /// The taskmanager of every subtask of the attempt.
+    pub placement: HashMap<SubtaskKey, String>,
     /// Source subtasks here: where newly discovered partitions are handed over.
     pub split_inboxes: HashMap<SubtaskKey, Sender<Vec<PartitionStart>>>,
     /// Source subtasks here: where checkpoint triggers go.
@@ -80,9 +87,49 @@ pub struct Shared {
     pub cancelled: Mutex<std::collections::VecDeque<AttemptKey>>,
     pub reports: UnboundedSender<ToJobManager>,
     pub handle: tokio::runtime::Handle,
+    /// Mutual TLS with the cluster: this process's identity for its calls (data exchange).
+    pub tls: Option<ClusterTls>,
+    /// With mutual TLS: the identity of the jobmanager this taskmanager is registered with,
+    /// the only one whose control calls it takes.
+    pub leader: Mutex<Option<String>>,
 }
 
 impl Shared {
+    /// Who calls this taskmanager's services (nobody is checked without TLS).
+    pub fn authenticator(&self) -> Authenticator {
+        Authenticator::new(self.tls.is_some())
+    }
+
+    /// With mutual TLS: refuses control calls from anyone but the leader jobmanager this
+    /// taskmanager is registered with.
+    pub fn check_leader<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(caller) = self.authenticator().require(req, Role::JobManager)? else {
+            return Ok(());
+        };
+        let leader = self.leader.lock();
+        if leader.as_deref() == Some(caller.to_string().as_str()) {
+            return Ok(());
+        }
+        tracing::error!(%caller, leader = ?*leader, "refusing a control call from a jobmanager that is not this taskmanager's leader");
+        Err(Status::permission_denied(format!(
+            "{caller} is not the jobmanager this taskmanager is registered with"
+        )))
+    }
+
+    /// With mutual TLS: refuses an exchange stream unless `caller` is the taskmanager
+    /// `upstream` names (the one running the stream's upstream subtask).
+    pub fn check_sender(caller: Option<&Peer>, upstream: Option<&str>) -> Result<(), Status> {
+        match caller {
+            Some(p) if Some(p.name.as_str()) != upstream => {
+                tracing::error!(caller = %p, upstream = ?upstream, "refusing an exchange stream from a taskmanager that does not run its upstream");
+                Err(Status::permission_denied(format!(
+                    "{p} does not run the upstream subtask of this stream"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The input of the downstream subtask an exchange stream is for, and the channel its
     /// frames arrive on; an error names what does not fit the job's graph.
     pub fn input_of(&self, h: &ExchangeHeader) -> Option<Result<ExchangeInput, String>> {
@@ -116,6 +163,7 @@ impl Shared {
             channel,
             cancel: Arc::clone(&a.cancel),
             schema: a.edge_schemas.get(&h.edge).cloned(),
+            sender: a.placement.get(&(from.id, h.upstream)).cloned(),
         }))
     }
 

@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// Take checkpoints at this interval (e.g. 1s) into a temporary directory, and report them.
     #[arg(long)]
     pub checkpoint_interval: Option<String>,
+    /// With --taskmanagers: mutual TLS between the processes (certificates from
+    /// `kappa certs init` in a temporary directory), to measure what it costs.
+    #[arg(long)]
+    pub cluster_tls: bool,
 }
 
 /// Taskmanager processes of a benchmark; killed when dropped.
@@ -108,17 +112,58 @@ async fn start_cluster(
         argv.push(checkpoint_dir.display().to_string());
     }
     let local = LocalArgs::parse_from(argv);
+    if args.cluster_tls && args.taskmanagers == 0 {
+        bail!("--cluster-tls measures TLS between processes: give --taskmanagers too");
+    }
     if args.taskmanagers == 0 {
         return Ok((
             start_local(&local).await?.jobmanager,
             TaskManagerProcesses(Vec::new()),
         ));
     }
-    let started = kappa_jobmanager::JobManager::start(local.jobmanager.config()?).await?;
-    let slots = args.parallelism.div_ceil(args.taskmanagers).to_string();
     let exe = std::env::current_exe()?;
+    let mut config = local.jobmanager.config()?;
+    // Each taskmanager's TLS flags, or --insecure.
+    let mut tm_flags: Vec<Vec<String>> =
+        vec![vec!["--insecure".into()]; args.taskmanagers as usize];
+    if args.cluster_tls {
+        let certs = checkpoint_dir.with_file_name("certs");
+        let mut init = std::process::Command::new(&exe);
+        init.args(["certs", "init", "--jobmanager", "bench", "--dir"])
+            .arg(&certs);
+        for i in 0..args.taskmanagers {
+            init.arg("--taskmanager").arg(format!("bench-{i}"));
+        }
+        let made = init.stdout(std::process::Stdio::null()).status()?;
+        if !made.success() {
+            bail!("kappa certs init failed: {made}");
+        }
+        let files = |identity: &str| {
+            let stem = identity.replace('/', "-");
+            (
+                certs.join(format!("{stem}.pem")),
+                certs.join(format!("{stem}-key.pem")),
+                certs.join("ca.pem"),
+            )
+        };
+        let (cert, key, ca) = files("jobmanager/bench");
+        config.cluster_tls = Some(kappa_proto::tls::ClusterTls::load(&cert, &key, &ca)?);
+        for (i, flags) in tm_flags.iter_mut().enumerate() {
+            let (cert, key, ca) = files(&format!("taskmanager/bench-{i}"));
+            *flags = [
+                ("--cluster-cert", cert),
+                ("--cluster-key", key),
+                ("--cluster-ca", ca),
+            ]
+            .into_iter()
+            .flat_map(|(f, p)| [f.to_string(), p.display().to_string()])
+            .collect();
+        }
+    }
+    let started = kappa_jobmanager::JobManager::start(config).await?;
+    let slots = args.parallelism.div_ceil(args.taskmanagers).to_string();
     let mut children = Vec::new();
-    for _ in 0..args.taskmanagers {
+    for flags in &tm_flags {
         let child = std::process::Command::new(&exe)
             .args([
                 "taskmanager",
@@ -129,6 +174,7 @@ async fn start_cluster(
                 "--slots",
                 &slots,
             ])
+            .args(flags)
             .stdout(std::process::Stdio::null())
             .spawn()
             .context("starting a taskmanager process")?;

@@ -103,10 +103,12 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
             let peer: Peer = identity.parse()?;
             let ca = |name| {
                 let path = common.dir.join(name);
-                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))
             };
             let key = KeyPair::from_pem(&ca(CA_KEY)?).context("the CA key")?;
-            let issuer = Issuer::from_ca_cert_pem(&ca(CA_CERT)?, key).context("the CA certificate")?;
+            let issuer =
+                Issuer::from_ca_cert_pem(&ca(CA_CERT)?, key).context("the CA certificate")?;
             issue(&common, &issuer, &peer)
         }
     }

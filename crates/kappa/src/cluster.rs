@@ -10,6 +10,9 @@ use kappa_job::spec::RestartStrategyKind;
 use kappa_jobmanager::{JobManager, JobManagerConfig};
 use kappa_taskmanager::{TaskManagerConfig, TaskManagerHandle};
 
+use crate::cluster_tls::ClusterTlsArgs;
+use kappa_proto::tls::{ClusterTls, Role};
+
 fn restart_strategy(s: &str) -> Result<RestartStrategyKind, String> {
     match s {
         "none" => Ok(RestartStrategyKind::None),
@@ -54,6 +57,8 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// Settings of a jobmanager.
 #[derive(clap::Args, Clone, Debug)]
 pub struct JobManagerArgs {
+    #[command(flatten)]
+    pub tls: ClusterTlsArgs,
     /// Address the REST API, web UI and /metrics listen on.
     #[arg(long, env = "KAPPA_REST_ADDRESS", default_value = "127.0.0.1")]
     pub address: String,
@@ -183,6 +188,8 @@ impl JobManagerArgs {
 /// Settings of a taskmanager.
 #[derive(clap::Args, Clone, Debug)]
 pub struct TaskManagerArgs {
+    #[command(flatten)]
+    pub tls: ClusterTlsArgs,
     /// gRPC URL of the jobmanager.
     #[arg(
         long,
@@ -212,7 +219,9 @@ pub struct TaskManagerArgs {
 }
 
 impl TaskManagerArgs {
-    fn config(&self) -> anyhow::Result<TaskManagerConfig> {
+    /// The taskmanager's settings, with mutual TLS when `tls` is given (its id is then the
+    /// one its certificate names).
+    fn config(&self, tls: Option<ClusterTls>) -> anyhow::Result<TaskManagerConfig> {
         if self.slots == 0 {
             return Err(anyhow!("--slots must be at least 1"));
         }
@@ -225,10 +234,26 @@ impl TaskManagerArgs {
                     self.tm_port
                 )
             })?;
+        let id = match (&tls, &self.id) {
+            (Some(t), Some(id)) if *id != t.me().name => {
+                return Err(anyhow!(
+                    "--id {id} is not the identity of --cluster-cert ({}): with mutual TLS a taskmanager's id is the one its certificate names",
+                    t.me()
+                ));
+            }
+            (Some(t), _) if t.me().role != Role::TaskManager => {
+                return Err(anyhow!(
+                    "--cluster-cert names {}, not a taskmanager (taskmanager/<id>)",
+                    t.me()
+                ));
+            }
+            (Some(t), _) => t.me().name.clone(),
+            (None, Some(id)) => id.clone(),
+            (None, None) => format!("tm-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        };
         Ok(TaskManagerConfig {
-            id: self.id.clone().unwrap_or_else(|| {
-                format!("tm-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-            }),
+            id,
+            cluster_tls: tls,
             slots: self.slots,
             bind,
             advertised_host: self.advertised_host.clone(),
@@ -261,8 +286,14 @@ pub struct LocalCluster {
 }
 
 pub async fn start_local(args: &LocalArgs) -> anyhow::Result<LocalCluster> {
+    if args.jobmanager.tls.given() {
+        return Err(anyhow!(
+            "kappa local runs its taskmanager in this process, over loopback: the --cluster-* flags are for kappa jobmanager and kappa taskmanager"
+        ));
+    }
     let started = JobManager::start(args.jobmanager.config()?).await?;
     let tm = TaskManagerArgs {
+        tls: ClusterTlsArgs::default(),
         jobmanager: format!("http://{}", started.rpc),
         slots: args.slots,
         bind: started.rpc.ip().to_string(),
@@ -271,7 +302,7 @@ pub async fn start_local(args: &LocalArgs) -> anyhow::Result<LocalCluster> {
         id: Some("local".into()),
         state_dir: args.state_dir.clone(),
     };
-    let taskmanager = kappa_taskmanager::start(tm.config()?).await?;
+    let taskmanager = kappa_taskmanager::start(tm.config(None)?).await?;
     // The cluster is ready once the taskmanager's slots are registered.
     for _ in 0..200 {
         if started.jobmanager.registry().slots().0 >= args.slots {
@@ -313,7 +344,8 @@ async fn cancel_all(jm: &JobManager) {
 }
 
 pub async fn run_jobmanager(args: JobManagerArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let mut config = args.config()?;
+    config.cluster_tls = args.tls.load("jobmanager")?;
     // With job records (HA, or a checkpoint directory) a stopped jobmanager leaves its jobs
     // to the next one (a restart, a rolling update, the next HA leader), which resumes them
     // from their checkpoints; without, nothing could resume them, so they are cancelled.
@@ -331,7 +363,8 @@ pub async fn run_jobmanager(args: JobManagerArgs) -> anyhow::Result<()> {
 }
 
 pub async fn run_taskmanager(args: TaskManagerArgs) -> anyhow::Result<()> {
-    let tm = kappa_taskmanager::start(args.config()?).await?;
+    let tls = args.tls.load("taskmanager")?;
+    let tm = kappa_taskmanager::start(args.config(tls)?).await?;
     tokio::select! {
         r = tm.registration => match r {
             Ok(Ok(())) => Ok(()),

@@ -4,6 +4,7 @@
 mod bench;
 mod certs;
 mod cluster;
+mod cluster_tls;
 mod config_file;
 mod demo;
 mod generator;
