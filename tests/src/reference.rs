@@ -185,3 +185,37 @@ pub fn part_file_counts(dir: &std::path::Path) -> (usize, BTreeMap<(String, i64)
     }
     (rows, out)
 }
+
+/// The reference job (no filter) over JSON-lines files in `input` (a file or a directory) into a
+/// file sink in `output` with `delivery`, at parallelism 2; append tables to it as needed.
+pub fn file_job(input: &std::path::Path, output: &std::path::Path, delivery: &str) -> String {
+    format!(
+        r#"name = "hourly-item-clicks-from-files"
+parallelism = 2
+
+[source]
+connector = "file"
+path = "{}"
+format = "json"
+schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
+
+[event_time]
+column = "timestamp"
+max_out_of_orderness = "10s"
+
+[window]
+kind = "tumbling"
+size = "1h"
+key_by = ["item_id"]
+aggregates = {{ click_count = "count(*)" }}
+
+[sink]
+connector = "file"
+path = "{}"
+format = "json"
+delivery = "{delivery}"
+"#,
+        input.display(),
+        output.display()
+    )
+}

@@ -78,7 +78,9 @@ fn a_slow_sink_slows_the_sources_and_memory_stays_bounded() {
     let hurry = Arc::new(AtomicBool::new(false));
     // The job waits for slots until the taskmanagers start: its part files (named by the job)
     // are made FIFOs before a sink opens them.
-    let cluster = Cluster::jobmanager(&[]).expect("jobmanager");
+    // Jobs may write under the test's directory only (--allow-path).
+    let allowed = dir.path().to_str().expect("utf-8 path");
+    let cluster = Cluster::jobmanager(&["--allow-path", allowed]).expect("jobmanager");
     let id = cluster
         .submit(&job(&broker.bootstrap, &out.display().to_string()), &[])
         .expect("submit");
@@ -93,7 +95,11 @@ fn a_slow_sink_slows_the_sources_and_memory_stays_bounded() {
         readers.push(slow_reader(fifo, Arc::clone(&hurry)));
     }
     let _tms: Vec<_> = (0..2)
-        .map(|_| cluster.taskmanager(1).expect("taskmanager"))
+        .map(|_| {
+            cluster
+                .taskmanager_with(1, &["--allow-path", allowed], &[])
+                .expect("taskmanager")
+        })
         .collect();
     cluster
         .wait_state(&id, &["RUNNING"], Duration::from_secs(30))

@@ -116,15 +116,22 @@ fn running_again(cluster: &Cluster, id: &str, before: u64) {
 fn round(broker: &Broker, r: usize, rng: &mut StdRng) -> Round {
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path().join("checkpoints");
+    let allowed = dir.path().to_str().expect("utf-8");
     let flags = [
         "--checkpoint-dir",
         root.to_str().expect("utf-8"),
         "--heartbeat-timeout",
         "2s",
+        "--allow-path",
+        allowed,
     ];
     let mut cluster = Cluster::jobmanager(&flags).expect("jobmanager");
     let mut tms: Vec<Process> = (0..3)
-        .map(|_| cluster.taskmanager(2).expect("taskmanager"))
+        .map(|_| {
+            cluster
+                .taskmanager_with(2, &["--allow-path", allowed], &[])
+                .expect("taskmanager")
+        })
         .collect();
     let mut gone: Vec<Process> = Vec::new();
     let topic = format!("clicks-{r}");
@@ -180,7 +187,11 @@ fn round(broker: &Broker, r: usize, rng: &mut StdRng) -> Round {
                         p.signal("STOP").expect("SIGSTOP");
                     }
                     gone.push(p);
-                    tms.push(cluster.taskmanager(2).expect("taskmanager"));
+                    tms.push(
+                        cluster
+                            .taskmanager_with(2, &["--allow-path", allowed], &[])
+                            .expect("taskmanager"),
+                    );
                 }
             }
             running_again(&cluster, &id, before);

@@ -463,14 +463,19 @@ fn ended_jobs_stay_listed_for_their_retention_across_a_jobmanager_restart_then_g
         .collect();
     std::fs::write(&input, text).expect("input");
     let root = dir.path().join("checkpoints");
+    let allowed = dir.path().to_str().expect("utf-8");
     let flags = [
         "--checkpoint-dir",
         root.to_str().expect("utf-8"),
         "--job-retention",
         "4s",
+        "--allow-path",
+        allowed,
     ];
     let mut cluster = Cluster::jobmanager(&flags).expect("jobmanager");
-    let _tm = cluster.taskmanager(1).expect("taskmanager");
+    let _tm = cluster
+        .taskmanager_with(1, &["--allow-path", allowed], &[])
+        .expect("taskmanager");
     let job = format!(
         "name = \"short\"\nparallelism = 1\n\n[source]\nconnector = \"file\"\npath = \"{}\"\nformat = \"json\"\nschema = {{ user_id = \"string\", item_id = \"string\", timestamp = \"timestamp_ms\" }}\n\n[sink]\nconnector = \"file\"\npath = \"{}\"\nformat = \"json\"\n",
         input.display(),

@@ -51,15 +51,26 @@ event_time = {{ column = "timestamp", max_out_of_orderness = "10s", idle_timeout
     )
 }
 
-/// A jobmanager that checkpoints to a temporary directory, with two taskmanagers of two slots.
+/// A jobmanager that checkpoints to a temporary directory, with two taskmanagers of two slots;
+/// jobs may use files under `dir`.
 fn cluster(dir: &Path) -> (Cluster, Vec<Process>) {
     let cp = dir.join("checkpoints");
+    let allowed = dir.to_str().expect("utf-8 path");
     // Default heartbeat timeout (10 s): a killed taskmanager is found lost by its broken
     // control stream at once.
-    let cluster = Cluster::jobmanager(&["--checkpoint-dir", cp.to_str().expect("utf-8 path")])
-        .expect("jobmanager");
+    let cluster = Cluster::jobmanager(&[
+        "--checkpoint-dir",
+        cp.to_str().expect("utf-8 path"),
+        "--allow-path",
+        allowed,
+    ])
+    .expect("jobmanager");
     let tms = (0..2)
-        .map(|_| cluster.taskmanager(2).expect("taskmanager"))
+        .map(|_| {
+            cluster
+                .taskmanager_with(2, &["--allow-path", allowed], &[])
+                .expect("taskmanager")
+        })
         .collect();
     (cluster, tms)
 }

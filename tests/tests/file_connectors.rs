@@ -6,47 +6,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::{START, clicks, hourly_counts, part_file_counts};
+use kappa_integration_tests::reference::{self, START, clicks, hourly_counts, part_file_counts};
 
 /// The reference job over a directory of JSON-lines files into an exactly-once file sink,
 /// checkpointing every 100 ms.
 fn file_job(input: &Path, output: &Path) -> String {
-    format!(
-        r#"name = "hourly-item-clicks-from-files"
-parallelism = 2
-
-[source]
-connector = "file"
-path = "{}"
-format = "json"
-schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
-
-[event_time]
-column = "timestamp"
-max_out_of_orderness = "10s"
-
-[window]
-kind = "tumbling"
-size = "1h"
-key_by = ["item_id"]
-aggregates = {{ click_count = "count(*)" }}
-
-[sink]
-connector = "file"
-path = "{}"
-format = "json"
-delivery = "exactly-once"
-
+    reference::file_job(input, output, "exactly-once")
+        + r#"
 [restart]
 strategy = "fixed-delay"
 delay = "100ms"
 
 [checkpoints]
 interval = "100ms"
-"#,
-        input.display(),
-        output.display()
-    )
+"#
 }
 
 #[test]
@@ -60,8 +33,15 @@ fn a_file_source_restored_from_a_checkpoint_reads_each_line_once() {
         std::fs::write(input.join(format!("clicks-{i}.jsonl")), text).expect("input file");
     }
     let chk = dir.path().join("checkpoints");
-    let cluster = Cluster::jobmanager(&["--checkpoint-dir", chk.to_str().expect("utf-8 path")])
-        .expect("jobmanager");
+    // Jobs may read and write under the test's directory only.
+    let allowed = dir.path().to_str().expect("utf-8 path");
+    let cluster = Cluster::jobmanager(&[
+        "--checkpoint-dir",
+        chk.to_str().expect("utf-8 path"),
+        "--allow-path",
+        allowed,
+    ])
+    .expect("jobmanager");
     // Every subtask of this taskmanager fails once, right after the first checkpoint it
     // sees completed: the job restarts from that checkpoint in the middle of the files.
     let failpoint = (
@@ -69,7 +49,7 @@ fn a_file_source_restored_from_a_checkpoint_reads_each_line_once() {
         "subtask-checkpoint-completed=1*return".to_string(),
     );
     let _tm = cluster
-        .taskmanager_with_env(4, &[failpoint])
+        .taskmanager_with(4, &["--allow-path", allowed], &[failpoint])
         .expect("taskmanager");
     let output = dir.path().join("results");
     let id = cluster

@@ -3,6 +3,7 @@
 //! committed by rename for exactly-once) and stdout, and split assignment.
 
 pub mod bad_records;
+pub mod confine;
 pub mod file;
 pub mod json;
 pub mod kafka;
@@ -20,6 +21,7 @@ use kappa_runtime::io::{Sink, SourceReader};
 use kappa_runtime::metrics::SubtaskMetrics;
 
 use crate::bad_records::BadRecordPolicy;
+use crate::confine::Confinement;
 use crate::file::{FileReader, LineSink};
 use crate::json::JsonDecoder;
 use crate::kafka::PartitionStart;
@@ -42,8 +44,9 @@ pub enum ConnectorError {
 }
 
 /// Opens the source reader of one subtask; Kafka partitions handed over later arrive on
-/// `new_splits`.
+/// `new_splits`. Its files must be ones `confinement` allows.
 pub fn open_source(
+    confinement: &Confinement,
     source: &SourcePlan,
     job_id: &str,
     assignment: &SourceAssignment,
@@ -76,6 +79,7 @@ pub fn open_source(
             Ok(Box::new(reader))
         }
         (SourceKind::File { .. }, SourceAssignment::Files(files)) => {
+            confinement.check_source(source, files)?;
             let policy = BadRecordPolicy::new(source.on_error, None, metrics);
             Ok(Box::new(FileReader::new(files.clone(), decoder, policy)))
         }
@@ -102,14 +106,17 @@ fn file_writer_id(job_id: &str, uid: &str, subtask: u32) -> String {
     }
 }
 
-/// Opens subtask `subtask` of sink `sink` of job `job_id` in its attempt `attempt`.
+/// Opens subtask `subtask` of sink `sink` of job `job_id` in its attempt `attempt`; its
+/// directory or host must be one `confinement` allows.
 pub fn open_sink(
+    confinement: &Confinement,
     sink: &SinkPlan,
     job_id: &str,
     attempt: u32,
     subtask: u32,
 ) -> Result<Box<dyn Sink>, TaskError> {
     let delivery = sink.delivery;
+    let dir = confinement.check_sink(sink)?;
     Ok(match &sink.kind {
         SinkKind::Kafka {
             bootstrap_servers,
@@ -145,7 +152,9 @@ pub fn open_sink(
             }
         }
         SinkKind::File { path } => {
+            let path = dir.as_deref().unwrap_or(path);
             let writer = file_writer_id(job_id, &sink.uid, subtask);
+            confine::check_writer(&writer)?;
             match delivery {
                 Delivery::ExactlyOnce => Box::new(PartFileSink::open(path, &writer, attempt)?),
                 Delivery::AtLeastOnce | Delivery::None => Box::new(

@@ -22,6 +22,7 @@ use kappa_runtime::TaskError;
 use kappa_runtime::io::{PendingCommit, Sink};
 use serde::{Deserialize, Serialize};
 
+use crate::confine::check_part_file;
 use crate::json::encode_rows;
 
 /// What committing one checkpoint's part file needs (kept in the checkpoint).
@@ -184,6 +185,9 @@ impl Sink for PartFileSink {
                     p.writer
                 ))
             })?;
+            // Its paths were read back from storage: only this sink's own files are renamed.
+            check_part_file(&self.dir, &part.pending)?;
+            check_part_file(&self.dir, &part.committed)?;
             if !part.committed.exists() && !part.pending.exists() {
                 return Err(TaskError::Io(format!(
                     "{} (output of checkpoint {}) is gone: it cannot be committed",
@@ -318,5 +322,52 @@ mod tests {
         );
         assert_eq!(read(dir.path(), "part-j-0-4.jsonl"), "{\"v\":4}\n");
         assert_eq!(read(dir.path(), "part-j-0-5.jsonl"), "{\"v\":50}\n");
+    }
+
+    #[test]
+    fn a_restored_part_file_entry_naming_files_outside_the_sink_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink_dir = dir.path().join("out");
+        let mut s = PartFileSink::open(&sink_dir, "j-0", 1).expect("open");
+        s.write(&batch(1)).expect("write");
+        let c1 = s.prepare(1).expect("prepare").expect("a part file");
+        let real: PartCommit = serde_json::from_slice(&c1).expect("entry");
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "keep me\n").expect("victim");
+        let crafted = [
+            // Renames this sink's pending file over a file outside the directory.
+            PartCommit {
+                pending: real.pending.clone(),
+                committed: victim.clone(),
+            },
+            // Renames a file outside into the directory.
+            PartCommit {
+                pending: victim.clone(),
+                committed: real.committed.clone(),
+            },
+            // Escapes with `..` under a name of the sink's own.
+            PartCommit {
+                pending: real.pending.clone(),
+                committed: sink_dir.join("../part-j-0-1.jsonl"),
+            },
+        ];
+        for c in crafted {
+            let data = serde_json::to_vec(&c).expect("json");
+            let mut r = PartFileSink::open(&sink_dir, "j-0", 2).expect("reopen");
+            let e = r.recover(vec![pending(1, &data)]).unwrap_err();
+            assert!(
+                matches!(e, TaskError::Refused(_)) && e.to_string().contains("part file"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "keep me\n"
+        );
+        assert!(real.pending.exists() && !dir.path().join("part-j-0-1.jsonl").exists());
+        let mut r = PartFileSink::open(&sink_dir, "j-0", 2).expect("reopen");
+        r.recover(vec![pending(1, &c1)])
+            .expect("its own entry commits");
+        assert_eq!(visible(&sink_dir), ["part-j-0-1.jsonl"]);
     }
 }

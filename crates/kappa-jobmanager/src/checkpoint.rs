@@ -727,9 +727,13 @@ pub async fn read_metadata_at(
         }
         Err(e) => return Err(format!("reading {shown}: {e}")),
     };
-    serde_json::from_slice::<CheckpointMetadata>(&bytes)
+    let meta = serde_json::from_slice::<CheckpointMetadata>(&bytes)
         .map(CheckpointMetadata::upgrade)
-        .map_err(|e| format!("{shown} is not a Kappa savepoint or checkpoint: {e}"))
+        .map_err(|e| format!("{shown} is not a Kappa savepoint or checkpoint: {e}"))?;
+    // Read back from storage: its names and objects are checked before anything uses them.
+    crate::metadata_check::check(&meta, location)
+        .map_err(|e| format!("{shown} is refused: {e}"))?;
+    Ok(meta)
 }
 
 /// Copies a completed checkpoint into `dst` as a self-contained savepoint (its files and a

@@ -12,6 +12,7 @@ mod driver;
 pub mod ha;
 pub mod job;
 mod lifecycle;
+mod metadata_check;
 mod prom;
 mod rates;
 pub mod registry;
@@ -77,6 +78,10 @@ pub struct JobManagerConfig {
     /// Host name other processes reach this jobmanager at (published to standbys in HA);
     /// default: the address it listens on.
     pub advertised_host: Option<String>,
+    /// What jobs may touch: the file paths of file connectors and savepoints (besides the
+    /// checkpoint root), the PostgreSQL hosts of sinks. Checked at submission; every
+    /// taskmanager checks again with its own.
+    pub confinement: kappa_connectors::confine::Confinement,
     /// Mutual TLS with the taskmanagers; None: plaintext gRPC (`--insecure`, `kappa local`).
     pub cluster_tls: Option<kappa_proto::tls::ClusterTls>,
 }
@@ -105,6 +110,7 @@ impl Default for JobManagerConfig {
             max_request_bytes: 4 << 20,
             ha: None,
             advertised_host: None,
+            confinement: kappa_connectors::confine::Confinement::no_files("jobmanager"),
             cluster_tls: None,
             partition_discovery_interval: Duration::from_secs(10),
             restart: RestartPlan::default(),
@@ -129,6 +135,8 @@ pub enum SavepointError {
     NoDirectory,
     #[error("the savepoint failed: {0}")]
     Failed(String),
+    #[error("savepoint directory: {0}")]
+    Refused(#[source] kappa_job::confine::PathRefused),
 }
 
 impl SavepointError {
@@ -138,7 +146,7 @@ impl SavepointError {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::NotRunning(_) => StatusCode::CONFLICT,
-            Self::NoDirectory => StatusCode::BAD_REQUEST,
+            Self::NoDirectory | Self::Refused(_) => StatusCode::BAD_REQUEST,
             Self::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -408,6 +416,7 @@ impl JobManager {
                 .prepare(&id, file_name, spec, submitted, true)
                 .await?,
         );
+        self.inner.confine(file_name, spec, &job.plan)?;
         tracing::info!(job = %id, name = %job.plan.name, start = %job.plan.start(), parallelism = job.plan.parallelism, "job submitted");
         self.inner.jobs.write().insert(id.clone(), Arc::clone(&job));
         if let Err(e) = self.inner.store.put(&store::JobRecord::of(&job)).await {
@@ -422,6 +431,17 @@ impl JobManager {
 
     pub fn job(&self, id: &str) -> Option<Arc<JobEntry>> {
         self.inner.job(id)
+    }
+
+    /// Refuses a planned job whose files or PostgreSQL hosts this jobmanager does not let
+    /// jobs use, as a submission does; each refusal is located in the job file.
+    pub fn confine(
+        &self,
+        file: &str,
+        spec: &str,
+        plan: &kappa_job::JobPlan,
+    ) -> Result<(), SubmitError> {
+        self.inner.confine(file, spec, plan)
     }
 
     /// Takes a savepoint of a running job into `dir` (default `{checkpoint dir}/savepoints`);
@@ -440,7 +460,14 @@ impl JobManager {
             return Err(SavepointError::NoDirectory);
         }
         let base = match dir {
-            Some(d) => d.trim_end_matches('/').to_string(),
+            Some(d) => {
+                let c = &self.inner.config;
+                c.confinement
+                    .paths
+                    .check_location(d, c.checkpoint_dir.as_deref())
+                    .map_err(SavepointError::Refused)?;
+                d.trim_end_matches('/').to_string()
+            }
             None => {
                 let root = self
                     .inner

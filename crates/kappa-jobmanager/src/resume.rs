@@ -25,6 +25,10 @@ impl Inner {
                     continue;
                 }
             };
+            if let Err(e) = kappa_job::confine::names::job_id(&r.id) {
+                tracing::error!(error = %e, "a kept job's record has an id no jobmanager makes: that job is not resumed");
+                continue;
+            }
             if self.jobs.read().contains_key(&r.id) {
                 continue;
             }
@@ -144,6 +148,8 @@ impl Inner {
         let mut job = self
             .prepare(&r.id, &r.file_name, &r.spec, &submitted, latest.is_none())
             .await?;
+        // The roots may have changed since it was submitted.
+        self.confine(&r.file_name, &r.spec, &job.plan)?;
         job.submitted_at_ms = r.submitted_at_ms;
         job.attempt_offset = r.last_attempt;
         if let Some(c) = job.checkpoints.get_mut().as_mut() {

@@ -107,6 +107,9 @@ pub enum SubmitError {
     /// The job store (etcd, the checkpoint directory) cannot record it now.
     #[error("{0}")]
     Unavailable(String),
+    /// A savepoint location this jobmanager does not let jobs use.
+    #[error("savepoint: {0}")]
+    Location(#[source] kappa_job::confine::PathRefused),
 }
 
 /// Plans a job on a blocking thread: planning a large job must not hold up an async worker
@@ -124,6 +127,20 @@ pub(crate) async fn plan_blocking(
 }
 
 impl Inner {
+    /// Refuses a job whose files or PostgreSQL hosts this jobmanager does not let jobs use;
+    /// each refusal is located in the job file.
+    pub(crate) fn confine(
+        &self,
+        file: &str,
+        spec: &str,
+        plan: &kappa_job::JobPlan,
+    ) -> Result<(), SubmitError> {
+        self.config
+            .confinement
+            .check_job(file, spec, plan)
+            .map_err(SubmitError::Invalid)
+    }
+
     /// Plans a job and builds its entry: checkpoints, and the savepoint or checkpoint it
     /// starts from (read only when `restore_initial`).
     pub(crate) async fn prepare(
@@ -242,6 +259,11 @@ impl Inner {
     ) -> Result<job::RestoreSource, SubmitError> {
         let (location, mut meta) = match &sp.from {
             RestoreFrom::Savepoint(uri) => {
+                // Checked before it is parsed: parsing creates a local directory.
+                let paths = &self.config.confinement.paths;
+                paths
+                    .check_location(uri, self.config.checkpoint_dir.as_deref())
+                    .map_err(SubmitError::Location)?;
                 let location = kappa_state::Location::parse(uri)
                     .map_err(|e| SubmitError::BadRequest(format!("savepoint {uri}: {e}")))?;
                 let meta = checkpoint::read_metadata(&location)
@@ -250,6 +272,9 @@ impl Inner {
                 (location, meta)
             }
             RestoreFrom::Checkpoint { job, id } => {
+                if let Err(e) = kappa_job::confine::names::job_id(job) {
+                    return Err(SubmitError::BadRequest(format!("checkpoint {id}: {e}")));
+                }
                 let entry = self.job(job).ok_or_else(|| {
                     SubmitError::BadRequest(format!("checkpoint {id} of job {job}: no such job"))
                 })?;

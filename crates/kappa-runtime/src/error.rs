@@ -10,6 +10,9 @@ pub enum TaskError {
     /// Connectivity or I/O: a restart with backoff may succeed.
     #[error("{0}")]
     Io(String),
+    /// The job asks for a path, host or name this process does not allow (confined jobs).
+    #[error(transparent)]
+    Refused(#[from] kappa_job::confine::Refused),
 }
 
 impl TaskError {

@@ -11,6 +11,9 @@ pub enum StateError {
     Io { path: String, message: String },
     #[error("invalid state location `{0}`: {1}")]
     Location(String, String),
+    /// A snapshot names a file that would not stay in the directory it is restored into.
+    #[error("the snapshot is refused: {0}")]
+    Name(#[from] kappa_job::confine::BadName),
 }
 
 impl StateError {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+
+use kappa_job::confine::{BadName, names};
 use xxhash_rust::xxh3::xxh3_64;
 
 use object_store::path::Path as ObjectPath;
@@ -37,6 +39,14 @@ impl StateHandle {
     /// Size of the whole snapshot (the full state).
     pub fn size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Checks that every file name is a plain name: a handle read back from storage or
+    /// received from a peer must not place a file outside the directory it is restored into.
+    pub fn check_names(&self) -> Result<(), BadName> {
+        self.files
+            .iter()
+            .try_for_each(|f| names::plain_file_name(&f.name))
     }
 }
 
@@ -125,6 +135,7 @@ pub async fn download(
     handle: &StateHandle,
     dir: &Path,
 ) -> Result<(), StateError> {
+    handle.check_names()?;
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| StateError::io(dir, e))?;
@@ -273,5 +284,41 @@ mod tests {
             e.contains("checksum mismatch") && e.contains(&sst.name),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_handle_naming_a_file_outside_the_restore_directory_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::parse(&dir.path().join("store").display().to_string()).unwrap();
+        let object = location.child(&["job", "shared", "x"]);
+        location
+            .store
+            .put(&object, PutPayload::from(b"attacker's bytes".to_vec()))
+            .await
+            .unwrap();
+        let restore = dir.path().join("a").join("b").join("restore");
+        for name in [
+            "../../escaped",
+            "/tmp/kappa-escaped-by-a-snapshot",
+            "",
+            "..",
+        ] {
+            let handle = StateHandle {
+                files: vec![StoredFile {
+                    name: name.into(),
+                    object: object.to_string(),
+                    size: 16,
+                    xxh3: None,
+                }],
+            };
+            let e = download(&location, &handle, &restore).await.unwrap_err();
+            assert!(
+                matches!(e, StateError::Name(_)) && e.to_string().contains("not a plain file name"),
+                "{name:?}: {e}"
+            );
+        }
+        assert!(!dir.path().join("a").join("escaped").exists());
+        assert!(!std::path::Path::new("/tmp/kappa-escaped-by-a-snapshot").exists());
+        assert!(!restore.exists(), "refused before anything is created");
     }
 }

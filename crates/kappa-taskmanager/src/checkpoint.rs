@@ -36,6 +36,15 @@ pub struct CheckpointContext {
 }
 
 impl CheckpointContext {
+    /// Checks a savepoint location a restore reads from: the checkpoint root or a root of
+    /// this taskmanager (it does not trust the jobmanager's check).
+    fn check_location(&self, location: &str) -> Result<(), TaskError> {
+        let paths = &self.shared.confinement.paths;
+        paths
+            .check_location(location, Some(&self.location.text))
+            .map_err(|e| TaskError::Refused(e.into()))
+    }
+
     fn ack(&self, a: CheckpointAck) {
         let _ = self.shared.reports.send(ToJobManager::Ack(a));
     }
@@ -321,7 +330,10 @@ pub fn pending_commits(
         .map(|c| {
             let location = match c.location.is_empty() {
                 true => ctx.location.clone(),
-                false => Location::parse(&c.location).map_err(|e| TaskError::Io(e.to_string()))?,
+                false => {
+                    ctx.check_location(&c.location)?;
+                    Location::parse(&c.location).map_err(|e| TaskError::Io(e.to_string()))?
+                }
             };
             let path = ObjectPath::parse(&c.object)
                 .map_err(|e| TaskError::Data(format!("sink output `{}`: {e}", c.object)))?;
@@ -375,10 +387,15 @@ pub fn restore_operator(
             )));
         };
         let handle: StateHandle = handle.into();
+        // Its names become paths under the restore directory: refused before any download.
+        handle
+            .check_names()
+            .map_err(|e| TaskError::Refused(e.into()))?;
         // A savepoint's files live in its own directory; a checkpoint's in the checkpoint directory.
         let location = if r.location.is_empty() {
             ctx.location.clone()
         } else {
+            ctx.check_location(&r.location)?;
             Location::parse(&r.location).map_err(|e| TaskError::Io(format!("{what}: {e}")))?
         };
         let dir = ctx

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
+use kappa_connectors::confine::Confinement;
 use kappa_connectors::kafka::{PartitionStart, StartOffset};
 use kappa_connectors::splits::SourceAssignment;
 use kappa_connectors::{open_sink, open_source, sink_writer_id};
+use kappa_job::confine::names;
 use kappa_job::graph::{OperatorKind, Partitioning, PhysicalGraph, Route, Vertex};
 use kappa_job::keygroup::key_group_range;
 use kappa_job::{JobPlan, Overrides, plan_job};
@@ -188,6 +190,8 @@ struct Prepared {
 
 /// Starts the subtasks of `req` on this taskmanager.
 pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Status> {
+    // The id names the attempt's local state directory.
+    names::job_id(&req.job_id).map_err(|e| Status::invalid_argument(format!("job id: {e}")))?;
     let plan = Arc::new(plan(&req)?);
     let graph = Arc::new(plan.graph());
     let key: AttemptKey = (req.job_id.clone(), req.attempt);
@@ -415,6 +419,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             cancel: Arc::clone(&cancel),
             ctx: checkpointing.clone(),
             budget: Arc::clone(&budget),
+            confinement: shared.confinement.clone(),
             prepared: p,
         };
         reporter.spawn(format!("{}-{name}-{i}", key.0), move || run.start()?.run())?;
@@ -431,6 +436,8 @@ struct SubtaskRun {
     ctx: Option<Arc<CheckpointContext>>,
     /// The job's state limit in this taskmanager, shared by the attempt's subtasks here.
     budget: Arc<StateBudget>,
+    /// What the job's connectors may touch here.
+    confinement: Confinement,
     prepared: Prepared,
 }
 
@@ -445,6 +452,7 @@ impl SubtaskRun {
             cancel,
             ctx,
             budget,
+            confinement,
             prepared: p,
         } = self;
         let (vertex_id, i) = (p.deployment.vertex, p.deployment.subtask);
@@ -466,6 +474,7 @@ impl SubtaskRun {
                     let assignment = splits_from_proto(p.deployment.splits.as_ref())
                         .map_err(|s| TaskError::Data(s.message().to_string()))?;
                     let reader = open_source(
+                        &confinement,
                         source,
                         &job_id,
                         &assignment,
@@ -525,7 +534,7 @@ impl SubtaskRun {
                         .sinks
                         .get(k)
                         .ok_or_else(|| TaskError::Data(format!("no sink {k}")))?;
-                    let mut sink = open_sink(sink_plan, &job_id, attempt, i)?;
+                    let mut sink = open_sink(&confinement, sink_plan, &job_id, attempt, i)?;
                     let part = match &ctx {
                         Some(ctx) => {
                             let mine: Vec<_> = p

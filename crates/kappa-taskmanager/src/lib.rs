@@ -60,6 +60,9 @@ pub struct TaskManagerConfig {
     pub jobmanager: String,
     /// Where subtasks keep their local state (RocksDB); emptied at start.
     pub state_dir: std::path::PathBuf,
+    /// What its jobs may touch (file paths, savepoint locations, PostgreSQL hosts), checked
+    /// here whatever the jobmanager checked.
+    pub confinement: kappa_connectors::confine::Confinement,
     /// Mutual TLS with the jobmanager and the other taskmanagers; None: plaintext gRPC
     /// (`--insecure`, `kappa local`).
     pub cluster_tls: Option<ClusterTls>,
@@ -96,6 +99,7 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
         slots: config.slots,
         address: address.clone(),
         state_dir: config.state_dir.clone(),
+        confinement: config.confinement.clone(),
         attempts: Mutex::new(HashMap::new()),
         cancelled: Mutex::default(),
         reports: reports_tx,

@@ -81,6 +81,8 @@ pub struct Shared {
     pub address: String,
     /// Local working directory of subtask state.
     pub state_dir: std::path::PathBuf,
+    /// What jobs may touch here, checked whatever the jobmanager checked.
+    pub confinement: kappa_connectors::confine::Confinement,
     pub attempts: Mutex<HashMap<AttemptKey, Arc<LocalAttempt>>>,
     /// Attempts cancelled before their deployment arrived (a deployment can be overtaken by
     /// its cancel): they are refused if it comes. The most recent ones only.

@@ -90,11 +90,13 @@ impl Drop for TaskManagerProcesses {
     }
 }
 
-/// A local cluster, or a jobmanager here with taskmanager processes, with `parallelism` slots.
+/// A local cluster, or a jobmanager here with taskmanager processes, with `parallelism` slots;
+/// jobs may use files under `dir` (checkpoints go to `dir/checkpoints`).
 async fn start_cluster(
     args: &BenchArgs,
-    checkpoint_dir: &std::path::Path,
+    dir: &std::path::Path,
 ) -> anyhow::Result<(kappa_jobmanager::JobManager, TaskManagerProcesses)> {
+    let checkpoint_dir = dir.join("checkpoints");
     let p = args.parallelism.to_string();
     let mut argv = vec![
         "local".to_string(),
@@ -106,6 +108,8 @@ async fn start_cluster(
         p,
         "--heartbeat-interval".into(),
         "200ms".into(),
+        "--allow-path".into(),
+        dir.display().to_string(),
     ];
     if args.checkpoint_interval.is_some() {
         argv.push("--checkpoint-dir".into());
@@ -162,6 +166,7 @@ async fn start_cluster(
     }
     let started = kappa_jobmanager::JobManager::start(config).await?;
     let slots = args.parallelism.div_ceil(args.taskmanagers).to_string();
+    let allowed = dir.display().to_string();
     let mut children = Vec::new();
     for flags in &tm_flags {
         let child = std::process::Command::new(&exe)
@@ -173,6 +178,8 @@ async fn start_cluster(
                 "0",
                 "--slots",
                 &slots,
+                "--allow-path",
+                &allowed,
             ])
             .args(flags)
             .stdout(std::process::Stdio::null())
@@ -299,7 +306,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(i) => format!("{job}\n[checkpoints]\ninterval = \"{i}\"\nretained = 2\n"),
         None => job,
     };
-    let (jm, taskmanagers) = start_cluster(&args, &dir.path().join("checkpoints")).await?;
+    let (jm, taskmanagers) = start_cluster(&args, dir.path()).await?;
     let overrides = kappa_job::Overrides {
         parallelism: Some(args.parallelism),
         ..Default::default()

@@ -10,6 +10,8 @@ use kappa_job::spec::RestartStrategyKind;
 use kappa_jobmanager::{JobManager, JobManagerConfig};
 use kappa_taskmanager::{TaskManagerConfig, TaskManagerHandle};
 
+use crate::confine_args::ConfineArgs;
+
 use crate::cluster_tls::ClusterTlsArgs;
 use kappa_proto::tls::{ClusterTls, Role};
 
@@ -133,6 +135,8 @@ pub struct JobManagerArgs {
     /// in HA; default: the REST address).
     #[arg(long, env = "KAPPA_JOBMANAGER_ADVERTISED_HOST")]
     pub advertised_address: Option<String>,
+    #[command(flatten)]
+    pub confine: ConfineArgs,
 }
 
 impl JobManagerArgs {
@@ -162,6 +166,7 @@ impl JobManagerArgs {
         Ok(JobManagerConfig {
             ha,
             advertised_host: self.advertised_address.clone(),
+            confinement: self.confine.confinement("jobmanager")?,
             rest: addr(&self.address, self.port)?,
             rpc: addr(&self.rpc_address, self.rpc_port)?,
             checkpoint_dir: self.checkpoint_dir.clone(),
@@ -216,6 +221,8 @@ pub struct TaskManagerArgs {
     /// system's temporary directory); emptied at start.
     #[arg(long, env = "KAPPA_STATE_DIR")]
     pub state_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub confine: ConfineArgs,
 }
 
 impl TaskManagerArgs {
@@ -258,6 +265,7 @@ impl TaskManagerArgs {
             bind,
             advertised_host: self.advertised_host.clone(),
             jobmanager: self.jobmanager.clone(),
+            confinement: self.confine.confinement("taskmanager")?,
             state_dir: self.state_dir.clone().unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("kappa-state-{}", std::process::id()))
             }),
@@ -291,7 +299,10 @@ pub async fn start_local(args: &LocalArgs) -> anyhow::Result<LocalCluster> {
             "kappa local runs its taskmanager in this process, over loopback: the --cluster-* flags are for kappa jobmanager and kappa taskmanager"
         ));
     }
-    let started = JobManager::start(args.jobmanager.config()?).await?;
+    // One user's own process: without roots its jobs may use any path.
+    let mut jobmanager = args.jobmanager.clone();
+    jobmanager.confine = jobmanager.confine.for_local();
+    let started = JobManager::start(jobmanager.config()?).await?;
     let tm = TaskManagerArgs {
         tls: ClusterTlsArgs::default(),
         jobmanager: format!("http://{}", started.rpc),
@@ -301,6 +312,7 @@ pub async fn start_local(args: &LocalArgs) -> anyhow::Result<LocalCluster> {
         advertised_host: None,
         id: Some("local".into()),
         state_dir: args.state_dir.clone(),
+        confine: jobmanager.confine.clone(),
     };
     let taskmanager = kappa_taskmanager::start(tm.config(None)?).await?;
     // The cluster is ready once the taskmanager's slots are registered.

@@ -6,6 +6,7 @@ mod certs;
 mod cluster;
 mod cluster_tls;
 mod config_file;
+mod confine_args;
 mod demo;
 mod generator;
 

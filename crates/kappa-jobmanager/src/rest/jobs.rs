@@ -229,6 +229,7 @@ pub async fn submit(
         (status = 413, description = "The body is larger than --max-request-bytes", body = ErrorBody)
     ))]
 pub async fn validate(
+    State(jm): State<JobManager>,
     headers: HeaderMap,
     query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -237,6 +238,7 @@ pub async fn validate(
     let plan = crate::submission::plan_blocking(&s.file, &s.req.job, &s.overrides)
         .await
         .map_err(ApiError::from)?;
+    jm.confine(&s.file, &s.req.job, &plan)?;
     let graph = plan.graph();
     Ok(Json(ValidateResponse {
         name: plan.name.clone(),

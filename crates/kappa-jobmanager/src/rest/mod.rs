@@ -81,6 +81,7 @@ impl From<SubmitError> for ApiError {
                 )
             }
             SubmitError::BadRequest(m) => Self::new(StatusCode::BAD_REQUEST, m),
+            e @ SubmitError::Location(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
             SubmitError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
         }
     }

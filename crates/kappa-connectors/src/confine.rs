@@ -1,0 +1,324 @@
+//! Confined jobs in the connectors: the file paths, file names and PostgreSQL hosts of a job
+//! checked against what this process allows — at submission, each refusal located in the job
+//! file (the jobmanager), and again where a taskmanager opens each connector (it does not trust
+//! the jobmanager's check: its roots may differ).
+
+use std::path::{Path, PathBuf};
+
+use kappa_job::confine::{AllowedHosts, AllowedPaths, PathRefused, Refused, names, resolved};
+use kappa_job::error::Locator;
+use kappa_job::plan::{JobPlan, SinkKind, SinkPlan, SourceKind, SourcePlan};
+use kappa_job::spec::JobSpec;
+use kappa_job::{SpecError, SpecErrors};
+use kappa_runtime::io::FilePosition;
+use postgres::config::Host;
+
+/// What the jobs of one process may touch.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    /// Where file connectors read and write, and savepoints go.
+    pub paths: AllowedPaths,
+    /// The PostgreSQL servers sinks connect to.
+    pub postgres_hosts: AllowedHosts,
+}
+
+impl Confinement {
+    /// Anything: a single user's own process (`kappa local` without roots).
+    pub fn any(process: &'static str) -> Self {
+        Self {
+            paths: AllowedPaths::any(process),
+            postgres_hosts: AllowedHosts::any(process),
+        }
+    }
+
+    /// No file paths, any host: a cluster process started without roots.
+    pub fn no_files(process: &'static str) -> Self {
+        Self {
+            paths: AllowedPaths::none(process),
+            postgres_hosts: AllowedHosts::any(process),
+        }
+    }
+
+    /// Checks every file path, file sink name and PostgreSQL host of `plan` (planned from
+    /// `text`, the file `file`); each refusal names its place in the file.
+    pub fn check_job(&self, file: &str, text: &str, plan: &JobPlan) -> Result<(), SpecErrors> {
+        // The plan keeps no spans: the fields are found again in the parsed file.
+        let spec = kappa_job::parse::parse_job(file, text).ok();
+        let loc = Locator::new(file, text);
+        let mut errors: Vec<SpecError> = Vec::new();
+        for s in &plan.sources {
+            if let SourceKind::File { path } = &s.kind
+                && let Err(e) = self.paths.check_path(path)
+            {
+                let span = spec.as_ref().and_then(|j| source_path_span(j, &s.uid));
+                errors.push(loc.at(span, &format!("{}.path", s.uid), e.to_string()));
+            }
+        }
+        for s in &plan.sinks {
+            let table = spec.as_ref().and_then(|j| sink_spans(j, &s.uid));
+            match &s.kind {
+                SinkKind::File { path } => {
+                    if let Err(e) = self.paths.check_path(path) {
+                        let span = table.as_ref().and_then(|t| t.path.clone());
+                        errors.push(loc.at(span, &format!("{}.path", s.uid), e.to_string()));
+                    }
+                    if let Err(e) = names::plain_file_name(&s.uid) {
+                        let why = format!("a file sink's name becomes part of its file names: {e}");
+                        let span = table.as_ref().and_then(|t| t.path.clone());
+                        errors.push(loc.at(span, &s.uid, why));
+                    }
+                }
+                SinkKind::Postgres { url, .. } => {
+                    if let Err(e) = self.check_postgres(url) {
+                        let span = table.as_ref().and_then(|t| t.url.clone());
+                        errors.push(loc.at(span, &format!("{}.url", s.uid), e.to_string()));
+                    }
+                }
+                SinkKind::Kafka { .. } | SinkKind::Stdout => {}
+            }
+        }
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(SpecErrors(errors)),
+        }
+    }
+
+    /// Checks the path of a file source and every file a subtask of it was assigned.
+    pub fn check_source(&self, source: &SourcePlan, files: &[FilePosition]) -> Result<(), Refused> {
+        if let SourceKind::File { path } = &source.kind {
+            self.paths.check_path(path)?;
+        }
+        for f in files {
+            self.paths.check_path(&f.path)?;
+        }
+        Ok(())
+    }
+
+    /// The directory a file sink writes to, resolved; checks a PostgreSQL sink's hosts.
+    pub fn check_sink(&self, sink: &SinkPlan) -> Result<Option<PathBuf>, Refused> {
+        match &sink.kind {
+            SinkKind::File { path } => Ok(Some(self.paths.check_path(path)?)),
+            SinkKind::Postgres { url, .. } => {
+                self.check_postgres(url)?;
+                Ok(None)
+            }
+            SinkKind::Kafka { .. } | SinkKind::Stdout => Ok(None),
+        }
+    }
+
+    /// Checks the hosts a PostgreSQL connection string connects to.
+    fn check_postgres(&self, url: &str) -> Result<(), Refused> {
+        if self.postgres_hosts.is_any() {
+            return Ok(());
+        }
+        // A string the client cannot read connects nowhere (opening the sink says why).
+        let Some(targets) = postgres_targets(url) else {
+            return Ok(());
+        };
+        self.postgres_hosts
+            .check(targets.iter().map(String::as_str))?;
+        Ok(())
+    }
+}
+
+/// The hosts a PostgreSQL connection string connects to, as the client that connects reads
+/// it: each `hostaddr` where given, else the `host` (a name, or a socket directory); None
+/// when it does not parse.
+pub fn postgres_targets(url: &str) -> Option<Vec<String>> {
+    let config: postgres::Config = url.parse().ok()?;
+    let (hosts, addrs) = (config.get_hosts(), config.get_hostaddrs());
+    let n = hosts.len().max(addrs.len());
+    let targets = (0..n).filter_map(|i| match (addrs.get(i), hosts.get(i)) {
+        (Some(addr), _) => Some(addr.to_string()),
+        (None, Some(Host::Tcp(name))) => Some(name.clone()),
+        (None, Some(Host::Unix(dir))) => Some(dir.display().to_string()),
+        (None, None) => None,
+    });
+    Some(targets.collect())
+}
+
+/// Where a source's `path` is written, by the source's uid (`source`, `sources.<name>`).
+fn source_path_span(spec: &JobSpec, uid: &str) -> Option<std::ops::Range<usize>> {
+    let table = match uid.strip_prefix("sources.") {
+        Some(name) => spec.sources.get(name),
+        None => spec.source.as_ref(),
+    };
+    table?.path.as_ref().map(|s| s.span())
+}
+
+/// Where a sink's `path` and `url` are written.
+struct SinkSpans {
+    path: Option<std::ops::Range<usize>>,
+    url: Option<std::ops::Range<usize>>,
+}
+
+fn sink_spans(spec: &JobSpec, uid: &str) -> Option<SinkSpans> {
+    let table = match uid.strip_prefix("sinks.") {
+        Some(name) => spec.sinks.get(name),
+        None => spec.sink.as_ref(),
+    }?;
+    Some(SinkSpans {
+        path: table.path.as_ref().map(|s| s.span()),
+        url: table.url.as_ref().map(|s| s.span()),
+    })
+}
+
+/// Checks that the files of writer `writer` stay in their directory: the writer becomes part
+/// of their names.
+pub fn check_writer(writer: &str) -> Result<(), Refused> {
+    names::plain_file_name(writer)?;
+    Ok(())
+}
+
+/// Checks that a part file named in a restored checkpoint is in `dir` with a name of the
+/// file sink's own: what a checkpoint read back from storage names is not trusted.
+pub fn check_part_file(dir: &Path, path: &Path) -> Result<(), Refused> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    names::plain_file_name(name)?;
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let ours = name.starts_with("part-") || name.starts_with(".part-");
+    if ours && resolved(parent)? == resolved(dir)? {
+        return Ok(());
+    }
+    Err(Refused::Path(PathRefused::Invalid {
+        path: path.display().to_string(),
+        why: format!(
+            "the restored checkpoint names a part file that is not one of this sink's in `{}`",
+            dir.display()
+        ),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kappa_job::{Overrides, plan_job};
+
+    fn job(root: &Path) -> String {
+        format!(
+            r#"name = "confined"
+
+[source]
+connector = "file"
+path = "/etc/passwd"
+schema = {{ user_id = "string" }}
+
+[sinks.out]
+connector = "file"
+path = "{root}/out"
+
+[sinks."x/../../y"]
+connector = "file"
+path = "{root}/out"
+
+[sinks.pg]
+connector = "postgres"
+url = "host=db.internal hostaddr=10.9.9.9 user=kappa dbname=analytics"
+table = "t"
+key = "{{user_id}}"
+"#,
+            root = root.display()
+        )
+    }
+
+    fn confinement(root: &Path, hosts: &[&str]) -> Confinement {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        Confinement {
+            paths: AllowedPaths::under("jobmanager", &[root.display().to_string()]).expect("root"),
+            postgres_hosts: AllowedHosts::only("jobmanager", &hosts),
+        }
+    }
+
+    #[test]
+    fn every_refusal_of_a_job_is_located_in_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = job(dir.path());
+        let plan = plan_job("job.toml", &text, &Overrides::default()).expect("plans");
+        let errors = confinement(dir.path(), &["db.internal"])
+            .check_job("job.toml", &text, &plan)
+            .unwrap_err()
+            .0;
+        let found: Vec<(&str, Option<usize>)> =
+            errors.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        assert_eq!(
+            found,
+            [
+                ("source.path", Some(5)),
+                ("sinks.pg.url", Some(18)),
+                ("sinks.x/../../y", Some(14)),
+            ],
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].message.contains("/etc/passwd") && errors[0].message.contains("--allow-path")
+        );
+        assert!(
+            errors[1].message.contains("10.9.9.9")
+                && errors[1].message.contains("--allow-postgres-host"),
+            "the address connected to is checked, not the name beside it: {}",
+            errors[1].message
+        );
+        assert!(errors[2].message.contains("file names"));
+        // With the address allowed and the source inside, the job is taken but for the sink name.
+        let inside = text.replace(
+            "/etc/passwd",
+            &dir.path().join("in.jsonl").display().to_string(),
+        );
+        let plan = plan_job("job.toml", &inside, &Overrides::default()).expect("plans");
+        let errors = confinement(dir.path(), &["10.9.9.9"])
+            .check_job("job.toml", &inside, &plan)
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            Confinement::any("kappa local")
+                .check_job("job.toml", &text, &plan)
+                .is_err(),
+            "a sink name that leaves its directory is refused everywhere"
+        );
+    }
+
+    #[test]
+    fn a_taskmanager_checks_the_files_it_is_assigned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = job(dir.path()).replace("/etc/passwd", &dir.path().display().to_string());
+        let plan = plan_job("job.toml", &text, &Overrides::default()).expect("plans");
+        let c = confinement(dir.path(), &[]);
+        let inside = FilePosition::start(dir.path().join("a.jsonl"));
+        assert!(
+            c.check_source(&plan.sources[0], std::slice::from_ref(&inside))
+                .is_ok()
+        );
+        let outside = FilePosition::start(PathBuf::from("/etc/passwd"));
+        let e = c
+            .check_source(&plan.sources[0], &[inside, outside])
+            .unwrap_err();
+        assert!(e.to_string().contains("/etc/passwd"), "{e}");
+        let none = Confinement::no_files("taskmanager");
+        let e = none.check_sink(&plan.sinks[0]).unwrap_err().to_string();
+        assert!(
+            e.contains("taskmanager") && e.contains("--allow-path"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn postgres_targets_are_what_the_client_connects_to() {
+        assert_eq!(
+            postgres_targets("postgres://u:p@db.example:5432/x").expect("url"),
+            ["db.example"]
+        );
+        assert_eq!(
+            postgres_targets("host=a,b hostaddr=10.0.0.1,10.0.0.2 user=u").expect("key-value"),
+            ["10.0.0.1", "10.0.0.2"]
+        );
+        assert_eq!(
+            postgres_targets("host=/run/postgresql user=u").expect("socket"),
+            ["/run/postgresql"]
+        );
+        assert!(postgres_targets("postgres://[bad").is_none());
+    }
+}

@@ -1,0 +1,68 @@
+//! `--allow-path` and `--allow-postgres-host`: what jobs may touch, flags of `kappa jobmanager`,
+//! `kappa taskmanager` and `kappa local`. Without roots a cluster process lets jobs use no
+//! files, while `kappa local` (a single user's own process) lets them use any.
+
+use kappa_connectors::confine::Confinement;
+use kappa_job::confine::{AllowedHosts, AllowedPaths};
+
+/// The flags, flattened into each command's.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ConfineArgs {
+    /// A directory under which jobs' file connectors may read and write and savepoints may
+    /// go, besides the checkpoint directory (repeatable or comma-separated; `s3://bucket/prefix`
+    /// for savepoints). Without one a jobmanager or taskmanager lets jobs use no files, and
+    /// `kappa local` any.
+    #[arg(
+        long = "allow-path",
+        env = "KAPPA_ALLOW_PATHS",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    pub allow_path: Vec<String>,
+    /// A PostgreSQL host (name, address or socket directory) sinks may connect to
+    /// (repeatable or comma-separated; none: any).
+    #[arg(
+        long = "allow-postgres-host",
+        env = "KAPPA_ALLOW_POSTGRES_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub allow_postgres_host: Vec<String>,
+    /// `kappa local`: without roots, any path.
+    #[arg(skip)]
+    pub local: bool,
+}
+
+impl ConfineArgs {
+    /// The same flags, read as `kappa local` reads them.
+    pub fn for_local(&self) -> Self {
+        Self {
+            local: true,
+            ..self.clone()
+        }
+    }
+
+    /// What the jobs of `process` (`jobmanager`, `taskmanager`) may touch.
+    pub fn confinement(&self, process: &'static str) -> anyhow::Result<Confinement> {
+        let process = if self.local { "kappa local" } else { process };
+        let paths = match (self.allow_path.is_empty(), self.local) {
+            (true, true) => AllowedPaths::any(process),
+            (true, false) => AllowedPaths::none(process),
+            (false, _) => AllowedPaths::under(process, &self.allow_path)?,
+        };
+        let postgres_hosts = AllowedHosts::only(process, &self.allow_postgres_host);
+        tracing::info!(
+            process,
+            paths = %paths.describe(),
+            postgres_hosts = %match postgres_hosts.is_any() {
+                true => "any".to_string(),
+                false => self.allow_postgres_host.join(", "),
+            },
+            "what jobs may use (--allow-path, --allow-postgres-host)"
+        );
+        Ok(Confinement {
+            paths,
+            postgres_hosts,
+        })
+    }
+}
