@@ -450,3 +450,75 @@ fn a_crafted_metadata_is_refused_at_restore_and_nothing_is_written_outside() {
     assert!(written.is_empty(), "nothing was written: {written:?}");
     assert!(!Path::new("/tmp/kappa-x").exists());
 }
+
+/// A job from `input` files upserting into PostgreSQL at `url` (never reached: refused first).
+fn postgres_job(input: &Path, url: &str) -> String {
+    format!(
+        r#"name = "to-postgres"
+
+[source]
+connector = "file"
+path = "{}"
+schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
+
+[sink]
+connector = "postgres"
+url = "{url}"
+table = "clicks"
+key = "{{item_id}}"
+"#,
+        input.display()
+    )
+}
+
+#[test]
+fn postgres_hosts_outside_the_list_are_refused_at_submission_and_on_the_taskmanager() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    input(&dir.path().join("in"), 77);
+    let allowed = dir.path().to_str().expect("utf-8");
+    let cluster = Cluster::jobmanager(&[
+        "--allow-path",
+        allowed,
+        "--allow-postgres-host",
+        "127.0.0.1,db.internal",
+    ])
+    .expect("jobmanager");
+    let _tm = cluster
+        .taskmanager_with(
+            2,
+            &[
+                "--allow-path",
+                allowed,
+                "--allow-postgres-host",
+                "db.internal",
+            ],
+            &[],
+        )
+        .expect("taskmanager");
+    let input = dir.path().join("in");
+    let e = refused(
+        &cluster,
+        &postgres_job(
+            &input,
+            "postgres://kappa:s3cret@evil.example:5432/analytics",
+        ),
+        None,
+    );
+    assert!(
+        e.contains("sink.url") && e.contains("evil.example") && e.contains("--allow-postgres-host"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "the password is not shown: {e}");
+    // The jobmanager allows 127.0.0.1, the taskmanager does not.
+    let error = fails_once(
+        &cluster,
+        &postgres_job(
+            &input,
+            "host=127.0.0.1 user=kappa password=s3cret dbname=analytics",
+        ),
+    );
+    assert!(
+        error.contains("127.0.0.1") && error.contains("taskmanager") && !error.contains("s3cret"),
+        "{error}"
+    );
+}
