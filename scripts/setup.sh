@@ -29,6 +29,8 @@ if [ "$want_test" = 1 ]; then
   PKGS="$PKGS chromium chromium-driver"
   # etcd 3.4, for the high-availability tests (tests/tests/ha.rs) and the chart's live check.
   PKGS="$PKGS etcd-server etcd-client"
+  # The openssl command, which makes the CA and certificates of tests/tests/kafka_security.rs.
+  PKGS="$PKGS openssl"
 fi
 missing=""
 for p in $PKGS; do

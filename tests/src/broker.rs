@@ -27,6 +27,8 @@ pub struct Broker {
     listen: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// librdkafka settings of the test's own clients (TLS and SASL to reach it).
+    client: Vec<(String, String)>,
 }
 
 /// Where a broker listens and keeps its data.
@@ -40,6 +42,13 @@ pub struct BrokerOptions {
     /// `s3://bucket/` (kept across restarts, with `env` pointing at the S3 server).
     pub storage: String,
     pub env: Vec<(String, String)>,
+    /// The port clients are told to connect to, when it is not the one the broker listens on
+    /// (a TLS or SASL proxy in front of it).
+    pub advertised_port: Option<u16>,
+    /// More arguments of `tansu broker` (e.g. `--authentication`).
+    pub extra_args: Vec<String>,
+    /// librdkafka settings of the test's own clients (create topics, produce, read).
+    pub client: Vec<(String, String)>,
 }
 
 impl Default for BrokerOptions {
@@ -49,6 +58,9 @@ impl Default for BrokerOptions {
             advertised_host: "127.0.0.1".into(),
             storage: "memory://tansu/".into(),
             env: Vec::new(),
+            advertised_port: None,
+            extra_args: Vec::new(),
+            client: Vec::new(),
         }
     }
 }
@@ -72,20 +84,24 @@ impl Broker {
 
     pub fn start_with(o: BrokerOptions) -> anyhow::Result<Self> {
         let port = free_port();
+        let advertised = o.advertised_port.unwrap_or(port);
+        let mut args = vec![
+            "broker".into(),
+            "--listener-url".into(),
+            format!("tcp://{}:{port}", o.listen_ip),
+            "--advertised-listener-url".into(),
+            format!("tcp://{}:{advertised}", o.advertised_host),
+            "--storage-engine".into(),
+            o.storage,
+        ];
+        args.extend(o.extra_args);
         let broker = Self {
             child: std::sync::Mutex::new(None),
-            bootstrap: format!("{}:{port}", o.advertised_host),
+            bootstrap: format!("{}:{advertised}", o.advertised_host),
             listen: format!("{}:{port}", o.listen_ip.replace("0.0.0.0", "127.0.0.1")),
-            args: vec![
-                "broker".into(),
-                "--listener-url".into(),
-                format!("tcp://{}:{port}", o.listen_ip),
-                "--advertised-listener-url".into(),
-                format!("tcp://{}:{port}", o.advertised_host),
-                "--storage-engine".into(),
-                o.storage,
-            ],
+            args,
             env: o.env,
+            client: o.client,
         };
         broker.resume()?;
         Ok(broker)
@@ -122,8 +138,16 @@ impl Broker {
         }
     }
 
+    /// Where the process itself listens (behind a proxy: not where clients connect).
+    pub fn listen_address(&self) -> &str {
+        &self.listen
+    }
+
     fn config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
+        for (k, v) in &self.client {
+            c.set(k, v);
+        }
         c.set("bootstrap.servers", &self.bootstrap);
         c
     }

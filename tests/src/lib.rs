@@ -6,6 +6,7 @@ pub mod broker;
 pub mod browser;
 pub mod cluster;
 pub mod etcd;
+pub mod kafka_tls;
 pub mod netns;
 pub mod postgres;
 pub mod reference;

@@ -11,6 +11,7 @@ use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use kappa_connectors::kafka::transactional::{KafkaTarget, TransactionalKafkaSink};
 use kappa_integration_tests::broker::Broker;
+use kappa_job::kafka::KafkaConnection;
 use kappa_job::template::KeyTemplate;
 use kappa_runtime::io::{PendingCommit, Sink};
 
@@ -33,8 +34,7 @@ fn sink(broker: &Broker, writer: &str) -> TransactionalKafkaSink {
     let schema = batch(&[], 0).schema();
     let key = KeyTemplate::parse("{k}", &schema).expect("template");
     let target = KafkaTarget {
-        bootstrap_servers: broker.bootstrap.clone(),
-        properties: Default::default(),
+        connection: KafkaConnection::plaintext(&broker.bootstrap),
         topic: "eos".into(),
     };
     TransactionalKafkaSink::open(target, writer, Some(key), Some(0)).expect("open sink")

@@ -37,6 +37,8 @@ use crossbeam_channel::Receiver;
 pub enum ConnectorError {
     #[error("{0}")]
     Kafka(String),
+    #[error(transparent)]
+    Unreachable(Box<kafka::admin::Unreachable>),
     #[error("{0}")]
     Io(String),
     #[error("{0}")]
@@ -58,18 +60,13 @@ pub fn open_source(
     match (&source.kind, assignment) {
         (SourceKind::Kafka(k), SourceAssignment::Kafka(partitions)) => {
             let dead_letter = match &k.dead_letter_topic {
-                Some(t) => Some(DeadLetterWriter::new(TopicProducer::new(
-                    &k.bootstrap_servers,
-                    &k.properties,
-                    t,
-                )?)),
+                Some(t) => Some(DeadLetterWriter::new(TopicProducer::new(&k.connection, t)?)),
                 None => None,
             };
             let policy = BadRecordPolicy::new(source.on_error, dead_letter, Arc::clone(&metrics));
             let group = format!("kappa-{job_id}");
             let cfg = KafkaReaderConfig {
-                bootstrap_servers: &k.bootstrap_servers,
-                properties: &k.properties,
+                connection: &k.connection,
                 topic: &k.topic,
                 group: &group,
                 partitions,
@@ -119,12 +116,11 @@ pub fn open_sink(
     let dir = confinement.check_sink(sink)?;
     Ok(match &sink.kind {
         SinkKind::Kafka {
-            bootstrap_servers,
+            connection,
             topic,
-            properties,
             partitioner,
         } => {
-            let producer = TopicProducer::new(bootstrap_servers, properties, topic)?;
+            let producer = TopicProducer::new(connection, topic)?;
             let partition = match partitioner {
                 SinkPartitioner::Key => None,
                 SinkPartitioner::Fixed => Some((subtask % producer.partitions()?) as i32),
@@ -134,8 +130,7 @@ pub fn open_sink(
                 Delivery::ExactlyOnce => {
                     drop(producer);
                     let target = KafkaTarget {
-                        bootstrap_servers: bootstrap_servers.clone(),
-                        properties: properties.clone(),
+                        connection: connection.clone(),
                         topic: topic.clone(),
                     };
                     let writer = sink_writer_id(job_id, &sink.uid, subtask);

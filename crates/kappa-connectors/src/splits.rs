@@ -95,7 +95,7 @@ pub fn assign_splits(
 ) -> Result<Vec<SourceAssignment>, ConnectorError> {
     match &source.kind {
         SourceKind::Kafka(k) => {
-            let admin = TopicAdmin::new(&k.bootstrap_servers, &k.properties, timeout)?;
+            let admin = TopicAdmin::new(&k.connection, timeout)?;
             let partitions = admin.partitions(&k.topic)?;
             let new: Vec<i32> = partitions
                 .iter()
@@ -161,6 +161,7 @@ mod kafka_tests {
     use std::time::Duration;
 
     use arrow::datatypes::{DataType, Field, Schema};
+    use kappa_job::kafka::KafkaConnection;
     use kappa_job::plan::KafkaSourcePlan;
     use kappa_job::spec::{Format, OnError};
     use kappa_runtime::io::SourceReader;
@@ -178,9 +179,8 @@ mod kafka_tests {
             uid: "source".into(),
             event_time: None,
             kind: SourceKind::Kafka(KafkaSourcePlan {
-                bootstrap_servers: bootstrap.into(),
+                connection: KafkaConnection::plaintext(bootstrap),
                 topic: "t".into(),
-                properties: Default::default(),
                 dead_letter_topic: None,
             }),
             format: Format::Json,
@@ -247,9 +247,9 @@ mod kafka_tests {
         let plan = source(&b, StartPosition::Earliest);
         let metrics: Arc<kappa_runtime::metrics::SubtaskMetrics> = Arc::default();
         let (tx, rx) = crossbeam_channel::unbounded();
+        let connection = KafkaConnection::plaintext(&b);
         let cfg = KafkaReaderConfig {
-            bootstrap_servers: &b,
-            properties: &Default::default(),
+            connection: &connection,
             topic: "t",
             group: "g",
             partitions: &[],

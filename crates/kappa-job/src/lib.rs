@@ -6,10 +6,12 @@ pub mod error;
 pub mod graph;
 #[cfg(test)]
 mod graph_tests;
+pub mod kafka;
 pub mod keygroup;
 mod ordered_map;
 pub mod parse;
 pub mod plan;
+pub mod secret;
 pub mod spec;
 pub mod sql;
 pub mod start;

@@ -1,7 +1,6 @@
 //! Validation and planning: a parsed [`JobSpec`] becomes a [`JobPlan`] — typed schemas, compiled
 //! SQL expressions, the window and sink — or every located error found on the way.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use toml::Spanned;
 
 use crate::error::{Locator, SpecError, SpecErrors};
+use crate::kafka::KafkaConnection;
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 use crate::parse::parse_job;
 use crate::spec::{
@@ -22,6 +22,7 @@ use crate::start::StartPosition;
 use crate::template::KeyTemplate;
 
 mod dataflow;
+mod kafka;
 
 /// The longest duration a job may give (window sizes, gaps, lateness, out-of-orderness): 100
 /// years, so event-time arithmetic on epoch milliseconds cannot overflow.
@@ -110,9 +111,9 @@ pub enum SourceKind {
 
 #[derive(Debug, Clone)]
 pub struct KafkaSourcePlan {
-    pub bootstrap_servers: String,
+    /// Brokers, TLS and SASL, allow-listed settings: of every client of the source.
+    pub connection: KafkaConnection,
     pub topic: String,
-    pub properties: BTreeMap<String, String>,
     pub dead_letter_topic: Option<String>,
 }
 
@@ -187,9 +188,8 @@ pub struct SinkPlan {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Kafka {
-        bootstrap_servers: String,
+        connection: KafkaConnection,
         topic: String,
-        properties: BTreeMap<String, String>,
         partitioner: SinkPartitioner,
     },
     File {
@@ -619,9 +619,13 @@ impl Planner<'_> {
                     _ => {}
                 }
                 SourceKind::Kafka(KafkaSourcePlan {
-                    bootstrap_servers,
+                    connection: self.kafka_connection(
+                        bootstrap_servers,
+                        s.security.as_ref(),
+                        s.properties.as_ref(),
+                        prefix,
+                    ),
                     topic,
-                    properties: s.properties.clone(),
                     dead_letter_topic,
                 })
             }
@@ -649,13 +653,7 @@ impl Planner<'_> {
                         "the file connector supports on_error = \"fail\" or \"skip\"",
                     );
                 }
-                if !s.properties.is_empty() {
-                    self.err(
-                        None,
-                        &format!("{prefix}.properties"),
-                        "`properties` applies to the kafka connector only",
-                    );
-                }
+                self.forbid_kafka_settings(s.security.as_ref(), s.properties.as_ref(), prefix);
                 SourceKind::File {
                     path: PathBuf::from(path),
                 }
@@ -973,13 +971,7 @@ impl Planner<'_> {
                 &format!("{prefix}.bootstrap_servers"),
                 "`bootstrap_servers` applies to the kafka connector only",
             );
-            if !s.properties.is_empty() {
-                self.err(
-                    None,
-                    &format!("{prefix}.properties"),
-                    "`properties` applies to the kafka connector only",
-                );
-            }
+            self.forbid_kafka_settings(s.security.as_ref(), s.properties.as_ref(), prefix);
         }
         if s.connector != SinkConnector::File {
             self.forbid(
@@ -1001,9 +993,13 @@ impl Planner<'_> {
                     "the kafka connector needs the topic to write",
                 );
                 SinkKind::Kafka {
-                    bootstrap_servers,
+                    connection: self.kafka_connection(
+                        bootstrap_servers,
+                        s.security.as_ref(),
+                        s.properties.as_ref(),
+                        prefix,
+                    ),
                     topic,
-                    properties: s.properties.clone(),
                     partitioner: s
                         .partitioner
                         .as_ref()

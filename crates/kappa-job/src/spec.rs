@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::ordered_map::OrderedMap;
+use crate::secret::Secret;
 
 /// A whole job.toml.
 #[derive(Debug, Clone, Deserialize)]
@@ -125,9 +126,10 @@ pub struct SourceSpec {
     #[serde(default)]
     pub on_error: OnError,
     pub dead_letter_topic: Option<Spanned<String>>,
-    /// Extra librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
-    #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    /// TLS and SASL of the Kafka connection (kafka).
+    pub security: Option<KafkaSecuritySpec>,
+    /// librdkafka tuning and client settings, from an allow-list (kafka).
+    pub properties: Option<Spanned<KafkaProperties>>,
     /// Event time of a named source (the single `[source]` has a top-level `[event_time]`).
     pub event_time: Option<EventTimeSpec>,
 }
@@ -199,8 +201,142 @@ pub struct SinkSpec {
     pub partitioner: Option<Spanned<SinkPartitioner>>,
     /// What the sink guarantees across failures.
     pub delivery: Option<Spanned<Delivery>>,
-    #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    /// TLS and SASL of the Kafka connection (kafka).
+    pub security: Option<KafkaSecuritySpec>,
+    /// librdkafka tuning and client settings, from an allow-list (kafka).
+    pub properties: Option<Spanned<KafkaProperties>>,
+}
+
+/// librdkafka settings as written: key = value in document order, each value located.
+pub type KafkaProperties = OrderedMap<Spanned<PropertyValue>>;
+
+/// A librdkafka setting's value: a string, or a number or boolean written without quotes
+/// (`"linger.ms" = 20`), kept as the text librdkafka takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyValue(pub String);
+
+impl<'de> Deserialize<'de> for PropertyValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PropertyValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(PropertyValue(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(PropertyValue(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(PropertyValue(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(PropertyValue(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(PropertyValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How a Kafka client connects, as Kafka names it (`security.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum SecurityProtocol {
+    /// Plain TCP, no authentication.
+    #[default]
+    #[serde(rename = "PLAINTEXT", alias = "plaintext")]
+    Plaintext,
+    /// TLS; the client authenticates with a certificate if it has one.
+    #[serde(rename = "SSL", alias = "ssl")]
+    Ssl,
+    /// SASL authentication over plain TCP.
+    #[serde(rename = "SASL_PLAINTEXT", alias = "sasl_plaintext")]
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    #[serde(rename = "SASL_SSL", alias = "sasl_ssl")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The value of librdkafka's `security.protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+/// A SASL mechanism, as Kafka names it (`sasl.mechanism`). GSSAPI (Kerberos) is not built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    /// User name and password, sent as they are (protect them with `SASL_SSL`).
+    #[serde(rename = "PLAIN", alias = "plain")]
+    Plain,
+    /// Salted challenge-response: the password never crosses the network.
+    #[serde(rename = "SCRAM-SHA-256", alias = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512", alias = "scram-sha-512")]
+    ScramSha512,
+    /// A bearer token from an OIDC token endpoint (client credentials grant).
+    #[serde(rename = "OAUTHBEARER", alias = "oauthbearer")]
+    OAuthBearer,
+}
+
+impl SaslMechanism {
+    /// The value of librdkafka's `sasl.mechanism`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::OAuthBearer => "OAUTHBEARER",
+        }
+    }
+}
+
+/// `security`: TLS and SASL of a Kafka connector's connection. Files are read by the
+/// jobmanager and every taskmanager, so they must be there on each, at an absolute path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSecuritySpec {
+    /// PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL.
+    pub protocol: Spanned<SecurityProtocol>,
+    /// With a SASL protocol: PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 | OAUTHBEARER.
+    pub sasl_mechanism: Option<Spanned<SaslMechanism>>,
+    /// PLAIN and SCRAM: the user name and password.
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<Secret>>,
+    /// TLS: the CA certificates (PEM) the broker's certificate is checked against; default:
+    /// the system's.
+    pub ca_location: Option<Spanned<String>>,
+    /// TLS: the client's certificate (PEM) and its private key, for brokers that require one.
+    pub certificate_location: Option<Spanned<String>>,
+    pub key_location: Option<Spanned<String>>,
+    /// TLS: the password of an encrypted private key.
+    pub key_password: Option<Spanned<Secret>>,
+    /// TLS: check that the broker's certificate names the host connected to (default true).
+    pub endpoint_identification: Option<Spanned<bool>>,
+    /// OAUTHBEARER: the OIDC token endpoint and the client credentials sent to it.
+    pub oauth_token_endpoint_url: Option<Spanned<String>>,
+    pub oauth_client_id: Option<Spanned<String>>,
+    pub oauth_client_secret: Option<Spanned<Secret>>,
+    /// OAUTHBEARER: the scope asked for (optional).
+    pub oauth_scope: Option<Spanned<String>>,
 }
 
 /// How a Kafka sink picks partitions.

@@ -704,14 +704,13 @@ impl Attempt<'_> {
         let Some(SourceKind::Kafka(k)) = self.job.plan.sources.get(source).map(|s| &s.kind) else {
             return Ok(());
         };
-        let (servers, props, topic, timeout) = (
-            k.bootstrap_servers.clone(),
-            k.properties.clone(),
+        let (connection, topic, timeout) = (
+            k.connection.clone(),
             k.topic.clone(),
             self.inner.config.kafka_timeout,
         );
         let found = tokio::task::spawn_blocking(move || {
-            TopicAdmin::new(&servers, &props, timeout)?.partitions(&topic)
+            TopicAdmin::new(&connection, timeout)?.partitions(&topic)
         })
         .await
         .map_err(|e| TaskError::Io(e.to_string()))?

@@ -1,41 +1,106 @@
 //! Topic metadata for the jobmanager: the partitions of a source topic and the offsets a
 //! start position (earliest, latest, timestamp) means on each.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kappa_job::StartPosition;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use kappa_job::kafka::KafkaConnection;
+use parking_lot::Mutex;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{PartitionStart, StartOffset, client_config};
 use crate::ConnectorError;
 
+/// The last error librdkafka logged about the connection (a refused TLS handshake, a failed
+/// SASL authentication): a failed request itself only says "broker transport failure".
+#[derive(Clone, Default)]
+struct LastError(Arc<Mutex<Option<String>>>);
+
+impl ClientContext for LastError {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        DefaultClientContext.log(level, fac, log_message);
+        let error = matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+        );
+        if error {
+            // "[thrd:ssl://host:9093/bootstrap]: ssl://host:9093/bootstrap: SSL handshake failed: …"
+            let message = log_message
+                .strip_prefix("[thrd:")
+                .and_then(|m| m.split_once("]: "))
+                .map_or(log_message, |(_, m)| m);
+            *self.0.lock() = Some(message.to_string());
+        }
+    }
+}
+
+impl ConsumerContext for LastError {}
+
+/// A metadata request to a cluster failed; `reason` is what librdkafka logged about the
+/// connection (a TLS handshake or SASL authentication it refused), when it did.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "cannot reach Kafka at {servers} (topic `{topic}`): {source}{}",
+    .reason.as_ref().map_or(String::new(), |r| format!(": {r}"))
+)]
+pub struct Unreachable {
+    pub servers: String,
+    pub topic: String,
+    #[source]
+    pub source: KafkaError,
+    pub reason: Option<String>,
+}
+
 /// A metadata-only client of one cluster.
 pub struct TopicAdmin {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LastError>,
+    last_error: LastError,
     bootstrap_servers: String,
     timeout: Duration,
 }
 
 impl TopicAdmin {
-    pub fn new(
-        bootstrap_servers: &str,
-        properties: &BTreeMap<String, String>,
-        timeout: Duration,
-    ) -> Result<Self, ConnectorError> {
-        let consumer = client_config(bootstrap_servers, properties)
+    pub fn new(connection: &KafkaConnection, timeout: Duration) -> Result<Self, ConnectorError> {
+        let bootstrap_servers = &connection.bootstrap_servers;
+        let last_error = LastError::default();
+        let consumer = client_config(connection)
             .set("group.id", "kappa-metadata")
             .set("enable.auto.commit", "false")
-            .create()
+            .create_with_context(last_error.clone())
             .map_err(|e| {
                 ConnectorError::Kafka(format!("creating a client for {bootstrap_servers}: {e}"))
             })?;
         Ok(Self {
             consumer,
-            bootstrap_servers: bootstrap_servers.to_string(),
+            last_error,
+            bootstrap_servers: bootstrap_servers.clone(),
             timeout,
         })
+    }
+
+    /// A failed request for `topic`, with what librdkafka last said about the connection.
+    fn unreachable(&self, topic: &str, source: KafkaError) -> ConnectorError {
+        // librdkafka's logs wait in the client's queue until it is polled (no records come:
+        // nothing is assigned).
+        for _ in 0..1_000 {
+            if self.consumer.poll(Duration::ZERO).is_none() {
+                break;
+            }
+        }
+        ConnectorError::Unreachable(Box::new(Unreachable {
+            servers: self.bootstrap_servers.clone(),
+            topic: topic.to_string(),
+            source,
+            reason: self.last_error.0.lock().take(),
+        }))
     }
 
     /// The partition ids of `topic`, sorted; an error if the cluster or the topic is not there.
@@ -43,12 +108,7 @@ impl TopicAdmin {
         let md = self
             .consumer
             .fetch_metadata(Some(topic), self.timeout)
-            .map_err(|e| {
-                ConnectorError::Kafka(format!(
-                    "cannot reach Kafka at {} (topic `{topic}`): {e}",
-                    self.bootstrap_servers
-                ))
-            })?;
+            .map_err(|e| self.unreachable(topic, e))?;
         let t = md
             .topics()
             .iter()

@@ -3,13 +3,12 @@
 //! transactional), dead-letter topics.
 
 pub mod admin;
+pub mod config;
 pub mod sink;
 pub mod source;
 pub mod transactional;
 
-use std::collections::BTreeMap;
-
-use rdkafka::ClientConfig;
+pub use config::client_config;
 use serde::{Deserialize, Serialize};
 
 /// Where a source subtask starts on one partition.
@@ -26,17 +25,4 @@ pub enum StartOffset {
 pub struct PartitionStart {
     pub partition: i32,
     pub offset: StartOffset,
-}
-
-/// A client configuration: the user's `properties` first, then what Kappa relies on.
-pub fn client_config(
-    bootstrap_servers: &str,
-    properties: &BTreeMap<String, String>,
-) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (k, v) in properties {
-        c.set(k, v);
-    }
-    c.set("bootstrap.servers", bootstrap_servers);
-    c
 }

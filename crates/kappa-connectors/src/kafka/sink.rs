@@ -1,7 +1,6 @@
 //! Kafka producers of a subtask: the result sink (JSON value, key from the template) and the
 //! dead-letter writer (raw record, error and origin in headers). Delivery failures fail the task.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
+
+use kappa_job::kafka::KafkaConnection;
 
 use super::client_config;
 use crate::json::encode_rows;
@@ -54,14 +55,10 @@ pub struct TopicProducer {
 }
 
 impl TopicProducer {
-    pub fn new(
-        bootstrap_servers: &str,
-        properties: &BTreeMap<String, String>,
-        topic: &str,
-    ) -> Result<Self, TaskError> {
+    pub fn new(connection: &KafkaConnection, topic: &str) -> Result<Self, TaskError> {
         Self::with_config(
-            client_config(bootstrap_servers, properties),
-            bootstrap_servers,
+            client_config(connection),
+            &connection.bootstrap_servers,
             topic,
         )
     }
@@ -69,12 +66,12 @@ impl TopicProducer {
     /// A producer whose writes are transactions under `transactional_id`; opening it fences
     /// older producers with that id and aborts their open transaction.
     pub fn transactional(
-        bootstrap_servers: &str,
-        properties: &BTreeMap<String, String>,
+        connection: &KafkaConnection,
         topic: &str,
         transactional_id: &str,
     ) -> Result<Self, TaskError> {
-        let mut config = client_config(bootstrap_servers, properties);
+        let bootstrap_servers = &connection.bootstrap_servers;
+        let mut config = client_config(connection);
         config.set("transactional.id", transactional_id);
         let p = Self::with_config(config, bootstrap_servers, topic)?;
         p.producer
@@ -93,14 +90,15 @@ impl TopicProducer {
         topic: &str,
     ) -> Result<Self, TaskError> {
         let errors = DeliveryErrors::default();
-        let producer = config
-            .set("linger.ms", "5")
-            .create_with_context(errors.clone())
-            .map_err(|e| {
-                TaskError::Io(format!(
-                    "creating a Kafka producer for {bootstrap_servers}: {e}"
-                ))
-            })?;
+        // A short linger unless the job's properties set one.
+        if config.get("linger.ms").is_none() && config.get("queue.buffering.max.ms").is_none() {
+            config.set("linger.ms", "5");
+        }
+        let producer = config.create_with_context(errors.clone()).map_err(|e| {
+            TaskError::Io(format!(
+                "creating a Kafka producer for {bootstrap_servers}: {e}"
+            ))
+        })?;
         Ok(Self {
             producer,
             errors,

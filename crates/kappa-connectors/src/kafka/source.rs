@@ -2,7 +2,7 @@
 //! offsets, takes partitions handed over while running, decodes each partition's records as a
 //! batch, applies the bad-record policy, and publishes its position and lag per partition.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use kappa_job::kafka::KafkaConnection;
 
 use super::{PartitionStart, StartOffset, client_config};
 use crate::bad_records::BadRecordPolicy;
@@ -64,8 +66,7 @@ pub struct KafkaReader {
 
 /// Where the reader connects and what it reads.
 pub struct KafkaReaderConfig<'a> {
-    pub bootstrap_servers: &'a str,
-    pub properties: &'a BTreeMap<String, String>,
+    pub connection: &'a KafkaConnection,
     pub topic: &'a str,
     /// Only names the client: offsets are explicit, never committed.
     pub group: &'a str,
@@ -85,21 +86,21 @@ impl KafkaReader {
             topic: cfg.topic.to_string(),
             by_partition: Arc::default(),
         };
-        let consumer: BaseConsumer<HighWatermarks> =
-            client_config(cfg.bootstrap_servers, cfg.properties)
-                .set("group.id", cfg.group)
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("enable.partition.eof", "false")
-                .set("statistics.interval.ms", "1000")
-                .create_with_context(high.clone())
-                .map_err(|e| {
-                    TaskError::Io(format!(
-                        "creating a Kafka consumer for {}: {e}",
-                        cfg.bootstrap_servers
-                    ))
-                })?;
+        let consumer: BaseConsumer<HighWatermarks> = client_config(cfg.connection)
+            .set("group.id", cfg.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(high.clone())
+            .map_err(|e| {
+                TaskError::Io(format!(
+                    "creating a Kafka consumer for {}: {e}",
+                    cfg.connection.bootstrap_servers
+                ))
+            })?;
         let mut reader = Self {
             consumer,
             high,

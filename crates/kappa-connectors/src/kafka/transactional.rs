@@ -22,6 +22,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
+use kappa_job::kafka::KafkaConnection;
+
 use super::client_config;
 use super::sink::{TRANSACTION_TIMEOUT, TopicProducer, for_each_record};
 
@@ -35,8 +37,7 @@ const MARKER_PARTITION: i32 = 0;
 /// Where the sink writes and how it connects.
 #[derive(Debug, Clone)]
 pub struct KafkaTarget {
-    pub bootstrap_servers: String,
-    pub properties: BTreeMap<String, String>,
+    pub connection: KafkaConnection,
     pub topic: String,
 }
 
@@ -103,7 +104,7 @@ fn records(mut data: &[u8]) -> Option<Vec<Record<'_>>> {
 
 /// The consumer group of writer `id`, which holds its commit marker.
 fn marker_group(target: &KafkaTarget, id: &str) -> Result<BaseConsumer, TaskError> {
-    client_config(&target.bootstrap_servers, &target.properties)
+    client_config(&target.connection)
         .set("group.id", id)
         .set("enable.auto.commit", "false")
         .create()
@@ -138,12 +139,7 @@ struct Writer {
 impl Writer {
     /// Opens the writer, fencing its earlier incarnations.
     fn open(target: &KafkaTarget, id: &str, group: BaseConsumer) -> Result<Self, TaskError> {
-        let producer = TopicProducer::transactional(
-            &target.bootstrap_servers,
-            &target.properties,
-            &target.topic,
-            id,
-        )?;
+        let producer = TopicProducer::transactional(&target.connection, &target.topic, id)?;
         Ok(Self {
             id: id.to_string(),
             producer,
