@@ -1,6 +1,7 @@
 //! The file connectors across failures, on a jobmanager with a taskmanager: a file source
 //! restored from a checkpoint goes on where the checkpoint left each file, so nothing before
-//! it is counted twice.
+//! it is counted twice; and a job whose source subtask on another taskmanager has no file
+//! still finishes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -67,4 +68,38 @@ fn a_file_source_restored_from_a_checkpoint_reads_each_line_once() {
     let (rows, counts) = part_file_counts(&output);
     cluster.assert_results(&id, &counts, &expected);
     assert_eq!(rows, expected.len(), "each window once");
+}
+
+#[test]
+fn a_file_job_across_two_taskmanagers_finishes_when_a_source_subtask_has_no_file() {
+    // One file for two source subtasks: the one without a file ends at once and sends the end
+    // of its input to the other taskmanager's window; that end was lost when the sending
+    // subtask ended first, and the job never finished. Several jobs, as it was a race.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("clicks.jsonl");
+    let data = clicks(5_000, 67, START, 3, 30);
+    let text: String = data.iter().map(|c| c.json() + "\n").collect();
+    std::fs::write(&input, text).expect("input file");
+    let allowed = dir.path().to_str().expect("utf-8 path");
+    let cluster = Cluster::jobmanager(&["--allow-path", allowed]).expect("jobmanager");
+    let _tms: Vec<_> = (0..2)
+        .map(|_| {
+            cluster
+                .taskmanager_with(1, &["--allow-path", allowed], &[])
+                .expect("taskmanager")
+        })
+        .collect();
+    let expected = hourly_counts(&data, |_| true);
+    for run in 0..3 {
+        let output = dir.path().join(format!("results-{run}"));
+        let id = cluster
+            .submit(&reference::file_job(&input, &output, "at-least-once"), &[])
+            .expect("submit");
+        cluster
+            .wait_state(&id, &["FINISHED"], Duration::from_secs(60))
+            .expect("the job finishes");
+        let (rows, counts) = part_file_counts(&output);
+        cluster.assert_results(&id, &counts, &expected);
+        assert_eq!(rows, expected.len(), "each window once");
+    }
 }

@@ -200,25 +200,35 @@ impl RemoteSender {
 
     /// Waits until the receiver granted credit for one more frame.
     fn wait_for_credit(&mut self) -> Result<(), SendError> {
-        loop {
-            let Some(conn) = self.conn.as_mut() else {
-                return Err(SendError::Closed);
-            };
-            if conn.available > 0 {
-                return Ok(());
+        while self.conn.as_ref().is_some_and(|c| c.available == 0) {
+            if self.next_credit()? {
+                return Err(self.failed("the receiver closed the stream"));
             }
-            if self.cancel.load(Ordering::Relaxed) {
-                return Err(SendError::Closed);
+        }
+        self.conn.as_ref().map(|_| ()).ok_or(SendError::Closed)
+    }
+
+    /// Waits a moment for what the receiver sends back and counts the credit it grants;
+    /// whether it closed the stream. A cancel stops the wait; a peer that went away fails the
+    /// connection's keepalive.
+    fn next_credit(&mut self) -> Result<bool, SendError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(SendError::Closed);
+        };
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(SendError::Closed);
+        }
+        let next = self
+            .handle
+            .block_on(async { tokio::time::timeout(POLL, conn.credits.message()).await });
+        match next {
+            Err(_) => Ok(false),
+            Ok(Ok(Some(c))) => {
+                conn.available += c.frames;
+                Ok(false)
             }
-            let next = self
-                .handle
-                .block_on(async { tokio::time::timeout(POLL, conn.credits.message()).await });
-            match next {
-                Err(_) => continue,
-                Ok(Ok(Some(c))) => conn.available += c.frames,
-                Ok(Ok(None)) => return Err(self.failed("the receiver closed the stream")),
-                Ok(Err(status)) => return Err(self.failed(status.message().to_string())),
-            }
+            Ok(Ok(None)) => Ok(true),
+            Ok(Err(status)) => Err(self.failed(status.message().to_string())),
         }
     }
 
@@ -294,12 +304,26 @@ impl RemoteTarget for RemoteSender {
         if self.conn.is_none() {
             self.connect()?;
         }
+        let end = matches!(element, Element::End);
         let frames = ipc::encode(element, FRAME_TARGET_BYTES).map_err(SendError::Failed)?;
-        frames.into_iter().try_for_each(|f| self.send_frame(f))
+        frames.into_iter().try_for_each(|f| self.send_frame(f))?;
+        if end {
+            self.wait_until_taken()?;
+        }
+        Ok(())
     }
 }
 
 impl RemoteSender {
+    /// After the end of input: waits until the receiver has taken it and closed the stream.
+    /// The subtask ends next, and dropping this sender cancels the stream: a frame still in
+    /// flight then was lost, and its receiver waited for the end forever (a source subtask
+    /// without input, which ends at once, lost its end this way).
+    fn wait_until_taken(&mut self) -> Result<(), SendError> {
+        while !self.next_credit()? {}
+        Ok(())
+    }
+
     /// Sends one frame when the receiver granted credit for it.
     fn send_frame(&mut self, frame: ExchangeFrame) -> Result<(), SendError> {
         if self.conn.as_ref().is_some_and(|c| c.available == 0) {
