@@ -105,7 +105,7 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
         reports: reports_tx,
         handle: tokio::runtime::Handle::current(),
         tls: config.cluster_tls.clone(),
-        leader: Mutex::default(),
+        leader: tokio::sync::watch::Sender::new(None),
     });
     let control = TaskManagerServiceServer::new(ControlService {
         shared: Arc::clone(&shared),

@@ -193,8 +193,9 @@ pub async fn register_and_heartbeat(
             Ok(r) => {
                 let r = r.into_inner();
                 // With mutual TLS, only this jobmanager's calls are taken from now on.
-                *shared.leader.lock() =
-                    Some(r.jobmanager_identity).filter(|identity| !identity.is_empty());
+                shared
+                    .leader
+                    .send_replace(Some(r.jobmanager_identity).filter(|i| !i.is_empty()));
                 (
                     Duration::from_millis(r.heartbeat_interval_ms.max(100)),
                     r.incarnation,

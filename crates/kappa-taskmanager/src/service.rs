@@ -29,7 +29,7 @@ impl TaskManagerService for ControlService {
         &self,
         req: Request<DeployTasksRequest>,
     ) -> Result<Response<Ack>, Status> {
-        self.shared.check_leader(&req)?;
+        self.shared.check_leader(&req).await?;
         let req = req.into_inner();
         let shared = Arc::clone(&self.shared);
         // Planning compiles SQL: keep it off the async workers.
@@ -43,7 +43,7 @@ impl TaskManagerService for ControlService {
         &self,
         req: Request<CancelAttemptRequest>,
     ) -> Result<Response<Ack>, Status> {
-        self.shared.check_leader(&req)?;
+        self.shared.check_leader(&req).await?;
         let req = req.into_inner();
         let key = (req.job_id.clone(), req.attempt);
         let mut cancelled = self.shared.cancelled.lock();
@@ -66,7 +66,7 @@ impl TaskManagerService for ControlService {
         &self,
         req: Request<TriggerCheckpointRequest>,
     ) -> Result<Response<Ack>, Status> {
-        self.shared.check_leader(&req)?;
+        self.shared.check_leader(&req).await?;
         let req = req.into_inner();
         let attempts = self.shared.attempts.lock();
         let attempt = attempts
@@ -91,7 +91,7 @@ impl TaskManagerService for ControlService {
         &self,
         req: Request<NotifyCheckpointCompleteRequest>,
     ) -> Result<Response<Ack>, Status> {
-        self.shared.check_leader(&req)?;
+        self.shared.check_leader(&req).await?;
         let req = req.into_inner();
         let attempts = self.shared.attempts.lock();
         if let Some(a) = attempts.get(&(req.job_id.clone(), req.attempt)) {
@@ -104,7 +104,7 @@ impl TaskManagerService for ControlService {
     }
 
     async fn add_splits(&self, req: Request<AddSplitsRequest>) -> Result<Response<Ack>, Status> {
-        self.shared.check_leader(&req)?;
+        self.shared.check_leader(&req).await?;
         let req = req.into_inner();
         let SourceAssignment::Kafka(partitions) = splits_from_proto(req.splits.as_ref())? else {
             return Err(Status::invalid_argument(

@@ -21,6 +21,9 @@ use tonic::{Request, Status};
 
 use crate::registration::ToJobManager;
 
+/// How long a control call from a jobmanager identity waits for the registration to name it.
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// (job id, attempt number).
 pub type AttemptKey = (String, u32);
 
@@ -93,7 +96,7 @@ pub struct Shared {
     pub tls: Option<ClusterTls>,
     /// With mutual TLS: the identity of the jobmanager this taskmanager is registered with,
     /// the only one whose control calls it takes.
-    pub leader: Mutex<Option<String>>,
+    pub leader: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Shared {
@@ -103,16 +106,25 @@ impl Shared {
     }
 
     /// With mutual TLS: refuses control calls from anyone but the leader jobmanager this
-    /// taskmanager is registered with.
-    pub fn check_leader<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    /// taskmanager is registered with. A jobmanager may call right after it answered the
+    /// registration, before this taskmanager has read the answer: a call from another
+    /// jobmanager identity waits a moment for the registration to name it.
+    pub async fn check_leader<T>(&self, req: &Request<T>) -> Result<(), Status> {
         let Some(caller) = self.authenticator().require(req, Role::JobManager)? else {
             return Ok(());
         };
-        let leader = self.leader.lock();
-        if leader.as_deref() == Some(caller.to_string().as_str()) {
+        let name = caller.to_string();
+        let mut leader = self.leader.subscribe();
+        let named = tokio::time::timeout(
+            LEADER_WAIT,
+            leader.wait_for(|l| l.as_deref() == Some(name.as_str())),
+        )
+        .await;
+        if matches!(named, Ok(Ok(_))) {
             return Ok(());
         }
-        tracing::error!(%caller, leader = ?*leader, "refusing a control call from a jobmanager that is not this taskmanager's leader");
+        let leader = self.leader.borrow().clone();
+        tracing::error!(%caller, ?leader, "refusing a control call from a jobmanager that is not this taskmanager's leader");
         Err(Status::permission_denied(format!(
             "{caller} is not the jobmanager this taskmanager is registered with"
         )))
