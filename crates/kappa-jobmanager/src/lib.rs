@@ -68,8 +68,14 @@ pub struct JobManagerConfig {
     pub partition_discovery_interval: Duration,
     /// How jobs without their own `[restart]` table are restarted.
     pub restart: RestartPlan,
-    /// When set, the REST API and /metrics need `Authorization: Bearer <this>`.
+    /// When set, the REST API and /metrics need `Authorization: Bearer <this>`. Required
+    /// when `rest` is not a loopback address.
     pub auth_token: Option<String>,
+    /// HTTPS for the REST API and web UI; None: plain HTTP.
+    pub rest_tls: Option<rest::RestTls>,
+    /// The host names requests may be addressed to; by default loopback names when `rest` is
+    /// a loopback address (DNS rebinding), any otherwise (the token protects the API).
+    pub allowed_hosts: Option<Vec<String>>,
     /// Largest request body the REST API accepts (job files are sent in it).
     pub max_request_bytes: usize,
     /// Leader election and job records in etcd; without it, job records are kept under the
@@ -107,6 +113,8 @@ impl Default for JobManagerConfig {
             heartbeat_timeout: Duration::from_secs(10),
             slot_timeout: Duration::from_secs(300),
             auth_token: None,
+            rest_tls: None,
+            allowed_hosts: None,
             max_request_bytes: 4 << 20,
             ha: None,
             advertised_host: None,
@@ -162,6 +170,10 @@ pub enum StartError {
     Ha(String),
     #[error("cluster TLS: {0}")]
     Tls(#[source] tonic::transport::Error),
+    #[error(
+        "the REST API would listen on {0}, which is not a loopback address, without a token: give --auth-token-file (or KAPPA_AUTH_TOKEN), e.g. a file holding the output of `openssl rand -hex 32`"
+    )]
+    Unprotected(SocketAddr),
 }
 
 pub(crate) struct Inner {
@@ -257,6 +269,9 @@ impl JobManager {
         let rest = rest_listener
             .local_addr()
             .map_err(|e| StartError::Bind(e.to_string()))?;
+        if !rest.ip().is_loopback() && config.auth_token.is_none() {
+            return Err(StartError::Unprotected(rest));
+        }
         let rpc = rpc_listener
             .local_addr()
             .map_err(|e| StartError::Bind(e.to_string()))?;
@@ -265,9 +280,14 @@ impl JobManager {
             .clone()
             .unwrap_or_else(|| rest.ip().to_string());
         let grpc = config.authenticator().scheme();
+        let web = if config.rest_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let me = ha::LeaderInfo {
             id: String::new(),
-            rest: format!("http://{host}:{}", rest.port()),
+            rest: format!("{web}://{host}:{}", rest.port()),
             rpc: format!("{grpc}://{host}:{}", rpc.port()),
         };
         let jm = match config.ha.clone() {
@@ -304,12 +324,7 @@ impl JobManager {
                 jm
             }
         };
-        let app = rest::router(jm.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(rest_listener, app).await {
-                tracing::error!(error = %e, "REST server stopped");
-            }
-        });
+        rest::serve(rest_listener, jm.clone()).map_err(|e| StartError::Bind(e.to_string()))?;
         let service = JobManagerServiceServer::new(rpc::JobManagerRpc {
             inner: Arc::clone(&jm.inner),
         })
@@ -331,10 +346,10 @@ impl JobManager {
         });
         match &jm.inner.config.cluster_tls {
             Some(tls) => {
-                tracing::info!(%rest, %rpc, identity = %tls.me(), "jobmanager ready: REST API at http://{rest}/api/v1, taskmanagers register at https://{rpc} (mutual TLS)")
+                tracing::info!(%rest, %rpc, identity = %tls.me(), "jobmanager ready: REST API at {web}://{rest}/api/v1, taskmanagers register at https://{rpc} (mutual TLS)")
             }
             None => {
-                tracing::info!(%rest, %rpc, "jobmanager ready: REST API at http://{rest}/api/v1, taskmanagers register at http://{rpc}")
+                tracing::info!(%rest, %rpc, "jobmanager ready: REST API at {web}://{rest}/api/v1, taskmanagers register at http://{rpc}")
             }
         }
         Ok(Started {

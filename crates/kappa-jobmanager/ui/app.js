@@ -1,7 +1,10 @@
 // The Kappa web UI: a single page over the REST API under /api/v1, refreshed live by polling.
 // No build step and no dependencies: the jobmanager serves this file from its binary.
 
+// The token lives in this tab's session storage only: closing the tab forgets it. Earlier
+// versions kept it in local storage; it is removed from there.
 const TOKEN_KEY = "kappa-token";
+localStorage.removeItem(TOKEN_KEY);
 const REFRESH_MS = 1000;
 const view = document.getElementById("view");
 let timer = null;
@@ -20,7 +23,7 @@ function askToken(message) {
   tokenWait = new Promise((resolve) => {
     const form = document.getElementById("token-form");
     form.onsubmit = () => {
-      localStorage.setItem(TOKEN_KEY, document.getElementById("token-input").value);
+      sessionStorage.setItem(TOKEN_KEY, document.getElementById("token-input").value);
       dialog.close();
       tokenWait = null;
       resolve();
@@ -34,7 +37,7 @@ function askToken(message) {
 async function api(method, path, body) {
   for (;;) {
     const headers = {};
-    const token = localStorage.getItem(TOKEN_KEY);
+    const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const r = await fetch(path, {
@@ -99,7 +102,7 @@ const state = (s) => `<span class="state state-${esc(s)}">${esc(s)}</span>`;
 
 function bar(ratio) {
   const pct = Math.round(Math.min(1, Math.max(0, ratio || 0)) * 100);
-  return `<span class="bar" title="${pct}%"><span style="width:${pct}%"></span></span> ${pct}%`;
+  return `<progress class="bar" max="100" value="${pct}" title="${pct}%"></progress> ${pct}%`;
 }
 
 function setStatus(text) {
@@ -217,7 +220,7 @@ async function submitPage() {
       <input type="text" id="start-savepoint" placeholder="savepoint directory or s3://…" size="50" hidden>
       <select id="start-checkpoint" hidden></select>
       <label for="parallelism">Parallelism</label>
-      <input type="number" id="parallelism" min="1" placeholder="as in the file" style="width:110px">
+      <input type="number" id="parallelism" min="1" placeholder="as in the file" class="narrow">
       <label><input type="checkbox" id="allow-non-restored"> allow non-restored state</label>
     </div>
     <div class="toolbar">

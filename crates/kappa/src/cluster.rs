@@ -2,9 +2,10 @@
 //! jobmanager and taskmanager in one process, talking gRPC over loopback).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use kappa_job::plan::RestartPlan;
 use kappa_job::spec::RestartStrategyKind;
 use kappa_jobmanager::{JobManager, JobManagerConfig};
@@ -116,8 +117,26 @@ pub struct JobManagerArgs {
     pub partition_discovery_interval: Duration,
     /// Require `Authorization: Bearer <token>` on the REST API and /metrics (the web UI asks
     /// for it once). Prefer the variable or the config file to keep it out of `ps`.
+    /// Required when the REST API listens on an address other than loopback.
     #[arg(long, env = "KAPPA_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// The token, read from this file (its first line), e.g. a mounted Kubernetes Secret.
+    #[arg(long, env = "KAPPA_AUTH_TOKEN_FILE", conflicts_with = "auth_token")]
+    pub auth_token_file: Option<PathBuf>,
+    /// HTTPS for the REST API and web UI: the server's certificate chain (PEM).
+    #[arg(long, env = "KAPPA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "KAPPA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Host names the REST API answers to (repeat, or comma-separated); others are refused
+    /// (DNS rebinding). Default: loopback names when it listens on loopback, any otherwise.
+    #[arg(
+        long = "allowed-host",
+        env = "KAPPA_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
     /// Largest REST request body accepted, in bytes (job files are uploaded in it).
     #[arg(long, env = "KAPPA_MAX_REQUEST_BYTES", default_value_t = 4 << 20)]
     pub max_request_bytes: usize,
@@ -140,6 +159,21 @@ pub struct JobManagerArgs {
 }
 
 impl JobManagerArgs {
+    /// The REST token: given, or the first line of --auth-token-file; an empty one is none.
+    fn auth_token(&self) -> anyhow::Result<Option<String>> {
+        let token = match &self.auth_token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading --auth-token-file {}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            None => self.auth_token.clone().unwrap_or_default(),
+        };
+        Ok(Some(token).filter(|t| !t.is_empty()))
+    }
+
     pub fn config(&self) -> anyhow::Result<JobManagerConfig> {
         let addr = |host: &str, port: u16| -> anyhow::Result<SocketAddr> {
             format!("{host}:{port}")
@@ -177,7 +211,12 @@ impl JobManagerArgs {
             heartbeat_timeout: self.heartbeat_timeout,
             slot_timeout: self.slot_timeout,
             partition_discovery_interval: self.partition_discovery_interval,
-            auth_token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            auth_token: self.auth_token()?,
+            rest_tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(kappa_jobmanager::rest::RestTls::load(cert, key)?),
+                _ => None,
+            },
+            allowed_hosts: (!self.allowed_hosts.is_empty()).then(|| self.allowed_hosts.clone()),
             max_request_bytes: self.max_request_bytes,
             restart: RestartPlan {
                 strategy: self.restart_strategy,

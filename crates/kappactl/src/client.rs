@@ -1,7 +1,9 @@
 //! A small JSON client of the jobmanager's REST API that turns connection failures and error
 //! responses into one-line messages.
 
-use anyhow::{anyhow, bail};
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
 
 pub struct Client {
@@ -11,15 +13,25 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the jobmanager at `base`, sending `token` as a bearer token when given.
-    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+    /// A client of the jobmanager at `base`, sending `token` as a bearer token when given and
+    /// trusting only the CAs in `ca` (PEM) over HTTPS when given.
+    pub fn new(base: &str, token: Option<String>, ca: Option<&Path>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
-            bail!("--jobmanager must be an http:// URL, got `{base}`");
+            bail!("--jobmanager must be an http:// or https:// URL, got `{base}`");
         }
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
+        let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        if let Some(ca) = ca {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("reading --ca-cert {}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("--ca-cert {}: not PEM certificates", ca.display()))?;
+            if certs.is_empty() {
+                bail!("--ca-cert {}: no certificate in the file", ca.display());
+            }
+            http = http.tls_certs_only(certs);
+        }
+        let http = http.build()?;
         let token = token.filter(|t| !t.is_empty());
         Ok(Self { base, http, token })
     }
@@ -39,13 +51,9 @@ impl Client {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
+        // The chain of causes says which: refused, unreachable, or a certificate not trusted.
         let resp = req.send().await.map_err(|e| {
-            let why = if e.is_connect() {
-                "connection refused or host unreachable".to_string()
-            } else {
-                e.to_string()
-            };
-            anyhow!("cannot reach the jobmanager at {}: {why}", self.base)
+            anyhow::Error::new(e).context(format!("cannot reach the jobmanager at {}", self.base))
         })?;
         let status = resp.status();
         let text = resp

@@ -32,6 +32,10 @@ struct Cli {
     /// Bearer token of a cluster started with an auth token.
     #[arg(long, global = true, env = "KAPPA_AUTH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// With an https:// jobmanager: trust only the CA certificates in this PEM file (a
+    /// private CA, e.g. `kappa certs`) instead of the system's roots.
+    #[arg(long, global = true, env = "KAPPA_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -103,7 +107,7 @@ fn read_job(path: &Path) -> anyhow::Result<(String, String)> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.jobmanager, cli.token.clone())?;
+    let client = Client::new(&cli.jobmanager, cli.token.clone(), cli.ca_cert.as_deref())?;
     match cli.command {
         Command::Validate(a) => {
             let (name, text) = read_job(&a.file)?;

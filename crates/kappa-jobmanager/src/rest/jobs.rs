@@ -113,6 +113,39 @@ fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, msg)
 }
 
+/// The two kinds of body a submission may have.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyType {
+    Json,
+    Toml,
+}
+
+/// The media type of a request body (its parameters, such as `charset`, aside).
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?;
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let essence = text.split(';').next().unwrap_or("").trim();
+    Some(essence.to_ascii_lowercase())
+}
+
+/// `application/json` or `application/toml`; anything else (no type, or the types an HTML
+/// form of another site can send without asking) is refused with 415.
+fn body_type(headers: &HeaderMap) -> Result<BodyType, ApiError> {
+    match media_type(headers).as_deref() {
+        Some("application/json") => Ok(BodyType::Json),
+        Some("application/toml") => Ok(BodyType::Toml),
+        other => Err(unsupported(other, "application/json or application/toml")),
+    }
+}
+
+fn unsupported(given: Option<&str>, wanted: &str) -> ApiError {
+    let given = given.map_or("no Content-Type".to_string(), |t| format!("`{t}`"));
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("this route takes {wanted}, not {given}"),
+    )
+}
+
 /// Reads a submission: JSON ([`SubmitRequest`]), or the raw job.toml with [`SubmitQuery`].
 fn parse_submission(
     headers: &HeaderMap,
@@ -123,11 +156,7 @@ fn parse_submission(
         .map(|Query(q)| q)
         .map_err(|e| bad_request(format!("invalid query parameters: {}", e.body_text())));
     let body = body?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    let req = if content_type.starts_with("application/json") {
+    let req = if body_type(headers)? == BodyType::Json {
         serde_json::from_slice::<SubmitRequest>(&body)
             .map_err(|e| bad_request(format!("invalid request body: {e}")))?
     } else {
@@ -192,7 +221,8 @@ pub async fn list_jobs(State(jm): State<JobManager>) -> Json<Vec<JobSummary>> {
     responses(
         (status = 201, description = "Submitted", body = SubmitResponse),
         (status = 400, description = "The job, its start or the request is invalid; `details` lists every problem of the file with its line", body = ErrorBody),
-        (status = 413, description = "The body is larger than --max-request-bytes", body = ErrorBody)
+        (status = 413, description = "The body is larger than --max-request-bytes", body = ErrorBody),
+        (status = 415, description = "The body is neither application/json nor application/toml", body = ErrorBody)
     ))]
 pub async fn submit(
     State(jm): State<JobManager>,
@@ -226,7 +256,8 @@ pub async fn submit(
     responses(
         (status = 200, description = "The job is valid", body = ValidateResponse),
         (status = 400, description = "The job or the request is invalid", body = ErrorBody),
-        (status = 413, description = "The body is larger than --max-request-bytes", body = ErrorBody)
+        (status = 413, description = "The body is larger than --max-request-bytes", body = ErrorBody),
+        (status = 415, description = "The body is neither application/json nor application/toml", body = ErrorBody)
     ))]
 pub async fn validate(
     State(jm): State<JobManager>,
@@ -301,13 +332,21 @@ pub async fn checkpoints(
     Ok(Json(history))
 }
 
-/// Reads an optional JSON body (an empty one is the default).
+/// Reads an optional JSON body (an empty one is the default); a body needs the JSON type.
 fn optional_json<T: Default + serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let body = body?;
-    // No body, or JSON null, asks for the defaults.
-    if body.is_empty() || body.trim_ascii() == b"null" {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    let given = media_type(headers);
+    if given.as_deref() != Some("application/json") {
+        return Err(unsupported(given.as_deref(), "an application/json body"));
+    }
+    // JSON null asks for the defaults too.
+    if body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
     serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid request body: {e}")))
@@ -322,14 +361,16 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(
         (status = 400, description = "Bad request, or the cluster has no checkpoint directory", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job is not running", body = ErrorBody),
+        (status = 415, description = "A body that is not application/json", body = ErrorBody),
         (status = 500, description = "The savepoint failed", body = ErrorBody)
     ))]
 pub async fn savepoint(
     State(jm): State<JobManager>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SavepointResponse>, ApiError> {
-    let req: SavepointRequest = optional_json(body)?;
+    let req: SavepointRequest = optional_json(&headers, body)?;
     take_savepoint(&jm, &id, req.dir.as_deref(), false).await
 }
 
@@ -355,14 +396,16 @@ async fn take_savepoint(
         (status = 400, description = "Bad request, or the cluster has no checkpoint directory", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job is not running", body = ErrorBody),
+        (status = 415, description = "A body that is not application/json", body = ErrorBody),
         (status = 500, description = "The savepoint failed", body = ErrorBody)
     ))]
 pub async fn stop(
     State(jm): State<JobManager>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SavepointResponse>, ApiError> {
-    let req: StopRequest = optional_json(body)?;
+    let req: StopRequest = optional_json(&headers, body)?;
     let written = take_savepoint(&jm, &id, req.dir.as_deref(), req.drain).await?;
     if let Some(job) = jm.job(&id) {
         job.request_cancel();

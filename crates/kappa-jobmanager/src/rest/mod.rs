@@ -1,11 +1,11 @@
 //! The REST API under /api/v1 (JSON), /metrics (Prometheus text) and the web UI, served with
 //! axum; the OpenAPI document at /api/v1/openapi.json is generated from these handlers.
 //! Every error is a JSON body `{"error": …}` with a 4xx status; an optional bearer token
-//! protects the API and /metrics.
+//! protects the API and /metrics, and [`guard`] checks every request's host and origin.
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,8 +20,13 @@ use utoipa_axum::routes;
 use crate::{JobManager, SubmitError};
 
 mod cluster;
+mod guard;
 mod jobs;
+mod tls;
 mod ui;
+
+pub use guard::AllowedHosts;
+pub use tls::{RestTls, RestTlsError};
 
 pub use jobs::{
     SavepointRequest, SavepointResponse, StopRequest, SubmitRequest, SubmitResponse,
@@ -147,38 +152,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().split_for_parts().1
 }
 
-/// Refuses requests without the configured bearer token.
-async fn require_token(
-    State(token): State<std::sync::Arc<String>>,
-    headers: HeaderMap,
-    req: Request,
-    next: Next,
-) -> Response {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = given.is_some_and(|g| {
-        use subtle::ConstantTimeEq;
-        g.as_bytes().ct_eq(token.as_bytes()).into()
-    });
-    if ok {
-        return next.run(req).await;
-    }
-    let why = match given {
-        None => {
-            "this cluster needs a bearer token: send `Authorization: Bearer <token>` (kappactl: --token or KAPPA_AUTH_TOKEN)"
-        }
-        Some(_) => "the bearer token is wrong",
-    };
-    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, why).into_response();
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
-    );
-    resp
-}
-
 /// On a standby (HA): API calls are redirected to the leader (307 keeps the method and body),
 /// or answered 503 while no leader is known.
 async fn leader_only(State(jm): State<JobManager>, req: Request, next: Next) -> Response {
@@ -226,10 +199,10 @@ async fn readyz(State(jm): State<JobManager>) -> Response {
     }
 }
 
-/// Adds the 401 answer of a missing or wrong token to every operation.
-fn document_unauthorized(doc: &mut utoipa::openapi::OpenApi) {
+/// Adds an error answer (`status`, an [`ErrorBody`]) to every operation of the document.
+fn document_answer(doc: &mut utoipa::openapi::OpenApi, status: &str, description: &str) {
     let answer = utoipa::openapi::ResponseBuilder::new()
-        .description("Missing or wrong `Authorization: Bearer <token>`")
+        .description(description)
         .content(
             "application/json",
             utoipa::openapi::ContentBuilder::new()
@@ -251,9 +224,45 @@ fn document_unauthorized(doc: &mut utoipa::openapi::OpenApi) {
         for op in operations.into_iter().flatten() {
             op.responses
                 .responses
-                .entry("401".to_string())
+                .entry(status.to_string())
                 .or_insert_with(|| answer.clone().into());
         }
+    }
+}
+
+/// Serves the HTTP service on `listener` (HTTPS with the configured certificate) until the
+/// process ends.
+pub(crate) fn serve(listener: tokio::net::TcpListener, jm: JobManager) -> std::io::Result<()> {
+    let tls = jm.config().rest_tls.clone();
+    let app = router(jm);
+    match tls {
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "REST server stopped");
+                }
+            });
+        }
+        Some(tls) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config());
+            let server = axum_server::from_tcp_rustls(listener.into_std()?, config)?;
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!(error = %e, "REST server (HTTPS) stopped");
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The host names requests may name: those configured, else loopback names when the API
+/// listens on loopback, else any.
+fn allowed_hosts(config: &crate::JobManagerConfig) -> AllowedHosts {
+    match &config.allowed_hosts {
+        Some(names) => AllowedHosts::Only(names.iter().map(|n| n.to_ascii_lowercase()).collect()),
+        None if config.rest.ip().is_loopback() => AllowedHosts::loopback(config.rest.ip()),
+        None => AllowedHosts::Any,
     }
 }
 
@@ -264,18 +273,27 @@ pub fn router(jm: JobManager) -> Router {
     match config.auth_token {
         // The document says what this server asks for: no token, no security requirement.
         None => doc.security = None,
-        Some(_) => document_unauthorized(&mut doc),
+        Some(_) => document_answer(
+            &mut doc,
+            "401",
+            "Missing or wrong `Authorization: Bearer <token>`",
+        ),
     }
+    document_answer(
+        &mut doc,
+        "403",
+        "The request names a host this jobmanager does not answer to (--allowed-host), or changes something from another site's page",
+    );
     let mut api = api
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
         .layer(axum::middleware::from_fn_with_state(
             jm.clone(),
             leader_only,
         ));
-    if let Some(token) = config.auth_token.clone() {
+    if let Some(token) = &config.auth_token {
         api = api.layer(axum::middleware::from_fn_with_state(
-            std::sync::Arc::new(token),
-            require_token,
+            std::sync::Arc::new(guard::Token::new(token)),
+            guard::require_token,
         ));
     }
     let doc = std::sync::Arc::new(doc);
@@ -295,6 +313,11 @@ pub fn router(jm: JobManager) -> Router {
             "this route does not take that method (see /api/v1/openapi.json)",
         )
     })
+    .layer(axum::middleware::from_fn_with_state(
+        std::sync::Arc::new(allowed_hosts(config)),
+        guard::same_origin,
+    ))
+    .layer(axum::middleware::from_fn(guard::security_headers))
     .with_state(jm)
 }
 
@@ -489,6 +512,135 @@ mod tests {
             jobs["description"].is_string(),
             "the 401 answer is documented: {text}"
         );
+    }
+
+    #[tokio::test]
+    async fn bodies_of_other_types_are_refused_with_415() {
+        for (uri, content_type, body) in [
+            ("/api/v1/jobs", Some("text/plain"), JOB.to_string()),
+            (
+                "/api/v1/jobs",
+                Some("application/x-www-form-urlencoded"),
+                format!("job={JOB}"),
+            ),
+            (
+                "/api/v1/jobs/validate",
+                Some("multipart/form-data"),
+                JOB.to_string(),
+            ),
+            ("/api/v1/jobs", None, JOB.to_string()),
+            (
+                "/api/v1/jobs/nope/savepoints",
+                Some("text/plain"),
+                "{}".into(),
+            ),
+            ("/api/v1/jobs/nope/stop", None, r#"{"drain":true}"#.into()),
+        ] {
+            let mut req = Request::builder().method("POST").uri(uri);
+            if let Some(t) = content_type {
+                req = req.header("content-type", t);
+            }
+            let req = req.body(Body::from(body)).unwrap();
+            let (status, text) = call_with(JobManagerConfig::default(), req).await;
+            assert_eq!(
+                status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{uri} {content_type:?}: {text}"
+            );
+            assert!(text.contains("application/json"), "{text}");
+        }
+        // Without a body, or with a charset parameter, the type is fine.
+        let req = request("POST", "/api/v1/jobs/nope/stop", "text/plain", "");
+        let (status, _) = call_with(JobManagerConfig::default(), req).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let req = request(
+            "POST",
+            "/api/v1/jobs/validate",
+            "application/toml; charset=utf-8",
+            JOB,
+        );
+        let (status, text) = call_with(JobManagerConfig::default(), req).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+
+    #[tokio::test]
+    async fn other_sites_and_other_host_names_are_refused() {
+        let post = |headers: &[(&str, &str)]| {
+            let mut b = Request::builder()
+                .method("POST")
+                .uri("/api/v1/jobs/nope/cancel")
+                .header("host", "127.0.0.1:8081");
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        let cross = [
+            post(&[("origin", "http://evil.example")]),
+            post(&[
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "http://evil.example"),
+            ]),
+        ];
+        for req in cross {
+            let (status, text) = call_with(JobManagerConfig::default(), req).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+            assert!(
+                text.contains("evil.example") || text.contains("cross-site"),
+                "{text}"
+            );
+        }
+        // The UI's own page and clients without Origin reach the handler (no such job).
+        for req in [
+            post(&[
+                ("origin", "http://127.0.0.1:8081"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
+            post(&[]),
+        ] {
+            let (status, text) = call_with(JobManagerConfig::default(), req).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+        }
+        // A rebound DNS name is refused on a loopback jobmanager, even for reads.
+        let rebound = Request::builder()
+            .uri("/api/v1/jobs")
+            .header("host", "evil.example:8081")
+            .body(Body::empty())
+            .unwrap();
+        let (status, text) = call_with(JobManagerConfig::default(), rebound).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+        assert!(text.contains("evil.example"), "{text}");
+        // Configured names are the only ones.
+        let config = JobManagerConfig {
+            allowed_hosts: Some(vec!["Kappa.Example".into()]),
+            ..JobManagerConfig::default()
+        };
+        let named = |host: &str| {
+            Request::builder()
+                .uri("/api/v1/jobs")
+                .header("host", host)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, _) = call_with(config.clone(), named("kappa.example:443")).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call_with(config, named("127.0.0.1:8081")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn every_answer_keeps_the_ui_out_of_other_sites() {
+        for uri in ["/", "/ui/app.js", "/api/v1/jobs", "/no/such/route"] {
+            let app = router(JobManager::new(JobManagerConfig::default()).unwrap());
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            let resp = app.oneshot(req).await.unwrap();
+            let h = resp.headers();
+            let csp = h["content-security-policy"].to_str().unwrap();
+            assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+            assert!(csp.contains("script-src 'self'"), "{uri}: {csp}");
+            assert_eq!(h["x-frame-options"], "DENY", "{uri}");
+            assert_eq!(h["x-content-type-options"], "nosniff", "{uri}");
+        }
     }
 
     #[tokio::test]
