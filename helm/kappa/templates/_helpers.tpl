@@ -85,9 +85,60 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (not .Values.existingSecret) (or (include "kappa.s3KeysSet" .) .Values.auth.enabled) }}true{{ end }}
 {{- end }}
 
+{{/* The Service of the REST API, web UI and /metrics. */}}
+{{- define "kappa.jobmanager.restService" -}}
+{{- printf "%s-rest" (include "kappa.jobmanager.fullname" .) }}
+{{- end }}
+
+{{/* The Service of the jobmanagers' gRPC, which taskmanagers register at. */}}
+{{- define "kappa.jobmanager.rpcService" -}}
+{{- printf "%s-rpc" (include "kappa.jobmanager.fullname" .) }}
+{{- end }}
+
+{{/* "true" when cluster gRPC runs over mutual TLS (not tls.insecure). */}}
+{{- define "kappa.clusterTls" -}}
+{{- if not .Values.tls.insecure }}true{{ end }}
+{{- end }}
+
 {{/* gRPC URL of the jobmanager, as taskmanagers reach it. */}}
 {{- define "kappa.jobmanagerRpcUrl" -}}
-{{- printf "http://%s:%d" (include "kappa.jobmanager.fullname" .) (int .Values.jobmanager.rpcPort) }}
+{{- printf "%s://%s:%d" (ternary "https" "http" (eq (include "kappa.clusterTls" .) "true")) (include "kappa.jobmanager.rpcService" .) (int .Values.jobmanager.rpcPort) }}
+{{- end }}
+
+{{/*
+The cluster TLS Secret of a process: include with (dict "ctx" $ "process" "jobmanager") or
+(dict "ctx" $ "process" "taskmanager" "ordinal" N).
+*/}}
+{{- define "kappa.clusterTlsSecret" -}}
+{{- if eq .process "jobmanager" }}
+{{- printf "%s-tls" (include "kappa.jobmanager.fullname" .ctx) }}
+{{- else }}
+{{- printf "%s-%d-tls" (include "kappa.taskmanager.fullname" .ctx) (int .ordinal) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret of the REST certificate. */}}
+{{- define "kappa.restTlsSecret" -}}
+{{- default (printf "%s-rest-tls" (include "kappa.jobmanager.fullname" .)) .Values.rest.tls.secretName }}
+{{- end }}
+
+{{/* DNS names of a Service inside the cluster: include with (dict "ctx" $ "service" NAME). */}}
+{{- define "kappa.serviceDnsNames" -}}
+{{- $ns := .ctx.Release.Namespace }}
+{{- toJson (list .service (printf "%s.%s" .service $ns) (printf "%s.%s.svc" .service $ns) (printf "%s.%s.svc.%s" .service $ns .ctx.Values.clusterDomain)) }}
+{{- end }}
+
+{{/* Where the pods see their Secrets. */}}
+{{- define "kappa.secretsDir" -}}/var/run/secrets/kappa{{- end }}
+
+{{/*
+The auth token of the chart's Secret: auth.token, else the one an earlier install generated
+(lookup; empty in `helm template`), else a new random one.
+*/}}
+{{- define "kappa.authToken" -}}
+{{- $old := (lookup "v1" "Secret" .Release.Namespace (include "kappa.fullname" .)).data | default dict }}
+{{- $kept := get $old .Values.secretKeys.authToken | default "" | b64dec }}
+{{- .Values.auth.token | default $kept | default (randAlphaNum 48) }}
 {{- end }}
 
 {{/* Key prefix in etcd. */}}
@@ -175,6 +226,23 @@ checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha25
   mountPath: /tmp
 {{- end }}
 
+{{/* The arguments of mutual TLS: include with (dict "ctx" $ "dir" DIRECTORY-OF-THE-PEM-FILES). */}}
+{{- define "kappa.clusterTlsArgs" -}}
+{{- if include "kappa.clusterTls" .ctx }}
+- --cluster-cert={{ .dir }}/tls.crt
+- --cluster-key={{ .dir }}/tls.key
+- --cluster-ca={{ .dir }}/ca.crt
+{{- end }}
+{{- end }}
+
+{{/* Secret volume items of the cluster TLS files, under a directory: include with (dict "dir" DIR). */}}
+{{- define "kappa.clusterTlsItems" -}}
+{{- range list "tls.crt" "tls.key" "ca.crt" }}
+- key: {{ . }}
+  path: {{ $.dir }}{{ . }}
+{{- end }}
+{{- end }}
+
 {{/* A PodDisruptionBudget's limits; include with the component's values. */}}
 {{- define "kappa.pdbLimits" -}}
 {{- if not (kindIs "invalid" .values.minAvailable) }}
@@ -238,8 +306,17 @@ Checks of the values that make no sense; each fails rendering with a message nam
 {{- if and .Values.existingSecret (or .Values.s3.accessKeyId .Values.s3.secretAccessKey .Values.auth.token) }}
 {{- fail "kappa: existingSecret is set, so s3.accessKeyId, s3.secretAccessKey and auth.token must be empty: put them in that Secret" }}
 {{- end }}
-{{- if and .Values.auth.enabled (not .Values.existingSecret) (not .Values.auth.token) }}
-{{- fail "kappa: auth.enabled=true needs auth.token (or existingSecret holding the key secretKeys.authToken)" }}
+{{- $loopback := or (hasPrefix "127." (toString $jm.bindAddress)) (eq (toString $jm.bindAddress) "::1") }}
+{{- if and (not .Values.auth.enabled) (not $loopback) }}
+{{- fail (printf "kappa: auth.enabled=false, but a jobmanager whose REST API listens on %s (jobmanager.bindAddress; the probes, Services and taskmanagers need a pod address) refuses to start without a token: keep auth.enabled=true (the chart generates a token, or give auth.token or existingSecret)" (toString $jm.bindAddress)) }}
+{{- end }}
+{{- if include "kappa.clusterTls" . }}
+{{- if eq $tm.advertisedAddress "podIP" }}
+{{- fail "kappa: taskmanager.advertisedAddress=podIP needs tls.insecure=true: the jobmanager checks a taskmanager's certificate against the name it dials, and no certificate names a pod's IP; use advertisedAddress=dns" }}
+{{- end }}
+{{- if .Values.ha.enabled }}
+{{- fail "kappa: ha.enabled=true needs tls.insecure=true for now: a standby sends taskmanagers to the leader's pod IP, which no certificate of a Deployment's pod can name (plaintext gRPC stays inside the NetworkPolicy)" }}
+{{- end }}
 {{- end }}
 {{- if and .Values.auth.token (not .Values.auth.enabled) }}
 {{- fail "kappa: auth.token is set but auth.enabled=false: set auth.enabled=true to require it, or drop the token" }}
