@@ -4,14 +4,17 @@
 - renders the chart through Helm's own Go library (PyPI helm-python-sdk, Helm v4) with several
   sets of values, and runs Helm's lint (strict) on each;
 - validates every rendered manifest against the Kubernetes OpenAPI schemas of fixed versions,
-  offline (PyPI kubernetes-validate, strict: unknown fields are errors); the ServiceMonitor, a
-  Prometheus Operator CRD, against the operator's generated models (PyPI
-  cloudcoil.models.prometheus_operator), unknown fields included;
+  offline (PyPI kubernetes-validate, strict: unknown fields are errors); the custom resources
+  (Prometheus Operator's ServiceMonitor, cert-manager's Certificate and Issuer) against their
+  generated models (PyPI cloudcoil.models.prometheus_operator, cloudcoil.models.cert_manager),
+  unknown fields included;
 - cross-checks the manifests (selectors, named ports, referenced ConfigMaps/Secrets/volumes,
   security context) and what each set of values must produce;
 - checks kappa.toml and the container arguments against `kappa <command> --help` of a built
-  binary, and starts that binary with the rendered configuration (jobmanager with an auth token,
-  its probe path, a taskmanager registering its slots) on 127.0.0.1;
+  binary, and starts that binary as the rendered pods would on 127.0.0.1: their mounted files
+  made from the rendered Secrets, and the certificate Secrets the chart expects made with
+  `kappa certs` (jobmanager with its auth token file and cluster certificate, REST over HTTPS
+  when asked, its probe paths, a taskmanager registering its slots over mutual TLS);
 - checks that values that make no sense fail rendering with their messages.
 
 Usage:  python3 scripts/check_helm.py [--kappa target/debug/kappa] [--no-binary]
@@ -45,6 +48,7 @@ PINNED = {
     "helm-python-sdk": "0.2.2",
     "kubernetes-validate": "1.37.0",
     "cloudcoil.models.prometheus_operator": "0.80.1.0",
+    "cloudcoil.models.cert_manager": "1.17.1.0",
     "PyYAML": "6.0.4",
 }
 # Kubernetes versions the manifests are validated against: the chart's minimum, a fixed
@@ -52,6 +56,10 @@ PINNED = {
 KUBE_VERSIONS = ["1.25", "1.30", "1.37"]
 LINT_KUBE_VERSION = "v1.30.0"
 RELEASE, NAMESPACE = "kappa", "stream"
+# API groups of the custom resources the chart renders (validated against generated models).
+CRD_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")
+# Where the pods see their Secrets (kappa.secretsDir).
+SECRETS_DIR = "/var/run/secrets/kappa"
 # Flags the HA work adds to `kappa jobmanager`; until a binary has them, their absence is a WARN.
 PENDING_FLAGS = {"--ha", "--etcd-endpoints", "--etcd-prefix", "--advertised-address"}
 
@@ -130,9 +138,12 @@ class Report:
 SCENARIOS: dict[str, dict] = {
     # (a) the defaults
     "defaults": {},
-    # (b) HA: two jobmanagers electing a leader in etcd
+    # (b) HA: two jobmanagers electing a leader in etcd (plaintext gRPC: a standby names the
+    # leader by its pod IP, which no certificate names)
     "ha": {
         "jobmanager": {"replicas": 2},
+        "tls": {"insecure": True},
+        "taskmanager": {"advertisedAddress": "podIP"},
         "ha": {
             "enabled": True,
             "etcd": {"endpoints": ["http://etcd-0.etcd:2379", "http://etcd-1.etcd:2379"]},
@@ -155,7 +166,7 @@ SCENARIOS: dict[str, dict] = {
         "checkpoints": {"dir": "s3://kappa/checkpoints"},
         "s3": {"endpoint": "http://minio.storage:9000", "allowHttp": True},
     },
-    # (d) the chart's own Secret (S3 keys, token), stable DNS names, more settings
+    # (d) the chart's own Secret (S3 keys, a given token), more settings
     "chart-secret": {
         "auth": {"enabled": True, "token": "s3cr3t-t0ken"},
         "s3": {"accessKeyId": "AKIAEXAMPLE", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG"},
@@ -170,10 +181,30 @@ SCENARIOS: dict[str, dict] = {
         "taskmanager": {
             "slots": 8,
             "replicas": 3,
-            "advertisedAddress": "dns",
             "persistence": {"emptyDirSizeLimit": "5Gi"},
         },
         "logLevel": "info,kappa_jobmanager=debug",
+    },
+    # (e) cert-manager with the chart's own CA, REST over HTTPS, monitoring, no NetworkPolicy
+    "cert-manager": {
+        "tls": {"certManager": {"enabled": True}},
+        "rest": {"tls": {"enabled": True, "dnsNames": ["kappa.example.com"]}},
+        "serviceMonitor": {"enabled": True},
+        "ingress": {"enabled": True},
+        "networkPolicy": {"enabled": False},
+        "taskmanager": {"replicas": 3},
+    },
+    # (f) cert-manager with a ClusterIssuer of yours, REST over HTTPS from your Secret
+    "cert-manager-issuer": {
+        "tls": {"certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}}},
+        "rest": {"tls": {"enabled": True, "secretName": "kappa-web-tls"}},
+        "networkPolicy": {"restFrom": [], "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
+    },
+    # (g) plaintext gRPC, asked for, with pod IPs
+    "insecure": {
+        "tls": {"insecure": True},
+        "taskmanager": {"advertisedAddress": "podIP"},
+        "serviceMonitor": {"enabled": True},
     },
 }
 
@@ -201,8 +232,32 @@ BAD_VALUES: list[tuple[str, dict, str]] = [
         {"ha": {"enabled": True, "etcd": {"endpoints": ["http://a:2379,http://b:2379"]}}, "checkpoints": {"dir": "s3://b/c"}},
         "is not one etcd URL",
     ),
-    ("auth on without a token", {"auth": {"enabled": True}}, "auth.enabled=true needs auth.token"),
-    ("a token with auth off", {"auth": {"token": "x"}}, "auth.token is set but auth.enabled=false"),
+    (
+        "auth off with the REST API beyond loopback",
+        {"auth": {"enabled": False}},
+        "auth.enabled=false, but a jobmanager whose REST API listens on 0.0.0.0",
+    ),
+    (
+        "a token with auth off",
+        {"auth": {"enabled": False, "token": "x"}, "jobmanager": {"bindAddress": "127.0.0.1"}},
+        "auth.token is set but auth.enabled=false",
+    ),
+    (
+        "pod IPs with cluster TLS",
+        {"taskmanager": {"advertisedAddress": "podIP"}},
+        "taskmanager.advertisedAddress=podIP needs tls.insecure=true",
+    ),
+    (
+        "HA with cluster TLS",
+        {"jobmanager": {"replicas": 2}, "ha": {"enabled": True, "etcd": {"endpoints": ["http://etcd:2379"]}},
+         "checkpoints": {"dir": "s3://b/c"}},
+        "ha.enabled=true needs tls.insecure=true",
+    ),
+    (
+        "a certificate common name beyond 64 characters",
+        {"fullnameOverride": "k" * 40, "tls": {"certManager": {"enabled": True}}, "taskmanager": {"replicas": 11}},
+        "is longer than the 64 characters a certificate allows",
+    ),
     ("half the S3 keys", {"s3": {"accessKeyId": "AKIA"}}, "s3.accessKeyId is set but s3.secretAccessKey is empty"),
     (
         "existingSecret and inline credentials",
@@ -358,8 +413,8 @@ def validate_schemas(r: Report, name: str, docs) -> None:
         errors = []
         checked = 0
         for path, doc in docs:
-            if doc.get("apiVersion", "").startswith("monitoring.coreos.com/"):
-                continue  # a CRD: validated by validate_service_monitors
+            if doc.get("apiVersion", "").startswith(CRD_GROUPS):
+                continue  # a custom resource: validated by validate_custom_resources
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
                 checked += 1
@@ -390,9 +445,27 @@ def unknown_keys(given, parsed, path="") -> list[str]:
     return out
 
 
-def validate_service_monitors(r: Report, name: str, docs, values: dict) -> None:
+def model_problems(doc: dict) -> list[str]:
+    """What the generated model of a custom resource finds wrong with it, unknown fields included."""
+    from cloudcoil.models.cert_manager.v1 import Certificate, Issuer
     from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
 
+    models = {
+        ("monitoring.coreos.com/v1", "ServiceMonitor"): ServiceMonitor,
+        ("cert-manager.io/v1", "Certificate"): Certificate,
+        ("cert-manager.io/v1", "Issuer"): Issuer,
+    }
+    model = models.get((doc.get("apiVersion"), doc.get("kind")))
+    if model is None:
+        return [f"no model of {doc.get('apiVersion')} {doc.get('kind')}"]
+    try:
+        dumped = model.model_validate(doc).model_dump(by_alias=True, exclude_unset=True, mode="json")
+    except Exception as e:  # pydantic.ValidationError
+        return [f"does not match the CRD model: {e}"]
+    return [f"unknown field {k}" for k in unknown_keys(doc, dumped)]
+
+
+def validate_service_monitors(r: Report, name: str, docs, values: dict) -> None:
     monitors = [(p, d) for p, d in docs if d.get("kind") == "ServiceMonitor"]
     want = bool(values.get("serviceMonitor", {}).get("enabled"))
     r.check(
@@ -402,15 +475,7 @@ def validate_service_monitors(r: Report, name: str, docs, values: dict) -> None:
     services = find(docs, "Service")
     secrets = {s["metadata"]["name"]: s for s in find(docs, "Secret")}
     for path, doc in monitors:
-        problems = []
-        if doc.get("apiVersion") != "monitoring.coreos.com/v1":
-            problems.append(f"apiVersion {doc.get('apiVersion')}")
-        try:
-            model = ServiceMonitor.model_validate(doc)
-            dumped = model.model_dump(by_alias=True, exclude_unset=True, mode="json")
-            problems += [f"unknown field {k}" for k in unknown_keys(doc, dumped)]
-        except Exception as e:  # pydantic.ValidationError
-            problems.append(f"does not match the CRD model: {e}")
+        problems = model_problems(doc)
         spec = doc.get("spec", {})
         selector = spec.get("selector", {}).get("matchLabels", {})
         targets = [s for s in services if labels_match(selector, s["metadata"].get("labels", {}))]
@@ -522,6 +587,148 @@ def check_references(r: Report, name: str, docs, values: dict) -> None:
     r.check(not problems, f"[{name}] references: selectors, named ports, volumes, ConfigMaps, Secrets, security context", "\n     ".join(problems))
 
 
+def cert_secrets(merged: dict) -> dict[str, str]:
+    """The certificate Secrets the chart's pods mount, by name: the identity each one's common
+    name must be (cluster TLS), or "rest" (the REST certificate)."""
+    out = {}
+    if not merged["tls"]["insecure"]:
+        out[f"{RELEASE}-jobmanager-tls"] = f"jobmanager/{RELEASE}-jobmanager"
+        for i in range(int(merged["taskmanager"]["replicas"])):
+            out[f"{RELEASE}-taskmanager-{i}-tls"] = f"taskmanager/{RELEASE}-taskmanager-{i}"
+    if merged["rest"]["tls"]["enabled"]:
+        out[merged["rest"]["tls"]["secretName"] or f"{RELEASE}-jobmanager-rest-tls"] = "rest"
+    return out
+
+
+def secret_volumes(spec: dict) -> list[tuple[str, dict]]:
+    """(volume name, secret source) of a pod's Secret volumes, projected ones included."""
+    out = []
+    for v in spec.get("volumes", []):
+        if "secret" in v:
+            out.append((v["name"], {"name": v["secret"]["secretName"], "items": v["secret"].get("items", [])}))
+        for src in v.get("projected", {}).get("sources", []):
+            if "secret" in src:
+                out.append((v["name"], src["secret"]))
+    return out
+
+
+def check_tls(r: Report, name: str, docs, values: dict, rendered: dict[str, str]) -> None:
+    """Auth token, cluster and REST TLS, cert-manager, Services and NetworkPolicies as the values ask."""
+    merged = deep_merge(render_defaults(), values)
+    jm, tm = container(docs, "Deployment"), container(docs, "StatefulSet")
+    insecure = merged["tls"]["insecure"]
+    rest_tls = merged["rest"]["tls"]["enabled"]
+    conf = kappa_toml(docs)
+    problems = []
+
+    def expect(cond, msg):
+        if not cond:
+            problems.append(msg)
+
+    # The auth token: a file from the Secret, never an environment variable.
+    secret_name = merged["existingSecret"] or RELEASE
+    expect(f"--auth-token-file={SECRETS_DIR}/auth/token" in jm["args"], "--auth-token-file from the mounted Secret")
+    expect(env_value(jm, "KAPPA_AUTH_TOKEN") is None, "no KAPPA_AUTH_TOKEN in the environment")
+    jm_spec = find(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    auth_vol = dict(secret_volumes(jm_spec)).get("auth-token")
+    expect(auth_vol is not None and auth_vol["name"] == secret_name
+           and auth_vol["items"] == [{"key": merged["secretKeys"]["authToken"], "path": "token"}],
+           f"auth-token volume from Secret/{secret_name}: {auth_vol}")
+    if not merged["existingSecret"]:
+        data = find(docs, "Secret", RELEASE)[0]["data"] if find(docs, "Secret", RELEASE) else {}
+        token = base64.b64decode(data.get(merged["secretKeys"]["authToken"], "")).decode()
+        want = merged["auth"]["token"]
+        expect(token == want if want else re.fullmatch(r"[A-Za-z0-9]{48}", token) is not None,
+               f"the Secret's token: {'auth.token' if want else 'generated, 48 letters and digits'} ({len(token)} characters)")
+    # Cluster TLS: each process's certificate from its Secret, or plaintext only when asked.
+    tls_args = {a.split("=")[0]: a.split("=", 1)[1] for a in jm["args"] + tm["args"] if a.startswith("--cluster-")}
+    scheme = "http" if insecure else "https"
+    expect(conf["taskmanager"].get("jobmanager") == f"{scheme}://{RELEASE}-jobmanager-rpc:6123",
+           f"taskmanagers register at the rpc Service: {conf['taskmanager'].get('jobmanager')}")
+    if insecure:
+        expect(conf["jobmanager"].get("insecure") is True and conf["taskmanager"].get("insecure") is True, "insecure = true in both tables")
+        expect(not tls_args, f"no --cluster-* flags with tls.insecure: {tls_args}")
+        expect("WARNING: tls.insecure=true" in notes(rendered), "NOTES warn of plaintext gRPC")
+    else:
+        expect("insecure" not in conf["jobmanager"] and "insecure" not in conf["taskmanager"], "no insecure in kappa.toml")
+        cluster = f"{SECRETS_DIR}/cluster"
+        for c, d in ((jm, cluster), (tm, f"{cluster}/$(POD_NAME)")):
+            want = [f"--cluster-cert={d}/tls.crt", f"--cluster-key={d}/tls.key", f"--cluster-ca={d}/ca.crt"]
+            expect(all(a in c["args"] for a in want), f"{c['name']}: {want}")
+        tm_spec = find(docs, "StatefulSet")[0]["spec"]["template"]["spec"]
+        sources = [src for vol, src in secret_volumes(tm_spec) if vol == "cluster-tls"]
+        replicas = int(merged["taskmanager"]["replicas"])
+        expect([src["name"] for src in sources] == [f"{RELEASE}-taskmanager-{i}-tls" for i in range(replicas)],
+               f"taskmanager cluster-tls: a Secret per ordinal ({[src['name'] for src in sources]})")
+        expect(all({i["path"] for i in src["items"]} == {f"{RELEASE}-taskmanager-{n}/{k}" for k in ("tls.crt", "tls.key", "ca.crt")}
+                   for n, src in enumerate(sources)), "taskmanager cluster-tls: each Secret under its pod's name")
+    # REST over HTTPS: the flags, the probes and the ServiceMonitor follow.
+    probe_schemes = {jm[p]["httpGet"].get("scheme") for p in ("livenessProbe", "readinessProbe")}
+    expect(probe_schemes == {"HTTPS" if rest_tls else "HTTP"}, f"probe scheme {probe_schemes}")
+    expect((f"--tls-cert={SECRETS_DIR}/rest/tls.crt" in jm["args"]) == rest_tls, "--tls-cert only with rest.tls.enabled")
+    for sm in find(docs, "ServiceMonitor"):
+        component = sm["metadata"]["labels"]["app.kubernetes.io/component"]
+        ep = sm["spec"]["endpoints"][0]
+        https = rest_tls if component == "jobmanager" else not insecure
+        expect(ep.get("scheme", "http") == ("https" if https else "http"), f"{kn(sm)}: scheme {ep.get('scheme')}")
+        ca = ep.get("tlsConfig", {}).get("ca", {}).get("secret", {})
+        expect(not https or ca.get("name") in cert_secrets(merged) and ca.get("key") == "ca.crt", f"{kn(sm)}: CA {ca}")
+    # Certificate Secrets: what the pods mount is what cert-manager issues (or you create).
+    expected = cert_secrets(merged)
+    mounted = {src["name"] for _, t in pod_templates(docs) for _, src in secret_volumes(t["spec"])} - {secret_name}
+    expect(mounted == set(expected), f"certificate Secrets mounted {sorted(mounted)}, expected {sorted(expected)}")
+    certs = {c["spec"]["secretName"]: c for c in find(docs, "Certificate")}
+    if merged["tls"]["certManager"]["enabled"]:
+        for secret, identity in expected.items():
+            if secret == merged["rest"]["tls"]["secretName"]:
+                expect(secret not in certs, f"no Certificate for your Secret {secret}")
+                continue
+            cert = certs.get(secret, {}).get("spec", {})
+            want_cn = f"{RELEASE}-jobmanager-rest" if identity == "rest" else identity
+            expect(cert.get("commonName") == want_cn, f"Certificate of {secret}: common name {cert.get('commonName')}, expected {want_cn}")
+            if identity.startswith("taskmanager/"):
+                pod = identity.split("/", 1)[1]
+                expect(f"{pod}.{RELEASE}-taskmanager.{NAMESPACE}.svc.cluster.local" in cert.get("dnsNames", []), f"{secret}: the pod's DNS name")
+        own_ca = not merged["tls"]["certManager"]["issuerRef"]
+        issuers = {i["metadata"]["name"] for i in find(docs, "Issuer")}
+        expect(issuers == ({f"{RELEASE}-selfsigned", f"{RELEASE}-ca"} if own_ca else set()), f"Issuers {sorted(issuers)}")
+        refs = {c["spec"]["issuerRef"]["name"] for c in certs.values()}
+        expect(refs <= issuers | {f"{RELEASE}-selfsigned", merged["tls"]["certManager"]["issuerRef"].get("name")}, f"issuerRefs {refs}")
+    else:
+        expect(not certs and not find(docs, "Issuer"), "no cert-manager resources without tls.certManager.enabled")
+        for secret in (s for s, i in expected.items() if i != "rest"):
+            expect(secret in notes(rendered), f"NOTES name the Secret {secret} to create")
+    # REST and gRPC in separate Services; the Ingress at the REST one.
+    ports = {s["metadata"]["name"]: [p["name"] for p in s["spec"]["ports"]] for s in find(docs, "Service")}
+    expect(ports.get(f"{RELEASE}-jobmanager-rest") == ["rest"] and ports.get(f"{RELEASE}-jobmanager-rpc") == ["rpc"],
+           f"jobmanager Services {ports}")
+    for ing in find(docs, "Ingress"):
+        backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+        expect(backend == f"{RELEASE}-jobmanager-rest", f"Ingress backend {backend}")
+    # NetworkPolicies: gRPC ports only from the release's pods (and metricsFrom to taskmanagers).
+    policies = {p["metadata"]["name"]: p["spec"] for p in find(docs, "NetworkPolicy")}
+    if merged["networkPolicy"]["enabled"]:
+        selector = {c: {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "kappa", "app.kubernetes.io/instance": RELEASE,
+                                                        "app.kubernetes.io/component": c}}} for c in ("jobmanager", "taskmanager")}
+        rules = {(pol, rule["ports"][0]["port"]): rule.get("from") for pol, spec in policies.items() for rule in spec["ingress"]}
+        metrics = merged["networkPolicy"]["metricsFrom"]
+        rest_from = merged["networkPolicy"]["restFrom"]
+        expect(rules.get((f"{RELEASE}-jobmanager", "rpc")) == [selector["taskmanager"], selector["jobmanager"]], "jobmanager rpc only from the release's pods")
+        expect(rules.get((f"{RELEASE}-taskmanager", "tm")) == [selector["jobmanager"], selector["taskmanager"], *metrics], "taskmanager port from the release's pods and metricsFrom")
+        expect(rules.get((f"{RELEASE}-jobmanager", "rest")) == ([*rest_from, *metrics] if rest_from else None), "jobmanager rest from restFrom and metricsFrom")
+        expect(len(rules) == 3, f"three ingress rules: {sorted(rules)}")
+    else:
+        expect(not policies, "no NetworkPolicy when disabled")
+    r.check(not problems, f"[{name}] auth token, TLS, Services and NetworkPolicies as the values ask", "; ".join(problems))
+
+
+def validate_certificates(r: Report, name: str, docs) -> None:
+    for path, doc in docs:
+        if doc.get("apiVersion", "").startswith("cert-manager.io/"):
+            problems = model_problems(doc)
+            r.check(not problems, f"[{name}] {path} {kn(doc)}: cert-manager.io/v1 model", "; ".join(problems))
+
+
 def kappa_toml(docs) -> dict:
     import tomllib
 
@@ -548,10 +755,6 @@ def check_expectations(r: Report, name: str, docs, values: dict, rendered: dict[
 
     expect(set(conf) == {"jobmanager", "taskmanager"}, f"kappa.toml tables {sorted(conf)}")
     expect(conf["taskmanager"].get("slots") == merged["taskmanager"]["slots"], "kappa.toml [taskmanager] slots")
-    expect(
-        conf["taskmanager"].get("jobmanager") == f"http://{RELEASE}-jobmanager:6123",
-        f"kappa.toml [taskmanager] jobmanager = {conf['taskmanager'].get('jobmanager')}",
-    )
     expect(conf["jobmanager"].get("checkpoint_dir") == (merged["checkpoints"]["dir"] or None), "kappa.toml checkpoint_dir")
     expect(jm["args"][0] == "jobmanager" and tm["args"][0] == "taskmanager", "container args start with the command")
     expect("--config=/etc/kappa/kappa.toml" in jm["args"] and "--config=/etc/kappa/kappa.toml" in tm["args"], "--config")
@@ -594,12 +797,7 @@ def check_expectations(r: Report, name: str, docs, values: dict, rendered: dict[
     else:
         expect(bool(secrets) == (auth or s3_keys), f"a Secret only when it has content ({len(secrets)})")
     secret_name = existing or RELEASE
-    token = env_value(jm, "KAPPA_AUTH_TOKEN")
-    if auth:
-        expect(token is not None and token["valueFrom"]["secretKeyRef"]["name"] == secret_name, "KAPPA_AUTH_TOKEN from the Secret")
-        expect(env_value(tm, "KAPPA_AUTH_TOKEN") is None, "taskmanagers do not get the token")
-    else:
-        expect(token is None, "no KAPPA_AUTH_TOKEN without auth")
+    expect(env_value(tm, "KAPPA_AUTH_TOKEN") is None and not any("auth-token" in a for a in tm["args"]), "taskmanagers do not get the token")
     for c in (jm, tm):
         key = env_value(c, "AWS_ACCESS_KEY_ID")
         if existing or s3_keys:
@@ -624,7 +822,7 @@ def check_expectations(r: Report, name: str, docs, values: dict, rendered: dict[
     pdbs = find(docs, "PodDisruptionBudget")
     expect(len(pdbs) == 2, f"two PodDisruptionBudgets ({len(pdbs)})")
     text = notes(rendered)
-    expect("port-forward service/kappa-jobmanager 8081:8081" in text and "kappactl" in text, "NOTES: port-forward and kappactl")
+    expect("port-forward service/kappa-jobmanager-rest 8081:8081" in text and "kappactl" in text, "NOTES: port-forward and kappactl")
     if auth:
         expect(f"get secret {secret_name}" in text, "NOTES: how to read the token")
     r.check(not problems, f"[{name}] rendered as the values ask", "; ".join(problems))
@@ -711,92 +909,156 @@ def container_env(c: dict, docs, overrides: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def http_get(url: str, token: str | None = None) -> tuple[int, bytes]:
+def http_get(url: str, token: str | None = None, ca: Path | None = None) -> tuple[int, bytes]:
+    """Status and body of a GET; https is checked against `ca`."""
+    import ssl
+
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
     try:
-        with urllib.request.urlopen(req, timeout=3) as resp:
+        with urllib.request.urlopen(req, timeout=3, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
 
 
+def secret_files(docs, certs: Path) -> dict[str, dict[str, bytes]]:
+    """The data of every Secret the pods may mount: the rendered ones, and the certificate Secrets
+    the chart expects (cert-manager's or yours) made from `kappa certs init` in `certs`, if any."""
+    out = {s["metadata"]["name"]: {k: base64.b64decode(v) for k, v in s.get("data", {}).items()} for s in find(docs, "Secret")}
+    if not (certs / "ca.pem").exists():
+        return out
+    ca = (certs / "ca.pem").read_bytes()
+    for pem in certs.glob("*-key.pem"):
+        if pem.name == "ca-key.pem":
+            continue
+        process = pem.name.removesuffix("-key.pem")  # <role>-<name>
+        role, proc = process.split("-", 1)
+        tls = {"tls.crt": (certs / f"{process}.pem").read_bytes(), "tls.key": pem.read_bytes(), "ca.crt": ca}
+        out[f"{proc}-tls"] = tls
+        if role == "jobmanager":  # it names localhost and 127.0.0.1: it serves REST as well
+            out[f"{proc}-rest-tls"] = out["kappa-web-tls"] = tls
+    return out
+
+
+def pod_files(docs, kind: str, pod: str, tmp: Path, secrets: dict[str, dict[str, bytes]]) -> dict[str, str]:
+    """Writes the files of the pod's ConfigMap and Secret volumes under tmp; returns its mount
+    paths and where their files are here."""
+    spec = find(docs, kind)[0]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    configmaps = {c["metadata"]["name"]: c["data"] for c in find(docs, "ConfigMap")}
+    mounts = {}
+    for m in spec["containers"][0]["volumeMounts"]:
+        v = volumes.get(m["name"], {})
+        files: dict[str, bytes] = {}
+        if "configMap" in v:
+            files = {k: t.encode() for k, t in configmaps[v["configMap"]["name"]].items()}
+        for _, src in secret_volumes({"volumes": [v]}):
+            data = secrets[src["name"]]
+            files |= {i["path"]: data[i["key"]] for i in src["items"]} if src["items"] else data
+        if not files:
+            continue
+        here = tmp / pod / m["name"]
+        for rel, content in files.items():
+            (here / rel).parent.mkdir(parents=True, exist_ok=True)
+            (here / rel).write_bytes(content)
+        mounts[m["mountPath"]] = str(here)
+    return mounts
+
+
+def pod_args(c: dict, mounts: dict[str, str], pod: dict[str, str], replace: dict[str, str]) -> list[str]:
+    """The container's arguments here: $(VAR)s of the pod, mount paths moved, some flags replaced."""
+    out = []
+    for a in c["args"]:
+        a = re.sub(r"\$\((\w+)\)", lambda m: pod.get(m.group(1), m.group(0)), a)
+        for path, here in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+            a = a.replace(f"={path}/", f"={here}/")
+        flag = a.split("=")[0]
+        out.append(f"{flag}={replace[flag]}" if flag in replace else a)
+    return out
+
+
 def live_smoke(r: Report, kappa: Path, name: str, docs) -> None:
-    """Runs the jobmanager and a taskmanager as the rendered pods would, on 127.0.0.1."""
+    """Runs the jobmanager and a taskmanager as the rendered pods would, with their mounted token
+    and certificates, on this machine (the REST API on 0.0.0.0 as in the pod: it must have its token)."""
     jm, tm = container(docs, "Deployment"), container(docs, "StatefulSet")
+    conf = kappa_toml(docs)
     tmp = Path(tempfile.mkdtemp(prefix="check-helm-"))
     procs: list[subprocess.Popen] = []
     try:
-        (tmp / "etc").mkdir()
-        (tmp / "etc" / "kappa.toml").write_text(find(docs, "ConfigMap")[0]["data"]["kappa.toml"])
+        certs = tmp / "certs"
+        ordinals = range(find(docs, "StatefulSet")[0]["spec"]["replicas"])
+        subprocess.run([str(kappa), "certs", "init", "--dir", str(certs), "--jobmanager", f"{RELEASE}-jobmanager",
+                        *(f"--taskmanager={RELEASE}-taskmanager-{i}" for i in ordinals)],
+                       check=True, capture_output=True, env=clean_env())
+        secrets = secret_files(docs, certs)
         rest, rpc, tm_port = free_ports(3)
-        pod = {"POD_IP": "127.0.0.1", "POD_NAME": "kappa-taskmanager-0", "POD_NAMESPACE": NAMESPACE}
-
-        def args_of(c: dict, replace: dict[str, str]) -> list[str]:
-            out = []
-            for a in c["args"]:
-                a = a.replace("/etc/kappa/kappa.toml", str(tmp / "etc" / "kappa.toml"))
-                a = re.sub(r"\$\((\w+)\)", lambda m: pod.get(m.group(1), m.group(0)), a)
-                flag = a.split("=")[0]
-                out.append(f"{flag}={replace[flag]}" if flag in replace else a)
-            return out
-
-        # Only what cannot work on this machine is replaced: addresses, ports, the state dir.
-        jm_args = args_of(jm, {"--address": "127.0.0.1", "--rpc-address": "127.0.0.1", "--port": str(rest), "--rpc-port": str(rpc)})
-        jm_env = container_env(jm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"})
-        token = jm_env.get("KAPPA_AUTH_TOKEN")
+        jm_pod = {"POD_IP": "127.0.0.1", "POD_NAME": f"{RELEASE}-jobmanager-0", "POD_NAMESPACE": NAMESPACE}
+        jm_mounts = pod_files(docs, "Deployment", jm_pod["POD_NAME"], tmp, secrets)
+        # Only what cannot work on this machine is replaced: ports, host names, the state dir.
+        jm_args = pod_args(jm, jm_mounts, jm_pod, {"--port": str(rest), "--rpc-port": str(rpc)})
+        token_file = next((a.split("=", 1)[1] for a in jm_args if a.startswith("--auth-token-file=")), None)
+        token = Path(token_file).read_text().strip() if token_file else None
+        rest_tls = any(a.startswith("--tls-cert=") for a in jm_args)
+        ca = certs / "ca.pem"
         jm_log = open(tmp / "jobmanager.log", "wb")
-        procs.append(subprocess.Popen([str(kappa), *jm_args], env=jm_env, stdout=jm_log, stderr=subprocess.STDOUT, cwd=tmp))
-        base = f"http://127.0.0.1:{rest}"
+        procs.append(subprocess.Popen([str(kappa), *jm_args], env=container_env(jm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"}),
+                                      stdout=jm_log, stderr=subprocess.STDOUT, cwd=tmp))
+        base = f"{'https' if rest_tls else 'http'}://127.0.0.1:{rest}"
+        rest_ca = ca if rest_tls else None
         status = 0
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and procs[0].poll() is None:
             try:
-                status, _ = http_get(base + "/")
+                status, _ = http_get(base + "/", ca=rest_ca)
                 if status == 200:
                     break
             except OSError:
                 pass
             time.sleep(0.2)
-        if not r.check(status == 200, f"[{name}] live: jobmanager from the rendered pod spec answers the probe GET / with 200",
+        if not r.check(status == 200, f"[{name}] live: jobmanager from the rendered pod spec answers the probe GET {base}/ with 200",
                        (tmp / "jobmanager.log").read_text()[-800:]):
             return
-        if token:
-            s_no, _ = http_get(base + "/api/v1/overview")
-            s_yes, _ = http_get(base + "/api/v1/overview", token)
-            r.check(s_no == 401 and s_yes == 200,
-                    f"[{name}] live: with the Secret's token /api/v1/overview is 401 without it and 200 with it (so the probe uses /)",
-                    f"{s_no}, {s_yes}")
-            s_m, _ = http_get(base + "/metrics", token)
-            r.check(s_m == 200, f"[{name}] live: /metrics with the bearer token (as the ServiceMonitor scrapes it): {s_m}")
-        state = tmp / "state"
-        tm_args = args_of(tm, {"--bind": "127.0.0.1", "--port": str(tm_port), "--state-dir": str(state)})
-        if any(a.startswith("--advertised-host=") and not a.endswith("127.0.0.1") for a in tm_args):
-            tm_args = [a for a in tm_args if not a.startswith("--advertised-host=")] + ["--advertised-host=127.0.0.1"]
-        # The file's jobmanager URL names the Service; point it at this machine (flags win).
-        tm_args.append(f"--jobmanager=http://127.0.0.1:{rpc}")
+        s_no, _ = http_get(base + "/api/v1/overview", ca=rest_ca)
+        s_yes, _ = http_get(base + "/api/v1/overview", token, rest_ca)
+        r.check(token is not None and s_no == 401 and s_yes == 200,
+                f"[{name}] live: with the mounted token file /api/v1/overview is 401 without the token and 200 with it (so the probe uses /)",
+                f"{s_no}, {s_yes}")
+        s_m, _ = http_get(base + "/metrics", token, rest_ca)
+        r.check(s_m == 200, f"[{name}] live: /metrics with the bearer token (as the ServiceMonitor scrapes it): {s_m}")
+        tm_pod = {"POD_IP": "127.0.0.1", "POD_NAME": f"{RELEASE}-taskmanager-0", "POD_NAMESPACE": NAMESPACE}
+        tm_mounts = pod_files(docs, "StatefulSet", tm_pod["POD_NAME"], tmp, secrets)
+        scheme = conf["taskmanager"]["jobmanager"].split("://")[0]
+        tm_args = pod_args(tm, tm_mounts, tm_pod, {"--bind": "127.0.0.1", "--port": str(tm_port), "--state-dir": str(tmp / "state"),
+                                                   "--advertised-host": "127.0.0.1"})
+        # The file's jobmanager URL names the rpc Service; point it at this machine (flags win).
+        tm_args.append(f"--jobmanager={scheme}://127.0.0.1:{rpc}")
         tm_log = open(tmp / "taskmanager.log", "wb")
         procs.append(subprocess.Popen([str(kappa), *tm_args], env=container_env(tm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"}),
                                       stdout=tm_log, stderr=subprocess.STDOUT, cwd=tmp))
-        slots = kappa_toml(docs)["taskmanager"]["slots"]
+        slots = conf["taskmanager"]["slots"]
         overview: dict = {}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and procs[1].poll() is None:
-            code, body = http_get(base + "/api/v1/overview", token)
+            code, body = http_get(base + "/api/v1/overview", token, rest_ca)
             if code == 200:
                 overview = json.loads(body)
                 if overview.get("taskmanagers") == 1:
                     break
             time.sleep(0.3)
+        tls = any(a.startswith("--cluster-cert=") for a in tm_args)
         r.check(
             overview.get("taskmanagers") == 1 and overview.get("slots_total") == slots,
-            f"[{name}] live: a taskmanager from the rendered pod spec registers its {slots} slots",
+            f"[{name}] live: a taskmanager from the rendered pod spec registers its {slots} slots"
+            + (" over mutual TLS with its pod's certificate" if tls else " (plaintext gRPC)"),
             f"overview {overview}; taskmanager log: {(tmp / 'taskmanager.log').read_text()[-800:]}",
         )
-        want_dir = kappa_toml(docs)["jobmanager"].get("checkpoint_dir")
+        want_dir = conf["jobmanager"].get("checkpoint_dir")
         r.check(overview.get("checkpoint_dir") == want_dir, f"[{name}] live: the jobmanager read kappa.toml (checkpoint_dir {want_dir})",
                 f"overview {overview}")
-        s_tm, _ = http_get(f"http://127.0.0.1:{tm_port}/metrics")
-        r.check(s_tm == 200, f"[{name}] live: taskmanager /metrics without a token (ServiceMonitor port tm): {s_tm}")
+        tm_base = f"{'https' if tls else 'http'}://127.0.0.1:{tm_port}"
+        s_tm, _ = http_get(f"{tm_base}/metrics", ca=ca if tls else None)
+        r.check(s_tm == 200, f"[{name}] live: taskmanager {tm_base}/metrics without a token or client certificate (ServiceMonitor port tm): {s_tm}")
     finally:
         stop_processes(procs, tmp)
 
@@ -888,31 +1150,26 @@ def live_ha(r: Report, kappa: Path) -> None:
                                               "checkpoints": {"dir": str(tmp / "checkpoints")}})
         docs = documents(render(values))
         jm, tm = container(docs, "Deployment"), container(docs, "StatefulSet")
-        (tmp / "kappa.toml").write_text(find(docs, "ConfigMap")[0]["data"]["kappa.toml"])
-        pod = {"POD_IP": "127.0.0.1", "POD_NAMESPACE": NAMESPACE}
+        secrets = secret_files(docs, tmp)
+        token = base64.b64decode(find(docs, "Secret", RELEASE)[0]["data"]["KAPPA_AUTH_TOKEN"]).decode()
 
-        def args_of(c: dict, replace: dict[str, str], pod_name: str) -> list[str]:
-            out = []
-            for a in c["args"]:
-                a = a.replace("/etc/kappa/kappa.toml", str(tmp / "kappa.toml"))
-                a = re.sub(r"\$\((\w+)\)", lambda m: {**pod, "POD_NAME": pod_name}.get(m.group(1), m.group(0)), a)
-                flag = a.split("=")[0]
-                out.append(f"{flag}={replace[flag]}" if flag in replace else a)
-            return out
+        def args_of(c: dict, kind: str, replace: dict[str, str], pod_name: str) -> list[str]:
+            pod = {"POD_IP": "127.0.0.1", "POD_NAMESPACE": NAMESPACE, "POD_NAME": pod_name}
+            return pod_args(c, pod_files(docs, kind, pod_name, tmp, secrets), pod, replace)
 
         jms = []
         for i in range(int(values["jobmanager"]["replicas"])):
             rest, rpc = ports.pop(), ports.pop()
-            args = args_of(jm, {"--address": "127.0.0.1", "--rpc-address": "127.0.0.1",
-                                "--port": str(rest), "--rpc-port": str(rpc)}, f"kappa-jobmanager-{i}")
+            args = args_of(jm, "Deployment", {"--address": "127.0.0.1", "--rpc-address": "127.0.0.1",
+                                              "--port": str(rest), "--rpc-port": str(rpc)}, f"kappa-jobmanager-{i}")
             start(f"jobmanager-{i}", [str(kappa), *args], container_env(jm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"}))
             jms.append((rest, rpc))
             if i == 0:
                 # Let the first one lead, as a rolling start would.
-                wait_for(lambda: http_no_redirect(f"http://127.0.0.1:{rest}/api/v1/overview")[0] == 200, 20, procs)
+                wait_for(lambda: http_no_redirect(f"http://127.0.0.1:{rest}/api/v1/overview", token)[0] == 200, 20, procs)
 
         def roles() -> list[tuple[int, str]]:
-            return [http_no_redirect(f"http://127.0.0.1:{rest}/api/v1/overview") for rest, _ in jms]
+            return [http_no_redirect(f"http://127.0.0.1:{rest}/api/v1/overview", token) for rest, _ in jms]
 
         ok = wait_for(lambda: sorted(s for s, _ in roles()) == [200, 307], 30, procs)
         found = roles() if all(p.poll() is None for p in procs) else []
@@ -929,13 +1186,13 @@ def live_ha(r: Report, kappa: Path) -> None:
         r.check(readyz[leader] == 200 and readyz[standby] == 503,
                 f"[{name}] live: the readiness probe's /readyz is 200 on the leader, 503 on the standby",
                 f"{readyz}")
-        tm_args = args_of(tm, {"--bind": "127.0.0.1", "--port": str(ports.pop()), "--state-dir": str(tmp / "state"),
+        tm_args = args_of(tm, "StatefulSet", {"--bind": "127.0.0.1", "--port": str(ports.pop()), "--state-dir": str(tmp / "state"),
                                "--advertised-host": "127.0.0.1"}, "kappa-taskmanager-0")
         tm_args.append(f"--jobmanager=http://127.0.0.1:{jms[standby][1]}")
         start("taskmanager", [str(kappa), *tm_args], container_env(tm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"}))
         leader_overview = f"http://127.0.0.1:{jms[leader][0]}/api/v1/overview"
         r.check(
-            wait_for(lambda: json.loads(http_get(leader_overview)[1]).get("taskmanagers") == 1, 30, procs),
+            wait_for(lambda: json.loads(http_get(leader_overview, token)[1]).get("taskmanagers") == 1, 30, procs),
             f"[{name}] live: a taskmanager sent to the standby's gRPC port registers with the leader",
             tail("taskmanager"),
         )
@@ -976,8 +1233,10 @@ def main(argv: list[str]) -> int:
         print(f"---- [{name}] {len(docs)} manifests: {', '.join(kinds)}", flush=True)
         validate_schemas(r, name, docs)
         validate_service_monitors(r, name, docs, values)
+        validate_certificates(r, name, docs)
         check_references(r, name, docs, values)
         check_expectations(r, name, docs, values, rendered)
+        check_tls(r, name, docs, values, rendered)
         if kappa:
             check_flags(r, kappa, name, docs)
 
@@ -985,8 +1244,8 @@ def main(argv: list[str]) -> int:
         steps.append((f"scenario {name}", lambda n=name, v=values: scenario(n, v)))
     steps.append(("bad values", lambda: check_bad_values(r)))
     if kappa:
-        steps.append(("live", lambda: live_smoke(r, kappa, "chart-secret", documents(render(SCENARIOS["chart-secret"])))))
-        steps.append(("live", lambda: live_smoke(r, kappa, "defaults", documents(render(SCENARIOS["defaults"])))))
+        for live in ("defaults", "chart-secret", "cert-manager", "cert-manager-issuer", "insecure"):
+            steps.append(("live", lambda n=live: live_smoke(r, kappa, n, documents(render(SCENARIOS[n])))))
         steps.append(("live HA", lambda: live_ha(r, kappa)))
     for what, step in steps:
         try:
