@@ -143,6 +143,10 @@ fn a_routable_jobmanager_needs_a_token_and_serves_https_to_clients_that_trust_it
     );
     assert!(validated.status.success(), "{}", text(&validated));
 
+    // The health check needs no token.
+    let ping = kappactl(&url, &["--ca-cert", &ca_path, "ping"]);
+    assert!(ping.status.success(), "{}", text(&ping));
+    assert_eq!(String::from_utf8_lossy(&ping.stdout).trim(), "leader");
     // Without the CA the server is not trusted; with a wrong token it refuses.
     let untrusted = kappactl(&url, &["--token", token, "list"]);
     assert!(!untrusted.status.success());

@@ -46,15 +46,37 @@ impl Client {
             .await
     }
 
+    /// Whether the jobmanager answers, and as what: `leader` or `standby` (`GET /readyz`,
+    /// public: no token needed).
+    pub async fn role(&self) -> anyhow::Result<String> {
+        let resp = self
+            .reach(self.http.get(format!("{}/readyz", self.base)))
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        match text.trim() {
+            role @ ("leader" | "standby") => Ok(role.to_string()),
+            other => bail!(
+                "the jobmanager at {} answered /readyz with {status}: {other}",
+                self.base
+            ),
+        }
+    }
+
+    /// Sends a request; the chain of causes of a failure says which: refused, unreachable, or
+    /// a certificate not trusted.
+    async fn reach(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        req.send().await.map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot reach the jobmanager at {}", self.base))
+        })
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        // The chain of causes says which: refused, unreachable, or a certificate not trusted.
-        let resp = req.send().await.map_err(|e| {
-            anyhow::Error::new(e).context(format!("cannot reach the jobmanager at {}", self.base))
-        })?;
+        let resp = self.reach(req).await?;
         let status = resp.status();
         let text = resp
             .text()

@@ -69,6 +69,9 @@ enum Command {
     Validate(JobFileArgs),
     /// List the jobs of the cluster.
     List,
+    /// Check that the jobmanager answers; prints `leader` or `standby` (needs no token: a
+    /// container health check).
+    Ping,
     /// Show a job: state, attempts, operators, records, watermarks.
     Status { id: String },
     /// Cancel a job.
@@ -147,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", resp["id"].as_str().unwrap_or_default());
             }
         }
+        Command::Ping => println!("{}", client.role().await?),
         Command::List => {
             let jobs = client.get("/api/v1/jobs").await?;
             if cli.json {
