@@ -7,11 +7,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kappa_integration_tests::bin;
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
+use kappa_integration_tests::cluster::Process;
 use kappa_integration_tests::reference::{START, clicks, closing, hourly_counts, latest_per_key};
 use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
+use kappa_integration_tests::{bin, eventually};
 use kappa_proto::v1::data_exchange_service_client::DataExchangeServiceClient;
 use kappa_proto::v1::exchange_frame::Frame;
 use kappa_proto::v1::job_manager_service_client::JobManagerServiceClient;
@@ -271,4 +272,78 @@ fn mutual_tls_runs_the_reference_job_exactly_and_refuses_callers_without_the_rig
     let log = cluster.log_text();
     assert!(log.contains("mutual TLS"), "{log}");
     drop(tms);
+}
+
+/// In HA a standby names the leader by the address it advertises (in Kubernetes, a pod IP
+/// no certificate carries): `--jobmanager-tls-name` checks every jobmanager's certificate for
+/// one name instead of the host dialed.
+#[test]
+fn a_taskmanager_checks_the_jobmanager_certificate_for_the_configured_name() {
+    let certs = tempfile::tempdir().expect("tmp");
+    let dir = certs.path();
+    let made = std::process::Command::new(bin("kappa"))
+        .args(["certs", "init", "--dir"])
+        .arg(dir)
+        .args([
+            "--jobmanager",
+            "jm",
+            "--taskmanager",
+            "tm-a",
+            "--taskmanager",
+            "tm-b",
+        ])
+        .output()
+        .expect("kappa certs init");
+    assert!(made.status.success(), "{made:?}");
+    let mut jm_args = flags(dir, "jobmanager/jm");
+    jm_args.extend(["--rpc-address".into(), "0.0.0.0".into()]);
+    let jm_args: Vec<&str> = jm_args.iter().map(String::as_str).collect();
+    let cluster = Cluster::jobmanager(&jm_args).expect("jobmanager on TLS");
+    let port = cluster.rpc.rsplit(':').next().expect("port").to_string();
+    // 127.0.0.2 reaches the jobmanager, but its certificate names localhost and 127.0.0.1.
+    let elsewhere = format!("https://127.0.0.2:{port}");
+    let start = |tm: &str, extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "taskmanager".into(),
+            "--jobmanager".into(),
+            elsewhere.clone(),
+            "--port".into(),
+            "0".into(),
+        ];
+        args.extend(flags(dir, &format!("taskmanager/{tm}")));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Process::spawn(&args).expect("taskmanager")
+    };
+    let listed = |id: &str| -> Result<(), String> {
+        let tms: serde_json::Value = cluster
+            .get("/api/v1/taskmanagers")
+            .map_err(|e| e.to_string())?
+            .json()
+            .map_err(|e| e.to_string())?;
+        let found = tms
+            .as_array()
+            .is_some_and(|l| l.iter().any(|t| t["id"] == id));
+        found
+            .then_some(())
+            .ok_or_else(|| format!("{id} not in {tms}"))
+    };
+    let strict = start("tm-a", &[]);
+    eventually(
+        "tm-a refuses the certificate",
+        Duration::from_secs(30),
+        || {
+            let log = strict.log_text();
+            log.contains("cannot reach the jobmanager")
+                .then_some(())
+                .ok_or(log)
+        },
+    )
+    .expect("refused");
+    assert!(listed("tm-a").is_err(), "registered despite the name");
+    let named = start("tm-b", &["--jobmanager-tls-name", "localhost"]);
+    eventually("tm-b registers", Duration::from_secs(30), || {
+        listed("tm-b").map_err(|e| format!("{e}; log: {}", named.log_text()))
+    })
+    .expect("registered");
 }

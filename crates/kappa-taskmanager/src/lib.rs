@@ -66,6 +66,10 @@ pub struct TaskManagerConfig {
     /// Mutual TLS with the jobmanager and the other taskmanagers; None: plaintext gRPC
     /// (`--insecure`, `kappa local`).
     pub cluster_tls: Option<ClusterTls>,
+    /// With cluster TLS: the host name every jobmanager's certificate is checked for, instead
+    /// of the host of the URL dialed (a standby names the leader by an address its
+    /// certificate may not carry, e.g. a pod IP).
+    pub jobmanager_tls_name: Option<String>,
 }
 
 /// A started taskmanager.
@@ -150,6 +154,7 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
     let jobmanagers = Arc::new(registration::JobManagers::new(
         &config.jobmanager,
         config.cluster_tls.clone(),
+        config.jobmanager_tls_name.clone(),
     ));
     tokio::spawn(registration::forward_reports(
         Arc::clone(&jobmanagers),

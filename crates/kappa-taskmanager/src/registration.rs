@@ -30,6 +30,8 @@ pub struct JobManagers {
     current: parking_lot::Mutex<String>,
     /// Mutual TLS: connect with this identity to jobmanagers of the cluster CA.
     tls: Option<ClusterTls>,
+    /// The host name jobmanagers' certificates are checked for (default: the URL's host).
+    tls_name: Option<String>,
 }
 
 /// The leader a standby jobmanager's refusal names, if it names one.
@@ -43,7 +45,7 @@ fn leader_of(s: &tonic::Status) -> Option<&str> {
 
 impl JobManagers {
     /// From one URL or a comma-separated list.
-    pub fn new(list: &str, tls: Option<ClusterTls>) -> Self {
+    pub fn new(list: &str, tls: Option<ClusterTls>, tls_name: Option<String>) -> Self {
         let candidates: Vec<String> = list
             .split(',')
             .map(|u| u.trim().to_string())
@@ -54,6 +56,7 @@ impl JobManagers {
             candidates,
             current: parking_lot::Mutex::new(first),
             tls,
+            tls_name,
         }
     }
 
@@ -67,7 +70,11 @@ impl JobManagers {
                     Some(rest) => format!("https://{rest}"),
                     None => url,
                 };
-                Endpoint::from_shared(url)?.tls_config(tls.client())?
+                let mut config = tls.client();
+                if let Some(name) = &self.tls_name {
+                    config = config.domain_name(name.clone());
+                }
+                Endpoint::from_shared(url)?.tls_config(config)?
             }
             None => Endpoint::from_shared(url)?,
         };
@@ -80,18 +87,20 @@ impl JobManagers {
         self.current.lock().clone()
     }
 
-    /// After a failure: go to the leader a standby named, else to the next jobmanager.
+    /// After a failure: go to the leader a standby named, else to the next jobmanager given
+    /// (from a leader that was named but fails, back to the first one given).
     fn switch(&self, leader: Option<&str>) {
         let mut current = self.current.lock();
         if let Some(leader) = leader {
             *current = leader.to_string();
             return;
         }
-        if self.candidates.len() > 1 {
-            let at = self.candidates.iter().position(|c| *c == *current);
-            let next = at.map_or(0, |i| (i + 1) % self.candidates.len());
-            *current = self.candidates[next].clone();
+        if self.candidates.is_empty() {
+            return;
         }
+        let at = self.candidates.iter().position(|c| *c == *current);
+        let next = at.map_or(0, |i| (i + 1) % self.candidates.len());
+        *current = self.candidates[next].clone();
     }
 }
 
@@ -327,5 +336,28 @@ pub async fn forward_reports(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_leader_that_fails_leads_back_to_the_jobmanagers_given() {
+        let one = JobManagers::new("https://jm-rpc:6123", None, None);
+        one.switch(Some("https://10.0.0.7:6123"));
+        assert_eq!(one.current(), "https://10.0.0.7:6123");
+        one.switch(None);
+        assert_eq!(one.current(), "https://jm-rpc:6123", "back to the Service");
+        one.switch(None);
+        assert_eq!(one.current(), "https://jm-rpc:6123");
+
+        let two = JobManagers::new("http://a:1, http://b:1", None, None);
+        two.switch(None);
+        assert_eq!(two.current(), "http://b:1");
+        two.switch(Some("http://c:1"));
+        two.switch(None);
+        assert_eq!(two.current(), "http://a:1");
     }
 }

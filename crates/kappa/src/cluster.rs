@@ -241,6 +241,11 @@ pub struct TaskManagerArgs {
         default_value = "http://127.0.0.1:6123"
     )]
     pub jobmanager: String,
+    /// With cluster TLS: the host name every jobmanager's certificate must carry, instead of
+    /// the host dialed (e.g. the jobmanagers' Service name, when in HA a standby names the
+    /// leader by its pod IP).
+    #[arg(long, env = "KAPPA_JOBMANAGER_TLS_NAME")]
+    pub jobmanager_tls_name: Option<String>,
     /// Task slots offered (a job of parallelism p takes p slots).
     #[arg(long, env = "KAPPA_SLOTS", default_value_t = 4)]
     pub slots: u32,
@@ -300,6 +305,7 @@ impl TaskManagerArgs {
         Ok(TaskManagerConfig {
             id,
             cluster_tls: tls,
+            jobmanager_tls_name: self.jobmanager_tls_name.clone(),
             slots: self.slots,
             bind,
             advertised_host: self.advertised_host.clone(),
@@ -344,6 +350,7 @@ pub async fn start_local(args: &LocalArgs) -> anyhow::Result<LocalCluster> {
     let started = JobManager::start(jobmanager.config()?).await?;
     let tm = TaskManagerArgs {
         tls: ClusterTlsArgs::default(),
+        jobmanager_tls_name: None,
         jobmanager: format!("http://{}", started.rpc),
         slots: args.slots,
         bind: started.rpc.ip().to_string(),
