@@ -412,14 +412,7 @@ impl RestartPlan {
 
 /// Parses and plans a job file in one go.
 pub fn plan_job(file: &str, text: &str, overrides: &Overrides) -> Result<JobPlan, SpecErrors> {
-    if text.len() > MAX_JOB_FILE_BYTES {
-        let loc = Locator::new(file, "");
-        let why = format!(
-            "the job file has {} bytes; at most {MAX_JOB_FILE_BYTES} are planned",
-            text.len()
-        );
-        return Err(SpecErrors(vec![loc.at(None, "", why)]));
-    }
+    check_size(file, text)?;
     let spec = parse_job(file, text)?;
     Planner {
         loc: Locator::new(file, text),
@@ -427,6 +420,19 @@ pub fn plan_job(file: &str, text: &str, overrides: &Overrides) -> Result<JobPlan
         allow_redacted: overrides.allow_redacted_secrets,
     }
     .plan(&spec, overrides)
+}
+
+/// Refuses a job file larger than [`MAX_JOB_FILE_BYTES`] before anything reads it.
+pub(crate) fn check_size(file: &str, text: &str) -> Result<(), SpecErrors> {
+    if text.len() <= MAX_JOB_FILE_BYTES {
+        return Ok(());
+    }
+    let loc = Locator::new(file, "");
+    let why = format!(
+        "the job file has {} bytes; at most {MAX_JOB_FILE_BYTES} are planned",
+        text.len()
+    );
+    Err(SpecErrors(vec![loc.at(None, "", why)]))
 }
 
 struct Planner<'a> {

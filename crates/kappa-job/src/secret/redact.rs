@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::{REDACTED, Secret};
 use crate::SpecErrors;
 use crate::parse::parse_job;
-use crate::plan::{redact_url, url_password_ranges};
+use crate::plan::{check_size, redact_url, url_password_ranges};
 use crate::spec::{JobSpec, KafkaSecuritySpec};
 
 /// A job file with its literal secrets replaced.
@@ -125,6 +125,7 @@ pub(crate) fn url_redacted(url: &str) -> bool {
 /// The text of job file `file` with every literal secret replaced by `"***"` and every
 /// password in a PostgreSQL `url` by `***`; an error when it does not parse.
 pub fn redact(file: &str, text: &str) -> Result<Redacted, SpecErrors> {
+    check_size(file, text)?;
     let spec = parse_job(file, text)?;
     let mut replace: Vec<(String, Range<usize>, String)> = Vec::new();
     for f in secret_fields(&spec) {
