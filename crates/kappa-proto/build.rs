@@ -2,8 +2,13 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let file = root.join("kappa/v1/cluster.proto");
-    println!("cargo:rerun-if-changed={}", file.display());
-    tonic_prost_build::configure().compile_protos(&[file], &[root])?;
+    let files = [
+        root.join("kappa/v1/cluster.proto"),
+        root.join("kappa/v1/secrets.proto"),
+    ];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    tonic_prost_build::configure().compile_protos(&files, &[root])?;
     Ok(())
 }

@@ -324,7 +324,7 @@ fn the_sink_converts_types_keeps_the_last_value_per_id_and_commits_per_flush() {
         .expect("timezone");
     let schema = typed_schema();
     let key = KeyTemplate::parse("row-{k}", &schema).expect("key");
-    let mut sink = PostgresSink::open(&pg.url, "app.typed", key, &schema).expect("open");
+    let mut sink = PostgresSink::open(&pg.url, None, "app.typed", key, &schema).expect("open");
 
     // Within a flush the last row of an id wins (a single upsert may not touch a row twice).
     sink.write(&typed_batch(&["a", "b"], 1)).expect("write");
@@ -388,7 +388,7 @@ fn the_sink_refuses_a_column_of_an_incompatible_type() {
         .expect("create table");
     let schema = typed_schema();
     let key = KeyTemplate::parse("{k}", &schema).expect("key");
-    let err = PostgresSink::open(&pg.url, "t", key, &schema)
+    let err = PostgresSink::open(&pg.url, None, "t", key, &schema)
         .err()
         .expect("refused");
     assert!(

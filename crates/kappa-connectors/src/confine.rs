@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use kappa_job::confine::{AllowedHosts, AllowedPaths, PathRefused, Refused, names, resolved};
 use kappa_job::error::Locator;
 use kappa_job::plan::{JobPlan, SinkKind, SinkPlan, SourceKind, SourcePlan};
+use kappa_job::secret::SecretSources;
 use kappa_job::spec::JobSpec;
 use kappa_job::{SpecError, SpecErrors};
 use kappa_runtime::io::FilePosition;
@@ -20,6 +21,8 @@ pub struct Confinement {
     pub paths: AllowedPaths,
     /// The PostgreSQL servers sinks connect to.
     pub postgres_hosts: AllowedHosts,
+    /// The files and environment variables secret references read.
+    pub secrets: SecretSources,
 }
 
 impl Confinement {
@@ -28,24 +31,30 @@ impl Confinement {
         Self {
             paths: AllowedPaths::any(process),
             postgres_hosts: AllowedHosts::any(process),
+            secrets: SecretSources::any(process),
         }
     }
 
-    /// No file paths, any host: a cluster process started without roots.
+    /// No file paths and no secret references, any host: a cluster process started without
+    /// roots.
     pub fn no_files(process: &'static str) -> Self {
         Self {
             paths: AllowedPaths::none(process),
             postgres_hosts: AllowedHosts::any(process),
+            secrets: SecretSources::none(process),
         }
     }
 
-    /// Checks every file path, file sink name and PostgreSQL host of `plan` (planned from
-    /// `text`, the file `file`); each refusal names its place in the file.
+    /// Checks every file path, file sink name, PostgreSQL host and secret reference of
+    /// `plan` (planned from `text`, the file `file`); each refusal names its place in the file.
     pub fn check_job(&self, file: &str, text: &str, plan: &JobPlan) -> Result<(), SpecErrors> {
         // The plan keeps no spans: the fields are found again in the parsed file.
         let spec = kappa_job::parse::parse_job(file, text).ok();
         let loc = Locator::new(file, text);
-        let mut errors: Vec<SpecError> = Vec::new();
+        let mut errors: Vec<SpecError> = spec
+            .as_ref()
+            .map(|s| self.secrets.check_spec(s, &loc))
+            .unwrap_or_default();
         for s in &plan.sources {
             if let SourceKind::File { path } = &s.kind
                 && let Err(e) = self.paths.check_path(path)
@@ -229,6 +238,7 @@ key = "{{user_id}}"
         Confinement {
             paths: AllowedPaths::under("jobmanager", &[root.display().to_string()]).expect("root"),
             postgres_hosts: AllowedHosts::only("jobmanager", &hosts),
+            secrets: SecretSources::none("jobmanager"),
         }
     }
 

@@ -43,6 +43,9 @@ pub enum ConnectorError {
     Io(String),
     #[error("{0}")]
     Format(String),
+    /// A secret of the job cannot be read on this process.
+    #[error(transparent)]
+    Secret(#[from] kappa_job::secret::SecretError),
 }
 
 /// Opens the source reader of one subtask; Kafka partitions handed over later arrive on
@@ -59,14 +62,17 @@ pub fn open_source(
     let decoder = JsonDecoder::new(Arc::clone(&source.schema)).with_event_time(event_time);
     match (&source.kind, assignment) {
         (SourceKind::Kafka(k), SourceAssignment::Kafka(partitions)) => {
+            let connection = &confinement
+                .secrets
+                .resolve_kafka(&k.connection, &source.uid)?;
             let dead_letter = match &k.dead_letter_topic {
-                Some(t) => Some(DeadLetterWriter::new(TopicProducer::new(&k.connection, t)?)),
+                Some(t) => Some(DeadLetterWriter::new(TopicProducer::new(connection, t)?)),
                 None => None,
             };
             let policy = BadRecordPolicy::new(source.on_error, dead_letter, Arc::clone(&metrics));
             let group = format!("kappa-{job_id}");
             let cfg = KafkaReaderConfig {
-                connection: &k.connection,
+                connection,
                 topic: &k.topic,
                 group: &group,
                 partitions,
@@ -120,6 +126,7 @@ pub fn open_sink(
             topic,
             partitioner,
         } => {
+            let connection = &confinement.secrets.resolve_kafka(connection, &sink.uid)?;
             let producer = TopicProducer::new(connection, topic)?;
             let partition = match partitioner {
                 SinkPartitioner::Key => None,
@@ -158,11 +165,26 @@ pub fn open_sink(
             }
         }
         SinkKind::Stdout => Box::new(LineSink::stdout()),
-        SinkKind::Postgres { url, table } => {
+        SinkKind::Postgres {
+            url,
+            password,
+            table,
+        } => {
             let key = sink.key.clone().ok_or_else(|| {
                 TaskError::Data("the postgres sink needs `key`, the row id".into())
             })?;
-            Box::new(postgres::PostgresSink::open(url, table, key, &sink.schema)?)
+            let field = format!("{}.password", sink.uid);
+            let password = password
+                .as_ref()
+                .map(|p| confinement.secrets.resolve(p, &field))
+                .transpose()?;
+            Box::new(postgres::PostgresSink::open(
+                url,
+                password.as_ref(),
+                table,
+                key,
+                &sink.schema,
+            )?)
         }
     })
 }

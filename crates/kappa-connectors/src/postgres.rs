@@ -10,6 +10,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::kernels::cast::{CastOptions, can_cast_types, cast_with_options};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimeUnit};
 use kappa_job::plan::{POSTGRES_ID, redact_url};
+use kappa_job::secret::Secret;
 use kappa_job::template::KeyTemplate;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::Sink;
@@ -146,9 +147,11 @@ pub struct PostgresSink {
 
 impl PostgresSink {
     /// Connects, checks that `table` exists with an `id` primary key and a column for every
-    /// output column of a compatible type, and prepares the upsert.
+    /// output column of a compatible type, and prepares the upsert. `password` (resolved)
+    /// is the sink's `password`, when the url has none.
     pub fn open(
         url: &str,
+        password: Option<&Secret>,
         table: &str,
         key: KeyTemplate,
         output: &SchemaRef,
@@ -160,6 +163,9 @@ impl PostgresSink {
                 redact_url(&error_text(&e))
             ))
         })?;
+        if let Some(p) = password {
+            config.password(p.value("sink.password")?);
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -851,6 +857,7 @@ mod tests {
     fn a_bad_connection_string_is_a_data_error_without_the_password() {
         let e = PostgresSink::open(
             "postgres://kappa:s3cret@db:notaport/x",
+            None,
             "t",
             KeyTemplate::parse("{item_id}", &output()).unwrap(),
             &output(),
@@ -879,6 +886,7 @@ mod tests {
         let url = format!("postgres://kappa:s3cret@127.0.0.1:{port}/analytics");
         let e = PostgresSink::open(
             &url,
+            None,
             "t",
             KeyTemplate::parse("{item_id}", &output()).unwrap(),
             &output(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kappa_job::StartPosition;
 use kappa_job::plan::{SourceKind, SourcePlan};
+use kappa_job::secret::SecretSources;
 use kappa_runtime::io::{FilePosition, SplitPosition};
 use serde::{Deserialize, Serialize};
 
@@ -87,15 +88,18 @@ impl SourceStarts {
 
 /// Looks up the splits of a source and assigns them to `parallelism` subtasks; Kafka start
 /// offsets come from `pinned`, else from the start position (and are added to `pinned`).
+/// The metadata client reads the source's secrets from `secrets`.
 pub fn assign_splits(
     source: &SourcePlan,
     parallelism: u32,
     timeout: Duration,
     pinned: &mut SourceStarts,
+    secrets: &SecretSources,
 ) -> Result<Vec<SourceAssignment>, ConnectorError> {
     match &source.kind {
         SourceKind::Kafka(k) => {
-            let admin = TopicAdmin::new(&k.connection, timeout)?;
+            let connection = secrets.resolve_kafka(&k.connection, &source.uid)?;
+            let admin = TopicAdmin::new(&connection, timeout)?;
             let partitions = admin.partitions(&k.topic)?;
             let new: Vec<i32> = partitions
                 .iter()
@@ -213,7 +217,8 @@ mod kafka_tests {
         let t = Duration::from_secs(10);
         let offset = |start| {
             let mut pinned = SourceStarts::default();
-            let a = assign_splits(&source(&b, start), 1, t, &mut pinned).unwrap();
+            let any = SecretSources::any("jobmanager");
+            let a = assign_splits(&source(&b, start), 1, t, &mut pinned, &any).unwrap();
             (a, pinned.partitions[&0])
         };
         assert_eq!(offset(StartPosition::Earliest).1, StartOffset::Beginning);
@@ -237,7 +242,9 @@ mod kafka_tests {
             partitions: BTreeMap::from([(0, StartOffset::Offset(6))]),
             files: BTreeMap::new(),
         };
-        let again = assign_splits(&source(&b, StartPosition::Latest), 1, t, &mut pinned).unwrap();
+        let any = SecretSources::any("jobmanager");
+        let again =
+            assign_splits(&source(&b, StartPosition::Latest), 1, t, &mut pinned, &any).unwrap();
         assert_eq!(again, assignment);
 
         // The reader starts exactly there.

@@ -13,6 +13,7 @@ use crate::error::{Locator, SpecError, SpecErrors};
 use crate::kafka::KafkaConnection;
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 use crate::parse::parse_job;
+use crate::secret::Secret;
 use crate::spec::{
     Delivery, Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector,
     SinkPartitioner, SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
@@ -23,6 +24,7 @@ use crate::template::KeyTemplate;
 
 mod dataflow;
 mod kafka;
+mod secrets;
 
 /// The longest duration a job may give (window sizes, gaps, lateness, out-of-orderness): 100
 /// years, so event-time arithmetic on epoch milliseconds cannot overflow.
@@ -53,6 +55,9 @@ pub const MAX_KEY_GROUPS: u32 = 32768;
 pub struct Overrides {
     pub start: Option<StartPosition>,
     pub parallelism: Option<u32>,
+    /// Plan a file whose literal secrets were redacted (`***`), to list a job that will not
+    /// run; otherwise a redacted secret is an error.
+    pub allow_redacted_secrets: bool,
 }
 
 /// A validated job, ready to deploy.
@@ -200,6 +205,8 @@ pub enum SinkKind {
     Postgres {
         /// Connection string; it may hold a password: show it through [`redact_url`] only.
         url: String,
+        /// The password, when not in `url` (a reference, usually).
+        password: Option<Secret>,
         /// Table name as written, optionally schema-qualified.
         table: String,
     },
@@ -223,21 +230,32 @@ pub const POSTGRES_ID: &str = "id";
 /// (`host=h password=pw`, `password='p w'`).
 pub fn redact_url(url: &str) -> String {
     let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
+    for r in url_password_ranges(url).into_iter().rev() {
+        out.replace_range(r, crate::secret::REDACTED);
+    }
+    out
+}
+
+/// Where the passwords of a connection string are, in order: the URL form's user info
+/// (`postgres://user:pw@host/db`) and every `password=…` (a query string or the key-value
+/// form, any case, spaces around `=`, quoted or not).
+pub fn url_password_ranges(url: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    if let Some(scheme_end) = url.find("://") {
         let rest = scheme_end + 3;
-        let end = out[rest..].find(['?', '#']).map_or(out.len(), |i| rest + i);
-        if let Some(at) = out[rest..end].rfind('@') {
-            let userinfo = &out[rest..rest + at];
+        let end = url[rest..].find(['?', '#']).map_or(url.len(), |i| rest + i);
+        if let Some(at) = url[rest..end].rfind('@') {
+            let userinfo = &url[rest..rest + at];
             if let Some(colon) = userinfo.find(':') {
-                out.replace_range(rest + colon + 1..rest + at, "***");
+                out.push(rest + colon + 1..rest + at);
             }
         }
     }
-    // `password=…` in a query string or a key-value string, any case, spaces around `=`.
+    let lower = url.to_ascii_lowercase();
+    let bytes = url.as_bytes();
     let mut from = 0;
-    while let Some(i) = out[from..].to_ascii_lowercase().find("password") {
+    while let Some(i) = lower[from..].find("password") {
         let mut j = from + i + "password".len();
-        let bytes = out.as_bytes();
         while j < bytes.len() && bytes[j] == b' ' {
             j += 1;
         }
@@ -261,8 +279,17 @@ pub fn redact_url(url: &str) -> String {
                 j += 1;
             }
         }
-        out.replace_range(start..j, "***");
-        from = start + 3;
+        while !url.is_char_boundary(j) {
+            j += 1;
+        }
+        // A `password=` inside the user info is part of the password found there.
+        if out
+            .last()
+            .is_none_or(|last: &Range<usize>| last.end <= start)
+        {
+            out.push(start..j);
+        }
+        from = j.max(start + 1).min(bytes.len());
     }
     out
 }
@@ -385,25 +412,34 @@ impl RestartPlan {
 
 /// Parses and plans a job file in one go.
 pub fn plan_job(file: &str, text: &str, overrides: &Overrides) -> Result<JobPlan, SpecErrors> {
-    if text.len() > MAX_JOB_FILE_BYTES {
-        let loc = Locator::new(file, "");
-        let why = format!(
-            "the job file has {} bytes; at most {MAX_JOB_FILE_BYTES} are planned",
-            text.len()
-        );
-        return Err(SpecErrors(vec![loc.at(None, "", why)]));
-    }
+    check_size(file, text)?;
     let spec = parse_job(file, text)?;
     Planner {
         loc: Locator::new(file, text),
         errors: Vec::new(),
+        allow_redacted: overrides.allow_redacted_secrets,
     }
     .plan(&spec, overrides)
+}
+
+/// Refuses a job file larger than [`MAX_JOB_FILE_BYTES`] before anything reads it.
+pub(crate) fn check_size(file: &str, text: &str) -> Result<(), SpecErrors> {
+    if text.len() <= MAX_JOB_FILE_BYTES {
+        return Ok(());
+    }
+    let loc = Locator::new(file, "");
+    let why = format!(
+        "the job file has {} bytes; at most {MAX_JOB_FILE_BYTES} are planned",
+        text.len()
+    );
+    Err(SpecErrors(vec![loc.at(None, "", why)]))
 }
 
 struct Planner<'a> {
     loc: Locator<'a>,
     errors: Vec<SpecError>,
+    /// Redacted secrets are no error (see [`Overrides::allow_redacted_secrets`]).
+    allow_redacted: bool,
 }
 
 fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
@@ -945,6 +981,11 @@ impl Planner<'_> {
     ) -> SinkPlan {
         if s.connector != SinkConnector::Postgres {
             self.forbid(
+                &s.password,
+                &format!("{prefix}.password"),
+                "`password` applies to the postgres connector only (a Kafka password goes in `security`)",
+            );
+            self.forbid(
                 &s.url,
                 &format!("{prefix}.url"),
                 "`url` applies to the postgres connector only",
@@ -1030,7 +1071,12 @@ impl Planner<'_> {
                         "the postgres sink writes the key to column `id`: rename the output column `id` (e.g. `id AS source_id`)",
                     );
                 }
-                SinkKind::Postgres { url, table }
+                let password = self.postgres_password(s, prefix);
+                SinkKind::Postgres {
+                    url,
+                    password,
+                    table,
+                }
             }
             SinkConnector::File | SinkConnector::Stdout => {
                 self.forbid(

@@ -195,6 +195,8 @@ pub struct SinkSpec {
     pub key: Option<Spanned<String>>,
     /// PostgreSQL connection string: `postgres://user:pw@host:5432/db` or `host=… user=…`.
     pub url: Option<Spanned<String>>,
+    /// PostgreSQL: the password, when not in `url` (e.g. `${env:PGPASSWORD}`).
+    pub password: Option<Spanned<Secret>>,
     /// The PostgreSQL table to upsert into, optionally schema-qualified (`analytics.clicks`).
     pub table: Option<Spanned<String>>,
     /// Which Kafka partition a record goes to.

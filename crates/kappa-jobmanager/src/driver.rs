@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kappa_connectors::ConnectorError;
 use kappa_connectors::kafka::StartOffset;
 use kappa_connectors::kafka::admin::TopicAdmin;
 use kappa_connectors::splits::{SourceAssignment, assign_splits};
@@ -143,6 +144,7 @@ async fn assign(
         };
         let p = v.parallelism;
         let timeout = inner.config.kafka_timeout;
+        let secrets = inner.config.confinement.secrets.clone();
         let uid = v.chain[0].uid.clone();
         let mut pinned = job
             .pinned_starts
@@ -151,7 +153,7 @@ async fn assign(
             .cloned()
             .unwrap_or_default();
         let assigned = tokio::task::spawn_blocking(move || {
-            assign_splits(&source, p, timeout, &mut pinned).map(|a| (a, pinned))
+            assign_splits(&source, p, timeout, &mut pinned, &secrets).map(|a| (a, pinned))
         })
         .await;
         match assigned {
@@ -159,6 +161,7 @@ async fn assign(
                 job.pinned_starts.lock().insert(uid, pinned);
                 out.insert(v.id, a);
             }
+            Ok(Err(ConnectorError::Secret(e))) => return Err(TaskError::Secret(e)),
             Ok(Err(e)) => return Err(TaskError::Io(e.to_string())),
             Err(e) => return Err(TaskError::Io(format!("split assignment stopped: {e}"))),
         }
@@ -334,7 +337,7 @@ async fn deploy_and_follow(
         let req = DeployTasksRequest {
             job_id: job.id.clone(),
             attempt: number,
-            job_spec: job.spec.clone(),
+            job_spec: job.text.deployed().to_string(),
             file_name: job.file_name.clone(),
             parallelism: plan.parallelism,
             start: plan
@@ -704,8 +707,9 @@ impl Attempt<'_> {
         let Some(SourceKind::Kafka(k)) = self.job.plan.sources.get(source).map(|s| &s.kind) else {
             return Ok(());
         };
+        let secrets = &self.inner.config.confinement.secrets;
         let (connection, topic, timeout) = (
-            k.connection.clone(),
+            secrets.resolve_kafka(&k.connection, uid)?,
             k.topic.clone(),
             self.inner.config.kafka_timeout,
         );

@@ -185,7 +185,8 @@ pub struct JobStatus {
 pub struct JobEntry {
     pub id: String,
     pub file_name: String,
-    pub spec: String,
+    /// Its file: deployed whole, shown and recorded with literal secrets redacted.
+    pub text: crate::job_text::JobText,
     pub plan: Arc<JobPlan>,
     pub submitted_at_ms: i64,
     /// How it was submitted (kept with the job's record).
@@ -208,7 +209,7 @@ impl JobEntry {
     pub fn new(
         id: String,
         file_name: String,
-        spec: String,
+        text: crate::job_text::JobText,
         plan: JobPlan,
         checkpoints: Option<Checkpoints>,
         initial_restore: Option<RestoreSource>,
@@ -216,7 +217,7 @@ impl JobEntry {
         Self {
             id,
             file_name,
-            spec,
+            text,
             plan: Arc::new(plan),
             submitted_at_ms: now_ms(),
             submitted: crate::store::Submitted::default(),

@@ -11,6 +11,7 @@ mod deployment;
 mod driver;
 pub mod ha;
 pub mod job;
+mod job_text;
 mod lifecycle;
 mod metadata_check;
 mod prom;
@@ -21,6 +22,7 @@ mod resume;
 mod retention;
 mod rpc;
 mod savepoint_queue;
+pub mod sealing;
 pub mod store;
 mod submission;
 
@@ -90,6 +92,9 @@ pub struct JobManagerConfig {
     pub confinement: kappa_connectors::confine::Confinement,
     /// Mutual TLS with the taskmanagers; None: plaintext gRPC (`--insecure`, `kappa local`).
     pub cluster_tls: Option<kappa_proto::tls::ClusterTls>,
+    /// Seals the literal secrets of job records (`--secret-key-file`); None: records keep
+    /// them redacted, and such a job cannot resume.
+    pub secret_key: Option<Arc<sealing::SecretKey>>,
 }
 
 impl JobManagerConfig {
@@ -120,6 +125,7 @@ impl Default for JobManagerConfig {
             advertised_host: None,
             confinement: kappa_connectors::confine::Confinement::no_files("jobmanager"),
             cluster_tls: None,
+            secret_key: None,
             partition_discovery_interval: Duration::from_secs(10),
             restart: RestartPlan::default(),
         }
@@ -426,13 +432,22 @@ impl JobManager {
         submitted: &store::Submitted,
     ) -> Result<String, SubmitError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let key = self.inner.config.secret_key.as_deref();
+        let text =
+            job_text::JobText::submitted(&id, file_name, spec, key).map_err(|e| match e {
+                job_text::SubmittedError::Invalid(e) => SubmitError::Invalid(e),
+                e @ job_text::SubmittedError::Seal(_) => SubmitError::Unavailable(e.to_string()),
+            })?;
         let job = Arc::new(
             self.inner
-                .prepare(&id, file_name, spec, submitted, true)
+                .prepare(&id, file_name, text, submitted, true)
                 .await?,
         );
         self.inner.confine(file_name, spec, &job.plan)?;
         tracing::info!(job = %id, name = %job.plan.name, start = %job.plan.start(), parallelism = job.plan.parallelism, "job submitted");
+        if let Some(warning) = job.text.warning() {
+            tracing::warn!(job = %id, "{warning}");
+        }
         self.inner.jobs.write().insert(id.clone(), Arc::clone(&job));
         if let Err(e) = self.inner.store.put(&store::JobRecord::of(&job)).await {
             self.inner.jobs.write().remove(&id);

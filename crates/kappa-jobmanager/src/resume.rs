@@ -4,7 +4,18 @@
 use std::sync::Arc;
 
 use crate::job::JobEntry;
+use crate::job_text::JobText;
+use crate::sealing::SealError;
 use crate::submission::SubmitError;
+
+/// Why a kept job cannot resume.
+#[derive(Debug, thiserror::Error)]
+enum ResumeError {
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Secrets(#[from] SealError),
+}
 use crate::{Inner, checkpoint, job, retention, store};
 
 impl Inner {
@@ -79,8 +90,9 @@ impl Inner {
             parallelism: r.parallelism,
             allow_non_restored_state: r.allow_non_restored_state,
         };
+        let text = JobText::listed(&r.file_name, &r.spec, r.sealed_secrets.as_deref());
         let Ok(mut job) = self
-            .prepare(&r.id, &r.file_name, &r.spec, &submitted, false)
+            .prepare(&r.id, &r.file_name, text, &submitted, false)
             .await
         else {
             return;
@@ -133,7 +145,15 @@ impl Inner {
     }
 
     /// The entry of a kept job, restoring from its latest completed checkpoint.
-    async fn rebuild(&self, r: &store::JobRecord) -> Result<JobEntry, SubmitError> {
+    async fn rebuild(&self, r: &store::JobRecord) -> Result<JobEntry, ResumeError> {
+        let key = self.config.secret_key.as_deref();
+        let text = JobText::kept(
+            &r.id,
+            &r.file_name,
+            &r.spec,
+            r.sealed_secrets.as_deref(),
+            key,
+        )?;
         let submitted = store::Submitted {
             start: r.start.clone(),
             parallelism: r.parallelism,
@@ -146,10 +166,10 @@ impl Inner {
             _ => None,
         };
         let mut job = self
-            .prepare(&r.id, &r.file_name, &r.spec, &submitted, latest.is_none())
+            .prepare(&r.id, &r.file_name, text, &submitted, latest.is_none())
             .await?;
         // The roots may have changed since it was submitted.
-        self.confine(&r.file_name, &r.spec, &job.plan)?;
+        self.confine(&r.file_name, job.text.deployed(), &job.plan)?;
         job.submitted_at_ms = r.submitted_at_ms;
         job.attempt_offset = r.last_attempt;
         if let Some(c) = job.checkpoints.get_mut().as_mut() {

@@ -19,8 +19,13 @@ const ETCD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct JobRecord {
     pub id: String,
     pub file_name: String,
-    /// The text of job.toml.
+    /// The text of job.toml, literal secrets redacted (`***`).
     pub spec: String,
+    /// Its literal secrets, sealed with the jobmanagers' `--secret-key-file` (base64 of a
+    /// `kappa.v1.SealedSecrets`); absent without literal secrets, without a key, and in
+    /// records of earlier releases (whose `spec` is the file as submitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_secrets: Option<String>,
     /// The start given at submission (`savepoint:…` and `checkpoint:…` included).
     pub start: Option<String>,
     pub parallelism: Option<u32>,
@@ -62,7 +67,8 @@ impl JobRecord {
         Self {
             id: job.id.clone(),
             file_name: job.file_name.clone(),
-            spec: job.spec.clone(),
+            spec: job.text.shown.clone(),
+            sealed_secrets: job.text.sealed.clone(),
             start: job.submitted.start.clone(),
             parallelism: job.submitted.parallelism,
             allow_non_restored_state: job.submitted.allow_non_restored_state,
@@ -308,6 +314,7 @@ mod tests {
             id: "j1".into(),
             file_name: "job.toml".into(),
             spec: String::new(),
+            sealed_secrets: None,
             start: None,
             parallelism: None,
             allow_non_restored_state: false,

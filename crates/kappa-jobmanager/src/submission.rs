@@ -4,6 +4,7 @@
 use kappa_job::{Overrides, SpecErrors, plan_job};
 
 use crate::job::JobEntry;
+use crate::job_text::JobText;
 use crate::{Inner, checkpoint, job, store};
 
 /// A savepoint to start a job from.
@@ -147,7 +148,7 @@ impl Inner {
         &self,
         id: &str,
         file_name: &str,
-        spec: &str,
+        text: JobText,
         submitted: &store::Submitted,
         restore_initial: bool,
     ) -> Result<JobEntry, SubmitError> {
@@ -168,12 +169,13 @@ impl Inner {
         let overrides = &Overrides {
             start: position,
             parallelism: submitted.parallelism,
+            allow_redacted_secrets: text.is_listed_only(),
         };
         let savepoint = from.filter(|_| restore_initial).map(|from| SavepointStart {
             from,
             allow_non_restored_state: submitted.allow_non_restored_state,
         });
-        let plan = plan_blocking(file_name, spec, overrides).await?;
+        let plan = plan_blocking(file_name, text.deployed(), overrides).await?;
         let layouts: Vec<checkpoint::OperatorLayout> = plan
             .windows
             .iter()
@@ -241,7 +243,7 @@ impl Inner {
         let mut job = JobEntry::new(
             id.to_string(),
             file_name.to_string(),
-            spec.to_string(),
+            text,
             plan,
             checkpoints,
             initial,

@@ -1,6 +1,7 @@
 //! Code generated from `proto/kappa/v1/cluster.proto` (tonic/prost): the messages and the
 //! client and server stubs of the jobmanager, taskmanager and data-exchange services, and the
-//! mutual TLS they run over ([`tls`]).
+//! mutual TLS they run over ([`tls`]); and from `secrets.proto`, the sealed literal secrets of
+//! a job's record.
 
 /// The gRPC metadata key of a standby jobmanager's refusal that carries the leader's gRPC
 /// URL, so a taskmanager follows it without reading the error text.

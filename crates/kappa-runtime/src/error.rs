@@ -13,6 +13,9 @@ pub enum TaskError {
     /// The job asks for a path, host or name this process does not allow (confined jobs).
     #[error(transparent)]
     Refused(#[from] kappa_job::confine::Refused),
+    /// A secret of the job cannot be read on this process (not allowed, not set, unreadable).
+    #[error(transparent)]
+    Secret(#[from] kappa_job::secret::SecretError),
 }
 
 impl TaskError {

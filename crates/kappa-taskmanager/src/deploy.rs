@@ -95,6 +95,7 @@ fn plan(req: &DeployTasksRequest) -> Result<JobPlan, Status> {
     let overrides = Overrides {
         start,
         parallelism: (req.parallelism > 0).then_some(req.parallelism),
+        ..Overrides::default()
     };
     plan_job(&req.file_name, &req.job_spec, &overrides)
         .map_err(|e| Status::invalid_argument(format!("the job does not plan here: {e}")))

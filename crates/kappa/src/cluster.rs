@@ -154,6 +154,12 @@ pub struct JobManagerArgs {
     /// in HA; default: the REST address).
     #[arg(long, env = "KAPPA_JOBMANAGER_ADVERTISED_HOST")]
     pub advertised_address: Option<String>,
+    /// A file holding a 32-byte key (raw, 64 hex digits or base64; `openssl rand -hex 32`)
+    /// with which the literal secrets of jobs are sealed in their records, so a restarted
+    /// jobmanager or a new HA leader resumes them; every jobmanager of a cluster needs the
+    /// same one. Without it such jobs run but cannot resume.
+    #[arg(long, env = "KAPPA_SECRET_KEY_FILE", value_name = "PATH")]
+    pub secret_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub confine: ConfineArgs,
 }
@@ -197,8 +203,17 @@ impl JobManagerArgs {
             }
             _ => None,
         };
+        let secret_key = match &self.secret_key_file {
+            Some(path) => {
+                let key = kappa_jobmanager::sealing::SecretKey::read(path)?;
+                tracing::info!(key = %key.fingerprint(), "literal secrets of jobs are sealed in their records (--secret-key-file)");
+                Some(std::sync::Arc::new(key))
+            }
+            None => None,
+        };
         Ok(JobManagerConfig {
             ha,
+            secret_key,
             advertised_host: self.advertised_address.clone(),
             confinement: self.confine.confinement("jobmanager")?,
             rest: addr(&self.address, self.port)?,

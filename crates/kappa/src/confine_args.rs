@@ -1,9 +1,11 @@
-//! `--allow-path` and `--allow-postgres-host`: what jobs may touch, flags of `kappa jobmanager`,
-//! `kappa taskmanager` and `kappa local`. Without roots a cluster process lets jobs use no
-//! files, while `kappa local` (a single user's own process) lets them use any.
+//! `--allow-path`, `--allow-postgres-host`, `--allow-secret-path` and `--allow-secret-env`:
+//! what jobs may touch, flags of `kappa jobmanager`, `kappa taskmanager` and `kappa local`.
+//! Without roots or names a cluster process lets jobs use no files and read no secret
+//! references, while `kappa local` (a single user's own process) lets them use any.
 
 use kappa_connectors::confine::Confinement;
 use kappa_job::confine::{AllowedHosts, AllowedPaths};
+use kappa_job::secret::SecretSources;
 
 /// The flags, flattened into each command's.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -28,6 +30,26 @@ pub struct ConfineArgs {
         value_name = "HOST"
     )]
     pub allow_postgres_host: Vec<String>,
+    /// A directory whose files `${file:…}` secret references in jobs may read (repeatable or
+    /// comma-separated). Without one a jobmanager or taskmanager lets jobs read no secret
+    /// files, and `kappa local` any.
+    #[arg(
+        long = "allow-secret-path",
+        env = "KAPPA_ALLOW_SECRET_PATHS",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    pub allow_secret_path: Vec<String>,
+    /// An environment variable `${env:…}` secret references in jobs may read; `PREFIX*` for
+    /// every variable starting with PREFIX (repeatable or comma-separated). Without one a
+    /// jobmanager or taskmanager lets jobs read no variables, and `kappa local` any.
+    #[arg(
+        long = "allow-secret-env",
+        env = "KAPPA_ALLOW_SECRET_ENV",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub allow_secret_env: Vec<String>,
     /// `kappa local`: without roots, any path.
     #[arg(skip)]
     pub local: bool,
@@ -51,6 +73,12 @@ impl ConfineArgs {
             (false, _) => AllowedPaths::under(process, &self.allow_path)?,
         };
         let postgres_hosts = AllowedHosts::only(process, &self.allow_postgres_host);
+        // `kappa local` without a list: any; a cluster process: only what it lists.
+        let secrets = SecretSources::only(
+            process,
+            listed(&self.allow_secret_path, self.local),
+            listed(&self.allow_secret_env, self.local),
+        )?;
         tracing::info!(
             process,
             paths = %paths.describe(),
@@ -58,11 +86,18 @@ impl ConfineArgs {
                 true => "any".to_string(),
                 false => self.allow_postgres_host.join(", "),
             },
-            "what jobs may use (--allow-path, --allow-postgres-host)"
+            secrets = %secrets.describe(),
+            "what jobs may use (--allow-path, --allow-postgres-host, --allow-secret-path, --allow-secret-env)"
         );
         Ok(Confinement {
             paths,
             postgres_hosts,
+            secrets,
         })
     }
+}
+
+/// A list of a flag; None (anything) when `kappa local` is given none.
+fn listed(list: &[String], local: bool) -> Option<&[String]> {
+    (!(list.is_empty() && local)).then_some(list)
 }

@@ -122,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let overrides = Overrides {
                 start,
                 parallelism: a.parallelism,
+                ..Overrides::default()
             };
             let plan = plan_job(&name, &text, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
             if cli.json {
@@ -148,6 +149,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{resp}");
             } else {
                 println!("{}", resp["id"].as_str().unwrap_or_default());
+                for w in resp["warnings"].as_array().into_iter().flatten() {
+                    eprintln!("kappactl: warning: {}", w.as_str().unwrap_or_default());
+                }
             }
         }
         Command::Ping => println!("{}", client.role().await?),

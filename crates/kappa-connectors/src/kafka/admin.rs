@@ -71,7 +71,7 @@ impl TopicAdmin {
     pub fn new(connection: &KafkaConnection, timeout: Duration) -> Result<Self, ConnectorError> {
         let bootstrap_servers = &connection.bootstrap_servers;
         let last_error = LastError::default();
-        let consumer = client_config(connection)
+        let consumer = client_config(connection)?
             .set("group.id", "kappa-metadata")
             .set("enable.auto.commit", "false")
             .create_with_context(last_error.clone())

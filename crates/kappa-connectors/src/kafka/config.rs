@@ -1,26 +1,30 @@
 //! The one place a Kafka client of Kappa is configured: sources, sinks, dead-letter and
 //! transactional producers, commit-marker groups and the jobmanager's metadata lookups all
-//! start from [`client_config`], so each gets the connector's brokers, TLS and SASL.
+//! start from [`client_config`], so each gets the connector's brokers, TLS and SASL. Its
+//! secrets must have been read on this process first
+//! ([`SecretSources::resolve_kafka`](kappa_job::secret::SecretSources::resolve_kafka)).
 
 use kappa_job::kafka::{KafkaConnection, KafkaSecurity, SaslAuth};
+use kappa_job::secret::SecretError;
 use rdkafka::ClientConfig;
 
 /// A client configuration: the allow-listed `properties`, then TLS and SASL, then the brokers
-/// (the planner refuses properties that would change the last two).
-pub fn client_config(connection: &KafkaConnection) -> ClientConfig {
+/// (the planner refuses properties that would change the last two). An error when a secret
+/// is a reference not resolved here.
+pub fn client_config(connection: &KafkaConnection) -> Result<ClientConfig, SecretError> {
     let mut c = ClientConfig::new();
     for (k, v) in &connection.properties {
         c.set(k, v);
     }
-    for (k, v) in security_settings(&connection.security) {
+    for (k, v) in security_settings(&connection.security)? {
         c.set(k, v);
     }
     c.set("bootstrap.servers", &connection.bootstrap_servers);
-    c
+    Ok(c)
 }
 
 /// librdkafka's settings for TLS and SASL. Certificates are always verified.
-pub fn security_settings(s: &KafkaSecurity) -> Vec<(&'static str, String)> {
+pub fn security_settings(s: &KafkaSecurity) -> Result<Vec<(&'static str, String)>, SecretError> {
     let mut out = vec![("security.protocol", s.protocol.as_str().to_string())];
     if let Some(tls) = &s.tls {
         out.push(("enable.ssl.certificate.verification", "true".into()));
@@ -43,7 +47,10 @@ pub fn security_settings(s: &KafkaSecurity) -> Vec<(&'static str, String)> {
             ));
             out.push(("ssl.key.location", cert.key_location.clone()));
             if let Some(p) = &cert.key_password {
-                out.push(("ssl.key.password", p.expose().to_string()));
+                out.push((
+                    "ssl.key.password",
+                    p.value("security.key_password")?.to_string(),
+                ));
             }
         }
     }
@@ -55,7 +62,10 @@ pub fn security_settings(s: &KafkaSecurity) -> Vec<(&'static str, String)> {
         }) => {
             out.push(("sasl.mechanism", mechanism.as_str().into()));
             out.push(("sasl.username", username.clone()));
-            out.push(("sasl.password", password.expose().to_string()));
+            out.push((
+                "sasl.password",
+                password.value("security.password")?.to_string(),
+            ));
         }
         Some(SaslAuth::OAuthBearer(oidc)) => {
             out.push(("sasl.mechanism", "OAUTHBEARER".into()));
@@ -67,7 +77,9 @@ pub fn security_settings(s: &KafkaSecurity) -> Vec<(&'static str, String)> {
             out.push(("sasl.oauthbearer.client.id", oidc.client_id.clone()));
             out.push((
                 "sasl.oauthbearer.client.secret",
-                oidc.client_secret.expose().to_string(),
+                oidc.client_secret
+                    .value("security.oauth_client_secret")?
+                    .to_string(),
             ));
             if let Some(scope) = &oidc.scope {
                 out.push(("sasl.oauthbearer.scope", scope.clone()));
@@ -75,7 +87,7 @@ pub fn security_settings(s: &KafkaSecurity) -> Vec<(&'static str, String)> {
         }
         None => {}
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

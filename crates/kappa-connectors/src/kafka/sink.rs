@@ -57,7 +57,7 @@ pub struct TopicProducer {
 impl TopicProducer {
     pub fn new(connection: &KafkaConnection, topic: &str) -> Result<Self, TaskError> {
         Self::with_config(
-            client_config(connection),
+            client_config(connection)?,
             &connection.bootstrap_servers,
             topic,
         )
@@ -71,7 +71,7 @@ impl TopicProducer {
         transactional_id: &str,
     ) -> Result<Self, TaskError> {
         let bootstrap_servers = &connection.bootstrap_servers;
-        let mut config = client_config(connection);
+        let mut config = client_config(connection)?;
         config.set("transactional.id", transactional_id);
         let p = Self::with_config(config, bootstrap_servers, topic)?;
         p.producer

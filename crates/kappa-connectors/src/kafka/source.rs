@@ -86,7 +86,7 @@ impl KafkaReader {
             topic: cfg.topic.to_string(),
             by_partition: Arc::default(),
         };
-        let consumer: BaseConsumer<HighWatermarks> = client_config(cfg.connection)
+        let consumer: BaseConsumer<HighWatermarks> = client_config(cfg.connection)?
             .set("group.id", cfg.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

@@ -104,7 +104,7 @@ fn records(mut data: &[u8]) -> Option<Vec<Record<'_>>> {
 
 /// The consumer group of writer `id`, which holds its commit marker.
 fn marker_group(target: &KafkaTarget, id: &str) -> Result<BaseConsumer, TaskError> {
-    client_config(&target.connection)
+    client_config(&target.connection)?
         .set("group.id", id)
         .set("enable.auto.commit", "false")
         .create()

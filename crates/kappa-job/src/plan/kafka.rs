@@ -14,7 +14,6 @@ use crate::kafka::properties;
 use crate::kafka::{
     ClientCertificate, KafkaConnection, KafkaSecurity, OidcClient, SaslAuth, TlsSettings,
 };
-use crate::secret::Secret;
 use crate::spec::{KafkaProperties, KafkaSecuritySpec, SaslMechanism};
 
 impl Planner<'_> {
@@ -287,13 +286,6 @@ impl Planner<'_> {
         path.to_string()
     }
 
-    fn secret(&mut self, v: &Spanned<Secret>, field: &str) -> Secret {
-        if v.get_ref().is_empty() {
-            self.err(span(v), field, "must not be empty");
-        }
-        v.get_ref().clone()
-    }
-
     /// A required text setting, trimmed; a missing one is reported at `at` (the protocol).
     fn text(
         &mut self,
@@ -311,22 +303,6 @@ impl Planner<'_> {
             None => {
                 self.err(at, field, format!("missing: {why}"));
                 String::new()
-            }
-        }
-    }
-
-    fn required_secret(
-        &mut self,
-        v: &Option<Spanned<Secret>>,
-        field: &str,
-        at: Option<Range<usize>>,
-        why: &str,
-    ) -> Secret {
-        match v {
-            Some(s) => self.secret(s, field),
-            None => {
-                self.err(at, field, format!("missing: {why}"));
-                Secret::new("")
             }
         }
     }

@@ -41,6 +41,7 @@ mod general {
         let o = Overrides {
             start: Some(StartPosition::Latest),
             parallelism: Some(4),
+            ..Overrides::default()
         };
         let plan = plan_job("job.toml", REFERENCE, &o).unwrap();
         assert_eq!(
@@ -223,7 +224,7 @@ mod postgres_sinks {
     fn postgres_sinks_plan_with_url_table_and_key() {
         let plan = plan_job("job.toml", &postgres(""), &Overrides::default()).unwrap();
         match &plan.sinks[0].kind {
-            SinkKind::Postgres { url, table } => {
+            SinkKind::Postgres { url, table, .. } => {
                 assert_eq!(
                     (url.as_str(), table.as_str()),
                     (URL, "public.hourly_clicks")

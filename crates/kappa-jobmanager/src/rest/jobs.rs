@@ -83,6 +83,9 @@ pub struct SavepointResponse {
 pub struct SubmitResponse {
     pub id: String,
     pub name: String,
+    /// What the submitter should know, e.g. that the job's literal secrets are not kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A validated plan, as `kappactl validate` prints it.
@@ -94,11 +97,12 @@ pub struct ValidateResponse {
     pub graph: kappa_job::PhysicalGraph,
 }
 
-/// A job's file as submitted.
+/// A job's file as submitted, literal secrets redacted.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobSpecResponse {
     pub file_name: String,
-    /// The text of job.toml.
+    /// The text of job.toml, each literal secret replaced by `***` (a resubmission must give
+    /// them again, or reference them).
     pub job: String,
 }
 
@@ -190,6 +194,7 @@ fn parse_submission(
     let overrides = Overrides {
         start: position,
         parallelism: req.parallelism,
+        ..Overrides::default()
     };
     Ok(Submission {
         file: req.file_name.clone().unwrap_or_else(|| "job.toml".into()),
@@ -242,8 +247,16 @@ pub async fn submit(
             },
         )
         .await?;
-    let name = jm.job(&id).map(|j| j.plan.name.clone()).unwrap_or_default();
-    Ok((StatusCode::CREATED, Json(SubmitResponse { id, name })))
+    let job = jm.job(&id);
+    let name = job
+        .as_ref()
+        .map(|j| j.plan.name.clone())
+        .unwrap_or_default();
+    let warnings = job.and_then(|j| j.text.warning()).into_iter().collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(SubmitResponse { id, name, warnings }),
+    ))
 }
 
 /// Checks a job and returns its plan; runs nothing.
@@ -307,7 +320,7 @@ pub async fn job_spec(
     let job = find(&jm, &id)?;
     Ok(Json(JobSpecResponse {
         file_name: job.file_name.clone(),
-        job: job.spec.clone(),
+        job: job.text.shown.clone(),
     }))
 }
 

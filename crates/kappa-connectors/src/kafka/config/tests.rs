@@ -27,6 +27,7 @@ fn source_connection(extra: &str) -> KafkaConnection {
 
 fn settings(c: &KafkaConnection) -> Vec<(String, String)> {
     security_settings(&c.security)
+        .expect("literal secrets")
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
@@ -115,7 +116,7 @@ key_password = "k3y"
             ("sasl.password", "s3cret"),
         ])
     );
-    let config = client_config(&c);
+    let config = client_config(&c).expect("literal secrets");
     assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
     assert_eq!(config.get("client.id"), Some("clicks-reader"));
     assert_eq!(config.get("fetch.max.bytes"), Some("1048576"));
@@ -227,6 +228,7 @@ oauth_scope = "kafka.read"
 "#
     ));
     let consumer: BaseConsumer = client_config(&c)
+        .expect("literal secrets")
         .set("group.id", "g")
         .create()
         .expect("an OIDC client");
