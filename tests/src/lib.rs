@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod kafka_tls;
 pub mod netns;
+pub mod pki;
 pub mod postgres;
 pub mod reference;
 pub mod s3;

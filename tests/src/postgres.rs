@@ -1,5 +1,7 @@
 //! A private PostgreSQL server for one test: a fresh cluster (initdb) in a temporary directory,
-//! on a free port, password authentication over TCP; stopped and removed when dropped.
+//! on a free port, password authentication over TCP; stopped and removed when dropped. With
+//! [`Postgres::start_tls`] it runs TLS (`ssl=on`) and takes TCP connections over TLS only
+//! (pg_hba `hostssl`). The test's own connections go through the Unix socket.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::free_port;
+use crate::pki::Issued;
 use crate::reference::HOUR;
 
 pub const USER: &str = "kappa";
@@ -92,6 +95,16 @@ fn command(program: PathBuf, user: Option<(u32, u32)>) -> Command {
 impl Postgres {
     /// initdb, start, wait until it accepts connections, create [`DATABASE`].
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Like [`Postgres::start`], with TLS on under the certificate `server` and TCP
+    /// connections taken over TLS only.
+    pub fn start_tls(server: &Issued) -> anyhow::Result<Self> {
+        Self::start_with(Some(server))
+    }
+
+    fn start_with(tls: Option<&Issued>) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let user = server_user()?;
         let dir = tempfile::tempdir()?;
@@ -126,6 +139,29 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let mut settings = vec!["listen_addresses=127.0.0.1".to_string(), "fsync=off".into()];
+        if let Some(server) = tls {
+            // The server reads its key only when its own user owns it, unreadable to others.
+            let (cert, key) = (
+                dir.path().join("server.pem"),
+                dir.path().join("server-key.pem"),
+            );
+            std::fs::copy(&server.cert, &cert)?;
+            std::fs::copy(&server.key, &key)?;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+            for p in [&cert, &key] {
+                own(p, user)?;
+            }
+            settings.extend([
+                "ssl=on".to_string(),
+                // Each connection logged with its TLS protocol: what the tests check.
+                "log_connections=on".into(),
+                format!("ssl_cert_file={}", cert.display()),
+                format!("ssl_key_file={}", key.display()),
+            ]);
+            let hba = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n";
+            std::fs::write(data.join("pg_hba.conf"), hba)?;
+        }
         let port = free_port();
         let log = dir.path().join("postgres.log");
         let child = command(bin.join("postgres"), user)
@@ -134,7 +170,7 @@ impl Postgres {
             .args(["-p", &port.to_string()])
             .arg("-k")
             .arg(&sockets)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
@@ -144,11 +180,11 @@ impl Postgres {
             child: Some(child),
             dir,
             port,
-            url: format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres"),
+            url: format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut admin = loop {
-            match postgres::Client::connect(&server.url, postgres::NoTls) {
+            match postgres::Client::connect(&server.socket_url("postgres"), postgres::NoTls) {
                 Ok(c) => break c,
                 Err(e) => {
                     let exited = server
@@ -166,8 +202,28 @@ impl Postgres {
             }
         };
         admin.batch_execute(&format!("CREATE DATABASE {DATABASE}"))?;
-        server.url = format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}");
         Ok(server)
+    }
+
+    /// Database `db` through the server's Unix socket (trusted: no password, no TLS).
+    fn socket_url(&self, db: &str) -> String {
+        let sockets = self.dir.path().join("sockets");
+        format!(
+            "host={} port={} user={USER} dbname={db}",
+            sockets.display(),
+            self.port
+        )
+    }
+
+    /// How many TCP sessions of [`USER`] run over TLS and how many do not (`pg_stat_ssl`).
+    pub fn tcp_sessions_by_tls(&self) -> anyhow::Result<(i64, i64)> {
+        let row = self.client()?.query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+             FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.usename = $1 AND a.client_addr IS NOT NULL",
+            &[&USER],
+        )?;
+        Ok((row.get(0), row.get(1)))
     }
 
     /// The server's log.
@@ -175,9 +231,12 @@ impl Postgres {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }
 
-    /// A new connection to [`DATABASE`].
+    /// A new connection to [`DATABASE`] (through the Unix socket).
     pub fn client(&self) -> anyhow::Result<postgres::Client> {
-        Ok(postgres::Client::connect(&self.url, postgres::NoTls)?)
+        Ok(postgres::Client::connect(
+            &self.socket_url(DATABASE),
+            postgres::NoTls,
+        )?)
     }
 
     /// Runs SQL statements (separated by `;`).
@@ -269,4 +328,14 @@ pub fn wait_rows(
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// `job` with its [sink] table replaced by a postgres sink into `table`, keyed by item and
+/// window end.
+pub fn with_postgres_sink(job: &str, url: &str, table: &str) -> String {
+    let at = job.find("[sink]").expect("a [sink] table");
+    format!(
+        "{}[sink]\nconnector = \"postgres\"\nurl = \"{url}\"\ntable = \"{table}\"\nkey = \"{{item_id}}-{{window_end}}\"\n",
+        &job[..at]
+    )
 }

@@ -14,7 +14,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use kappa_connectors::postgres::PostgresSink;
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::postgres::{HOURLY_TABLE, PASSWORD, Postgres, hourly_rows, wait_rows};
+use kappa_integration_tests::postgres::{
+    HOURLY_TABLE, PASSWORD, Postgres, hourly_rows, wait_rows, with_postgres_sink,
+};
 use kappa_integration_tests::reference::{START, clicks, hourly_counts, produce_closed};
 use kappa_integration_tests::reference_job;
 use kappa_job::template::KeyTemplate;
@@ -23,15 +25,6 @@ use kappa_runtime::io::Sink;
 
 const FILTER_50: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const FILTER_80: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 80";
-
-/// `job` with its [sink] table replaced by a postgres sink into `table`.
-fn with_postgres_sink(job: &str, url: &str, table: &str) -> String {
-    let at = job.find("[sink]").expect("a [sink] table");
-    format!(
-        "{}[sink]\nconnector = \"postgres\"\nurl = \"{url}\"\ntable = \"{table}\"\nkey = \"{{item_id}}-{{window_end}}\"\n",
-        &job[..at]
-    )
-}
 
 #[test]
 fn reference_job_upserts_hourly_counts_and_a_replay_overwrites_them() {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use kappa_job::confine::{AllowedHosts, AllowedPaths, PathRefused, Refused, names, resolved};
 use kappa_job::error::Locator;
 use kappa_job::plan::{JobPlan, SinkKind, SinkPlan, SourceKind, SourcePlan};
+use kappa_job::postgres_tls;
 use kappa_job::secret::SecretSources;
 use kappa_job::spec::JobSpec;
 use kappa_job::{SpecError, SpecErrors};
@@ -115,13 +116,20 @@ impl Confinement {
         }
     }
 
-    /// Checks the hosts a PostgreSQL connection string connects to.
+    /// Checks the hosts a PostgreSQL connection string connects to and the TLS files it
+    /// reads (`sslrootcert`, `sslcert`, `sslkey`: files on this process, under the roots).
     fn check_postgres(&self, url: &str) -> Result<(), Refused> {
+        // A string the client cannot read connects nowhere (opening the sink says why).
+        let Ok(settings) = postgres_tls::split(url) else {
+            return Ok(());
+        };
+        for file in settings.tls.files() {
+            self.paths.check_path(file)?;
+        }
         if self.postgres_hosts.is_any() {
             return Ok(());
         }
-        // A string the client cannot read connects nowhere (opening the sink says why).
-        let Some(targets) = postgres_targets(url) else {
+        let Some(targets) = postgres_targets(&settings.connection) else {
             return Ok(());
         };
         self.postgres_hosts
@@ -130,10 +138,10 @@ impl Confinement {
     }
 }
 
-/// The hosts a PostgreSQL connection string connects to, as the client that connects reads
-/// it: each `hostaddr` where given, else the `host` (a name, or a socket directory); None
-/// when it does not parse.
-pub fn postgres_targets(url: &str) -> Option<Vec<String>> {
+/// The hosts a PostgreSQL connection string (without its TLS settings) connects to, as the
+/// client that connects reads it: each `hostaddr` where given, else the `host` (a name, or a
+/// socket directory); None when it does not parse.
+fn postgres_targets(url: &str) -> Option<Vec<String>> {
     let config: postgres::Config = url.parse().ok()?;
     let (hosts, addrs) = (config.get_hosts(), config.get_hostaddrs());
     let n = hosts.len().max(addrs.len());
@@ -330,5 +338,28 @@ key = "{{user_id}}"
             ["/run/postgresql"]
         );
         assert!(postgres_targets("postgres://[bad").is_none());
+    }
+
+    #[test]
+    fn postgres_tls_files_are_under_the_roots_and_do_not_hide_the_host() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = confinement(dir.path(), &["10.9.9.9"]);
+        let ca = dir.path().join("ca.pem").display().to_string();
+        let ok = format!("host=db hostaddr=10.9.9.9 sslmode=verify-ca sslrootcert={ca}");
+        assert!(c.check_postgres(&ok).is_ok());
+        let e = c
+            .check_postgres("host=db hostaddr=10.9.9.9 sslmode=require sslcert=/etc/kappa/tm.pem sslkey=/etc/kappa/tm-key.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/kappa/tm.pem") && e.contains("--allow-path"),
+            "{e}"
+        );
+        // TLS settings the client library does not know are no way around the host check.
+        let e = c
+            .check_postgres(&format!("postgres://u@evil.example/x?sslrootcert={ca}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("evil.example"), "{e}");
     }
 }

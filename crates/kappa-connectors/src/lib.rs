@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod key;
 pub mod part_files;
 pub mod postgres;
+mod postgres_tls;
 pub mod splits;
 
 use std::sync::Arc;

@@ -10,15 +10,17 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::kernels::cast::{CastOptions, can_cast_types, cast_with_options};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimeUnit};
 use kappa_job::plan::{POSTGRES_ID, redact_url};
+use kappa_job::postgres_tls::split;
 use kappa_job::secret::Secret;
 use kappa_job::template::KeyTemplate;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::Sink;
 use postgres::config::Host;
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::{Client, Config, Statement};
 
 use crate::key::render_keys;
+use crate::postgres_tls;
 
 /// Buffered rows that make `write` flush on its own (between checkpoints).
 const FLUSH_ROWS: usize = 10_000;
@@ -156,29 +158,42 @@ impl PostgresSink {
         key: KeyTemplate,
         output: &SchemaRef,
     ) -> Result<Self, TaskError> {
-        let mut config = url.parse::<Config>().map_err(|e| {
+        let invalid = |why: String| {
             TaskError::Data(format!(
-                "sink.url: invalid postgres connection string `{}`: {}",
+                "sink.url: invalid postgres connection string `{}`: {why}",
                 redact_url(url),
-                redact_url(&error_text(&e))
             ))
-        })?;
+        };
+        let settings = split(url).map_err(|e| invalid(e.to_string()))?;
+        let mut config = settings
+            .connection
+            .parse::<Config>()
+            .map_err(|e| invalid(redact_url(&error_text(&e))))?;
         if let Some(p) = password {
             config.password(p.value("sink.password")?);
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        let mode = settings.tls.mode;
+        config.ssl_mode(postgres_tls::client_mode(mode));
         let target = describe(&config);
+        let tls = postgres_tls::connector(&settings.tls)
+            .map_err(|e| TaskError::Data(format!("postgres at {target}: {}", with_causes(&e))))?;
         let password = config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned());
-        let mut client = config.connect(NoTls).map_err(|e| {
+        let mut client = config.connect(tls).map_err(|e| {
             let mut msg = redact_url(&error_text(&e));
             if let Some(p) = password.as_deref().filter(|p| !p.is_empty()) {
                 msg = msg.replace(p, "***");
             }
-            TaskError::Io(format!("cannot connect to postgres at {target}: {msg}"))
+            match postgres_tls::final_connect_error(&e, mode) {
+                Some(why) => TaskError::Data(format!(
+                    "cannot connect to postgres at {target}: {why}: {msg}"
+                )),
+                None => TaskError::Io(format!("cannot connect to postgres at {target}: {msg}")),
+            }
         })?;
         let catalog = |e: postgres::Error| {
             db_error(
@@ -356,13 +371,7 @@ fn describe(config: &Config) -> String {
 /// client's error with its causes.
 fn error_text(e: &postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
-        let mut msg = e.to_string();
-        let mut cause = std::error::Error::source(e);
-        while let Some(c) = cause {
-            let _ = write!(msg, ": {c}");
-            cause = c.source();
-        }
-        return msg;
+        return with_causes(e);
     };
     let mut msg = format!("{} (SQLSTATE {})", db.message(), db.code().code());
     if let Some(d) = db.detail() {
@@ -370,6 +379,21 @@ fn error_text(e: &postgres::Error) -> String {
     }
     if let Some(h) = db.hint() {
         let _ = write!(msg, "; hint: {h}");
+    }
+    msg
+}
+
+/// An error and its causes, `: `-separated. A cause whose text its error already shows (as
+/// tokio-postgres's errors show theirs) is left out.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.ends_with(&text) {
+            let _ = write!(msg, ": {text}");
+        }
+        cause = c.source();
     }
     msg
 }

@@ -11,6 +11,7 @@ pub mod keygroup;
 mod ordered_map;
 pub mod parse;
 pub mod plan;
+pub mod postgres_tls;
 pub mod secret;
 pub mod spec;
 pub mod sql;

@@ -1054,6 +1054,11 @@ impl Planner<'_> {
                     &format!("{prefix}.url"),
                     "the postgres connector needs a connection string, e.g. \"postgres://user:password@127.0.0.1:5432/db\"",
                 );
+                if let Some(u) = &s.url
+                    && let Err(e) = crate::postgres_tls::split(u.get_ref())
+                {
+                    self.err(span(u), &format!("{prefix}.url"), e.to_string());
+                }
                 let table = self.required(
                     &s.table,
                     &format!("{prefix}.table"),

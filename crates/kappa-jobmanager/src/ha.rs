@@ -5,15 +5,16 @@
 //! UNAVAILABLE naming the leader, so kappactl and taskmanagers find it. The leader's writes to
 //! etcd are transactions conditioned on its leadership key, so a deposed leader writes nothing.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::Inner;
-use crate::store::{EtcdJobs, StoreError};
+use crate::store::EtcdJobs;
 
 /// Lease time-to-live: a leader that stops renewing is replaced after this long.
 const LEASE_TTL_SECONDS: i64 = 5;
@@ -26,6 +27,10 @@ pub struct HaConfig {
     pub endpoints: Vec<String>,
     /// Key prefix of this cluster in etcd (several clusters can share one etcd).
     pub prefix: String,
+    /// TLS to etcd (`https://` endpoints).
+    pub tls: Option<EtcdTls>,
+    /// User and password, for an etcd with authentication on.
+    pub auth: Option<EtcdAuth>,
 }
 
 /// Where a jobmanager can be reached, as published in the election.
@@ -44,29 +49,147 @@ pub enum Role {
     Standby(Option<LeaderInfo>),
 }
 
-/// Connects to etcd, failing with the endpoints named when none answers.
-pub async fn connect(config: &HaConfig) -> Result<Client, StoreError> {
-    // No request timeout: a campaign waits as long as another jobmanager leads.
-    let options = ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
-    let mut client = Client::connect(&config.endpoints, Some(options))
-        .await
-        .map_err(|e| {
-            StoreError::Etcd(format!(
-                "cannot reach etcd at {}: {e}",
-                config.endpoints.join(",")
-            ))
-        })?;
-    // A connection is lazy: ask something to find out whether etcd answers.
-    let answered = tokio::time::timeout(CONNECT_TIMEOUT, client.status()).await;
-    if let Err(why) = answered
-        .map_err(|_| "no answer".to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-    {
-        return Err(StoreError::Etcd(format!(
-            "cannot reach etcd at {}: {why}",
-            config.endpoints.join(",")
-        )));
+/// The files of TLS to etcd: the CA its servers' certificates are checked against (with the
+/// endpoint's host name), and optionally a client certificate and key.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// An etcd user and password; the password is never shown.
+#[derive(Clone)]
+pub struct EtcdAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EtcdAuth {{ user: {:?}, password: *** }}", self.user)
     }
+}
+
+/// Why the jobmanager cannot use etcd at start. It does not retry: a process manager restarts
+/// it, and the reason (a wrong CA, password or address) is in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("reading the etcd {what} `{}`", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach etcd at {endpoints}{hint}")]
+    Unreachable {
+        endpoints: String,
+        /// What may be missing, or nothing.
+        hint: &'static str,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("etcd at {endpoints} did not answer within {CONNECT_TIMEOUT:?}")]
+    NoAnswer { endpoints: String },
+    #[error("etcd at {endpoints} refused {}", who(.user))]
+    Refused {
+        endpoints: String,
+        user: Option<String>,
+        #[source]
+        source: etcd_client::Error,
+    },
+}
+
+fn who(user: &Option<String>) -> String {
+    match user {
+        Some(u) => format!("user `{u}` (--etcd-user, --etcd-password-file or KAPPA_ETCD_PASSWORD)"),
+        None => "a client without a user (its authentication is on: give --etcd-user)".into(),
+    }
+}
+
+/// Whether etcd refused who asks, rather than not answering.
+fn is_refusal(e: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    matches!(e, etcd_client::Error::GRpcStatus(s)
+        if matches!(s.code(), Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied)
+            || s.message().contains("user name is empty"))
+}
+
+impl HaConfig {
+    fn options(&self) -> Result<ConnectOptions, EtcdError> {
+        let read = |what: &'static str, path: &PathBuf| {
+            std::fs::read(path).map_err(|source| EtcdError::Read {
+                what,
+                path: path.clone(),
+                source,
+            })
+        };
+        // No request timeout: a campaign waits as long as another jobmanager leads.
+        let mut options = ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
+        if let Some(tls) = &self.tls {
+            let mut t =
+                TlsOptions::new().ca_certificate(Certificate::from_pem(read("CA", &tls.ca)?));
+            if let Some((cert, key)) = &tls.client {
+                t = t.identity(Identity::from_pem(
+                    read("client certificate", cert)?,
+                    read("client key", key)?,
+                ));
+            }
+            options = options.with_tls(t);
+        }
+        if let Some(auth) = &self.auth {
+            // Tokens expire (simple tokens after --auth-token-ttl, and when etcd restarts): a
+            // request refused for its token authenticates again and is retried once.
+            options = options
+                .with_user(auth.user.clone(), auth.password.clone())
+                .with_auto_token_refresh(true);
+        }
+        Ok(options)
+    }
+}
+
+/// Connects to etcd and reads this cluster's prefix, failing with the endpoints named when
+/// none answers and with the user when etcd refuses it.
+pub async fn connect(config: &HaConfig) -> Result<Client, EtcdError> {
+    let endpoints = config.endpoints.join(",");
+    let user = config.auth.as_ref().map(|a| a.user.clone());
+    // A server that wants a client certificate closes the connection without saying why.
+    let hint = match &config.tls {
+        Some(EtcdTls { client: None, .. }) => {
+            " (if etcd asks clients for certificates, give --etcd-cert and --etcd-key)"
+        }
+        _ => "",
+    };
+    let failed = |source: etcd_client::Error| match is_refusal(&source) {
+        true => EtcdError::Refused {
+            endpoints: endpoints.clone(),
+            user: user.clone(),
+            source,
+        },
+        false => EtcdError::Unreachable {
+            endpoints: endpoints.clone(),
+            hint,
+            source,
+        },
+    };
+    let connecting = Client::connect(&config.endpoints, Some(config.options()?));
+    let mut client = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| EtcdError::NoAnswer {
+            endpoints: endpoints.clone(),
+        })?
+        .map_err(failed)?;
+    // A connection is lazy: read something to find out whether etcd answers and lets us in.
+    let read = client.get(
+        config.prefix.as_str(),
+        Some(GetOptions::new().with_prefix().with_count_only()),
+    );
+    tokio::time::timeout(CONNECT_TIMEOUT, read)
+        .await
+        .map_err(|_| EtcdError::NoAnswer {
+            endpoints: endpoints.clone(),
+        })?
+        .map_err(failed)?;
     Ok(client)
 }
 

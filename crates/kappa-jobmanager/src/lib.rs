@@ -174,6 +174,8 @@ pub enum StartError {
     Checkpoints(String),
     #[error("high availability: {0}")]
     Ha(String),
+    #[error("high availability on etcd")]
+    Etcd(#[from] ha::EtcdError),
     #[error("cluster TLS: {0}")]
     Tls(#[source] tonic::transport::Error),
     #[error(
@@ -311,9 +313,7 @@ impl JobManager {
                         "HA needs --checkpoint-dir: a new leader restores jobs from their checkpoints".into(),
                     ));
                 }
-                let client = ha::connect(&ha_config)
-                    .await
-                    .map_err(|e| StartError::Ha(e.to_string()))?;
+                let client = ha::connect(&ha_config).await?;
                 let jobs = ha::job_store(client.clone(), &ha_config.prefix);
                 let jm = Self::with_store(
                     config,

@@ -12,6 +12,7 @@ use kappa_jobmanager::{JobManager, JobManagerConfig};
 use kappa_taskmanager::{TaskManagerConfig, TaskManagerHandle};
 
 use crate::confine_args::ConfineArgs;
+use crate::etcd_args::EtcdArgs;
 
 use crate::cluster_tls::ClusterTlsArgs;
 use kappa_proto::tls::{ClusterTls, Role};
@@ -140,16 +141,8 @@ pub struct JobManagerArgs {
     /// Largest REST request body accepted, in bytes (job files are uploaded in it).
     #[arg(long, env = "KAPPA_MAX_REQUEST_BYTES", default_value_t = 4 << 20)]
     pub max_request_bytes: usize,
-    /// High availability: `etcd` (leader election and job records in etcd; several
-    /// jobmanagers, one leads) or `none` (job records under the checkpoint directory).
-    #[arg(long, env = "KAPPA_HA", default_value = "none", value_parser = ["none", "etcd"])]
-    pub ha: String,
-    /// etcd endpoints for --ha etcd, comma-separated (http://host:2379,…).
-    #[arg(long, env = "KAPPA_ETCD_ENDPOINTS", value_delimiter = ',')]
-    pub etcd_endpoints: Vec<String>,
-    /// Key prefix of this cluster in etcd.
-    #[arg(long, env = "KAPPA_ETCD_PREFIX", default_value = "/kappa")]
-    pub etcd_prefix: String,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// Host name other jobmanagers and clients reach this one at (published for redirects
     /// in HA; default: the REST address).
     #[arg(long, env = "KAPPA_JOBMANAGER_ADVERTISED_HOST")]
@@ -186,23 +179,6 @@ impl JobManagerArgs {
                 .parse()
                 .map_err(|e| anyhow!("`{host}:{port}` is not an IP address and port: {e}"))
         };
-        let ha = match self.ha.as_str() {
-            "etcd" if self.etcd_endpoints.is_empty() => {
-                return Err(anyhow!(
-                    "--ha etcd needs --etcd-endpoints (KAPPA_ETCD_ENDPOINTS), e.g. http://127.0.0.1:2379"
-                ));
-            }
-            "etcd" => Some(kappa_jobmanager::ha::HaConfig {
-                endpoints: self.etcd_endpoints.clone(),
-                prefix: self.etcd_prefix.trim_end_matches('/').to_string(),
-            }),
-            _ if !self.etcd_endpoints.is_empty() => {
-                return Err(anyhow!(
-                    "--etcd-endpoints is given but HA is off: add --ha etcd (KAPPA_HA=etcd)"
-                ));
-            }
-            _ => None,
-        };
         let secret_key = match &self.secret_key_file {
             Some(path) => {
                 let key = kappa_jobmanager::sealing::SecretKey::read(path)?;
@@ -212,7 +188,7 @@ impl JobManagerArgs {
             None => None,
         };
         Ok(JobManagerConfig {
-            ha,
+            ha: self.etcd.config()?,
             secret_key,
             advertised_host: self.advertised_address.clone(),
             confinement: self.confine.confinement("jobmanager")?,

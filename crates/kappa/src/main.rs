@@ -8,6 +8,7 @@ mod cluster_tls;
 mod config_file;
 mod confine_args;
 mod demo;
+mod etcd_args;
 mod generator;
 
 use clap::{Parser, Subcommand};
