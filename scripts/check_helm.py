@@ -138,12 +138,10 @@ class Report:
 SCENARIOS: dict[str, dict] = {
     # (a) the defaults
     "defaults": {},
-    # (b) HA: two jobmanagers electing a leader in etcd (plaintext gRPC: a standby names the
-    # leader by its pod IP, which no certificate names)
+    # (b) HA: two jobmanagers electing a leader in etcd, on mutual TLS (a standby names the
+    # leader by its pod IP: taskmanagers check jobmanager certificates for the gRPC Service's name)
     "ha": {
         "jobmanager": {"replicas": 2},
-        "tls": {"insecure": True},
-        "taskmanager": {"advertisedAddress": "podIP"},
         "ha": {
             "enabled": True,
             "etcd": {"endpoints": ["http://etcd-0.etcd:2379", "http://etcd-1.etcd:2379"]},
@@ -246,12 +244,6 @@ BAD_VALUES: list[tuple[str, dict, str]] = [
         "pod IPs with cluster TLS",
         {"taskmanager": {"advertisedAddress": "podIP"}},
         "taskmanager.advertisedAddress=podIP needs tls.insecure=true",
-    ),
-    (
-        "HA with cluster TLS",
-        {"jobmanager": {"replicas": 2}, "ha": {"enabled": True, "etcd": {"endpoints": ["http://etcd:2379"]}},
-         "checkpoints": {"dir": "s3://b/c"}},
-        "ha.enabled=true needs tls.insecure=true",
     ),
     (
         "a certificate common name beyond 64 characters",
@@ -648,6 +640,7 @@ def check_tls(r: Report, name: str, docs, values: dict, rendered: dict[str, str]
     if insecure:
         expect(conf["jobmanager"].get("insecure") is True and conf["taskmanager"].get("insecure") is True, "insecure = true in both tables")
         expect(not tls_args, f"no --cluster-* flags with tls.insecure: {tls_args}")
+        expect(not any(a.startswith("--jobmanager-tls-name") for a in tm["args"]), "no --jobmanager-tls-name with tls.insecure")
         expect("WARNING: tls.insecure=true" in notes(rendered), "NOTES warn of plaintext gRPC")
     else:
         expect("insecure" not in conf["jobmanager"] and "insecure" not in conf["taskmanager"], "no insecure in kappa.toml")
@@ -655,6 +648,12 @@ def check_tls(r: Report, name: str, docs, values: dict, rendered: dict[str, str]
         for c, d in ((jm, cluster), (tm, f"{cluster}/$(POD_NAME)")):
             want = [f"--cluster-cert={d}/tls.crt", f"--cluster-key={d}/tls.key", f"--cluster-ca={d}/ca.crt"]
             expect(all(a in c["args"] for a in want), f"{c['name']}: {want}")
+        # In HA a standby names the leader by pod IP: jobmanager certificates are checked for
+        # the gRPC Service's name, which the jobmanager's certificate carries.
+        rpc_service = f"{RELEASE}-jobmanager-rpc"
+        expect(f"--jobmanager-tls-name={rpc_service}" in tm["args"], f"taskmanager: --jobmanager-tls-name={rpc_service}")
+        jm_certs = [c for c in find(docs, "Certificate") if c["spec"]["commonName"].startswith("jobmanager/")]
+        expect(all(rpc_service in c["spec"]["dnsNames"] for c in jm_certs), f"jobmanager Certificates name {rpc_service}")
         tm_spec = find(docs, "StatefulSet")[0]["spec"]["template"]["spec"]
         sources = [src for vol, src in secret_volumes(tm_spec) if vol == "cluster-tls"]
         replicas = int(merged["taskmanager"]["replicas"])
@@ -989,7 +988,7 @@ def live_smoke(r: Report, kappa: Path, name: str, docs) -> None:
         certs = tmp / "certs"
         ordinals = range(find(docs, "StatefulSet")[0]["spec"]["replicas"])
         subprocess.run([str(kappa), "certs", "init", "--dir", str(certs), "--jobmanager", f"{RELEASE}-jobmanager",
-                        *(f"--taskmanager={RELEASE}-taskmanager-{i}" for i in ordinals)],
+                        f"--host={RELEASE}-jobmanager-rpc", *(f"--taskmanager={RELEASE}-taskmanager-{i}" for i in ordinals)],
                        check=True, capture_output=True, env=clean_env())
         secrets = secret_files(docs, certs)
         rest, rpc, tm_port = free_ports(3)
@@ -1150,7 +1149,14 @@ def live_ha(r: Report, kappa: Path) -> None:
                                               "checkpoints": {"dir": str(tmp / "checkpoints")}})
         docs = documents(render(values))
         jm, tm = container(docs, "Deployment"), container(docs, "StatefulSet")
-        secrets = secret_files(docs, tmp)
+        # One certificate the jobmanagers share, naming the gRPC Service as the chart's does
+        # (the taskmanager checks it for that name, not for the pod IP the standby names).
+        certs = tmp / "certs"
+        ordinals = range(find(docs, "StatefulSet")[0]["spec"]["replicas"])
+        subprocess.run([str(kappa), "certs", "init", "--dir", str(certs), "--jobmanager", f"{RELEASE}-jobmanager",
+                        f"--host={RELEASE}-jobmanager-rpc", *(f"--taskmanager={RELEASE}-taskmanager-{i}" for i in ordinals)],
+                       check=True, capture_output=True, env=clean_env())
+        secrets = secret_files(docs, certs)
         token = base64.b64decode(find(docs, "Secret", RELEASE)[0]["data"]["KAPPA_AUTH_TOKEN"]).decode()
 
         def args_of(c: dict, kind: str, replace: dict[str, str], pod_name: str) -> list[str]:
@@ -1188,7 +1194,7 @@ def live_ha(r: Report, kappa: Path) -> None:
                 f"{readyz}")
         tm_args = args_of(tm, "StatefulSet", {"--bind": "127.0.0.1", "--port": str(ports.pop()), "--state-dir": str(tmp / "state"),
                                "--advertised-host": "127.0.0.1"}, "kappa-taskmanager-0")
-        tm_args.append(f"--jobmanager=http://127.0.0.1:{jms[standby][1]}")
+        tm_args.append(f"--jobmanager=https://127.0.0.1:{jms[standby][1]}")
         start("taskmanager", [str(kappa), *tm_args], container_env(tm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"}))
         leader_overview = f"http://127.0.0.1:{jms[leader][0]}/api/v1/overview"
         r.check(

@@ -314,9 +314,6 @@ Checks of the values that make no sense; each fails rendering with a message nam
 {{- if eq $tm.advertisedAddress "podIP" }}
 {{- fail "kappa: taskmanager.advertisedAddress=podIP needs tls.insecure=true: the jobmanager checks a taskmanager's certificate against the name it dials, and no certificate names a pod's IP; use advertisedAddress=dns" }}
 {{- end }}
-{{- if .Values.ha.enabled }}
-{{- fail "kappa: ha.enabled=true needs tls.insecure=true for now: a standby sends taskmanagers to the leader's pod IP, which no certificate of a Deployment's pod can name (plaintext gRPC stays inside the NetworkPolicy)" }}
-{{- end }}
 {{- end }}
 {{- if and .Values.auth.token (not .Values.auth.enabled) }}
 {{- fail "kappa: auth.token is set but auth.enabled=false: set auth.enabled=true to require it, or drop the token" }}
