@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod browser;
 pub mod cluster;
+pub mod cluster_certs;
 pub mod etcd;
 pub mod kafka_tls;
 pub mod netns;

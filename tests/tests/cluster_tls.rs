@@ -8,11 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use kappa_integration_tests::broker::Broker;
-use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::cluster::Process;
+use kappa_integration_tests::cluster::{Cluster, Process};
+use kappa_integration_tests::cluster_certs::ClusterCerts;
 use kappa_integration_tests::reference::{START, clicks, closing, hourly_counts, latest_per_key};
-use kappa_integration_tests::{SINK_PARTITIONS, reference_job};
-use kappa_integration_tests::{bin, eventually};
+use kappa_integration_tests::{SINK_PARTITIONS, eventually, reference_job};
 use kappa_proto::v1::data_exchange_service_client::DataExchangeServiceClient;
 use kappa_proto::v1::exchange_frame::Frame;
 use kappa_proto::v1::job_manager_service_client::JobManagerServiceClient;
@@ -25,19 +24,6 @@ use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
-
-/// The flags of a process whose certificate `kappa certs init` wrote for `identity`.
-fn flags(dir: &Path, identity: &str) -> Vec<String> {
-    let stem = identity.replace('/', "-");
-    vec![
-        "--cluster-cert".into(),
-        dir.join(format!("{stem}.pem")).display().to_string(),
-        "--cluster-key".into(),
-        dir.join(format!("{stem}-key.pem")).display().to_string(),
-        "--cluster-ca".into(),
-        dir.join("ca.pem").display().to_string(),
-    ]
-}
 
 /// A gRPC channel to `address` over TLS, with the certificate of `identity` (None: none).
 async fn channel(dir: &Path, address: &str, identity: Option<&str>) -> Result<Channel, String> {
@@ -62,37 +48,29 @@ async fn channel(dir: &Path, address: &str, identity: Option<&str>) -> Result<Ch
 
 #[test]
 fn mutual_tls_runs_the_reference_job_exactly_and_refuses_callers_without_the_right_identity() {
-    let certs = tempfile::tempdir().expect("tmp");
-    let dir = certs.path();
-    let made = std::process::Command::new(bin("kappa"))
-        .args(["certs", "init", "--dir"])
-        .arg(dir)
-        .args([
-            "--jobmanager",
-            "jm-0",
-            "--jobmanager",
-            "jm-1",
-            "--taskmanager",
-            "tm-a",
-            "--taskmanager",
-            "tm-b",
-            "--taskmanager",
-            "tm-rogue",
-        ])
-        .output()
-        .expect("kappa certs init");
-    assert!(made.status.success(), "{made:?}");
+    let certs = ClusterCerts::init(
+        &[
+            "jobmanager/jm-0",
+            "jobmanager/jm-1",
+            "taskmanager/tm-a",
+            "taskmanager/tm-b",
+            "taskmanager/tm-rogue",
+        ],
+        &[],
+    )
+    .expect("kappa certs init");
+    let dir = certs.dir();
 
     let broker = Broker::start().expect("broker");
     broker.create_topic("clicks", 2).expect("topic");
     broker.create_topic("out", SINK_PARTITIONS).expect("topic");
-    let jm_flags = flags(dir, "jobmanager/jm-0");
+    let jm_flags = certs.flags("jobmanager/jm-0");
     let jm_args: Vec<&str> = jm_flags.iter().map(String::as_str).collect();
     let cluster = Cluster::jobmanager(&jm_args).expect("jobmanager on TLS");
     let tms: Vec<_> = ["tm-a", "tm-b"]
         .iter()
         .map(|tm| {
-            let f = flags(dir, &format!("taskmanager/{tm}"));
+            let f = certs.flags(&format!("taskmanager/{tm}"));
             let a: Vec<&str> = f.iter().map(String::as_str).collect();
             cluster
                 .taskmanager_with(1, &a, &[])
@@ -279,23 +257,12 @@ fn mutual_tls_runs_the_reference_job_exactly_and_refuses_callers_without_the_rig
 /// one name instead of the host dialed.
 #[test]
 fn a_taskmanager_checks_the_jobmanager_certificate_for_the_configured_name() {
-    let certs = tempfile::tempdir().expect("tmp");
-    let dir = certs.path();
-    let made = std::process::Command::new(bin("kappa"))
-        .args(["certs", "init", "--dir"])
-        .arg(dir)
-        .args([
-            "--jobmanager",
-            "jm",
-            "--taskmanager",
-            "tm-a",
-            "--taskmanager",
-            "tm-b",
-        ])
-        .output()
-        .expect("kappa certs init");
-    assert!(made.status.success(), "{made:?}");
-    let mut jm_args = flags(dir, "jobmanager/jm");
+    let certs = ClusterCerts::init(
+        &["jobmanager/jm", "taskmanager/tm-a", "taskmanager/tm-b"],
+        &[],
+    )
+    .expect("kappa certs init");
+    let mut jm_args = certs.flags("jobmanager/jm");
     jm_args.extend(["--rpc-address".into(), "0.0.0.0".into()]);
     let jm_args: Vec<&str> = jm_args.iter().map(String::as_str).collect();
     let cluster = Cluster::jobmanager(&jm_args).expect("jobmanager on TLS");
@@ -310,7 +277,7 @@ fn a_taskmanager_checks_the_jobmanager_certificate_for_the_configured_name() {
             "--port".into(),
             "0".into(),
         ];
-        args.extend(flags(dir, &format!("taskmanager/{tm}")));
+        args.extend(certs.flags(&format!("taskmanager/{tm}")));
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Process::spawn(&args).expect("taskmanager")

@@ -5,31 +5,15 @@
 //! another site) nor reach a loopback jobmanager through a rebound DNS name; the legitimate
 //! client submits and lists as before.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use kappa_integration_tests::cluster::{Cluster, Process};
+use kappa_integration_tests::cluster_certs::ClusterCerts;
 use kappa_integration_tests::{bin, eventually, free_port};
 
 const JOB: &str = include_str!("../../examples/hourly-item-clicks.toml");
-
-/// `kappa certs init` for one jobmanager `jm`: the CA and its certificate (localhost,
-/// 127.0.0.1) in `dir`.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let made = Command::new(bin("kappa"))
-        .args(["certs", "init", "--dir"])
-        .arg(dir)
-        .args(["--jobmanager", "jm"])
-        .output()
-        .expect("kappa certs init");
-    assert!(made.status.success(), "{made:?}");
-    (
-        dir.join("ca.pem"),
-        dir.join("jobmanager-jm.pem"),
-        dir.join("jobmanager-jm-key.pem"),
-    )
-}
 
 fn kappactl(url: &str, args: &[&str]) -> std::process::Output {
     Command::new(bin("kappactl"))
@@ -51,8 +35,8 @@ fn text(out: &std::process::Output) -> String {
 
 #[test]
 fn a_routable_jobmanager_needs_a_token_and_serves_https_to_clients_that_trust_its_ca() {
-    let certs = tempfile::tempdir().expect("tmp");
-    let (ca, cert, key) = certificates(certs.path());
+    let certs = ClusterCerts::init(&["jobmanager/jm"], &[]).expect("kappa certs init");
+    let (ca, (cert, key)) = (certs.ca(), certs.pair("jobmanager/jm"));
     let port = free_port().to_string();
     let rpc = free_port().to_string();
     let base = [
@@ -82,7 +66,7 @@ fn a_routable_jobmanager_needs_a_token_and_serves_https_to_clients_that_trust_it
 
     // With a token from a file and a certificate: HTTPS.
     let token = "t0ken-from-a-file";
-    let token_file = certs.path().join("token");
+    let token_file = certs.dir().join("token");
     std::fs::write(&token_file, format!("{token}\n")).expect("token file");
     let mut args = base.to_vec();
     let (token_path, cert_path, key_path) = (
@@ -138,7 +122,7 @@ fn a_routable_jobmanager_needs_a_token_and_serves_https_to_clients_that_trust_it
             "--token",
             token,
             "validate",
-            &write_job(certs.path()),
+            &write_job(certs.dir()),
         ],
     );
     assert!(validated.status.success(), "{}", text(&validated));

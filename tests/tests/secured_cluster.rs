@@ -5,53 +5,29 @@
 //! `sslmode=verify-full`: the table holds exactly the reference counts, and the sink's
 //! sessions are TLS (`pg_stat_ssl`).
 
-use std::path::Path;
 use std::time::Duration;
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
+use kappa_integration_tests::cluster_certs::ClusterCerts;
 use kappa_integration_tests::etcd::{Etcd, PASSWORD, USER};
 use kappa_integration_tests::pki::Pki;
 use kappa_integration_tests::postgres::{
     HOURLY_TABLE, Postgres, hourly_rows, wait_rows, with_postgres_sink,
 };
 use kappa_integration_tests::reference::{START, clicks, hourly_counts, produce_closed};
-use kappa_integration_tests::{bin, eventually, reference_job};
+use kappa_integration_tests::{eventually, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
-
-/// `--cluster-cert/--cluster-key/--cluster-ca` of `identity` from `kappa certs init`.
-fn cluster_flags(dir: &Path, identity: &str) -> Vec<String> {
-    let stem = identity.replace('/', "-");
-    let file = |name: String| dir.join(name).display().to_string();
-    vec![
-        "--cluster-cert".into(),
-        file(format!("{stem}.pem")),
-        "--cluster-key".into(),
-        file(format!("{stem}-key.pem")),
-        "--cluster-ca".into(),
-        file("ca.pem".into()),
-    ]
-}
 
 #[test]
 fn the_reference_job_is_exact_with_cluster_mtls_etcd_tls_and_auth_and_postgres_verify_full() {
     // Cluster identities, and a CA of the services (etcd, PostgreSQL).
-    let certs = tempfile::tempdir().expect("tmp");
-    let made = std::process::Command::new(bin("kappa"))
-        .args(["certs", "init", "--dir"])
-        .arg(certs.path())
-        .args([
-            "--jobmanager",
-            "jm-0",
-            "--taskmanager",
-            "tm-a",
-            "--taskmanager",
-            "tm-b",
-        ])
-        .output()
-        .expect("kappa certs init");
-    assert!(made.status.success(), "{made:?}");
+    let certs = ClusterCerts::init(
+        &["jobmanager/jm-0", "taskmanager/tm-a", "taskmanager/tm-b"],
+        &[],
+    )
+    .expect("kappa certs init");
     let services = Pki::new("kappa test services CA").expect("CA");
     // The taskmanagers may let jobs read the CA (--allow-path), and nothing else of the PKI.
     let trusted = tempfile::tempdir().expect("tmp");
@@ -78,7 +54,7 @@ fn the_reference_job_is_exact_with_cluster_mtls_etcd_tls_and_auth_and_postgres_v
     let dir = tempfile::tempdir().expect("tmp");
     let password_file = dir.path().join("etcd-password");
     std::fs::write(&password_file, PASSWORD).expect("password file");
-    let mut jm = cluster_flags(certs.path(), "jobmanager/jm-0");
+    let mut jm = certs.flags("jobmanager/jm-0");
     jm.extend(allow.iter().cloned());
     jm.extend(
         [
@@ -106,7 +82,7 @@ fn the_reference_job_is_exact_with_cluster_mtls_etcd_tls_and_auth_and_postgres_v
     let taskmanagers: Vec<_> = ["tm-a", "tm-b"]
         .iter()
         .map(|tm| {
-            let mut f = cluster_flags(certs.path(), &format!("taskmanager/{tm}"));
+            let mut f = certs.flags(&format!("taskmanager/{tm}"));
             f.extend(allow.iter().cloned());
             let f: Vec<&str> = f.iter().map(String::as_str).collect();
             cluster.taskmanager_with(1, &f, &[]).expect("taskmanager")
