@@ -241,9 +241,16 @@ fn passwords_appear_nowhere_and_a_restart_with_the_key_resumes_the_job() {
         "{stderr}"
     );
     let id2 = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    cluster
+    let running = cluster
         .wait_state(&id2, &["RUNNING"], Duration::from_secs(60))
         .expect("runs with its secret");
+    // The job's page says so while it runs.
+    assert!(
+        running["warnings"]
+            .to_string()
+            .contains("are not kept in the job's record"),
+        "{running}"
+    );
     cluster.restart_jobmanager(no_key).expect("restart");
     let job = cluster
         .wait_state(&id2, &["FAILED"], Duration::from_secs(30))

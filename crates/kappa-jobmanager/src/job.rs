@@ -388,7 +388,12 @@ impl JobEntry {
                 .periodic_checkpoints()
                 .map(|p| u64::try_from(p.interval.as_millis()).unwrap_or(u64::MAX)),
             attempts: s.attempts.clone(),
-            warnings: stalled_watermark_warnings(&vertices),
+            warnings: self
+                .text
+                .warning()
+                .into_iter()
+                .chain(stalled_watermark_warnings(&vertices))
+                .collect(),
             vertices,
             edges: graph.edges,
         }
