@@ -13,7 +13,7 @@ use kappa_integration_tests::cluster_certs::ClusterCerts;
 use kappa_integration_tests::etcd::{Etcd, PASSWORD, USER};
 use kappa_integration_tests::pki::Pki;
 use kappa_integration_tests::postgres::{
-    HOURLY_TABLE, Postgres, hourly_rows, wait_rows, with_postgres_sink,
+    HOURLY_TABLE, PASSWORD as PG_PASSWORD, Postgres, hourly_rows, wait_rows, with_postgres_sink,
 };
 use kappa_integration_tests::reference::{START, clicks, hourly_counts, produce_closed};
 use kappa_integration_tests::{eventually, reference_job};
@@ -119,4 +119,13 @@ fn the_reference_job_is_exact_with_cluster_mtls_etcd_tls_and_auth_and_postgres_v
     });
     assert!(sessions.is_ok(), "{sessions:?}");
     assert_eq!(hourly_rows(&pg), expected, "no row changed since");
+    // The job's record in etcd keeps the job file with its PostgreSQL password redacted.
+    let stored = etcd
+        .etcdctl(&["get", "--prefix", "/kappa"])
+        .expect("etcdctl get");
+    assert!(stored.contains(&id), "the job's record is in etcd");
+    assert!(
+        stored.contains("***") && !stored.contains(PG_PASSWORD),
+        "etcd holds the password in clear"
+    );
 }
