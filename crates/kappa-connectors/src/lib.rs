@@ -1,6 +1,7 @@
 //! Kappa sources and sinks: Kafka (assigned partitions at explicit offsets, keyed JSON
 //! output, at-least-once or transactional, dead-letter topics), JSON-lines files (part files
-//! committed by rename for exactly-once) and stdout, and split assignment.
+//! committed by rename for exactly-once) and stdout, the Nexmark event generator, and split
+//! assignment.
 
 pub mod bad_records;
 pub mod confine;
@@ -8,6 +9,7 @@ pub mod file;
 pub mod json;
 pub mod kafka;
 pub mod key;
+pub mod nexmark;
 pub mod part_files;
 pub mod postgres;
 mod postgres_tls;

@@ -1,0 +1,206 @@
+//! The three Nexmark tables as Arrow: their schemas (as RisingWave's and Flink SQL's Nexmark
+//! tables, times as timestamp milliseconds) and the builders events are appended to.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+
+use super::config::NexmarkError;
+use super::model::{Auction, Bid, Person, Table};
+
+fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, data_type)| Field::new(*name, data_type.clone(), false))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+const TIME: DataType = DataType::Timestamp(TimeUnit::Millisecond, None);
+
+/// The schema of a table: `person(id, name, email_address, credit_card, city, state,
+/// date_time, extra)`, `auction(id, item_name, description, initial_bid, reserve, date_time,
+/// expires, seller, category, extra)`, `bid(auction, bidder, price, channel, url, date_time,
+/// extra)`.
+pub fn table_schema(table: Table) -> SchemaRef {
+    static SCHEMAS: OnceLock<[SchemaRef; 3]> = OnceLock::new();
+    let [person, auction, bid] = SCHEMAS.get_or_init(|| {
+        use DataType::{Int64 as I, Utf8 as S};
+        [
+            schema(&[
+                ("id", I),
+                ("name", S),
+                ("email_address", S),
+                ("credit_card", S),
+                ("city", S),
+                ("state", S),
+                ("date_time", TIME),
+                ("extra", S),
+            ]),
+            schema(&[
+                ("id", I),
+                ("item_name", S),
+                ("description", S),
+                ("initial_bid", I),
+                ("reserve", I),
+                ("date_time", TIME),
+                ("expires", TIME),
+                ("seller", I),
+                ("category", I),
+                ("extra", S),
+            ]),
+            schema(&[
+                ("auction", I),
+                ("bidder", I),
+                ("price", I),
+                ("channel", S),
+                ("url", S),
+                ("date_time", TIME),
+                ("extra", S),
+            ]),
+        ]
+    });
+    Arc::clone(match table {
+        Table::Person => person,
+        Table::Auction => auction,
+        Table::Bid => bid,
+    })
+}
+
+/// Columns of the person table being filled.
+#[derive(Default)]
+pub(crate) struct PersonColumns {
+    id: Int64Builder,
+    name: StringBuilder,
+    email_address: StringBuilder,
+    credit_card: StringBuilder,
+    city: StringBuilder,
+    state: StringBuilder,
+    date_time: TimestampMillisecondBuilder,
+    extra: StringBuilder,
+}
+
+impl PersonColumns {
+    pub(crate) fn push(&mut self, p: &Person) {
+        self.id.append_value(p.id);
+        self.name.append_value(&p.name);
+        self.email_address.append_value(&p.email_address);
+        self.credit_card.append_value(&p.credit_card);
+        self.city.append_value(p.city);
+        self.state.append_value(p.state);
+        self.date_time.append_value(p.date_time);
+        self.extra.append_value(p.extra);
+    }
+
+    pub(crate) fn finish(mut self) -> Result<RecordBatch, NexmarkError> {
+        finish(
+            Table::Person,
+            vec![
+                Arc::new(self.id.finish()),
+                Arc::new(self.name.finish()),
+                Arc::new(self.email_address.finish()),
+                Arc::new(self.credit_card.finish()),
+                Arc::new(self.city.finish()),
+                Arc::new(self.state.finish()),
+                Arc::new(self.date_time.finish()),
+                Arc::new(self.extra.finish()),
+            ],
+        )
+    }
+}
+
+/// Columns of the auction table being filled.
+#[derive(Default)]
+pub(crate) struct AuctionColumns {
+    id: Int64Builder,
+    item_name: StringBuilder,
+    description: StringBuilder,
+    initial_bid: Int64Builder,
+    reserve: Int64Builder,
+    date_time: TimestampMillisecondBuilder,
+    expires: TimestampMillisecondBuilder,
+    seller: Int64Builder,
+    category: Int64Builder,
+    extra: StringBuilder,
+}
+
+impl AuctionColumns {
+    pub(crate) fn push(&mut self, a: &Auction) {
+        self.id.append_value(a.id);
+        self.item_name.append_value(&a.item_name);
+        self.description.append_value(&a.description);
+        self.initial_bid.append_value(a.initial_bid);
+        self.reserve.append_value(a.reserve);
+        self.date_time.append_value(a.date_time);
+        self.expires.append_value(a.expires);
+        self.seller.append_value(a.seller);
+        self.category.append_value(a.category);
+        self.extra.append_value(a.extra);
+    }
+
+    pub(crate) fn finish(mut self) -> Result<RecordBatch, NexmarkError> {
+        finish(
+            Table::Auction,
+            vec![
+                Arc::new(self.id.finish()),
+                Arc::new(self.item_name.finish()),
+                Arc::new(self.description.finish()),
+                Arc::new(self.initial_bid.finish()),
+                Arc::new(self.reserve.finish()),
+                Arc::new(self.date_time.finish()),
+                Arc::new(self.expires.finish()),
+                Arc::new(self.seller.finish()),
+                Arc::new(self.category.finish()),
+                Arc::new(self.extra.finish()),
+            ],
+        )
+    }
+}
+
+/// Columns of the bid table being filled.
+#[derive(Default)]
+pub(crate) struct BidColumns {
+    auction: Int64Builder,
+    bidder: Int64Builder,
+    price: Int64Builder,
+    channel: StringBuilder,
+    url: StringBuilder,
+    date_time: TimestampMillisecondBuilder,
+    extra: StringBuilder,
+}
+
+impl BidColumns {
+    pub(crate) fn push(&mut self, b: &Bid) {
+        self.auction.append_value(b.auction);
+        self.bidder.append_value(b.bidder);
+        self.price.append_value(b.price);
+        self.channel.append_value(&b.channel);
+        self.url.append_value(b.url);
+        self.date_time.append_value(b.date_time);
+        self.extra.append_value(b.extra);
+    }
+
+    pub(crate) fn finish(mut self) -> Result<RecordBatch, NexmarkError> {
+        finish(
+            Table::Bid,
+            vec![
+                Arc::new(self.auction.finish()),
+                Arc::new(self.bidder.finish()),
+                Arc::new(self.price.finish()),
+                Arc::new(self.channel.finish()),
+                Arc::new(self.url.finish()),
+                Arc::new(self.date_time.finish()),
+                Arc::new(self.extra.finish()),
+            ],
+        )
+    }
+}
+
+/// The columns match the schema by construction (same order, types, no nulls), so this
+/// fails only if the two are edited apart.
+fn finish(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch, NexmarkError> {
+    RecordBatch::try_new(table_schema(table), columns)
+        .map_err(|source| NexmarkError::Batch { table, source })
+}

@@ -1,0 +1,116 @@
+//! The Nexmark event generator: persons, auctions and bids of the Nexmark benchmark, after
+//! the reference generator (Apache Beam's, as kept by `github.com/nexmark/nexmark`). Every
+//! event is a pure function of (seed, event number), so a parallel source reads split `i` of
+//! `n` as event numbers `i, i + n, …` and restores from the next event number it checkpointed.
+//! See "Nexmark generator" in docs/architecture.md.
+
+mod batch;
+mod config;
+mod model;
+mod rng;
+#[cfg(test)]
+mod tests;
+
+use arrow::record_batch::RecordBatch;
+
+pub use self::batch::table_schema;
+use self::batch::{AuctionColumns, BidColumns, PersonColumns};
+pub use self::config::{DEFAULT_BASE_TIME_MS, MAX_AVG_BYTES, NexmarkConfig, NexmarkError, Split};
+pub use self::model::{
+    AUCTION_ID_LEAD, AUCTION_PROPORTION, Auction, BID_PROPORTION, Bid, Event, FIRST_AUCTION_ID,
+    FIRST_CATEGORY_ID, FIRST_PERSON_ID, HOT_GROUP, NUM_CATEGORIES, PERSON_ID_LEAD,
+    PERSON_PROPORTION, PROPORTION_TOTAL, Person, Table, auctions_up_to, persons_up_to,
+};
+
+/// What one `fill` produced: a batch for each requested table (possibly empty) and where
+/// the split goes on.
+#[derive(Debug)]
+pub struct Filled {
+    pub person: Option<RecordBatch>,
+    pub auction: Option<RecordBatch>,
+    pub bid: Option<RecordBatch>,
+    /// The next event number of the split: the position to checkpoint and resume from.
+    pub next_position: u64,
+    /// A bounded sequence has no more events for this split.
+    pub finished: bool,
+}
+
+impl Filled {
+    pub fn batch(&self, table: Table) -> Option<&RecordBatch> {
+        match table {
+            Table::Person => self.person.as_ref(),
+            Table::Auction => self.auction.as_ref(),
+            Table::Bid => self.bid.as_ref(),
+        }
+    }
+}
+
+/// A validated configuration, ready to generate.
+#[derive(Debug, Clone)]
+pub struct NexmarkGenerator {
+    config: NexmarkConfig,
+}
+
+impl NexmarkGenerator {
+    pub fn new(config: NexmarkConfig) -> Result<Self, NexmarkError> {
+        config.validate()?;
+        Ok(NexmarkGenerator { config })
+    }
+
+    pub fn config(&self) -> &NexmarkConfig {
+        &self.config
+    }
+
+    /// The event of number `n` (for bounded sequences, also past the end).
+    pub fn event(&self, n: u64) -> Event {
+        model::event(&self.config, n)
+    }
+
+    /// Generates the events of `split` from event number `position` into one batch per
+    /// requested table: at most `max_rows` rows in all, looking at most at
+    /// `max_rows · PROPORTION_TOTAL` event numbers (so a split that holds no event of the
+    /// requested tables still returns). Events of other tables are skipped, not generated.
+    pub fn fill(
+        &self,
+        split: Split,
+        position: u64,
+        max_rows: usize,
+        tables: &[Table],
+    ) -> Result<Filled, NexmarkError> {
+        split.check(position)?;
+        if tables.is_empty() {
+            return Err(NexmarkError::NoTable);
+        }
+        if max_rows == 0 {
+            return Err(NexmarkError::NotPositive { field: "max_rows" });
+        }
+        let wants = |t: Table| tables.contains(&t);
+        let mut person = wants(Table::Person).then(PersonColumns::default);
+        let mut auction = wants(Table::Auction).then(AuctionColumns::default);
+        let mut bid = wants(Table::Bid).then(BidColumns::default);
+        let mut n = position;
+        let mut rows = 0;
+        let mut looked = 0;
+        let max_looked = max_rows.saturating_mul(PROPORTION_TOTAL as usize);
+        while rows < max_rows && looked < max_looked && !self.config.is_past_end(n) {
+            if wants(Table::of_event(n)) {
+                match (self.event(n), &mut person, &mut auction, &mut bid) {
+                    (Event::Person(p), Some(columns), _, _) => columns.push(&p),
+                    (Event::Auction(a), _, Some(columns), _) => columns.push(&a),
+                    (Event::Bid(b), _, _, Some(columns)) => columns.push(&b),
+                    _ => {}
+                }
+                rows += 1;
+            }
+            looked += 1;
+            n = split.next(n);
+        }
+        Ok(Filled {
+            person: person.map(PersonColumns::finish).transpose()?,
+            auction: auction.map(AuctionColumns::finish).transpose()?,
+            bid: bid.map(BidColumns::finish).transpose()?,
+            next_position: n,
+            finished: self.config.is_past_end(n),
+        })
+    }
+}
