@@ -242,6 +242,7 @@ fn the_leader_steps_down_while_etcd_is_away_and_work_resumes_when_it_returns() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The outage lasts a while longer with nobody leading (a duration, not a wait).
     std::thread::sleep(Duration::from_secs(2));
     etcd.resume().expect("etcd again");
     let t = wait_running(&ha, &url0, &id, Duration::from_secs(90));

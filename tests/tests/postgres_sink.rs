@@ -18,7 +18,7 @@ use kappa_integration_tests::postgres::{
     HOURLY_TABLE, PASSWORD, Postgres, hourly_rows, wait_rows, with_postgres_sink,
 };
 use kappa_integration_tests::reference::{START, clicks, hourly_counts, produce_closed};
-use kappa_integration_tests::reference_job;
+use kappa_integration_tests::{eventually, reference_job};
 use kappa_job::template::KeyTemplate;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::Sink;
@@ -340,11 +340,27 @@ fn the_sink_converts_types_keeps_the_last_value_per_id_and_commits_per_flush() {
     assert_eq!(rows["row-b"], expected_typed(4));
     assert_eq!(rows["row-c"], expected_typed(4));
 
-    // Rows buffered longer than the flush interval are written when the task is idle.
+    // Rows buffered longer than the flush interval are written when the task is idle: not at
+    // once, but by a later check.
     sink.write(&typed_batch(&["d"], 5)).expect("write");
-    std::thread::sleep(Duration::from_millis(1_100));
     sink.check().expect("check");
-    assert_eq!(typed_rows(&pg)["row-d"], expected_typed(5));
+    assert!(
+        !typed_rows(&pg).contains_key("row-d"),
+        "written before the interval"
+    );
+    let written = eventually(
+        "row-d flushed by an idle check",
+        Duration::from_secs(10),
+        || {
+            sink.check().map_err(|e| e.to_string())?;
+            typed_rows(&pg)
+                .get("row-d")
+                .cloned()
+                .ok_or_else(|| "not yet".to_string())
+        },
+    )
+    .expect("flushed");
+    assert_eq!(written, expected_typed(5));
 
     // Many rows: several statements (and an early flush) in transactions.
     let keys: Vec<String> = (0..12_345).map(|i| format!("many-{i}")).collect();

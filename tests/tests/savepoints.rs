@@ -164,6 +164,7 @@ fn a_changed_job_starts_from_the_old_jobs_savepoint() {
         .submit(&v2, &["--start", &format!("savepoint:{savepoint}")])
         .expect("submit v2");
     wait_read(&cluster, &id2, tail.len());
+    // A second in which a re-read of v1's input would show (nothing to wait for: it must not come).
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         cluster.job(&id2).unwrap()["vertices"][0]["records_in"],
