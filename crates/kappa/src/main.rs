@@ -55,9 +55,14 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KAPPA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
     });
+    // Colours only on a terminal: a log file, a container's log or a pipe gets plain text
+    // (escape codes broke `field=value` searches in them).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
 }
 
