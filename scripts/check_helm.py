@@ -940,6 +940,19 @@ def secret_files(docs, certs: Path) -> dict[str, dict[str, bytes]]:
     return out
 
 
+def cluster_secrets(kappa: Path, docs, tmp: Path) -> dict[str, dict[str, bytes]]:
+    """The Secrets the rendered pods mount, with certificates from `kappa certs init` in tmp/certs
+    for the jobmanager (one the jobmanagers share, naming the gRPC Service as the chart's does:
+    taskmanagers check it for that name, not for the pod IP a standby names) and each
+    taskmanager ordinal."""
+    certs = tmp / "certs"
+    ordinals = range(find(docs, "StatefulSet")[0]["spec"]["replicas"])
+    subprocess.run([str(kappa), "certs", "init", "--dir", str(certs), "--jobmanager", f"{RELEASE}-jobmanager",
+                    f"--host={RELEASE}-jobmanager-rpc", *(f"--taskmanager={RELEASE}-taskmanager-{i}" for i in ordinals)],
+                   check=True, capture_output=True, env=clean_env())
+    return secret_files(docs, certs)
+
+
 def pod_files(docs, kind: str, pod: str, tmp: Path, secrets: dict[str, dict[str, bytes]]) -> dict[str, str]:
     """Writes the files of the pod's ConfigMap and Secret volumes under tmp; returns its mount
     paths and where their files are here."""
@@ -985,12 +998,7 @@ def live_smoke(r: Report, kappa: Path, name: str, docs) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="check-helm-"))
     procs: list[subprocess.Popen] = []
     try:
-        certs = tmp / "certs"
-        ordinals = range(find(docs, "StatefulSet")[0]["spec"]["replicas"])
-        subprocess.run([str(kappa), "certs", "init", "--dir", str(certs), "--jobmanager", f"{RELEASE}-jobmanager",
-                        f"--host={RELEASE}-jobmanager-rpc", *(f"--taskmanager={RELEASE}-taskmanager-{i}" for i in ordinals)],
-                       check=True, capture_output=True, env=clean_env())
-        secrets = secret_files(docs, certs)
+        secrets = cluster_secrets(kappa, docs, tmp)
         rest, rpc, tm_port = free_ports(3)
         jm_pod = {"POD_IP": "127.0.0.1", "POD_NAME": f"{RELEASE}-jobmanager-0", "POD_NAMESPACE": NAMESPACE}
         jm_mounts = pod_files(docs, "Deployment", jm_pod["POD_NAME"], tmp, secrets)
@@ -999,7 +1007,7 @@ def live_smoke(r: Report, kappa: Path, name: str, docs) -> None:
         token_file = next((a.split("=", 1)[1] for a in jm_args if a.startswith("--auth-token-file=")), None)
         token = Path(token_file).read_text().strip() if token_file else None
         rest_tls = any(a.startswith("--tls-cert=") for a in jm_args)
-        ca = certs / "ca.pem"
+        ca = tmp / "certs" / "ca.pem"
         jm_log = open(tmp / "jobmanager.log", "wb")
         procs.append(subprocess.Popen([str(kappa), *jm_args], env=container_env(jm, docs, {"TMPDIR": str(tmp), "KAPPA_LOG": "warn"}),
                                       stdout=jm_log, stderr=subprocess.STDOUT, cwd=tmp))
@@ -1149,14 +1157,7 @@ def live_ha(r: Report, kappa: Path) -> None:
                                               "checkpoints": {"dir": str(tmp / "checkpoints")}})
         docs = documents(render(values))
         jm, tm = container(docs, "Deployment"), container(docs, "StatefulSet")
-        # One certificate the jobmanagers share, naming the gRPC Service as the chart's does
-        # (the taskmanager checks it for that name, not for the pod IP the standby names).
-        certs = tmp / "certs"
-        ordinals = range(find(docs, "StatefulSet")[0]["spec"]["replicas"])
-        subprocess.run([str(kappa), "certs", "init", "--dir", str(certs), "--jobmanager", f"{RELEASE}-jobmanager",
-                        f"--host={RELEASE}-jobmanager-rpc", *(f"--taskmanager={RELEASE}-taskmanager-{i}" for i in ordinals)],
-                       check=True, capture_output=True, env=clean_env())
-        secrets = secret_files(docs, certs)
+        secrets = cluster_secrets(kappa, docs, tmp)
         token = base64.b64decode(find(docs, "Secret", RELEASE)[0]["data"]["KAPPA_AUTH_TOKEN"]).decode()
 
         def args_of(c: dict, kind: str, replace: dict[str, str], pod_name: str) -> list[str]:

@@ -93,6 +93,11 @@ pub fn latest_per_key(
     Ok(out)
 }
 
+/// The clicks as a JSON-lines file's text, for file sources.
+pub fn json_lines(data: &[Click]) -> String {
+    data.iter().map(|c| c.json() + "\n").collect()
+}
+
 /// The clicks as records spread round-robin over `partitions` partitions.
 pub fn spread(data: &[Click], partitions: i32) -> Vec<(i32, String)> {
     data.iter()

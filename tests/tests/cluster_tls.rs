@@ -10,7 +10,9 @@ use std::time::Duration;
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::cluster_certs::ClusterCerts;
-use kappa_integration_tests::reference::{START, clicks, closing, hourly_counts, latest_per_key};
+use kappa_integration_tests::reference::{
+    START, clicks, closing, hourly_counts, latest_per_key, spread,
+};
 use kappa_integration_tests::{SINK_PARTITIONS, eventually, reference_job};
 use kappa_proto::v1::data_exchange_service_client::DataExchangeServiceClient;
 use kappa_proto::v1::exchange_frame::Frame;
@@ -78,12 +80,9 @@ fn mutual_tls_runs_the_reference_job_exactly_and_refuses_callers_without_the_rig
         })
         .collect();
     let data = clicks(4_000, 29, START, 3, 40);
-    let records: Vec<(i32, String)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, c)| ((i % 2) as i32, c.json()))
-        .collect();
-    broker.produce("clicks", &records).expect("produce");
+    broker
+        .produce("clicks", &spread(&data, 2))
+        .expect("produce");
     let id = cluster
         .submit(
             &reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::reference::{
-    self, START, clicks, hourly_counts, part_file_counts, spread,
+    self, START, clicks, hourly_counts, json_lines, part_file_counts, spread,
 };
 use kappa_integration_tests::{SINK_PARTITIONS, eventually, reference_job};
 use serde_json::{Value, json};
@@ -24,8 +24,7 @@ fn file_job(input: &Path, output: &Path) -> String {
 fn input(dir: &Path, seed: u64) -> std::collections::BTreeMap<(String, i64), i64> {
     std::fs::create_dir_all(dir).expect("input directory");
     let data = clicks(3_000, seed, START, 3, 40);
-    let text: String = data.iter().map(|c| c.json() + "\n").collect();
-    std::fs::write(dir.join("clicks.jsonl"), text).expect("input file");
+    std::fs::write(dir.join("clicks.jsonl"), json_lines(&data)).expect("input file");
     hourly_counts(&data, |_| true)
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{
-    Click, START, clicks, closing, hourly_counts, latest_per_key, spread,
+    Click, START, clicks, closing, hourly_counts, json_lines, latest_per_key, spread,
 };
 use kappa_integration_tests::{SINK_PARTITIONS, eventually, reference_job};
 
@@ -457,11 +457,7 @@ fn a_new_jobmanager_resumes_each_kept_job_on_its_own() {
 fn ended_jobs_stay_listed_for_their_retention_across_a_jobmanager_restart_then_go() {
     let dir = tempfile::tempdir().expect("tmp");
     let input = dir.path().join("clicks.jsonl");
-    let text: String = clicks(500, 5, START, 2, 10)
-        .iter()
-        .map(|c| c.json() + "\n")
-        .collect();
-    std::fs::write(&input, text).expect("input");
+    std::fs::write(&input, json_lines(&clicks(500, 5, START, 2, 10))).expect("input");
     let root = dir.path().join("checkpoints");
     let allowed = dir.path().to_str().expect("utf-8");
     let flags = [

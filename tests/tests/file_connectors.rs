@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::{self, START, clicks, hourly_counts, part_file_counts};
+use kappa_integration_tests::reference::{
+    self, START, clicks, hourly_counts, json_lines, part_file_counts,
+};
 
 /// The reference job over a directory of JSON-lines files into an exactly-once file sink,
 /// checkpointing every 100 ms.
@@ -30,8 +32,8 @@ fn a_file_source_restored_from_a_checkpoint_reads_each_line_once() {
     std::fs::create_dir(&input).expect("input directory");
     let data = clicks(400_000, 61, START, 6, 200);
     for (i, part) in data.chunks(data.len() / 2).enumerate() {
-        let text: String = part.iter().map(|c| c.json() + "\n").collect();
-        std::fs::write(input.join(format!("clicks-{i}.jsonl")), text).expect("input file");
+        std::fs::write(input.join(format!("clicks-{i}.jsonl")), json_lines(part))
+            .expect("input file");
     }
     let chk = dir.path().join("checkpoints");
     // Jobs may read and write under the test's directory only.
@@ -78,8 +80,7 @@ fn a_file_job_across_two_taskmanagers_finishes_when_a_source_subtask_has_no_file
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("clicks.jsonl");
     let data = clicks(5_000, 67, START, 3, 30);
-    let text: String = data.iter().map(|c| c.json() + "\n").collect();
-    std::fs::write(&input, text).expect("input file");
+    std::fs::write(&input, json_lines(&data)).expect("input file");
     let allowed = dir.path().to_str().expect("utf-8 path");
     let cluster = Cluster::jobmanager(&["--allow-path", allowed]).expect("jobmanager");
     let _tms: Vec<_> = (0..2)
