@@ -182,6 +182,12 @@ pub enum StartError {
         "the REST API would listen on {0}, which is not a loopback address, without a token: give --auth-token-file (or KAPPA_AUTH_TOKEN), e.g. a file holding the output of `openssl rand -hex 32`"
     )]
     Unprotected(SocketAddr),
+    #[error("serving the REST API on {addr}: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub(crate) struct Inner {
@@ -330,7 +336,8 @@ impl JobManager {
                 jm
             }
         };
-        rest::serve(rest_listener, jm.clone()).map_err(|e| StartError::Bind(e.to_string()))?;
+        rest::serve(rest_listener, jm.clone())
+            .map_err(|source| StartError::Serve { addr: rest, source })?;
         let service = JobManagerServiceServer::new(rpc::JobManagerRpc {
             inner: Arc::clone(&jm.inner),
         })
