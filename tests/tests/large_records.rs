@@ -42,7 +42,7 @@ fn window_subtask(job: &str, items: &[u32]) -> Vec<usize> {
                 + "\n"
         })
         .collect();
-    let batch = arrow::json::ReaderBuilder::new(Arc::clone(&plan.steps_schema))
+    let batch = arrow::json::ReaderBuilder::new(Arc::clone(&plan.stages[0].schema))
         .build(Cursor::new(json))
         .expect("reader")
         .next()

@@ -6,22 +6,21 @@
 //! the jobmanager deploys it and the taskmanager wires its subtasks from it.
 
 use std::fmt;
-use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 
 use serde::{Deserialize, Serialize};
 
 use crate::keygroup::key_group_range;
-use crate::plan::{JobPlan, SinkInput, SinkKind, SourceKind, StepPlan, WindowAssigner};
+use crate::plan::{JobPlan, Output, SinkKind, SourceKind, WindowAssigner};
 
 /// What an operator of a chain is, by index into the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "index", rename_all = "snake_case")]
 pub enum OperatorKind {
     /// Reads [`JobPlan::sources`]`[i]`, tracks its watermark.
     Source(usize),
-    /// Applies [`JobPlan::steps`] (stateless).
+    /// Applies the steps of [`JobPlan::stages`]`[i]` (stateless).
     Steps(usize),
     /// Keyed windows of [`JobPlan::windows`]`[i]`; output port 0 is the result, port 1 the
     /// late events.
@@ -198,25 +197,6 @@ impl JobPlan {
         d
     }
 
-    fn describe_steps(&self) -> String {
-        let steps: Vec<String> = self
-            .steps
-            .iter()
-            .map(|s| match s {
-                StepPlan::Filter(f) => format!("Filter: {}", f.text),
-                StepPlan::Select { exprs, .. } => format!(
-                    "Select: {}",
-                    exprs
-                        .iter()
-                        .map(|e| e.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })
-            .collect();
-        steps.join("; ")
-    }
-
     fn describe_window(&self, i: usize) -> String {
         let w = &self.windows[i];
         let kind = match w.assigner {
@@ -287,93 +267,55 @@ impl JobPlan {
         }
     }
 
-    /// The logical graph: sources (each followed by the steps) unioned into the first window,
-    /// windows in order, the result to every result sink, late events to their sinks.
+    /// The logical graph: every operator of the plan after its inputs, each plan edge hashed
+    /// into a keyed operator and forward otherwise.
     fn logical(&self) -> (Vec<Node>, Vec<LogicalEdge>) {
-        let mut nodes = Vec::new();
-        let mut edges = Vec::new();
-        let several = self.sources.len() > 1;
-        let mut tails = Vec::new();
-        for (i, s) in self.sources.iter().enumerate() {
-            nodes.push(Node {
-                uid: s.uid.clone(),
-                name: s.name.clone(),
-                kind: OperatorKind::Source(i),
-                description: self.describe_source(i),
-            });
-            let mut tail = nodes.len() - 1;
-            if !self.steps.is_empty() {
-                nodes.push(Node {
-                    uid: match several {
-                        true => format!("steps@{}", s.uid),
-                        false => "steps".into(),
+        let order = self.operators_in_order();
+        let nodes: Vec<Node> = order.iter().map(|op| self.node(*op)).collect();
+        let position = |op: OperatorKind| order.iter().position(|o| *o == op);
+        let edges = self
+            .edges
+            .iter()
+            .filter_map(|e| {
+                Some(LogicalEdge {
+                    from: position(e.from.op)?,
+                    port: e.from.port,
+                    to: position(e.to)?,
+                    partitioning: match e.to.is_keyed() {
+                        true => Partitioning::Hash,
+                        false => Partitioning::Forward,
                     },
-                    name: "steps".into(),
-                    kind: OperatorKind::Steps(i),
-                    description: self.describe_steps(),
-                });
-                edges.push(LogicalEdge {
-                    from: tail,
-                    port: 0,
-                    to: nodes.len() - 1,
-                    partitioning: Partitioning::Forward,
-                });
-                tail = nodes.len() - 1;
-            }
-            tails.push(tail);
-        }
-        let mut window_nodes = Vec::new();
-        for (i, w) in self.windows.iter().enumerate() {
-            nodes.push(Node {
-                uid: w.uid.clone(),
-                name: w.uid.clone(),
-                kind: OperatorKind::Window(i),
-                description: self.describe_window(i),
-            });
-            let me = nodes.len() - 1;
-            for from in tails.drain(..) {
-                edges.push(LogicalEdge {
-                    from,
-                    port: 0,
-                    to: me,
-                    partitioning: Partitioning::Hash,
-                });
-            }
-            tails.push(me);
-            window_nodes.push(me);
-        }
-        for (i, s) in self.sinks.iter().enumerate() {
-            nodes.push(Node {
-                uid: s.uid.clone(),
-                name: s.name.clone(),
-                kind: OperatorKind::Sink(i),
-                description: self.describe_sink(i),
-            });
-            let me = nodes.len() - 1;
-            match s.input {
-                SinkInput::Result => {
-                    for from in &tails {
-                        edges.push(LogicalEdge {
-                            from: *from,
-                            port: 0,
-                            to: me,
-                            partitioning: Partitioning::Forward,
-                        });
-                    }
-                }
-                SinkInput::Late { window } => {
-                    if let Some(from) = window_nodes.get(window) {
-                        edges.push(LogicalEdge {
-                            from: *from,
-                            port: LATE_PORT,
-                            to: me,
-                            partitioning: Partitioning::Forward,
-                        });
-                    }
-                }
-            }
-        }
+                })
+            })
+            .collect();
         (nodes, edges)
+    }
+
+    fn node(&self, op: OperatorKind) -> Node {
+        let (uid, name, description) = match op {
+            OperatorKind::Source(i) => {
+                let s = &self.sources[i];
+                (s.uid.clone(), s.name.clone(), self.describe_source(i))
+            }
+            OperatorKind::Steps(i) => {
+                let s = &self.stages[i];
+                (s.uid.clone(), "steps".to_string(), s.describe())
+            }
+            OperatorKind::Window(i) => {
+                let w = &self.windows[i];
+                (w.uid.clone(), w.uid.clone(), self.describe_window(i))
+            }
+            OperatorKind::Sink(i) => {
+                let s = &self.sinks[i];
+                (s.uid.clone(), s.name.clone(), self.describe_sink(i))
+            }
+        };
+        Node {
+            uid,
+            name,
+            kind: op,
+            description,
+        }
     }
 
     /// The schema of the records edge `edge` of `graph` (this plan's graph) carries: what the
@@ -387,18 +329,7 @@ impl JobPlan {
                 .position(|routes| routes.contains(&Route::Edge(edge)))?;
             Some((op, port))
         })?;
-        match (op.kind, port) {
-            (OperatorKind::Source(s), _) => self.sources.get(s).map(|s| Arc::clone(&s.schema)),
-            (OperatorKind::Steps(_), _) => Some(Arc::clone(&self.steps_schema)),
-            (OperatorKind::Window(w), LATE_PORT) => {
-                let sink = self.windows.get(w)?.late_output?;
-                self.sinks.get(sink).map(|s| Arc::clone(&s.schema))
-            }
-            (OperatorKind::Window(w), _) => {
-                self.windows.get(w).map(|w| Arc::clone(&w.output_schema))
-            }
-            (OperatorKind::Sink(_), _) => None,
-        }
+        self.schema(Output { op: op.kind, port })
     }
 
     /// The operators and vertices this plan runs as.

@@ -1,7 +1,8 @@
 //! Planning jobs with several sources, windows and sinks into physical graphs.
 
+use crate::graph::LATE_PORT;
 use crate::graph::{OperatorKind, Partitioning, Route};
-use crate::plan::{Overrides, SinkInput, plan_job};
+use crate::plan::{Output, Overrides, plan_job};
 
 const REFERENCE: &str = include_str!("../../../examples/hourly-item-clicks.toml");
 const MULTI: &str = include_str!("../../../examples/web-and-app-clicks.toml");
@@ -60,26 +61,38 @@ fn named_sources_are_unioned_into_the_first_window_and_every_sink_gets_its_input
     assert_eq!(plan.sources[1].uid, "sources.web");
     assert_eq!(plan.windows.len(), 2);
     assert_eq!(plan.windows[1].uid, "daily-max");
-    let out: Vec<&str> = plan
-        .output_schema
+    let out: Vec<&str> = plan.sinks[0]
+        .schema
         .fields()
         .iter()
         .map(|f| f.name().as_str())
         .collect();
     assert_eq!(out, ["item_id", "window_start", "window_end", "max_hourly"]);
-    let inputs: Vec<(&str, SinkInput)> = plan
+    let inputs: Vec<(&str, Vec<Output>)> = plan
         .sinks
         .iter()
-        .map(|s| (s.name.as_str(), s.input))
+        .enumerate()
+        .map(|(k, s)| {
+            (
+                s.name.as_str(),
+                plan.inputs(OperatorKind::Sink(k)).collect(),
+            )
+        })
         .collect();
+    let result = Output::result(OperatorKind::Window(1));
+    let late = Output {
+        op: OperatorKind::Window(0),
+        port: LATE_PORT,
+    };
     assert_eq!(
         inputs,
         [
-            ("archive", SinkInput::Result),
-            ("late", SinkInput::Late { window: 0 }),
-            ("results", SinkInput::Result)
+            ("archive", vec![result]),
+            ("late", vec![late]),
+            ("results", vec![result])
         ]
     );
+    assert_eq!(plan.schema(late), Some(plan.sinks[1].schema.clone()));
     assert_eq!(plan.windows[0].late_output, Some(1));
     let late: Vec<&str> = plan.sinks[1]
         .schema
@@ -144,7 +157,10 @@ fn named_sources_are_unioned_into_the_first_window_and_every_sink_gets_its_input
         daily.operators[0]
     );
     // What each edge carries: the union's records, then the hourly rows.
-    assert_eq!(plan.edge_schema(&g, 0), Some(plan.steps_schema.clone()));
+    assert_eq!(
+        plan.edge_schema(&g, 0),
+        Some(plan.sources[0].schema.clone())
+    );
     assert_eq!(
         plan.edge_schema(&g, 2),
         Some(plan.windows[0].output_schema.clone())

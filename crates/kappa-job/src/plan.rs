@@ -25,6 +25,10 @@ use crate::template::KeyTemplate;
 mod dataflow;
 mod kafka;
 mod secrets;
+mod topology;
+
+use self::topology::pipeline;
+pub use self::topology::{Output, PlanEdge, StagePlan, late_schema};
 
 /// The longest duration a job may give (window sizes, gaps, lateness, out-of-orderness): 100
 /// years, so event-time arithmetic on epoch milliseconds cannot overflow.
@@ -68,17 +72,15 @@ pub struct JobPlan {
     pub start_override: Option<StartPosition>,
     pub parallelism: u32,
     pub max_parallelism: u32,
-    /// The sources, unioned into one stream (in name order).
+    /// The sources (in name order).
     pub sources: Vec<SourcePlan>,
-    /// Applied to every record of every source.
-    pub steps: Vec<StepPlan>,
-    /// Schema of the records after all steps.
-    pub steps_schema: SchemaRef,
-    /// Keyed windows, applied in order: each aggregates the output of the one before.
+    /// Stateless steps.
+    pub stages: Vec<StagePlan>,
+    /// Keyed event-time windows.
     pub windows: Vec<WindowPlan>,
-    /// Every sink that takes the result receives all of it (fan-out); a sink named by a
-    /// window's late output receives that window's late events instead.
     pub sinks: Vec<SinkPlan>,
+    /// Which operator output feeds which operator (see [`JobPlan::inputs`]).
+    pub edges: Vec<PlanEdge>,
     /// The job's own restart strategy; None: the cluster's default.
     pub restart: Option<RestartPlan>,
     /// Periodic checkpoints as the job file asks for them (the cluster resolves defaults).
@@ -86,8 +88,6 @@ pub struct JobPlan {
     /// `[limits] state_memory`: the most window state, in bytes, the job may hold in one
     /// taskmanager; None: the cluster's default.
     pub state_limit: Option<u64>,
-    /// Schema of the records the result sinks receive.
-    pub output_schema: SchemaRef,
 }
 
 #[derive(Debug, Clone)]
@@ -180,8 +180,6 @@ pub struct SinkPlan {
     pub name: String,
     /// Stable id of its uncommitted output in checkpoints and savepoints.
     pub uid: String,
-    /// What it receives.
-    pub input: SinkInput,
     /// Schema of the records it receives.
     pub schema: SchemaRef,
     pub kind: SinkKind,
@@ -210,16 +208,6 @@ pub enum SinkKind {
         /// Table name as written, optionally schema-qualified.
         table: String,
     },
-}
-
-/// What a sink receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkInput {
-    /// The job's result: the last window's rows, or the records after the steps.
-    Result,
-    /// The events window `window` (index in [`JobPlan::windows`]) dropped as late, with the
-    /// window they missed.
-    Late { window: usize },
 }
 
 /// The column the postgres sink writes a row's key to; the table's primary key.
@@ -563,8 +551,9 @@ impl Planner<'_> {
         let output_schema = input;
         // A broken window or step has no trustworthy output schema to check the key against.
         let output_known = self.errors.len() == before && steps.len() == spec.steps.len();
-        let sinks = self.sinks(spec, &mut windows, &output_schema, output_known);
+        let (sinks, sink_inputs) = self.sinks(spec, &mut windows, &output_schema, output_known);
         let windows: Vec<WindowPlan> = windows.into_iter().map(|(w, _)| w).collect();
+        let (stages, edges) = pipeline(&sources, steps, steps_schema, &windows, &sink_inputs);
         self.unique_uids(&sources, &windows, &sinks);
         let restart = self.restart(spec.restart.as_ref());
         let checkpoints = match &spec.checkpoints {
@@ -615,14 +604,13 @@ impl Planner<'_> {
             parallelism,
             max_parallelism,
             sources,
-            steps,
-            steps_schema,
+            stages,
             windows,
             sinks,
+            edges,
             restart,
             checkpoints,
             state_limit: state_limit.map(|l| l.get_ref().0),
-            output_schema,
         })
     }
 
@@ -1116,7 +1104,6 @@ impl Planner<'_> {
         SinkPlan {
             name: "sink".into(),
             uid: "sink".into(),
-            input: SinkInput::Result,
             schema: Arc::clone(output),
             kind,
             format: s.format,

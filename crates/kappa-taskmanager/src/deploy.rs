@@ -494,10 +494,16 @@ impl SubtaskRun {
                         },
                     )
                 }
-                OperatorKind::Steps(_) => (
-                    Box::new(StepsOperator::new(plan.steps.clone())),
-                    OperatorPart::Stateless,
-                ),
+                OperatorKind::Steps(i) => {
+                    let stage = plan
+                        .stages
+                        .get(i)
+                        .ok_or_else(|| TaskError::Data(format!("no stage {i}")))?;
+                    (
+                        Box::new(StepsOperator::new(stage.steps.clone())),
+                        OperatorPart::Stateless,
+                    )
+                }
                 OperatorKind::Window(w) => {
                     let window = plan
                         .windows

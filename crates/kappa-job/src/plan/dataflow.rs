@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 
-use super::{EventTimePlan, Overrides, Planner, SinkInput, SinkPlan, SourcePlan, WindowPlan};
+use super::topology::SinkInput;
+use super::{EventTimePlan, Overrides, Planner, SinkPlan, SourcePlan, WindowPlan, late_schema};
 use super::{MAX_DURATION_MS, first_duplicate, is_time_type, millis, span};
 use crate::spec::{EventTimeSpec, JobSpec, SourceSpec, WindowSpec};
 
@@ -161,21 +162,22 @@ impl Planner<'_> {
         column.map(str::to_string)
     }
 
-    /// The single `[sink]` or the named `[sinks.<name>]`; a sink named by a window's
-    /// `late_output` receives that window's late events, every other one the result.
+    /// The single `[sink]` or the named `[sinks.<name>]`, with what each receives: a sink
+    /// named by a window's `late_output` that window's late events, every other one the result.
     pub(super) fn sinks(
         &mut self,
         spec: &JobSpec,
         windows: &mut [(WindowPlan, SchemaRef)],
         output: &SchemaRef,
         output_known: bool,
-    ) -> Vec<SinkPlan> {
+    ) -> (Vec<SinkPlan>, Vec<SinkInput>) {
         let named = self.single_or_named(spec.sink.as_ref(), &spec.sinks, "sink", "writes to");
         let window_specs: Vec<&WindowSpec> = match &spec.window {
             Some(w) => vec![w],
             None => spec.windows.iter().collect(),
         };
         let mut sinks = Vec::new();
+        let mut inputs = Vec::new();
         for (name, prefix, s) in &named {
             let mut late_of = None;
             for (i, w) in window_specs.iter().enumerate() {
@@ -203,11 +205,6 @@ impl Planner<'_> {
             {
                 Some((i, (w, window_input))) => {
                     w.late_output = Some(sinks.len());
-                    let mut fields: Vec<Field> = window_input
-                        .fields()
-                        .iter()
-                        .map(|f| f.as_ref().clone())
-                        .collect();
                     for c in ["window_start", "window_end"] {
                         if window_input.index_of(c).is_ok() {
                             let l = window_specs[i].late_output.as_ref().and_then(span);
@@ -215,11 +212,10 @@ impl Planner<'_> {
                                 "late events get the columns window_start and window_end of the window they missed, but the window's input already has `{c}`"
                             ));
                         }
-                        fields.push(Field::new(c, DataType::Int64, false));
                     }
                     (
                         SinkInput::Late { window: i },
-                        Arc::new(Schema::new(fields)),
+                        late_schema(window_input),
                         output_known,
                     )
                 }
@@ -233,8 +229,8 @@ impl Planner<'_> {
             let mut plan = self.sink(s, prefix, &schema, known, checkpoints);
             plan.name = name.clone();
             plan.uid = prefix.clone();
-            plan.input = input;
             sinks.push(plan);
+            inputs.push(input);
         }
         let names: Vec<&str> = named.iter().map(|(n, _, _)| n.as_str()).collect();
         for (i, w) in window_specs.iter().enumerate() {
@@ -258,14 +254,14 @@ impl Planner<'_> {
                 );
             }
         }
-        if !sinks.is_empty() && sinks.iter().all(|s| s.input != SinkInput::Result) {
+        if !inputs.is_empty() && inputs.iter().all(|i| *i != SinkInput::Result) {
             self.err(
                 None,
                 "sinks",
                 "every sink receives late events: at least one must receive the result",
             );
         }
-        sinks
+        (sinks, inputs)
     }
 
     /// The single `[{one}]` table or the named `[{one}s.<name>]` ones, as (name, field

@@ -10,8 +10,8 @@ mod general {
         let plan = plan_job("job.toml", REFERENCE, &Overrides::default()).unwrap();
         assert_eq!(plan.parallelism, 2);
         assert_eq!(plan.max_parallelism, DEFAULT_MAX_PARALLELISM);
-        let names: Vec<_> = plan
-            .output_schema
+        let names: Vec<_> = plan.sinks[0]
+            .schema
             .fields()
             .iter()
             .map(|f| f.name().clone())
