@@ -11,6 +11,7 @@ pub mod kafka_tls;
 pub mod netns;
 pub mod pki;
 pub mod postgres;
+pub mod recovery;
 pub mod reference;
 pub mod s3;
 
@@ -81,8 +82,44 @@ pub fn reference_job(
     filter: &str,
     parallelism: u32,
 ) -> String {
-    let text = std::fs::read_to_string(repo_root().join("examples/hourly-item-clicks.toml"))
-        .expect("examples/hourly-item-clicks.toml");
+    example_job(
+        "examples/hourly-item-clicks.toml",
+        bootstrap,
+        source_topic,
+        sink_topic,
+        filter,
+        parallelism,
+    )
+}
+
+/// The reference job in its SQL form (`examples/hourly-item-clicks-sql.toml`), replaced as
+/// [`reference_job`].
+pub fn reference_sql_job(
+    bootstrap: &str,
+    source_topic: &str,
+    sink_topic: &str,
+    filter: &str,
+    parallelism: u32,
+) -> String {
+    example_job(
+        "examples/hourly-item-clicks-sql.toml",
+        bootstrap,
+        source_topic,
+        sink_topic,
+        filter,
+        parallelism,
+    )
+}
+
+fn example_job(
+    example: &str,
+    bootstrap: &str,
+    source_topic: &str,
+    sink_topic: &str,
+    filter: &str,
+    parallelism: u32,
+) -> String {
+    let text = std::fs::read_to_string(repo_root().join(example)).expect(example);
     text.replace("127.0.0.1:9092", bootstrap)
         .replace(
             "topic = \"user-behavior\"",

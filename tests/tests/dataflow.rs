@@ -6,28 +6,20 @@
 //! results are exactly the independently computed ones.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kappa_integration_tests::broker::{Broker, Record};
-use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::eventually;
 use kappa_integration_tests::postgres::{HOURLY_TABLE, Postgres, wait_rows};
+use kappa_integration_tests::recovery::{
+    RECOVERY, cluster, first_checkpoint, kill_a_taskmanager, part_file_lines,
+};
 use kappa_integration_tests::reference::{
     Click, HOUR, START, clicks, closing_after, hourly_counts, latest_per_key, spread,
 };
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const DAY: i64 = 24 * HOUR;
-
-/// Both jobs restart quickly and checkpoint every 500 ms.
-const RECOVERY: &str = r#"[restart]
-strategy = "fixed-delay"
-delay = "200ms"
-
-[checkpoints]
-interval = "500ms"
-"#;
 
 /// The first window of both jobs: clicks per item and hour.
 const HOURLY: &str = r#"[[windows]]
@@ -49,88 +41,6 @@ schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }
 event_time = {{ column = "timestamp", max_out_of_orderness = "10s", idle_timeout = "2s" }}
 "#
     )
-}
-
-/// A jobmanager that checkpoints to a temporary directory, with two taskmanagers of two slots;
-/// jobs may use files under `dir`.
-fn cluster(dir: &Path) -> (Cluster, Vec<Process>) {
-    let cp = dir.join("checkpoints");
-    let allowed = dir.to_str().expect("utf-8 path");
-    // Default heartbeat timeout (10 s): a killed taskmanager is found lost by its broken
-    // control stream at once.
-    let cluster = Cluster::jobmanager(&[
-        "--checkpoint-dir",
-        cp.to_str().expect("utf-8 path"),
-        "--allow-path",
-        allowed,
-    ])
-    .expect("jobmanager");
-    let tms = (0..2)
-        .map(|_| {
-            cluster
-                .taskmanager_with(2, &["--allow-path", allowed], &[])
-                .expect("taskmanager")
-        })
-        .collect();
-    (cluster, tms)
-}
-
-/// kill -9 of a taskmanager running subtasks of `id`; waits until the job runs again without
-/// it and returns how long that took.
-fn kill_a_taskmanager(cluster: &Cluster, tms: &mut [Process], id: &str) -> Duration {
-    let d = cluster.job(id).expect("status");
-    let victim_id = d["vertices"][0]["subtasks"][0]["taskmanager"]
-        .as_str()
-        .expect("placed")
-        .to_string();
-    let victim = cluster
-        .taskmanager_process(tms, &victim_id)
-        .expect("victim process");
-    let attempts = d["attempts"].as_array().map_or(0, Vec::len);
-    let killed_at = Instant::now();
-    tms[victim].kill();
-    eventually(
-        "the job to run again after the kill",
-        Duration::from_secs(60),
-        || {
-            let d = cluster.job(id).map_err(|e| e.to_string())?;
-            let again = d["attempts"].as_array().map_or(0, Vec::len) > attempts;
-            match (d["state"].as_str(), again) {
-                (Some("RUNNING"), true) => Ok(()),
-                (state, _) => Err(format!("{state:?}, attempts {}", d["attempts"])),
-            }
-        },
-    )
-    .unwrap();
-    killed_at.elapsed()
-}
-
-/// Waits until a checkpoint of the job completed, so a kill lands in the middle of the
-/// stream with state to restore, not before the first checkpoint.
-fn first_checkpoint(cluster: &Cluster, id: &str) {
-    eventually("a completed checkpoint", Duration::from_secs(60), || {
-        let h: serde_json::Value = cluster
-            .get(&format!("/api/v1/jobs/{id}/checkpoints"))
-            .and_then(|r| Ok(r.json()?))
-            .map_err(|e| e.to_string())?;
-        let done = h
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["status"] == "COMPLETED");
-        done.then_some(()).ok_or_else(|| h.to_string())
-    })
-    .unwrap();
-}
-
-/// The lines of every part file of a file sink directory.
-fn part_file_lines(dir: &Path) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
-    }
-    out
 }
 
 #[test]

@@ -55,7 +55,8 @@ impl fmt::Display for SpecErrors {
 #[derive(Debug, Clone)]
 pub struct Locator<'a> {
     file: &'a str,
-    text: &'a str,
+    /// The whole text.
+    pub text: &'a str,
 }
 
 impl<'a> Locator<'a> {

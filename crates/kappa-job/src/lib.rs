@@ -12,6 +12,7 @@ mod ordered_map;
 pub mod parse;
 pub mod plan;
 pub mod postgres_tls;
+mod query;
 pub mod secret;
 pub mod spec;
 pub mod sql;

@@ -24,6 +24,7 @@ use crate::template::KeyTemplate;
 
 mod dataflow;
 mod kafka;
+mod queries;
 mod secrets;
 mod topology;
 
@@ -506,54 +507,10 @@ impl Planner<'_> {
             );
         }
         let sources = self.sources(spec, overrides);
-        let union_schema = sources
-            .first()
-            .map_or_else(|| Arc::new(Schema::empty()), |s| Arc::clone(&s.schema));
-        let (steps, steps_schema) = self.steps(spec, &union_schema);
-        let before = self.errors.len();
-        let window_specs: Vec<(String, &WindowSpec)> = match (&spec.window, spec.windows.as_slice())
-        {
-            (Some(w), []) => vec![("window".into(), w)],
-            (None, ws) => ws
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (format!("windows[{i}]"), w))
-                .collect(),
-            (Some(w), _) => {
-                self.err(
-                    span(&w.kind),
-                    "window",
-                    "write either one [window] or [[windows]] tables, not both",
-                );
-                Vec::new()
-            }
+        let (stages, windows, sinks, edges) = match spec.queries.is_empty() {
+            true => self.table_form(spec, &sources),
+            false => self.sql_form(spec, &sources),
         };
-        // Windows are in event time: the first on the sources' time column, each later one
-        // on the start of the windows it aggregates.
-        let mut time_column = self.union_time_column(&sources, &window_specs);
-        let mut windows = Vec::new();
-        let mut input = Arc::clone(&steps_schema);
-        for (prefix, w) in &window_specs {
-            let (plan, out) = self.window(w, prefix, time_column.as_deref(), &input);
-            // Later windows cannot be checked against a broken one.
-            let Some(mut plan) = plan else {
-                input = out;
-                break;
-            };
-            if window_specs.len() > 1 && w.uid.is_none() {
-                self.err(span(&w.kind), &format!("{prefix}.uid"), "missing: with several windows each needs a `uid`, the stable id of its state in savepoints");
-            }
-            plan.late_output = None;
-            windows.push((plan, Arc::clone(&input)));
-            input = out;
-            time_column = Some("window_start".into());
-        }
-        let output_schema = input;
-        // A broken window or step has no trustworthy output schema to check the key against.
-        let output_known = self.errors.len() == before && steps.len() == spec.steps.len();
-        let (sinks, sink_inputs) = self.sinks(spec, &mut windows, &output_schema, output_known);
-        let windows: Vec<WindowPlan> = windows.into_iter().map(|(w, _)| w).collect();
-        let (stages, edges) = pipeline(&sources, steps, steps_schema, &windows, &sink_inputs);
         self.unique_uids(&sources, &windows, &sinks);
         let restart = self.restart(spec.restart.as_ref());
         let checkpoints = match &spec.checkpoints {
@@ -612,6 +569,69 @@ impl Planner<'_> {
             checkpoints,
             state_limit: state_limit.map(|l| l.get_ref().0),
         })
+    }
+
+    /// The dataflow of the table form: `[[steps]]`, `[window]` or `[[windows]]`, sinks.
+    fn table_form(
+        &mut self,
+        spec: &JobSpec,
+        sources: &[SourcePlan],
+    ) -> (
+        Vec<StagePlan>,
+        Vec<WindowPlan>,
+        Vec<SinkPlan>,
+        Vec<PlanEdge>,
+    ) {
+        self.union_schemas(spec, sources);
+        let union_schema = sources
+            .first()
+            .map_or_else(|| Arc::new(Schema::empty()), |s| Arc::clone(&s.schema));
+        let (steps, steps_schema) = self.steps(spec, &union_schema);
+        let before = self.errors.len();
+        let window_specs: Vec<(String, &WindowSpec)> = match (&spec.window, spec.windows.as_slice())
+        {
+            (Some(w), []) => vec![("window".into(), w)],
+            (None, ws) => ws
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("windows[{i}]"), w))
+                .collect(),
+            (Some(w), _) => {
+                self.err(
+                    span(&w.kind),
+                    "window",
+                    "write either one [window] or [[windows]] tables, not both",
+                );
+                Vec::new()
+            }
+        };
+        // Windows are in event time: the first on the sources' time column, each later one
+        // on the start of the windows it aggregates.
+        let mut time_column = self.union_time_column(sources, &window_specs);
+        let mut windows = Vec::new();
+        let mut input = Arc::clone(&steps_schema);
+        for (prefix, w) in &window_specs {
+            let (plan, out) = self.window(w, prefix, time_column.as_deref(), &input);
+            // Later windows cannot be checked against a broken one.
+            let Some(mut plan) = plan else {
+                input = out;
+                break;
+            };
+            if window_specs.len() > 1 && w.uid.is_none() {
+                self.err(span(&w.kind), &format!("{prefix}.uid"), "missing: with several windows each needs a `uid`, the stable id of its state in savepoints");
+            }
+            plan.late_output = None;
+            windows.push((plan, Arc::clone(&input)));
+            input = out;
+            time_column = Some("window_start".into());
+        }
+        let output_schema = input;
+        // A broken window or step has no trustworthy output schema to check the key against.
+        let output_known = self.errors.len() == before && steps.len() == spec.steps.len();
+        let (sinks, sink_inputs) = self.sinks(spec, &mut windows, &output_schema, output_known);
+        let windows: Vec<WindowPlan> = windows.into_iter().map(|(w, _)| w).collect();
+        let (stages, edges) = pipeline(sources, steps, steps_schema, &windows, &sink_inputs);
+        (stages, windows, sinks, edges)
     }
 
     fn source(&mut self, s: &SourceSpec, prefix: &str, overrides: &Overrides) -> SourcePlan {

@@ -42,6 +42,25 @@ pub struct JobSpec {
     pub restart: Option<RestartSpec>,
     pub checkpoints: Option<CheckpointSpec>,
     pub limits: Option<LimitsSpec>,
+    /// The job's logic in SQL (instead of `steps` and `window`): views and `INSERT INTO`
+    /// a sink, in order.
+    #[serde(default)]
+    pub queries: Vec<QuerySpec>,
+}
+
+/// One `[[queries]]` table: SQL statements (`CREATE VIEW … AS …`, `INSERT INTO <sink> …`)
+/// separated by `;`, and the settings of the windows they aggregate in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySpec {
+    pub sql: Spanned<String>,
+    /// Names the state of its windows in savepoints (default: the view or sink it defines).
+    pub name: Option<Spanned<String>>,
+    /// How long after a window's end its late events still update it (default 0).
+    #[serde(default)]
+    pub allowed_lateness: HumanDuration,
+    /// A sink that receives the events its windows drop as late.
+    pub late_output: Option<Spanned<String>>,
 }
 
 /// What the job may hold, so that one job cannot exhaust a taskmanager shared with others.

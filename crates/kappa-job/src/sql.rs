@@ -65,13 +65,13 @@ pub struct AggregateCall {
 }
 
 /// Everything DataFusion's SQL planner may look up: the built-in scalar functions.
-struct Functions {
+pub(crate) struct Functions {
     scalar: HashMap<String, Arc<ScalarUDF>>,
     planners: Vec<Arc<dyn ExprPlanner>>,
     options: Arc<ConfigOptions>,
 }
 
-static FUNCTIONS: LazyLock<Functions> = LazyLock::new(|| {
+pub(crate) static FUNCTIONS: LazyLock<Functions> = LazyLock::new(|| {
     let mut scalar = HashMap::new();
     for f in datafusion_functions::all_default_functions() {
         for alias in f.aliases() {
@@ -187,20 +187,45 @@ fn plan(
     let expr = planner
         .sql_to_expr(sql, &df_schema, &mut PlannerContext::new())
         .map_err(fail)?;
+    let (expr, physical) = physical(text, expr, &df_schema)?;
+    Ok((expr, physical, df_schema))
+}
+
+/// Type-coerces a logical expression over `df_schema` and plans it into a physical one that
+/// evaluates on batches of that schema's columns, in order.
+pub(crate) fn physical(
+    text: &str,
+    expr: Expr,
+    df_schema: &DFSchema,
+) -> Result<(Expr, Arc<dyn PhysicalExpr>), String> {
+    let fail = |e: datafusion_common::DataFusionError| {
+        format!("in `{text}`: {}", e.strip_backtrace().replace('\n', " "))
+    };
     let ctx = SimplifyContext::builder()
         .with_schema(Arc::new(df_schema.clone()))
         .with_config_options(Arc::clone(&FUNCTIONS.options))
         .build();
     let simplifier = ExprSimplifier::new(ctx);
-    let expr = simplifier.coerce(expr, &df_schema).map_err(fail)?;
+    let expr = simplifier.coerce(expr, df_schema).map_err(fail)?;
     let physical = create_physical_expr(
         &expr,
-        &df_schema,
+        df_schema,
         &ExecutionProps::new(),
         &PhysicalPlanningContext::default(),
     )
     .map_err(fail)?;
-    Ok((expr, physical, df_schema))
+    Ok((expr, physical))
+}
+
+/// Compiles a logical expression over `df_schema` into a [`CompiledExpr`] named `name`.
+pub(crate) fn compile_logical(
+    text: &str,
+    name: String,
+    expr: Expr,
+    df_schema: &DFSchema,
+) -> Result<CompiledExpr, String> {
+    let (_, expr) = physical(text, expr, df_schema)?;
+    typed(text, name, expr, df_schema.as_arrow())
 }
 
 fn compiled(
@@ -210,6 +235,16 @@ fn compiled(
     schema: &SchemaRef,
 ) -> Result<CompiledExpr, String> {
     let (_, expr, _) = plan(text, sql, schema)?;
+    typed(text, name, expr, schema)
+}
+
+/// A physical expression with its output type and nullability over `schema`.
+fn typed(
+    text: &str,
+    name: String,
+    expr: Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> Result<CompiledExpr, String> {
     let data_type = expr
         .data_type(schema)
         .map_err(|e| format!("in `{text}`: {e}"))?;

@@ -48,10 +48,22 @@ impl Planner<'_> {
             plan.name = name;
             plan.uid = prefix.clone();
             plan.event_time = et.and_then(|et| self.event_time(et, &prefix, &plan.schema));
-            if let Some(first) = out.first()
-                && first.schema.fields() != plan.schema.fields()
-                && !plan.schema.fields().is_empty()
-            {
+            out.push(plan);
+        }
+        out
+    }
+
+    /// The table form unions its sources: they must have the same columns and types.
+    pub(super) fn union_schemas(&mut self, spec: &JobSpec, sources: &[SourcePlan]) {
+        let Some(first) = sources.first() else {
+            return;
+        };
+        for plan in &sources[1..] {
+            let Some(s) = spec.sources.get(&plan.name) else {
+                continue;
+            };
+            let prefix = &plan.uid;
+            if first.schema.fields() != plan.schema.fields() && !plan.schema.fields().is_empty() {
                 let show = |s: &Schema| {
                     s.fields()
                         .iter()
@@ -71,9 +83,7 @@ impl Planner<'_> {
                     first.name, show(&first.schema), plan.name, show(&plan.schema)
                 ));
             }
-            out.push(plan);
         }
-        out
     }
 
     /// A source's event time: a non-null time column of its schema.
@@ -266,7 +276,7 @@ impl Planner<'_> {
 
     /// The single `[{one}]` table or the named `[{one}s.<name>]` ones, as (name, field
     /// prefix, table); none, reported, when neither or both are given.
-    fn single_or_named<'s, S>(
+    pub(super) fn single_or_named<'s, S>(
         &mut self,
         single: Option<&'s S>,
         named: &'s BTreeMap<String, S>,

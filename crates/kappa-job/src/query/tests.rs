@@ -1,0 +1,199 @@
+//! Planning SQL queries into operators: windows, stages, sinks, and located errors.
+
+use crate::graph::OperatorKind;
+use crate::plan::{Output, Overrides, WindowAssigner, plan_job};
+
+const SQL: &str = include_str!("../../../../examples/hourly-item-clicks-sql.toml");
+const TOML: &str = include_str!("../../../../examples/hourly-item-clicks.toml");
+
+fn errors(text: &str) -> Vec<String> {
+    plan_job("job.toml", text, &Overrides::default())
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn the_reference_job_in_sql_plans_like_the_table_form() {
+    let sql = plan_job("job.toml", SQL, &Overrides::default()).unwrap();
+    let toml = plan_job("job.toml", TOML, &Overrides::default()).unwrap();
+    let (s, t) = (&sql.windows[0], &toml.windows[0]);
+    assert_eq!(s.assigner, WindowAssigner::Tumbling { size_ms: 3_600_000 });
+    assert_eq!(s.assigner, t.assigner);
+    assert_eq!(s.time_index, t.time_index);
+    assert_eq!(s.output_schema, t.output_schema);
+    assert_eq!(sql.sinks[0].schema, toml.sinks[0].schema);
+    assert_eq!(s.uid, "hourly_clicks.window");
+    let g = sql.graph();
+    let kinds: Vec<Vec<OperatorKind>> = g
+        .vertices
+        .iter()
+        .map(|v| v.chain.iter().map(|o| o.kind).collect())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            vec![OperatorKind::Source(0), OperatorKind::Steps(0)],
+            vec![OperatorKind::Window(0), OperatorKind::Sink(0)],
+        ],
+        "{g}"
+    );
+    assert!(
+        g.to_string()
+            .contains("Filter: (CAST(split_part(clicks.user_id"),
+        "{g}"
+    );
+}
+
+#[test]
+fn views_chain_windows_and_having_filters_after_the_aggregate() {
+    let text = SQL.split("[[queries]]").next().unwrap().to_string()
+        + r#"
+[[queries]]
+sql = """
+CREATE VIEW hourly AS
+SELECT item_id, window_start AS hour_start, window_end AS hour_end, count(*) AS clicks,
+       sum(length(user_id)) AS chars
+FROM TUMBLE(clicks, timestamp, INTERVAL '1' HOUR)
+GROUP BY item_id, window_start, window_end
+HAVING count(*) > 1
+"""
+
+[[queries]]
+name = "daily"
+sql = """
+INSERT INTO hourly_clicks
+SELECT window_start, window_end, item_id, max(clicks) AS click_count
+FROM TUMBLE(hourly, hour_start, INTERVAL '1' DAY)
+GROUP BY window_start, item_id, window_end
+"""
+"#;
+    let plan = plan_job("job.toml", &text, &Overrides::default()).unwrap();
+    assert_eq!(plan.windows.len(), 2);
+    assert_eq!(plan.windows[0].uid, "hourly.window");
+    assert_eq!(plan.windows[1].uid, "daily.window");
+    assert_eq!(
+        plan.windows[1].assigner,
+        WindowAssigner::Tumbling {
+            size_ms: 86_400_000
+        }
+    );
+    // The second window reads the HAVING filter's stage after the first window.
+    let into_second: Vec<Output> = plan.inputs(OperatorKind::Window(1)).collect();
+    assert!(
+        matches!(
+            into_second.as_slice(),
+            [Output {
+                op: OperatorKind::Steps(_),
+                port: 0
+            }]
+        ),
+        "{into_second:?}"
+    );
+    let names: Vec<&str> = plan.sinks[0]
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["window_start", "window_end", "item_id", "click_count"],
+        "the SELECT's order, whatever the GROUP BY's"
+    );
+    assert_eq!(
+        plan.windows[1].time_index, 1,
+        "hourly's hour_start is its second column"
+    );
+}
+
+#[test]
+fn errors_say_what_and_where() {
+    let head = SQL.split("[[queries]]").next().unwrap().to_string();
+    let q = |sql: &str| format!("{head}[[queries]]\nsql = \"\"\"\n{sql}\n\"\"\"\n");
+    let line_of_sql = head.lines().count() + 3;
+    // A parser error at line 2 of the SQL.
+    let e = errors(&q(
+        "INSERT INTO hourly_clicks\nSELECT item_id FROM clicks WHERE ) x",
+    ));
+    assert!(
+        e[0].starts_with(&format!("job.toml:{}:", line_of_sql + 1)),
+        "{e:?}"
+    );
+    assert!(e[0].contains("queries[0].sql"), "{e:?}");
+    let e = errors(&q("INSERT INTO hourly_clicks SELECT nope FROM clicks"));
+    assert!(
+        e[0].contains("nope") && e[0].contains("item_id"),
+        "unknown columns list the valid ones: {e:?}"
+    );
+    let e = errors(&q("INSERT INTO hourly_clicks SELECT * FROM clickz"));
+    assert!(e[0].contains("clickz") && e[0].contains("clicks"), "{e:?}");
+    let e = errors(&q("INSERT INTO nowhere SELECT * FROM clicks"));
+    assert!(e.iter().any(|e| e.contains("no sink `nowhere`")), "{e:?}");
+    let e = errors(&q(
+        "INSERT INTO hourly_clicks SELECT item_id, count(*) AS c FROM clicks GROUP BY item_id",
+    ));
+    assert!(e[0].contains("updating aggregate"), "{e:?}");
+    let e = errors(&q(
+        "INSERT INTO hourly_clicks SELECT * FROM clicks ORDER BY item_id",
+    ));
+    assert!(e[0].contains("ORDER BY"), "{e:?}");
+    let e = errors(&q(
+        "INSERT INTO hourly_clicks SELECT item_id, window_start, window_end, count(*) AS c FROM TUMBLE(clicks, user_id, INTERVAL '1' HOUR) GROUP BY item_id, window_start, window_end",
+    ));
+    assert!(e[0].contains("window on `timestamp`"), "{e:?}");
+    let e = errors(&q(
+        "INSERT INTO hourly_clicks SELECT item_id, window_start, window_end, count(*) AS c FROM TUMBLE(clicks, timestamp, INTERVAL '1' MONTH) GROUP BY item_id, window_start, window_end",
+    ));
+    assert!(e[0].contains("months"), "{e:?}");
+    let e = errors(&q(
+        "INSERT INTO hourly_clicks SELECT item_id, count(*) AS c FROM TUMBLE(clicks, timestamp, INTERVAL '1' HOUR) GROUP BY item_id",
+    ));
+    assert!(e[0].contains("GROUP BY window_start, window_end"), "{e:?}");
+    let e = errors(&q("SELECT * FROM clicks"));
+    assert!(e[0].contains("INSERT INTO"), "{e:?}");
+}
+
+#[test]
+fn hop_and_session_and_filtered_aggregates_plan() {
+    let head = SQL.split("[[queries]]").next().unwrap().to_string();
+    let text = head
+        + r#"
+[[queries]]
+sql = """
+INSERT INTO hourly_clicks
+SELECT item_id, window_start, window_end,
+       count(*) FILTER (WHERE user_id <> 'bot') AS click_count
+FROM TABLE(HOP(clicks, DESCRIPTOR(timestamp), INTERVAL '5' MINUTE, INTERVAL '1' HOUR))
+GROUP BY item_id, window_start, window_end;
+INSERT INTO hourly_clicks
+SELECT item_id, window_start, window_end, count(*) AS click_count
+FROM SESSION(clicks, timestamp, INTERVAL '10' MINUTE)
+GROUP BY item_id, window_start, window_end
+"""
+"#;
+    let plan = plan_job("job.toml", &text, &Overrides::default()).unwrap();
+    assert_eq!(
+        plan.windows[0].assigner,
+        WindowAssigner::Sliding {
+            size_ms: 3_600_000,
+            slide_ms: 300_000
+        }
+    );
+    assert_eq!(
+        plan.windows[1].assigner,
+        WindowAssigner::Session { gap_ms: 600_000 }
+    );
+    assert!(
+        plan.windows[0].aggregates[0].1.argument.is_some(),
+        "FILTER counts a CASE"
+    );
+    assert_eq!(
+        plan.inputs(OperatorKind::Sink(0)).count(),
+        2,
+        "both INSERTs feed the sink"
+    );
+    assert_ne!(plan.windows[0].uid, plan.windows[1].uid);
+}

@@ -1,0 +1,99 @@
+//! Jobs that survive failures in the end-to-end tests: a jobmanager with two taskmanagers, a
+//! checkpoint to wait for, a taskmanager killed with SIGKILL, and file-sink output read back.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, Process};
+use crate::eventually;
+
+/// A job section: restart quickly and checkpoint every 500 ms.
+pub const RECOVERY: &str = r#"[restart]
+strategy = "fixed-delay"
+delay = "200ms"
+
+[checkpoints]
+interval = "500ms"
+"#;
+
+/// A jobmanager that checkpoints to a temporary directory, with two taskmanagers of two slots;
+/// jobs may use files under `dir`.
+pub fn cluster(dir: &Path) -> (Cluster, Vec<Process>) {
+    let cp = dir.join("checkpoints");
+    let allowed = dir.to_str().expect("utf-8 path");
+    // Default heartbeat timeout (10 s): a killed taskmanager is found lost by its broken
+    // control stream at once.
+    let cluster = Cluster::jobmanager(&[
+        "--checkpoint-dir",
+        cp.to_str().expect("utf-8 path"),
+        "--allow-path",
+        allowed,
+    ])
+    .expect("jobmanager");
+    let tms = (0..2)
+        .map(|_| {
+            cluster
+                .taskmanager_with(2, &["--allow-path", allowed], &[])
+                .expect("taskmanager")
+        })
+        .collect();
+    (cluster, tms)
+}
+
+/// kill -9 of a taskmanager running subtasks of `id`; waits until the job runs again without
+/// it and returns how long that took.
+pub fn kill_a_taskmanager(cluster: &Cluster, tms: &mut [Process], id: &str) -> Duration {
+    let d = cluster.job(id).expect("status");
+    let victim_id = d["vertices"][0]["subtasks"][0]["taskmanager"]
+        .as_str()
+        .expect("placed")
+        .to_string();
+    let victim = cluster
+        .taskmanager_process(tms, &victim_id)
+        .expect("victim process");
+    let attempts = d["attempts"].as_array().map_or(0, Vec::len);
+    let killed_at = Instant::now();
+    tms[victim].kill();
+    eventually(
+        "the job to run again after the kill",
+        Duration::from_secs(60),
+        || {
+            let d = cluster.job(id).map_err(|e| e.to_string())?;
+            let again = d["attempts"].as_array().map_or(0, Vec::len) > attempts;
+            match (d["state"].as_str(), again) {
+                (Some("RUNNING"), true) => Ok(()),
+                (state, _) => Err(format!("{state:?}, attempts {}", d["attempts"])),
+            }
+        },
+    )
+    .unwrap();
+    killed_at.elapsed()
+}
+
+/// Waits until a checkpoint of the job completed, so a kill lands in the middle of the
+/// stream with state to restore, not before the first checkpoint.
+pub fn first_checkpoint(cluster: &Cluster, id: &str) {
+    eventually("a completed checkpoint", Duration::from_secs(60), || {
+        let h: serde_json::Value = cluster
+            .get(&format!("/api/v1/jobs/{id}/checkpoints"))
+            .and_then(|r| Ok(r.json()?))
+            .map_err(|e| e.to_string())?;
+        let done = h
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["status"] == "COMPLETED");
+        done.then_some(()).ok_or_else(|| h.to_string())
+    })
+    .unwrap();
+}
+
+/// The lines of every part file of a file sink directory.
+pub fn part_file_lines(dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+    }
+    out
+}

@@ -1,0 +1,197 @@
+//! Jobs written in SQL, end to end on a jobmanager with two taskmanagers and a real broker:
+//! the article's reference job in SQL gives exactly the results of its table form, across a
+//! taskmanager killed with SIGKILL; views cascade windows (hourly counts, then the busiest
+//! hour of each day), HAVING filters the hours, and late events reach the sink the query names.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kappa_integration_tests::broker::Broker;
+use kappa_integration_tests::recovery::{
+    RECOVERY, cluster, first_checkpoint, kill_a_taskmanager, part_file_lines,
+};
+use kappa_integration_tests::reference::{
+    Click, HOUR, START, clicks, closing_after, hourly_counts, latest_per_key, spread,
+};
+use kappa_integration_tests::{eventually, reference_job, reference_sql_job};
+
+const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
+const DAY: i64 = 24 * HOUR;
+
+#[test]
+fn the_reference_job_in_sql_gives_the_results_of_the_table_form_across_a_kill() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Broker::start().expect("broker");
+    let data = clicks(16_000, 53, START, 6, 100);
+    let half = data.len() / 2;
+    broker.create_topic("clicks", 4).expect("topic");
+    for t in ["out-sql", "out-toml"] {
+        broker.create_topic(t, 4).expect("topic");
+    }
+    broker
+        .produce("clicks", &spread(&data[..half], 4))
+        .expect("produce");
+    let (cluster, mut tms) = cluster(dir.path());
+    let sql = reference_sql_job(&broker.bootstrap, "clicks", "out-sql", FILTER, 2) + RECOVERY;
+    let toml = reference_job(&broker.bootstrap, "clicks", "out-toml", FILTER, 2) + RECOVERY;
+    let sql_id = cluster.submit(&sql, &[]).expect("submit sql");
+    let toml_id = cluster.submit(&toml, &[]).expect("submit toml");
+    let d = cluster.job(&sql_id).expect("detail");
+    assert_eq!(
+        d["vertices"].as_array().map(Vec::len),
+        Some(2),
+        "source + filter, window + sink: {d}"
+    );
+    // Room for both jobs after the kill.
+    let allowed = dir.path().to_str().expect("utf-8 path");
+    tms.push(
+        cluster
+            .taskmanager_with(2, &["--allow-path", allowed], &[])
+            .expect("third taskmanager"),
+    );
+    first_checkpoint(&cluster, &sql_id);
+    let took = kill_a_taskmanager(&cluster, &mut tms, &sql_id);
+    println!("kill -9 of a taskmanager to RUNNING again: {took:?}");
+    broker
+        .produce("clicks", &spread(&data[half..], 4))
+        .expect("produce");
+    broker
+        .produce("clicks", &closing_after(&data, 4, 2 * HOUR))
+        .expect("closing");
+    let expected = hourly_counts(&data, |u| u > 50);
+    for (topic, id) in [("out-sql", &sql_id), ("out-toml", &toml_id)] {
+        let got = broker
+            .read(topic, 4, Duration::from_secs(120), |r| {
+                latest_per_key(r).is_ok_and(|m| m == expected)
+            })
+            .expect("read");
+        cluster.assert_results(id, &latest_per_key(&got).expect("records"), &expected);
+    }
+}
+
+/// (item_id, day end) → the largest count of an hour above `min` of the item that day.
+fn busiest_hours(hourly: &BTreeMap<(String, i64), i64>, min: i64) -> BTreeMap<(String, i64), i64> {
+    let mut out: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for ((item, end), n) in hourly.iter().filter(|(_, n)| **n > min) {
+        let start = end - HOUR;
+        let day_end = start - start.rem_euclid(DAY) + DAY;
+        let e = out.entry((item.clone(), day_end)).or_insert(0);
+        *e = (*e).max(*n);
+    }
+    out
+}
+
+#[test]
+fn a_view_cascades_windows_with_having_and_late_events_reach_their_sink() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Broker::start().expect("broker");
+    // Three days of clicks over 40 items.
+    let data = clicks(24_000, 59, START, 72, 40);
+    broker.create_topic("clicks", 4).expect("topic");
+    broker.create_topic("out", 4).expect("topic");
+    broker
+        .produce("clicks", &spread(&data, 4))
+        .expect("produce");
+    broker
+        .produce("clicks", &closing_after(&data, 4, 2 * DAY))
+        .expect("closing");
+    let (cluster, _tms) = cluster(dir.path());
+    let late_dir = dir.path().join("late");
+    let job = format!(
+        r#"name = "busiest-hour-sql"
+parallelism = 2
+
+[sources.clicks]
+connector = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "clicks"
+schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
+event_time = {{ column = "timestamp", max_out_of_orderness = "10s", idle_timeout = "2s" }}
+
+[sinks.out]
+connector = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "out"
+key = "{{item_id}}-{{window_end}}"
+partitioner = "fixed"
+
+[sinks.late]
+connector = "file"
+path = "{late}"
+
+[[queries]]
+name = "hourly"
+late_output = "late"
+sql = """
+CREATE VIEW hourly AS
+SELECT item_id, window_start AS hour_start, count(*) AS clicks
+FROM TUMBLE(clicks, timestamp, INTERVAL '1' HOUR)
+WHERE {FILTER}
+GROUP BY item_id, window_start, window_end
+HAVING count(*) > 3
+"""
+
+[[queries]]
+name = "daily"
+sql = """
+INSERT INTO out
+SELECT item_id, window_start, window_end, max(clicks) AS busiest
+FROM TUMBLE(hourly, hour_start, INTERVAL '1' DAY)
+GROUP BY item_id, window_start, window_end
+"""
+
+{RECOVERY}"#,
+        bootstrap = broker.bootstrap,
+        late = late_dir.display(),
+    );
+    let id = cluster.submit(&job, &[]).expect("submit");
+    let expected = busiest_hours(&hourly_counts(&data, |u| u > 50), 3);
+    assert!(expected.len() > 50, "{} daily results", expected.len());
+    let parse = |r: &[kappa_integration_tests::broker::Record]| -> BTreeMap<(String, i64), i64> {
+        r.iter()
+            .filter_map(|rec| serde_json::from_str::<serde_json::Value>(&rec.value).ok())
+            .map(|v| {
+                (
+                    (
+                        v["item_id"].as_str().unwrap_or_default().to_string(),
+                        v["window_end"].as_i64().unwrap_or_default(),
+                    ),
+                    v["busiest"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    };
+    let got = broker
+        .read("out", 4, Duration::from_secs(120), |r| parse(r) == expected)
+        .expect("read");
+    cluster.assert_results(&id, &parse(&got), &expected);
+
+    // Clicks of the first hour, long closed, reach the late sink with the window they missed.
+    let late: Vec<Click> = (0..11)
+        .map(|i| Click {
+            user: 60 + i,
+            item: 7,
+            timestamp: START + 1_000 * i64::from(i),
+        })
+        .collect();
+    broker.produce("clicks", &spread(&late, 4)).expect("late");
+    let lines = eventually(
+        "the late events in their sink",
+        Duration::from_secs(60),
+        || {
+            let lines = part_file_lines(&late_dir);
+            match lines.len() {
+                11 => Ok(lines),
+                n => Err(format!("{n} lines")),
+            }
+        },
+    )
+    .unwrap();
+    for l in &lines {
+        assert_eq!(
+            (&l["item_id"], &l["window_start"], &l["window_end"]),
+            (&"item_7".into(), &START.into(), &(START + HOUR).into()),
+            "{l}"
+        );
+    }
+}
