@@ -195,3 +195,130 @@ GROUP BY item_id, window_start, window_end
         );
     }
 }
+
+/// item → (clicks, sum of user numbers) of the clicks the filter keeps.
+fn item_totals(data: &[Click]) -> BTreeMap<String, (i64, i64)> {
+    let mut out: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for c in data.iter().filter(|c| c.user > 50) {
+        let e = out.entry(format!("item_{}", c.item)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += i64::from(c.user);
+    }
+    out
+}
+
+#[test]
+fn an_updating_aggregate_upserts_postgres_and_keyed_kafka_across_a_kill() {
+    use kappa_integration_tests::postgres::Postgres;
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Broker::start().expect("broker");
+    let mut pg = Postgres::start().expect("postgres");
+    pg.execute(
+        "CREATE TABLE item_totals (id text PRIMARY KEY, item_id text NOT NULL, clicks bigint NOT NULL, user_sum bigint)",
+    )
+    .expect("table");
+    let data = clicks(12_000, 61, START, 6, 50);
+    let half = data.len() / 2;
+    broker.create_topic("clicks", 4).expect("topic");
+    broker.create_topic("totals", 2).expect("topic");
+    broker
+        .produce("clicks", &spread(&data[..half], 4))
+        .expect("produce");
+    let (cluster, mut tms) = cluster(dir.path());
+    let job = format!(
+        r#"name = "item-totals"
+parallelism = 2
+
+[sources.clicks]
+connector = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "clicks"
+schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
+event_time = {{ column = "timestamp", max_out_of_orderness = "10s", idle_timeout = "2s" }}
+
+[sinks.pg]
+connector = "postgres"
+url = "{url}"
+table = "item_totals"
+key = "{{item_id}}"
+
+[sinks.kafka]
+connector = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "totals"
+key = "{{item_id}}"
+partitioner = "fixed"
+
+[[queries]]
+sql = """
+CREATE VIEW totals AS
+SELECT item_id, count(*) AS clicks, sum(CAST(split_part(user_id, '_', 2) AS BIGINT)) AS user_sum
+FROM clicks
+WHERE {FILTER}
+GROUP BY item_id;
+INSERT INTO pg SELECT * FROM totals;
+INSERT INTO kafka SELECT * FROM totals
+"""
+
+{RECOVERY}"#,
+        bootstrap = broker.bootstrap,
+        url = pg.url,
+    );
+    let id = cluster.submit(&job, &[]).expect("submit");
+    first_checkpoint(&cluster, &id);
+    let took = kill_a_taskmanager(&cluster, &mut tms, &id);
+    println!("kill -9 of a taskmanager to RUNNING again: {took:?}");
+    broker
+        .produce("clicks", &spread(&data[half..], 4))
+        .expect("produce");
+    let expected = item_totals(&data);
+    let rows = eventually(
+        "the table to hold every total",
+        Duration::from_secs(90),
+        || {
+            let rows: BTreeMap<String, (i64, i64)> = pg
+                .rows("item_totals")
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(id, r)| {
+                    assert_eq!(r["item_id"].as_str(), Some(id.as_str()), "{r}");
+                    (
+                        id,
+                        (
+                            r["clicks"].as_i64().unwrap_or(-1),
+                            r["user_sum"].as_i64().unwrap_or(-1),
+                        ),
+                    )
+                })
+                .collect();
+            match rows == expected {
+                true => Ok(rows),
+                false => Err(format!(
+                    "{} of {} rows, e.g. {:?}",
+                    rows.len(),
+                    expected.len(),
+                    rows.iter().next()
+                )),
+            }
+        },
+    );
+    cluster.assert_results(&id, &rows.unwrap_or_default(), &expected);
+    let latest = |r: &[kappa_integration_tests::broker::Record]| -> BTreeMap<String, (i64, i64)> {
+        r.iter()
+            .filter_map(|rec| {
+                let v: serde_json::Value = serde_json::from_str(&rec.value).ok()?;
+                Some((
+                    rec.key.clone()?,
+                    (v["clicks"].as_i64()?, v["user_sum"].as_i64()?),
+                ))
+            })
+            .collect()
+    };
+    let got = broker
+        .read("totals", 2, Duration::from_secs(60), |r| {
+            latest(r) == expected
+        })
+        .expect("read");
+    cluster.assert_results(&id, &latest(&got), &expected);
+    pg.stop();
+}

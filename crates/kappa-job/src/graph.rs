@@ -205,6 +205,13 @@ impl JobPlan {
                 format!("sliding {} every {}", ms(size_ms), ms(slide_ms))
             }
             WindowAssigner::Session { gap_ms } => format!("session gap {}", ms(gap_ms)),
+            WindowAssigner::Global { ttl_ms: 0 } => "updating (every key kept)".to_string(),
+            WindowAssigner::Global { ttl_ms } => {
+                format!(
+                    "updating (a key idle {} of event time is forgotten)",
+                    ms(ttl_ms)
+                )
+            }
         };
         let aggs: Vec<_> = w
             .aggregates
@@ -218,8 +225,12 @@ impl JobPlan {
                 format!("{call} AS {n}")
             })
             .collect();
+        let what = match w.assigner {
+            WindowAssigner::Global { .. } => "Aggregate",
+            _ => "Window",
+        };
         let mut d = format!(
-            "Window: {kind} by {}: {}",
+            "{what}: {kind} by {}: {}",
             self.window_keys(i).join(", "),
             aggs.join(", ")
         );

@@ -144,9 +144,23 @@ pub enum StepPlan {
 /// Which windows an event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowAssigner {
-    Tumbling { size_ms: i64 },
-    Sliding { size_ms: i64, slide_ms: i64 },
-    Session { gap_ms: i64 },
+    Tumbling {
+        size_ms: i64,
+    },
+    Sliding {
+        size_ms: i64,
+        slide_ms: i64,
+    },
+    Session {
+        gap_ms: i64,
+    },
+    /// An updating aggregate: one group per key over all time, emitted (an upsert by key)
+    /// whenever a batch changes it. Its window_start is 0 and its window_end the latest event
+    /// time of the key. With `ttl_ms > 0` a key whose latest event is `ttl_ms` behind the
+    /// watermark is forgotten, and its late events are dropped; 0 keeps every key.
+    Global {
+        ttl_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -61,6 +61,11 @@ pub struct QuerySpec {
     pub allowed_lateness: HumanDuration,
     /// A sink that receives the events its windows drop as late.
     pub late_output: Option<Spanned<String>>,
+    /// How long an aggregate without a window keeps a key whose latest event is this far
+    /// behind the watermark (default: forever). An expired key is forgotten — a later event
+    /// starts it from nothing — and its events older than this are dropped as late; the row
+    /// the sink holds for it stays as it was.
+    pub state_ttl: Option<Spanned<HumanDuration>>,
 }
 
 /// What the job may hold, so that one job cannot exhaust a taskmanager shared with others.

@@ -14,7 +14,7 @@ use super::{
 use crate::graph::{LATE_PORT, OperatorKind};
 use crate::plan::Output;
 use crate::query::{QueryError, QueryPlanner, Stream};
-use crate::spec::{JobSpec, QuerySpec};
+use crate::spec::{JobSpec, QuerySpec, SinkConnector, SinkSpec};
 
 /// The most `[[queries]]` tables a job may have.
 pub const MAX_QUERIES: usize = 100;
@@ -75,7 +75,18 @@ impl Planner<'_> {
                 );
             }
             let name = q.name.as_ref().map(|n| n.get_ref().trim());
-            let planned = match planner.plan(q.sql.get_ref(), name, lateness.min(MAX_DURATION_MS)) {
+            let ttl = q.state_ttl.as_ref().map_or(0, |t| millis(t.get_ref().0));
+            if let Some(t) = &q.state_ttl
+                && !(1..=MAX_DURATION_MS).contains(&ttl)
+            {
+                self.err(
+                    span(t),
+                    &format!("{field}.state_ttl"),
+                    "must be between 1ms and 100 years",
+                );
+            }
+            let limits = (lateness.min(MAX_DURATION_MS), ttl.clamp(0, MAX_DURATION_MS));
+            let planned = match planner.plan(q.sql.get_ref(), name, limits.0, limits.1) {
                 Ok(p) => p,
                 Err(e) => {
                     // Later queries may read the views of a broken one: stop at the first.
@@ -175,6 +186,17 @@ impl Planner<'_> {
                         self.err(None, prefix, format!("`{}`: aggregate a window table function (GROUP BY window_start, window_end, …) before inserting it", w.call.text));
                         continue;
                     }
+                    if let Some(why) = streams
+                        .iter()
+                        .any(|s| s.updating)
+                        .then(|| refuses_updates(s))
+                        .flatten()
+                    {
+                        self.err(None, prefix, format!(
+                            "`{name}` receives an updating result (an aggregate without a window: each row is an upsert by its GROUP BY key), and {why}"
+                        ));
+                        continue;
+                    }
                     (
                         schema,
                         streams.iter().flat_map(|s| s.outputs.clone()).collect(),
@@ -212,6 +234,19 @@ impl Planner<'_> {
         });
         let at = at.map(|o| o..o + 1).or_else(|| span(&q.sql));
         self.err(at, &format!("{field}.sql"), e.message);
+    }
+}
+
+/// Why a sink cannot apply upserts, if it cannot.
+fn refuses_updates(s: &SinkSpec) -> Option<&'static str> {
+    match (s.connector, &s.key) {
+        (SinkConnector::File | SinkConnector::Stdout, _) => Some(
+            "this sink only appends: write it to a kafka sink with a `key` of the GROUP BY columns (a compacted topic keeps the latest per key) or to postgres",
+        ),
+        (SinkConnector::Kafka, None) => Some(
+            "a kafka sink applies upserts by its record key: set `key` to the GROUP BY columns, e.g. key = \"{item_id}\"",
+        ),
+        _ => None,
     }
 }
 

@@ -96,6 +96,7 @@ impl QueryPlanner {
                     schema: Arc::new(schema),
                     time: s.event_time.as_ref().map(|e| e.column.clone()),
                     window: None,
+                    updating: false,
                 },
             );
         }
@@ -113,6 +114,7 @@ impl QueryPlanner {
         sql: &str,
         name: Option<&str>,
         lateness_ms: i64,
+        ttl_ms: i64,
     ) -> Result<Planned, QueryError> {
         let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| QueryError {
             at: parser_position(&e),
@@ -128,8 +130,12 @@ impl QueryPlanner {
         let mut planned = Planned::default();
         for statement in statements {
             let (target, query, view) = target(statement)?;
-            let stream =
-                self.statement(*query, name.unwrap_or(&target), lateness_ms, &mut planned)?;
+            let stream = self.statement(
+                *query,
+                name.unwrap_or(&target),
+                (lateness_ms, ttl_ms),
+                &mut planned,
+            )?;
             self.flow.seal();
             match view {
                 true => {
@@ -153,7 +159,7 @@ impl QueryPlanner {
         &mut self,
         query: Query,
         name: &str,
-        lateness_ms: i64,
+        (lateness_ms, ttl_ms): (i64, i64),
         planned: &mut Planned,
     ) -> Result<Stream, String> {
         let mut statement = Statement::Query(Box::new(query));
@@ -177,6 +183,7 @@ impl QueryPlanner {
             tables: &tables,
             name,
             lateness_ms,
+            ttl_ms,
             windows: Vec::new(),
         };
         let stream = translator.plan(&logical)?;
@@ -196,6 +203,12 @@ impl QueryPlanner {
                 names.join(", ")
             ));
         };
+        if input.updating {
+            return Err(format!(
+                "`{text}`: `{}` is an updating result (an aggregate without a window): windows need rows that are never updated",
+                call.table
+            ));
+        }
         if input.window.is_some() {
             return Err(format!(
                 "`{text}`: `{}` is itself a window table function: aggregate it first",
@@ -242,6 +255,7 @@ impl QueryPlanner {
                 time_index,
                 input_len: arrow.fields().len(),
             }),
+            updating: false,
         })
     }
 }

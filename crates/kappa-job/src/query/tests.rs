@@ -133,9 +133,9 @@ fn errors_say_what_and_where() {
     let e = errors(&q("INSERT INTO nowhere SELECT * FROM clicks"));
     assert!(e.iter().any(|e| e.contains("no sink `nowhere`")), "{e:?}");
     let e = errors(&q(
-        "INSERT INTO hourly_clicks SELECT item_id, count(*) AS c FROM clicks GROUP BY item_id",
+        "INSERT INTO hourly_clicks SELECT count(*) AS c FROM clicks",
     ));
-    assert!(e[0].contains("updating aggregate"), "{e:?}");
+    assert!(e[0].contains("one row forever"), "{e:?}");
     let e = errors(&q(
         "INSERT INTO hourly_clicks SELECT * FROM clicks ORDER BY item_id",
     ));
@@ -196,4 +196,45 @@ GROUP BY item_id, window_start, window_end
         "both INSERTs feed the sink"
     );
     assert_ne!(plan.windows[0].uid, plan.windows[1].uid);
+}
+
+#[test]
+fn an_aggregate_without_a_window_updates_keyed_sinks_and_is_refused_by_appending_ones() {
+    let head = SQL.split("[[queries]]").next().unwrap().to_string();
+    let head = head.replace("key = \"{item_id}-{window_end}\"", "key = \"{item_id}\"");
+    let query = r#"
+[[queries]]
+state_ttl = "7d"
+sql = """
+INSERT INTO hourly_clicks
+SELECT item_id, count(*) AS click_count, max(length(user_id)) AS longest
+FROM clicks GROUP BY item_id
+"""
+"#;
+    let plan = plan_job("job.toml", &(head.clone() + query), &Overrides::default()).unwrap();
+    assert_eq!(
+        plan.windows[0].assigner,
+        WindowAssigner::Global {
+            ttl_ms: 7 * 86_400_000
+        }
+    );
+    assert_eq!(plan.windows[0].uid, "hourly_clicks.aggregate");
+    let names: Vec<&str> = plan.sinks[0]
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["item_id", "click_count", "longest"]);
+    assert!(plan.graph().to_string().contains("Aggregate: updating"));
+
+    let unkeyed = head.replace("key = \"{item_id}\"", "");
+    assert_ne!(unkeyed, head);
+    let e = errors(&(unkeyed + query));
+    assert!(e.iter().any(|e| e.contains("set `key`")), "{e:?}");
+    let e = errors(
+        &(head.clone()
+            + &query.replace("GROUP BY item_id", "GROUP BY item_id HAVING count(*) > 2")),
+    );
+    assert!(e[0].contains("filtering an updating result"), "{e:?}");
 }

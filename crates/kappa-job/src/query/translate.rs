@@ -16,7 +16,9 @@ use datafusion_expr::{Expr, ExprSchemable, LogicalPlan, lit, when};
 
 use super::tvf::WindowCall;
 use crate::graph::OperatorKind;
-use crate::plan::{Output, PlanEdge, StagePlan, StepPlan, WindowPlan, aggregate_type};
+use crate::plan::{
+    Output, PlanEdge, StagePlan, StepPlan, WindowAssigner, WindowPlan, aggregate_type,
+};
 use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
 
 /// The operators the queries of a job add to its plan.
@@ -60,6 +62,8 @@ pub(crate) struct Stream {
     pub time: Option<String>,
     /// Set for a window table function's rows: not computed until aggregated.
     pub window: Option<Pending>,
+    /// An updating result: rows are upserts by its key (an aggregate without a window).
+    pub updating: bool,
 }
 
 /// A window table function waiting for its aggregate.
@@ -87,6 +91,8 @@ pub(crate) struct Translator<'a> {
     /// The prefix of the uids of its operators.
     pub name: &'a str,
     pub lateness_ms: i64,
+    /// How long an updating aggregate keeps an idle key (0: forever).
+    pub ttl_ms: i64,
     /// The windows it made: index, and the columns of their input.
     pub windows: Vec<(usize, SchemaRef)>,
 }
@@ -199,6 +205,11 @@ impl Translator<'_> {
                 "`{text}`: window_start and window_end are known after the aggregation: filter on them in HAVING or in a query over this one"
             ));
         }
+        if input.updating {
+            return Err(format!(
+                "`{text}`: filtering an updating result would leave rows that stop matching in the sink: not supported yet (filter before the aggregate, or aggregate per window)"
+            ));
+        }
         let c = sql::compile_logical(&text, "filter".into(), f.predicate.clone(), &input.schema)?;
         if c.data_type != DataType::Boolean {
             return Err(format!(
@@ -263,6 +274,7 @@ impl Translator<'_> {
             schema: Arc::clone(&p.schema),
             time,
             window: None,
+            updating: input.updating,
         })
     }
 
@@ -314,12 +326,14 @@ impl Translator<'_> {
             schema: Arc::clone(&p.schema),
             time,
             window: None,
+            updating: input.updating,
         })
     }
 
     fn union(&mut self, u: &Union) -> Result<Stream, String> {
         let mut outputs = Vec::new();
         let mut times = Vec::new();
+        let mut updating = false;
         let want = u.schema.as_arrow();
         for input in &u.inputs {
             let s = self.plan(input)?;
@@ -343,6 +357,7 @@ impl Translator<'_> {
             }
             outputs.extend(s.outputs);
             times.push(s.time);
+            updating |= s.updating;
         }
         times.dedup();
         let time = match times.as_slice() {
@@ -354,19 +369,34 @@ impl Translator<'_> {
             schema: Arc::clone(&u.schema),
             time,
             window: None,
+            updating,
         })
     }
 
     fn aggregate(&mut self, a: &Aggregate) -> Result<Stream, String> {
         let input = self.plan(&a.input)?;
-        let Some(w) = input.window.clone() else {
-            return Err(
-                "a GROUP BY without a window table function is an updating aggregate, \
-                 which is not supported yet: aggregate per window with \
-                 FROM TUMBLE(<table>, <time column>, INTERVAL …) … \
-                 GROUP BY window_start, window_end, …"
-                    .into(),
-            );
+        if input.updating {
+            return Err("aggregating an updating result (an aggregate without a window) is not supported yet".into());
+        }
+        // A window table function's rows, or an updating aggregate over all time.
+        let (assigner, time_index, input_len, call) = match &input.window {
+            Some(w) => (
+                w.call.assigner,
+                w.time_index,
+                w.input_len,
+                Some(w.call.text.clone()),
+            ),
+            None => {
+                let arrow = input.arrow();
+                let Some(time_index) = input.time.as_ref().and_then(|t| arrow.index_of(t).ok())
+                else {
+                    return Err("an aggregate without a window needs its input's event time (it bounds the state TTL): give the source an event_time".into());
+                };
+                let global = WindowAssigner::Global {
+                    ttl_ms: self.ttl_ms,
+                };
+                (global, time_index, arrow.fields().len(), None)
+            }
         };
         let fields = a.schema.fields();
         let (mut start, mut end) = (None, None);
@@ -374,9 +404,9 @@ impl Translator<'_> {
         for (i, g) in a.group_expr.iter().enumerate() {
             if let Expr::Column(c) = g
                 && let Ok(at) = input.schema.index_of_column(c)
-                && at >= w.input_len
+                && at >= input_len
             {
-                match at == w.input_len {
+                match at == input_len {
                     true => start = Some(i),
                     false => end = Some(i),
                 }
@@ -399,23 +429,33 @@ impl Translator<'_> {
             )?;
             keys.push((i, key));
         }
-        let (Some(start), Some(end)) = (start, end) else {
-            return Err(format!(
-                "`{}`: GROUP BY window_start, window_end (and any keys) to aggregate each window",
-                w.call.text
-            ));
+        let windowed = match (&call, start, end) {
+            (Some(_), Some(start), Some(end)) => Some((start, end)),
+            (Some(text), _, _) => {
+                return Err(format!(
+                    "`{text}`: GROUP BY window_start, window_end (and any keys) to aggregate each window"
+                ));
+            }
+            (None, _, _) => None,
         };
+        if windowed.is_none() && keys.is_empty() {
+            return Err("an aggregate without GROUP BY and without a window would be one row forever: GROUP BY a key, or aggregate per window with TUMBLE/HOP/SESSION".into());
+        }
         let mut aggregates = Vec::with_capacity(a.aggr_expr.len());
         for (j, e) in a.aggr_expr.iter().enumerate() {
             let name = fields[a.group_expr.len() + j].name().clone();
             aggregates.push((name, aggregate_call(e, &input.schema)?));
         }
+        let (start_name, end_name) = match windowed {
+            Some((s, e)) => (fields[s].name().clone(), fields[e].name().clone()),
+            None => ("window_start".to_string(), "window_end".to_string()),
+        };
         let mut out: Vec<Field> = keys
             .iter()
             .map(|(_, k)| Field::new(&k.name, k.data_type.clone(), k.nullable))
             .collect();
-        out.push(Field::new(fields[start].name(), DataType::Int64, false));
-        out.push(Field::new(fields[end].name(), DataType::Int64, false));
+        out.push(Field::new(&start_name, DataType::Int64, false));
+        out.push(Field::new(&end_name, DataType::Int64, false));
         for (name, call) in &aggregates {
             out.push(Field::new(
                 name,
@@ -424,19 +464,28 @@ impl Translator<'_> {
             ));
         }
         let output_schema = Arc::new(Schema::new(out));
-        let uid = self.flow.uid(format!("{}.window", self.name));
+        let kind = if windowed.is_some() {
+            "window"
+        } else {
+            "aggregate"
+        };
+        let uid = self.flow.uid(format!("{}.{kind}", self.name));
         let index = self.flow.windows.len();
         self.flow.windows.push(WindowPlan {
             uid,
-            assigner: w.call.assigner,
-            allowed_lateness_ms: self.lateness_ms,
+            assigner,
+            allowed_lateness_ms: if windowed.is_some() {
+                self.lateness_ms
+            } else {
+                0
+            },
             keys: keys.iter().map(|(_, k)| k.clone()).collect(),
-            time_index: w.time_index,
+            time_index,
             aggregates,
             output_schema: Arc::clone(&output_schema),
             late_output: None,
         });
-        let input_columns = input.schema.as_arrow().fields()[..w.input_len].to_vec();
+        let input_columns = input.schema.as_arrow().fields()[..input_len].to_vec();
         self.windows
             .push((index, Arc::new(Schema::new(input_columns))));
         let op = OperatorKind::Window(index);
@@ -452,9 +501,9 @@ impl Translator<'_> {
         let mut at = Vec::with_capacity(fields.len());
         let mut next_key = 0;
         for i in 0..a.group_expr.len() {
-            at.push(match i {
-                i if i == start => n,
-                i if i == end => n + 1,
+            at.push(match windowed {
+                Some((s, _)) if i == s => n,
+                Some((_, e)) if i == e => n + 1,
                 _ => {
                     next_key += 1;
                     next_key - 1
@@ -467,8 +516,9 @@ impl Translator<'_> {
             schema: Arc::new(
                 DFSchema::try_from(Arc::clone(&output_schema)).map_err(|e| e.to_string())?,
             ),
-            time: Some(fields[start].name().clone()),
+            time: windowed.map(|_| start_name),
             window: None,
+            updating: windowed.is_none(),
         };
         self.conform(produced, &a.schema, &at)
     }
@@ -526,6 +576,7 @@ impl Translator<'_> {
             schema: Arc::clone(target),
             time,
             window: None,
+            updating: stream.updating,
         })
     }
 }

@@ -48,6 +48,13 @@ impl Windows {
                 slide: gap_ms,
                 count: 1,
             },
+            // The key's one group, [0, t): its end follows the latest event.
+            WindowAssigner::Global { .. } => Self {
+                last_start: 0,
+                size: t,
+                slide: 1,
+                count: 1,
+            },
         };
         // The first start, and the last end with its cleanup time, bound all the others.
         if w.count > 0 {
@@ -84,6 +91,7 @@ impl fmt::Display for Described {
                 write!(f, "sliding window (size {size_ms}ms, slide {slide_ms}ms)")
             }
             WindowAssigner::Session { gap_ms } => write!(f, "session window (gap {gap_ms}ms)"),
+            WindowAssigner::Global { .. } => write!(f, "updating aggregate"),
         }
     }
 }

@@ -255,7 +255,40 @@ impl WindowOperator {
     }
 
     fn is_late(&self, end: i64) -> bool {
-        self.watermark != i64::MIN && end.saturating_add(self.lateness) <= self.watermark
+        self.watermark != i64::MIN && self.cleanup_time(end).is_some_and(|t| t <= self.watermark)
+    }
+
+    /// When a fired group ending at `end` is dropped: after the allowed lateness, or, for an
+    /// updating aggregate, when its key has been idle for the state TTL; None: never.
+    fn cleanup_time(&self, end: i64) -> Option<i64> {
+        match self.assigner {
+            WindowAssigner::Global { ttl_ms: 0 } => None,
+            WindowAssigner::Global { ttl_ms } => Some(end.saturating_add(ttl_ms)),
+            _ => Some(end.saturating_add(self.lateness)),
+        }
+    }
+
+    /// An updating aggregate's group ends at the latest event of its key: moves its timer
+    /// and cleanup time with it.
+    fn extend_global(&mut self, g: u32, end: i64) {
+        let old = self.groups[g as usize].end;
+        if end <= old {
+            return;
+        }
+        let group = &self.groups[g as usize];
+        if group.pending {
+            self.timers.remove(&(old, g));
+            self.timers.insert((end, g));
+        }
+        if group.retained {
+            if let Some(t) = self.cleanup_time(old) {
+                self.cleanup.remove(&(t, g));
+            }
+            if let Some(t) = self.cleanup_time(end) {
+                self.cleanup.insert((t, g));
+            }
+        }
+        self.groups[g as usize].end = end;
     }
 
     fn new_group(&mut self, key: &[u8], start: i64, end: i64) -> Result<u32, TaskError> {
@@ -318,6 +351,10 @@ impl WindowOperator {
             return Ok(false);
         }
         let g = match self.index.get(&GroupRef(key, start)) {
+            Some(&g) if matches!(self.assigner, WindowAssigner::Global { .. }) => {
+                self.extend_global(g, end);
+                g
+            }
             Some(&g) => g,
             None => {
                 let g = self.new_group(key, start, end)?;
@@ -391,9 +428,10 @@ impl WindowOperator {
         if group.pending {
             self.timers.remove(&(group.end, g));
         }
-        if group.retained {
-            self.cleanup
-                .remove(&(group.end.saturating_add(self.lateness), g));
+        if group.retained
+            && let Some(t) = self.cleanup_time(group.end)
+        {
+            self.cleanup.remove(&(t, g));
         }
         match self.assigner {
             WindowAssigner::Session { .. } => {
@@ -438,9 +476,11 @@ impl WindowOperator {
     }
 
     fn fire_ready(&mut self) -> Result<Option<RecordBatch>, TaskError> {
+        // An updating aggregate emits every group a batch changed, whatever the watermark.
+        let global = matches!(self.assigner, WindowAssigner::Global { .. });
         let mut fired = Vec::new();
         while let Some(&(end, g)) = self.timers.first() {
-            if end > self.watermark || self.watermark == i64::MIN {
+            if !global && (end > self.watermark || self.watermark == i64::MIN) {
                 break;
             }
             self.timers.pop_first();
@@ -452,14 +492,14 @@ impl WindowOperator {
         }
         let batch = self.output(&fired)?;
         for g in fired {
-            if self.lateness == 0 {
+            if self.lateness == 0 && !global {
                 self.release(g);
             } else if !self.groups[g as usize].retained {
                 self.dirty.insert(g);
-                let group = &mut self.groups[g as usize];
-                group.retained = true;
-                self.cleanup
-                    .insert((group.end.saturating_add(self.lateness), g));
+                self.groups[g as usize].retained = true;
+                if let Some(t) = self.cleanup_time(self.groups[g as usize].end) {
+                    self.cleanup.insert((t, g));
+                }
             }
         }
         Ok(Some(batch))
@@ -568,7 +608,9 @@ impl WindowOperator {
             }
             if flags & 2 != 0 {
                 group.retained = true;
-                self.cleanup.insert((end.saturating_add(self.lateness), g));
+                if let Some(t) = self.cleanup_time(end) {
+                    self.cleanup.insert((t, g));
+                }
             }
             match self.assigner {
                 WindowAssigner::Session { .. } => {

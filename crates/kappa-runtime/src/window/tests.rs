@@ -628,3 +628,76 @@ fn a_window_beyond_the_job_state_limit_fails_the_subtask_naming_limit_and_window
     drop(other);
     assert_eq!(budget.held(), 0);
 }
+
+/// item → (count, sum), the latest row of each key an updating aggregate emitted.
+fn collect_updates(into: &mut BTreeMap<String, (i64, i64)>, out: Option<RecordBatch>) -> usize {
+    let mut got = Results::new();
+    collect(&mut got, out);
+    let n = got.len();
+    for ((item, start, _), v) in got {
+        assert_eq!(start, 0, "an updating aggregate's group starts at 0");
+        into.insert(item, v);
+    }
+    n
+}
+
+#[test]
+fn an_updating_aggregate_emits_each_changed_key_per_batch_whatever_the_watermark() {
+    let mut w = operator(WindowAssigner::Global { ttl_ms: 0 }, 0);
+    let mut got = BTreeMap::new();
+    let n = collect_updates(
+        &mut got,
+        w.process(&batch(&[("a", 5, 1), ("b", 7, 2), ("a", 3, 3)]))
+            .unwrap(),
+    );
+    assert_eq!(n, 2, "one upsert per changed key");
+    assert_eq!(got["a"], (2, 4));
+    assert_eq!(w.advance(1_000_000).unwrap().map(|b| b.num_rows()), None);
+    // Far behind the watermark still counts: nothing expires without a TTL.
+    let n = collect_updates(&mut got, w.process(&batch(&[("a", 1, 10)])).unwrap());
+    assert_eq!((n, got["a"], got["b"]), (1, (3, 14), (1, 2)));
+    assert_eq!(w.take_late(), 0);
+    assert_eq!(w.groups_in_state(), 2);
+}
+
+#[test]
+fn an_updating_aggregate_forgets_a_key_idle_for_its_ttl_and_restores_the_rest() {
+    let mut w = operator(WindowAssigner::Global { ttl_ms: 100 }, 0);
+    let mut got = BTreeMap::new();
+    collect_updates(
+        &mut got,
+        w.process(&batch(&[("a", 10, 1), ("b", 150, 2)])).unwrap(),
+    );
+    w.advance(200).unwrap();
+    assert_eq!(w.groups_in_state(), 1, "a (idle since 10) expired at 110");
+    // An event of b within the TTL counts, one of a older than the TTL is late.
+    collect_updates(
+        &mut got,
+        w.process(&batch(&[("b", 120, 5), ("a", 50, 7)])).unwrap(),
+    );
+    assert_eq!(got["b"], (2, 7));
+    assert_eq!(w.take_late(), 1);
+    // a comes back: it starts from nothing.
+    collect_updates(&mut got, w.process(&batch(&[("a", 190, 3)])).unwrap());
+    assert_eq!(got["a"], (1, 3));
+
+    let mut state = MapState::default();
+    w.snapshot(&mut state).unwrap();
+    let mut restored = operator(WindowAssigner::Global { ttl_ms: 100 }, 0);
+    restored.restore(&state, 0..=127).unwrap();
+    restored.advance(200).unwrap();
+    collect_updates(
+        &mut got,
+        restored.process(&batch(&[("b", 210, 1)])).unwrap(),
+    );
+    assert_eq!(got["b"], (3, 8), "restored state goes on");
+    // b's latest event moved to 210: it lives until 310.
+    restored.advance(290).unwrap();
+    assert_eq!(
+        restored.groups_in_state(),
+        1,
+        "a (latest 190) expired at 290"
+    );
+    restored.advance(310).unwrap();
+    assert_eq!(restored.groups_in_state(), 0);
+}
