@@ -937,7 +937,7 @@ impl Planner<'_> {
                     fields.push(Field::new(
                         name,
                         aggregate_type(&call),
-                        call.function != AggregateFunction::Count,
+                        !call.function.is_count(),
                     ));
                     aggregates.push((name.clone(), call));
                 }
@@ -1198,12 +1198,16 @@ fn is_time_type(t: &DataType) -> bool {
     )
 }
 
-/// The output type of an aggregate: counts are Int64, averages Float64, sums/min/max follow
-/// their argument (integers as Int64, everything else as Float64).
+/// The output type of an aggregate: counts are Int64, averages Float64, first and last values
+/// keep their argument's type, sums/min/max follow their argument (integers as Int64,
+/// everything else as Float64).
 pub fn aggregate_type(call: &AggregateCall) -> DataType {
     match (call.function, &call.argument) {
-        (AggregateFunction::Count, _) => DataType::Int64,
+        (f, _) if f.is_count() => DataType::Int64,
         (AggregateFunction::Avg, _) => DataType::Float64,
+        (AggregateFunction::FirstValue | AggregateFunction::LastValue, Some(arg)) => {
+            arg.data_type.clone()
+        }
         (_, Some(arg)) if arg.data_type.is_integer() => DataType::Int64,
         _ => DataType::Float64,
     }

@@ -16,7 +16,7 @@ use datafusion_physical_expr::execution_props::ExecutionProps;
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem,
+    DuplicateTreatment, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem,
 };
 use datafusion_sql::sqlparser::dialect::GenericDialect;
 use datafusion_sql::sqlparser::parser::Parser;
@@ -38,21 +38,53 @@ pub struct CompiledExpr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggregateFunction {
     Count,
+    /// `count(DISTINCT x)`: the exact number of distinct non-null values.
+    CountDistinct,
+    /// `approx_count_distinct(x)`: the number of distinct non-null values, estimated with a
+    /// HyperLogLog sketch (about 0.8% standard error).
+    ApproxCountDistinct,
     Sum,
     Min,
     Max,
     Avg,
+    /// `first_value(x)`: x of the row with the smallest event time (the first to arrive
+    /// among equal times).
+    FirstValue,
+    /// `last_value(x)`: x of the row with the largest event time (the last to arrive among
+    /// equal times).
+    LastValue,
 }
 
 impl AggregateFunction {
     pub fn name(self) -> &'static str {
         match self {
             Self::Count => "count",
+            Self::CountDistinct => "count_distinct",
+            Self::ApproxCountDistinct => "approx_count_distinct",
             Self::Sum => "sum",
             Self::Min => "min",
             Self::Max => "max",
             Self::Avg => "avg",
+            Self::FirstValue => "first_value",
+            Self::LastValue => "last_value",
         }
+    }
+
+    /// Whether the result is a count (Int64, never null: 0 for no values).
+    pub fn is_count(self) -> bool {
+        matches!(
+            self,
+            Self::Count | Self::CountDistinct | Self::ApproxCountDistinct
+        )
+    }
+
+    /// Whether the argument may be any type with a value encoding ([`is_value_type`]), not
+    /// only a number.
+    fn takes_any_value(self) -> bool {
+        matches!(
+            self,
+            Self::CountDistinct | Self::ApproxCountDistinct | Self::FirstValue | Self::LastValue
+        )
     }
 }
 
@@ -267,37 +299,50 @@ pub fn compile_named(text: &str, schema: &SchemaRef) -> Result<CompiledExpr, Str
     compiled(text, name, sql, schema)
 }
 
-/// Parses and compiles an aggregate call: count(*), count(x), sum(x), min(x), max(x), avg(x).
+/// The aggregates [`compile_aggregate`] knows, as its errors list them.
+const AGGREGATES: &str = "count(*), count(x), count(DISTINCT x), approx_count_distinct(x), sum(x), min(x), max(x), avg(x), first_value(x) or last_value(x)";
+
+/// Parses and compiles an aggregate call: one of [`AGGREGATES`].
 pub fn compile_aggregate(text: &str, schema: &SchemaRef) -> Result<AggregateCall, String> {
     let sql = parse_expr(text)?;
     let SqlExpr::Function(f) = sql else {
-        return Err(format!(
-            "`{text}` is not an aggregate: use count(*), count(x), sum(x), min(x), max(x) or avg(x)"
-        ));
+        return Err(format!("`{text}` is not an aggregate: use {AGGREGATES}"));
     };
     let fname = f.name.to_string().to_lowercase();
-    let function = match fname.as_str() {
+    let mut function = match fname.as_str() {
         "count" => AggregateFunction::Count,
+        "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
         "sum" => AggregateFunction::Sum,
         "min" => AggregateFunction::Min,
         "max" => AggregateFunction::Max,
         "avg" => AggregateFunction::Avg,
+        "first_value" => AggregateFunction::FirstValue,
+        "last_value" => AggregateFunction::LastValue,
         other => {
             return Err(format!(
-                "unknown aggregate function `{other}` in `{text}`: use count, sum, min, max or avg"
+                "unknown aggregate function `{other}` in `{text}`: use {AGGREGATES}"
             ));
         }
     };
     let args = match f.args {
-        FunctionArguments::List(list)
-            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
-        {
+        FunctionArguments::List(list) if list.clauses.is_empty() => {
+            match list.duplicate_treatment {
+                None | Some(DuplicateTreatment::All) => {}
+                Some(DuplicateTreatment::Distinct) if function == AggregateFunction::Count => {
+                    function = AggregateFunction::CountDistinct;
+                }
+                Some(DuplicateTreatment::Distinct) => {
+                    return Err(format!(
+                        "`{text}`: DISTINCT is supported in count(DISTINCT x) only"
+                    ));
+                }
+            }
             list.args
         }
         FunctionArguments::None => Vec::new(),
         _ => {
             return Err(format!(
-                "`{text}`: only plain arguments are supported (no DISTINCT)"
+                "`{text}`: only plain arguments are supported (no ORDER BY, LIMIT or subquery)"
             ));
         }
     };
@@ -328,7 +373,14 @@ pub fn compile_aggregate(text: &str, schema: &SchemaRef) -> Result<AggregateCall
         None => None,
         Some(e) => {
             let c = compiled(text, fname.clone(), e, schema)?;
-            if function != AggregateFunction::Count && !is_numeric(&c.data_type) {
+            if function.takes_any_value() {
+                if !is_value_type(&c.data_type) {
+                    return Err(format!(
+                        "`{text}`: {fname} takes numbers, booleans, strings, binary, dates, times, timestamps, durations and intervals, not {}",
+                        c.data_type
+                    ));
+                }
+            } else if function != AggregateFunction::Count && !is_numeric(&c.data_type) {
                 return Err(format!(
                     "`{text}`: {fname} needs a numeric argument, got {}",
                     c.data_type
@@ -343,6 +395,22 @@ pub fn compile_aggregate(text: &str, schema: &SchemaRef) -> Result<AggregateCall
 /// Integer and floating-point types the window accumulators add up.
 pub fn is_numeric(t: &DataType) -> bool {
     t.is_integer() || t.is_floating() || matches!(t, DataType::Decimal128(..))
+}
+
+/// Types whose values the window accumulators keep as bytes (distinct counts, first and last
+/// values): fixed-width primitives, booleans, strings and binary.
+pub fn is_value_type(t: &DataType) -> bool {
+    t.is_primitive()
+        || matches!(
+            t,
+            DataType::Boolean
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+        )
 }
 
 /// A schema with one column per compiled expression.

@@ -3,7 +3,13 @@
 
 mod accumulator;
 mod assign;
+mod distinct;
+mod hll;
+mod numeric;
 mod operator;
+mod pick;
+mod saved;
+mod values;
 
 pub use accumulator::Accumulator;
 
