@@ -20,4 +20,6 @@ pub const MAX_EVENT_TIME_MS: i64 = i64::MAX / 4;
 pub use operator::{WindowOperator, event_times};
 
 #[cfg(test)]
+mod aggregate_tests;
+#[cfg(test)]
 mod tests;
