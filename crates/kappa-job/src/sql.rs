@@ -482,4 +482,36 @@ mod tests {
         assert_eq!(a.function, AggregateFunction::Avg);
         assert_eq!(a.argument.unwrap().data_type, DataType::Float64);
     }
+
+    #[test]
+    fn distinct_counts_and_first_and_last_values_take_any_value_type() {
+        for (text, function) in [
+            ("count(DISTINCT item_id)", AggregateFunction::CountDistinct),
+            ("COUNT(distinct upper(item_id))", AggregateFunction::CountDistinct),
+            ("count(ALL item_id)", AggregateFunction::Count),
+            ("approx_count_distinct(user_id)", AggregateFunction::ApproxCountDistinct),
+            ("approx_distinct(price)", AggregateFunction::ApproxCountDistinct),
+            ("first_value(item_id)", AggregateFunction::FirstValue),
+            ("last_value(price)", AggregateFunction::LastValue),
+        ] {
+            let a = compile_aggregate(text, &schema()).unwrap();
+            assert_eq!(a.function, function, "{text}");
+            assert!(a.argument.is_some(), "{text}");
+        }
+        assert_eq!(AggregateFunction::CountDistinct.name(), "count_distinct");
+        assert!(AggregateFunction::ApproxCountDistinct.is_count());
+        assert!(!AggregateFunction::FirstValue.is_count());
+        for (text, says) in [
+            ("sum(DISTINCT price)", "count(DISTINCT x) only"),
+            ("count(DISTINCT *)", "takes exactly one argument"),
+            ("first_value(*)", "takes exactly one argument"),
+            ("last_value(price, item_id)", "takes exactly one argument"),
+            ("first_value(named_struct('a', price))", "not Struct"),
+            ("median(price)", "count(DISTINCT x), approx_count_distinct(x)"),
+            ("min(item_id)", "numeric"),
+        ] {
+            let e = compile_aggregate(text, &schema()).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
 }

@@ -1,0 +1,164 @@
+//! The aggregates that keep values, end to end: a file-to-file job with count(DISTINCT x),
+//! approx_count_distinct(x), first_value(x) and last_value(x) in hourly windows, restarted
+//! from a checkpoint in the middle of its input, gives per window what plain Rust maps
+//! compute from the same clicks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use kappa_integration_tests::cluster::Cluster;
+use kappa_integration_tests::reference::{HOUR, START, clicks, json_lines};
+
+/// The window's exact results: clicks, distinct users, first and last user.
+type Exact = (i64, i64, String, String);
+
+/// A job over the JSON-lines file `input` into an exactly-once file sink in `output`,
+/// checkpointing every 100 ms.
+fn job(input: &Path, output: &Path) -> String {
+    format!(
+        r#"name = "hourly-item-users"
+parallelism = 2
+
+[source]
+connector = "file"
+path = "{}"
+format = "json"
+schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
+
+[event_time]
+column = "timestamp"
+max_out_of_orderness = "10s"
+
+[window]
+kind = "tumbling"
+size = "1h"
+key_by = ["item_id"]
+aggregates = {{ clicks = "count(*)", users = "count(DISTINCT user_id)", approx_users = "approx_count_distinct(user_id)", first_user = "first_value(user_id)", last_user = "last_value(user_id)" }}
+
+[sink]
+connector = "file"
+path = "{}"
+format = "json"
+delivery = "exactly-once"
+
+[restart]
+strategy = "fixed-delay"
+delay = "100ms"
+
+[checkpoints]
+interval = "100ms"
+"#,
+        input.display(),
+        output.display()
+    )
+}
+
+#[test]
+fn distinct_counts_and_first_and_last_values_are_exact_across_a_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One file: one source subtask reads it in order, so ties of event time go to the line
+    // that comes first (first_value) or last (last_value).
+    let input = dir.path().join("clicks.jsonl");
+    let data = clicks(200_000, 71, START, 4, 40);
+    std::fs::write(&input, json_lines(&data)).expect("input file");
+
+    // (item_id, window_end) → the exact results, and the distinct users for the estimate.
+    let mut users: BTreeMap<(String, i64), BTreeSet<u32>> = BTreeMap::new();
+    let mut first: BTreeMap<(String, i64), (i64, usize, u32)> = BTreeMap::new();
+    let mut last: BTreeMap<(String, i64), (i64, usize, u32)> = BTreeMap::new();
+    let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for (line, c) in data.iter().enumerate() {
+        let key = (
+            format!("item_{}", c.item),
+            c.timestamp - c.timestamp.rem_euclid(HOUR) + HOUR,
+        );
+        users.entry(key.clone()).or_default().insert(c.user);
+        *counts.entry(key.clone()).or_default() += 1;
+        let here = (c.timestamp, line, c.user);
+        first
+            .entry(key.clone())
+            .and_modify(|f| *f = (*f).min(here))
+            .or_insert(here);
+        last.entry(key)
+            .and_modify(|l| *l = (*l).max(here))
+            .or_insert(here);
+    }
+    let expected: BTreeMap<(String, i64), Exact> = counts
+        .iter()
+        .map(|(k, &n)| {
+            let exact = (
+                n,
+                users[k].len() as i64,
+                format!("user_{}", first[k].2),
+                format!("user_{}", last[k].2),
+            );
+            (k.clone(), exact)
+        })
+        .collect();
+
+    let chk = dir.path().join("checkpoints");
+    let allowed = dir.path().to_str().expect("utf-8 path");
+    let cluster = Cluster::jobmanager(&[
+        "--checkpoint-dir",
+        chk.to_str().expect("utf-8 path"),
+        "--allow-path",
+        allowed,
+    ])
+    .expect("jobmanager");
+    // Every subtask fails once, right after the first checkpoint it sees completed: the
+    // windows' sets, sketches and picks are restored from it in the middle of the file.
+    let failpoint = (
+        "FAILPOINTS",
+        "subtask-checkpoint-completed=1*return".to_string(),
+    );
+    let _tm = cluster
+        .taskmanager_with(4, &["--allow-path", allowed], &[failpoint])
+        .expect("taskmanager");
+    let output = dir.path().join("results");
+    let id = cluster.submit(&job(&input, &output), &[]).expect("submit");
+    let done = cluster
+        .wait_state(&id, &["FINISHED"], Duration::from_secs(180))
+        .expect("the job to finish");
+    let attempts = done["attempts"].as_array().expect("attempts");
+    assert!(
+        attempts.len() >= 2 && attempts[1]["restored_from"].is_u64(),
+        "the failure after the first checkpoint restarted the job from it: {attempts:?}"
+    );
+
+    let mut got: BTreeMap<(String, i64), Exact> = BTreeMap::new();
+    let mut rows = 0;
+    for entry in std::fs::read_dir(&output).expect("sink directory") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).expect("part file").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+            rows += 1;
+            let key = (
+                v["item_id"].as_str().expect("item_id").to_string(),
+                v["window_end"].as_i64().expect("window_end"),
+            );
+            let approx = v["approx_users"].as_i64().expect("approx_users");
+            let exact = users.get(&key).map_or(0, |u| u.len() as i64);
+            let slack = (exact as f64 * 0.02).max(1.0);
+            assert!(
+                (approx - exact).abs() as f64 <= slack,
+                "{key:?}: approx_count_distinct {approx}, {exact} distinct users"
+            );
+            let text = |name: &str| v[name].as_str().unwrap_or("(null)").to_string();
+            got.insert(
+                key,
+                (
+                    v["clicks"].as_i64().unwrap_or(-1),
+                    v["users"].as_i64().unwrap_or(-1),
+                    text("first_user"),
+                    text("last_user"),
+                ),
+            );
+        }
+    }
+    cluster.assert_results(&id, &got, &expected);
+    assert_eq!(rows, expected.len(), "each window once");
+}
