@@ -130,7 +130,10 @@ fn distinct_counts_and_first_and_last_values_are_exact_across_a_restore() {
     let mut rows = 0;
     for entry in std::fs::read_dir(&output).expect("sink directory") {
         let path = entry.expect("entry").path();
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
             continue;
         }
         for line in std::fs::read_to_string(&path).expect("part file").lines() {

@@ -16,7 +16,8 @@ use datafusion_physical_expr::execution_props::ExecutionProps;
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{
-    DuplicateTreatment, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem,
+    DuplicateTreatment, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    SelectItem,
 };
 use datafusion_sql::sqlparser::dialect::GenericDialect;
 use datafusion_sql::sqlparser::parser::Parser;
@@ -487,10 +488,19 @@ mod tests {
     fn distinct_counts_and_first_and_last_values_take_any_value_type() {
         for (text, function) in [
             ("count(DISTINCT item_id)", AggregateFunction::CountDistinct),
-            ("COUNT(distinct upper(item_id))", AggregateFunction::CountDistinct),
+            (
+                "COUNT(distinct upper(item_id))",
+                AggregateFunction::CountDistinct,
+            ),
             ("count(ALL item_id)", AggregateFunction::Count),
-            ("approx_count_distinct(user_id)", AggregateFunction::ApproxCountDistinct),
-            ("approx_distinct(price)", AggregateFunction::ApproxCountDistinct),
+            (
+                "approx_count_distinct(user_id)",
+                AggregateFunction::ApproxCountDistinct,
+            ),
+            (
+                "approx_distinct(price)",
+                AggregateFunction::ApproxCountDistinct,
+            ),
             ("first_value(item_id)", AggregateFunction::FirstValue),
             ("last_value(price)", AggregateFunction::LastValue),
         ] {
@@ -507,7 +517,10 @@ mod tests {
             ("first_value(*)", "takes exactly one argument"),
             ("last_value(price, item_id)", "takes exactly one argument"),
             ("first_value(named_struct('a', price))", "not Struct"),
-            ("median(price)", "count(DISTINCT x), approx_count_distinct(x)"),
+            (
+                "median(price)",
+                "count(DISTINCT x), approx_count_distinct(x)",
+            ),
             ("min(item_id)", "numeric"),
         ] {
             let e = compile_aggregate(text, &schema()).unwrap_err();

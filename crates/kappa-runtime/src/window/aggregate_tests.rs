@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use kappa_job::keygroup::{key_group_of, key_group_range};
 use kappa_job::plan::{WindowAssigner, WindowPlan, aggregate_type};
@@ -168,14 +170,20 @@ fn windows_of(rows: &[Row], assigner: WindowAssigner) -> BTreeMap<(String, i64, 
         WindowAssigner::Tumbling { size_ms } => {
             for (i, r) in rows.iter().enumerate() {
                 let start = r.t.div_euclid(size_ms) * size_ms;
-                groups.entry((r.key.clone(), start, start + size_ms)).or_default().push(i);
+                groups
+                    .entry((r.key.clone(), start, start + size_ms))
+                    .or_default()
+                    .push(i);
             }
         }
         WindowAssigner::Sliding { size_ms, slide_ms } => {
             for (i, r) in rows.iter().enumerate() {
                 let mut start = r.t.div_euclid(slide_ms) * slide_ms;
                 while start > r.t - size_ms {
-                    groups.entry((r.key.clone(), start, start + size_ms)).or_default().push(i);
+                    groups
+                        .entry((r.key.clone(), start, start + size_ms))
+                        .or_default()
+                        .push(i);
                     start -= slide_ms;
                 }
             }
@@ -183,14 +191,18 @@ fn windows_of(rows: &[Row], assigner: WindowAssigner) -> BTreeMap<(String, i64, 
         WindowAssigner::Session { gap_ms } => {
             let keys: BTreeSet<&String> = rows.iter().map(|r| &r.key).collect();
             for key in keys {
-                let mut mine: Vec<usize> = (0..rows.len()).filter(|&i| &rows[i].key == key).collect();
+                let mut mine: Vec<usize> =
+                    (0..rows.len()).filter(|&i| &rows[i].key == key).collect();
                 mine.sort_by_key(|&i| rows[i].t);
                 let mut session: Vec<usize> = Vec::new();
                 let mut bounds = (0, 0);
                 for i in mine {
                     let t = rows[i].t;
                     if !session.is_empty() && t > bounds.1 {
-                        groups.insert((key.clone(), bounds.0, bounds.1), std::mem::take(&mut session));
+                        groups.insert(
+                            (key.clone(), bounds.0, bounds.1),
+                            std::mem::take(&mut session),
+                        );
                     }
                     if session.is_empty() {
                         bounds = (t, t + gap_ms);
@@ -210,7 +222,8 @@ fn reference(rows: &[Row], assigner: WindowAssigner) -> Results {
     windows_of(rows, assigner)
         .into_iter()
         .map(|(window, members)| {
-            let ss: BTreeSet<&String> = members.iter().filter_map(|&i| rows[i].s.as_ref()).collect();
+            let ss: BTreeSet<&String> =
+                members.iter().filter_map(|&i| rows[i].s.as_ref()).collect();
             let vs: BTreeSet<i64> = members.iter().filter_map(|&i| rows[i].v).collect();
             // Ties of event time: the first (last) to arrive, i.e. the lowest (highest) index.
             let first = *members.iter().min_by_key(|&&i| (rows[i].t, i)).unwrap();
@@ -241,8 +254,18 @@ fn assert_matches(got: &Results, expected: &Results, what: &str) {
     for (window, e) in expected {
         let g = &got[window];
         let slack = (e.a as f64 * 0.02).max(1.0);
-        assert!((g.a - e.a).abs() as f64 <= slack, "{what} {window:?}: {g:?} vs {e:?}");
-        assert_eq!(&Out { a: e.a, ..g.clone() }, e, "{what} {window:?}");
+        assert!(
+            (g.a - e.a).abs() as f64 <= slack,
+            "{what} {window:?}: {g:?} vs {e:?}"
+        );
+        assert_eq!(
+            &Out {
+                a: e.a,
+                ..g.clone()
+            },
+            e,
+            "{what} {window:?}"
+        );
     }
 }
 
@@ -398,7 +421,11 @@ fn truncated_or_corrupt_state_is_an_error_never_a_panic() {
 #[test]
 fn a_string_that_is_not_utf8_in_a_saved_first_value_is_an_error() {
     let session = WindowAssigner::Session { gap_ms: 5 };
-    let mut w = operator(session, &[("f", "first_value(s)")], StateBudget::new(None).charge());
+    let mut w = operator(
+        session,
+        &[("f", "first_value(s)")],
+        StateBudget::new(None).charge(),
+    );
     w.process(&batch(&[row("a", 1, "ok")])).unwrap();
     let mut state = MapState::default();
     w.snapshot(&mut state).unwrap();
@@ -406,9 +433,13 @@ fn a_string_that_is_not_utf8_in_a_saved_first_value_is_an_error() {
         let n = v.len();
         v[n - 1] = 0xff;
     });
-    let e = operator(session, &[("f", "first_value(s)")], StateBudget::new(None).charge())
-        .restore(&bad, 0..=127)
-        .unwrap_err();
+    let e = operator(
+        session,
+        &[("f", "first_value(s)")],
+        StateBudget::new(None).charge(),
+    )
+    .restore(&bad, 0..=127)
+    .unwrap_err();
     assert!(e.to_string().contains("not UTF-8"), "{e}");
 }
 
@@ -441,14 +472,19 @@ fn a_state_saved_with_numeric_aggregates_only_reads_as_before() {
 fn distinct_sets_are_charged_as_they_grow_and_given_back_when_their_window_ends() {
     let tumbling = WindowAssigner::Tumbling { size_ms: 1000 };
     let distinct = [("d", "count(DISTINCT s)")];
-    let many = |n: usize| -> Vec<Row> { (0..n).map(|i| row("a", 5, &format!("value {i}"))).collect() };
+    let many =
+        |n: usize| -> Vec<Row> { (0..n).map(|i| row("a", 5, &format!("value {i}"))).collect() };
     // Unlimited: what one window holds grows with its set and is given back when it fires.
     let budget = StateBudget::new(None);
     let mut w = operator(tumbling, &distinct, budget.charge());
     w.process(&batch(&many(10))).unwrap();
     let small = budget.held();
     w.process(&batch(&many(1000))).unwrap();
-    assert!(budget.held() > small + 1000 * 32, "{small} then {}", budget.held());
+    assert!(
+        budget.held() > small + 1000 * 32,
+        "{small} then {}",
+        budget.held()
+    );
     w.advance(i64::MAX).unwrap();
     assert_eq!(budget.held(), 0);
 

@@ -166,7 +166,7 @@ impl Sketch {
         };
         let sketch = match bytes.u8("sketch tag")? {
             0 => {
-                if bytes.remaining() % 3 != 0 || bytes.remaining() / 3 > SPARSE_MAX {
+                if !bytes.remaining().is_multiple_of(3) || bytes.remaining() / 3 > SPARSE_MAX {
                     return Err(invalid(format!(
                         "{} bytes of sparse registers",
                         bytes.remaining()
@@ -176,7 +176,9 @@ impl Sketch {
                 while bytes.remaining() > 0 {
                     let index = u32::from(u16::from_le_bytes(bytes.array("register index")?));
                     let r = rank(bytes.u8("register")?)?;
-                    if index as usize >= M || r == 0 || entries.last().is_some_and(|e| e >> 8 >= index)
+                    if index as usize >= M
+                        || r == 0
+                        || entries.last().is_some_and(|e| e >> 8 >= index)
                     {
                         return Err(invalid(format!(
                             "sparse register {index} = {r} out of order, out of range or empty"
@@ -287,7 +289,10 @@ mod tests {
             let estimate = a.estimate();
             let error = (estimate as f64 - n as f64).abs() / (n.max(1) as f64);
             println!("n {n}: estimate {estimate}, error {:.3}%", error * 100.0);
-            assert!(error <= 0.02, "seed {seed}: {n} values estimated {estimate}");
+            assert!(
+                error <= 0.02,
+                "seed {seed}: {n} values estimated {estimate}"
+            );
         }
     }
 

@@ -67,7 +67,9 @@ impl Encoded {
         if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
             return None;
         }
-        let start = row.checked_sub(1).map_or(Some(0), |r| self.ends.get(r).copied())?;
+        let start = row
+            .checked_sub(1)
+            .map_or(Some(0), |r| self.ends.get(r).copied())?;
         self.bytes.get(start..*self.ends.get(row)?)
     }
 }
@@ -242,9 +244,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use arrow::array::{
-        Float64Array, Int32Array, StringViewArray, TimestampMillisecondArray,
-    };
+    use arrow::array::{Float64Array, Int32Array, StringViewArray, TimestampMillisecondArray};
 
     fn round_trip(column: ArrayRef) {
         let codec = ValueCodec::new(column.data_type()).unwrap();
@@ -261,7 +261,11 @@ mod tests {
         round_trip(Arc::new(
             TimestampMillisecondArray::from(vec![Some(5), None]).with_timezone("+01:00"),
         ));
-        round_trip(Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])));
+        round_trip(Arc::new(BooleanArray::from(vec![
+            Some(true),
+            None,
+            Some(false),
+        ])));
         round_trip(Arc::new(StringViewArray::from(vec![
             Some("a longer string than twelve bytes"),
             None,
@@ -292,7 +296,11 @@ mod tests {
         let int = ValueCodec::new(&DataType::Int32).unwrap();
         assert!(matches!(
             int.decode([Some(&[1u8, 2][..])].into_iter()),
-            Err(ValueError::Width { len: 2, width: 4, .. })
+            Err(ValueError::Width {
+                len: 2,
+                width: 4,
+                ..
+            })
         ));
         let text = ValueCodec::new(&DataType::Utf8).unwrap();
         assert!(matches!(text.check(b"\xff"), Err(ValueError::Utf8(_))));

@@ -101,9 +101,7 @@ impl WindowOperator {
         }
         let g = self.new_group(row, start, end)?;
         match self.assigner {
-            WindowAssigner::Session { .. } => {
-                self.sessions.entry(row.into()).or_default().push(g)
-            }
+            WindowAssigner::Session { .. } => self.sessions.entry(row.into()).or_default().push(g),
             _ => {
                 self.index.insert((row.into(), start), g);
             }
