@@ -4,55 +4,16 @@
 //! compute from the same clicks.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::time::Duration;
 
-use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::{HOUR, START, clicks, json_lines};
+use kappa_integration_tests::reference::{
+    HOUR, START, checkpointed_file_job, clicks, failing_after_first_checkpoint, finish_restored,
+    json_lines, part_file_lines,
+};
 
 /// The window's exact results: clicks, distinct users, first and last user.
 type Exact = (i64, i64, String, String);
 
-/// A job over the JSON-lines file `input` into an exactly-once file sink in `output`,
-/// checkpointing every 100 ms.
-fn job(input: &Path, output: &Path) -> String {
-    format!(
-        r#"name = "hourly-item-users"
-parallelism = 2
-
-[source]
-connector = "file"
-path = "{}"
-format = "json"
-schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
-
-[event_time]
-column = "timestamp"
-max_out_of_orderness = "10s"
-
-[window]
-kind = "tumbling"
-size = "1h"
-key_by = ["item_id"]
-aggregates = {{ clicks = "count(*)", users = "count(DISTINCT user_id)", approx_users = "approx_count_distinct(user_id)", first_user = "first_value(user_id)", last_user = "last_value(user_id)" }}
-
-[sink]
-connector = "file"
-path = "{}"
-format = "json"
-delivery = "exactly-once"
-
-[restart]
-strategy = "fixed-delay"
-delay = "100ms"
-
-[checkpoints]
-interval = "100ms"
-"#,
-        input.display(),
-        output.display()
-    )
-}
+const AGGREGATES: &str = r#"{ clicks = "count(*)", users = "count(DISTINCT user_id)", approx_users = "approx_count_distinct(user_id)", first_user = "first_value(user_id)", last_user = "last_value(user_id)" }"#;
 
 #[test]
 fn distinct_counts_and_first_and_last_values_are_exact_across_a_restore() {
@@ -97,71 +58,38 @@ fn distinct_counts_and_first_and_last_values_are_exact_across_a_restore() {
         })
         .collect();
 
-    let chk = dir.path().join("checkpoints");
-    let allowed = dir.path().to_str().expect("utf-8 path");
-    let cluster = Cluster::jobmanager(&[
-        "--checkpoint-dir",
-        chk.to_str().expect("utf-8 path"),
-        "--allow-path",
-        allowed,
-    ])
-    .expect("jobmanager");
     // Every subtask fails once, right after the first checkpoint it sees completed: the
     // windows' sets, sketches and picks are restored from it in the middle of the file.
-    let failpoint = (
-        "FAILPOINTS",
-        "subtask-checkpoint-completed=1*return".to_string(),
-    );
-    let _tm = cluster
-        .taskmanager_with(4, &["--allow-path", allowed], &[failpoint])
-        .expect("taskmanager");
+    let (cluster, _tm) = failing_after_first_checkpoint(dir.path());
     let output = dir.path().join("results");
-    let id = cluster.submit(&job(&input, &output), &[]).expect("submit");
-    let done = cluster
-        .wait_state(&id, &["FINISHED"], Duration::from_secs(180))
-        .expect("the job to finish");
-    let attempts = done["attempts"].as_array().expect("attempts");
-    assert!(
-        attempts.len() >= 2 && attempts[1]["restored_from"].is_u64(),
-        "the failure after the first checkpoint restarted the job from it: {attempts:?}"
+    let id = finish_restored(
+        &cluster,
+        &checkpointed_file_job(&input, &output, AGGREGATES),
     );
 
+    let lines = part_file_lines(&output);
     let mut got: BTreeMap<(String, i64), Exact> = BTreeMap::new();
-    let mut rows = 0;
-    for entry in std::fs::read_dir(&output).expect("sink directory") {
-        let path = entry.expect("entry").path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).expect("part file").lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-            rows += 1;
-            let key = (
-                v["item_id"].as_str().expect("item_id").to_string(),
-                v["window_end"].as_i64().expect("window_end"),
-            );
-            let approx = v["approx_users"].as_i64().expect("approx_users");
-            let exact = users.get(&key).map_or(0, |u| u.len() as i64);
-            let slack = (exact as f64 * 0.02).max(1.0);
-            assert!(
-                (approx - exact).abs() as f64 <= slack,
-                "{key:?}: approx_count_distinct {approx}, {exact} distinct users"
-            );
-            let text = |name: &str| v[name].as_str().unwrap_or("(null)").to_string();
-            got.insert(
-                key,
-                (
-                    v["clicks"].as_i64().unwrap_or(-1),
-                    v["users"].as_i64().unwrap_or(-1),
-                    text("first_user"),
-                    text("last_user"),
-                ),
-            );
-        }
+    for v in &lines {
+        let key = (
+            v["item_id"].as_str().expect("item_id").to_string(),
+            v["window_end"].as_i64().expect("window_end"),
+        );
+        let approx = v["approx_users"].as_i64().expect("approx_users");
+        let exact = users.get(&key).map_or(0, |u| u.len() as i64);
+        let slack = (exact as f64 * 0.02).max(1.0);
+        assert!(
+            (approx - exact).abs() as f64 <= slack,
+            "{key:?}: approx_count_distinct {approx}, {exact} distinct users"
+        );
+        let text = |name: &str| v[name].as_str().unwrap_or("(null)").to_string();
+        let results = (
+            v["clicks"].as_i64().unwrap_or(-1),
+            v["users"].as_i64().unwrap_or(-1),
+            text("first_user"),
+            text("last_user"),
+        );
+        got.insert(key, results);
     }
     cluster.assert_results(&id, &got, &expected);
-    assert_eq!(rows, expected.len(), "each window once");
+    assert_eq!(lines.len(), expected.len(), "each window once");
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use kappa_job::keygroup::{key_group_of, key_group_range};
 use kappa_job::plan::{WindowAssigner, WindowPlan, aggregate_type};
 use kappa_job::sql::{compile_aggregate, compile_named};
@@ -29,17 +29,11 @@ const AGGREGATES: [(&str, &str); 8] = [
     ("total", "sum(v)"),
 ];
 
+/// The operator tests' input (item_id, ts, v) and a string column s.
 fn input_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("item_id", DataType::Utf8, false),
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-        Field::new("v", DataType::Int64, true),
-        Field::new("s", DataType::Utf8, true),
-    ]))
+    let mut fields = super::tests::input_schema().fields().to_vec();
+    fields.push(Arc::new(Field::new("s", DataType::Utf8, true)));
+    Arc::new(Schema::new(fields))
 }
 
 /// A window operator over [`input_schema`] keyed by item_id with `aggregates`.
@@ -280,16 +274,22 @@ fn assigners() -> [WindowAssigner; 3] {
     ]
 }
 
+/// The results of `rows`, in batches of 70, without a restore.
+fn uninterrupted(rows: &[Row], assigner: WindowAssigner) -> Results {
+    let mut w = unlimited(assigner);
+    let mut got = Results::new();
+    for chunk in rows.chunks(70) {
+        collect(&mut got, w.process(&batch(chunk)).unwrap());
+    }
+    collect(&mut got, w.advance(i64::MAX).unwrap());
+    got
+}
+
 #[test]
 fn value_aggregates_match_a_computation_by_hand_in_every_kind_of_window() {
     let rows = rows(600);
     for assigner in assigners() {
-        let mut w = unlimited(assigner);
-        let mut got = Results::new();
-        for chunk in rows.chunks(70) {
-            collect(&mut got, w.process(&batch(chunk)).unwrap());
-        }
-        collect(&mut got, w.advance(i64::MAX).unwrap());
+        let got = uninterrupted(&rows, assigner);
         assert_matches(&got, &reference(&rows, assigner), &format!("{assigner:?}"));
     }
 }
@@ -366,10 +366,7 @@ fn a_restore_at_another_parallelism_gives_the_results_of_an_uninterrupted_run() 
     // there, and some tie with rows before it.
     let rows = rows(600);
     for assigner in assigners() {
-        let mut whole = unlimited(assigner);
-        let mut expected = Results::new();
-        collect(&mut expected, whole.process(&batch(&rows)).unwrap());
-        collect(&mut expected, whole.advance(i64::MAX).unwrap());
+        let expected = uninterrupted(&rows, assigner);
         let (got, _) = restored_run(&rows, 330, assigner);
         assert_eq!(got, expected, "{assigner:?}");
         assert_matches(&got, &reference(&rows, assigner), &format!("{assigner:?}"));

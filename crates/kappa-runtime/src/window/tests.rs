@@ -11,7 +11,7 @@ use kappa_job::sql::{compile_aggregate, compile_named};
 use super::WindowOperator;
 use crate::budget::StateBudget;
 
-fn input_schema() -> SchemaRef {
+pub(super) fn input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("item_id", DataType::Utf8, false),
         Field::new(
