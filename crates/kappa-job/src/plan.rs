@@ -1199,13 +1199,18 @@ fn is_time_type(t: &DataType) -> bool {
 }
 
 /// The output type of an aggregate: counts are Int64, averages Float64, first and last values
-/// keep their argument's type, sums/min/max follow their argument (integers as Int64,
-/// everything else as Float64).
+/// and min/max of strings and times keep their argument's type, sums/min/max of numbers follow
+/// their argument (integers as Int64, everything else as Float64).
 pub fn aggregate_type(call: &AggregateCall) -> DataType {
     match (call.function, &call.argument) {
         (f, _) if f.is_count() => DataType::Int64,
         (AggregateFunction::Avg, _) => DataType::Float64,
         (AggregateFunction::FirstValue | AggregateFunction::LastValue, Some(arg)) => {
+            arg.data_type.clone()
+        }
+        (AggregateFunction::Min | AggregateFunction::Max, Some(arg))
+            if sql::is_ordered_value(&arg.data_type) =>
+        {
             arg.data_type.clone()
         }
         (_, Some(arg)) if arg.data_type.is_integer() => DataType::Int64,

@@ -381,6 +381,13 @@ pub fn compile_aggregate(text: &str, schema: &SchemaRef) -> Result<AggregateCall
                         c.data_type
                     ));
                 }
+            } else if matches!(function, AggregateFunction::Min | AggregateFunction::Max) {
+                if !is_numeric(&c.data_type) && !is_ordered_value(&c.data_type) {
+                    return Err(format!(
+                        "`{text}`: {fname} takes numbers, strings, dates, times, timestamps and durations, not {}",
+                        c.data_type
+                    ));
+                }
             } else if function != AggregateFunction::Count && !is_numeric(&c.data_type) {
                 return Err(format!(
                     "`{text}`: {fname} needs a numeric argument, got {}",
@@ -412,6 +419,23 @@ pub fn is_value_type(t: &DataType) -> bool {
                 | DataType::LargeBinary
                 | DataType::BinaryView
         )
+}
+
+/// Types besides numbers that min and max take: strings (by code point) and dates, times,
+/// timestamps and durations.
+pub fn is_ordered_value(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Timestamp(_, _)
+            | DataType::Duration(_)
+    )
 }
 
 /// A schema with one column per compiled expression.
@@ -508,6 +532,8 @@ mod tests {
             assert_eq!(a.function, function, "{text}");
             assert!(a.argument.is_some(), "{text}");
         }
+        let a = compile_aggregate("max(item_id)", &schema()).unwrap();
+        assert_eq!(a.argument.unwrap().data_type, DataType::Utf8);
         assert_eq!(AggregateFunction::CountDistinct.name(), "count_distinct");
         assert!(AggregateFunction::ApproxCountDistinct.is_count());
         assert!(!AggregateFunction::FirstValue.is_count());
@@ -521,7 +547,8 @@ mod tests {
                 "median(price)",
                 "count(DISTINCT x), approx_count_distinct(x)",
             ),
-            ("min(item_id)", "numeric"),
+            ("min(price > 1)", "min takes numbers, strings"),
+            ("sum(item_id)", "numeric"),
         ] {
             let e = compile_aggregate(text, &schema()).unwrap_err();
             assert!(e.contains(says), "{text}: {e}");

@@ -8,12 +8,15 @@
 //! is which comes from the job's aggregates, as the layout always did.
 
 use arrow::array::ArrayRef;
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use arrow::error::ArrowError;
 use kappa_job::sql::{AggregateCall, AggregateFunction};
 
 use super::distinct::DistinctSets;
 use super::hll::{self, Sketch};
 use super::numeric::{Numeric, NumericArgs};
-use super::pick::Picks;
+use super::pick::{Pick, Picks};
 use super::saved::{CorruptState, Reader};
 use super::values::{Encoded, ValueCodec};
 use crate::error::{TaskError, eval_error};
@@ -58,22 +61,36 @@ pub struct Accumulator {
     /// The encoding of the argument's values, for the aggregates that keep them.
     codec: Option<ValueCodec>,
     kind: Kind,
+    /// min/max of dates, times, timestamps and durations: kept as Int64 numbers, given back
+    /// in this type.
+    temporal: Option<DataType>,
 }
 
 impl Accumulator {
     /// The accumulator of the aggregate named `name` (its output column).
     pub fn new(name: &str, call: &AggregateCall) -> Result<Self, TaskError> {
         let label = label(name, call);
+        let arg_type = call.argument.as_ref().map(|a| &a.data_type);
+        let text = arg_type.is_some_and(|t| !t.is_primitive());
         let kind = match call.function {
             AggregateFunction::CountDistinct => Kind::Distinct(DistinctSets::default()),
             AggregateFunction::ApproxCountDistinct => Kind::Approx(Vec::new()),
-            AggregateFunction::FirstValue => Kind::Pick(Picks::new(false)),
-            AggregateFunction::LastValue => Kind::Pick(Picks::new(true)),
+            AggregateFunction::FirstValue => Kind::Pick(Picks::new(Pick::First)),
+            AggregateFunction::LastValue => Kind::Pick(Picks::new(Pick::Last)),
+            AggregateFunction::Min if text => Kind::Pick(Picks::new(Pick::Min)),
+            AggregateFunction::Max if text => Kind::Pick(Picks::new(Pick::Max)),
             _ => {
+                let temporal = arg_type.filter(|t| t.is_temporal()).cloned();
                 return Ok(Self {
                     kind: Kind::Numeric(Numeric::new(label.clone(), call)),
                     label,
                     codec: None,
+                    temporal: temporal.filter(|_| {
+                        matches!(
+                            call.function,
+                            AggregateFunction::Min | AggregateFunction::Max
+                        )
+                    }),
                 });
             }
         };
@@ -90,13 +107,22 @@ impl Accumulator {
             label,
             codec: Some(codec),
             kind,
+            temporal: None,
         })
     }
 
     /// Converts an evaluated argument column to what the accumulator takes.
     pub fn arg_values(&self, column: Option<ArrayRef>) -> Result<ArgValues, TaskError> {
         let codec = match (&self.kind, &self.codec) {
-            (Kind::Numeric(n), _) => return n.arg_values(column).map(ArgValues::Numeric),
+            (Kind::Numeric(n), _) => {
+                let column = match (column, &self.temporal) {
+                    (Some(c), Some(_)) => Some(as_number(&c).map_err(|e| {
+                        eval_error(&format!("the argument of `{}`", self.label), e)
+                    })?),
+                    (column, _) => column,
+                };
+                return n.arg_values(column).map(ArgValues::Numeric);
+            }
             (_, Some(codec)) => codec,
             (_, None) => return Err(self.no_argument()),
         };
@@ -230,7 +256,11 @@ impl Accumulator {
     /// The values of the given groups, in order.
     pub fn output(&self, groups: &[u32]) -> Result<ArrayRef, TaskError> {
         Ok(match (&self.kind, &self.codec) {
-            (Kind::Numeric(n), _) => n.output(groups),
+            (Kind::Numeric(n), _) => match &self.temporal {
+                None => n.output(groups),
+                Some(t) => from_number(&n.output(groups), t)
+                    .map_err(|e| eval_error(&format!("reading out `{}`", self.label), e))?,
+            },
             (Kind::Distinct(d), _) => d.output(groups),
             (Kind::Approx(s), _) => hll::output(s, groups),
             (Kind::Pick(p), Some(codec)) => p
@@ -238,5 +268,108 @@ impl Accumulator {
                 .map_err(|e| eval_error(&format!("reading out `{}`", self.label), e))?,
             (Kind::Pick(_), None) => return Err(self.no_argument()),
         })
+    }
+}
+
+/// A column of dates, times, timestamps or durations as its numbers (the 32-bit types cast to
+/// integers only as Int32).
+fn as_number(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    match column.data_type().primitive_width() {
+        Some(4) => cast(column, &DataType::Int32),
+        _ => cast(column, &DataType::Int64),
+    }
+}
+
+/// Int64 numbers as a column of the date, time, timestamp or duration type `t`.
+fn from_number(numbers: &ArrayRef, t: &DataType) -> Result<ArrayRef, ArrowError> {
+    match t.primitive_width() {
+        Some(4) => cast(&cast(numbers, &DataType::Int32)?, t),
+        _ => cast(numbers, t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array, LargeStringArray, StringViewArray};
+    use arrow::datatypes::{Field, Schema, TimeUnit};
+    use kappa_job::plan::aggregate_type;
+    use kappa_job::sql::compile_aggregate;
+
+    use super::*;
+
+    /// `text` over `column` (x): rows 0 and 1 in group 0, the rest in group 1, group 1 joined
+    /// into 0, then saved and loaded into a new accumulator; its value.
+    fn merged_and_restored(text: &str, column: ArrayRef) -> ArrayRef {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "x",
+            column.data_type().clone(),
+            true,
+        )]));
+        let call = compile_aggregate(text, &schema).unwrap();
+        let mut a = Accumulator::new("y", &call).unwrap();
+        a.ensure(2);
+        let values = a.arg_values(Some(Arc::clone(&column))).unwrap();
+        for row in 0..column.len() {
+            a.update(usize::from(row > 1), &values, row, 0).unwrap();
+        }
+        a.merge(0, 1).unwrap();
+        let mut saved = Vec::new();
+        a.save(0, &mut saved);
+        let mut restored = Accumulator::new("y", &call).unwrap();
+        restored.ensure(1);
+        let mut reader = Reader::new(&saved);
+        restored.load(0, &mut reader).unwrap();
+        reader.finish().unwrap();
+        let out = restored.output(&[0]).unwrap();
+        assert_eq!(out.data_type(), &aggregate_type(&call), "{text}");
+        out
+    }
+
+    #[test]
+    fn min_and_max_of_times_keep_their_type() {
+        let numbers =
+            Arc::new(Int64Array::from(vec![Some(5), None, Some(-3), Some(9)])) as ArrayRef;
+        for t in [
+            DataType::Date32,
+            DataType::Date64,
+            DataType::Time32(TimeUnit::Second),
+            DataType::Time64(TimeUnit::Microsecond),
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("+02:00".into())),
+            DataType::Duration(TimeUnit::Millisecond),
+        ] {
+            // Arrow casts integers to the 32-bit types from Int32 only.
+            let column = match t.primitive_width() {
+                Some(4) => cast(&cast(&numbers, &DataType::Int32).unwrap(), &t),
+                _ => cast(&numbers, &t),
+            }
+            .unwrap();
+            // min is row 2 (-3), max row 3 (9).
+            for (text, row) in [("min(x)", 2), ("max(x)", 3)] {
+                let out = merged_and_restored(text, Arc::clone(&column));
+                assert_eq!(&out, &column.slice(row, 1), "{text} of {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn min_and_max_of_strings_compare_code_points_and_skip_nulls() {
+        let strings = vec![Some("b"), None, Some("ä"), Some("a")];
+        let views = Arc::new(StringViewArray::from(strings.clone())) as ArrayRef;
+        let large = Arc::new(LargeStringArray::from(strings)) as ArrayRef;
+        for column in [views, large] {
+            for (text, expected) in [("min(x)", "a"), ("max(x)", "ä")] {
+                let out = merged_and_restored(text, Arc::clone(&column));
+                let want = cast(
+                    &(Arc::new(LargeStringArray::from(vec![expected])) as ArrayRef),
+                    column.data_type(),
+                );
+                assert_eq!(&out, &want.unwrap(), "{text} of {}", column.data_type());
+            }
+        }
+        // A group of nulls only has no value.
+        let nulls = Arc::new(LargeStringArray::from(vec![None::<&str>; 3])) as ArrayRef;
+        assert!(merged_and_restored("max(x)", nulls).is_null(0));
     }
 }

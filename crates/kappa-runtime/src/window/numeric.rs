@@ -1,4 +1,5 @@
-//! The numeric aggregates (count, sum, min, max, avg) kept column-wise: one fixed 24-byte slot
+//! The numeric aggregates (count, sum, min, max, avg; min and max of dates, times, timestamps
+//! and durations as their Int64 numbers) kept column-wise: one fixed 24-byte slot
 //! per window group, updated row by row, merged when session windows join, read out as Arrow
 //! arrays. Integer sums and counts are checked: one that no longer fits in i64 is an error,
 //! never a wrapped number; integer averages keep their sum exactly.
@@ -42,7 +43,7 @@ impl Numeric {
         let integer = call
             .argument
             .as_ref()
-            .is_some_and(|a| a.data_type.is_integer());
+            .is_some_and(|a| a.data_type.is_integer() || a.data_type.is_temporal());
         Self {
             label,
             function: call.function,

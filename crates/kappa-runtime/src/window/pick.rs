@@ -1,7 +1,9 @@
-//! `first_value(x)` and `last_value(x)`: per window group, x of the row with the smallest
-//! (largest) event time, ties going to the first (last) row to arrive. Arrival is a sequence
-//! number of the operator, saved with each pick and continued after a restore, so sessions
-//! that join, before or after a restore, keep the right row.
+//! The aggregates that keep one row's value per window group: `first_value(x)` and
+//! `last_value(x)`, x of the row with the smallest (largest) event time, ties going to the
+//! first (last) row to arrive; and `min(x)` and `max(x)` of strings, the least (greatest)
+//! non-null value by its UTF-8 bytes (the order of code points, Arrow's order of strings).
+//! Arrival is a sequence number of the operator, saved with each pick and continued after a
+//! restore, so sessions that join, before or after a restore, keep the right row.
 
 use super::saved::{CorruptState, Reader};
 use super::values::{ValueCodec, ValueError};
@@ -23,20 +25,30 @@ impl Picked {
     }
 }
 
-/// The first or last values of every window group of one aggregate.
+/// Which row a group keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    First,
+    Last,
+    /// The least non-null value.
+    Min,
+    /// The greatest non-null value.
+    Max,
+}
+
+/// The picked values of every window group of one aggregate.
 #[derive(Debug)]
 pub struct Picks {
-    /// last_value (else first_value).
-    last: bool,
+    pick: Pick,
     slots: Vec<Option<Picked>>,
     /// The arrival number of the next row.
     next_seq: u64,
 }
 
 impl Picks {
-    pub fn new(last: bool) -> Self {
+    pub fn new(pick: Pick) -> Self {
         Self {
-            last,
+            pick,
             slots: Vec::new(),
             next_seq: 0,
         }
@@ -52,14 +64,13 @@ impl Picks {
         self.slots[g] = None;
     }
 
-    /// Whether `candidate` replaces what group `g` keeps.
-    fn beats(&self, g: usize, candidate: &Picked) -> bool {
-        self.slots[g].as_ref().is_none_or(|kept| {
-            if self.last {
-                candidate.order() > kept.order()
-            } else {
-                candidate.order() < kept.order()
-            }
+    /// Whether a row arrived `seq`-th at `time` with `value` replaces what group `g` keeps.
+    fn beats(&self, g: usize, (time, seq): (i64, u64), value: Option<&[u8]>) -> bool {
+        self.slots[g].as_ref().is_none_or(|kept| match self.pick {
+            Pick::First => (time, seq) < kept.order(),
+            Pick::Last => (time, seq) > kept.order(),
+            Pick::Min => value < kept.value.as_deref(),
+            Pick::Max => value > kept.value.as_deref(),
         })
     }
 
@@ -67,15 +78,14 @@ impl Picks {
     pub fn update(&mut self, g: usize, value: Option<&[u8]>, time: i64) {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.saturating_add(1);
-        let candidate = Picked {
-            time,
-            seq,
-            value: None,
-        };
-        if self.beats(g, &candidate) {
+        if value.is_none() && matches!(self.pick, Pick::Min | Pick::Max) {
+            return;
+        }
+        if self.beats(g, (time, seq), value) {
             self.slots[g] = Some(Picked {
+                time,
+                seq,
                 value: value.map(Into::into),
-                ..candidate
             });
         }
     }
@@ -83,7 +93,7 @@ impl Picks {
     /// Folds group `src` into `dst` (`src` is released after).
     pub fn merge(&mut self, dst: usize, src: usize) {
         if let Some(p) = self.slots[src].take()
-            && self.beats(dst, &p)
+            && self.beats(dst, p.order(), p.value.as_deref())
         {
             self.slots[dst] = Some(p);
         }
@@ -119,14 +129,14 @@ impl Picks {
         mut bytes: Reader<'_>,
         codec: &ValueCodec,
     ) -> Result<(), CorruptState> {
-        let tag = bytes.u8("first/last tag")?;
+        let tag = bytes.u8("picked value tag")?;
         self.slots[g] = match tag {
             0 => None,
             1 | 2 => {
-                let time = bytes.i64("first/last event time")?;
-                let seq = bytes.u64("first/last arrival")?;
+                let time = bytes.i64("picked event time")?;
+                let seq = bytes.u64("picked arrival")?;
                 let value = if tag == 2 {
-                    let v = bytes.take(bytes.remaining(), "first/last value")?;
+                    let v = bytes.take(bytes.remaining(), "picked value")?;
                     codec.check(v)?;
                     Some(v.into())
                 } else {
@@ -137,7 +147,7 @@ impl Picks {
             }
             tag => {
                 return Err(CorruptState::Invalid {
-                    what: "first/last value",
+                    what: "picked value",
                     detail: format!("unknown tag {tag}"),
                 });
             }
