@@ -1,5 +1,6 @@
 //! The aggregates that keep values, end to end: a file-to-file job with count(DISTINCT x),
-//! approx_count_distinct(x), first_value(x) and last_value(x) in hourly windows, restarted
+//! approx_count_distinct(x), first_value(x), last_value(x) and min(x) of strings in hourly
+//! windows, restarted
 //! from a checkpoint in the middle of its input, gives per window what plain Rust maps
 //! compute from the same clicks.
 
@@ -10,10 +11,10 @@ use kappa_integration_tests::reference::{
     json_lines, part_file_lines,
 };
 
-/// The window's exact results: clicks, distinct users, first and last user.
-type Exact = (i64, i64, String, String);
+/// The window's exact results: clicks, distinct users, first, last and least user.
+type Exact = (i64, i64, String, String, String);
 
-const AGGREGATES: &str = r#"{ clicks = "count(*)", users = "count(DISTINCT user_id)", approx_users = "approx_count_distinct(user_id)", first_user = "first_value(user_id)", last_user = "last_value(user_id)" }"#;
+const AGGREGATES: &str = r#"{ clicks = "count(*)", users = "count(DISTINCT user_id)", approx_users = "approx_count_distinct(user_id)", first_user = "first_value(user_id)", last_user = "last_value(user_id)", min_user = "min(user_id)" }"#;
 
 #[test]
 fn distinct_counts_and_first_and_last_values_are_exact_across_a_restore() {
@@ -53,6 +54,12 @@ fn distinct_counts_and_first_and_last_values_are_exact_across_a_restore() {
                 users[k].len() as i64,
                 format!("user_{}", first[k].2),
                 format!("user_{}", last[k].2),
+                // The least by code point: user_10 comes before user_9.
+                users[k]
+                    .iter()
+                    .map(|u| format!("user_{u}"))
+                    .min()
+                    .unwrap_or_default(),
             );
             (k.clone(), exact)
         })
@@ -87,6 +94,7 @@ fn distinct_counts_and_first_and_last_values_are_exact_across_a_restore() {
             v["users"].as_i64().unwrap_or(-1),
             text("first_user"),
             text("last_user"),
+            text("min_user"),
         );
         got.insert(key, results);
     }
