@@ -80,17 +80,15 @@ impl Accumulator {
             AggregateFunction::Min if text => Kind::Pick(Picks::new(Pick::Min)),
             AggregateFunction::Max if text => Kind::Pick(Picks::new(Pick::Max)),
             _ => {
-                let temporal = arg_type.filter(|t| t.is_temporal()).cloned();
+                let min_max = matches!(
+                    call.function,
+                    AggregateFunction::Min | AggregateFunction::Max
+                );
                 return Ok(Self {
                     kind: Kind::Numeric(Numeric::new(label.clone(), call)),
                     label,
                     codec: None,
-                    temporal: temporal.filter(|_| {
-                        matches!(
-                            call.function,
-                            AggregateFunction::Min | AggregateFunction::Max
-                        )
-                    }),
+                    temporal: arg_type.filter(|t| min_max && t.is_temporal()).cloned(),
                 });
             }
         };
