@@ -165,11 +165,9 @@ pub fn first_half_produced(
     Ok((data, half))
 }
 
-/// The rows and the hourly counts in the committed (visible) part files of a file sink
-/// directory; a window written twice counts once in the map and twice in the rows.
-pub fn part_file_counts(dir: &std::path::Path) -> (usize, BTreeMap<(String, i64), i64>) {
-    let mut rows = 0;
-    let mut out = BTreeMap::new();
+/// The JSON lines of the committed (visible) part files of a file sink directory.
+pub fn part_file_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
     for entry in std::fs::read_dir(dir).expect("sink directory") {
         let path = entry.expect("entry").path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -177,23 +175,42 @@ pub fn part_file_counts(dir: &std::path::Path) -> (usize, BTreeMap<(String, i64)
             continue;
         }
         for line in std::fs::read_to_string(&path).expect("part file").lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-            rows += 1;
-            out.insert(
-                (
-                    v["item_id"].as_str().unwrap().to_string(),
-                    v["window_end"].as_i64().unwrap(),
-                ),
-                v["click_count"].as_i64().unwrap(),
-            );
+            lines.push(serde_json::from_str(line).expect("json line"));
         }
     }
-    (rows, out)
+    lines
+}
+
+/// The rows and the hourly counts in the committed (visible) part files of a file sink
+/// directory; a window written twice counts once in the map and twice in the rows.
+pub fn part_file_counts(dir: &std::path::Path) -> (usize, BTreeMap<(String, i64), i64>) {
+    let lines = part_file_lines(dir);
+    let out = lines
+        .iter()
+        .map(|v| {
+            let key = (
+                v["item_id"].as_str().unwrap().to_string(),
+                v["window_end"].as_i64().unwrap(),
+            );
+            (key, v["click_count"].as_i64().unwrap())
+        })
+        .collect();
+    (lines.len(), out)
 }
 
 /// The reference job (no filter) over JSON-lines files in `input` (a file or a directory) into a
 /// file sink in `output` with `delivery`, at parallelism 2; append tables to it as needed.
 pub fn file_job(input: &std::path::Path, output: &std::path::Path, delivery: &str) -> String {
+    file_job_with(input, output, delivery, r#"{ click_count = "count(*)" }"#)
+}
+
+/// [`file_job`] with other hourly aggregates of the clicks by item (a TOML inline table).
+pub fn file_job_with(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    delivery: &str,
+    aggregates: &str,
+) -> String {
     format!(
         r#"name = "hourly-item-clicks-from-files"
 parallelism = 2
@@ -212,7 +229,7 @@ max_out_of_orderness = "10s"
 kind = "tumbling"
 size = "1h"
 key_by = ["item_id"]
-aggregates = {{ click_count = "count(*)" }}
+aggregates = {aggregates}
 
 [sink]
 connector = "file"
@@ -223,4 +240,63 @@ delivery = "{delivery}"
         input.display(),
         output.display()
     )
+}
+
+/// [`file_job_with`] into an exactly-once file sink, checkpointing every 100 ms and restarted
+/// 100 ms after a failure.
+pub fn checkpointed_file_job(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    aggregates: &str,
+) -> String {
+    file_job_with(input, output, "exactly-once", aggregates)
+        + r#"
+[restart]
+strategy = "fixed-delay"
+delay = "100ms"
+
+[checkpoints]
+interval = "100ms"
+"#
+}
+
+/// A jobmanager checkpointing under `dir`, whose jobs may read and write under `dir` only,
+/// with a taskmanager of 4 slots where every subtask fails once, right after the first
+/// checkpoint it sees completed: a job restarts from that checkpoint in the middle of its
+/// input.
+pub fn failing_after_first_checkpoint(
+    dir: &std::path::Path,
+) -> (crate::cluster::Cluster, crate::cluster::Process) {
+    let chk = dir.join("checkpoints");
+    let allowed = dir.to_str().expect("utf-8 path");
+    let cluster = crate::cluster::Cluster::jobmanager(&[
+        "--checkpoint-dir",
+        chk.to_str().expect("utf-8 path"),
+        "--allow-path",
+        allowed,
+    ])
+    .expect("jobmanager");
+    let failpoint = (
+        "FAILPOINTS",
+        "subtask-checkpoint-completed=1*return".to_string(),
+    );
+    let tm = cluster
+        .taskmanager_with(4, &["--allow-path", allowed], &[failpoint])
+        .expect("taskmanager");
+    (cluster, tm)
+}
+
+/// Submits `job` to a [`failing_after_first_checkpoint`] cluster and waits until it finishes,
+/// restarted from a checkpoint; its id.
+pub fn finish_restored(cluster: &crate::cluster::Cluster, job: &str) -> String {
+    let id = cluster.submit(job, &[]).expect("submit");
+    let done = cluster
+        .wait_state(&id, &["FINISHED"], std::time::Duration::from_secs(180))
+        .expect("the job to finish");
+    let attempts = done["attempts"].as_array().expect("attempts");
+    assert!(
+        attempts.len() >= 2 && attempts[1]["restored_from"].is_u64(),
+        "the failure after the first checkpoint restarted the job from it: {attempts:?}"
+    );
+    id
 }

@@ -3,27 +3,13 @@
 //! it is counted twice; and a job whose source subtask on another taskmanager has no file
 //! still finishes.
 
-use std::path::Path;
 use std::time::Duration;
 
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{
-    self, START, clicks, hourly_counts, json_lines, part_file_counts,
+    self, START, checkpointed_file_job, clicks, failing_after_first_checkpoint, finish_restored,
+    hourly_counts, json_lines, part_file_counts,
 };
-
-/// The reference job over a directory of JSON-lines files into an exactly-once file sink,
-/// checkpointing every 100 ms.
-fn file_job(input: &Path, output: &Path) -> String {
-    reference::file_job(input, output, "exactly-once")
-        + r#"
-[restart]
-strategy = "fixed-delay"
-delay = "100ms"
-
-[checkpoints]
-interval = "100ms"
-"#
-}
 
 #[test]
 fn a_file_source_restored_from_a_checkpoint_reads_each_line_once() {
@@ -35,37 +21,10 @@ fn a_file_source_restored_from_a_checkpoint_reads_each_line_once() {
         std::fs::write(input.join(format!("clicks-{i}.jsonl")), json_lines(part))
             .expect("input file");
     }
-    let chk = dir.path().join("checkpoints");
-    // Jobs may read and write under the test's directory only.
-    let allowed = dir.path().to_str().expect("utf-8 path");
-    let cluster = Cluster::jobmanager(&[
-        "--checkpoint-dir",
-        chk.to_str().expect("utf-8 path"),
-        "--allow-path",
-        allowed,
-    ])
-    .expect("jobmanager");
-    // Every subtask of this taskmanager fails once, right after the first checkpoint it
-    // sees completed: the job restarts from that checkpoint in the middle of the files.
-    let failpoint = (
-        "FAILPOINTS",
-        "subtask-checkpoint-completed=1*return".to_string(),
-    );
-    let _tm = cluster
-        .taskmanager_with(4, &["--allow-path", allowed], &[failpoint])
-        .expect("taskmanager");
+    let (cluster, _tm) = failing_after_first_checkpoint(dir.path());
     let output = dir.path().join("results");
-    let id = cluster
-        .submit(&file_job(&input, &output), &[])
-        .expect("submit");
-    let done = cluster
-        .wait_state(&id, &["FINISHED"], Duration::from_secs(180))
-        .expect("the job to finish");
-    let attempts = done["attempts"].as_array().expect("attempts");
-    assert!(
-        attempts.len() >= 2 && attempts[1]["restored_from"].is_u64(),
-        "the failure after the first checkpoint restarted the job from it: {attempts:?}"
-    );
+    let job = checkpointed_file_job(&input, &output, r#"{ click_count = "count(*)" }"#);
+    let id = finish_restored(&cluster, &job);
     let expected = hourly_counts(&data, |_| true);
     let (rows, counts) = part_file_counts(&output);
     cluster.assert_results(&id, &counts, &expected);

@@ -959,7 +959,7 @@ impl Planner<'_> {
                     fields.push(Field::new(
                         name,
                         aggregate_type(&call),
-                        call.function != AggregateFunction::Count,
+                        !call.function.is_count(),
                     ));
                     aggregates.push((name.clone(), call));
                 }
@@ -1219,12 +1219,21 @@ fn is_time_type(t: &DataType) -> bool {
     )
 }
 
-/// The output type of an aggregate: counts are Int64, averages Float64, sums/min/max follow
+/// The output type of an aggregate: counts are Int64, averages Float64, first and last values
+/// and min/max of strings and times keep their argument's type, sums/min/max of numbers follow
 /// their argument (integers as Int64, everything else as Float64).
 pub fn aggregate_type(call: &AggregateCall) -> DataType {
     match (call.function, &call.argument) {
-        (AggregateFunction::Count, _) => DataType::Int64,
+        (f, _) if f.is_count() => DataType::Int64,
         (AggregateFunction::Avg, _) => DataType::Float64,
+        (AggregateFunction::FirstValue | AggregateFunction::LastValue, Some(arg)) => {
+            arg.data_type.clone()
+        }
+        (AggregateFunction::Min | AggregateFunction::Max, Some(arg))
+            if sql::is_ordered_value(&arg.data_type) =>
+        {
+            arg.data_type.clone()
+        }
         (_, Some(arg)) if arg.data_type.is_integer() => DataType::Int64,
         _ => DataType::Float64,
     }

@@ -16,7 +16,8 @@ use datafusion_physical_expr::execution_props::ExecutionProps;
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem,
+    DuplicateTreatment, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    SelectItem,
 };
 use datafusion_sql::sqlparser::dialect::GenericDialect;
 use datafusion_sql::sqlparser::parser::Parser;
@@ -38,21 +39,53 @@ pub struct CompiledExpr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggregateFunction {
     Count,
+    /// `count(DISTINCT x)`: the exact number of distinct non-null values.
+    CountDistinct,
+    /// `approx_count_distinct(x)`: the number of distinct non-null values, estimated with a
+    /// HyperLogLog sketch (about 0.8% standard error).
+    ApproxCountDistinct,
     Sum,
     Min,
     Max,
     Avg,
+    /// `first_value(x)`: x of the row with the smallest event time (the first to arrive
+    /// among equal times).
+    FirstValue,
+    /// `last_value(x)`: x of the row with the largest event time (the last to arrive among
+    /// equal times).
+    LastValue,
 }
 
 impl AggregateFunction {
     pub fn name(self) -> &'static str {
         match self {
             Self::Count => "count",
+            Self::CountDistinct => "count_distinct",
+            Self::ApproxCountDistinct => "approx_count_distinct",
             Self::Sum => "sum",
             Self::Min => "min",
             Self::Max => "max",
             Self::Avg => "avg",
+            Self::FirstValue => "first_value",
+            Self::LastValue => "last_value",
         }
+    }
+
+    /// Whether the result is a count (Int64, never null: 0 for no values).
+    pub fn is_count(self) -> bool {
+        matches!(
+            self,
+            Self::Count | Self::CountDistinct | Self::ApproxCountDistinct
+        )
+    }
+
+    /// Whether the argument may be any type with a value encoding ([`is_value_type`]), not
+    /// only a number.
+    fn takes_any_value(self) -> bool {
+        matches!(
+            self,
+            Self::CountDistinct | Self::ApproxCountDistinct | Self::FirstValue | Self::LastValue
+        )
     }
 }
 
@@ -302,37 +335,50 @@ pub fn compile_named(text: &str, schema: &SchemaRef) -> Result<CompiledExpr, Str
     compiled(text, name, sql, schema)
 }
 
-/// Parses and compiles an aggregate call: count(*), count(x), sum(x), min(x), max(x), avg(x).
+/// The aggregates [`compile_aggregate`] knows, as its errors list them.
+const AGGREGATES: &str = "count(*), count(x), count(DISTINCT x), approx_count_distinct(x), sum(x), min(x), max(x), avg(x), first_value(x) or last_value(x)";
+
+/// Parses and compiles an aggregate call: one of [`AGGREGATES`].
 pub fn compile_aggregate(text: &str, schema: &SchemaRef) -> Result<AggregateCall, String> {
     let sql = parse_expr(text)?;
     let SqlExpr::Function(f) = sql else {
-        return Err(format!(
-            "`{text}` is not an aggregate: use count(*), count(x), sum(x), min(x), max(x) or avg(x)"
-        ));
+        return Err(format!("`{text}` is not an aggregate: use {AGGREGATES}"));
     };
     let fname = f.name.to_string().to_lowercase();
-    let function = match fname.as_str() {
+    let mut function = match fname.as_str() {
         "count" => AggregateFunction::Count,
+        "approx_count_distinct" | "approx_distinct" => AggregateFunction::ApproxCountDistinct,
         "sum" => AggregateFunction::Sum,
         "min" => AggregateFunction::Min,
         "max" => AggregateFunction::Max,
         "avg" => AggregateFunction::Avg,
+        "first_value" => AggregateFunction::FirstValue,
+        "last_value" => AggregateFunction::LastValue,
         other => {
             return Err(format!(
-                "unknown aggregate function `{other}` in `{text}`: use count, sum, min, max or avg"
+                "unknown aggregate function `{other}` in `{text}`: use {AGGREGATES}"
             ));
         }
     };
     let args = match f.args {
-        FunctionArguments::List(list)
-            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
-        {
+        FunctionArguments::List(list) if list.clauses.is_empty() => {
+            match list.duplicate_treatment {
+                None | Some(DuplicateTreatment::All) => {}
+                Some(DuplicateTreatment::Distinct) if function == AggregateFunction::Count => {
+                    function = AggregateFunction::CountDistinct;
+                }
+                Some(DuplicateTreatment::Distinct) => {
+                    return Err(format!(
+                        "`{text}`: DISTINCT is supported in count(DISTINCT x) only"
+                    ));
+                }
+            }
             list.args
         }
         FunctionArguments::None => Vec::new(),
         _ => {
             return Err(format!(
-                "`{text}`: only plain arguments are supported (no DISTINCT)"
+                "`{text}`: only plain arguments are supported (no ORDER BY, LIMIT or subquery)"
             ));
         }
     };
@@ -363,21 +409,76 @@ pub fn compile_aggregate(text: &str, schema: &SchemaRef) -> Result<AggregateCall
         None => None,
         Some(e) => {
             let c = compiled(text, fname.clone(), e, schema)?;
-            if function != AggregateFunction::Count && !is_numeric(&c.data_type) {
-                return Err(format!(
-                    "`{text}`: {fname} needs a numeric argument, got {}",
-                    c.data_type
-                ));
-            }
+            check_argument(text, &fname, function, &c.data_type)?;
             Some(c)
         }
     };
     Ok(AggregateCall { function, argument })
 }
 
+/// Whether `function` (written `fname` in `text`) can aggregate values of type `t`.
+pub(crate) fn check_argument(
+    text: &str,
+    fname: &str,
+    function: AggregateFunction,
+    t: &DataType,
+) -> Result<(), String> {
+    if function.takes_any_value() {
+        if !is_value_type(t) {
+            return Err(format!(
+                "`{text}`: {fname} takes numbers, booleans, strings, binary, dates, times, timestamps, durations and intervals, not {t}"
+            ));
+        }
+    } else if matches!(function, AggregateFunction::Min | AggregateFunction::Max) {
+        if !is_numeric(t) && !is_ordered_value(t) {
+            return Err(format!(
+                "`{text}`: {fname} takes numbers, strings, dates, times, timestamps and durations, not {t}"
+            ));
+        }
+    } else if function != AggregateFunction::Count && !is_numeric(t) {
+        return Err(format!(
+            "`{text}`: {fname} needs a numeric argument, got {t}"
+        ));
+    }
+    Ok(())
+}
+
 /// Integer and floating-point types the window accumulators add up.
 pub fn is_numeric(t: &DataType) -> bool {
     t.is_integer() || t.is_floating() || matches!(t, DataType::Decimal128(..))
+}
+
+/// Types whose values the window accumulators keep as bytes (distinct counts, first and last
+/// values): fixed-width primitives, booleans, strings and binary.
+pub fn is_value_type(t: &DataType) -> bool {
+    t.is_primitive()
+        || matches!(
+            t,
+            DataType::Boolean
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+        )
+}
+
+/// Types besides numbers that min and max take: strings (by code point) and dates, times,
+/// timestamps and durations.
+pub fn is_ordered_value(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Timestamp(_, _)
+            | DataType::Duration(_)
+    )
 }
 
 /// A schema with one column per compiled expression.
@@ -448,5 +549,52 @@ mod tests {
         let a = compile_aggregate("AVG(price * 2)", &schema()).unwrap();
         assert_eq!(a.function, AggregateFunction::Avg);
         assert_eq!(a.argument.unwrap().data_type, DataType::Float64);
+    }
+
+    #[test]
+    fn distinct_counts_and_first_and_last_values_take_any_value_type() {
+        for (text, function) in [
+            ("count(DISTINCT item_id)", AggregateFunction::CountDistinct),
+            (
+                "COUNT(distinct upper(item_id))",
+                AggregateFunction::CountDistinct,
+            ),
+            ("count(ALL item_id)", AggregateFunction::Count),
+            (
+                "approx_count_distinct(user_id)",
+                AggregateFunction::ApproxCountDistinct,
+            ),
+            (
+                "approx_distinct(price)",
+                AggregateFunction::ApproxCountDistinct,
+            ),
+            ("first_value(item_id)", AggregateFunction::FirstValue),
+            ("last_value(price)", AggregateFunction::LastValue),
+        ] {
+            let a = compile_aggregate(text, &schema()).unwrap();
+            assert_eq!(a.function, function, "{text}");
+            assert!(a.argument.is_some(), "{text}");
+        }
+        let a = compile_aggregate("max(item_id)", &schema()).unwrap();
+        assert_eq!(a.argument.unwrap().data_type, DataType::Utf8);
+        assert_eq!(AggregateFunction::CountDistinct.name(), "count_distinct");
+        assert!(AggregateFunction::ApproxCountDistinct.is_count());
+        assert!(!AggregateFunction::FirstValue.is_count());
+        for (text, says) in [
+            ("sum(DISTINCT price)", "count(DISTINCT x) only"),
+            ("count(DISTINCT *)", "takes exactly one argument"),
+            ("first_value(*)", "takes exactly one argument"),
+            ("last_value(price, item_id)", "takes exactly one argument"),
+            ("first_value(named_struct('a', price))", "not Struct"),
+            (
+                "median(price)",
+                "count(DISTINCT x), approx_count_distinct(x)",
+            ),
+            ("min(price > 1)", "min takes numbers, strings"),
+            ("sum(item_id)", "numeric"),
+        ] {
+            let e = compile_aggregate(text, &schema()).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }

@@ -460,7 +460,7 @@ impl Translator<'_> {
             out.push(Field::new(
                 name,
                 aggregate_type(call),
-                call.function != AggregateFunction::Count,
+                !call.function.is_count(),
             ));
         }
         let output_schema = Arc::new(Schema::new(out));
@@ -597,13 +597,17 @@ fn aggregate_call(e: &Expr, schema: &DFSchema) -> Result<AggregateCall, String> 
     }
     let function = match (name.as_str(), params.distinct) {
         ("count", false) => AggregateFunction::Count,
+        ("count", true) => AggregateFunction::CountDistinct,
+        ("approx_distinct", _) => AggregateFunction::ApproxCountDistinct,
         ("sum", false) => AggregateFunction::Sum,
         ("min", _) => AggregateFunction::Min,
         ("max", _) => AggregateFunction::Max,
         ("avg" | "mean", false) => AggregateFunction::Avg,
+        ("first_value", false) => AggregateFunction::FirstValue,
+        ("last_value", false) => AggregateFunction::LastValue,
         (other, distinct) => {
             return Err(format!(
-                "`{text}`: {other}{} is not supported in windows; use count, sum, min, max or avg",
+                "`{text}`: {other}{} is not supported; use count, count(DISTINCT …), approx_distinct, sum, min, max, avg, first_value or last_value",
                 if distinct { " DISTINCT" } else { "" }
             ));
         }
@@ -629,12 +633,7 @@ fn aggregate_call(e: &Expr, schema: &DFSchema) -> Result<AggregateCall, String> 
             .map_err(|e| e.to_string())?,
     };
     let c = sql::compile_logical(&text, name.clone(), argument, schema)?;
-    if function != AggregateFunction::Count && !sql::is_numeric(&c.data_type) {
-        return Err(format!(
-            "`{text}`: {name} needs a numeric argument, got {}",
-            c.data_type
-        ));
-    }
+    sql::check_argument(&text, &name, function, &c.data_type)?;
     Ok(AggregateCall {
         function,
         argument: Some(c),

@@ -3,7 +3,13 @@
 
 mod accumulator;
 mod assign;
+mod distinct;
+mod hll;
+mod numeric;
 mod operator;
+mod pick;
+mod saved;
+mod values;
 
 pub use accumulator::Accumulator;
 
@@ -13,5 +19,7 @@ pub use accumulator::Accumulator;
 pub const MAX_EVENT_TIME_MS: i64 = i64::MAX / 4;
 pub use operator::{WindowOperator, event_times};
 
+#[cfg(test)]
+mod aggregate_tests;
 #[cfg(test)]
 mod tests;

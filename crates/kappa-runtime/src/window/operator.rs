@@ -2,10 +2,11 @@
 //! their aggregates, and emits a row per group when the watermark passes the window end. A
 //! record whose windows do not fit in i64 milliseconds, or an aggregate that overflows, fails
 //! the subtask with a [`TaskError::Data`] naming the value. Every group is charged to the
-//! job's [`StateBudget`](crate::budget::StateBudget); a group beyond it fails the subtask too.
+//! job's [`StateBudget`](crate::budget::StateBudget), and so is what its aggregates hold as
+//! they grow (distinct sets, sketches, first and last values); beyond it the subtask fails
+//! too.
 
 use std::collections::{BTreeSet, HashSet};
-use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
@@ -17,11 +18,12 @@ use kappa_job::plan::{WindowAssigner, WindowPlan};
 
 use super::accumulator::{Accumulator, ArgValues, Overflow};
 use super::assign::{Described, Windows};
-use crate::budget::StateCharge;
+use crate::budget::{OverBudget, StateCharge};
 use crate::error::{TaskError, eval_error};
 use crate::keyed::KeyEncoder;
-use crate::state::{KeyedState, StateFailure};
 use crate::steps::evaluate;
+
+mod saving;
 
 #[derive(Debug, Clone)]
 struct Group {
@@ -34,6 +36,16 @@ struct Group {
     retained: bool,
     /// The state key it was last written under, if it was.
     stored: Option<Box<[u8]>>,
+    /// Heap bytes of its aggregates charged to the budget (beyond [`ACCUMULATOR_SLOT`]).
+    heap: u64,
+}
+
+/// One input row as the aggregates take it.
+struct Input<'a> {
+    values: &'a [ArgValues],
+    row: usize,
+    /// Its event time.
+    time: i64,
 }
 
 /// Estimated heap bytes of one group besides its key bytes and accumulators: the `Group`,
@@ -115,7 +127,7 @@ impl WindowOperator {
                 .aggregates
                 .iter()
                 .map(|(name, c)| Accumulator::new(name, c))
-                .collect(),
+                .collect::<Result<_, _>>()?,
             output_schema: Arc::clone(&plan.output_schema),
             groups: Vec::new(),
             free: Vec::new(),
@@ -234,12 +246,17 @@ impl WindowOperator {
             let windows = Windows::of(self.assigner, self.lateness, t)
                 .ok_or_else(|| self.out_of_range(t, key.as_ref()))?;
             let mut accepted = false;
+            let input = Input {
+                values: &values,
+                row: i,
+                time: t,
+            };
             for (start, end) in windows.iter() {
                 accepted |= match self.assigner {
                     WindowAssigner::Session { .. } => {
-                        self.add_session(key.as_ref(), start, end, &values, i)?
+                        self.add_session(key.as_ref(), start, end, &input)?
                     }
-                    _ => self.add(key.as_ref(), start, end, &values, i)?,
+                    _ => self.add(key.as_ref(), start, end, &input)?,
                 };
             }
             if !accepted {
@@ -291,16 +308,21 @@ impl WindowOperator {
         self.groups[g as usize].end = end;
     }
 
+    /// The error for a charge beyond the job's state limit `when` something happened.
+    fn over_budget(&self, e: OverBudget, when: &str) -> TaskError {
+        TaskError::Data(format!(
+            "{e}: window `{}` holds {} windows here ({}) when {when}. Raise `[limits] state_memory` in the job file (or the jobmanager's --job-state-limit), add taskmanagers and parallelism, or look for a watermark that does not advance (the job's warnings) or more keys (or distinct values) than expected",
+            self.uid,
+            self.groups_in_state(),
+            bytesize::ByteSize(self.charge.held()),
+        ))
+    }
+
     fn new_group(&mut self, key: &[u8], start: i64, end: i64) -> Result<u32, TaskError> {
         let bytes = self.group_bytes(key.len());
         if let Err(e) = self.charge.grow(bytes) {
-            return Err(TaskError::Data(format!(
-                "{e}: window `{}` holds {} windows here ({}) when a window of key {} opens. Raise `[limits] state_memory` in the job file (or the jobmanager's --job-state-limit), add taskmanagers and parallelism, or look for a watermark that does not advance (the job's warnings) or more keys than expected",
-                self.uid,
-                self.groups_in_state(),
-                bytesize::ByteSize(self.charge.held()),
-                self.keys.describe(key),
-            )));
+            let when = format!("a window of key {} opens", self.keys.describe(key));
+            return Err(self.over_budget(e, &when));
         }
         let group = Group {
             key: key.into(),
@@ -309,6 +331,7 @@ impl WindowOperator {
             pending: false,
             retained: false,
             stored: None,
+            heap: 0,
         };
         Ok(match self.free.pop() {
             Some(g) => {
@@ -324,12 +347,36 @@ impl WindowOperator {
         })
     }
 
-    fn update(&mut self, g: u32, values: &[ArgValues], row: usize) -> Result<(), TaskError> {
-        for (i, v) in values.iter().enumerate() {
-            if let Err(e) = self.accs[i].update(g as usize, v, row) {
+    /// Charges (or gives back) what group `g`'s aggregates hold beyond their fixed slots
+    /// since it was last charged.
+    fn recharge(&mut self, g: u32) -> Result<(), TaskError> {
+        let now: u64 = self.accs.iter().map(|a| a.heap(g as usize)).sum();
+        let held = self.groups[g as usize].heap;
+        if now > held {
+            if let Err(e) = self.charge.grow(now - held) {
+                let group = &self.groups[g as usize];
+                let when = format!(
+                    "the aggregates of its window [{}, {}) of key {} grow",
+                    group.start,
+                    group.end,
+                    self.keys.describe(&group.key)
+                );
+                return Err(self.over_budget(e, &when));
+            }
+        } else {
+            self.charge.shrink(held - now);
+        }
+        self.groups[g as usize].heap = now;
+        Ok(())
+    }
+
+    fn update(&mut self, g: u32, input: &Input<'_>) -> Result<(), TaskError> {
+        for (i, v) in input.values.iter().enumerate() {
+            if let Err(e) = self.accs[i].update(g as usize, v, input.row, input.time) {
                 return Err(self.overflowed(e, g));
             }
         }
+        self.recharge(g)?;
         self.dirty.insert(g);
         let group = &mut self.groups[g as usize];
         if !group.pending {
@@ -344,8 +391,7 @@ impl WindowOperator {
         key: &[u8],
         start: i64,
         end: i64,
-        values: &[ArgValues],
-        row: usize,
+        input: &Input<'_>,
     ) -> Result<bool, TaskError> {
         if self.is_late(end) {
             return Ok(false);
@@ -362,7 +408,7 @@ impl WindowOperator {
                 g
             }
         };
-        self.update(g, values, row)?;
+        self.update(g, input)?;
         Ok(true)
     }
 
@@ -371,8 +417,7 @@ impl WindowOperator {
         key: &[u8],
         start: i64,
         end: i64,
-        values: &[ArgValues],
-        row: usize,
+        input: &Input<'_>,
     ) -> Result<bool, TaskError> {
         if self.is_late(end) {
             return Ok(false);
@@ -418,7 +463,7 @@ impl WindowOperator {
         };
         rest.push(g);
         self.sessions.insert(key.into(), rest);
-        self.update(g, values, row)?;
+        self.update(g, input)?;
         Ok(true)
     }
 
@@ -447,7 +492,7 @@ impl WindowOperator {
             }
         }
         let kg = key_group_of(&group.key, self.max_parallelism);
-        let bytes = self.group_bytes(group.key.len());
+        let bytes = self.group_bytes(group.key.len()) + group.heap;
         self.charge.shrink(bytes);
         if let Some(stored) = self.groups[g as usize].stored.take() {
             self.tombstones.push((kg, stored));
@@ -521,107 +566,11 @@ impl WindowOperator {
         columns.push(Arc::new(Int64Array::from_iter_values(
             groups.iter().map(|&g| self.groups[g as usize].end),
         )));
-        columns.extend(self.accs.iter().map(|a| a.output(groups)));
+        for a in &self.accs {
+            columns.push(a.output(groups)?);
+        }
         RecordBatch::try_new(Arc::clone(&self.output_schema), columns)
             .map_err(|e| eval_error("building window results", e))
-    }
-}
-
-impl WindowOperator {
-    /// Writes the groups changed since the last snapshot to `state` (and deletes released
-    /// ones), so that `state` holds exactly this operator's windows.
-    pub fn snapshot(&mut self, state: &mut dyn KeyedState) -> Result<(), StateFailure> {
-        for (kg, key) in self.tombstones.drain(..) {
-            state.delete(kg, &key);
-        }
-        let mut value = Vec::new();
-        for g in self.dirty.drain() {
-            let group = &mut self.groups[g as usize];
-            let kg = key_group_of(&group.key, self.max_parallelism);
-            let mut key = Vec::with_capacity(group.key.len() + 8);
-            key.extend_from_slice(&group.key);
-            key.extend_from_slice(&group.start.to_be_bytes());
-            if let Some(old) = group.stored.take().filter(|old| **old != *key) {
-                state.delete(kg, &old);
-            }
-            value.clear();
-            value.extend_from_slice(&group.end.to_le_bytes());
-            value.push(u8::from(group.pending) | (u8::from(group.retained) << 1));
-            for acc in &self.accs {
-                acc.save(g as usize, &mut value);
-            }
-            state.put(kg, &key, &value);
-            group.stored = Some(key.into());
-        }
-        state.commit()
-    }
-
-    /// Loads the windows of the key groups `groups` from `state` (a fresh operator, before
-    /// any input; several snapshots may be loaded one after the other when rescaling); returns
-    /// how many it loaded. They are written to the operator's own state at the next snapshot.
-    pub fn restore(
-        &mut self,
-        state: &dyn KeyedState,
-        groups: RangeInclusive<u32>,
-    ) -> Result<usize, StateFailure> {
-        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        state.scan(groups, &mut |_, k, v| {
-            entries.push((k.to_vec(), v.to_vec()))
-        })?;
-        let expected = 9 + self.accs.len() * Accumulator::SAVED_LEN;
-        for (key, value) in &entries {
-            if key.len() < 8 || value.len() != expected {
-                return Err(StateFailure(format!(
-                    "window state entry of {} bytes does not fit this job's aggregates",
-                    value.len()
-                )));
-            }
-            let (row, start) = key.split_at(key.len() - 8);
-            let start = i64::from_be_bytes(
-                start
-                    .try_into()
-                    .map_err(|_| StateFailure("bad window start".into()))?,
-            );
-            let end = i64::from_le_bytes(
-                value[..8]
-                    .try_into()
-                    .map_err(|_| StateFailure("bad window end".into()))?,
-            );
-            let flags = value[8];
-            let g = self
-                .new_group(row, start, end)
-                .map_err(|e| StateFailure(e.to_string()))?;
-            for (i, acc) in self.accs.iter_mut().enumerate() {
-                let at = 9 + i * Accumulator::SAVED_LEN;
-                let bytes: &[u8; Accumulator::SAVED_LEN] = value[at..at + Accumulator::SAVED_LEN]
-                    .try_into()
-                    .map_err(|_| StateFailure("bad accumulator".into()))?;
-                acc.load(g as usize, bytes);
-            }
-            // The live state backend is not the one restored from: write the window at the
-            // next snapshot.
-            self.dirty.insert(g);
-            let group = &mut self.groups[g as usize];
-            if flags & 1 != 0 {
-                group.pending = true;
-                self.timers.insert((end, g));
-            }
-            if flags & 2 != 0 {
-                group.retained = true;
-                if let Some(t) = self.cleanup_time(end) {
-                    self.cleanup.insert((t, g));
-                }
-            }
-            match self.assigner {
-                WindowAssigner::Session { .. } => {
-                    self.sessions.entry(row.into()).or_default().push(g)
-                }
-                _ => {
-                    self.index.insert((row.into(), start), g);
-                }
-            }
-        }
-        Ok(entries.len())
     }
 }
 

@@ -11,7 +11,7 @@ use kappa_job::sql::{compile_aggregate, compile_named};
 use super::WindowOperator;
 use crate::budget::StateBudget;
 
-fn input_schema() -> SchemaRef {
+pub(super) fn input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("item_id", DataType::Utf8, false),
         Field::new(
@@ -323,12 +323,12 @@ fn sessions_whose_sums_overflow_when_they_join_fail_the_subtask() {
 }
 
 /// (key group, key) in [`MapState`].
-type StateKey = (u32, Vec<u8>);
+pub(super) type StateKey = (u32, Vec<u8>);
 
 /// Keyed state in a map: a stand-in for RocksDB in this component's unit tests.
 #[derive(Default)]
-struct MapState {
-    committed: BTreeMap<StateKey, Vec<u8>>,
+pub(super) struct MapState {
+    pub(super) committed: BTreeMap<StateKey, Vec<u8>>,
     /// Writes (Some) and deletes (None) waiting for commit.
     staged: Vec<(StateKey, Option<Vec<u8>>)>,
 }
@@ -417,7 +417,7 @@ fn refs(r: &[(String, i64, i64)]) -> Vec<(&str, i64, i64)> {
 }
 
 /// The encoded key of an item id, as the window operator computes it.
-fn row_bytes(item: &str) -> Vec<u8> {
+pub(super) fn row_bytes(item: &str) -> Vec<u8> {
     let s = input_schema();
     let enc = crate::keyed::KeyEncoder::new(&[compile_named("item_id", &s).unwrap()]).unwrap();
     enc.rows(&batch(&[(item, 0, 0)]))

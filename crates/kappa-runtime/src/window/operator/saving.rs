@@ -1,0 +1,130 @@
+//! Snapshot and restore of the window operator's groups: one state entry per (key, window
+//! start) in the key's key group, its value the window end, the timer flags and each
+//! aggregate's saved bytes ([`super::super::accumulator`]). Entries read back are checked
+//! whole: a truncated or corrupt one fails the restore with what did not fit.
+
+use std::ops::RangeInclusive;
+
+use kappa_job::keygroup::key_group_of;
+use kappa_job::plan::WindowAssigner;
+
+use super::WindowOperator;
+use crate::error::TaskError;
+use crate::state::{KeyedState, StateFailure};
+use crate::window::saved::{CorruptState, Reader, described};
+
+/// A saved window that cannot be restored.
+#[derive(Debug, thiserror::Error)]
+enum RestoreFailure {
+    #[error("its bytes cannot be read")]
+    Corrupt(#[from] CorruptState),
+    /// Beyond the state limit.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+impl WindowOperator {
+    /// Writes the groups changed since the last snapshot to `state` (and deletes released
+    /// ones), so that `state` holds exactly this operator's windows.
+    pub fn snapshot(&mut self, state: &mut dyn KeyedState) -> Result<(), StateFailure> {
+        for (kg, key) in self.tombstones.drain(..) {
+            state.delete(kg, &key);
+        }
+        let mut value = Vec::new();
+        for g in self.dirty.drain() {
+            let group = &mut self.groups[g as usize];
+            let kg = key_group_of(&group.key, self.max_parallelism);
+            let mut key = Vec::with_capacity(group.key.len() + 8);
+            key.extend_from_slice(&group.key);
+            key.extend_from_slice(&group.start.to_be_bytes());
+            if let Some(old) = group.stored.take().filter(|old| **old != *key) {
+                state.delete(kg, &old);
+            }
+            value.clear();
+            value.extend_from_slice(&group.end.to_le_bytes());
+            value.push(u8::from(group.pending) | (u8::from(group.retained) << 1));
+            for acc in &self.accs {
+                acc.save(g as usize, &mut value);
+            }
+            state.put(kg, &key, &value);
+            group.stored = Some(key.into());
+        }
+        state.commit()
+    }
+
+    /// Loads the windows of the key groups `groups` from `state` (a fresh operator, before
+    /// any input; several snapshots may be loaded one after the other when rescaling); returns
+    /// how many it loaded. They are written to the operator's own state at the next snapshot.
+    pub fn restore(
+        &mut self,
+        state: &dyn KeyedState,
+        groups: RangeInclusive<u32>,
+    ) -> Result<usize, StateFailure> {
+        let mut entries: Vec<(u32, Vec<u8>, Vec<u8>)> = Vec::new();
+        state.scan(groups, &mut |kg, k, v| {
+            entries.push((kg, k.to_vec(), v.to_vec()))
+        })?;
+        for (kg, key, value) in &entries {
+            self.restore_group(key, value).map_err(|e| match e {
+                RestoreFailure::Task(e) => StateFailure(e.to_string()),
+                RestoreFailure::Corrupt(e) => StateFailure(format!(
+                    "window `{}`: a saved window of key group {kg} cannot be read: {}",
+                    self.uid,
+                    described(&e)
+                )),
+            })?;
+        }
+        Ok(entries.len())
+    }
+
+    /// Restores one saved window: `key` is the group's key bytes and window start, `value`
+    /// what [`WindowOperator::snapshot`] wrote.
+    fn restore_group(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreFailure> {
+        let Some((row, start)) = key.split_last_chunk::<8>() else {
+            return Err(CorruptState::Truncated {
+                what: "window key",
+                need: 8,
+                have: key.len(),
+            }
+            .into());
+        };
+        let start = i64::from_be_bytes(*start);
+        let mut bytes = Reader::new(value);
+        let end = bytes.i64("window end")?;
+        let flags = bytes.u8("window flags")?;
+        if flags > 3 || start > end {
+            return Err(CorruptState::Invalid {
+                what: "window",
+                detail: format!("[{start}, {end}) with flags {flags}"),
+            }
+            .into());
+        }
+        let g = self.new_group(row, start, end)?;
+        match self.assigner {
+            WindowAssigner::Session { .. } => self.sessions.entry(row.into()).or_default().push(g),
+            _ => {
+                self.index.insert((row.into(), start), g);
+            }
+        }
+        for acc in &mut self.accs {
+            acc.load(g as usize, &mut bytes)?;
+        }
+        bytes.finish()?;
+        self.recharge(g)?;
+        // The live state backend is not the one restored from: write the window at the
+        // next snapshot.
+        self.dirty.insert(g);
+        let group = &mut self.groups[g as usize];
+        if flags & 1 != 0 {
+            group.pending = true;
+            self.timers.insert((end, g));
+        }
+        if flags & 2 != 0 {
+            group.retained = true;
+            if let Some(t) = self.cleanup_time(end) {
+                self.cleanup.insert((t, g));
+            }
+        }
+        Ok(())
+    }
+}
