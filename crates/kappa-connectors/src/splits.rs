@@ -91,6 +91,9 @@ pub struct SourceStarts {
     pub partitions: BTreeMap<i32, StartOffset>,
     pub files: BTreeMap<PathBuf, FilePosition>,
     pub nexmark: Vec<NexmarkPosition>,
+    /// Every split of a bounded nexmark source had ended: its subtasks had finished before
+    /// the restored checkpoint of the same job, which therefore holds none of its splits.
+    pub nexmark_ended: bool,
 }
 
 impl SourceStarts {
@@ -115,6 +118,7 @@ impl SourceStarts {
         // A checkpoint lists all its Nexmark splits: they replace those of an earlier one.
         if !nexmark.is_empty() {
             self.nexmark = nexmark;
+            self.nexmark_ended = false;
         }
     }
 }
@@ -174,6 +178,9 @@ pub fn assign_splits(
                 .into_iter()
                 .map(SourceAssignment::Files)
                 .collect())
+        }
+        SourceKind::Nexmark(_) if pinned.nexmark_ended => {
+            Ok(vec![SourceAssignment::Nexmark(Vec::new()); parallelism as usize])
         }
         SourceKind::Nexmark(n) => {
             let splits = nexmark::assign::splits_to_read(n, &pinned.nexmark)

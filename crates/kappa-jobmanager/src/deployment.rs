@@ -10,11 +10,11 @@ use kappa_job::graph::{OperatorKind, Vertex};
 use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
 use kappa_proto::v1::{
-    FileList, KafkaPartitions, PartitionStart, RestoreState, SinkCommit, SourceSplits,
+    FileList, KafkaPartitions, NexmarkSplits, PartitionStart, RestoreState, SinkCommit, SourceSplits,
     TaskDeployment,
 };
 
-use kappa_state::file_to_proto;
+use kappa_state::{file_to_proto, nexmark_to_proto};
 
 use crate::job::RestoreSource;
 
@@ -38,6 +38,11 @@ pub fn splits_to_proto(a: &SourceAssignment) -> SourceSplits {
         SourceAssignment::Files(files) => SourceSplits {
             splits: Some(Splits::Files(FileList {
                 files: files.iter().map(file_to_proto).collect(),
+            })),
+        },
+        SourceAssignment::Nexmark(splits) => SourceSplits {
+            splits: Some(Splits::Nexmark(NexmarkSplits {
+                splits: splits.iter().map(nexmark_to_proto).collect(),
             })),
         },
     }

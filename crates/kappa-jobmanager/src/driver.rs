@@ -229,17 +229,14 @@ async fn deploy_and_follow(
 ) -> Outcome {
     // Resume from the latest completed checkpoint (or the savepoint the job started from):
     // its offsets, and its window state.
-    let latest = job
-        .checkpoints
-        .lock()
-        .as_ref()
-        .and_then(|c| {
-            c.latest().cloned().map(|meta| RestoreSource {
-                location: c.location.clone(),
-                meta,
-            })
+    let own = job.checkpoints.lock().as_ref().and_then(|c| {
+        c.latest().cloned().map(|meta| RestoreSource {
+            location: c.location.clone(),
+            meta,
         })
-        .or_else(|| job.initial_restore.clone());
+    });
+    let own_checkpoint = own.is_some();
+    let latest = own.or_else(|| job.initial_restore.clone());
     if let Some(RestoreSource { meta, location }) = &latest {
         let mut pinned = job.pinned_starts.lock();
         for s in &meta.sources {
@@ -247,6 +244,17 @@ async fn deploy_and_follow(
                 .entry(s.uid.clone())
                 .or_default()
                 .restore(s.positions());
+        }
+        // A nexmark source of this job absent from its own checkpoint had ended everywhere.
+        for s in job.plan.sources.iter().filter(|_| own_checkpoint) {
+            if matches!(s.kind, SourceKind::Nexmark(_))
+                && !meta
+                    .sources
+                    .iter()
+                    .any(|m| m.uid == s.uid && !m.nexmark.is_empty())
+            {
+                pinned.entry(s.uid.clone()).or_default().nexmark_ended = true;
+            }
         }
         drop(pinned);
         if let Some(a) = job.status.lock().attempts.last_mut() {
@@ -745,10 +753,7 @@ impl Attempt<'_> {
                 let (subtask, _) = assigned
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, a)| match a {
-                        SourceAssignment::Kafka(p) => p.len(),
-                        SourceAssignment::Files(f) => f.len(),
-                    })
+                    .min_by_key(|(_, a)| a.len())
                     .ok_or_else(|| TaskError::Io("no source subtask".into()))?;
                 if let Some(SourceAssignment::Kafka(parts)) = assigned.get_mut(subtask) {
                     parts.push(start);
