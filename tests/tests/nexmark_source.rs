@@ -76,7 +76,10 @@ fn results(dir: &Path) -> (usize, BTreeMap<(i64, i64), i64>) {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(dir).expect("sink directory") {
         let path = entry.expect("entry").path();
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
             continue;
         }
         for line in std::fs::read_to_string(&path).expect("part file").lines() {
@@ -128,7 +131,10 @@ fn nexmark_bids_per_auction_are_exact_across_a_kill_9() {
     })
     .expect("checkpoint");
     let state = cluster.job(&id).expect("job")["state"].clone();
-    assert_eq!(state, "RUNNING", "paced at 25000 events/s the job runs ~8 s");
+    assert_eq!(
+        state, "RUNNING",
+        "paced at 25000 events/s the job runs ~8 s"
+    );
     first.kill();
     let done = cluster
         .wait_state(&id, &["FINISHED"], Duration::from_secs(180))

@@ -86,7 +86,8 @@ pub fn open_source(
             Ok(Box::new(reader))
         }
         (SourceKind::Nexmark(n), SourceAssignment::Nexmark(splits)) => {
-            let reader = NexmarkReader::new(n, splits).map_err(|e| TaskError::Data(e.to_string()))?;
+            let reader =
+                NexmarkReader::new(n, splits).map_err(|e| TaskError::Data(e.to_string()))?;
             Ok(Box::new(reader))
         }
         (SourceKind::File { .. }, SourceAssignment::Files(files)) => {

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ConnectorError;
 use crate::file::list_files;
-use crate::nexmark;
 use crate::kafka::admin::TopicAdmin;
 use crate::kafka::{PartitionStart, StartOffset};
+use crate::nexmark;
 
 /// What one source subtask reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,7 +180,10 @@ pub fn assign_splits(
                 .collect())
         }
         SourceKind::Nexmark(_) if pinned.nexmark_ended => {
-            Ok(vec![SourceAssignment::Nexmark(Vec::new()); parallelism as usize])
+            Ok(vec![
+                SourceAssignment::Nexmark(Vec::new());
+                parallelism as usize
+            ])
         }
         SourceKind::Nexmark(n) => {
             let splits = nexmark::assign::splits_to_read(n, &pinned.nexmark)

@@ -729,7 +729,11 @@ impl Planner<'_> {
 
     fn schema(&mut self, s: &SourceSpec, prefix: &str) -> Schema {
         let Some(schema) = &s.schema else {
-            self.err(None, &format!("{prefix}.schema"), "missing: list the fields of a record, e.g. schema = { user_id = \"string\" }");
+            self.err(
+                None,
+                &format!("{prefix}.schema"),
+                "missing: list the fields of a record, e.g. schema = { user_id = \"string\" }",
+            );
             return Schema::empty();
         };
         if schema.get_ref().is_empty() {

@@ -10,8 +10,8 @@ use kappa_job::graph::{OperatorKind, Vertex};
 use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
 use kappa_proto::v1::{
-    FileList, KafkaPartitions, NexmarkSplits, PartitionStart, RestoreState, SinkCommit, SourceSplits,
-    TaskDeployment,
+    FileList, KafkaPartitions, NexmarkSplits, PartitionStart, RestoreState, SinkCommit,
+    SourceSplits, TaskDeployment,
 };
 
 use kappa_state::{file_to_proto, nexmark_to_proto};

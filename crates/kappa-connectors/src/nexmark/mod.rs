@@ -4,9 +4,9 @@
 //! `n` as event numbers `i, i + n, …` and restores from the next event number it checkpointed.
 //! See "Nexmark generator" in docs/architecture.md.
 
+pub mod assign;
 mod batch;
 mod config;
-pub mod assign;
 mod model;
 mod pacer;
 pub mod reader;
@@ -20,13 +20,13 @@ use arrow::record_batch::RecordBatch;
 pub use self::batch::table_schema;
 use self::batch::{AuctionColumns, BidColumns, PersonColumns};
 pub use self::config::{DEFAULT_BASE_TIME_MS, MAX_AVG_BYTES, NexmarkConfig, NexmarkError, Split};
-pub use self::pacer::Pacer;
-pub use self::split_set::SplitSet;
 pub use self::model::{
     AUCTION_ID_LEAD, AUCTION_PROPORTION, Auction, BID_PROPORTION, Bid, Event, FIRST_AUCTION_ID,
     FIRST_CATEGORY_ID, FIRST_PERSON_ID, HOT_GROUP, NUM_CATEGORIES, PERSON_ID_LEAD,
     PERSON_PROPORTION, PROPORTION_TOTAL, Person, Table, auctions_up_to, persons_up_to,
 };
+pub use self::pacer::Pacer;
+pub use self::split_set::SplitSet;
 
 /// What one `fill` produced: a batch for each requested table (possibly empty) and where
 /// the split goes on.

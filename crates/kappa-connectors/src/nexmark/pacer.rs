@@ -71,7 +71,11 @@ mod tests {
         // Held back for a minute: one second's worth, not sixty.
         let t2 = t1 + Duration::from_secs(60);
         assert_eq!(p.available(t2), 1000);
-        assert_eq!(p.wait_for(5000, t2), Duration::ZERO, "capped at what can accrue");
+        assert_eq!(
+            p.wait_for(5000, t2),
+            Duration::ZERO,
+            "capped at what can accrue"
+        );
     }
 
     #[test]

@@ -268,7 +268,8 @@ impl Planner<'_> {
     /// Refuses what other connectors take: the generator has a fixed schema, no format, no
     /// bad records, and always starts at event 0.
     fn refuse_foreign(&mut self, s: &SourceSpec, prefix: &str, overrides: &Overrides) {
-        let fixed = "a nexmark source has its table's fixed schema (see the README's nexmark connector)";
+        let fixed =
+            "a nexmark source has its table's fixed schema (see the README's nexmark connector)";
         self.forbid(&s.schema, &format!("{prefix}.schema"), fixed);
         self.forbid(
             &s.format,
@@ -276,10 +277,16 @@ impl Planner<'_> {
             "a nexmark source generates columns, it decodes no format",
         );
         for (name, at) in [
-            ("bootstrap_servers", s.bootstrap_servers.as_ref().and_then(span)),
+            (
+                "bootstrap_servers",
+                s.bootstrap_servers.as_ref().and_then(span),
+            ),
             ("topic", s.topic.as_ref().and_then(span)),
             ("path", s.path.as_ref().and_then(span)),
-            ("dead_letter_topic", s.dead_letter_topic.as_ref().and_then(span)),
+            (
+                "dead_letter_topic",
+                s.dead_letter_topic.as_ref().and_then(span),
+            ),
         ] {
             if at.is_some() {
                 let why = format!("`{name}` does not apply to the nexmark connector");
@@ -302,7 +309,13 @@ impl Planner<'_> {
         let at = s.start.as_ref().and_then(span);
         match start {
             Ok(StartPosition::Earliest) => {}
-            Ok(other) => self.err(at, &format!("{prefix}.start"), format!("a nexmark source generates from event 0; start `{other}` applies to kafka only")),
+            Ok(other) => self.err(
+                at,
+                &format!("{prefix}.start"),
+                format!(
+                    "a nexmark source generates from event 0; start `{other}` applies to kafka only"
+                ),
+            ),
             Err(e) => self.err(at, &format!("{prefix}.start"), e),
         }
     }
@@ -310,7 +323,8 @@ impl Planner<'_> {
     fn nexmark_table(&mut self, s: &SourceSpec, prefix: &str) -> NexmarkTable {
         let names = "person, auction or bid";
         let Some(t) = &s.table else {
-            let why = format!("missing: the nexmark connector needs the table it generates: {names}");
+            let why =
+                format!("missing: the nexmark connector needs the table it generates: {names}");
             self.err(None, &format!("{prefix}.table"), why);
             return NexmarkTable::Bid;
         };
@@ -374,7 +388,9 @@ impl Planner<'_> {
                 match ms {
                     Ok(ms) => Some(ms),
                     Err(e) => {
-                        let why = format!("`{t}` is not an RFC 3339 time in UTC (e.g. \"2015-07-15T00:00:00Z\") nor epoch milliseconds: {e}");
+                        let why = format!(
+                            "`{t}` is not an RFC 3339 time in UTC (e.g. \"2015-07-15T00:00:00Z\") nor epoch milliseconds: {e}"
+                        );
                         self.err(span(v), field, why);
                         None
                     }

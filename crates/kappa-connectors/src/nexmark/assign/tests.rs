@@ -38,7 +38,11 @@ fn plan(splits: u32) -> NexmarkSourcePlan {
 }
 
 /// The readers of `parallelism` subtasks over `splits`.
-fn readers(p: &NexmarkSourcePlan, splits: &[NexmarkPosition], parallelism: u32) -> Vec<NexmarkReader> {
+fn readers(
+    p: &NexmarkSourcePlan,
+    splits: &[NexmarkPosition],
+    parallelism: u32,
+) -> Vec<NexmarkReader> {
     round_robin(splits, parallelism)
         .iter()
         .map(|mine| NexmarkReader::new(p, mine).expect("reader"))
@@ -55,15 +59,26 @@ fn run(readers: &mut [NexmarkReader], polls: Option<usize>) -> Vec<i64> {
         let mut n = 0;
         while polls.is_none_or(|p| n < p) {
             n += 1;
-            let status = r.poll(&mut out, &mut fin, std::time::Duration::ZERO).expect("poll");
+            let status = r
+                .poll(&mut out, &mut fin, std::time::Duration::ZERO)
+                .expect("poll");
             for SplitBatch { split, batch } in out.drain(..) {
                 assert_eq!(split, 0, "one watermark split per reader");
-                let times = batch.column(6).as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+                let times = batch
+                    .column(6)
+                    .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
                 for t in times.values() {
                     assert!(*t >= last_time, "event time went back");
                     last_time = *t;
                 }
-                ids.extend(batch.column(0).as_primitive::<Int64Type>().values().iter().copied());
+                ids.extend(
+                    batch
+                        .column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                );
             }
             if status == SourceStatus::Finished {
                 break;
@@ -96,7 +111,10 @@ fn restore_is_exact(splits: u32, from: u32, to: u32, polls_before: usize) {
     let expected: Vec<i64> = (1000..1000 + persons).collect();
     let mut sorted = ids.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, expected, "{splits} splits, {from} → {to}: each person once");
+    assert_eq!(
+        sorted, expected,
+        "{splits} splits, {from} → {to}: each person once"
+    );
 }
 
 #[test]
@@ -137,13 +155,20 @@ fn first_splits_of_a_parallelism_dividing_them_are_strides() {
     let a = round_robin(&first, 4);
     let mine: Vec<u32> = a[1].iter().map(|s| s.split).collect();
     assert_eq!(mine, [1, 5]);
-    assert_eq!(SourceAssignment::Nexmark(a[1].clone()).describe(), "nexmark splits 1, 5 of 8");
+    assert_eq!(
+        SourceAssignment::Nexmark(a[1].clone()).describe(),
+        "nexmark splits 1, 5 of 8"
+    );
 }
 
 #[test]
 fn inconsistent_checkpoints_are_refused() {
     let p = plan(4);
-    let at = |split, splits, next_event| NexmarkPosition { split, splits, next_event };
+    let at = |split, splits, next_event| NexmarkPosition {
+        split,
+        splits,
+        next_event,
+    };
     for bad in [
         vec![at(0, 4, 0), at(1, 8, 1)],
         vec![at(1, 4, 5), at(1, 4, 9)],
@@ -158,7 +183,11 @@ fn inconsistent_checkpoints_are_refused() {
 fn a_reader_matches_the_generator_event_by_event() {
     let p = plan(3);
     let g = NexmarkGenerator::new(NexmarkConfig::from_plan(&p)).expect("generator");
-    let mine = vec![NexmarkPosition { split: 2, splits: 3, next_event: 2 }];
+    let mine = vec![NexmarkPosition {
+        split: 2,
+        splits: 3,
+        next_event: 2,
+    }];
     let ids = run(&mut readers(&p, &mine, 1), None);
     let expected: Vec<i64> = (0..EVENTS)
         .filter(|n| n % 3 == 2 && Table::of_event(*n) == Table::Person)

@@ -63,7 +63,10 @@ fn a_nexmark_source_plans_with_its_table_schema_and_the_jobs_splits() {
     let n = plan_of(JOB);
     assert_eq!(n.table, NexmarkTable::Bid);
     assert_eq!((n.events, n.rate, n.seed), (Some(200_000), Some(10_000), 7));
-    assert_eq!((n.max_rate, n.base_time_ms, n.avg_bid_bytes), (None, None, None));
+    assert_eq!(
+        (n.max_rate, n.base_time_ms, n.avg_bid_bytes),
+        (None, None, None)
+    );
     assert_eq!(n.splits, 64, "the job's max_parallelism");
     let n = plan_of(&JOB.replace("max_parallelism = 64\n", ""));
     assert_eq!(n.splits, crate::keygroup::DEFAULT_MAX_PARALLELISM);
@@ -99,16 +102,52 @@ fn optional_knobs_plan_as_written() {
 #[test]
 fn refused_options_are_located() {
     let cases: [(&str, &str, &str); 12] = [
-        ("events = 0", "sources.bid.events", "must be at least 1, got 0"),
-        ("rate = -5", "sources.bid.rate", "must be at least 1, got -5"),
+        (
+            "events = 0",
+            "sources.bid.events",
+            "must be at least 1, got 0",
+        ),
+        (
+            "rate = -5",
+            "sources.bid.rate",
+            "must be at least 1, got -5",
+        ),
         ("seed = -1", "sources.bid.seed", "must be at least 0"),
-        ("max_rate = 0", "sources.bid.max_rate", "at least 1 event per second"),
-        ("max_rate = \"fast\"", "sources.bid.max_rate", "neither a number"),
-        ("base_time = \"yesterday\"", "sources.bid.base_time", "RFC 3339"),
-        ("hot_bidders_ratio = 0", "sources.bid.hot_bidders_ratio", "at least 1"),
-        ("num_in_flight_auctions = 4294967296", "sources.bid.num_in_flight_auctions", "above the maximum 4294967295"),
-        ("avg_auction_bytes = 70000", "sources.bid.avg_auction_bytes", "above the maximum 65536"),
-        ("schema = { a = \"string\" }", "sources.bid.schema", "fixed schema"),
+        (
+            "max_rate = 0",
+            "sources.bid.max_rate",
+            "at least 1 event per second",
+        ),
+        (
+            "max_rate = \"fast\"",
+            "sources.bid.max_rate",
+            "neither a number",
+        ),
+        (
+            "base_time = \"yesterday\"",
+            "sources.bid.base_time",
+            "RFC 3339",
+        ),
+        (
+            "hot_bidders_ratio = 0",
+            "sources.bid.hot_bidders_ratio",
+            "at least 1",
+        ),
+        (
+            "num_in_flight_auctions = 4294967296",
+            "sources.bid.num_in_flight_auctions",
+            "above the maximum 4294967295",
+        ),
+        (
+            "avg_auction_bytes = 70000",
+            "sources.bid.avg_auction_bytes",
+            "above the maximum 65536",
+        ),
+        (
+            "schema = { a = \"string\" }",
+            "sources.bid.schema",
+            "fixed schema",
+        ),
         ("format = \"json\"", "sources.bid.format", "no format"),
         ("topic = \"t\"", "sources.bid.topic", "does not apply"),
     ];
@@ -118,7 +157,11 @@ fn refused_options_are_located() {
         assert_eq!(errs.len(), 1, "{line}: {errs:?}");
         assert_eq!(errs[0].field, field, "{line}");
         assert_eq!(errs[0].line, Some(line_of(&text, line)), "{line}");
-        assert!(errs[0].message.contains(says), "{line}: {}", errs[0].message);
+        assert!(
+            errs[0].message.contains(says),
+            "{line}: {}",
+            errs[0].message
+        );
     }
 }
 
@@ -128,7 +171,11 @@ fn an_unknown_or_missing_table_lists_the_three() {
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].line, Some(line_of(&text, "table = \"bids\"")));
-    assert!(errs[0].message.contains("person, auction or bid"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("person, auction or bid"),
+        "{}",
+        errs[0]
+    );
     let errs = errors(&JOB.replace("table = \"bid\"\n", ""));
     assert_eq!(errs[0].field, "sources.bid.table");
     assert!(errs[0].message.starts_with("missing"), "{}", errs[0]);
