@@ -29,7 +29,7 @@ use crate::calls::{CALL_TIMEOUT, Client, DEPLOY_TIMEOUT, concurrently};
 use crate::checkpoint::{
     CheckpointMetadata, delete_objects, tick_interval, write_metadata, write_savepoint,
 };
-use crate::deployment::{head_source, splits_to_proto, task_deployment};
+use crate::deployment::{head_source, restore_starts, splits_to_proto, task_deployment};
 use crate::job::{
     AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, RestoreSource, SavepointTarget,
     now_ms,
@@ -238,25 +238,12 @@ async fn deploy_and_follow(
     let own_checkpoint = own.is_some();
     let latest = own.or_else(|| job.initial_restore.clone());
     if let Some(RestoreSource { meta, location }) = &latest {
-        let mut pinned = job.pinned_starts.lock();
-        for s in &meta.sources {
-            pinned
-                .entry(s.uid.clone())
-                .or_default()
-                .restore(s.positions());
-        }
-        // A nexmark source of this job absent from its own checkpoint had ended everywhere.
-        for s in job.plan.sources.iter().filter(|_| own_checkpoint) {
-            if matches!(s.kind, SourceKind::Nexmark(_))
-                && !meta
-                    .sources
-                    .iter()
-                    .any(|m| m.uid == s.uid && !m.nexmark.is_empty())
-            {
-                pinned.entry(s.uid.clone()).or_default().nexmark_ended = true;
-            }
-        }
-        drop(pinned);
+        restore_starts(
+            &mut job.pinned_starts.lock(),
+            &job.plan,
+            meta,
+            own_checkpoint,
+        );
         if let Some(a) = job.status.lock().attempts.last_mut() {
             a.restored_from = Some(meta.checkpoint_id);
         }
