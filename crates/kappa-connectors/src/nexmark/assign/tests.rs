@@ -198,3 +198,68 @@ fn a_reader_matches_the_generator_event_by_event() {
         .collect();
     assert_eq!(ids, expected);
 }
+
+#[test]
+fn what_the_planner_accepts_the_generator_accepts() {
+    let job = |knobs: &str| {
+        format!(
+            "name = \"n\"\n[source]\nconnector = \"nexmark\"\ntable = \"bid\"\n{knobs}\n\
+             [sink]\nconnector = \"stdout\"\n"
+        )
+    };
+    let edge = "events = 1\nrate = 1\nseed = 0\nhot_auction_ratio = 1\nhot_sellers_ratio = 1\n\
+                hot_bidders_ratio = 1\nnum_in_flight_auctions = 1\nnum_active_people = 1\n\
+                avg_person_bytes = 65536\navg_auction_bytes = 0\navg_bid_bytes = 65536";
+    let o = kappa_job::Overrides::default();
+    let plan = kappa_job::plan_job("job.toml", &job(edge), &o).expect("plans");
+    let kappa_job::plan::SourceKind::Nexmark(n) = &plan.sources[0].kind else {
+        panic!("a nexmark source")
+    };
+    NexmarkConfig::from_plan(n)
+        .validate()
+        .expect("the generator takes it");
+    // One past the generator's limit is refused by the planner, with its location.
+    let over = job(&format!(
+        "avg_bid_bytes = {}",
+        crate::nexmark::MAX_AVG_BYTES + 1
+    ));
+    let errs = kappa_job::plan_job("job.toml", &over, &o)
+        .expect_err("refused")
+        .0;
+    assert_eq!(
+        (errs[0].field.as_str(), errs[0].line),
+        ("source.avg_bid_bytes", Some(5))
+    );
+}
+
+#[test]
+fn a_paced_reader_stays_within_its_share_of_max_rate() {
+    // 2000 events/s for the source; this reader has 1 of its 2 splits: 1000 events/s.
+    let p = NexmarkSourcePlan {
+        events: None,
+        max_rate: Some(2000),
+        ..plan(2)
+    };
+    let mine = [NexmarkPosition {
+        split: 0,
+        splits: 2,
+        next_event: 0,
+    }];
+    let started = std::time::Instant::now();
+    let mut r = NexmarkReader::new(&p, &mine).expect("reader");
+    let (mut out, mut fin) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        r.poll(&mut out, &mut fin, std::time::Duration::from_millis(100))
+            .expect("poll");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let [SplitPosition::Nexmark(at)] = r.positions()[..] else {
+        panic!("one split")
+    };
+    let events = at.next_event / 2;
+    assert!(events >= 1, "it generates");
+    assert!(
+        events as f64 <= 1000.0 * elapsed + 1.0,
+        "{events} events in {elapsed:.3} s"
+    );
+}
