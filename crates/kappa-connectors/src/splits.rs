@@ -52,7 +52,7 @@ impl SourceAssignment {
                     .map(|p| p.split.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
-                n[0].splits
+                n.first().map_or(0, |p| p.splits)
             ),
         }
     }
