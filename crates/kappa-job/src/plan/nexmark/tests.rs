@@ -101,7 +101,12 @@ fn optional_knobs_plan_as_written() {
 
 #[test]
 fn refused_options_are_located() {
-    let cases: [(&str, &str, &str); 12] = [
+    let cases: [(&str, &str, &str); 13] = [
+        (
+            "max_rate = 1.5",
+            "sources.bid.max_rate",
+            "an integer or a string",
+        ),
         (
             "events = 0",
             "sources.bid.events",
