@@ -86,7 +86,6 @@ impl NexmarkGenerator {
         max_rows: usize,
         tables: &[Table],
     ) -> Result<Filled, NexmarkError> {
-        split.check(position)?;
         let mut set = SplitSet::new(&self.config, [(split, position)])?;
         let max_events = (max_rows as u64).saturating_mul(PROPORTION_TOTAL);
         self.fill_set(&mut set, max_rows, max_events, tables)
