@@ -1,7 +1,7 @@
 //! Kappa sources and sinks: Kafka (assigned partitions at explicit offsets, keyed JSON
 //! output, at-least-once or transactional, dead-letter topics), JSON-lines files (part files
-//! committed by rename for exactly-once) and stdout, the Nexmark event generator, and split
-//! assignment.
+//! committed by rename for exactly-once) and stdout, the Nexmark event generator and its
+//! source (`connector = "nexmark"`), and split assignment.
 
 pub mod bad_records;
 pub mod confine;
@@ -31,6 +31,7 @@ use crate::kafka::PartitionStart;
 use crate::kafka::sink::{DeadLetterWriter, KafkaSink, TopicProducer};
 use crate::kafka::source::{KafkaReader, KafkaReaderConfig};
 use crate::kafka::transactional::{KafkaTarget, TransactionalKafkaSink};
+use crate::nexmark::reader::NexmarkReader;
 use crate::part_files::PartFileSink;
 use crate::splits::SourceAssignment;
 use crossbeam_channel::Receiver;
@@ -82,6 +83,11 @@ pub fn open_source(
                 new_splits,
             };
             let reader = KafkaReader::new(cfg, decoder, policy, metrics)?;
+            Ok(Box::new(reader))
+        }
+        (SourceKind::Nexmark(n), SourceAssignment::Nexmark(splits)) => {
+            let reader =
+                NexmarkReader::new(n, splits).map_err(|e| TaskError::Data(e.to_string()))?;
             Ok(Box::new(reader))
         }
         (SourceKind::File { .. }, SourceAssignment::Files(files)) => {

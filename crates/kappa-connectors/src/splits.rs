@@ -1,5 +1,5 @@
-//! Splits of a source and their assignment to source subtasks: each Kafka partition or file
-//! goes to exactly one subtask, round-robin, with the offset it starts at.
+//! Splits of a source and their assignment to source subtasks: each Kafka partition, file or
+//! Nexmark split goes to exactly one subtask, round-robin, with the position it starts at.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,19 +8,21 @@ use std::time::Duration;
 use kappa_job::StartPosition;
 use kappa_job::plan::{SourceKind, SourcePlan};
 use kappa_job::secret::SecretSources;
-use kappa_runtime::io::{FilePosition, SplitPosition};
+use kappa_runtime::io::{FilePosition, NexmarkPosition, SplitPosition};
 use serde::{Deserialize, Serialize};
 
 use crate::ConnectorError;
 use crate::file::list_files;
 use crate::kafka::admin::TopicAdmin;
 use crate::kafka::{PartitionStart, StartOffset};
+use crate::nexmark;
 
 /// What one source subtask reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SourceAssignment {
     Kafka(Vec<PartitionStart>),
     Files(Vec<FilePosition>),
+    Nexmark(Vec<NexmarkPosition>),
 }
 
 impl SourceAssignment {
@@ -43,11 +45,33 @@ impl SourceAssignment {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Self::Nexmark(n) if n.is_empty() => "no nexmark splits".into(),
+            Self::Nexmark(n) => format!(
+                "nexmark splits {} of {}",
+                n.iter()
+                    .map(|p| p.split.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                n.first().map_or(0, |p| p.splits)
+            ),
         }
+    }
+
+    /// How many splits it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Kafka(p) => p.len(),
+            Self::Files(f) => f.len(),
+            Self::Nexmark(n) => n.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-fn round_robin<T: Clone>(items: &[T], parallelism: u32) -> Vec<Vec<T>> {
+pub(crate) fn round_robin<T: Clone>(items: &[T], parallelism: u32) -> Vec<Vec<T>> {
     let mut out = vec![Vec::new(); parallelism as usize];
     for (i, item) in items.iter().enumerate() {
         out[i % parallelism as usize].push(item.clone());
@@ -60,15 +84,22 @@ fn round_robin<T: Clone>(items: &[T], parallelism: u32) -> Vec<Vec<T>> {
 /// Kafka start offsets are fixed by the job's first attempt, by partition: later attempts start
 /// there too (until checkpoints record progress), and partitions that appear later start at
 /// the beginning. Files start where the restored checkpoint left them, others at their start.
+/// Nexmark splits are those of the restored checkpoint, at its positions (none restored: the
+/// plan's splits at their start).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceStarts {
     pub partitions: BTreeMap<i32, StartOffset>,
     pub files: BTreeMap<PathBuf, FilePosition>,
+    pub nexmark: Vec<NexmarkPosition>,
+    /// Every split of a bounded nexmark source had ended: its subtasks had finished before
+    /// the restored checkpoint of the same job, which therefore holds none of its splits.
+    pub nexmark_ended: bool,
 }
 
 impl SourceStarts {
     /// Takes the positions a checkpoint recorded.
     pub fn restore(&mut self, positions: impl IntoIterator<Item = SplitPosition>) {
+        let mut nexmark = Vec::new();
         for p in positions {
             match p {
                 SplitPosition::Partition {
@@ -81,7 +112,13 @@ impl SourceStarts {
                 SplitPosition::File(f) => {
                     self.files.insert(f.path.clone(), f);
                 }
+                SplitPosition::Nexmark(n) => nexmark.push(n),
             }
+        }
+        // A checkpoint lists all its Nexmark splits: they replace those of an earlier one.
+        if !nexmark.is_empty() {
+            self.nexmark = nexmark;
+            self.nexmark_ended = false;
         }
     }
 }
@@ -140,6 +177,20 @@ pub fn assign_splits(
             Ok(round_robin(&files, parallelism)
                 .into_iter()
                 .map(SourceAssignment::Files)
+                .collect())
+        }
+        SourceKind::Nexmark(_) if pinned.nexmark_ended => {
+            Ok(vec![
+                SourceAssignment::Nexmark(Vec::new());
+                parallelism as usize
+            ])
+        }
+        SourceKind::Nexmark(n) => {
+            let splits = nexmark::assign::splits_to_read(n, &pinned.nexmark)
+                .map_err(|e| ConnectorError::Format(e.to_string()))?;
+            Ok(round_robin(&splits, parallelism)
+                .into_iter()
+                .map(SourceAssignment::Nexmark)
                 .collect())
         }
     }
@@ -240,7 +291,7 @@ mod kafka_tests {
         p.flush(Duration::from_secs(10)).unwrap();
         let mut pinned = SourceStarts {
             partitions: BTreeMap::from([(0, StartOffset::Offset(6))]),
-            files: BTreeMap::new(),
+            ..SourceStarts::default()
         };
         let any = SecretSources::any("jobmanager");
         let again =

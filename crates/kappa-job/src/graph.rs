@@ -180,6 +180,7 @@ impl JobPlan {
         let mut d = match &s.kind {
             SourceKind::Kafka(k) => format!("Source: kafka topic `{}` ({} json)", k.topic, s.start),
             SourceKind::File { path } => format!("Source: file `{}` (json lines)", path.display()),
+            SourceKind::Nexmark(n) => n.describe(),
         };
         if self.sources.len() > 1 {
             d = format!("{d} as `{}`", s.name);

@@ -24,6 +24,7 @@ use crate::template::KeyTemplate;
 
 mod dataflow;
 mod kafka;
+pub mod nexmark;
 mod queries;
 mod secrets;
 mod topology;
@@ -113,6 +114,8 @@ pub enum SourceKind {
     File {
         path: PathBuf,
     },
+    /// The built-in Nexmark generator.
+    Nexmark(nexmark::NexmarkSourcePlan),
 }
 
 #[derive(Debug, Clone)]
@@ -650,6 +653,7 @@ impl Planner<'_> {
 
     fn source(&mut self, s: &SourceSpec, prefix: &str, overrides: &Overrides) -> SourcePlan {
         let kind = match s.connector {
+            SourceConnector::Nexmark => return self.nexmark_source(s, prefix, overrides),
             SourceConnector::Kafka => {
                 let bootstrap_servers = self.required(
                     &s.bootstrap_servers,
@@ -737,7 +741,7 @@ impl Planner<'_> {
             name: "source".into(),
             uid: "source".into(),
             kind,
-            format: s.format,
+            format: s.format.as_ref().map(|f| *f.get_ref()).unwrap_or_default(),
             schema: Arc::new(self.schema(s, prefix)),
             start,
             on_error: s.on_error,
@@ -746,15 +750,23 @@ impl Planner<'_> {
     }
 
     fn schema(&mut self, s: &SourceSpec, prefix: &str) -> Schema {
-        if s.schema.get_ref().is_empty() {
+        let Some(schema) = &s.schema else {
             self.err(
-                span(&s.schema),
+                None,
+                &format!("{prefix}.schema"),
+                "missing: list the fields of a record, e.g. schema = { user_id = \"string\" }",
+            );
+            return Schema::empty();
+        };
+        if schema.get_ref().is_empty() {
+            self.err(
+                span(schema),
                 &format!("{prefix}.schema"),
                 "must list at least one field, e.g. user_id = \"string\"",
             );
         }
         let mut fields = Vec::new();
-        for (name, ty) in s.schema.get_ref().iter() {
+        for (name, ty) in schema.get_ref().iter() {
             let text = ty.get_ref().trim();
             let (base, nullable) = match text.strip_suffix('?') {
                 Some(b) => (b.trim(), true),

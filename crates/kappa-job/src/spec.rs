@@ -102,6 +102,8 @@ pub struct CheckpointSpec {
 pub enum SourceConnector {
     Kafka,
     File,
+    /// The built-in Nexmark generator (persons, auctions, bids).
+    Nexmark,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -142,11 +144,12 @@ pub struct SourceSpec {
     pub topic: Option<Spanned<String>>,
     /// File source: a JSON-lines file or a directory of them.
     pub path: Option<Spanned<String>>,
-    #[serde(default)]
-    pub format: Format,
+    /// json (the default); not for nexmark, whose records are generated as columns.
+    pub format: Option<Spanned<Format>>,
     /// earliest | latest | timestamp:<epoch-ms>; `kappactl submit --start` overrides it.
     pub start: Option<Spanned<String>>,
-    pub schema: Spanned<OrderedMap<Spanned<String>>>,
+    /// The fields of a record (kafka, file); a nexmark source has its table's fixed schema.
+    pub schema: Option<Spanned<OrderedMap<Spanned<String>>>>,
     #[serde(default)]
     pub on_error: OnError,
     pub dead_letter_topic: Option<Spanned<String>>,
@@ -156,6 +159,59 @@ pub struct SourceSpec {
     pub properties: Option<Spanned<KafkaProperties>>,
     /// Event time of a named source (the single `[source]` has a top-level `[event_time]`).
     pub event_time: Option<EventTimeSpec>,
+    /// Nexmark: which table it generates (person | auction | bid).
+    pub table: Option<Spanned<String>>,
+    /// Nexmark: the number of events (of all tables) of a bounded sequence; omitted: unbounded.
+    pub events: Option<Spanned<i64>>,
+    /// Nexmark: events per second of event time (their `date_time` spacing).
+    pub rate: Option<Spanned<i64>>,
+    /// Nexmark: wall-clock pacing of the whole source in events per second, or "off".
+    pub max_rate: Option<Spanned<IntOrText>>,
+    /// Nexmark: seeds every event's random numbers.
+    pub seed: Option<Spanned<i64>>,
+    /// Nexmark: event time of event 0, RFC 3339 text or epoch milliseconds.
+    pub base_time: Option<Spanned<IntOrText>>,
+    /// Nexmark generator knobs (the Nexmark suite's defaults when omitted).
+    pub hot_auction_ratio: Option<Spanned<i64>>,
+    pub hot_sellers_ratio: Option<Spanned<i64>>,
+    pub hot_bidders_ratio: Option<Spanned<i64>>,
+    pub num_in_flight_auctions: Option<Spanned<i64>>,
+    pub num_active_people: Option<Spanned<i64>>,
+    pub avg_person_bytes: Option<Spanned<i64>>,
+    pub avg_auction_bytes: Option<Spanned<i64>>,
+    pub avg_bid_bytes: Option<Spanned<i64>>,
+}
+
+/// A value written as an integer or as text (`max_rate = 1000` or `"off"`, `base_time` as
+/// epoch milliseconds or RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntOrText {
+    Int(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for IntOrText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = IntOrText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(IntOrText::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(IntOrText::Int)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(IntOrText::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use kappa_job::plan::CheckpointPlan;
 use kappa_proto::v1::CheckpointAck;
-use kappa_runtime::io::{FilePosition, SplitPosition};
-use kappa_state::{Location, StateHandle, file_from_proto};
+use kappa_runtime::io::{FilePosition, NexmarkPosition, SplitPosition};
+use kappa_state::{Location, StateHandle, file_from_proto, nexmark_from_proto};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -38,13 +38,15 @@ pub struct PartitionOffset {
     pub source: String,
 }
 
-/// Where one source operator was in its splits: Kafka partitions and files.
+/// Where one source operator was in its splits: Kafka partitions, files and Nexmark splits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceOffsets {
     pub uid: String,
     pub offsets: Vec<PartitionOffset>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FilePosition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nexmark: Vec<NexmarkPosition>,
 }
 
 impl SourceOffsets {
@@ -54,7 +56,10 @@ impl SourceOffsets {
             partition: o.partition,
             next_offset: o.next_offset,
         });
-        partitions.chain(self.files.iter().cloned().map(SplitPosition::File))
+        let nexmark = self.nexmark.iter().copied().map(SplitPosition::Nexmark);
+        partitions
+            .chain(self.files.iter().cloned().map(SplitPosition::File))
+            .chain(nexmark)
     }
 }
 
@@ -209,6 +214,7 @@ impl CheckpointMetadata {
                 uid: "source".into(),
                 offsets: std::mem::take(&mut self.offsets),
                 files: Vec::new(),
+                nexmark: Vec::new(),
             });
         }
         let uid = self.window_uid.clone();
@@ -507,15 +513,18 @@ impl Checkpoints {
                     source: String::new(),
                 });
                 let files = so.files.iter().map(file_from_proto);
+                let nexmark = so.nexmark.iter().map(nexmark_from_proto);
                 match sources.iter_mut().find(|s| s.uid == so.uid) {
                     Some(s) => {
                         s.offsets.extend(offsets);
                         s.files.extend(files);
+                        s.nexmark.extend(nexmark);
                     }
                     None => sources.push(SourceOffsets {
                         uid: so.uid.clone(),
                         offsets: offsets.collect(),
                         files: files.collect(),
+                        nexmark: nexmark.collect(),
                     }),
                 }
             }
@@ -525,6 +534,7 @@ impl Checkpoints {
         for s in &mut sources {
             s.offsets.sort_by_key(|o| o.partition);
             s.files.sort_by(|a, b| a.path.cmp(&b.path));
+            s.nexmark.sort_by_key(|n| n.split);
         }
         let mut sink_commits: Vec<SinkCommitState> = p
             .acks

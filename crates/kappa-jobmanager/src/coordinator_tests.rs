@@ -62,6 +62,12 @@ fn ack(n: u64, attempt: u32, vertex: u32, subtask: u32) -> pb::CheckpointAck {
                 offset: 1000 * n,
                 line: 10 * n,
             }],
+            // Subtask 0 reads split 1, subtask 1 split 0 (as after a rescale).
+            nexmark: vec![pb::NexmarkPosition {
+                split: 1 - subtask,
+                splits: 2,
+                next_event: 2 * n + u64::from(1 - subtask),
+            }],
         }),
         _ => {
             a.operator_states.push(pb::OperatorState {
@@ -141,6 +147,19 @@ fn a_complete_checkpoint_lists_offsets_state_and_output_by_operator_uid() {
         ],
         "file positions by path"
     );
+    let nexmark: Vec<(u32, u64)> = meta.sources[0]
+        .nexmark
+        .iter()
+        .map(|p| (p.split, p.next_event))
+        .collect();
+    assert_eq!(
+        nexmark,
+        [(0, 2 * n), (1, 2 * n + 1)],
+        "nexmark splits by index"
+    );
+    let text = serde_json::to_string(&meta).expect("metadata json");
+    let back: CheckpointMetadata = serde_json::from_str(&text).expect("metadata read back");
+    assert_eq!(back.sources[0].nexmark, meta.sources[0].nexmark);
     let ranges: Vec<(String, u32, (u32, u32))> = meta
         .operators
         .iter()

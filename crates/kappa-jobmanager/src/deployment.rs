@@ -1,21 +1,25 @@
-//! What each subtask of an attempt is deployed with — its source splits, the keyed state and
-//! the uncommitted sink output it restores, by operator uid — built from the physical graph.
-//! Pure: the driver sends what this builds.
+//! What each subtask of an attempt is deployed with — its source splits (from the start
+//! positions a restored checkpoint leaves), the keyed state and the uncommitted sink output it
+//! restores, by operator uid — built from the physical graph. Pure: the driver sends what this
+//! builds.
 
 use std::collections::BTreeMap;
 
 use kappa_connectors::kafka::StartOffset;
-use kappa_connectors::splits::SourceAssignment;
+use kappa_connectors::splits::{SourceAssignment, SourceStarts};
+use kappa_job::JobPlan;
 use kappa_job::graph::{OperatorKind, Vertex};
+use kappa_job::plan::SourceKind;
 use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
 use kappa_proto::v1::{
-    FileList, KafkaPartitions, PartitionStart, RestoreState, SinkCommit, SourceSplits,
-    TaskDeployment,
+    FileList, KafkaPartitions, NexmarkSplits, PartitionStart, RestoreState, SinkCommit,
+    SourceSplits, TaskDeployment,
 };
 
-use kappa_state::file_to_proto;
+use kappa_state::{file_to_proto, nexmark_to_proto};
 
+use crate::checkpoint::{CheckpointMetadata, SourceOffsets};
 use crate::job::RestoreSource;
 
 /// The one conversion of a source assignment to its message.
@@ -40,6 +44,35 @@ pub fn splits_to_proto(a: &SourceAssignment) -> SourceSplits {
                 files: files.iter().map(file_to_proto).collect(),
             })),
         },
+        SourceAssignment::Nexmark(splits) => SourceSplits {
+            splits: Some(Splits::Nexmark(NexmarkSplits {
+                splits: splits.iter().map(nexmark_to_proto).collect(),
+            })),
+        },
+    }
+}
+
+/// Takes where a restored checkpoint (`own_checkpoint`: of this job, not a savepoint it
+/// started from) left each source into the start positions of the next attempt, by source
+/// uid. A bounded nexmark source of this job with no split in its own checkpoint had ended
+/// everywhere (ended subtasks take no part in checkpoints): it reads nothing again.
+pub fn restore_starts(
+    pinned: &mut BTreeMap<String, SourceStarts>,
+    plan: &JobPlan,
+    meta: &CheckpointMetadata,
+    own_checkpoint: bool,
+) {
+    for s in &meta.sources {
+        pinned
+            .entry(s.uid.clone())
+            .or_default()
+            .restore(s.positions());
+    }
+    for s in plan.sources.iter().filter(|_| own_checkpoint) {
+        let recorded = |m: &SourceOffsets| m.uid == s.uid && !m.nexmark.is_empty();
+        if matches!(s.kind, SourceKind::Nexmark(_)) && !meta.sources.iter().any(recorded) {
+            pinned.entry(s.uid.clone()).or_default().nexmark_ended = true;
+        }
     }
 }
 
@@ -203,5 +236,53 @@ mod tests {
         let web = graph.vertices.iter().find(|v| v.name == "web").unwrap();
         let t = task_deployment(web, 0, &BTreeMap::new(), Some(&latest), 128);
         assert!(t.restore.is_empty() && t.sink_commits.is_empty());
+    }
+
+    const NEXMARK: &str = r#"name = "n"
+[sources.bid]
+connector = "nexmark"
+table = "bid"
+events = 1000
+[sink]
+connector = "stdout"
+"#;
+
+    fn metadata(sources: serde_json::Value) -> CheckpointMetadata {
+        serde_json::from_value(serde_json::json!({
+            "version": 2, "job_id": "j", "checkpoint_id": 3, "attempt": 1,
+            "completed_at_ms": 0, "parallelism": 2, "max_parallelism": 4, "sources": sources
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_nexmark_source_resumes_its_checkpointed_splits_or_had_ended() {
+        let plan = plan_job("job.toml", NEXMARK, &Overrides::default()).unwrap();
+        let split = |split, next_event| serde_json::json!({"split": split, "splits": 4, "next_event": next_event});
+        let with_splits = metadata(serde_json::json!([
+            {"uid": "sources.bid", "offsets": [], "nexmark": [split(1, 9), split(3, 11)]}
+        ]));
+        let mut pinned = BTreeMap::new();
+        restore_starts(&mut pinned, &plan, &with_splits, true);
+        let bid = &pinned["sources.bid"];
+        let at: Vec<(u32, u64)> = bid
+            .nexmark
+            .iter()
+            .map(|p| (p.split, p.next_event))
+            .collect();
+        assert_eq!((at, bid.nexmark_ended), (vec![(1, 9), (3, 11)], false));
+        // Its subtasks had all ended before the next checkpoint: nothing to read again.
+        for ended in [
+            metadata(serde_json::json!([])),
+            metadata(serde_json::json!([{"uid": "sources.bid", "offsets": []}])),
+        ] {
+            let mut again = pinned.clone();
+            restore_starts(&mut again, &plan, &ended, true);
+            assert!(again["sources.bid"].nexmark_ended);
+        }
+        // A savepoint of another job without the source: it starts anew.
+        let mut fresh = BTreeMap::new();
+        restore_starts(&mut fresh, &plan, &metadata(serde_json::json!([])), false);
+        assert!(!fresh.contains_key("sources.bid"));
     }
 }

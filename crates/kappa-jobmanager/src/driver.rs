@@ -29,7 +29,7 @@ use crate::calls::{CALL_TIMEOUT, Client, DEPLOY_TIMEOUT, concurrently};
 use crate::checkpoint::{
     CheckpointMetadata, delete_objects, tick_interval, write_metadata, write_savepoint,
 };
-use crate::deployment::{head_source, splits_to_proto, task_deployment};
+use crate::deployment::{head_source, restore_starts, splits_to_proto, task_deployment};
 use crate::job::{
     AttemptEvent, AttemptInfo, AttemptRun, JobEntry, JobState, RestoreSource, SavepointTarget,
     now_ms,
@@ -229,26 +229,21 @@ async fn deploy_and_follow(
 ) -> Outcome {
     // Resume from the latest completed checkpoint (or the savepoint the job started from):
     // its offsets, and its window state.
-    let latest = job
-        .checkpoints
-        .lock()
-        .as_ref()
-        .and_then(|c| {
-            c.latest().cloned().map(|meta| RestoreSource {
-                location: c.location.clone(),
-                meta,
-            })
+    let own = job.checkpoints.lock().as_ref().and_then(|c| {
+        c.latest().cloned().map(|meta| RestoreSource {
+            location: c.location.clone(),
+            meta,
         })
-        .or_else(|| job.initial_restore.clone());
+    });
+    let own_checkpoint = own.is_some();
+    let latest = own.or_else(|| job.initial_restore.clone());
     if let Some(RestoreSource { meta, location }) = &latest {
-        let mut pinned = job.pinned_starts.lock();
-        for s in &meta.sources {
-            pinned
-                .entry(s.uid.clone())
-                .or_default()
-                .restore(s.positions());
-        }
-        drop(pinned);
+        restore_starts(
+            &mut job.pinned_starts.lock(),
+            &job.plan,
+            meta,
+            own_checkpoint,
+        );
         if let Some(a) = job.status.lock().attempts.last_mut() {
             a.restored_from = Some(meta.checkpoint_id);
         }
@@ -745,10 +740,7 @@ impl Attempt<'_> {
                 let (subtask, _) = assigned
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, a)| match a {
-                        SourceAssignment::Kafka(p) => p.len(),
-                        SourceAssignment::Files(f) => f.len(),
-                    })
+                    .min_by_key(|(_, a)| a.len())
                     .ok_or_else(|| TaskError::Io("no source subtask".into()))?;
                 if let Some(SourceAssignment::Kafka(parts)) = assigned.get_mut(subtask) {
                     parts.push(start);

@@ -34,6 +34,7 @@ pub enum SplitPosition {
         next_offset: Option<i64>,
     },
     File(FilePosition),
+    Nexmark(NexmarkPosition),
 }
 
 /// Where a reader is in one file: what it consumed, in bytes and in lines. A restored reader
@@ -54,6 +55,16 @@ impl FilePosition {
             line: 0,
         }
     }
+}
+
+/// Where a Nexmark source is in one split: split `split` of `splits` reads event numbers
+/// `split, split + splits, …`; `next_event` is the next one it emits (at or past the end of a
+/// bounded sequence: the split is finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NexmarkPosition {
+    pub split: u32,
+    pub splits: u32,
+    pub next_event: u64,
 }
 
 /// Reads the splits assigned to one source subtask.

@@ -11,4 +11,6 @@ pub use backend::{LocalFile, RocksState};
 pub use error::StateError;
 pub use location::Location;
 pub use snapshot::{StateHandle, StoredFile, Uploaded, Uploader, download};
-pub use wire::{file_from_proto, file_to_proto, positions_to_proto};
+pub use wire::{
+    file_from_proto, file_to_proto, nexmark_from_proto, nexmark_to_proto, positions_to_proto,
+};

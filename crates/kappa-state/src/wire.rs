@@ -2,7 +2,7 @@
 //! messages.
 
 use kappa_proto::v1 as pb;
-use kappa_runtime::io::{FilePosition, SplitPosition};
+use kappa_runtime::io::{FilePosition, NexmarkPosition, SplitPosition};
 
 use crate::snapshot::{StateHandle, StoredFile};
 
@@ -58,6 +58,24 @@ pub fn file_from_proto(f: &pb::FilePosition) -> FilePosition {
     }
 }
 
+/// A Nexmark split's position as its message.
+pub fn nexmark_to_proto(p: &NexmarkPosition) -> pb::NexmarkPosition {
+    pb::NexmarkPosition {
+        split: p.split,
+        splits: p.splits,
+        next_event: p.next_event,
+    }
+}
+
+/// A Nexmark split's position from its message.
+pub fn nexmark_from_proto(p: &pb::NexmarkPosition) -> NexmarkPosition {
+    NexmarkPosition {
+        split: p.split,
+        splits: p.splits,
+        next_event: p.next_event,
+    }
+}
+
 /// Where source `uid` is in its splits, as a checkpoint acknowledgement carries it.
 pub fn positions_to_proto(uid: &str, positions: &[SplitPosition]) -> pb::SourceOffsets {
     let mut out = pb::SourceOffsets {
@@ -74,6 +92,7 @@ pub fn positions_to_proto(uid: &str, positions: &[SplitPosition]) -> pb::SourceO
                 next_offset: *next_offset,
             }),
             SplitPosition::File(f) => out.files.push(file_to_proto(f)),
+            SplitPosition::Nexmark(n) => out.nexmark.push(nexmark_to_proto(n)),
         }
     }
     out
@@ -99,6 +118,11 @@ mod tests {
                 offset: 1234,
                 line: 56,
             }),
+            SplitPosition::Nexmark(NexmarkPosition {
+                split: 3,
+                splits: 128,
+                next_event: 131,
+            }),
         ];
         let pb = positions_to_proto("clicks", &positions);
         assert_eq!(pb.uid, "clicks");
@@ -115,6 +139,15 @@ mod tests {
                 path: "/data/a.jsonl".into(),
                 offset: 1234,
                 line: 56,
+            }]
+        );
+        let nexmark: Vec<NexmarkPosition> = pb.nexmark.iter().map(nexmark_from_proto).collect();
+        assert_eq!(
+            nexmark,
+            [NexmarkPosition {
+                split: 3,
+                splits: 128,
+                next_event: 131,
             }]
         );
     }

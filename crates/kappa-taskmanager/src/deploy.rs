@@ -29,7 +29,7 @@ use kappa_runtime::operator::Operator;
 use kappa_runtime::operators::{SinkOperator, SourceOperator, StepsOperator, WindowedAggregate};
 use kappa_runtime::subtask::{CheckpointHook, Head, Subtask, TaskEnd, Trigger};
 use kappa_runtime::window::WindowOperator;
-use kappa_state::{Location, file_from_proto};
+use kappa_state::{Location, file_from_proto, nexmark_from_proto};
 use tonic::Status;
 
 use crate::checkpoint::{
@@ -49,6 +49,11 @@ pub fn splits_from_proto(s: Option<&SourceSplits>) -> Result<SourceAssignment, S
         Some(Splits::Files(f)) => {
             return Ok(SourceAssignment::Files(
                 f.files.iter().map(file_from_proto).collect(),
+            ));
+        }
+        Some(Splits::Nexmark(n)) => {
+            return Ok(SourceAssignment::Nexmark(
+                n.splits.iter().map(nexmark_from_proto).collect(),
             ));
         }
         Some(Splits::Kafka(k)) => k,

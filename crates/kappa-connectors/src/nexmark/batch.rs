@@ -1,72 +1,20 @@
 //! The three Nexmark tables as Arrow: their schemas (as RisingWave's and Flink SQL's Nexmark
-//! tables, times as timestamp milliseconds) and the builders events are appended to.
+//! tables, times as timestamp milliseconds; defined in kappa-job, which plans sources with
+//! them) and the builders events are appended to.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use super::config::NexmarkError;
 use super::model::{Auction, Bid, Person, Table};
 
-fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(name, data_type)| Field::new(*name, data_type.clone(), false))
-        .collect();
-    Arc::new(Schema::new(fields))
-}
-
-const TIME: DataType = DataType::Timestamp(TimeUnit::Millisecond, None);
-
-/// The schema of a table: `person(id, name, email_address, credit_card, city, state,
-/// date_time, extra)`, `auction(id, item_name, description, initial_bid, reserve, date_time,
-/// expires, seller, category, extra)`, `bid(auction, bidder, price, channel, url, date_time,
-/// extra)`.
+/// The schema of a table (defined where job files are planned, see
+/// [`kappa_job::plan::nexmark::table_schema`]).
 pub fn table_schema(table: Table) -> SchemaRef {
-    static SCHEMAS: OnceLock<[SchemaRef; 3]> = OnceLock::new();
-    let [person, auction, bid] = SCHEMAS.get_or_init(|| {
-        use DataType::{Int64 as I, Utf8 as S};
-        [
-            schema(&[
-                ("id", I),
-                ("name", S),
-                ("email_address", S),
-                ("credit_card", S),
-                ("city", S),
-                ("state", S),
-                ("date_time", TIME),
-                ("extra", S),
-            ]),
-            schema(&[
-                ("id", I),
-                ("item_name", S),
-                ("description", S),
-                ("initial_bid", I),
-                ("reserve", I),
-                ("date_time", TIME),
-                ("expires", TIME),
-                ("seller", I),
-                ("category", I),
-                ("extra", S),
-            ]),
-            schema(&[
-                ("auction", I),
-                ("bidder", I),
-                ("price", I),
-                ("channel", S),
-                ("url", S),
-                ("date_time", TIME),
-                ("extra", S),
-            ]),
-        ]
-    });
-    Arc::clone(match table {
-        Table::Person => person,
-        Table::Auction => auction,
-        Table::Bid => bid,
-    })
+    kappa_job::plan::nexmark::table_schema(table.into())
 }
 
 /// Columns of the person table being filled.

@@ -2,11 +2,13 @@
 //! event time of an event number, and the split of the event sequence among parallel readers.
 
 use arrow::error::ArrowError;
+use kappa_job::plan::nexmark::NexmarkSourcePlan;
 
 use super::model::Table;
 
-/// Largest accepted `avg_*_bytes`: the `extra` padding is a slice of one shared 1 MiB text.
-pub const MAX_AVG_BYTES: u32 = 64 * 1024;
+/// Largest accepted `avg_*_bytes`: the `extra` padding is a slice of one shared 1 MiB text
+/// (defined where job files are planned, which check it too).
+pub use kappa_job::plan::nexmark::MAX_AVG_BYTES;
 
 /// 2015-07-15T00:00:00Z, the base time of the Nexmark reference generator (Apache Beam).
 pub const DEFAULT_BASE_TIME_MS: i64 = 1_436_918_400_000;
@@ -74,6 +76,10 @@ pub enum NexmarkError {
         index: u32,
         count: u32,
     },
+    #[error("nexmark: splits of {first} and of {other} splits cannot be read together")]
+    MixedSplitCounts { first: u32, other: u32 },
+    #[error("nexmark: split {index} of {count} is given twice")]
+    DuplicateSplit { index: u32, count: u32 },
     #[error("nexmark: no table requested")]
     NoTable,
     #[error("nexmark: building a {table:?} batch")]
@@ -85,6 +91,26 @@ pub enum NexmarkError {
 }
 
 impl NexmarkConfig {
+    /// The generator a planned nexmark source asks for: what the job file gives, the Nexmark
+    /// suite's defaults for the rest.
+    pub fn from_plan(p: &NexmarkSourcePlan) -> Self {
+        let d = NexmarkConfig::default();
+        NexmarkConfig {
+            events: p.events,
+            rate: p.rate.unwrap_or(d.rate),
+            seed: p.seed,
+            base_time_ms: p.base_time_ms.unwrap_or(d.base_time_ms),
+            hot_auction_ratio: p.hot_auction_ratio.unwrap_or(d.hot_auction_ratio),
+            hot_sellers_ratio: p.hot_sellers_ratio.unwrap_or(d.hot_sellers_ratio),
+            hot_bidders_ratio: p.hot_bidders_ratio.unwrap_or(d.hot_bidders_ratio),
+            num_in_flight_auctions: p.num_in_flight_auctions.unwrap_or(d.num_in_flight_auctions),
+            num_active_people: p.num_active_people.unwrap_or(d.num_active_people),
+            avg_person_bytes: p.avg_person_bytes.unwrap_or(d.avg_person_bytes),
+            avg_auction_bytes: p.avg_auction_bytes.unwrap_or(d.avg_auction_bytes),
+            avg_bid_bytes: p.avg_bid_bytes.unwrap_or(d.avg_bid_bytes),
+        }
+    }
+
     /// Checks every option; the generator only runs on a configuration that passed.
     pub fn validate(&self) -> Result<(), NexmarkError> {
         let positive: [(&'static str, u64); 7] = [
@@ -144,6 +170,14 @@ impl Split {
         Ok(Split { index, count })
     }
 
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
     /// The position a split starts from: its first event number.
     pub fn first_position(&self) -> u64 {
         self.index.into()
@@ -159,10 +193,5 @@ impl Split {
             });
         }
         Ok(())
-    }
-
-    /// The event number after `n` in this split.
-    pub(crate) fn next(&self, n: u64) -> u64 {
-        n.saturating_add(self.count.into())
     }
 }

@@ -4,10 +4,14 @@
 //! `n` as event numbers `i, i + n, …` and restores from the next event number it checkpointed.
 //! See "Nexmark generator" in docs/architecture.md.
 
+pub mod assign;
 mod batch;
 mod config;
 mod model;
+mod pacer;
+pub mod reader;
 mod rng;
+mod split_set;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +25,8 @@ pub use self::model::{
     FIRST_CATEGORY_ID, FIRST_PERSON_ID, HOT_GROUP, NUM_CATEGORIES, PERSON_ID_LEAD,
     PERSON_PROPORTION, PROPORTION_TOTAL, Person, Table, auctions_up_to, persons_up_to,
 };
+pub use self::pacer::Pacer;
+pub use self::split_set::SplitSet;
 
 /// What one `fill` produced: a batch for each requested table (possibly empty) and where
 /// the split goes on.
@@ -29,10 +35,13 @@ pub struct Filled {
     pub person: Option<RecordBatch>,
     pub auction: Option<RecordBatch>,
     pub bid: Option<RecordBatch>,
-    /// The next event number of the split: the position to checkpoint and resume from.
+    /// The next event number of the split: the position to checkpoint and resume from (of a
+    /// [`SplitSet`]: the smallest next event number of its splits).
     pub next_position: u64,
     /// A bounded sequence has no more events for this split.
     pub finished: bool,
+    /// How many event numbers (of every table) it went past.
+    pub events: u64,
 }
 
 impl Filled {
@@ -77,7 +86,21 @@ impl NexmarkGenerator {
         max_rows: usize,
         tables: &[Table],
     ) -> Result<Filled, NexmarkError> {
-        split.check(position)?;
+        let mut set = SplitSet::new(&self.config, [(split, position)])?;
+        let max_events = (max_rows as u64).saturating_mul(PROPORTION_TOTAL);
+        self.fill_set(&mut set, max_rows, max_events, tables)
+    }
+
+    /// Generates the events of the splits of `set` in event-number order (so their event
+    /// times never go back, whatever their positions): at most `max_rows` rows of the
+    /// requested tables, looking at most at `max_events` event numbers; `set` moves on.
+    pub fn fill_set(
+        &self,
+        set: &mut SplitSet,
+        max_rows: usize,
+        max_events: u64,
+        tables: &[Table],
+    ) -> Result<Filled, NexmarkError> {
         if tables.is_empty() {
             return Err(NexmarkError::NoTable);
         }
@@ -88,11 +111,12 @@ impl NexmarkGenerator {
         let mut person = wants(Table::Person).then(PersonColumns::default);
         let mut auction = wants(Table::Auction).then(AuctionColumns::default);
         let mut bid = wants(Table::Bid).then(BidColumns::default);
-        let mut n = position;
         let mut rows = 0;
         let mut looked = 0;
-        let max_looked = max_rows.saturating_mul(PROPORTION_TOTAL as usize);
-        while rows < max_rows && looked < max_looked && !self.config.is_past_end(n) {
+        while rows < max_rows && looked < max_events {
+            let Some(n) = set.peek() else {
+                break;
+            };
             if wants(Table::of_event(n)) {
                 match (self.event(n), &mut person, &mut auction, &mut bid) {
                     (Event::Person(p), Some(columns), _, _) => columns.push(&p),
@@ -103,14 +127,15 @@ impl NexmarkGenerator {
                 rows += 1;
             }
             looked += 1;
-            n = split.next(n);
+            set.advance();
         }
         Ok(Filled {
             person: person.map(PersonColumns::finish).transpose()?,
             auction: auction.map(AuctionColumns::finish).transpose()?,
             bid: bid.map(BidColumns::finish).transpose()?,
-            next_position: n,
-            finished: self.config.is_past_end(n),
+            next_position: set.next_position(),
+            finished: set.peek().is_none(),
+            events: looked,
         })
     }
 }

@@ -4,6 +4,8 @@
 //! active persons, a bid's auction is hot (the first of the latest hundred auctions) or drawn
 //! from those still in flight, both with a small lead past the latest one, as in the reference.
 
+use kappa_job::plan::nexmark::NexmarkTable;
+
 use super::config::NexmarkConfig;
 use super::rng::channel_url;
 use super::rng::{CHANNELS, EventRng, FIRST_NAMES, HOT_CHANNELS, LAST_NAMES, US_CITIES, US_STATES};
@@ -31,6 +33,26 @@ pub enum Table {
     Person,
     Auction,
     Bid,
+}
+
+impl From<NexmarkTable> for Table {
+    fn from(t: NexmarkTable) -> Self {
+        match t {
+            NexmarkTable::Person => Table::Person,
+            NexmarkTable::Auction => Table::Auction,
+            NexmarkTable::Bid => Table::Bid,
+        }
+    }
+}
+
+impl From<Table> for NexmarkTable {
+    fn from(t: Table) -> Self {
+        match t {
+            Table::Person => NexmarkTable::Person,
+            Table::Auction => NexmarkTable::Auction,
+            Table::Bid => NexmarkTable::Bid,
+        }
+    }
 }
 
 impl Table {

@@ -9,7 +9,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 
 use super::topology::SinkInput;
 use super::{EventTimePlan, Overrides, Planner, SinkPlan, SourcePlan, WindowPlan, late_schema};
-use super::{MAX_DURATION_MS, first_duplicate, is_time_type, millis, span};
+use super::{MAX_DURATION_MS, first_duplicate, is_time_type, millis, nexmark, span};
 use crate::spec::{EventTimeSpec, JobSpec, SourceSpec, WindowSpec};
 
 impl Planner<'_> {
@@ -44,7 +44,9 @@ impl Planner<'_> {
             .collect();
         let mut out: Vec<SourcePlan> = Vec::new();
         for (name, prefix, s, et) in named {
+            self.forbid_nexmark_settings(s, &prefix);
             let mut plan = self.source(s, &prefix, overrides);
+            nexmark::fix_splits(&mut plan, spec);
             plan.name = name;
             plan.uid = prefix.clone();
             plan.event_time = et.and_then(|et| self.event_time(et, &prefix, &plan.schema));
@@ -78,7 +80,7 @@ impl Planner<'_> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                self.err(span(&s.schema), &format!("{prefix}.schema"), format!(
+                self.err(s.schema.as_ref().and_then(span), &format!("{prefix}.schema"), format!(
                     "sources are unioned and need the same columns and types in the same order: `{}` has [{}], `{}` has [{}]",
                     first.name, show(&first.schema), plan.name, show(&plan.schema)
                 ));

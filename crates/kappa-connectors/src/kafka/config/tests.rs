@@ -21,7 +21,7 @@ fn source_connection(extra: &str) -> KafkaConnection {
     let plan = plan_job("job.toml", &text, &Overrides::default()).expect("plans");
     match &plan.sources[0].kind {
         SourceKind::Kafka(k) => k.connection.clone(),
-        SourceKind::File { .. } => panic!("a kafka source"),
+        other => panic!("a kafka source, got {other:?}"),
     }
 }
 

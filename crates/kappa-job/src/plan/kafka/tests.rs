@@ -18,7 +18,7 @@ fn plan(text: &str) -> Result<KafkaConnection, SpecErrors> {
     let plan = plan_job("job.toml", text, &Overrides::default())?;
     match &plan.sources[0].kind {
         SourceKind::Kafka(k) => Ok(k.connection.clone()),
-        SourceKind::File { .. } => panic!("a kafka source"),
+        other => panic!("a kafka source, got {other:?}"),
     }
 }
 
