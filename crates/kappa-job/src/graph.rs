@@ -391,13 +391,18 @@ impl JobPlan {
                     .collect()
             });
             let mut inputs = Vec::new();
-            for e in &incoming {
+            for (input, e) in incoming.iter().enumerate() {
                 let (v, pos) = placed[e.from];
                 let edge = edges.len() as u32;
-                let ship_strategy = match (e.partitioning, node.kind) {
-                    (Partitioning::Hash, OperatorKind::Window(w)) => {
-                        format!("hash({})", self.window_keys(w).join(", "))
-                    }
+                let keys = self.partition_keys(node.kind, input);
+                let ship_strategy = match (e.partitioning, keys) {
+                    (Partitioning::Hash, Some(keys)) => format!(
+                        "hash({})",
+                        keys.iter()
+                            .map(|k| k.text.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     (other, _) => serde_json::to_value(other)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))

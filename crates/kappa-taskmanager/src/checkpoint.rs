@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
-use kappa_job::graph::{OperatorKind, Vertex};
+use kappa_job::graph::Vertex;
 use kappa_proto::v1::{CheckpointAck, OperatorState, RestoreState, SinkCommit};
 use kappa_runtime::TaskError;
 use kappa_runtime::io::PendingCommit;
@@ -366,7 +366,7 @@ pub fn restore_operator(
     let Some(me) = vertex.chain.get(position) else {
         return Ok(0);
     };
-    if !matches!(me.kind, OperatorKind::Window(_)) {
+    if !me.kind.is_keyed() {
         return Ok(0);
     }
     let what = format!("restoring `{}` subtask {subtask}", me.uid);

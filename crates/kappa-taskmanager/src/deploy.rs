@@ -178,8 +178,9 @@ impl Reporter {
 struct EdgeTargets {
     edge: u32,
     partitioning: Partitioning,
-    /// The keyed operator at the head of the downstream vertex, for hash partitioning.
-    keyed: Option<usize>,
+    /// The keyed operator at the head of the downstream vertex and the input this edge
+    /// feeds, for hash partitioning.
+    keyed: Option<(OperatorKind, usize)>,
     targets: Vec<Target>,
 }
 
@@ -358,10 +359,11 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                         }
                     });
                 }
-                let keyed = match to.chain[0].kind {
-                    OperatorKind::Window(w) => Some(w),
-                    _ => None,
-                };
+                let head = to.chain[0].kind;
+                let keyed = head.is_keyed().then(|| {
+                    let input = to.inputs.iter().position(|e| *e == id).unwrap_or_default();
+                    (head, input)
+                });
                 p.edges.push(EdgeTargets {
                     edge: id,
                     partitioning: edge.partitioning,
@@ -574,13 +576,12 @@ impl SubtaskRun {
         for e in p.edges {
             let partitioner = match (e.partitioning, e.keyed) {
                 (Partitioning::Forward, _) => Partitioner::Forward,
-                (Partitioning::Hash, Some(w)) => {
-                    let window = plan
-                        .windows
-                        .get(w)
-                        .ok_or_else(|| TaskError::Data(format!("no window {w}")))?;
+                (Partitioning::Hash, Some((op, input))) => {
+                    let keys = plan.partition_keys(op, input).ok_or_else(|| {
+                        TaskError::Data(format!("no keys for input {input} of {op:?}"))
+                    })?;
                     Partitioner::Hash(KeyPartitioner::new(
-                        &window.keys,
+                        keys,
                         plan.max_parallelism,
                         e.targets.len() as u32,
                     )?)

@@ -8,6 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{JobPlan, SourcePlan, StepPlan, WindowPlan};
 use crate::graph::{LATE_PORT, OperatorKind};
+use crate::sql::CompiledExpr;
 
 /// One output port of an operator of the plan: port 0 is its result, [`LATE_PORT`] the late
 /// events of a window.
@@ -163,6 +164,16 @@ impl JobPlan {
                 let input = self.inputs(OperatorKind::Window(w)).next()?;
                 Some(late_schema(self.schema(input)?.as_ref()))
             }
+            _ => None,
+        }
+    }
+
+    /// The key expressions records entering input `input` of keyed operator `op` are hashed
+    /// by (None for an operator that is not keyed).
+    pub fn partition_keys(&self, op: OperatorKind, input: usize) -> Option<&[CompiledExpr]> {
+        let _ = input;
+        match op {
+            OperatorKind::Window(w) => self.windows.get(w).map(|w| w.keys.as_slice()),
             _ => None,
         }
     }
