@@ -88,10 +88,14 @@ pub fn first_checkpoint(cluster: &Cluster, id: &str) {
     .unwrap();
 }
 
-/// The lines of every part file of a file sink directory.
+/// The lines of every (committed) part file of a file sink directory.
 pub fn part_file_lines(dir: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        // Hidden: an exactly-once part file not committed yet.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
     }

@@ -27,12 +27,14 @@ pub enum OperatorKind {
     Window(usize),
     /// Writes to [`JobPlan::sinks`]`[i]`.
     Sink(usize),
+    /// Joins two streams by [`JobPlan::joins`]`[i]`.
+    Join(usize),
 }
 
 impl OperatorKind {
     /// Whether it keeps keyed state in checkpoints.
     pub fn is_keyed(self) -> bool {
-        matches!(self, Self::Window(_))
+        matches!(self, Self::Window(_) | Self::Join(_))
     }
 }
 
@@ -154,6 +156,24 @@ impl PhysicalGraph {
     }
 }
 
+/// A window assigner as `kappactl validate` shows it.
+fn describe_assigner(assigner: WindowAssigner) -> String {
+    match assigner {
+        WindowAssigner::Tumbling { size_ms } => format!("tumbling {}", ms(size_ms)),
+        WindowAssigner::Sliding { size_ms, slide_ms } => {
+            format!("sliding {} every {}", ms(size_ms), ms(slide_ms))
+        }
+        WindowAssigner::Session { gap_ms } => format!("session gap {}", ms(gap_ms)),
+        WindowAssigner::Global { ttl_ms: 0 } => "updating (every key kept)".to_string(),
+        WindowAssigner::Global { ttl_ms } => {
+            format!(
+                "updating (a key idle {} of event time is forgotten)",
+                ms(ttl_ms)
+            )
+        }
+    }
+}
+
 fn ms(ms: i64) -> String {
     humantime::format_duration(std::time::Duration::from_millis(ms.max(0) as u64)).to_string()
 }
@@ -200,20 +220,7 @@ impl JobPlan {
 
     fn describe_window(&self, i: usize) -> String {
         let w = &self.windows[i];
-        let kind = match w.assigner {
-            WindowAssigner::Tumbling { size_ms } => format!("tumbling {}", ms(size_ms)),
-            WindowAssigner::Sliding { size_ms, slide_ms } => {
-                format!("sliding {} every {}", ms(size_ms), ms(slide_ms))
-            }
-            WindowAssigner::Session { gap_ms } => format!("session gap {}", ms(gap_ms)),
-            WindowAssigner::Global { ttl_ms: 0 } => "updating (every key kept)".to_string(),
-            WindowAssigner::Global { ttl_ms } => {
-                format!(
-                    "updating (a key idle {} of event time is forgotten)",
-                    ms(ttl_ms)
-                )
-            }
-        };
+        let kind = describe_assigner(w.assigner);
         let aggs: Vec<_> = w
             .aggregates
             .iter()
@@ -320,6 +327,10 @@ impl JobPlan {
             OperatorKind::Sink(i) => {
                 let s = &self.sinks[i];
                 (s.uid.clone(), s.name.clone(), self.describe_sink(i))
+            }
+            OperatorKind::Join(i) => {
+                let j = &self.joins[i];
+                (j.uid.clone(), j.uid.clone(), j.describe(describe_assigner))
             }
         };
         Node {

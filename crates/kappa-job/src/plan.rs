@@ -23,12 +23,14 @@ use crate::start::StartPosition;
 use crate::template::KeyTemplate;
 
 mod dataflow;
+mod join;
 mod kafka;
 pub mod nexmark;
 mod queries;
 mod secrets;
 mod topology;
 
+pub use self::join::{JoinKind, JoinPlan};
 use self::topology::pipeline;
 pub use self::topology::{Output, PlanEdge, StagePlan, late_schema};
 
@@ -80,6 +82,8 @@ pub struct JobPlan {
     pub stages: Vec<StagePlan>,
     /// Keyed event-time windows.
     pub windows: Vec<WindowPlan>,
+    /// Joins of two streams.
+    pub joins: Vec<JoinPlan>,
     pub sinks: Vec<SinkPlan>,
     /// Which operator output feeds which operator (see [`JobPlan::inputs`]).
     pub edges: Vec<PlanEdge>,
@@ -441,6 +445,16 @@ pub(crate) fn check_size(file: &str, text: &str) -> Result<(), SpecErrors> {
     Err(SpecErrors(vec![loc.at(None, "", why)]))
 }
 
+/// The operators of a plan besides its sources, and the edges between them all.
+#[derive(Default)]
+struct Operators {
+    stages: Vec<StagePlan>,
+    windows: Vec<WindowPlan>,
+    joins: Vec<JoinPlan>,
+    sinks: Vec<SinkPlan>,
+    edges: Vec<PlanEdge>,
+}
+
 struct Planner<'a> {
     loc: Locator<'a>,
     errors: Vec<SpecError>,
@@ -524,7 +538,13 @@ impl Planner<'_> {
             );
         }
         let sources = self.sources(spec, overrides);
-        let (stages, windows, sinks, edges) = match spec.queries.is_empty() {
+        let Operators {
+            stages,
+            windows,
+            joins,
+            sinks,
+            edges,
+        } = match spec.queries.is_empty() {
             true => self.table_form(spec, &sources),
             false => self.sql_form(spec, &sources),
         };
@@ -580,6 +600,7 @@ impl Planner<'_> {
             sources,
             stages,
             windows,
+            joins,
             sinks,
             edges,
             restart,
@@ -589,16 +610,7 @@ impl Planner<'_> {
     }
 
     /// The dataflow of the table form: `[[steps]]`, `[window]` or `[[windows]]`, sinks.
-    fn table_form(
-        &mut self,
-        spec: &JobSpec,
-        sources: &[SourcePlan],
-    ) -> (
-        Vec<StagePlan>,
-        Vec<WindowPlan>,
-        Vec<SinkPlan>,
-        Vec<PlanEdge>,
-    ) {
+    fn table_form(&mut self, spec: &JobSpec, sources: &[SourcePlan]) -> Operators {
         self.union_schemas(spec, sources);
         let union_schema = sources
             .first()
@@ -648,7 +660,13 @@ impl Planner<'_> {
         let (sinks, sink_inputs) = self.sinks(spec, &mut windows, &output_schema, output_known);
         let windows: Vec<WindowPlan> = windows.into_iter().map(|(w, _)| w).collect();
         let (stages, edges) = pipeline(sources, steps, steps_schema, &windows, &sink_inputs);
-        (stages, windows, sinks, edges)
+        Operators {
+            stages,
+            windows,
+            joins: Vec::new(),
+            sinks,
+            edges,
+        }
     }
 
     fn source(&mut self, s: &SourceSpec, prefix: &str, overrides: &Overrides) -> SourcePlan {

@@ -9,6 +9,7 @@ pub mod channel;
 pub mod element;
 pub mod error;
 pub mod io;
+pub mod join;
 pub mod keyed;
 pub mod metrics;
 pub mod operator;

@@ -22,3 +22,50 @@ pub trait KeyedState: Send {
     /// Calls `f(key_group, key, value)` for every entry in the key-group range, in key order.
     fn scan(&self, groups: RangeInclusive<u32>, f: &mut ScanFn<'_>) -> Result<(), StateFailure>;
 }
+
+/// Keyed state in a map: a stand-in for RocksDB in the unit tests of operators.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::BTreeMap;
+
+    /// (key group, key) in [`MapState`].
+    pub(crate) type StateKey = (u32, Vec<u8>);
+
+    /// Keyed state in a map: a stand-in for RocksDB in this component's unit tests.
+    #[derive(Default)]
+    pub(crate) struct MapState {
+        pub(crate) committed: BTreeMap<StateKey, Vec<u8>>,
+        /// Writes (Some) and deletes (None) waiting for commit.
+        staged: Vec<(StateKey, Option<Vec<u8>>)>,
+    }
+
+    impl super::KeyedState for MapState {
+        fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) {
+            self.staged.push(((kg, key.to_vec()), Some(value.to_vec())));
+        }
+        fn delete(&mut self, kg: u32, key: &[u8]) {
+            self.staged.push(((kg, key.to_vec()), None));
+        }
+        fn commit(&mut self) -> Result<(), super::StateFailure> {
+            for (k, v) in self.staged.drain(..) {
+                match v {
+                    Some(v) => self.committed.insert(k, v),
+                    None => self.committed.remove(&k),
+                };
+            }
+            Ok(())
+        }
+        fn scan(
+            &self,
+            groups: std::ops::RangeInclusive<u32>,
+            f: &mut super::ScanFn<'_>,
+        ) -> Result<(), super::StateFailure> {
+            for ((kg, k), v) in &self.committed {
+                if groups.contains(kg) {
+                    f(*kg, k, v);
+                }
+            }
+            Ok(())
+        }
+    }
+}

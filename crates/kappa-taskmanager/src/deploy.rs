@@ -23,6 +23,7 @@ use kappa_runtime::TaskError;
 use kappa_runtime::budget::StateBudget;
 use kappa_runtime::chain::{Chain, EdgeOutput, Partitioner};
 use kappa_runtime::channel::{Inputs, Outputs, Tagged, Target};
+use kappa_runtime::join::JoinOperator;
 use kappa_runtime::keyed::KeyPartitioner;
 use kappa_runtime::metrics::SubtaskMetrics;
 use kappa_runtime::operator::Operator;
@@ -449,6 +450,35 @@ struct SubtaskRun {
     prepared: Prepared,
 }
 
+/// The keyed operator `kind` of `plan`, charged to `budget`.
+fn keyed_operator(
+    plan: &JobPlan,
+    kind: OperatorKind,
+    budget: &Arc<StateBudget>,
+    metrics: Arc<SubtaskMetrics>,
+) -> Result<Box<dyn Operator>, TaskError> {
+    let missing = || TaskError::Data(format!("the plan has no {kind:?}"));
+    Ok(match kind {
+        OperatorKind::Window(w) => {
+            let window = plan.windows.get(w).ok_or_else(missing)?;
+            Box::new(WindowedAggregate::new(
+                WindowOperator::new(window, plan.max_parallelism, budget.charge())?,
+                metrics,
+            ))
+        }
+        OperatorKind::Join(j) => {
+            let join = plan.joins.get(j).ok_or_else(missing)?;
+            Box::new(JoinOperator::new(
+                join,
+                plan.max_parallelism,
+                budget.charge(),
+                metrics,
+            )?)
+        }
+        other => return Err(TaskError::Data(format!("{other:?} keeps no keyed state"))),
+    })
+}
+
 impl SubtaskRun {
     /// Opens every operator of the chain (restoring state, committing pending sink output),
     /// and wires the chain to its edges.
@@ -511,15 +541,8 @@ impl SubtaskRun {
                         OperatorPart::Stateless,
                     )
                 }
-                OperatorKind::Window(w) => {
-                    let window = plan
-                        .windows
-                        .get(w)
-                        .ok_or_else(|| TaskError::Data(format!("no window {w}")))?;
-                    let mut agg: Box<dyn Operator> = Box::new(WindowedAggregate::new(
-                        WindowOperator::new(window, plan.max_parallelism, budget.charge())?,
-                        metrics,
-                    ));
+                kind @ (OperatorKind::Window(_) | OperatorKind::Join(_)) => {
+                    let mut agg = keyed_operator(&plan, kind, &budget, metrics)?;
                     let part = match &ctx {
                         Some(ctx) => {
                             let restores = &p.deployment.restore;

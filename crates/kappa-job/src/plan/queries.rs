@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 
 use super::{
-    MAX_DURATION_MS, PlanEdge, Planner, SinkPlan, SourcePlan, StagePlan, WindowPlan, late_schema,
+    MAX_DURATION_MS, Operators, PlanEdge, Planner, SinkPlan, SourcePlan, WindowPlan, late_schema,
     millis, span,
 };
 use crate::graph::{LATE_PORT, OperatorKind};
@@ -31,17 +31,7 @@ enum Feed {
 
 impl Planner<'_> {
     /// The dataflow of the SQL form: `[[queries]]` and sinks (no `[[steps]]` or windows).
-    pub(super) fn sql_form(
-        &mut self,
-        spec: &JobSpec,
-        sources: &[SourcePlan],
-    ) -> (
-        Vec<StagePlan>,
-        Vec<WindowPlan>,
-        Vec<SinkPlan>,
-        Vec<PlanEdge>,
-    ) {
-        let empty = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    pub(super) fn sql_form(&mut self, spec: &JobSpec, sources: &[SourcePlan]) -> Operators {
         for (present, field) in [
             (!spec.steps.is_empty(), "steps"),
             (spec.window.is_some(), "window"),
@@ -54,13 +44,13 @@ impl Planner<'_> {
         if spec.queries.len() > MAX_QUERIES {
             let n = spec.queries.len();
             self.err(None, "queries", format!("{n} given; at most {MAX_QUERIES}"));
-            return empty;
+            return Operators::default();
         }
         let mut planner = match QueryPlanner::new(sources) {
             Ok(p) => p,
             Err(e) => {
                 self.err(None, "sources", e);
-                return empty;
+                return Operators::default();
             }
         };
         let mut feeds: Vec<(String, Feed)> = Vec::new();
@@ -91,7 +81,7 @@ impl Planner<'_> {
                 Err(e) => {
                     // Later queries may read the views of a broken one: stop at the first.
                     self.query_error(q, &field, e);
-                    return empty;
+                    return Operators::default();
                 }
             };
             for insert in planned.inserts {
@@ -122,7 +112,13 @@ impl Planner<'_> {
         }
         let mut flow = planner.flow;
         let sinks = self.query_sinks(spec, &mut flow.windows, &mut flow.edges, feeds);
-        (flow.stages, flow.windows, sinks, flow.edges)
+        Operators {
+            stages: flow.stages,
+            windows: flow.windows,
+            joins: flow.joins,
+            sinks,
+            edges: flow.edges,
+        }
     }
 
     /// Every sink, with the schema of what it receives; errors for a sink nothing is

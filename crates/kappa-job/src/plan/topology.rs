@@ -160,6 +160,7 @@ impl JobPlan {
             (OperatorKind::Window(w), 0) => {
                 self.windows.get(w).map(|w| Arc::clone(&w.output_schema))
             }
+            (OperatorKind::Join(j), 0) => self.joins.get(j).map(|j| Arc::clone(&j.output_schema)),
             (OperatorKind::Window(w), LATE_PORT) => {
                 let input = self.inputs(OperatorKind::Window(w)).next()?;
                 Some(late_schema(self.schema(input)?.as_ref()))
@@ -171,9 +172,9 @@ impl JobPlan {
     /// The key expressions records entering input `input` of keyed operator `op` are hashed
     /// by (None for an operator that is not keyed).
     pub fn partition_keys(&self, op: OperatorKind, input: usize) -> Option<&[CompiledExpr]> {
-        let _ = input;
         match op {
             OperatorKind::Window(w) => self.windows.get(w).map(|w| w.keys.as_slice()),
+            OperatorKind::Join(j) => self.joins.get(j).map(|j| j.keys(input)),
             _ => None,
         }
     }
@@ -184,6 +185,7 @@ impl JobPlan {
             .map(OperatorKind::Source)
             .chain((0..self.stages.len()).map(OperatorKind::Steps))
             .chain((0..self.windows.len()).map(OperatorKind::Window))
+            .chain((0..self.joins.len()).map(OperatorKind::Join))
             .chain((0..self.sinks.len()).map(OperatorKind::Sink))
             .collect();
         let mut ordered = Vec::with_capacity(all.len());

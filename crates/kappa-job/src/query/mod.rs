@@ -4,6 +4,7 @@
 //! the table functions TUMBLE, HOP and SESSION (see [`tvf`]).
 
 mod catalog;
+mod join;
 #[cfg(test)]
 mod tests;
 mod translate;
@@ -97,6 +98,7 @@ impl QueryPlanner {
                     time: s.event_time.as_ref().map(|e| e.column.clone()),
                     window: None,
                     updating: false,
+                    windowed: None,
                 },
             );
         }
@@ -256,6 +258,7 @@ impl QueryPlanner {
                 input_len: arrow.fields().len(),
             }),
             updating: false,
+            windowed: None,
         })
     }
 }

@@ -238,3 +238,93 @@ FROM clicks GROUP BY item_id
     );
     assert!(e[0].contains("filtering an updating result"), "{e:?}");
 }
+
+/// Two sources of clicks and a file sink, for joins.
+const TWO: &str = r#"name = "joins"
+parallelism = 2
+
+[sources.web]
+connector = "file"
+path = "/tmp/web"
+schema = { user_id = "string", item_id = "string", timestamp = "timestamp_ms" }
+event_time = { column = "timestamp" }
+
+[sources.app]
+connector = "file"
+path = "/tmp/app"
+schema = { user_id = "string", item = "string", timestamp = "timestamp_ms" }
+event_time = { column = "timestamp" }
+
+[sinks.out]
+connector = "file"
+path = "/tmp/out"
+"#;
+
+fn with_query(sql: &str) -> String {
+    format!("{TWO}\n[[queries]]\nsql = \"\"\"\n{sql}\n\"\"\"\n")
+}
+
+#[test]
+fn joins_bounded_in_time_plan_and_unbounded_ones_are_refused() {
+    use crate::plan::JoinKind;
+    let window = plan_job(
+        "job.toml",
+        &with_query(
+            "INSERT INTO out
+SELECT w.item_id, w.window_start, w.window_end, w.user_id AS web_user, a.user_id AS app_user
+FROM TUMBLE(web, timestamp, INTERVAL '1' MINUTE) w
+JOIN TUMBLE(app, timestamp, INTERVAL '1' MINUTE) a
+ON w.item_id = a.item AND w.window_start = a.window_start AND w.window_end = a.window_end
+WHERE w.user_id <> a.user_id",
+        ),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let j = &window.joins[0];
+    assert!(matches!(j.kind, JoinKind::Window { .. }), "{:?}", j.kind);
+    assert_eq!(
+        j.output_schema.fields().len(),
+        10,
+        "both sides with their windows"
+    );
+    assert_eq!(window.inputs(OperatorKind::Join(0)).count(), 2);
+    let g = window.graph();
+    assert!(g.to_string().contains("Window join"), "{g}");
+    assert_eq!(
+        g.edges
+            .iter()
+            .filter(|e| e.ship_strategy.starts_with("hash("))
+            .count(),
+        2,
+        "{g}"
+    );
+
+    let interval = plan_job(
+        "job.toml",
+        &with_query(
+            "INSERT INTO out
+SELECT w.item_id, w.user_id, a.user_id AS app_user
+FROM web w JOIN app a
+ON w.item_id = a.item
+AND w.timestamp BETWEEN a.timestamp - INTERVAL '10' MINUTE AND a.timestamp + INTERVAL '5' SECOND",
+        ),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        interval.joins[0].kind,
+        JoinKind::Interval {
+            lower_ms: -600_000,
+            upper_ms: 5_000
+        }
+    );
+
+    let e = errors(&with_query(
+        "INSERT INTO out SELECT w.item_id, a.user_id FROM web w JOIN app a ON w.item_id = a.item",
+    ));
+    assert!(e[0].contains("time is bounded"), "{e:?}");
+    let e = errors(&with_query(
+        "INSERT INTO out SELECT w.item_id, a.user_id FROM web w LEFT JOIN app a ON w.item_id = a.item AND w.timestamp = a.timestamp",
+    ));
+    assert!(e[0].contains("only inner joins"), "{e:?}");
+}

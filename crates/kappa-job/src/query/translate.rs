@@ -17,7 +17,7 @@ use datafusion_expr::{Expr, ExprSchemable, LogicalPlan, lit, when};
 use super::tvf::WindowCall;
 use crate::graph::OperatorKind;
 use crate::plan::{
-    Output, PlanEdge, StagePlan, StepPlan, WindowAssigner, WindowPlan, aggregate_type,
+    JoinPlan, Output, PlanEdge, StagePlan, StepPlan, WindowAssigner, WindowPlan, aggregate_type,
 };
 use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
 
@@ -26,6 +26,7 @@ use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
 pub(crate) struct Dataflow {
     pub stages: Vec<StagePlan>,
     pub windows: Vec<WindowPlan>,
+    pub joins: Vec<JoinPlan>,
     pub edges: Vec<PlanEdge>,
     /// Stages of the statement being planned, which a following step may join.
     open: HashSet<usize>,
@@ -39,7 +40,7 @@ impl Dataflow {
     }
 
     /// A uid not given yet, `base` or `base#n`.
-    fn uid(&mut self, base: String) -> String {
+    pub(super) fn uid(&mut self, base: String) -> String {
         let mut uid = base.clone();
         let mut n = 1;
         while !self.uids.insert(uid.clone()) {
@@ -64,6 +65,8 @@ pub(crate) struct Stream {
     pub window: Option<Pending>,
     /// An updating result: rows are upserts by its key (an aggregate without a window).
     pub updating: bool,
+    /// Rows of windowed aggregates: the indexes of their window_start and window_end.
+    pub windowed: Option<(usize, usize)>,
 }
 
 /// A window table function waiting for its aggregate.
@@ -85,7 +88,7 @@ impl Stream {
 
 /// Translates the logical plans of one `[[queries]]` table.
 pub(crate) struct Translator<'a> {
-    pub flow: &'a mut Dataflow,
+    pub(super) flow: &'a mut Dataflow,
     /// Sources, views and the window tables of the statement, by name.
     pub tables: &'a BTreeMap<String, Stream>,
     /// The prefix of the uids of its operators.
@@ -98,7 +101,7 @@ pub(crate) struct Translator<'a> {
 }
 
 /// An expression as SQL, for messages and the graph.
-fn shown(e: &Expr) -> String {
+pub(super) fn shown(e: &Expr) -> String {
     match datafusion_sql::unparser::expr_to_sql(e) {
         Ok(sql) => sql.to_string(),
         Err(_) => e.human_display().to_string(),
@@ -145,7 +148,7 @@ impl Translator<'_> {
                  it has seen: aggregate in a window instead (GROUP BY the columns), or use \
                  UNION ALL"
                 .into()),
-            LogicalPlan::Join(_) => Err("joins are not supported yet".into()),
+            LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Window(_) => Err("OVER (…) window functions are not supported yet".into()),
             LogicalPlan::Subquery(_) => Err("subqueries in expressions are not supported".into()),
             other => Err(format!(
@@ -157,7 +160,12 @@ impl Translator<'_> {
 
     /// Adds `step` after every output of `input`: to a stage of this statement that ends
     /// there, or as a new stage.
-    fn step(&mut self, input: &Stream, step: StepPlan, schema: SchemaRef) -> Vec<Output> {
+    pub(super) fn step(
+        &mut self,
+        input: &Stream,
+        step: StepPlan,
+        schema: SchemaRef,
+    ) -> Vec<Output> {
         let mut outputs = Vec::with_capacity(input.outputs.len());
         for out in &input.outputs {
             if let (OperatorKind::Steps(i), 0) = (out.op, out.port)
@@ -250,12 +258,19 @@ impl Translator<'_> {
         }
         let mut exprs = Vec::with_capacity(p.expr.len());
         let mut time = None;
-        for (e, field) in p.expr.iter().zip(p.schema.fields()) {
+        let (mut start, mut end) = (None, None);
+        for (i, (e, field)) in p.expr.iter().zip(p.schema.fields()).enumerate() {
             let inner = e.clone().unalias();
-            if let Expr::Column(c) = &inner
-                && input.time.as_deref() == Some(c.name())
-            {
-                time = Some(field.name().clone());
+            if let Expr::Column(c) = &inner {
+                if input.time.as_deref() == Some(c.name()) {
+                    time = Some(field.name().clone());
+                }
+                let at = input.schema.index_of_column(c).ok();
+                match input.windowed {
+                    Some((s, _)) if at == Some(s) => start = Some(i),
+                    Some((_, e)) if at == Some(e) => end = Some(i),
+                    _ => {}
+                }
             }
             let c = sql::compile_logical(&shown(e), field.name().clone(), inner, &input.schema)?;
             exprs.push(c);
@@ -275,6 +290,7 @@ impl Translator<'_> {
             time,
             window: None,
             updating: input.updating,
+            windowed: start.zip(end),
         })
     }
 
@@ -327,6 +343,7 @@ impl Translator<'_> {
             time,
             window: None,
             updating: input.updating,
+            windowed: input.windowed,
         })
     }
 
@@ -370,6 +387,7 @@ impl Translator<'_> {
             time,
             window: None,
             updating,
+            windowed: None,
         })
     }
 
@@ -519,6 +537,7 @@ impl Translator<'_> {
             time: windowed.map(|_| start_name),
             window: None,
             updating: windowed.is_none(),
+            windowed: windowed.map(|_| (n, n + 1)),
         };
         self.conform(produced, &a.schema, &at)
     }
@@ -577,6 +596,12 @@ impl Translator<'_> {
             time,
             window: None,
             updating: stream.updating,
+            windowed: stream.windowed.and_then(|(s, e)| {
+                Some((
+                    at.iter().position(|j| *j == s)?,
+                    at.iter().position(|j| *j == e)?,
+                ))
+            }),
         })
     }
 }

@@ -11,7 +11,7 @@ use kappa_job::graph::LATE_PORT;
 
 use crate::error::TaskError;
 use crate::metrics::SubtaskMetrics;
-use crate::operator::{Operator, OperatorSnapshot, Output};
+use crate::operator::{Operator, OperatorSnapshot, Output, keyed_snapshot};
 use crate::state::KeyedState;
 use crate::window::WindowOperator;
 
@@ -56,12 +56,7 @@ impl Operator for WindowedAggregate {
         n: u64,
         state: Option<&mut dyn KeyedState>,
     ) -> Result<OperatorSnapshot, TaskError> {
-        if let Some(state) = state {
-            self.window.snapshot(state).map_err(|e| {
-                TaskError::Io(format!("writing window state for checkpoint {n}: {e}"))
-            })?;
-        }
-        Ok(OperatorSnapshot::default())
+        keyed_snapshot(n, "window", state, |s| self.window.snapshot(s))
     }
 
     fn restore(

@@ -15,8 +15,8 @@ use kappa_job::plan::{WindowAssigner, WindowPlan, aggregate_type};
 use kappa_job::sql::{compile_aggregate, compile_named};
 
 use super::WindowOperator;
-use super::tests::MapState;
 use crate::budget::{StateBudget, StateCharge};
+use crate::state::testing::MapState;
 
 const AGGREGATES: [(&str, &str); 8] = [
     ("n", "count(*)"),

@@ -10,6 +10,7 @@ use kappa_job::sql::{compile_aggregate, compile_named};
 
 use super::WindowOperator;
 use crate::budget::StateBudget;
+use crate::state::testing::MapState;
 
 pub(super) fn input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -320,47 +321,6 @@ fn sessions_whose_sums_overflow_when_they_join_fail_the_subtask() {
         matches!(&e, Err(crate::TaskError::Data(m)) if m == "`total = sum(v)` overflows 64-bit integers in the window [0, 5) of key a"),
         "{e:?}"
     );
-}
-
-/// (key group, key) in [`MapState`].
-pub(super) type StateKey = (u32, Vec<u8>);
-
-/// Keyed state in a map: a stand-in for RocksDB in this component's unit tests.
-#[derive(Default)]
-pub(super) struct MapState {
-    pub(super) committed: BTreeMap<StateKey, Vec<u8>>,
-    /// Writes (Some) and deletes (None) waiting for commit.
-    staged: Vec<(StateKey, Option<Vec<u8>>)>,
-}
-
-impl crate::state::KeyedState for MapState {
-    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) {
-        self.staged.push(((kg, key.to_vec()), Some(value.to_vec())));
-    }
-    fn delete(&mut self, kg: u32, key: &[u8]) {
-        self.staged.push(((kg, key.to_vec()), None));
-    }
-    fn commit(&mut self) -> Result<(), crate::state::StateFailure> {
-        for (k, v) in self.staged.drain(..) {
-            match v {
-                Some(v) => self.committed.insert(k, v),
-                None => self.committed.remove(&k),
-            };
-        }
-        Ok(())
-    }
-    fn scan(
-        &self,
-        groups: std::ops::RangeInclusive<u32>,
-        f: &mut crate::state::ScanFn<'_>,
-    ) -> Result<(), crate::state::StateFailure> {
-        for ((kg, k), v) in &self.committed {
-            if groups.contains(kg) {
-                f(*kg, k, v);
-            }
-        }
-        Ok(())
-    }
 }
 
 #[test]

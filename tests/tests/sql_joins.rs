@@ -1,0 +1,183 @@
+//! Joins in SQL end to end on the built-in Nexmark source, on a jobmanager with two
+//! taskmanagers, with a taskmanager killed with SIGKILL after a checkpoint: Nexmark q8 (persons
+//! who opened auctions in the 10-second window they registered in — a join of two windowed
+//! aggregates) and an interval join (bids within 10 s of their auction's creation), each
+//! exactly equal to what the generator's events give, every row once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use kappa_connectors::nexmark::{Event, NexmarkConfig, NexmarkGenerator};
+use kappa_integration_tests::recovery::{
+    RECOVERY, cluster, first_checkpoint, kill_a_taskmanager, part_file_lines,
+};
+
+const EVENTS: u64 = 120_000;
+const SEED: u64 = 5;
+const WINDOW: i64 = 10_000;
+
+fn events() -> impl Iterator<Item = Event> {
+    let g = NexmarkGenerator::new(NexmarkConfig {
+        events: Some(EVENTS),
+        seed: SEED,
+        ..NexmarkConfig::default()
+    })
+    .expect("generator");
+    (0..EVENTS).map(move |n| g.event(n))
+}
+
+fn source(table: &str) -> String {
+    format!(
+        r#"
+[sources.{table}]
+connector = "nexmark"
+table = "{table}"
+events = {EVENTS}
+seed = {SEED}
+max_rate = 20000
+event_time = {{ column = "date_time", max_out_of_orderness = "0s" }}
+"#
+    )
+}
+
+fn job(out: &Path) -> String {
+    format!(
+        r#"name = "nexmark-joins"
+parallelism = 2
+{person}{auction}{bid}
+[sinks.q8]
+connector = "file"
+path = "{q8}"
+delivery = "exactly-once"
+
+[sinks.soon]
+connector = "file"
+path = "{soon}"
+delivery = "exactly-once"
+
+[[queries]]
+name = "q8"
+sql = """
+INSERT INTO q8
+SELECT P.id, P.name, P.starttime
+FROM (
+  SELECT id, name, window_start AS starttime, window_end AS endtime
+  FROM TUMBLE(person, date_time, INTERVAL '10' SECOND)
+  GROUP BY id, name, window_start, window_end
+) P
+JOIN (
+  SELECT seller, window_start AS starttime, window_end AS endtime
+  FROM TUMBLE(auction, date_time, INTERVAL '10' SECOND)
+  GROUP BY seller, window_start, window_end
+) A
+ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime
+"""
+
+[[queries]]
+name = "soon"
+sql = """
+INSERT INTO soon
+SELECT B.auction, B.bidder, B.price, A.seller
+FROM bid B JOIN auction A
+ON B.auction = A.id
+AND B.date_time BETWEEN A.date_time AND A.date_time + INTERVAL '10' SECOND
+"""
+
+{RECOVERY}"#,
+        person = source("person"),
+        auction = source("auction"),
+        bid = source("bid"),
+        q8 = out.join("q8").display(),
+        soon = out.join("soon").display(),
+    )
+}
+
+/// q8 from the events: (person, name, window start) of persons who opened an auction in the
+/// window they registered in.
+fn q8() -> BTreeSet<(i64, String, i64)> {
+    let start = |t: i64| t - t.rem_euclid(WINDOW);
+    let mut persons = BTreeSet::new();
+    let mut sellers = BTreeSet::new();
+    for e in events() {
+        match e {
+            Event::Person(p) => {
+                persons.insert((p.id, p.name, start(p.date_time)));
+            }
+            Event::Auction(a) => {
+                sellers.insert((a.seller, start(a.date_time)));
+            }
+            Event::Bid(_) => {}
+        }
+    }
+    persons
+        .into_iter()
+        .filter(|(id, _, w)| sellers.contains(&(*id, *w)))
+        .collect()
+}
+
+/// Bids within 10 s of their auction's creation: (auction, bidder, price, seller) → how many.
+fn soon() -> BTreeMap<(i64, i64, i64, i64), usize> {
+    let mut auctions = BTreeMap::new();
+    let mut bids = Vec::new();
+    for e in events() {
+        match e {
+            Event::Auction(a) => {
+                auctions.insert(a.id, (a.date_time, a.seller));
+            }
+            Event::Bid(b) => bids.push(b),
+            Event::Person(_) => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    for b in bids {
+        if let Some((t, seller)) = auctions.get(&b.auction)
+            && (0..=WINDOW).contains(&(b.date_time - t))
+        {
+            *out.entry((b.auction, b.bidder, b.price, *seller))
+                .or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn nexmark_q8_and_an_interval_join_are_exact_across_a_kill() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cluster, mut tms) = cluster(dir.path());
+    let out = dir.path().join("out");
+    let id = cluster.submit(&job(&out), &[]).expect("submit");
+    first_checkpoint(&cluster, &id);
+    let took = kill_a_taskmanager(&cluster, &mut tms, &id);
+    println!("kill -9 of a taskmanager to RUNNING again: {took:?}");
+    cluster
+        .wait_state(&id, &["FINISHED"], Duration::from_secs(180))
+        .expect("the bounded job to finish");
+
+    let expected = q8();
+    assert!(expected.len() > 100, "{} q8 rows", expected.len());
+    let rows: Vec<(i64, String, i64)> = part_file_lines(&out.join("q8"))
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_i64().unwrap_or(-1),
+                v["name"].as_str().unwrap_or_default().to_string(),
+                v["starttime"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    let got: BTreeMap<_, ()> = rows.iter().map(|r| (r.clone(), ())).collect();
+    let want: BTreeMap<_, ()> = expected.iter().map(|r| (r.clone(), ())).collect();
+    cluster.assert_results(&id, &got, &want);
+    assert_eq!(rows.len(), expected.len(), "every q8 row once");
+
+    let expected = soon();
+    assert!(expected.len() > 1000, "{} joined bids", expected.len());
+    let mut got: BTreeMap<(i64, i64, i64, i64), usize> = BTreeMap::new();
+    for v in part_file_lines(&out.join("soon")) {
+        let n = |c: &str| v[c].as_i64().unwrap_or(-1);
+        *got.entry((n("auction"), n("bidder"), n("price"), n("seller")))
+            .or_insert(0) += 1;
+    }
+    cluster.assert_results(&id, &got, &expected);
+}
