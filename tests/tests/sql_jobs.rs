@@ -97,6 +97,7 @@ fn a_view_cascades_windows_with_having_and_late_events_reach_their_sink() {
         .expect("closing");
     let (cluster, _tms) = cluster(dir.path());
     let late_dir = dir.path().join("late");
+    let dau_dir = dir.path().join("dau");
     let job = format!(
         r#"name = "busiest-hour-sql"
 parallelism = 2
@@ -118,6 +119,19 @@ partitioner = "fixed"
 [sinks.late]
 connector = "file"
 path = "{late}"
+
+[sinks.dau]
+connector = "file"
+path = "{dau}"
+
+[[queries]]
+name = "dau"
+sql = """
+INSERT INTO dau
+SELECT window_start, count(DISTINCT user_id) AS users, approx_distinct(user_id) AS approx
+FROM TUMBLE(clicks, timestamp, INTERVAL '1' DAY)
+GROUP BY window_start, window_end
+"""
 
 [[queries]]
 name = "hourly"
@@ -143,6 +157,7 @@ GROUP BY item_id, window_start, window_end
 {RECOVERY}"#,
         bootstrap = broker.bootstrap,
         late = late_dir.display(),
+        dau = dau_dir.display(),
     );
     let id = cluster.submit(&job, &[]).expect("submit");
     let expected = busiest_hours(&hourly_counts(&data, |u| u > 50), 3);
@@ -165,6 +180,46 @@ GROUP BY item_id, window_start, window_end
         .read("out", 4, Duration::from_secs(120), |r| parse(r) == expected)
         .expect("read");
     cluster.assert_results(&id, &parse(&got), &expected);
+
+    // Daily active users: exact with count(DISTINCT), within 2% with approx_distinct.
+    let mut users: BTreeMap<i64, std::collections::BTreeSet<u32>> = BTreeMap::new();
+    for c in &data {
+        users
+            .entry(c.timestamp - c.timestamp.rem_euclid(DAY))
+            .or_default()
+            .insert(c.user);
+    }
+    let expected: BTreeMap<i64, i64> = users.iter().map(|(d, u)| (*d, u.len() as i64)).collect();
+    let rows = eventually("a row per day", Duration::from_secs(60), || {
+        let lines = part_file_lines(&dau_dir);
+        match lines.len() == expected.len() {
+            true => Ok(lines),
+            false => Err(format!(
+                "{} of {} days; job: {}",
+                lines.len(),
+                expected.len(),
+                cluster.job(&id).map(|j| j.to_string()).unwrap_or_default()
+            )),
+        }
+    })
+    .unwrap();
+    let got: BTreeMap<i64, i64> = rows
+        .iter()
+        .map(|l| {
+            (
+                l["window_start"].as_i64().unwrap_or(-1),
+                l["users"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    cluster.assert_results(&id, &got, &expected);
+    for l in &rows {
+        let (exact, approx) = (
+            l["users"].as_f64().unwrap_or(0.0),
+            l["approx"].as_f64().unwrap_or(0.0),
+        );
+        assert!((approx - exact).abs() <= 0.02 * exact, "{l}");
+    }
 
     // Clicks of the first hour, long closed, reach the late sink with the window they missed.
     let late: Vec<Click> = (0..11)

@@ -21,6 +21,12 @@ pub struct KeyEncoder {
 
 impl KeyEncoder {
     pub fn new(keys: &[CompiledExpr]) -> Result<Self, TaskError> {
+        // The row format encodes no rows without columns: every record would vanish.
+        if keys.is_empty() {
+            return Err(TaskError::Data(
+                "a keyed operator without key expressions".into(),
+            ));
+        }
         let fields = keys
             .iter()
             .map(|k| SortField::new(k.data_type.clone()))

@@ -468,6 +468,13 @@ impl Translator<'_> {
             Some((s, e)) => (fields[s].name().clone(), fields[e].name().clone()),
             None => ("window_start".to_string(), "window_end".to_string()),
         };
+        // Windows without keys (GROUP BY window_start, window_end only) get one constant key,
+        // so all their rows meet in one key group; the conforming stage drops it.
+        let constant_key = keys.is_empty();
+        if constant_key {
+            let key = sql::compile_logical("true", "__all".into(), lit(true), &input.schema)?;
+            keys.push((usize::MAX, key));
+        }
         let mut out: Vec<Field> = keys
             .iter()
             .map(|(_, k)| Field::new(&k.name, k.data_type.clone(), k.nullable))
@@ -517,7 +524,7 @@ impl Translator<'_> {
         // rows (keys, window_start, window_end, aggregates).
         let n = keys.len();
         let mut at = Vec::with_capacity(fields.len());
-        let mut next_key = 0;
+        let mut next_key = usize::from(constant_key);
         for i in 0..a.group_expr.len() {
             at.push(match windowed {
                 Some((s, _)) if i == s => n,
