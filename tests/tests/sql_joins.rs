@@ -2,7 +2,8 @@
 //! taskmanagers, with a taskmanager killed with SIGKILL after a checkpoint: Nexmark q8 (persons
 //! who opened auctions in the 10-second window they registered in — a join of two windowed
 //! aggregates) and an interval join (bids within 10 s of their auction's creation), each
-//! exactly equal to what the generator's events give, every row once.
+//! exactly equal to what the generator's events give, every row once; and a temporal join
+//! (each bid with its bidder's person record as of the bid's time).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -56,6 +57,19 @@ connector = "file"
 path = "{soon}"
 delivery = "exactly-once"
 
+[sinks.named]
+connector = "file"
+path = "{named}"
+delivery = "exactly-once"
+
+[[queries]]
+name = "named"
+sql = """
+INSERT INTO named
+SELECT B.auction, B.price, P.name
+FROM bid B JOIN person FOR SYSTEM_TIME AS OF B.date_time AS P ON B.bidder = P.id
+"""
+
 [[queries]]
 name = "q8"
 sql = """
@@ -90,6 +104,7 @@ AND B.date_time BETWEEN A.date_time AND A.date_time + INTERVAL '10' SECOND
         bid = source("bid"),
         q8 = out.join("q8").display(),
         soon = out.join("soon").display(),
+        named = out.join("named").display(),
     )
 }
 
@@ -141,6 +156,31 @@ fn soon() -> BTreeMap<(i64, i64, i64, i64), usize> {
     out
 }
 
+/// Bids with the name their bidder had at the bid's time (persons registered by then):
+/// (auction, price, name) → how many.
+fn named() -> BTreeMap<(i64, i64, String), usize> {
+    let mut persons = BTreeMap::new();
+    let mut bids = Vec::new();
+    for e in events() {
+        match e {
+            Event::Person(p) => {
+                persons.insert(p.id, (p.date_time, p.name));
+            }
+            Event::Bid(b) => bids.push(b),
+            Event::Auction(_) => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    for b in bids {
+        if let Some((t, name)) = persons.get(&b.bidder)
+            && *t <= b.date_time
+        {
+            *out.entry((b.auction, b.price, name.clone())).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
 #[test]
 fn nexmark_q8_and_an_interval_join_are_exact_across_a_kill() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -178,6 +218,19 @@ fn nexmark_q8_and_an_interval_join_are_exact_across_a_kill() {
         let n = |c: &str| v[c].as_i64().unwrap_or(-1);
         *got.entry((n("auction"), n("bidder"), n("price"), n("seller")))
             .or_insert(0) += 1;
+    }
+    cluster.assert_results(&id, &got, &expected);
+
+    let expected = named();
+    assert!(expected.len() > 1000, "{} named bids", expected.len());
+    let mut got: BTreeMap<(i64, i64, String), usize> = BTreeMap::new();
+    for v in part_file_lines(&out.join("named")) {
+        let key = (
+            v["auction"].as_i64().unwrap_or(-1),
+            v["price"].as_i64().unwrap_or(-1),
+            v["name"].as_str().unwrap_or_default().to_string(),
+        );
+        *got.entry(key).or_insert(0) += 1;
     }
     cluster.assert_results(&id, &got, &expected);
 }

@@ -21,6 +21,9 @@ pub enum JoinKind {
     },
     /// `lower_ms <= left time - right time <= upper_ms`.
     Interval { lower_ms: i64, upper_ms: i64 },
+    /// Each left row with the right row of its key that was the latest at the left row's time
+    /// (`FOR SYSTEM_TIME AS OF`): the right side is a table versioned by event time.
+    Temporal,
 }
 
 /// An inner equi-join of two streams.
@@ -66,6 +69,7 @@ impl JoinPlan {
         match self.kind {
             JoinKind::Window { assigner } => format!("Window join: {} on {on}", window(assigner)),
             JoinKind::WindowRows { .. } => format!("Window join of windowed rows on {on}"),
+            JoinKind::Temporal => format!("Temporal join (right versions as of left time) on {on}"),
             JoinKind::Interval { lower_ms, upper_ms } => format!(
                 "Interval join on {on}, left time - right time in [{lower_ms}ms, {upper_ms}ms]"
             ),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema};
 use datafusion_common::{Column, DFSchema, ScalarValue};
-use datafusion_expr::logical_plan::{Join, JoinType};
+use datafusion_expr::logical_plan::{Join, JoinType, LogicalPlan};
 use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{Between, BinaryExpr, Expr, ExprSchemable, Operator};
 
@@ -198,7 +198,70 @@ impl On<'_> {
     }
 }
 
+/// The table a plan scans, through aliases.
+fn scanned(plan: &LogicalPlan) -> Option<&str> {
+    match plan {
+        LogicalPlan::TableScan(t) => Some(t.table_name.table()),
+        LogicalPlan::SubqueryAlias(a) => scanned(&a.input),
+        _ => None,
+    }
+}
+
 impl Translator<'_> {
+    /// For a temporal join (its right side `FOR SYSTEM_TIME AS OF` the left's event time), the
+    /// indexes of the left and right time columns.
+    fn temporal(
+        &self,
+        j: &Join,
+        left: &Stream,
+        right: &Stream,
+    ) -> Result<Option<(usize, usize)>, String> {
+        if scanned(&j.left).is_some_and(|t| self.versioned.contains_key(t)) {
+            return Err(
+                "FOR SYSTEM_TIME AS OF goes on the right side of the join (the versioned table)"
+                    .into(),
+            );
+        }
+        let Some(call) = scanned(&j.right).and_then(|t| self.versioned.get(t)) else {
+            return Ok(None);
+        };
+        if left.window.is_some() || right.window.is_some() {
+            return Err("a temporal join reads streams, not window table functions".into());
+        }
+        let column = Column::from_qualified_name_ignore_case(&call.as_of);
+        let at = left.schema.index_of_column(&column).map_err(|_| {
+            format!(
+                "FOR SYSTEM_TIME AS OF {}: no such column on the left side of the join",
+                call.as_of
+            )
+        })?;
+        let left_time = left
+            .time
+            .as_ref()
+            .and_then(|t| left.schema.as_arrow().index_of(t).ok());
+        if left_time != Some(at) {
+            return Err(format!(
+                "FOR SYSTEM_TIME AS OF {}: versions are picked by the left side's event time{}",
+                call.as_of,
+                left.time
+                    .as_ref()
+                    .map(|t| format!(", `{t}`"))
+                    .unwrap_or_default()
+            ));
+        }
+        let Some(right_time) = right
+            .time
+            .as_ref()
+            .and_then(|t| right.schema.as_arrow().index_of(t).ok())
+        else {
+            return Err(format!(
+                "`{}` has no event time to version it by: give it an event_time",
+                call.table
+            ));
+        };
+        Ok(Some((at, right_time)))
+    }
+
     pub(super) fn join(&mut self, j: &Join) -> Result<Stream, String> {
         if j.join_type != JoinType::Inner {
             return Err(format!(
@@ -242,72 +305,77 @@ impl Translator<'_> {
                     .into(),
             );
         }
-        let (kind, left_len, right_len, left_time, right_time) = match (&left.window, &right.window)
-        {
-            (Some(l), Some(r)) => {
-                if l.call.assigner != r.call.assigner {
-                    return Err(format!(
-                        "a window join needs the same windows on both sides: `{}` and `{}`",
-                        l.call.text, r.call.text
-                    ));
+        let temporal = self.temporal(j, &left, &right)?;
+        let (kind, left_len, right_len, left_time, right_time) = if let Some((lt, rt)) = temporal {
+            let (ll, rl) = (left.schema.fields().len(), right.schema.fields().len());
+            (JoinKind::Temporal, ll, rl, lt, rt)
+        } else {
+            match (&left.window, &right.window) {
+                (Some(l), Some(r)) => {
+                    if l.call.assigner != r.call.assigner {
+                        return Err(format!(
+                            "a window join needs the same windows on both sides: `{}` and `{}`",
+                            l.call.text, r.call.text
+                        ));
+                    }
+                    if !matches!(
+                        l.call.assigner,
+                        WindowAssigner::Tumbling { .. } | WindowAssigner::Sliding { .. }
+                    ) {
+                        return Err(format!(
+                            "`{}`: window joins take TUMBLE and HOP windows",
+                            l.call.text
+                        ));
+                    }
+                    if !(window_start && window_end) {
+                        return Err(format!(
+                            "join `{}` and `{}` ON … AND l.window_start = r.window_start AND l.window_end = r.window_end",
+                            l.call.text, r.call.text
+                        ));
+                    }
+                    let kind = JoinKind::Window {
+                        assigner: l.call.assigner,
+                    };
+                    (kind, l.input_len, r.input_len, l.time_index, r.time_index)
                 }
-                if !matches!(
-                    l.call.assigner,
-                    WindowAssigner::Tumbling { .. } | WindowAssigner::Sliding { .. }
-                ) {
-                    return Err(format!(
-                        "`{}`: window joins take TUMBLE and HOP windows",
-                        l.call.text
-                    ));
+                (None, None) if window_start && window_end => {
+                    let (Some(l), Some(r)) = (left.windowed, right.windowed) else {
+                        return Err(
+                            "join windowed rows ON both sides' window_start and window_end".into(),
+                        );
+                    };
+                    let kind = JoinKind::WindowRows { left: l, right: r };
+                    let (ll, rl) = (left.schema.fields().len(), right.schema.fields().len());
+                    (kind, ll, rl, l.0, r.0)
                 }
-                if !(window_start && window_end) {
-                    return Err(format!(
-                        "join `{}` and `{}` ON … AND l.window_start = r.window_start AND l.window_end = r.window_end",
-                        l.call.text, r.call.text
-                    ));
-                }
-                let kind = JoinKind::Window {
-                    assigner: l.call.assigner,
-                };
-                (kind, l.input_len, r.input_len, l.time_index, r.time_index)
-            }
-            (None, None) if window_start && window_end => {
-                let (Some(l), Some(r)) = (left.windowed, right.windowed) else {
-                    return Err(
-                        "join windowed rows ON both sides' window_start and window_end".into(),
-                    );
-                };
-                let kind = JoinKind::WindowRows { left: l, right: r };
-                let (ll, rl) = (left.schema.fields().len(), right.schema.fields().len());
-                (kind, ll, rl, l.0, r.0)
-            }
-            (None, None) => {
-                let (Some(lower_ms), Some(upper_ms)) = (bounds.lower, bounds.upper) else {
-                    return Err("a join of two streams keeps every row unless its time is bounded: \
+                (None, None) => {
+                    let (Some(lower_ms), Some(upper_ms)) = (bounds.lower, bounds.upper) else {
+                        return Err("a join of two streams keeps every row unless its time is bounded: \
                              join window table functions ON their window_start and window_end, \
                              or bound the times, e.g. a.ts BETWEEN b.ts - INTERVAL '1' HOUR AND b.ts + INTERVAL '1' HOUR \
                              (both sides' event-time columns)"
                             .into());
-                };
-                if lower_ms > upper_ms {
-                    return Err(format!(
-                        "the join's time bounds are empty ({lower_ms}ms to {upper_ms}ms)"
-                    ));
+                    };
+                    if lower_ms > upper_ms {
+                        return Err(format!(
+                            "the join's time bounds are empty ({lower_ms}ms to {upper_ms}ms)"
+                        ));
+                    }
+                    let time = |s: &Stream| {
+                        s.time
+                            .as_ref()
+                            .and_then(|t| s.schema.as_arrow().index_of(t).ok())
+                    };
+                    let (Some(lt), Some(rt)) = (time(&left), time(&right)) else {
+                        return Err("an interval join bounds both sides' event-time columns".into());
+                    };
+                    let kind = JoinKind::Interval { lower_ms, upper_ms };
+                    let (ll, rl) = (left.schema.fields().len(), right.schema.fields().len());
+                    (kind, ll, rl, lt, rt)
                 }
-                let time = |s: &Stream| {
-                    s.time
-                        .as_ref()
-                        .and_then(|t| s.schema.as_arrow().index_of(t).ok())
-                };
-                let (Some(lt), Some(rt)) = (time(&left), time(&right)) else {
-                    return Err("an interval join bounds both sides' event-time columns".into());
-                };
-                let kind = JoinKind::Interval { lower_ms, upper_ms };
-                let (ll, rl) = (left.schema.fields().len(), right.schema.fields().len());
-                (kind, ll, rl, lt, rt)
-            }
-            _ => {
-                return Err("join a window table function with another one (a window join), or two streams bounded in time (an interval join)".into());
+                _ => {
+                    return Err("join a window table function with another one (a window join), or two streams bounded in time (an interval join)".into());
+                }
             }
         };
         let physical = |s: &Stream, len: usize| {
@@ -364,6 +432,8 @@ impl Translator<'_> {
                     .window
                     .as_ref()
                     .and_then(|w| j.schema.field(w.input_len).name().clone().into()),
+                // Left rows leave when the watermark passes their time.
+                JoinKind::Temporal => left.time.clone(),
                 JoinKind::Interval { .. } | JoinKind::WindowRows { .. } => None,
             },
             window: None,

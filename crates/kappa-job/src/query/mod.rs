@@ -9,6 +9,7 @@ mod join;
 mod tests;
 mod translate;
 pub(crate) mod tvf;
+mod versioned;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use self::catalog::Catalog;
 pub(crate) use self::translate::{Dataflow, Stream};
 use self::translate::{Pending, Translator};
 use self::tvf::WINDOW_TABLE_PREFIX;
+use self::versioned::VERSIONED_TABLE_PREFIX;
 use crate::graph::OperatorKind;
 use crate::plan::{Output, SourcePlan};
 
@@ -82,6 +84,8 @@ pub(crate) struct QueryPlanner {
     pub flow: Dataflow,
     tables: BTreeMap<String, Stream>,
     window_calls: usize,
+    /// `FOR SYSTEM_TIME AS OF` tables, by the name they were renamed to.
+    versioned: BTreeMap<String, versioned::VersionedCall>,
 }
 
 impl QueryPlanner {
@@ -106,6 +110,7 @@ impl QueryPlanner {
             flow: Dataflow::default(),
             tables,
             window_calls: 0,
+            versioned: BTreeMap::new(),
         })
     }
 
@@ -118,10 +123,20 @@ impl QueryPlanner {
         lateness_ms: i64,
         ttl_ms: i64,
     ) -> Result<Planned, QueryError> {
-        let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| QueryError {
+        let parse_error = |e: ParserError| QueryError {
             at: parser_position(&e),
             message: e.to_string(),
-        })?;
+        };
+        let (tokens, versioned) =
+            versioned::rewrite(sql, self.versioned.len()).map_err(parse_error)?;
+        for call in versioned {
+            let name = format!("{VERSIONED_TABLE_PREFIX}{}", self.versioned.len());
+            self.versioned.insert(name, call);
+        }
+        let statements = Parser::new(&GenericDialect {})
+            .with_tokens_with_locations(tokens)
+            .parse_statements()
+            .map_err(parse_error)?;
         if statements.is_empty() {
             return Err(
                 "no statement: write INSERT INTO <sink> SELECT … or CREATE VIEW <name> AS SELECT …"
@@ -167,6 +182,11 @@ impl QueryPlanner {
         let mut statement = Statement::Query(Box::new(query));
         let calls = tvf::rewrite(&mut statement, self.window_calls)?;
         let mut tables = self.tables.clone();
+        for (name, call) in &self.versioned {
+            if let Some(base) = self.tables.get(&call.table) {
+                tables.insert(name.clone(), base.clone());
+            }
+        }
         for call in calls {
             let table = format!("{WINDOW_TABLE_PREFIX}{}", self.window_calls);
             self.window_calls += 1;
@@ -186,6 +206,7 @@ impl QueryPlanner {
             name,
             lateness_ms,
             ttl_ms,
+            versioned: &self.versioned,
             windows: Vec::new(),
         };
         let stream = translator.plan(&logical)?;

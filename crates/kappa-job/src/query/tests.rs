@@ -319,6 +319,22 @@ AND w.timestamp BETWEEN a.timestamp - INTERVAL '10' MINUTE AND a.timestamp + INT
         }
     );
 
+    let temporal = plan_job(
+        "job.toml",
+        &with_query(
+            "INSERT INTO out
+SELECT w.item_id, w.user_id, a.user_id AS app_user
+FROM web w JOIN app FOR SYSTEM_TIME AS OF w.timestamp AS a ON w.item_id = a.item",
+        ),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(temporal.joins[0].kind, JoinKind::Temporal);
+    assert!(temporal.graph().to_string().contains("Temporal join"));
+    let e = errors(&with_query(
+        "INSERT INTO out SELECT w.item_id, a.user_id FROM web w JOIN app FOR SYSTEM_TIME AS OF w.user_id AS a ON w.item_id = a.item",
+    ));
+    assert!(e[0].contains("event time"), "{e:?}");
     let e = errors(&with_query(
         "INSERT INTO out SELECT w.item_id, a.user_id FROM web w JOIN app a ON w.item_id = a.item",
     ));

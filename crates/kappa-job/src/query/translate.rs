@@ -96,6 +96,8 @@ pub(crate) struct Translator<'a> {
     pub lateness_ms: i64,
     /// How long an updating aggregate keeps an idle key (0: forever).
     pub ttl_ms: i64,
+    /// `FOR SYSTEM_TIME AS OF` tables, by their renamed table name.
+    pub versioned: &'a BTreeMap<String, super::versioned::VersionedCall>,
     /// The windows it made: index, and the columns of their input.
     pub windows: Vec<(usize, SchemaRef)>,
 }

@@ -83,7 +83,7 @@ fn expiry(kind: JoinKind, side: usize, t: i64) -> i64 {
             0 => t.saturating_sub(lower_ms),
             _ => t.saturating_add(upper_ms),
         },
-        JoinKind::Window { .. } | JoinKind::WindowRows { .. } => t,
+        JoinKind::Window { .. } | JoinKind::WindowRows { .. } | JoinKind::Temporal => t,
     }
 }
 
@@ -229,6 +229,21 @@ impl JoinOperator {
                     self.keep(side, key.as_ref(), start, t, row.as_ref())?;
                     self.windows.insert((end, key.as_ref().into(), start));
                 }
+                JoinKind::Temporal => {
+                    if self.watermark != i64::MIN && t < self.watermark {
+                        late += 1;
+                        continue;
+                    }
+                    self.keep(side, key.as_ref(), 0, t, row.as_ref())?;
+                    match side {
+                        // A left row waits for the watermark to pass its time: then every
+                        // version up to it is known.
+                        0 => {
+                            self.windows.insert((t, key.as_ref().into(), 0));
+                        }
+                        _ => self.prune_versions(key.as_ref()),
+                    }
+                }
                 JoinKind::Interval { lower_ms, upper_ms } => {
                     if self.watermark != i64::MIN && t < self.watermark {
                         late += 1;
@@ -272,6 +287,18 @@ impl JoinOperator {
         }
         self.watermark = watermark;
         let mut pairs = Vec::new();
+        if self.kind == JoinKind::Temporal {
+            while let Some((t, _, _)) = self.windows.first() {
+                if *t >= watermark {
+                    break;
+                }
+                let Some((_, key, _)) = self.windows.pop_first() else {
+                    break;
+                };
+                pairs.extend(self.fire_temporal(&key));
+            }
+            return pairs;
+        }
         while let Some((end, _, _)) = self.windows.first() {
             if *end > watermark {
                 break;
@@ -319,6 +346,84 @@ impl JoinOperator {
             self.dirty.insert((side, k.0, 0));
         }
         pairs
+    }
+
+    /// Temporal join: pairs the left rows of `key` the watermark passed with the version of
+    /// their time (the right row with the latest time not after it), and forgets them.
+    fn fire_temporal(&mut self, key: &[u8]) -> Vec<Pair> {
+        let k: (Box<[u8]>, i64) = (key.into(), 0);
+        let watermark = self.watermark;
+        let due: Vec<(i64, Box<[u8]>)> = match self.sides[0].entries.get_mut(&k) {
+            Some(rows) => {
+                let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(rows)
+                    .into_iter()
+                    .partition(|(t, _)| *t < watermark);
+                *rows = wait;
+                due
+            }
+            None => Vec::new(),
+        };
+        if self.sides[0].entries.get(&k).is_some_and(Vec::is_empty) {
+            self.sides[0].entries.remove(&k);
+        }
+        let freed: u64 = due
+            .iter()
+            .map(|(_, r)| ROW_OVERHEAD + (key.len() + r.len()) as u64)
+            .sum();
+        self.charge.shrink(freed);
+        self.dirty.insert((0, k.0.clone(), 0));
+        let versions = self.sides[1].entries.get(&k);
+        let mut pairs = Vec::new();
+        for (t, left) in due {
+            // The latest version at t; among equal times the last to arrive.
+            let version = versions.and_then(|v| {
+                v.iter()
+                    .enumerate()
+                    .filter(|(_, (vt, _))| *vt <= t)
+                    .max_by_key(|(i, (vt, _))| (*vt, *i))
+                    .map(|(_, (_, row))| row.clone())
+            });
+            if let Some(right) = version {
+                pairs.push(Pair {
+                    left,
+                    right,
+                    window: None,
+                });
+            }
+        }
+        self.prune_versions(key);
+        pairs
+    }
+
+    /// Temporal join: forgets the versions of `key` no left row still to come can use — all
+    /// but the latest of those before the watermark.
+    fn prune_versions(&mut self, key: &[u8]) {
+        let k: (Box<[u8]>, i64) = (key.into(), 0);
+        let watermark = self.watermark;
+        let Some(versions) = self.sides[1].entries.get_mut(&k) else {
+            return;
+        };
+        let latest_before = versions
+            .iter()
+            .enumerate()
+            .filter(|(_, (t, _))| *t < watermark)
+            .max_by_key(|(i, (t, _))| (*t, *i))
+            .map(|(i, _)| i);
+        let before = versions.len();
+        let mut freed = 0;
+        let mut i = 0;
+        versions.retain(|(t, r)| {
+            let keep = *t >= watermark || Some(i) == latest_before;
+            if !keep {
+                freed += ROW_OVERHEAD + (key.len() + r.len()) as u64;
+            }
+            i += 1;
+            keep
+        });
+        if versions.len() != before {
+            self.charge.shrink(freed);
+            self.dirty.insert((1, k.0, 0));
+        }
     }
 
     /// Removes an entry of `side`, giving back its bytes; its state is deleted at the next

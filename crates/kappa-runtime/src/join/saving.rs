@@ -117,6 +117,11 @@ impl JoinOperator {
                                 .map_err(|e| StateFailure(e.to_string()))?;
                             self.windows.insert((end, key.into(), start));
                         }
+                        JoinKind::Temporal => {
+                            if side == 0 {
+                                self.windows.insert((t, key.into(), 0));
+                            }
+                        }
                         JoinKind::Interval { .. } => {
                             self.expiries
                                 .insert((expiry(self.kind, side, t), side, key.into()));

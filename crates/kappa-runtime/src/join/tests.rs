@@ -207,6 +207,7 @@ fn restored_joins_split_by_key_group_give_the_pairs_of_an_uninterrupted_run() {
             },
             false,
         ),
+        (JoinKind::Temporal, false),
     ] {
         let mut whole = join(kind);
         let mut expected = Pairs::new();
@@ -302,4 +303,47 @@ fn state_of_another_layout_is_an_error_not_a_panic() {
             v.len()
         );
     }
+}
+
+#[test]
+fn a_temporal_join_pairs_each_left_row_with_the_version_of_its_time() {
+    let mut j = join(JoinKind::Temporal);
+    let mut got = Pairs::new();
+    // Versions of a at 0 (v 100), 10 (v 110), 20 (v 120); b at 5.
+    feed(
+        &mut j,
+        &mut got,
+        1,
+        &[("a", 10, 110), ("a", 0, 100), ("b", 5, 200)],
+        false,
+    );
+    feed(
+        &mut j,
+        &mut got,
+        0,
+        &[
+            ("a", 3, 1),
+            ("a", 10, 2),
+            ("a", 25, 3),
+            ("b", 4, 4),
+            ("c", 6, 5),
+        ],
+        false,
+    );
+    assert!(got.is_empty(), "left rows wait for the watermark");
+    watermark(&mut j, &mut got, 11, false);
+    let expected: Pairs = [(("a".into(), 1, 100, 0), 1), (("a".into(), 2, 110, 0), 1)].into();
+    assert_eq!(got, expected, "b at 4 has no version yet; c none at all");
+    // A version at 20 arrives before the watermark passes the row at 25.
+    feed(&mut j, &mut got, 1, &[("a", 20, 120)], false);
+    // Behind the watermark: late.
+    feed(&mut j, &mut got, 0, &[("a", 9, 6)], false);
+    watermark(&mut j, &mut got, 30, false);
+    assert_eq!(got.get(&("a".into(), 3, 120, 0)), Some(&1));
+    assert!(
+        !got.keys().any(|k| k.1 == 6 || k.1 == 4 || k.1 == 5),
+        "{got:?}"
+    );
+    // Only the latest version before the watermark of each key stays.
+    assert_eq!(j.rows_in_state(), 2, "a at 20 and b at 5");
 }
