@@ -27,12 +27,14 @@ pub enum OperatorKind {
     Window(usize),
     /// Writes to [`JobPlan::sinks`]`[i]`.
     Sink(usize),
+    /// Keyed ranking of [`JobPlan::rankings`]`[i]` (Top-N per window, deduplication).
+    Rank(usize),
 }
 
 impl OperatorKind {
     /// Whether it keeps keyed state in checkpoints.
     pub fn is_keyed(self) -> bool {
-        matches!(self, Self::Window(_))
+        matches!(self, Self::Window(_) | Self::Rank(_))
     }
 }
 
@@ -320,6 +322,10 @@ impl JobPlan {
             OperatorKind::Sink(i) => {
                 let s = &self.sinks[i];
                 (s.uid.clone(), s.name.clone(), self.describe_sink(i))
+            }
+            OperatorKind::Rank(i) => {
+                let r = &self.rankings[i];
+                (r.uid.clone(), r.uid.clone(), r.describe())
             }
         };
         Node {

@@ -26,9 +26,11 @@ mod dataflow;
 mod kafka;
 pub mod nexmark;
 mod queries;
+mod rank;
 mod secrets;
 mod topology;
 
+pub use self::rank::{RankKind, RankOrder, RankPlan};
 use self::topology::pipeline;
 pub use self::topology::{Output, PlanEdge, StagePlan, late_schema};
 
@@ -80,6 +82,8 @@ pub struct JobPlan {
     pub stages: Vec<StagePlan>,
     /// Keyed event-time windows.
     pub windows: Vec<WindowPlan>,
+    /// Keyed rankings (Top-N per window, deduplication) of SQL queries.
+    pub rankings: Vec<RankPlan>,
     pub sinks: Vec<SinkPlan>,
     /// Which operator output feeds which operator (see [`JobPlan::inputs`]).
     pub edges: Vec<PlanEdge>,
@@ -424,6 +428,7 @@ pub fn plan_job(file: &str, text: &str, overrides: &Overrides) -> Result<JobPlan
         loc: Locator::new(file, text),
         errors: Vec::new(),
         allow_redacted: overrides.allow_redacted_secrets,
+        rankings: Vec::new(),
     }
     .plan(&spec, overrides)
 }
@@ -446,6 +451,8 @@ struct Planner<'a> {
     errors: Vec<SpecError>,
     /// Redacted secrets are no error (see [`Overrides::allow_redacted_secrets`]).
     allow_redacted: bool,
+    /// The rankings the SQL queries made.
+    rankings: Vec<RankPlan>,
 }
 
 fn span<T>(s: &Spanned<T>) -> Option<Range<usize>> {
@@ -580,6 +587,7 @@ impl Planner<'_> {
             sources,
             stages,
             windows,
+            rankings: std::mem::take(&mut self.rankings),
             sinks,
             edges,
             restart,

@@ -121,6 +121,7 @@ impl Planner<'_> {
             }
         }
         let mut flow = planner.flow;
+        self.rankings = std::mem::take(&mut flow.rankings);
         let sinks = self.query_sinks(spec, &mut flow.windows, &mut flow.edges, feeds);
         (flow.stages, flow.windows, sinks, flow.edges)
     }

@@ -160,6 +160,9 @@ impl JobPlan {
             (OperatorKind::Window(w), 0) => {
                 self.windows.get(w).map(|w| Arc::clone(&w.output_schema))
             }
+            (OperatorKind::Rank(r), 0) => {
+                self.rankings.get(r).map(|r| Arc::clone(&r.output_schema))
+            }
             (OperatorKind::Window(w), LATE_PORT) => {
                 let input = self.inputs(OperatorKind::Window(w)).next()?;
                 Some(late_schema(self.schema(input)?.as_ref()))
@@ -174,6 +177,7 @@ impl JobPlan {
         let _ = input;
         match op {
             OperatorKind::Window(w) => self.windows.get(w).map(|w| w.keys.as_slice()),
+            OperatorKind::Rank(r) => self.rankings.get(r).map(|r| r.partition.as_slice()),
             _ => None,
         }
     }
@@ -184,6 +188,7 @@ impl JobPlan {
             .map(OperatorKind::Source)
             .chain((0..self.stages.len()).map(OperatorKind::Steps))
             .chain((0..self.windows.len()).map(OperatorKind::Window))
+            .chain((0..self.rankings.len()).map(OperatorKind::Rank))
             .chain((0..self.sinks.len()).map(OperatorKind::Sink))
             .collect();
         let mut ordered = Vec::with_capacity(all.len());

@@ -26,6 +26,7 @@ use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
 pub(crate) struct Dataflow {
     pub stages: Vec<StagePlan>,
     pub windows: Vec<WindowPlan>,
+    pub rankings: Vec<crate::plan::RankPlan>,
     pub edges: Vec<PlanEdge>,
     /// Stages of the statement being planned, which a following step may join.
     open: HashSet<usize>,
@@ -39,7 +40,7 @@ impl Dataflow {
     }
 
     /// A uid not given yet, `base` or `base#n`.
-    fn uid(&mut self, base: String) -> String {
+    pub(super) fn uid(&mut self, base: String) -> String {
         let mut uid = base.clone();
         let mut n = 1;
         while !self.uids.insert(uid.clone()) {
@@ -98,7 +99,7 @@ pub(crate) struct Translator<'a> {
 }
 
 /// An expression as SQL, for messages and the graph.
-fn shown(e: &Expr) -> String {
+pub(super) fn shown(e: &Expr) -> String {
     match datafusion_sql::unparser::expr_to_sql(e) {
         Ok(sql) => sql.to_string(),
         Err(_) => e.human_display().to_string(),
@@ -129,14 +130,15 @@ impl Translator<'_> {
                     ..input
                 })
             }
+            LogicalPlan::Filter(f) if super::rank::is_ranking(f) => self.rank(f),
             LogicalPlan::Filter(f) => self.filter(f),
             LogicalPlan::Projection(p) => self.projection(p),
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Union(u) => self.union(u),
             LogicalPlan::Sort(_) => Err("ORDER BY sorts a whole table, and a stream never ends: \
                  to keep the first rows of each window, use \
-                 ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY …) <= N \
-                 (top-N is not supported yet)"
+                 SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, \
+                 window_end ORDER BY …) AS rownum FROM …) WHERE rownum <= N"
                 .into()),
             LogicalPlan::Limit(_) => {
                 Err("LIMIT needs the end of a stream, which never comes: remove it".into())
@@ -146,7 +148,7 @@ impl Translator<'_> {
                  UNION ALL"
                 .into()),
             LogicalPlan::Join(_) => Err("joins are not supported yet".into()),
-            LogicalPlan::Window(_) => Err("OVER (…) window functions are not supported yet".into()),
+            LogicalPlan::Window(w) => Err(super::rank::refused(w)),
             LogicalPlan::Subquery(_) => Err("subqueries in expressions are not supported".into()),
             other => Err(format!(
                 "`{}` cannot run on a stream",

@@ -1,0 +1,279 @@
+//! `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)` bounded by the filter above it — the only
+//! use of OVER a stream can compute — becomes a keyed ranking operator ([`RankPlan`]):
+//!
+//! - Top-N per window: PARTITION BY the window_start and window_end of a windowed aggregate
+//!   (and any other columns), ORDER BY anything, `WHERE rownum <= N` (or `< N`, `= 1`).
+//! - Deduplication (keep the first row per key): PARTITION BY keys, ORDER BY the stream's
+//!   event time ASC, `WHERE rownum = 1`.
+//!
+//! DataFusion plans the pattern as Filter(bound) over Projection(columns, row number) over
+//! Window(ROW_NUMBER); anything else with OVER is refused with the reason.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion_common::ScalarValue;
+use datafusion_expr::expr::WindowFunction;
+use datafusion_expr::logical_plan::{Filter, Projection, Window};
+use datafusion_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
+
+use super::translate::{Stream, Translator, shown};
+use crate::graph::OperatorKind;
+use crate::plan::{Output, PlanEdge, RankKind, RankOrder, RankPlan};
+use crate::sql::{self, is_value_type};
+
+/// The most rows a Top-N keeps per partition.
+pub const MAX_TOP_N: usize = 10_000;
+
+/// The projection naming the row number and the window computing it, under `plan`.
+fn over_window(plan: &LogicalPlan) -> Option<(&Projection, &Window)> {
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => over_window(&a.input),
+        LogicalPlan::Projection(p) => match p.input.as_ref() {
+            LogicalPlan::Window(w) => Some((p, w)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `f` filters the row numbers of a window function (a ranking, see [`rank`]).
+///
+/// [`rank`]: Translator::rank
+pub(super) fn is_ranking(f: &Filter) -> bool {
+    over_window(&f.input).is_some()
+}
+
+/// Why a window function that is not a bounded ranking cannot run on a stream.
+pub(super) fn refused(w: &Window) -> String {
+    let text: Vec<String> = w.window_expr.iter().map(shown).collect();
+    let text = text.join(", ");
+    let row_number = w.window_expr.iter().all(
+        |e| matches!(e.clone().unalias(), Expr::WindowFunction(f) if f.fun.name() == "row_number"),
+    );
+    match row_number {
+        true => format!(
+            "`{text}`: an unbounded ranking keeps every row: filter it in a query over it, e.g. SELECT * FROM (SELECT *, ROW_NUMBER() OVER (…) AS rownum FROM …) WHERE rownum <= 3"
+        ),
+        false => format!(
+            "`{text}`: of the OVER (…) window functions only ROW_NUMBER() is supported, filtered to its first rows (Top-N per window, or rownum = 1 to deduplicate)"
+        ),
+    }
+}
+
+/// The bound of `predicate` on column `rownum`: how many rows it keeps.
+fn bound(predicate: &Expr, rownum: &str) -> Result<i64, String> {
+    let text = shown(predicate);
+    let refuse = || {
+        format!(
+            "`{text}`: filter the row number alone with rownum <= N, rownum < N or rownum = 1 (filter other columns in a query over this one)"
+        )
+    };
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = predicate else {
+        return Err(refuse());
+    };
+    let is_rownum = |e: &Expr| matches!(e, Expr::Column(c) if c.name == rownum);
+    let number = |e: &Expr| match e {
+        Expr::Literal(v, _) => match v.cast_to(&DataType::Int64) {
+            Ok(ScalarValue::Int64(Some(n))) => Some(n),
+            _ => None,
+        },
+        _ => None,
+    };
+    let (op, n) = match (is_rownum(left), is_rownum(right)) {
+        (true, false) => (*op, number(right)),
+        (false, true) => (op.swap().ok_or_else(refuse)?, number(left)),
+        _ => return Err(refuse()),
+    };
+    let n = n.ok_or_else(refuse)?;
+    let keep = match op {
+        Operator::LtEq => n,
+        Operator::Lt => n.saturating_sub(1),
+        Operator::Eq if n == 1 => 1,
+        _ => return Err(refuse()),
+    };
+    if keep < 1 {
+        return Err(format!("`{text}` keeps no row"));
+    }
+    Ok(keep)
+}
+
+impl Translator<'_> {
+    /// A filter on the row numbers of `ROW_NUMBER() OVER (…)`: a Top-N per window or a
+    /// deduplication, as a keyed ranking operator.
+    pub(super) fn rank(&mut self, f: &Filter) -> Result<Stream, String> {
+        let Some((p, w)) = over_window(&f.input) else {
+            return Err("not a ranking".into());
+        };
+        let call = match w.window_expr.as_slice() {
+            [e] => match e.clone().unalias() {
+                Expr::WindowFunction(call) if call.fun.name() == "row_number" => call,
+                _ => return Err(refused(w)),
+            },
+            _ => return Err(refused(w)),
+        };
+        let text = shown(&w.window_expr[0]);
+        let WindowFunction { params, .. } = *call;
+        if params.filter.is_some() || params.distinct {
+            return Err(format!(
+                "`{text}`: FILTER and DISTINCT do not apply to ROW_NUMBER()"
+            ));
+        }
+        let input = self.plan(&w.input)?;
+        let n = input.schema.fields().len();
+        // SELECT *, ROW_NUMBER() … AS rownum: the input's columns in order, then the number.
+        let in_order = p.expr.len() == n + 1
+            && p.expr[..n].iter().enumerate().all(|(i, e)| {
+                matches!(e, Expr::Column(c) if w.input.schema().index_of_column(c).is_ok_and(|at| at == i))
+            });
+        if !in_order {
+            return Err(format!(
+                "`{text}`: select every column and the row number last: SELECT *, ROW_NUMBER() OVER (…) AS rownum FROM …, and pick columns in a query over it"
+            ));
+        }
+        let rownum = p.schema.field(n).name().clone();
+        let keep = bound(&f.predicate, &rownum)?;
+        if let Some(pending) = &input.window {
+            return Err(format!(
+                "`{text}`: rank the rows of an aggregate: aggregate `{}` first (GROUP BY window_start, window_end, …)",
+                pending.call.text
+            ));
+        }
+        if input.updating {
+            return Err(format!(
+                "`{text}`: ranking an updating result (an aggregate without a window) is not supported: aggregate per window (TUMBLE, HOP, SESSION) and rank each window"
+            ));
+        }
+        let arrow = input.arrow();
+        if let Some(f) = arrow
+            .fields()
+            .iter()
+            .find(|f| !is_value_type(f.data_type()))
+        {
+            return Err(format!(
+                "`{text}`: a ranking keeps whole rows, and column `{}` is {}: select numbers, booleans, strings, binary, dates, times, timestamps, durations and intervals",
+                f.name(),
+                f.data_type()
+            ));
+        }
+        let compile = |e: &Expr| {
+            let name = match e {
+                Expr::Column(c) => c.name.clone(),
+                _ => shown(e),
+            };
+            sql::compile_logical(&shown(e), name, e.clone(), &input.schema)
+        };
+        let partition = params
+            .partition_by
+            .iter()
+            .map(compile)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order = Vec::with_capacity(params.order_by.len());
+        for s in &params.order_by {
+            order.push(RankOrder {
+                expr: compile(&s.expr)?,
+                descending: !s.asc,
+                nulls_first: s.nulls_first,
+            });
+        }
+        let kind = self.rank_kind(&text, &input, &params.partition_by, &params.order_by, keep)?;
+        let mut fields: Vec<Field> = arrow.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(&rownum, DataType::UInt64, false));
+        let what = match kind {
+            RankKind::TopN { .. } => "topn",
+            RankKind::KeepFirst { .. } => "dedup",
+        };
+        let uid = self.flow.uid(format!("{}.{what}", self.name));
+        let index = self.flow.rankings.len();
+        self.flow.rankings.push(RankPlan {
+            uid,
+            kind,
+            partition,
+            order,
+            input_schema: Arc::clone(&arrow),
+            output_schema: Arc::new(Schema::new(fields)),
+        });
+        let op = OperatorKind::Rank(index);
+        for from in &input.outputs {
+            self.flow.edges.push(PlanEdge {
+                from: *from,
+                to: op,
+            });
+        }
+        Ok(Stream {
+            outputs: vec![Output::result(op)],
+            schema: Arc::clone(f.input.schema()),
+            time: input.time,
+            window: None,
+            updating: false,
+        })
+    }
+
+    /// Which ranking a window function is: a Top-N when it partitions by a window's start
+    /// and end, a deduplication when it orders by the event time; otherwise refused.
+    fn rank_kind(
+        &self,
+        text: &str,
+        input: &Stream,
+        partition_by: &[Expr],
+        order_by: &[datafusion_expr::SortExpr],
+        keep: i64,
+    ) -> Result<RankKind, String> {
+        let Some(time) = &input.time else {
+            return Err(format!(
+                "`{text}`: a ranking runs in event time: rank the rows of a windowed aggregate, or give the source an event_time to deduplicate"
+            ));
+        };
+        let column = |e: &Expr| match e {
+            Expr::Column(c) => Some(c.name.clone()),
+            _ => None,
+        };
+        let names: Vec<Option<String>> = partition_by.iter().map(column).collect();
+        // The window's end beside its start (window_end, or renamed alike: hour_end).
+        let end = time.replace("start", "end");
+        let windowed = *time != end
+            && names.iter().flatten().any(|n| n == time)
+            && names.iter().flatten().any(|n| *n == end);
+        if windowed {
+            let limit = usize::try_from(keep).unwrap_or(usize::MAX);
+            if limit > MAX_TOP_N {
+                return Err(format!(
+                    "`{text}`: keeps {keep} rows per window; at most {MAX_TOP_N}"
+                ));
+            }
+            let end_index = input
+                .arrow()
+                .index_of(&end)
+                .map_err(|_| format!("`{text}`: no column `{end}`"))?;
+            return Ok(RankKind::TopN { limit, end_index });
+        }
+        let by_time = match order_by {
+            [s] if column(&s.expr).as_deref() == Some(time.as_str()) => Some(s.asc),
+            _ => None,
+        };
+        match by_time {
+            Some(true) if keep == 1 => {
+                let time_index = input
+                    .arrow()
+                    .index_of(time)
+                    .map_err(|_| format!("`{text}`: no column `{time}`"))?;
+                Ok(RankKind::KeepFirst {
+                    time_index,
+                    ttl_ms: self.ttl_ms,
+                })
+            }
+            Some(true) => Err(format!(
+                "`{text}`: deduplication keeps one row per key: filter with rownum = 1 (or PARTITION BY {time} and the window's end to rank windows)"
+            )),
+            Some(false) => Err(format!(
+                "`{text}`: keeping the last row of each key (ORDER BY {time} DESC) is an updating result (every later row replaces the one emitted): not supported; keep the first (ORDER BY {time} ASC), or aggregate per window with last_value"
+            )),
+            None => Err(format!(
+                "`{text}`: a ranking is either a Top-N per window (PARTITION BY window_start, window_end of a windowed aggregate) or a deduplication (PARTITION BY keys ORDER BY the event time `{time}` ASC, filtered to rownum = 1)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
