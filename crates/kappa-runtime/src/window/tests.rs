@@ -323,12 +323,12 @@ fn sessions_whose_sums_overflow_when_they_join_fail_the_subtask() {
 }
 
 /// (key group, key) in [`MapState`].
-pub(super) type StateKey = (u32, Vec<u8>);
+pub(crate) type StateKey = (u32, Vec<u8>);
 
 /// Keyed state in a map: a stand-in for RocksDB in this component's unit tests.
 #[derive(Default)]
-pub(super) struct MapState {
-    pub(super) committed: BTreeMap<StateKey, Vec<u8>>,
+pub(crate) struct MapState {
+    pub(crate) committed: BTreeMap<StateKey, Vec<u8>>,
     /// Writes (Some) and deletes (None) waiting for commit.
     staged: Vec<(StateKey, Option<Vec<u8>>)>,
 }
