@@ -352,6 +352,36 @@ pub fn pending_commits(
         .collect()
 }
 
+/// The checkpoint part of keyed operator `op` (operator `position` of `vertex`'s chain,
+/// subtask `subtask`): with checkpoints, its key groups `range` restored from `restores`
+/// and a local state of its own; without, nothing.
+pub fn keyed_part(
+    ctx: Option<&CheckpointContext>,
+    vertex: &Vertex,
+    position: usize,
+    subtask: u32,
+    restores: &[RestoreState],
+    op: &mut dyn Operator,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<OperatorPart, TaskError> {
+    let Some(ctx) = ctx else {
+        return Ok(OperatorPart::Stateless);
+    };
+    let uid = vertex.chain.get(position).map_or("", |o| o.uid.as_str());
+    if !restores.is_empty() {
+        let n = restore_operator(ctx, vertex, position, subtask, restores, op, range)?;
+        tracing::info!(
+            vertex = vertex.id,
+            uid,
+            subtask,
+            entries = n,
+            "operator state restored"
+        );
+    }
+    let state = KeyedOperatorState::open(ctx, uid, vertex.id, position, subtask)?;
+    Ok(OperatorPart::Keyed(Box::new(state)))
+}
+
 /// Loads into `op` (operator `position` of `vertex`'s chain) the key groups `range` of the
 /// snapshots of a checkpoint that belong to it; returns how many entries were restored.
 pub fn restore_operator(

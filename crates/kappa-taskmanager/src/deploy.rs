@@ -26,15 +26,17 @@ use kappa_runtime::channel::{Inputs, Outputs, Tagged, Target};
 use kappa_runtime::keyed::KeyPartitioner;
 use kappa_runtime::metrics::SubtaskMetrics;
 use kappa_runtime::operator::Operator;
-use kappa_runtime::operators::{SinkOperator, SourceOperator, StepsOperator, WindowedAggregate};
+use kappa_runtime::operators::{
+    Ranking, SinkOperator, SourceOperator, StepsOperator, WindowedAggregate,
+};
+use kappa_runtime::rank::RankOperator;
 use kappa_runtime::subtask::{CheckpointHook, Head, Subtask, TaskEnd, Trigger};
 use kappa_runtime::window::WindowOperator;
 use kappa_state::{Location, file_from_proto, nexmark_from_proto};
 use tonic::Status;
 
 use crate::checkpoint::{
-    CheckpointContext, KeyedOperatorState, OperatorPart, SinkLog, SubtaskCheckpoints,
-    pending_commits, restore_operator,
+    CheckpointContext, OperatorPart, SinkLog, SubtaskCheckpoints, keyed_part, pending_commits,
 };
 use crate::exchange::RemoteSender;
 use crate::registration::{ToJobManager, to_proto};
@@ -520,28 +522,36 @@ impl SubtaskRun {
                         WindowOperator::new(window, plan.max_parallelism, budget.charge())?,
                         metrics,
                     ));
-                    let part = match &ctx {
-                        Some(ctx) => {
-                            let restores = &p.deployment.restore;
-                            if !restores.is_empty() {
-                                let n = restore_operator(
-                                    ctx,
-                                    vertex,
-                                    pos,
-                                    i,
-                                    restores,
-                                    agg.as_mut(),
-                                    range.clone(),
-                                )?;
-                                tracing::info!(job = %job_id, uid = %op.uid, subtask = i, entries = n, "operator state restored");
-                            }
-                            OperatorPart::Keyed(Box::new(KeyedOperatorState::open(
-                                ctx, &op.uid, vertex_id, pos, i,
-                            )?))
-                        }
-                        None => OperatorPart::Stateless,
-                    };
+                    let restores = &p.deployment.restore;
+                    let part = keyed_part(
+                        ctx.as_deref(),
+                        vertex,
+                        pos,
+                        i,
+                        restores,
+                        agg.as_mut(),
+                        range.clone(),
+                    )?;
                     (agg, part)
+                }
+                OperatorKind::Rank(r) => {
+                    let ranking = plan
+                        .rankings
+                        .get(r)
+                        .ok_or_else(|| TaskError::Data(format!("no ranking {r}")))?;
+                    let rank = RankOperator::new(ranking, plan.max_parallelism, budget.charge())?;
+                    let mut op: Box<dyn Operator> = Box::new(Ranking::new(rank, metrics));
+                    let restores = &p.deployment.restore;
+                    let part = keyed_part(
+                        ctx.as_deref(),
+                        vertex,
+                        pos,
+                        i,
+                        restores,
+                        op.as_mut(),
+                        range.clone(),
+                    )?;
+                    (op, part)
                 }
                 OperatorKind::Sink(k) => {
                     let sink_plan = plan
