@@ -475,6 +475,11 @@ impl SubtaskRun {
         let mut inbox = p.inbox;
         for (pos, op) in vertex.chain.iter().enumerate() {
             let metrics = Arc::clone(&p.metrics);
+            // A keyed operator's checkpoint part, its state restored.
+            let restores = &p.deployment.restore;
+            let keyed = |op: &mut dyn Operator| {
+                keyed_part(ctx.as_deref(), vertex, pos, i, restores, op, range.clone())
+            };
             let (boxed, part): (Box<dyn Operator>, OperatorPart) = match op.kind {
                 OperatorKind::Source(s) => {
                     let source = plan
@@ -522,16 +527,7 @@ impl SubtaskRun {
                         WindowOperator::new(window, plan.max_parallelism, budget.charge())?,
                         metrics,
                     ));
-                    let restores = &p.deployment.restore;
-                    let part = keyed_part(
-                        ctx.as_deref(),
-                        vertex,
-                        pos,
-                        i,
-                        restores,
-                        agg.as_mut(),
-                        range.clone(),
-                    )?;
+                    let part = keyed(agg.as_mut())?;
                     (agg, part)
                 }
                 OperatorKind::Rank(r) => {
@@ -541,16 +537,7 @@ impl SubtaskRun {
                         .ok_or_else(|| TaskError::Data(format!("no ranking {r}")))?;
                     let rank = RankOperator::new(ranking, plan.max_parallelism, budget.charge())?;
                     let mut op: Box<dyn Operator> = Box::new(Ranking::new(rank, metrics));
-                    let restores = &p.deployment.restore;
-                    let part = keyed_part(
-                        ctx.as_deref(),
-                        vertex,
-                        pos,
-                        i,
-                        restores,
-                        op.as_mut(),
-                        range.clone(),
-                    )?;
+                    let part = keyed(op.as_mut())?;
                     (op, part)
                 }
                 OperatorKind::Sink(k) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
+use super::{keyed_restore, keyed_snapshot};
 use crate::error::TaskError;
 use crate::metrics::SubtaskMetrics;
 use crate::operator::{Operator, OperatorSnapshot, Output};
@@ -50,12 +51,8 @@ impl Operator for Ranking {
         n: u64,
         state: Option<&mut dyn KeyedState>,
     ) -> Result<OperatorSnapshot, TaskError> {
-        if let Some(state) = state {
-            self.rank.snapshot(state).map_err(|e| {
-                TaskError::Io(format!("writing ranking state for checkpoint {n}: {e}"))
-            })?;
-        }
-        Ok(OperatorSnapshot::default())
+        let written = state.map(|state| self.rank.snapshot(state));
+        keyed_snapshot("ranking", n, written)
     }
 
     fn restore(
@@ -63,8 +60,6 @@ impl Operator for Ranking {
         state: &dyn KeyedState,
         groups: RangeInclusive<u32>,
     ) -> Result<usize, TaskError> {
-        self.rank
-            .restore(state, groups)
-            .map_err(|e| TaskError::Data(format!("restoring ranking state: {e}")))
+        keyed_restore("ranking", self.rank.restore(state, groups))
     }
 }

@@ -13,7 +13,7 @@ use kappa_job::plan::RankKind;
 use super::RankOperator;
 use super::rows::RestoredRows;
 use crate::error::TaskError;
-use crate::state::{KeyedState, StateFailure};
+use crate::state::{KeyedState, StateFailure, restore_each};
 use crate::window::saved::{CorruptState, Reader, described, write_blob};
 
 /// A saved partition that cannot be restored.
@@ -70,20 +70,15 @@ impl RankOperator {
         state: &dyn KeyedState,
         groups: RangeInclusive<u32>,
     ) -> Result<usize, StateFailure> {
-        let mut entries: Vec<(u32, Vec<u8>, Vec<u8>)> = Vec::new();
-        state.scan(groups, &mut |kg, k, v| {
-            entries.push((kg, k.to_vec(), v.to_vec()))
-        })?;
-        for (kg, key, value) in &entries {
+        restore_each(state, groups, |kg, key, value| {
             self.restore_partition(key, value).map_err(|e| {
                 StateFailure(format!(
                     "ranking `{}`: a saved partition of key group {kg} cannot be restored: {}",
                     self.uid,
                     described(&e)
                 ))
-            })?;
-        }
-        Ok(entries.len())
+            })
+        })
     }
 
     /// Restores one saved partition: `key` its partition key, `value` what
