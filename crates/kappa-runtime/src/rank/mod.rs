@@ -79,6 +79,15 @@ impl RankOperator {
         max_parallelism: u32,
         charge: StateCharge,
     ) -> Result<Self, TaskError> {
+        let (RankKind::TopN { end_index: at, .. } | RankKind::KeepFirst { time_index: at, .. }) =
+            plan.kind;
+        if at >= plan.input_schema.fields().len() {
+            return Err(TaskError::Data(format!(
+                "ranking `{}`: its time is column {at} of an input of {} columns",
+                plan.uid,
+                plan.input_schema.fields().len()
+            )));
+        }
         Ok(Self {
             uid: plan.uid.clone(),
             plan: plan.clone(),
@@ -123,10 +132,12 @@ impl RankOperator {
         if batch.num_rows() == 0 {
             return Ok(None);
         }
+        // Checks the batch's columns first.
+        let rows = self.rows.rows(batch)?;
         let keys = self.keys.rows(batch)?;
         let times = event_times(batch.column(self.time_index()))?;
         let mut emit = Vec::new();
-        for (i, row) in self.rows.rows(batch)?.into_iter().enumerate() {
+        for (i, row) in rows.into_iter().enumerate() {
             let Some(t) = times.is_valid(i).then(|| times.value(i)) else {
                 self.late += 1;
                 continue;

@@ -89,6 +89,14 @@ impl RowCodec {
 
     /// Every row of `batch` (with the ranking's input columns).
     pub fn rows(&self, batch: &RecordBatch) -> Result<Vec<Row>, TaskError> {
+        if batch.num_columns() != self.codecs.len() {
+            return Err(TaskError::Data(format!(
+                "ranking `{}`: a batch of {} columns where its input has {}",
+                self.plan.uid,
+                batch.num_columns(),
+                self.codecs.len()
+            )));
+        }
         let mut columns: Vec<ArrayRef> = self
             .plan
             .order

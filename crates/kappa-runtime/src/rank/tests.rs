@@ -127,6 +127,26 @@ fn the_top_rows_of_each_window_fire_at_its_end_with_ties_broken_by_the_other_col
 }
 
 #[test]
+fn a_batch_without_the_input_columns_is_an_error() {
+    let mut op = operator(TOP2);
+    let e = op.process(&clicks(&[("u1", "x", 5)])).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a batch of 3 columns where its input has 4"),
+        "{e}"
+    );
+    let mut p = plan(TOP2);
+    p.kind = RankKind::TopN {
+        limit: 2,
+        end_index: 9,
+    };
+    let e = RankOperator::new(&p, 128, StateBudget::new(None).charge())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("column 9 of an input of 4"), "{e}");
+}
+
+#[test]
 fn rows_of_a_window_the_watermark_passed_are_late() {
     let mut op = operator(TOP2);
     op.advance(10).unwrap();
