@@ -166,7 +166,7 @@ impl RankOperator {
         TaskError::Data(format!(
             "{e}: ranking `{}` holds {} partitions here ({}). Raise `[limits] state_memory` in the job file (or the jobmanager's --job-state-limit), add taskmanagers and parallelism, set the query's state_ttl (deduplication), or look for a watermark that does not advance (the job's warnings)",
             self.uid,
-            self.partitions.len(),
+            self.partitions_in_state(),
             bytesize::ByteSize(self.charge.held()),
         ))
     }
