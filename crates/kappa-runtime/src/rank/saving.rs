@@ -88,13 +88,15 @@ impl RankOperator {
         let flags = bytes.u8("ranking flags")?;
         let time = bytes.i64("ranking time")?;
         let count = u32::from_le_bytes(bytes.array("ranking row count")?) as usize;
-        let (most, emitted) = match self.plan.kind {
-            RankKind::TopN { limit, .. } => (limit, false),
-            RankKind::KeepFirst { .. } => (usize::from(flags == 0), flags == 1),
+        // (flags it may have, most rows): only a deduplication's key is ever emitted.
+        let (flags_max, most) = match self.plan.kind {
+            RankKind::TopN { limit, .. } => (0, limit),
+            RankKind::KeepFirst { .. } => (1, usize::from(flags == 0)),
         };
+        let emitted = flags == 1;
         let width = self.plan.input_schema.fields().len();
         // A row takes at least one byte per column: a count beyond the bytes is corrupt.
-        if flags > 1 || count > most || count.saturating_mul(width) > bytes.remaining() {
+        if flags > flags_max || count > most || count.saturating_mul(width) > bytes.remaining() {
             return Err(CorruptState::Invalid {
                 what: "ranking partition",
                 detail: format!("flags {flags} with {count} rows"),

@@ -265,6 +265,8 @@ fn corrupt_state_fails_the_restore_with_what_did_not_fit() {
         (value[..value.len() - 1].to_vec(), "ends after"),
         ([value.as_slice(), &[0]].concat(), "left over"),
         ([&[7u8][..], &value[1..]].concat(), "flags 7"),
+        // Only a deduplication's keys are ever emitted.
+        ([&[1u8][..], &value[1..]].concat(), "flags 1"),
         (many, "rows"),
         (bad_utf8, "not UTF-8"),
         (Vec::new(), "ends after 0 bytes"),
@@ -277,6 +279,32 @@ fn corrupt_state_fails_the_restore_with_what_did_not_fit() {
         assert!(e.0.contains(want), "{want:?} not in {e}");
         assert!(e.0.contains("ranking `r`"), "{e}");
     }
+    // A deduplication's key holds one pending row, or none once emitted.
+    let dedup = RankKind::KeepFirst {
+        time_index: 2,
+        ttl_ms: 0,
+    };
+    let saved = |flags: u8, count: u32| {
+        let mut v = vec![flags];
+        v.extend_from_slice(&5i64.to_le_bytes());
+        v.extend_from_slice(&count.to_le_bytes());
+        v
+    };
+    for (bytes, want) in [
+        (saved(0, 0), "no rows and nothing emitted"),
+        (saved(1, 1), "flags 1 with 1 rows"),
+        (saved(0, 2), "flags 0 with 2 rows"),
+    ] {
+        let mut state = MapState::default();
+        state.put(kg, &key, &bytes);
+        state.commit().unwrap();
+        let e = operator(dedup).restore(&state, 0..=127).unwrap_err();
+        assert!(e.0.contains(want), "{want:?} not in {e}");
+    }
+    let mut state = MapState::default();
+    state.put(kg, &key, &saved(1, 0));
+    state.commit().unwrap();
+    assert_eq!(operator(dedup).restore(&state, 0..=127).unwrap(), 1);
 }
 
 #[test]
