@@ -105,12 +105,23 @@ impl Translator<'_> {
         let Some((p, w)) = over_window(&f.input) else {
             return Err("not a ranking".into());
         };
+        // Window specs that differ are planned as one window over another.
+        let nested = matches!(w.input.as_ref(), LogicalPlan::Window(_));
         let call = match w.window_expr.as_slice() {
-            [e] => match e.clone().unalias() {
+            [e] if !nested => match e.clone().unalias() {
                 Expr::WindowFunction(call) if call.fun.name() == "row_number" => call,
                 _ => return Err(refused(w)),
             },
-            _ => return Err(refused(w)),
+            _ => {
+                return Err(format!(
+                    "`{}`: one ROW_NUMBER() OVER (…) per query: rank in a query over this one",
+                    w.window_expr
+                        .iter()
+                        .map(shown)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
         };
         let text = shown(&w.window_expr[0]);
         let WindowFunction { params, .. } = *call;
@@ -121,10 +132,11 @@ impl Translator<'_> {
         }
         let input = self.plan(&w.input)?;
         let n = input.schema.fields().len();
-        // SELECT *, ROW_NUMBER() … AS rownum: the input's columns in order, then the number.
+        // SELECT *, ROW_NUMBER() … AS rownum: the input's columns in order, then the number
+        // (column n of the window's rows) as it is.
         let in_order = p.expr.len() == n + 1
-            && p.expr[..n].iter().enumerate().all(|(i, e)| {
-                matches!(e, Expr::Column(c) if w.input.schema().index_of_column(c).is_ok_and(|at| at == i))
+            && p.expr.iter().enumerate().all(|(i, e)| {
+                matches!(e.clone().unalias(), Expr::Column(c) if w.schema.index_of_column(&c).is_ok_and(|at| at == i))
             });
         if !in_order {
             return Err(format!(

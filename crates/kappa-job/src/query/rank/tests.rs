@@ -228,6 +228,18 @@ fn what_a_stream_cannot_rank_is_refused_with_the_reason() {
             ),
             "the row number last",
         ),
+        (
+            insert(
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY clicks) + 1 AS rownum FROM hourly) WHERE rownum <= 3",
+            ),
+            "the row number last",
+        ),
+        (
+            insert(
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY clicks) AS a, ROW_NUMBER() OVER (ORDER BY clicks) AS b FROM hourly) WHERE a <= 3",
+            ),
+            "one ROW_NUMBER() OVER (…) per query",
+        ),
     ];
     for (q, want) in cases {
         let e = error(&q);
