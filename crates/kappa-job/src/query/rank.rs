@@ -1,8 +1,9 @@
 //! `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)` bounded by the filter above it — the only
 //! use of OVER a stream can compute — becomes a keyed ranking operator ([`RankPlan`]):
 //!
-//! - Top-N per window: PARTITION BY the window_start and window_end of a windowed aggregate
-//!   (and any other columns), ORDER BY anything, `WHERE rownum <= N` (or `< N`, `= 1`).
+//! - Top-N per window: PARTITION BY the window_start and window_end of a windowed aggregate,
+//!   or of a TUMBLE or HOP table function's rows (the ranking assigns their windows), and any
+//!   other columns; ORDER BY anything; `WHERE rownum <= N` (or `< N`, `= 1`).
 //! - Deduplication (keep the first row per key): PARTITION BY keys, ORDER BY the stream's
 //!   event time ASC, `WHERE rownum = 1`.
 //!
@@ -17,9 +18,9 @@ use datafusion_expr::expr::WindowFunction;
 use datafusion_expr::logical_plan::{Filter, Projection, Window};
 use datafusion_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
 
-use super::translate::{Stream, Translator, shown};
+use super::translate::{Pending, Stream, Translator, shown};
 use crate::graph::OperatorKind;
-use crate::plan::{Output, PlanEdge, RankKind, RankOrder, RankPlan};
+use crate::plan::{Output, PlanEdge, RankKind, RankOrder, RankPlan, WindowAssigner};
 use crate::sql::{self, is_value_type};
 
 /// The most rows a Top-N keeps per partition.
@@ -59,6 +60,86 @@ pub(super) fn refused(w: &Window) -> String {
             "`{text}`: of the OVER (…) window functions only ROW_NUMBER() is supported, filtered to its first rows (Top-N per window, or rownum = 1 to deduplicate)"
         ),
     }
+}
+
+/// What a ranking is, the PARTITION BY keys its input is hashed by, and the windows it
+/// assigns itself (see [`RankPlan::assign`]).
+type Shape = (RankKind, Vec<Expr>, Option<(WindowAssigner, usize)>);
+
+/// A Top-N of a window table function's rows (TUMBLE or HOP, not aggregated): the windows
+/// are assigned in the ranking, so the rows are hashed by the other PARTITION BY keys.
+/// Returns the ranking, the keys besides the window and the windows to assign.
+fn tvf_top_n(
+    text: &str,
+    pending: &Pending,
+    input: &Stream,
+    partition_by: &[Expr],
+    keep: i64,
+) -> Result<Shape, String> {
+    let call = &pending.call.text;
+    if matches!(pending.call.assigner, WindowAssigner::Session { .. }) {
+        return Err(format!(
+            "`{text}`: the rows of `{call}` are ranked per window as they arrive, and a session window changes as it grows: aggregate the sessions first (GROUP BY window_start, window_end, …) and rank the aggregate"
+        ));
+    }
+    // Which columns of the stream are its windows' (window_start, then window_end).
+    let window_column = |e: &Expr| match e {
+        Expr::Column(c) => input
+            .schema
+            .index_of_column(c)
+            .ok()
+            .filter(|at| *at >= pending.input_len),
+        _ => None,
+    };
+    let reads_window = |e: &Expr| {
+        e.column_refs()
+            .into_iter()
+            .any(|c| window_column(&Expr::Column(c.clone())).is_some())
+    };
+    let mut found = [false; 2];
+    let mut keys = Vec::new();
+    for e in partition_by {
+        match window_column(e) {
+            Some(at) => found[at - pending.input_len] = true,
+            None if reads_window(e) => {
+                return Err(format!(
+                    "`{text}`: partition by window_start and window_end as they are"
+                ));
+            }
+            None => keys.push(e.clone()),
+        }
+    }
+    if found != [true, true] {
+        return Err(format!(
+            "`{text}`: rank the rows of `{call}` per window: PARTITION BY window_start, window_end (and any keys)"
+        ));
+    }
+    if keys.is_empty() {
+        // Rows are hashed before their windows are known: without other keys, every row goes
+        // to one subtask (one key group), whose partitions are the windows.
+        keys.push(Expr::Literal(ScalarValue::Int64(Some(0)), None));
+    }
+    let limit = top_n_limit(text, keep)?;
+    let kind = RankKind::TopN {
+        limit,
+        end_index: pending.input_len + 1,
+    };
+    Ok((
+        kind,
+        keys,
+        Some((pending.call.assigner, pending.time_index)),
+    ))
+}
+
+/// How many rows a Top-N keeps, within [`MAX_TOP_N`].
+fn top_n_limit(text: &str, keep: i64) -> Result<usize, String> {
+    let limit = usize::try_from(keep).unwrap_or(usize::MAX);
+    if limit > MAX_TOP_N {
+        return Err(format!(
+            "`{text}`: keeps {keep} rows per window; at most {MAX_TOP_N}"
+        ));
+    }
+    Ok(limit)
 }
 
 /// The bound of `predicate` on column `rownum`: how many rows it keeps.
@@ -145,12 +226,6 @@ impl Translator<'_> {
         }
         let rownum = p.schema.field(n).name().clone();
         let keep = bound(&f.predicate, &rownum)?;
-        if let Some(pending) = &input.window {
-            return Err(format!(
-                "`{text}`: rank the rows of an aggregate: aggregate `{}` first (GROUP BY window_start, window_end, …)",
-                pending.call.text
-            ));
-        }
         if input.updating {
             return Err(format!(
                 "`{text}`: ranking an updating result (an aggregate without a window) is not supported: aggregate per window (TUMBLE, HOP, SESSION) and rank each window"
@@ -175,8 +250,15 @@ impl Translator<'_> {
             };
             sql::compile_logical(&shown(e), name, e.clone(), &input.schema)
         };
-        let partition = params
-            .partition_by
+        let (kind, partition_by, assign) = match &input.window {
+            Some(pending) => tvf_top_n(&text, pending, &input, &params.partition_by, keep)?,
+            None => {
+                let kind =
+                    self.rank_kind(&text, &input, &params.partition_by, &params.order_by, keep)?;
+                (kind, params.partition_by.clone(), None)
+            }
+        };
+        let partition = partition_by
             .iter()
             .map(compile)
             .collect::<Result<Vec<_>, _>>()?;
@@ -188,7 +270,6 @@ impl Translator<'_> {
                 nulls_first: s.nulls_first,
             });
         }
-        let kind = self.rank_kind(&text, &input, &params.partition_by, &params.order_by, keep)?;
         let mut fields: Vec<Field> = arrow.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(&rownum, DataType::UInt64, false));
         let what = match kind {
@@ -201,8 +282,11 @@ impl Translator<'_> {
             uid,
             kind,
             partition,
+            assign,
             order,
-            input_schema: Arc::clone(&arrow),
+            input_schema: Arc::new(Schema::new(
+                arrow.fields()[..input.window.as_ref().map_or(n, |w| w.input_len)].to_vec(),
+            )),
             output_schema: Arc::new(Schema::new(fields)),
         });
         let op = OperatorKind::Rank(index);
@@ -215,6 +299,8 @@ impl Translator<'_> {
         Ok(Stream {
             outputs: vec![Output::result(op)],
             schema: Arc::clone(f.input.schema()),
+            // Rows are emitted before the watermark passing their window's end: their times
+            // (the window's start, or the rows' own) stay behind it.
             time: input.time,
             window: None,
             updating: false,
@@ -247,12 +333,7 @@ impl Translator<'_> {
             && names.iter().flatten().any(|n| n == time)
             && names.iter().flatten().any(|n| *n == end);
         if windowed {
-            let limit = usize::try_from(keep).unwrap_or(usize::MAX);
-            if limit > MAX_TOP_N {
-                return Err(format!(
-                    "`{text}`: keeps {keep} rows per window; at most {MAX_TOP_N}"
-                ));
-            }
+            let limit = top_n_limit(text, keep)?;
             let end_index = input
                 .arrow()
                 .index_of(&end)

@@ -18,7 +18,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use std::sync::Arc;
+
 use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{Schema, SchemaRef};
+use kappa_job::keygroup::key_group_of;
 use kappa_job::plan::{RankKind, RankPlan};
 
 use self::rows::{Row, RowCodec};
@@ -31,6 +35,7 @@ mod rows;
 mod saving;
 #[cfg(test)]
 mod tests;
+mod windows;
 
 /// Estimated heap bytes of a partition besides its rows: the entry, its key (in the map, a
 /// timer and the state key) and the containers' overhead.
@@ -60,6 +65,8 @@ pub struct RankOperator {
     charge: StateCharge,
     keys: KeyEncoder,
     rows: RowCodec,
+    /// The columns of the rows held.
+    held: SchemaRef,
     partitions: HashMap<Box<[u8]>, Partition>,
     /// (time, key): partitions to emit once the watermark reaches the time.
     timers: BTreeSet<(i64, Box<[u8]>)>,
@@ -81,11 +88,12 @@ impl RankOperator {
     ) -> Result<Self, TaskError> {
         let (RankKind::TopN { end_index: at, .. } | RankKind::KeepFirst { time_index: at, .. }) =
             plan.kind;
-        if at >= plan.input_schema.fields().len() {
+        let (held, input) = (plan.row_fields().len(), plan.input_schema.fields().len());
+        let windows = plan.assign.map(|(_, time)| time);
+        if at >= held || windows.is_some_and(|t| t >= input) {
             return Err(TaskError::Data(format!(
-                "ranking `{}`: its time is column {at} of an input of {} columns",
+                "ranking `{}`: its times are not columns of its rows ({at} of {held}, {windows:?} of {input})",
                 plan.uid,
-                plan.input_schema.fields().len()
             )));
         }
         Ok(Self {
@@ -95,6 +103,7 @@ impl RankOperator {
             charge,
             keys: KeyEncoder::new(&plan.partition)?,
             rows: RowCodec::new(plan)?,
+            held: Arc::new(Schema::new(plan.row_fields().to_vec())),
             partitions: HashMap::new(),
             timers: BTreeSet::new(),
             expiry: BTreeSet::new(),
@@ -123,6 +132,16 @@ impl RankOperator {
         }
     }
 
+    /// The key group of a partition key: of its hashed keys (a window assigned here follows
+    /// them).
+    fn key_group(&self, key: &[u8]) -> u32 {
+        let hashed = match self.plan.assign {
+            Some(_) => &key[..key.len().saturating_sub(8)],
+            None => key,
+        };
+        key_group_of(hashed, self.max_parallelism)
+    }
+
     fn is_behind(&self, t: i64) -> bool {
         self.watermark != i64::MIN && t <= self.watermark
     }
@@ -132,21 +151,46 @@ impl RankOperator {
         if batch.num_rows() == 0 {
             return Ok(None);
         }
-        // Checks the batch's columns first.
-        let rows = self.rows.rows(batch)?;
+        let width = self.plan.input_schema.fields().len();
+        if batch.num_columns() != width {
+            return Err(TaskError::Data(format!(
+                "ranking `{}`: a batch of {} columns where its input has {width}",
+                self.uid,
+                batch.num_columns()
+            )));
+        }
+        let windowed = match self.plan.assign {
+            Some((assigner, time)) => {
+                let w = windows::windowed(batch, assigner, time, &self.held)?;
+                self.late += w.untimed;
+                Some(w)
+            }
+            None => None,
+        };
+        let held = windowed.as_ref().map_or(batch, |w| &w.batch);
+        let rows = self.rows.rows(held)?;
         let keys = self.keys.rows(batch)?;
-        let times = event_times(batch.column(self.time_index()))?;
+        let times = event_times(held.column(self.time_index()))?;
         let mut emit = Vec::new();
-        for (i, row) in rows.into_iter().enumerate() {
-            let Some(t) = times.is_valid(i).then(|| times.value(i)) else {
+        let mut key = Vec::new();
+        for (j, row) in rows.into_iter().enumerate() {
+            let Some(t) = times.is_valid(j).then(|| times.value(j)) else {
                 self.late += 1;
                 continue;
             };
-            let key = keys.row(i);
+            // A window assigned here is part of the partition's key, after the hashed keys.
+            key.clear();
+            match &windowed {
+                Some(w) => {
+                    key.extend_from_slice(keys.row(w.origin[j] as usize).as_ref());
+                    key.extend_from_slice(&t.to_be_bytes());
+                }
+                None => key.extend_from_slice(keys.row(j).as_ref()),
+            }
             match self.plan.kind {
-                RankKind::TopN { limit, .. } => self.add_ranked(key.as_ref(), t, row, limit)?,
+                RankKind::TopN { limit, .. } => self.add_ranked(&key, t, row, limit)?,
                 RankKind::KeepFirst { .. } => {
-                    if let Some(first) = self.add_first(key.as_ref(), t, row)? {
+                    if let Some(first) = self.add_first(&key, t, row)? {
                         emit.push(first);
                     }
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use arrow::compute::SortOptions;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use kappa_job::plan::RankPlan;
 
@@ -43,14 +43,16 @@ impl Row {
 /// Turns batches into rows and rows back into batches.
 pub(super) struct RowCodec {
     plan: RankPlan,
+    /// The columns of the rows held.
+    schema: SchemaRef,
     codecs: Vec<ValueCodec>,
     sorter: RowConverter,
 }
 
 impl RowCodec {
     pub fn new(plan: &RankPlan) -> Result<Self, TaskError> {
-        let codecs = plan
-            .input_schema
+        let schema = Arc::new(Schema::new(plan.row_fields().to_vec()));
+        let codecs = schema
             .fields()
             .iter()
             .map(|f| {
@@ -73,8 +75,7 @@ impl RowCodec {
                 },
             )
         });
-        let ties = plan
-            .input_schema
+        let ties = schema
             .fields()
             .iter()
             .map(|f| SortField::new(f.data_type().clone()));
@@ -82,16 +83,17 @@ impl RowCodec {
             .map_err(|e| eval_error("ranking sort keys", e))?;
         Ok(Self {
             plan: plan.clone(),
+            schema,
             codecs,
             sorter,
         })
     }
 
-    /// Every row of `batch` (with the ranking's input columns).
+    /// Every row of `batch` (with the columns of the rows held).
     pub fn rows(&self, batch: &RecordBatch) -> Result<Vec<Row>, TaskError> {
         if batch.num_columns() != self.codecs.len() {
             return Err(TaskError::Data(format!(
-                "ranking `{}`: a batch of {} columns where its input has {}",
+                "ranking `{}`: a batch of {} columns where its rows have {}",
                 self.plan.uid,
                 batch.num_columns(),
                 self.codecs.len()
@@ -141,7 +143,7 @@ impl RowCodec {
             .enumerate()
             .map(|(c, codec)| codec.decode(values.iter().map(|v| v[c].as_deref())))
             .collect::<Result<Vec<_>, _>>()?;
-        let batch = RecordBatch::try_new(Arc::clone(&self.plan.input_schema), columns)
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
             .map_err(|e| RestoredRows::Batch(eval_error("restored rows", e)))?;
         self.rows(&batch).map_err(RestoredRows::Batch)
     }
@@ -170,7 +172,7 @@ impl RowCodec {
 /// Saved rows that do not make rows of the ranking's input.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum RestoredRows {
-    #[error("a saved row of {have} values where the input has {want} columns")]
+    #[error("a saved row of {have} values where the rows have {want} columns")]
     Width { have: usize, want: usize },
     #[error("a saved value does not fit its column")]
     Value(#[from] ValueError),

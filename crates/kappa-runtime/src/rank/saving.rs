@@ -7,7 +7,6 @@
 
 use std::ops::RangeInclusive;
 
-use kappa_job::keygroup::key_group_of;
 use kappa_job::plan::RankKind;
 
 use super::RankOperator;
@@ -32,11 +31,12 @@ impl RankOperator {
     /// Writes the partitions changed since the last snapshot to `state` (and deletes dropped
     /// ones), so that `state` holds exactly this operator's partitions.
     pub fn snapshot(&mut self, state: &mut dyn KeyedState) -> Result<(), StateFailure> {
-        for key in self.tombstones.drain(..) {
-            state.delete(key_group_of(&key, self.max_parallelism), &key);
+        for key in std::mem::take(&mut self.tombstones) {
+            state.delete(self.key_group(&key), &key);
         }
         let mut value = Vec::new();
-        for key in self.dirty.drain() {
+        for key in std::mem::take(&mut self.dirty) {
+            let kg = self.key_group(&key);
             let Some(p) = self.partitions.get_mut(&key) else {
                 continue;
             };
@@ -56,7 +56,7 @@ impl RankOperator {
                     }
                 }
             }
-            state.put(key_group_of(&key, self.max_parallelism), &key, &value);
+            state.put(kg, &key, &value);
             p.stored = true;
         }
         state.commit()
@@ -94,7 +94,7 @@ impl RankOperator {
             RankKind::KeepFirst { .. } => (1, usize::from(flags == 0)),
         };
         let emitted = flags == 1;
-        let width = self.plan.input_schema.fields().len();
+        let width = self.plan.row_fields().len();
         // A row takes at least one byte per column: a count beyond the bytes is corrupt.
         if flags > flags_max || count > most || count.saturating_mul(width) > bytes.remaining() {
             return Err(CorruptState::Invalid {
@@ -107,6 +107,14 @@ impl RankOperator {
             return Err(CorruptState::Invalid {
                 what: "ranking partition",
                 detail: "no rows and nothing emitted".into(),
+            }
+            .into());
+        }
+        // A window assigned here ends the key: the partition's time.
+        if self.plan.assign.is_some() && !key.ends_with(&time.to_be_bytes()) {
+            return Err(CorruptState::Invalid {
+                what: "ranking partition",
+                detail: format!("a key that does not end with its window end {time}"),
             }
             .into());
         }

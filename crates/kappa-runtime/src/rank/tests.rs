@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
 use kappa_job::keygroup::{key_group_of, key_group_range};
-use kappa_job::plan::{RankKind, RankOrder, RankPlan};
+use kappa_job::plan::{RankKind, RankOrder, RankPlan, WindowAssigner};
 use kappa_job::sql::compile_named;
 
 use super::RankOperator;
@@ -48,6 +48,7 @@ fn plan(kind: RankKind) -> RankPlan {
         uid: "r".into(),
         kind,
         partition,
+        assign: None,
         order: vec![RankOrder {
             expr: col(order.0),
             descending: order.1,
@@ -143,7 +144,7 @@ fn a_batch_without_the_input_columns_is_an_error() {
     let e = RankOperator::new(&p, 128, StateBudget::new(None).charge())
         .err()
         .expect("refused");
-    assert!(e.to_string().contains("column 9 of an input of 4"), "{e}");
+    assert!(e.to_string().contains("(9 of 4, None of 4)"), "{e}");
 }
 
 #[test]
@@ -357,4 +358,64 @@ fn state_beyond_the_job_limit_fails_the_subtask_naming_the_ranking() {
     let rows: Vec<(&str, i64, i64)> = (1..20).map(|i| ("a", i * 10, i)).collect();
     let e = op.process(&counts(&rows)).unwrap_err();
     assert!(e.to_string().contains("ranking `r` holds"), "{e}");
+}
+
+#[test]
+fn a_top_n_of_rows_assigns_their_windows_and_keeps_them_in_its_state() {
+    // The rows of HOP(clicks, ts, 10, 20): (user, item, ts) ranked by item DESC per window.
+    let input = schema(false);
+    let mut p = plan(RankKind::TopN {
+        limit: 1,
+        end_index: 4,
+    });
+    let zero = compile_named("0 AS all_rows", &input).unwrap();
+    p.partition = vec![zero];
+    p.assign = Some((
+        WindowAssigner::Sliding {
+            size_ms: 20,
+            slide_ms: 10,
+        },
+        2,
+    ));
+    p.order[0].expr = compile_named("item_id", &input).unwrap();
+    let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for c in ["window_start", "window_end"] {
+        fields.push(Field::new(c, DataType::Int64, false));
+    }
+    fields.push(Field::new("rownum", DataType::UInt64, false));
+    p.input_schema = input;
+    p.output_schema = Arc::new(Schema::new(fields));
+    let op = || RankOperator::new(&p, 128, StateBudget::new(None).charge()).unwrap();
+    let ends = |b: Option<RecordBatch>| -> Vec<(String, i64)> {
+        let Some(b) = b else { return Vec::new() };
+        (0..b.num_rows())
+            .map(|i| {
+                let item = b.column(1).as_string::<i32>().value(i).to_string();
+                (item, b.column(4).as_primitive::<Int64Type>().value(i))
+            })
+            .collect()
+    };
+    let mut first = op();
+    first
+        .process(&clicks(&[("u1", "a", 5), ("u2", "c", 12), ("u3", "b", 15)]))
+        .unwrap();
+    // [-10, 10) holds a; [0, 20) a, c, b: c first.
+    assert_eq!(ends(first.advance(10).unwrap()), [("a".to_string(), 10)]);
+    let mut state = MapState::default();
+    first.snapshot(&mut state).unwrap();
+    let mut restored = op();
+    assert_eq!(
+        restored.restore(&state, 0..=127).unwrap(),
+        2,
+        "[0, 20) and [10, 30)"
+    );
+    restored.advance(10).unwrap();
+    let got = ends(restored.advance(i64::MAX).unwrap());
+    assert_eq!(got, [("c".to_string(), 20), ("c".to_string(), 30)]);
+    // A late row of a passed window is counted; it still counts in its open windows.
+    let mut late = op();
+    late.advance(20).unwrap();
+    late.process(&clicks(&[("u4", "z", 15)])).unwrap();
+    assert_eq!(late.take_late(), 1);
+    assert_eq!(ends(late.advance(30).unwrap()), [("z".to_string(), 30)]);
 }

@@ -9,7 +9,7 @@ use kappa_job::plan::WindowAssigner;
 /// The windows of one event: `count` windows of `size` ms whose starts step back by `slide`
 /// ms from `last_start`. Every start, end and end + allowed lateness of them fits in i64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Windows {
+pub(crate) struct Windows {
     last_start: i64,
     size: i64,
     slide: i64,
@@ -19,7 +19,7 @@ pub(super) struct Windows {
 impl Windows {
     /// The windows of an event at `t`, or None when one of them, or its cleanup time (end +
     /// `lateness`), cannot be represented.
-    pub(super) fn of(assigner: WindowAssigner, lateness: i64, t: i64) -> Option<Self> {
+    pub(crate) fn of(assigner: WindowAssigner, lateness: i64, t: i64) -> Option<Self> {
         let w = match assigner {
             WindowAssigner::Tumbling { size_ms } => Self {
                 last_start: t.checked_sub(t.checked_rem_euclid(size_ms)?)?,
@@ -66,7 +66,7 @@ impl Windows {
     }
 
     /// (start, end) of each window, latest first.
-    pub(super) fn iter(self) -> impl Iterator<Item = (i64, i64)> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = (i64, i64)> {
         // No overflow: `of` checked the first start and the last end.
         (0..self.count).map(move |k| {
             let start = self.last_start - k * self.slide;
@@ -81,7 +81,7 @@ impl Windows {
 }
 
 /// A window assigner as a job file reader knows it, for error messages.
-pub(super) struct Described(pub WindowAssigner);
+pub(crate) struct Described(pub WindowAssigner);
 
 impl fmt::Display for Described {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

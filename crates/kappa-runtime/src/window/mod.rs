@@ -2,7 +2,7 @@
 //! fired when the watermark passes their end.
 
 mod accumulator;
-mod assign;
+pub(crate) mod assign;
 mod distinct;
 mod hll;
 mod numeric;

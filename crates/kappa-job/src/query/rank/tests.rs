@@ -3,7 +3,7 @@
 use arrow::datatypes::DataType;
 
 use crate::graph::{OperatorKind, Partitioning};
-use crate::plan::{JobPlan, Overrides, RankKind, plan_job};
+use crate::plan::{JobPlan, Overrides, RankKind, WindowAssigner, plan_job};
 
 /// A job reading clicks, writing to a stdout sink, with `queries` appended.
 fn job(queries: &str) -> String {
@@ -218,9 +218,15 @@ fn what_a_stream_cannot_rank_is_refused_with_the_reason() {
         ),
         (
             insert(
-                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY user_id) AS rownum FROM TUMBLE(clicks, timestamp, INTERVAL '1' HOUR)) WHERE rownum <= 3",
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY user_id) AS rownum FROM SESSION(clicks, timestamp, INTERVAL '1' MINUTE)) WHERE rownum <= 3",
             ),
-            "aggregate `TUMBLE",
+            "aggregate the sessions first",
+        ),
+        (
+            insert(
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_end, item_id ORDER BY user_id) AS rownum FROM TUMBLE(clicks, timestamp, INTERVAL '1' HOUR)) WHERE rownum <= 3",
+            ),
+            "PARTITION BY window_start, window_end (and any keys)",
         ),
         (
             insert(
@@ -245,4 +251,62 @@ fn what_a_stream_cannot_rank_is_refused_with_the_reason() {
         let e = error(&q);
         assert!(e.contains(want), "{want:?} not in {e}");
     }
+}
+
+#[test]
+fn top_n_of_window_table_function_rows_assigns_the_windows_in_the_ranking() {
+    let tvf = |partition: &str| {
+        format!(
+            "[[queries]]\nsql = \"\"\"\nINSERT INTO out\nSELECT * FROM (\n  SELECT *, ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY timestamp DESC) AS rownum\n  FROM HOP(clicks, timestamp, INTERVAL '5' MINUTE, INTERVAL '10' MINUTE)\n) WHERE rownum <= 2\n\"\"\"\n"
+        )
+    };
+    let p = plan(&tvf("window_start, window_end, item_id"));
+    let r = &p.rankings[0];
+    assert_eq!(
+        r.kind,
+        RankKind::TopN {
+            limit: 2,
+            end_index: 4
+        }
+    );
+    assert_eq!(
+        r.assign,
+        Some((
+            WindowAssigner::Sliding {
+                size_ms: 600_000,
+                slide_ms: 300_000
+            },
+            2
+        ))
+    );
+    let keys: Vec<&str> = r.partition.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(keys, ["item_id"], "the window is added in the ranking");
+    assert_eq!(r.input_schema.fields().len(), 3);
+    let names: Vec<&str> = p.sinks[0]
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "user_id",
+            "item_id",
+            "timestamp",
+            "window_start",
+            "window_end",
+            "rownum"
+        ]
+    );
+    let text = p.graph().to_string();
+    assert!(
+        text.contains("Top-2 per window (of the rows, windowed here)"),
+        "{text}"
+    );
+    // Only the window: every row to one key group.
+    let p = plan(&tvf("window_start, window_end"));
+    assert_eq!(p.rankings[0].partition.len(), 1);
+    let text = p.graph().to_string();
+    assert!(text.contains("--hash(0)-->"), "{text}");
 }
