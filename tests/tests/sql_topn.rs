@@ -1,7 +1,8 @@
 //! Rankings in SQL end to end, on a jobmanager with two taskmanagers and a real broker, across
 //! a taskmanager killed with SIGKILL: the top 3 items of every hour by their clicks (a Top-N
-//! over a windowed count) and the first click of every user (a keep-first deduplication), both
-//! compared exactly with what plain Rust maps compute from the same clicks. The kill lands
+//! over a windowed count), the two latest clicks of every hour (a Top-N of TUMBLE's rows) and
+//! the first click of every user (a keep-first deduplication), each compared exactly with what
+//! plain Rust maps compute from the same clicks. The kill lands
 //! after a checkpoint of the first half, so the restored rankings' state decides the rest.
 
 use std::collections::BTreeMap;
@@ -30,6 +31,29 @@ fn top3_per_hour(data: &[Click]) -> BTreeMap<(i64, u64), (String, i64)> {
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         for (n, (item, clicks)) in ranked.into_iter().take(3).enumerate() {
             out.insert((end, n as u64 + 1), (item, clicks));
+        }
+    }
+    out
+}
+
+/// (window_end, rank) → (user_id, timestamp) of the two latest clicks of every hour (ties by
+/// user_id, then item_id, as the ranking breaks them: by the other columns, ascending).
+fn latest2_per_hour(data: &[Click]) -> BTreeMap<(i64, u64), (String, i64)> {
+    let mut hours: BTreeMap<i64, Vec<(i64, String, String)>> = BTreeMap::new();
+    for c in data {
+        let end = c.timestamp - c.timestamp.rem_euclid(HOUR) + HOUR;
+        let row = (
+            c.timestamp,
+            format!("user_{}", c.user),
+            format!("item_{}", c.item),
+        );
+        hours.entry(end).or_default().push(row);
+    }
+    let mut out = BTreeMap::new();
+    for (end, mut rows) in hours {
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2))));
+        for (n, (t, user, _)) in rows.into_iter().take(2).enumerate() {
+            out.insert((end, n as u64 + 1), (user, t));
         }
     }
     out
@@ -79,7 +103,7 @@ fn top_n_per_hour_and_first_click_per_user_are_exact_across_a_kill() {
     let data = clicks(16_000, 67, START, 6, 60);
     let half = data.len() / 2;
     broker.create_topic("clicks", 4).expect("topic");
-    for t in ["top", "firsts"] {
+    for t in ["top", "firsts", "latest"] {
         broker.create_topic(t, 2).expect("topic");
     }
     broker
@@ -121,6 +145,21 @@ SELECT item_id, window_end, clicks, rownum FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY clicks DESC) AS rownum
   FROM hourly
 ) WHERE rownum <= 3
+"""
+
+[sinks.latest]
+connector = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "latest"
+key = "{{window_end}}-{{rownum}}"
+
+[[queries]]
+sql = """
+INSERT INTO latest
+SELECT user_id, CAST(timestamp AS BIGINT) AS ts, window_end, rownum FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY timestamp DESC) AS rownum
+  FROM TUMBLE(clicks, timestamp, INTERVAL '1' HOUR)
+) WHERE rownum <= 2
 """
 
 [[queries]]
@@ -195,5 +234,23 @@ SELECT user_id, item_id, CAST(timestamp AS BIGINT) AS ts FROM (
         })
         .expect("read");
     let got = firsts(&got).expect("a user's first click emitted twice, differently");
+    cluster.assert_results(&id, &got, &expected);
+
+    // The closing clicks (user_1, two hours after the rest) are in a window still open.
+    let expected = latest2_per_hour(&data);
+    let latest = |r: &[Record]| {
+        by_key(r, |v| {
+            Some((
+                (v["window_end"].as_i64()?, v["rownum"].as_u64()?),
+                (v["user_id"].as_str()?.to_string(), v["ts"].as_i64()?),
+            ))
+        })
+    };
+    let got = broker
+        .read("latest", 2, Duration::from_secs(60), |r| {
+            latest(r).is_some_and(|m| m == expected)
+        })
+        .expect("read");
+    let got = latest(&got).expect("a (window, rank) emitted twice with different rows");
     cluster.assert_results(&id, &got, &expected);
 }
