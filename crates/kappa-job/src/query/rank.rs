@@ -345,6 +345,9 @@ impl Translator<'_> {
             _ => None,
         };
         match by_time {
+            Some(true) if partition_by.is_empty() => Err(format!(
+                "`{text}`: deduplicate by keys: PARTITION BY the columns whose first row to keep"
+            )),
             Some(true) if keep == 1 => {
                 let time_index = input
                     .arrow()

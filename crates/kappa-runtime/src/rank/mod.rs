@@ -88,6 +88,13 @@ impl RankOperator {
     ) -> Result<Self, TaskError> {
         let (RankKind::TopN { end_index: at, .. } | RankKind::KeepFirst { time_index: at, .. }) =
             plan.kind;
+        if plan.partition.is_empty() {
+            // Keys are encoded per row: without a key expression there would be none.
+            return Err(TaskError::Data(format!(
+                "ranking `{}` has no PARTITION BY key",
+                plan.uid
+            )));
+        }
         let (held, input) = (plan.row_fields().len(), plan.input_schema.fields().len());
         let windows = plan.assign.map(|(_, time)| time);
         if at >= held || windows.is_some_and(|t| t >= input) {

@@ -145,6 +145,12 @@ fn a_batch_without_the_input_columns_is_an_error() {
         .err()
         .expect("refused");
     assert!(e.to_string().contains("(9 of 4, None of 4)"), "{e}");
+    let mut p = plan(TOP2);
+    p.partition.clear();
+    let e = RankOperator::new(&p, 128, StateBudget::new(None).charge())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("no PARTITION BY key"), "{e}");
 }
 
 #[test]

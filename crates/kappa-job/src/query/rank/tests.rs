@@ -218,6 +218,12 @@ fn what_a_stream_cannot_rank_is_refused_with_the_reason() {
         ),
         (
             insert(
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (ORDER BY window_start) AS rownum FROM hourly) WHERE rownum = 1",
+            ),
+            "deduplicate by keys",
+        ),
+        (
+            insert(
                 "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY user_id) AS rownum FROM SESSION(clicks, timestamp, INTERVAL '1' MINUTE)) WHERE rownum <= 3",
             ),
             "aggregate the sessions first",
