@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kappa_integration_tests::broker::{Broker, Record};
+use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::recovery::{RECOVERY, cluster, kill_a_taskmanager};
 use kappa_integration_tests::reference::{Click, HOUR, START, clicks, closing_after, spread};
 use kappa_integration_tests::{checkpoint_covers, eventually};
@@ -93,6 +94,37 @@ fn by_key<K: Ord, V: PartialEq>(
         }
     }
     Some(out)
+}
+
+/// A sink topic of the job to compare exactly with what it should hold.
+struct Exact<'a> {
+    broker: &'a Broker,
+    cluster: &'a Cluster,
+    id: &'a str,
+    topic: String,
+    timeout: Duration,
+}
+
+impl Exact<'_> {
+    /// Reads the topic until its records, by the key and value `row` takes from each, are
+    /// `expected` (or the timeout passes), and asserts that they are.
+    fn assert<K, V>(
+        &self,
+        expected: &BTreeMap<K, V>,
+        row: impl Fn(&serde_json::Value) -> Option<(K, V)>,
+    ) where
+        K: Ord + std::fmt::Debug,
+        V: PartialEq + std::fmt::Debug,
+    {
+        let got = self
+            .broker
+            .read(&self.topic, 2, self.timeout, |r| {
+                by_key(r, &row).is_some_and(|m| m == *expected)
+            })
+            .expect("read");
+        let got = by_key(&got, &row).expect("a key emitted twice with different values");
+        self.cluster.assert_results(self.id, &got, expected);
+    }
 }
 
 #[test]
@@ -202,55 +234,35 @@ SELECT user_id, item_id, CAST(timestamp AS BIGINT) AS ts FROM (
 
     let expected = top3_per_hour(&data);
     assert!(expected.len() >= 18, "{expected:?}");
-    let top = |r: &[Record]| {
-        by_key(r, |v| {
-            Some((
-                (v["window_end"].as_i64()?, v["rownum"].as_u64()?),
-                (v["item_id"].as_str()?.to_string(), v["clicks"].as_i64()?),
-            ))
-        })
+    let exact = |topic: &str, timeout: u64| Exact {
+        broker: &broker,
+        cluster: &cluster,
+        id: &id,
+        topic: topic.to_string(),
+        timeout: Duration::from_secs(timeout),
     };
-    let got = broker
-        .read("top", 2, Duration::from_secs(120), |r| {
-            top(r).is_some_and(|m| m == expected)
-        })
-        .expect("read");
-    let got = top(&got).expect("a (window, rank) emitted twice with different rows");
-    cluster.assert_results(&id, &got, &expected);
+    exact("top", 120).assert(&expected, |v| {
+        Some((
+            (v["window_end"].as_i64()?, v["rownum"].as_u64()?),
+            (v["item_id"].as_str()?.to_string(), v["clicks"].as_i64()?),
+        ))
+    });
 
     let expected = first_clicks(&data);
     assert_eq!(expected.len(), 100, "every user clicked");
-    let firsts = |r: &[Record]| {
-        by_key(r, |v| {
-            Some((
-                v["user_id"].as_str()?.to_string(),
-                (v["item_id"].as_str()?.to_string(), v["ts"].as_i64()?),
-            ))
-        })
-    };
-    let got = broker
-        .read("firsts", 2, Duration::from_secs(60), |r| {
-            firsts(r).is_some_and(|m| m == expected)
-        })
-        .expect("read");
-    let got = firsts(&got).expect("a user's first click emitted twice, differently");
-    cluster.assert_results(&id, &got, &expected);
+    exact("firsts", 60).assert(&expected, |v| {
+        Some((
+            v["user_id"].as_str()?.to_string(),
+            (v["item_id"].as_str()?.to_string(), v["ts"].as_i64()?),
+        ))
+    });
 
     // The closing clicks (user_1, two hours after the rest) are in a window still open.
     let expected = latest2_per_hour(&data);
-    let latest = |r: &[Record]| {
-        by_key(r, |v| {
-            Some((
-                (v["window_end"].as_i64()?, v["rownum"].as_u64()?),
-                (v["user_id"].as_str()?.to_string(), v["ts"].as_i64()?),
-            ))
-        })
-    };
-    let got = broker
-        .read("latest", 2, Duration::from_secs(60), |r| {
-            latest(r).is_some_and(|m| m == expected)
-        })
-        .expect("read");
-    let got = latest(&got).expect("a (window, rank) emitted twice with different rows");
-    cluster.assert_results(&id, &got, &expected);
+    exact("latest", 60).assert(&expected, |v| {
+        Some((
+            (v["window_end"].as_i64()?, v["rownum"].as_u64()?),
+            (v["user_id"].as_str()?.to_string(), v["ts"].as_i64()?),
+        ))
+    });
 }

@@ -1,7 +1,5 @@
 //! Planning rankings: Top-N per window and deduplication, and what is refused.
 
-use arrow::datatypes::DataType;
-
 use crate::graph::{OperatorKind, Partitioning};
 use crate::plan::{JobPlan, Overrides, RankKind, WindowAssigner, plan_job};
 
@@ -41,6 +39,15 @@ fn plan(queries: &str) -> JobPlan {
     plan_job("job.toml", &job(queries), &Overrides::default()).unwrap()
 }
 
+/// The columns the sink receives, with their types.
+fn columns(p: &JobPlan) -> String {
+    let fields = p.sinks[0].schema.fields().iter();
+    let shown: Vec<String> = fields
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    shown.join(", ")
+}
+
 fn error(queries: &str) -> String {
     let e = plan_job("job.toml", &job(queries), &Overrides::default()).unwrap_err();
     e.0.iter()
@@ -74,21 +81,9 @@ fn top_n_per_window_is_a_keyed_ranking_after_the_window() {
     let keys: Vec<&str> = r.partition.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(keys, ["window_start", "window_end"]);
     assert!(r.order[0].descending && r.order[0].expr.name == "clicks");
-    let out: Vec<(&str, &DataType)> = p.sinks[0]
-        .schema
-        .fields()
-        .iter()
-        .map(|f| (f.name().as_str(), f.data_type()))
-        .collect();
     assert_eq!(
-        out,
-        [
-            ("item_id", &DataType::Utf8),
-            ("window_start", &DataType::Int64),
-            ("window_end", &DataType::Int64),
-            ("clicks", &DataType::Int64),
-            ("rownum", &DataType::UInt64)
-        ]
+        columns(&p),
+        "item_id Utf8, window_start Int64, window_end Int64, clicks Int64, rownum UInt64"
     );
     let g = p.graph();
     let rank = g
@@ -288,22 +283,9 @@ fn top_n_of_window_table_function_rows_assigns_the_windows_in_the_ranking() {
     let keys: Vec<&str> = r.partition.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(keys, ["item_id"], "the window is added in the ranking");
     assert_eq!(r.input_schema.fields().len(), 3);
-    let names: Vec<&str> = p.sinks[0]
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
     assert_eq!(
-        names,
-        [
-            "user_id",
-            "item_id",
-            "timestamp",
-            "window_start",
-            "window_end",
-            "rownum"
-        ]
+        columns(&p),
+        "user_id Utf8, item_id Utf8, timestamp Timestamp(ms), window_start Int64, window_end Int64, rownum UInt64"
     );
     let text = p.graph().to_string();
     assert!(
