@@ -29,12 +29,14 @@ pub enum OperatorKind {
     Sink(usize),
     /// Joins two streams by [`JobPlan::joins`]`[i]`.
     Join(usize),
+    /// Keyed ranking of [`JobPlan::rankings`]`[i]` (Top-N per window, deduplication).
+    Rank(usize),
 }
 
 impl OperatorKind {
     /// Whether it keeps keyed state in checkpoints.
     pub fn is_keyed(self) -> bool {
-        matches!(self, Self::Window(_) | Self::Join(_))
+        matches!(self, Self::Window(_) | Self::Join(_) | Self::Rank(_))
     }
 }
 
@@ -331,6 +333,10 @@ impl JobPlan {
             OperatorKind::Join(i) => {
                 let j = &self.joins[i];
                 (j.uid.clone(), j.uid.clone(), j.describe(describe_assigner))
+            }
+            OperatorKind::Rank(i) => {
+                let r = &self.rankings[i];
+                (r.uid.clone(), r.uid.clone(), r.describe())
             }
         };
         Node {

@@ -27,10 +27,12 @@ mod join;
 mod kafka;
 pub mod nexmark;
 mod queries;
+mod rank;
 mod secrets;
 mod topology;
 
 pub use self::join::{JoinKind, JoinPlan};
+pub use self::rank::{RankKind, RankOrder, RankPlan};
 use self::topology::pipeline;
 pub use self::topology::{Output, PlanEdge, StagePlan, late_schema};
 
@@ -84,6 +86,8 @@ pub struct JobPlan {
     pub windows: Vec<WindowPlan>,
     /// Joins of two streams.
     pub joins: Vec<JoinPlan>,
+    /// Keyed rankings (Top-N per window, deduplication) of SQL queries.
+    pub rankings: Vec<RankPlan>,
     pub sinks: Vec<SinkPlan>,
     /// Which operator output feeds which operator (see [`JobPlan::inputs`]).
     pub edges: Vec<PlanEdge>,
@@ -451,6 +455,7 @@ struct Operators {
     stages: Vec<StagePlan>,
     windows: Vec<WindowPlan>,
     joins: Vec<JoinPlan>,
+    rankings: Vec<RankPlan>,
     sinks: Vec<SinkPlan>,
     edges: Vec<PlanEdge>,
 }
@@ -542,6 +547,7 @@ impl Planner<'_> {
             stages,
             windows,
             joins,
+            rankings,
             sinks,
             edges,
         } = match spec.queries.is_empty() {
@@ -601,6 +607,7 @@ impl Planner<'_> {
             stages,
             windows,
             joins,
+            rankings,
             sinks,
             edges,
             restart,
@@ -664,6 +671,7 @@ impl Planner<'_> {
             stages,
             windows,
             joins: Vec::new(),
+            rankings: Vec::new(),
             sinks,
             edges,
         }

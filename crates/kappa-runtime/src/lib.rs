@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod operator;
 pub mod operators;
 pub mod prometheus;
+pub mod rank;
 pub mod state;
 pub mod steps;
 pub mod subtask;

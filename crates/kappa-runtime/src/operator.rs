@@ -40,21 +40,6 @@ pub struct OperatorSnapshot {
     pub sink: Option<Vec<u8>>,
 }
 
-/// The snapshot of a keyed operator named `what`: its state written by `save` into the
-/// subtask's keyed state, when it has one.
-pub fn keyed_snapshot(
-    n: u64,
-    what: &str,
-    state: Option<&mut dyn KeyedState>,
-    save: impl FnOnce(&mut dyn KeyedState) -> Result<(), crate::state::StateFailure>,
-) -> Result<OperatorSnapshot, TaskError> {
-    if let Some(state) = state {
-        save(state)
-            .map_err(|e| TaskError::Io(format!("writing {what} state for checkpoint {n}: {e}")))?;
-    }
-    Ok(OperatorSnapshot::default())
-}
-
 /// What a source's poll found besides records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {

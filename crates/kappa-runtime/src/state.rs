@@ -23,6 +23,23 @@ pub trait KeyedState: Send {
     fn scan(&self, groups: RangeInclusive<u32>, f: &mut ScanFn<'_>) -> Result<(), StateFailure>;
 }
 
+/// Calls `restore(key_group, key, value)` for every entry of `state` in the key-group range
+/// `groups` (read first, so `restore` may change its operator); returns how many there were.
+pub fn restore_each(
+    state: &dyn KeyedState,
+    groups: RangeInclusive<u32>,
+    mut restore: impl FnMut(u32, &[u8], &[u8]) -> Result<(), StateFailure>,
+) -> Result<usize, StateFailure> {
+    let mut entries: Vec<(u32, Vec<u8>, Vec<u8>)> = Vec::new();
+    state.scan(groups, &mut |kg, k, v| {
+        entries.push((kg, k.to_vec(), v.to_vec()))
+    })?;
+    for (kg, key, value) in &entries {
+        restore(*kg, key, value)?;
+    }
+    Ok(entries.len())
+}
+
 /// Keyed state in a map: a stand-in for RocksDB in the unit tests of operators.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -352,23 +352,28 @@ pub fn pending_commits(
         .collect()
 }
 
-/// Loads into `op` (operator `position` of `vertex`'s chain) the key groups `range` of the
-/// snapshots of a checkpoint that belong to it; returns how many entries were restored.
-pub fn restore_operator(
-    ctx: &CheckpointContext,
+/// The checkpoint part of keyed operator `op` (operator `position` of `vertex`'s chain,
+/// subtask `subtask`): with checkpoints, the key groups `range` of the snapshots in
+/// `restores` that belong to it loaded into it, and a local state of its own; without,
+/// nothing.
+pub fn keyed_part(
+    ctx: Option<&CheckpointContext>,
     vertex: &Vertex,
     position: usize,
     subtask: u32,
     restores: &[RestoreState],
     op: &mut dyn Operator,
     range: std::ops::RangeInclusive<u32>,
-) -> Result<usize, TaskError> {
-    let Some(me) = vertex.chain.get(position) else {
-        return Ok(0);
+) -> Result<OperatorPart, TaskError> {
+    let Some(ctx) = ctx else {
+        return Ok(OperatorPart::Stateless);
     };
-    if !me.kind.is_keyed() {
-        return Ok(0);
-    }
+    let Some(me) = vertex.chain.get(position).filter(|me| me.kind.is_keyed()) else {
+        return Err(TaskError::Data(format!(
+            "operator {position} of vertex {} keeps no keyed state",
+            vertex.id
+        )));
+    };
     let what = format!("restoring `{}` subtask {subtask}", me.uid);
     let mut restored = 0;
     for (k, r) in restores
@@ -410,5 +415,9 @@ pub fn restore_operator(
         drop(state);
         let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(restored)
+    if !restores.is_empty() {
+        tracing::info!(vertex = vertex.id, uid = %me.uid, subtask, entries = restored, "operator state restored");
+    }
+    let state = KeyedOperatorState::open(ctx, &me.uid, vertex.id, position, subtask)?;
+    Ok(OperatorPart::Keyed(Box::new(state)))
 }

@@ -27,15 +27,17 @@ use kappa_runtime::join::JoinOperator;
 use kappa_runtime::keyed::KeyPartitioner;
 use kappa_runtime::metrics::SubtaskMetrics;
 use kappa_runtime::operator::Operator;
-use kappa_runtime::operators::{SinkOperator, SourceOperator, StepsOperator, WindowedAggregate};
+use kappa_runtime::operators::{
+    Ranking, SinkOperator, SourceOperator, StepsOperator, WindowedAggregate,
+};
+use kappa_runtime::rank::RankOperator;
 use kappa_runtime::subtask::{CheckpointHook, Head, Subtask, TaskEnd, Trigger};
 use kappa_runtime::window::WindowOperator;
 use kappa_state::{Location, file_from_proto, nexmark_from_proto};
 use tonic::Status;
 
 use crate::checkpoint::{
-    CheckpointContext, KeyedOperatorState, OperatorPart, SinkLog, SubtaskCheckpoints,
-    pending_commits, restore_operator,
+    CheckpointContext, OperatorPart, SinkLog, SubtaskCheckpoints, keyed_part, pending_commits,
 };
 use crate::exchange::RemoteSender;
 use crate::registration::{ToJobManager, to_proto};
@@ -466,6 +468,11 @@ fn keyed_operator(
                 metrics,
             ))
         }
+        OperatorKind::Rank(r) => {
+            let ranking = plan.rankings.get(r).ok_or_else(missing)?;
+            let rank = RankOperator::new(ranking, plan.max_parallelism, budget.charge())?;
+            Box::new(Ranking::new(rank, metrics))
+        }
         OperatorKind::Join(j) => {
             let join = plan.joins.get(j).ok_or_else(missing)?;
             Box::new(JoinOperator::new(
@@ -503,6 +510,11 @@ impl SubtaskRun {
         let mut inbox = p.inbox;
         for (pos, op) in vertex.chain.iter().enumerate() {
             let metrics = Arc::clone(&p.metrics);
+            // A keyed operator's checkpoint part, its state restored.
+            let restores = &p.deployment.restore;
+            let keyed = |op: &mut dyn Operator| {
+                keyed_part(ctx.as_deref(), vertex, pos, i, restores, op, range.clone())
+            };
             let (boxed, part): (Box<dyn Operator>, OperatorPart) = match op.kind {
                 OperatorKind::Source(s) => {
                     let source = plan
@@ -541,29 +553,10 @@ impl SubtaskRun {
                         OperatorPart::Stateless,
                     )
                 }
-                kind @ (OperatorKind::Window(_) | OperatorKind::Join(_)) => {
+                kind
+                @ (OperatorKind::Window(_) | OperatorKind::Join(_) | OperatorKind::Rank(_)) => {
                     let mut agg = keyed_operator(&plan, kind, &budget, metrics)?;
-                    let part = match &ctx {
-                        Some(ctx) => {
-                            let restores = &p.deployment.restore;
-                            if !restores.is_empty() {
-                                let n = restore_operator(
-                                    ctx,
-                                    vertex,
-                                    pos,
-                                    i,
-                                    restores,
-                                    agg.as_mut(),
-                                    range.clone(),
-                                )?;
-                                tracing::info!(job = %job_id, uid = %op.uid, subtask = i, entries = n, "operator state restored");
-                            }
-                            OperatorPart::Keyed(Box::new(KeyedOperatorState::open(
-                                ctx, &op.uid, vertex_id, pos, i,
-                            )?))
-                        }
-                        None => OperatorPart::Stateless,
-                    };
+                    let part = keyed(agg.as_mut())?;
                     (agg, part)
                 }
                 OperatorKind::Sink(k) => {

@@ -116,6 +116,7 @@ impl Planner<'_> {
             stages: flow.stages,
             windows: flow.windows,
             joins: flow.joins,
+            rankings: flow.rankings,
             sinks,
             edges: flow.edges,
         }

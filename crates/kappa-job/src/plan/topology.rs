@@ -161,6 +161,9 @@ impl JobPlan {
                 self.windows.get(w).map(|w| Arc::clone(&w.output_schema))
             }
             (OperatorKind::Join(j), 0) => self.joins.get(j).map(|j| Arc::clone(&j.output_schema)),
+            (OperatorKind::Rank(r), 0) => {
+                self.rankings.get(r).map(|r| Arc::clone(&r.output_schema))
+            }
             (OperatorKind::Window(w), LATE_PORT) => {
                 let input = self.inputs(OperatorKind::Window(w)).next()?;
                 Some(late_schema(self.schema(input)?.as_ref()))
@@ -175,6 +178,7 @@ impl JobPlan {
         match op {
             OperatorKind::Window(w) => self.windows.get(w).map(|w| w.keys.as_slice()),
             OperatorKind::Join(j) => self.joins.get(j).map(|j| j.keys(input)),
+            OperatorKind::Rank(r) => self.rankings.get(r).map(|r| r.partition.as_slice()),
             _ => None,
         }
     }
@@ -186,6 +190,7 @@ impl JobPlan {
             .chain((0..self.stages.len()).map(OperatorKind::Steps))
             .chain((0..self.windows.len()).map(OperatorKind::Window))
             .chain((0..self.joins.len()).map(OperatorKind::Join))
+            .chain((0..self.rankings.len()).map(OperatorKind::Rank))
             .chain((0..self.sinks.len()).map(OperatorKind::Sink))
             .collect();
         let mut ordered = Vec::with_capacity(all.len());

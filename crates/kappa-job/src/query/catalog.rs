@@ -1,5 +1,6 @@
 //! What a SQL query can name: the job's sources and views as tables (and the tables the window
-//! functions are rewritten to), DataFusion's scalar functions and its aggregate functions.
+//! functions are rewritten to), DataFusion's scalar, aggregate and window functions (the last
+//! for `ROW_NUMBER() OVER (…)`, which only the ranking patterns of [`super::rank`] translate).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -24,6 +25,14 @@ static AGGREGATES: LazyLock<BTreeMap<String, Arc<AggregateUDF>>> = LazyLock::new
         all.insert(f.name().to_lowercase(), f);
     }
     all
+});
+
+/// DataFusion's window functions by name, lowercase.
+static WINDOW_FUNCTIONS: LazyLock<BTreeMap<String, Arc<WindowUDF>>> = LazyLock::new(|| {
+    datafusion_functions_window::all_default_window_functions()
+        .into_iter()
+        .map(|f| (f.name().to_lowercase(), f))
+        .collect()
 });
 
 /// The tables of one statement, by the name a query uses.
@@ -74,8 +83,8 @@ impl ContextProvider for Catalog {
     fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
         AGGREGATES.get(&name.to_lowercase()).cloned()
     }
-    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
-        None
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        WINDOW_FUNCTIONS.get(&name.to_lowercase()).cloned()
     }
     fn get_variable_type(&self, _names: &[String]) -> Option<DataType> {
         None
@@ -93,6 +102,6 @@ impl ContextProvider for Catalog {
         AGGREGATES.keys().cloned().collect()
     }
     fn udwf_names(&self) -> Vec<String> {
-        Vec::new()
+        WINDOW_FUNCTIONS.keys().cloned().collect()
     }
 }

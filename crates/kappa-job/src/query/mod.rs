@@ -1,10 +1,12 @@
 //! Streaming SQL: the `[[queries]]` of a job — `CREATE VIEW <name> AS <query>` and
 //! `INSERT INTO <sink> <query>` — parsed by sqlparser, planned by DataFusion's SQL planner
 //! against the job's sources and views, and translated into the plan's operators. Windows are
-//! the table functions TUMBLE, HOP and SESSION (see [`tvf`]).
+//! the table functions TUMBLE, HOP and SESSION (see [`tvf`]); `ROW_NUMBER() OVER (…)` bounded
+//! by a filter is a Top-N per window or a deduplication (see [`rank`]).
 
 mod catalog;
 mod join;
+mod rank;
 #[cfg(test)]
 mod tests;
 mod translate;

@@ -27,6 +27,7 @@ pub(crate) struct Dataflow {
     pub stages: Vec<StagePlan>,
     pub windows: Vec<WindowPlan>,
     pub joins: Vec<JoinPlan>,
+    pub rankings: Vec<crate::plan::RankPlan>,
     pub edges: Vec<PlanEdge>,
     /// Stages of the statement being planned, which a following step may join.
     open: HashSet<usize>,
@@ -134,14 +135,15 @@ impl Translator<'_> {
                     ..input
                 })
             }
+            LogicalPlan::Filter(f) if super::rank::is_ranking(f) => self.rank(f),
             LogicalPlan::Filter(f) => self.filter(f),
             LogicalPlan::Projection(p) => self.projection(p),
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Union(u) => self.union(u),
             LogicalPlan::Sort(_) => Err("ORDER BY sorts a whole table, and a stream never ends: \
                  to keep the first rows of each window, use \
-                 ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY …) <= N \
-                 (top-N is not supported yet)"
+                 SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, \
+                 window_end ORDER BY …) AS rownum FROM …) WHERE rownum <= N"
                 .into()),
             LogicalPlan::Limit(_) => {
                 Err("LIMIT needs the end of a stream, which never comes: remove it".into())
@@ -151,7 +153,7 @@ impl Translator<'_> {
                  UNION ALL"
                 .into()),
             LogicalPlan::Join(j) => self.join(j),
-            LogicalPlan::Window(_) => Err("OVER (…) window functions are not supported yet".into()),
+            LogicalPlan::Window(w) => Err(super::rank::refused(w)),
             LogicalPlan::Subquery(_) => Err("subqueries in expressions are not supported".into()),
             other => Err(format!(
                 "`{}` cannot run on a stream",

@@ -152,7 +152,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            text(&tokens).contains("__versioned_0 AS rates ON"),
+            text(&tokens).contains("__versioned_0 AS rates "),
             "{}",
             text(&tokens)
         );

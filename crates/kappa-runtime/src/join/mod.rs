@@ -23,7 +23,8 @@ use crate::budget::StateCharge;
 use crate::error::{TaskError, eval_error};
 use crate::keyed::KeyEncoder;
 use crate::metrics::SubtaskMetrics;
-use crate::operator::{Operator, OperatorSnapshot, Output, keyed_snapshot};
+use crate::operator::{Operator, OperatorSnapshot, Output};
+use crate::operators::{keyed_restore, keyed_snapshot};
 use crate::state::KeyedState;
 use crate::window::assign::Windows;
 use crate::window::event_times;
@@ -497,7 +498,8 @@ impl Operator for JoinOperator {
         n: u64,
         state: Option<&mut dyn KeyedState>,
     ) -> Result<OperatorSnapshot, TaskError> {
-        keyed_snapshot(n, "join", state, |s| self.save(s))
+        let written = state.map(|state| self.save(state));
+        keyed_snapshot("join", n, written)
     }
 
     fn restore(
@@ -505,7 +507,6 @@ impl Operator for JoinOperator {
         state: &dyn KeyedState,
         groups: RangeInclusive<u32>,
     ) -> Result<usize, TaskError> {
-        self.load(state, groups)
-            .map_err(|e| TaskError::Data(format!("restoring join `{}`: {e}", self.uid)))
+        keyed_restore("join", self.load(state, groups))
     }
 }

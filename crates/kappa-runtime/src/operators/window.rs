@@ -9,9 +9,10 @@ use arrow::array::RecordBatch;
 
 use kappa_job::graph::LATE_PORT;
 
+use super::{keyed_restore, keyed_snapshot};
 use crate::error::TaskError;
 use crate::metrics::SubtaskMetrics;
-use crate::operator::{Operator, OperatorSnapshot, Output, keyed_snapshot};
+use crate::operator::{Operator, OperatorSnapshot, Output};
 use crate::state::KeyedState;
 use crate::window::WindowOperator;
 
@@ -56,7 +57,8 @@ impl Operator for WindowedAggregate {
         n: u64,
         state: Option<&mut dyn KeyedState>,
     ) -> Result<OperatorSnapshot, TaskError> {
-        keyed_snapshot(n, "window", state, |s| self.window.snapshot(s))
+        let written = state.map(|state| self.window.snapshot(state));
+        keyed_snapshot("window", n, written)
     }
 
     fn restore(
@@ -64,8 +66,6 @@ impl Operator for WindowedAggregate {
         state: &dyn KeyedState,
         groups: RangeInclusive<u32>,
     ) -> Result<usize, TaskError> {
-        self.window
-            .restore(state, groups)
-            .map_err(|e| TaskError::Data(format!("restoring window state: {e}")))
+        keyed_restore("window", self.window.restore(state, groups))
     }
 }

@@ -81,7 +81,7 @@ impl Windows {
 }
 
 /// A window assigner as a job file reader knows it, for error messages.
-pub(super) struct Described(pub WindowAssigner);
+pub(crate) struct Described(pub WindowAssigner);
 
 impl fmt::Display for Described {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,8 +8,8 @@ mod hll;
 mod numeric;
 mod operator;
 mod pick;
-mod saved;
-mod values;
+pub(crate) mod saved;
+pub(crate) mod values;
 
 pub use accumulator::Accumulator;
 
@@ -22,4 +22,4 @@ pub use operator::{WindowOperator, event_times};
 #[cfg(test)]
 mod aggregate_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -10,7 +10,7 @@ use kappa_job::plan::WindowAssigner;
 
 use super::WindowOperator;
 use crate::error::TaskError;
-use crate::state::{KeyedState, StateFailure};
+use crate::state::{KeyedState, StateFailure, restore_each};
 use crate::window::saved::{CorruptState, Reader, described};
 
 /// A saved window that cannot be restored.
@@ -60,11 +60,7 @@ impl WindowOperator {
         state: &dyn KeyedState,
         groups: RangeInclusive<u32>,
     ) -> Result<usize, StateFailure> {
-        let mut entries: Vec<(u32, Vec<u8>, Vec<u8>)> = Vec::new();
-        state.scan(groups, &mut |kg, k, v| {
-            entries.push((kg, k.to_vec(), v.to_vec()))
-        })?;
-        for (kg, key, value) in &entries {
+        restore_each(state, groups, |kg, key, value| {
             self.restore_group(key, value).map_err(|e| match e {
                 RestoreFailure::Task(e) => StateFailure(e.to_string()),
                 RestoreFailure::Corrupt(e) => StateFailure(format!(
@@ -72,9 +68,8 @@ impl WindowOperator {
                     self.uid,
                     described(&e)
                 )),
-            })?;
-        }
-        Ok(entries.len())
+            })
+        })
     }
 
     /// Restores one saved window: `key` is the group's key bytes and window start, `value`
