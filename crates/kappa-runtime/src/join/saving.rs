@@ -13,7 +13,7 @@ use kappa_job::keygroup::key_group_of;
 use kappa_job::plan::JoinKind;
 
 use super::{JoinOperator, expiry};
-use crate::state::{KeyedState, StateFailure};
+use crate::state::{KeyedState, StateFailure, restore_each};
 use crate::window::event_times;
 
 /// State key of an entry: side (one byte), the encoded key, the window start (big endian).
@@ -62,11 +62,7 @@ impl JoinOperator {
         state: &dyn KeyedState,
         groups: RangeInclusive<u32>,
     ) -> Result<usize, StateFailure> {
-        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        state.scan(groups, &mut |_, k, v| {
-            entries.push((k.to_vec(), v.to_vec()))
-        })?;
-        for (at, value) in &entries {
+        restore_each(state, groups, |_, at, value| {
             let (side, rest) = match at.split_first() {
                 Some((&s, rest)) if s < 2 && rest.len() >= 8 => (usize::from(s), rest),
                 _ => return Err(StateFailure("a join state entry of another layout".into())),
@@ -77,7 +73,7 @@ impl JoinOperator {
                     .try_into()
                     .map_err(|_| StateFailure("bad window start".into()))?,
             );
-            let reader = StreamReader::try_new(Cursor::new(value.as_slice()), None)
+            let reader = StreamReader::try_new(Cursor::new(value), None)
                 .map_err(|e| StateFailure(format!("join rows: {e}")))?;
             if reader.schema().fields() != self.sides[side].schema.fields() {
                 return Err(StateFailure(
@@ -129,7 +125,7 @@ impl JoinOperator {
                     }
                 }
             }
-        }
-        Ok(entries.len())
+            Ok(())
+        })
     }
 }
