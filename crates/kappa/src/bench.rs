@@ -1,5 +1,8 @@
 //! `kappa bench`: runs the reference job over N generated click events from a file or from
-//! Kafka and prints events/s and events per CPU-second of this process.
+//! Kafka, or with `nexmark --query qN` a Nexmark query (see [`nexmark`]), and prints events/s
+//! and events per CPU-second of this process.
+
+mod nexmark;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -24,14 +27,22 @@ pub enum BenchSource {
     Kafka,
 }
 
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchMode {
+    /// A Nexmark query of examples/nexmark over generated events into a blackhole sink.
+    Nexmark(nexmark::NexmarkArgs),
+}
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Number of click events.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[command(subcommand)]
+    pub mode: Option<BenchMode>,
+    /// Number of click events (Nexmark: event numbers, of all three tables).
+    #[arg(long, global = true, default_value_t = 2_000_000)]
     pub events: u64,
     #[arg(long, value_enum, default_value_t = BenchSource::File)]
     pub source: BenchSource,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, global = true, default_value_t = 2)]
     pub parallelism: u32,
     /// Kafka to use with --source kafka (default: an embedded mock cluster in this process).
     #[arg(long)]
@@ -41,7 +52,7 @@ pub struct BenchArgs {
     pub partitions: i32,
     /// Run the subtasks in this many taskmanager processes (0: a taskmanager in this process).
     /// CPU time then counts this process and every taskmanager process.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, global = true, default_value_t = 0)]
     pub taskmanagers: u32,
     /// Distinct items clicked (the window's keys).
     #[arg(long, default_value_t = crate::generator::ITEMS)]
@@ -236,6 +247,9 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchMode::Nexmark(n)) = &args.mode {
+        return nexmark::run(&args, n).await;
+    }
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("results");
     let mut clicks = ClickGenerator::new(7, 5_000).with_items(args.items);
