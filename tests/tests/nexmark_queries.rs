@@ -272,9 +272,9 @@ fn appending_reference(bids: &[Bid]) -> BTreeMap<&'static str, Vec<Value>> {
             };
         }
         if let Some((s, e, n)) = session {
-            r.entry("q11").or_default().push(
-                json!({"bidder": bidder, "bid_count": n, "starttime": s, "endtime": e}),
-            );
+            r.entry("q11")
+                .or_default()
+                .push(json!({"bidder": bidder, "bid_count": n, "starttime": s, "endtime": e}));
         }
     }
     r
@@ -370,7 +370,9 @@ fn updating_reference(bids: &[Bid]) -> BTreeMap<&'static str, BTreeMap<String, S
     for b in bids {
         let d = day(b.date_time);
         q15.entry(d.clone()).or_default().add(b);
-        q16.entry((b.channel.clone(), d.clone())).or_default().add(b);
+        q16.entry((b.channel.clone(), d.clone()))
+            .or_default()
+            .add(b);
         q17.entry((b.auction, d)).or_default().add(b);
     }
     let mut out: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();

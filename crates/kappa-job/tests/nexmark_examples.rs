@@ -20,7 +20,11 @@ fn every_nexmark_example_plans() {
     assert!(files.len() >= 10, "the examples: {files:?}");
     let mut failures = Vec::new();
     for file in &files {
-        let name = file.file_name().expect("name").to_string_lossy().to_string();
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
         let text = std::fs::read_to_string(file).expect("example");
         match plan_job(&name, &text, &Overrides::default()) {
             Ok(plan) => {

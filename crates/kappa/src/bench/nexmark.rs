@@ -137,7 +137,10 @@ mod tests {
         files.sort();
         let mut built_in: Vec<String> = QUERIES.iter().map(|(q, _)| q.to_string()).collect();
         built_in.sort();
-        assert_eq!(built_in, files, "QUERIES lists every examples/nexmark/*.toml");
+        assert_eq!(
+            built_in, files,
+            "QUERIES lists every examples/nexmark/*.toml"
+        );
         for (name, text) in QUERIES {
             let job = bench_job(text, 1234).expect("rewritten");
             let plan = kappa_job::plan_job("bench.toml", &job, &kappa_job::Overrides::default())
