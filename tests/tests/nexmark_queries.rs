@@ -84,6 +84,15 @@ event_time = {{ column = "date_time", max_out_of_orderness = "0s" }}
     job
 }
 
+/// Submits `job` and waits until the bounded job has FINISHED; its id.
+fn run_to_the_end(cluster: &Cluster, job: &str) -> String {
+    let id = cluster.submit(job, &[]).expect("submit");
+    cluster
+        .wait_state(&id, &["FINISHED"], Duration::from_secs(300))
+        .expect("the bounded job to finish");
+    id
+}
+
 /// (year, month, day, hour, minute, second, millisecond) of epoch milliseconds (UTC).
 fn civil(ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
     let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
@@ -305,12 +314,7 @@ fn appending_nexmark_queries_give_the_reference_rows() {
             out.display()
         );
     }
-    let id = cluster
-        .submit(&job("nexmark-appending", &sinks, &QUERIES), &[])
-        .expect("submit");
-    cluster
-        .wait_state(&id, &["FINISHED"], Duration::from_secs(300))
-        .expect("the bounded job to finish");
+    let id = run_to_the_end(&cluster, &job("nexmark-appending", &sinks, &QUERIES));
     let bids = bids();
     let mut reference = appending_reference(&bids);
     for q in QUERIES {
@@ -422,12 +426,7 @@ fn updating_nexmark_queries_end_with_the_reference_rows() {
             broker.bootstrap
         );
     }
-    let id = cluster
-        .submit(&job("nexmark-updating", &sinks, &QUERIES), &[])
-        .expect("submit");
-    cluster
-        .wait_state(&id, &["FINISHED"], Duration::from_secs(300))
-        .expect("the bounded job to finish");
+    let id = run_to_the_end(&cluster, &job("nexmark-updating", &sinks, &QUERIES));
     let reference = updating_reference(&bids());
     for q in QUERIES {
         let expected = reference.get(q).cloned().unwrap_or_default();

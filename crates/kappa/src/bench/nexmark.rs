@@ -2,12 +2,12 @@
 //! binary) over N generated events on an embedded cluster, its sink replaced by a blackhole,
 //! and prints events/s and events per CPU-second, as the Nexmark suite reports Flink's.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kappa_jobmanager::job::JobState;
 
-use super::{BenchArgs, cpu_time, start_cluster};
+use super::{BenchArgs, report, start_cluster, submit};
 
 /// The job files of examples/nexmark, by query name.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -74,28 +74,18 @@ pub async fn run(args: &BenchArgs, nexmark: &NexmarkArgs) -> anyhow::Result<()> 
     let job = bench_job(text, args.events)?;
     let dir = tempfile::tempdir()?;
     let (jm, taskmanagers) = start_cluster(args, dir.path()).await?;
-    let overrides = kappa_job::Overrides {
-        parallelism: Some(args.parallelism),
-        ..Default::default()
-    };
-    let cpu0 = cpu_time() + taskmanagers.cpu_time();
-    let t0 = Instant::now();
-    let id = jm
-        .submit(&format!("nexmark-{name}.toml"), &job, &overrides)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let job = jm.job(&id).context("bench job vanished")?;
+    let file_name = format!("nexmark-{name}.toml");
+    let started = submit(&jm, &taskmanagers, &file_name, &job, args.parallelism).await?;
     let detail = loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let d = job.detail();
+        let d = started.job.detail();
         match d.summary.state {
             JobState::Finished => break d,
             JobState::Failed => bail!("bench job failed: {}", d.summary.error.unwrap_or_default()),
             _ => {}
         }
     };
-    let wall = t0.elapsed();
-    let cpu = (cpu_time() + taskmanagers.cpu_time()).saturating_sub(cpu0);
+    let (wall, cpu) = started.took(&taskmanagers);
     // Rows into the blackhole: what the vertices ending in the sink emitted.
     let rows: u64 = detail
         .vertices
@@ -103,19 +93,9 @@ pub async fn run(args: &BenchArgs, nexmark: &NexmarkArgs) -> anyhow::Result<()> 
         .filter(|v| v.operators.last().is_some_and(|o| o.starts_with("Sink")))
         .map(|v| v.records_out)
         .sum();
-    let n = args.events as f64;
-    println!(
-        "nexmark {name}, parallelism {}: {} events in {:.2} s wall, {:.2} s CPU, {rows} rows into the blackhole",
-        args.parallelism,
-        args.events,
-        wall.as_secs_f64(),
-        cpu.as_secs_f64()
-    );
-    println!("  {:.0} events/s", n / wall.as_secs_f64());
-    println!(
-        "  {:.0} events per CPU-second",
-        n / cpu.as_secs_f64().max(1e-9)
-    );
+    let what = format!("nexmark {name}, parallelism {}", args.parallelism);
+    report(&what, args.events, wall, cpu);
+    println!("  {rows} rows into the blackhole");
     Ok(())
 }
 
