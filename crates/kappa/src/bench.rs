@@ -61,7 +61,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 48)]
     pub hours: u32,
     /// Take checkpoints at this interval (e.g. 1s) into a temporary directory, and report them.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub checkpoint_interval: Option<String>,
     /// With --taskmanagers: mutual TLS between the processes (certificates from
     /// `kappa certs init` in a temporary directory), to measure what it costs.

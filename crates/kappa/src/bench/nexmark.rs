@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kappa_jobmanager::job::JobState;
 
-use super::{BenchArgs, report, start_cluster, submit};
+use super::{BenchArgs, BenchSource, report, report_checkpoints, start_cluster, submit};
 
 /// The job files of examples/nexmark, by query name.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -71,7 +71,15 @@ pub async fn run(args: &BenchArgs, nexmark: &NexmarkArgs) -> anyhow::Result<()> 
             names.join(", ")
         );
     };
-    let job = bench_job(text, args.events)?;
+    if args.source != BenchSource::File || args.bootstrap_servers.is_some() {
+        bail!(
+            "--source and --bootstrap-servers choose the reference job's input: the Nexmark queries generate theirs"
+        );
+    }
+    let mut job = bench_job(text, args.events)?;
+    if let Some(i) = &args.checkpoint_interval {
+        job += &format!("\n[checkpoints]\ninterval = \"{i}\"\nretained = 2\n");
+    }
     let dir = tempfile::tempdir()?;
     let (jm, taskmanagers) = start_cluster(args, dir.path()).await?;
     let file_name = format!("nexmark-{name}.toml");
@@ -96,6 +104,9 @@ pub async fn run(args: &BenchArgs, nexmark: &NexmarkArgs) -> anyhow::Result<()> 
     let what = format!("nexmark {name}, parallelism {}", args.parallelism);
     report(&what, args.events, wall, cpu);
     println!("  {rows} rows into the blackhole");
+    if let Some(history) = started.job.checkpoints.lock().as_ref().map(|c| c.history()) {
+        report_checkpoints(&history);
+    }
     Ok(())
 }
 
