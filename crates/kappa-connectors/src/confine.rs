@@ -84,7 +84,7 @@ impl Confinement {
                         errors.push(loc.at(span, &format!("{}.url", s.uid), e.to_string()));
                     }
                 }
-                SinkKind::Kafka { .. } | SinkKind::Stdout => {}
+                SinkKind::Kafka { .. } | SinkKind::Stdout | SinkKind::Blackhole => {}
             }
         }
         match errors.is_empty() {
@@ -112,7 +112,7 @@ impl Confinement {
                 self.check_postgres(url)?;
                 Ok(None)
             }
-            SinkKind::Kafka { .. } | SinkKind::Stdout => Ok(None),
+            SinkKind::Kafka { .. } | SinkKind::Stdout | SinkKind::Blackhole => Ok(None),
         }
     }
 

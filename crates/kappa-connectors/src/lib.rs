@@ -1,9 +1,10 @@
 //! Kappa sources and sinks: Kafka (assigned partitions at explicit offsets, keyed JSON
 //! output, at-least-once or transactional, dead-letter topics), JSON-lines files (part files
-//! committed by rename for exactly-once) and stdout, the Nexmark event generator and its
+//! committed by rename for exactly-once), stdout and the blackhole, the Nexmark event generator and its
 //! source (`connector = "nexmark"`), and split assignment.
 
 pub mod bad_records;
+pub mod blackhole;
 pub mod confine;
 pub mod file;
 pub mod json;
@@ -24,6 +25,7 @@ use kappa_runtime::io::{Sink, SourceReader};
 use kappa_runtime::metrics::SubtaskMetrics;
 
 use crate::bad_records::BadRecordPolicy;
+use crate::blackhole::BlackholeSink;
 use crate::confine::Confinement;
 use crate::file::{FileReader, LineSink};
 use crate::json::JsonDecoder;
@@ -174,6 +176,7 @@ pub fn open_sink(
             }
         }
         SinkKind::Stdout => Box::new(LineSink::stdout()),
+        SinkKind::Blackhole => Box::new(BlackholeSink),
         SinkKind::Postgres {
             url,
             password,

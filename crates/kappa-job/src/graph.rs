@@ -278,6 +278,7 @@ impl JobPlan {
                 )
             }
             SinkKind::Stdout => "Sink: stdout".to_string(),
+            SinkKind::Blackhole => "Sink: blackhole (discards its rows)".to_string(),
             SinkKind::Postgres { table, .. } => {
                 format!("Sink: postgres upsert into `{table}`{}", key("by id"))
             }

@@ -225,6 +225,8 @@ pub enum SinkKind {
         path: PathBuf,
     },
     Stdout,
+    /// Discards every row; the sink operator still counts them.
+    Blackhole,
     /// Upserts every row by its id (the rendered key) into an existing table.
     Postgres {
         /// Connection string; it may hold a password: show it through [`redact_url`] only.
@@ -1143,23 +1145,25 @@ impl Planner<'_> {
                     table,
                 }
             }
-            SinkConnector::File | SinkConnector::Stdout => {
+            SinkConnector::File | SinkConnector::Stdout | SinkConnector::Blackhole => {
                 self.forbid(
                     &s.key,
                     &format!("{prefix}.key"),
                     "`key` applies to the kafka and postgres connectors only",
                 );
-                if s.connector == SinkConnector::File {
-                    let path = self.required(
-                        &s.path,
-                        &format!("{prefix}.path"),
-                        "the file connector needs the directory to write its part files to",
-                    );
-                    SinkKind::File {
-                        path: PathBuf::from(path),
+                match s.connector {
+                    SinkConnector::File => {
+                        let path = self.required(
+                            &s.path,
+                            &format!("{prefix}.path"),
+                            "the file connector needs the directory to write its part files to",
+                        );
+                        SinkKind::File {
+                            path: PathBuf::from(path),
+                        }
                     }
-                } else {
-                    SinkKind::Stdout
+                    SinkConnector::Blackhole => SinkKind::Blackhole,
+                    _ => SinkKind::Stdout,
                 }
             }
         };
@@ -1191,6 +1195,7 @@ impl Planner<'_> {
         };
         let delivery = *d.get_ref();
         let problem = match (s.connector, delivery) {
+            (SinkConnector::Blackhole, _) => None,
             (SinkConnector::Stdout, Delivery::ExactlyOnce) => {
                 Some("the stdout sink cannot take back what it printed: use at-least-once or none")
             }

@@ -114,6 +114,8 @@ pub enum SinkConnector {
     Stdout,
     /// Upserts into a PostgreSQL table by id.
     Postgres,
+    /// Discards every row (counted in the metrics): Flink's name, for benchmarks.
+    Blackhole,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -1,5 +1,8 @@
 //! `kappa bench`: runs the reference job over N generated click events from a file or from
-//! Kafka and prints events/s and events per CPU-second of this process.
+//! Kafka, or with `nexmark --query qN` a Nexmark query (see [`nexmark`]), and prints events/s
+//! and events per CPU-second of this process.
+
+mod nexmark;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -24,14 +27,22 @@ pub enum BenchSource {
     Kafka,
 }
 
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchMode {
+    /// A Nexmark query of examples/nexmark over generated events into a blackhole sink.
+    Nexmark(nexmark::NexmarkArgs),
+}
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Number of click events.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[command(subcommand)]
+    pub mode: Option<BenchMode>,
+    /// Number of click events (Nexmark: event numbers, of all three tables).
+    #[arg(long, global = true, default_value_t = 2_000_000)]
     pub events: u64,
     #[arg(long, value_enum, default_value_t = BenchSource::File)]
     pub source: BenchSource,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, global = true, default_value_t = 2)]
     pub parallelism: u32,
     /// Kafka to use with --source kafka (default: an embedded mock cluster in this process).
     #[arg(long)]
@@ -41,7 +52,7 @@ pub struct BenchArgs {
     pub partitions: i32,
     /// Run the subtasks in this many taskmanager processes (0: a taskmanager in this process).
     /// CPU time then counts this process and every taskmanager process.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, global = true, default_value_t = 0)]
     pub taskmanagers: u32,
     /// Distinct items clicked (the window's keys).
     #[arg(long, default_value_t = crate::generator::ITEMS)]
@@ -50,7 +61,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 48)]
     pub hours: u32,
     /// Take checkpoints at this interval (e.g. 1s) into a temporary directory, and report them.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub checkpoint_interval: Option<String>,
     /// With --taskmanagers: mutual TLS between the processes (certificates from
     /// `kappa certs init` in a temporary directory), to measure what it costs.
@@ -198,6 +209,43 @@ async fn start_cluster(
     Ok((started.jobmanager, tms))
 }
 
+/// A benchmark's job, submitted, and when: wall clock and CPU time of its processes.
+struct Started {
+    job: std::sync::Arc<kappa_jobmanager::job::JobEntry>,
+    t0: Instant,
+    cpu0: Duration,
+}
+
+impl Started {
+    /// Wall-clock and CPU time (this process and `taskmanagers`) since the submission.
+    fn took(&self, taskmanagers: &TaskManagerProcesses) -> (Duration, Duration) {
+        let cpu = (cpu_time() + taskmanagers.cpu_time()).saturating_sub(self.cpu0);
+        (self.t0.elapsed(), cpu)
+    }
+}
+
+/// Submits `text` at `parallelism`, the clocks started just before.
+async fn submit(
+    jm: &kappa_jobmanager::JobManager,
+    taskmanagers: &TaskManagerProcesses,
+    file_name: &str,
+    text: &str,
+    parallelism: u32,
+) -> anyhow::Result<Started> {
+    let overrides = kappa_job::Overrides {
+        parallelism: Some(parallelism),
+        ..Default::default()
+    };
+    let cpu0 = cpu_time() + taskmanagers.cpu_time();
+    let t0 = Instant::now();
+    let id = jm
+        .submit(file_name, text, &overrides)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let job = jm.job(&id).context("bench job vanished")?;
+    Ok(Started { job, t0, cpu0 })
+}
+
 /// Records per partition the embedded cluster is given at most (it keeps about 5 MB).
 const MOCK_RECORDS_PER_PARTITION: u64 = 40_000;
 
@@ -236,6 +284,9 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchMode::Nexmark(n)) = &args.mode {
+        return nexmark::run(&args, n).await;
+    }
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("results");
     let mut clicks = ClickGenerator::new(7, 5_000).with_items(args.items);
@@ -307,17 +358,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => job,
     };
     let (jm, taskmanagers) = start_cluster(&args, dir.path()).await?;
-    let overrides = kappa_job::Overrides {
-        parallelism: Some(args.parallelism),
-        ..Default::default()
-    };
-    let cpu0 = cpu_time() + taskmanagers.cpu_time();
-    let t0 = Instant::now();
-    let id = jm
-        .submit("bench.toml", &job, &overrides)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let job = jm.job(&id).context("bench job vanished")?;
+    let started = submit(&jm, &taskmanagers, "bench.toml", &job, args.parallelism).await?;
+    let job = &started.job;
     let mut last_report = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -340,29 +382,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    let wall = t0.elapsed();
-    let cpu = (cpu_time() + taskmanagers.cpu_time()).saturating_sub(cpu0);
+    let (wall, cpu) = started.took(&taskmanagers);
     // Let the job's Kafka clients close before an embedded cluster goes away.
     while !job.state().is_terminal() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let n = args.events as f64;
-    println!(
-        "reference job, {} source, parallelism {}: {} events in {:.2} s wall, {:.2} s CPU",
-        match args.source {
-            BenchSource::File => "file",
-            BenchSource::Kafka => "kafka",
-        },
-        args.parallelism,
-        args.events,
-        wall.as_secs_f64(),
-        cpu.as_secs_f64()
+    let source = match args.source {
+        BenchSource::File => "file",
+        BenchSource::Kafka => "kafka",
+    };
+    let what = format!(
+        "reference job, {source} source, parallelism {}",
+        args.parallelism
     );
-    println!("  {:.0} events/s", n / wall.as_secs_f64());
-    println!(
-        "  {:.0} events per CPU-second",
-        n / cpu.as_secs_f64().max(1e-9)
-    );
+    report(&what, args.events, wall, cpu);
     // The file sink writes a part file per subtask into the output directory.
     let results: usize = std::fs::read_dir(&out)
         .map(|d| {
@@ -381,6 +414,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report_checkpoints(&history);
     }
     Ok(())
+}
+
+/// Prints what a run took and its figures: events/s and events per CPU-second.
+fn report(what: &str, events: u64, wall: Duration, cpu: Duration) {
+    let n = events as f64;
+    println!(
+        "{what}: {events} events in {:.2} s wall, {:.2} s CPU",
+        wall.as_secs_f64(),
+        cpu.as_secs_f64()
+    );
+    println!("  {:.0} events/s", n / wall.as_secs_f64());
+    println!(
+        "  {:.0} events per CPU-second",
+        n / cpu.as_secs_f64().max(1e-9)
+    );
 }
 
 /// Prints what the job's completed checkpoints took and stored.

@@ -39,7 +39,8 @@ enum Command {
     Local(cluster::LocalArgs),
     /// Run the reference job on an embedded Kafka with a click generator, showing hourly counts.
     Demo(demo::DemoArgs),
-    /// Measure the reference job's throughput (events/s and events per CPU-second).
+    /// Measure the throughput (events/s and events per CPU-second) of the reference job, or
+    /// with `nexmark --query qN` of a Nexmark query.
     Bench(bench::BenchArgs),
     /// Create a cluster CA and the certificates of its processes (mutual TLS between them).
     #[command(subcommand)]
