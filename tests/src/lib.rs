@@ -137,6 +137,19 @@ fn example_job(
         )
 }
 
+/// The SQL of examples/nexmark/{query}.toml, writing into the sink `query` instead of `out`.
+pub fn example_sql(query: &str) -> String {
+    let path = repo_root().join(format!("examples/nexmark/{query}.toml"));
+    let text = std::fs::read_to_string(&path).expect("example");
+    let sql = text
+        .split_once("sql = \"\"\"")
+        .and_then(|(_, rest)| rest.split_once("\"\"\""))
+        .map(|(sql, _)| sql)
+        .expect("a sql = \"\"\" … \"\"\" in the example");
+    assert!(sql.contains("INSERT INTO out\n"), "{query}: {sql}");
+    sql.replace("INSERT INTO out\n", &format!("INSERT INTO {query}\n"))
+}
+
 /// Whether a checkpoint history (`GET /jobs/{id}/checkpoints`) holds a completed checkpoint
 /// whose source offsets add up to `records`.
 pub fn checkpoint_covers(history: &serde_json::Value, records: i64) -> bool {

@@ -14,7 +14,7 @@ use kappa_connectors::nexmark::{
 };
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::repo_root;
+use kappa_integration_tests::example_sql;
 use serde_json::{Value, json};
 
 const EVENTS: u64 = 50_000;
@@ -42,19 +42,6 @@ fn bids() -> Vec<Bid> {
             _ => None,
         })
         .collect()
-}
-
-/// The SQL of examples/nexmark/{query}.toml, writing into the sink `query` instead of `out`.
-fn example_sql(query: &str) -> String {
-    let path = repo_root().join(format!("examples/nexmark/{query}.toml"));
-    let text = std::fs::read_to_string(&path).expect("example");
-    let sql = text
-        .split_once("sql = \"\"\"")
-        .and_then(|(_, rest)| rest.split_once("\"\"\""))
-        .map(|(sql, _)| sql)
-        .expect("a sql = \"\"\" … \"\"\" in the example");
-    assert!(sql.contains("INSERT INTO out\n"), "{query}: {sql}");
-    sql.replace("INSERT INTO out\n", &format!("INSERT INTO {query}\n"))
 }
 
 /// A job reading the bid sequence with `sinks` (TOML tables) and the examples' `queries`.

@@ -1,4 +1,5 @@
-//! Joins in SQL end to end on the built-in Nexmark source, on a jobmanager with two
+//! Joins in SQL end to end on the built-in Nexmark source (q8 as examples/nexmark/q8.toml
+//! writes it), on a jobmanager with two
 //! taskmanagers, with a taskmanager killed with SIGKILL after a checkpoint: Nexmark q8 (persons
 //! who opened auctions in the 10-second window they registered in — a join of two windowed
 //! aggregates) and an interval join (bids within 10 s of their auction's creation), each
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kappa_connectors::nexmark::{Event, NexmarkConfig, NexmarkGenerator};
+use kappa_integration_tests::example_sql;
 use kappa_integration_tests::recovery::{
     RECOVERY, cluster, first_checkpoint, kill_a_taskmanager, part_file_lines,
 };
@@ -73,20 +75,7 @@ FROM bid B JOIN person FOR SYSTEM_TIME AS OF B.date_time AS P ON B.bidder = P.id
 [[queries]]
 name = "q8"
 sql = """
-INSERT INTO q8
-SELECT P.id, P.name, P.starttime
-FROM (
-  SELECT id, name, window_start AS starttime, window_end AS endtime
-  FROM TUMBLE(person, date_time, INTERVAL '10' SECOND)
-  GROUP BY id, name, window_start, window_end
-) P
-JOIN (
-  SELECT seller, window_start AS starttime, window_end AS endtime
-  FROM TUMBLE(auction, date_time, INTERVAL '10' SECOND)
-  GROUP BY seller, window_start, window_end
-) A
-ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime
-"""
+{q8_sql}"""
 
 [[queries]]
 name = "soon"
@@ -105,6 +94,7 @@ AND B.date_time BETWEEN A.date_time AND A.date_time + INTERVAL '10' SECOND
         q8 = out.join("q8").display(),
         soon = out.join("soon").display(),
         named = out.join("named").display(),
+        q8_sql = example_sql("q8"),
     )
 }
 
