@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, Process};
 use crate::eventually;
+use crate::reference::{Click, HOUR, START};
 
 /// A job section: restart quickly and checkpoint every 500 ms.
 pub const RECOVERY: &str = r#"[restart]
@@ -100,4 +101,42 @@ pub fn part_file_lines(dir: &Path) -> Vec<serde_json::Value> {
         out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
     }
     out
+}
+
+/// `n` clicks of item 7 in the first hour of the reference data, long closed when they are
+/// sent: late for any window of it.
+pub fn late_clicks(n: u32) -> Vec<Click> {
+    (0..n)
+        .map(|i| Click {
+            user: 60 + i % 30,
+            item: 7,
+            timestamp: START + 1_000 * i64::from(i),
+        })
+        .collect()
+}
+
+/// Waits until the file sink at `dir` holds exactly the `n` [`late_clicks`], each with the
+/// first-hour window it missed.
+pub fn late_lines(dir: &Path, n: usize) {
+    let lines = eventually(
+        "the late events in their sink",
+        Duration::from_secs(60),
+        || {
+            let lines = part_file_lines(dir);
+            match lines.len() == n {
+                true => Ok(lines),
+                false => Err(format!("{} of {n} lines", lines.len())),
+            }
+        },
+    )
+    .unwrap();
+    for l in &lines {
+        assert_eq!(l["item_id"], "item_7", "{l}");
+        assert_eq!(l["window_start"], START, "{l}");
+        assert_eq!(l["window_end"], START + HOUR, "{l}");
+        assert!(
+            l["user_id"].as_str().is_some() && l["timestamp"].as_str().is_some(),
+            "{l}"
+        );
+    }
 }

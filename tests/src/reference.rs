@@ -300,3 +300,18 @@ pub fn finish_restored(cluster: &crate::cluster::Cluster, job: &str) -> String {
     );
     id
 }
+
+/// A named Kafka source of the reference clicks (event time with 10 s of disorder, idle after
+/// 2 s), as a job file table.
+pub fn clicks_source(name: &str, bootstrap: &str, topic: &str) -> String {
+    format!(
+        r#"
+[sources.{name}]
+connector = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "{topic}"
+schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
+event_time = {{ column = "timestamp", max_out_of_orderness = "10s", idle_timeout = "2s" }}
+"#
+    )
+}

@@ -12,10 +12,10 @@ use kappa_integration_tests::broker::{Broker, Record};
 use kappa_integration_tests::eventually;
 use kappa_integration_tests::postgres::{HOURLY_TABLE, Postgres, wait_rows};
 use kappa_integration_tests::recovery::{
-    RECOVERY, cluster, first_checkpoint, kill_a_taskmanager, part_file_lines,
+    RECOVERY, cluster, first_checkpoint, kill_a_taskmanager, late_clicks, late_lines,
 };
 use kappa_integration_tests::reference::{
-    Click, HOUR, START, clicks, closing_after, hourly_counts, latest_per_key, spread,
+    Click, HOUR, START, clicks, clicks_source, closing_after, hourly_counts, latest_per_key, spread,
 };
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
@@ -29,19 +29,6 @@ size = "1h"
 key_by = ["item_id"]
 aggregates = { click_count = "count(*)" }
 "#;
-
-fn source(name: &str, bootstrap: &str, topic: &str) -> String {
-    format!(
-        r#"
-[sources.{name}]
-connector = "kafka"
-bootstrap_servers = "{bootstrap}"
-topic = "{topic}"
-schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
-event_time = {{ column = "timestamp", max_out_of_orderness = "10s", idle_timeout = "2s" }}
-"#
-    )
-}
 
 #[test]
 fn two_sources_fan_out_to_kafka_and_postgres_and_late_events_reach_their_sink() {
@@ -101,8 +88,8 @@ path = "{late}"
 {recovery}"#,
         recovery = RECOVERY,
         hourly = HOURLY,
-        web = source("web", &broker.bootstrap, "clicks-web"),
-        app = source("app", &broker.bootstrap, "clicks-app"),
+        web = clicks_source("web", &broker.bootstrap, "clicks-web"),
+        app = clicks_source("app", &broker.bootstrap, "clicks-app"),
         bootstrap = broker.bootstrap,
         url = pg.url,
         late = late_dir.display(),
@@ -144,37 +131,10 @@ path = "{late}"
 
     // Events of the first hour, long closed, reach the late sink with the window they missed
     // and are counted.
-    let late: Vec<Click> = (0..37)
-        .map(|i| Click {
-            user: 60 + i % 30,
-            item: 7,
-            timestamp: START + 1_000 * i64::from(i),
-        })
-        .collect();
     broker
-        .produce("clicks-app", &spread(&late, 2))
+        .produce("clicks-app", &spread(&late_clicks(37), 2))
         .expect("late");
-    let lines = eventually(
-        "the late events in their sink",
-        Duration::from_secs(60),
-        || {
-            let lines = part_file_lines(&late_dir);
-            match lines.len() {
-                37 => Ok(lines),
-                n => Err(format!("{n} lines")),
-            }
-        },
-    )
-    .unwrap();
-    for l in &lines {
-        assert_eq!(l["item_id"], "item_7", "{l}");
-        assert_eq!(l["window_start"], START, "{l}");
-        assert_eq!(l["window_end"], START + HOUR, "{l}");
-        assert!(
-            l["user_id"].as_str().is_some() && l["timestamp"].as_str().is_some(),
-            "{l}"
-        );
-    }
+    late_lines(&late_dir, 37);
     eventually("the late counter", Duration::from_secs(10), || {
         let d = cluster.job(&id).map_err(|e| e.to_string())?;
         let late = d["vertices"][2]["late_records_dropped"].clone();

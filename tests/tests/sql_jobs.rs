@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::recovery::{
-    RECOVERY, cluster, first_checkpoint, kill_a_taskmanager, part_file_lines,
+    RECOVERY, cluster, first_checkpoint, kill_a_taskmanager, late_clicks, late_lines,
+    part_file_lines,
 };
 use kappa_integration_tests::reference::{
-    Click, HOUR, START, clicks, closing_after, hourly_counts, latest_per_key, spread,
+    Click, HOUR, START, clicks, clicks_source, closing_after, hourly_counts, latest_per_key, spread,
 };
 use kappa_integration_tests::{eventually, reference_job, reference_sql_job};
 
@@ -102,13 +103,7 @@ fn a_view_cascades_windows_with_having_and_late_events_reach_their_sink() {
         r#"name = "busiest-hour-sql"
 parallelism = 2
 
-[sources.clicks]
-connector = "kafka"
-bootstrap_servers = "{bootstrap}"
-topic = "clicks"
-schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
-event_time = {{ column = "timestamp", max_out_of_orderness = "10s", idle_timeout = "2s" }}
-
+{clicks}
 [sinks.out]
 connector = "kafka"
 bootstrap_servers = "{bootstrap}"
@@ -158,6 +153,7 @@ GROUP BY item_id, window_start, window_end
         bootstrap = broker.bootstrap,
         late = late_dir.display(),
         dau = dau_dir.display(),
+        clicks = clicks_source("clicks", &broker.bootstrap, "clicks"),
     );
     let id = cluster.submit(&job, &[]).expect("submit");
     let expected = busiest_hours(&hourly_counts(&data, |u| u > 50), 3);
@@ -222,33 +218,10 @@ GROUP BY item_id, window_start, window_end
     }
 
     // Clicks of the first hour, long closed, reach the late sink with the window they missed.
-    let late: Vec<Click> = (0..11)
-        .map(|i| Click {
-            user: 60 + i,
-            item: 7,
-            timestamp: START + 1_000 * i64::from(i),
-        })
-        .collect();
-    broker.produce("clicks", &spread(&late, 4)).expect("late");
-    let lines = eventually(
-        "the late events in their sink",
-        Duration::from_secs(60),
-        || {
-            let lines = part_file_lines(&late_dir);
-            match lines.len() {
-                11 => Ok(lines),
-                n => Err(format!("{n} lines")),
-            }
-        },
-    )
-    .unwrap();
-    for l in &lines {
-        assert_eq!(
-            (&l["item_id"], &l["window_start"], &l["window_end"]),
-            (&"item_7".into(), &START.into(), &(START + HOUR).into()),
-            "{l}"
-        );
-    }
+    broker
+        .produce("clicks", &spread(&late_clicks(11), 4))
+        .expect("late");
+    late_lines(&late_dir, 11);
 }
 
 /// item → (clicks, sum of user numbers) of the clicks the filter keeps.
@@ -284,13 +257,7 @@ fn an_updating_aggregate_upserts_postgres_and_keyed_kafka_across_a_kill() {
         r#"name = "item-totals"
 parallelism = 2
 
-[sources.clicks]
-connector = "kafka"
-bootstrap_servers = "{bootstrap}"
-topic = "clicks"
-schema = {{ user_id = "string", item_id = "string", timestamp = "timestamp_ms" }}
-event_time = {{ column = "timestamp", max_out_of_orderness = "10s", idle_timeout = "2s" }}
-
+{clicks}
 [sinks.pg]
 connector = "postgres"
 url = "{url}"
@@ -318,6 +285,7 @@ INSERT INTO kafka SELECT * FROM totals
 {RECOVERY}"#,
         bootstrap = broker.bootstrap,
         url = pg.url,
+        clicks = clicks_source("clicks", &broker.bootstrap, "clicks"),
     );
     let id = cluster.submit(&job, &[]).expect("submit");
     first_checkpoint(&cluster, &id);
