@@ -167,6 +167,7 @@ fn describe_assigner(assigner: WindowAssigner) -> String {
         }
         WindowAssigner::Session { gap_ms } => format!("session gap {}", ms(gap_ms)),
         WindowAssigner::Global { ttl_ms: 0 } => "updating (every key kept)".to_string(),
+        WindowAssigner::Carried { .. } => "the windows of its rows".to_string(),
         WindowAssigner::Global { ttl_ms } => {
             format!(
                 "updating (a key idle {} of event time is forgotten)",

@@ -172,6 +172,12 @@ pub enum WindowAssigner {
     Global {
         ttl_ms: i64,
     },
+    /// Windows the rows carry: rows of windowed results, aggregated per their own window
+    /// (`start` and `end` are the indexes of their window_start and window_end).
+    Carried {
+        start: usize,
+        end: usize,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -292,13 +292,24 @@ impl Translator<'_> {
             }
         }
         let On {
-            keys,
+            mut keys,
             window_start,
             window_end,
             bounds,
             rest,
             ..
         } = on;
+        // Windowed rows joined on their windows alone are keyed by the window.
+        if let (true, true, true, Some((ls, _)), Some((rs, _))) = (
+            keys.is_empty(),
+            window_start,
+            window_end,
+            left.windowed,
+            right.windowed,
+        ) {
+            let column = |s: &DFSchema, i: usize| Expr::Column(Column::from(s.qualified_field(i)));
+            keys.push((column(&left.schema, ls), column(&right.schema, rs)));
+        }
         if keys.is_empty() {
             return Err(
                 "a join needs an equality between its sides (its key), e.g. ON a.auction = b.id"

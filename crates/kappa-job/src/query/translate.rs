@@ -400,15 +400,34 @@ impl Translator<'_> {
         if input.updating {
             return Err("aggregating an updating result (an aggregate without a window) is not supported yet".into());
         }
-        // A window table function's rows, or an updating aggregate over all time.
-        let (assigner, time_index, input_len, call) = match &input.window {
-            Some(w) => (
+        // Rows of windowed results grouped by their window_start and window_end: per window.
+        let grouped = |at: usize| {
+            a.group_expr.iter().any(|g| {
+                matches!(g, Expr::Column(c) if input.schema.index_of_column(c).is_ok_and(|i| i == at))
+            })
+        };
+        let carried = input.windowed.filter(|(s, e)| grouped(*s) && grouped(*e));
+        // Which group columns are the window's: (start, end) indexes in the input.
+        let window_columns = match (&input.window, carried) {
+            (Some(w), _) => Some((w.input_len, w.input_len + 1)),
+            (None, carried) => carried,
+        };
+        // A window table function's rows, windowed rows, or an updating aggregate over all
+        // time.
+        let (assigner, time_index, input_len, call) = match (&input.window, carried) {
+            (Some(w), _) => (
                 w.call.assigner,
                 w.time_index,
                 w.input_len,
                 Some(w.call.text.clone()),
             ),
-            None => {
+            (None, Some((start, end))) => (
+                WindowAssigner::Carried { start, end },
+                start,
+                input.schema.fields().len(),
+                Some("the windows of the rows".to_string()),
+            ),
+            (None, None) => {
                 let arrow = input.arrow();
                 let Some(time_index) = input.time.as_ref().and_then(|t| arrow.index_of(t).ok())
                 else {
@@ -426,9 +445,10 @@ impl Translator<'_> {
         for (i, g) in a.group_expr.iter().enumerate() {
             if let Expr::Column(c) = g
                 && let Ok(at) = input.schema.index_of_column(c)
-                && at >= input_len
+                && let Some((s, e)) = window_columns
+                && (at == s || at == e)
             {
-                match at == input_len {
+                match at == s {
                     true => start = Some(i),
                     false => end = Some(i),
                 }

@@ -48,6 +48,8 @@ impl Windows {
                 slide: gap_ms,
                 count: 1,
             },
+            // Its window comes with the row (see `Windows::carried`).
+            WindowAssigner::Carried { .. } => return None,
             // The key's one group, [0, t): its end follows the latest event.
             WindowAssigner::Global { .. } => Self {
                 last_start: 0,
@@ -63,6 +65,21 @@ impl Windows {
         }
         w.last_start.checked_add(w.size)?.checked_add(lateness)?;
         Some(w)
+    }
+
+    /// The one window [start, end) a row of a windowed result carries, or None when it is
+    /// empty or its cleanup time does not fit.
+    pub(crate) fn carried(lateness: i64, start: i64, end: i64) -> Option<Self> {
+        if end <= start {
+            return None;
+        }
+        end.checked_add(lateness)?;
+        Some(Self {
+            last_start: start,
+            size: end.checked_sub(start)?,
+            slide: 1,
+            count: 1,
+        })
     }
 
     /// (start, end) of each window, latest first.
@@ -92,6 +109,7 @@ impl fmt::Display for Described {
             }
             WindowAssigner::Session { gap_ms } => write!(f, "session window (gap {gap_ms}ms)"),
             WindowAssigner::Global { .. } => write!(f, "updating aggregate"),
+            WindowAssigner::Carried { .. } => write!(f, "the windows of its rows"),
         }
     }
 }

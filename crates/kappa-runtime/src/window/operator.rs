@@ -228,6 +228,23 @@ impl WindowOperator {
         }
         let rows = self.keys.rows(batch)?;
         let times = event_times(batch.column(self.time_index))?;
+        // Rows of windowed results bring their windows.
+        let carried = match self.assigner {
+            WindowAssigner::Carried { start, end } => {
+                let bound = |c: usize| -> Result<Int64Array, TaskError> {
+                    let col = batch.column(c);
+                    col.as_primitive_opt::<Int64Type>().cloned().ok_or_else(|| {
+                        TaskError::Data(format!(
+                            "window `{}`: a row's window bound is {}, not epoch milliseconds",
+                            self.uid,
+                            col.data_type()
+                        ))
+                    })
+                };
+                Some((bound(start)?, bound(end)?))
+            }
+            _ => None,
+        };
         let values = self
             .args
             .iter()
@@ -243,8 +260,18 @@ impl WindowOperator {
                 self.late += 1;
                 continue;
             };
-            let windows = Windows::of(self.assigner, self.lateness, t)
-                .ok_or_else(|| self.out_of_range(t, key.as_ref()))?;
+            let windows = match (self.assigner, &carried) {
+                (WindowAssigner::Carried { .. }, Some((starts, ends))) => {
+                    match (starts.is_valid(i), ends.is_valid(i)) {
+                        (true, true) => {
+                            Windows::carried(self.lateness, starts.value(i), ends.value(i))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => Windows::of(self.assigner, self.lateness, t),
+            }
+            .ok_or_else(|| self.out_of_range(t, key.as_ref()))?;
             let mut accepted = false;
             let input = Input {
                 values: &values,

@@ -22,12 +22,13 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("q17", include_str!("../../../../examples/nexmark/q17.toml")),
     ("q21", include_str!("../../../../examples/nexmark/q21.toml")),
     ("q22", include_str!("../../../../examples/nexmark/q22.toml")),
+    ("q5", include_str!("../../../../examples/nexmark/q5.toml")),
     ("q8", include_str!("../../../../examples/nexmark/q8.toml")),
 ];
 
 #[derive(clap::Args, Debug)]
 pub struct NexmarkArgs {
-    /// The query: q0, q1, q2, q8, q10, q11, q14, q15, q16, q17, q21 or q22 (examples/nexmark).
+    /// The query: q0, q1, q2, q5, q8, q10, q11, q14, q15, q16, q17, q21 or q22 (examples/nexmark).
     #[arg(long)]
     pub query: String,
 }
