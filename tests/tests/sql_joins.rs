@@ -250,7 +250,9 @@ fn nexmark_q8_and_an_interval_join_are_exact_across_a_kill() {
     cluster.assert_results(&id, &got, &expected);
 
     let expected = q5();
-    assert!(expected.len() > 10, "{} q5 rows", expected.len());
+    // A row per window (more on ties): 12 s of events in windows sliding by 2 s.
+    let rows: usize = expected.values().sum();
+    assert!(rows >= 5, "{rows} q5 rows: {expected:?}");
     let mut got: BTreeMap<(i64, i64), usize> = BTreeMap::new();
     for v in part_file_lines(&out.join("q5")) {
         let n = |c: &str| v[c].as_i64().unwrap_or(-1);
