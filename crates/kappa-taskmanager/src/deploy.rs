@@ -363,10 +363,18 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                     });
                 }
                 let head = to.chain[0].kind;
-                let keyed = head.is_keyed().then(|| {
-                    let input = to.inputs.iter().position(|e| *e == id).unwrap_or_default();
-                    (head, input)
-                });
+                let keyed = match head.is_keyed() {
+                    true => {
+                        let input = to.inputs.iter().position(|e| *e == id).ok_or_else(|| {
+                            Status::invalid_argument(format!(
+                                "edge {id} is not an input of vertex {}",
+                                to.id
+                            ))
+                        })?;
+                        Some((head, input))
+                    }
+                    false => None,
+                };
                 p.edges.push(EdgeTargets {
                     edge: id,
                     partitioning: edge.partitioning,
