@@ -3,8 +3,9 @@
 
 use std::ops::RangeInclusive;
 
-/// Called with (key group, key, value) for each entry of a scan.
-pub type ScanFn<'a> = dyn FnMut(u32, &[u8], &[u8]) + 'a;
+/// Called with (key group, key, value) for each entry of a scan; the scan goes on while it
+/// returns true.
+pub type ScanFn<'a> = dyn FnMut(u32, &[u8], &[u8]) -> bool + 'a;
 
 /// A failure of the state backend, described.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -19,25 +20,45 @@ pub trait KeyedState: Send {
     fn delete(&mut self, key_group: u32, key: &[u8]);
     /// Applies the staged writes atomically.
     fn commit(&mut self) -> Result<(), StateFailure>;
-    /// Calls `f(key_group, key, value)` for every entry in the key-group range, in key order.
+    /// Calls `f(key_group, key, value)` for the entries in the key-group range, in key order,
+    /// while it returns true.
     fn scan(&self, groups: RangeInclusive<u32>, f: &mut ScanFn<'_>) -> Result<(), StateFailure>;
+    /// Calls `f(key_group, key, value)` for the entries of `key_group` from `from` on, in key
+    /// order, while it returns true.
+    fn scan_from(
+        &self,
+        key_group: u32,
+        from: &[u8],
+        f: &mut ScanFn<'_>,
+    ) -> Result<(), StateFailure>;
+    /// The committed value under (`key_group`, `key`).
+    fn get(&self, key_group: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StateFailure>;
 }
 
 /// Calls `restore(key_group, key, value)` for every entry of `state` in the key-group range
-/// `groups` (read first, so `restore` may change its operator); returns how many there were.
+/// `groups` as it is read (state larger than memory is never read whole), up to the first
+/// failure; returns how many there were.
 pub fn restore_each(
     state: &dyn KeyedState,
     groups: RangeInclusive<u32>,
     mut restore: impl FnMut(u32, &[u8], &[u8]) -> Result<(), StateFailure>,
 ) -> Result<usize, StateFailure> {
-    let mut entries: Vec<(u32, Vec<u8>, Vec<u8>)> = Vec::new();
-    state.scan(groups, &mut |kg, k, v| {
-        entries.push((kg, k.to_vec(), v.to_vec()))
+    let mut restored = 0;
+    let mut failed = None;
+    state.scan(groups, &mut |kg, k, v| match restore(kg, k, v) {
+        Ok(()) => {
+            restored += 1;
+            true
+        }
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
     })?;
-    for (kg, key, value) in &entries {
-        restore(*kg, key, value)?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(restored),
     }
-    Ok(entries.len())
 }
 
 /// Keyed state in a map: a stand-in for RocksDB in the unit tests of operators.
@@ -78,11 +99,90 @@ pub(crate) mod testing {
             f: &mut super::ScanFn<'_>,
         ) -> Result<(), super::StateFailure> {
             for ((kg, k), v) in &self.committed {
-                if groups.contains(kg) {
-                    f(*kg, k, v);
+                if groups.contains(kg) && !f(*kg, k, v) {
+                    break;
                 }
             }
             Ok(())
+        }
+        fn scan_from(
+            &self,
+            kg: u32,
+            from: &[u8],
+            f: &mut super::ScanFn<'_>,
+        ) -> Result<(), super::StateFailure> {
+            for ((_, k), v) in self
+                .committed
+                .range((kg, from.to_vec())..(kg + 1, Vec::new()))
+            {
+                if !f(kg, k, v) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        fn get(&self, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>, super::StateFailure> {
+            Ok(self.committed.get(&(kg, key.to_vec())).cloned())
+        }
+    }
+
+    /// Handles on one [`MapState`], each staging its writes, as handles on one RocksDB are
+    /// (an operator's spill store and its checkpoint part).
+    #[derive(Clone, Default)]
+    pub(crate) struct SharedState {
+        map: std::sync::Arc<parking_lot::Mutex<MapState>>,
+        staged: Vec<(StateKey, Option<Vec<u8>>)>,
+    }
+
+    impl SharedState {
+        /// Another handle on the same state.
+        pub(crate) fn handle(&self) -> Self {
+            Self {
+                map: std::sync::Arc::clone(&self.map),
+                staged: Vec::new(),
+            }
+        }
+
+        /// The committed entries.
+        pub(crate) fn len(&self) -> usize {
+            self.map.lock().committed.len()
+        }
+    }
+
+    impl super::KeyedState for SharedState {
+        fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) {
+            self.staged.push(((kg, key.to_vec()), Some(value.to_vec())));
+        }
+        fn delete(&mut self, kg: u32, key: &[u8]) {
+            self.staged.push(((kg, key.to_vec()), None));
+        }
+        fn commit(&mut self) -> Result<(), super::StateFailure> {
+            let mut map = self.map.lock();
+            for (k, v) in self.staged.drain(..) {
+                match v {
+                    Some(v) => map.committed.insert(k, v),
+                    None => map.committed.remove(&k),
+                };
+            }
+            Ok(())
+        }
+        fn scan(
+            &self,
+            groups: std::ops::RangeInclusive<u32>,
+            f: &mut super::ScanFn<'_>,
+        ) -> Result<(), super::StateFailure> {
+            super::KeyedState::scan(&*self.map.lock(), groups, f)
+        }
+        fn scan_from(
+            &self,
+            kg: u32,
+            from: &[u8],
+            f: &mut super::ScanFn<'_>,
+        ) -> Result<(), super::StateFailure> {
+            super::KeyedState::scan_from(&*self.map.lock(), kg, from, f)
+        }
+        fn get(&self, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>, super::StateFailure> {
+            super::KeyedState::get(&*self.map.lock(), kg, key)
         }
     }
 }

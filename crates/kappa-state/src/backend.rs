@@ -3,10 +3,13 @@
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kappa_runtime::state::{KeyedState, ScanFn, StateFailure};
 use rocksdb::checkpoint::Checkpoint;
-use rocksdb::{DB, Direction, IteratorMode, LogLevel, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    BlockBasedOptions, DB, Direction, IteratorMode, LogLevel, Options, WriteBatch, WriteOptions,
+};
 
 use crate::error::StateError;
 
@@ -24,9 +27,11 @@ impl LocalFile {
     }
 }
 
-/// RocksDB-backed [`KeyedState`].
+/// RocksDB-backed [`KeyedState`]. [`RocksState::handle`] gives another handle on the same
+/// database (an operator that spills reads and writes through its own while the checkpoint
+/// part keeps the one it checkpoints); each stages its own writes.
 pub struct RocksState {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
     batch: WriteBatch,
 }
@@ -52,9 +57,14 @@ impl RocksState {
         // takes fatal messages: a log line after a failed one (a full disk) is an assertion
         // in Debian's RocksDB, which aborts the whole process.
         opts.set_log_level(LogLevel::Fatal);
+        // Point reads of keys that are not there (a new key looked up in spilled state) are
+        // answered by bloom filters, not by reading blocks.
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, path).map_err(|e| StateError::rocks(path, e))?;
         Ok(Self {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             batch: WriteBatch::default(),
         })
@@ -62,6 +72,25 @@ impl RocksState {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Another handle on the same database, with writes staged of its own.
+    pub fn handle(&self) -> Self {
+        Self {
+            db: Arc::clone(&self.db),
+            path: self.path.clone(),
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Bytes the database takes on disk (its SST files) and in its memtables.
+    pub fn size(&self) -> StateSize {
+        let property = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        StateSize {
+            disk_bytes: property("rocksdb.total-sst-files-size"),
+            memtable_bytes: property("rocksdb.cur-size-all-mem-tables"),
+            estimated_keys: property("rocksdb.estimate-num-keys"),
+        }
     }
 
     /// Writes a consistent, self-contained copy of the committed state into `dir` (new) and
@@ -91,6 +120,40 @@ impl RocksState {
     }
 }
 
+impl RocksState {
+    /// Calls `f` for the entries from the prefixed key `from` on, up to the end of key group
+    /// `last`, while it returns true.
+    fn scan_prefixed(
+        &self,
+        from: &[u8],
+        last: u32,
+        f: &mut ScanFn<'_>,
+    ) -> Result<(), StateFailure> {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(from, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| failure(StateError::rocks(&self.path, e)))?;
+            let Some((kg, key)) = k.split_first_chunk::<2>() else {
+                continue;
+            };
+            let kg = u32::from(u16::from_be_bytes(*kg));
+            if kg > last || !f(kg, key, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How big a [`RocksState`] is (RocksDB's own estimates).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSize {
+    pub disk_bytes: u64,
+    pub memtable_bytes: u64,
+    pub estimated_keys: u64,
+}
+
 impl KeyedState for RocksState {
     fn put(&mut self, key_group: u32, key: &[u8], value: &[u8]) {
         self.batch.put(prefixed(key_group, key), value);
@@ -113,22 +176,22 @@ impl KeyedState for RocksState {
     }
 
     fn scan(&self, groups: RangeInclusive<u32>, f: &mut ScanFn<'_>) -> Result<(), StateFailure> {
-        let start = (*groups.start() as u16).to_be_bytes();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(&start, Direction::Forward))
-        {
-            let (k, v) = item.map_err(|e| failure(StateError::rocks(&self.path, e)))?;
-            if k.len() < 2 {
-                continue;
-            }
-            let kg = u32::from(u16::from_be_bytes([k[0], k[1]]));
-            if kg > *groups.end() {
-                break;
-            }
-            f(kg, &k[2..], &v);
-        }
-        Ok(())
+        self.scan_prefixed(&prefixed(*groups.start(), &[]), *groups.end(), f)
+    }
+
+    fn scan_from(
+        &self,
+        key_group: u32,
+        from: &[u8],
+        f: &mut ScanFn<'_>,
+    ) -> Result<(), StateFailure> {
+        self.scan_prefixed(&prefixed(key_group, from), key_group, f)
+    }
+
+    fn get(&self, key_group: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StateFailure> {
+        self.db
+            .get(prefixed(key_group, key))
+            .map_err(|e| failure(StateError::rocks(&self.path, e)))
     }
 }
 
@@ -149,7 +212,8 @@ mod tests {
         s.commit().unwrap();
         let mut seen = Vec::new();
         s.scan(5..=100, &mut |kg, k, _| {
-            seen.push((kg, String::from_utf8_lossy(k).into_owned()))
+            seen.push((kg, String::from_utf8_lossy(k).into_owned()));
+            true
         })
         .unwrap();
         assert_eq!(seen, vec![(5, "a".to_string()), (5, "k5".to_string())]);
@@ -165,6 +229,7 @@ mod tests {
         copy.scan(0..=127, &mut |_, k, _| {
             assert_ne!(k, b"after", "the checkpoint does not see later writes");
             n += 1;
+            true
         })
         .unwrap();
         assert_eq!(n, 4);

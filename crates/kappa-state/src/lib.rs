@@ -7,7 +7,7 @@ mod location;
 mod snapshot;
 mod wire;
 
-pub use backend::{LocalFile, RocksState};
+pub use backend::{LocalFile, RocksState, StateSize};
 pub use error::StateError;
 pub use location::Location;
 pub use snapshot::{StateHandle, StoredFile, Uploaded, Uploader, download};

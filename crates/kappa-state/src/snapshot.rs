@@ -242,7 +242,11 @@ mod tests {
             .unwrap();
         let back = RocksState::open(&restored).unwrap();
         let mut n = 0;
-        back.scan(0..=127, &mut |_, _, _| n += 1).unwrap();
+        back.scan(0..=127, &mut |_, _, _| {
+            n += 1;
+            true
+        })
+        .unwrap();
         assert_eq!(n, 1001);
 
         let mut broken = second.handle.clone();

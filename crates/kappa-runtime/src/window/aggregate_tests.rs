@@ -65,7 +65,7 @@ fn operator(
         output_schema: Arc::new(Schema::new(fields)),
         late_output: None,
     };
-    WindowOperator::new(&plan, 128, charge).unwrap()
+    WindowOperator::new(&plan, 128, charge, None).unwrap()
 }
 
 fn unlimited(assigner: WindowAssigner) -> WindowOperator {

@@ -17,9 +17,11 @@ pub use accumulator::Accumulator;
 /// source accepts: beyond it a record is bad (its source's `on_error` applies), so window
 /// arithmetic with durations of up to 100 years stays far from the ends of i64.
 pub const MAX_EVENT_TIME_MS: i64 = i64::MAX / 4;
-pub use operator::{WindowOperator, event_times};
+pub use operator::{SpillStats, WindowOperator, event_times};
 
 #[cfg(test)]
 mod aggregate_tests;
+#[cfg(test)]
+mod spill_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -4,7 +4,8 @@
 //! the subtask with a [`TaskError::Data`] naming the value. Every group is charged to the
 //! job's [`StateBudget`](crate::budget::StateBudget), and so is what its aggregates hold as
 //! they grow (distinct sets, sketches, first and last values); beyond it the subtask fails
-//! too.
+//! too — unless the operator spills (`spill.rs`): then the groups in memory are a cache of
+//! its RocksDB state, and a refused charge evicts cold groups to disk instead.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -21,9 +22,14 @@ use super::assign::{Described, Windows};
 use crate::budget::{OverBudget, StateCharge};
 use crate::error::{TaskError, eval_error};
 use crate::keyed::KeyEncoder;
+use crate::state::KeyedState;
 use crate::steps::evaluate;
 
 mod saving;
+mod spill;
+
+use spill::Spill;
+pub use spill::SpillStats;
 
 #[derive(Debug, Clone)]
 struct Group {
@@ -38,6 +44,10 @@ struct Group {
     stored: Option<Box<[u8]>>,
     /// Heap bytes of its aggregates charged to the budget (beyond [`ACCUMULATOR_SLOT`]).
     heap: u64,
+    /// Holds a group (its slot is not free).
+    live: bool,
+    /// Used since the eviction clock last passed it.
+    touched: bool,
 }
 
 /// One input row as the aggregates take it.
@@ -100,13 +110,25 @@ pub struct WindowOperator {
     /// Late rows of the batch being processed, with the window each missed.
     late_rows: Vec<(u32, i64, i64)>,
     late_batch: Option<RecordBatch>,
+    /// With the RocksDB backend: where groups that do not fit in memory go.
+    spill: Option<Spill>,
 }
 
 impl WindowOperator {
+    /// Whether a window of `plan` can keep state larger than memory (all but session
+    /// windows, whose sessions of a key merge in memory).
+    pub fn spills(plan: &WindowPlan) -> bool {
+        !matches!(plan.assigner, WindowAssigner::Session { .. })
+    }
+
+    /// A window operator charging its groups to `charge`; with `store` (only when
+    /// [`WindowOperator::spills`]) a cache of that store, which must be the database its
+    /// snapshots are written to.
     pub fn new(
         plan: &WindowPlan,
         max_parallelism: u32,
         charge: StateCharge,
+        store: Option<Box<dyn KeyedState>>,
     ) -> Result<Self, TaskError> {
         Ok(Self {
             uid: plan.uid.clone(),
@@ -140,6 +162,7 @@ impl WindowOperator {
             late_output: plan.late_output.is_some(),
             late_rows: Vec::new(),
             late_batch: None,
+            spill: store.filter(|_| Self::spills(plan)).map(Spill::new),
         })
     }
 
@@ -345,12 +368,33 @@ impl WindowOperator {
         ))
     }
 
+    /// Charges `bytes` more: beyond the limit, a spilling operator evicts groups other than
+    /// `keep` (and takes the bytes anyway if that is not enough); any other fails with what
+    /// `when` says happened.
+    fn grow(
+        &mut self,
+        bytes: u64,
+        keep: Option<u32>,
+        when: impl FnOnce(&Self) -> String,
+    ) -> Result<(), TaskError> {
+        match self.charge.grow(bytes) {
+            Ok(()) => Ok(()),
+            Err(e) if self.spill.is_none() => Err(self.over_budget(e, &when(self))),
+            Err(_) => {
+                self.make_room(keep)?;
+                if self.charge.grow(bytes).is_err() {
+                    self.charge.force(bytes);
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn new_group(&mut self, key: &[u8], start: i64, end: i64) -> Result<u32, TaskError> {
         let bytes = self.group_bytes(key.len());
-        if let Err(e) = self.charge.grow(bytes) {
-            let when = format!("a window of key {} opens", self.keys.describe(key));
-            return Err(self.over_budget(e, &when));
-        }
+        self.grow(bytes, None, |w| {
+            format!("a window of key {} opens", w.keys.describe(key))
+        })?;
         let group = Group {
             key: key.into(),
             start,
@@ -359,6 +403,8 @@ impl WindowOperator {
             retained: false,
             stored: None,
             heap: 0,
+            live: true,
+            touched: true,
         };
         Ok(match self.free.pop() {
             Some(g) => {
@@ -380,16 +426,15 @@ impl WindowOperator {
         let now: u64 = self.accs.iter().map(|a| a.heap(g as usize)).sum();
         let held = self.groups[g as usize].heap;
         if now > held {
-            if let Err(e) = self.charge.grow(now - held) {
-                let group = &self.groups[g as usize];
-                let when = format!(
+            self.grow(now - held, Some(g), |w| {
+                let group = &w.groups[g as usize];
+                format!(
                     "the aggregates of its window [{}, {}) of key {} grow",
                     group.start,
                     group.end,
-                    self.keys.describe(&group.key)
-                );
-                return Err(self.over_budget(e, &when));
-            }
+                    w.keys.describe(&group.key)
+                )
+            })?;
         } else {
             self.charge.shrink(held - now);
         }
@@ -406,6 +451,7 @@ impl WindowOperator {
         self.recharge(g)?;
         self.dirty.insert(g);
         let group = &mut self.groups[g as usize];
+        group.touched = true;
         if !group.pending {
             group.pending = true;
             self.timers.insert((group.end, g));
@@ -423,12 +469,12 @@ impl WindowOperator {
         if self.is_late(end) {
             return Ok(false);
         }
-        let g = match self.index.get(&GroupRef(key, start)) {
-            Some(&g) if matches!(self.assigner, WindowAssigner::Global { .. }) => {
+        let g = match self.find(key, start)? {
+            Some(g) if matches!(self.assigner, WindowAssigner::Global { .. }) => {
                 self.extend_global(g, end);
                 g
             }
-            Some(&g) => g,
+            Some(g) => g,
             None => {
                 let g = self.new_group(key, start, end)?;
                 self.index.insert((key.into(), start), g);
@@ -494,8 +540,21 @@ impl WindowOperator {
         Ok(true)
     }
 
-    /// Frees a group slot and forgets its timers and index entries.
+    /// Frees a group slot and deletes its state.
     fn release(&mut self, g: u32) {
+        if let Some(stored) = self.groups[g as usize].stored.take() {
+            let kg = key_group_of(&self.groups[g as usize].key, self.max_parallelism);
+            match &mut self.spill {
+                // Deleted now: a later miss of the same window must not read it back.
+                Some(spill) => spill.delete(kg, &stored),
+                None => self.tombstones.push((kg, stored)),
+            }
+        }
+        self.forget(g);
+    }
+
+    /// Frees a group slot and forgets its timers and index entries (what is stored stays).
+    fn forget(&mut self, g: u32) {
         let group = &self.groups[g as usize];
         if group.pending {
             self.timers.remove(&(group.end, g));
@@ -518,33 +577,47 @@ impl WindowOperator {
                 self.index.remove(&GroupRef(&group.key, group.start));
             }
         }
-        let kg = key_group_of(&group.key, self.max_parallelism);
         let bytes = self.group_bytes(group.key.len()) + group.heap;
         self.charge.shrink(bytes);
-        if let Some(stored) = self.groups[g as usize].stored.take() {
-            self.tombstones.push((kg, stored));
-        }
+        self.groups[g as usize].live = false;
+        self.groups[g as usize].stored = None;
         self.dirty.remove(&g);
         self.accs.iter_mut().for_each(|a| a.reset(g as usize));
         self.free.push(g);
     }
 
-    /// Moves the event-time clock; returns the windows that fired.
+    /// Moves the event-time clock; returns the windows that fired. Spilled groups that are
+    /// due come back into memory a chunk at a time, each chunk fired before the next.
     pub fn advance(&mut self, watermark: i64) -> Result<Option<RecordBatch>, TaskError> {
         if watermark <= self.watermark {
             return Ok(None);
         }
         self.watermark = watermark;
-        let fired = self.fire_ready()?;
-        while let Some(&(t, g)) = self.cleanup.first() {
-            if t > self.watermark {
+        let mut fired = Vec::new();
+        loop {
+            let more = self.load_due()?;
+            fired.extend(self.fire_ready()?);
+            while let Some(&(t, g)) = self.cleanup.first() {
+                if t > self.watermark {
+                    break;
+                }
+                self.cleanup.pop_first();
+                self.groups[g as usize].retained = false;
+                self.release(g);
+            }
+            if !more {
                 break;
             }
-            self.cleanup.pop_first();
-            self.groups[g as usize].retained = false;
-            self.release(g);
         }
-        Ok(fired)
+        if let Some(spill) = &mut self.spill {
+            spill.commit().map_err(spill::io)?;
+        }
+        match fired.len() {
+            0 | 1 => Ok(fired.pop()),
+            _ => arrow::compute::concat_batches(&Arc::clone(&self.output_schema), &fired)
+                .map(Some)
+                .map_err(|e| eval_error("joining fired windows", e)),
+        }
     }
 
     fn fire_ready(&mut self) -> Result<Option<RecordBatch>, TaskError> {

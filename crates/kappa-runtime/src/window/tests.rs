@@ -33,6 +33,16 @@ fn operator_charged(
     lateness: i64,
     charge: crate::budget::StateCharge,
 ) -> WindowOperator {
+    operator_with(assigner, lateness, charge, None)
+}
+
+/// A window operator counting and summing `v` per item, spilling to `store` if given.
+pub(super) fn operator_with(
+    assigner: WindowAssigner,
+    lateness: i64,
+    charge: crate::budget::StateCharge,
+    store: Option<Box<dyn crate::state::KeyedState>>,
+) -> WindowOperator {
     let s = input_schema();
     let out = Arc::new(Schema::new(vec![
         Field::new("item_id", DataType::Utf8, false),
@@ -54,10 +64,10 @@ fn operator_charged(
         output_schema: out,
         late_output: None,
     };
-    WindowOperator::new(&plan, 128, charge).unwrap()
+    WindowOperator::new(&plan, 128, charge, store).unwrap()
 }
 
-fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
+pub(super) fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
     let ts =
         arrow::array::TimestampMillisecondArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>());
     RecordBatch::try_new(
@@ -76,9 +86,9 @@ fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
 }
 
 /// (item, start, end) → (count, sum)
-type Results = BTreeMap<(String, i64, i64), (i64, i64)>;
+pub(super) type Results = BTreeMap<(String, i64, i64), (i64, i64)>;
 
-fn collect(into: &mut Results, out: Option<RecordBatch>) {
+pub(super) fn collect(into: &mut Results, out: Option<RecordBatch>) {
     let Some(b) = out else { return };
     let item = b.column(0).as_string::<i32>();
     let col = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
@@ -372,7 +382,7 @@ fn snapshots_restore_the_same_windows_and_split_by_key_group() {
     }
 }
 
-fn refs(r: &[(String, i64, i64)]) -> Vec<(&str, i64, i64)> {
+pub(super) fn refs(r: &[(String, i64, i64)]) -> Vec<(&str, i64, i64)> {
     r.iter().map(|(k, t, v)| (k.as_str(), *t, *v)).collect()
 }
 
