@@ -96,8 +96,10 @@ pub struct JobPlan {
     /// Periodic checkpoints as the job file asks for them (the cluster resolves defaults).
     pub checkpoints: Checkpointing,
     /// `[limits] state_memory`: the most window state, in bytes, the job may hold in one
-    /// taskmanager; None: the cluster's default.
+    /// taskmanager's memory; None: the cluster's default.
     pub state_limit: Option<u64>,
+    /// Where its keyed state lives.
+    pub state_backend: crate::spec::StateBackend,
 }
 
 #[derive(Debug, Clone)]
@@ -621,6 +623,7 @@ impl Planner<'_> {
             restart,
             checkpoints,
             state_limit: state_limit.map(|l| l.get_ref().0),
+            state_backend: spec.state_backend,
         })
     }
 

@@ -42,6 +42,9 @@ pub struct JobSpec {
     pub restart: Option<RestartSpec>,
     pub checkpoints: Option<CheckpointSpec>,
     pub limits: Option<LimitsSpec>,
+    /// Where keyed state lives (default `rocksdb`).
+    #[serde(default)]
+    pub state_backend: StateBackend,
     /// The job's logic in SQL (instead of `steps` and `window`): views and `INSERT INTO`
     /// a sink, in order.
     #[serde(default)]
@@ -76,6 +79,19 @@ pub struct LimitsSpec {
     /// "2GiB" (default: the jobmanager's `--job-state-limit`). Beyond it the job fails with
     /// the reason instead of the process running out of memory.
     pub state_memory: Option<Spanned<HumanSize>>,
+}
+
+/// Where a job's keyed state lives (Flink's state backends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackend {
+    /// Windows keep a cache in memory (`[limits] state_memory` and the taskmanager's
+    /// `--state-memory`) and the rest in RocksDB on local disk: state may outgrow memory.
+    #[default]
+    Rocksdb,
+    /// Everything in memory (faster for small state); a job beyond `[limits] state_memory`
+    /// fails with the reason.
+    Heap,
 }
 
 /// Periodic checkpoints of the job (they need a checkpoint directory on the cluster). Without

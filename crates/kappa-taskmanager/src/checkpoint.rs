@@ -156,40 +156,52 @@ impl SinkLog {
     }
 }
 
-/// The local state of one keyed operator and its uploads.
-pub struct KeyedOperatorState {
-    uid: String,
+/// The local database of one keyed operator instance.
+pub struct LocalState {
     /// `{vertex}-{position}-{subtask}`: unique among the attempt's operator instances.
     name: String,
     /// Its local folder (the database and the checkpoints taken of it).
     dir: PathBuf,
-    state: RocksState,
-    uploader: Arc<AsyncMutex<Uploader>>,
+    pub db: RocksState,
 }
 
-impl KeyedOperatorState {
-    /// Opens the local database of operator `position` of the chain of (`vertex`, `subtask`).
+impl LocalState {
+    /// Opens the local database of operator `position` of the chain of (`vertex`, `subtask`)
+    /// in the attempt's directory `local`.
     pub fn open(
-        ctx: &CheckpointContext,
-        uid: &str,
+        local: &std::path::Path,
         vertex: u32,
         position: usize,
         subtask: u32,
     ) -> Result<Self, TaskError> {
         let name = format!("{vertex}-{position}-{subtask}");
-        let dir = ctx.local.join(format!("op-{name}"));
-        let state = RocksState::open(&dir.join("db")).map_err(|e| TaskError::Io(e.to_string()))?;
+        let dir = local.join(format!("op-{name}"));
+        let db = RocksState::open(&dir.join("db")).map_err(|e| TaskError::Io(e.to_string()))?;
+        Ok(Self { name, dir, db })
+    }
+}
+
+/// The local state of one keyed operator and its uploads.
+pub struct KeyedOperatorState {
+    uid: String,
+    local: LocalState,
+    uploader: Arc<AsyncMutex<Uploader>>,
+}
+
+impl KeyedOperatorState {
+    /// The checkpoints of operator `uid`, taken of `local`.
+    fn new(ctx: &CheckpointContext, uid: &str, local: LocalState) -> Self {
         // SST names are unique within one database only: each has its own folder.
-        let shared =
-            ctx.location
-                .child(&[&ctx.job_id, "shared", &format!("{}-{name}", ctx.attempt)]);
-        Ok(Self {
+        let shared = ctx.location.child(&[
+            &ctx.job_id,
+            "shared",
+            &format!("{}-{}", ctx.attempt, local.name),
+        ]);
+        Self {
             uid: uid.to_string(),
-            name,
-            dir,
-            state,
+            local,
             uploader: Arc::new(AsyncMutex::new(Uploader::new(ctx.location.clone(), shared))),
-        })
+        }
     }
 }
 
@@ -217,7 +229,7 @@ type Upload<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, St
 impl CheckpointHook for SubtaskCheckpoints {
     fn state(&mut self, op: usize) -> Option<&mut dyn KeyedState> {
         match self.parts.get_mut(op)? {
-            OperatorPart::Keyed(k) => Some(&mut k.state),
+            OperatorPart::Keyed(k) => Some(&mut k.local.db),
             _ => None,
         }
     }
@@ -253,15 +265,16 @@ impl CheckpointHook for SubtaskCheckpoints {
                     sinks.push(Box::pin(log.upload(&self.ctx, self.subtask, n)));
                 }
                 OperatorPart::Keyed(k) => {
-                    let dir = k.dir.join(format!("chk-{n}"));
+                    let dir = k.local.dir.join(format!("chk-{n}"));
                     let files = k
-                        .state
+                        .local
+                        .db
                         .checkpoint(&dir)
                         .map_err(|e| TaskError::Io(format!("checkpoint {n}: {e}")))?;
                     let private = self.ctx.location.child(&[
                         &self.ctx.job_id,
                         &format!("chk-{n}"),
-                        &format!("op-{}", k.name),
+                        &format!("op-{}", k.local.name),
                     ]);
                     let (uploader, uid) = (Arc::clone(&k.uploader), k.uid.clone());
                     states.push(Box::pin(async move {
@@ -354,18 +367,17 @@ pub fn pending_commits(
 
 /// The checkpoint part of keyed operator `op` (operator `position` of `vertex`'s chain,
 /// subtask `subtask`): with checkpoints, the key groups `range` of the snapshots in
-/// `restores` that belong to it loaded into it, and a local state of its own; without,
+/// `restores` that belong to it loaded into it, and its local `state` checkpointed; without,
 /// nothing.
 pub fn keyed_part(
     ctx: Option<&CheckpointContext>,
-    vertex: &Vertex,
-    position: usize,
-    subtask: u32,
+    (vertex, position, subtask): (&Vertex, usize, u32),
     restores: &[RestoreState],
     op: &mut dyn Operator,
     range: std::ops::RangeInclusive<u32>,
+    state: Option<LocalState>,
 ) -> Result<OperatorPart, TaskError> {
-    let Some(ctx) = ctx else {
+    let (Some(ctx), Some(local)) = (ctx, state) else {
         return Ok(OperatorPart::Stateless);
     };
     let Some(me) = vertex.chain.get(position).filter(|me| me.kind.is_keyed()) else {
@@ -418,6 +430,7 @@ pub fn keyed_part(
     if !restores.is_empty() {
         tracing::info!(vertex = vertex.id, uid = %me.uid, subtask, entries = restored, "operator state restored");
     }
-    let state = KeyedOperatorState::open(ctx, &me.uid, vertex.id, position, subtask)?;
-    Ok(OperatorPart::Keyed(Box::new(state)))
+    Ok(OperatorPart::Keyed(Box::new(KeyedOperatorState::new(
+        ctx, &me.uid, local,
+    ))))
 }

@@ -13,6 +13,7 @@ use kappa_connectors::{open_sink, open_source, sink_writer_id};
 use kappa_job::confine::names;
 use kappa_job::graph::{OperatorKind, Partitioning, PhysicalGraph, Route, Vertex};
 use kappa_job::keygroup::key_group_range;
+use kappa_job::spec::StateBackend;
 use kappa_job::{JobPlan, Overrides, plan_job};
 use kappa_proto::v1::partition_start::Start;
 use kappa_proto::v1::source_splits::Splits;
@@ -31,13 +32,15 @@ use kappa_runtime::operators::{
     Ranking, SinkOperator, SourceOperator, StepsOperator, WindowedAggregate,
 };
 use kappa_runtime::rank::RankOperator;
+use kappa_runtime::state::KeyedState;
 use kappa_runtime::subtask::{CheckpointHook, Head, Subtask, TaskEnd, Trigger};
 use kappa_runtime::window::WindowOperator;
 use kappa_state::{Location, file_from_proto, nexmark_from_proto};
 use tonic::Status;
 
 use crate::checkpoint::{
-    CheckpointContext, OperatorPart, SinkLog, SubtaskCheckpoints, keyed_part, pending_commits,
+    CheckpointContext, LocalState, OperatorPart, SinkLog, SubtaskCheckpoints, keyed_part,
+    pending_commits,
 };
 use crate::exchange::RemoteSender;
 use crate::registration::{ToJobManager, to_proto};
@@ -238,18 +241,19 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
     }
     let cancel = Arc::new(AtomicBool::new(false));
     let budget = StateBudget::new((req.state_limit_bytes > 0).then_some(req.state_limit_bytes));
+    // The attempt's local state: spilled windows, and the databases checkpoints are taken of.
+    let local = shared.state_dir.join(format!("{}-{}", key.0, key.1));
     let checkpointing = if req.checkpoint_location.is_empty() {
         None
     } else {
         let location = Location::parse(&req.checkpoint_location)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let local = shared.state_dir.join(format!("{}-{}", key.0, key.1));
         Some(Arc::new(CheckpointContext {
             shared: Arc::clone(shared),
             location,
             job_id: key.0.clone(),
             attempt: key.1,
-            local,
+            local: local.clone(),
         }))
     };
     let mut prepared = Vec::new();
@@ -401,7 +405,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         checkpoint_completions,
         subtasks,
         running: AtomicUsize::new(req.tasks.len()),
-        local_state: checkpointing.as_ref().map(|c| c.local.clone()),
+        local_state: local.clone(),
     });
     {
         // Under the lock a cancel takes first: a cancel either sees the attempt or leaves
@@ -437,7 +441,9 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             attempt: key.clone(),
             cancel: Arc::clone(&cancel),
             ctx: checkpointing.clone(),
+            local: local.clone(),
             budget: Arc::clone(&budget),
+            cache: Arc::clone(&shared.state_cache),
             confinement: shared.confinement.clone(),
             prepared: p,
         };
@@ -453,26 +459,43 @@ struct SubtaskRun {
     attempt: AttemptKey,
     cancel: Arc<AtomicBool>,
     ctx: Option<Arc<CheckpointContext>>,
+    /// The attempt's local state directory.
+    local: std::path::PathBuf,
     /// The job's state limit in this taskmanager, shared by the attempt's subtasks here.
     budget: Arc<StateBudget>,
+    /// The taskmanager's memory for cached state, shared by every job here.
+    cache: Arc<StateBudget>,
     /// What the job's connectors may touch here.
     confinement: Confinement,
     prepared: Prepared,
 }
 
-/// The keyed operator `kind` of `plan`, charged to `budget`.
+/// Whether the keyed operator `kind` of `plan` keeps its state in RocksDB with a cache in
+/// memory (the RocksDB backend, for the operators that can).
+fn spills(plan: &JobPlan, kind: OperatorKind) -> bool {
+    plan.state_backend == StateBackend::Rocksdb
+        && matches!(kind, OperatorKind::Window(w) if plan.windows.get(w).is_some_and(WindowOperator::spills))
+}
+
+/// The keyed operator `kind` of `plan`, charged to `budget` (and its cache, if it spills to
+/// `store`, to the taskmanager's `cache` too).
 fn keyed_operator(
     plan: &JobPlan,
     kind: OperatorKind,
-    budget: &Arc<StateBudget>,
+    (budget, cache): (&Arc<StateBudget>, &Arc<StateBudget>),
+    store: Option<Box<dyn KeyedState>>,
     metrics: Arc<SubtaskMetrics>,
 ) -> Result<Box<dyn Operator>, TaskError> {
     let missing = || TaskError::Data(format!("the plan has no {kind:?}"));
     Ok(match kind {
         OperatorKind::Window(w) => {
             let window = plan.windows.get(w).ok_or_else(missing)?;
+            let charge = match store {
+                Some(_) => budget.cache_charge(cache),
+                None => budget.charge(),
+            };
             Box::new(WindowedAggregate::new(
-                WindowOperator::new(window, plan.max_parallelism, budget.charge())?,
+                WindowOperator::new(window, plan.max_parallelism, charge, store)?,
                 metrics,
             ))
         }
@@ -504,7 +527,9 @@ impl SubtaskRun {
             attempt: (job_id, attempt),
             cancel,
             ctx,
+            local,
             budget,
+            cache,
             confinement,
             prepared: p,
         } = self;
@@ -520,8 +545,9 @@ impl SubtaskRun {
             let metrics = Arc::clone(&p.metrics);
             // A keyed operator's checkpoint part, its state restored.
             let restores = &p.deployment.restore;
-            let keyed = |op: &mut dyn Operator| {
-                keyed_part(ctx.as_deref(), vertex, pos, i, restores, op, range.clone())
+            let keyed = |op: &mut dyn Operator, state| {
+                let at = (vertex, pos, i);
+                keyed_part(ctx.as_deref(), at, restores, op, range.clone(), state)
             };
             let (boxed, part): (Box<dyn Operator>, OperatorPart) = match op.kind {
                 OperatorKind::Source(s) => {
@@ -563,8 +589,18 @@ impl SubtaskRun {
                 }
                 kind
                 @ (OperatorKind::Window(_) | OperatorKind::Join(_) | OperatorKind::Rank(_)) => {
-                    let mut agg = keyed_operator(&plan, kind, &budget, metrics)?;
-                    let part = keyed(agg.as_mut())?;
+                    // Its local database: what it spills to, what its checkpoints are taken of.
+                    let spills = spills(&plan, kind);
+                    let state = match spills || ctx.is_some() {
+                        true => Some(LocalState::open(&local, vertex_id, pos, i)?),
+                        false => None,
+                    };
+                    let store = match (&state, spills) {
+                        (Some(s), true) => Some(Box::new(s.db.handle()) as Box<dyn KeyedState>),
+                        _ => None,
+                    };
+                    let mut agg = keyed_operator(&plan, kind, (&budget, &cache), store, metrics)?;
+                    let part = keyed(agg.as_mut(), state)?;
                     (agg, part)
                 }
                 OperatorKind::Sink(k) => {

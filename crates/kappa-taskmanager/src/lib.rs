@@ -60,6 +60,9 @@ pub struct TaskManagerConfig {
     pub jobmanager: String,
     /// Where subtasks keep their local state (RocksDB); emptied at start.
     pub state_dir: std::path::PathBuf,
+    /// Memory for the cached keyed state of jobs with the RocksDB backend, shared by every
+    /// job here (None: no limit).
+    pub state_memory: Option<u64>,
     /// What its jobs may touch (file paths, savepoint locations, PostgreSQL hosts), checked
     /// here whatever the jobmanager checked.
     pub confinement: kappa_connectors::confine::Confinement,
@@ -103,6 +106,7 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
         slots: config.slots,
         address: address.clone(),
         state_dir: config.state_dir.clone(),
+        state_cache: kappa_runtime::budget::StateBudget::new(config.state_memory),
         confinement: config.confinement.clone(),
         attempts: Mutex::new(HashMap::new()),
         cancelled: Mutex::default(),

@@ -72,8 +72,8 @@ pub struct LocalAttempt {
     pub subtasks: Vec<LocalSubtask>,
     /// Subtask threads still running.
     pub running: AtomicUsize,
-    /// Local working directory of checkpointed state, removed when the attempt ends.
-    pub local_state: Option<std::path::PathBuf>,
+    /// Local working directory of its state, removed when the attempt ends.
+    pub local_state: std::path::PathBuf,
 }
 
 /// State shared by the services and task threads of a taskmanager.
@@ -84,6 +84,8 @@ pub struct Shared {
     pub address: String,
     /// Local working directory of subtask state.
     pub state_dir: std::path::PathBuf,
+    /// The memory every job's cached keyed state here shares (spilling windows).
+    pub state_cache: Arc<kappa_runtime::budget::StateBudget>,
     /// What jobs may touch here, checked whatever the jobmanager checked.
     pub confinement: kappa_connectors::confine::Confinement,
     pub attempts: Mutex<HashMap<AttemptKey, Arc<LocalAttempt>>>,
@@ -187,9 +189,7 @@ impl Shared {
         if let Some(a) = attempts.get(key)
             && a.running.fetch_sub(1, Ordering::SeqCst) == 1
         {
-            if let Some(dir) = &a.local_state {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+            let _ = std::fs::remove_dir_all(&a.local_state);
             attempts.remove(key);
         }
     }

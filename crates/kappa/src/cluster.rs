@@ -256,9 +256,16 @@ pub struct TaskManagerArgs {
     /// system's temporary directory); emptied at start.
     #[arg(long, env = "KAPPA_STATE_DIR")]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Memory for the cached keyed state of every job here with the RocksDB state backend
+    /// (windows beyond it spill to the state directory); `off`: no limit.
+    #[arg(long, env = "KAPPA_STATE_MEMORY", default_value = DEFAULT_STATE_MEMORY, value_parser = size_or_off)]
+    pub state_memory: SizeOrOff,
     #[command(flatten)]
     pub confine: ConfineArgs,
 }
+
+/// The default of `--state-memory`.
+const DEFAULT_STATE_MEMORY: &str = "512MiB";
 
 impl TaskManagerArgs {
     /// The taskmanager's settings, with mutual TLS when `tls` is given (its id is then the
@@ -305,6 +312,7 @@ impl TaskManagerArgs {
             state_dir: self.state_dir.clone().unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("kappa-state-{}", std::process::id()))
             }),
+            state_memory: self.state_memory.0,
         })
     }
 }
@@ -320,6 +328,10 @@ pub struct LocalArgs {
     /// Directory for subtasks' local state (default: under the system's temporary directory).
     #[arg(long, env = "KAPPA_STATE_DIR")]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Memory for the cached keyed state of jobs with the RocksDB state backend (see
+    /// `kappa taskmanager --state-memory`).
+    #[arg(long, env = "KAPPA_STATE_MEMORY", default_value = DEFAULT_STATE_MEMORY, value_parser = size_or_off)]
+    pub state_memory: SizeOrOff,
 }
 
 /// A jobmanager and a taskmanager in this process.
@@ -349,6 +361,7 @@ pub async fn start_local(args: &LocalArgs) -> anyhow::Result<LocalCluster> {
         advertised_host: None,
         id: Some("local".into()),
         state_dir: args.state_dir.clone(),
+        state_memory: args.state_memory,
         confine: jobmanager.confine.clone(),
     };
     let taskmanager = kappa_taskmanager::start(tm.config(None)?).await?;

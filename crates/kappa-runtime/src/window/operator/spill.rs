@@ -218,6 +218,9 @@ impl WindowOperator {
             spill.add_timer(due, kg, &skey);
         }
         spill.staged = true;
+        if !spill.evicted {
+            tracing::info!(window = %self.uid, held = self.charge.held(), "window state beyond its memory: evicting to local disk");
+        }
         spill.evicted = true;
         spill.stats.evictions += 1;
         self.spill = Some(spill);
