@@ -200,6 +200,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handles_share_the_database_and_stage_their_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = RocksState::open(&dir.path().join("db")).unwrap();
+        let mut b = a.handle();
+        a.put(3, b"k1", b"a");
+        b.put(3, b"k2", b"b");
+        b.put(4, b"k0", b"c");
+        assert_eq!(b.get(3, b"k2").unwrap(), None, "staged writes are not read");
+        b.commit().unwrap();
+        assert_eq!(a.get(3, b"k2").unwrap().as_deref(), Some(&b"b"[..]));
+        assert_eq!(
+            a.get(3, b"k1").unwrap(),
+            None,
+            "a's writes wait for a's commit"
+        );
+        a.commit().unwrap();
+        let mut seen = Vec::new();
+        a.scan_from(3, b"k2", &mut |kg, k, _| {
+            seen.push((kg, k.to_vec()));
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![(3, b"k2".to_vec())],
+            "from k2, within key group 3"
+        );
+        let mut first = Vec::new();
+        a.scan(0..=10, &mut |kg, k, _| {
+            first.push((kg, k.to_vec()));
+            false
+        })
+        .unwrap();
+        assert_eq!(first, vec![(3, b"k1".to_vec())], "a scan stops when told");
+        assert!(a.size().memtable_bytes > 0);
+    }
+
+    #[test]
     fn key_groups_scan_as_ranges_and_checkpoints_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RocksState::open(&dir.path().join("db")).unwrap();

@@ -129,7 +129,12 @@ impl Uploader {
     }
 }
 
-/// Downloads a snapshot into `dir` (created), ready to open as a RocksDB database.
+/// Files of a snapshot downloaded at a time: a restore of large state is bound by the
+/// store's latency per object, not by one connection's bandwidth.
+const PARALLEL_DOWNLOADS: usize = 4;
+
+/// Downloads the files of `handle` into `dir` (new), several at a time, checking each one's
+/// size and checksum, so that `dir` can be opened as a RocksDB database.
 pub async fn download(
     location: &Location,
     handle: &StateHandle,
@@ -139,41 +144,60 @@ pub async fn download(
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| StateError::io(dir, e))?;
-    for f in &handle.files {
-        let object = ObjectPath::parse(&f.object).map_err(|e| StateError::store(&f.object, e))?;
-        let where_ = location.show(&object);
-        let bytes = location
-            .store
-            .get(&object)
-            .await
-            .map_err(|e| StateError::store(&where_, e))?
-            .bytes()
-            .await
-            .map_err(|e| StateError::store(&where_, e))?;
-        if bytes.len() as u64 != f.size {
-            return Err(StateError::store(
-                &where_,
-                format!(
-                    "has {} bytes, the snapshot recorded {}",
-                    bytes.len(),
-                    f.size
-                ),
-            ));
-        }
-        if let Some(expected) = f.xxh3
-            && xxh3_64(&bytes) != expected
+    let mut files = handle.files.iter().cloned();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < PARALLEL_DOWNLOADS
+            && let Some(f) = files.next()
         {
-            return Err(StateError::store(
-                &where_,
-                "does not hold the bytes the snapshot recorded (checksum mismatch): it was changed or damaged since",
-            ));
+            let path = dir.join(&f.name);
+            running.spawn(download_file(location.clone(), f, path));
         }
-        let path = dir.join(&f.name);
-        tokio::fs::write(&path, &bytes)
-            .await
-            .map_err(|e| StateError::io(&path, e))?;
+        match running.join_next().await {
+            None => return Ok(()),
+            Some(Ok(done)) => done?,
+            Some(Err(e)) => return Err(StateError::io(dir, std::io::Error::other(e))),
+        }
     }
-    Ok(())
+}
+
+/// Downloads one file of a snapshot to `path`, checking its size and checksum.
+async fn download_file(
+    location: Location,
+    f: StoredFile,
+    path: std::path::PathBuf,
+) -> Result<(), StateError> {
+    let object = ObjectPath::parse(&f.object).map_err(|e| StateError::store(&f.object, e))?;
+    let where_ = location.show(&object);
+    let bytes = location
+        .store
+        .get(&object)
+        .await
+        .map_err(|e| StateError::store(&where_, e))?
+        .bytes()
+        .await
+        .map_err(|e| StateError::store(&where_, e))?;
+    if bytes.len() as u64 != f.size {
+        return Err(StateError::store(
+            &where_,
+            format!(
+                "has {} bytes, the snapshot recorded {}",
+                bytes.len(),
+                f.size
+            ),
+        ));
+    }
+    if let Some(expected) = f.xxh3
+        && xxh3_64(&bytes) != expected
+    {
+        return Err(StateError::store(
+            &where_,
+            "does not hold the bytes the snapshot recorded (checksum mismatch): it was changed or damaged since",
+        ));
+    }
+    tokio::fs::write(&path, &bytes)
+        .await
+        .map_err(|e| StateError::io(&path, e))
 }
 
 #[cfg(test)]
