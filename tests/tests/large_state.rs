@@ -1,7 +1,8 @@
 //! State many times the memory it may take: the hourly windows of the reference job over
 //! far more items than fit in the taskmanagers' `--state-memory` evict to RocksDB on local
 //! disk and are read back, and the results stay exact across a kill -9 of a taskmanager
-//! (checkpoints of the spilled state restored on the other); the heap backend with the same
+//! (checkpoints of the spilled state restored on the other); a subtask restarted on its own
+//! taskmanager restores from the local copy of its checkpoint; the heap backend with the same
 //! limit fails with the reason.
 
 use std::time::Duration;
@@ -10,7 +11,8 @@ use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::recovery::{RECOVERY, first_checkpoint, kill_a_taskmanager};
 use kappa_integration_tests::reference::{
-    START, clicks, closing, hourly_counts, latest_per_key, spread,
+    START, checkpointed_file_job, clicks, closing, failing_after_first_checkpoint, finish_restored,
+    hourly_counts, json_lines, latest_per_key, part_file_counts, spread,
 };
 use kappa_integration_tests::reference_job;
 
@@ -67,6 +69,32 @@ fn windows_beyond_memory_spill_to_disk_and_stay_exact_across_a_kill() {
         .filter(|tm| tm.log_text().contains("window state beyond its memory"))
         .count();
     assert!(spilled > 0, "no taskmanager evicted window state to disk");
+}
+
+#[test]
+fn a_subtask_restarted_on_its_taskmanager_restores_from_the_local_copy_of_its_checkpoint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("clicks.jsonl");
+    let data = clicks(120_000, 75, START, 4, 1_000_000);
+    std::fs::write(&input, json_lines(&data)).expect("input");
+    let (cluster, tm) = failing_after_first_checkpoint(dir.path());
+    let output = dir.path().join("results");
+    let job = checkpointed_file_job(&input, &output, r#"{ click_count = "count(*)" }"#)
+        + &format!("\n[limits]\nstate_memory = \"{STATE_MEMORY}\"\n");
+    let id = finish_restored(&cluster, &job);
+    let (rows, got) = part_file_counts(&output);
+    let expected = hourly_counts(&data, |_| true);
+    assert_eq!(rows, expected.len(), "every window written once");
+    cluster.assert_results(&id, &got, &expected);
+    let log = tm.log_text();
+    assert!(
+        log.contains("from the local copy of its checkpoint"),
+        "the restore downloaded its state: {log}"
+    );
+    assert!(
+        log.contains("window state beyond its memory"),
+        "nothing was evicted"
+    );
 }
 
 #[test]

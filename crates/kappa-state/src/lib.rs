@@ -3,12 +3,14 @@
 
 mod backend;
 mod error;
+mod local_recovery;
 mod location;
 mod snapshot;
 mod wire;
 
 pub use backend::{LocalFile, RocksState, StateSize};
 pub use error::StateError;
+pub use local_recovery::LocalRecovery;
 pub use location::Location;
 pub use snapshot::{StateHandle, StoredFile, Uploaded, Uploader, download};
 pub use wire::{

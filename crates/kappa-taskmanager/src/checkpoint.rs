@@ -45,6 +45,51 @@ impl CheckpointContext {
             .map_err(|e| TaskError::Refused(e.into()))
     }
 
+    /// Keeps the local checkpoint `dir` of operator instance `name` for local recovery once
+    /// it is `uploaded`; removes it otherwise (or when it cannot be kept).
+    fn keep_locally(&self, name: &str, n: u64, dir: &std::path::Path, uploaded: bool) {
+        if uploaded {
+            let recovery = &self.shared.local_recovery;
+            match recovery.keep(&self.job_id, name, n, dir) {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(job = %self.job_id, checkpoint = n, error = %e, "not keeping a local copy of a checkpoint")
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Fills `dir` with the snapshot `handle` of `location`: from a local copy kept here if
+    /// there is one, else downloaded.
+    fn fetch(
+        &self,
+        location: &Location,
+        handle: &StateHandle,
+        dir: &std::path::Path,
+        what: &str,
+    ) -> Result<(), TaskError> {
+        match self
+            .shared
+            .local_recovery
+            .restore(&self.job_id, handle, dir)
+        {
+            Ok(Some(copy)) => {
+                tracing::info!(job = %self.job_id, copy = %copy.display(), "{what}: from the local copy of its checkpoint");
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(job = %self.job_id, error = %e, "{what}: the local copy of its checkpoint cannot be used; downloading it");
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        self.shared
+            .handle
+            .block_on(download(location, handle, dir))
+            .map_err(|e| TaskError::Io(format!("{what}: {e}")))
+    }
+
     fn ack(&self, a: CheckpointAck) {
         let _ = self.shared.reports.send(ToJobManager::Ack(a));
     }
@@ -277,9 +322,10 @@ impl CheckpointHook for SubtaskCheckpoints {
                         &format!("op-{}", k.local.name),
                     ]);
                     let (uploader, uid) = (Arc::clone(&k.uploader), k.uid.clone());
+                    let (ctx, name) = (Arc::clone(&self.ctx), k.local.name.clone());
                     states.push(Box::pin(async move {
                         let result = uploader.lock().await.upload(&dir, &files, &private).await;
-                        let _ = tokio::fs::remove_dir_all(&dir).await;
+                        ctx.keep_locally(&name, n, &dir, result.is_ok());
                         let uploaded = result.map_err(|e| e.to_string())?;
                         Ok(OperatorState {
                             uid,
@@ -418,10 +464,7 @@ pub fn keyed_part(
         let dir = ctx
             .local
             .join(format!("restore-{}-{position}-{subtask}-{k}", vertex.id));
-        ctx.shared
-            .handle
-            .block_on(download(&location, &handle, &dir))
-            .map_err(|e| TaskError::Io(format!("{what}: {e}")))?;
+        ctx.fetch(&location, &handle, &dir, &what)?;
         let state = RocksState::open(&dir).map_err(|e| TaskError::Io(format!("{what}: {e}")))?;
         restored += op.restore(&state, from..=to)?;
         drop(state);

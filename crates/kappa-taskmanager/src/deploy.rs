@@ -201,6 +201,10 @@ struct Prepared {
     edges: Vec<EdgeTargets>,
 }
 
+/// How long the local copies of checkpoints of a job that no longer runs here are kept (a
+/// restarted job comes back within its restart delay).
+const LOCAL_COPIES_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Starts the subtasks of `req` on this taskmanager.
 pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Status> {
     // The id names the attempt's local state directory.
@@ -238,6 +242,17 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
                 v.id
             )));
         }
+    }
+    // Local copies of checkpoints of jobs that stopped running here a while ago are of no use.
+    let running: std::collections::HashSet<String> = shared
+        .attempts
+        .lock()
+        .keys()
+        .map(|k| k.0.clone())
+        .chain([key.0.clone()])
+        .collect();
+    if let Err(e) = shared.local_recovery.sweep(&running, LOCAL_COPIES_KEPT_FOR) {
+        tracing::warn!(error = %e, "dropping old local copies of checkpoints");
     }
     let cancel = Arc::new(AtomicBool::new(false));
     let budget = StateBudget::new((req.state_limit_bytes > 0).then_some(req.state_limit_bytes));

@@ -107,6 +107,7 @@ pub async fn start(config: TaskManagerConfig) -> Result<TaskManagerHandle, TaskM
         address: address.clone(),
         state_dir: config.state_dir.clone(),
         state_cache: kappa_runtime::budget::StateBudget::new(config.state_memory),
+        local_recovery: kappa_state::LocalRecovery::new(config.state_dir.join(".local-recovery")),
         confinement: config.confinement.clone(),
         attempts: Mutex::new(HashMap::new()),
         cancelled: Mutex::default(),

@@ -86,6 +86,8 @@ pub struct Shared {
     pub state_dir: std::path::PathBuf,
     /// The memory every job's cached keyed state here shares (spilling windows).
     pub state_cache: Arc<kappa_runtime::budget::StateBudget>,
+    /// The latest checkpoints of the keyed operators here, kept for restores here.
+    pub local_recovery: kappa_state::LocalRecovery,
     /// What jobs may touch here, checked whatever the jobmanager checked.
     pub confinement: kappa_connectors::confine::Confinement,
     pub attempts: Mutex<HashMap<AttemptKey, Arc<LocalAttempt>>>,
