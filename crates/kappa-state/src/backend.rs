@@ -8,10 +8,17 @@ use std::sync::Arc;
 use kappa_runtime::state::{KeyedState, ScanFn, StateFailure};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
-    BlockBasedOptions, DB, Direction, IteratorMode, LogLevel, Options, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, DB, Direction, IteratorMode, LogLevel, Options, WriteBatch,
+    WriteOptions,
 };
 
 use crate::error::StateError;
+
+/// RocksDB's memtable size per database (two at most): evicted state is written here
+/// before it is flushed to an SST.
+const WRITE_BUFFER_BYTES: usize = 8 << 20;
+/// RocksDB's cache of SST blocks per database.
+const BLOCK_CACHE_BYTES: usize = 8 << 20;
 
 /// A file of a local checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +68,14 @@ impl RocksState {
         // answered by bloom filters, not by reading blocks.
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
+        let cache =
+            Cache::new_lru_cache(BLOCK_CACHE_BYTES).map_err(|e| StateError::rocks(path, e))?;
+        table.set_block_cache(&cache);
         opts.set_block_based_table_factory(&table);
+        // What RocksDB itself holds in memory per database is bounded and small: the
+        // operator's cache is where state lives in memory.
+        opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+        opts.set_max_write_buffer_number(2);
         let db = DB::open(&opts, path).map_err(|e| StateError::rocks(path, e))?;
         Ok(Self {
             db: Arc::new(db),
