@@ -12,6 +12,8 @@ mod driver;
 pub mod ha;
 pub mod job;
 mod job_text;
+mod job_view;
+pub mod latency;
 mod lifecycle;
 mod metadata_check;
 mod prom;

@@ -1,5 +1,6 @@
 //! A sink as the end of a chain: writes what it receives, prepares its output at each
-//! barrier, commits it when the checkpoint completes, flushes at the end of input.
+//! barrier, commits it when the checkpoint completes, flushes at the end of input; counts the
+//! latency of every row it wrote (see [`crate::latency`]).
 
 use std::sync::Arc;
 
@@ -31,6 +32,10 @@ impl Operator for SinkOperator {
     ) -> Result<(), TaskError> {
         self.sink.write(&batch)?;
         SubtaskMetrics::add(&self.metrics.records_out, batch.num_rows());
+        self.metrics
+            .latency
+            .lock()
+            .record_since(self.metrics.origin(), batch.num_rows());
         Ok(())
     }
 
