@@ -22,6 +22,7 @@ use crate::{JobManager, SubmitError};
 mod cluster;
 mod guard;
 mod jobs;
+mod series;
 mod tls;
 mod ui;
 
@@ -142,6 +143,7 @@ fn api_routes() -> OpenApiRouter<JobManager> {
         .routes(routes!(jobs::job_spec))
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::checkpoints))
+        .routes(routes!(series::job_series))
         .routes(routes!(jobs::savepoint))
         .routes(routes!(jobs::stop))
         .routes(routes!(cluster::metrics))
@@ -659,6 +661,7 @@ mod tests {
             "/api/v1/jobs/{id}/spec",
             "/api/v1/jobs/{id}/cancel",
             "/api/v1/jobs/{id}/checkpoints",
+            "/api/v1/jobs/{id}/series",
             "/api/v1/jobs/{id}/savepoints",
             "/api/v1/jobs/{id}/stop",
             "/metrics",
