@@ -498,7 +498,13 @@ mod tests {
             let (status, _) = call_with(config(), get(uri, Some("s3cret"))).await;
             assert_eq!(status, StatusCode::OK, "{uri}");
         }
-        for uri in ["/", "/ui/app.js", "/ui/style.css", "/api/v1/openapi.json"] {
+        for uri in [
+            "/",
+            "/ui/app.js",
+            "/ui/charts.js",
+            "/ui/style.css",
+            "/api/v1/openapi.json",
+        ] {
             let (status, _) = call_with(config(), get(uri, None)).await;
             assert_eq!(status, StatusCode::OK, "{uri}");
         }
