@@ -1,8 +1,10 @@
 //! `kappa bench`: runs the reference job over N generated click events from a file or from
 //! Kafka, or with `nexmark --query qN` a Nexmark query (see [`nexmark`]), and prints events/s
-//! and events per CPU-second of this process.
+//! and events per CPU-second of this process; with `--rate N` fed at N events/s from Kafka,
+//! with its event-to-sink latency (see [`paced`]).
 
 mod nexmark;
+mod paced;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -67,6 +69,14 @@ pub struct BenchArgs {
     /// `kappa certs init` in a temporary directory), to measure what it costs.
     #[arg(long)]
     pub cluster_tls: bool,
+    /// Feed the reference job from Kafka at this many events per second while it runs (the
+    /// embedded cluster, or --bootstrap-servers) and print its event-to-sink latency.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// With --rate: event time runs this many times faster than the wall clock (600: an
+    /// hourly window closes every 6 s).
+    #[arg(long, default_value_t = 600)]
+    pub speed: u32,
 }
 
 /// Taskmanager processes of a benchmark; killed when dropped.
@@ -286,6 +296,9 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(BenchMode::Nexmark(n)) = &args.mode {
         return nexmark::run(&args, n).await;
+    }
+    if let Some(rate) = args.rate {
+        return paced::run(&args, rate, args.speed).await;
     }
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("results");

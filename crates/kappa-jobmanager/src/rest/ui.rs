@@ -28,6 +28,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", file("text/html; charset=utf-8", INDEX))
         .route("/ui/app.js", file("text/javascript; charset=utf-8", APP))
-        .route("/ui/charts.js", file("text/javascript; charset=utf-8", CHARTS))
+        .route(
+            "/ui/charts.js",
+            file("text/javascript; charset=utf-8", CHARTS),
+        )
         .route("/ui/style.css", file("text/css; charset=utf-8", STYLE))
 }
