@@ -142,6 +142,78 @@ fn a_job_submitted_in_the_browser_runs_checkpoints_and_is_cancelled() {
     .unwrap();
     b.wait_text("#job-state", SLOW, |t| t == "RUNNING").unwrap();
 
+    // Its latency: none until an hourly window fires (unless the test runs across the top of
+    // an hour).
+    b.wait_text("#latency", SLOW, |t| {
+        t.contains("no row written yet") || t.contains("p99")
+    })
+    .unwrap();
+
+    // Metrics tab: a chart per series, drawn from the points the jobmanager took so far.
+    b.click("#tab-metrics").unwrap();
+    b.wait_until("the metrics tab", SLOW, || {
+        Ok(b.hash()?.ends_with("/metrics").then_some(()))
+    })
+    .unwrap();
+    let points = |series: &str| -> anyhow::Result<Vec<u64>> {
+        let v = b.js(
+            &format!(
+                "return [...document.querySelectorAll('#charts .chart[data-series={series}] path.line')] \
+                   .map(p => Number(p.dataset.points));"
+            ),
+            vec![],
+        )?;
+        Ok(v.as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default())
+    };
+    b.wait_until(
+        "records/s of both vertices charted with 2 points or more",
+        SLOW,
+        || {
+            let lines = points("records_in")?;
+            Ok((lines.len() == 2 && lines.iter().all(|&n| n >= 2)).then_some(()))
+        },
+    )
+    .unwrap();
+    let segments = b
+        .js(
+            "return [...document.querySelectorAll('#charts .chart[data-series=records_in] path.line')] \
+               .map(p => p.getAttribute('d'));",
+            vec![],
+        )
+        .unwrap();
+    assert!(
+        segments.as_array().is_some_and(|a| a
+            .iter()
+            .all(|d| d.as_str().is_some_and(|d| d.contains('L')))),
+        "each line joins its points: {segments}"
+    );
+    b.wait_until("checkpoint durations charted", SLOW, || {
+        Ok(points("checkpoint_duration")?
+            .first()
+            .is_some_and(|&n| n >= 1)
+            .then_some(()))
+    })
+    .unwrap();
+    let latency = b
+        .text("#charts .chart[data-series=latency]")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        latency.contains("No data yet") || !points("latency").unwrap().is_empty(),
+        "{latency}"
+    );
+    let legend = b
+        .text("#charts .chart[data-series=records_in] .legend")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        legend.contains("records/s"),
+        "the latest value per line: {legend}"
+    );
+    b.screenshot("job-metrics").unwrap();
+
     // Checkpoints tab: a completed checkpoint.
     b.click("#tab-checkpoints").unwrap();
     b.wait_until("the checkpoints tab", SLOW, || {

@@ -16,21 +16,29 @@ function el(ns, name, attrs, text) {
   return e;
 }
 
-/** A value in its unit, short: `12.3 ms`, `1.2 s`, `4.5 MB`, `12.3k records/s`. */
-export function formatValue(v, unit) {
+/**
+ * A value in its unit, short: `12.3 ms`, `1.2 s`, `4.5 MB`, `12.3k records/s`; on an axis
+ * (`axis`) counts and rates go without their unit, which the chart's title names.
+ */
+export function formatValue(v, unit, axis = false) {
   if (v == null || !Number.isFinite(v)) return "–";
   const abs = Math.abs(v);
+  const digits = (n) => {
+    const a = Math.abs(n);
+    if (Number.isInteger(n)) return String(n);
+    return a >= 1 ? n.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2) : n.toPrecision(2);
+  };
   if (unit === "ms") {
     if (abs >= 60000) return `${(v / 60000).toFixed(1)} min`;
     if (abs >= 1000) return `${(v / 1000).toFixed(abs >= 10000 ? 0 : 1)} s`;
-    return `${v.toFixed(abs >= 100 ? 0 : abs >= 10 ? 1 : 2)} ms`;
+    return `${digits(v)} ms`;
   }
   const [scale, suffix] = unit === "bytes"
     ? [[1e12, " TB"], [1e9, " GB"], [1e6, " MB"], [1e3, " KB"], [1, " B"]].find(([s]) => abs >= s) || [1, " B"]
     : [[1e9, "G"], [1e6, "M"], [1e3, "k"], [1, ""]].find(([s]) => abs >= s) || [1, ""];
   const n = v / scale;
-  const text = `${n.toFixed(Math.abs(n) >= 100 || scale === 1 ? 0 : 1)}${suffix}`;
-  return unit === "bytes" ? text : `${text} ${unit}`;
+  const text = `${scale === 1 ? digits(n) : n.toFixed(Math.abs(n) >= 100 ? 0 : 1)}${suffix}`;
+  return unit === "bytes" || axis ? text : `${text} ${unit}`;
 }
 
 const clock = (ms) => new Date(ms).toLocaleTimeString();
@@ -62,7 +70,7 @@ function path(values, at) {
 /** The chart of one series over `times` (epoch ms), as a DOM element. */
 function chart(series, times) {
   const card = el(null, "div", { class: "chart", "data-series": series.name });
-  card.appendChild(el(null, "div", { class: "chart-title" }, series.title));
+  card.appendChild(el(null, "div", { class: "chart-title" }, `${series.title} (${series.unit})`));
   const values = series.lines.flatMap((l) => l.values.filter((v) => v != null));
   if (!values.length) {
     card.appendChild(el(null, "p", { class: "muted chart-empty" }, "No data yet."));
@@ -82,7 +90,7 @@ function chart(series, times) {
   for (const v of [low, (low + top) / 2, top]) {
     const y = at(0, v)[1];
     svg.appendChild(el(SVG, "line", { x1: PAD.left, x2: WIDTH - PAD.right, y1: y, y2: y, class: "grid" }));
-    svg.appendChild(el(SVG, "text", { x: PAD.left - 4, y: y + 4, class: "axis y" }, formatValue(v, series.unit)));
+    svg.appendChild(el(SVG, "text", { x: PAD.left - 4, y: y + 4, class: "axis y" }, formatValue(v, series.unit, true)));
   }
   svg.appendChild(el(SVG, "text", { x: PAD.left, y: HEIGHT - 6, class: "axis" }, clock(t0)));
   svg.appendChild(el(SVG, "text", { x: WIDTH - PAD.right, y: HEIGHT - 6, class: "axis end" }, clock(t1)));
