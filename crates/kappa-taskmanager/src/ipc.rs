@@ -171,11 +171,18 @@ mod tests {
         ));
         assert!(
             decode(ExchangeFrame {
-                frame: Some(Frame::Records(vec![1, 2, 3]))
+                frame: Some(Frame::Records(vec![1, 2, 3])),
+                origin_us: Some(1),
             })
             .is_err()
         );
-        assert!(decode(ExchangeFrame { frame: None }).is_err());
+        assert!(
+            decode(ExchangeFrame {
+                frame: None,
+                origin_us: None
+            })
+            .is_err()
+        );
         // A valid frame cut short at every length is an error, never a panic (cut after the
         // whole batch, without the end-of-stream marker, it still reads as that batch).
         let Some(Frame::Records(whole)) = one(Element::Records(batch.clone(), Origin(3))).frame
