@@ -1,5 +1,6 @@
 //! A live stream of clicks into a real broker while a test watches a running job: event times
-//! at the wall clock, on every partition, until dropped.
+//! at the wall clock, on every partition, until dropped; and the broker and `kappa local`
+//! around it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,10 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+use crate::broker::Broker;
+use crate::cluster::Cluster;
 use crate::reference::Click;
+use crate::{SINK_PARTITIONS, reference_job};
 
 /// Produces clicks with event times at the wall clock to every partition of a topic until
 /// dropped, so a running job has non-zero rates and a moving watermark.
@@ -67,5 +71,39 @@ impl Drop for ClickStream {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A running job's surroundings: a broker whose topic `clicks` (4 partitions) a
+/// [`ClickStream`] feeds and whose topic `out` takes results, and `kappa local` with 4 slots
+/// checkpointing into a temporary directory. Dropped in that order: stream, cluster, broker.
+pub struct LiveClicks {
+    _stream: ClickStream,
+    pub cluster: Cluster,
+    pub broker: Broker,
+    _dir: tempfile::TempDir,
+}
+
+impl LiveClicks {
+    pub fn start() -> anyhow::Result<Self> {
+        let broker = Broker::start()?;
+        broker.create_topic("clicks", 4)?;
+        broker.create_topic("out", SINK_PARTITIONS)?;
+        let dir = tempfile::tempdir()?;
+        let checkpoints = dir.path().join("checkpoints");
+        let checkpoints = checkpoints.to_str().unwrap_or_default();
+        let cluster = Cluster::local(4, &["--checkpoint-dir", checkpoints])?;
+        let stream = ClickStream::start(&broker.bootstrap, "clicks", 4);
+        Ok(Self {
+            _stream: stream,
+            cluster,
+            broker,
+            _dir: dir,
+        })
+    }
+
+    /// The reference job from `clicks` into `out`, filtered by `filter`, at parallelism 2.
+    pub fn reference_job(&self, filter: &str) -> String {
+        reference_job(&self.broker.bootstrap, "clicks", "out", filter, 2)
     }
 }

@@ -5,10 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use kappa_integration_tests::broker::Broker;
-use kappa_integration_tests::click_stream::ClickStream;
+use kappa_integration_tests::click_stream::LiveClicks;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::{SINK_PARTITIONS, eventually, reference_job};
+use kappa_integration_tests::eventually;
 use serde_json::Value;
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
@@ -41,15 +40,10 @@ fn points(values: &[Option<f64>]) -> Vec<f64> {
 
 #[test]
 fn a_running_job_shows_its_latency_and_a_growing_history_of_its_metrics() {
-    let broker = Broker::start().expect("broker");
-    broker.create_topic("clicks", 4).expect("topic");
-    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
-    let dir = tempfile::tempdir().expect("tmp");
-    let checkpoints = dir.path().join("checkpoints");
-    let cluster = Cluster::local(4, &["--checkpoint-dir", checkpoints.to_str().unwrap()])
-        .expect("kappa local");
-    let _clicks = ClickStream::start(&broker.bootstrap, "clicks", 4);
-    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
+    let live = LiveClicks::start().expect("a broker, clicks and kappa local");
+    let cluster = &live.cluster;
+    let job = live
+        .reference_job(FILTER)
         .replace("size = \"1h\"", "size = \"1s\"")
         .replace(
             "max_out_of_orderness = \"10s\"",
@@ -97,7 +91,7 @@ fn a_running_job_shows_its_latency_and_a_growing_history_of_its_metrics() {
         "3 points of records, lag, latency and checkpoints",
         SLOW,
         || {
-            let s = series(&cluster, &id)?;
+            let s = series(cluster, &id)?;
             let times = s["times_ms"].as_array().map_or(0, Vec::len);
             let read = points(&line(&s, "records_in", &window));
             let lag = points(&line(&s, "kafka_lag", &source));
@@ -169,7 +163,7 @@ fn a_running_job_shows_its_latency_and_a_growing_history_of_its_metrics() {
     // And they grow while the job runs.
     let before = times.len();
     eventually("a further point", SLOW, || {
-        let s = series(&cluster, &id)?;
+        let s = series(cluster, &id)?;
         let n = s["times_ms"].as_array().map_or(0, Vec::len);
         if n > before {
             Ok(())

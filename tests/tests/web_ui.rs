@@ -5,11 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::browser::Browser;
-use kappa_integration_tests::click_stream::ClickStream;
+use kappa_integration_tests::click_stream::LiveClicks;
 use kappa_integration_tests::cluster::{Cluster, Process};
-use kappa_integration_tests::{SINK_PARTITIONS, free_port, reference_job};
+use kappa_integration_tests::{free_port, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 
@@ -43,16 +42,9 @@ fn rate(s: &str) -> Option<f64> {
 #[test]
 fn a_job_submitted_in_the_browser_runs_checkpoints_and_is_cancelled() {
     let _serial = serial();
-    let broker = Broker::start().expect("broker");
-    broker.create_topic("clicks", 4).expect("topic");
-    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
-    let dir = tempfile::tempdir().expect("tmp");
-    let checkpoints = dir.path().join("checkpoints");
-    let cluster = Cluster::local(4, &["--checkpoint-dir", checkpoints.to_str().unwrap()])
-        .expect("kappa local");
-    let _clicks = ClickStream::start(&broker.bootstrap, "clicks", 4);
-    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
-        + "\n[checkpoints]\ninterval = \"500ms\"\n";
+    let live = LiveClicks::start().expect("a broker, clicks and kappa local");
+    let cluster = &live.cluster;
+    let job = live.reference_job(FILTER) + "\n[checkpoints]\ninterval = \"500ms\"\n";
     let b = Browser::start().expect("headless Chromium");
 
     // Overview: the embedded taskmanager and its slots.

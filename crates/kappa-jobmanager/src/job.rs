@@ -251,6 +251,15 @@ impl JobEntry {
         self.status.lock().state
     }
 
+    /// Its checkpoints, newest first (none without a checkpoint directory).
+    pub fn checkpoint_history(&self) -> Vec<crate::checkpoint::CheckpointStats> {
+        self.checkpoints
+            .lock()
+            .as_ref()
+            .map(|c| c.history())
+            .unwrap_or_default()
+    }
+
     /// The job's periodic checkpoints, if it takes any (not only savepoints).
     pub fn periodic_checkpoints(&self) -> Option<CheckpointPlan> {
         self.checkpoints.lock().as_ref().and_then(|c| c.periodic())

@@ -73,12 +73,7 @@ impl TimeSeries {
         };
         self.latency.insert(job.id.clone(), (attempt, total));
         let detail = job.detail();
-        let history = job
-            .checkpoints
-            .lock()
-            .as_ref()
-            .map(|c| c.history())
-            .unwrap_or_default();
+        let history = job.checkpoint_history();
         let reading = Reading {
             now_ms: now,
             detail: &detail,

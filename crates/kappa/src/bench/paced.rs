@@ -11,15 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::bail;
 use kappa_jobmanager::job::JobState;
 use rdkafka::ClientConfig;
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::{BenchArgs, create_topic, report, report_checkpoints, start_cluster, submit};
-use crate::demo::REFERENCE_JOB;
+use super::{
+    BenchArgs, TOPIC, bench_topic, kafka_job, report, report_checkpoints, start_cluster, submit,
+    with_checkpoints,
+};
 use crate::generator::ClickGenerator;
-
-/// The topic of the Kafka benchmarks (created anew on an external cluster).
-const TOPIC: &str = "bench-clicks";
 /// How often the producer catches up with the rate.
 const TICK: Duration = Duration::from_millis(5);
 
@@ -76,34 +74,8 @@ pub async fn run(args: &BenchArgs, rate: u64, speed: u32) -> anyhow::Result<()> 
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("results");
     let partitions = args.partitions.max(1);
-    let mut embedded = None;
-    let bootstrap = match &args.bootstrap_servers {
-        Some(b) => {
-            create_topic(b, partitions).await?;
-            b.clone()
-        }
-        None => {
-            let c = MockCluster::new(1)?;
-            c.create_topic(TOPIC, partitions, 1)?;
-            let b = c.bootstrap_servers();
-            embedded = Some(c);
-            b
-        }
-    };
-    let job = REFERENCE_JOB
-        .replace(
-            "127.0.0.1:9092\"\ntopic = \"user-behavior\"",
-            &format!("{bootstrap}\"\ntopic = \"{TOPIC}\""),
-        )
-        .replace(
-            "connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"hourly-clicks\"",
-            &format!("connector = \"file\"\npath = {:?}", out.display().to_string()),
-        )
-        .replace("key = \"{item_id}-{window_end}\"\n", "");
-    let job = match &args.checkpoint_interval {
-        Some(i) => format!("{job}\n[checkpoints]\ninterval = \"{i}\"\nretained = 2\n"),
-        None => job,
-    };
+    let (bootstrap, embedded) = bench_topic(args, partitions).await?;
+    let job = with_checkpoints(args, kafka_job(&bootstrap, &out));
     let (jm, taskmanagers) = start_cluster(args, dir.path()).await?;
     let started = submit(&jm, &taskmanagers, "bench.toml", &job, args.parallelism).await?;
     let entry = Arc::clone(&started.job);
