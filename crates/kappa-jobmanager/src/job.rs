@@ -171,10 +171,14 @@ impl AttemptRun {
                 high_watermark: p.high_watermark,
             })
             .collect();
-        let latency = LatencyHistogram::from_buckets(m.latency.iter().map(|b| (b.micros, b.rows)));
-        let mut kept = s.latency.lock();
-        if latency.rows() >= kept.rows() {
-            *kept = latency;
+        // Only sinks count rows; a histogram overtaken by a later one is older.
+        if !m.latency.is_empty() {
+            let latency =
+                LatencyHistogram::from_buckets(m.latency.iter().map(|b| (b.micros, b.rows)));
+            let mut kept = s.latency.lock();
+            if latency.rows() >= kept.rows() {
+                *kept = latency;
+            }
         }
     }
 }

@@ -48,36 +48,37 @@ pub const MAX_MICROS: u64 = 3_600_000_000;
 const SIGNIFICANT_DIGITS: u8 = 2;
 
 /// Counts of rows by latency in microseconds, in HDR histogram buckets (log-linear, 1 %
-/// wide), from 1 µs to [`MAX_MICROS`]. About 16 KiB whatever it holds. Cumulative: a
-/// subtask's only grows; a jobmanager takes differences of successive ones.
-#[derive(Debug, Clone)]
-pub struct LatencyHistogram(Histogram<u64>);
-
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// wide), from 1 µs to [`MAX_MICROS`]: about 25 KiB once it counted a row, nothing before (most
+/// subtasks are not sinks). Cumulative: a subtask's only grows; a jobmanager takes differences
+/// of successive ones.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram(Option<Histogram<u64>>);
 
 impl PartialEq for LatencyHistogram {
     fn eq(&self, other: &Self) -> bool {
-        self.0.len() == other.0.len() && self.buckets().eq(other.buckets())
+        self.rows() == other.rows() && self.buckets().eq(other.buckets())
+    }
+}
+
+fn empty_histogram() -> Histogram<u64> {
+    // Constant bounds that the library accepts (low ≥ 1, high ≥ 2·low, digits ≤ 5).
+    match Histogram::new_with_bounds(1, MAX_MICROS, SIGNIFICANT_DIGITS) {
+        Ok(h) => h,
+        Err(e) => unreachable!("constant histogram bounds refused: {e:?}"),
     }
 }
 
 impl LatencyHistogram {
     pub fn new() -> Self {
-        // Constant bounds that the library accepts (low ≥ 1, high ≥ 2·low, digits ≤ 5).
-        match Histogram::new_with_bounds(1, MAX_MICROS, SIGNIFICANT_DIGITS) {
-            Ok(h) => Self(h),
-            Err(e) => unreachable!("constant histogram bounds refused: {e:?}"),
-        }
+        Self(None)
     }
 
     /// Counts `rows` rows of latency `micros` (clamped to the range).
     pub fn record(&mut self, micros: u64, rows: u64) {
         if rows > 0 {
-            self.0.saturating_record_n(micros, rows);
+            self.0
+                .get_or_insert_with(empty_histogram)
+                .saturating_record_n(micros, rows);
         }
     }
 
@@ -93,9 +94,10 @@ impl LatencyHistogram {
     /// The non-empty buckets as (a latency in the bucket, rows): what travels to the
     /// jobmanager; [`Self::from_buckets`] puts each back in the same bucket.
     pub fn buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.0
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        self.0.iter().flat_map(|h| {
+            h.iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        })
     }
 
     /// A histogram of the given buckets, as [`Self::buckets`] gives them (values out of range
@@ -118,40 +120,48 @@ impl LatencyHistogram {
     /// What was counted after `earlier`, an older state of the same cumulative histogram;
     /// all of `self` when `earlier` is not part of it (the counts started over).
     pub fn since(&self, earlier: &Self) -> Self {
-        let mut d = self.clone();
-        match d.0.subtract(&earlier.0) {
-            Ok(()) => d,
+        let (Some(now), Some(before)) = (&self.0, &earlier.0) else {
+            return self.clone();
+        };
+        let mut d = now.clone();
+        match d.subtract(before) {
+            Ok(()) => Self(Some(d)),
             Err(_) => self.clone(),
         }
     }
 
     /// Rows counted.
     pub fn rows(&self) -> u64 {
-        self.0.len()
+        self.0.as_ref().map_or(0, |h| h.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.rows() == 0
     }
 
     /// The latency `q` (0 to 1) of the rows are at most, in microseconds; none when empty.
     pub fn quantile(&self, q: f64) -> Option<u64> {
-        (!self.is_empty()).then(|| self.0.value_at_quantile(q))
+        self.counted().map(|h| h.value_at_quantile(q))
     }
 
     /// The largest latency counted (to within its bucket); none when empty.
     pub fn max(&self) -> Option<u64> {
-        (!self.is_empty()).then(|| self.0.max())
+        self.counted().map(|h| h.max())
     }
 
     /// Rows whose latency is at most `micros` (to within the bucket holding it).
     pub fn rows_at_most(&self, micros: u64) -> u64 {
-        self.0.count_between(0, micros)
+        self.0.as_ref().map_or(0, |h| h.count_between(0, micros))
+    }
+
+    /// The histogram, when it counted a row.
+    fn counted(&self) -> Option<&Histogram<u64>> {
+        self.0.as_ref().filter(|h| !h.is_empty())
     }
 
     /// The sum of the latencies counted, in microseconds (each bucket at its middle).
     pub fn sum_micros(&self) -> f64 {
-        self.0.mean() * self.rows() as f64
+        self.0.as_ref().map_or(0.0, |h| h.mean() * h.len() as f64)
     }
 }
 
