@@ -67,10 +67,7 @@ impl TimeSeries {
             };
             (run.number, crate::latency::merged(&run.metrics))
         };
-        let recent = match self.latency.get(&job.id) {
-            Some((a, previous)) if *a == attempt => total.since(previous),
-            _ => total.clone(),
-        };
+        let recent = since_previous(self.latency.get(&job.id), attempt, &total);
         self.latency.insert(job.id.clone(), (attempt, total));
         let detail = job.detail();
         let history = job.checkpoint_history();
@@ -120,6 +117,19 @@ impl TimeSeries {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The latency of the rows written since the previous sample, from the cumulative histogram
+/// of `attempt` now and the one of the previous sample (all of it for a new attempt).
+fn since_previous(
+    previous: Option<&(u32, LatencyHistogram)>,
+    attempt: u32,
+    total: &LatencyHistogram,
+) -> LatencyHistogram {
+    match previous {
+        Some((a, before)) if *a == attempt => total.since(before),
+        _ => total.clone(),
     }
 }
 
@@ -195,4 +205,118 @@ pub struct LineView {
     pub label: String,
     /// One value per time of `times_ms`; null where the line had none.
     pub values: Vec<Option<f64>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(values: &[(u64, u64)]) -> LatencyHistogram {
+        LatencyHistogram::from_buckets(values.iter().copied())
+    }
+
+    #[test]
+    fn a_point_s_latency_covers_the_rows_written_since_the_previous_point() {
+        let first = of(&[(2_000, 10)]);
+        assert_eq!(
+            since_previous(None, 1, &first),
+            first,
+            "the first point: all"
+        );
+        let second = of(&[(2_000, 10), (40_000, 5)]);
+        let recent = since_previous(Some(&(1, first.clone())), 1, &second);
+        assert_eq!(recent.rows(), 5);
+        assert!(
+            recent.quantile(0.5).unwrap() >= 39_000,
+            "only the new, slower rows"
+        );
+        // A new attempt counts from zero again: its whole histogram.
+        let restarted = of(&[(1_000, 3)]);
+        assert_eq!(since_previous(Some(&(1, second)), 2, &restarted), restarted);
+        assert!(since_previous(Some(&(2, restarted.clone())), 2, &restarted).is_empty());
+    }
+
+    fn vertex(
+        id: u32,
+        name: &str,
+        rate: f64,
+        watermark: i64,
+        lag: Option<i64>,
+    ) -> serde_json::Value {
+        let partitions: Vec<_> = lag
+            .map(|l| serde_json::json!({"partition": 0, "position": 5, "high_watermark": 5 + l, "lag": l}))
+            .into_iter()
+            .collect();
+        serde_json::json!({
+            "id": id, "name": name, "operators": [], "parallelism": 1,
+            "records_in": 0, "records_out": 0, "records_in_per_second": rate,
+            "records_out_per_second": rate, "backpressure_ratio": 0.0,
+            "late_records_dropped": 0, "bad_records_skipped": 0, "bad_records_dead_lettered": 0,
+            "watermark": watermark,
+            "subtasks": [{
+                "index": 0, "records_in": 0, "records_out": 0, "late_records_dropped": 0,
+                "bad_records_skipped": 0, "bad_records_dead_lettered": 0, "queued": 0,
+                "stalled_splits": 0, "watermark": watermark, "records_in_per_second": rate,
+                "records_out_per_second": rate, "backpressure_ratio": 0.0, "splits": null,
+                "taskmanager": null, "partitions": partitions
+            }]
+        })
+    }
+
+    #[test]
+    fn a_sample_reads_a_line_per_vertex_and_the_job_s_lines() {
+        let detail: crate::job::JobDetail = serde_json::from_value(serde_json::json!({
+            "id": "j", "name": "n", "state": "RUNNING", "start": "earliest", "parallelism": 1,
+            "submitted_at_ms": 0, "ended_at_ms": null, "error": null, "file_name": "job.toml",
+            "reason": null, "max_parallelism": 128, "checkpoint_interval_ms": 1000,
+            "attempts": [], "latency": null, "edges": [], "warnings": [],
+            "vertices": [
+                vertex(0, "source", 100.0, 9_000, Some(7)),
+                vertex(1, "window", 50.0, i64::MAX, None),
+                vertex(2, "window", 25.0, 8_000, None),
+            ],
+        }))
+        .unwrap();
+        let reading = Reading {
+            now_ms: 10_000,
+            detail: &detail,
+            latency: Some(LatencyView {
+                rows: 3,
+                p50_ms: 1.0,
+                p99_ms: 2.0,
+                max_ms: 3.0,
+            }),
+            checkpoint: None,
+        };
+        let values: std::collections::BTreeMap<(&str, String), f64> = read(&reading)
+            .into_iter()
+            .map(|((i, label), v)| ((SERIES[i].name, label), v))
+            .collect();
+        let at = |series: &str, label: &str| values.get(&(series, label.to_string())).copied();
+        assert_eq!(at("records_in", "source"), Some(100.0));
+        assert_eq!(
+            at("records_in", "window (1)"),
+            Some(50.0),
+            "same names told apart"
+        );
+        assert_eq!(at("records_in", "window (2)"), Some(25.0));
+        assert_eq!(at("kafka_lag", "source"), Some(7.0));
+        assert_eq!(
+            at("kafka_lag", "window (1)"),
+            None,
+            "only where partitions are read"
+        );
+        assert_eq!(at("watermark_delay", "source"), Some(1_000.0));
+        assert_eq!(
+            at("watermark_delay", "window (1)"),
+            None,
+            "at the end of input"
+        );
+        assert_eq!(at("latency", "p99"), Some(2.0));
+        assert_eq!(
+            at("checkpoint_duration", "duration"),
+            None,
+            "no checkpoint yet"
+        );
+    }
 }
