@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod browser;
+pub mod click_stream;
 pub mod cluster;
 pub mod cluster_certs;
 pub mod etcd;

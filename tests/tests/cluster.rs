@@ -339,6 +339,7 @@ fn incompatible_and_malformed_taskmanagers_are_refused_with_a_clear_log_line() {
     let address = tms[0]["address"].as_str().unwrap().to_string();
     let frames = tokio_stream_of(vec![ExchangeFrame {
         frame: Some(Frame::Watermark(5)),
+        origin_us: None,
     }]);
     let refused = rt.block_on(async {
         let mut c = DataExchangeServiceClient::connect(format!("http://{address}"))

@@ -224,6 +224,7 @@ fn mutual_tls_runs_the_reference_job_exactly_and_refuses_callers_without_the_rig
                 downstream: a_runs,
                 edge: 0,
             })),
+            origin_us: None,
         };
         let e = DataExchangeServiceClient::new(c)
             .exchange(tokio_stream::iter(vec![header]))

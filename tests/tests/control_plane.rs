@@ -247,6 +247,7 @@ fn malformed_exchange_frames_are_refused_and_the_job_goes_on() {
             downstream: 0,
             edge: 0,
         })),
+        origin_us: None,
     };
     let exchange = |frames: Vec<ExchangeFrame>| {
         rt.block_on(async {
@@ -290,6 +291,7 @@ fn malformed_exchange_frames_are_refused_and_the_job_goes_on() {
         header(0),
         ExchangeFrame {
             frame: Some(Frame::Records(bytes)),
+            origin_us: None,
         },
     ])
     .expect_err("a batch of other columns");
@@ -301,6 +303,7 @@ fn malformed_exchange_frames_are_refused_and_the_job_goes_on() {
         header(0),
         ExchangeFrame {
             frame: Some(Frame::Records(b"not arrow".to_vec())),
+            origin_us: None,
         },
     ])
     .expect_err("bytes that are not Arrow");

@@ -185,6 +185,10 @@ fn every_documented_route_answers_as_described() {
         ("/api/v1/jobs", "/api/v1/jobs".to_string()),
         ("/api/v1/jobs/{id}", format!("/api/v1/jobs/{id}")),
         ("/api/v1/jobs/{id}/spec", format!("/api/v1/jobs/{id}/spec")),
+        (
+            "/api/v1/jobs/{id}/series",
+            format!("/api/v1/jobs/{id}/series"),
+        ),
         ("/api/v1/taskmanagers", "/api/v1/taskmanagers".to_string()),
         ("/metrics", "/metrics".to_string()),
     ] {
@@ -213,6 +217,7 @@ fn every_documented_route_answers_as_described() {
         "/api/v1/jobs/{id}",
         "/api/v1/jobs/{id}/spec",
         "/api/v1/jobs/{id}/checkpoints",
+        "/api/v1/jobs/{id}/series",
         "/api/v1/taskmanagers/{id}",
     ] {
         let (status, _) = api.call(

@@ -3,18 +3,12 @@
 //! cancelled there; an invalid job.toml shows its problems by line; a cluster with a token asks
 //! for it. Screenshots go to `target/<profile>/ui-screenshots/`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::browser::Browser;
+use kappa_integration_tests::click_stream::LiveClicks;
 use kappa_integration_tests::cluster::{Cluster, Process};
-use kappa_integration_tests::reference::Click;
-use kappa_integration_tests::{SINK_PARTITIONS, free_port, reference_job};
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use kappa_integration_tests::{free_port, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 
@@ -26,65 +20,6 @@ const SLOW: Duration = Duration::from_secs(60);
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Produces clicks with event times at the wall clock to every partition of a topic until
-/// dropped, so a running job has non-zero rates and a moving watermark.
-struct ClickStream {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl ClickStream {
-    fn start(bootstrap: &str, topic: &str, partitions: i32) -> Self {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer");
-        let (stop, topic) = (Arc::new(AtomicBool::new(false)), topic.to_string());
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut n: u32 = 0;
-            while !stopped.load(Ordering::Relaxed) {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64;
-                for _ in 0..40 {
-                    n = n.wrapping_add(1);
-                    let click = Click {
-                        user: 1 + n % 100,
-                        item: 1 + n.wrapping_mul(7) % 50,
-                        timestamp: now,
-                    };
-                    let value = click.json();
-                    let rec = BaseRecord::<(), str>::to(&topic)
-                        .partition((n % partitions as u32) as i32)
-                        .payload(&value);
-                    if let Err((e, _)) = producer.send(rec) {
-                        eprintln!("click stream: {e}");
-                    }
-                }
-                producer.poll(Duration::from_millis(0));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = producer.flush(Duration::from_secs(10));
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for ClickStream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// `2026-11-25T16:45:15Z` or with milliseconds: what the UI shows for an event-time watermark.
@@ -107,16 +42,9 @@ fn rate(s: &str) -> Option<f64> {
 #[test]
 fn a_job_submitted_in_the_browser_runs_checkpoints_and_is_cancelled() {
     let _serial = serial();
-    let broker = Broker::start().expect("broker");
-    broker.create_topic("clicks", 4).expect("topic");
-    broker.create_topic("out", SINK_PARTITIONS).expect("topic");
-    let dir = tempfile::tempdir().expect("tmp");
-    let checkpoints = dir.path().join("checkpoints");
-    let cluster = Cluster::local(4, &["--checkpoint-dir", checkpoints.to_str().unwrap()])
-        .expect("kappa local");
-    let _clicks = ClickStream::start(&broker.bootstrap, "clicks", 4);
-    let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
-        + "\n[checkpoints]\ninterval = \"500ms\"\n";
+    let live = LiveClicks::start().expect("a broker, clicks and kappa local");
+    let cluster = &live.cluster;
+    let job = live.reference_job(FILTER) + "\n[checkpoints]\ninterval = \"500ms\"\n";
     let b = Browser::start().expect("headless Chromium");
 
     // Overview: the embedded taskmanager and its slots.
@@ -205,6 +133,78 @@ fn a_job_submitted_in_the_browser_runs_checkpoints_and_is_cancelled() {
     })
     .unwrap();
     b.wait_text("#job-state", SLOW, |t| t == "RUNNING").unwrap();
+
+    // Its latency: none until an hourly window fires (unless the test runs across the top of
+    // an hour).
+    b.wait_text("#latency", SLOW, |t| {
+        t.contains("no row written yet") || t.contains("p99")
+    })
+    .unwrap();
+
+    // Metrics tab: a chart per series, drawn from the points the jobmanager took so far.
+    b.click("#tab-metrics").unwrap();
+    b.wait_until("the metrics tab", SLOW, || {
+        Ok(b.hash()?.ends_with("/metrics").then_some(()))
+    })
+    .unwrap();
+    let points = |series: &str| -> anyhow::Result<Vec<u64>> {
+        let v = b.js(
+            &format!(
+                "return [...document.querySelectorAll('#charts .chart[data-series={series}] path.line')] \
+                   .map(p => Number(p.dataset.points));"
+            ),
+            vec![],
+        )?;
+        Ok(v.as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default())
+    };
+    b.wait_until(
+        "records/s of both vertices charted with 2 points or more",
+        SLOW,
+        || {
+            let lines = points("records_in")?;
+            Ok((lines.len() == 2 && lines.iter().all(|&n| n >= 2)).then_some(()))
+        },
+    )
+    .unwrap();
+    let segments = b
+        .js(
+            "return [...document.querySelectorAll('#charts .chart[data-series=records_in] path.line')] \
+               .map(p => p.getAttribute('d'));",
+            vec![],
+        )
+        .unwrap();
+    assert!(
+        segments.as_array().is_some_and(|a| a
+            .iter()
+            .all(|d| d.as_str().is_some_and(|d| d.contains('L')))),
+        "each line joins its points: {segments}"
+    );
+    b.wait_until("checkpoint durations charted", SLOW, || {
+        Ok(points("checkpoint_duration")?
+            .first()
+            .is_some_and(|&n| n >= 1)
+            .then_some(()))
+    })
+    .unwrap();
+    let latency = b
+        .text("#charts .chart[data-series=latency]")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        latency.contains("No data yet") || !points("latency").unwrap().is_empty(),
+        "{latency}"
+    );
+    let legend = b
+        .text("#charts .chart[data-series=records_in] .legend")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        legend.contains("records/s"),
+        "the latest value per line: {legend}"
+    );
+    b.screenshot("job-metrics").unwrap();
 
     // Checkpoints tab: a completed checkpoint.
     b.click("#tab-checkpoints").unwrap();

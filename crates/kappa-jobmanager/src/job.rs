@@ -1,5 +1,5 @@
 //! A submitted job as the jobmanager keeps it: spec, plan, state, attempt history and the
-//! running attempt; and the JSON views of it the REST API returns.
+//! running attempt; and how its JSON views (`job_view`) are made of them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use kappa_connectors::splits::{SourceAssignment, SourceStarts};
 use kappa_job::JobPlan;
 use kappa_job::plan::CheckpointPlan;
 use kappa_proto::v1::{CheckpointAck, SubtaskMetrics as ProtoMetrics, TaskStateReport};
+use kappa_runtime::latency::LatencyHistogram;
 use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics, VertexMetrics};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,9 @@ use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::checkpoint::{CheckpointMetadata, Checkpoints};
+use crate::job_view::stalled_watermark_warnings;
+pub use crate::job_view::{JobDetail, JobSummary, PartitionView, SubtaskView, VertexView};
+use crate::latency::LatencyView;
 use crate::rates::RateTracker;
 
 /// The lifecycle of a job, as in Flink.
@@ -167,6 +171,15 @@ impl AttemptRun {
                 high_watermark: p.high_watermark,
             })
             .collect();
+        // Only sinks count rows; a histogram overtaken by a later one is older.
+        if !m.latency.is_empty() {
+            let latency =
+                LatencyHistogram::from_buckets(m.latency.iter().map(|b| (b.micros, b.rows)));
+            let mut kept = s.latency.lock();
+            if latency.rows() >= kept.rows() {
+                *kept = latency;
+            }
+        }
     }
 }
 
@@ -240,6 +253,15 @@ impl JobEntry {
 
     pub fn state(&self) -> JobState {
         self.status.lock().state
+    }
+
+    /// Its checkpoints, newest first (none without a checkpoint directory).
+    pub fn checkpoint_history(&self) -> Vec<crate::checkpoint::CheckpointStats> {
+        self.checkpoints
+            .lock()
+            .as_ref()
+            .map(|c| c.history())
+            .unwrap_or_default()
     }
 
     /// The job's periodic checkpoints, if it takes any (not only savepoints).
@@ -394,109 +416,12 @@ impl JobEntry {
                 .into_iter()
                 .chain(stalled_watermark_warnings(&vertices))
                 .collect(),
+            latency: s
+                .attempt
+                .as_ref()
+                .and_then(|r| LatencyView::of(&crate::latency::merged(&r.metrics))),
             vertices,
             edges: graph.edges,
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct JobSummary {
-    pub id: String,
-    pub name: String,
-    pub state: JobState,
-    pub start: String,
-    pub parallelism: u32,
-    pub submitted_at_ms: i64,
-    pub ended_at_ms: Option<i64>,
-    /// The root cause of the latest failure.
-    pub error: Option<String>,
-}
-
-/// A warning per source subtask whose silent splits hold the watermark back.
-fn stalled_watermark_warnings(vertices: &[VertexView]) -> Vec<String> {
-    let mut out = Vec::new();
-    for v in vertices {
-        for s in v.subtasks.iter().filter(|s| s.stalled_splits > 0) {
-            out.push(format!(
-                "`{}` subtask {}: {} of its splits ({}) read nothing for over {} s while others read: they hold the watermark back, so windows do not fire and state grows. Set `idle_timeout` in the source's event_time if they may stay empty.",
-                v.name,
-                s.index,
-                s.stalled_splits,
-                s.splits.as_deref().unwrap_or("?"),
-                kappa_runtime::operators::STALLED_AFTER.as_secs()
-            ));
-        }
-    }
-    out
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct SubtaskView {
-    pub index: u32,
-    pub records_in: u64,
-    pub records_out: u64,
-    pub late_records_dropped: u64,
-    pub bad_records_skipped: u64,
-    pub bad_records_dead_lettered: u64,
-    /// Elements waiting in the input channel.
-    pub queued: u64,
-    /// Source subtasks: splits that read nothing for 30 s while others read, holding the
-    /// watermark back (no idle timeout lets them go).
-    pub stalled_splits: u64,
-    pub watermark: Option<i64>,
-    #[serde(flatten)]
-    pub rates: crate::rates::SubtaskRates,
-    /// The Kafka partitions or files a source subtask reads.
-    pub splits: Option<String>,
-    /// The taskmanager it runs on.
-    pub taskmanager: Option<String>,
-    /// Source subtasks: progress and lag per Kafka partition.
-    pub partitions: Vec<PartitionView>,
-}
-
-/// Where a source subtask is in one Kafka partition.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PartitionView {
-    pub partition: i32,
-    /// The next offset it will read.
-    pub position: i64,
-    pub high_watermark: Option<i64>,
-    /// Records not yet read.
-    pub lag: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct VertexView {
-    pub id: u32,
-    pub name: String,
-    pub operators: Vec<String>,
-    pub parallelism: u32,
-    pub records_in: u64,
-    pub records_out: u64,
-    pub records_in_per_second: f64,
-    pub records_out_per_second: f64,
-    pub backpressure_ratio: f64,
-    pub late_records_dropped: u64,
-    pub bad_records_skipped: u64,
-    pub bad_records_dead_lettered: u64,
-    pub watermark: Option<i64>,
-    pub subtasks: Vec<SubtaskView>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct JobDetail {
-    #[serde(flatten)]
-    pub summary: JobSummary,
-    pub file_name: String,
-    pub reason: Option<String>,
-    pub max_parallelism: u32,
-    /// How often the job is checkpointed (its own interval or the cluster's default); absent
-    /// when it takes no periodic checkpoints.
-    pub checkpoint_interval_ms: Option<u64>,
-    pub attempts: Vec<AttemptInfo>,
-    pub vertices: Vec<VertexView>,
-    pub edges: Vec<kappa_job::graph::Edge>,
-    /// What may go wrong while the job runs, e.g. a stalled watermark.
-    pub warnings: Vec<String>,
 }

@@ -12,6 +12,8 @@ mod driver;
 pub mod ha;
 pub mod job;
 mod job_text;
+mod job_view;
+pub mod latency;
 mod lifecycle;
 mod metadata_check;
 mod prom;
@@ -25,6 +27,7 @@ mod savepoint_queue;
 pub mod sealing;
 pub mod store;
 mod submission;
+pub mod timeseries;
 
 pub use submission::{RestoreFrom, SavepointStart, SubmitError};
 
@@ -204,6 +207,8 @@ pub(crate) struct Inner {
     pub role: RwLock<ha::Role>,
     /// The running job drivers, stopped when this jobmanager steps down.
     pub drivers: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The last hour of every running job's metrics.
+    pub series: parking_lot::Mutex<timeseries::TimeSeries>,
 }
 
 impl Inner {
@@ -399,8 +404,10 @@ impl JobManager {
             store,
             role: RwLock::new(role),
             drivers: parking_lot::Mutex::new(Vec::new()),
+            series: parking_lot::Mutex::default(),
         });
         tokio::spawn(sample_rates(Arc::downgrade(&inner)));
+        tokio::spawn(timeseries::sample_jobs(Arc::downgrade(&inner)));
         tokio::spawn(watch_heartbeats(Arc::downgrade(&inner)));
         tokio::spawn(retention::prune_ended_jobs(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -553,6 +560,11 @@ impl JobManager {
         let mut jobs: Vec<_> = self.inner.jobs.read().values().cloned().collect();
         jobs.sort_by_key(|j| j.submitted_at_ms);
         jobs
+    }
+
+    /// The last hour of a job's metrics (empty series for a job not sampled yet).
+    pub fn series(&self, id: &str) -> timeseries::JobSeries {
+        self.inner.series.lock().view(id)
     }
 
     pub fn registry(&self) -> &Registry {

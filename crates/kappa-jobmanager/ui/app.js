@@ -1,6 +1,8 @@
 // The Kappa web UI: a single page over the REST API under /api/v1, refreshed live by polling.
 // No build step and no dependencies: the jobmanager serves this file from its binary.
 
+import { drawCharts, formatValue } from "./charts.js";
+
 // The token lives in this tab's session storage only: closing the tab forgets it. Earlier
 // versions kept it in local storage; it is removed from there.
 const TOKEN_KEY = "kappa-token";
@@ -455,6 +457,15 @@ function checkpointsTab(d, list) {
       .join("")}</table>`;
 }
 
+function latency(d) {
+  const l = d.latency;
+  if (!l) return `<p class="muted" id="latency">Event-to-sink latency: no row written yet.</p>`;
+  const ms = (v) => formatValue(v, "ms");
+  return `<p id="latency" title="From when what produced a row entered the engine (read by a source; for a window's row, the records that moved the watermark past its end) to the sink, since the attempt started">
+    Event-to-sink latency: p50 <span data-field="p50">${ms(l.p50_ms)}</span> · p99 <span data-field="p99">${ms(l.p99_ms)}</span>
+    · max ${ms(l.max_ms)} <span class="muted">(${num(l.rows)} rows)</span></p>`;
+}
+
 function warnings(d) {
   return (d.warnings || []).length
     ? `<div id="warnings">${d.warnings.map((w) => `<p class="warning">${esc(w)}</p>`).join("")}</div>`
@@ -484,6 +495,7 @@ async function jobPage(id, tab) {
     </div>
     <div class="tabs">
       <a href="#/jobs/${esc(id)}" id="tab-overview">Overview</a>
+      <a href="#/jobs/${esc(id)}/metrics" id="tab-metrics">Metrics</a>
       <a href="#/jobs/${esc(id)}/checkpoints" id="tab-checkpoints">Checkpoints</a>
       <a href="#/jobs/${esc(id)}/exceptions" id="tab-exceptions">Exceptions</a>
     </div>
@@ -532,9 +544,10 @@ async function jobPage(id, tab) {
   const load = async () => {
     const d = await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}`);
     const list = tab === "checkpoints" ? await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}/checkpoints`) : null;
-    return { d, list };
+    const series = tab === "metrics" ? await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}/series`) : null;
+    return { d, list, series };
   };
-  live(load, ({ d, list }) => {
+  live(load, ({ d, list, series }) => {
     // The job detail carries the summary's fields (id, name, state, error) at its top level.
     document.getElementById("job-title").textContent = d.name;
     document.getElementById("job-state").innerHTML = state(d.state);
@@ -543,11 +556,11 @@ async function jobPage(id, tab) {
     for (const b of ["cancel", "savepoint", "stop"]) document.getElementById(b).hidden = ended;
     // A pending "cancel requested" is answered by the state itself once the job ended.
     if (ended && result.textContent === "cancel requested") result.textContent = "";
-    let body;
-    if (tab === "checkpoints") body = checkpointsTab(d, list);
-    else if (tab === "exceptions") body = exceptionsTab(d);
-    else body = `${warnings(d)}${graph(d)}${subtasks(d)}${partitions(d)}`;
-    document.getElementById("tab-body").innerHTML = body;
+    const tabBody = document.getElementById("tab-body");
+    if (tab === "metrics") drawCharts(tabBody, series);
+    else if (tab === "checkpoints") tabBody.innerHTML = checkpointsTab(d, list);
+    else if (tab === "exceptions") tabBody.innerHTML = exceptionsTab(d);
+    else tabBody.innerHTML = `${warnings(d)}${graph(d)}${latency(d)}${subtasks(d)}${partitions(d)}`;
   });
 }
 

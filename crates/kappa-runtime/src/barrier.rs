@@ -137,6 +137,7 @@ impl BarrierAligner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latency::Origin;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
@@ -152,7 +153,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(x) = a.next(ins).unwrap() {
             out.push(match x {
-                Aligned::Element(i, Element::Watermark(w)) => format!("{i}:w{w}"),
+                Aligned::Element(i, Element::Watermark(w, _)) => format!("{i}:w{w}"),
                 Aligned::Element(i, Element::End) => format!("{i}:end"),
                 Aligned::Element(i, e) => format!("{i}:{e:?}"),
                 Aligned::Checkpoint(n, _) => format!("chk{n}"),
@@ -171,12 +172,12 @@ mod tests {
             &tx,
             &ins,
             vec![
-                (0, Element::Watermark(1)),
+                (0, Element::Watermark(1, Origin::UNKNOWN)),
                 (0, Element::Barrier(7)),
-                (0, Element::Watermark(2)),
-                (1, Element::Watermark(3)),
+                (0, Element::Watermark(2, Origin::UNKNOWN)),
+                (1, Element::Watermark(3, Origin::UNKNOWN)),
                 (1, Element::Barrier(7)),
-                (1, Element::Watermark(4)),
+                (1, Element::Watermark(4, Origin::UNKNOWN)),
             ],
         );
         assert_eq!(out, ["0:w1", "1:w3", "chk7", "0:w2", "1:w4"]);
@@ -193,7 +194,7 @@ mod tests {
             &ins,
             vec![
                 (0, Element::Barrier(1)),
-                (0, Element::Watermark(5)),
+                (0, Element::Watermark(5, Origin::UNKNOWN)),
                 (1, Element::End),
             ],
         );
@@ -224,7 +225,10 @@ mod tests {
             &mut a,
             &tx,
             &ins,
-            vec![(1, Element::Barrier(2)), (1, Element::Watermark(9))],
+            vec![
+                (1, Element::Barrier(2)),
+                (1, Element::Watermark(9, Origin::UNKNOWN)),
+            ],
         );
         assert_eq!(out, ["chk2", "1:w9"]);
     }

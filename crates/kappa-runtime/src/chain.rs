@@ -1,6 +1,8 @@
 //! A chain of operators run by one subtask: batches emitted on an operator's output port go
 //! to the chained operators of that port (a direct call, no serialisation) and out over the
 //! port's edges (partitioned); watermarks follow the same routes after each operator saw them.
+//! What goes out over an edge carries the origin of what the subtask is processing (see
+//! [`crate::latency`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use crate::channel::{Outputs, SendError};
 use crate::element::Element;
 use crate::error::TaskError;
 use crate::keyed::KeyPartitioner;
+use crate::latency::Origin;
 use crate::metrics::SubtaskMetrics;
 use crate::operator::{Operator, OperatorSnapshot, Output, Polled};
 use crate::subtask::CheckpointHook;
@@ -36,21 +39,21 @@ pub struct EdgeOutput {
 }
 
 impl EdgeOutput {
-    fn records(&mut self, batch: RecordBatch) -> Result<(), SendError> {
+    fn records(&mut self, batch: RecordBatch, origin: Origin) -> Result<(), SendError> {
         match &mut self.partitioner {
-            Partitioner::Forward => self.outputs.send(0, Element::Records(batch)),
+            Partitioner::Forward => self.outputs.send(0, Element::Records(batch, origin)),
             Partitioner::Hash(p) => {
                 for (target, part) in p.split(&batch).map_err(SendError::Failed)? {
-                    self.outputs.send(target, Element::Records(part))?;
+                    self.outputs.send(target, Element::Records(part, origin))?;
                 }
                 Ok(())
             }
             Partitioner::Rebalance { next } => {
                 let target = *next % self.outputs.len().max(1);
                 *next = target + 1;
-                self.outputs.send(target, Element::Records(batch))
+                self.outputs.send(target, Element::Records(batch, origin))
             }
-            Partitioner::Broadcast => self.outputs.broadcast(&Element::Records(batch)),
+            Partitioner::Broadcast => self.outputs.broadcast(&Element::Records(batch, origin)),
         }
     }
 }
@@ -118,7 +121,8 @@ impl Chain {
                     Route::Chained(j) => self.push_batch(j, 0, batch.clone())?,
                     Route::Edge(e) => {
                         SubtaskMetrics::add(&self.metrics.records_out, batch.num_rows());
-                        self.edge(e)?.records(batch.clone())?;
+                        let origin = self.metrics.origin();
+                        self.edge(e)?.records(batch.clone(), origin)?;
                     }
                 }
             }
@@ -146,10 +150,12 @@ impl Chain {
             for k in 0..self.routes[op][port].len() {
                 match self.routes[op][port][k] {
                     Route::Chained(j) => self.push_watermark(j, watermark)?,
-                    Route::Edge(e) => self
-                        .edge(e)?
-                        .outputs
-                        .broadcast(&Element::Watermark(watermark))?,
+                    Route::Edge(e) => {
+                        let origin = self.metrics.origin();
+                        self.edge(e)?
+                            .outputs
+                            .broadcast(&Element::Watermark(watermark, origin))?
+                    }
                 }
             }
         }

@@ -185,6 +185,7 @@ impl Inputs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latency::Origin;
 
     fn metrics() -> Arc<SubtaskMetrics> {
         Arc::default()
@@ -230,7 +231,7 @@ mod tests {
             Arc::clone(&cancel),
             Arc::clone(&m),
         );
-        outs.send(0, Element::Watermark(5)).unwrap();
+        outs.send(0, Element::Watermark(5, Origin(7))).unwrap();
         let reader = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(120));
             let first = ins.recv().unwrap().unwrap();
@@ -240,7 +241,7 @@ mod tests {
         outs.send(0, Element::End).unwrap();
         let ((from, e), _) = reader.join().unwrap();
         assert_eq!(from, 1, "tagged with the upstream index");
-        assert!(matches!(e, Element::Watermark(5)));
+        assert!(matches!(e, Element::Watermark(5, Origin(7))));
         assert!(SubtaskMetrics::get(&m.backpressured_ns) >= 50_000_000);
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod io;
 pub mod join;
 pub mod keyed;
+pub mod latency;
 pub mod metrics;
 pub mod operator;
 pub mod operators;

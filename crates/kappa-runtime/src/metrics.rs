@@ -1,11 +1,13 @@
 //! Live counters of one subtask, written by the task thread and read by the jobmanager
-//! (REST API, Prometheus) without locks.
+//! (REST API, Prometheus) without locks (but the latency histogram of sinks).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use parking_lot::Mutex;
+
+use crate::latency::{LatencyHistogram, Origin};
 
 /// The reference point of wait timestamps in this process.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -37,6 +39,12 @@ pub struct SubtaskMetrics {
     pub stalled_splits: AtomicU64,
     /// Source subtasks: where they are in each Kafka partition they read.
     pub partitions: Mutex<Vec<PartitionProgress>>,
+    /// When what the subtask processes now entered the engine (µs since the epoch, 0 when
+    /// unknown): set by the task loop as it takes an element (a source when it reads), read by
+    /// the chain for what it sends on and by a sink for its latency. See [`crate::latency`].
+    pub origin: AtomicI64,
+    /// Sink subtasks: latency of the rows written so far.
+    pub latency: Mutex<LatencyHistogram>,
 }
 
 /// Progress of a source subtask in one Kafka partition.
@@ -70,6 +78,8 @@ impl Default for SubtaskMetrics {
             queued: AtomicU64::new(0),
             stalled_splits: AtomicU64::new(0),
             partitions: Mutex::new(Vec::new()),
+            origin: AtomicI64::new(0),
+            latency: Mutex::new(LatencyHistogram::new()),
         }
     }
 }
@@ -112,6 +122,16 @@ impl SubtaskMetrics {
     pub fn watermark(&self) -> Option<i64> {
         let w = self.watermark.load(Ordering::Relaxed);
         (w != i64::MIN).then_some(w)
+    }
+
+    /// What the subtask processes from now on entered the engine at `origin`.
+    pub fn set_origin(&self, origin: Origin) {
+        self.origin.store(origin.0, Ordering::Relaxed);
+    }
+
+    /// When what the subtask processes now entered the engine.
+    pub fn origin(&self) -> Origin {
+        Origin(self.origin.load(Ordering::Relaxed))
     }
 }
 

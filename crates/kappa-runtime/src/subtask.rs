@@ -15,6 +15,7 @@ use crate::chain::Chain;
 use crate::channel::{Closed, Inputs, SendError};
 use crate::element::Element;
 use crate::error::TaskError;
+use crate::latency::Origin;
 use crate::metrics::SubtaskMetrics;
 use crate::operator::{OperatorSnapshot, Polled, Progress};
 use crate::state::KeyedState;
@@ -168,13 +169,16 @@ impl Runner {
         Ok(self.chain.broadcast(&Element::Barrier(n))?)
     }
 
+    /// The watermark advanced; what it fires counts its latency from the current origin.
     fn watermark(&mut self, wm: i64) -> Result<(), Stop> {
         self.metrics.watermark.store(wm, Ordering::Relaxed);
         Ok(self.chain.push_watermark(0, wm)?)
     }
 
-    /// The input ended: the final watermark, every operator finishes, the end goes on.
+    /// The input ended: the final watermark (its origin: now), every operator finishes, the
+    /// end goes on.
     fn end(&mut self) -> Result<TaskEnd, Stop> {
+        self.metrics.set_origin(Origin::now());
         self.watermark(i64::MAX)?;
         self.chain.finish()?;
         self.chain.broadcast(&Element::End)?;
@@ -212,6 +216,7 @@ impl Runner {
             while let Some(t) = triggers.and_then(|t| t.try_recv().ok()) {
                 if t.drain && !drained {
                     drained = true;
+                    self.metrics.set_origin(Origin::now());
                     self.watermark(i64::MAX)?;
                 }
                 self.checkpoint(t.checkpoint, Duration::ZERO)?;
@@ -239,16 +244,28 @@ impl Runner {
                 }
                 Some(Aligned::Element(from, element)) => (from, element),
             };
+            // A watermark advanced by another input's idleness or end fires now: its
+            // origin is the moment this subtask learnt it.
             let advanced = match element {
-                Element::Records(batch) => {
+                Element::Records(batch, origin) => {
                     SubtaskMetrics::add(&self.metrics.records_in, batch.num_rows());
                     let input = inputs.get(from as usize).copied().unwrap_or(0);
+                    self.metrics.set_origin(origin);
                     self.chain.push_batch(0, input, batch)?;
                     None
                 }
-                Element::Watermark(w) => watermarks.on_watermark(from, w),
-                Element::Idle => watermarks.on_idle(from),
-                Element::End => watermarks.on_end(from),
+                Element::Watermark(w, origin) => {
+                    self.metrics.set_origin(origin);
+                    watermarks.on_watermark(from, w)
+                }
+                Element::Idle => {
+                    self.metrics.set_origin(Origin::now());
+                    watermarks.on_idle(from)
+                }
+                Element::End => {
+                    self.metrics.set_origin(Origin::now());
+                    watermarks.on_end(from)
+                }
                 // The aligner consumes barriers.
                 Element::Barrier(_) => None,
             };

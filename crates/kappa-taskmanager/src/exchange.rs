@@ -32,7 +32,7 @@ fn check_schema(
     schema: Option<&arrow::datatypes::SchemaRef>,
 ) -> Result<Element, String> {
     match (&element, schema) {
-        (Element::Records(b), Some(s)) if b.schema().fields() != s.fields() => Err(format!(
+        (Element::Records(b, _), Some(s)) if b.schema().fields() != s.fields() => Err(format!(
             "a record batch of columns [{}] on an edge of columns [{}]",
             b.schema()
                 .fields()
@@ -88,6 +88,7 @@ impl DataExchangeService for ExchangeServer {
         let header = match inbound.message().await? {
             Some(ExchangeFrame {
                 frame: Some(Frame::Header(h)),
+                ..
             }) => h,
             _ => {
                 return Err(Status::invalid_argument(
@@ -250,6 +251,7 @@ impl RemoteSender {
             let (tx, rx) = mpsc::channel(2);
             let header = ExchangeFrame {
                 frame: Some(Frame::Header(self.header.clone())),
+                origin_us: None,
             };
             // Each try is bounded: a peer that accepts and never answers must not keep this
             // subtask from seeing a cancel.

@@ -1,5 +1,5 @@
 //! Elements on the wire: record batches as Arrow IPC streams, watermarks, idleness and end of
-//! stream as frames of the data-exchange protocol.
+//! stream as frames of the data-exchange protocol; records and watermarks with their origin.
 
 use std::io::Cursor;
 
@@ -11,21 +11,27 @@ use kappa_proto::v1::ExchangeFrame;
 use kappa_proto::v1::exchange_frame::Frame;
 use kappa_runtime::TaskError;
 use kappa_runtime::element::Element;
+use kappa_runtime::latency::Origin;
 
 /// The frames carrying `element`: one, or for a batch whose encoding exceeds `target` bytes,
 /// one per slice of rows that fits (a single row larger than `target` goes alone).
 pub fn encode(element: Element, target: usize) -> Result<Vec<ExchangeFrame>, TaskError> {
-    let frame = |f| ExchangeFrame { frame: Some(f) };
+    let frame = |f, origin: Option<Origin>| ExchangeFrame {
+        frame: Some(f),
+        origin_us: origin.and_then(Origin::known),
+    };
     Ok(match element {
-        Element::Records(batch) => {
+        Element::Records(batch, origin) => {
             let mut out = Vec::new();
             encode_batch(&batch, target, &mut out)?;
-            out.into_iter().map(|b| frame(Frame::Records(b))).collect()
+            out.into_iter()
+                .map(|b| frame(Frame::Records(b), Some(origin)))
+                .collect()
         }
-        Element::Watermark(w) => vec![frame(Frame::Watermark(w))],
-        Element::Idle => vec![frame(Frame::Idle(true))],
-        Element::End => vec![frame(Frame::End(true))],
-        Element::Barrier(n) => vec![frame(Frame::Barrier(n))],
+        Element::Watermark(w, origin) => vec![frame(Frame::Watermark(w), Some(origin))],
+        Element::Idle => vec![frame(Frame::Idle(true), None)],
+        Element::End => vec![frame(Frame::End(true), None)],
+        Element::Barrier(n) => vec![frame(Frame::Barrier(n), None)],
     })
 }
 
@@ -61,17 +67,18 @@ fn ipc_stream(batch: &RecordBatch) -> Result<Vec<u8>, TaskError> {
 
 /// The element a frame carries; headers and empty frames are protocol errors.
 pub fn decode(frame: ExchangeFrame) -> Result<Element, String> {
+    let origin = Origin(frame.origin_us.unwrap_or(0));
     match frame.frame {
         Some(Frame::Records(bytes)) => {
             let mut r = StreamReader::try_new(Cursor::new(bytes), None)
                 .map_err(|e| format!("malformed record frame: {e}"))?;
             match r.next() {
-                Some(Ok(batch)) => Ok(Element::Records(batch)),
+                Some(Ok(batch)) => Ok(Element::Records(batch, origin)),
                 Some(Err(e)) => Err(format!("malformed record frame: {e}")),
                 None => Err("record frame without a batch".into()),
             }
         }
-        Some(Frame::Watermark(w)) => Ok(Element::Watermark(w)),
+        Some(Frame::Watermark(w)) => Ok(Element::Watermark(w, origin)),
         Some(Frame::Idle(_)) => Ok(Element::Idle),
         Some(Frame::End(_)) => Ok(Element::End),
         Some(Frame::Barrier(n)) => Ok(Element::Barrier(n)),
@@ -103,7 +110,7 @@ mod tests {
         )
         .unwrap();
         let target = 64 * 1024;
-        let frames = encode(Element::Records(batch.clone()), target).unwrap();
+        let frames = encode(Element::Records(batch.clone(), Origin(5)), target).unwrap();
         assert!(frames.len() >= 16, "{} frames", frames.len());
         let mut back = Vec::new();
         for f in frames {
@@ -111,8 +118,8 @@ mod tests {
                 panic!("a record frame")
             };
             assert!(bytes.len() <= target, "{} bytes", bytes.len());
-            let Element::Records(b) = decode(f).unwrap() else {
-                panic!("records")
+            let Element::Records(b, Origin(5)) = decode(f).unwrap() else {
+                panic!("records with their origin")
             };
             let col = b
                 .column(0)
@@ -129,7 +136,12 @@ mod tests {
             ]))],
         )
         .unwrap();
-        assert_eq!(encode(Element::Records(big), target).unwrap().len(), 1);
+        assert_eq!(
+            encode(Element::Records(big, Origin::UNKNOWN), target)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -137,13 +149,20 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
-        let Element::Records(back) = decode(one(Element::Records(batch.clone()))).unwrap() else {
+        let records = Element::Records(batch.clone(), Origin(1_700_000_000_000_000));
+        let Element::Records(back, origin) = decode(one(records)).unwrap() else {
             panic!("records")
         };
         assert_eq!(back, batch);
+        assert_eq!(origin, Origin(1_700_000_000_000_000));
         assert!(matches!(
-            decode(one(Element::Watermark(7))).unwrap(),
-            Element::Watermark(7)
+            decode(one(Element::Watermark(7, Origin(9)))).unwrap(),
+            Element::Watermark(7, Origin(9))
+        ));
+        // Without an origin (a peer of an older release): unknown.
+        assert!(matches!(
+            decode(one(Element::Watermark(7, Origin::UNKNOWN))).unwrap(),
+            Element::Watermark(7, Origin::UNKNOWN)
         ));
         assert!(matches!(decode(one(Element::End)).unwrap(), Element::End));
         assert!(matches!(
@@ -152,23 +171,34 @@ mod tests {
         ));
         assert!(
             decode(ExchangeFrame {
-                frame: Some(Frame::Records(vec![1, 2, 3]))
+                frame: Some(Frame::Records(vec![1, 2, 3])),
+                origin_us: Some(1),
             })
             .is_err()
         );
-        assert!(decode(ExchangeFrame { frame: None }).is_err());
+        assert!(
+            decode(ExchangeFrame {
+                frame: None,
+                origin_us: None
+            })
+            .is_err()
+        );
         // A valid frame cut short at every length is an error, never a panic (cut after the
         // whole batch, without the end-of-stream marker, it still reads as that batch).
-        let Some(Frame::Records(whole)) = one(Element::Records(batch.clone())).frame else {
+        let Some(Frame::Records(whole)) = one(Element::Records(batch.clone(), Origin(3))).frame
+        else {
             panic!("a record frame")
         };
         for cut in 0..whole.len() {
             let frame = ExchangeFrame {
                 frame: Some(Frame::Records(whole[..cut].to_vec())),
+                origin_us: None,
             };
             match decode(frame) {
                 Err(_) => {}
-                Ok(Element::Records(b)) => assert_eq!(b, batch, "{cut} of {} bytes", whole.len()),
+                Ok(Element::Records(b, _)) => {
+                    assert_eq!(b, batch, "{cut} of {} bytes", whole.len())
+                }
                 Ok(_) => panic!("{cut} of {} bytes read as another element", whole.len()),
             }
         }

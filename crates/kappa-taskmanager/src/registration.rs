@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use kappa_proto::tls::ClusterTls;
 use kappa_proto::v1::job_manager_service_client::JobManagerServiceClient;
 use kappa_proto::v1::{
-    AttachRequest, CheckpointAck, HeartbeatRequest, PartitionProgress, ProtocolVersion,
-    RegisterTaskManagerRequest, SubtaskMetrics, TaskStateReport,
+    AttachRequest, CheckpointAck, HeartbeatRequest, LatencyBucket, PartitionProgress,
+    ProtocolVersion, RegisterTaskManagerRequest, SubtaskMetrics, TaskStateReport,
 };
 use kappa_runtime::metrics::SubtaskMetrics as Live;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -141,6 +141,12 @@ pub fn to_proto(job_id: &str, attempt: u32, vertex: u32, subtask: u32, m: &Live)
                 position: p.position,
                 high_watermark: p.high_watermark,
             })
+            .collect(),
+        latency: m
+            .latency
+            .lock()
+            .buckets()
+            .map(|(micros, rows)| LatencyBucket { micros, rows })
             .collect(),
     }
 }

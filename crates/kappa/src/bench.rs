@@ -1,8 +1,10 @@
 //! `kappa bench`: runs the reference job over N generated click events from a file or from
 //! Kafka, or with `nexmark --query qN` a Nexmark query (see [`nexmark`]), and prints events/s
-//! and events per CPU-second of this process.
+//! and events per CPU-second of this process; with `--rate N` fed at N events/s from Kafka,
+//! with its event-to-sink latency (see [`paced`]).
 
 mod nexmark;
+mod paced;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 
 use crate::demo::REFERENCE_JOB;
 use crate::generator::ClickGenerator;
@@ -67,6 +69,14 @@ pub struct BenchArgs {
     /// `kappa certs init` in a temporary directory), to measure what it costs.
     #[arg(long)]
     pub cluster_tls: bool,
+    /// Feed the reference job from Kafka at this many events per second while it runs (the
+    /// embedded cluster, or --bootstrap-servers) and print its event-to-sink latency.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// With --rate: event time runs this many times faster than the wall clock (600: an
+    /// hourly window closes every 6 s).
+    #[arg(long, default_value_t = 600)]
+    pub speed: u32,
 }
 
 /// Taskmanager processes of a benchmark; killed when dropped.
@@ -268,6 +278,54 @@ fn event_time(i: u64, n: u64, hours: u32) -> i64 {
     1_732_500_000_000 + (i as i64) * (i64::from(hours.max(1)) * 3_600_000) / n.max(1) as i64
 }
 
+/// The topic Kafka benchmarks read.
+const TOPIC: &str = "bench-clicks";
+
+/// The embedded cluster of a benchmark without --bootstrap-servers.
+type Embedded = MockCluster<'static, DefaultProducerContext>;
+
+/// The topic [`TOPIC`] with `partitions`: created anew at `args.bootstrap_servers`, or in an
+/// embedded cluster, returned to be kept while the topic is read. Returns the bootstrap
+/// servers.
+async fn bench_topic(
+    args: &BenchArgs,
+    partitions: i32,
+) -> anyhow::Result<(String, Option<Embedded>)> {
+    match &args.bootstrap_servers {
+        Some(b) => {
+            create_topic(b, partitions).await?;
+            Ok((b.clone(), None))
+        }
+        None => {
+            let c = MockCluster::new(1)?;
+            c.create_topic(TOPIC, partitions, 1)?;
+            Ok((c.bootstrap_servers(), Some(c)))
+        }
+    }
+}
+
+/// The reference job reading [`TOPIC`] at `bootstrap`, writing its rows into files in `out`.
+fn kafka_job(bootstrap: &str, out: &std::path::Path) -> String {
+    REFERENCE_JOB
+        .replace(
+            "127.0.0.1:9092\"\ntopic = \"user-behavior\"",
+            &format!("{bootstrap}\"\ntopic = \"{TOPIC}\""),
+        )
+        .replace(
+            "connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"hourly-clicks\"",
+            &format!("connector = \"file\"\npath = {:?}", out.display().to_string()),
+        )
+        .replace("key = \"{item_id}-{window_end}\"\n", "")
+}
+
+/// `job` with the checkpoints of --checkpoint-interval, if given.
+fn with_checkpoints(args: &BenchArgs, job: String) -> String {
+    match &args.checkpoint_interval {
+        Some(i) => format!("{job}\n[checkpoints]\ninterval = \"{i}\"\nretained = 2\n"),
+        None => job,
+    }
+}
+
 /// Creates the benchmark topic on an external cluster, emptied first if it exists.
 async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -275,8 +333,8 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
         .create()?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     // A topic left by an earlier run would add its events: delete it (absent is fine).
-    let _ = admin.delete_topics(&["bench-clicks"], &opts).await;
-    let topic = NewTopic::new("bench-clicks", partitions, TopicReplication::Fixed(1));
+    let _ = admin.delete_topics(&[TOPIC], &opts).await;
+    let topic = NewTopic::new(TOPIC, partitions, TopicReplication::Fixed(1));
     for r in admin.create_topics(&[topic], &opts).await? {
         r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t} at {bootstrap}: {e}"))?;
     }
@@ -286,6 +344,9 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(BenchMode::Nexmark(n)) = &args.mode {
         return nexmark::run(&args, n).await;
+    }
+    if let Some(rate) = args.rate {
+        return paced::run(&args, rate, args.speed).await;
     }
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("results");
@@ -318,19 +379,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             } else {
                 args.partitions
             };
-            let bootstrap = match &args.bootstrap_servers {
-                Some(b) => {
-                    create_topic(b, partitions).await?;
-                    b.clone()
-                }
-                None => {
-                    let c = MockCluster::new(1)?;
-                    c.create_topic("bench-clicks", partitions, 1)?;
-                    let b = c.bootstrap_servers();
-                    _cluster = Some(c);
-                    b
-                }
-            };
+            let (bootstrap, embedded) = bench_topic(&args, partitions).await?;
+            _cluster = embedded;
             let producer: BaseProducer = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
                 .set("linger.ms", "20")
@@ -338,7 +388,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             for i in 0..args.events {
                 let e = clicks.event(event_time(i, args.events, args.hours));
                 let partition = (i % partitions as u64) as i32;
-                let mut rec = BaseRecord::<(), str>::to("bench-clicks")
+                let mut rec = BaseRecord::<(), str>::to(TOPIC)
                     .partition(partition)
                     .payload(e.as_str());
                 while let Err((_, r)) = producer.send(rec) {
@@ -347,16 +397,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 }
             }
             producer.flush(Duration::from_secs(60))?;
-            REFERENCE_JOB
-                .replace("127.0.0.1:9092\"\ntopic = \"user-behavior\"", &format!("{bootstrap}\"\ntopic = \"bench-clicks\""))
-                .replace("connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"hourly-clicks\"", &format!("connector = \"file\"\npath = {:?}", out.display().to_string()))
-                .replace("key = \"{item_id}-{window_end}\"\n", "")
+            kafka_job(&bootstrap, &out)
         }
     };
-    let job = match &args.checkpoint_interval {
-        Some(i) => format!("{job}\n[checkpoints]\ninterval = \"{i}\"\nretained = 2\n"),
-        None => job,
-    };
+    let job = with_checkpoints(&args, job);
     let (jm, taskmanagers) = start_cluster(&args, dir.path()).await?;
     let started = submit(&jm, &taskmanagers, "bench.toml", &job, args.parallelism).await?;
     let job = &started.job;

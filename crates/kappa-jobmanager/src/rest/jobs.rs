@@ -335,14 +335,7 @@ pub async fn checkpoints(
     State(jm): State<JobManager>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<CheckpointStats>>, ApiError> {
-    let job = find(&jm, &id)?;
-    let history = job
-        .checkpoints
-        .lock()
-        .as_ref()
-        .map(|c| c.history())
-        .unwrap_or_default();
-    Ok(Json(history))
+    Ok(Json(find(&jm, &id)?.checkpoint_history()))
 }
 
 /// Reads an optional JSON body (an empty one is the default); a body needs the JSON type.

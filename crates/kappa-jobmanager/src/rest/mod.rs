@@ -22,6 +22,7 @@ use crate::{JobManager, SubmitError};
 mod cluster;
 mod guard;
 mod jobs;
+mod series;
 mod tls;
 mod ui;
 
@@ -142,6 +143,7 @@ fn api_routes() -> OpenApiRouter<JobManager> {
         .routes(routes!(jobs::job_spec))
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::checkpoints))
+        .routes(routes!(series::job_series))
         .routes(routes!(jobs::savepoint))
         .routes(routes!(jobs::stop))
         .routes(routes!(cluster::metrics))
@@ -496,7 +498,13 @@ mod tests {
             let (status, _) = call_with(config(), get(uri, Some("s3cret"))).await;
             assert_eq!(status, StatusCode::OK, "{uri}");
         }
-        for uri in ["/", "/ui/app.js", "/ui/style.css", "/api/v1/openapi.json"] {
+        for uri in [
+            "/",
+            "/ui/app.js",
+            "/ui/charts.js",
+            "/ui/style.css",
+            "/api/v1/openapi.json",
+        ] {
             let (status, _) = call_with(config(), get(uri, None)).await;
             assert_eq!(status, StatusCode::OK, "{uri}");
         }
@@ -659,6 +667,7 @@ mod tests {
             "/api/v1/jobs/{id}/spec",
             "/api/v1/jobs/{id}/cancel",
             "/api/v1/jobs/{id}/checkpoints",
+            "/api/v1/jobs/{id}/series",
             "/api/v1/jobs/{id}/savepoints",
             "/api/v1/jobs/{id}/stop",
             "/metrics",

@@ -1,5 +1,5 @@
-//! The web UI: three static files (HTML, JavaScript, CSS) compiled into the binary and served
-//! at `/` and `/ui/…`; the page itself asks the REST API for everything it shows.
+//! The web UI: four static files (HTML, two JavaScript modules, CSS) compiled into the binary
+//! and served at `/` and `/ui/…`; the page itself asks the REST API for everything it shows.
 
 use axum::Router;
 use axum::http::header;
@@ -8,6 +8,7 @@ use axum::routing::get;
 
 const INDEX: &str = include_str!("../../ui/index.html");
 const APP: &str = include_str!("../../ui/app.js");
+const CHARTS: &str = include_str!("../../ui/charts.js");
 const STYLE: &str = include_str!("../../ui/style.css");
 
 /// Routes of the UI's files (public: they hold no data; the API they call is protected).
@@ -27,5 +28,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", file("text/html; charset=utf-8", INDEX))
         .route("/ui/app.js", file("text/javascript; charset=utf-8", APP))
+        .route(
+            "/ui/charts.js",
+            file("text/javascript; charset=utf-8", CHARTS),
+        )
         .route("/ui/style.css", file("text/css; charset=utf-8", STYLE))
 }

@@ -1,5 +1,6 @@
 //! A sink as the end of a chain: writes what it receives, prepares its output at each
-//! barrier, commits it when the checkpoint completes, flushes at the end of input.
+//! barrier, commits it when the checkpoint completes, flushes at the end of input; counts the
+//! latency of every row it wrote (see [`crate::latency`]).
 
 use std::sync::Arc;
 
@@ -31,6 +32,10 @@ impl Operator for SinkOperator {
     ) -> Result<(), TaskError> {
         self.sink.write(&batch)?;
         SubtaskMetrics::add(&self.metrics.records_out, batch.num_rows());
+        self.metrics
+            .latency
+            .lock()
+            .record_since(self.metrics.origin(), batch.num_rows());
         Ok(())
     }
 
@@ -55,5 +60,78 @@ impl Operator for SinkOperator {
 
     fn check(&mut self) -> Result<(), TaskError> {
         self.sink.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Chain;
+    use crate::channel::Inputs;
+    use crate::element::Element;
+    use crate::latency::{Origin, now_micros};
+    use crate::subtask::{Head, Subtask, TaskEnd};
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::atomic::AtomicBool;
+
+    struct Discard;
+
+    impl Sink for Discard {
+        fn write(&mut self, _: &RecordBatch) -> Result<(), TaskError> {
+            Ok(())
+        }
+
+        fn flush(&mut self) -> Result<(), TaskError> {
+            Ok(())
+        }
+    }
+
+    fn rows(n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..n))]).unwrap()
+    }
+
+    #[test]
+    fn a_sink_counts_each_row_from_when_its_records_entered_the_engine() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let metrics: Arc<SubtaskMetrics> = Arc::default();
+        let (inputs, tx) = Inputs::new(1, 8, Arc::clone(&cancel), Arc::default());
+        let sink = SinkOperator::new(Box::new(Discard), Arc::clone(&metrics));
+        let chain = Chain::new(
+            vec![Box::new(sink)],
+            vec![vec![vec![]]],
+            Vec::new(),
+            Arc::clone(&metrics),
+        )
+        .unwrap();
+        let task = Subtask {
+            head: Head::Channels {
+                channels: inputs,
+                inputs: vec![0],
+            },
+            chain,
+            metrics: Arc::clone(&metrics),
+            cancel,
+            checkpoints: None,
+        };
+        let read_at = Origin(now_micros() - 250_000);
+        for e in [
+            Element::Records(rows(3), read_at),
+            // From a peer that does not say: not counted.
+            Element::Records(rows(5), Origin::UNKNOWN),
+            Element::End,
+        ] {
+            tx.send((0, e)).unwrap();
+        }
+        assert_eq!(task.run().unwrap(), TaskEnd::Finished);
+        let h = metrics.latency.lock();
+        assert_eq!(h.rows(), 3);
+        let (low, high) = (h.quantile(0.0).unwrap(), h.max().unwrap());
+        assert!(
+            low >= 247_500,
+            "at least the 250 ms since they were read: {low} µs"
+        );
+        assert!(high < 60_000_000, "{high} µs");
     }
 }

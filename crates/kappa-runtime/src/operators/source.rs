@@ -1,6 +1,6 @@
 //! A source as the head of a chain: reads its splits, counts what it read, tracks the
 //! watermark per split (idle splits left out after their timeout) and records positions at
-//! checkpoints.
+//! checkpoints. What it reads enters the engine when the poll returns (its origin).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,6 +12,7 @@ use kappa_job::plan::EventTimePlan;
 
 use crate::error::TaskError;
 use crate::io::{SourceReader, SourceStatus, SplitBatch};
+use crate::latency::Origin;
 use crate::metrics::SubtaskMetrics;
 use crate::operator::{Operator, OperatorSnapshot, Output, Polled, Progress};
 use crate::state::KeyedState;
@@ -66,6 +67,8 @@ impl Operator for SourceOperator {
             .reader
             .poll(&mut self.buf, &mut self.finished, timeout)?;
         let now = Instant::now();
+        // What was read (and the watermark it advances) entered the engine now.
+        self.metrics.set_origin(Origin::now());
         if let Some(w) = self.watermarks.as_mut() {
             // Splits handed over while running (new Kafka partitions) join the watermark.
             while w.len() < self.reader.splits() {

@@ -455,6 +455,7 @@ fn a_window_subtask_snapshots_when_barriers_align() {
     use crate::chain::Chain;
     use crate::channel::Inputs;
     use crate::element::Element;
+    use crate::latency::Origin;
     use crate::operators::{SinkOperator, WindowedAggregate};
     use crate::subtask::{Head, Subtask};
     use kappa_job::graph::Route;
@@ -497,11 +498,14 @@ fn a_window_subtask_snapshots_when_barriers_align() {
         checkpoints: Some(Box::new(hook)),
     };
     for (from, e) in [
-        (0, Element::Records(batch(&[("a", 1, 1), ("b", 2, 1)]))),
+        (
+            0,
+            Element::Records(batch(&[("a", 1, 1), ("b", 2, 1)]), Origin::UNKNOWN),
+        ),
         (0, Element::Barrier(1)),
         // Held back until input 1's barrier: not part of checkpoint 1.
-        (0, Element::Records(batch(&[("c", 3, 1)]))),
-        (1, Element::Records(batch(&[("d", 4, 1)]))),
+        (0, Element::Records(batch(&[("c", 3, 1)]), Origin::UNKNOWN)),
+        (1, Element::Records(batch(&[("d", 4, 1)]), Origin::UNKNOWN)),
         (1, Element::Barrier(1)),
         (0, Element::End),
         (1, Element::End),
