@@ -14,7 +14,7 @@ use kappa_integration_tests::reference::{
     START, checkpointed_file_job, clicks, closing, failing_after_first_checkpoint, finish_restored,
     hourly_counts, json_lines, latest_per_key, part_file_counts, spread,
 };
-use kappa_integration_tests::reference_job;
+use kappa_integration_tests::{eventually, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 
@@ -64,6 +64,33 @@ fn windows_beyond_memory_spill_to_disk_and_stay_exact_across_a_kill() {
         })
         .expect("read");
     cluster.assert_results(&id, &latest_per_key(&got).expect("records"), &expected);
+    // The job's detail tells what its windows hold in memory and on disk.
+    eventually(
+        "the window's state figures",
+        Duration::from_secs(30),
+        || {
+            let d = cluster.job(&id).map_err(|e| e.to_string())?;
+            let states: Vec<&serde_json::Value> = d["vertices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| &v["state"])
+                .filter(|s| !s.is_null())
+                .collect();
+            let [s] = states[..] else {
+                return Err(format!("one vertex with state: {states:?}"));
+            };
+            let n = |f: &str| s[f].as_u64().unwrap_or(0);
+            let rate = s["cache_hit_rate"].as_f64().unwrap_or(-1.0);
+            (n("bytes_on_disk") > 0
+                && n("evictions") > 0
+                && n("cache_loads") > 0
+                && (0.0..1.0).contains(&rate))
+            .then_some(())
+            .ok_or_else(|| s.to_string())
+        },
+    )
+    .unwrap();
     let spilled = tms
         .iter()
         .filter(|tm| tm.log_text().contains("window state beyond its memory"))

@@ -108,7 +108,11 @@ fn a_job_submitted_in_the_browser_runs_checkpoints_and_is_cancelled() {
             let flowing =
                 rates.len() == 2 && rates.iter().all(|r| rate(r).is_some_and(|r| r > 0.0));
             let watermarked = marks.len() == 2 && marks.iter().all(|w| is_timestamp(w));
-            Ok((flowing && watermarked).then_some(()))
+            // The window's vertex tells its state; the source's has none.
+            let state = b.texts("#graph [data-field=state]")?;
+            let keyed =
+                state.len() == 1 && state[0].contains(" keys · ") && state[0].contains("in memory");
+            Ok((flowing && watermarked && keyed).then_some(()))
         },
     )
     .unwrap();

@@ -19,7 +19,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::checkpoint::{CheckpointMetadata, Checkpoints};
 use crate::job_view::stalled_watermark_warnings;
-pub use crate::job_view::{JobDetail, JobSummary, PartitionView, SubtaskView, VertexView};
+pub use crate::job_view::{
+    JobDetail, JobSummary, PartitionView, StateView, SubtaskView, VertexView,
+};
 use crate::latency::LatencyView;
 use crate::rates::RateTracker;
 
@@ -171,6 +173,9 @@ impl AttemptRun {
                 high_watermark: p.high_watermark,
             })
             .collect();
+        if let Some(state) = &m.state {
+            s.state.set(&kappa_state::figures_from_proto(state));
+        }
         // Only sinks count rows; a histogram overtaken by a later one is older.
         if !m.latency.is_empty() {
             let latency =
@@ -337,6 +342,7 @@ impl JobEntry {
             .map(|(vi, v)| {
                 let running = s.attempt.as_ref();
                 let metrics = running.and_then(|r| r.metrics.get(vi));
+                let keyed = v.chain.iter().any(|op| op.kind.is_keyed());
                 let subtasks = (0..v.parallelism as usize)
                     .map(|i| {
                         let m = metrics.and_then(|m| m.subtasks.get(i));
@@ -352,6 +358,9 @@ impl JobEntry {
                             records_in: get(|m| &m.records_in),
                             records_out: get(|m| &m.records_out),
                             late_records_dropped: get(|m| &m.late_dropped),
+                            state: keyed.then(|| {
+                                StateView::of(m.map(|m| m.state.figures()).unwrap_or_default())
+                            }),
                             bad_records_skipped: get(|m| &m.skipped),
                             bad_records_dead_lettered: get(|m| &m.dead_lettered),
                             queued: get(|m| &m.queued),
@@ -394,6 +403,8 @@ impl JobEntry {
                     backpressure_ratio: sumf(|s| s.rates.backpressure_ratio)
                         / subtasks.len().max(1) as f64,
                     late_records_dropped: sum(|s| s.late_records_dropped),
+                    state: keyed
+                        .then(|| StateView::sum(subtasks.iter().filter_map(|s| s.state.as_ref()))),
                     bad_records_skipped: sum(|s| s.bad_records_skipped),
                     bad_records_dead_lettered: sum(|s| s.bad_records_dead_lettered),
                     watermark: metrics.and_then(|m| m.watermark()),

@@ -37,12 +37,61 @@ pub(crate) fn stalled_watermark_warnings(vertices: &[VertexView]) -> Vec<String>
     out
 }
 
+/// The keyed state of a subtask (or, summed, of a vertex).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StateView {
+    /// Groups (a key's window, partition or rows) in memory.
+    pub keys_in_memory: u64,
+    /// Their estimated bytes.
+    pub bytes_in_memory: u64,
+    /// Bytes of spilled state on the taskmanager's local disk (RocksDB SST files).
+    pub bytes_on_disk: u64,
+    /// Of the lookups of windows since the subtasks started, the share answered from
+    /// memory (not read back from disk); absent before the first.
+    pub cache_hit_rate: Option<f64>,
+    /// Lookups answered from memory, groups read back from disk, groups evicted.
+    pub cache_hits: u64,
+    pub cache_loads: u64,
+    pub evictions: u64,
+}
+
+impl StateView {
+    pub fn of(f: kappa_runtime::metrics::StateFigures) -> Self {
+        let lookups = f.cache_hits + f.cache_loads;
+        Self {
+            keys_in_memory: f.keys_in_memory,
+            bytes_in_memory: f.bytes_in_memory,
+            bytes_on_disk: f.bytes_on_disk,
+            cache_hit_rate: (lookups > 0).then(|| f.cache_hits as f64 / lookups as f64),
+            cache_hits: f.cache_hits,
+            cache_loads: f.cache_loads,
+            evictions: f.evictions,
+        }
+    }
+
+    /// The state of a vertex: its subtasks' added up.
+    pub fn sum<'a>(parts: impl Iterator<Item = &'a StateView>) -> Self {
+        let mut f = kappa_runtime::metrics::StateFigures::default();
+        for p in parts {
+            f.keys_in_memory += p.keys_in_memory;
+            f.bytes_in_memory += p.bytes_in_memory;
+            f.bytes_on_disk += p.bytes_on_disk;
+            f.cache_hits += p.cache_hits;
+            f.cache_loads += p.cache_loads;
+            f.evictions += p.evictions;
+        }
+        Self::of(f)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubtaskView {
     pub index: u32,
     pub records_in: u64,
     pub records_out: u64,
     pub late_records_dropped: u64,
+    /// Keyed subtasks: their state.
+    pub state: Option<StateView>,
     pub bad_records_skipped: u64,
     pub bad_records_dead_lettered: u64,
     /// Elements waiting in the input channel.
@@ -86,6 +135,8 @@ pub struct VertexView {
     pub late_records_dropped: u64,
     pub bad_records_skipped: u64,
     pub bad_records_dead_lettered: u64,
+    /// Vertices with keyed operators: their state.
+    pub state: Option<StateView>,
     pub watermark: Option<i64>,
     pub subtasks: Vec<SubtaskView>,
 }

@@ -400,9 +400,16 @@ function graph(d) {
       <div>parallelism ${v.parallelism}</div>
       <div>in <span data-field="records_in_per_second">${rate(v.records_in_per_second)}</span>/s · out ${rate(v.records_out_per_second)}/s</div>
       <div>watermark <span data-field="watermark">${watermark(v.watermark)}</span></div>
-      <div>backpressure ${bar(v.backpressure_ratio)}</div></div>`);
+      <div>backpressure ${bar(v.backpressure_ratio)}</div>${stateLine(v.state)}</div>`);
   });
   return `<div class="graph" id="graph">${parts.join("")}</div>`;
+}
+
+// A keyed vertex's state: in memory, spilled to disk, cache hits.
+function stateLine(st) {
+  if (!st) return "";
+  const hits = st.cache_hit_rate == null ? "" : ` · ${(100 * st.cache_hit_rate).toFixed(1)}% hits`;
+  return `<div class="state">state <span data-field="state">${num(st.keys_in_memory)} keys · ${bytes(st.bytes_in_memory)} in memory · ${bytes(st.bytes_on_disk)} on disk${hits}</span></div>`;
 }
 
 function subtasks(d) {

@@ -45,6 +45,116 @@ pub struct SubtaskMetrics {
     pub origin: AtomicI64,
     /// Sink subtasks: latency of the rows written so far.
     pub latency: Mutex<LatencyHistogram>,
+    /// Keyed subtasks: their state.
+    pub state: StateMetrics,
+}
+
+/// The figures of one keyed operator's state, as in [`StateMetrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateFigures {
+    pub keys_in_memory: u64,
+    pub bytes_in_memory: u64,
+    pub bytes_on_disk: u64,
+    pub cache_hits: u64,
+    pub cache_loads: u64,
+    pub evictions: u64,
+}
+
+impl StateFigures {
+    fn fields(&self) -> [u64; 6] {
+        [
+            self.keys_in_memory,
+            self.bytes_in_memory,
+            self.bytes_on_disk,
+            self.cache_hits,
+            self.cache_loads,
+            self.evictions,
+        ]
+    }
+}
+
+/// What the keyed state of a subtask holds (gauges) and how its cache did (counters since the
+/// subtask started); each keyed operator adds its part (see [`StateMetrics::report`]).
+#[derive(Debug, Default)]
+pub struct StateMetrics {
+    /// Groups (a key's window, partition or rows) held in memory.
+    pub keys_in_memory: AtomicU64,
+    /// Estimated bytes they take.
+    pub bytes_in_memory: AtomicU64,
+    /// Bytes of spilled state in the local RocksDB (its SST files).
+    pub bytes_on_disk: AtomicU64,
+    /// Lookups answered from memory.
+    pub cache_hits: AtomicU64,
+    /// Groups read back from disk.
+    pub cache_loads: AtomicU64,
+    /// Groups evicted to disk.
+    pub evictions: AtomicU64,
+}
+
+impl StateMetrics {
+    fn atomics(&self) -> [&AtomicU64; 6] {
+        [
+            &self.keys_in_memory,
+            &self.bytes_in_memory,
+            &self.bytes_on_disk,
+            &self.cache_hits,
+            &self.cache_loads,
+            &self.evictions,
+        ]
+    }
+
+    /// One operator's figures went from `before` to `now`: adds the differences, so that
+    /// several keyed operators of a chain add up.
+    pub fn report(&self, before: &StateFigures, now: &StateFigures) {
+        for ((a, b), n) in self
+            .atomics()
+            .into_iter()
+            .zip(before.fields())
+            .zip(now.fields())
+        {
+            a.fetch_add(n.wrapping_sub(b), Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the figures a subtask reported (a copy kept elsewhere): the sizes as they are,
+    /// the counters never back (a report may be overtaken by a later one).
+    pub fn set(&self, f: &StateFigures) {
+        let [keys, bytes, disk, hits, loads, evictions] = self.atomics();
+        for (a, v) in [
+            (keys, f.keys_in_memory),
+            (bytes, f.bytes_in_memory),
+            (disk, f.bytes_on_disk),
+        ] {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in [
+            (hits, f.cache_hits),
+            (loads, f.cache_loads),
+            (evictions, f.evictions),
+        ] {
+            a.fetch_max(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The figures of the whole subtask.
+    pub fn figures(&self) -> StateFigures {
+        let [
+            keys_in_memory,
+            bytes_in_memory,
+            bytes_on_disk,
+            cache_hits,
+            cache_loads,
+            evictions,
+        ] = self.atomics().map(|a| a.load(Ordering::Relaxed));
+        StateFigures {
+            keys_in_memory,
+            bytes_in_memory,
+            bytes_on_disk,
+            cache_hits,
+            cache_loads,
+            evictions,
+        }
+    }
 }
 
 /// Progress of a source subtask in one Kafka partition.
@@ -80,6 +190,7 @@ impl Default for SubtaskMetrics {
             partitions: Mutex::new(Vec::new()),
             origin: AtomicI64::new(0),
             latency: Mutex::new(LatencyHistogram::new()),
+            state: StateMetrics::default(),
         }
     }
 }
@@ -168,5 +279,43 @@ impl VertexMetrics {
             .collect::<Option<Vec<_>>>()?
             .into_iter()
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(n: u64) -> StateFigures {
+        StateFigures {
+            keys_in_memory: n,
+            bytes_in_memory: 10 * n,
+            bytes_on_disk: 100 * n,
+            cache_hits: n,
+            cache_loads: n,
+            evictions: n,
+        }
+    }
+
+    #[test]
+    fn operators_of_a_chain_add_up_and_a_copy_never_counts_back() {
+        let m = StateMetrics::default();
+        let (a, b) = (figures(5), figures(7));
+        m.report(&StateFigures::default(), &a);
+        m.report(&StateFigures::default(), &b);
+        assert_eq!(m.figures(), figures(12));
+        // The first shrinks: its sizes go down with it.
+        m.report(&a, &figures(2));
+        assert_eq!(m.figures(), figures(9));
+        let copy = StateMetrics::default();
+        copy.set(&figures(9));
+        copy.set(&figures(4));
+        let f = copy.figures();
+        assert_eq!(
+            (f.keys_in_memory, f.bytes_on_disk),
+            (4, 400),
+            "sizes as reported"
+        );
+        assert_eq!((f.cache_hits, f.evictions), (9, 9), "counters never back");
     }
 }

@@ -17,7 +17,7 @@ pub struct SubtaskRow<'a> {
 /// A per-subtask series: name, help, and how to read it.
 type Series = (&'static str, &'static str, fn(&SubtaskMetrics) -> f64);
 
-const SERIES: [Series; 9] = [
+const SERIES: [Series; 15] = [
     (
         "kappa_records_in_total",
         "Records received by the subtask",
@@ -57,6 +57,36 @@ const SERIES: [Series; 9] = [
         "kappa_stalled_splits",
         "Source splits that read nothing for 30 s while others read, holding the watermark back",
         |m| SubtaskMetrics::get(&m.stalled_splits) as f64,
+    ),
+    (
+        "kappa_state_keys_in_memory",
+        "Keyed subtasks: groups (a key's window) held in memory",
+        |m| SubtaskMetrics::get(&m.state.keys_in_memory) as f64,
+    ),
+    (
+        "kappa_state_memory_bytes",
+        "Keyed subtasks: estimated bytes of the state held in memory",
+        |m| SubtaskMetrics::get(&m.state.bytes_in_memory) as f64,
+    ),
+    (
+        "kappa_state_disk_bytes",
+        "Keyed subtasks: bytes of state spilled to the local RocksDB (SST files)",
+        |m| SubtaskMetrics::get(&m.state.bytes_on_disk) as f64,
+    ),
+    (
+        "kappa_state_cache_hits_total",
+        "Keyed subtasks: lookups of state answered from memory",
+        |m| SubtaskMetrics::get(&m.state.cache_hits) as f64,
+    ),
+    (
+        "kappa_state_cache_loads_total",
+        "Keyed subtasks: groups of state read back from disk",
+        |m| SubtaskMetrics::get(&m.state.cache_loads) as f64,
+    ),
+    (
+        "kappa_state_evictions_total",
+        "Keyed subtasks: groups of state evicted to disk",
+        |m| SubtaskMetrics::get(&m.state.evictions) as f64,
     ),
     (
         "kappa_watermark_ms",

@@ -33,6 +33,10 @@ pub trait KeyedState: Send {
     ) -> Result<(), StateFailure>;
     /// The committed value under (`key_group`, `key`).
     fn get(&self, key_group: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StateFailure>;
+    /// Bytes the state takes on disk (0 for state that is not on disk).
+    fn disk_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// Calls `restore(key_group, key, value)` for every entry of `state` in the key-group range

@@ -97,16 +97,6 @@ impl RocksState {
         }
     }
 
-    /// Bytes the database takes on disk (its SST files) and in its memtables.
-    pub fn size(&self) -> StateSize {
-        let property = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
-        StateSize {
-            disk_bytes: property("rocksdb.total-sst-files-size"),
-            memtable_bytes: property("rocksdb.cur-size-all-mem-tables"),
-            estimated_keys: property("rocksdb.estimate-num-keys"),
-        }
-    }
-
     /// Writes a consistent, self-contained copy of the committed state into `dir` (new) and
     /// lists its files.
     pub fn checkpoint(&self, dir: &Path) -> Result<Vec<LocalFile>, StateError> {
@@ -160,14 +150,6 @@ impl RocksState {
     }
 }
 
-/// How big a [`RocksState`] is (RocksDB's own estimates).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StateSize {
-    pub disk_bytes: u64,
-    pub memtable_bytes: u64,
-    pub estimated_keys: u64,
-}
-
 impl KeyedState for RocksState {
     fn put(&mut self, key_group: u32, key: &[u8], value: &[u8]) {
         self.batch.put(prefixed(key_group, key), value);
@@ -206,6 +188,14 @@ impl KeyedState for RocksState {
         self.db
             .get(prefixed(key_group, key))
             .map_err(|e| failure(StateError::rocks(&self.path, e)))
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.db
+            .property_int_value("rocksdb.total-sst-files-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
     }
 }
 
@@ -248,7 +238,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(first, vec![(3, b"k1".to_vec())], "a scan stops when told");
-        assert!(a.size().memtable_bytes > 0);
+        assert_eq!(a.disk_bytes(), 0, "nothing flushed yet");
+        a.checkpoint(&dir.path().join("chk")).unwrap();
+        assert!(a.disk_bytes() > 0, "a checkpoint flushes");
     }
 
     #[test]

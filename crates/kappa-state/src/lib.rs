@@ -8,11 +8,12 @@ mod location;
 mod snapshot;
 mod wire;
 
-pub use backend::{LocalFile, RocksState, StateSize};
+pub use backend::{LocalFile, RocksState};
 pub use error::StateError;
 pub use local_recovery::LocalRecovery;
 pub use location::Location;
 pub use snapshot::{StateHandle, StoredFile, Uploaded, Uploader, download};
 pub use wire::{
-    file_from_proto, file_to_proto, nexmark_from_proto, nexmark_to_proto, positions_to_proto,
+    figures_from_proto, figures_to_proto, file_from_proto, file_to_proto, nexmark_from_proto,
+    nexmark_to_proto, positions_to_proto,
 };

@@ -1,8 +1,33 @@
-//! The one conversion of state handles and source positions to and from their protobuf
-//! messages.
+//! The one conversion of state handles, state figures and source positions to and from
+//! their protobuf messages.
 
 use kappa_proto::v1 as pb;
 use kappa_runtime::io::{FilePosition, NexmarkPosition, SplitPosition};
+use kappa_runtime::metrics::StateFigures;
+
+/// The state figures of a subtask as sent in its metrics.
+pub fn figures_to_proto(f: &StateFigures) -> pb::StateFigures {
+    pb::StateFigures {
+        keys_in_memory: f.keys_in_memory,
+        bytes_in_memory: f.bytes_in_memory,
+        bytes_on_disk: f.bytes_on_disk,
+        cache_hits: f.cache_hits,
+        cache_loads: f.cache_loads,
+        evictions: f.evictions,
+    }
+}
+
+/// State figures received in a subtask's metrics.
+pub fn figures_from_proto(f: &pb::StateFigures) -> StateFigures {
+    StateFigures {
+        keys_in_memory: f.keys_in_memory,
+        bytes_in_memory: f.bytes_in_memory,
+        bytes_on_disk: f.bytes_on_disk,
+        cache_hits: f.cache_hits,
+        cache_loads: f.cache_loads,
+        evictions: f.evictions,
+    }
+}
 
 use crate::snapshot::{StateHandle, StoredFile};
 

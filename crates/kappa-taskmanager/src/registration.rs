@@ -148,6 +148,7 @@ pub fn to_proto(job_id: &str, attempt: u32, vertex: u32, subtask: u32, m: &Live)
             .buckets()
             .map(|(micros, rows)| LatencyBucket { micros, rows })
             .collect(),
+        state: Some(kappa_state::figures_to_proto(&m.state.figures())),
     }
 }
 

@@ -87,6 +87,15 @@ pub const SERIES: &[Series] = &[
         "bytes",
         checkpoint_size,
     ),
+    Series::vertex("state_memory", "State in memory", "bytes", |v, _| {
+        v.state.map(|s| s.bytes_in_memory as f64)
+    }),
+    Series::vertex("state_disk", "State spilled to disk", "bytes", |v, _| {
+        v.state.map(|s| s.bytes_on_disk as f64)
+    }),
+    Series::vertex("state_cache_hit_rate", "State cache hits", "%", |v, _| {
+        v.state.and_then(|s| s.cache_hit_rate).map(|r| 100.0 * r)
+    }),
 ];
 
 /// Records of the vertex's Kafka partitions not read yet; none for a vertex reading none.

@@ -4,6 +4,7 @@
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 
@@ -11,7 +12,7 @@ use kappa_job::graph::LATE_PORT;
 
 use super::{keyed_restore, keyed_snapshot};
 use crate::error::TaskError;
-use crate::metrics::SubtaskMetrics;
+use crate::metrics::{StateFigures, SubtaskMetrics};
 use crate::operator::{Operator, OperatorSnapshot, Output};
 use crate::state::KeyedState;
 use crate::window::WindowOperator;
@@ -19,11 +20,32 @@ use crate::window::WindowOperator;
 pub struct WindowedAggregate {
     window: WindowOperator,
     metrics: Arc<SubtaskMetrics>,
+    /// What it last reported of its state, and when.
+    reported: (StateFigures, Option<Instant>),
 }
+
+/// How often a window reports the size of its state at most.
+const REPORT_EVERY: Duration = Duration::from_millis(200);
 
 impl WindowedAggregate {
     pub fn new(window: WindowOperator, metrics: Arc<SubtaskMetrics>) -> Self {
-        Self { window, metrics }
+        Self {
+            window,
+            metrics,
+            reported: (StateFigures::default(), None),
+        }
+    }
+
+    /// Reports the size of its state, unless it did less than [`REPORT_EVERY`] ago.
+    fn report(&mut self) {
+        let (before, at) = &mut self.reported;
+        if at.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        let now = self.window.state_figures();
+        self.metrics.state.report(before, &now);
+        *before = now;
+        *at = Some(Instant::now());
     }
 }
 
@@ -42,6 +64,7 @@ impl Operator for WindowedAggregate {
         if let Some(late) = self.window.take_late_rows() {
             out.emit(LATE_PORT, late);
         }
+        self.report();
         Ok(())
     }
 
@@ -49,6 +72,7 @@ impl Operator for WindowedAggregate {
         if let Some(b) = self.window.advance(watermark)? {
             out.emit(0, b);
         }
+        self.report();
         Ok(())
     }
 

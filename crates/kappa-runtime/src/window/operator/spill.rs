@@ -12,6 +12,7 @@ use kappa_job::keygroup::key_group_of;
 
 use super::{GroupRef, WindowOperator};
 use crate::error::TaskError;
+use crate::metrics::StateFigures;
 use crate::state::{KeyedState, StateFailure};
 
 /// The key group of timer entries: beyond every job's key groups (at most 32768).
@@ -115,6 +116,19 @@ impl WindowOperator {
     /// How the cache did, for a spilling operator.
     pub fn spill_stats(&self) -> Option<SpillStats> {
         self.spill.as_ref().map(|s| s.stats)
+    }
+
+    /// The size of its state, in memory and spilled, and how its cache did.
+    pub fn state_figures(&self) -> StateFigures {
+        let stats = self.spill_stats().unwrap_or_default();
+        StateFigures {
+            keys_in_memory: self.groups_in_state() as u64,
+            bytes_in_memory: self.bytes_in_state(),
+            bytes_on_disk: self.spill.as_ref().map_or(0, |s| s.store.disk_bytes()),
+            cache_hits: stats.hits,
+            cache_loads: stats.loads,
+            evictions: stats.evictions,
+        }
     }
 
     /// The group of (`key`, window `start`): in memory, or read back from disk.
