@@ -64,7 +64,7 @@ fn windows_beyond_memory_spill_to_disk_and_stay_exact_across_a_kill() {
         })
         .expect("read");
     cluster.assert_results(&id, &latest_per_key(&got).expect("records"), &expected);
-    // The job's detail tells what its windows hold in memory and on disk.
+    // The job's detail tells what its windows hold in memory and spilled to RocksDB.
     eventually(
         "the window's state figures",
         Duration::from_secs(30),
@@ -82,7 +82,7 @@ fn windows_beyond_memory_spill_to_disk_and_stay_exact_across_a_kill() {
             };
             let n = |f: &str| s[f].as_u64().unwrap_or(0);
             let rate = s["cache_hit_rate"].as_f64().unwrap_or(-1.0);
-            (n("bytes_on_disk") > 0
+            (n("bytes_spilled") > 0
                 && n("evictions") > 0
                 && n("cache_loads") > 0
                 && (0.0..1.0).contains(&rate))

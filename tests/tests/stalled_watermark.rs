@@ -66,7 +66,16 @@ fn a_job_beyond_its_state_limit_fails_with_the_reason_and_the_others_run_on() {
     let cluster = Cluster::local(2, &[]).expect("kappa local");
     let stalled = reference_job(&broker.bootstrap, "clicks", "out", "true", 1)
         .replace("idle_timeout = \"30s\"\n", "");
-    let limited = format!("{stalled}\n[limits]\nstate_memory = \"256KiB\"\n");
+    // Its state in memory (the heap backend: the RocksDB one would spill it to disk).
+    let limited = format!(
+        "{}\n[limits]\nstate_memory = \"256KiB\"\n",
+        stalled.replacen(
+            "parallelism = 1\n",
+            "parallelism = 1\nstate_backend = \"heap\"\n",
+            1
+        )
+    );
+    assert!(limited.contains("state_backend"), "{limited}");
     let small = cluster.submit(&limited, &[]).expect("submit");
     let other = cluster.submit(&stalled, &[]).expect("submit");
     // 5,000 items over two hours in partition 0 only: about 10,000 windows that never fire.

@@ -44,8 +44,9 @@ pub struct StateView {
     pub keys_in_memory: u64,
     /// Their estimated bytes.
     pub bytes_in_memory: u64,
-    /// Bytes of spilled state on the taskmanager's local disk (RocksDB SST files).
-    pub bytes_on_disk: u64,
+    /// Bytes of spilled state in the taskmanager's local RocksDB (SST files on disk and
+    /// memtables not flushed yet).
+    pub bytes_spilled: u64,
     /// Of the lookups of windows since the subtasks started, the share answered from
     /// memory (not read back from disk); absent before the first.
     pub cache_hit_rate: Option<f64>,
@@ -61,7 +62,7 @@ impl StateView {
         Self {
             keys_in_memory: f.keys_in_memory,
             bytes_in_memory: f.bytes_in_memory,
-            bytes_on_disk: f.bytes_on_disk,
+            bytes_spilled: f.bytes_spilled,
             cache_hit_rate: (lookups > 0).then(|| f.cache_hits as f64 / lookups as f64),
             cache_hits: f.cache_hits,
             cache_loads: f.cache_loads,
@@ -75,7 +76,7 @@ impl StateView {
         for p in parts {
             f.keys_in_memory += p.keys_in_memory;
             f.bytes_in_memory += p.bytes_in_memory;
-            f.bytes_on_disk += p.bytes_on_disk;
+            f.bytes_spilled += p.bytes_spilled;
             f.cache_hits += p.cache_hits;
             f.cache_loads += p.cache_loads;
             f.evictions += p.evictions;

@@ -409,7 +409,7 @@ function graph(d) {
 function stateLine(st) {
   if (!st) return "";
   const hits = st.cache_hit_rate == null ? "" : ` · ${(100 * st.cache_hit_rate).toFixed(1)}% hits`;
-  return `<div class="state">state <span data-field="state">${num(st.keys_in_memory)} keys · ${bytes(st.bytes_in_memory)} in memory · ${bytes(st.bytes_on_disk)} on disk${hits}</span></div>`;
+  return `<div class="state">state <span data-field="state">${num(st.keys_in_memory)} keys · ${bytes(st.bytes_in_memory)} in memory · ${bytes(st.bytes_spilled)} spilled${hits}</span></div>`;
 }
 
 function subtasks(d) {

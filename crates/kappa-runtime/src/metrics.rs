@@ -54,7 +54,7 @@ pub struct SubtaskMetrics {
 pub struct StateFigures {
     pub keys_in_memory: u64,
     pub bytes_in_memory: u64,
-    pub bytes_on_disk: u64,
+    pub bytes_spilled: u64,
     pub cache_hits: u64,
     pub cache_loads: u64,
     pub evictions: u64,
@@ -65,7 +65,7 @@ impl StateFigures {
         [
             self.keys_in_memory,
             self.bytes_in_memory,
-            self.bytes_on_disk,
+            self.bytes_spilled,
             self.cache_hits,
             self.cache_loads,
             self.evictions,
@@ -81,8 +81,8 @@ pub struct StateMetrics {
     pub keys_in_memory: AtomicU64,
     /// Estimated bytes they take.
     pub bytes_in_memory: AtomicU64,
-    /// Bytes of spilled state in the local RocksDB (its SST files).
-    pub bytes_on_disk: AtomicU64,
+    /// Bytes of spilled state in the local RocksDB (its SST files and memtables).
+    pub bytes_spilled: AtomicU64,
     /// Lookups answered from memory.
     pub cache_hits: AtomicU64,
     /// Groups read back from disk.
@@ -96,7 +96,7 @@ impl StateMetrics {
         [
             &self.keys_in_memory,
             &self.bytes_in_memory,
-            &self.bytes_on_disk,
+            &self.bytes_spilled,
             &self.cache_hits,
             &self.cache_loads,
             &self.evictions,
@@ -123,7 +123,7 @@ impl StateMetrics {
         for (a, v) in [
             (keys, f.keys_in_memory),
             (bytes, f.bytes_in_memory),
-            (disk, f.bytes_on_disk),
+            (disk, f.bytes_spilled),
         ] {
             a.store(v, Ordering::Relaxed);
         }
@@ -141,7 +141,7 @@ impl StateMetrics {
         let [
             keys_in_memory,
             bytes_in_memory,
-            bytes_on_disk,
+            bytes_spilled,
             cache_hits,
             cache_loads,
             evictions,
@@ -149,7 +149,7 @@ impl StateMetrics {
         StateFigures {
             keys_in_memory,
             bytes_in_memory,
-            bytes_on_disk,
+            bytes_spilled,
             cache_hits,
             cache_loads,
             evictions,
@@ -290,7 +290,7 @@ mod tests {
         StateFigures {
             keys_in_memory: n,
             bytes_in_memory: 10 * n,
-            bytes_on_disk: 100 * n,
+            bytes_spilled: 100 * n,
             cache_hits: n,
             cache_loads: n,
             evictions: n,
@@ -312,7 +312,7 @@ mod tests {
         copy.set(&figures(4));
         let f = copy.figures();
         assert_eq!(
-            (f.keys_in_memory, f.bytes_on_disk),
+            (f.keys_in_memory, f.bytes_spilled),
             (4, 400),
             "sizes as reported"
         );

@@ -69,9 +69,9 @@ const SERIES: [Series; 15] = [
         |m| SubtaskMetrics::get(&m.state.bytes_in_memory) as f64,
     ),
     (
-        "kappa_state_disk_bytes",
-        "Keyed subtasks: bytes of state spilled to the local RocksDB (SST files)",
-        |m| SubtaskMetrics::get(&m.state.bytes_on_disk) as f64,
+        "kappa_state_spilled_bytes",
+        "Keyed subtasks: bytes of state spilled to the local RocksDB (SST files and memtables)",
+        |m| SubtaskMetrics::get(&m.state.bytes_spilled) as f64,
     ),
     (
         "kappa_state_cache_hits_total",

@@ -33,8 +33,8 @@ pub trait KeyedState: Send {
     ) -> Result<(), StateFailure>;
     /// The committed value under (`key_group`, `key`).
     fn get(&self, key_group: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StateFailure>;
-    /// Bytes the state takes on disk (0 for state that is not on disk).
-    fn disk_bytes(&self) -> u64 {
+    /// Bytes the state takes in its store (0 for state that is not in one).
+    fn stored_bytes(&self) -> u64 {
         0
     }
 }
@@ -73,28 +73,42 @@ pub(crate) mod testing {
     /// (key group, key) in [`MapState`].
     pub(crate) type StateKey = (u32, Vec<u8>);
 
+    /// Writes (Some) and deletes (None) waiting for commit.
+    #[derive(Default)]
+    struct Staged(Vec<(StateKey, Option<Vec<u8>>)>);
+
+    impl Staged {
+        fn stage(&mut self, kg: u32, key: &[u8], value: Option<&[u8]>) {
+            self.0.push(((kg, key.to_vec()), value.map(<[u8]>::to_vec)));
+        }
+
+        /// Applies what is staged to `map`, in order.
+        fn apply(&mut self, map: &mut BTreeMap<StateKey, Vec<u8>>) {
+            for (k, v) in self.0.drain(..) {
+                match v {
+                    Some(v) => map.insert(k, v),
+                    None => map.remove(&k),
+                };
+            }
+        }
+    }
+
     /// Keyed state in a map: a stand-in for RocksDB in this component's unit tests.
     #[derive(Default)]
     pub(crate) struct MapState {
         pub(crate) committed: BTreeMap<StateKey, Vec<u8>>,
-        /// Writes (Some) and deletes (None) waiting for commit.
-        staged: Vec<(StateKey, Option<Vec<u8>>)>,
+        staged: Staged,
     }
 
     impl super::KeyedState for MapState {
         fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) {
-            self.staged.push(((kg, key.to_vec()), Some(value.to_vec())));
+            self.staged.stage(kg, key, Some(value));
         }
         fn delete(&mut self, kg: u32, key: &[u8]) {
-            self.staged.push(((kg, key.to_vec()), None));
+            self.staged.stage(kg, key, None);
         }
         fn commit(&mut self) -> Result<(), super::StateFailure> {
-            for (k, v) in self.staged.drain(..) {
-                match v {
-                    Some(v) => self.committed.insert(k, v),
-                    None => self.committed.remove(&k),
-                };
-            }
+            self.staged.apply(&mut self.committed);
             Ok(())
         }
         fn scan(
@@ -132,10 +146,10 @@ pub(crate) mod testing {
 
     /// Handles on one [`MapState`], each staging its writes, as handles on one RocksDB are
     /// (an operator's spill store and its checkpoint part).
-    #[derive(Clone, Default)]
+    #[derive(Default)]
     pub(crate) struct SharedState {
         map: std::sync::Arc<parking_lot::Mutex<MapState>>,
-        staged: Vec<(StateKey, Option<Vec<u8>>)>,
+        staged: Staged,
     }
 
     impl SharedState {
@@ -143,7 +157,7 @@ pub(crate) mod testing {
         pub(crate) fn handle(&self) -> Self {
             Self {
                 map: std::sync::Arc::clone(&self.map),
-                staged: Vec::new(),
+                staged: Staged::default(),
             }
         }
 
@@ -155,19 +169,13 @@ pub(crate) mod testing {
 
     impl super::KeyedState for SharedState {
         fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) {
-            self.staged.push(((kg, key.to_vec()), Some(value.to_vec())));
+            self.staged.stage(kg, key, Some(value));
         }
         fn delete(&mut self, kg: u32, key: &[u8]) {
-            self.staged.push(((kg, key.to_vec()), None));
+            self.staged.stage(kg, key, None);
         }
         fn commit(&mut self) -> Result<(), super::StateFailure> {
-            let mut map = self.map.lock();
-            for (k, v) in self.staged.drain(..) {
-                match v {
-                    Some(v) => map.committed.insert(k, v),
-                    None => map.committed.remove(&k),
-                };
-            }
+            self.staged.apply(&mut self.map.lock().committed);
             Ok(())
         }
         fn scan(

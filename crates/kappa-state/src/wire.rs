@@ -10,7 +10,7 @@ pub fn figures_to_proto(f: &StateFigures) -> pb::StateFigures {
     pb::StateFigures {
         keys_in_memory: f.keys_in_memory,
         bytes_in_memory: f.bytes_in_memory,
-        bytes_on_disk: f.bytes_on_disk,
+        bytes_spilled: f.bytes_spilled,
         cache_hits: f.cache_hits,
         cache_loads: f.cache_loads,
         evictions: f.evictions,
@@ -22,7 +22,7 @@ pub fn figures_from_proto(f: &pb::StateFigures) -> StateFigures {
     StateFigures {
         keys_in_memory: f.keys_in_memory,
         bytes_in_memory: f.bytes_in_memory,
-        bytes_on_disk: f.bytes_on_disk,
+        bytes_spilled: f.bytes_spilled,
         cache_hits: f.cache_hits,
         cache_loads: f.cache_loads,
         evictions: f.evictions,

@@ -90,9 +90,12 @@ pub const SERIES: &[Series] = &[
     Series::vertex("state_memory", "State in memory", "bytes", |v, _| {
         v.state.map(|s| s.bytes_in_memory as f64)
     }),
-    Series::vertex("state_disk", "State spilled to disk", "bytes", |v, _| {
-        v.state.map(|s| s.bytes_on_disk as f64)
-    }),
+    Series::vertex(
+        "state_spilled",
+        "State spilled to RocksDB",
+        "bytes",
+        |v, _| v.state.map(|s| s.bytes_spilled as f64),
+    ),
     Series::vertex("state_cache_hit_rate", "State cache hits", "%", |v, _| {
         v.state.and_then(|s| s.cache_hit_rate).map(|r| 100.0 * r)
     }),

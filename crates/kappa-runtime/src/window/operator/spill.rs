@@ -124,7 +124,7 @@ impl WindowOperator {
         StateFigures {
             keys_in_memory: self.groups_in_state() as u64,
             bytes_in_memory: self.bytes_in_state(),
-            bytes_on_disk: self.spill.as_ref().map_or(0, |s| s.store.disk_bytes()),
+            bytes_spilled: self.spill.as_ref().map_or(0, |s| s.store.stored_bytes()),
             cache_hits: stats.hits,
             cache_loads: stats.loads,
             evictions: stats.evictions,
