@@ -1,7 +1,9 @@
 //! `kappa bench`: runs the reference job over N generated click events from a file or from
-//! Kafka, or with `nexmark --query qN` a Nexmark query (see [`nexmark`]), and prints events/s
-//! and events per CPU-second of this process.
+//! Kafka, or with `nexmark --query qN` a Nexmark query (see [`nexmark`]), or with
+//! `kafka-consume` only reads the events from Kafka (see [`consume`]), and prints events/s and
+//! events per CPU-second of this process.
 
+mod consume;
 mod nexmark;
 
 use std::io::Write;
@@ -16,7 +18,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 
 use crate::demo::REFERENCE_JOB;
 use crate::generator::ClickGenerator;
@@ -31,6 +33,9 @@ pub enum BenchSource {
 pub enum BenchMode {
     /// A Nexmark query of examples/nexmark over generated events into a blackhole sink.
     Nexmark(nexmark::NexmarkArgs),
+    /// Only reads the click events from Kafka, per message and in batches (the calibration
+    /// of the Kafka path without the engine).
+    KafkaConsume(consume::ConsumeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -45,20 +50,20 @@ pub struct BenchArgs {
     #[arg(long, global = true, default_value_t = 2)]
     pub parallelism: u32,
     /// Kafka to use with --source kafka (default: an embedded mock cluster in this process).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub bootstrap_servers: Option<String>,
-    /// Partitions of the benchmark topic (when Kappa creates it in the embedded cluster).
-    #[arg(long, default_value_t = 4)]
+    /// Partitions of the benchmark topic (the embedded cluster gets more for large runs).
+    #[arg(long, global = true, default_value_t = 4)]
     pub partitions: i32,
     /// Run the subtasks in this many taskmanager processes (0: a taskmanager in this process).
     /// CPU time then counts this process and every taskmanager process.
     #[arg(long, global = true, default_value_t = 0)]
     pub taskmanagers: u32,
     /// Distinct items clicked (the window's keys).
-    #[arg(long, default_value_t = crate::generator::ITEMS)]
+    #[arg(long, global = true, default_value_t = crate::generator::ITEMS)]
     pub items: u32,
     /// Hours of event time the events spread over (about this many windows per item).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, global = true, default_value_t = 48)]
     pub hours: u32,
     /// Take checkpoints at this interval (e.g. 1s) into a temporary directory, and report them.
     #[arg(long, global = true)]
@@ -268,6 +273,60 @@ fn event_time(i: u64, n: u64, hours: u32) -> i64 {
     1_732_500_000_000 + (i as i64) * (i64::from(hours.max(1)) * 3_600_000) / n.max(1) as i64
 }
 
+/// The topic Kafka benchmarks read.
+const TOPIC: &str = "bench-clicks";
+
+/// The embedded cluster of a benchmark without --bootstrap-servers.
+type Embedded = MockCluster<'static, DefaultProducerContext>;
+
+/// Fills the topic [`TOPIC`] with `args.events` click events, round-robin over its partitions:
+/// at `args.bootstrap_servers` (created anew) or in an embedded cluster, returned to be kept
+/// while the topic is read. Returns the bootstrap servers and the number of partitions.
+async fn fill_topic(
+    args: &BenchArgs,
+    clicks: &mut ClickGenerator,
+) -> anyhow::Result<(String, i32, Option<Embedded>)> {
+    // The embedded cluster keeps about 5 MB per partition (librdkafka's mock retention):
+    // spread larger runs over more partitions.
+    let partitions = if args.bootstrap_servers.is_none() {
+        args.partitions
+            .max(args.events.div_ceil(MOCK_RECORDS_PER_PARTITION) as i32)
+    } else {
+        args.partitions
+    };
+    let mut cluster = None;
+    let bootstrap = match &args.bootstrap_servers {
+        Some(b) => {
+            create_topic(b, partitions).await?;
+            b.clone()
+        }
+        None => {
+            let c = MockCluster::new(1)?;
+            c.create_topic(TOPIC, partitions, 1)?;
+            let b = c.bootstrap_servers();
+            cluster = Some(c);
+            b
+        }
+    };
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "20")
+        .create()?;
+    for i in 0..args.events {
+        let e = clicks.event(event_time(i, args.events, args.hours));
+        let partition = (i % partitions as u64) as i32;
+        let mut rec = BaseRecord::<(), str>::to(TOPIC)
+            .partition(partition)
+            .payload(e.as_str());
+        while let Err((_, r)) = producer.send(rec) {
+            producer.poll(Duration::from_millis(5));
+            rec = r;
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok((bootstrap, partitions, cluster))
+}
+
 /// Creates the benchmark topic on an external cluster, emptied first if it exists.
 async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -275,8 +334,8 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
         .create()?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     // A topic left by an earlier run would add its events: delete it (absent is fine).
-    let _ = admin.delete_topics(&["bench-clicks"], &opts).await;
-    let topic = NewTopic::new("bench-clicks", partitions, TopicReplication::Fixed(1));
+    let _ = admin.delete_topics(&[TOPIC], &opts).await;
+    let topic = NewTopic::new(TOPIC, partitions, TopicReplication::Fixed(1));
     for r in admin.create_topics(&[topic], &opts).await? {
         r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t} at {bootstrap}: {e}"))?;
     }
@@ -284,8 +343,10 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchMode::Nexmark(n)) = &args.mode {
-        return nexmark::run(&args, n).await;
+    match &args.mode {
+        Some(BenchMode::Nexmark(n)) => return nexmark::run(&args, n).await,
+        Some(BenchMode::KafkaConsume(c)) => return consume::run(&args, c).await,
+        None => {}
     }
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("results");
@@ -310,45 +371,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .replace("start = \"earliest\"", "")
         }
         BenchSource::Kafka => {
-            // The embedded cluster keeps about 5 MB per partition (librdkafka's mock
-            // retention): spread larger runs over more partitions.
-            let partitions = if args.bootstrap_servers.is_none() {
-                args.partitions
-                    .max(args.events.div_ceil(MOCK_RECORDS_PER_PARTITION) as i32)
-            } else {
-                args.partitions
-            };
-            let bootstrap = match &args.bootstrap_servers {
-                Some(b) => {
-                    create_topic(b, partitions).await?;
-                    b.clone()
-                }
-                None => {
-                    let c = MockCluster::new(1)?;
-                    c.create_topic("bench-clicks", partitions, 1)?;
-                    let b = c.bootstrap_servers();
-                    _cluster = Some(c);
-                    b
-                }
-            };
-            let producer: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("linger.ms", "20")
-                .create()?;
-            for i in 0..args.events {
-                let e = clicks.event(event_time(i, args.events, args.hours));
-                let partition = (i % partitions as u64) as i32;
-                let mut rec = BaseRecord::<(), str>::to("bench-clicks")
-                    .partition(partition)
-                    .payload(e.as_str());
-                while let Err((_, r)) = producer.send(rec) {
-                    producer.poll(Duration::from_millis(5));
-                    rec = r;
-                }
-            }
-            producer.flush(Duration::from_secs(60))?;
+            let (bootstrap, _, cluster) = fill_topic(&args, &mut clicks).await?;
+            _cluster = cluster;
             REFERENCE_JOB
-                .replace("127.0.0.1:9092\"\ntopic = \"user-behavior\"", &format!("{bootstrap}\"\ntopic = \"bench-clicks\""))
+                .replace("127.0.0.1:9092\"\ntopic = \"user-behavior\"", &format!("{bootstrap}\"\ntopic = \"{TOPIC}\""))
                 .replace("connector = \"kafka\"\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"hourly-clicks\"", &format!("connector = \"file\"\npath = {:?}", out.display().to_string()))
                 .replace("key = \"{item_id}-{window_end}\"\n", "")
         }
