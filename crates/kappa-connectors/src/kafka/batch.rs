@@ -269,6 +269,9 @@ mod tests {
         let t0 = std::time::Instant::now();
         let none = consumer.consume(Duration::from_millis(100), 30).unwrap();
         assert!(none.is_empty());
-        assert!(t0.elapsed() >= Duration::from_millis(90), "waited for the timeout");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(90),
+            "waited for the timeout"
+        );
     }
 }

@@ -298,3 +298,93 @@ impl SourceReader for KafkaReader {
         Ok(SourceStatus::Running)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against librdkafka's in-process mock cluster.
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use kappa_job::spec::OnError;
+    use kappa_runtime::metrics::PartitionProgress;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::time::Instant;
+
+    #[test]
+    fn batches_split_by_partition_keep_positions_and_the_lag_from_statistics() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("t", 2, 1).unwrap();
+        let b = cluster.bootstrap_servers();
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .unwrap();
+        for n in 0..30i64 {
+            let payload = format!("{{\"n\":{n}}}");
+            let rec = BaseRecord::<(), str>::to("t")
+                .partition((n % 2) as i32)
+                .payload(&payload);
+            p.send(rec).unwrap();
+        }
+        p.flush(Duration::from_secs(10)).unwrap();
+        let metrics: Arc<SubtaskMetrics> = Arc::default();
+        let connection = KafkaConnection::plaintext(&b);
+        let partitions = [1, 0].map(|partition| PartitionStart {
+            partition,
+            offset: StartOffset::Offset(5),
+        });
+        let cfg = KafkaReaderConfig {
+            connection: &connection,
+            topic: "t",
+            group: "g",
+            partitions: &partitions,
+            new_splits: None,
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
+        let mut reader =
+            KafkaReader::new(cfg, JsonDecoder::new(schema), policy, Arc::clone(&metrics)).unwrap();
+        let mut read: [Vec<i64>; 2] = Default::default();
+        let done = |metrics: &SubtaskMetrics, read: &[Vec<i64>; 2]| {
+            let lag_known = metrics
+                .partitions
+                .lock()
+                .iter()
+                .all(|p| p.high_watermark.is_some());
+            read.iter().map(Vec::len).sum::<usize>() == 20 && lag_known
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&metrics, &read) {
+            assert!(
+                Instant::now() < deadline,
+                "{read:?} {:?}",
+                metrics.partitions.lock()
+            );
+            let (mut out, mut fin) = (Vec::new(), Vec::new());
+            reader
+                .poll(&mut out, &mut fin, Duration::from_millis(200))
+                .unwrap();
+            for batch in out {
+                let n = batch.batch.column(0).as_any();
+                let n = n.downcast_ref::<arrow::array::Int64Array>().unwrap();
+                read[batch.split].extend(n.values());
+            }
+        }
+        // Split 0 is partition 1 (odd numbers), split 1 partition 0, each from offset 5.
+        let odd: Vec<i64> = (5..15).map(|i| 2 * i + 1).collect();
+        let even: Vec<i64> = (5..15).map(|i| 2 * i).collect();
+        assert_eq!(read, [odd, even]);
+        let at = |partition| SplitPosition::Partition {
+            partition,
+            next_offset: Some(15),
+        };
+        assert_eq!(reader.positions(), vec![at(1), at(0)]);
+        let progress = metrics.partitions.lock().clone();
+        let expected = [1, 0].map(|partition| PartitionProgress {
+            partition,
+            position: 15,
+            high_watermark: Some(15),
+        });
+        assert_eq!(progress, expected);
+    }
+}
