@@ -1,8 +1,10 @@
 //! `kappa bench`: runs the reference job over N generated click events from a file or from
-//! Kafka, or with `nexmark --query qN` a Nexmark query (see [`nexmark`]), and prints events/s
-//! and events per CPU-second of this process; with `--rate N` fed at N events/s from Kafka,
-//! with its event-to-sink latency (see [`paced`]).
+//! Kafka, or with `nexmark --query qN` a Nexmark query (see [`nexmark`]), or with
+//! `kafka-consume` only reads the events from Kafka (see [`consume`]), and prints events/s and
+//! events per CPU-second of this process; with `--rate N` fed at N events/s from Kafka, with
+//! its event-to-sink latency (see [`paced`]).
 
+mod consume;
 mod nexmark;
 mod paced;
 
@@ -33,6 +35,9 @@ pub enum BenchSource {
 pub enum BenchMode {
     /// A Nexmark query of examples/nexmark over generated events into a blackhole sink.
     Nexmark(nexmark::NexmarkArgs),
+    /// Only reads the click events from Kafka, per message and in batches (the calibration
+    /// of the Kafka path without the engine).
+    KafkaConsume(consume::ConsumeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -47,24 +52,30 @@ pub struct BenchArgs {
     #[arg(long, global = true, default_value_t = 2)]
     pub parallelism: u32,
     /// Kafka to use with --source kafka (default: an embedded mock cluster in this process).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub bootstrap_servers: Option<String>,
-    /// Partitions of the benchmark topic (when Kappa creates it in the embedded cluster).
-    #[arg(long, default_value_t = 4)]
+    /// Partitions of the benchmark topic (the embedded cluster gets more for large runs).
+    #[arg(long, global = true, default_value_t = 4)]
     pub partitions: i32,
     /// Run the subtasks in this many taskmanager processes (0: a taskmanager in this process).
     /// CPU time then counts this process and every taskmanager process.
     #[arg(long, global = true, default_value_t = 0)]
     pub taskmanagers: u32,
     /// Distinct items clicked (the window's keys).
-    #[arg(long, default_value_t = crate::generator::ITEMS)]
+    #[arg(long, global = true, default_value_t = crate::generator::ITEMS)]
     pub items: u32,
     /// Hours of event time the events spread over (about this many windows per item).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, global = true, default_value_t = 48)]
     pub hours: u32,
     /// Take checkpoints at this interval (e.g. 1s) into a temporary directory, and report them.
     #[arg(long, global = true)]
     pub checkpoint_interval: Option<String>,
+    /// The reference job's state backend (`rocksdb`, the default, or `heap`).
+    #[arg(long, value_enum, default_value_t = BenchBackend::Rocksdb)]
+    pub state_backend: BenchBackend,
+    /// The taskmanagers' --state-memory (e.g. 64MiB): windows beyond it spill to disk.
+    #[arg(long, global = true)]
+    pub state_memory: Option<String>,
     /// With --taskmanagers: mutual TLS between the processes (certificates from
     /// `kappa certs init` in a temporary directory), to measure what it costs.
     #[arg(long)]
@@ -136,6 +147,11 @@ async fn start_cluster(
         argv.push("--checkpoint-dir".into());
         argv.push(checkpoint_dir.display().to_string());
     }
+    let state_memory: Vec<String> = match &args.state_memory {
+        Some(m) => vec!["--state-memory".into(), m.clone()],
+        None => Vec::new(),
+    };
+    argv.extend(state_memory.iter().cloned());
     let local = LocalArgs::parse_from(argv);
     if args.cluster_tls && args.taskmanagers == 0 {
         bail!("--cluster-tls measures TLS between processes: give --taskmanagers too");
@@ -203,6 +219,7 @@ async fn start_cluster(
                 &allowed,
             ])
             .args(flags)
+            .args(&state_memory)
             .stdout(std::process::Stdio::null())
             .spawn()
             .context("starting a taskmanager process")?;
@@ -318,12 +335,66 @@ fn kafka_job(bootstrap: &str, out: &std::path::Path) -> String {
         .replace("key = \"{item_id}-{window_end}\"\n", "")
 }
 
+/// Where the benchmark job keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBackend {
+    Rocksdb,
+    Heap,
+}
+
+/// `job` (its first line the name) with the state backend of --state-backend.
+fn with_backend(args: &BenchArgs, job: String) -> String {
+    let backend = match args.state_backend {
+        BenchBackend::Rocksdb => "rocksdb",
+        BenchBackend::Heap => "heap",
+    };
+    match job.split_once('\n') {
+        Some((name, rest)) => format!("{name}\nstate_backend = \"{backend}\"\n{rest}"),
+        None => job,
+    }
+}
+
 /// `job` with the checkpoints of --checkpoint-interval, if given.
 fn with_checkpoints(args: &BenchArgs, job: String) -> String {
     match &args.checkpoint_interval {
         Some(i) => format!("{job}\n[checkpoints]\ninterval = \"{i}\"\nretained = 2\n"),
         None => job,
     }
+}
+
+/// Fills the topic [`TOPIC`] with `args.events` click events, round-robin over its partitions
+/// (see [`bench_topic`]). Returns the bootstrap servers, the number of partitions and the
+/// embedded cluster to keep while the topic is read.
+async fn fill_topic(
+    args: &BenchArgs,
+    clicks: &mut ClickGenerator,
+) -> anyhow::Result<(String, i32, Option<Embedded>)> {
+    // The embedded cluster keeps about 5 MB per partition (librdkafka's mock retention):
+    // spread larger runs over more partitions.
+    let partitions = if args.bootstrap_servers.is_none() {
+        args.partitions
+            .max(args.events.div_ceil(MOCK_RECORDS_PER_PARTITION) as i32)
+    } else {
+        args.partitions
+    };
+    let (bootstrap, embedded) = bench_topic(args, partitions).await?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "20")
+        .create()?;
+    for i in 0..args.events {
+        let e = clicks.event(event_time(i, args.events, args.hours));
+        let partition = (i % partitions as u64) as i32;
+        let mut rec = BaseRecord::<(), str>::to(TOPIC)
+            .partition(partition)
+            .payload(e.as_str());
+        while let Err((_, r)) = producer.send(rec) {
+            producer.poll(Duration::from_millis(5));
+            rec = r;
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok((bootstrap, partitions, embedded))
 }
 
 /// Creates the benchmark topic on an external cluster, emptied first if it exists.
@@ -342,8 +413,10 @@ async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchMode::Nexmark(n)) = &args.mode {
-        return nexmark::run(&args, n).await;
+    match &args.mode {
+        Some(BenchMode::Nexmark(n)) => return nexmark::run(&args, n).await,
+        Some(BenchMode::KafkaConsume(c)) => return consume::run(&args, c).await,
+        None => {}
     }
     if let Some(rate) = args.rate {
         return paced::run(&args, rate, args.speed).await;
@@ -371,36 +444,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .replace("start = \"earliest\"", "")
         }
         BenchSource::Kafka => {
-            // The embedded cluster keeps about 5 MB per partition (librdkafka's mock
-            // retention): spread larger runs over more partitions.
-            let partitions = if args.bootstrap_servers.is_none() {
-                args.partitions
-                    .max(args.events.div_ceil(MOCK_RECORDS_PER_PARTITION) as i32)
-            } else {
-                args.partitions
-            };
-            let (bootstrap, embedded) = bench_topic(&args, partitions).await?;
-            _cluster = embedded;
-            let producer: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("linger.ms", "20")
-                .create()?;
-            for i in 0..args.events {
-                let e = clicks.event(event_time(i, args.events, args.hours));
-                let partition = (i % partitions as u64) as i32;
-                let mut rec = BaseRecord::<(), str>::to(TOPIC)
-                    .partition(partition)
-                    .payload(e.as_str());
-                while let Err((_, r)) = producer.send(rec) {
-                    producer.poll(Duration::from_millis(5));
-                    rec = r;
-                }
-            }
-            producer.flush(Duration::from_secs(60))?;
+            let (bootstrap, _, cluster) = fill_topic(&args, &mut clicks).await?;
+            _cluster = cluster;
             kafka_job(&bootstrap, &out)
         }
     };
-    let job = with_checkpoints(&args, job);
+    let job = with_backend(&args, with_checkpoints(&args, job));
     let (jm, taskmanagers) = start_cluster(&args, dir.path()).await?;
     let started = submit(&jm, &taskmanagers, "bench.toml", &job, args.parallelism).await?;
     let job = &started.job;

@@ -3,6 +3,7 @@
 //! transactional), dead-letter topics.
 
 pub mod admin;
+pub mod batch;
 pub mod config;
 pub mod sink;
 pub mod source;

@@ -1,10 +1,12 @@
 //! The Kafka source reader of one subtask: reads its assigned partitions from explicit
-//! offsets, takes partitions handed over while running, decodes each partition's records as a
-//! batch, applies the bad-record policy, and publishes its position and lag per partition.
+//! offsets, takes partitions handed over while running, takes messages from librdkafka in
+//! batches ([`super::batch`]), decodes each partition's records as a batch straight from
+//! librdkafka's buffers, applies the bad-record policy, and publishes its position and lag per
+//! partition.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use kappa_runtime::TaskError;
@@ -12,12 +14,13 @@ use kappa_runtime::io::{SourceReader, SourceStatus, SplitBatch, SplitPosition};
 use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics};
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use kappa_job::kafka::KafkaConnection;
 
+use super::batch::BatchConsumer;
 use super::{PartitionStart, StartOffset, client_config};
 use crate::bad_records::BadRecordPolicy;
 use crate::json::JsonDecoder;
@@ -47,9 +50,27 @@ impl ClientContext for HighWatermarks {
 
 impl ConsumerContext for HighWatermarks {}
 
+/// The settings of a source's consumer: offsets are explicit and never committed, and only
+/// committed transactions are read; `group` only names the client.
+pub fn consumer_config(
+    connection: &KafkaConnection,
+    group: &str,
+) -> Result<ClientConfig, TaskError> {
+    let mut config = client_config(connection)?;
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "1000");
+    Ok(config)
+}
+
 /// Reads the partitions assigned to one source subtask.
 pub struct KafkaReader {
-    consumer: BaseConsumer<HighWatermarks>,
+    consumer: BatchConsumer<HighWatermarks>,
     high: HighWatermarks,
     topic: String,
     /// Partition id → split index, in the order the partitions were assigned.
@@ -86,21 +107,16 @@ impl KafkaReader {
             topic: cfg.topic.to_string(),
             by_partition: Arc::default(),
         };
-        let consumer: BaseConsumer<HighWatermarks> = client_config(cfg.connection)?
-            .set("group.id", cfg.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "false")
-            .set("statistics.interval.ms", "1000")
+        let creating = |e: &dyn std::fmt::Display| {
+            TaskError::Io(format!(
+                "creating a Kafka consumer for {}: {e}",
+                cfg.connection.bootstrap_servers
+            ))
+        };
+        let consumer: BaseConsumer<HighWatermarks> = consumer_config(cfg.connection, cfg.group)?
             .create_with_context(high.clone())
-            .map_err(|e| {
-                TaskError::Io(format!(
-                    "creating a Kafka consumer for {}: {e}",
-                    cfg.connection.bootstrap_servers
-                ))
-            })?;
+            .map_err(|e| creating(&e))?;
+        let consumer = BatchConsumer::new(consumer).map_err(|e| creating(&e))?;
         let mut reader = Self {
             consumer,
             high,
@@ -133,20 +149,26 @@ impl KafkaReader {
                 StartOffset::Beginning => (Offset::Beginning, None),
                 StartOffset::Offset(o) => (Offset::Offset(o), Some(o)),
             };
+            let assigning = |e: &dyn std::fmt::Display| {
+                TaskError::Io(format!(
+                    "assigning partition {} of `{topic}`: {e}",
+                    p.partition
+                ))
+            };
             tpl.add_partition_offset(&topic, p.partition, offset)
-                .map_err(|e| {
-                    TaskError::Io(format!(
-                        "assigning partition {} of `{topic}`: {e}",
-                        p.partition
-                    ))
-                })?;
+                .map_err(|e| assigning(&e))?;
+            // Before the assignment, so its messages never reach the consumer's own queue.
+            self.consumer
+                .attach(&topic, p.partition)
+                .map_err(|e| assigning(&e))?;
             self.split_of.insert(p.partition, self.positions.len());
             self.positions.push((p.partition, position));
         }
+        let consumer = self.consumer.consumer();
         let r = if incremental {
-            self.consumer.incremental_assign(&tpl)
+            consumer.incremental_assign(&tpl)
         } else {
-            self.consumer.assign(&tpl)
+            consumer.assign(&tpl)
         };
         r.map_err(|e| TaskError::Io(format!("assigning partitions of `{topic}`: {e}")))?;
         if incremental && tpl.count() > 0 {
@@ -173,6 +195,33 @@ impl KafkaReader {
             })
             .collect();
         *self.metrics.partitions.lock() = progress;
+    }
+
+    /// Serves the consumer's own queue: statistics (high watermarks), errors and logs. No
+    /// message arrives there: every partition's go to the batch queue.
+    fn serve_events(&mut self) -> Result<(), TaskError> {
+        loop {
+            match self.consumer.consumer().poll(Duration::ZERO) {
+                None => return Ok(()),
+                Some(Err(e)) => log_error(&mut self.errors_logged, &self.topic, &e),
+                Some(Ok(m)) => {
+                    return Err(TaskError::Io(format!(
+                        "a message of partition {} of `{}` (offset {}) bypassed the batch queue",
+                        m.partition(),
+                        self.topic,
+                        m.offset()
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Logs the first errors librdkafka reports (it retries by itself); `logged` counts them.
+fn log_error(logged: &mut u64, topic: &str, error: &dyn std::fmt::Display) {
+    if *logged < 20 {
+        *logged += 1;
+        tracing::warn!(%topic, %error, "Kafka consumer error (librdkafka retries)");
     }
 }
 
@@ -203,53 +252,39 @@ impl SourceReader for KafkaReader {
                 self.assign(&added, true)?;
             }
         }
-        let deadline = Instant::now() + timeout;
-        let mut by_split: Vec<Vec<BorrowedMessage<'_>>> =
-            (0..self.positions.len()).map(|_| Vec::new()).collect();
-        let mut taken = 0;
-        while taken < MAX_RECORDS_PER_POLL {
-            let wait = if taken == 0 {
-                deadline.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
-            match self.consumer.poll(wait) {
-                None => break,
-                Some(Ok(m)) => {
-                    if let Some(&split) = self.split_of.get(&m.partition()) {
-                        by_split[split].push(m);
-                        taken += 1;
-                    }
-                }
-                Some(Err(e)) => {
-                    if self.errors_logged < 20 {
-                        self.errors_logged += 1;
-                        tracing::warn!(topic = %self.topic, error = %e, "Kafka consumer error (librdkafka retries)");
-                    }
-                    if taken == 0 && Instant::now() >= deadline {
-                        break;
-                    }
-                }
+        self.serve_events()?;
+        let msgs = self
+            .consumer
+            .consume(timeout, MAX_RECORDS_PER_POLL)
+            .map_err(|e| TaskError::Io(format!("reading `{}`: {e}", self.topic)))?;
+        // Per split: the payloads (borrowed from librdkafka's buffers) and their offsets.
+        let mut by_split: Vec<(Vec<&[u8]>, Vec<i64>)> = (0..self.positions.len())
+            .map(|_| Default::default())
+            .collect();
+        for m in msgs.iter() {
+            if let Some(e) = m.error() {
+                let e = format!("partition {}: {e}", m.partition());
+                log_error(&mut self.errors_logged, &self.topic, &e);
+                continue;
+            }
+            if let Some(&split) = self.split_of.get(&m.partition()) {
+                by_split[split].0.push(m.payload());
+                by_split[split].1.push(m.offset());
             }
         }
-        for (split, msgs) in by_split.iter().enumerate() {
-            let Some(last) = msgs.last() else { continue };
-            self.positions[split].1 = Some(last.offset() + 1);
-            let payloads: Vec<&[u8]> = msgs
-                .iter()
-                .map(|m| m.payload().unwrap_or_default())
-                .collect();
+        for (split, (payloads, offsets)) in by_split.iter().enumerate() {
+            let Some(&last) = offsets.last() else {
+                continue;
+            };
+            self.positions[split].1 = Some(last + 1);
             let (batch, bad) = self
                 .decoder
-                .decode(&payloads)
+                .decode(payloads)
                 .map_err(|e| TaskError::Data(e.to_string()))?;
             for b in bad {
-                let m = &msgs[b.index];
                 let location = format!(
                     "topic `{}` partition {} offset {}",
-                    self.topic,
-                    m.partition(),
-                    m.offset()
+                    self.topic, self.positions[split].0, offsets[b.index]
                 );
                 self.policy.handle(&location, payloads[b.index], &b.error)?;
             }
@@ -258,7 +293,98 @@ impl SourceReader for KafkaReader {
             }
         }
         drop(by_split);
+        drop(msgs);
         self.publish_progress();
         Ok(SourceStatus::Running)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against librdkafka's in-process mock cluster.
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use kappa_job::spec::OnError;
+    use kappa_runtime::metrics::PartitionProgress;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::time::Instant;
+
+    #[test]
+    fn batches_split_by_partition_keep_positions_and_the_lag_from_statistics() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("t", 2, 1).unwrap();
+        let b = cluster.bootstrap_servers();
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .unwrap();
+        for n in 0..30i64 {
+            let payload = format!("{{\"n\":{n}}}");
+            let rec = BaseRecord::<(), str>::to("t")
+                .partition((n % 2) as i32)
+                .payload(&payload);
+            p.send(rec).unwrap();
+        }
+        p.flush(Duration::from_secs(10)).unwrap();
+        let metrics: Arc<SubtaskMetrics> = Arc::default();
+        let connection = KafkaConnection::plaintext(&b);
+        let partitions = [1, 0].map(|partition| PartitionStart {
+            partition,
+            offset: StartOffset::Offset(5),
+        });
+        let cfg = KafkaReaderConfig {
+            connection: &connection,
+            topic: "t",
+            group: "g",
+            partitions: &partitions,
+            new_splits: None,
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
+        let mut reader =
+            KafkaReader::new(cfg, JsonDecoder::new(schema), policy, Arc::clone(&metrics)).unwrap();
+        let mut read: [Vec<i64>; 2] = Default::default();
+        let done = |metrics: &SubtaskMetrics, read: &[Vec<i64>; 2]| {
+            let lag_known = metrics
+                .partitions
+                .lock()
+                .iter()
+                .all(|p| p.high_watermark.is_some());
+            read.iter().map(Vec::len).sum::<usize>() == 20 && lag_known
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&metrics, &read) {
+            assert!(
+                Instant::now() < deadline,
+                "{read:?} {:?}",
+                metrics.partitions.lock()
+            );
+            let (mut out, mut fin) = (Vec::new(), Vec::new());
+            reader
+                .poll(&mut out, &mut fin, Duration::from_millis(200))
+                .unwrap();
+            for batch in out {
+                let n = batch.batch.column(0).as_any();
+                let n = n.downcast_ref::<arrow::array::Int64Array>().unwrap();
+                read[batch.split].extend(n.values());
+            }
+        }
+        // Split 0 is partition 1 (odd numbers), split 1 partition 0, each from offset 5.
+        let odd: Vec<i64> = (5..15).map(|i| 2 * i + 1).collect();
+        let even: Vec<i64> = (5..15).map(|i| 2 * i).collect();
+        assert_eq!(read, [odd, even]);
+        let at = |partition| SplitPosition::Partition {
+            partition,
+            next_offset: Some(15),
+        };
+        assert_eq!(reader.positions(), vec![at(1), at(0)]);
+        let progress = metrics.partitions.lock().clone();
+        let expected = [1, 0].map(|partition| PartitionProgress {
+            partition,
+            position: 15,
+            high_watermark: Some(15),
+        });
+        assert_eq!(progress, expected);
     }
 }
