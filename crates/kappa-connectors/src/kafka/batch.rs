@@ -212,27 +212,12 @@ mod tests {
     //! Against librdkafka's in-process mock cluster.
     use super::*;
     use rdkafka::consumer::DefaultConsumerContext;
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
     #[test]
     fn batches_hold_every_record_in_offset_order_per_partition() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("t", 2, 1).unwrap();
+        let cluster = super::super::mock_topic(100, |n| format!("r{n}"));
         let b = cluster.bootstrap_servers();
-        let p: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .create()
-            .unwrap();
-        for n in 0..100 {
-            let payload = format!("r{n}");
-            let rec = BaseRecord::<(), str>::to("t")
-                .partition(n % 2)
-                .payload(&payload);
-            p.send(rec).unwrap();
-        }
-        p.flush(Duration::from_secs(10)).unwrap();
         let consumer: BaseConsumer<DefaultConsumerContext> = ClientConfig::new()
             .set("bootstrap.servers", &b)
             .set("group.id", "g")

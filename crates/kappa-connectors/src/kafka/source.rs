@@ -306,27 +306,12 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use kappa_job::spec::OnError;
     use kappa_runtime::metrics::PartitionProgress;
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use std::time::Instant;
 
     #[test]
     fn batches_split_by_partition_keep_positions_and_the_lag_from_statistics() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("t", 2, 1).unwrap();
+        let cluster = super::super::mock_topic(30, |n| format!("{{\"n\":{n}}}"));
         let b = cluster.bootstrap_servers();
-        let p: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .create()
-            .unwrap();
-        for n in 0..30i64 {
-            let payload = format!("{{\"n\":{n}}}");
-            let rec = BaseRecord::<(), str>::to("t")
-                .partition((n % 2) as i32)
-                .payload(&payload);
-            p.send(rec).unwrap();
-        }
-        p.flush(Duration::from_secs(10)).unwrap();
         let metrics: Arc<SubtaskMetrics> = Arc::default();
         let connection = KafkaConnection::plaintext(&b);
         let partitions = [1, 0].map(|partition| PartitionStart {
