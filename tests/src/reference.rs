@@ -158,11 +158,18 @@ pub fn first_half_produced(
     seed: u64,
 ) -> anyhow::Result<(Vec<Click>, usize)> {
     let data = clicks(events, seed, START, 6, 200);
-    let half = events / 2;
+    let half = produce_first_half(broker, &data)?;
+    Ok((data, half))
+}
+
+/// Creates the topics `clicks` (4 partitions) and `out` (the sink's) and produces the first
+/// half of `data`; returns where the second half starts.
+pub fn produce_first_half(broker: &crate::broker::Broker, data: &[Click]) -> anyhow::Result<usize> {
+    let half = data.len() / 2;
     broker.create_topic("clicks", 4)?;
     broker.produce("clicks", &spread(&data[..half], 4))?;
     broker.create_topic("out", crate::SINK_PARTITIONS)?;
-    Ok((data, half))
+    Ok(half)
 }
 
 /// The JSON lines of the committed (visible) part files of a file sink directory.

@@ -12,7 +12,7 @@ use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::recovery::{RECOVERY, first_checkpoint, kill_a_taskmanager};
 use kappa_integration_tests::reference::{
     START, checkpointed_file_job, clicks, closing, failing_after_first_checkpoint, finish_restored,
-    hourly_counts, json_lines, latest_per_key, part_file_counts, spread,
+    hourly_counts, json_lines, latest_per_key, part_file_counts, produce_first_half, spread,
 };
 use kappa_integration_tests::{eventually, reference_job};
 
@@ -28,12 +28,7 @@ fn windows_beyond_memory_spill_to_disk_and_stay_exact_across_a_kill() {
     // 4 hours of 160 000 clicks over a million items: about 20 000 windows of the users the
     // filter keeps per hour, some 4 MiB of window state per hour against 1 MiB in all.
     let data = clicks(160_000, 73, START, 4, 1_000_000);
-    broker.create_topic("clicks", 4).expect("topic");
-    broker.create_topic("out", 4).expect("topic");
-    let half = data.len() / 2;
-    broker
-        .produce("clicks", &spread(&data[..half], 4))
-        .expect("produce");
+    let half = produce_first_half(&broker, &data).expect("produce");
 
     let cp = dir.path().join("checkpoints");
     let cluster =
@@ -48,8 +43,7 @@ fn windows_beyond_memory_spill_to_disk_and_stay_exact_across_a_kill() {
     let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2) + RECOVERY;
     let id = cluster.submit(&job, &[]).expect("submit");
     first_checkpoint(&cluster, &id);
-    let took = kill_a_taskmanager(&cluster, &mut tms, &id);
-    println!("kill -9 of a taskmanager to RUNNING again: {took:?}");
+    kill_a_taskmanager(&cluster, &mut tms, &id);
 
     broker
         .produce("clicks", &spread(&data[half..], 4))

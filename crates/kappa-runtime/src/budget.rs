@@ -50,9 +50,7 @@ impl StateBudget {
             held: 0,
         }
     }
-}
 
-impl StateBudget {
     /// Takes `bytes` unless that goes beyond the limit (then nothing is taken).
     fn take(&self, bytes: u64) -> Result<(), OverBudget> {
         let before = self.held.fetch_add(bytes, Ordering::Relaxed);
