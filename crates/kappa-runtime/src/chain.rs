@@ -197,9 +197,28 @@ impl Chain {
     /// Every operator finishes in chain order, so what one emits reaches the next before it
     /// finishes itself.
     pub fn finish(&mut self) -> ChainResult {
+        self.each(|op, out| op.finish(out))
+    }
+
+    /// Every operator learns that the job started or stopped catching up, in chain order.
+    pub fn catching_up(&mut self, on: bool) -> ChainResult {
+        self.each(|op, out| op.catching_up(on, out))
+    }
+
+    /// Every operator emits what it held back, in chain order (a barrier follows).
+    pub fn flush(&mut self) -> ChainResult {
+        self.each(|op, out| op.flush(out))
+    }
+
+    /// Calls `f` on every operator in chain order, so what one emits reaches the next
+    /// before `f` is called on it.
+    fn each(
+        &mut self,
+        f: impl Fn(&mut dyn Operator, &mut Output) -> Result<(), TaskError>,
+    ) -> ChainResult {
         for i in 0..self.ops.len() {
             let mut out = Output::default();
-            self.ops[i].finish(&mut out).map_err(SendError::Failed)?;
+            f(self.ops[i].as_mut(), &mut out).map_err(SendError::Failed)?;
             self.route(i, &mut out)?;
         }
         Ok(())

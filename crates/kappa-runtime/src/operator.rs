@@ -116,6 +116,21 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The job started (`true`) or finished (`false`) catching up with its sources: while it
+    /// catches up an operator may hold back early results (updates a later record would
+    /// replace); when it stops, it emits what it held back.
+    fn catching_up(&mut self, on: bool, out: &mut Output) -> Result<(), TaskError> {
+        let _ = (on, out);
+        Ok(())
+    }
+
+    /// A checkpoint barrier is about to pass: emit what was held back, so that the
+    /// checkpoint covers it.
+    fn flush(&mut self, out: &mut Output) -> Result<(), TaskError> {
+        let _ = out;
+        Ok(())
+    }
+
     /// Called while the subtask waits for input: surfaces failures of asynchronous work.
     fn check(&mut self) -> Result<(), TaskError> {
         Ok(())

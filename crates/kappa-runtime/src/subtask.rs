@@ -100,6 +100,8 @@ pub struct Subtask {
     pub chain: Chain,
     pub metrics: Arc<SubtaskMetrics>,
     pub cancel: Arc<AtomicBool>,
+    /// Whether the job is catching up with its sources (set by the jobmanager).
+    pub catching_up: Arc<AtomicBool>,
     /// Present when the job takes checkpoints.
     pub checkpoints: Option<Box<dyn CheckpointHook>>,
 }
@@ -114,12 +116,14 @@ impl Subtask {
             chain,
             metrics,
             cancel,
+            catching_up,
             checkpoints,
         } = self;
         let mut runner = Runner {
             chain,
             metrics,
             cancel,
+            catching_up: (catching_up, false),
             checkpoints,
         };
         let r = match head {
@@ -144,10 +148,23 @@ struct Runner {
     chain: Chain,
     metrics: Arc<SubtaskMetrics>,
     cancel: Arc<AtomicBool>,
+    /// The job's catching-up flag, and what the operators were last told.
+    catching_up: (Arc<AtomicBool>, bool),
     checkpoints: Option<Box<dyn CheckpointHook>>,
 }
 
 impl Runner {
+    /// Tells the operators when the job started or stopped catching up.
+    fn follow_mode(&mut self) -> Result<(), Stop> {
+        let (flag, told) = &mut self.catching_up;
+        let now = flag.load(Ordering::Relaxed);
+        if now != *told {
+            *told = now;
+            self.chain.catching_up(now)?;
+        }
+        Ok(())
+    }
+
     /// Tells the operators of the checkpoints completed meanwhile.
     fn commit_completed(&mut self) -> Result<(), Stop> {
         if let Some(n) = self.checkpoints.as_mut().and_then(|h| h.completed()) {
@@ -163,6 +180,7 @@ impl Runner {
     /// Checkpoint n: every operator's part taken and acknowledged, then the barrier goes on.
     fn checkpoint(&mut self, n: u64, alignment: Duration) -> Result<(), Stop> {
         if let Some(hook) = self.checkpoints.as_mut() {
+            self.chain.flush()?;
             let parts = self.chain.snapshot(n, hook.as_mut())?;
             hook.acknowledge(n, parts, alignment)?;
         }
@@ -193,6 +211,7 @@ impl Runner {
                 return Err(Stop::Cancelled);
             }
             self.commit_completed()?;
+            self.follow_mode()?;
             let polled = if drained {
                 // Waits for the stop; takes part in checkpoints until then.
                 std::thread::sleep(POLL_TIMEOUT);
@@ -233,6 +252,7 @@ impl Runner {
         let mut idle_sent = false;
         loop {
             self.commit_completed()?;
+            self.follow_mode()?;
             let (from, element) = match aligner.next(channels)? {
                 None => {
                     self.chain.check()?;

@@ -113,6 +113,7 @@ mod tests {
             chain,
             metrics: Arc::clone(&metrics),
             cancel,
+            catching_up: Arc::default(),
             checkpoints: None,
         };
         let read_at = Origin(now_micros() - 250_000);

@@ -76,6 +76,21 @@ impl Operator for WindowedAggregate {
         Ok(())
     }
 
+    fn catching_up(&mut self, on: bool, out: &mut Output) -> Result<(), TaskError> {
+        self.window.hold_updates(on);
+        match on {
+            true => Ok(()),
+            false => self.flush(out),
+        }
+    }
+
+    fn flush(&mut self, out: &mut Output) -> Result<(), TaskError> {
+        if let Some(b) = self.window.flush()? {
+            out.emit(0, b);
+        }
+        Ok(())
+    }
+
     fn snapshot(
         &mut self,
         n: u64,

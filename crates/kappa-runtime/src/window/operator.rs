@@ -112,6 +112,10 @@ pub struct WindowOperator {
     late_batch: Option<RecordBatch>,
     /// With the RocksDB backend: where groups that do not fit in memory go.
     spill: Option<Spill>,
+    /// An updating aggregate holds its updates back (the job is catching up).
+    holding: bool,
+    /// Held updates must go out now: they keep memory the cache needs.
+    release_held: bool,
 }
 
 impl WindowOperator {
@@ -163,7 +167,23 @@ impl WindowOperator {
             late_rows: Vec::new(),
             late_batch: None,
             spill: store.filter(|_| Self::spills(plan)).map(Spill::new),
+            holding: false,
+            release_held: false,
         })
+    }
+
+    /// Whether an updating aggregate holds its updates back instead of emitting each batch's
+    /// (while the job catches up, so that a key changed by many records is emitted once).
+    /// Held updates go out at [`WindowOperator::flush`], at the end of the input, when they
+    /// keep memory the cache needs, and before the state TTL drops their group.
+    pub fn hold_updates(&mut self, on: bool) {
+        self.holding = on;
+    }
+
+    /// Emits the updates held back.
+    pub fn flush(&mut self) -> Result<Option<RecordBatch>, TaskError> {
+        self.release_held = true;
+        self.fire_ready()
     }
 
     /// Number of window groups held in state.
@@ -621,11 +641,25 @@ impl WindowOperator {
     }
 
     fn fire_ready(&mut self) -> Result<Option<RecordBatch>, TaskError> {
-        // An updating aggregate emits every group a batch changed, whatever the watermark.
-        let global = matches!(self.assigner, WindowAssigner::Global { .. });
+        // An updating aggregate emits every group a batch changed, whatever the watermark,
+        // unless it holds its updates back: then only groups its TTL is about to drop.
+        let global = match self.assigner {
+            WindowAssigner::Global { ttl_ms } => Some(ttl_ms),
+            _ => None,
+        };
+        let held = self.holding && !std::mem::take(&mut self.release_held);
+        let fire_until = match global {
+            Some(ttl) if held && self.watermark != i64::MAX => match ttl {
+                0 => i64::MIN,
+                ttl => self.watermark.saturating_sub(ttl),
+            },
+            Some(_) => i64::MAX,
+            None if self.watermark == i64::MIN => i64::MIN,
+            None => self.watermark,
+        };
         let mut fired = Vec::new();
         while let Some(&(end, g)) = self.timers.first() {
-            if !global && (end > self.watermark || self.watermark == i64::MIN) {
+            if end > fire_until || fire_until == i64::MIN {
                 break;
             }
             self.timers.pop_first();
@@ -637,7 +671,7 @@ impl WindowOperator {
         }
         let batch = self.output(&fired)?;
         for g in fired {
-            if self.lateness == 0 && !global {
+            if self.lateness == 0 && global.is_none() {
                 self.release(g);
             } else if !self.groups[g as usize].retained {
                 self.dirty.insert(g);

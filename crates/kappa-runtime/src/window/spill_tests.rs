@@ -274,3 +274,48 @@ fn a_corrupt_spilled_window_fails_the_window_naming_it() {
     );
     assert!(state.len() > spilled.len(), "timer entries are kept apart");
 }
+
+#[test]
+fn held_updates_of_a_spilling_aggregate_go_out_once_memory_needs_them_and_stay_exact() {
+    let seed = rand::random::<u64>();
+    println!("seed {seed}");
+    let rows = rows(seed, 20_000, 2_000);
+    for assigner in [
+        WindowAssigner::Global { ttl_ms: 0 },
+        WindowAssigner::Global { ttl_ms: 3_000 },
+    ] {
+        let expected = in_memory(assigner, 0, &rows);
+        let limit = 40_000;
+        let cache = StateBudget::new(Some(limit));
+        let mut w = operator_with(
+            assigner,
+            0,
+            StateBudget::new(None).cache_charge(&cache),
+            Some(Box::new(SharedState::default())),
+        );
+        w.hold_updates(true);
+        let mut r = Run::default();
+        // Catching up, flushed at a barrier every 40 batches.
+        for part in rows.chunks(4_000) {
+            r.feed(&mut w, part, &|_| true, &cache);
+            collect(&mut r.got, w.flush().unwrap());
+        }
+        collect(&mut r.got, w.advance(i64::MAX).unwrap());
+        same(
+            &finals(r.got.clone()),
+            &finals(expected.clone()),
+            &format!("{assigner:?}"),
+        );
+        assert!(
+            r.got.len() < expected.len(),
+            "{assigner:?}: holding back emitted {} updates, live {}",
+            r.got.len(),
+            expected.len()
+        );
+        assert!(
+            r.most <= 2 * limit,
+            "{assigner:?}: {} bytes in memory with a limit of {limit}",
+            r.most
+        );
+    }
+}

@@ -495,6 +495,7 @@ fn a_window_subtask_snapshots_when_barriers_align() {
         chain,
         metrics,
         cancel,
+        catching_up: Arc::default(),
         checkpoints: Some(Box::new(hook)),
     };
     for (from, e) in [
@@ -674,4 +675,58 @@ fn an_updating_aggregate_forgets_a_key_idle_for_its_ttl_and_restores_the_rest() 
     );
     restored.advance(310).unwrap();
     assert_eq!(restored.groups_in_state(), 0);
+}
+
+#[test]
+fn an_updating_aggregate_holding_its_updates_back_emits_each_key_once_at_the_flush() {
+    let mut w = operator(WindowAssigner::Global { ttl_ms: 0 }, 0);
+    w.hold_updates(true);
+    let mut got = BTreeMap::new();
+    for b in [
+        batch(&[("a", 5, 1), ("b", 7, 2)]),
+        batch(&[("a", 9, 3)]),
+        batch(&[("a", 11, 4), ("c", 12, 5)]),
+    ] {
+        assert_eq!(collect_updates(&mut got, w.process(&b).unwrap()), 0);
+        assert_eq!(collect_updates(&mut got, w.advance(1_000).unwrap()), 0);
+    }
+    assert_eq!(
+        collect_updates(&mut got, w.flush().unwrap()),
+        3,
+        "once per key"
+    );
+    assert_eq!((got["a"], got["b"], got["c"]), ((3, 8), (1, 2), (1, 5)));
+    assert_eq!(
+        w.flush().unwrap().map(|b| b.num_rows()),
+        None,
+        "nothing twice"
+    );
+    // Still holding after a flush; the end of the input lets everything out.
+    w.process(&batch(&[("b", 20, 1)])).unwrap();
+    assert_eq!(collect_updates(&mut got, w.advance(i64::MAX).unwrap()), 1);
+    assert_eq!(got["b"], (2, 3));
+    // Live again: each batch's updates go out with it.
+    w.hold_updates(false);
+    let n = collect_updates(&mut got, w.process(&batch(&[("c", 30, 1)])).unwrap());
+    assert_eq!((n, got["c"]), (1, (2, 6)));
+}
+
+#[test]
+fn a_held_update_goes_out_before_its_ttl_drops_the_group() {
+    let mut w = operator(WindowAssigner::Global { ttl_ms: 100 }, 0);
+    let mut got = BTreeMap::new();
+    collect_updates(&mut got, w.process(&batch(&[("a", 10, 1)])).unwrap());
+    w.hold_updates(true);
+    w.process(&batch(&[("a", 20, 2), ("b", 150, 4)])).unwrap();
+    // a (latest 20) expires at 120: its held update comes out first; b's stays held.
+    let n = collect_updates(&mut got, w.advance(130).unwrap());
+    assert_eq!((n, got["a"]), (1, (2, 3)));
+    assert!(!got.contains_key("b"));
+    assert_eq!(
+        w.groups_in_state(),
+        1,
+        "a dropped after its update went out"
+    );
+    assert_eq!(collect_updates(&mut got, w.flush().unwrap()), 1);
+    assert_eq!(got["b"], (1, 4));
 }

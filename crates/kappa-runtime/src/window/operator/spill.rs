@@ -200,6 +200,10 @@ impl WindowOperator {
             }
             self.evict(g, &mut value);
         }
+        // Updates held back are due and stay in memory: past the target, they go out.
+        if self.holding && self.charge.held() > target {
+            self.release_held = true;
+        }
         if let Some(spill) = &mut self.spill {
             spill.commit().map_err(io)?;
         }
