@@ -17,6 +17,7 @@ mod postgres_tls;
 pub mod splits;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use kappa_job::plan::{SinkKind, SinkPlan, SourceKind, SourcePlan};
 use kappa_job::spec::{Delivery, SinkPartitioner};
@@ -55,14 +56,15 @@ pub enum ConnectorError {
 }
 
 /// Opens the source reader of one subtask; Kafka partitions handed over later arrive on
-/// `new_splits`. Its files must be ones `confinement` allows.
+/// `new_splits`. Its files must be ones `confinement` allows. It counts into `metrics` and
+/// takes larger batches from Kafka while `catching_up` is set.
 pub fn open_source(
     confinement: &Confinement,
     source: &SourcePlan,
     job_id: &str,
     assignment: &SourceAssignment,
     new_splits: Option<Receiver<Vec<PartitionStart>>>,
-    metrics: Arc<SubtaskMetrics>,
+    (metrics, catching_up): (Arc<SubtaskMetrics>, Arc<AtomicBool>),
 ) -> Result<Box<dyn SourceReader>, TaskError> {
     let event_time = source.event_time.as_ref().map(|e| e.source_index);
     let decoder = JsonDecoder::new(Arc::clone(&source.schema)).with_event_time(event_time);
@@ -83,6 +85,7 @@ pub fn open_source(
                 group: &group,
                 partitions,
                 new_splits,
+                catching_up,
             };
             let reader = KafkaReader::new(cfg, decoder, policy, metrics)?;
             Ok(Box::new(reader))

@@ -312,6 +312,7 @@ mod kafka_tests {
             group: "g",
             partitions: &[],
             new_splits: Some(rx),
+            catching_up: Arc::default(),
         };
         let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
         let mut reader = KafkaReader::new(

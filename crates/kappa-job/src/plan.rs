@@ -15,8 +15,8 @@ use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 use crate::parse::parse_job;
 use crate::secret::Secret;
 use crate::spec::{
-    Delivery, Format, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector,
-    SinkPartitioner, SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
+    CatchUpSpec, Delivery, Format, JobSpec, OnError, RestartSpec, RestartStrategyKind,
+    SinkConnector, SinkPartitioner, SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
 };
 use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
 use crate::start::StartPosition;
@@ -100,6 +100,9 @@ pub struct JobPlan {
     pub state_limit: Option<u64>,
     /// Where its keyed state lives.
     pub state_backend: crate::spec::StateBackend,
+    /// The job catches up while its Kafka lag is worth more than this much reading; None:
+    /// never (see [`crate::spec::CatchUpSpec`]).
+    pub catch_up: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +325,8 @@ pub fn url_password_ranges(url: &str) -> Vec<Range<usize>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointPlan {
     pub interval: Duration,
+    /// The interval while the job catches up with its sources.
+    pub interval_during_catch_up: Duration,
     pub timeout: Duration,
     pub min_pause: Duration,
     pub retained: u32,
@@ -338,11 +343,23 @@ pub enum Checkpointing {
     /// The job's own settings; an interval of None is the cluster's default.
     Job {
         interval: Option<Duration>,
+        /// None: ten times the interval, at least [`MIN_DEFAULT_CATCH_UP_INTERVAL`].
+        interval_during_catch_up: Option<Duration>,
         timeout: Duration,
         min_pause: Duration,
         retained: u32,
         tolerable_failures: Option<u32>,
     },
+}
+
+/// The least checkpoint interval while catching up, unless the job sets one.
+pub const MIN_DEFAULT_CATCH_UP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The checkpoint interval while catching up, for jobs that do not set it.
+fn default_catch_up_interval(interval: Duration) -> Duration {
+    interval
+        .saturating_mul(10)
+        .max(MIN_DEFAULT_CATCH_UP_INTERVAL)
 }
 
 impl Checkpointing {
@@ -353,6 +370,7 @@ impl Checkpointing {
             Self::Off => None,
             Self::ClusterDefault => default.map(|interval| CheckpointPlan {
                 interval,
+                interval_during_catch_up: default_catch_up_interval(interval),
                 timeout: DEFAULT_CHECKPOINT_TIMEOUT,
                 min_pause: Duration::ZERO,
                 retained: DEFAULT_RETAINED,
@@ -360,12 +378,15 @@ impl Checkpointing {
             }),
             Self::Job {
                 interval,
+                interval_during_catch_up,
                 timeout,
                 min_pause,
                 retained,
                 tolerable_failures,
             } => interval.or(default).map(|interval| CheckpointPlan {
                 interval,
+                interval_during_catch_up: interval_during_catch_up
+                    .unwrap_or_else(|| default_catch_up_interval(interval)),
                 timeout,
                 min_pause,
                 retained,
@@ -374,6 +395,10 @@ impl Checkpointing {
         }
     }
 }
+
+/// A job catches up while its lag is worth more than this much reading, unless it says
+/// otherwise.
+pub const DEFAULT_CATCH_UP_THRESHOLD: Duration = Duration::from_secs(30);
 
 /// A checkpoint not complete after this long is aborted, unless the job says otherwise.
 const DEFAULT_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -586,8 +611,21 @@ impl Planner<'_> {
                         "must keep at least one checkpoint",
                     );
                 }
+                if let Some(i) = &c.interval_during_catch_up
+                    && i.get_ref().0 < Duration::from_millis(100)
+                {
+                    self.err(
+                        span(i),
+                        "checkpoints.interval_during_catch_up",
+                        "must be at least 100ms",
+                    );
+                }
                 Checkpointing::Job {
                     interval: c.interval.as_ref().map(|i| i.get_ref().0),
+                    interval_during_catch_up: c
+                        .interval_during_catch_up
+                        .as_ref()
+                        .map(|i| i.get_ref().0),
                     timeout: c.timeout.map_or(DEFAULT_CHECKPOINT_TIMEOUT, |d| d.0),
                     min_pause: c.min_pause.map_or(Duration::ZERO, |d| d.0),
                     retained: retained.max(1),
@@ -605,6 +643,18 @@ impl Planner<'_> {
                 "must be more than 0 bytes",
             );
         }
+        let catch_up = match &spec.catch_up {
+            Some(c) if c.enabled == Some(false) => None,
+            Some(CatchUpSpec {
+                threshold: Some(t), ..
+            }) => {
+                if t.get_ref().0 < Duration::from_secs(1) {
+                    self.err(span(t), "catch_up.threshold", "must be at least 1s");
+                }
+                Some(t.get_ref().0)
+            }
+            _ => Some(DEFAULT_CATCH_UP_THRESHOLD),
+        };
         if !self.errors.is_empty() {
             return Err(SpecErrors(self.errors));
         }
@@ -624,6 +674,7 @@ impl Planner<'_> {
             checkpoints,
             state_limit: state_limit.map(|l| l.get_ref().0),
             state_backend: spec.state_backend,
+            catch_up,
         })
     }
 

@@ -41,6 +41,8 @@ pub struct JobSpec {
     pub sinks: BTreeMap<String, SinkSpec>,
     pub restart: Option<RestartSpec>,
     pub checkpoints: Option<CheckpointSpec>,
+    /// When the job counts as catching up with its Kafka sources (a replay from far behind).
+    pub catch_up: Option<CatchUpSpec>,
     pub limits: Option<LimitsSpec>,
     /// Where keyed state lives (default `rocksdb`).
     #[serde(default)]
@@ -111,6 +113,22 @@ pub struct CheckpointSpec {
     pub retained: Option<Spanned<u32>>,
     /// Fail the job after this many failed checkpoints in a row (default: never).
     pub tolerable_failures: Option<u32>,
+    /// Time between checkpoints while the job catches up with its sources (Flink's
+    /// `interval-during-backlog`; default: ten times `interval`, at least a minute).
+    pub interval_during_catch_up: Option<Spanned<HumanDuration>>,
+}
+
+/// A job whose Kafka lag, at the rate it reads, is worth more than `threshold` is catching
+/// up (a replay from far behind): it checkpoints less often and its updating aggregates
+/// hold updates back until a checkpoint, sources take larger batches, and the job detail
+/// shows the time left. Below a tenth of the threshold it is live again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatchUpSpec {
+    /// `false`: the job never counts as catching up.
+    pub enabled: Option<bool>,
+    /// Default 30s.
+    pub threshold: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -258,6 +258,7 @@ mod tests {
         let location = kappa_state::Location::parse(dir.path().to_str().unwrap()).unwrap();
         let plan = CheckpointPlan {
             interval: Duration::from_secs(1),
+            interval_during_catch_up: Duration::from_secs(60),
             timeout: Duration::from_secs(60),
             min_pause: Duration::ZERO,
             retained: 1,

@@ -269,6 +269,11 @@ pub struct Checkpoints {
     next_id: u64,
     pending: Option<Pending>,
     last_finished: Option<Instant>,
+    /// When the latest checkpoint started.
+    last_started: Option<Instant>,
+    /// The job is catching up with its sources: periodic checkpoints are
+    /// [`CheckpointPlan::interval_during_catch_up`] apart.
+    catching_up: bool,
     history: VecDeque<CheckpointStats>,
     /// Completed checkpoints kept, oldest first.
     retained: VecDeque<CheckpointMetadata>,
@@ -297,6 +302,8 @@ impl Checkpoints {
             next_id: 1,
             pending: None,
             last_finished: None,
+            last_started: None,
+            catching_up: false,
             history: VecDeque::new(),
             retained: VecDeque::new(),
             consecutive_failures: 0,
@@ -304,13 +311,12 @@ impl Checkpoints {
         }
     }
 
-    /// The plan of jobs without a `[checkpoints]` table: no periodic checkpoints, but
-    /// savepoints on request.
     /// The plan of a job without periodic checkpoints: savepoints only (an interval of
     /// `Duration::MAX`, which [`Checkpoints::periodic`] recognises).
     pub fn on_request() -> CheckpointPlan {
         CheckpointPlan {
             interval: Duration::MAX,
+            interval_during_catch_up: Duration::MAX,
             timeout: Duration::from_secs(600),
             min_pause: Duration::ZERO,
             retained: 1,
@@ -333,8 +339,13 @@ impl Checkpoints {
         if self.pending.is_some() {
             return Step::Nothing;
         }
-        self.last_finished = None;
-        self.tick(attempt, expected)
+        self.start(attempt, expected)
+    }
+
+    /// Whether the job is catching up with its sources (periodic checkpoints then come
+    /// [`CheckpointPlan::interval_during_catch_up`] apart).
+    pub fn set_catching_up(&mut self, on: bool) {
+        self.catching_up = on;
     }
 
     pub fn history(&self) -> Vec<CheckpointStats> {
@@ -407,6 +418,18 @@ impl Checkpoints {
         {
             return Step::Nothing;
         }
+        if self.catching_up
+            && self
+                .last_started
+                .is_some_and(|t| t.elapsed() < self.plan.interval_during_catch_up)
+        {
+            return Step::Nothing;
+        }
+        self.start(attempt, expected)
+    }
+
+    /// Starts the next checkpoint.
+    fn start(&mut self, attempt: u32, expected: HashSet<(u32, u32)>) -> Step {
         let id = self.next_id;
         self.next_id += 1;
         let stats = CheckpointStats {
@@ -425,6 +448,7 @@ impl Checkpoints {
             failure: None,
             path: None,
         };
+        self.last_started = Some(Instant::now());
         self.pending = Some(Pending {
             stats,
             started: Instant::now(),

@@ -17,6 +17,7 @@ const MAX_P: u32 = 128;
 fn plan(retained: u32, tolerable: Option<u32>, timeout: Duration) -> CheckpointPlan {
     CheckpointPlan {
         interval: Duration::from_secs(1),
+        interval_during_catch_up: Duration::from_secs(60),
         timeout,
         min_pause: Duration::ZERO,
         retained,
@@ -326,4 +327,24 @@ fn metadata_of_the_previous_format_reads_as_one_source_and_one_window() {
         written.get("windows").is_none(),
         "only the new format is written"
     );
+}
+
+#[test]
+fn while_the_job_catches_up_periodic_checkpoints_wait_for_the_longer_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = coordinator(&dir, plan(2, None, Duration::from_secs(60)));
+    complete(&mut c, 1);
+    // Live: the next tick starts the next checkpoint.
+    complete(&mut c, 1);
+    c.set_catching_up(true);
+    assert!(
+        matches!(c.tick(1, expected()), Step::Nothing),
+        "a minute has not passed since the last one started"
+    );
+    // A savepoint does not wait.
+    assert!(matches!(c.trigger_now(1, expected()), Step::Trigger(_)));
+    c.abort_pending("the attempt ended");
+    // Live again: ticks start checkpoints at once.
+    c.set_catching_up(false);
+    assert!(matches!(c.tick(1, expected()), Step::Trigger(_)));
 }

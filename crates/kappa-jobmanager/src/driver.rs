@@ -2,6 +2,8 @@
 //! the source splits, deploy the subtasks over gRPC, follow their reports, discover new Kafka
 //! partitions, and on a failure cancel the attempt everywhere and restart it or give up.
 
+mod catch_up;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,6 +181,9 @@ impl Drop for Attempt<'_> {
     }
 }
 
+/// How often the driver looks whether a job catches up with its sources.
+const CATCH_UP_SAMPLES: Duration = Duration::from_secs(1);
+
 /// One deployed attempt, from the driver's side.
 struct Attempt<'a> {
     inner: &'a Inner,
@@ -190,6 +195,8 @@ struct Attempt<'a> {
     machine: AttemptMachine<SavepointTarget>,
     events: UnboundedReceiver<AttemptEvent>,
     first_error: Option<TaskError>,
+    /// Whether every subtask was last told that the job catches up.
+    told_catching_up: bool,
 }
 
 async fn run_attempt(
@@ -326,7 +333,9 @@ async fn deploy_and_follow(
         ),
         events: events_rx,
         first_error: None,
+        told_catching_up: false,
     };
+    attempt.restart_catch_up();
     let mut deployments = Vec::new();
     for (tm, tasks) in per_tm {
         let req = DeployTasksRequest {
@@ -474,6 +483,8 @@ impl Attempt<'_> {
                 .map_or(Duration::from_secs(3600), |c| tick_interval(&c)),
         );
         checkpoint_tick.tick().await;
+        let catching_up = self.job.catch_up.lock().is_some();
+        let mut catch_up_tick = tokio::time::interval(CATCH_UP_SAMPLES);
         let outcome = loop {
             let input = tokio::select! {
                 ev = self.events.recv() => match ev {
@@ -495,6 +506,10 @@ impl Attempt<'_> {
                     continue;
                 }
                 _ = checkpoint_tick.tick(), if checkpointing => Input::Tick,
+                _ = catch_up_tick.tick(), if catching_up => {
+                    self.follow_catch_up().await;
+                    continue;
+                }
             };
             if let Some(e) = self.carry_out(input).await {
                 self.fail(e).await;
@@ -631,6 +646,22 @@ impl Attempt<'_> {
             .collect()
     }
 
+    /// Makes `call` with `req` on each of the attempt's taskmanagers at once; those whose
+    /// call failed, with why.
+    async fn on_taskmanagers<R, F, Fut>(&self, req: R, call: F) -> Vec<(String, String)>
+    where
+        R: Clone,
+        F: Fn(Client, R) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Status>> + Send + 'static,
+    {
+        let calls = self
+            .taskmanagers()
+            .into_iter()
+            .map(|(tm, c)| (tm, call(c, req.clone())))
+            .collect();
+        concurrently(calls, self.patience()).await
+    }
+
     /// Tells the attempt's taskmanagers that checkpoint `n` completed (sinks commit). One that
     /// misses it commits at the next notification; a restart commits from the checkpoint.
     async fn notify_complete(&self, n: u64) {
@@ -639,17 +670,12 @@ impl Attempt<'_> {
             attempt: self.number,
             checkpoint_id: n,
         };
-        let calls = self
-            .taskmanagers()
-            .into_iter()
-            .map(|(tm, mut c)| {
-                let req = req.clone();
-                (tm, async move {
-                    c.notify_checkpoint_complete(req).await.map(|_| ())
-                })
+        let failed = self
+            .on_taskmanagers(req, |mut c, r| async move {
+                c.notify_checkpoint_complete(r).await.map(|_| ())
             })
-            .collect();
-        for (tm, why) in concurrently(calls, self.patience()).await {
+            .await;
+        for (tm, why) in failed {
             tracing::warn!(taskmanager = %tm, checkpoint = n, error = %why, "could not notify a completed checkpoint");
         }
     }
@@ -662,18 +688,12 @@ impl Attempt<'_> {
             checkpoint_id: n,
             drain,
         };
-        let calls = self
-            .taskmanagers()
-            .into_iter()
-            .map(|(tm, mut c)| {
-                let req = req.clone();
-                (
-                    tm,
-                    async move { c.trigger_checkpoint(req).await.map(|_| ()) },
-                )
+        let failed = self
+            .on_taskmanagers(req, |mut c, r| async move {
+                c.trigger_checkpoint(r).await.map(|_| ())
             })
-            .collect();
-        for (tm, why) in concurrently(calls, self.patience()).await {
+            .await;
+        for (tm, why) in failed {
             tracing::warn!(taskmanager = %tm, checkpoint = n, error = %why, "could not trigger a checkpoint");
         }
     }

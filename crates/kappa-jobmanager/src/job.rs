@@ -143,6 +143,25 @@ impl AttemptRun {
         }
     }
 
+    /// Where the attempt's Kafka sources stand, when every partition's high watermark is
+    /// known.
+    pub fn kafka_sample(&self, at_ms: i64) -> Option<crate::catch_up::SourceSample> {
+        let mut sample = crate::catch_up::SourceSample {
+            at_ms,
+            read: 0,
+            lag: 0,
+            partitions: 0,
+        };
+        for s in self.metrics.iter().flat_map(|v| &v.subtasks) {
+            for p in s.partitions.lock().iter() {
+                sample.read += p.position.max(0) as u64;
+                sample.lag += p.lag()? as u64;
+                sample.partitions += 1;
+            }
+        }
+        (sample.partitions > 0).then_some(sample)
+    }
+
     /// Stores the counters a heartbeat carries for one of this attempt's subtasks.
     pub fn update(&self, m: &ProtoMetrics) {
         let Some(s) = self
@@ -219,6 +238,9 @@ pub struct JobEntry {
     pub checkpoints: Mutex<Option<Checkpoints>>,
     /// What the first attempt restores from (a savepoint), if anything.
     pub initial_restore: Option<RestoreSource>,
+    /// Whether it is catching up with its Kafka sources (None: it has none, or its file
+    /// turns catching up off).
+    pub catch_up: Mutex<Option<crate::catch_up::CatchUp>>,
     cancel_requested: AtomicBool,
     pub cancel_notify: Notify,
 }
@@ -232,6 +254,14 @@ impl JobEntry {
         checkpoints: Option<Checkpoints>,
         initial_restore: Option<RestoreSource>,
     ) -> Self {
+        let reads_kafka = plan
+            .sources
+            .iter()
+            .any(|s| matches!(s.kind, kappa_job::plan::SourceKind::Kafka(_)));
+        let catch_up = plan
+            .catch_up
+            .filter(|_| reads_kafka)
+            .map(crate::catch_up::CatchUp::new);
         Self {
             id,
             file_name,
@@ -251,6 +281,7 @@ impl JobEntry {
             pinned_starts: Mutex::new(BTreeMap::new()),
             checkpoints: Mutex::new(checkpoints),
             initial_restore,
+            catch_up: Mutex::new(catch_up),
             cancel_requested: AtomicBool::new(false),
             cancel_notify: Notify::new(),
         }
@@ -431,6 +462,7 @@ impl JobEntry {
                 .attempt
                 .as_ref()
                 .and_then(|r| LatencyView::of(&crate::latency::merged(&r.metrics))),
+            catch_up: self.catch_up.lock().as_ref().map(|c| c.status()),
             vertices,
             edges: graph.edges,
         }

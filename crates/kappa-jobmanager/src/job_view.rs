@@ -155,6 +155,9 @@ pub struct JobDetail {
     pub attempts: Vec<AttemptInfo>,
     /// Event-to-sink latency of the rows the latest attempt wrote; absent before its first.
     pub latency: Option<LatencyView>,
+    /// Whether the job catches up with its Kafka sources, and when it will have; absent for
+    /// a job without Kafka sources or with `[catch_up] enabled = false`.
+    pub catch_up: Option<crate::catch_up::CatchUpStatus>,
     pub vertices: Vec<VertexView>,
     pub edges: Vec<kappa_job::graph::Edge>,
     /// What may go wrong while the job runs, e.g. a stalled watermark.

@@ -4,6 +4,7 @@
 mod attempt_machine;
 mod attempt_tasks;
 mod calls;
+pub mod catch_up;
 pub mod checkpoint;
 #[cfg(test)]
 mod coordinator_tests;

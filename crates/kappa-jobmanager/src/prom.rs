@@ -72,7 +72,44 @@ pub fn render(jm: &JobManager) -> Result<String, prometheus::Error> {
         })
         .collect();
     reg.register(Box::new(LatencyFamily::new(latencies)?))?;
+    register_catch_up(&reg, &all)?;
     encode(&reg)
+}
+
+/// Whether each running job that reads Kafka catches up with its sources, and the time left.
+fn register_catch_up(
+    reg: &Registry,
+    jobs: &[std::sync::Arc<crate::job::JobEntry>],
+) -> Result<(), prometheus::Error> {
+    let labels = ["job_id", "job_name"];
+    let on = IntGaugeVec::new(
+        Opts::new(
+            "kappa_job_catching_up",
+            "1 while the job catches up with its Kafka sources (its lag is worth more than its catch_up threshold of reading), else 0",
+        ),
+        &labels,
+    )?;
+    let eta = prometheus::GaugeVec::new(
+        Opts::new(
+            "kappa_job_catch_up_eta_seconds",
+            "While the job catches up: the expected time until its Kafka lag is gone, at the rate it shrinks",
+        ),
+        &labels,
+    )?;
+    reg.register(Box::new(on.clone()))?;
+    reg.register(Box::new(eta.clone()))?;
+    for j in jobs.iter().filter(|j| j.state() == JobState::Running) {
+        let Some(status) = j.catch_up.lock().as_ref().map(|c| c.status()) else {
+            continue;
+        };
+        let values = [j.id.as_str(), j.plan.name.as_str()];
+        on.with_label_values(&values)
+            .set(i64::from(status.catching_up));
+        if let Some(ms) = status.eta_ms {
+            eta.with_label_values(&values).set(ms as f64 / 1000.0);
+        }
+    }
+    Ok(())
 }
 
 /// Upper bounds of the latency buckets exported, in seconds (each HDR bucket holding a bound

@@ -255,6 +255,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
         tracing::warn!(error = %e, "dropping old local copies of checkpoints");
     }
     let cancel = Arc::new(AtomicBool::new(false));
+    let catching_up = Arc::new(AtomicBool::new(false));
     let budget = StateBudget::new((req.state_limit_bytes > 0).then_some(req.state_limit_bytes));
     // The attempt's local state: spilled windows, and the databases checkpoints are taken of.
     let local = shared.state_dir.join(format!("{}-{}", key.0, key.1));
@@ -411,6 +412,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
     let attempt = Arc::new(LocalAttempt {
         job_name: plan.name.clone(),
         cancel: Arc::clone(&cancel),
+        catching_up: Arc::clone(&catching_up),
         graph: Arc::clone(&graph),
         edge_schemas,
         inputs,
@@ -455,6 +457,7 @@ pub fn deploy(shared: &Arc<Shared>, req: DeployTasksRequest) -> Result<(), Statu
             graph: Arc::clone(&graph),
             attempt: key.clone(),
             cancel: Arc::clone(&cancel),
+            catching_up: Arc::clone(&catching_up),
             ctx: checkpointing.clone(),
             local: local.clone(),
             budget: Arc::clone(&budget),
@@ -473,6 +476,7 @@ struct SubtaskRun {
     graph: Arc<PhysicalGraph>,
     attempt: AttemptKey,
     cancel: Arc<AtomicBool>,
+    catching_up: Arc<AtomicBool>,
     ctx: Option<Arc<CheckpointContext>>,
     /// The attempt's local state directory.
     local: std::path::PathBuf,
@@ -541,6 +545,7 @@ impl SubtaskRun {
             graph,
             attempt: (job_id, attempt),
             cancel,
+            catching_up,
             ctx,
             local,
             budget,
@@ -578,7 +583,7 @@ impl SubtaskRun {
                         &job_id,
                         &assignment,
                         inbox.take(),
-                        Arc::clone(&metrics),
+                        (Arc::clone(&metrics), Arc::clone(&catching_up)),
                     )?;
                     let op_box = Box::new(SourceOperator::new(
                         reader,
@@ -708,6 +713,7 @@ impl SubtaskRun {
             chain,
             metrics: p.metrics,
             cancel,
+            catching_up,
             checkpoints,
         })
     }

@@ -8,7 +8,7 @@ use kappa_connectors::splits::SourceAssignment;
 use kappa_proto::v1::task_manager_service_server::TaskManagerService;
 use kappa_proto::v1::{
     Ack, AddSplitsRequest, CancelAttemptRequest, DeployTasksRequest,
-    NotifyCheckpointCompleteRequest, TriggerCheckpointRequest,
+    NotifyCheckpointCompleteRequest, SetCatchingUpRequest, TriggerCheckpointRequest,
 };
 use kappa_runtime::subtask::Trigger;
 use tonic::{Request, Response, Status};
@@ -83,6 +83,20 @@ impl TaskManagerService for ControlService {
                 checkpoint: req.checkpoint_id,
                 drain: req.drain,
             });
+        }
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn set_catching_up(
+        &self,
+        req: Request<SetCatchingUpRequest>,
+    ) -> Result<Response<Ack>, Status> {
+        self.shared.check_leader(&req).await?;
+        let req = req.into_inner();
+        let attempts = self.shared.attempts.lock();
+        // An attempt that already ended here has nothing to tell.
+        if let Some(a) = attempts.get(&(req.job_id.clone(), req.attempt)) {
+            a.catching_up.store(req.catching_up, Ordering::Relaxed);
         }
         Ok(Response::new(Ack {}))
     }

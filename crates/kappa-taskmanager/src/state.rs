@@ -55,6 +55,8 @@ pub struct LocalSubtask {
 pub struct LocalAttempt {
     pub job_name: String,
     pub cancel: Arc<AtomicBool>,
+    /// Whether the attempt is catching up with its sources (the jobmanager says).
+    pub catching_up: Arc<AtomicBool>,
     /// The job's graph, to place the streams of remote upstreams.
     pub graph: Arc<PhysicalGraph>,
     /// The schema of the records of each edge, to check what remote upstreams send.

@@ -47,6 +47,32 @@ pub fn job_list(jobs: &Value) -> String {
     out
 }
 
+/// "catching up: …" while the job catches up with its Kafka sources, else None.
+fn catch_up(c: &Value) -> Option<String> {
+    if c["catching_up"].as_bool() != Some(true) {
+        return None;
+    }
+    let eta = match c["eta_ms"].as_u64() {
+        Some(ms) => format!("ETA {}", duration(ms)),
+        None => "no ETA (the lag is not shrinking)".into(),
+    };
+    Some(format!(
+        "catching up: {eta}, {} records behind, reading {:.0}/s",
+        c["lag"].as_u64().unwrap_or(0),
+        c["read_per_second"].as_f64().unwrap_or(0.0)
+    ))
+}
+
+/// `ms` as e.g. "1h 02m", "3m 20s" or "45s".
+fn duration(ms: u64) -> String {
+    let s = ms.div_ceil(1000);
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m {sec:02}s"),
+        (h, m, _) => format!("{h}h {m:02}m"),
+    }
+}
+
 pub fn job_detail(j: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -68,6 +94,9 @@ pub fn job_detail(j: &Value) -> String {
     );
     if let Some(e) = j["error"].as_str() {
         let _ = writeln!(out, "  error: {e}");
+    }
+    if let Some(line) = catch_up(&j["catch_up"]) {
+        let _ = writeln!(out, "  {line}");
     }
     if let Some(attempts) = j["attempts"].as_array() {
         for a in attempts {
@@ -195,4 +224,26 @@ pub fn checkpoints(list: &Value) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_catching_up_shows_its_eta_and_a_live_one_nothing() {
+        let c = serde_json::json!({
+            "catching_up": true, "lag": 1_200_000, "read_per_second": 50_000.4, "eta_ms": 200_001
+        });
+        assert_eq!(
+            catch_up(&c).as_deref(),
+            Some("catching up: ETA 3m 21s, 1200000 records behind, reading 50000/s")
+        );
+        let growing = serde_json::json!({"catching_up": true, "lag": 5, "read_per_second": 1.0});
+        assert!(catch_up(&growing).unwrap().contains("no ETA"));
+        assert_eq!(catch_up(&serde_json::json!({"catching_up": false})), None);
+        assert_eq!(catch_up(&Value::Null), None);
+        assert_eq!(duration(45_000), "45s");
+        assert_eq!(duration(3_725_000), "1h 02m");
+    }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -27,6 +28,8 @@ use crate::json::JsonDecoder;
 
 /// Records taken from librdkafka per poll at most.
 const MAX_RECORDS_PER_POLL: usize = 8192;
+/// The same while the job catches up with its sources (fewer, larger batches).
+const MAX_RECORDS_PER_POLL_CATCHING_UP: usize = 65_536;
 
 /// Keeps the high watermarks librdkafka reports in its statistics (taken from fetch responses).
 #[derive(Clone, Default)]
@@ -79,6 +82,7 @@ pub struct KafkaReader {
     positions: Vec<(i32, Option<i64>)>,
     /// Partitions handed over while running.
     new_splits: Option<Receiver<Vec<PartitionStart>>>,
+    catching_up: Arc<AtomicBool>,
     decoder: JsonDecoder,
     policy: BadRecordPolicy,
     metrics: Arc<SubtaskMetrics>,
@@ -93,6 +97,8 @@ pub struct KafkaReaderConfig<'a> {
     pub group: &'a str,
     pub partitions: &'a [PartitionStart],
     pub new_splits: Option<Receiver<Vec<PartitionStart>>>,
+    /// Set while the job catches up with its sources.
+    pub catching_up: Arc<AtomicBool>,
 }
 
 impl KafkaReader {
@@ -124,6 +130,7 @@ impl KafkaReader {
             split_of: HashMap::new(),
             positions: Vec::new(),
             new_splits: cfg.new_splits,
+            catching_up: cfg.catching_up,
             decoder,
             policy,
             metrics,
@@ -253,9 +260,13 @@ impl SourceReader for KafkaReader {
             }
         }
         self.serve_events()?;
+        let most = match self.catching_up.load(Ordering::Relaxed) {
+            true => MAX_RECORDS_PER_POLL_CATCHING_UP,
+            false => MAX_RECORDS_PER_POLL,
+        };
         let msgs = self
             .consumer
-            .consume(timeout, MAX_RECORDS_PER_POLL)
+            .consume(timeout, most)
             .map_err(|e| TaskError::Io(format!("reading `{}`: {e}", self.topic)))?;
         // Per split: the payloads (borrowed from librdkafka's buffers) and their offsets.
         let mut by_split: Vec<(Vec<&[u8]>, Vec<i64>)> = (0..self.positions.len())
@@ -324,6 +335,7 @@ mod tests {
             group: "g",
             partitions: &partitions,
             new_splits: None,
+            catching_up: Arc::default(),
         };
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
