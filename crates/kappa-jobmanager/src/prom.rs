@@ -43,6 +43,8 @@ pub fn render(jm: &JobManager) -> Result<String, prometheus::Error> {
         jobs.with_label_values(&[st.name()])
             .set(all.iter().filter(|j| j.state() == st).count() as i64);
     }
+    // Before the status locks below are taken (it reads each job's state).
+    register_catch_up(&reg, &all)?;
     let statuses: Vec<_> = all.iter().map(|j| (j, j.status.lock())).collect();
     let rows: Vec<SubtaskRow<'_>> = statuses
         .iter()
@@ -72,7 +74,6 @@ pub fn render(jm: &JobManager) -> Result<String, prometheus::Error> {
         })
         .collect();
     reg.register(Box::new(LatencyFamily::new(latencies)?))?;
-    register_catch_up(&reg, &all)?;
     encode(&reg)
 }
 
