@@ -146,6 +146,7 @@ impl Chain {
             .process_watermark(watermark, &mut out)
             .map_err(SendError::Failed)?;
         self.route(op, &mut out)?;
+        self.drain(op)?;
         for port in 0..self.routes[op].len() {
             for k in 0..self.routes[op][port].len() {
                 match self.routes[op][port][k] {
@@ -220,8 +221,23 @@ impl Chain {
             let mut out = Output::default();
             f(self.ops[i].as_mut(), &mut out).map_err(SendError::Failed)?;
             self.route(i, &mut out)?;
+            self.drain(i)?;
         }
         Ok(())
+    }
+
+    /// Hands on what operator `op` has left to emit, a part at a time.
+    fn drain(&mut self, op: usize) -> ChainResult {
+        loop {
+            let mut out = Output::default();
+            let more = self.ops[op]
+                .more_output(&mut out)
+                .map_err(SendError::Failed)?;
+            self.route(op, &mut out)?;
+            if !more {
+                return Ok(());
+            }
+        }
     }
 
     pub fn notify_checkpoint_complete(&mut self, n: u64) -> Result<(), TaskError> {

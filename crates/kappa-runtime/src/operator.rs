@@ -75,6 +75,15 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// After [`Operator::process_watermark`], [`Operator::catching_up`] or
+    /// [`Operator::flush`]: emits the next part of what they let out and returns whether more
+    /// is left. The chain calls it until it returns false, handing each part on before the
+    /// next, so that a watermark firing millions of windows never holds all their rows.
+    fn more_output(&mut self, out: &mut Output) -> Result<bool, TaskError> {
+        let _ = out;
+        Ok(false)
+    }
+
     /// Sources only: reads what arrived within `timeout` and emits it.
     fn poll(&mut self, out: &mut Output, timeout: Duration) -> Result<Polled, TaskError> {
         let _ = (out, timeout);

@@ -68,12 +68,22 @@ impl Operator for WindowedAggregate {
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), TaskError> {
-        if let Some(b) = self.window.advance(watermark)? {
-            out.emit(0, b);
-        }
-        self.report();
+    fn process_watermark(&mut self, watermark: i64, _: &mut Output) -> Result<(), TaskError> {
+        self.window.set_watermark(watermark);
         Ok(())
+    }
+
+    fn more_output(&mut self, out: &mut Output) -> Result<bool, TaskError> {
+        match self.window.fire_next()? {
+            Some(b) => {
+                out.emit(0, b);
+                Ok(true)
+            }
+            None => {
+                self.report();
+                Ok(false)
+            }
+        }
     }
 
     fn catching_up(&mut self, on: bool, out: &mut Output) -> Result<(), TaskError> {
@@ -84,10 +94,8 @@ impl Operator for WindowedAggregate {
         }
     }
 
-    fn flush(&mut self, out: &mut Output) -> Result<(), TaskError> {
-        if let Some(b) = self.window.flush()? {
-            out.emit(0, b);
-        }
+    fn flush(&mut self, _: &mut Output) -> Result<(), TaskError> {
+        self.window.release_held();
         Ok(())
     }
 

@@ -75,6 +75,9 @@ impl Equivalent<(Box<[u8]>, i64)> for GroupRef<'_> {
 }
 
 /// Keyed event-time windows of one subtask.
+/// Windows fired per part of a firing at most (see [`WindowOperator::fire_next`]).
+pub const FIRE_CHUNK: usize = 16_384;
+
 pub struct WindowOperator {
     /// The window's uid, for errors.
     uid: String,
@@ -180,10 +183,15 @@ impl WindowOperator {
         self.holding = on;
     }
 
-    /// Emits the updates held back.
-    pub fn flush(&mut self) -> Result<Option<RecordBatch>, TaskError> {
+    /// Lets the updates held back out: [`WindowOperator::fire_next`] emits them.
+    pub fn release_held(&mut self) {
         self.release_held = true;
-        self.fire_ready()
+    }
+
+    /// Emits every update held back, in one batch.
+    pub fn flush(&mut self) -> Result<Option<RecordBatch>, TaskError> {
+        self.release_held();
+        self.fire_all()
     }
 
     /// Number of window groups held in state.
@@ -338,7 +346,10 @@ impl WindowOperator {
             }
         }
         self.late_batch = self.late_batch(batch)?;
-        self.fire_ready()
+        // A batch changes a batch's worth of groups at most.
+        let fired = self.fire_ready(usize::MAX);
+        self.release_held = false;
+        fired
     }
 
     fn is_late(&self, end: i64) -> bool {
@@ -606,31 +617,27 @@ impl WindowOperator {
         self.free.push(g);
     }
 
-    /// Moves the event-time clock; returns the windows that fired. Spilled groups that are
-    /// due come back into memory a chunk at a time, each chunk fired before the next.
+    /// Moves the event-time clock; returns the windows that fired, in one batch.
     pub fn advance(&mut self, watermark: i64) -> Result<Option<RecordBatch>, TaskError> {
-        if watermark <= self.watermark {
+        if !self.set_watermark(watermark) {
             return Ok(None);
         }
-        self.watermark = watermark;
+        self.fire_all()
+    }
+
+    /// Moves the event-time clock (whether it moved); [`WindowOperator::fire_next`] emits the
+    /// windows that fired.
+    pub fn set_watermark(&mut self, watermark: i64) -> bool {
+        let moved = watermark > self.watermark;
+        self.watermark = self.watermark.max(watermark);
+        moved
+    }
+
+    /// Every part [`WindowOperator::fire_next`] gives, in one batch.
+    fn fire_all(&mut self) -> Result<Option<RecordBatch>, TaskError> {
         let mut fired = Vec::new();
-        loop {
-            let more = self.load_due()?;
-            fired.extend(self.fire_ready()?);
-            while let Some(&(t, g)) = self.cleanup.first() {
-                if t > self.watermark {
-                    break;
-                }
-                self.cleanup.pop_first();
-                self.groups[g as usize].retained = false;
-                self.release(g);
-            }
-            if !more {
-                break;
-            }
-        }
-        if let Some(spill) = &mut self.spill {
-            spill.commit().map_err(spill::io)?;
+        while let Some(b) = self.fire_next()? {
+            fired.push(b);
         }
         match fired.len() {
             0 | 1 => Ok(fired.pop()),
@@ -640,14 +647,49 @@ impl WindowOperator {
         }
     }
 
-    fn fire_ready(&mut self) -> Result<Option<RecordBatch>, TaskError> {
+    /// The next part (at most [`FIRE_CHUNK`] windows) of what is due at the watermark (or
+    /// released); None once nothing is left. Spilled groups that are due come back into
+    /// memory a chunk at a time. Fired groups past their cleanup time are dropped as it goes.
+    pub fn fire_next(&mut self) -> Result<Option<RecordBatch>, TaskError> {
+        loop {
+            let fired = self.fire_ready(FIRE_CHUNK)?;
+            self.clean_up();
+            if fired.is_some() {
+                return Ok(fired);
+            }
+            if !self.spilled_due() {
+                break;
+            }
+            self.load_due()?;
+        }
+        self.release_held = false;
+        if let Some(spill) = &mut self.spill {
+            spill.commit().map_err(spill::io)?;
+        }
+        Ok(None)
+    }
+
+    /// Drops the fired groups whose cleanup time the watermark passed.
+    fn clean_up(&mut self) {
+        while let Some(&(t, g)) = self.cleanup.first() {
+            if t > self.watermark {
+                break;
+            }
+            self.cleanup.pop_first();
+            self.groups[g as usize].retained = false;
+            self.release(g);
+        }
+    }
+
+    /// Fires at most `limit` groups that are due.
+    fn fire_ready(&mut self, limit: usize) -> Result<Option<RecordBatch>, TaskError> {
         // An updating aggregate emits every group a batch changed, whatever the watermark,
         // unless it holds its updates back: then only groups its TTL is about to drop.
         let global = match self.assigner {
             WindowAssigner::Global { ttl_ms } => Some(ttl_ms),
             _ => None,
         };
-        let held = self.holding && !std::mem::take(&mut self.release_held);
+        let held = self.holding && !self.release_held;
         let fire_until = match global {
             Some(ttl) if held && self.watermark != i64::MAX => match ttl {
                 0 => i64::MIN,
@@ -659,7 +701,7 @@ impl WindowOperator {
         };
         let mut fired = Vec::new();
         while let Some(&(end, g)) = self.timers.first() {
-            if end > fire_until || fire_until == i64::MIN {
+            if end > fire_until || fire_until == i64::MIN || fired.len() == limit {
                 break;
             }
             self.timers.pop_first();

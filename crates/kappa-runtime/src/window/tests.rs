@@ -730,3 +730,46 @@ fn a_held_update_goes_out_before_its_ttl_drops_the_group() {
     assert_eq!(collect_updates(&mut got, w.flush().unwrap()), 1);
     assert_eq!(got["b"], (1, 4));
 }
+
+#[test]
+fn a_watermark_firing_many_windows_emits_them_a_part_at_a_time() {
+    use super::operator::FIRE_CHUNK;
+    let keys: Vec<String> = (0..FIRE_CHUNK * 2 + 100)
+        .map(|i| format!("item_{i}"))
+        .collect();
+    let rows: Vec<_> = keys.iter().map(|k| (k.as_str(), 10, 1)).collect();
+    for spilled in [false, true] {
+        let cache = StateBudget::new(Some(200_000));
+        let (charge, store) = match spilled {
+            true => (
+                StateBudget::new(None).cache_charge(&cache),
+                Some(Box::new(crate::state::testing::SharedState::default())
+                    as Box<dyn crate::state::KeyedState>),
+            ),
+            false => (StateBudget::new(None).charge(), None),
+        };
+        let mut w = operator_with(
+            WindowAssigner::Tumbling { size_ms: 1_000 },
+            0,
+            charge,
+            store,
+        );
+        w.process(&batch(&rows)).unwrap();
+        assert!(w.set_watermark(5_000));
+        assert!(!w.set_watermark(4_000), "never back");
+        let mut parts = Vec::new();
+        while let Some(b) = w.fire_next().unwrap() {
+            parts.push(b.num_rows());
+        }
+        assert!(
+            parts.len() >= 3 && parts.iter().all(|&n| n <= FIRE_CHUNK),
+            "spilled {spilled}: {parts:?}"
+        );
+        assert_eq!(parts.iter().sum::<usize>(), keys.len(), "spilled {spilled}");
+        assert_eq!(w.groups_in_state(), 0);
+        assert_eq!(w.fire_next().unwrap().map(|b| b.num_rows()), None);
+        if spilled {
+            assert!(w.spill_stats().unwrap().evictions > 0);
+        }
+    }
+}

@@ -245,15 +245,15 @@ impl WindowOperator {
         self.forget(g);
     }
 
-    /// Brings spilled groups whose timers the watermark passed back into memory, a chunk at
-    /// a time; returns whether more are due after this chunk.
-    pub(super) fn load_due(&mut self) -> Result<bool, TaskError> {
+    /// Brings the next chunk of spilled groups whose timers the watermark passed back into
+    /// memory (see [`WindowOperator::spilled_due`] for whether more are due).
+    pub(super) fn load_due(&mut self) -> Result<(), TaskError> {
         let watermark = self.watermark;
         let Some(spill) = &mut self.spill else {
-            return Ok(false);
+            return Ok(());
         };
         let Some(first) = spill.next_due.filter(|d| *d <= watermark) else {
-            return Ok(false);
+            return Ok(());
         };
         spill.commit().map_err(io)?;
         let mut due: Vec<Vec<u8>> = Vec::new();
@@ -303,6 +303,14 @@ impl WindowOperator {
                 self.load(kg, skey)?;
             }
         }
-        Ok(after.is_some_and(|d| d <= watermark))
+        Ok(())
+    }
+
+    /// Whether spilled groups may be due at the watermark.
+    pub(super) fn spilled_due(&self) -> bool {
+        self.spill
+            .as_ref()
+            .and_then(|s| s.next_due)
+            .is_some_and(|d| d <= self.watermark)
     }
 }
