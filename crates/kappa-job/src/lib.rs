@@ -1,6 +1,7 @@
 //! Kappa jobs: the job.toml spec, its validation with located error messages, and planning
 //! into the physical graph (operator chains, parallelism, key groups) the runtime executes.
 
+pub mod changes;
 pub mod confine;
 pub mod error;
 pub mod graph;

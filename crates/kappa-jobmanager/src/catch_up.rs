@@ -40,9 +40,7 @@ pub enum Change {
 }
 
 /// A catch-up, under way or over.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Episode {
     /// When it started (epoch ms).
     pub started_ms: i64,
@@ -50,6 +48,9 @@ pub struct Episode {
     pub ended_ms: Option<i64>,
     /// Records behind when it started.
     pub lag_at_start: u64,
+    /// Once it ended: the records it read per second on average (none when a restart ended
+    /// it).
+    pub read_per_second: Option<f64>,
 }
 
 /// Where a job stands against its sources.
@@ -74,6 +75,8 @@ pub struct CatchUp {
     threshold: Duration,
     samples: VecDeque<SourceSample>,
     episode: Option<Episode>,
+    /// Where the sources were when the episode started.
+    read_at_start: u64,
 }
 
 impl CatchUp {
@@ -83,6 +86,7 @@ impl CatchUp {
             threshold,
             samples: VecDeque::new(),
             episode: None,
+            read_at_start: 0,
         }
     }
 
@@ -95,13 +99,18 @@ impl CatchUp {
     /// estimates start over and a catch-up under way ends (a new one starts if still behind).
     pub fn restart(&mut self, at_ms: i64) -> Option<Change> {
         self.samples.clear();
-        self.end(at_ms)
+        self.end(at_ms, None)
     }
 
-    fn end(&mut self, at_ms: i64) -> Option<Change> {
+    /// Ends the episode under way, the sources at `read` (unknown after a restart).
+    fn end(&mut self, at_ms: i64, read: Option<u64>) -> Option<Change> {
         match &mut self.episode {
             Some(e) if e.ended_ms.is_none() => {
                 e.ended_ms = Some(at_ms);
+                let secs = (at_ms - e.started_ms) as f64 / 1000.0;
+                e.read_per_second = read
+                    .filter(|_| secs > 0.0)
+                    .map(|r| r.saturating_sub(self.read_at_start) as f64 / secs);
                 Some(Change::Finished)
             }
             _ => None,
@@ -125,7 +134,7 @@ impl CatchUp {
             self.samples.pop_front();
         }
         if s.lag == 0 {
-            return self.end(s.at_ms);
+            return self.end(s.at_ms, Some(s.read));
         }
         let status = self.status();
         let worth_ms = match status.read_per_second {
@@ -136,7 +145,7 @@ impl CatchUp {
         let span = s.at_ms - self.samples.front().map_or(s.at_ms, |f| f.at_ms);
         if self.catching_up() {
             if worth_ms < threshold_ms / f64::from(LEAVE_DIVISOR) {
-                return self.end(s.at_ms);
+                return self.end(s.at_ms, Some(s.read));
             }
             None
         } else if span >= MIN_SPAN_MS && worth_ms > threshold_ms {
@@ -144,7 +153,9 @@ impl CatchUp {
                 started_ms: s.at_ms,
                 ended_ms: None,
                 lag_at_start: s.lag,
+                read_per_second: None,
             });
+            self.read_at_start = s.read;
             Some(Change::Started)
         } else {
             None
@@ -265,14 +276,20 @@ mod tests {
         assert!(c.catching_up());
         assert_eq!(c.observe(sample(3, 3000, 0)), Some(Change::Finished));
         assert_eq!(c.observe(sample(4, 3000, 0)), None, "finished once");
-        let ended = c.status().episode.and_then(|e| e.ended_ms);
-        assert_eq!(ended, Some(3000));
+        let ended = c.status().episode.map(|e| (e.ended_ms, e.read_per_second));
+        assert_eq!(
+            ended,
+            Some((Some(3000), Some(1000.0))),
+            "2000 → 3000 in a second"
+        );
 
         for t in 5..8 {
             c.observe(sample(t, 1000 * t as u64, 100_000));
         }
         assert!(c.catching_up(), "a second catch-up");
         assert_eq!(c.restart(8000), Some(Change::Finished));
+        let e = c.status().episode.unwrap();
+        assert_eq!((e.ended_ms, e.read_per_second), (Some(8000), None));
         assert_eq!(c.restart(8000), None);
         // The new attempt reads from a checkpoint's positions (lower): new estimates, and
         // the first sample alone starts nothing.

@@ -29,6 +29,7 @@ pub mod sealing;
 pub mod store;
 mod submission;
 pub mod timeseries;
+pub mod upgrade;
 
 pub use submission::{RestoreFrom, SavepointStart, SubmitError};
 

@@ -506,7 +506,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(history) = job.checkpoints.lock().as_ref().map(|c| c.history()) {
         report_checkpoints(&history);
     }
+    report_catch_up(job);
     Ok(())
+}
+
+/// Prints when the job caught up with its Kafka sources, if it had to.
+fn report_catch_up(job: &kappa_jobmanager::job::JobEntry) {
+    let Some(status) = job.catch_up.lock().as_ref().map(|c| c.status()) else {
+        return;
+    };
+    let since = |ms: i64| (ms - job.submitted_at_ms) as f64 / 1000.0;
+    match status.episode {
+        Some(e) => println!(
+            "  catching up from {:.1} s after the submission ({} records behind) to {}",
+            since(e.started_ms),
+            e.lag_at_start,
+            e.ended_ms
+                .map_or("the end".into(), |t| format!("{:.1} s", since(t)))
+        ),
+        None => println!("  never catching up (never behind by more than its threshold)"),
+    }
 }
 
 /// Prints what a run took and its figures: events/s and events per CPU-second.

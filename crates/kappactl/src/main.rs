@@ -78,6 +78,18 @@ enum Command {
     Cancel { id: String },
     /// Show a job's checkpoints: status, duration, sizes, offsets.
     Checkpoints { id: String },
+    /// Plan replacing a running job with a new version of its file: what changed, whether the
+    /// new version replays history (the backlog, the time it should take) or starts from a
+    /// savepoint, the shadow sinks it would write, and what refuses a cut-over.
+    Upgrade {
+        /// The running job (v1).
+        id: String,
+        /// The new version of its file (v2).
+        file: PathBuf,
+        /// Print the plan; start nothing (required: running an upgrade is not built yet).
+        #[arg(long, required = true)]
+        dry_run: bool,
+    },
     /// Take a savepoint of a running job; prints its directory.
     Savepoint {
         id: String,
@@ -152,6 +164,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 for w in resp["warnings"].as_array().into_iter().flatten() {
                     eprintln!("kappactl: warning: {}", w.as_str().unwrap_or_default());
                 }
+            }
+        }
+        Command::Upgrade { id, file, .. } => {
+            let (name, text) = read_job(&file)?;
+            let plan = client
+                .post(
+                    &format!("/api/v1/jobs/{id}/upgrade-plan"),
+                    &json!({ "job": text, "file_name": name }),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", render::upgrade_plan(&id, &plan));
             }
         }
         Command::Ping => println!("{}", client.role().await?),

@@ -197,14 +197,18 @@ impl TopicAdmin {
 
     /// The offset the next record of a partition will get.
     fn high_watermark(&self, topic: &str, partition: i32) -> Result<StartOffset, ConnectorError> {
-        let (_, high) = self
-            .consumer
+        let (_, high) = self.watermarks(topic, partition)?;
+        Ok(StartOffset::Offset(high))
+    }
+
+    /// The earliest offset still in a partition, and the offset its next record will get.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), ConnectorError> {
+        self.consumer
             .fetch_watermarks(topic, partition, self.timeout)
             .map_err(|e| {
                 ConnectorError::Kafka(format!(
-                    "looking up the end of partition {partition} of `{topic}`: {e}"
+                    "looking up the offsets of partition {partition} of `{topic}`: {e}"
                 ))
-            })?;
-        Ok(StartOffset::Offset(high))
+            })
     }
 }

@@ -107,10 +107,10 @@ pub struct JobSpecResponse {
 }
 
 /// A submission as the handlers use it.
-struct Submission {
-    file: String,
-    req: SubmitRequest,
-    overrides: Overrides,
+pub(super) struct Submission {
+    pub(super) file: String,
+    pub(super) req: SubmitRequest,
+    pub(super) overrides: Overrides,
 }
 
 fn bad_request(msg: impl Into<String>) -> ApiError {
@@ -151,7 +151,7 @@ fn unsupported(given: Option<&str>, wanted: &str) -> ApiError {
 }
 
 /// Reads a submission: JSON ([`SubmitRequest`]), or the raw job.toml with [`SubmitQuery`].
-fn parse_submission(
+pub(super) fn parse_submission(
     headers: &HeaderMap,
     query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,

@@ -25,6 +25,7 @@ mod jobs;
 mod series;
 mod tls;
 mod ui;
+mod upgrades;
 
 pub use guard::AllowedHosts;
 pub use tls::{RestTls, RestTlsError};
@@ -65,6 +66,18 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<crate::upgrade::dry_run::UpgradeError> for ApiError {
+    fn from(e: crate::upgrade::dry_run::UpgradeError) -> Self {
+        use crate::upgrade::dry_run::UpgradeError;
+        match e {
+            UpgradeError::NotFound(id) => Self::not_found(format!("no job {id}")),
+            UpgradeError::Submit(e) => e.into(),
+            e @ UpgradeError::Kafka(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            e @ UpgradeError::Changes(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
+        }
     }
 }
 
@@ -146,6 +159,7 @@ fn api_routes() -> OpenApiRouter<JobManager> {
         .routes(routes!(series::job_series))
         .routes(routes!(jobs::savepoint))
         .routes(routes!(jobs::stop))
+        .routes(routes!(upgrades::upgrade_plan))
         .routes(routes!(cluster::metrics))
 }
 

@@ -1,0 +1,176 @@
+//! The shell of an upgrade's plan: reads the running job, plans the new file as a submission
+//! would, asks Kafka for the retained offsets of the topics the new file reads, and finds the
+//! replay rate this cluster measured (see [`super::plan`] for the decisions).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kappa_connectors::ConnectorError;
+use kappa_connectors::kafka::StartOffset;
+use kappa_connectors::kafka::admin::TopicAdmin;
+use kappa_job::plan::SourceKind;
+
+use super::plan::{PartitionFacts, PlanInputs, TopicFacts, UpgradePlan, plan};
+use crate::JobManager;
+use crate::deployment::head_source;
+use crate::job::JobEntry;
+use crate::submission::{SubmitError, plan_blocking};
+
+/// Why there is no plan.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("no job {0}")]
+    NotFound(String),
+    /// The new file is invalid, or refused here.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// Kafka did not answer about a topic of the new file; a retry may help.
+    #[error("reading the topics of the new job: {0}")]
+    Kafka(#[source] ConnectorError),
+    #[error(transparent)]
+    Changes(#[from] kappa_job::changes::ChangesError),
+}
+
+/// The id an upgrade of job `v1` to the (redacted) file `v2` gets: the same for the same file,
+/// so a dry run names the shadows the upgrade will write.
+pub fn upgrade_id(v1: &str, v2: &str) -> String {
+    let h = xxhash_rust::xxh3::xxh3_64(format!("{v1}\n{v2}").as_bytes());
+    format!("u{:08x}", h >> 32)
+}
+
+impl JobManager {
+    /// The plan of upgrading job `id` to the job file `text` (named `file_name`); nothing runs.
+    pub async fn upgrade_plan(
+        &self,
+        id: &str,
+        file_name: &str,
+        text: &str,
+    ) -> Result<UpgradePlan, UpgradeError> {
+        let v1 = self
+            .job(id)
+            .ok_or_else(|| UpgradeError::NotFound(id.to_string()))?;
+        let shown = kappa_job::secret::redact(file_name, text)
+            .map_err(SubmitError::Invalid)?
+            .text;
+        let v2 = plan_blocking(file_name, text, &kappa_job::Overrides::default()).await?;
+        self.confine(file_name, text, &v2)?;
+        let changes = kappa_job::changes::changes(&v1.text.shown, &shown)?;
+        let topics = self.topic_facts(&v1, &v2).await?;
+        let replay_rate = self.replay_rate(&v1);
+        let upgrade_id = upgrade_id(id, &shown);
+        let state = v1.state();
+        let inputs = PlanInputs {
+            upgrade_id: &upgrade_id,
+            v1: &v1.plan,
+            v1_state: state.name(),
+            v2: &v2,
+            topics: &topics,
+            replay_rate,
+        };
+        Ok(plan(&inputs, changes))
+    }
+
+    /// The retained offsets of every topic v2 reads, and where v1 started in them.
+    async fn topic_facts(
+        &self,
+        v1: &JobEntry,
+        v2: &kappa_job::JobPlan,
+    ) -> Result<Vec<TopicFacts>, UpgradeError> {
+        let secrets = &self.inner.config.confinement.secrets;
+        let timeout = self.inner.config.kafka_timeout;
+        let mut out = Vec::new();
+        for s in &v2.sources {
+            let SourceKind::Kafka(k) = &s.kind else {
+                continue;
+            };
+            let connection = secrets
+                .resolve_kafka(&k.connection, &s.uid)
+                .map_err(|e| UpgradeError::Kafka(ConnectorError::Secret(e)))?;
+            let topic = k.topic.clone();
+            let offsets = tokio::task::spawn_blocking(move || {
+                let admin = TopicAdmin::new(&connection, timeout)?;
+                admin
+                    .partitions(&topic)?
+                    .into_iter()
+                    .map(|p| Ok((p, admin.watermarks(&topic, p)?)))
+                    .collect::<Result<Vec<_>, ConnectorError>>()
+            })
+            .await
+            .map_err(|e| UpgradeError::Kafka(ConnectorError::Kafka(e.to_string())))?
+            .map_err(UpgradeError::Kafka)?;
+            let reported = reported_high_watermarks(v1, &k.topic);
+            let pinned = v1.pinned_starts.lock();
+            let started = pinned.get(&s.uid);
+            out.push(TopicFacts {
+                source: s.name.clone(),
+                topic: k.topic.clone(),
+                partitions: offsets
+                    .into_iter()
+                    .map(|(partition, (low, high))| PartitionFacts {
+                        partition,
+                        low,
+                        high: reported.get(&partition).map_or(high, |&h| h.max(high)),
+                        v1_started_at: match started.and_then(|p| p.partitions.get(&partition)) {
+                            Some(StartOffset::Offset(o)) => Some(*o),
+                            _ => None,
+                        },
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The read rate of the latest catch-up on this cluster (v1's own first), and whose.
+    fn replay_rate(&self, v1: &Arc<JobEntry>) -> Option<(f64, String)> {
+        let measured = |j: &Arc<JobEntry>| {
+            let e = j.catch_up.lock().as_ref()?.status().episode?;
+            Some((e.ended_ms?, e.read_per_second?, e))
+        };
+        let (job, (_, rate, e)) = measured(v1).map(|m| (Arc::clone(v1), m)).or_else(|| {
+            self.jobs()
+                .into_iter()
+                .filter_map(|j| Some((measured(&j)?, j)))
+                .max_by_key(|((ended, _, _), _)| *ended)
+                .map(|(m, j)| (j, m))
+        })?;
+        let secs = (e.ended_ms.unwrap_or(e.started_ms) - e.started_ms) as f64 / 1000.0;
+        Some((
+            rate,
+            format!(
+                "job {} `{}` read that fast while catching up for {secs:.0} s from {} records behind",
+                job.id, job.plan.name, e.lag_at_start
+            ),
+        ))
+    }
+}
+
+/// The high watermarks v1's sources of `topic` saw in their fetch responses, by partition.
+/// Some brokers answer ListOffsets with a stale end; what the running job reads is exact.
+fn reported_high_watermarks(v1: &JobEntry, topic: &str) -> BTreeMap<i32, i64> {
+    let graph = v1.plan.graph();
+    let status = v1.status.lock();
+    let Some(run) = status.attempt.as_ref() else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for (vertex, metrics) in graph.vertices.iter().zip(&run.metrics) {
+        let reads_topic = head_source(vertex)
+            .and_then(|s| v1.plan.sources.get(s))
+            .is_some_and(|s| matches!(&s.kind, SourceKind::Kafka(k) if k.topic == topic));
+        if !reads_topic {
+            continue;
+        }
+        for p in metrics
+            .subtasks
+            .iter()
+            .flat_map(|m| m.partitions.lock().clone())
+        {
+            if let Some(h) = p.high_watermark {
+                let e = out.entry(p.partition).or_insert(h);
+                *e = (*e).max(h);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,379 @@
+//! The plan of an upgrade (`kappactl upgrade <job> <file> --dry-run`): what changed between
+//! the running job (v1) and the new file (v2), whether v2 can start from a savepoint of v1 or
+//! must recompute history, the shadow sinks v2 would write beside the live ones, the backlog a
+//! replay reads and how long it should take, and what makes a cut-over impossible. Pure: the
+//! caller gathers the Kafka facts and the measured replay rate.
+
+use std::collections::BTreeMap;
+
+use kappa_job::JobPlan;
+use kappa_job::changes::{Part, SpecChange};
+use kappa_job::plan::SinkKind;
+use serde::Serialize;
+
+/// The longest PostgreSQL identifier (longer ones are cut silently by the server).
+const POSTGRES_NAME_MAX: usize = 63;
+/// The longest Kafka topic name.
+const KAFKA_TOPIC_MAX: usize = 249;
+
+/// The retained range of one partition of a topic v2 reads, and where v1 started in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionFacts {
+    pub partition: i32,
+    /// The earliest offset still in the partition.
+    pub low: i64,
+    /// The offset the next record will get.
+    pub high: i64,
+    /// The offset v1 started reading at, when it is known (an explicit start).
+    pub v1_started_at: Option<i64>,
+}
+
+/// A Kafka source of v2 and its topic's partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicFacts {
+    pub source: String,
+    pub topic: String,
+    pub partitions: Vec<PartitionFacts>,
+}
+
+/// What the plan is made from.
+pub struct PlanInputs<'a> {
+    /// Names the shadow sinks.
+    pub upgrade_id: &'a str,
+    pub v1: &'a JobPlan,
+    /// v1's state (RUNNING, FAILED…).
+    pub v1_state: &'a str,
+    pub v2: &'a JobPlan,
+    pub topics: &'a [TopicFacts],
+    /// Events per second a replay reached on this cluster, and how that was measured.
+    pub replay_rate: Option<(f64, String)>,
+}
+
+/// How v2 starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UpgradeStart {
+    /// From a savepoint of v1 (its state fits v2 and nothing it computed changed); otherwise
+    /// v2 replays its topics from the earliest retained offsets.
+    pub from_savepoint: bool,
+    pub why: String,
+}
+
+/// A live sink and the shadow v2 writes instead until the cut-over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ShadowSink {
+    pub sink: String,
+    /// postgres | kafka | file
+    pub connector: String,
+    /// The live table, topic or directory.
+    pub live: String,
+    /// Its shadow: `<table>__<upgrade>`, `<topic>.<upgrade>`, `<directory>.<upgrade>`.
+    pub shadow: String,
+}
+
+/// What a replay reads of one source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SourceBacklog {
+    pub source: String,
+    pub topic: String,
+    /// Records retained in the topic (from the earliest offsets to the ends).
+    pub events: u64,
+}
+
+/// One value that differs between v1's and v2's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ChangeView {
+    /// sources | schema | logic | keys | sinks | settings
+    pub part: String,
+    pub path: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+impl From<SpecChange> for ChangeView {
+    fn from(c: SpecChange) -> Self {
+        Self {
+            part: c.part.to_string(),
+            path: c.path,
+            old: c.old,
+            new: c.new,
+        }
+    }
+}
+
+/// The plan of an upgrade.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct UpgradePlan {
+    pub changes: Vec<ChangeView>,
+    pub start: UpgradeStart,
+    pub shadows: Vec<ShadowSink>,
+    /// With a replay: what it reads.
+    pub backlog: Vec<SourceBacklog>,
+    pub backlog_events: u64,
+    /// With a replay: how long it should take at the measured rate.
+    pub expected_ms: Option<u64>,
+    /// Where the expected duration comes from (or why there is none).
+    pub rate_basis: String,
+    pub warnings: Vec<String>,
+    /// Why the upgrade cannot be cut over; empty when it can.
+    pub refusals: Vec<String>,
+}
+
+/// Plans the upgrade of `inputs.v1` to `inputs.v2`, whose files differ by `changes`.
+pub fn plan(inputs: &PlanInputs<'_>, changes: Vec<SpecChange>) -> UpgradePlan {
+    let mut refusals = Vec::new();
+    let mut warnings = Vec::new();
+    if inputs.v1_state != "RUNNING" {
+        refusals.push(format!(
+            "the job is {}: only a running job can be upgraded",
+            inputs.v1_state
+        ));
+    }
+    let shadows = shadow_sinks(inputs, &mut refusals);
+    if changes.is_empty() {
+        warnings.push(
+            "nothing changed: the upgrade would recompute the same results (kappactl audit checks a job against its own logic)"
+                .into(),
+        );
+    }
+    let start = start(inputs, &changes);
+    let backlog: Vec<SourceBacklog> = match start.from_savepoint {
+        true => Vec::new(),
+        false => inputs
+            .topics
+            .iter()
+            .map(|t| SourceBacklog {
+                source: t.source.clone(),
+                topic: t.topic.clone(),
+                events: t
+                    .partitions
+                    .iter()
+                    .map(|p| (p.high - p.low).max(0) as u64)
+                    .sum(),
+            })
+            .collect(),
+    };
+    if !start.from_savepoint {
+        warnings.extend(retention_warnings(inputs.topics));
+        if inputs
+            .v2
+            .sources
+            .iter()
+            .any(|s| !matches!(s.kind, kappa_job::plan::SourceKind::Kafka(_)))
+        {
+            warnings.push("a source of v2 is not Kafka: its backlog is not counted".into());
+        }
+    }
+    let backlog_events: u64 = backlog.iter().map(|b| b.events).sum();
+    let (expected_ms, rate_basis) = match (&inputs.replay_rate, start.from_savepoint) {
+        (_, true) => (None, "no replay: v2 starts from a savepoint of v1".into()),
+        (Some((rate, basis)), false) if *rate > 0.0 => (
+            Some((backlog_events as f64 / rate * 1000.0).ceil() as u64),
+            format!("{rate:.0} events/s: {basis}"),
+        ),
+        _ => (
+            None,
+            "no replay was measured on this cluster yet (a job that caught up with its sources measures one)".into(),
+        ),
+    };
+    UpgradePlan {
+        changes: changes.into_iter().map(ChangeView::from).collect(),
+        start,
+        shadows,
+        backlog,
+        backlog_events,
+        expected_ms,
+        rate_basis,
+        warnings,
+        refusals,
+    }
+}
+
+/// The live target of a sink (table, topic, directory) and its connector, if it has one.
+fn target(kind: &SinkKind) -> Option<(&'static str, String)> {
+    match kind {
+        SinkKind::Postgres { table, .. } => Some(("postgres", table.clone())),
+        SinkKind::Kafka { topic, .. } => Some(("kafka", topic.clone())),
+        SinkKind::File { path } => Some(("file", path.display().to_string())),
+        SinkKind::Stdout | SinkKind::Blackhole => None,
+    }
+}
+
+/// The shadow of every sink v1 and v2 share; refusals for sinks that cannot be cut over.
+fn shadow_sinks(inputs: &PlanInputs<'_>, refusals: &mut Vec<String>) -> Vec<ShadowSink> {
+    let v1: BTreeMap<&str, _> = inputs
+        .v1
+        .sinks
+        .iter()
+        .map(|s| (s.name.as_str(), s))
+        .collect();
+    let mut shadows = Vec::new();
+    for new in &inputs.v2.sinks {
+        let Some(old) = v1.get(new.name.as_str()) else {
+            refusals.push(format!(
+                "sink `{}` is new in v2: there is nothing of it to cut over (add it after the upgrade)",
+                new.name
+            ));
+            continue;
+        };
+        let (Some((kind, live)), Some((new_kind, new_live))) =
+            (target(&old.kind), target(&new.kind))
+        else {
+            continue;
+        };
+        if (kind, &live) != (new_kind, &new_live) {
+            refusals.push(format!(
+                "sink `{}`: v1 writes {kind} `{live}`, v2 {new_kind} `{new_live}`: an upgrade replaces what a sink holds, it cannot move it",
+                new.name
+            ));
+            continue;
+        }
+        let key = |s: &kappa_job::plan::SinkPlan| s.key.as_ref().map(|k| k.text.clone());
+        if key(old) != key(new) {
+            refusals.push(format!(
+                "sink `{}`: v2 keys its rows by {} instead of {}: the live rows could not be replaced one for one",
+                new.name,
+                key(new).map_or("nothing".into(), |k| format!("`{k}`")),
+                key(old).map_or("nothing".into(), |k| format!("`{k}`"))
+            ));
+        }
+        let columns = |s: &kappa_job::plan::SinkPlan| -> Vec<String> {
+            s.schema
+                .fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect()
+        };
+        if columns(old) != columns(new) {
+            refusals.push(format!(
+                "sink `{}`: v2 writes the columns [{}] instead of [{}]: readers of the live {kind} would see another schema",
+                new.name,
+                columns(new).join(", "),
+                columns(old).join(", ")
+            ));
+        }
+        let shadow = match kind {
+            "postgres" => format!("{live}__{}", inputs.upgrade_id),
+            _ => format!("{live}.{}", inputs.upgrade_id),
+        };
+        // A schema-qualified table: the limit is the table name's.
+        let limited = match kind {
+            "postgres" => Some((
+                shadow.rsplit('.').next().unwrap_or(&shadow),
+                POSTGRES_NAME_MAX,
+            )),
+            "kafka" => Some((shadow.as_str(), KAFKA_TOPIC_MAX)),
+            _ => None,
+        };
+        if let Some((name, max)) = limited
+            && name.len() > max
+        {
+            refusals.push(format!(
+                "sink `{}`: the shadow {kind} name `{shadow}` is longer than {max} characters",
+                new.name
+            ));
+        }
+        shadows.push(ShadowSink {
+            sink: new.name.clone(),
+            connector: kind.to_string(),
+            live,
+            shadow,
+        });
+    }
+    for old in v1.values() {
+        if !inputs.v2.sinks.iter().any(|s| s.name == old.name) {
+            refusals.push(format!(
+                "sink `{}` of v1 is not in v2: what it holds would stay v1's",
+                old.name
+            ));
+        }
+    }
+    shadows
+}
+
+/// Whether v2 can take v1's state, and why (not).
+fn start(inputs: &PlanInputs<'_>, changes: &[SpecChange]) -> UpgradeStart {
+    let computed: Vec<&SpecChange> = changes
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.part,
+                Part::Sources | Part::Schema | Part::Logic | Part::Keys
+            )
+        })
+        .collect();
+    if let Some(c) = computed.first() {
+        return UpgradeStart {
+            from_savepoint: false,
+            why: format!(
+                "the {} changed ({}{}): history is recomputed from the earliest retained offsets",
+                c.part,
+                c.path,
+                match computed.len() {
+                    1 => String::new(),
+                    n => format!(" and {} more", n - 1),
+                }
+            ),
+        };
+    }
+    let keyed = |p: &JobPlan| -> Vec<String> {
+        let mut uids: Vec<String> = p
+            .graph()
+            .operators()
+            .filter(|o| o.kind.is_keyed())
+            .map(|o| o.uid.clone())
+            .collect();
+        uids.sort();
+        uids
+    };
+    let layouts = |p: &JobPlan| -> Vec<(String, Vec<String>)> {
+        p.windows
+            .iter()
+            .map(|w| (w.uid.clone(), w.aggregate_names()))
+            .collect()
+    };
+    let (v1, v2) = (inputs.v1, inputs.v2);
+    let why_not = if keyed(v1) != keyed(v2) {
+        Some("its keyed operators differ".to_string())
+    } else if layouts(v1) != layouts(v2) {
+        Some("its windows keep other aggregates".to_string())
+    } else if v1.max_parallelism != v2.max_parallelism {
+        Some(format!(
+            "its state is split into {} key groups, v2 asks for {}",
+            v1.max_parallelism, v2.max_parallelism
+        ))
+    } else {
+        None
+    };
+    match why_not {
+        Some(why) => UpgradeStart {
+            from_savepoint: false,
+            why: format!("v1's state does not fit v2 ({why}): history is recomputed"),
+        },
+        None => UpgradeStart {
+            from_savepoint: true,
+            why: "nothing v1 computes changed and its state fits v2: v2 starts from a savepoint of v1"
+                .into(),
+        },
+    }
+}
+
+/// A warning per topic whose start v1 read from was deleted since: a replay cannot recompute
+/// the windows those records made.
+fn retention_warnings(topics: &[TopicFacts]) -> Vec<String> {
+    topics
+        .iter()
+        .filter_map(|t| {
+            let gone: i64 = t
+                .partitions
+                .iter()
+                .filter_map(|p| p.v1_started_at.map(|s| (p.low - s).max(0)))
+                .sum();
+            (gone > 0).then(|| {
+                format!(
+                    "topic `{}` no longer holds {gone} records v1 read (its retention deleted them): the results they made keep v1's values after the cut-over",
+                    t.topic
+                )
+            })
+        })
+        .collect()
+}
