@@ -241,6 +241,22 @@ fn every_documented_route_answers_as_described() {
         );
         assert_eq!(status, 404, "{template}");
     }
+    // The plan of an upgrade to the same file: nothing changed; of an unknown job: 404.
+    let (status, text) = api.call(
+        "post",
+        "/api/v1/jobs/{id}/upgrade-plan",
+        &format!("/api/v1/jobs/{id}/upgrade-plan"),
+        Some(json!({ "job": job })),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("nothing changed"), "{text}");
+    let (status, _) = api.call(
+        "post",
+        "/api/v1/jobs/{id}/upgrade-plan",
+        "/api/v1/jobs/no-such-id/upgrade-plan",
+        Some(json!({ "job": job })),
+    );
+    assert_eq!(status, 404);
     // Savepoint, then a second job from the job's retained checkpoint, stopped with a savepoint.
     let (status, text) = api.call(
         "post",
