@@ -242,7 +242,10 @@ pub async fn run(args: &BenchArgs, r: &RecoveryArgs) -> anyhow::Result<()> {
     let started = submit(&jm, &tms, "bench.toml", &job, args.parallelism).await?;
     let entry = Arc::clone(&started.job);
     running(&entry).await?;
+    let feeding = Instant::now();
     let mut producer = PacedProducer::start(&bootstrap, partitions, u64::MAX, r.rate, args.speed);
+    // The interval the job got (the jobmanager's, which a KAPPA_ variable may set too).
+    let interval_ms = entry.detail().checkpoint_interval_ms.unwrap_or(0);
     println!(
         "kappa bench recovery: the reference job (Kafka source, parallelism {}, {} partitions) fed {} events/s (event time {}× the wall clock) from {}; {taskmanagers} taskmanager processes of {} slots; jobmanager defaults: checkpoints every {} s{}, heartbeats every 1 s (timeout 10 s), restarts with exponential backoff from 1 s",
         args.parallelism,
@@ -255,7 +258,7 @@ pub async fn run(args: &BenchArgs, r: &RecoveryArgs) -> anyhow::Result<()> {
             bootstrap.clone()
         },
         r.slots,
-        interval.as_secs_f64(),
+        interval_ms as f64 / 1000.0,
         if args.checkpoint_interval.is_some() {
             " (--checkpoint-interval)"
         } else {
@@ -300,8 +303,8 @@ pub async fn run(args: &BenchArgs, r: &RecoveryArgs) -> anyhow::Result<()> {
     report_medians(&rounds);
     println!(
         "  {:.0} events/s produced over {:.0} s",
-        producer.sent() as f64 / started.t0.elapsed().as_secs_f64(),
-        started.t0.elapsed().as_secs_f64()
+        producer.sent() as f64 / feeding.elapsed().as_secs_f64(),
+        feeding.elapsed().as_secs_f64()
     );
     tms.report_rss(args.state_memory.as_deref());
     outcome?;
@@ -348,6 +351,7 @@ async fn kill_and_recover(
     let mut round = Round::default();
     let mut last_old = before;
     let mut why = None;
+    let mut restart = None;
     let d = loop {
         tokio::time::sleep(POLL).await;
         let d = feed.look()?;
@@ -357,6 +361,14 @@ async fn kill_and_recover(
             round.noticed = Some(t);
             // The reason of FAILING; the job's error may still be an earlier attempt's.
             why = d.reason.clone().or(d.summary.error.clone());
+        }
+        if d.summary.state == JobState::Restarting {
+            // "restart N in DELAY after: …"
+            restart = d
+                .reason
+                .as_deref()
+                .and_then(|r| r.split(" after:").next())
+                .map(str::to_string);
         }
         if !new_attempt {
             last_old = d;
@@ -415,8 +427,9 @@ async fn kill_and_recover(
         })
         .unwrap_or_default();
     println!(
-        "  {:>7}  RUNNING again: attempt {}, {}, source subtasks on {}",
+        "  {:>7}  RUNNING again ({}): attempt {}, {}, source subtasks on {}",
         secs(round.running),
+        restart.as_deref().unwrap_or("no restart delay seen"),
         d.attempts.last().map_or(0, |a| a.attempt),
         match &checkpoint {
             Some(c) => format!(
