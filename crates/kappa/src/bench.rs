@@ -7,6 +7,9 @@
 mod consume;
 mod nexmark;
 mod paced;
+mod processes;
+mod recovery;
+mod rss;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -16,6 +19,7 @@ use clap::Parser;
 use kappa_jobmanager::job::JobState;
 
 use crate::cluster::{LocalArgs, start_local};
+use processes::{TaskManagerProcesses, TaskManagerSpec};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -38,6 +42,9 @@ pub enum BenchMode {
     /// Only reads the click events from Kafka, per message and in batches (the calibration
     /// of the Kafka path without the engine).
     KafkaConsume(consume::ConsumeArgs),
+    /// The reference job fed from Kafka at a steady rate: kill -9 of a taskmanager process,
+    /// then the times to RUNNING again and to caught up, and the records replayed.
+    Recovery(recovery::RecoveryArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -90,36 +97,19 @@ pub struct BenchArgs {
     pub speed: u32,
 }
 
-/// Taskmanager processes of a benchmark; killed when dropped.
-struct TaskManagerProcesses(Vec<std::process::Child>);
-
-impl TaskManagerProcesses {
-    /// CPU time (user + system) the processes used so far, from /proc.
-    fn cpu_time(&self) -> Duration {
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let secs: f64 = self
-            .0
-            .iter()
-            .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).ok())
-            .filter_map(|stat| {
-                // Fields after the command name (which may hold spaces) start after the last ')'.
-                let rest = stat.rsplit_once(')')?.1;
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
-            })
-            .sum();
-        Duration::from_secs_f64(secs)
-    }
-}
-
-impl Drop for TaskManagerProcesses {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// How a benchmark's cluster differs from the one `kappa bench` starts by default.
+#[derive(Default)]
+struct ClusterOptions {
+    /// Taskmanager processes (default: --taskmanagers).
+    taskmanagers: Option<u32>,
+    /// Slots of each taskmanager process (default: just enough for the parallelism).
+    slots: Option<u32>,
+    /// Heartbeats at the jobmanager's default interval instead of every 200 ms.
+    default_heartbeats: bool,
+    /// Checkpoints at the jobmanager's interval even without --checkpoint-interval.
+    checkpoints: bool,
+    /// More flags of the jobmanager.
+    jobmanager_flags: Vec<String>,
 }
 
 /// A local cluster, or a jobmanager here with taskmanager processes, with `parallelism` slots;
@@ -127,6 +117,15 @@ impl Drop for TaskManagerProcesses {
 async fn start_cluster(
     args: &BenchArgs,
     dir: &std::path::Path,
+) -> anyhow::Result<(kappa_jobmanager::JobManager, TaskManagerProcesses)> {
+    start_cluster_with(args, dir, &ClusterOptions::default()).await
+}
+
+/// [`start_cluster`] with `options`.
+async fn start_cluster_with(
+    args: &BenchArgs,
+    dir: &std::path::Path,
+    options: &ClusterOptions,
 ) -> anyhow::Result<(kappa_jobmanager::JobManager, TaskManagerProcesses)> {
     let checkpoint_dir = dir.join("checkpoints");
     let p = args.parallelism.to_string();
@@ -138,12 +137,16 @@ async fn start_cluster(
         "0".into(),
         "--slots".into(),
         p,
-        "--heartbeat-interval".into(),
-        "200ms".into(),
         "--allow-path".into(),
         dir.display().to_string(),
+        "--state-dir".into(),
+        dir.join("state-local").display().to_string(),
     ];
-    if args.checkpoint_interval.is_some() {
+    if !options.default_heartbeats {
+        argv.extend(["--heartbeat-interval".into(), "200ms".into()]);
+    }
+    argv.extend(options.jobmanager_flags.iter().cloned());
+    if args.checkpoint_interval.is_some() || options.checkpoints {
         argv.push("--checkpoint-dir".into());
         argv.push(checkpoint_dir.display().to_string());
     }
@@ -153,26 +156,26 @@ async fn start_cluster(
     };
     argv.extend(state_memory.iter().cloned());
     let local = LocalArgs::parse_from(argv);
-    if args.cluster_tls && args.taskmanagers == 0 {
+    let taskmanagers = options.taskmanagers.unwrap_or(args.taskmanagers);
+    if args.cluster_tls && taskmanagers == 0 {
         bail!("--cluster-tls measures TLS between processes: give --taskmanagers too");
     }
-    if args.taskmanagers == 0 {
+    if taskmanagers == 0 {
         return Ok((
             start_local(&local).await?.jobmanager,
-            TaskManagerProcesses(Vec::new()),
+            TaskManagerProcesses::none()?,
         ));
     }
     let exe = std::env::current_exe()?;
     let mut config = local.jobmanager.config()?;
     // Each taskmanager's TLS flags, or --insecure.
-    let mut tm_flags: Vec<Vec<String>> =
-        vec![vec!["--insecure".into()]; args.taskmanagers as usize];
+    let mut tm_flags: Vec<Vec<String>> = vec![vec!["--insecure".into()]; taskmanagers as usize];
     if args.cluster_tls {
         let certs = checkpoint_dir.with_file_name("certs");
         let mut init = std::process::Command::new(&exe);
         init.args(["certs", "init", "--jobmanager", "bench", "--dir"])
             .arg(&certs);
-        for i in 0..args.taskmanagers {
+        for i in 0..taskmanagers {
             init.arg("--taskmanager").arg(format!("bench-{i}"));
         }
         let made = init.stdout(std::process::Stdio::null()).status()?;
@@ -202,12 +205,18 @@ async fn start_cluster(
         }
     }
     let started = kappa_jobmanager::JobManager::start(config).await?;
-    let slots = args.parallelism.div_ceil(args.taskmanagers).to_string();
+    let slots = options
+        .slots
+        .unwrap_or(args.parallelism.div_ceil(taskmanagers))
+        .to_string();
     let allowed = dir.display().to_string();
-    let mut children = Vec::new();
-    for flags in &tm_flags {
-        let child = std::process::Command::new(&exe)
-            .args([
+    let specs = tm_flags
+        .into_iter()
+        .enumerate()
+        .map(|(i, flags)| {
+            let id = format!("bench-{i}");
+            let state_dir = dir.join(format!("state-{id}")).display().to_string();
+            let mut args: Vec<String> = [
                 "taskmanager",
                 "--jobmanager",
                 &format!("http://{}", started.rpc),
@@ -217,17 +226,21 @@ async fn start_cluster(
                 &slots,
                 "--allow-path",
                 &allowed,
-            ])
-            .args(flags)
-            .args(&state_memory)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .context("starting a taskmanager process")?;
-        children.push(child);
-    }
-    let tms = TaskManagerProcesses(children);
+                "--id",
+                &id,
+                "--state-dir",
+                &state_dir,
+            ]
+            .map(String::from)
+            .into();
+            args.extend(flags);
+            args.extend(state_memory.iter().cloned());
+            TaskManagerSpec { id, args }
+        })
+        .collect();
+    let tms = TaskManagerProcesses::start(specs)?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while started.jobmanager.registry().views().len() < args.taskmanagers as usize {
+    while started.jobmanager.registry().views().len() < taskmanagers as usize {
         if Instant::now() > deadline {
             bail!("the taskmanagers did not register within 30 s");
         }
@@ -271,6 +284,20 @@ async fn submit(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let job = jm.job(&id).context("bench job vanished")?;
     Ok(Started { job, t0, cpu0 })
+}
+
+/// Waits until `job` runs; fails if it ended first.
+async fn running(job: &kappa_jobmanager::job::JobEntry) -> anyhow::Result<()> {
+    while job.state() != JobState::Running {
+        if job.state().is_terminal() {
+            bail!(
+                "bench job ended: {}",
+                job.detail().summary.error.unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Records per partition the embedded cluster is given at most (it keeps about 5 MB).
@@ -416,6 +443,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match &args.mode {
         Some(BenchMode::Nexmark(n)) => return nexmark::run(&args, n).await,
         Some(BenchMode::KafkaConsume(c)) => return consume::run(&args, c).await,
+        Some(BenchMode::Recovery(r)) => return recovery::run(&args, r).await,
         None => {}
     }
     if let Some(rate) = args.rate {
@@ -507,6 +535,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report_checkpoints(&history);
     }
     report_catch_up(job);
+    taskmanagers.report_rss(args.state_memory.as_deref());
     Ok(())
 }
 

@@ -265,7 +265,7 @@ pub struct TaskManagerArgs {
 }
 
 /// The default of `--state-memory`.
-const DEFAULT_STATE_MEMORY: &str = "512MiB";
+pub const DEFAULT_STATE_MEMORY: &str = "512MiB";
 
 impl TaskManagerArgs {
     /// The taskmanager's settings, with mutual TLS when `tls` is given (its id is then the

@@ -109,6 +109,7 @@ pub async fn run(args: &BenchArgs, nexmark: &NexmarkArgs) -> anyhow::Result<()> 
     if let Some(history) = started.job.checkpoints.lock().as_ref().map(|c| c.history()) {
         report_checkpoints(&history);
     }
+    taskmanagers.report_rss(args.state_memory.as_deref());
     Ok(())
 }
 

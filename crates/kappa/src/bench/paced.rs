@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
-use kappa_jobmanager::job::JobState;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::{
-    BenchArgs, TOPIC, bench_topic, kafka_job, report, report_checkpoints, start_cluster, submit,
-    with_checkpoints,
+    BenchArgs, TOPIC, bench_topic, kafka_job, report, report_checkpoints, running, start_cluster,
+    submit, with_checkpoints,
 };
 use crate::generator::ClickGenerator;
 /// How often the producer catches up with the rate.
@@ -67,6 +66,60 @@ fn produce(
     Ok(())
 }
 
+/// A thread running [`produce`]; stops when dropped.
+pub(super) struct PacedProducer {
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl PacedProducer {
+    /// Starts producing `events` clicks at `rate` per second (see [`produce`]).
+    pub(super) fn start(
+        bootstrap: &str,
+        partitions: i32,
+        events: u64,
+        rate: u64,
+        speed: u32,
+    ) -> Self {
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (sent, stop, bootstrap) =
+                (Arc::clone(&sent), Arc::clone(&stop), bootstrap.to_string());
+            std::thread::spawn(move || {
+                produce(&bootstrap, partitions, events, rate, speed, &sent, &stop)
+            })
+        };
+        Self {
+            sent,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Events handed to the Kafka client so far.
+    pub(super) fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops producing and waits for the thread; what it ended with.
+    pub(super) fn stop(&mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => bail!("the producer thread panicked"),
+        }
+    }
+}
+
+impl Drop for PacedProducer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
 pub async fn run(args: &BenchArgs, rate: u64, speed: u32) -> anyhow::Result<()> {
     if rate == 0 || speed == 0 {
         bail!("--rate and --speed must be above 0");
@@ -79,24 +132,8 @@ pub async fn run(args: &BenchArgs, rate: u64, speed: u32) -> anyhow::Result<()> 
     let (jm, taskmanagers) = start_cluster(args, dir.path()).await?;
     let started = submit(&jm, &taskmanagers, "bench.toml", &job, args.parallelism).await?;
     let entry = Arc::clone(&started.job);
-    while entry.state() != JobState::Running {
-        if entry.state().is_terminal() {
-            bail!(
-                "bench job ended: {}",
-                entry.detail().summary.error.unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let sent = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let (sent, stop, bootstrap) = (Arc::clone(&sent), Arc::clone(&stop), bootstrap.clone());
-        let events = args.events;
-        std::thread::spawn(move || {
-            produce(&bootstrap, partitions, events, rate, speed, &sent, &stop)
-        })
-    };
+    running(&entry).await?;
+    let mut producer = PacedProducer::start(&bootstrap, partitions, args.events, rate, speed);
     let produce_start = Instant::now();
     let mut produced_for = None;
     let mut last_report = Instant::now();
@@ -110,7 +147,7 @@ pub async fn run(args: &BenchArgs, rate: u64, speed: u32) -> anyhow::Result<()> 
                 d.summary.error.unwrap_or_default()
             ));
         }
-        let n = sent.load(Ordering::Relaxed);
+        let n = producer.sent();
         if n >= args.events && produced_for.is_none() {
             produced_for = Some(produce_start.elapsed());
         }
@@ -124,16 +161,15 @@ pub async fn run(args: &BenchArgs, rate: u64, speed: u32) -> anyhow::Result<()> 
             break Ok(());
         }
     };
-    stop.store(true, Ordering::Relaxed);
     let (wall, cpu) = started.took(&taskmanagers);
     entry.request_cancel();
-    let produced = producer.join();
+    let produced = producer.stop();
     while !entry.state().is_terminal() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(embedded);
     outcome?;
-    produced.map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
+    produced?;
     let what = format!(
         "reference job, kafka source paced at {rate} events/s, event time {speed}× the wall clock, parallelism {}",
         args.parallelism
@@ -156,5 +192,6 @@ pub async fn run(args: &BenchArgs, rate: u64, speed: u32) -> anyhow::Result<()> 
     if let Some(history) = entry.checkpoints.lock().as_ref().map(|c| c.history()) {
         report_checkpoints(&history);
     }
+    taskmanagers.report_rss(args.state_memory.as_deref());
     Ok(())
 }
