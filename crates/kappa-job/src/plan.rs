@@ -411,7 +411,13 @@ pub struct RestartPlan {
     pub delay: Duration,
     pub max_delay: Duration,
     pub max_attempts: Option<u32>,
+    /// An attempt that ran this long starts the restarts in a row over.
+    pub reset_after: Duration,
 }
+
+/// An attempt that ran this long starts the restarts in a row over, unless the job says
+/// otherwise (Flink's default `reset-backoff-threshold`).
+pub const DEFAULT_RESET_AFTER: Duration = Duration::from_secs(3600);
 
 impl JobPlan {
     /// Where the sources start, as text (one position, or each source's).
@@ -437,6 +443,7 @@ impl Default for RestartPlan {
             delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
             max_attempts: None,
+            reset_after: DEFAULT_RESET_AFTER,
         }
     }
 }
@@ -1285,6 +1292,9 @@ impl Planner<'_> {
                 plan.max_delay = d.0;
             }
             plan.max_attempts = r.max_attempts;
+            if let Some(d) = r.reset_after {
+                plan.reset_after = d.0;
+            }
             if plan.max_delay < plan.delay {
                 self.err(
                     None,

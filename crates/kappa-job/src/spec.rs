@@ -503,6 +503,9 @@ pub struct RestartSpec {
     pub max_delay: Option<HumanDuration>,
     /// Give up after this many restarts in a row (unset: never give up).
     pub max_attempts: Option<u32>,
+    /// An attempt that ran this long without failing starts the delays and the count of
+    /// restarts in a row over (Flink's `reset-backoff-threshold`; default 1h).
+    pub reset_after: Option<HumanDuration>,
 }
 
 /// A size in bytes written as text: "512MiB", "4GiB", "64KiB", "1000000".

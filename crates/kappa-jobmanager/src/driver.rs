@@ -65,9 +65,10 @@ async fn drive_to_end(inner: &Arc<Inner>, job: &Arc<JobEntry>) {
                 Err(SlotWait::TimedOut(reason)) => Event::SlotTimeout(reason),
             },
             Command::RunAttempt(number) => {
+                let started = Instant::now();
                 let outcome = run_attempt(inner, job, number, &placement).await;
                 inner.registry.release(&std::mem::take(&mut placement));
-                Event::AttemptEnded(outcome)
+                Event::AttemptEnded(outcome, started.elapsed())
             }
             Command::Restart { delay, reason } => {
                 tracing::warn!(job = %job.id, ?delay, %reason, "job restarting");
@@ -89,7 +90,7 @@ async fn drive_to_end(inner: &Arc<Inner>, job: &Arc<JobEntry>) {
             }
         };
         // A failure is shown while the job restarts.
-        if let Event::AttemptEnded(Outcome::Failed(e)) = &event {
+        if let Event::AttemptEnded(Outcome::Failed(e), _) = &event {
             job.status.lock().error = Some(e.to_string());
         }
         command = lifecycle.on(event, job.cancel_requested());

@@ -27,8 +27,8 @@ pub enum Event {
     SlotsTaken,
     /// No slots within the slot timeout.
     SlotTimeout(String),
-    /// The attempt ended.
-    AttemptEnded(Outcome),
+    /// The attempt ended after running this long.
+    AttemptEnded(Outcome, Duration),
     /// A wait ended: the restart delay passed, or a cancel cut it (or the wait for slots)
     /// short.
     Waited,
@@ -55,7 +55,10 @@ pub struct Lifecycle {
     restart: RestartPlan,
     /// Attempts before this jobmanager took the job over.
     attempt_offset: u32,
+    /// Restarts so far (attempts are numbered by them).
     restarts: u32,
+    /// Restarts in a row: since an attempt ran at least the plan's `reset_after`.
+    in_a_row: u32,
 }
 
 impl Lifecycle {
@@ -64,6 +67,7 @@ impl Lifecycle {
             restart,
             attempt_offset,
             restarts: 0,
+            in_a_row: 0,
         }
     }
 
@@ -82,20 +86,24 @@ impl Lifecycle {
                 state: JobState::Failed,
                 error: Some(reason),
             },
-            Event::AttemptEnded(Outcome::Finished) => Command::End {
+            Event::AttemptEnded(Outcome::Finished, _) => Command::End {
                 state: JobState::Finished,
                 error: None,
             },
-            Event::AttemptEnded(Outcome::Cancelled) => cancelled,
+            Event::AttemptEnded(Outcome::Cancelled, _) => cancelled,
             // A cancel asked while the attempt failed ends the job: no restart.
-            Event::AttemptEnded(Outcome::Failed(e)) if cancel_requested => Command::End {
+            Event::AttemptEnded(Outcome::Failed(e), _) if cancel_requested => Command::End {
                 state: JobState::Canceled,
                 error: Some(e.to_string()),
             },
-            Event::AttemptEnded(Outcome::Failed(e)) => {
+            Event::AttemptEnded(Outcome::Failed(e), ran) => {
+                // An attempt that ran long enough was a recovery: back off from the start.
+                if ran >= self.restart.reset_after {
+                    self.in_a_row = 0;
+                }
                 let delay = e
                     .is_retriable()
-                    .then(|| self.restart.delay_before(self.restarts + 1))
+                    .then(|| self.restart.delay_before(self.in_a_row + 1))
                     .flatten();
                 match delay {
                     None => Command::End {
@@ -104,6 +112,7 @@ impl Lifecycle {
                     },
                     Some(delay) => {
                         self.restarts += 1;
+                        self.in_a_row += 1;
                         Command::Restart {
                             delay,
                             reason: format!("restart {} in {delay:?} after: {e}", self.restarts),
@@ -127,13 +136,19 @@ mod tests {
                 delay: Duration::from_secs(1),
                 max_delay: Duration::from_secs(3),
                 max_attempts,
+                reset_after: Duration::from_secs(600),
             },
             4,
         )
     }
 
+    /// An attempt that failed with an I/O error after a second.
     fn io(what: &str) -> Event {
-        Event::AttemptEnded(Outcome::Failed(TaskError::Io(what.into())))
+        io_after(what, Duration::from_secs(1))
+    }
+
+    fn io_after(what: &str, ran: Duration) -> Event {
+        Event::AttemptEnded(Outcome::Failed(TaskError::Io(what.into())), ran)
     }
 
     #[test]
@@ -173,9 +188,41 @@ mod tests {
     }
 
     #[test]
+    fn an_attempt_that_ran_past_reset_after_starts_the_backoff_and_the_limit_over() {
+        let mut l = backoff(Some(2));
+        l.on(Event::SlotsTaken, false);
+        let delay = |c: Command| match c {
+            Command::Restart { delay, .. } => delay.as_secs(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(delay(l.on(io("a"), false)), 1);
+        assert_eq!(delay(l.on(io("b"), false)), 2);
+        // The third attempt ran ten minutes: a new failure is the first in a row, and the
+        // attempts keep their numbers.
+        let ten_minutes = Duration::from_secs(600);
+        assert_eq!(delay(l.on(io_after("c", ten_minutes), false)), 1);
+        l.on(Event::Waited, false);
+        assert_eq!(l.on(Event::SlotsTaken, false), Command::RunAttempt(8));
+        assert_eq!(delay(l.on(io("d"), false)), 2);
+        assert!(
+            matches!(
+                l.on(io("e"), false),
+                Command::End {
+                    state: JobState::Failed,
+                    ..
+                }
+            ),
+            "three in a row after the reset"
+        );
+    }
+
+    #[test]
     fn bad_data_is_not_restarted() {
         let mut l = backoff(None);
-        let e = Event::AttemptEnded(Outcome::Failed(TaskError::Data("bad record".into())));
+        let e = Event::AttemptEnded(
+            Outcome::Failed(TaskError::Data("bad record".into())),
+            Duration::ZERO,
+        );
         assert_eq!(
             l.on(e, false),
             Command::End {
@@ -205,7 +252,10 @@ mod tests {
             "cancelled while waiting"
         );
         assert_eq!(
-            l.on(Event::AttemptEnded(Outcome::Cancelled), false),
+            l.on(
+                Event::AttemptEnded(Outcome::Cancelled, Duration::ZERO),
+                false
+            ),
             canceled(None)
         );
         assert_eq!(

@@ -110,9 +110,13 @@ pub struct JobManagerArgs {
     /// exponential-backoff: the largest delay.
     #[arg(long, env = "KAPPA_RESTART_MAX_DELAY", default_value = "60s", value_parser = duration)]
     pub restart_max_delay: Duration,
-    /// Give up after this many restarts (default: never).
+    /// Give up after this many restarts in a row (default: never).
     #[arg(long, env = "KAPPA_RESTART_MAX_ATTEMPTS")]
     pub restart_max_attempts: Option<u32>,
+    /// An attempt that ran this long without failing starts the restart delays and the
+    /// count of restarts in a row over (Flink's reset-backoff-threshold).
+    #[arg(long, env = "KAPPA_RESTART_RESET_AFTER", default_value = "1h", value_parser = duration)]
+    pub restart_reset_after: Duration,
     /// How often running Kafka sources are checked for new partitions.
     #[arg(long, env = "KAPPA_PARTITION_DISCOVERY_INTERVAL", default_value = "10s", value_parser = duration)]
     pub partition_discovery_interval: Duration,
@@ -214,6 +218,7 @@ impl JobManagerArgs {
                 delay: self.restart_delay,
                 max_delay: self.restart_max_delay.max(self.restart_delay),
                 max_attempts: self.restart_max_attempts,
+                reset_after: self.restart_reset_after,
             },
             ..JobManagerConfig::default()
         })
