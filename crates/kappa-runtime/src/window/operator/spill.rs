@@ -47,6 +47,10 @@ pub(super) struct Spill {
     evicted: bool,
     /// The earliest due time of a timer entry, if there may be one.
     next_due: Option<i64>,
+    /// Where the last scan of due timer entries stopped (the first entry it did not take):
+    /// every entry before it was taken or is stale, so the next scan starts there instead of
+    /// skipping the deletes of all the taken ones. None when an entry was added before it.
+    resume: Option<Vec<u8>>,
     /// The eviction clock's hand over the group slots.
     hand: usize,
     stats: SpillStats,
@@ -59,6 +63,7 @@ impl Spill {
             staged: false,
             evicted: false,
             next_due: None,
+            resume: None,
             hand: 0,
             stats: SpillStats::default(),
         }
@@ -80,7 +85,11 @@ impl Spill {
 
     /// Stages a timer entry for the window `key` of key group `kg`, due at `due`.
     fn add_timer(&mut self, due: i64, kg: u32, key: &[u8]) {
-        self.store.put(TIMERS, &timer_key(due, kg, key), &[]);
+        let k = timer_key(due, kg, key);
+        if self.resume.as_ref().is_some_and(|r| k < *r) {
+            self.resume = None;
+        }
+        self.store.put(TIMERS, &k, &[]);
         self.staged = true;
         self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
     }
@@ -258,24 +267,27 @@ impl WindowOperator {
         spill.commit().map_err(io)?;
         let mut due: Vec<Vec<u8>> = Vec::new();
         let mut after = None;
+        let from = match spill.resume.take() {
+            Some(r) if r.as_slice() > due_bytes(first).as_slice() => r,
+            _ => due_bytes(first).to_vec(),
+        };
+        let mut stopped_at = None;
         spill
             .store
-            .scan_from(
-                TIMERS,
-                &due_bytes(first),
-                &mut |_, k, _| match parse_timer(k) {
-                    Some((d, _, _)) if d > watermark || due.len() == LOAD_CHUNK => {
-                        after = Some(d);
-                        false
-                    }
-                    _ => {
-                        due.push(k.to_vec());
-                        true
-                    }
-                },
-            )
+            .scan_from(TIMERS, &from, &mut |_, k, _| match parse_timer(k) {
+                Some((d, _, _)) if d > watermark || due.len() == LOAD_CHUNK => {
+                    after = Some(d);
+                    stopped_at = Some(k.to_vec());
+                    false
+                }
+                _ => {
+                    due.push(k.to_vec());
+                    true
+                }
+            })
             .map_err(io)?;
         spill.next_due = after;
+        spill.resume = stopped_at;
         for k in &due {
             spill.store.delete(TIMERS, k);
             spill.staged = true;
