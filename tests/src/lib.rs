@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod recovery;
 pub mod reference;
 pub mod s3;
+pub mod slow_sink;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -2,7 +2,6 @@
 //! test thread drains slowly) slows the window subtasks, whose full inputs stop granting
 //! credit, which blocks the sources: queues stay bounded and memory does not grow.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -10,6 +9,7 @@ use std::time::{Duration, Instant};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{clicks, spread};
+use kappa_integration_tests::slow_sink::slow_fifo;
 
 const EVENTS: usize = 600_000;
 
@@ -47,24 +47,6 @@ path = "{out}"
     )
 }
 
-/// Reads a FIFO slowly until told to hurry, then to its end.
-fn slow_reader(path: std::path::PathBuf, hurry: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::open(&path).expect("open fifo");
-        let mut buf = vec![0u8; 2048];
-        let mut total = 0;
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n,
-            }
-            if !hurry.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    })
-}
-
 #[test]
 fn a_slow_sink_slows_the_sources_and_memory_stays_bounded() {
     let broker = Broker::start().expect("broker");
@@ -87,12 +69,7 @@ fn a_slow_sink_slows_the_sources_and_memory_stays_bounded() {
     let mut readers = Vec::new();
     for i in 0..2 {
         let fifo = out.join(format!("part-{id}-{i}.jsonl"));
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo");
-        assert!(made.success());
-        readers.push(slow_reader(fifo, Arc::clone(&hurry)));
+        readers.push(slow_fifo(fifo, Arc::clone(&hurry)));
     }
     let _tms: Vec<_> = (0..2)
         .map(|_| {

@@ -5,7 +5,6 @@
 //! and its updating aggregate (which held its updates back while catching up) ends exact.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,28 +13,11 @@ use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::eventually;
 use kappa_integration_tests::reference::{START, clicks, clicks_source, spread};
+use kappa_integration_tests::slow_sink::slow_fifo;
 use serde_json::Value;
 
 const EVENTS: usize = 60_000;
 const SLOW: Duration = Duration::from_secs(90);
-
-/// Reads a FIFO 2 KiB per 50 ms until told to hurry, then at full speed to its end.
-fn slow_reader(path: std::path::PathBuf, hurry: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let Ok(mut f) = std::fs::File::open(&path) else {
-            return;
-        };
-        let mut buf = vec![0u8; 2048];
-        while let Ok(n) = f.read(&mut buf) {
-            if n == 0 {
-                return;
-            }
-            if !hurry.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    })
-}
 
 fn checkpoints(cluster: &Cluster, id: &str) -> Vec<Value> {
     cluster
@@ -107,12 +89,7 @@ threshold = "2s"
     let readers: Vec<_> = (0..2)
         .map(|i| {
             let fifo = raw.join(format!("part-{id}-sinks.raw-{i}.jsonl"));
-            let made = std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .expect("mkfifo");
-            assert!(made.success());
-            slow_reader(fifo, Arc::clone(&hurry))
+            slow_fifo(fifo, Arc::clone(&hurry))
         })
         .collect();
     let _tms: Vec<_> = (0..2)
