@@ -107,6 +107,20 @@ fn a_dry_run_plans_the_replay_of_what_the_topic_holds_and_refuses_what_cannot_cu
         "{moved}"
     );
 
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/jobs/{id}/upgrade-plan", cluster.url))
+        .json(&json!({ "job": v2, "start": "latest" }))
+        .send()
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 400);
+    let refused: Value = resp.json().expect("json");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("`start` does not apply"),
+        "{refused}"
+    );
     let (status, missing) = plan(&cluster, "no-such-job", &v2);
     assert_eq!(
         (status, missing["error"].as_str()),
