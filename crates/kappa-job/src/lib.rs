@@ -19,6 +19,7 @@ pub mod spec;
 pub mod sql;
 pub mod start;
 pub mod template;
+mod to_char;
 
 pub use error::{SpecError, SpecErrors};
 pub use graph::PhysicalGraph;

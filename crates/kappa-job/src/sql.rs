@@ -107,6 +107,10 @@ pub(crate) struct Functions {
 pub(crate) static FUNCTIONS: LazyLock<Functions> = LazyLock::new(|| {
     let mut scalar = HashMap::new();
     for f in datafusion_functions::all_default_functions() {
+        let f = match f.name() {
+            "to_char" => Arc::new(crate::to_char::ToChar::wrapping(f)),
+            _ => f,
+        };
         for alias in f.aliases() {
             scalar.insert(alias.to_lowercase(), Arc::clone(&f));
         }
