@@ -74,10 +74,10 @@ impl Equivalent<(Box<[u8]>, i64)> for GroupRef<'_> {
     }
 }
 
-/// Keyed event-time windows of one subtask.
 /// Windows fired per part of a firing at most (see [`WindowOperator::fire_next`]).
 pub const FIRE_CHUNK: usize = 16_384;
 
+/// Keyed event-time windows of one subtask.
 pub struct WindowOperator {
     /// The window's uid, for errors.
     uid: String,

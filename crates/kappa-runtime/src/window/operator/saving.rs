@@ -35,30 +35,11 @@ impl WindowOperator {
         for (kg, key) in self.tombstones.drain(..) {
             state.delete(kg, &key);
         }
-        // Staged in key order: RocksDB inserts ascending keys into its memtable far faster
-        // (each insert starts where the one before ended), and a snapshot may write millions.
-        let mut order: Vec<(u32, Box<[u8]>, u32)> = std::mem::take(&mut self.dirty)
-            .into_iter()
-            .map(|g| {
-                let (kg, key) = self.location(g);
-                (kg, key, g)
-            })
-            .collect();
-        order.sort_unstable();
         let mut value = Vec::new();
-        for (kg, key, g) in order {
-            self.stage_group(g, (kg, key), state, &mut value);
+        for g in std::mem::take(&mut self.dirty) {
+            self.save_group(g, state, &mut value);
         }
         state.commit()
-    }
-
-    /// Group `g`'s key group and state key.
-    fn location(&self, g: u32) -> (u32, Box<[u8]>) {
-        let group = &self.groups[g as usize];
-        (
-            key_group_of(&group.key, self.max_parallelism),
-            state_key(&group.key, group.start),
-        )
     }
 
     /// Stages group `g`'s entry in `state` (`value` is scratch space); returns its key group
@@ -69,19 +50,9 @@ impl WindowOperator {
         state: &mut dyn KeyedState,
         value: &mut Vec<u8>,
     ) -> (u32, Box<[u8]>) {
-        let at = self.location(g);
-        self.stage_group(g, at, state, value)
-    }
-
-    /// Stages group `g`'s entry at `(kg, key)`, its location.
-    fn stage_group(
-        &mut self,
-        g: u32,
-        (kg, key): (u32, Box<[u8]>),
-        state: &mut dyn KeyedState,
-        value: &mut Vec<u8>,
-    ) -> (u32, Box<[u8]>) {
         let group = &mut self.groups[g as usize];
+        let kg = key_group_of(&group.key, self.max_parallelism);
+        let key = state_key(&group.key, group.start);
         if let Some(old) = group.stored.take().filter(|old| *old != key) {
             state.delete(kg, &old);
         }
