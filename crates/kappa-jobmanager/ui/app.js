@@ -476,12 +476,7 @@ function latency(d) {
 function catchUp(d) {
   const c = d.catch_up;
   if (!c || !c.catching_up) return "";
-  const left = (ms) => {
-    const s = Math.ceil(ms / 1000);
-    const [h, m, sec] = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
-    return h ? `${h}h ${String(m).padStart(2, "0")}m` : m ? `${m}m ${String(sec).padStart(2, "0")}s` : `${sec}s`;
-  };
-  const eta = c.eta_ms == null ? "no ETA (the lag is not shrinking)" : `ETA ${left(c.eta_ms)}`;
+  const eta = c.eta_ms == null ? "no ETA (the lag is not shrinking)" : `ETA ${formatValue(c.eta_ms, "ms")}`;
   return `<p id="catch-up" title="The job's Kafka lag is worth more than its catch_up threshold of reading: it checkpoints less often and holds updates back until a checkpoint">
     Catching up: <span data-field="eta">${eta}</span> · ${num(c.lag)} records behind · reading ${num(Math.round(c.read_per_second))}/s</p>`;
 }
