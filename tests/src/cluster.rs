@@ -285,6 +285,24 @@ impl Cluster {
         self.taskmanager_in(None, slots, extra, env)
     }
 
+    /// `count` taskmanagers of `slots` slots each, with extra flags.
+    pub fn taskmanagers(&self, count: usize, slots: u32, extra: &[&str]) -> Vec<Process> {
+        (0..count)
+            .map(|_| {
+                self.taskmanager_with(slots, extra, &[])
+                    .expect("taskmanager")
+            })
+            .collect()
+    }
+
+    /// The job's checkpoint history as the REST API lists it, newest first.
+    pub fn checkpoints(&self, id: &str) -> anyhow::Result<Vec<Value>> {
+        let history: Value = self
+            .get(&format!("/api/v1/jobs/{id}/checkpoints"))?
+            .json()?;
+        Ok(history.as_array().cloned().unwrap_or_default())
+    }
+
     /// Like [`Cluster::taskmanager_with`], inside network namespace `netns` when given: it
     /// listens on the namespace's address and reaches the jobmanager (whose `--rpc-address`
     /// must take it, e.g. 0.0.0.0) at the host's.

@@ -20,25 +20,24 @@ interval = "500ms"
 /// A jobmanager that checkpoints to a temporary directory, with two taskmanagers of two slots;
 /// jobs may use files under `dir`.
 pub fn cluster(dir: &Path) -> (Cluster, Vec<Process>) {
+    let cluster = checkpointing_jobmanager(dir);
+    let tms = cluster.taskmanagers(2, 2, &["--allow-path", dir.to_str().expect("utf-8 path")]);
+    (cluster, tms)
+}
+
+/// The jobmanager of [`cluster`] alone: it checkpoints to a temporary directory, and jobs
+/// may use files under `dir`.
+pub fn checkpointing_jobmanager(dir: &Path) -> Cluster {
     let cp = dir.join("checkpoints");
-    let allowed = dir.to_str().expect("utf-8 path");
     // Default heartbeat timeout (10 s): a killed taskmanager is found lost by its broken
     // control stream at once.
-    let cluster = Cluster::jobmanager(&[
+    Cluster::jobmanager(&[
         "--checkpoint-dir",
         cp.to_str().expect("utf-8 path"),
         "--allow-path",
-        allowed,
+        dir.to_str().expect("utf-8 path"),
     ])
-    .expect("jobmanager");
-    let tms = (0..2)
-        .map(|_| {
-            cluster
-                .taskmanager_with(2, &["--allow-path", allowed], &[])
-                .expect("taskmanager")
-        })
-        .collect();
-    (cluster, tms)
+    .expect("jobmanager")
 }
 
 /// kill -9 of a taskmanager running subtasks of `id`; waits until the job runs again without
@@ -78,16 +77,9 @@ pub fn kill_a_taskmanager(cluster: &Cluster, tms: &mut [Process], id: &str) {
 /// stream with state to restore, not before the first checkpoint.
 pub fn first_checkpoint(cluster: &Cluster, id: &str) {
     eventually("a completed checkpoint", Duration::from_secs(60), || {
-        let h: serde_json::Value = cluster
-            .get(&format!("/api/v1/jobs/{id}/checkpoints"))
-            .and_then(|r| Ok(r.json()?))
-            .map_err(|e| e.to_string())?;
-        let done = h
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["status"] == "COMPLETED");
-        done.then_some(()).ok_or_else(|| h.to_string())
+        let h = cluster.checkpoints(id).map_err(|e| e.to_string())?;
+        let done = h.iter().any(|c| c["status"] == "COMPLETED");
+        done.then_some(()).ok_or_else(|| format!("{h:?}"))
     })
     .unwrap();
 }

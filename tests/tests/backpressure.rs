@@ -71,13 +71,7 @@ fn a_slow_sink_slows_the_sources_and_memory_stays_bounded() {
         let fifo = out.join(format!("part-{id}-{i}.jsonl"));
         readers.push(slow_fifo(fifo, Arc::clone(&hurry)));
     }
-    let _tms: Vec<_> = (0..2)
-        .map(|_| {
-            cluster
-                .taskmanager_with(1, &["--allow-path", allowed], &[])
-                .expect("taskmanager")
-        })
-        .collect();
+    let _tms: Vec<_> = cluster.taskmanagers(2, 1, &["--allow-path", allowed]);
     cluster
         .wait_state(&id, &["RUNNING"], Duration::from_secs(30))
         .expect("running");

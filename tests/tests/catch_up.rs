@@ -10,23 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kappa_integration_tests::broker::Broker;
-use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::eventually;
+use kappa_integration_tests::recovery::checkpointing_jobmanager;
 use kappa_integration_tests::reference::{START, clicks, clicks_source, spread};
 use kappa_integration_tests::slow_sink::slow_fifo;
 use serde_json::Value;
 
 const EVENTS: usize = 60_000;
 const SLOW: Duration = Duration::from_secs(90);
-
-fn checkpoints(cluster: &Cluster, id: &str) -> Vec<Value> {
-    cluster
-        .get(&format!("/api/v1/jobs/{id}/checkpoints"))
-        .and_then(|r| Ok(r.json::<Value>()?))
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-}
 
 #[test]
 fn a_job_far_behind_catches_up_without_checkpoints_then_goes_live_with_exact_results() {
@@ -41,14 +32,7 @@ fn a_job_far_behind_catches_up_without_checkpoints_then_goes_live_with_exact_res
     let raw = dir.path().join("raw");
     std::fs::create_dir_all(&raw).expect("dir");
     let allowed = dir.path().to_str().expect("utf-8 path");
-    let cp = dir.path().join("checkpoints");
-    let cluster = Cluster::jobmanager(&[
-        "--checkpoint-dir",
-        cp.to_str().expect("utf-8 path"),
-        "--allow-path",
-        allowed,
-    ])
-    .expect("jobmanager");
+    let cluster = checkpointing_jobmanager(dir.path());
     let job = format!(
         r#"name = "catching-up"
 parallelism = 2
@@ -92,13 +76,7 @@ threshold = "2s"
             slow_fifo(fifo, Arc::clone(&hurry))
         })
         .collect();
-    let _tms: Vec<_> = (0..2)
-        .map(|_| {
-            cluster
-                .taskmanager_with(1, &["--allow-path", allowed], &[])
-                .expect("taskmanager")
-        })
-        .collect();
+    let _tms: Vec<_> = cluster.taskmanagers(2, 1, &["--allow-path", allowed]);
     cluster
         .wait_state(&id, &["RUNNING"], SLOW)
         .expect("running");
@@ -153,7 +131,7 @@ threshold = "2s"
     assert_eq!(episode["started_ms"].as_i64(), Some(started), "{episode}");
     // No periodic checkpoint started while it caught up; they start again once live.
     eventually("a checkpoint after going live", SLOW, || {
-        let h = checkpoints(&cluster, &id);
+        let h = cluster.checkpoints(&id).map_err(|e| e.to_string())?;
         let during: Vec<_> = h
             .iter()
             .filter(|c| {

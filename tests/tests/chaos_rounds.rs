@@ -126,13 +126,7 @@ fn round(broker: &Broker, r: usize, rng: &mut StdRng) -> Round {
         allowed,
     ];
     let mut cluster = Cluster::jobmanager(&flags).expect("jobmanager");
-    let mut tms: Vec<Process> = (0..3)
-        .map(|_| {
-            cluster
-                .taskmanager_with(2, &["--allow-path", allowed], &[])
-                .expect("taskmanager")
-        })
-        .collect();
+    let mut tms: Vec<Process> = cluster.taskmanagers(3, 2, &["--allow-path", allowed]);
     let mut gone: Vec<Process> = Vec::new();
     let topic = format!("clicks-{r}");
     broker.create_topic(&topic, PARTITIONS).expect("topic");

@@ -42,13 +42,7 @@ fn a_file_job_across_two_taskmanagers_finishes_when_a_source_subtask_has_no_file
     std::fs::write(&input, json_lines(&data)).expect("input file");
     let allowed = dir.path().to_str().expect("utf-8 path");
     let cluster = Cluster::jobmanager(&["--allow-path", allowed]).expect("jobmanager");
-    let _tms: Vec<_> = (0..2)
-        .map(|_| {
-            cluster
-                .taskmanager_with(1, &["--allow-path", allowed], &[])
-                .expect("taskmanager")
-        })
-        .collect();
+    let _tms: Vec<_> = cluster.taskmanagers(2, 1, &["--allow-path", allowed]);
     let expected = hourly_counts(&data, |_| true);
     for run in 0..3 {
         let output = dir.path().join(format!("results-{run}"));

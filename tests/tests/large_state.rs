@@ -33,13 +33,7 @@ fn windows_beyond_memory_spill_to_disk_and_stay_exact_across_a_kill() {
     let cp = dir.path().join("checkpoints");
     let cluster =
         Cluster::jobmanager(&["--checkpoint-dir", cp.to_str().expect("utf-8")]).expect("jm");
-    let mut tms: Vec<_> = (0..2)
-        .map(|_| {
-            cluster
-                .taskmanager_with(2, &["--state-memory", STATE_MEMORY], &[])
-                .expect("taskmanager")
-        })
-        .collect();
+    let mut tms: Vec<_> = cluster.taskmanagers(2, 2, &["--state-memory", STATE_MEMORY]);
     let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2) + RECOVERY;
     let id = cluster.submit(&job, &[]).expect("submit");
     first_checkpoint(&cluster, &id);
