@@ -75,7 +75,9 @@ impl From<crate::upgrade::dry_run::UpgradeError> for ApiError {
         match e {
             UpgradeError::NotFound(id) => Self::not_found(format!("no job {id}")),
             UpgradeError::Submit(e) => e.into(),
-            e @ UpgradeError::Kafka(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            e @ (UpgradeError::Kafka(_) | UpgradeError::Lookup(_)) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             e @ UpgradeError::Changes(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }

@@ -27,6 +27,9 @@ pub enum UpgradeError {
     /// Kafka did not answer about a topic of the new file; a retry may help.
     #[error("reading the topics of the new job: {0}")]
     Kafka(#[source] ConnectorError),
+    /// The blocking lookup of the topics stopped (the runtime is shutting down).
+    #[error("looking up the topics of the new job stopped")]
+    Lookup(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Changes(#[from] kappa_job::changes::ChangesError),
 }
@@ -95,8 +98,7 @@ impl JobManager {
                     .map(|p| Ok((p, admin.watermarks(&topic, p)?)))
                     .collect::<Result<Vec<_>, ConnectorError>>()
             })
-            .await
-            .map_err(|e| UpgradeError::Kafka(ConnectorError::Kafka(e.to_string())))?
+            .await?
             .map_err(UpgradeError::Kafka)?;
             let reported = reported_high_watermarks(v1, &k.topic);
             let pinned = v1.pinned_starts.lock();
