@@ -124,14 +124,9 @@ fn a_broker_killed_mid_stream_and_restarted_leaves_results_exact() {
                 let log = cluster.log_text().split_off(seen);
                 let refused =
                     log.contains("Connection refused") || log.contains("Broker transport failure");
-                let history = cluster
-                    .get(&format!("/api/v1/jobs/{id}/checkpoints"))
-                    .and_then(|r| Ok(r.json::<serde_json::Value>()?))
-                    .map_err(|e| e.to_string())?;
+                let history = cluster.checkpoints(&id).map_err(|e| e.to_string())?;
                 let tried = history
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                    .iter()
                     .any(|c| c["trigger_ms"].as_i64().is_some_and(|t| t > killed_ms));
                 (refused && tried && killed.elapsed() >= Duration::from_secs(3))
                     .then_some(killed.elapsed())

@@ -76,13 +76,10 @@ fn committed(dir: &Path) -> BTreeMap<(String, i64), Vec<i64>> {
 
 /// The id of the job's newest completed checkpoint (0: none).
 fn newest_completed(cluster: &Cluster, id: &str) -> u64 {
-    let list: serde_json::Value = cluster
-        .get(&format!("/api/v1/jobs/{id}/checkpoints"))
-        .and_then(|r| Ok(r.json()?))
-        .unwrap_or_default();
-    list.as_array()
-        .into_iter()
-        .flatten()
+    cluster
+        .checkpoints(id)
+        .unwrap_or_default()
+        .iter()
         .filter(|c| c["status"] == "COMPLETED")
         .filter_map(|c| c["id"].as_u64())
         .max()
