@@ -1,5 +1,6 @@
 //! PostgreSQL upsert sink: rows are buffered by id (the rendered key, the last value wins) and
 //! written in one transaction per flush as `INSERT … ON CONFLICT (id) DO UPDATE`, batched by UNNEST.
+//! Its connection (`connect`) and error texts serve the upgrade's table operations too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -158,43 +159,7 @@ impl PostgresSink {
         key: KeyTemplate,
         output: &SchemaRef,
     ) -> Result<Self, TaskError> {
-        let invalid = |why: String| {
-            TaskError::Data(format!(
-                "sink.url: invalid postgres connection string `{}`: {why}",
-                redact_url(url),
-            ))
-        };
-        let settings = split(url).map_err(|e| invalid(e.to_string()))?;
-        let mut config = settings
-            .connection
-            .parse::<Config>()
-            .map_err(|e| invalid(redact_url(&error_text(&e))))?;
-        if let Some(p) = password {
-            config.password(p.value("sink.password")?);
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let mode = settings.tls.mode;
-        config.ssl_mode(postgres_tls::client_mode(mode));
-        let target = describe(&config);
-        let tls = postgres_tls::connector(&settings.tls)
-            .map_err(|e| TaskError::Data(format!("postgres at {target}: {}", with_causes(&e))))?;
-        let password = config
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned());
-        let mut client = config.connect(tls).map_err(|e| {
-            let mut msg = redact_url(&error_text(&e));
-            if let Some(p) = password.as_deref().filter(|p| !p.is_empty()) {
-                msg = msg.replace(p, "***");
-            }
-            match postgres_tls::final_connect_error(&e, mode) {
-                Some(why) => TaskError::Data(format!(
-                    "cannot connect to postgres at {target}: {why}: {msg}"
-                )),
-                None => TaskError::Io(format!("cannot connect to postgres at {target}: {msg}")),
-            }
-        })?;
+        let (mut client, target) = connect(url, password)?;
         let catalog = |e: postgres::Error| {
             db_error(
                 &format!("reading the catalog of postgres at {target} for table `{table}`"),
@@ -338,6 +303,50 @@ impl Sink for PostgresSink {
     }
 }
 
+/// Connects to the PostgreSQL server of connection string `url`, with `password` (resolved)
+/// when the url has none. Also returns the server as `host:port/database` for messages (never
+/// the password). A bad url or TLS setting is a data error, an unreachable server an I/O error.
+pub(crate) fn connect(url: &str, password: Option<&Secret>) -> Result<(Client, String), TaskError> {
+    let invalid = |why: String| {
+        TaskError::Data(format!(
+            "sink.url: invalid postgres connection string `{}`: {why}",
+            redact_url(url),
+        ))
+    };
+    let settings = split(url).map_err(|e| invalid(e.to_string()))?;
+    let mut config = settings
+        .connection
+        .parse::<Config>()
+        .map_err(|e| invalid(redact_url(&error_text(&e))))?;
+    if let Some(p) = password {
+        config.password(p.value("sink.password")?);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let mode = settings.tls.mode;
+    config.ssl_mode(postgres_tls::client_mode(mode));
+    let target = describe(&config);
+    let tls = postgres_tls::connector(&settings.tls)
+        .map_err(|e| TaskError::Data(format!("postgres at {target}: {}", with_causes(&e))))?;
+    let password = config
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let client = config.connect(tls).map_err(|e| {
+        let mut msg = redact_url(&error_text(&e));
+        if let Some(p) = password.as_deref().filter(|p| !p.is_empty()) {
+            msg = msg.replace(p, "***");
+        }
+        match postgres_tls::final_connect_error(&e, mode) {
+            Some(why) => TaskError::Data(format!(
+                "cannot connect to postgres at {target}: {why}: {msg}"
+            )),
+            None => TaskError::Io(format!("cannot connect to postgres at {target}: {msg}")),
+        }
+    })?;
+    Ok((client, target))
+}
+
 /// `host:port/database` of a connection config.
 fn describe(config: &Config) -> String {
     let ports = config.get_ports();
@@ -369,7 +378,7 @@ fn describe(config: &Config) -> String {
 
 /// The text of a PostgreSQL error: the server's message, SQLSTATE, detail and hint, or the
 /// client's error with its causes.
-fn error_text(e: &postgres::Error) -> String {
+pub(crate) fn error_text(e: &postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
         return with_causes(e);
     };
@@ -399,24 +408,29 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 /// A task error from a PostgreSQL error: bad data, SQL or schema (classes 22, 23, 42, …) fail
-/// the job; lost connections, shutdowns, deadlocks and resource shortages are retried.
+/// the job; what [`retriable`] says may pass is retried.
 fn db_error(what: &str, e: &postgres::Error) -> TaskError {
     let msg = format!("{what}: {}", error_text(e));
-    let retriable = e.as_db_error().is_none_or(|db| {
-        matches!(
-            &db.code().code()[..2],
-            "08" | "40" | "53" | "55" | "57" | "58" | "XX"
-        )
-    });
-    if retriable {
+    if retriable(e) {
         TaskError::Io(msg)
     } else {
         TaskError::Data(msg)
     }
 }
 
+/// Whether an operation that failed with `e` may succeed when tried again: lost connections,
+/// shutdowns, deadlocks, lock timeouts and resource shortages, not bad data, SQL or schema.
+pub(crate) fn retriable(e: &postgres::Error) -> bool {
+    e.as_db_error().is_none_or(|db| {
+        matches!(
+            db.code().code().get(..2),
+            Some("08" | "40" | "53" | "55" | "57" | "58" | "XX")
+        )
+    })
+}
+
 /// `"name"` with its quotes doubled: an identifier for SQL text.
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
