@@ -159,7 +159,22 @@ impl TopicProducer {
         headers: Option<OwnedHeaders>,
         partition: Option<i32>,
     ) -> Result<(), TaskError> {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).payload(value);
+        self.send_payload(key, Some(value), headers, partition)
+    }
+
+    /// Like [`TopicProducer::send`]; a record without a value is a tombstone (it deletes its
+    /// key from a compacted topic).
+    pub fn send_payload(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+        partition: Option<i32>,
+    ) -> Result<(), TaskError> {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -178,7 +193,7 @@ impl TopicProducer {
                     self.check()?;
                 }
                 Err((e, _)) => {
-                    let size = value.len() + key.map_or(0, <[u8]>::len);
+                    let size = value.map_or(0, <[u8]>::len) + key.map_or(0, <[u8]>::len);
                     return Err(self.write_error(&e, Some(size)));
                 }
             }

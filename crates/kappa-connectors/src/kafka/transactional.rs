@@ -32,7 +32,7 @@ const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long aborting a failed transaction may take.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The sink topic's partition the commit marker is recorded for.
-const MARKER_PARTITION: i32 = 0;
+pub(crate) const MARKER_PARTITION: i32 = 0;
 
 /// Where the sink writes and how it connects.
 #[derive(Debug, Clone)]
@@ -103,8 +103,11 @@ fn records(mut data: &[u8]) -> Option<Vec<Record<'_>>> {
 }
 
 /// The consumer group of writer `id`, which holds its commit marker.
-fn marker_group(target: &KafkaTarget, id: &str) -> Result<BaseConsumer, TaskError> {
-    client_config(&target.connection)?
+pub(crate) fn marker_group(
+    connection: &KafkaConnection,
+    id: &str,
+) -> Result<BaseConsumer, TaskError> {
+    client_config(connection)?
         .set("group.id", id)
         .set("enable.auto.commit", "false")
         .create()
@@ -233,7 +236,11 @@ impl TransactionalKafkaSink {
         key: Option<KeyTemplate>,
         partition: Option<i32>,
     ) -> Result<Self, TaskError> {
-        let writer = Writer::open(&target, writer_id, marker_group(&target, writer_id)?)?;
+        let writer = Writer::open(
+            &target,
+            writer_id,
+            marker_group(&target.connection, writer_id)?,
+        )?;
         Ok(Self {
             target,
             writer,
@@ -252,7 +259,7 @@ impl TransactionalKafkaSink {
         let topic = &self.target.topic;
         let marker = match own {
             true => committed(&self.writer.group, topic, id)?,
-            false => committed(&marker_group(&self.target, id)?, topic, id)?,
+            false => committed(&marker_group(&self.target.connection, id)?, topic, id)?,
         };
         let todo: Vec<&PendingCommit> = pending
             .iter()
@@ -263,7 +270,7 @@ impl TransactionalKafkaSink {
             let writer = if own {
                 &self.writer
             } else {
-                other = Writer::open(&self.target, id, marker_group(&self.target, id)?)?;
+                other = Writer::open(&self.target, id, marker_group(&self.target.connection, id)?)?;
                 &other
             };
             tracing::info!(
