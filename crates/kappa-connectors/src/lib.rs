@@ -1,7 +1,8 @@
 //! Kappa sources and sinks: Kafka (assigned partitions at explicit offsets, keyed JSON
 //! output, at-least-once or transactional, dead-letter topics), JSON-lines files (part files
 //! committed by rename for exactly-once), stdout and the blackhole, the Nexmark event generator and its
-//! source (`connector = "nexmark"`), and split assignment.
+//! source (`connector = "nexmark"`), split assignment, and the sink side of upgrades (shadow
+//! tables and topics, the diff, the cut-over).
 
 pub mod bad_records;
 pub mod blackhole;
@@ -15,6 +16,7 @@ pub mod part_files;
 pub mod postgres;
 mod postgres_tls;
 pub mod splits;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
