@@ -216,6 +216,13 @@ mod tests {
     }
 
     #[test]
+    fn errors_cross_threads() {
+        // The jobmanager runs the operations on blocking threads and awaits their results.
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<UpgradeSinkError>();
+    }
+
+    #[test]
     fn messages_say_what_and_where() {
         let e = kafka(KafkaError::AdminOp(RDKafkaErrorCode::PolicyViolation));
         assert_eq!(
