@@ -206,6 +206,17 @@ impl Broker {
         })
     }
 
+    /// The names of the topics the broker has.
+    pub fn topics(&self) -> anyhow::Result<Vec<String>> {
+        let c: BaseConsumer = self.config().create()?;
+        let metadata = c.fetch_metadata(None, Duration::from_secs(10))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect())
+    }
+
     /// Reads every partition of `topic` from the start until `done` says so or `timeout`.
     pub fn read(
         &self,

@@ -257,6 +257,54 @@ fn every_documented_route_answers_as_described() {
         Some(json!({ "job": job })),
     );
     assert_eq!(status, 404);
+    // An audit of the job: listed, shown, compared, never cut over, aborted; while it runs the
+    // job cannot be upgraded (409).
+    let (status, text) = api.call(
+        "post",
+        "/api/v1/jobs/{id}/audits",
+        &format!("/api/v1/jobs/{id}/audits"),
+        None,
+    );
+    assert_eq!(status, 201, "{text}");
+    let audit: Value = serde_json::from_str(&text).expect("json");
+    let audit = audit["id"].as_str().expect("audit id").to_string();
+    let (status, text) = api.call(
+        "post",
+        "/api/v1/jobs/{id}/upgrades",
+        &format!("/api/v1/jobs/{id}/upgrades"),
+        Some(json!({ "job": job })),
+    );
+    assert_eq!(status, 409, "{text}");
+    let (status, text) = api.call("get", "/api/v1/upgrades", "/api/v1/upgrades", None);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(&audit), "{text}");
+    for (method, template, expected) in [
+        ("get", "/api/v1/upgrades/{id}", &[200][..]),
+        // Comparing before the shadow job runs is refused, after it answers the rows.
+        ("get", "/api/v1/upgrades/{id}/diff", &[200, 409][..]),
+        ("post", "/api/v1/upgrades/{id}/cutover", &[409][..]),
+        ("post", "/api/v1/upgrades/{id}/abort", &[202][..]),
+    ] {
+        let concrete = template.replace("{id}", &audit);
+        let (status, text) = api.call(method, template, &concrete, None);
+        assert!(expected.contains(&status), "{template}: {status} {text}");
+        let (status, _) = api.call(
+            method,
+            template,
+            &template.replace("{id}", "no-such-id"),
+            None,
+        );
+        assert_eq!(status, 404, "{template}");
+    }
+    for template in ["/api/v1/jobs/{id}/audits", "/api/v1/jobs/{id}/upgrades"] {
+        let (status, _) = api.call(
+            "post",
+            template,
+            &template.replace("{id}", "no-such-id"),
+            Some(json!({ "job": job })),
+        );
+        assert_eq!(status, 404, "{template}");
+    }
     // Savepoint, then a second job from the job's retained checkpoint, stopped with a savepoint.
     let (status, text) = api.call(
         "post",

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use kappa_connectors::kafka::sink::TopicProducer;
 use kappa_connectors::upgrade::UpgradeSinkError;
 use kappa_connectors::upgrade::kafka::{
-    create_shadow_topic, delete_topic, latest_per_key, write_corrections,
+    Correction, Latest, create_shadow_topic, delete_topic, latest_per_key, write_corrections,
 };
 use kappa_connectors::upgrade::postgres::{
     SwapCounts, SwapOutcome, create_shadow, drop_table, rows, swap,
@@ -552,7 +552,7 @@ fn the_diff_reads_the_latest_committed_value_of_each_key() {
     // read_committed consumers, see tests/chaos.rs.)
 
     let connection = KafkaConnection::plaintext(&broker.bootstrap);
-    let latest = latest_per_key(&connection, "hourly", TIMEOUT).expect("diff");
+    let latest = latest_values(latest_per_key(&connection, "hourly", TIMEOUT).expect("diff"));
     expected.insert(b"k1".to_vec(), b"c".to_vec());
     expected.insert(b"k3".to_vec(), b"d".to_vec());
     assert_eq!(
@@ -564,6 +564,11 @@ fn the_diff_reads_the_latest_committed_value_of_each_key() {
     assert!(empty.is_empty());
     let e = latest_per_key(&connection, "missing", TIMEOUT).unwrap_err();
     assert!(matches!(e, UpgradeSinkError::NoTopic { .. }), "{e}");
+}
+
+/// The latest value per key, without partitions.
+fn latest_values(latest: BTreeMap<Vec<u8>, Latest>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    latest.into_iter().map(|(k, l)| (k, l.value)).collect()
 }
 
 /// The committed offset of `group` for partition 0 of `topic`.
@@ -619,19 +624,19 @@ fn corrections_land_in_one_transaction_where_the_sink_writes_their_keys_with_the
         ("kappa-j-sink-0".to_string(), 5),
         ("kappa-j-sink-1".to_string(), 7),
     ];
-    let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = keys
+    let correction = |key: &[u8], value: Option<Vec<u8>>| Correction {
+        key: key.to_vec(),
+        value,
+        partition: None,
+    };
+    let mut records: Vec<Correction> = keys
         .iter()
-        .map(|k| {
-            (
-                k.as_bytes().to_vec(),
-                Some(format!("v2 of {k}").into_bytes()),
-            )
-        })
+        .map(|k| correction(k.as_bytes(), Some(format!("v2 of {k}").into_bytes())))
         .collect();
 
     // A record too large fails the transaction, which is aborted: no record, no marker. (It
     // fails before the others leave: Tansu would show the records of an aborted transaction.)
-    records.insert(0, (b"huge".to_vec(), Some(vec![b'x'; 2_000_000])));
+    records.insert(0, correction(b"huge", Some(vec![b'x'; 2_000_000])));
     let e = write_corrections(
         &connection,
         "hourly",
@@ -644,13 +649,24 @@ fn corrections_land_in_one_transaction_where_the_sink_writes_their_keys_with_the
     assert!(!e.retryable(), "{e}");
     records.remove(0);
     assert_eq!(
-        latest_per_key(&connection, "hourly", TIMEOUT).expect("diff"),
+        latest_values(latest_per_key(&connection, "hourly", TIMEOUT).expect("diff")),
         BTreeMap::from([(b"gone".to_vec(), b"v1".to_vec())]),
         "nothing of the failed transaction is visible"
     );
     assert_eq!(marker(&broker, "kappa-j-sink-0", "hourly"), Offset::Invalid);
 
-    records.push((b"gone".to_vec(), None));
+    // The tombstone goes where v1's record of `gone` is, wherever the partitioner would put it.
+    let gone =
+        latest_per_key(&connection, "hourly", TIMEOUT).expect("diff")[&b"gone".to_vec()].partition;
+    let elsewhere = (gone + 1) % PARTITIONS;
+    records.push(Correction {
+        partition: Some(gone),
+        ..correction(b"gone", None)
+    });
+    records.push(Correction {
+        partition: Some(elsewhere),
+        ..correction(b"placed", Some(b"here".to_vec()))
+    });
     write_corrections(
         &connection,
         "hourly",
@@ -663,7 +679,7 @@ fn corrections_land_in_one_transaction_where_the_sink_writes_their_keys_with_the
     let (written, ends) = read_to_end(&broker, "hourly", PARTITIONS);
     assert_eq!(
         written.len(),
-        keys.len() + 2,
+        keys.len() + 3,
         "v1's record and every correction"
     );
     // One transaction: in each partition the corrections have consecutive offsets followed by
@@ -671,11 +687,11 @@ fn corrections_land_in_one_transaction_where_the_sink_writes_their_keys_with_the
     let mut corrections: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
     for r in &written {
         let key = String::from_utf8_lossy(&r.key);
-        assert_eq!(
-            Some(&r.partition),
-            sink_partition.get(&r.key),
-            "partition of {key}"
-        );
+        let placed = match key.as_ref() {
+            "placed" => Some(&elsewhere),
+            _ => sink_partition.get(&r.key),
+        };
+        assert_eq!(Some(&r.partition), placed, "partition of {key}");
         if r.value.as_deref() != Some(b"v1") {
             corrections.entry(r.partition).or_default().push(r.offset);
         }
@@ -691,10 +707,10 @@ fn corrections_land_in_one_transaction_where_the_sink_writes_their_keys_with_the
             "partition {partition} ends with one transaction marker after the corrections"
         );
     }
-    let latest = latest_per_key(&connection, "hourly", TIMEOUT).expect("diff");
+    let latest = latest_values(latest_per_key(&connection, "hourly", TIMEOUT).expect("diff"));
     let expected: BTreeMap<Vec<u8>, Vec<u8>> = records
         .iter()
-        .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+        .filter_map(|c| Some((c.key.clone(), c.value.clone()?)))
         .collect();
     assert_eq!(
         latest, expected,

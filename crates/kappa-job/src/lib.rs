@@ -14,6 +14,7 @@ pub mod parse;
 pub mod plan;
 pub mod postgres_tls;
 mod query;
+pub mod retarget;
 pub mod secret;
 pub mod spec;
 pub mod sql;

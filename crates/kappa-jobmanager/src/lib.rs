@@ -211,6 +211,8 @@ pub(crate) struct Inner {
     pub drivers: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The last hour of every running job's metrics.
     pub series: parking_lot::Mutex<timeseries::TimeSeries>,
+    /// Upgrades and audits, by id.
+    pub upgrades: RwLock<BTreeMap<String, Arc<upgrade::driver::UpgradeHandle>>>,
 }
 
 impl Inner {
@@ -235,10 +237,11 @@ impl Inner {
         r
     }
 
-    /// Becomes the leader: resumes the jobs kept in the store.
+    /// Becomes the leader: resumes the jobs and upgrades kept in the store.
     pub async fn lead(self: &Arc<Self>, _me: ha::LeaderInfo) {
         *self.role.write() = ha::Role::Leader;
         self.resume_jobs().await;
+        self.resume_upgrades().await;
     }
 
     /// Stops acting at once: every job driver stops; the jobs are forgotten here (the next
@@ -249,6 +252,7 @@ impl Inner {
             h.abort();
         }
         self.jobs.write().clear();
+        self.upgrades.write().clear();
         self.registry.clear();
     }
 }
@@ -316,7 +320,10 @@ impl JobManager {
                 let jm = Self::new(config)?;
                 // A restarted jobmanager resumes the jobs kept under the checkpoint root.
                 let inner = Arc::clone(&jm.inner);
-                tokio::spawn(async move { inner.resume_jobs().await });
+                tokio::spawn(async move {
+                    inner.resume_jobs().await;
+                    inner.resume_upgrades().await;
+                });
                 jm
             }
             Some(ha_config) => {
@@ -407,6 +414,7 @@ impl JobManager {
             role: RwLock::new(role),
             drivers: parking_lot::Mutex::new(Vec::new()),
             series: parking_lot::Mutex::default(),
+            upgrades: RwLock::default(),
         });
         tokio::spawn(sample_rates(Arc::downgrade(&inner)));
         tokio::spawn(timeseries::sample_jobs(Arc::downgrade(&inner)));

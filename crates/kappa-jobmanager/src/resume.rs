@@ -16,12 +16,13 @@ enum ResumeError {
     #[error(transparent)]
     Secrets(#[from] SealError),
 }
+use crate::store::JobRecord;
 use crate::{Inner, checkpoint, job, retention, store};
 
 impl Inner {
     /// Resumes the jobs of the store that had not ended, each from its latest checkpoint.
     pub(crate) async fn resume_jobs(self: &Arc<Self>) {
-        let records = match self.store.load().await {
+        let records = match self.store.load::<JobRecord>().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the kept jobs: none resumed");
@@ -80,7 +81,7 @@ impl Inner {
     ) {
         let now = job::now_ms();
         if failure.is_none() && retention::expired(r.ended_at_ms, now, self.config.job_retention) {
-            if let Err(e) = self.store.delete(&r.id).await {
+            if let Err(e) = self.store.delete::<JobRecord>(&r.id).await {
                 tracing::warn!(job = %r.id, error = %e, "could not delete an ended job's record");
             }
             return;

@@ -50,7 +50,7 @@ async fn prune(inner: &Arc<Inner>, retention: Duration) {
         .map(|j| j.id.clone())
         .collect();
     for id in due {
-        match inner.store.delete(&id).await {
+        match inner.store.delete::<crate::store::JobRecord>(&id).await {
             Ok(()) => {
                 inner.jobs.write().remove(&id);
                 tracing::info!(job = %id, ?retention, "ended job forgotten after its retention");

@@ -1,11 +1,13 @@
 //! What outlives a jobmanager process: each job's record (its file, how it was submitted, its
-//! state, its latest completed checkpoint), in etcd with HA or else under the checkpoint root.
+//! state, its latest completed checkpoint) and each upgrade's, in etcd with HA or else under
+//! the checkpoint root.
 
 use std::sync::Arc;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use object_store::{ObjectStoreExt, PutPayload};
 use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -41,6 +43,35 @@ pub struct JobRecord {
     /// When the job ended (its record is deleted a retention after).
     #[serde(default)]
     pub ended_at_ms: Option<i64>,
+}
+
+/// A kind of record the store keeps: `{prefix}/{KIND}/{id}` in etcd, else
+/// `{checkpoint root}/_{KIND}/{id}.json`.
+pub trait Record: Serialize + DeserializeOwned {
+    const KIND: &'static str;
+    fn id(&self) -> &str;
+    /// Records are loaded in this order.
+    fn order(&self) -> i64;
+}
+
+impl Record for JobRecord {
+    const KIND: &'static str = "jobs";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn order(&self) -> i64 {
+        self.submitted_at_ms
+    }
+}
+
+impl Record for crate::upgrade::machine::UpgradeRecord {
+    const KIND: &'static str = "upgrades";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn order(&self) -> i64 {
+        self.started_at_ms
+    }
 }
 
 /// How a job was submitted (what its record keeps besides the entry).
@@ -135,13 +166,14 @@ pub enum JobStore {
 
 impl JobStore {
     /// Writes `record` (with HA only while this jobmanager is the leader).
-    pub async fn put(&self, record: &JobRecord) -> Result<(), StoreError> {
+    pub async fn put<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        let id = record.id();
         let json = serde_json::to_vec(record)
-            .map_err(|e| StoreError::Corrupt(format!("job {}", record.id), e.to_string()))?;
+            .map_err(|e| StoreError::Corrupt(format!("{} {id}", R::KIND), e.to_string()))?;
         match self {
             Self::None => Ok(()),
             Self::Objects(location) => {
-                let path = location.child(&["_jobs", &format!("{}.json", record.id)]);
+                let path = location.child(&[&format!("_{}", R::KIND), &format!("{id}.json")]);
                 location
                     .store
                     .put(&path, PutPayload::from(json))
@@ -152,18 +184,18 @@ impl JobStore {
                     })
             }
             Self::Etcd(e) => {
-                let key = format!("{}/jobs/{}", e.prefix, record.id);
+                let key = format!("{}/{}/{id}", e.prefix, R::KIND);
                 e.leader_txn(TxnOp::put(key, json, None)).await
             }
         }
     }
 
-    /// Deletes the record of job `id` (with HA only while this jobmanager is the leader).
-    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+    /// Deletes the record `id` of kind `R` (with HA only while this jobmanager is the leader).
+    pub async fn delete<R: Record>(&self, id: &str) -> Result<(), StoreError> {
         match self {
             Self::None => Ok(()),
             Self::Objects(location) => {
-                let path = location.child(&["_jobs", &format!("{id}.json")]);
+                let path = location.child(&[&format!("_{}", R::KIND), &format!("{id}.json")]);
                 match location.store.delete(&path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                     Err(e) => Err(StoreError::Objects(format!(
@@ -173,7 +205,7 @@ impl JobStore {
                 }
             }
             Self::Etcd(e) => {
-                let key = format!("{}/jobs/{id}", e.prefix);
+                let key = format!("{}/{}/{id}", e.prefix, R::KIND);
                 e.leader_txn(TxnOp::delete(key, None)).await
             }
         }
@@ -182,13 +214,13 @@ impl JobStore {
     /// Every record kept, each read on its own: a record that cannot be read is an error in
     /// its place and keeps no other from being resumed. Err only when the store cannot be
     /// listed at all.
-    pub async fn load(&self) -> Result<Vec<Result<JobRecord, StoreError>>, StoreError> {
-        let mut out: Vec<Result<JobRecord, StoreError>> = Vec::new();
+    pub async fn load<R: Record>(&self) -> Result<Vec<Result<R, StoreError>>, StoreError> {
+        let mut out: Vec<Result<R, StoreError>> = Vec::new();
         match self {
             Self::None => {}
             Self::Objects(location) => {
                 use tokio_stream::StreamExt;
-                let dir = location.child(&["_jobs"]);
+                let dir = location.child(&[&format!("_{}", R::KIND)]);
                 let mut metas = Vec::new();
                 let mut listing = location.store.list(Some(&dir));
                 while let Some(m) = listing.next().await {
@@ -201,12 +233,13 @@ impl JobStore {
                 }
             }
             Self::Etcd(e) => {
-                for (key, value) in etcd_page_through(e, &format!("{}/jobs/", e.prefix)).await? {
+                let prefix = format!("{}/{}/", e.prefix, R::KIND);
+                for (key, value) in etcd_page_through(e, &prefix).await? {
                     out.push(parse(&key, &value));
                 }
             }
         }
-        out.sort_by_key(|r| r.as_ref().map_or(i64::MIN, |r| r.submitted_at_ms));
+        out.sort_by_key(|r| r.as_ref().map_or(i64::MIN, |r| r.order()));
         Ok(out)
     }
 }
@@ -263,10 +296,10 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-async fn read_object(
+async fn read_object<R: Record>(
     location: &kappa_state::Location,
     path: &object_store::path::Path,
-) -> Result<JobRecord, StoreError> {
+) -> Result<R, StoreError> {
     let shown = location.show(path);
     let bytes = location
         .store
@@ -280,19 +313,19 @@ async fn read_object(
 }
 
 /// A record read back: hostile until it parses and names itself where it is kept.
-fn parse(place: &str, bytes: &[u8]) -> Result<JobRecord, StoreError> {
-    let record: JobRecord = serde_json::from_slice(bytes)
+fn parse<R: Record>(place: &str, bytes: &[u8]) -> Result<R, StoreError> {
+    let record: R = serde_json::from_slice(bytes)
         .map_err(|e| StoreError::Corrupt(place.to_string(), e.to_string()))?;
     let named = place
         .trim_end_matches(".json")
         .rsplit('/')
         .next()
-        .is_some_and(|id| id == record.id);
+        .is_some_and(|id| id == record.id());
     match named {
         true => Ok(record),
         false => Err(StoreError::Corrupt(
             place.to_string(),
-            format!("the record is of job `{}`", record.id),
+            format!("the record is of {} `{}`", R::KIND, record.id()),
         )),
     }
 }
@@ -325,14 +358,19 @@ mod tests {
             ended_at_ms: None,
         };
         let json = serde_json::to_vec(&record).unwrap();
-        assert_eq!(parse("/kappa/jobs/j1", &json).unwrap(), record);
-        assert_eq!(parse("chk/_jobs/j1.json", &json).unwrap(), record);
-        let moved = parse("/kappa/jobs/j2", &json).unwrap_err().to_string();
+        assert_eq!(parse::<JobRecord>("/kappa/jobs/j1", &json).unwrap(), record);
+        assert_eq!(
+            parse::<JobRecord>("chk/_jobs/j1.json", &json).unwrap(),
+            record
+        );
+        let moved = parse::<JobRecord>("/kappa/jobs/j2", &json)
+            .unwrap_err()
+            .to_string();
         assert!(
-            moved.contains("/kappa/jobs/j2") && moved.contains("`j1`"),
+            moved.contains("/kappa/jobs/j2") && moved.contains("jobs `j1`"),
             "{moved}"
         );
-        let corrupt = parse("/kappa/jobs/j1", b"{\"id\": ")
+        let corrupt = parse::<JobRecord>("/kappa/jobs/j1", b"{\"id\": ")
             .unwrap_err()
             .to_string();
         assert!(corrupt.starts_with("/kappa/jobs/j1: "), "{corrupt}");

@@ -3,6 +3,7 @@
 
 mod client;
 mod render;
+mod render_upgrade;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -78,17 +79,20 @@ enum Command {
     Cancel { id: String },
     /// Show a job's checkpoints: status, duration, sizes, offsets.
     Checkpoints { id: String },
-    /// Plan replacing a running job with a new version of its file: what changed, whether the
-    /// new version replays history (the backlog, the time it should take) or starts from a
-    /// savepoint, the shadow sinks it would write, and what refuses a cut-over.
-    Upgrade {
-        /// The running job (v1).
+    /// Replace a running job with a new version of its file: `upgrade JOB FILE` recomputes
+    /// history with the new version into shadow sinks beside the running job and prints the
+    /// upgrade's id; `--dry-run` only prints the plan (what changed, the backlog and the time
+    /// it should take, the shadows, what refuses a cut-over). Then `upgrade status`, `diff`,
+    /// `cutover`, `abort`.
+    Upgrade(UpgradeArgs),
+    /// Recompute a running job's own logic from its sources into shadow sinks and list every
+    /// row its sinks hold that the recomputation does not give (duplicates, losses,
+    /// tampering); prints the audit's id, or with --wait the report, and drops the shadows.
+    Audit {
         id: String,
-        /// The new version of its file (v2).
-        file: PathBuf,
-        /// Print the plan; start nothing (required: running an upgrade is not built yet).
-        #[arg(long, required = true)]
-        dry_run: bool,
+        /// Wait for the recomputation to catch up, print the differences, and end the audit.
+        #[arg(long)]
+        wait: bool,
     },
     /// Take a savepoint of a running job; prints its directory.
     Savepoint {
@@ -112,6 +116,44 @@ enum Command {
         drain: bool,
     },
 }
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct UpgradeArgs {
+    #[command(subcommand)]
+    action: Option<UpgradeAction>,
+    /// The running job (v1).
+    #[arg(required = true)]
+    id: Option<String>,
+    /// The new version of its file (v2).
+    #[arg(required = true)]
+    file: Option<PathBuf>,
+    /// Print the plan; start nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Cut over as soon as the new version has caught up.
+    #[arg(long, conflicts_with = "dry_run")]
+    auto_cutover: bool,
+}
+
+#[derive(Subcommand)]
+enum UpgradeAction {
+    /// List upgrades and audits.
+    List,
+    /// Show an upgrade: phase, progress of the new version, the latest diff, history.
+    Status { upgrade: String },
+    /// Print every row the new version changes, as JSON lines.
+    Diff { upgrade: String },
+    /// Cut over: the live sinks take the new version's results at one instant and it
+    /// continues into them.
+    Cutover { upgrade: String },
+    /// Abort: the running job stays (or is restarted from its savepoint), the shadows are
+    /// dropped.
+    Abort { upgrade: String },
+}
+
+/// How long `audit --wait` waits for the recomputation.
+const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 fn read_job(path: &Path) -> anyhow::Result<(String, String)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -166,20 +208,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Upgrade { id, file, .. } => {
-            let (name, text) = read_job(&file)?;
-            let plan = client
-                .post(
-                    &format!("/api/v1/jobs/{id}/upgrade-plan"),
-                    &json!({ "job": text, "file_name": name }),
-                )
-                .await?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
-            } else {
-                print!("{}", render::upgrade_plan(&id, &plan));
-            }
-        }
+        Command::Upgrade(a) => upgrade(&client, cli.json, a).await?,
+        Command::Audit { id, wait } => audit(&client, cli.json, &id, wait).await?,
         Command::Ping => println!("{}", client.role().await?),
         Command::List => {
             let jobs = client.get("/api/v1/jobs").await?;
@@ -246,6 +276,121 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+async fn upgrade(client: &Client, json: bool, a: UpgradeArgs) -> anyhow::Result<()> {
+    let show = |v: &serde_json::Value| -> anyhow::Result<()> {
+        match json {
+            true => println!("{}", serde_json::to_string_pretty(v)?),
+            false => print!("{}", render_upgrade::upgrade(v)),
+        }
+        Ok(())
+    };
+    let path = |id: &str, what: &str| format!("/api/v1/upgrades/{id}{what}");
+    match (a.action, a.id, a.file) {
+        (Some(UpgradeAction::List), ..) => {
+            let all = client.get("/api/v1/upgrades").await?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&all)?),
+                false => print!("{}", render_upgrade::upgrade_list(&all)),
+            }
+        }
+        (Some(UpgradeAction::Status { upgrade }), ..) => {
+            show(&client.get(&path(&upgrade, "")).await?)?
+        }
+        (Some(UpgradeAction::Diff { upgrade }), ..) => {
+            let lines = client.get(&path(&upgrade, "/diff")).await?;
+            print!("{}", lines.as_str().unwrap_or_default());
+        }
+        (Some(UpgradeAction::Cutover { upgrade }), ..) => {
+            show(&client.post(&path(&upgrade, "/cutover"), &json!({})).await?)?
+        }
+        (Some(UpgradeAction::Abort { upgrade }), ..) => {
+            show(&client.post(&path(&upgrade, "/abort"), &json!({})).await?)?
+        }
+        (None, Some(id), Some(file)) => {
+            let (name, text) = read_job(&file)?;
+            let body = json!({ "job": text, "file_name": name });
+            if a.dry_run {
+                let plan = client
+                    .post(&format!("/api/v1/jobs/{id}/upgrade-plan"), &body)
+                    .await?;
+                match json {
+                    true => println!("{}", serde_json::to_string_pretty(&plan)?),
+                    false => print!("{}", render_upgrade::upgrade_plan(&id, &plan)),
+                }
+                return Ok(());
+            }
+            let query = if a.auto_cutover {
+                "?auto_cutover=true"
+            } else {
+                ""
+            };
+            let started = client
+                .post(&format!("/api/v1/jobs/{id}/upgrades{query}"), &body)
+                .await?;
+            match json {
+                true => println!("{started}"),
+                false => println!("{}", started["id"].as_str().unwrap_or_default()),
+            }
+        }
+        _ => anyhow::bail!(
+            "give the job and the new file, or one of list, status, diff, cutover, abort"
+        ),
+    }
+    Ok(())
+}
+
+async fn audit(client: &Client, json: bool, id: &str, wait: bool) -> anyhow::Result<()> {
+    let started = client
+        .post(&format!("/api/v1/jobs/{id}/audits"), &json!({}))
+        .await?;
+    let audit = started["id"].as_str().unwrap_or_default().to_string();
+    if !wait {
+        match json {
+            true => println!("{started}"),
+            false => println!("{audit}"),
+        }
+        return Ok(());
+    }
+    let path = format!("/api/v1/upgrades/{audit}");
+    let deadline = std::time::Instant::now() + AUDIT_WAIT;
+    let report = loop {
+        let view = client.get(&path).await?;
+        match view["phase"].as_str().unwrap_or_default() {
+            "CAUGHT_UP" => break view,
+            "ABORTING" | "ABORTED" => anyhow::bail!(
+                "audit {audit} ended: {}",
+                view["reason"].as_str().unwrap_or("no reason given")
+            ),
+            _ if std::time::Instant::now() > deadline => {
+                anyhow::bail!("audit {audit} did not catch up within {AUDIT_WAIT:?}")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
+    };
+    let lines = client.get(&format!("{path}/diff")).await?;
+    let lines = lines.as_str().unwrap_or_default();
+    match json {
+        true => print!("{lines}"),
+        false => print!("{}", render_upgrade::audit(&report, lines)),
+    }
+    // Ended: the shadows are dropped before the next audit or upgrade of the job may start.
+    client.post(&format!("{path}/abort"), &json!({})).await?;
+    loop {
+        let view = client.get(&path).await?;
+        if view["phase"] == "ABORTED" {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("audit {audit} did not end within {AUDIT_WAIT:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    if !lines.is_empty() {
+        anyhow::bail!("the sinks of job {id} differ from what its logic gives");
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
-fn time(ms: Option<i64>) -> String {
+pub(crate) fn time(ms: Option<i64>) -> String {
     match ms {
         Some(ms) if ms != i64::MAX => {
             humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
@@ -17,7 +17,7 @@ fn time(ms: Option<i64>) -> String {
     }
 }
 
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
@@ -64,90 +64,13 @@ fn catch_up(c: &Value) -> Option<String> {
 }
 
 /// `ms` as e.g. "1h 02m", "3m 20s" or "45s".
-fn duration(ms: u64) -> String {
+pub(crate) fn duration(ms: u64) -> String {
     let s = ms.div_ceil(1000);
     match (s / 3600, s / 60 % 60, s % 60) {
         (0, 0, sec) => format!("{sec}s"),
         (0, m, sec) => format!("{m}m {sec:02}s"),
         (h, m, _) => format!("{h}h {m:02}m"),
     }
-}
-
-/// The plan of upgrading job `id` (see the jobmanager's `UpgradePlan`).
-pub fn upgrade_plan(id: &str, p: &Value) -> String {
-    let mut out = String::new();
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
-    let _ = writeln!(out, "upgrade of job {id}");
-    let changes = list(&p["changes"]);
-    match changes.is_empty() {
-        true => {
-            let _ = writeln!(out, "  nothing changed");
-        }
-        false => {
-            let _ = writeln!(out, "  changes:");
-            for c in &changes {
-                let _ = writeln!(
-                    out,
-                    "    {:<8} {}: {} -> {}",
-                    s(&c["part"]),
-                    s(&c["path"]),
-                    c["old"].as_str().unwrap_or("(none)"),
-                    c["new"].as_str().unwrap_or("(none)")
-                );
-            }
-        }
-    }
-    let start = &p["start"];
-    let how = match start["from_savepoint"].as_bool() {
-        Some(true) => "from a savepoint of the running job",
-        _ => "replay from the earliest retained offsets",
-    };
-    let _ = writeln!(out, "  start: {how}: {}", s(&start["why"]));
-    for b in list(&p["backlog"]) {
-        let _ = writeln!(
-            out,
-            "  backlog: {} events in topic `{}` (source `{}`)",
-            b["events"].as_u64().unwrap_or(0),
-            s(&b["topic"]),
-            s(&b["source"])
-        );
-    }
-    if start["from_savepoint"].as_bool() != Some(true) {
-        let expected = p["expected_ms"]
-            .as_u64()
-            .map_or("unknown".to_string(), duration);
-        let _ = writeln!(
-            out,
-            "  expected replay: {expected} for {} events ({})",
-            p["backlog_events"].as_u64().unwrap_or(0),
-            s(&p["rate_basis"])
-        );
-    }
-    for sh in list(&p["shadows"]) {
-        let _ = writeln!(
-            out,
-            "  shadow: sink `{}` ({}) {} -> {}",
-            s(&sh["sink"]),
-            s(&sh["connector"]),
-            s(&sh["live"]),
-            s(&sh["shadow"])
-        );
-    }
-    for w in list(&p["warnings"]) {
-        let _ = writeln!(out, "  warning: {}", w.as_str().unwrap_or_default());
-    }
-    let refusals = list(&p["refusals"]);
-    match refusals.is_empty() {
-        true => {
-            let _ = writeln!(out, "  can be cut over");
-        }
-        false => {
-            for r in refusals {
-                let _ = writeln!(out, "  refused: {}", r.as_str().unwrap_or_default());
-            }
-        }
-    }
-    out
 }
 
 pub fn job_detail(j: &Value) -> String {

@@ -193,15 +193,32 @@ pub fn create_shadow_topic(
     Ok(())
 }
 
-/// The latest value of each key of `topic`: every committed record (`read_committed`) from the
-/// beginning until each partition reported its end, a tombstone removing its key. Records
+/// The latest record of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latest {
+    /// The partition it is in: a correction of the key goes there, so it supersedes it.
+    pub partition: i32,
+    pub value: Vec<u8>,
+}
+
+/// A record of the corrections: `value` None is a tombstone; `partition` None lets the
+/// sink's partitioner choose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correction {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    pub partition: Option<i32>,
+}
+
+/// The latest record of each key of `topic`: every committed record (`read_committed`) from
+/// the beginning until each partition reported its end, a tombstone removing its key. Records
 /// without a key are left out (and counted in a warning). Fails when no record or partition
 /// end arrives for `timeout`.
 pub fn latest_per_key(
     connection: &KafkaConnection,
     topic: &str,
     timeout: Duration,
-) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, UpgradeSinkError> {
+) -> Result<BTreeMap<Vec<u8>, Latest>, UpgradeSinkError> {
     let what = format!("reading topic `{topic}`");
     let fail = failed(&what, connection);
     // Partitions are assigned, so the group is never joined; nothing is committed to it.
@@ -231,7 +248,11 @@ pub fn latest_per_key(
                 match (m.key(), m.payload()) {
                     (None, _) => keyless += 1,
                     (Some(key), Some(value)) => {
-                        latest.insert(key.to_vec(), value.to_vec());
+                        let record = Latest {
+                            partition: m.partition(),
+                            value: value.to_vec(),
+                        };
+                        latest.insert(key.to_vec(), record);
                     }
                     (Some(key), None) => {
                         latest.remove(key);
@@ -267,8 +288,8 @@ pub fn latest_per_key(
     Ok(latest)
 }
 
-/// Writes `records` (key, value or None for a tombstone) to `topic` in one transaction under
-/// `transactional_id`, each to the partition the sink's partitioner gives its key, together
+/// Writes `records` to `topic` in one transaction under `transactional_id`, each to its
+/// partition or else the one the sink's partitioner gives its key, together
 /// with, for each (consumer group, offset) of `markers`, that offset committed for partition 0
 /// of `topic` in that group (a writer's commit marker). On any failure the transaction is
 /// aborted: a `read_committed` reader sees all of it or nothing.
@@ -276,7 +297,7 @@ pub fn write_corrections(
     connection: &KafkaConnection,
     topic: &str,
     transactional_id: &str,
-    records: &[(Vec<u8>, Option<Vec<u8>>)],
+    records: &[Correction],
     markers: &[(String, i64)],
     timeout: Duration,
 ) -> Result<(), UpgradeSinkError> {
@@ -302,9 +323,9 @@ pub fn write_corrections(
     p.begin_transaction().map_err(&fail)?;
     let written = records
         .iter()
-        .try_for_each(|(key, value)| {
+        .try_for_each(|c| {
             producer
-                .send_payload(Some(key), value.as_deref(), None, None)
+                .send_payload(Some(&c.key), c.value.as_deref(), None, c.partition)
                 .map_err(&task)
         })
         .and_then(|()| {

@@ -79,6 +79,26 @@ impl From<crate::upgrade::dry_run::UpgradeError> for ApiError {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             e @ UpgradeError::Changes(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
+            e @ UpgradeError::Refused(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            e @ UpgradeError::Store(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, crate::upgrade::causes(&e))
+            }
+        }
+    }
+}
+
+impl From<crate::upgrade::control::UpgradeRequestError> for ApiError {
+    fn from(e: crate::upgrade::control::UpgradeRequestError) -> Self {
+        use crate::upgrade::control::UpgradeRequestError;
+        match e {
+            UpgradeRequestError::NotFound(id) => Self::not_found(format!("no upgrade {id}")),
+            e @ UpgradeRequestError::Refused(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            e @ UpgradeRequestError::Diff {
+                retryable: true, ..
+            } => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            e @ UpgradeRequestError::Diff { .. } => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
         }
     }
 }
@@ -162,6 +182,13 @@ fn api_routes() -> OpenApiRouter<JobManager> {
         .routes(routes!(jobs::savepoint))
         .routes(routes!(jobs::stop))
         .routes(routes!(upgrades::upgrade_plan))
+        .routes(routes!(upgrades::start_upgrade))
+        .routes(routes!(upgrades::start_audit))
+        .routes(routes!(upgrades::list_upgrades))
+        .routes(routes!(upgrades::upgrade_detail))
+        .routes(routes!(upgrades::cutover))
+        .routes(routes!(upgrades::abort))
+        .routes(routes!(upgrades::upgrade_diff))
         .routes(routes!(cluster::metrics))
 }
 

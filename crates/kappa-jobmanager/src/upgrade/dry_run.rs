@@ -32,6 +32,12 @@ pub enum UpgradeError {
     Lookup(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Changes(#[from] kappa_job::changes::ChangesError),
+    /// The plan refuses the upgrade, for these reasons.
+    #[error("the upgrade cannot be cut over: {}", .0.join("; "))]
+    Refused(Vec<String>),
+    /// The upgrade could not be recorded; a retry may help.
+    #[error("recording the upgrade")]
+    Store(#[source] crate::store::StoreError),
 }
 
 /// The id an upgrade of job `v1` to the (redacted) file `v2` gets: the same for the same file,
@@ -49,6 +55,16 @@ impl JobManager {
         file_name: &str,
         text: &str,
     ) -> Result<UpgradePlan, UpgradeError> {
+        Ok(self.planned(id, file_name, text).await?.1)
+    }
+
+    /// The id and plan of upgrading job `id` to `text`.
+    pub(crate) async fn planned(
+        &self,
+        id: &str,
+        file_name: &str,
+        text: &str,
+    ) -> Result<(String, UpgradePlan), UpgradeError> {
         let v1 = self
             .job(id)
             .ok_or_else(|| UpgradeError::NotFound(id.to_string()))?;
@@ -70,7 +86,7 @@ impl JobManager {
             topics: &topics,
             replay_rate,
         };
-        Ok(plan(&inputs, changes))
+        Ok((upgrade_id.clone(), plan(&inputs, changes)))
     }
 
     /// The retained offsets of every topic v2 reads, and where v1 started in them.

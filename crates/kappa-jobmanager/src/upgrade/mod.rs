@@ -1,7 +1,29 @@
-//! Upgrades: a new version of a running job recomputes history beside it and replaces its
-//! results (issue 15). So far: the plan (`--dry-run`).
+//! Upgrades: a new version of a running job recomputes history beside it into shadow sinks,
+//! is compared with it, and replaces its results at one instant (issue 15). An audit runs a
+//! job's own file the same way and only compares.
 
+pub mod control;
+pub mod diff;
+pub mod driver;
 pub mod dry_run;
+pub mod machine;
+#[cfg(test)]
+mod machine_tests;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
+pub mod sinks;
+
+/// An error and its causes, as one line.
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
+}

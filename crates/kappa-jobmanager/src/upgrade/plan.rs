@@ -59,7 +59,7 @@ pub struct UpgradeStart {
 }
 
 /// A live sink and the shadow v2 writes instead until the cut-over.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ShadowSink {
     pub sink: String,
     /// postgres | kafka | file
@@ -189,12 +189,34 @@ pub fn plan(inputs: &PlanInputs<'_>, changes: Vec<SpecChange>) -> UpgradePlan {
 }
 
 /// The live target of a sink (table, topic, directory) and its connector, if it has one.
-fn target(kind: &SinkKind) -> Option<(&'static str, String)> {
+pub(crate) fn target(kind: &SinkKind) -> Option<(&'static str, String)> {
     match kind {
         SinkKind::Postgres { table, .. } => Some(("postgres", table.clone())),
         SinkKind::Kafka { topic, .. } => Some(("kafka", topic.clone())),
         SinkKind::File { path } => Some(("file", path.display().to_string())),
         SinkKind::Stdout | SinkKind::Blackhole => None,
+    }
+}
+
+/// Whether two sinks of one kind connect to the same server the same way.
+fn same_server(a: &SinkKind, b: &SinkKind) -> bool {
+    match (a, b) {
+        (
+            SinkKind::Postgres {
+                url: u1,
+                password: p1,
+                ..
+            },
+            SinkKind::Postgres {
+                url: u2,
+                password: p2,
+                ..
+            },
+        ) => u1 == u2 && p1 == p2,
+        (SinkKind::Kafka { connection: c1, .. }, SinkKind::Kafka { connection: c2, .. }) => {
+            c1 == c2
+        }
+        _ => true,
     }
 }
 
@@ -227,6 +249,18 @@ fn shadow_sinks(inputs: &PlanInputs<'_>, refusals: &mut Vec<String>) -> Vec<Shad
             ));
             continue;
         }
+        if !same_server(&old.kind, &new.kind) {
+            refusals.push(format!(
+                "sink `{}`: v2 connects to another {kind} server than v1: an upgrade replaces what a sink holds, it cannot move it",
+                new.name
+            ));
+        }
+        if kind == "file" {
+            refusals.push(format!(
+                "sink `{}` writes files: only PostgreSQL and Kafka sinks can be cut over so far",
+                new.name
+            ));
+        }
         let key = |s: &kappa_job::plan::SinkPlan| s.key.as_ref().map(|k| k.text.clone());
         if key(old) != key(new) {
             refusals.push(format!(
@@ -255,10 +289,12 @@ fn shadow_sinks(inputs: &PlanInputs<'_>, refusals: &mut Vec<String>) -> Vec<Shad
             "postgres" => format!("{live}__{}", inputs.upgrade_id),
             _ => format!("{live}.{}", inputs.upgrade_id),
         };
-        // A schema-qualified table: the limit is the table name's.
+        // A schema-qualified table: the limit is the table name's. v1's rows are kept
+        // in a table whose name is longer still.
+        let backup = super::sinks::backup_table(&live, inputs.upgrade_id);
         let limited = match kind {
             "postgres" => Some((
-                shadow.rsplit('.').next().unwrap_or(&shadow),
+                backup.rsplit('.').next().unwrap_or(&backup),
                 POSTGRES_NAME_MAX,
             )),
             "kafka" => Some((shadow.as_str(), KAFKA_TOPIC_MAX)),
@@ -268,7 +304,7 @@ fn shadow_sinks(inputs: &PlanInputs<'_>, refusals: &mut Vec<String>) -> Vec<Shad
             && name.len() > max
         {
             refusals.push(format!(
-                "sink `{}`: the shadow {kind} name `{shadow}` is longer than {max} characters",
+                "sink `{}`: the {kind} name `{name}` the upgrade needs is longer than {max} characters",
                 new.name
             ));
         }

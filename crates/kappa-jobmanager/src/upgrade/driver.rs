@@ -1,0 +1,529 @@
+//! The shell of an upgrade: each second it tells the machine what v1 and the shadow job do,
+//! carries out the step the machine asks for (one at a time, on its own task), persists the
+//! record when told, and computes the diff. Every step is idempotent, so a jobmanager that
+//! takes an upgrade over from its record repeats the step of its phase safely.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use super::diff::{SinkDiff, diff};
+use super::machine::{
+    Command, Event, JobSeen, Output, Seen, Step, StepError, UpgradeMachine, UpgradeRecord, Which,
+};
+use super::sinks::SinkOps;
+use crate::job::{JobEntry, now_ms};
+use crate::{Inner, store};
+
+/// How often the jobs are looked at.
+const TICK: Duration = Duration::from_secs(1);
+/// How long a cancelled job may take to end.
+const END_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What reaches the driver besides its ticks.
+pub(crate) enum Msg {
+    Event(Event),
+    Commands(Vec<Command>),
+}
+
+/// The latest comparison of the live sinks with the shadows.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DiffView {
+    pub computed_at_ms: i64,
+    pub sinks: Vec<SinkDiff>,
+    /// Why the latest comparison failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A running upgrade: its machine and what its driver shares with the REST API.
+pub struct UpgradeHandle {
+    pub machine: Mutex<UpgradeMachine>,
+    tx: mpsc::UnboundedSender<Msg>,
+    pub diff: Mutex<Option<DiffView>>,
+    /// v2's file (name, whole text) while the upgrade starts; a jobmanager that takes over
+    /// does not have it.
+    v2: Mutex<Option<(String, String)>>,
+}
+
+impl UpgradeHandle {
+    pub fn record(&self) -> UpgradeRecord {
+        self.machine.lock().record.clone()
+    }
+
+    /// Hands commands (of a user's request) to the driver.
+    pub(crate) fn send(&self, commands: Vec<Command>) {
+        // A driver that ended has nothing left to do.
+        let _ = self.tx.send(Msg::Commands(commands));
+    }
+}
+
+impl Inner {
+    /// Runs the upgrade of `record`: a new one with v2's file, or (`v2` None) one taken over
+    /// from the store.
+    pub(crate) fn spawn_upgrade(
+        self: &Arc<Self>,
+        record: UpgradeRecord,
+        v2: Option<(String, String)>,
+    ) -> Arc<UpgradeHandle> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let resumed = v2.is_none();
+        let handle = Arc::new(UpgradeHandle {
+            machine: Mutex::new(UpgradeMachine::new(record)),
+            tx,
+            diff: Mutex::new(None),
+            v2: Mutex::new(v2),
+        });
+        let id = handle.machine.lock().record.id.clone();
+        self.upgrades.write().insert(id, Arc::clone(&handle));
+        let task = tokio::spawn(drive(Arc::clone(self), Arc::clone(&handle), rx, resumed));
+        let mut drivers = self.drivers.lock();
+        drivers.retain(|h| !h.is_finished());
+        drivers.push(task);
+        handle
+    }
+
+    /// Takes over the upgrades kept in the store that had not ended.
+    pub(crate) async fn resume_upgrades(self: &Arc<Self>) {
+        let records = match self.store.load::<UpgradeRecord>().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the kept upgrades: none resumed");
+                return;
+            }
+        };
+        for r in records {
+            match r {
+                Ok(r) if self.upgrades.read().contains_key(&r.id) => {}
+                Ok(r) => {
+                    tracing::info!(upgrade = %r.id, phase = ?r.phase, "taking over a kept upgrade");
+                    self.spawn_upgrade(r, None);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a kept upgrade's record cannot be read: it is not resumed")
+                }
+            }
+        }
+    }
+}
+
+async fn drive(
+    inner: Arc<Inner>,
+    handle: Arc<UpgradeHandle>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    resumed: bool,
+) {
+    if resumed {
+        let commands = handle
+            .machine
+            .lock()
+            .on(Event::Resumed { now_ms: now_ms() });
+        execute(&inner, &handle, commands).await;
+    }
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let commands = tokio::select! {
+            _ = tick.tick() => {
+                let seen = observe(&inner, &handle.record());
+                handle.machine.lock().on(Event::Tick { seen, now_ms: now_ms() })
+            }
+            msg = rx.recv() => match msg {
+                Some(Msg::Event(e)) => handle.machine.lock().on(e),
+                Some(Msg::Commands(c)) => c,
+                None => return,
+            },
+        };
+        execute(&inner, &handle, commands).await;
+        let m = handle.machine.lock();
+        if m.record.phase.is_terminal() && m.in_flight().is_none() {
+            tracing::info!(upgrade = %m.record.id, phase = ?m.record.phase, "upgrade ended");
+            return;
+        }
+    }
+}
+
+async fn execute(inner: &Arc<Inner>, handle: &Arc<UpgradeHandle>, commands: Vec<Command>) {
+    for c in commands {
+        match c {
+            Command::Persist => {
+                let record = handle.record();
+                if let Err(e) = inner.store.put(&record).await {
+                    tracing::warn!(upgrade = %record.id, error = %e, "could not record the upgrade");
+                }
+            }
+            Command::Diff => {
+                let (inner, handle) = (Arc::clone(inner), Arc::clone(handle));
+                tokio::spawn(async move { refresh_diff(&inner, &handle).await });
+            }
+            Command::Run(step) => {
+                let (inner, handle) = (Arc::clone(inner), Arc::clone(handle));
+                tokio::spawn(async move {
+                    let outcome = run(&inner, &handle, &step).await;
+                    let _ = handle.tx.send(Msg::Event(Event::StepDone {
+                        step,
+                        outcome,
+                        now_ms: now_ms(),
+                    }));
+                });
+            }
+        }
+    }
+}
+
+/// What a job is doing now, for the machine.
+fn seen(job: &JobEntry) -> JobSeen {
+    let state = job.state();
+    let status = job.status.lock();
+    let run = status.attempt.as_ref();
+    let watermark = run.and_then(|r| {
+        r.metrics
+            .iter()
+            .map(|v| v.watermark())
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
+    });
+    let lag = run.and_then(|r| r.kafka_sample(now_ms())).map(|s| s.lag);
+    drop(status);
+    let catch_up = job.catch_up.lock().as_ref().map(|c| c.status());
+    JobSeen {
+        state: state.name().to_string(),
+        terminal: state.is_terminal(),
+        watermark,
+        catching_up: catch_up.as_ref().map(|c| c.catching_up),
+        lag,
+        read_per_second: catch_up.map_or(0.0, |c| c.read_per_second),
+    }
+}
+
+fn observe(inner: &Inner, record: &UpgradeRecord) -> Seen {
+    Seen {
+        v1: inner.job(&record.v1_job).map(|j| seen(&j)),
+        shadow: record
+            .shadow_job
+            .as_deref()
+            .and_then(|id| inner.job(id))
+            .map(|j| seen(&j)),
+    }
+}
+
+/// Compares every live sink with its shadow and keeps the result for the status.
+async fn refresh_diff(inner: &Arc<Inner>, handle: &UpgradeHandle) {
+    let record = handle.record();
+    let result = compare(inner, &record, |_| {}).await;
+    if let Err(e) = &result {
+        tracing::warn!(upgrade = %record.id, error = %e.message, "comparing the sinks failed");
+    }
+    *handle.diff.lock() = Some(DiffView {
+        computed_at_ms: now_ms(),
+        error: result.as_ref().err().map(|e| e.message.clone()),
+        sinks: result.unwrap_or_default(),
+    });
+}
+
+/// The diff of every sink of `record`; `each` gets every differing row.
+pub(crate) async fn compare(
+    inner: &Arc<Inner>,
+    record: &UpgradeRecord,
+    mut each: impl FnMut(&super::diff::RowChange) + Send,
+) -> Result<Vec<SinkDiff>, StepError> {
+    let ops = sink_ops(inner, record)?;
+    let mut out = Vec::new();
+    for op in ops {
+        let sink = op.shadow().sink.clone();
+        let [live, shadow] = tokio::task::spawn_blocking(move || op.rows())
+            .await
+            .map_err(super::sinks::SinkOpsError::from)??;
+        out.push(diff(&sink, &live, &shadow, &mut each));
+    }
+    Ok(out)
+}
+
+/// The operations on the shadows of `record`, with v1's connections.
+fn sink_ops(inner: &Inner, record: &UpgradeRecord) -> Result<Vec<SinkOps>, StepError> {
+    let v1 = inner.job(&record.v1_job).ok_or_else(|| StepError {
+        message: format!("job {} (v1) is gone", record.v1_job),
+        retryable: false,
+    })?;
+    Ok(SinkOps::all(
+        &record.shadows,
+        &v1.plan.sinks,
+        &inner.config.confinement,
+        inner.config.kafka_timeout,
+    )?)
+}
+
+/// Runs `f` on each shadow's operations on a blocking thread.
+async fn each_sink<T: Send + 'static>(
+    inner: &Inner,
+    record: &UpgradeRecord,
+    f: impl Fn(&SinkOps) -> Result<T, super::sinks::SinkOpsError> + Send + 'static,
+) -> Result<Vec<T>, StepError> {
+    let ops = sink_ops(inner, record)?;
+    let done =
+        tokio::task::spawn_blocking(move || ops.iter().map(f).collect::<Result<Vec<T>, _>>())
+            .await
+            .map_err(super::sinks::SinkOpsError::from)??;
+    Ok(done)
+}
+
+async fn run(inner: &Arc<Inner>, handle: &UpgradeHandle, step: &Step) -> Result<Output, StepError> {
+    let record = handle.record();
+    match step {
+        Step::CreateShadows => {
+            each_sink(inner, &record, SinkOps::create).await?;
+            Ok(Output::Nothing)
+        }
+        Step::SubmitShadow => {
+            let (file, text) = handle.v2.lock().clone().ok_or_else(|| StepError {
+                message: "v2's file is not known to this jobmanager".into(),
+                retryable: false,
+            })?;
+            let text = retarget(&text, &record, Side::Shadow)?;
+            let id = submit(inner, &file, &text, Some("earliest".into()), None).await?;
+            // The text lives on in the shadow job.
+            handle.v2.lock().take();
+            Ok(Output::Job(id))
+        }
+        Step::Stop(which) => stop(inner, &record, *which).await,
+        Step::Swap => {
+            let started = Instant::now();
+            let (upgrade, delete) = (record.id.clone(), record.delete_vanished);
+            let swapped = each_sink(inner, &record, move |op| op.swap(&upgrade, delete)).await?;
+            let figures: Vec<String> = swapped
+                .iter()
+                .map(|s| format!("`{}` {} written, {} removed", s.sink, s.written, s.removed))
+                .collect();
+            Ok(Output::Note(format!(
+                "the live sinks hold v2's results ({}) after {} ms",
+                figures.join("; "),
+                started.elapsed().as_millis()
+            )))
+        }
+        Step::SubmitLive { savepoint } => {
+            let shadow = record
+                .shadow_job
+                .as_deref()
+                .and_then(|id| inner.job(id))
+                .ok_or_else(|| StepError {
+                    message: "the shadow job, whose file v2 runs from, is gone".into(),
+                    retryable: false,
+                })?;
+            let text = retarget(shadow.text.deployed(), &record, Side::Live)?;
+            let start = Some(format!("savepoint:{savepoint}"));
+            let id = submit(
+                inner,
+                &shadow.file_name,
+                &text,
+                start,
+                shadow.submitted.parallelism,
+            )
+            .await?;
+            Ok(Output::Job(id))
+        }
+        Step::CancelShadow => {
+            for job in shadow_writers(inner, &record) {
+                job.request_cancel();
+                wait_ended(&job).await?;
+            }
+            Ok(Output::Nothing)
+        }
+        Step::RestartV1 { savepoint } => {
+            let v1 = inner.job(&record.v1_job).ok_or_else(|| StepError {
+                message: format!(
+                    "job {} (v1) is gone: restart it from {savepoint}",
+                    record.v1_job
+                ),
+                retryable: false,
+            })?;
+            let start = Some(format!("savepoint:{savepoint}"));
+            let id = submit(
+                inner,
+                &v1.file_name,
+                v1.text.deployed(),
+                start,
+                v1.submitted.parallelism,
+            )
+            .await?;
+            Ok(Output::Job(id))
+        }
+        Step::DropShadows => {
+            each_sink(inner, &record, SinkOps::drop_shadow).await?;
+            Ok(Output::Nothing)
+        }
+    }
+}
+
+/// Which targets a file is given.
+#[derive(Clone, Copy)]
+enum Side {
+    Shadow,
+    Live,
+}
+
+/// `text` writing into the shadows, or into the live sinks again.
+fn retarget(text: &str, record: &UpgradeRecord, side: Side) -> Result<String, StepError> {
+    let targets: Vec<kappa_job::retarget::Retarget> = record
+        .shadows
+        .iter()
+        .map(|s| kappa_job::retarget::Retarget {
+            sink: s.sink.clone(),
+            field: match s.connector.as_str() {
+                "postgres" => "table",
+                "kafka" => "topic",
+                _ => "path",
+            },
+            value: match side {
+                Side::Shadow => s.shadow.clone(),
+                Side::Live => s.live.clone(),
+            },
+        })
+        .collect();
+    kappa_job::retarget::retarget_sinks(text, &targets).map_err(|e| StepError {
+        message: super::causes(&e),
+        retryable: false,
+    })
+}
+
+async fn submit(
+    inner: &Arc<Inner>,
+    file: &str,
+    text: &str,
+    start: Option<String>,
+    parallelism: Option<u32>,
+) -> Result<String, StepError> {
+    let jm = crate::JobManager {
+        inner: Arc::clone(inner),
+    };
+    let submitted = store::Submitted {
+        start,
+        parallelism,
+        allow_non_restored_state: false,
+    };
+    jm.submit_from(file, text, &submitted)
+        .await
+        .map_err(|e| StepError {
+            retryable: matches!(e, crate::SubmitError::Unavailable(_)),
+            message: super::causes(&e),
+        })
+}
+
+/// Jobs not ended that write into a shadow of `record`: its shadow job, and one a
+/// jobmanager submitted before it could record it.
+fn shadow_writers(inner: &Inner, record: &UpgradeRecord) -> Vec<Arc<JobEntry>> {
+    let targets: Vec<&str> = record.shadows.iter().map(|s| s.shadow.as_str()).collect();
+    inner
+        .jobs
+        .read()
+        .values()
+        .filter(|j| !j.state().is_terminal())
+        .filter(|j| {
+            record.shadow_job.as_deref() == Some(j.id.as_str())
+                || j.plan.sinks.iter().any(|s| {
+                    super::plan::target(&s.kind).is_some_and(|(_, t)| targets.contains(&t.as_str()))
+                })
+        })
+        .cloned()
+        .collect()
+}
+
+async fn wait_ended(job: &JobEntry) -> Result<(), StepError> {
+    let deadline = Instant::now() + END_TIMEOUT;
+    while !job.state().is_terminal() {
+        if Instant::now() > deadline {
+            return Err(StepError {
+                message: format!("job {} did not end within {END_TIMEOUT:?}", job.id),
+                retryable: true,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Stops v1 or the shadow job with a savepoint in the upgrade's directory; of a job that
+/// already ended, finds the savepoint it left there.
+async fn stop(
+    inner: &Arc<Inner>,
+    record: &UpgradeRecord,
+    which: Which,
+) -> Result<Output, StepError> {
+    let id = match which {
+        Which::V1 => Some(record.v1_job.as_str()),
+        Which::Shadow => record.shadow_job.as_deref(),
+    };
+    let job = id.and_then(|id| inner.job(id)).ok_or_else(|| StepError {
+        message: "the job to stop is gone".into(),
+        retryable: false,
+    })?;
+    let root = inner
+        .config
+        .checkpoint_dir
+        .as_deref()
+        .ok_or_else(|| StepError {
+            message: "the cluster has no checkpoint directory for savepoints".into(),
+            retryable: false,
+        })?;
+    let side = match which {
+        Which::V1 => "v1",
+        Which::Shadow => "v2",
+    };
+    let dir = format!(
+        "{}/upgrades/{}/{side}",
+        root.trim_end_matches('/'),
+        record.id
+    );
+    if !job.state().is_terminal() {
+        let jm = crate::JobManager {
+            inner: Arc::clone(inner),
+        };
+        let path = jm
+            .savepoint(&job.id, Some(&dir), false)
+            .await
+            .map_err(|e| StepError {
+                retryable: matches!(e, crate::SavepointError::Failed(_)),
+                message: super::causes(&e),
+            })?;
+        job.request_cancel();
+        wait_ended(&job).await?;
+        return Ok(Output::Savepoint(path));
+    }
+    latest_savepoint(&dir).await.map(Output::Savepoint)
+}
+
+/// The newest savepoint under `dir` (the names end in the time they were taken).
+async fn latest_savepoint(dir: &str) -> Result<String, StepError> {
+    let missing = |why: String| StepError {
+        message: format!("the job ended without a savepoint in {dir}: {why}"),
+        retryable: false,
+    };
+    let location = kappa_state::Location::parse(dir).map_err(|e| missing(e.to_string()))?;
+    let listing = location
+        .store
+        .list_with_delimiter(Some(&location.child(&[])))
+        .await
+        .map_err(|e| missing(e.to_string()))?;
+    let mut found = Vec::new();
+    for p in listing.common_prefixes {
+        let Some(name) = p.filename().map(str::to_string) else {
+            continue;
+        };
+        let taken: Option<i64> = name.rsplit('-').next().and_then(|t| t.parse().ok());
+        let sub = format!("{}/{name}", dir.trim_end_matches('/'));
+        let Ok(at) = kappa_state::Location::parse(&sub) else {
+            continue;
+        };
+        if let Some(t) = taken
+            && crate::checkpoint::read_metadata(&at).await.is_ok()
+        {
+            found.push((t, sub));
+        }
+    }
+    found
+        .into_iter()
+        .max()
+        .map(|(_, path)| path)
+        .ok_or_else(|| missing("none was completed".into()))
+}
