@@ -16,6 +16,7 @@ pub mod recovery;
 pub mod reference;
 pub mod s3;
 pub mod slow_sink;
+pub mod upgrades;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -71,7 +71,10 @@ impl JobManager {
             Some(t) => (file_name.to_string(), t.to_string()),
             None => (v1.file_name.clone(), v1.text.deployed().to_string()),
         };
-        let (upgrade_id, plan) = self.planned(id, &file_name, &text).await?;
+        // An audit of the same job again is another audit, with shadows of its own.
+        let run_id = (options.kind == Kind::Audit)
+            .then(|| format!("a{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let (run_id, plan) = self.planned(id, &file_name, &text, run_id).await?;
         let mut refusals = plan.refusals.clone();
         if options.kind == Kind::Upgrade && self.inner.config.checkpoint_dir.is_none() {
             refusals.push("the cluster has no checkpoint directory: a cut-over stops both versions with savepoints".into());
@@ -92,18 +95,8 @@ impl JobManager {
         if !refusals.is_empty() {
             return Err(UpgradeError::Refused(refusals));
         }
-        let id_of_run = match options.kind {
-            Kind::Upgrade => upgrade_id,
-            // An audit of the same job again is another audit.
-            Kind::Audit => format!("a{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-        };
-        let mut record = UpgradeRecord::new(
-            id_of_run,
-            options.kind,
-            id.to_string(),
-            plan.shadows,
-            now_ms(),
-        );
+        let mut record =
+            UpgradeRecord::new(run_id, options.kind, id.to_string(), plan.shadows, now_ms());
         record.delete_vanished = !plan.warnings.iter().any(|w| w.contains("retention"));
         record.auto_cutover = options.auto_cutover;
         if let Some(old) = self.inner.upgrades.read().get(&record.id)

@@ -229,7 +229,7 @@ pub(crate) async fn compare(
     record: &UpgradeRecord,
     mut each: impl FnMut(&super::diff::RowChange) + Send,
 ) -> Result<Vec<SinkDiff>, StepError> {
-    let ops = sink_ops(inner, record)?;
+    let ops = sink_ops(inner, record).await?;
     let mut out = Vec::new();
     for op in ops {
         let sink = op.shadow().sink.clone();
@@ -241,18 +241,52 @@ pub(crate) async fn compare(
     Ok(out)
 }
 
-/// The operations on the shadows of `record`, with v1's connections.
-fn sink_ops(inner: &Inner, record: &UpgradeRecord) -> Result<Vec<SinkOps>, StepError> {
+/// The operations on the shadows of `record`, with v1's connections (planned again from its
+/// whole file once it ended: a listed job's plan has its literal secrets redacted).
+async fn sink_ops(inner: &Inner, record: &UpgradeRecord) -> Result<Vec<SinkOps>, StepError> {
     let v1 = inner.job(&record.v1_job).ok_or_else(|| StepError {
         message: format!("job {} (v1) is gone", record.v1_job),
         retryable: false,
     })?;
+    let sinks = match v1.text.is_listed_only() {
+        false => v1.plan.sinks.clone(),
+        true => {
+            let text = whole_text(inner, &v1)?;
+            crate::submission::plan_blocking(&v1.file_name, &text, &Default::default())
+                .await
+                .map_err(|e| StepError {
+                    message: super::causes(&e),
+                    retryable: false,
+                })?
+                .sinks
+        }
+    };
     Ok(SinkOps::all(
         &record.shadows,
-        &v1.plan.sinks,
+        &sinks,
         &inner.config.confinement,
         inner.config.kafka_timeout,
     )?)
+}
+
+/// The whole file of `job`: kept while it can run, unsealed from its record once it ended
+/// (its literal secrets need the jobmanagers' `--secret-key-file`).
+fn whole_text(inner: &Inner, job: &JobEntry) -> Result<String, StepError> {
+    if !job.text.is_listed_only() {
+        return Ok(job.text.deployed().to_string());
+    }
+    crate::job_text::JobText::kept(
+        &job.id,
+        &job.file_name,
+        &job.text.shown,
+        job.text.sealed.as_deref(),
+        inner.config.secret_key.as_deref(),
+    )
+    .map(|t| t.deployed().to_string())
+    .map_err(|e| StepError {
+        message: format!("the file of job {}: {}", job.id, super::causes(&e)),
+        retryable: false,
+    })
 }
 
 /// Runs `f` on each shadow's operations on a blocking thread.
@@ -261,7 +295,7 @@ async fn each_sink<T: Send + 'static>(
     record: &UpgradeRecord,
     f: impl Fn(&SinkOps) -> Result<T, super::sinks::SinkOpsError> + Send + 'static,
 ) -> Result<Vec<T>, StepError> {
-    let ops = sink_ops(inner, record)?;
+    let ops = sink_ops(inner, record).await?;
     let done =
         tokio::task::spawn_blocking(move || ops.iter().map(f).collect::<Result<Vec<T>, _>>())
             .await
@@ -311,7 +345,7 @@ async fn run(inner: &Arc<Inner>, handle: &UpgradeHandle, step: &Step) -> Result<
                     message: "the shadow job, whose file v2 runs from, is gone".into(),
                     retryable: false,
                 })?;
-            let text = retarget(shadow.text.deployed(), &record, Side::Live)?;
+            let text = retarget(&whole_text(inner, &shadow)?, &record, Side::Live)?;
             let start = Some(format!("savepoint:{savepoint}"));
             let id = submit(
                 inner,
@@ -339,14 +373,8 @@ async fn run(inner: &Arc<Inner>, handle: &UpgradeHandle, step: &Step) -> Result<
                 retryable: false,
             })?;
             let start = Some(format!("savepoint:{savepoint}"));
-            let id = submit(
-                inner,
-                &v1.file_name,
-                v1.text.deployed(),
-                start,
-                v1.submitted.parallelism,
-            )
-            .await?;
+            let text = whole_text(inner, &v1)?;
+            let id = submit(inner, &v1.file_name, &text, start, v1.submitted.parallelism).await?;
             Ok(Output::Job(id))
         }
         Step::DropShadows => {
@@ -387,6 +415,8 @@ fn retarget(text: &str, record: &UpgradeRecord, side: Side) -> Result<String, St
     })
 }
 
+/// Submits a job, unless one started with the same `start` (a savepoint of this upgrade's)
+/// exists: a jobmanager that took over repeats a submission whose outcome it did not record.
 async fn submit(
     inner: &Arc<Inner>,
     file: &str,
@@ -394,6 +424,21 @@ async fn submit(
     start: Option<String>,
     parallelism: Option<u32>,
 ) -> Result<String, StepError> {
+    if start
+        .as_deref()
+        .is_some_and(|s| s.starts_with("savepoint:"))
+    {
+        let submitted = inner
+            .jobs
+            .read()
+            .values()
+            .find(|j| j.submitted.start == start)
+            .map(|j| j.id.clone());
+        if let Some(id) = submitted {
+            tracing::info!(job = %id, start = ?start, "the job of this step runs already");
+            return Ok(id);
+        }
+    }
     let jm = crate::JobManager {
         inner: Arc::clone(inner),
     };

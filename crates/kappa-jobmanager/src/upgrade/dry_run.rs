@@ -55,15 +55,17 @@ impl JobManager {
         file_name: &str,
         text: &str,
     ) -> Result<UpgradePlan, UpgradeError> {
-        Ok(self.planned(id, file_name, text).await?.1)
+        Ok(self.planned(id, file_name, text, None).await?.1)
     }
 
-    /// The id and plan of upgrading job `id` to `text`.
+    /// The id and plan of upgrading job `id` to `text`; the id is `run_id` when given (an
+    /// audit's), else the one derived from the job and the file.
     pub(crate) async fn planned(
         &self,
         id: &str,
         file_name: &str,
         text: &str,
+        run_id: Option<String>,
     ) -> Result<(String, UpgradePlan), UpgradeError> {
         let v1 = self
             .job(id)
@@ -76,7 +78,7 @@ impl JobManager {
         let changes = kappa_job::changes::changes(&v1.text.shown, &shown)?;
         let topics = self.topic_facts(&v1, &v2).await?;
         let replay_rate = self.replay_rate(&v1);
-        let upgrade_id = upgrade_id(id, &shown);
+        let upgrade_id = run_id.unwrap_or_else(|| upgrade_id(id, &shown));
         let state = v1.state();
         let inputs = PlanInputs {
             upgrade_id: &upgrade_id,
