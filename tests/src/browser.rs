@@ -208,37 +208,38 @@ impl Browser {
             .unwrap_or_default())
     }
 
-    /// Polls `check` every 100 ms until it returns `Some` or `timeout` passes; then fails with
-    /// `what`, the last error of `check`, the page's text and a screenshot (`failed-<what>`).
+    /// Polls `check` with [`crate::eventually`] until it returns `Some` or `timeout` passes;
+    /// then fails with `what`, the last error of `check`, the page's text and a screenshot
+    /// (`failed-<what>`).
     pub fn wait_until<T>(
         &self,
         what: &str,
         timeout: Duration,
         mut check: impl FnMut() -> anyhow::Result<Option<T>>,
     ) -> anyhow::Result<T> {
-        let deadline = Instant::now() + timeout;
         let mut last_error = None;
-        loop {
-            match check() {
-                Ok(Some(v)) => return Ok(v),
-                Ok(None) => {}
-                Err(e) => last_error = Some(e),
+        crate::eventually(what, timeout, || match check() {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err("not yet".into()),
+            Err(e) => {
+                let text = format!("{e:#}");
+                last_error = Some(text.clone());
+                Err(text)
             }
-            if Instant::now() > deadline {
-                let shot = self
-                    .screenshot(&format!("failed-{what}"))
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|e| format!("(no screenshot: {e})"));
-                let error = last_error
-                    .map(|e| format!("\nlast error: {e:#}"))
-                    .unwrap_or_default();
-                bail!(
-                    "timed out after {timeout:?} waiting for {what}{error}\nscreenshot: {shot}\npage:\n{}",
-                    self.page_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
+        .map_err(|e| {
+            let shot = self
+                .screenshot(&format!("failed-{what}"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|e| format!("(no screenshot: {e})"));
+            let error = last_error
+                .map(|e| format!("\nlast error: {e}"))
+                .unwrap_or_default();
+            anyhow::anyhow!(
+                "{e}{error}\nscreenshot: {shot}\npage:\n{}",
+                self.page_text()
+            )
+        })
     }
 
     /// Waits until an element matches `css`; returns it.

@@ -1,84 +1,15 @@
 // The Kappa web UI: a single page over the REST API under /api/v1, refreshed live by polling.
-// No build step and no dependencies: the jobmanager serves this file from its binary.
+// No build step and no dependencies: the jobmanager serves these modules from its binary. This
+// one holds the routing and the cluster's, jobs' and taskmanagers' pages; common.js what every
+// page shares, upgrades.js the Upgrades pages, charts.js the Metrics tab's charts.
 
 import { drawCharts, formatValue } from "./charts.js";
-
-// The token lives in this tab's session storage only: closing the tab forgets it. Earlier
-// versions kept it in local storage; it is removed from there.
-const TOKEN_KEY = "kappa-token";
-localStorage.removeItem(TOKEN_KEY);
-const REFRESH_MS = 1000;
-const view = document.getElementById("view");
-let timer = null;
-
-// ---- API -------------------------------------------------------------------------------
-
-let tokenWait = null;
-
-/** Asks for the cluster's token once; concurrent requests wait for the same answer. */
-function askToken(message) {
-  if (tokenWait) return tokenWait;
-  const dialog = document.getElementById("token-dialog");
-  document.getElementById("token-error").textContent = message || "";
-  // The token is required: Escape would close the dialog and leave every request waiting.
-  dialog.oncancel = (ev) => ev.preventDefault();
-  tokenWait = new Promise((resolve) => {
-    const form = document.getElementById("token-form");
-    form.onsubmit = () => {
-      sessionStorage.setItem(TOKEN_KEY, document.getElementById("token-input").value);
-      dialog.close();
-      tokenWait = null;
-      resolve();
-    };
-  });
-  dialog.showModal();
-  return tokenWait;
-}
-
-/** Calls the API; a 401 asks for the token and retries. Errors carry the JSON body. */
-async function api(method, path, body) {
-  for (;;) {
-    const headers = {};
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) headers.Authorization = `Bearer ${token}`;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const r = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (r.status === 401) {
-      await askToken(token ? "That token was refused." : "");
-      continue;
-    }
-    const text = await r.text();
-    let data = null;
-    try {
-      data = text ? JSON.parse(text) : null;
-    } catch {
-      data = { error: text };
-    }
-    if (!r.ok) {
-      const e = new Error((data && data.error) || `${r.status} ${r.statusText}`);
-      e.status = r.status;
-      e.body = data;
-      throw e;
-    }
-    return data;
-  }
-}
+import {
+  action, api, bar, catchingUp, esc, live, newPage, num, rate, setStatus, showError, state, stillShowing, time, view,
+} from "./common.js";
+import { upgradePage, upgradesPage } from "./upgrades.js";
 
 // ---- helpers ---------------------------------------------------------------------------
-
-function esc(s) {
-  return String(s ?? "").replace(/[&<>"']/g, (c) => ({
-    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
-  })[c]);
-}
-
-const num = (n) => (n == null ? "–" : Number(n).toLocaleString("en-US"));
-const rate = (n) => (n == null ? "–" : Number(n).toLocaleString("en-US", { maximumFractionDigits: 1 }));
-const time = (ms) => (ms == null ? "–" : new Date(ms).toLocaleString());
 
 function watermark(w) {
   if (w == null) return "–";
@@ -98,56 +29,6 @@ function bytes(n) {
     i += 1;
   }
   return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
-}
-
-const state = (s) => `<span class="state state-${esc(s)}">${esc(s)}</span>`;
-
-function bar(ratio) {
-  const pct = Math.round(Math.min(1, Math.max(0, ratio || 0)) * 100);
-  return `<progress class="bar" max="100" value="${pct}" title="${pct}%"></progress> ${pct}%`;
-}
-
-function setStatus(text) {
-  document.getElementById("status").textContent = text;
-}
-
-function showError(e) {
-  view.innerHTML = `<p class="error" id="page-error">${esc(e.message)}</p>`;
-}
-
-// Bumped by every route change: a page's pending requests must not draw over the next page.
-let page = 0;
-const current = (p) => p === page;
-
-/**
- * Runs `load` (async: fetches what the page shows) now and every REFRESH_MS until the page
- * changes, then `draw(data)` if the page is still the one that asked. A tick starts only once
- * the previous one has ended (a slow API or a token prompt does not pile requests up).
- */
-function live(load, draw) {
-  const mine = page;
-  let busy = false;
-  const tick = async () => {
-    if (busy || !current(mine)) return;
-    busy = true;
-    try {
-      const data = await load();
-      if (!current(mine)) return;
-      draw(data);
-      setStatus(`updated ${new Date().toLocaleTimeString()}`);
-    } catch (e) {
-      if (!current(mine)) return;
-      setStatus(`update failed: ${e.message}`);
-      if (e.status === 404) {
-        clearInterval(timer);
-        showError(e);
-      }
-    } finally {
-      busy = false;
-    }
-  };
-  tick();
-  timer = setInterval(tick, REFRESH_MS);
 }
 
 // ---- pages -----------------------------------------------------------------------------
@@ -286,7 +167,7 @@ async function submitPage() {
   }
   // Retained checkpoints of every job, newest first, listed in the background: the form works
   // meanwhile.
-  const mine = page;
+  const shown = stillShowing();
   (async () => {
     const jobs = await api("GET", "/api/v1/jobs");
     const lists = await Promise.all(
@@ -295,14 +176,14 @@ async function submitPage() {
         .reverse()
         .map((j) => api("GET", `/api/v1/jobs/${encodeURIComponent(j.id)}/checkpoints`).then((l) => [j, l])),
     );
-    if (!current(mine)) return;
+    if (!shown()) return;
     for (const [j, list] of lists) {
       for (const c of list.filter((c) => c.status === "COMPLETED" && c.retained)) {
         addCheckpoint(`checkpoint:${j.id}:${c.id}`, `${j.name} (${j.id.slice(0, 8)}) chk-${c.id}, ${time(c.trigger_ms)}`);
       }
     }
   })().catch((e) => {
-    if (current(mine)) setStatus(`could not list checkpoints: ${e.message}`);
+    if (shown()) setStatus(`could not list checkpoints: ${e.message}`);
   });
   drawGutter();
 
@@ -476,9 +357,8 @@ function latency(d) {
 function catchUp(d) {
   const c = d.catch_up;
   if (!c || !c.catching_up) return "";
-  const eta = c.eta_ms == null ? "no ETA (the lag is not shrinking)" : `ETA ${formatValue(c.eta_ms, "ms")}`;
   return `<p id="catch-up" title="The job's Kafka lag is worth more than its catch_up threshold of reading: it checkpoints less often and holds updates back until a checkpoint">
-    Catching up: <span data-field="eta">${eta}</span> · ${num(c.lag)} records behind · reading ${num(Math.round(c.read_per_second))}/s</p>`;
+    Catching up: ${catchingUp(c)}</p>`;
 }
 
 function warnings(d) {
@@ -506,6 +386,7 @@ async function jobPage(id, tab) {
       <button id="cancel" class="danger">Cancel</button>
       <button id="savepoint">Savepoint</button>
       <button id="stop">Stop with savepoint</button>
+      <button id="audit" title="Recompute the job's history into shadow sinks and compare them with its sinks">Audit</button>
       <span id="action-result"></span>
     </div>
     <div class="tabs">
@@ -517,32 +398,23 @@ async function jobPage(id, tab) {
     <div id="tab-body"></div>`;
   document.getElementById(`tab-${tab}`).classList.add("active");
   const result = document.getElementById("action-result");
-  const action = (button, what, f) =>
-    button.addEventListener("click", async () => {
-      button.disabled = true;
-      result.className = "muted";
-      result.textContent = `${what}…`;
-      try {
-        result.textContent = await f();
-      } catch (e) {
-        result.className = "error";
-        result.textContent = e.message;
-      } finally {
-        button.disabled = false;
-      }
-    });
-  action(document.getElementById("cancel"), "cancelling", async () => {
+  action("cancel", result, "cancelling", async () => {
     if (!confirm("Cancel this job?")) return "";
     await api("POST", `/api/v1/jobs/${id}/cancel`);
     return "cancel requested";
   });
-  action(document.getElementById("savepoint"), "taking a savepoint", async () => {
+  action("savepoint", result, "taking a savepoint", async () => {
     const r = await api("POST", `/api/v1/jobs/${id}/savepoints`, {});
     return `savepoint: ${r.path}`;
   });
-  action(document.getElementById("stop"), "stopping with a savepoint", async () => {
+  action("stop", result, "stopping with a savepoint", async () => {
     const r = await api("POST", `/api/v1/jobs/${id}/stop`, {});
     return `stopped; savepoint: ${r.path}`;
+  });
+  action("audit", result, "starting an audit", async () => {
+    const u = await api("POST", `/api/v1/jobs/${encodeURIComponent(id)}/audits`);
+    location.hash = `#/upgrades/${encodeURIComponent(u.id)}`;
+    return `audit ${u.id} started`;
   });
   document.getElementById("tab-body").addEventListener("click", async (ev) => {
     const n = ev.target.dataset && ev.target.dataset.restore;
@@ -568,7 +440,7 @@ async function jobPage(id, tab) {
     document.getElementById("job-state").innerHTML = state(d.state);
     document.getElementById("job-reason").textContent = d.reason || "";
     const ended = ["FINISHED", "CANCELED", "FAILED"].includes(d.state);
-    for (const b of ["cancel", "savepoint", "stop"]) document.getElementById(b).hidden = ended;
+    for (const b of ["cancel", "savepoint", "stop", "audit"]) document.getElementById(b).hidden = ended;
     // A pending "cancel requested" is answered by the state itself once the job ended.
     if (ended && result.textContent === "cancel requested") result.textContent = "";
     const tabBody = document.getElementById("tab-body");
@@ -611,9 +483,8 @@ async function taskmanagerPage(id) {
 // ---- routing ---------------------------------------------------------------------------
 
 async function route() {
-  clearInterval(timer);
-  page += 1;
-  const mine = page;
+  newPage();
+  const shown = stillShowing();
   setStatus("");
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean);
   const section = parts[0] || "overview";
@@ -625,9 +496,11 @@ async function route() {
     else if (section === "submit") await submitPage();
     else if (section === "taskmanagers" && parts[1]) await taskmanagerPage(decodeURIComponent(parts[1]));
     else if (section === "taskmanagers") await taskmanagersPage();
+    else if (section === "upgrades" && parts[1]) await upgradePage(decodeURIComponent(parts[1]));
+    else if (section === "upgrades") await upgradesPage();
     else view.innerHTML = `<p class="error">No page ${esc(location.hash)}.</p>`;
   } catch (e) {
-    if (current(mine)) showError(e);
+    if (shown()) showError(e);
   }
 }
 

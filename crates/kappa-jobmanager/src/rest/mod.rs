@@ -545,6 +545,8 @@ mod tests {
             "/",
             "/ui/app.js",
             "/ui/charts.js",
+            "/ui/common.js",
+            "/ui/upgrades.js",
             "/ui/style.css",
             "/api/v1/openapi.json",
         ] {

@@ -1,4 +1,4 @@
-//! The web UI: four static files (HTML, two JavaScript modules, CSS) compiled into the binary
+//! The web UI: six static files (HTML, four JavaScript modules, CSS) compiled into the binary
 //! and served at `/` and `/ui/…`; the page itself asks the REST API for everything it shows.
 
 use axum::Router;
@@ -9,6 +9,8 @@ use axum::routing::get;
 const INDEX: &str = include_str!("../../ui/index.html");
 const APP: &str = include_str!("../../ui/app.js");
 const CHARTS: &str = include_str!("../../ui/charts.js");
+const COMMON: &str = include_str!("../../ui/common.js");
+const UPGRADES: &str = include_str!("../../ui/upgrades.js");
 const STYLE: &str = include_str!("../../ui/style.css");
 
 /// Routes of the UI's files (public: they hold no data; the API they call is protected).
@@ -25,12 +27,12 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
                 .into_response()
         })
     };
+    let module = |body: &'static str| file("text/javascript; charset=utf-8", body);
     Router::new()
         .route("/", file("text/html; charset=utf-8", INDEX))
-        .route("/ui/app.js", file("text/javascript; charset=utf-8", APP))
-        .route(
-            "/ui/charts.js",
-            file("text/javascript; charset=utf-8", CHARTS),
-        )
+        .route("/ui/app.js", module(APP))
+        .route("/ui/charts.js", module(CHARTS))
+        .route("/ui/common.js", module(COMMON))
+        .route("/ui/upgrades.js", module(UPGRADES))
         .route("/ui/style.css", file("text/css; charset=utf-8", STYLE))
 }
