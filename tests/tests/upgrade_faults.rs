@@ -1,5 +1,6 @@
 //! An upgrade survives kill -9: of the jobmanager while v2 recomputes history beside v1, of a
-//! taskmanager running v2, and of the jobmanager again during the cut-over. Each time the
+//! taskmanager running v2, and of the jobmanager during the cut-over, before and after the
+//! swap began. Each time the
 //! upgrade goes on from its kept record; a reader polling the PostgreSQL table through all of
 //! it sees all of v1, then all of v2, never a mix; at the end both sinks hold v2's results and
 //! v2 runs live.
@@ -58,6 +59,12 @@ fn an_upgrade_goes_on_after_kill_9_of_the_jobmanager_and_a_taskmanager_without_m
             .restart_jobmanager(&flags)
             .expect("jobmanager again");
         println!("the jobmanager was killed in {at}");
+        // 4. And again once the swap began (or, if it was too quick, after it).
+        let at = wait_phase(&cluster, &id, &["SWAPPING", "STARTING_LIVE", "DONE"], LONG);
+        cluster
+            .restart_jobmanager(&flags)
+            .expect("jobmanager again");
+        println!("the jobmanager was killed in {}", at["phase"]);
         let done = wait_phase(&cluster, &id, &["DONE"], LONG);
         println!("{}", done["history"]);
         eventually("the reader to see v2", Duration::from_secs(30), || {

@@ -528,7 +528,11 @@ async fn stop(
             .savepoint(&job.id, Some(&dir), false)
             .await
             .map_err(|e| StepError {
-                retryable: matches!(e, crate::SavepointError::Failed(_)),
+                // A job restarting (or resumed by a new jobmanager) runs again soon.
+                retryable: matches!(
+                    e,
+                    crate::SavepointError::Failed(_) | crate::SavepointError::NotRunning(_)
+                ),
                 message: super::causes(&e),
             })?;
         job.request_cancel();
