@@ -10,6 +10,7 @@ mod paced;
 mod processes;
 mod recovery;
 mod rss;
+mod upgrade;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -45,6 +46,9 @@ pub enum BenchMode {
     /// The reference job fed from Kafka at a steady rate: kill -9 of a taskmanager process,
     /// then the times to RUNNING again and to caught up, and the records replayed.
     Recovery(recovery::RecoveryArgs),
+    /// The reference job over Kafka history and a steady feed, upgraded to a changed filter:
+    /// the shadow run's replay speed, the running job beside it, the cut-over's duration.
+    Upgrade(upgrade::UpgradeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -337,7 +341,7 @@ async fn bench_topic(
 ) -> anyhow::Result<(String, Option<Embedded>)> {
     match &args.bootstrap_servers {
         Some(b) => {
-            create_topic(b, partitions).await?;
+            create_named_topic(b, TOPIC, partitions).await?;
             Ok((b.clone(), None))
         }
         None => {
@@ -424,15 +428,15 @@ async fn fill_topic(
     Ok((bootstrap, partitions, embedded))
 }
 
-/// Creates the benchmark topic on an external cluster, emptied first if it exists.
-async fn create_topic(bootstrap: &str, partitions: i32) -> anyhow::Result<()> {
+/// Creates topic `name` on an external cluster, emptied first if it exists.
+async fn create_named_topic(bootstrap: &str, name: &str, partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     // A topic left by an earlier run would add its events: delete it (absent is fine).
-    let _ = admin.delete_topics(&[TOPIC], &opts).await;
-    let topic = NewTopic::new(TOPIC, partitions, TopicReplication::Fixed(1));
+    let _ = admin.delete_topics(&[name], &opts).await;
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     for r in admin.create_topics(&[topic], &opts).await? {
         r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t} at {bootstrap}: {e}"))?;
     }
@@ -444,6 +448,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchMode::Nexmark(n)) => return nexmark::run(&args, n).await,
         Some(BenchMode::KafkaConsume(c)) => return consume::run(&args, c).await,
         Some(BenchMode::Recovery(r)) => return recovery::run(&args, r).await,
+        Some(BenchMode::Upgrade(u)) => return upgrade::run(&args, u).await,
         None => {}
     }
     if let Some(rate) = args.rate {

@@ -193,6 +193,24 @@ pub fn create_shadow_topic(
     Ok(())
 }
 
+/// The context of a consumer reading to the ends of partitions: librdkafka also reports each
+/// end as a global error, which is how the reading stops, not a failure to log.
+struct EndsQuietly;
+
+impl ClientContext for EndsQuietly {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
+            DefaultClientContext.error(error, reason);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndsQuietly {}
+
 /// The latest record of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Latest {
@@ -222,13 +240,13 @@ pub fn latest_per_key(
     let what = format!("reading topic `{topic}`");
     let fail = failed(&what, connection);
     // Partitions are assigned, so the group is never joined; nothing is committed to it.
-    let consumer: BaseConsumer = client_config(connection)?
+    let consumer: BaseConsumer<EndsQuietly> = client_config(connection)?
         .set("group.id", "kappa-upgrade-diff")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
-        .create()
+        .create_with_context(EndsQuietly)
         .map_err(&fail)?;
     let layout = layout(consumer.client(), connection, topic, timeout)?;
     let mut assignment = TopicPartitionList::new();
