@@ -97,8 +97,8 @@ impl World {
         })
     }
 
-    /// The reference job with `filter`, writing to the topic `hourly` and the table
-    /// `hourly_clicks`, checkpointing every second.
+    /// The reference job with `filter`, writing to the topic `hourly` (exactly once) and the
+    /// table `hourly_clicks`, checkpointing every second.
     pub fn job(&self, filter: &str) -> String {
         let text = reference_job(&self.broker.bootstrap, "clicks", "hourly", filter, 2);
         let at = text.find("[sink]").expect("a [sink] table");
@@ -110,6 +110,7 @@ topic = "hourly"
 format = "json"
 key = "{{item_id}}-{{window_end}}"
 partitioner = "fixed"
+delivery = "exactly-once"
 
 [sinks.pg]
 connector = "postgres"
@@ -144,8 +145,13 @@ interval = "1s"
 
     /// Starts upgrading `v1` to users above 70 with kappactl; the upgrade's id.
     pub fn upgrade_to_70(&self, cluster: &Cluster, v1: &str) -> String {
+        self.upgrade_to(cluster, v1, &self.job(FILTER_50).replace("> 50", "> 70"))
+    }
+
+    /// Starts upgrading `v1` to the file `v2` with kappactl; the upgrade's id.
+    pub fn upgrade_to(&self, cluster: &Cluster, v1: &str, v2: &str) -> String {
         let v2_file = self.dir.path().join("v2.toml");
-        std::fs::write(&v2_file, self.job(FILTER_50).replace("> 50", "> 70")).expect("write");
+        std::fs::write(&v2_file, v2).expect("write");
         let out = cluster.kappactl(&["upgrade", v1, v2_file.to_str().expect("utf-8")]);
         assert!(
             out.status.success(),

@@ -76,21 +76,32 @@ fn checkpoints_record_offsets_and_state_incrementally_and_are_pruned() {
     );
 
     // On disk: the metadata of the retained checkpoints only, and the SSTs they reference.
+    // Obsolete checkpoints are deleted after the newest completed, on their own time.
     let job_dir = root.join(&id);
-    let mut chk: Vec<u64> = std::fs::read_dir(&job_dir)
-        .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_prefix("chk-")?
-                .parse()
-                .ok()
-        })
-        .filter(|n| job_dir.join(format!("chk-{n}/_metadata")).exists())
-        .collect();
-    chk.sort();
-    assert_eq!(chk.len(), 2, "retained = 2: {chk:?}");
+    let chk = eventually(
+        "the checkpoints beyond the two retained to be deleted",
+        Duration::from_secs(30),
+        || {
+            let mut chk: Vec<u64> = std::fs::read_dir(&job_dir)
+                .map_err(|e| e.to_string())?
+                .filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_prefix("chk-")?
+                        .parse()
+                        .ok()
+                })
+                .filter(|n| job_dir.join(format!("chk-{n}/_metadata")).exists())
+                .collect();
+            chk.sort();
+            match chk.len() {
+                2 => Ok(chk),
+                _ => Err(format!("retained = 2: {chk:?}")),
+            }
+        },
+    )
+    .unwrap();
     let meta: serde_json::Value = serde_json::from_slice(
         &std::fs::read(job_dir.join(format!("chk-{}/_metadata", chk[1]))).unwrap(),
     )

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use kappa_connectors::kafka::sink::TopicProducer;
 use kappa_connectors::upgrade::UpgradeSinkError;
 use kappa_connectors::upgrade::kafka::{
-    Correction, Latest, create_shadow_topic, delete_topic, latest_per_key, write_corrections,
+    Correction, Latest, committed_markers, create_shadow_topic, delete_topic, latest_per_key,
+    write_corrections,
 };
 use kappa_connectors::upgrade::postgres::{
     SwapCounts, SwapOutcome, create_shadow, drop_table, rows, swap,
@@ -723,4 +724,12 @@ fn corrections_land_in_one_transaction_where_the_sink_writes_their_keys_with_the
             "{group}"
         );
     }
+    // The markers read back as the cut-over reads a shadow's, a writer without one left out.
+    let writers: Vec<String> = ["kappa-j-sink-0", "kappa-j-sink-1", "kappa-j-sink-2"]
+        .map(String::from)
+        .into();
+    assert_eq!(
+        committed_markers(&connection, "hourly", &writers).expect("markers"),
+        markers.to_vec()
+    );
 }

@@ -115,7 +115,7 @@ pub(crate) fn marker_group(
 }
 
 /// The newest checkpoint whose output writer `id` committed to `topic` (0: none yet).
-fn committed(group: &BaseConsumer, topic: &str, id: &str) -> Result<u64, TaskError> {
+pub(crate) fn committed(group: &BaseConsumer, topic: &str, id: &str) -> Result<u64, TaskError> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, MARKER_PARTITION);
     let got = group.committed_offsets(tpl, MARKER_TIMEOUT).map_err(|e| {

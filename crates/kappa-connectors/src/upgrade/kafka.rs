@@ -25,7 +25,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::UpgradeSinkError;
 use crate::kafka::client_config;
 use crate::kafka::sink::TopicProducer;
-use crate::kafka::transactional::{MARKER_PARTITION, marker_group};
+use crate::kafka::transactional::{MARKER_PARTITION, committed, marker_group};
 
 /// The topic settings the shadow topic takes over from the live one, when the broker says.
 const COPIED_CONFIGS: &[&str] = &["cleanup.policy"];
@@ -304,6 +304,26 @@ pub fn latest_per_key(
         );
     }
     Ok(latest)
+}
+
+/// The commit markers of `writers` (exactly-once sink writer ids) on `topic`: (writer's
+/// group, the newest checkpoint it committed there), for the writers that committed any.
+pub fn committed_markers(
+    connection: &KafkaConnection,
+    topic: &str,
+    writers: &[String],
+) -> Result<Vec<(String, i64)>, UpgradeSinkError> {
+    let what = format!("reading the commit markers of topic `{topic}`");
+    let task = UpgradeSinkError::task(&what);
+    let mut out = Vec::new();
+    for id in writers {
+        let group = marker_group(connection, id).map_err(&task)?;
+        let n = committed(&group, topic, id).map_err(&task)?;
+        if n > 0 {
+            out.push((id.clone(), i64::try_from(n).unwrap_or(i64::MAX)));
+        }
+    }
+    Ok(out)
 }
 
 /// Writes `records` to `topic` in one transaction under `transactional_id`, each to its

@@ -261,12 +261,41 @@ async fn sink_ops(inner: &Inner, record: &UpgradeRecord) -> Result<Vec<SinkOps>,
                 .sinks
         }
     };
+    let shadow = record.shadow_job.as_deref().and_then(|id| inner.job(id));
+    let writers = |sink: &str| {
+        shadow
+            .as_deref()
+            .map_or_else(Vec::new, |j| writers(j, sink))
+    };
     Ok(SinkOps::all(
         &record.shadows,
         &sinks,
+        &writers,
         &inner.config.confinement,
         inner.config.kafka_timeout,
     )?)
+}
+
+/// The ids under which the subtasks of sink `sink` of `job` commit their output.
+fn writers(job: &JobEntry, sink: &str) -> Vec<String> {
+    let Some(uid) = job
+        .plan
+        .sinks
+        .iter()
+        .find(|s| s.name == sink)
+        .map(|s| &s.uid)
+    else {
+        return Vec::new();
+    };
+    let graph = job.plan.graph();
+    let subtasks = graph
+        .vertices
+        .iter()
+        .find(|v| v.chain.iter().any(|o| &o.uid == uid))
+        .map_or(0, |v| v.parallelism);
+    (0..subtasks)
+        .map(|i| kappa_connectors::sink_writer_id(&job.id, uid, i))
+        .collect()
 }
 
 /// The whole file of `job`: kept while it can run, unsealed from its record once it ended

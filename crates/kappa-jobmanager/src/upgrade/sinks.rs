@@ -28,6 +28,10 @@ pub enum SinkOps {
         shadow: ShadowSink,
         connection: KafkaConnection,
         timeout: Duration,
+        /// The exactly-once writers of the shadow job's sink: what they committed to the
+        /// shadow is marked committed on the live topic too, so v2 restored from its savepoint
+        /// does not write it again.
+        writers: Vec<String>,
     },
 }
 
@@ -85,10 +89,12 @@ pub struct Swapped {
 }
 
 impl SinkOps {
-    /// The operations of every shadow, with v1's connections and secrets resolved here.
+    /// The operations of every shadow, with v1's connections and secrets resolved here;
+    /// `writers` gives the shadow job's writer ids of a sink, by name.
     pub fn all(
         shadows: &[ShadowSink],
         v1_sinks: &[SinkPlan],
+        writers: &dyn Fn(&str) -> Vec<String>,
         confinement: &Confinement,
         timeout: Duration,
     ) -> Result<Vec<Self>, SinkOpsError> {
@@ -124,6 +130,7 @@ impl SinkOps {
                             .resolve_kafka(connection, &sink.uid)
                             .map_err(secret)?,
                         timeout,
+                        writers: writers(&s.sink),
                     }),
                     _ => Err(SinkOpsError::Unsupported(s.sink.clone())),
                 }
@@ -226,19 +233,24 @@ impl SinkOps {
             Self::Kafka {
                 connection,
                 timeout,
+                writers,
                 ..
             } => {
                 let live = kafka::latest_per_key(connection, &s.live, *timeout)
                     .map_err(|e| self.failed(e))?;
                 let shadow = kafka::latest_per_key(connection, &s.shadow, *timeout)
                     .map_err(|e| self.failed(e))?;
+                let markers = kafka::committed_markers(connection, &s.shadow, writers)
+                    .map_err(|e| self.failed(e))?;
                 let records = corrections(&live, shadow, delete_vanished);
                 let removed = records.iter().filter(|c| c.value.is_none()).count() as u64;
                 let written = records.len() as u64 - removed;
-                if !records.is_empty() {
+                if !records.is_empty() || !markers.is_empty() {
                     let id = format!("kappa-upgrade-{upgrade}-{}", s.sink);
-                    kafka::write_corrections(connection, &s.live, &id, &records, &[], *timeout)
-                        .map_err(|e| self.failed(e))?;
+                    kafka::write_corrections(
+                        connection, &s.live, &id, &records, &markers, *timeout,
+                    )
+                    .map_err(|e| self.failed(e))?;
                 }
                 (written, removed)
             }
