@@ -177,6 +177,49 @@ fn output_v2_kept_for_its_savepoint_reaches_the_live_topic_once() {
 }
 
 #[test]
+fn a_version_that_computes_the_same_starts_from_a_savepoint_of_v1_without_a_replay() {
+    let (s, cluster, v1_id) = v1_running();
+    // Only a setting changes: nothing to recompute, so no shadows.
+    let v2 = s
+        .job(FILTER_50)
+        .replace("interval = \"1s\"", "interval = \"2s\"");
+    let id = s.upgrade_to(&cluster, &v1_id, &v2);
+    let u = wait_phase(&cluster, &id, &["CAUGHT_UP"], Duration::from_secs(60));
+    assert_eq!(u["shadows"], serde_json::json!([]), "{u}");
+    assert!(u["shadow_job"].is_null(), "{u}");
+    assert!(s.pg.rows(&format!("hourly_clicks__{id}")).is_err());
+    let out = cluster.kappactl(&["upgrade", "cutover", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = wait_phase(&cluster, &id, &["DONE"], Duration::from_secs(120));
+    let live = done["live_job"].as_str().expect("v2 live").to_string();
+    cluster
+        .wait_state(&live, &["RUNNING"], Duration::from_secs(60))
+        .expect("v2 live running");
+    // v2 goes on where v1 stopped: a new hour lands in both sinks, nothing lost or doubled.
+    let later = clicks(2_000, 19, START + 6 * HOUR, 1, 60);
+    let mut records = spread(&later, 4);
+    records.extend(closing(&later, 4));
+    s.broker.produce("clicks", &records).expect("produce");
+    let mut all = s.data.clone();
+    all.extend(later);
+    let expected = hourly_counts(&all, |u| u > 50);
+    assert_eq!(
+        wait_rows(&s.pg, &expected, Duration::from_secs(120)),
+        expected
+    );
+    assert_eq!(s.topic("hourly", &expected), expected);
+    // From v1's offsets: v2 read the new hour, not the history again.
+    let read = cluster.job(&live).expect("v2")["vertices"][0]["records_in"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    assert!(read < s.data.len() as u64, "v2 read {read} records");
+}
+
+#[test]
 fn an_abort_leaves_v1_exact_and_removes_the_shadows() {
     let (s, cluster, v1_id) = v1_running();
     let v1 = s.counts(50);

@@ -8,8 +8,9 @@ use serde::Serialize;
 use super::diff::{RowChange, SinkDiff};
 use super::driver::{DiffView, UpgradeHandle, compare};
 use super::dry_run::UpgradeError;
-use super::machine::{Kind, Phase, Refused, Request, UpgradeRecord};
+use super::machine::{Kind, Phase, Refused, Request, StoredFile, UpgradeRecord};
 use crate::JobManager;
+use crate::SubmitError;
 use crate::job::now_ms;
 
 /// How the shadow job is doing.
@@ -79,12 +80,6 @@ impl JobManager {
         if options.kind == Kind::Upgrade && self.inner.config.checkpoint_dir.is_none() {
             refusals.push("the cluster has no checkpoint directory: a cut-over stops both versions with savepoints".into());
         }
-        if plan.warnings.iter().any(|w| w.contains("is not Kafka")) {
-            refusals.push(
-                "a source of v2 is not Kafka: an upgrade recomputes history from Kafka topics"
-                    .into(),
-            );
-        }
         let active = self.inner.upgrades.read().values().any(|u| {
             let r = u.machine.lock();
             r.record.v1_job == id && !r.record.phase.is_terminal()
@@ -95,10 +90,32 @@ impl JobManager {
         if !refusals.is_empty() {
             return Err(UpgradeError::Refused(refusals));
         }
+        // With nothing to recompute, v2 starts from a savepoint of v1: no shadows.
+        let from_savepoint = plan.start.from_savepoint && options.kind == Kind::Upgrade;
+        let shadows = match from_savepoint {
+            true => Vec::new(),
+            false => plan.shadows,
+        };
         let mut record =
-            UpgradeRecord::new(run_id, options.kind, id.to_string(), plan.shadows, now_ms());
-        record.delete_vanished = !plan.warnings.iter().any(|w| w.contains("retention"));
+            UpgradeRecord::new(run_id, options.kind, id.to_string(), shadows, now_ms());
+        record.delete_vanished = plan.history_complete;
         record.auto_cutover = options.auto_cutover;
+        if from_savepoint {
+            record.from_savepoint = true;
+            let key = self.inner.config.secret_key.as_deref();
+            let kept = crate::job_text::JobText::submitted(&record.id, &file_name, &text, key)
+                .map_err(|e| match e {
+                    crate::job_text::SubmittedError::Invalid(e) => SubmitError::Invalid(e),
+                    e @ crate::job_text::SubmittedError::Seal(_) => {
+                        SubmitError::Unavailable(e.to_string())
+                    }
+                })?;
+            record.v2_file = Some(StoredFile {
+                name: file_name.clone(),
+                shown: kept.shown,
+                sealed: kept.sealed,
+            });
+        }
         if let Some(old) = self.inner.upgrades.read().get(&record.id)
             && !old.machine.lock().record.phase.is_terminal()
         {

@@ -366,24 +366,9 @@ async fn run(inner: &Arc<Inner>, handle: &UpgradeHandle, step: &Step) -> Result<
             )))
         }
         Step::SubmitLive { savepoint } => {
-            let shadow = record
-                .shadow_job
-                .as_deref()
-                .and_then(|id| inner.job(id))
-                .ok_or_else(|| StepError {
-                    message: "the shadow job, whose file v2 runs from, is gone".into(),
-                    retryable: false,
-                })?;
-            let text = retarget(&whole_text(inner, &shadow)?, &record, Side::Live)?;
+            let (file, text) = live_file(inner, &record)?;
             let start = Some(format!("savepoint:{savepoint}"));
-            let id = submit(
-                inner,
-                &shadow.file_name,
-                &text,
-                start,
-                shadow.submitted.parallelism,
-            )
-            .await?;
+            let id = submit(inner, &file, &text, start, None).await?;
             Ok(Output::Job(id))
         }
         Step::CancelShadow => {
@@ -411,6 +396,29 @@ async fn run(inner: &Arc<Inner>, handle: &UpgradeHandle, step: &Step) -> Result<
             Ok(Output::Nothing)
         }
     }
+}
+
+/// v2's file with its live sinks (its name, its whole text): the shadow job's retargeted
+/// back, or the one the record keeps when v2 starts from v1's savepoint.
+fn live_file(inner: &Inner, record: &UpgradeRecord) -> Result<(String, String), StepError> {
+    let failed = |message: String| StepError {
+        message,
+        retryable: false,
+    };
+    if let Some(f) = &record.v2_file {
+        let key = inner.config.secret_key.as_deref();
+        let text =
+            crate::job_text::JobText::kept(&record.id, &f.name, &f.shown, f.sealed.as_deref(), key)
+                .map_err(|e| failed(format!("v2's file: {}", super::causes(&e))))?;
+        return Ok((f.name.clone(), text.deployed().to_string()));
+    }
+    let shadow = record
+        .shadow_job
+        .as_deref()
+        .and_then(|id| inner.job(id))
+        .ok_or_else(|| failed("the shadow job, whose file v2 runs from, is gone".into()))?;
+    let text = retarget(&whole_text(inner, &shadow)?, record, Side::Live)?;
+    Ok((shadow.file_name.clone(), text))
 }
 
 /// Which targets a file is given.

@@ -202,6 +202,14 @@ pub struct UpgradeRecord {
     pub delete_vanished: bool,
     /// Cut over as soon as v2 caught up.
     pub auto_cutover: bool,
+    /// Nothing v1 computes changed and its state fits v2: no shadows, no replay; the cut-over
+    /// stops v1 with a savepoint and starts v2 from it.
+    #[serde(default)]
+    pub from_savepoint: bool,
+    /// With `from_savepoint`, v2's file (no shadow job keeps it): its name, its text with
+    /// literal secrets redacted, and those sealed with the jobmanagers' key.
+    #[serde(default)]
+    pub v2_file: Option<StoredFile>,
     /// v2 writing into the shadows.
     pub shadow_job: Option<String>,
     /// v2 writing into the live sinks, after the cut-over.
@@ -209,6 +217,7 @@ pub struct UpgradeRecord {
     /// v1 restarted by an abort after the cut-over had stopped it.
     pub v1_restarted_as: Option<String>,
     pub v1_savepoint: Option<String>,
+    /// The savepoint v2 continues from into the live sinks (v1's with `from_savepoint`).
     pub v2_savepoint: Option<String>,
     /// v1's watermark when it stopped: v2 passes it before it stops.
     pub v1_watermark: Option<i64>,
@@ -220,6 +229,14 @@ pub struct UpgradeRecord {
     /// The latest failed step and why (it is tried again, or the upgrade aborts).
     pub error: Option<String>,
     pub history: Vec<HistoryLine>,
+}
+
+/// A job file kept in a record as a job's is: redacted, its literal secrets sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredFile {
+    pub name: String,
+    pub shown: String,
+    pub sealed: Option<String>,
 }
 
 impl UpgradeRecord {
@@ -239,6 +256,8 @@ impl UpgradeRecord {
             shadows,
             delete_vanished: true,
             auto_cutover: false,
+            from_savepoint: false,
+            v2_file: None,
             shadow_job: None,
             live_job: None,
             v1_restarted_as: None,
@@ -346,8 +365,9 @@ impl UpgradeMachine {
     fn resumed(&mut self, now_ms: i64, out: &mut Vec<Command>) {
         self.in_flight = None;
         match self.record.phase {
-            // The new file's text lived only in the request that started the upgrade.
-            Phase::Starting => self.abort(
+            // The new file's text lived only in the request that started the upgrade (unless
+            // the record keeps it: a start from a savepoint has nothing else to do).
+            Phase::Starting if !self.record.from_savepoint => self.abort(
                 "the jobmanager restarted while the upgrade started".into(),
                 now_ms,
                 out,
@@ -370,6 +390,18 @@ impl UpgradeMachine {
             return self.abort(why, now_ms, out);
         }
         match phase {
+            Phase::Starting if self.record.from_savepoint => {
+                self.record.caught_up_at_ms = Some(now_ms);
+                self.enter(
+                    Phase::CaughtUp,
+                    "nothing v1 computes changed: v2 starts from a savepoint of v1, without a replay",
+                    now_ms,
+                    out,
+                );
+                if self.record.auto_cutover {
+                    self.enter(Phase::StoppingV1, "automatic cut-over", now_ms, out);
+                }
+            }
             Phase::Shadowing => {
                 if let Some(v2) = &seen.shadow
                     && caught_up(v2, seen.v1.as_ref().and_then(|v| v.watermark))
@@ -438,7 +470,7 @@ impl UpgradeMachine {
         }
         let step = match self.record.phase {
             // Creating shadows is idempotent: a failed submission starts over from it.
-            Phase::Starting => Step::CreateShadows,
+            Phase::Starting if !self.record.from_savepoint => Step::CreateShadows,
             Phase::StoppingV1 => Step::Stop(Which::V1),
             Phase::StoppingV2 => Step::Stop(Which::Shadow),
             Phase::Swapping => Step::Swap,
@@ -463,7 +495,12 @@ impl UpgradeMachine {
         let r = &mut self.record;
         match (step, output) {
             (Step::SubmitShadow, Output::Job(id)) => r.shadow_job = Some(id.clone()),
-            (Step::Stop(Which::V1), Output::Savepoint(p)) => r.v1_savepoint = Some(p.clone()),
+            (Step::Stop(Which::V1), Output::Savepoint(p)) => {
+                r.v1_savepoint = Some(p.clone());
+                if r.from_savepoint {
+                    r.v2_savepoint = Some(p.clone());
+                }
+            }
             (Step::Stop(Which::Shadow), Output::Savepoint(p)) => r.v2_savepoint = Some(p.clone()),
             (Step::SubmitLive { .. }, Output::Job(id)) => r.live_job = Some(id.clone()),
             (Step::RestartV1 { .. }, Output::Job(id)) => r.v1_restarted_as = Some(id.clone()),
@@ -511,8 +548,12 @@ impl UpgradeMachine {
                 );
             }
             (Step::Stop(Which::V1), Output::Savepoint(path)) => {
+                let next = match self.record.from_savepoint {
+                    true => Phase::StartingLive,
+                    false => Phase::AligningV2,
+                };
                 self.enter(
-                    Phase::AligningV2,
+                    next,
                     &format!("v1 stopped with savepoint {path}"),
                     now_ms,
                     out,

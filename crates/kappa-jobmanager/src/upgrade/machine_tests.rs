@@ -459,3 +459,34 @@ fn a_jobmanager_taking_over_repeats_the_step_of_the_recorded_phase() {
     );
     assert_eq!(m.record.v2_savepoint, None);
 }
+
+#[test]
+fn a_start_from_a_savepoint_has_no_shadow_run_and_starts_v2_from_v1s_savepoint() {
+    let mut r = record(Kind::Upgrade);
+    r.from_savepoint = true;
+    r.shadows.clear();
+    let mut m = UpgradeMachine::new(r);
+    // Kept in its record, it survives a jobmanager's restart while starting.
+    let c = m.on(Event::Resumed { now_ms: 1 });
+    assert!(runs(&c).is_empty());
+    assert_eq!(m.record.phase, Phase::Starting);
+    let c = tick(&mut m, running(10, false, 0), None, 2);
+    assert_eq!(m.record.phase, Phase::CaughtUp);
+    assert!(runs(&c).is_empty(), "no shadows: {c:?}");
+    let c = m.request(Request::Cutover { now_ms: 3 }).unwrap();
+    assert_eq!(runs(&c), [Step::Stop(Which::V1)]);
+    let c = done(
+        &mut m,
+        Step::Stop(Which::V1),
+        Output::Savepoint("sp1".into()),
+        4,
+    );
+    assert_eq!(m.record.phase, Phase::StartingLive);
+    let live = Step::SubmitLive {
+        savepoint: "sp1".into(),
+    };
+    assert_eq!(runs(&c), std::slice::from_ref(&live));
+    done(&mut m, live, Output::Job("v2".into()), 5);
+    assert_eq!(m.record.phase, Phase::Done);
+    assert_eq!(m.record.live_job.as_deref(), Some("v2"));
+}

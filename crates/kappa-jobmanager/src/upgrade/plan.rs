@@ -114,6 +114,9 @@ pub struct UpgradePlan {
     /// Where the expected duration comes from (or why there is none).
     pub rate_basis: String,
     pub warnings: Vec<String>,
+    /// Whether a replay recomputes everything v1 read (false when the topic no longer holds
+    /// some of it: the cut-over then keeps the rows only v1 has).
+    pub history_complete: bool,
     /// Why the upgrade cannot be cut over; empty when it can.
     pub refusals: Vec<String>,
 }
@@ -152,15 +155,21 @@ pub fn plan(inputs: &PlanInputs<'_>, changes: Vec<SpecChange>) -> UpgradePlan {
             })
             .collect(),
     };
+    let mut history_complete = true;
     if !start.from_savepoint {
-        warnings.extend(retention_warnings(inputs.topics));
+        let lost = retention_warnings(inputs.topics);
+        history_complete = lost.is_empty();
+        warnings.extend(lost);
         if inputs
             .v2
             .sources
             .iter()
             .any(|s| !matches!(s.kind, kappa_job::plan::SourceKind::Kafka(_)))
         {
-            warnings.push("a source of v2 is not Kafka: its backlog is not counted".into());
+            refusals.push(
+                "a source of v2 is not Kafka: an upgrade recomputes history from Kafka topics"
+                    .into(),
+            );
         }
     }
     let backlog_events: u64 = backlog.iter().map(|b| b.events).sum();
@@ -184,6 +193,7 @@ pub fn plan(inputs: &PlanInputs<'_>, changes: Vec<SpecChange>) -> UpgradePlan {
         expected_ms,
         rate_basis,
         warnings,
+        history_complete,
         refusals,
     }
 }

@@ -78,6 +78,7 @@ fn a_changed_filter_replays_the_backlog_into_shadows_of_every_sink() {
     let p = plan_of(&v2, "RUNNING", &topics(0, None));
     assert_eq!(p.refusals, Vec::<String>::new());
     assert!(!p.start.from_savepoint);
+    assert!(p.history_complete);
     assert!(
         p.start.why.contains("logic changed (steps[0].filter)"),
         "{}",
@@ -185,6 +186,7 @@ fn records_deleted_since_v1_read_them_are_a_warning_and_long_names_a_refusal() {
         "{:?}",
         p.warnings
     );
+    assert!(!p.history_complete, "the cut-over keeps what only v1 has");
     let long = "t".repeat(60);
     let v2 = V1
         .replace("> 50", "> 70")
