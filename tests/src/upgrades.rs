@@ -11,7 +11,9 @@ use serde_json::Value;
 use crate::broker::{Broker, Record};
 use crate::cluster::Cluster;
 use crate::postgres::{HOURLY_TABLE, Postgres, hourly_rows, wait_rows};
-use crate::reference::{Click, START, clicks, hourly_counts, produce_closed};
+use crate::reference::{
+    Click, HOUR, START, clicks, closing, hourly_counts, produce_closed, spread,
+};
 use crate::{SINK_PARTITIONS, eventually, reference_job};
 
 /// v1's filter; v2 keeps users above 70.
@@ -159,6 +161,23 @@ interval = "1s"
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Produces a new hour of clicks (generated with `seed`) and the records that close its
+    /// windows, and waits until both sinks hold the counts of users above `above` over all
+    /// the clicks.
+    pub fn new_hour_lands(&self, seed: u64, above: u32) {
+        let later = clicks(2_000, seed, START + 6 * HOUR, 1, 60);
+        let mut records = spread(&later, 4);
+        records.extend(closing(&later, 4));
+        self.broker.produce("clicks", &records).expect("produce");
+        let all: Vec<Click> = self.data.iter().cloned().chain(later).collect();
+        let expected = hourly_counts(&all, |u| u > above);
+        assert_eq!(
+            wait_rows(&self.pg, &expected, Duration::from_secs(120)),
+            expected
+        );
+        assert_eq!(self.topic("hourly", &expected), expected);
     }
 
     /// The latest count per key of `topic`, read until it is `expected` or 90 s passed.

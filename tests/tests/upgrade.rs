@@ -10,8 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::postgres::{hourly_rows, wait_rows};
-use kappa_integration_tests::reference::{HOUR, START, clicks, closing, hourly_counts, spread};
+use kappa_integration_tests::postgres::hourly_rows;
 use kappa_integration_tests::upgrades::{Counts, FILTER_50, World, wait_phase};
 use kappa_integration_tests::{SINK_PARTITIONS, eventually};
 use serde_json::Value;
@@ -114,18 +113,7 @@ fn an_upgrade_recomputes_history_beside_v1_and_cuts_both_sinks_over_at_one_insta
     );
 
     // v2 goes on live: a new hour lands in both sinks, with no gap.
-    let later = clicks(2_000, 18, START + 6 * HOUR, 1, 60);
-    let mut records = spread(&later, 4);
-    records.extend(closing(&later, 4));
-    s.broker.produce("clicks", &records).expect("produce");
-    let mut all = s.data.clone();
-    all.extend(later);
-    let expected = hourly_counts(&all, |u| u > 70);
-    assert_eq!(
-        wait_rows(&s.pg, &expected, Duration::from_secs(120)),
-        expected
-    );
-    assert_eq!(s.topic("hourly", &expected), expected);
+    s.new_hour_lands(18, 70);
 }
 
 #[test]
@@ -200,18 +188,7 @@ fn a_version_that_computes_the_same_starts_from_a_savepoint_of_v1_without_a_repl
         .wait_state(&live, &["RUNNING"], Duration::from_secs(60))
         .expect("v2 live running");
     // v2 goes on where v1 stopped: a new hour lands in both sinks, nothing lost or doubled.
-    let later = clicks(2_000, 19, START + 6 * HOUR, 1, 60);
-    let mut records = spread(&later, 4);
-    records.extend(closing(&later, 4));
-    s.broker.produce("clicks", &records).expect("produce");
-    let mut all = s.data.clone();
-    all.extend(later);
-    let expected = hourly_counts(&all, |u| u > 50);
-    assert_eq!(
-        wait_rows(&s.pg, &expected, Duration::from_secs(120)),
-        expected
-    );
-    assert_eq!(s.topic("hourly", &expected), expected);
+    s.new_hour_lands(19, 50);
     // From v1's offsets: v2 read the new hour, not the history again.
     let read = cluster.job(&live).expect("v2")["vertices"][0]["records_in"]
         .as_u64()
