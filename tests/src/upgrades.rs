@@ -215,6 +215,19 @@ pub fn upgrade(cluster: &Cluster, id: &str) -> Value {
         .unwrap_or_else(|e| Value::String(e.to_string()))
 }
 
+/// Waits until upgrade `id` caught up and compared the sinks (once v2's output is
+/// committed); its view then.
+pub fn wait_diff(cluster: &Cluster, id: &str, timeout: Duration) -> Value {
+    eventually(&format!("the diff of upgrade {id}"), timeout, || {
+        let u = upgrade(cluster, id);
+        match u["diff"]["computed_at_ms"].is_i64() {
+            true => Ok(u),
+            false => Err(u.to_string()),
+        }
+    })
+    .unwrap()
+}
+
 /// Waits until upgrade `id` is in one of `phases`; its view then.
 pub fn wait_phase(cluster: &Cluster, id: &str, phases: &[&str], timeout: Duration) -> Value {
     eventually(&format!("upgrade {id} in {phases:?}"), timeout, || {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::postgres::hourly_rows;
-use kappa_integration_tests::upgrades::{Counts, FILTER_50, World, wait_phase};
+use kappa_integration_tests::upgrades::{Counts, FILTER_50, World, wait_diff, wait_phase};
 use kappa_integration_tests::{SINK_PARTITIONS, eventually};
 use serde_json::Value;
 
@@ -47,7 +47,7 @@ fn an_upgrade_recomputes_history_beside_v1_and_cuts_both_sinks_over_at_one_insta
     let id = s.upgrade_to_70(&cluster, &v1_id);
     assert!(id.starts_with('u'), "{id}");
 
-    let caught_up = wait_phase(&cluster, &id, &["CAUGHT_UP"], Duration::from_secs(180));
+    let caught_up = wait_diff(&cluster, &id, Duration::from_secs(180));
     // v1 untouched while v2 ran beside it.
     assert_eq!(hourly_rows(&s.pg), v1);
     let shadow_table = format!("hourly_clicks__{id}");

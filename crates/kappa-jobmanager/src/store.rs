@@ -64,7 +64,7 @@ impl Record for JobRecord {
     }
 }
 
-impl Record for crate::upgrade::machine::UpgradeRecord {
+impl Record for crate::upgrade::record::UpgradeRecord {
     const KIND: &'static str = "upgrades";
     fn id(&self) -> &str {
         &self.id

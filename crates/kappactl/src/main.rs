@@ -360,7 +360,13 @@ async fn audit(client: &Client, json: bool, id: &str, wait: bool) -> anyhow::Res
     let report = loop {
         let view = client.get(&path).await?;
         match view["phase"].as_str().unwrap_or_default() {
-            "CAUGHT_UP" => break view,
+            // The diff follows once the recomputation's output is committed.
+            "CAUGHT_UP" if view["diff"].is_object() => {
+                if let Some(e) = view["diff"]["error"].as_str() {
+                    anyhow::bail!("audit {audit}: comparing the sinks failed: {e}");
+                }
+                break view;
+            }
             "ABORTING" | "ABORTED" => anyhow::bail!(
                 "audit {audit} ended: {}",
                 view["reason"].as_str().unwrap_or("no reason given")

@@ -15,8 +15,9 @@ use super::jobs::{SubmitQuery, parse_submission};
 use super::{ApiError, ErrorBody};
 use crate::JobManager;
 use crate::upgrade::control::{StartOptions, UpgradeView};
-use crate::upgrade::machine::{Kind, Request};
 use crate::upgrade::plan::UpgradePlan;
+use crate::upgrade::protocol::Request;
+use crate::upgrade::record::Kind;
 
 /// The plan of upgrading a running job to a new version of its file (`kappactl upgrade
 /// --dry-run`): what changed, whether the new version starts from a savepoint or replays

@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::diff::{RowChange, SinkDiff};
 use super::driver::{DiffView, UpgradeHandle, compare};
 use super::dry_run::UpgradeError;
-use super::machine::{Kind, Phase, Refused, Request, StoredFile, UpgradeRecord};
+use super::protocol::{Refused, Request};
+use super::record::{Kind, Phase, StoredFile, UpgradeRecord, phase_name};
 use crate::JobManager;
 use crate::SubmitError;
 use crate::job::now_ms;
@@ -177,7 +178,7 @@ impl JobManager {
         ) {
             return Err(UpgradeRequestError::Refused(Refused(format!(
                 "the upgrade is {}: there are shadows to compare only while v2 runs beside v1",
-                super::machine::phase_name(record.phase)
+                phase_name(record.phase)
             ))));
         }
         let mut rows = Vec::new();

@@ -11,268 +11,10 @@
 //! v1 as it was (restarted from its savepoint if the cut-over had stopped it) and drops the
 //! shadows. An audit is an upgrade to v1's own file that ends at CaughtUp.
 
-use serde::{Deserialize, Serialize};
-
-use super::plan::ShadowSink;
-
-/// Where an upgrade is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Phase {
-    /// Creating the shadow sinks and submitting v2 into them.
-    Starting,
-    /// v2 recomputes history into the shadows beside v1.
-    Shadowing,
-    /// v2 has caught up with v1: the diff is ready; waiting for the cut-over.
-    CaughtUp,
-    /// v1 is being stopped with a savepoint.
-    StoppingV1,
-    /// v1 stopped: v2 reaches v1's last watermark.
-    AligningV2,
-    /// v2 is being stopped with a savepoint.
-    StoppingV2,
-    /// The live sinks take the shadows' content.
-    Swapping,
-    /// v2 starts from its savepoint into the live sinks.
-    StartingLive,
-    Done,
-    /// The shadow job is cancelled, v1 restarted if it was stopped, the shadows dropped.
-    Aborting,
-    Aborted,
-}
-
-impl Phase {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Done | Self::Aborted)
-    }
-
-    /// Whether an abort still leaves the live sinks as v1 wrote them.
-    fn abortable(self) -> bool {
-        !matches!(
-            self,
-            Self::Swapping | Self::StartingLive | Self::Done | Self::Aborting | Self::Aborted
-        )
-    }
-
-    /// Whether the cut-over stopped v1 (an abort restarts it).
-    fn v1_stopped(self) -> bool {
-        matches!(self, Self::StoppingV1 | Self::AligningV2 | Self::StoppingV2)
-    }
-}
-
-/// An upgrade, or an audit (v1 against its own logic, never cut over).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Upgrade,
-    Audit,
-}
-
-/// Which job a step is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Which {
-    V1,
-    Shadow,
-}
-
-/// What the shell carries out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    CreateShadows,
-    SubmitShadow,
-    /// A savepoint, then cancel. Of a job that already ended: the savepoint it left in the
-    /// upgrade's directory.
-    Stop(Which),
-    Swap,
-    /// v2 into the live sinks from its savepoint.
-    SubmitLive {
-        savepoint: String,
-    },
-    /// Cancels the shadow job if it runs (one of this upgrade that the record does not name
-    /// yet included).
-    CancelShadow,
-    /// v1 from the savepoint the cut-over took.
-    RestartV1 {
-        savepoint: String,
-    },
-    DropShadows,
-}
-
-/// What a step produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    Nothing,
-    /// The job a submission started.
-    Job(String),
-    /// The savepoint a stop took.
-    Savepoint(String),
-    /// What the step did, for the history.
-    Note(String),
-}
-
-/// Why a step failed; `retryable`: trying again later may succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepError {
-    pub message: String,
-    pub retryable: bool,
-}
-
-/// A job as seen at one tick.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobSeen {
-    /// RUNNING, FAILED…
-    pub state: String,
-    pub terminal: bool,
-    /// The lowest watermark of its vertices, when every vertex has one.
-    pub watermark: Option<i64>,
-    /// Whether it is catching up with its Kafka sources (None: not known yet).
-    pub catching_up: Option<bool>,
-    /// Records its Kafka sources have not read.
-    pub lag: Option<u64>,
-    /// Records its Kafka sources read per second lately.
-    pub read_per_second: f64,
-}
-
-/// The jobs at one tick (None: the jobmanager does not know the job).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Seen {
-    pub v1: Option<JobSeen>,
-    pub shadow: Option<JobSeen>,
-}
-
-/// What arrives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// The jobs now; `now_ms` also paces retries.
-    Tick { seen: Seen, now_ms: i64 },
-    StepDone {
-        step: Step,
-        outcome: Result<Output, StepError>,
-        now_ms: i64,
-    },
-    /// A jobmanager took the upgrade over from its record.
-    Resumed { now_ms: i64 },
-}
-
-/// What a user asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Cutover { now_ms: i64 },
-    Abort { why: String, now_ms: i64 },
-}
-
-/// What the shell does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Run(Step),
-    /// Write the record (its phase or what it knows changed).
-    Persist,
-    /// Compare the live sinks with the shadows (v2 caught up).
-    Diff,
-}
-
-/// A request the upgrade refuses in its phase.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
-
-/// One line of an upgrade's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct HistoryLine {
-    pub at_ms: i64,
-    pub phase: Phase,
-    pub note: String,
-}
-
-/// How long a failed step waits before it is tried again.
-pub const RETRY_AFTER_MS: i64 = 5_000;
-
-/// Everything an upgrade knows; its record in the store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UpgradeRecord {
-    pub id: String,
-    pub kind: Kind,
-    pub phase: Phase,
-    /// The running job being replaced (v1).
-    pub v1_job: String,
-    pub shadows: Vec<ShadowSink>,
-    /// Whether the cut-over deletes what only v1 wrote (false when v2 could not recompute
-    /// all of v1's history: the topic no longer holds it).
-    pub delete_vanished: bool,
-    /// Cut over as soon as v2 caught up.
-    pub auto_cutover: bool,
-    /// Nothing v1 computes changed and its state fits v2: no shadows, no replay; the cut-over
-    /// stops v1 with a savepoint and starts v2 from it.
-    #[serde(default)]
-    pub from_savepoint: bool,
-    /// With `from_savepoint`, v2's file (no shadow job keeps it): its name, its text with
-    /// literal secrets redacted, and those sealed with the jobmanagers' key.
-    #[serde(default)]
-    pub v2_file: Option<StoredFile>,
-    /// v2 writing into the shadows.
-    pub shadow_job: Option<String>,
-    /// v2 writing into the live sinks, after the cut-over.
-    pub live_job: Option<String>,
-    /// v1 restarted by an abort after the cut-over had stopped it.
-    pub v1_restarted_as: Option<String>,
-    pub v1_savepoint: Option<String>,
-    /// The savepoint v2 continues from into the live sinks (v1's with `from_savepoint`).
-    pub v2_savepoint: Option<String>,
-    /// v1's watermark when it stopped: v2 passes it before it stops.
-    pub v1_watermark: Option<i64>,
-    pub started_at_ms: i64,
-    pub caught_up_at_ms: Option<i64>,
-    pub ended_at_ms: Option<i64>,
-    /// Why it was aborted.
-    pub reason: Option<String>,
-    /// The latest failed step and why (it is tried again, or the upgrade aborts).
-    pub error: Option<String>,
-    pub history: Vec<HistoryLine>,
-}
-
-/// A job file kept in a record as a job's is: redacted, its literal secrets sealed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct StoredFile {
-    pub name: String,
-    pub shown: String,
-    pub sealed: Option<String>,
-}
-
-impl UpgradeRecord {
-    /// A new upgrade of job `v1_job` into `shadows`, starting at `started_at_ms`.
-    pub fn new(
-        id: String,
-        kind: Kind,
-        v1_job: String,
-        shadows: Vec<ShadowSink>,
-        started_at_ms: i64,
-    ) -> Self {
-        Self {
-            id,
-            kind,
-            phase: Phase::Starting,
-            v1_job,
-            shadows,
-            delete_vanished: true,
-            auto_cutover: false,
-            from_savepoint: false,
-            v2_file: None,
-            shadow_job: None,
-            live_job: None,
-            v1_restarted_as: None,
-            v1_savepoint: None,
-            v2_savepoint: None,
-            v1_watermark: None,
-            started_at_ms,
-            caught_up_at_ms: None,
-            ended_at_ms: None,
-            reason: None,
-            error: None,
-            history: Vec::new(),
-        }
-    }
-}
+use super::protocol::{
+    Command, Event, JobSeen, Output, RETRY_AFTER_MS, Refused, Request, Seen, Step, StepError, Which,
+};
+use super::record::{HistoryLine, Kind, Phase, UpgradeRecord, phase_name};
 
 /// The decisions of one upgrade around its record.
 pub struct UpgradeMachine {
@@ -285,6 +27,12 @@ pub struct UpgradeMachine {
     abort_steps: Vec<Step>,
     /// An abort asked for while a step was under way: it follows the step.
     pending_abort: Option<String>,
+    /// The shadow job's latest completed checkpoint when it caught up: its output is complete
+    /// in the shadows (an exactly-once sink commits at checkpoints) once a checkpoint started
+    /// after that completed. The diff waits for that.
+    caught_up_at_checkpoint: Option<u64>,
+    /// Whether the diff of the caught-up shadows was asked for.
+    diffed: bool,
 }
 
 impl UpgradeMachine {
@@ -295,6 +43,8 @@ impl UpgradeMachine {
             retry_at_ms: i64::MIN,
             abort_steps: Vec::new(),
             pending_abort: None,
+            caught_up_at_checkpoint: None,
+            diffed: false,
         }
     }
 
@@ -407,11 +157,17 @@ impl UpgradeMachine {
                     && caught_up(v2, seen.v1.as_ref().and_then(|v| v.watermark))
                 {
                     self.record.caught_up_at_ms = Some(now_ms);
+                    self.caught_up_at_checkpoint = v2.checkpoint;
                     self.enter(Phase::CaughtUp, "v2 caught up with v1", now_ms, out);
-                    out.push(Command::Diff);
+                    self.diff_when_committed(v2, out);
                     if self.record.auto_cutover && self.record.kind == Kind::Upgrade {
                         self.enter(Phase::StoppingV1, "automatic cut-over", now_ms, out);
                     }
+                }
+            }
+            Phase::CaughtUp => {
+                if let Some(v2) = &seen.shadow {
+                    self.diff_when_committed(v2, out);
                 }
             }
             Phase::AligningV2 => {
@@ -441,6 +197,28 @@ impl UpgradeMachine {
                 Phase::Aborting => self.next_abort_step(now_ms, out),
                 _ => self.issue(out),
             }
+        }
+    }
+
+    /// Asks for the diff once the caught-up shadow job's output is all in the shadows: two
+    /// checkpoints completed since it caught up (the second started after), or it takes none
+    /// periodically.
+    fn diff_when_committed(&mut self, v2: &JobSeen, out: &mut Vec<Command>) {
+        if self.diffed {
+            return;
+        }
+        let committed = match (v2.checkpoint, self.caught_up_at_checkpoint) {
+            (Some(now), Some(at)) => now >= at + 2,
+            // Taken over by a jobmanager after it caught up: count from now.
+            (Some(now), None) => {
+                self.caught_up_at_checkpoint = Some(now);
+                false
+            }
+            (None, _) => true,
+        };
+        if committed {
+            self.diffed = true;
+            out.push(Command::Diff);
         }
     }
 
@@ -715,22 +493,6 @@ fn caught_up(v2: &JobSeen, watermark: Option<i64>) -> bool {
         .lag
         .is_some_and(|lag| lag as f64 <= v2.read_per_second.max(CAUGHT_UP_LAG));
     v2.state == "RUNNING" && v2.catching_up == Some(false) && close && passed
-}
-
-pub fn phase_name(p: Phase) -> &'static str {
-    match p {
-        Phase::Starting => "STARTING",
-        Phase::Shadowing => "SHADOWING",
-        Phase::CaughtUp => "CAUGHT_UP",
-        Phase::StoppingV1 => "STOPPING_V1",
-        Phase::AligningV2 => "ALIGNING_V2",
-        Phase::StoppingV2 => "STOPPING_V2",
-        Phase::Swapping => "SWAPPING",
-        Phase::StartingLive => "STARTING_LIVE",
-        Phase::Done => "DONE",
-        Phase::Aborting => "ABORTING",
-        Phase::Aborted => "ABORTED",
-    }
 }
 
 fn step_name(s: &Step) -> &'static str {

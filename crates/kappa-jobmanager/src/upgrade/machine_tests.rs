@@ -2,8 +2,10 @@
 //! produce: aborts while a step is under way, failures at each step, jobs that end on their
 //! own, and a jobmanager taking over in every phase.
 
-use super::machine::*;
+use super::machine::UpgradeMachine;
 use super::plan::ShadowSink;
+use super::protocol::*;
+use super::record::*;
 
 fn record(kind: Kind) -> UpgradeRecord {
     let shadows = vec![ShadowSink {
@@ -23,6 +25,8 @@ fn running(watermark: i64, catching_up: bool, lag: u64) -> JobSeen {
         catching_up: Some(catching_up),
         lag: Some(lag),
         read_per_second: 1_000.0,
+        // Without periodic checkpoints: caught up needs none.
+        checkpoint: None,
     }
 }
 
@@ -489,4 +493,27 @@ fn a_start_from_a_savepoint_has_no_shadow_run_and_starts_v2_from_v1s_savepoint()
     done(&mut m, live, Output::Job("v2".into()), 5);
     assert_eq!(m.record.phase, Phase::Done);
     assert_eq!(m.record.live_job.as_deref(), Some("v2"));
+}
+
+#[test]
+fn the_diff_waits_until_a_checkpoint_started_after_v2_caught_up_completed() {
+    let mut m = UpgradeMachine::new(record(Kind::Audit));
+    tick(&mut m, running(100, false, 0), None, 1);
+    done(&mut m, Step::CreateShadows, Output::Nothing, 2);
+    done(&mut m, Step::SubmitShadow, Output::Job("v2".into()), 3);
+    let at = |checkpoint| JobSeen {
+        checkpoint: Some(checkpoint),
+        ..running(100, false, 0)
+    };
+    // Checkpoint 5 was complete when v2 caught up and 6 may have been under way: what an
+    // exactly-once sink wrote since is committed with 7.
+    for (n, now) in [(5, 4), (6, 5)] {
+        let c = tick(&mut m, running(100, false, 0), Some(at(n)), now);
+        assert_eq!(m.record.phase, Phase::CaughtUp, "checkpoint {n}");
+        assert!(!c.contains(&Command::Diff), "checkpoint {n}: {c:?}");
+    }
+    let c = tick(&mut m, running(100, false, 0), Some(at(7)), 6);
+    assert!(c.contains(&Command::Diff), "{c:?}");
+    let c = tick(&mut m, running(100, false, 0), Some(at(8)), 7);
+    assert!(!c.contains(&Command::Diff), "once: {c:?}");
 }

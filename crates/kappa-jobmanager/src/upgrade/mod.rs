@@ -12,7 +12,10 @@ mod machine_tests;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
+pub mod protocol;
+pub mod record;
 pub mod sinks;
+mod steps;
 
 /// An error and its causes, as one line.
 pub(crate) fn causes(e: &dyn std::error::Error) -> String {

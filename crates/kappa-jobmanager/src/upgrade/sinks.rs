@@ -14,8 +14,8 @@ use kappa_job::plan::{SinkKind, SinkPlan};
 use kappa_job::secret::Secret;
 use serde_json::Value;
 
-use super::machine::StepError;
 use super::plan::ShadowSink;
+use super::protocol::StepError;
 
 /// A shadow and how to reach its server.
 pub enum SinkOps {

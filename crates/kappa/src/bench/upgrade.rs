@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kappa_jobmanager::job::{JobDetail, JobEntry, now_ms};
 use kappa_jobmanager::upgrade::control::{StartOptions, UpgradeView};
-use kappa_jobmanager::upgrade::machine::{Kind, Phase, Request};
+use kappa_jobmanager::upgrade::protocol::Request;
+use kappa_jobmanager::upgrade::record::{Kind, Phase};
 
 use super::paced::PacedProducer;
 use super::{
