@@ -176,12 +176,16 @@ fn a_broker_killed_mid_stream_and_restarted_leaves_results_exact() {
     let clicks_held: Vec<Click> = input.iter().filter_map(|r| parse_click(&r.value)).collect();
     assert_eq!(
         clicks_held.len(),
-        held,
+        input.len(),
         "every record of the topic is a click"
     );
-    if held > produced {
+    // The producer's retries across the broker's death may store a batch twice, and Tansu
+    // has been seen to count offsets in its high watermark that no consumer then reads: the
+    // job must count what the topic gives a consumer.
+    if input.len() != produced || held != input.len() {
         eprintln!(
-            "broker restart: the topic holds {held} records for {produced} produced (the producer's retries)"
+            "broker restart: the topic gives {} records for {produced} produced, its high watermarks say {held}",
+            input.len()
         );
     }
     let expected = hourly_counts(&clicks_held, |u| u > 50);
