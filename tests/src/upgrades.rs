@@ -154,13 +154,7 @@ interval = "1s"
     pub fn upgrade_to(&self, cluster: &Cluster, v1: &str, v2: &str) -> String {
         let v2_file = self.dir.path().join("v2.toml");
         std::fs::write(&v2_file, v2).expect("write");
-        let out = cluster.kappactl(&["upgrade", v1, v2_file.to_str().expect("utf-8")]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        kappactl_ok(cluster, &["upgrade", v1, v2_file.to_str().expect("utf-8")])
     }
 
     /// Produces a new hour of clicks (generated with `seed`) and the records that close its
@@ -218,9 +212,29 @@ pub fn upgrade(cluster: &Cluster, id: &str) -> Value {
 /// Waits until upgrade `id` caught up and compared the sinks (once v2's output is
 /// committed); its view then.
 pub fn wait_diff(cluster: &Cluster, id: &str, timeout: Duration) -> Value {
-    eventually(&format!("the diff of upgrade {id}"), timeout, || {
+    wait_upgrade(cluster, id, "with its diff", timeout, |u| {
+        u["diff"]["computed_at_ms"].is_i64()
+    })
+}
+
+/// Waits until upgrade `id` is in one of `phases`; its view then.
+pub fn wait_phase(cluster: &Cluster, id: &str, phases: &[&str], timeout: Duration) -> Value {
+    wait_upgrade(cluster, id, &format!("in {phases:?}"), timeout, |u| {
+        phases.contains(&u["phase"].as_str().unwrap_or_default())
+    })
+}
+
+/// Waits until the view of upgrade `id` is `what` `done` says; the view then.
+fn wait_upgrade(
+    cluster: &Cluster,
+    id: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(&format!("upgrade {id} {what}"), timeout, || {
         let u = upgrade(cluster, id);
-        match u["diff"]["computed_at_ms"].is_i64() {
+        match done(&u) {
             true => Ok(u),
             false => Err(u.to_string()),
         }
@@ -228,14 +242,25 @@ pub fn wait_diff(cluster: &Cluster, id: &str, timeout: Duration) -> Value {
     .unwrap()
 }
 
-/// Waits until upgrade `id` is in one of `phases`; its view then.
-pub fn wait_phase(cluster: &Cluster, id: &str, phases: &[&str], timeout: Duration) -> Value {
-    eventually(&format!("upgrade {id} in {phases:?}"), timeout, || {
-        let u = upgrade(cluster, id);
-        match phases.contains(&u["phase"].as_str().unwrap_or_default()) {
-            true => Ok(u),
-            false => Err(u.to_string()),
-        }
-    })
-    .unwrap()
+/// Runs kappactl against `cluster`; it must succeed. Its standard output, trimmed.
+pub fn kappactl_ok(cluster: &Cluster, args: &[&str]) -> String {
+    let out = cluster.kappactl(args);
+    assert!(
+        out.status.success(),
+        "kappactl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Cuts upgrade `id` over with kappactl and waits until it is DONE and v2 runs live; the
+/// upgrade's view then and the live job's id.
+pub fn cut_over(cluster: &Cluster, id: &str, timeout: Duration) -> (Value, String) {
+    kappactl_ok(cluster, &["upgrade", "cutover", id]);
+    let done = wait_phase(cluster, id, &["DONE"], timeout);
+    let live = done["live_job"].as_str().expect("v2 live").to_string();
+    cluster
+        .wait_state(&live, &["RUNNING"], Duration::from_secs(60))
+        .expect("v2 live running");
+    (done, live)
 }

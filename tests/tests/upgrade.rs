@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::postgres::hourly_rows;
-use kappa_integration_tests::upgrades::{Counts, FILTER_50, World, wait_diff, wait_phase};
+use kappa_integration_tests::upgrades::{
+    Counts, FILTER_50, World, cut_over, kappactl_ok, wait_diff, wait_phase,
+};
 use kappa_integration_tests::{SINK_PARTITIONS, eventually};
 use serde_json::Value;
 
@@ -75,13 +77,7 @@ fn an_upgrade_recomputes_history_beside_v1_and_cuts_both_sinks_over_at_one_insta
 
     // A reader polls the table through the cut-over: all v1, then all v2, never a mix.
     let (done, (saw_v1, saw_v2)) = s.never_mixed(&v1, &v2, || {
-        let out = cluster.kappactl(&["upgrade", "cutover", &id]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let done = wait_phase(&cluster, &id, &["DONE"], Duration::from_secs(180));
+        let (done, _) = cut_over(&cluster, &id, Duration::from_secs(180));
         eventually("the reader to see v2", Duration::from_secs(30), || {
             (hourly_rows(&s.pg) == v2)
                 .then_some(())
@@ -94,10 +90,6 @@ fn an_upgrade_recomputes_history_beside_v1_and_cuts_both_sinks_over_at_one_insta
     assert!(saw_v1 > 0 && saw_v2 > 0);
 
     assert_eq!(s.topic("hourly", &v2), v2, "latest per key");
-    let live = done["live_job"].as_str().expect("v2 live").to_string();
-    cluster
-        .wait_state(&live, &["RUNNING"], Duration::from_secs(60))
-        .expect("v2 live running");
     cluster
         .wait_state(&v1_id, &["CANCELED"], Duration::from_secs(10))
         .expect("v1 stopped");
@@ -130,17 +122,7 @@ fn output_v2_kept_for_its_savepoint_reaches_the_live_topic_once() {
         .replace("interval = \"1s\"", "interval = \"1h\"");
     let id = s.upgrade_to(&cluster, &v1_id, &v2_file);
     wait_phase(&cluster, &id, &["CAUGHT_UP"], Duration::from_secs(180));
-    let out = cluster.kappactl(&["upgrade", "cutover", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let done = wait_phase(&cluster, &id, &["DONE"], Duration::from_secs(180));
-    let live = done["live_job"].as_str().expect("v2 live").to_string();
-    cluster
-        .wait_state(&live, &["RUNNING"], Duration::from_secs(60))
-        .expect("v2 live running");
+    cut_over(&cluster, &id, Duration::from_secs(180));
     assert_eq!(s.topic("hourly", &v2), v2, "latest per key");
     // Every key once from v1, and once more only if the cut-over corrected it: nothing of
     // v2 twice.
@@ -176,17 +158,7 @@ fn a_version_that_computes_the_same_starts_from_a_savepoint_of_v1_without_a_repl
     assert_eq!(u["shadows"], serde_json::json!([]), "{u}");
     assert!(u["shadow_job"].is_null(), "{u}");
     assert!(s.pg.rows(&format!("hourly_clicks__{id}")).is_err());
-    let out = cluster.kappactl(&["upgrade", "cutover", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let done = wait_phase(&cluster, &id, &["DONE"], Duration::from_secs(120));
-    let live = done["live_job"].as_str().expect("v2 live").to_string();
-    cluster
-        .wait_state(&live, &["RUNNING"], Duration::from_secs(60))
-        .expect("v2 live running");
+    let (_, live) = cut_over(&cluster, &id, Duration::from_secs(120));
     // v2 goes on where v1 stopped: a new hour lands in both sinks, nothing lost or doubled.
     s.new_hour_lands(19, 50);
     // From v1's offsets: v2 read the new hour, not the history again.
@@ -203,12 +175,7 @@ fn an_abort_leaves_v1_exact_and_removes_the_shadows() {
     let id = s.upgrade_to_70(&cluster, &v1_id);
     let u = wait_phase(&cluster, &id, &["CAUGHT_UP"], Duration::from_secs(180));
     let shadow_job = u["shadow_job"].as_str().expect("shadow job").to_string();
-    let out = cluster.kappactl(&["upgrade", "abort", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kappactl_ok(&cluster, &["upgrade", "abort", &id]);
     let aborted = wait_phase(&cluster, &id, &["ABORTED"], Duration::from_secs(120));
     assert_eq!(aborted["reason"], "aborted on request");
     cluster

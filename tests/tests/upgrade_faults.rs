@@ -11,7 +11,7 @@ use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::eventually;
 use kappa_integration_tests::postgres::hourly_rows;
 use kappa_integration_tests::recovery::kill_a_taskmanager;
-use kappa_integration_tests::upgrades::{World, upgrade, wait_phase};
+use kappa_integration_tests::upgrades::{World, kappactl_ok, upgrade, wait_phase};
 
 const LONG: Duration = Duration::from_secs(180);
 
@@ -42,12 +42,7 @@ fn an_upgrade_goes_on_after_kill_9_of_the_jobmanager_and_a_taskmanager_without_m
         wait_phase(&cluster, &id, &["CAUGHT_UP"], LONG);
 
         // 3. The jobmanager dies during the cut-over, at whatever step it has reached.
-        let out = cluster.kappactl(&["upgrade", "cutover", &id]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        kappactl_ok(&cluster, &["upgrade", "cutover", &id]);
         let at = eventually("the cut-over to begin", LONG, || {
             let phase = upgrade(&cluster, &id)["phase"].to_string();
             (phase != "\"CAUGHT_UP\"")

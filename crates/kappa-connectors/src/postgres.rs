@@ -15,6 +15,7 @@ use kappa_job::postgres_tls::split;
 use kappa_job::secret::Secret;
 use kappa_job::template::KeyTemplate;
 use kappa_runtime::TaskError;
+use kappa_runtime::error::with_causes;
 use kappa_runtime::io::Sink;
 use postgres::config::Host;
 use postgres::types::ToSql;
@@ -388,21 +389,6 @@ pub(crate) fn error_text(e: &postgres::Error) -> String {
     }
     if let Some(h) = db.hint() {
         let _ = write!(msg, "; hint: {h}");
-    }
-    msg
-}
-
-/// An error and its causes, `: `-separated. A cause whose text its error already shows (as
-/// tokio-postgres's errors show theirs) is left out.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.ends_with(&text) {
-            let _ = write!(msg, ": {text}");
-        }
-        cause = c.source();
     }
     msg
 }

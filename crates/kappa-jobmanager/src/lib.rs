@@ -457,11 +457,7 @@ impl JobManager {
     ) -> Result<String, SubmitError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let key = self.inner.config.secret_key.as_deref();
-        let text =
-            job_text::JobText::submitted(&id, file_name, spec, key).map_err(|e| match e {
-                job_text::SubmittedError::Invalid(e) => SubmitError::Invalid(e),
-                e @ job_text::SubmittedError::Seal(_) => SubmitError::Unavailable(e.to_string()),
-            })?;
+        let text = job_text::JobText::submitted(&id, file_name, spec, key)?;
         let job = Arc::new(
             self.inner
                 .prepare(&id, file_name, text, submitted, true)

@@ -113,6 +113,16 @@ pub enum SubmitError {
     Location(#[source] kappa_job::confine::PathRefused),
 }
 
+impl From<crate::job_text::SubmittedError> for SubmitError {
+    /// A file that does not plan is invalid; secrets that cannot be sealed now may be later.
+    fn from(e: crate::job_text::SubmittedError) -> Self {
+        match e {
+            crate::job_text::SubmittedError::Invalid(e) => Self::Invalid(e),
+            e @ crate::job_text::SubmittedError::Seal(_) => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
 /// Plans a job on a blocking thread: planning a large job must not hold up an async worker
 /// (heartbeats, the REST API).
 pub(crate) async fn plan_blocking(

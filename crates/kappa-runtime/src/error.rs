@@ -29,3 +29,19 @@ impl TaskError {
 pub fn eval_error(what: &str, e: impl std::fmt::Display) -> TaskError {
     TaskError::Data(format!("{what}: {e}"))
 }
+
+/// An error and its causes, `: `-separated. A cause whose text its error already shows (as
+/// tokio-postgres's errors show theirs) is left out.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.ends_with(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}

@@ -80,9 +80,10 @@ impl From<crate::upgrade::dry_run::UpgradeError> for ApiError {
             }
             e @ UpgradeError::Changes(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
             e @ UpgradeError::Refused(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
-            e @ UpgradeError::Store(_) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, crate::upgrade::causes(&e))
-            }
+            e @ UpgradeError::Store(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                kappa_runtime::error::with_causes(&e),
+            ),
         }
     }
 }

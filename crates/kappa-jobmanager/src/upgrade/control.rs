@@ -105,25 +105,12 @@ impl JobManager {
             record.from_savepoint = true;
             let key = self.inner.config.secret_key.as_deref();
             let kept = crate::job_text::JobText::submitted(&record.id, &file_name, &text, key)
-                .map_err(|e| match e {
-                    crate::job_text::SubmittedError::Invalid(e) => SubmitError::Invalid(e),
-                    e @ crate::job_text::SubmittedError::Seal(_) => {
-                        SubmitError::Unavailable(e.to_string())
-                    }
-                })?;
+                .map_err(SubmitError::from)?;
             record.v2_file = Some(StoredFile {
                 name: file_name.clone(),
                 shown: kept.shown,
                 sealed: kept.sealed,
             });
-        }
-        if let Some(old) = self.inner.upgrades.read().get(&record.id)
-            && !old.machine.lock().record.phase.is_terminal()
-        {
-            return Err(UpgradeError::Refused(vec![format!(
-                "upgrade {} of this file is under way",
-                record.id
-            )]));
         }
         self.inner
             .store

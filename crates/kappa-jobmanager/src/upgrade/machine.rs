@@ -431,10 +431,12 @@ impl UpgradeMachine {
     /// The abort's steps from its record (a resumed abort does them all again; each is
     /// idempotent).
     fn abort_plan(&self) -> Vec<Step> {
-        let restart = self.record.v1_savepoint.is_some() && self.record.v1_restarted_as.is_none();
-        self.abort_plan_from(restart)
+        // A savepoint of v1 in the record means the cut-over stopped it.
+        self.abort_plan_from(true)
     }
 
+    /// Cancel v2, restart v1 from its savepoint (with `restart_v1`, when the record has one and
+    /// v1 was not restarted yet), drop the shadows.
     fn abort_plan_from(&self, restart_v1: bool) -> Vec<Step> {
         let mut steps = vec![Step::CancelShadow];
         if restart_v1

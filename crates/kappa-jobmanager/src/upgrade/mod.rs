@@ -16,17 +16,3 @@ pub mod protocol;
 pub mod record;
 pub mod sinks;
 mod steps;
-
-/// An error and its causes, as one line.
-pub(crate) fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        source = s.source();
-    }
-    text
-}

@@ -12,6 +12,7 @@ use kappa_connectors::upgrade::{UpgradeSinkError, kafka, postgres};
 use kappa_job::kafka::KafkaConnection;
 use kappa_job::plan::{SinkKind, SinkPlan};
 use kappa_job::secret::Secret;
+use kappa_runtime::error::with_causes;
 use serde_json::Value;
 
 use super::plan::ShadowSink;
@@ -73,7 +74,7 @@ impl From<SinkOpsError> for StepError {
     fn from(e: SinkOpsError) -> Self {
         Self {
             retryable: e.retryable(),
-            message: super::causes(&e),
+            message: with_causes(&e),
         }
     }
 }

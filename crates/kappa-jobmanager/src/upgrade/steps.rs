@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kappa_runtime::error::with_causes;
+
 use super::driver::UpgradeHandle;
 use super::protocol::{Output, Step, StepError, Which};
 use super::record::UpgradeRecord;
@@ -15,6 +17,13 @@ use crate::{Inner, store};
 
 /// How long a cancelled job may take to end.
 const END_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The jobmanager's handle, whose submissions and savepoints the steps use.
+fn manager(inner: &Arc<Inner>) -> crate::JobManager {
+    crate::JobManager {
+        inner: Arc::clone(inner),
+    }
+}
 
 /// The operations on the shadows of `record`, with v1's connections (planned again from its
 /// whole file once it ended: a listed job's plan has its literal secrets redacted).
@@ -33,7 +42,7 @@ pub(super) async fn sink_ops(
             crate::submission::plan_blocking(&v1.file_name, &text, &Default::default())
                 .await
                 .map_err(|e| StepError {
-                    message: super::causes(&e),
+                    message: with_causes(&e),
                     retryable: false,
                 })?
                 .sinks
@@ -82,18 +91,35 @@ fn whole_text(inner: &Inner, job: &JobEntry) -> Result<String, StepError> {
     if !job.text.is_listed_only() {
         return Ok(job.text.deployed().to_string());
     }
-    crate::job_text::JobText::kept(
+    let t = &job.text;
+    let what = format!("the file of job {}", job.id);
+    unsealed(
+        inner,
         &job.id,
         &job.file_name,
-        &job.text.shown,
-        job.text.sealed.as_deref(),
-        inner.config.secret_key.as_deref(),
+        &t.shown,
+        t.sealed.as_deref(),
+        &what,
     )
-    .map(|t| t.deployed().to_string())
-    .map_err(|e| StepError {
-        message: format!("the file of job {}: {}", job.id, super::causes(&e)),
-        retryable: false,
-    })
+}
+
+/// The whole text of file `file` kept (under `id`) as its redacted text `shown` and its
+/// `sealed` literals; `what` names it in errors.
+fn unsealed(
+    inner: &Inner,
+    id: &str,
+    file: &str,
+    shown: &str,
+    sealed: Option<&str>,
+    what: &str,
+) -> Result<String, StepError> {
+    let key = inner.config.secret_key.as_deref();
+    crate::job_text::JobText::kept(id, file, shown, sealed, key)
+        .map(|t| t.deployed().to_string())
+        .map_err(|e| StepError {
+            message: format!("{what}: {}", with_causes(&e)),
+            retryable: false,
+        })
 }
 
 /// Runs `f` on each shadow's operations on a blocking thread.
@@ -189,11 +215,15 @@ fn live_file(inner: &Inner, record: &UpgradeRecord) -> Result<(String, String), 
         retryable: false,
     };
     if let Some(f) = &record.v2_file {
-        let key = inner.config.secret_key.as_deref();
-        let text =
-            crate::job_text::JobText::kept(&record.id, &f.name, &f.shown, f.sealed.as_deref(), key)
-                .map_err(|e| failed(format!("v2's file: {}", super::causes(&e))))?;
-        return Ok((f.name.clone(), text.deployed().to_string()));
+        let text = unsealed(
+            inner,
+            &record.id,
+            &f.name,
+            &f.shown,
+            f.sealed.as_deref(),
+            "v2's file",
+        )?;
+        return Ok((f.name.clone(), text));
     }
     let shadow = record
         .shadow_job
@@ -230,7 +260,7 @@ fn retarget(text: &str, record: &UpgradeRecord, side: Side) -> Result<String, St
         })
         .collect();
     kappa_job::retarget::retarget_sinks(text, &targets).map_err(|e| StepError {
-        message: super::causes(&e),
+        message: with_causes(&e),
         retryable: false,
     })
 }
@@ -259,19 +289,17 @@ async fn submit(
             return Ok(id);
         }
     }
-    let jm = crate::JobManager {
-        inner: Arc::clone(inner),
-    };
     let submitted = store::Submitted {
         start,
         parallelism,
         allow_non_restored_state: false,
     };
-    jm.submit_from(file, text, &submitted)
+    manager(inner)
+        .submit_from(file, text, &submitted)
         .await
         .map_err(|e| StepError {
             retryable: matches!(e, crate::SubmitError::Unavailable(_)),
-            message: super::causes(&e),
+            message: with_causes(&e),
         })
 }
 
@@ -341,10 +369,7 @@ async fn stop(
         record.id
     );
     if !job.state().is_terminal() {
-        let jm = crate::JobManager {
-            inner: Arc::clone(inner),
-        };
-        let path = jm
+        let path = manager(inner)
             .savepoint(&job.id, Some(&dir), false)
             .await
             .map_err(|e| StepError {
@@ -353,7 +378,7 @@ async fn stop(
                     e,
                     crate::SavepointError::Failed(_) | crate::SavepointError::NotRunning(_)
                 ),
-                message: super::causes(&e),
+                message: with_causes(&e),
             })?;
         job.request_cancel();
         wait_ended(&job).await?;

@@ -101,8 +101,7 @@ pub async fn run(args: &BenchArgs, u: &UpgradeArgs) -> anyhow::Result<()> {
     );
     let id = jm
         .start_upgrade(&v1.id, "v2.toml", Some(&v2_text), options)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .await?
         .record
         .id;
     let caught_up = wait_for(u.timeout, || {
@@ -135,8 +134,7 @@ pub async fn run(args: &BenchArgs, u: &UpgradeArgs) -> anyhow::Result<()> {
     );
 
     let cutover_at = now_ms();
-    jm.upgrade_request(&id, Request::Cutover { now_ms: cutover_at })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    jm.upgrade_request(&id, Request::Cutover { now_ms: cutover_at })?;
     let done = wait_for(u.timeout, || {
         jm.upgrade(&id).filter(|v| v.record.phase.is_terminal())
     })
