@@ -129,7 +129,8 @@ fn every_documented_route_answers_as_described() {
         called: Vec::new(),
     };
     let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2)
-        + "\n[checkpoints]\ninterval = \"300ms\"\n";
+        // Retained long enough for the second job below to restore the one it starts from.
+        + "\n[checkpoints]\ninterval = \"300ms\"\nretained = 20\n";
     let submission = json!({ "job": job, "file_name": "ref.toml", "start": "earliest" });
 
     let (status, _) = api.call(
