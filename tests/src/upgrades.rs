@@ -1,8 +1,9 @@
 //! Upgrades in the end-to-end tests: the reference job writing its hourly counts to a
-//! PostgreSQL table and a Kafka topic (v1: users above 50), its upgrade to users above 70
-//! started with kappactl, and the sinks read back.
+//! PostgreSQL table, a Kafka topic and a directory of files (v1: users above 50), its upgrade
+//! to users above 70 started with kappactl, and the sinks read back.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -49,18 +50,34 @@ impl World {
         }
     }
 
-    /// The jobmanager's flags: a checkpoint directory, and a secret key that keeps the jobs'
-    /// literal passwords (the PostgreSQL url's) across a restart.
+    /// The jobmanager's flags: a checkpoint directory, a secret key that keeps the jobs'
+    /// literal passwords (the PostgreSQL url's) across a restart, and the world's directory
+    /// for the file sink.
     pub fn jobmanager_flags(&self) -> Vec<String> {
         let key = self.dir.path().join("secret.key");
         std::fs::write(&key, "5e".repeat(32)).expect("key");
-        [
+        let mut flags: Vec<String> = [
             "--checkpoint-dir".to_string(),
             self.dir.path().join("checkpoints").display().to_string(),
             "--secret-key-file".to_string(),
             key.display().to_string(),
         ]
-        .into()
+        .into();
+        flags.extend(self.taskmanager_flags());
+        flags
+    }
+
+    /// A taskmanager's flags: the file sink's directory (and its shadow beside it) allowed.
+    pub fn taskmanager_flags(&self) -> Vec<String> {
+        vec![
+            "--allow-path".to_string(),
+            self.dir.path().display().to_string(),
+        ]
+    }
+
+    /// The directory the file sink writes.
+    pub fn files(&self) -> PathBuf {
+        self.dir.path().join("hourly")
     }
 
     /// Runs `body` while a reader polls the sink table: every read must be all of `v1` or all
@@ -88,6 +105,14 @@ impl World {
                         r if &r == v2 => saw_v2 += 1,
                         r => panic!("a mix of v1 and v2: {} rows", r.len()),
                     }
+                    // The directory: a file listed before the swap may be gone when opened.
+                    if let Ok(r) = file_counts(&self.files()) {
+                        assert!(
+                            &r == v1 || &r == v2,
+                            "a mix of v1 and v2 in the files: {} rows",
+                            r.len()
+                        );
+                    }
                 }
                 (saw_v1, saw_v2)
             });
@@ -114,6 +139,12 @@ key = "{{item_id}}-{{window_end}}"
 partitioner = "fixed"
 delivery = "exactly-once"
 
+[sinks.files]
+connector = "file"
+path = "{}"
+key = "{{item_id}}-{{window_end}}"
+delivery = "exactly-once"
+
 [sinks.pg]
 connector = "postgres"
 url = "{}"
@@ -125,6 +156,7 @@ interval = "1s"
 "#,
             &text[..at],
             self.broker.bootstrap,
+            self.files().display(),
             self.pg.url
         )
     }
@@ -134,7 +166,7 @@ interval = "1s"
         hourly_counts(&self.data, |u| u > above)
     }
 
-    /// Submits v1 from the earliest offsets and waits until both sinks hold its counts.
+    /// Submits v1 from the earliest offsets and waits until the sinks hold its counts.
     pub fn run_v1(&self, cluster: &Cluster) -> String {
         let id = cluster
             .submit(&self.job(FILTER_50), &["--start", "earliest"])
@@ -142,7 +174,25 @@ interval = "1s"
         let v1 = self.counts(50);
         assert_eq!(wait_rows(&self.pg, &v1, Duration::from_secs(120)), v1);
         assert_eq!(self.topic("hourly", &v1), v1);
+        assert_eq!(self.wait_files(&v1), v1);
         id
+    }
+
+    /// The counts the file sink's committed files hold, once they are `expected` or 60 s
+    /// passed.
+    pub fn wait_files(&self, expected: &Counts) -> Counts {
+        let dir = self.files();
+        eventually(
+            "the files to hold the counts",
+            Duration::from_secs(60),
+            || match file_counts(&dir) {
+                Ok(c) if &c == expected => Ok(()),
+                Ok(c) => Err(format!("{} rows", c.len())),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+        .ok();
+        file_counts(&dir).expect("the files")
     }
 
     /// Starts upgrading `v1` to users above 70 with kappactl; the upgrade's id.
@@ -158,8 +208,8 @@ interval = "1s"
     }
 
     /// Produces a new hour of clicks (generated with `seed`) and the records that close its
-    /// windows, and waits until both sinks hold the counts of users above `above` over all
-    /// the clicks.
+    /// windows, and waits until the sinks hold the counts of users above `above` over all the
+    /// clicks.
     pub fn new_hour_lands(&self, seed: u64, above: u32) {
         let later = clicks(2_000, seed, START + 6 * HOUR, 1, 60);
         let mut records = spread(&later, 4);
@@ -172,6 +222,7 @@ interval = "1s"
             expected
         );
         assert_eq!(self.topic("hourly", &expected), expected);
+        assert_eq!(self.wait_files(&expected), expected);
     }
 
     /// The latest count per key of `topic`, read until it is `expected` or 90 s passed.
@@ -184,6 +235,30 @@ interval = "1s"
             .expect("read");
         topic_counts(&records)
     }
+}
+
+/// The counts in the committed JSON-lines files of `dir` (hidden in-progress files skipped);
+/// a window written twice counts -1, so that it matches no reference.
+pub fn file_counts(dir: &Path) -> std::io::Result<Counts> {
+    let mut out = Counts::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path())?.lines() {
+            let v: Value = serde_json::from_str(line).expect("a JSON row");
+            let key = (
+                v["item_id"].as_str().unwrap_or_default().to_string(),
+                v["window_end"].as_i64().unwrap_or_default(),
+            );
+            let count = v["click_count"].as_i64().unwrap_or(-1);
+            if out.insert(key.clone(), count).is_some() {
+                out.insert(key, -1);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The topic's latest count per (item, window end); a tombstone removes its key.

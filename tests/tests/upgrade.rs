@@ -1,18 +1,19 @@
 //! `kappactl upgrade` end to end against a real broker and a real PostgreSQL: v1 (the
-//! reference job, users above 50) writes hourly counts to a table and a topic; v2 (users
-//! above 70) recomputes history into shadows beside it; the diff lists exactly the windows an
-//! independent reference says changed; the cut-over swaps both sinks while a reader polling
-//! the table never sees a mix; v2 continues live into them. An abort leaves v1 exact and
-//! removes the shadows; an audit finds nothing in a correct sink and exactly the rows
-//! tampered with in another.
+//! reference job, users above 50) writes hourly counts to a table, a topic and a directory;
+//! v2 (users above 70) recomputes history into shadows beside them; the diff lists exactly
+//! the windows an independent reference says changed; the cut-over swaps every sink while a
+//! reader polling the table and the directory never sees a mix; v2 continues live into them.
+//! An abort leaves v1 exact and removes the shadows; an audit finds nothing in a correct sink
+//! and exactly the rows tampered with (or written twice) in another.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::postgres::hourly_rows;
 use kappa_integration_tests::upgrades::{
-    Counts, FILTER_50, World, cut_over, kappactl_ok, wait_diff, wait_phase,
+    Counts, FILTER_50, World, cut_over, file_counts, kappactl_ok, wait_diff, wait_phase,
 };
 use kappa_integration_tests::{SINK_PARTITIONS, eventually};
 use serde_json::Value;
@@ -37,7 +38,7 @@ fn v1_running() -> (World, Cluster, String) {
 }
 
 #[test]
-fn an_upgrade_recomputes_history_beside_v1_and_cuts_both_sinks_over_at_one_instant() {
+fn an_upgrade_recomputes_history_beside_v1_and_cuts_every_sink_over_at_one_instant() {
     let (s, cluster, v1_id) = v1_running();
     let (v1, v2) = (s.counts(50), s.counts(70));
     let changed = changed_keys(&v1, &v2);
@@ -61,7 +62,7 @@ fn an_upgrade_recomputes_history_beside_v1_and_cuts_both_sinks_over_at_one_insta
         .expect("diff")
         .text()
         .expect("text");
-    for sink in ["pg", "kafka"] {
+    for sink in ["pg", "kafka", "files"] {
         let listed: BTreeSet<String> = diff
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
@@ -90,6 +91,10 @@ fn an_upgrade_recomputes_history_beside_v1_and_cuts_both_sinks_over_at_one_insta
     assert!(saw_v1 > 0 && saw_v2 > 0);
 
     assert_eq!(s.topic("hourly", &v2), v2, "latest per key");
+    assert_eq!(s.wait_files(&v2), v2, "the files");
+    let backup = PathBuf::from(format!("{}.{id}_v1", s.files().display()));
+    assert_eq!(file_counts(&backup).expect("v1's files kept"), v1);
+    assert!(!PathBuf::from(format!("{}.{id}", s.files().display())).exists());
     cluster
         .wait_state(&v1_id, &["CANCELED"], Duration::from_secs(10))
         .expect("v1 stopped");
@@ -186,6 +191,8 @@ fn an_abort_leaves_v1_exact_and_removes_the_shadows() {
     assert_eq!(hourly_rows(&s.pg), v1);
     let topics = s.broker.topics().expect("topics");
     assert!(!topics.contains(&format!("hourly.{id}")), "{topics:?}");
+    assert!(!PathBuf::from(format!("{}.{id}", s.files().display())).exists());
+    assert_eq!(s.wait_files(&v1), v1);
     // An ended upgrade can be neither cut over nor aborted again.
     let again = cluster.kappactl(&["upgrade", "cutover", &id]);
     assert!(!again.status.success());
@@ -200,7 +207,8 @@ fn an_audit_finds_nothing_in_a_correct_sink_and_exactly_the_rows_tampered_with()
     assert!(out.status.success());
     assert!(text.contains("no differences"), "{text}");
 
-    // Two rows tampered with, one deleted (the Kafka sink stays as the job wrote it).
+    // Two rows tampered with, one deleted, and a window written twice to the files (the
+    // Kafka sink stays as the job wrote it).
     let v1 = s.counts(50);
     let mut keys = v1.keys().map(|(item, end)| format!("{item}-{end}"));
     let (a, b, c) = (
@@ -208,6 +216,12 @@ fn an_audit_finds_nothing_in_a_correct_sink_and_exactly_the_rows_tampered_with()
         keys.next().unwrap(),
         keys.next().unwrap(),
     );
+    let ((item, end), count) = v1.iter().last().expect("a window");
+    std::fs::write(
+        s.files().join("part-duplicate.jsonl"),
+        format!("{{\"item_id\":\"{item}\",\"window_end\":{end},\"click_count\":{count}}}\n"),
+    )
+    .expect("a duplicate");
     s.pg
         .execute(&format!(
             "UPDATE hourly_clicks SET click_count = click_count + 1 WHERE id IN ('{a}', '{b}'); DELETE FROM hourly_clicks WHERE id = '{c}'"
@@ -230,5 +244,6 @@ fn an_audit_finds_nothing_in_a_correct_sink_and_exactly_the_rows_tampered_with()
         })
         .collect();
     let pg = |k: &str| ("pg".to_string(), k.to_string());
-    assert_eq!(listed, BTreeSet::from([pg(&a), pg(&b), pg(&c)]));
+    let duplicate = ("files".to_string(), format!("{item}-{end}"));
+    assert_eq!(listed, BTreeSet::from([pg(&a), pg(&b), pg(&c), duplicate]));
 }

@@ -21,7 +21,9 @@ fn an_upgrade_goes_on_after_kill_9_of_the_jobmanager_and_a_taskmanager_without_m
     let flags = w.jobmanager_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut cluster = Cluster::jobmanager(&flags).expect("jobmanager");
-    let mut tms = cluster.taskmanagers(2, 4, &[]);
+    let tm_flags = w.taskmanager_flags();
+    let tm_flags: Vec<&str> = tm_flags.iter().map(String::as_str).collect();
+    let mut tms = cluster.taskmanagers(2, 4, &tm_flags);
     let v1_id = w.run_v1(&cluster);
     let (v1, v2) = (w.counts(50), w.counts(70));
 
@@ -38,7 +40,11 @@ fn an_upgrade_goes_on_after_kill_9_of_the_jobmanager_and_a_taskmanager_without_m
         // 2. A taskmanager running v2 dies: v2 restarts, the upgrade waits for it.
         let shadow = u["shadow_job"].as_str().expect("shadow job").to_string();
         kill_a_taskmanager(&cluster, &mut tms, &shadow);
-        tms.push(cluster.taskmanager(4).expect("a new taskmanager"));
+        tms.push(
+            cluster
+                .taskmanager_with(4, &tm_flags, &[])
+                .expect("a new taskmanager"),
+        );
         wait_phase(&cluster, &id, &["CAUGHT_UP"], LONG);
 
         // 3. The jobmanager dies during the cut-over, at whatever step it has reached.
@@ -76,6 +82,7 @@ fn an_upgrade_goes_on_after_kill_9_of_the_jobmanager_and_a_taskmanager_without_m
     println!("reader: {saw_v1} reads of v1, {saw_v2} of v2");
     assert!(saw_v1 > 0 && saw_v2 > 0);
     assert_eq!(w.topic("hourly", &v2), v2, "latest per key");
+    assert_eq!(w.wait_files(&v2), v2, "the files");
     // One live v2, however often the jobmanager repeated the step that submits it.
     let jobs: serde_json::Value = reqwest::blocking::get(format!("{}/api/v1/jobs", cluster.url))
         .expect("jobs")

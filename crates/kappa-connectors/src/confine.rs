@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kappa_job::confine::{AllowedHosts, AllowedPaths, PathRefused, Refused, names, resolved};
+use kappa_job::confine::{AllowedHosts, AllowedPaths, PathRefused, Refused, names};
 use kappa_job::error::Locator;
 use kappa_job::plan::{JobPlan, SinkKind, SinkPlan, SourceKind, SourcePlan};
 use kappa_job::postgres_tls;
@@ -187,18 +187,18 @@ pub fn check_writer(writer: &str) -> Result<(), Refused> {
     Ok(())
 }
 
-/// Checks that a part file named in a restored checkpoint is in `dir` with a name of the
-/// file sink's own: what a checkpoint read back from storage names is not trusted.
-pub fn check_part_file(dir: &Path, path: &Path) -> Result<(), Refused> {
+/// The part file a restored checkpoint names, found by its name in `dir`: what a checkpoint
+/// read back from storage names is not trusted (only a name of the file sink's own is taken),
+/// and the directory may have another path than when the checkpoint was taken (an upgrade's
+/// cut-over renames the shadow directory v2 wrote into to the live one).
+pub fn part_file_in(dir: &Path, path: &Path) -> Result<PathBuf, Refused> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     names::plain_file_name(name)?;
-    let parent = path.parent().unwrap_or(Path::new(""));
-    let ours = name.starts_with("part-") || name.starts_with(".part-");
-    if ours && resolved(parent)? == resolved(dir)? {
-        return Ok(());
+    if name.starts_with("part-") || name.starts_with(".part-") {
+        return Ok(dir.join(name));
     }
     Err(Refused::Path(PathRefused::Invalid {
         path: path.display().to_string(),

@@ -22,7 +22,7 @@ use kappa_runtime::TaskError;
 use kappa_runtime::io::{PendingCommit, Sink};
 use serde::{Deserialize, Serialize};
 
-use crate::confine::check_part_file;
+use crate::confine::part_file_in;
 use crate::json::encode_rows;
 
 /// What committing one checkpoint's part file needs (kept in the checkpoint).
@@ -179,15 +179,18 @@ impl Sink for PartFileSink {
 
     fn recover(&mut self, pending: Vec<PendingCommit>) -> Result<(), TaskError> {
         for p in &pending {
-            let part: PartCommit = serde_json::from_slice(&p.data).map_err(|e| {
+            let named: PartCommit = serde_json::from_slice(&p.data).map_err(|e| {
                 TaskError::Data(format!(
                     "the restored checkpoint's part file entry of `{}` is corrupt: {e}",
                     p.writer
                 ))
             })?;
-            // Its paths were read back from storage: only this sink's own files are renamed.
-            check_part_file(&self.dir, &part.pending)?;
-            check_part_file(&self.dir, &part.committed)?;
+            // Its paths were read back from storage: only this sink's own names are taken,
+            // in this sink's directory.
+            let part = PartCommit {
+                pending: part_file_in(&self.dir, &named.pending)?,
+                committed: part_file_in(&self.dir, &named.committed)?,
+            };
             if !part.committed.exists() && !part.pending.exists() {
                 return Err(TaskError::Io(format!(
                     "{} (output of checkpoint {}) is gone: it cannot be committed",
@@ -345,11 +348,6 @@ mod tests {
                 pending: victim.clone(),
                 committed: real.committed.clone(),
             },
-            // Escapes with `..` under a name of the sink's own.
-            PartCommit {
-                pending: real.pending.clone(),
-                committed: sink_dir.join("../part-j-0-1.jsonl"),
-            },
         ];
         for c in crafted {
             let data = serde_json::to_vec(&c).expect("json");
@@ -364,10 +362,33 @@ mod tests {
             std::fs::read_to_string(&victim).expect("victim"),
             "keep me\n"
         );
-        assert!(real.pending.exists() && !dir.path().join("part-j-0-1.jsonl").exists());
+        assert!(real.pending.exists());
+        // A name of the sink's own behind `..` is taken by its name, in the sink's directory.
+        let escaping = PartCommit {
+            pending: real.pending.clone(),
+            committed: sink_dir.join("../part-j-0-1.jsonl"),
+        };
+        let data = serde_json::to_vec(&escaping).expect("json");
         let mut r = PartFileSink::open(&sink_dir, "j-0", 2).expect("reopen");
-        r.recover(vec![pending(1, &c1)])
-            .expect("its own entry commits");
+        r.recover(vec![pending(1, &data)])
+            .expect("its own names commit");
         assert_eq!(visible(&sink_dir), ["part-j-0-1.jsonl"]);
+        assert!(!dir.path().join("part-j-0-1.jsonl").exists());
+    }
+
+    #[test]
+    fn a_sink_restored_into_its_renamed_directory_commits_the_pending_files_there() {
+        // An upgrade's cut-over: v2 wrote into a shadow directory that becomes the live one.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (shadow, live) = (dir.path().join("out.u1"), dir.path().join("out"));
+        let mut s = PartFileSink::open(&shadow, "j-0", 1).expect("open");
+        s.write(&batch(7)).expect("write");
+        let c1 = s.prepare(1).expect("prepare").expect("a part file");
+        drop(s);
+        std::fs::rename(&shadow, &live).expect("the swap");
+        let mut r = PartFileSink::open(&live, "j-1", 1).expect("restored");
+        r.recover(vec![pending(1, &c1)]).expect("commits");
+        assert_eq!(visible(&live), ["part-j-0-1.jsonl"]);
+        assert_eq!(read(&live, "part-j-0-1.jsonl"), "{\"v\":7}\n");
     }
 }

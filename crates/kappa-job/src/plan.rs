@@ -1213,11 +1213,14 @@ impl Planner<'_> {
                 }
             }
             SinkConnector::File | SinkConnector::Stdout | SinkConnector::Blackhole => {
-                self.forbid(
-                    &s.key,
-                    &format!("{prefix}.key"),
-                    "`key` applies to the kafka and postgres connectors only",
-                );
+                // A file sink's key names its rows for the diff of an upgrade.
+                if s.connector != SinkConnector::File {
+                    self.forbid(
+                        &s.key,
+                        &format!("{prefix}.key"),
+                        "`key` applies to the kafka, postgres and file connectors only",
+                    );
+                }
                 match s.connector {
                     SinkConnector::File => {
                         let path = self.required(

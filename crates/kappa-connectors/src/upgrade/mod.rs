@@ -1,12 +1,14 @@
 //! The sink side of `kappactl upgrade`: v2 first writes into a shadow of each live sink (table
-//! `<table>__<upgrade>`, topic `<topic>.<upgrade>`); these operations create the shadows, read
-//! live and shadow for the diff, and cut over so that a reader sees all of v1's results or all
-//! of v2's, never a mix. They block; the jobmanager runs them on blocking threads. Each is
+//! `<table>__<upgrade>`, topic `<topic>.<upgrade>`, directory `<dir>.<upgrade>`); these
+//! operations create the shadows, read live and shadow for the diff, and cut over so that a
+//! reader sees all of v1's results or all of v2's, never a mix. They block; the jobmanager runs them on blocking threads. Each is
 //! idempotent where a retry after a crash needs it to be.
 
+pub mod files;
 pub mod kafka;
 pub mod postgres;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kappa_job::secret::SecretError;
@@ -97,6 +99,40 @@ pub enum UpgradeSinkError {
     /// A secret of the connection cannot be read on this process.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// A file operation on a file sink's directories failed.
+    #[error("{what} `{}`: {source}", .path.display())]
+    Io {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file sink's directory could not be listed.
+    #[error(transparent)]
+    List(Box<crate::ConnectorError>),
+    /// A line of a file sink's output is not JSON.
+    #[error("`{}` line {line} is not a JSON row: {source}", .path.display())]
+    BadLine {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A directory at the shadow's path that the upgrade did not create.
+    #[error(
+        "`{}` is not the upgrade's shadow directory (it has files and no marker): it is left alone",
+        .path.display()
+    )]
+    NotShadow { path: PathBuf },
+    /// Neither the shadow directory nor the backup a finished swap leaves is there.
+    #[error(
+        "the shadow directory `{}` does not exist, nor the backup a swap leaves: there is nothing to swap into `{}`",
+        .shadow.display(), .live.display()
+    )]
+    NoShadowDir { live: PathBuf, shadow: PathBuf },
+    /// The backup directory exists before the exchange: it would be overwritten.
+    #[error("the backup directory `{}` exists already: move it away", .backup.display())]
+    BackupDirExists { backup: PathBuf },
 }
 
 impl UpgradeSinkError {
@@ -123,7 +159,20 @@ impl UpgradeSinkError {
             | Self::BackupExists { .. }
             | Self::BadName { .. }
             | Self::NoTopic { .. }
-            | Self::Secret(_) => false,
+            | Self::Secret(_)
+            | Self::BadLine { .. }
+            | Self::List(_)
+            | Self::NotShadow { .. }
+            | Self::NoShadowDir { .. }
+            | Self::BackupDirExists { .. } => false,
+            // A full disk or a busy file system may be cured; a missing permission is not.
+            Self::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::Unsupported
+            ),
         }
     }
 }

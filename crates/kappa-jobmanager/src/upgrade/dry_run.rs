@@ -3,6 +3,7 @@
 //! replay rate this cluster measured (see [`super::plan`] for the decisions).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use kappa_connectors::ConnectorError;
@@ -10,7 +11,8 @@ use kappa_connectors::kafka::StartOffset;
 use kappa_connectors::kafka::admin::TopicAdmin;
 use kappa_job::plan::SourceKind;
 
-use super::plan::{PartitionFacts, PlanInputs, TopicFacts, UpgradePlan, plan};
+use super::plan::{PartitionFacts, PlanInputs, TopicFacts, UpgradePlan, plan, shadow_name, target};
+use super::sinks::backup_dir;
 use crate::JobManager;
 use crate::deployment::head_source;
 use crate::job::JobEntry;
@@ -80,6 +82,7 @@ impl JobManager {
         let replay_rate = self.replay_rate(&v1);
         let upgrade_id = run_id.unwrap_or_else(|| upgrade_id(id, &shown));
         let state = v1.state();
+        let unusable_dirs = self.unusable_dirs(&v1.plan, &upgrade_id);
         let inputs = PlanInputs {
             upgrade_id: &upgrade_id,
             v1: &v1.plan,
@@ -87,6 +90,7 @@ impl JobManager {
             v2: &v2,
             topics: &topics,
             replay_rate,
+            unusable_dirs: &unusable_dirs,
         };
         Ok((upgrade_id.clone(), plan(&inputs, changes)))
     }
@@ -139,6 +143,42 @@ impl JobManager {
             });
         }
         Ok(out)
+    }
+
+    /// Why this jobmanager cannot cut over the directory of each file sink of `v1` that it
+    /// cannot: it renames the directory and writes its shadow and backup beside it.
+    fn unusable_dirs(&self, v1: &kappa_job::JobPlan, upgrade: &str) -> BTreeMap<String, String> {
+        let paths = &self.inner.config.confinement.paths;
+        let mut out = BTreeMap::new();
+        for sink in &v1.sinks {
+            let Some(("file", live)) = target(&sink.kind) else {
+                continue;
+            };
+            let shadow = shadow_name("file", &live, upgrade);
+            let backup = backup_dir(&live, upgrade);
+            let why = if !Path::new(&live).is_absolute() {
+                Some(format!(
+                    "the directory `{live}` is relative: the jobmanager renames it at the cut-over, so give the sink an absolute path"
+                ))
+            } else if let Some(e) = [&shadow, &backup]
+                .into_iter()
+                .find_map(|p| paths.check_path(Path::new(p)).err())
+            {
+                Some(format!(
+                    "the upgrade writes beside `{live}`, which is refused here: {e}"
+                ))
+            } else if !Path::new(&live).is_dir() {
+                Some(format!(
+                    "the jobmanager does not see the directory `{live}`: it renames it at the cut-over, so it must be on a file system the jobmanager shares with the taskmanagers"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                out.insert(live, why);
+            }
+        }
+        out
     }
 
     /// The read rate of the latest catch-up on this cluster (v1's own first), and whose.

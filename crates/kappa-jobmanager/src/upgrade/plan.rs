@@ -47,6 +47,9 @@ pub struct PlanInputs<'a> {
     pub topics: &'a [TopicFacts],
     /// Events per second a replay reached on this cluster, and how that was measured.
     pub replay_rate: Option<(f64, String)>,
+    /// Why the jobmanager cannot cut over a file sink's directory, by the directory (the
+    /// jobmanager renames it: it must see it, and may write beside it).
+    pub unusable_dirs: &'a BTreeMap<String, String>,
 }
 
 /// How v2 starts.
@@ -203,8 +206,20 @@ pub(crate) fn target(kind: &SinkKind) -> Option<(&'static str, String)> {
     match kind {
         SinkKind::Postgres { table, .. } => Some(("postgres", table.clone())),
         SinkKind::Kafka { topic, .. } => Some(("kafka", topic.clone())),
-        SinkKind::File { path } => Some(("file", path.display().to_string())),
+        // Without a trailing `/`: the shadow and the backup are beside it, not in it.
+        SinkKind::File { path } => {
+            Some(("file", path.components().as_path().display().to_string()))
+        }
         SinkKind::Stdout | SinkKind::Blackhole => None,
+    }
+}
+
+/// The shadow of the live table, topic or directory `live` of a `kind` sink in upgrade
+/// `upgrade`.
+pub(crate) fn shadow_name(kind: &str, live: &str, upgrade: &str) -> String {
+    match kind {
+        "postgres" => format!("{live}__{upgrade}"),
+        _ => format!("{live}.{upgrade}"),
     }
 }
 
@@ -265,11 +280,8 @@ fn shadow_sinks(inputs: &PlanInputs<'_>, refusals: &mut Vec<String>) -> Vec<Shad
                 new.name
             ));
         }
-        if kind == "file" {
-            refusals.push(format!(
-                "sink `{}` writes files: only PostgreSQL and Kafka sinks can be cut over so far",
-                new.name
-            ));
+        if let Some(why) = inputs.unusable_dirs.get(&live).filter(|_| kind == "file") {
+            refusals.push(format!("sink `{}`: {why}", new.name));
         }
         let key = |s: &kappa_job::plan::SinkPlan| s.key.as_ref().map(|k| k.text.clone());
         if key(old) != key(new) {
@@ -295,10 +307,7 @@ fn shadow_sinks(inputs: &PlanInputs<'_>, refusals: &mut Vec<String>) -> Vec<Shad
                 columns(old).join(", ")
             ));
         }
-        let shadow = match kind {
-            "postgres" => format!("{live}__{}", inputs.upgrade_id),
-            _ => format!("{live}.{}", inputs.upgrade_id),
-        };
+        let shadow = shadow_name(kind, &live, inputs.upgrade_id);
         // A schema-qualified table: the limit is the table name's. v1's rows are kept
         // in a table whose name is longer still.
         let backup = super::sinks::backup_table(&live, inputs.upgrade_id);

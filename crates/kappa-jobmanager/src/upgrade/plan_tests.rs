@@ -1,6 +1,8 @@
 //! The upgrade plan against real job files: what changed, how v2 starts, its shadows, the
 //! backlog and what refuses a cut-over.
 
+use std::collections::BTreeMap;
+
 use kappa_job::{JobPlan, Overrides, plan_job};
 
 use super::plan::{PartitionFacts, PlanInputs, TopicFacts, UpgradePlan, plan};
@@ -68,6 +70,7 @@ fn plan_of(v2: &str, state: &str, topics: &[TopicFacts]) -> UpgradePlan {
         v2: &p2,
         topics,
         replay_rate: Some((500.0, "a catch-up of job j1".into())),
+        unusable_dirs: &BTreeMap::new(),
     };
     plan(&inputs, kappa_job::changes::changes(V1, v2).unwrap())
 }
@@ -200,6 +203,7 @@ fn records_deleted_since_v1_read_them_are_a_warning_and_long_names_a_refusal() {
         v2: &p2,
         topics: &[],
         replay_rate: None,
+        unusable_dirs: &BTreeMap::new(),
     };
     let p = plan(&inputs, kappa_job::changes::changes(&v1, &v2).unwrap());
     assert!(
@@ -208,4 +212,43 @@ fn records_deleted_since_v1_read_them_are_a_warning_and_long_names_a_refusal() {
         p.refusals
     );
     assert!(p.rate_basis.starts_with("no replay was measured"));
+}
+
+#[test]
+fn a_file_sink_gets_a_shadow_directory_beside_it_unless_the_jobmanager_cannot_rename_it() {
+    let with_files = |filter: &str| {
+        V1.replace("> 50", filter)
+            + "\n[sinks.files]\nconnector = \"file\"\npath = \"/data/hourly/\"\nkey = \"{item_id}-{window_end}\"\n"
+    };
+    let (p1, p2) = (planned(&with_files("> 50")), planned(&with_files("> 70")));
+    let facts = topics(0, None);
+    let of = |unusable: &BTreeMap<String, String>| {
+        let inputs = PlanInputs {
+            upgrade_id: "upg7",
+            v1: &p1,
+            v1_state: "RUNNING",
+            v2: &p2,
+            topics: &facts,
+            replay_rate: None,
+            unusable_dirs: unusable,
+        };
+        plan(
+            &inputs,
+            kappa_job::changes::changes(&with_files("> 50"), &with_files("> 70")).unwrap(),
+        )
+    };
+    let p = of(&BTreeMap::new());
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    let files = p
+        .shadows
+        .iter()
+        .find(|s| s.sink == "files")
+        .expect("a shadow");
+    assert_eq!(
+        (files.live.as_str(), files.shadow.as_str()),
+        ("/data/hourly", "/data/hourly.upg7")
+    );
+    let why = "the jobmanager does not see `/data/hourly`".to_string();
+    let refused = of(&BTreeMap::from([("/data/hourly".to_string(), why.clone())]));
+    assert_eq!(refused.refusals, [format!("sink `files`: {why}")]);
 }

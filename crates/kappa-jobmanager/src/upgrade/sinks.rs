@@ -1,14 +1,18 @@
 //! The sink side of an upgrade, one shadow at a time: create it, read its rows and the live
 //! ones for the diff, make the live sink hold the shadow's content at one instant, drop it.
-//! PostgreSQL tables and Kafka topics through [`kappa_connectors::upgrade`], each call on a
-//! blocking thread. The connection is v1's (a plan refuses a v2 that connects elsewhere).
+//! PostgreSQL tables, Kafka topics and file directories through
+//! [`kappa_connectors::upgrade`], each call on a blocking thread. The connection is v1's (a
+//! plan refuses a v2 that connects elsewhere); a file sink's directories are the
+//! jobmanager's own view of them (a plan refuses directories it does not see).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kappa_connectors::confine::Confinement;
+use kappa_connectors::upgrade::files::SwapState;
 use kappa_connectors::upgrade::kafka::{Correction, Latest};
-use kappa_connectors::upgrade::{UpgradeSinkError, kafka, postgres};
+use kappa_connectors::upgrade::{UpgradeSinkError, files, kafka, postgres};
 use kappa_job::kafka::KafkaConnection;
 use kappa_job::plan::{SinkKind, SinkPlan};
 use kappa_job::secret::Secret;
@@ -34,6 +38,13 @@ pub enum SinkOps {
         /// does not write it again.
         writers: Vec<String>,
     },
+    File {
+        shadow: ShadowSink,
+        /// The upgrade's id, which marks the shadow directory as its own.
+        upgrade: String,
+        /// v1's sink: its key names a row (without one, a row is its whole content).
+        v1: Box<SinkPlan>,
+    },
 }
 
 /// Why a sink operation did not happen.
@@ -47,7 +58,7 @@ pub enum SinkOpsError {
     },
     #[error("sink `{0}` is not in v1 any more")]
     Missing(String),
-    #[error("sink `{0}` writes neither PostgreSQL nor Kafka: it cannot be cut over")]
+    #[error("sink `{0}` writes neither PostgreSQL, Kafka nor files: it cannot be cut over")]
     Unsupported(String),
     #[error("sink `{sink}`: a secret cannot be read here")]
     Secret {
@@ -90,9 +101,10 @@ pub struct Swapped {
 }
 
 impl SinkOps {
-    /// The operations of every shadow, with v1's connections and secrets resolved here;
-    /// `writers` gives the shadow job's writer ids of a sink, by name.
+    /// The operations of every shadow of upgrade `upgrade`, with v1's connections and
+    /// secrets resolved here; `writers` gives the shadow job's writer ids of a sink, by name.
     pub fn all(
+        upgrade: &str,
         shadows: &[ShadowSink],
         v1_sinks: &[SinkPlan],
         writers: &dyn Fn(&str) -> Vec<String>,
@@ -133,6 +145,11 @@ impl SinkOps {
                         timeout,
                         writers: writers(&s.sink),
                     }),
+                    SinkKind::File { .. } => Ok(Self::File {
+                        shadow: s.clone(),
+                        upgrade: upgrade.to_string(),
+                        v1: Box::new(sink.clone()),
+                    }),
                     _ => Err(SinkOpsError::Unsupported(s.sink.clone())),
                 }
             })
@@ -141,7 +158,9 @@ impl SinkOps {
 
     pub fn shadow(&self) -> &ShadowSink {
         match self {
-            Self::Postgres { shadow, .. } | Self::Kafka { shadow, .. } => shadow,
+            Self::Postgres { shadow, .. }
+            | Self::Kafka { shadow, .. }
+            | Self::File { shadow, .. } => shadow,
         }
     }
 
@@ -164,6 +183,7 @@ impl SinkOps {
                 timeout,
                 ..
             } => kafka::create_shadow_topic(connection, &s.live, &s.shadow, *timeout),
+            Self::File { upgrade, .. } => files::create_shadow(Path::new(&s.shadow), upgrade),
         }
         .map_err(|e| self.failed(e))
     }
@@ -180,6 +200,7 @@ impl SinkOps {
                 timeout,
                 ..
             } => kafka::delete_topic(connection, &s.shadow, *timeout),
+            Self::File { upgrade, .. } => files::drop_shadow(Path::new(&s.shadow), upgrade),
         }
         .map_err(|e| self.failed(e))
     }
@@ -202,6 +223,7 @@ impl SinkOps {
                     })
                     .collect()
             }),
+            Self::File { v1, .. } => files::rows(Path::new(table), v1.key.as_ref(), &v1.schema),
         };
         Ok([
             read(&s.live).map_err(|e| self.failed(e))?,
@@ -255,6 +277,7 @@ impl SinkOps {
                 }
                 (written, removed)
             }
+            Self::File { .. } => self.swap_files(upgrade, delete_vanished)?,
         };
         Ok(Swapped {
             sink: s.sink.clone(),
@@ -262,6 +285,46 @@ impl SinkOps {
             removed,
         })
     }
+}
+
+impl SinkOps {
+    /// A file sink's cut-over: the exchange of the two directories, after v1's rows that v2
+    /// does not have are copied into the shadow unless `delete_vanished`. Counted before the
+    /// exchange (a retry after it counts nothing).
+    fn swap_files(&self, upgrade: &str, delete_vanished: bool) -> Result<(u64, u64), SinkOpsError> {
+        let s = self.shadow();
+        let (live, shadow) = (PathBuf::from(&s.live), PathBuf::from(&s.shadow));
+        let backup = PathBuf::from(backup_dir(&s.live, upgrade));
+        let state =
+            files::swap_state(&live, &shadow, &backup, upgrade).map_err(|e| self.failed(e))?;
+        let mut counts = (0, 0);
+        if state == SwapState::Before {
+            let [v1, v2] = self.rows()?;
+            let vanished: Vec<serde_json::Value> = v1
+                .iter()
+                .filter(|(k, _)| !v2.contains_key(*k))
+                .flat_map(|(_, row)| match row {
+                    serde_json::Value::Array(rows) => rows.clone(),
+                    row => vec![row.clone()],
+                })
+                .collect();
+            let written = v2.iter().filter(|(k, v)| v1.get(*k) != Some(v)).count() as u64;
+            counts = match delete_vanished {
+                true => (written, vanished.len() as u64),
+                false => {
+                    files::keep_rows(&shadow, upgrade, &vanished).map_err(|e| self.failed(e))?;
+                    (written, 0)
+                }
+            };
+        }
+        files::swap(&live, &shadow, &backup, upgrade).map_err(|e| self.failed(e))?;
+        Ok(counts)
+    }
+}
+
+/// The directory that keeps v1's files after the cut-over of `live`.
+pub fn backup_dir(live: &str, upgrade: &str) -> String {
+    format!("{live}.{upgrade}_v1")
 }
 
 /// The table that keeps v1's rows after the cut-over of `live` (same schema).

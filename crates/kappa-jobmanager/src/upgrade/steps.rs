@@ -55,6 +55,7 @@ pub(super) async fn sink_ops(
             .map_or_else(Vec::new, |j| writers(j, sink))
     };
     Ok(SinkOps::all(
+        &record.id,
         &record.shadows,
         &sinks,
         &writers,
