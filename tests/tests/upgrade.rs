@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::postgres::hourly_rows;
+use kappa_integration_tests::reference::HOUR;
 use kappa_integration_tests::upgrades::{
     Counts, FILTER_50, World, cut_over, file_counts, kappactl_ok, wait_diff, wait_phase,
 };
@@ -46,6 +47,27 @@ fn an_upgrade_recomputes_history_beside_v1_and_cuts_every_sink_over_at_one_insta
         v1.keys().any(|k| !v2.contains_key(k)),
         "some windows vanish"
     );
+
+    // The plan knows how far back each sink's windows go.
+    let plan: Value = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/jobs/{v1_id}/upgrade-plan", cluster.url))
+        .json(&serde_json::json!({ "job": s.job(FILTER_50).replace("> 50", "> 70") }))
+        .send()
+        .and_then(|r| r.json())
+        .expect("plan");
+    let first = v1.keys().map(|(_, end)| end - HOUR).min();
+    let oldest: BTreeMap<String, Option<i64>> = plan["oldest_windows"]
+        .as_array()
+        .expect("oldest windows")
+        .iter()
+        .map(|w| {
+            let sink = w["sink"].as_str().unwrap_or_default().to_string();
+            (sink, w["oldest_window_start_ms"].as_i64())
+        })
+        .collect();
+    let expected = ["files", "kafka", "pg"].map(|k| (k.to_string(), first));
+    assert_eq!(oldest, BTreeMap::from(expected), "{plan}");
+    assert_eq!(plan["warnings"], serde_json::json!([]), "{plan}");
 
     let id = s.upgrade_to_70(&cluster, &v1_id);
     assert!(id.starts_with('u'), "{id}");

@@ -1,13 +1,14 @@
 //! `kappactl upgrade --dry-run` against a running reference job and a real broker: the plan
 //! names the changed filter, replays exactly the records the topic holds into a shadow topic,
-//! and refuses a new version that writes elsewhere; the REST API answers for unknown jobs and
+//! knows how far back the topic and the sink's windows go, and refuses a new version that
+//! writes elsewhere; the REST API answers for unknown jobs and
 //! invalid files with their reasons.
 
 use std::time::Duration;
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
-use kappa_integration_tests::reference::{START, clicks, spread};
+use kappa_integration_tests::reference::{HOUR, START, clicks, spread};
 use kappa_integration_tests::{eventually, reference_job};
 use serde_json::{Value, json};
 
@@ -77,8 +78,40 @@ fn a_dry_run_plans_the_replay_of_what_the_topic_holds_and_refuses_what_cannot_cu
     );
     assert!(text.contains("can be cut over"), "{text}");
 
-    let (status, p) = plan(&cluster, &id, &v2);
-    assert_eq!(status, 200, "{p}");
+    // How far back history goes: every partition holds its records from the latest of their
+    // first records' event times on; the sink's windows from the first hour's (once it
+    // fired).
+    let held_from = (0..4)
+        .filter_map(|p| data.iter().skip(p).step_by(4).next())
+        .map(|c| c.timestamp)
+        .max();
+    let first_window = data.iter().map(|c| c.timestamp).min().map(|t| t - t % HOUR);
+    let p = eventually(
+        "the first window in the sink",
+        Duration::from_secs(60),
+        || {
+            let (status, p) = plan(&cluster, &id, &v2);
+            match (
+                status,
+                p["oldest_windows"][0]["oldest_window_start_ms"].as_i64(),
+            ) {
+                (200, Some(_)) => Ok(p),
+                _ => Err(p.to_string()),
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        p["backlog"][0]["oldest_event_ms"].as_i64(),
+        held_from,
+        "{p}"
+    );
+    assert_eq!(
+        p["oldest_windows"],
+        json!([{ "sink": "sink", "oldest_window_start_ms": first_window }])
+    );
+    assert_eq!(p["history_complete"], true, "nothing was deleted: {p}");
+    assert_eq!(p["warnings"], json!([]), "{p}");
     assert_eq!(p["backlog_events"], 3_000, "the topic's content: {p}");
     assert_eq!(p["refusals"], json!([]), "{p}");
     let shadow = &p["shadows"][0];

@@ -1,7 +1,7 @@
 //! JSON records ⇄ Arrow batches: vectorised decoding with arrow-json that still names each
 //! bad record, and encoding of result rows as one JSON object per record.
 
-use arrow::array::{BooleanArray, RecordBatch};
+use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::json::ReaderBuilder;
@@ -38,6 +38,17 @@ impl JsonDecoder {
     pub fn with_event_time(mut self, index: Option<usize>) -> Self {
         self.event_time = index;
         self
+    }
+
+    /// The event time (ms) in column `column` of one record; None when the record is bad
+    /// or the time null.
+    pub fn event_time_ms(&self, column: usize, record: &[u8]) -> Option<i64> {
+        let (batch, bad) = self.decode(&[record]).ok()?;
+        if !bad.is_empty() || batch.num_rows() != 1 {
+            return None;
+        }
+        let times = event_times(batch.columns().get(column)?).ok()?;
+        (!times.is_null(0)).then(|| times.value(0))
     }
 
     fn decoder(&self, rows: usize) -> Result<Decoder, ConnectorError> {

@@ -38,12 +38,24 @@ pub fn upgrade_plan(id: &str, p: &Value) -> String {
     };
     let _ = writeln!(out, "  start: {how}: {}", s(&start["why"]));
     for b in list(&p["backlog"]) {
+        let since = match b["oldest_event_ms"].as_i64() {
+            Some(ms) => format!(", events from {} on", time(Some(ms))),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  backlog: {} events in topic `{}` (source `{}`)",
+            "  backlog: {} events in topic `{}` (source `{}`{since})",
             b["events"].as_u64().unwrap_or(0),
             s(&b["topic"]),
             s(&b["source"])
+        );
+    }
+    for w in list(&p["oldest_windows"]) {
+        let _ = writeln!(
+            out,
+            "  history: sink `{}` has windows from {}",
+            s(&w["sink"]),
+            time(w["oldest_window_start_ms"].as_i64())
         );
     }
     if start["from_savepoint"].as_bool() != Some(true) {

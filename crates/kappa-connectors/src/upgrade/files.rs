@@ -314,8 +314,9 @@ mod tests {
         assert!(!e.retryable());
     }
 
-    #[test]
-    fn the_swap_exchanges_the_directories_once_and_keeps_v1_in_the_backup() {
+    /// A live directory with v1's file and the shadow of upgrade `u1` beside it (the
+    /// directory holding them first).
+    fn v1_and_a_shadow() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
         let tmp = tempfile::tempdir().expect("tmp");
         let (live, shadow, backup) = (
             tmp.path().join("out"),
@@ -324,6 +325,12 @@ mod tests {
         );
         write(&live, "part-v1-1.jsonl", &["{\"v\":1}"]);
         create_shadow(&shadow, "u1").expect("shadow");
+        (tmp, live, shadow, backup)
+    }
+
+    #[test]
+    fn the_swap_exchanges_the_directories_once_and_keeps_v1_in_the_backup() {
+        let (tmp, live, shadow, backup) = v1_and_a_shadow();
         create_shadow(&shadow, "u1").expect("again");
         write(&shadow, "part-v2-1.jsonl", &["{\"v\":2}"]);
         keep_rows(&shadow, "u1", &[serde_json::json!({"v": 0})]).expect("kept");
@@ -352,14 +359,7 @@ mod tests {
 
     #[test]
     fn a_swap_interrupted_after_the_exchange_finishes_without_exchanging_back() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let (live, shadow, backup) = (
-            tmp.path().join("out"),
-            tmp.path().join("out.u1"),
-            tmp.path().join("out.u1_v1"),
-        );
-        write(&live, "part-v1-1.jsonl", &["{\"v\":1}"]);
-        create_shadow(&shadow, "u1").expect("shadow");
+        let (tmp, live, shadow, backup) = v1_and_a_shadow();
         write(&shadow, "part-v2-1.jsonl", &["{\"v\":2}"]);
         renameat_with(CWD, &shadow, CWD, &live, RenameFlags::EXCHANGE).expect("exchange");
         assert_eq!(

@@ -250,6 +250,24 @@ pub fn rows(
     Ok(out)
 }
 
+/// The least value of the integer column `column` in `table` (None: no rows), e.g. how far
+/// back a sink's windows go.
+pub fn min_of(
+    url: &str,
+    password: Option<&Secret>,
+    table: &str,
+    column: &str,
+) -> Result<Option<i64>, UpgradeSinkError> {
+    let name = TableName::parse(table)?;
+    let what = format!("reading the least `{column}` of `{table}`");
+    let mut server = Server::connect(url, password, &what)?;
+    let fail = failed(&what, &server.target);
+    require(&mut server.client, &name, &server.target, &fail)?;
+    let sql = format!("SELECT min({})::bigint FROM {}", quote(column), name.sql());
+    let row = server.client.query_one(&sql, &[]).map_err(&fail)?;
+    row.try_get(0).map_err(&fail)
+}
+
 /// The statements of a swap, for the live, shadow and backup tables (SQL names) and the
 /// live table's writable columns (quoted, `id` among them).
 #[derive(Debug, PartialEq, Eq)]

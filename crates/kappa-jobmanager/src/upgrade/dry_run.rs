@@ -10,8 +10,12 @@ use kappa_connectors::ConnectorError;
 use kappa_connectors::kafka::StartOffset;
 use kappa_connectors::kafka::admin::TopicAdmin;
 use kappa_job::plan::SourceKind;
+use kappa_runtime::error::with_causes;
 
-use super::plan::{PartitionFacts, PlanInputs, TopicFacts, UpgradePlan, plan, shadow_name, target};
+use super::history;
+use super::plan::{
+    PartitionFacts, PlanInputs, SinkHistory, TopicFacts, UpgradePlan, plan, shadow_name, target,
+};
 use super::sinks::backup_dir;
 use crate::JobManager;
 use crate::deployment::head_source;
@@ -78,7 +82,9 @@ impl JobManager {
         let v2 = plan_blocking(file_name, text, &kappa_job::Overrides::default()).await?;
         self.confine(file_name, text, &v2)?;
         let changes = kappa_job::changes::changes(&v1.text.shown, &shown)?;
-        let topics = self.topic_facts(&v1, &v2).await?;
+        let mut unknown = Vec::new();
+        let topics = self.topic_facts(&v1, &v2, &mut unknown).await?;
+        let oldest_windows = self.oldest_windows(&v1.plan, &mut unknown).await;
         let replay_rate = self.replay_rate(&v1);
         let upgrade_id = run_id.unwrap_or_else(|| upgrade_id(id, &shown));
         let state = v1.state();
@@ -91,15 +97,21 @@ impl JobManager {
             topics: &topics,
             replay_rate,
             unusable_dirs: &unusable_dirs,
+            oldest_windows: &oldest_windows,
         };
-        Ok((upgrade_id.clone(), plan(&inputs, changes)))
+        let mut planned = plan(&inputs, changes);
+        planned.warnings.extend(unknown);
+        Ok((upgrade_id, planned))
     }
 
-    /// The retained offsets of every topic v2 reads, and where v1 started in them.
+    /// The retained offsets of every topic v2 reads, where v1 started in them, and the event
+    /// time from which on each holds all its records (a warning in `unknown` where that could
+    /// not be read).
     async fn topic_facts(
         &self,
         v1: &JobEntry,
         v2: &kappa_job::JobPlan,
+        unknown: &mut Vec<String>,
     ) -> Result<Vec<TopicFacts>, UpgradeError> {
         let secrets = &self.inner.config.confinement.secrets;
         let timeout = self.inner.config.kafka_timeout;
@@ -122,6 +134,21 @@ impl JobManager {
             })
             .await?
             .map_err(UpgradeError::Kafka)?;
+            let oldest_event_ms = {
+                let (source, confinement) = (s.clone(), self.inner.config.confinement.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    history::oldest_event(&source, &confinement, timeout)
+                })
+                .await?;
+                read.unwrap_or_else(|e| {
+                    unknown.push(format!(
+                        "how far back topic `{}` goes is not known: {}",
+                        k.topic,
+                        with_causes(&e)
+                    ));
+                    None
+                })
+            };
             let reported = reported_high_watermarks(v1, &k.topic);
             let pinned = v1.pinned_starts.lock();
             let started = pinned.get(&s.uid);
@@ -140,9 +167,43 @@ impl JobManager {
                         },
                     })
                     .collect(),
+                oldest_event_ms,
             });
         }
         Ok(out)
+    }
+
+    /// How far back the windows of each sink of `v1` go (a warning in `unknown` for a sink
+    /// that could not be read).
+    async fn oldest_windows(
+        &self,
+        v1: &kappa_job::JobPlan,
+        unknown: &mut Vec<String>,
+    ) -> Vec<SinkHistory> {
+        let mut out = Vec::new();
+        for sink in &v1.sinks {
+            let (plan, confinement) = (sink.clone(), self.inner.config.confinement.clone());
+            let timeout = self.inner.config.kafka_timeout;
+            let read = tokio::task::spawn_blocking(move || {
+                history::oldest_window(&plan, &confinement, timeout)
+            })
+            .await
+            .map_err(|e| history::HistoryError::Sink(e.into()))
+            .and_then(|r| r);
+            match read {
+                Ok(Some(ms)) => out.push(SinkHistory {
+                    sink: sink.name.clone(),
+                    oldest_window_start_ms: ms,
+                }),
+                Ok(None) => {}
+                Err(e) => unknown.push(format!(
+                    "how far back sink `{}` goes is not known: {}",
+                    sink.name,
+                    with_causes(&e)
+                )),
+            }
+        }
+        out
     }
 
     /// Why this jobmanager cannot cut over the directory of each file sink of `v1` that it

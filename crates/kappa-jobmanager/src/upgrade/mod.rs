@@ -6,6 +6,7 @@ pub mod control;
 pub mod diff;
 pub mod driver;
 pub mod dry_run;
+mod history;
 pub mod machine;
 #[cfg(test)]
 mod machine_tests;
@@ -14,5 +15,6 @@ pub mod plan;
 mod plan_tests;
 pub mod protocol;
 pub mod record;
+mod retention;
 pub mod sinks;
 mod steps;

@@ -11,6 +11,9 @@ use kappa_job::changes::{Part, SpecChange};
 use kappa_job::plan::SinkKind;
 use serde::Serialize;
 
+use super::retention;
+pub use super::retention::SinkHistory;
+
 /// The longest PostgreSQL identifier (longer ones are cut silently by the server).
 const POSTGRES_NAME_MAX: usize = 63;
 /// The longest Kafka topic name.
@@ -34,6 +37,9 @@ pub struct TopicFacts {
     pub source: String,
     pub topic: String,
     pub partitions: Vec<PartitionFacts>,
+    /// The event time (ms) from which on every partition still holds its records (the latest
+    /// of their first records'), when known.
+    pub oldest_event_ms: Option<i64>,
 }
 
 /// What the plan is made from.
@@ -50,6 +56,8 @@ pub struct PlanInputs<'a> {
     /// Why the jobmanager cannot cut over a file sink's directory, by the directory (the
     /// jobmanager renames it: it must see it, and may write beside it).
     pub unusable_dirs: &'a BTreeMap<String, String>,
+    /// How far back the windows of v1's sinks go.
+    pub oldest_windows: &'a [SinkHistory],
 }
 
 /// How v2 starts.
@@ -80,6 +88,9 @@ pub struct SourceBacklog {
     pub topic: String,
     /// Records retained in the topic (from the earliest offsets to the ends).
     pub events: u64,
+    /// The event time (ms) from which on the topic holds every partition's records (the
+    /// latest of the partitions' first records'), when known.
+    pub oldest_event_ms: Option<i64>,
 }
 
 /// One value that differs between v1's and v2's files.
@@ -117,6 +128,8 @@ pub struct UpgradePlan {
     /// Where the expected duration comes from (or why there is none).
     pub rate_basis: String,
     pub warnings: Vec<String>,
+    /// How far back the windows of the live sinks go (sinks with a `window_start` column).
+    pub oldest_windows: Vec<SinkHistory>,
     /// Whether a replay recomputes everything v1 read (false when the topic no longer holds
     /// some of it: the cut-over then keeps the rows only v1 has).
     pub history_complete: bool,
@@ -155,12 +168,13 @@ pub fn plan(inputs: &PlanInputs<'_>, changes: Vec<SpecChange>) -> UpgradePlan {
                     .iter()
                     .map(|p| (p.high - p.low).max(0) as u64)
                     .sum(),
+                oldest_event_ms: t.oldest_event_ms,
             })
             .collect(),
     };
     let mut history_complete = true;
     if !start.from_savepoint {
-        let lost = retention_warnings(inputs.topics);
+        let lost = retention::warnings(inputs.topics, inputs.oldest_windows);
         history_complete = lost.is_empty();
         warnings.extend(lost);
         if inputs
@@ -196,6 +210,7 @@ pub fn plan(inputs: &PlanInputs<'_>, changes: Vec<SpecChange>) -> UpgradePlan {
         expected_ms,
         rate_basis,
         warnings,
+        oldest_windows: inputs.oldest_windows.to_vec(),
         history_complete,
         refusals,
     }
@@ -410,25 +425,4 @@ fn start(inputs: &PlanInputs<'_>, changes: &[SpecChange]) -> UpgradeStart {
                 .into(),
         },
     }
-}
-
-/// A warning per topic whose start v1 read from was deleted since: a replay cannot recompute
-/// the windows those records made.
-fn retention_warnings(topics: &[TopicFacts]) -> Vec<String> {
-    topics
-        .iter()
-        .filter_map(|t| {
-            let gone: i64 = t
-                .partitions
-                .iter()
-                .filter_map(|p| p.v1_started_at.map(|s| (p.low - s).max(0)))
-                .sum();
-            (gone > 0).then(|| {
-                format!(
-                    "topic `{}` no longer holds {gone} records v1 read (its retention deleted them): the results they made keep v1's values after the cut-over",
-                    t.topic
-                )
-            })
-        })
-        .collect()
 }

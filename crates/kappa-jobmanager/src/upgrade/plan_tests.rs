@@ -58,6 +58,7 @@ fn topics(low: i64, v1_started_at: Option<i64>) -> Vec<TopicFacts> {
                 v1_started_at,
             })
             .collect(),
+        oldest_event_ms: None,
     }]
 }
 
@@ -71,6 +72,7 @@ fn plan_of(v2: &str, state: &str, topics: &[TopicFacts]) -> UpgradePlan {
         topics,
         replay_rate: Some((500.0, "a catch-up of job j1".into())),
         unusable_dirs: &BTreeMap::new(),
+        oldest_windows: &[],
     };
     plan(&inputs, kappa_job::changes::changes(V1, v2).unwrap())
 }
@@ -204,6 +206,7 @@ fn records_deleted_since_v1_read_them_are_a_warning_and_long_names_a_refusal() {
         topics: &[],
         replay_rate: None,
         unusable_dirs: &BTreeMap::new(),
+        oldest_windows: &[],
     };
     let p = plan(&inputs, kappa_job::changes::changes(&v1, &v2).unwrap());
     assert!(
@@ -231,6 +234,7 @@ fn a_file_sink_gets_a_shadow_directory_beside_it_unless_the_jobmanager_cannot_re
             topics: &facts,
             replay_rate: None,
             unusable_dirs: unusable,
+            oldest_windows: &[],
         };
         plan(
             &inputs,

@@ -118,30 +118,15 @@ impl SinkOps {
                     .iter()
                     .find(|p| p.name == s.sink)
                     .ok_or_else(|| SinkOpsError::Missing(s.sink.clone()))?;
-                let secret = |source| SinkOpsError::Secret {
-                    sink: s.sink.clone(),
-                    source: Box::new(source),
-                };
                 match &sink.kind {
-                    SinkKind::Postgres { url, password, .. } => Ok(Self::Postgres {
+                    SinkKind::Postgres { url, .. } => Ok(Self::Postgres {
                         shadow: s.clone(),
                         url: url.clone(),
-                        password: password
-                            .as_ref()
-                            .map(|p| {
-                                confinement
-                                    .secrets
-                                    .resolve(p, &format!("{}.password", sink.uid))
-                            })
-                            .transpose()
-                            .map_err(secret)?,
+                        password: postgres_password(sink, confinement)?,
                     }),
-                    SinkKind::Kafka { connection, .. } => Ok(Self::Kafka {
+                    SinkKind::Kafka { .. } => Ok(Self::Kafka {
                         shadow: s.clone(),
-                        connection: confinement
-                            .secrets
-                            .resolve_kafka(connection, &sink.uid)
-                            .map_err(secret)?,
+                        connection: kafka_connection(sink, confinement)?,
                         timeout,
                         writers: writers(&s.sink),
                     }),
@@ -319,6 +304,45 @@ impl SinkOps {
         }
         files::swap(&live, &shadow, &backup, upgrade).map_err(|e| self.failed(e))?;
         Ok(counts)
+    }
+}
+
+/// The password of a PostgreSQL sink, resolved on this process (None: in the url, or none).
+pub(super) fn postgres_password(
+    sink: &SinkPlan,
+    confinement: &Confinement,
+) -> Result<Option<Secret>, SinkOpsError> {
+    let SinkKind::Postgres {
+        password: Some(p), ..
+    } = &sink.kind
+    else {
+        return Ok(None);
+    };
+    confinement
+        .secrets
+        .resolve(p, &format!("{}.password", sink.uid))
+        .map(Some)
+        .map_err(|source| secret_error(sink, source))
+}
+
+/// The connection of a Kafka sink with its secrets resolved on this process.
+pub(super) fn kafka_connection(
+    sink: &SinkPlan,
+    confinement: &Confinement,
+) -> Result<KafkaConnection, SinkOpsError> {
+    let SinkKind::Kafka { connection, .. } = &sink.kind else {
+        return Err(SinkOpsError::Unsupported(sink.name.clone()));
+    };
+    confinement
+        .secrets
+        .resolve_kafka(connection, &sink.uid)
+        .map_err(|source| secret_error(sink, source))
+}
+
+fn secret_error(sink: &SinkPlan, source: kappa_job::secret::SecretError) -> SinkOpsError {
+    SinkOpsError::Secret {
+        sink: sink.name.clone(),
+        source: Box::new(source),
     }
 }
 

@@ -6,21 +6,23 @@
 //! job's writers on the live topic: a job restored from the shadow job's savepoint then does
 //! not commit those epochs again there.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kappa_job::kafka::KafkaConnection;
 use kappa_runtime::TaskError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::{Client, DefaultClientContext};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+mod read;
+
+pub use read::{FirstRecord, Latest, first_records, latest_per_key};
 
 use super::UpgradeSinkError;
 use crate::kafka::client_config;
@@ -29,8 +31,6 @@ use crate::kafka::transactional::{MARKER_PARTITION, committed, marker_group};
 
 /// The topic settings the shadow topic takes over from the live one, when the broker says.
 const COPIED_CONFIGS: &[&str] = &["cleanup.policy"];
-/// How long one poll of the diff's consumer waits.
-const POLL: Duration = Duration::from_millis(200);
 
 /// The error of a Kafka request that failed while doing `what`.
 fn failed(
@@ -193,32 +193,6 @@ pub fn create_shadow_topic(
     Ok(())
 }
 
-/// The context of a consumer reading to the ends of partitions: librdkafka also reports each
-/// end as a global error, which is how the reading stops, not a failure to log.
-struct EndsQuietly;
-
-impl ClientContext for EndsQuietly {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let end = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        );
-        if !end {
-            DefaultClientContext.error(error, reason);
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for EndsQuietly {}
-
-/// The latest record of a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Latest {
-    /// The partition it is in: a correction of the key goes there, so it supersedes it.
-    pub partition: i32,
-    pub value: Vec<u8>,
-}
-
 /// A record of the corrections: `value` None is a tombstone; `partition` None lets the
 /// sink's partitioner choose.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,84 +200,6 @@ pub struct Correction {
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
     pub partition: Option<i32>,
-}
-
-/// The latest record of each key of `topic`: every committed record (`read_committed`) from
-/// the beginning until each partition reported its end, a tombstone removing its key. Records
-/// without a key are left out (and counted in a warning). Fails when no record or partition
-/// end arrives for `timeout`.
-pub fn latest_per_key(
-    connection: &KafkaConnection,
-    topic: &str,
-    timeout: Duration,
-) -> Result<BTreeMap<Vec<u8>, Latest>, UpgradeSinkError> {
-    let what = format!("reading topic `{topic}`");
-    let fail = failed(&what, connection);
-    // Partitions are assigned, so the group is never joined; nothing is committed to it.
-    let consumer: BaseConsumer<EndsQuietly> = client_config(connection)?
-        .set("group.id", "kappa-upgrade-diff")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create_with_context(EndsQuietly)
-        .map_err(&fail)?;
-    let layout = layout(consumer.client(), connection, topic, timeout)?;
-    let mut assignment = TopicPartitionList::new();
-    for &p in &layout.partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(&fail)?;
-    }
-    consumer.assign(&assignment).map_err(&fail)?;
-    let mut latest = BTreeMap::new();
-    let mut at_end = BTreeSet::new();
-    let (mut keyless, mut last_error, mut progress) = (0u64, None, Instant::now());
-    while at_end.len() < layout.partitions.len() {
-        match consumer.poll(POLL) {
-            Some(Ok(m)) => {
-                progress = Instant::now();
-                match (m.key(), m.payload()) {
-                    (None, _) => keyless += 1,
-                    (Some(key), Some(value)) => {
-                        let record = Latest {
-                            partition: m.partition(),
-                            value: value.to_vec(),
-                        };
-                        latest.insert(key.to_vec(), record);
-                    }
-                    (Some(key), None) => {
-                        latest.remove(key);
-                    }
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                progress = Instant::now();
-                at_end.insert(p);
-            }
-            Some(Err(e)) => {
-                tracing::warn!(topic, error = %e, "Kafka consumer error (librdkafka retries)");
-                last_error = Some(e);
-            }
-            None => {}
-        }
-        if progress.elapsed() > timeout {
-            return Err(UpgradeSinkError::Stalled {
-                what,
-                servers: connection.bootstrap_servers.clone(),
-                waited: timeout,
-                last: last_error.map(Box::new),
-            });
-        }
-    }
-    if keyless > 0 {
-        tracing::warn!(
-            topic,
-            keyless,
-            "records without a key are not part of the diff"
-        );
-    }
-    Ok(latest)
 }
 
 /// The commit markers of `writers` (exactly-once sink writer ids) on `topic`: (writer's
