@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn the_swap_exchanges_the_directories_once_and_keeps_v1_in_the_backup() {
-        let (tmp, live, shadow, backup) = v1_and_a_shadow();
+        let (_tmp, live, shadow, backup) = v1_and_a_shadow();
         create_shadow(&shadow, "u1").expect("again");
         write(&shadow, "part-v2-1.jsonl", &["{\"v\":2}"]);
         keep_rows(&shadow, "u1", &[serde_json::json!({"v": 0})]).expect("kept");
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn a_swap_interrupted_after_the_exchange_finishes_without_exchanging_back() {
-        let (tmp, live, shadow, backup) = v1_and_a_shadow();
+        let (_tmp, live, shadow, backup) = v1_and_a_shadow();
         write(&shadow, "part-v2-1.jsonl", &["{\"v\":2}"]);
         renameat_with(CWD, &shadow, CWD, &live, RenameFlags::EXCHANGE).expect("exchange");
         assert_eq!(
