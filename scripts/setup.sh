@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Kappa needs on a fresh Debian machine (idempotent):
 # the apt packages of the native dependencies and, with --test, the Tansu Kafka broker,
-# SeaweedFS (S3), PostgreSQL, and Chromium with chromedriver.
+# SeaweedFS (S3), PostgreSQL, Redis, and Chromium with chromedriver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,8 @@ if [ "$want_test" = 1 ]; then
   PKGS="$PKGS etcd-server etcd-client"
   # The openssl command, which makes the CA and certificates of tests/tests/kafka_security.rs.
   PKGS="$PKGS openssl"
+  # redis-server and redis-cli, for the redis sink tests (tests/tests/redis_sink.rs).
+  PKGS="$PKGS redis-server"
 fi
 missing=""
 for p in $PKGS; do

@@ -13,6 +13,7 @@ pub mod netns;
 pub mod pki;
 pub mod postgres;
 pub mod recovery;
+pub mod redis;
 pub mod reference;
 pub mod s3;
 pub mod slow_sink;

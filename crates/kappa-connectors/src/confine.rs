@@ -84,7 +84,10 @@ impl Confinement {
                         errors.push(loc.at(span, &format!("{}.url", s.uid), e.to_string()));
                     }
                 }
-                SinkKind::Kafka { .. } | SinkKind::Stdout | SinkKind::Blackhole => {}
+                SinkKind::Kafka { .. }
+                | SinkKind::Redis(_)
+                | SinkKind::Stdout
+                | SinkKind::Blackhole => {}
             }
         }
         match errors.is_empty() {
@@ -112,7 +115,10 @@ impl Confinement {
                 self.check_postgres(url)?;
                 Ok(None)
             }
-            SinkKind::Kafka { .. } | SinkKind::Stdout | SinkKind::Blackhole => Ok(None),
+            SinkKind::Kafka { .. }
+            | SinkKind::Redis(_)
+            | SinkKind::Stdout
+            | SinkKind::Blackhole => Ok(None),
         }
     }
 

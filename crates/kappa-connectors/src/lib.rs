@@ -15,6 +15,7 @@ pub mod nexmark;
 pub mod part_files;
 pub mod postgres;
 mod postgres_tls;
+pub mod redis;
 pub mod splits;
 pub mod upgrade;
 
@@ -190,11 +191,7 @@ pub fn open_sink(
             let key = sink.key.clone().ok_or_else(|| {
                 TaskError::Data("the postgres sink needs `key`, the row id".into())
             })?;
-            let field = format!("{}.password", sink.uid);
-            let password = password
-                .as_ref()
-                .map(|p| confinement.secrets.resolve(p, &field))
-                .transpose()?;
+            let password = resolved_password(sink, password.as_ref(), confinement)?;
             Box::new(postgres::PostgresSink::open(
                 url,
                 password.as_ref(),
@@ -203,5 +200,24 @@ pub fn open_sink(
                 &sink.schema,
             )?)
         }
+        SinkKind::Redis(plan) => {
+            let key = sink.key.clone().ok_or_else(|| {
+                TaskError::Data("the redis sink needs `key`, what each row is written under".into())
+            })?;
+            let password = resolved_password(sink, plan.password.as_ref(), confinement)?;
+            Box::new(redis::RedisSink::open(plan, password.as_ref(), key)?)
+        }
     })
+}
+
+/// A sink's `password` (a secret reference, usually) read on this process.
+fn resolved_password(
+    sink: &SinkPlan,
+    password: Option<&kappa_job::secret::Secret>,
+    confinement: &Confinement,
+) -> Result<Option<kappa_job::secret::Secret>, TaskError> {
+    let field = format!("{}.password", sink.uid);
+    Ok(password
+        .map(|p| confinement.secrets.resolve(p, &field))
+        .transpose()?)
 }

@@ -283,6 +283,13 @@ impl JobPlan {
             SinkKind::Postgres { table, .. } => {
                 format!("Sink: postgres upsert into `{table}`{}", key("by id"))
             }
+            SinkKind::Redis(r) => {
+                let command = match r.command {
+                    crate::spec::RedisCommand::Set => "SET",
+                    crate::spec::RedisCommand::Hset => "HSET",
+                };
+                format!("Sink: redis {command}{}", key("by key"))
+            }
         };
         match self.sinks.len() {
             1 => d,

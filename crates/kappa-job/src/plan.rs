@@ -28,6 +28,7 @@ mod kafka;
 pub mod nexmark;
 mod queries;
 mod rank;
+pub mod redis;
 mod secrets;
 mod topology;
 
@@ -238,6 +239,8 @@ pub enum SinkKind {
     Stdout,
     /// Discards every row; the sink operator still counts them.
     Blackhole,
+    /// Writes every row under its rendered key to a Redis server.
+    Redis(redis::RedisSinkPlan),
     /// Upserts every row by its id (the rendered key) into an existing table.
     Postgres {
         /// Connection string; it may hold a password: show it through [`redact_url`] only.
@@ -1108,17 +1111,31 @@ impl Planner<'_> {
         output_known: bool,
         checkpoints: bool,
     ) -> SinkPlan {
-        if s.connector != SinkConnector::Postgres {
+        if !matches!(s.connector, SinkConnector::Postgres | SinkConnector::Redis) {
             self.forbid(
                 &s.password,
                 &format!("{prefix}.password"),
-                "`password` applies to the postgres connector only (a Kafka password goes in `security`)",
+                "`password` applies to the postgres and redis connectors only (a Kafka password goes in `security`)",
             );
             self.forbid(
                 &s.url,
                 &format!("{prefix}.url"),
-                "`url` applies to the postgres connector only",
+                "`url` applies to the postgres and redis connectors only",
             );
+        }
+        if s.connector != SinkConnector::Redis {
+            self.forbid(
+                &s.command,
+                &format!("{prefix}.command"),
+                "`command` applies to the redis connector only",
+            );
+            self.forbid(
+                &s.ttl,
+                &format!("{prefix}.ttl"),
+                "`ttl` applies to the redis connector only",
+            );
+        }
+        if s.connector != SinkConnector::Postgres {
             self.forbid(
                 &s.table,
                 &format!("{prefix}.table"),
@@ -1205,20 +1222,21 @@ impl Planner<'_> {
                         "the postgres sink writes the key to column `id`: rename the output column `id` (e.g. `id AS source_id`)",
                     );
                 }
-                let password = self.postgres_password(s, prefix);
+                let password = self.url_password(s, prefix);
                 SinkKind::Postgres {
                     url,
                     password,
                     table,
                 }
             }
+            SinkConnector::Redis => self.redis_sink(s, prefix),
             SinkConnector::File | SinkConnector::Stdout | SinkConnector::Blackhole => {
                 // A file sink's key names its rows for the diff of an upgrade.
                 if s.connector != SinkConnector::File {
                     self.forbid(
                         &s.key,
                         &format!("{prefix}.key"),
-                        "`key` applies to the kafka, postgres and file connectors only",
+                        "`key` applies to the kafka, postgres, redis and file connectors only",
                     );
                 }
                 match s.connector {
@@ -1271,6 +1289,9 @@ impl Planner<'_> {
             }
             (SinkConnector::Postgres, Delivery::ExactlyOnce) => Some(
                 "postgres upserts are idempotent: at-least-once already gives exactly-once results per id (a replay overwrites the same rows)",
+            ),
+            (SinkConnector::Redis, Delivery::ExactlyOnce) => Some(
+                "redis writes are idempotent by key: at-least-once already gives exactly-once results per key (a replay overwrites the same keys)",
             ),
             (_, Delivery::ExactlyOnce) if !checkpoints => Some(
                 "exactly-once output is committed when a checkpoint completes: checkpoints are off ([checkpoints] enabled = false)",

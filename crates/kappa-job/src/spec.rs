@@ -150,6 +150,19 @@ pub enum SinkConnector {
     Postgres,
     /// Discards every row (counted in the metrics): Flink's name, for benchmarks.
     Blackhole,
+    /// Writes every row under its key to a Redis server (SET or HSET).
+    Redis,
+}
+
+/// How the redis sink stores a row under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedisCommand {
+    /// `SET key <the row as JSON>`.
+    #[default]
+    Set,
+    /// `HSET key column value …`: a hash of the row's non-null columns.
+    Hset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -309,10 +322,15 @@ pub struct SinkSpec {
     pub format: Format,
     /// Record key template, e.g. `{item_id}-{window_end}`; the row id of the postgres sink.
     pub key: Option<Spanned<String>>,
-    /// PostgreSQL connection string: `postgres://user:pw@host:5432/db` or `host=… user=…`.
+    /// PostgreSQL connection string: `postgres://user:pw@host:5432/db` or `host=… user=…`;
+    /// Redis: `redis://[user@]host:6379/0` (`rediss://` with TLS).
     pub url: Option<Spanned<String>>,
-    /// PostgreSQL: the password, when not in `url` (e.g. `${env:PGPASSWORD}`).
+    /// PostgreSQL, Redis: the password, when not in `url` (e.g. `${env:PGPASSWORD}`).
     pub password: Option<Spanned<Secret>>,
+    /// Redis: how a row is stored under its key.
+    pub command: Option<Spanned<RedisCommand>>,
+    /// Redis: how long a key lives after its last write (none: until overwritten).
+    pub ttl: Option<Spanned<HumanDuration>>,
     /// The PostgreSQL table to upsert into, optionally schema-qualified (`analytics.clicks`).
     pub table: Option<Spanned<String>>,
     /// Which Kafka partition a record goes to.

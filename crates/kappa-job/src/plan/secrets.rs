@@ -1,6 +1,6 @@
 //! Planning secret fields: a literal must not be empty, a redacted one (`***`, from a pasted
-//! `/spec`) must be given again, and a PostgreSQL sink's password is given once — in its
-//! `url` or in `password`. References are kept as they are: they are read where the client
+//! `/spec`) must be given again, and a PostgreSQL or Redis sink's password is given once — in
+//! its `url` or in `password`. References are kept as they are: they are read where the client
 //! is built.
 
 use std::ops::Range;
@@ -39,8 +39,9 @@ impl Planner<'_> {
         }
     }
 
-    /// The `password` of a PostgreSQL sink, refused when `url` has one too.
-    pub(super) fn postgres_password(&mut self, s: &SinkSpec, prefix: &str) -> Option<Secret> {
+    /// The `password` of a sink with a `url` (PostgreSQL, Redis), refused when `url` has
+    /// one too.
+    pub(super) fn url_password(&mut self, s: &SinkSpec, prefix: &str) -> Option<Secret> {
         let field = format!("{prefix}.url");
         if let Some(url) = &s.url
             && redact::url_redacted(url.get_ref())

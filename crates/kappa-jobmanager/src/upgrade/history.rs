@@ -116,6 +116,6 @@ pub fn oldest_window(
                 })
                 .min())
         }
-        SinkKind::Stdout | SinkKind::Blackhole => Ok(None),
+        SinkKind::Redis(_) | SinkKind::Stdout | SinkKind::Blackhole => Ok(None),
     }
 }

@@ -225,7 +225,15 @@ pub(crate) fn target(kind: &SinkKind) -> Option<(&'static str, String)> {
         SinkKind::File { path } => {
             Some(("file", path.components().as_path().display().to_string()))
         }
-        SinkKind::Stdout | SinkKind::Blackhole => None,
+        SinkKind::Redis(_) | SinkKind::Stdout | SinkKind::Blackhole => None,
+    }
+}
+
+/// The store a sink writes that an upgrade has no shadow of, if it writes one.
+fn not_cut_over(kind: &SinkKind) -> Option<&'static str> {
+    match kind {
+        SinkKind::Redis(_) => Some("redis"),
+        _ => None,
     }
 }
 
@@ -277,6 +285,13 @@ fn shadow_sinks(inputs: &PlanInputs<'_>, refusals: &mut Vec<String>) -> Vec<Shad
             ));
             continue;
         };
+        if let Some(kind) = not_cut_over(&new.kind) {
+            refusals.push(format!(
+                "sink `{}` writes {kind}, which an upgrade cannot cut over yet (PostgreSQL, Kafka and file sinks can): v2 would write into it beside v1",
+                new.name
+            ));
+            continue;
+        }
         let (Some((kind, live)), Some((new_kind, new_live))) =
             (target(&old.kind), target(&new.kind))
         else {

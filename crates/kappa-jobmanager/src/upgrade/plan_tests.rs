@@ -63,18 +63,31 @@ fn topics(low: i64, v1_started_at: Option<i64>) -> Vec<TopicFacts> {
 }
 
 fn plan_of(v2: &str, state: &str, topics: &[TopicFacts]) -> UpgradePlan {
-    let (p1, p2) = (planned(V1), planned(v2));
+    let rate = Some((500.0, "a catch-up of job j1".into()));
+    plan_between(V1, v2, state, topics, rate, &BTreeMap::new())
+}
+
+/// The plan of upgrading `v1` (in `state`) to `v2` with these facts.
+fn plan_between(
+    v1: &str,
+    v2: &str,
+    state: &str,
+    topics: &[TopicFacts],
+    replay_rate: Option<(f64, String)>,
+    unusable_dirs: &BTreeMap<String, String>,
+) -> UpgradePlan {
+    let (p1, p2) = (planned(v1), planned(v2));
     let inputs = PlanInputs {
         upgrade_id: "upg7",
         v1: &p1,
         v1_state: state,
         v2: &p2,
         topics,
-        replay_rate: Some((500.0, "a catch-up of job j1".into())),
-        unusable_dirs: &BTreeMap::new(),
+        replay_rate,
+        unusable_dirs,
         oldest_windows: &[],
     };
-    plan(&inputs, kappa_job::changes::changes(V1, v2).unwrap())
+    plan(&inputs, kappa_job::changes::changes(v1, v2).unwrap())
 }
 
 #[test]
@@ -197,18 +210,7 @@ fn records_deleted_since_v1_read_them_are_a_warning_and_long_names_a_refusal() {
         .replace("> 50", "> 70")
         .replace("public.hourly_clicks", &format!("public.{long}"));
     let v1 = V1.replace("public.hourly_clicks", &format!("public.{long}"));
-    let (p1, p2) = (planned(&v1), planned(&v2));
-    let inputs = PlanInputs {
-        upgrade_id: "upg7",
-        v1: &p1,
-        v1_state: "RUNNING",
-        v2: &p2,
-        topics: &[],
-        replay_rate: None,
-        unusable_dirs: &BTreeMap::new(),
-        oldest_windows: &[],
-    };
-    let p = plan(&inputs, kappa_job::changes::changes(&v1, &v2).unwrap());
+    let p = plan_between(&v1, &v2, "RUNNING", &[], None, &BTreeMap::new());
     assert!(
         p.refusals[0].contains("longer than 63 characters"),
         "{:?}",
@@ -223,23 +225,10 @@ fn a_file_sink_gets_a_shadow_directory_beside_it_unless_the_jobmanager_cannot_re
         V1.replace("> 50", filter)
             + "\n[sinks.files]\nconnector = \"file\"\npath = \"/data/hourly/\"\nkey = \"{item_id}-{window_end}\"\n"
     };
-    let (p1, p2) = (planned(&with_files("> 50")), planned(&with_files("> 70")));
     let facts = topics(0, None);
     let of = |unusable: &BTreeMap<String, String>| {
-        let inputs = PlanInputs {
-            upgrade_id: "upg7",
-            v1: &p1,
-            v1_state: "RUNNING",
-            v2: &p2,
-            topics: &facts,
-            replay_rate: None,
-            unusable_dirs: unusable,
-            oldest_windows: &[],
-        };
-        plan(
-            &inputs,
-            kappa_job::changes::changes(&with_files("> 50"), &with_files("> 70")).unwrap(),
-        )
+        let (v1, v2) = (with_files("> 50"), with_files("> 70"));
+        plan_between(&v1, &v2, "RUNNING", &facts, None, unusable)
     };
     let p = of(&BTreeMap::new());
     assert!(p.refusals.is_empty(), "{:?}", p.refusals);
@@ -255,4 +244,29 @@ fn a_file_sink_gets_a_shadow_directory_beside_it_unless_the_jobmanager_cannot_re
     let why = "the jobmanager does not see `/data/hourly`".to_string();
     let refused = of(&BTreeMap::from([("/data/hourly".to_string(), why.clone())]));
     assert_eq!(refused.refusals, [format!("sink `files`: {why}")]);
+}
+
+#[test]
+fn a_redis_sink_refuses_the_upgrade_for_v2_would_write_into_it() {
+    let with_redis = |filter: &str| {
+        V1.replace("> 50", filter)
+            + "\n[sinks.cache]\nconnector = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nkey = \"{item_id}-{window_end}\"\n"
+    };
+    let (v1, v2) = (with_redis("> 50"), with_redis("> 70"));
+    let p = plan_between(
+        &v1,
+        &v2,
+        "RUNNING",
+        &topics(0, None),
+        None,
+        &BTreeMap::new(),
+    );
+    assert_eq!(p.refusals.len(), 1, "{:?}", p.refusals);
+    assert!(
+        p.refusals[0]
+            .starts_with("sink `cache` writes redis, which an upgrade cannot cut over yet"),
+        "{:?}",
+        p.refusals
+    );
+    assert!(p.shadows.iter().all(|s| s.sink != "cache"));
 }
