@@ -283,6 +283,13 @@ impl JobPlan {
             SinkKind::Postgres { table, .. } => {
                 format!("Sink: postgres upsert into `{table}`{}", key("by id"))
             }
+            SinkKind::Elasticsearch(es) => {
+                format!(
+                    "Sink: elasticsearch index `{}`{}",
+                    es.index.text,
+                    key("by _id")
+                )
+            }
         };
         match self.sinks.len() {
             1 => d,

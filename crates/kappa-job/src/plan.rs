@@ -23,6 +23,7 @@ use crate::start::StartPosition;
 use crate::template::KeyTemplate;
 
 mod dataflow;
+mod elasticsearch;
 mod join;
 mod kafka;
 pub mod nexmark;
@@ -247,6 +248,8 @@ pub enum SinkKind {
         /// Table name as written, optionally schema-qualified.
         table: String,
     },
+    /// Indexes every row under its id (the rendered key) with the `_bulk` API.
+    Elasticsearch(Box<crate::elasticsearch::ElasticsearchTarget>),
 }
 
 /// The column the postgres sink writes a row's key to; the table's primary key.
@@ -1108,17 +1111,25 @@ impl Planner<'_> {
         output_known: bool,
         checkpoints: bool,
     ) -> SinkPlan {
-        if s.connector != SinkConnector::Postgres {
+        if !matches!(
+            s.connector,
+            SinkConnector::Postgres | SinkConnector::Elasticsearch
+        ) {
             self.forbid(
                 &s.password,
                 &format!("{prefix}.password"),
-                "`password` applies to the postgres connector only (a Kafka password goes in `security`)",
+                "`password` applies to the postgres and elasticsearch connectors only (a Kafka password goes in `security`)",
             );
             self.forbid(
                 &s.url,
                 &format!("{prefix}.url"),
-                "`url` applies to the postgres connector only",
+                "`url` applies to the postgres and elasticsearch connectors only",
             );
+        }
+        if s.connector != SinkConnector::Elasticsearch {
+            self.forbid_elasticsearch_settings(s, prefix);
+        }
+        if s.connector != SinkConnector::Postgres {
             self.forbid(
                 &s.table,
                 &format!("{prefix}.table"),
@@ -1212,13 +1223,16 @@ impl Planner<'_> {
                     table,
                 }
             }
+            SinkConnector::Elasticsearch => {
+                self.elasticsearch_sink(s, prefix, output, output_known)
+            }
             SinkConnector::File | SinkConnector::Stdout | SinkConnector::Blackhole => {
                 // A file sink's key names its rows for the diff of an upgrade.
                 if s.connector != SinkConnector::File {
                     self.forbid(
                         &s.key,
                         &format!("{prefix}.key"),
-                        "`key` applies to the kafka, postgres and file connectors only",
+                        "`key` applies to the kafka, postgres, elasticsearch and file connectors only",
                     );
                 }
                 match s.connector {
@@ -1271,6 +1285,9 @@ impl Planner<'_> {
             }
             (SinkConnector::Postgres, Delivery::ExactlyOnce) => Some(
                 "postgres upserts are idempotent: at-least-once already gives exactly-once results per id (a replay overwrites the same rows)",
+            ),
+            (SinkConnector::Elasticsearch, Delivery::ExactlyOnce) => Some(
+                "elasticsearch indexes each row under its `_id`: at-least-once already gives exactly-once results per id (a replay overwrites the same documents)",
             ),
             (_, Delivery::ExactlyOnce) if !checkpoints => Some(
                 "exactly-once output is committed when a checkpoint completes: checkpoints are off ([checkpoints] enabled = false)",

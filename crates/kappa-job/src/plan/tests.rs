@@ -333,7 +333,9 @@ mod postgres_sinks {
             let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
             assert_eq!(fields, expected, "{errs:?}");
             assert!(
-                errs[0].message.contains("postgres connector only"),
+                errs[0]
+                    .message
+                    .contains("postgres and elasticsearch connectors only"),
                 "{}",
                 errs[0]
             );

@@ -77,6 +77,22 @@ fn plan_of(v2: &str, state: &str, topics: &[TopicFacts]) -> UpgradePlan {
     plan(&inputs, kappa_job::changes::changes(V1, v2).unwrap())
 }
 
+/// The plan of running `v1` upgraded to `v2`, without topic facts or a measured rate.
+fn plan_unmeasured(v1: &str, v2: &str) -> UpgradePlan {
+    let (p1, p2) = (planned(v1), planned(v2));
+    let inputs = PlanInputs {
+        upgrade_id: "upg7",
+        v1: &p1,
+        v1_state: "RUNNING",
+        v2: &p2,
+        topics: &[],
+        replay_rate: None,
+        unusable_dirs: &BTreeMap::new(),
+        oldest_windows: &[],
+    };
+    plan(&inputs, kappa_job::changes::changes(v1, v2).unwrap())
+}
+
 #[test]
 fn a_changed_filter_replays_the_backlog_into_shadows_of_every_sink() {
     let v2 = V1.replace("> 50", "> 70");
@@ -197,18 +213,7 @@ fn records_deleted_since_v1_read_them_are_a_warning_and_long_names_a_refusal() {
         .replace("> 50", "> 70")
         .replace("public.hourly_clicks", &format!("public.{long}"));
     let v1 = V1.replace("public.hourly_clicks", &format!("public.{long}"));
-    let (p1, p2) = (planned(&v1), planned(&v2));
-    let inputs = PlanInputs {
-        upgrade_id: "upg7",
-        v1: &p1,
-        v1_state: "RUNNING",
-        v2: &p2,
-        topics: &[],
-        replay_rate: None,
-        unusable_dirs: &BTreeMap::new(),
-        oldest_windows: &[],
-    };
-    let p = plan(&inputs, kappa_job::changes::changes(&v1, &v2).unwrap());
+    let p = plan_unmeasured(&v1, &v2);
     assert!(
         p.refusals[0].contains("longer than 63 characters"),
         "{:?}",
@@ -255,4 +260,19 @@ fn a_file_sink_gets_a_shadow_directory_beside_it_unless_the_jobmanager_cannot_re
     let why = "the jobmanager does not see `/data/hourly`".to_string();
     let refused = of(&BTreeMap::from([("/data/hourly".to_string(), why.clone())]));
     assert_eq!(refused.refusals, [format!("sink `files`: {why}")]);
+}
+
+#[test]
+fn a_job_with_an_elasticsearch_sink_is_refused() {
+    let es = "\n[sinks.es]\nconnector = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"hourly\"\nkey = \"{item_id}-{window_end}\"\n";
+    let v1 = format!("{V1}{es}");
+    let p = plan_unmeasured(&v1, &v1.replace("> 50", "> 70"));
+    assert_eq!(
+        p.refusals,
+        [
+            "sink `es` writes to elasticsearch: upgrades do not cut elasticsearch indices over yet (no shadow index, diff or swap)"
+        ]
+    );
+    let shadows: Vec<&str> = p.shadows.iter().map(|s| s.sink.as_str()).collect();
+    assert_eq!(shadows, ["kafka", "pg"], "the other sinks still get theirs");
 }
