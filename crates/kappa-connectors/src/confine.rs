@@ -1,7 +1,8 @@
-//! Confined jobs in the connectors: the file paths, file names and PostgreSQL hosts of a job
-//! checked against what this process allows — at submission, each refusal located in the job
-//! file (the jobmanager), and again where a taskmanager opens each connector (it does not trust
-//! the jobmanager's check: its roots may differ).
+//! Confined jobs in the connectors: the file paths (an Elasticsearch sink's `ca_file` too),
+//! file names and PostgreSQL hosts of a job checked against what this process allows — at
+//! submission, each refusal located in the job file (the jobmanager), and again where a
+//! taskmanager opens each connector (it does not trust the jobmanager's check: its roots
+//! may differ).
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +85,12 @@ impl Confinement {
                         errors.push(loc.at(span, &format!("{}.url", s.uid), e.to_string()));
                     }
                 }
+                SinkKind::Elasticsearch(es) => {
+                    if let Some(Err(e)) = es.ca_file.as_ref().map(|f| self.paths.check_path(f)) {
+                        let span = table.as_ref().and_then(|t| t.ca_file.clone());
+                        errors.push(loc.at(span, &format!("{}.ca_file", s.uid), e.to_string()));
+                    }
+                }
                 SinkKind::Kafka { .. }
                 | SinkKind::Redis(_)
                 | SinkKind::Stdout
@@ -107,12 +114,19 @@ impl Confinement {
         Ok(())
     }
 
-    /// The directory a file sink writes to, resolved; checks a PostgreSQL sink's hosts.
+    /// The directory a file sink writes to, resolved; checks a PostgreSQL sink's hosts and
+    /// an Elasticsearch sink's CA file.
     pub fn check_sink(&self, sink: &SinkPlan) -> Result<Option<PathBuf>, Refused> {
         match &sink.kind {
             SinkKind::File { path } => Ok(Some(self.paths.check_path(path)?)),
             SinkKind::Postgres { url, .. } => {
                 self.check_postgres(url)?;
+                Ok(None)
+            }
+            SinkKind::Elasticsearch(es) => {
+                if let Some(f) = &es.ca_file {
+                    self.paths.check_path(f)?;
+                }
                 Ok(None)
             }
             SinkKind::Kafka { .. }
@@ -169,10 +183,11 @@ fn source_path_span(spec: &JobSpec, uid: &str) -> Option<std::ops::Range<usize>>
     table?.path.as_ref().map(|s| s.span())
 }
 
-/// Where a sink's `path` and `url` are written.
+/// Where a sink's `path`, `url` and `ca_file` are written.
 struct SinkSpans {
     path: Option<std::ops::Range<usize>>,
     url: Option<std::ops::Range<usize>>,
+    ca_file: Option<std::ops::Range<usize>>,
 }
 
 fn sink_spans(spec: &JobSpec, uid: &str) -> Option<SinkSpans> {
@@ -183,6 +198,7 @@ fn sink_spans(spec: &JobSpec, uid: &str) -> Option<SinkSpans> {
     Some(SinkSpans {
         path: table.path.as_ref().map(|s| s.span()),
         url: table.url.as_ref().map(|s| s.span()),
+        ca_file: table.ca_file.as_ref().map(|s| s.span()),
     })
 }
 
@@ -254,6 +270,32 @@ key = "{{user_id}}"
             postgres_hosts: AllowedHosts::only("jobmanager", &hosts),
             secrets: SecretSources::none("jobmanager"),
         }
+    }
+
+    #[test]
+    fn an_elasticsearch_ca_file_must_lie_under_a_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = |ca: &str| {
+            format!(
+                "name = \"es\"\n\n[source]\nconnector = \"nexmark\"\ntable = \"bid\"\n\n[sink]\nconnector = \"elasticsearch\"\nurl = \"https://es1:9200\"\nindex = \"bids\"\nkey = \"{{auction}}\"\nca_file = \"{ca}\"\n"
+            )
+        };
+        let confined = confinement(dir.path(), &[]);
+        let outside = text("/etc/ssl/es-ca.pem");
+        let plan = plan_job("job.toml", &outside, &Overrides::default()).expect("plans");
+        let errors = confined
+            .check_job("job.toml", &outside, &plan)
+            .unwrap_err()
+            .0;
+        let found: Vec<(&str, Option<usize>)> =
+            errors.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        assert_eq!(found, [("sink.ca_file", Some(12))], "{errors:?}");
+        assert!(errors[0].message.contains("--allow-path"), "{}", errors[0]);
+        assert!(confined.check_sink(&plan.sinks[0]).is_err());
+        let inside = text(&dir.path().join("ca.pem").display().to_string());
+        let plan = plan_job("job.toml", &inside, &Overrides::default()).expect("plans");
+        assert_eq!(confined.check_job("job.toml", &inside, &plan), Ok(()));
+        assert!(confined.check_sink(&plan.sinks[0]).is_ok());
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Kappa sources and sinks: Kafka (assigned partitions at explicit offsets, keyed JSON
 //! output, at-least-once or transactional, dead-letter topics), JSON-lines files (part files
-//! committed by rename for exactly-once), stdout and the blackhole, the Nexmark event generator and its
+//! committed by rename for exactly-once), PostgreSQL and Elasticsearch upserts by id, stdout
+//! and the blackhole, the Nexmark event generator and its
 //! source (`connector = "nexmark"`), split assignment, and the sink side of upgrades (shadow
 //! tables and topics, the diff, the cut-over).
 
 pub mod bad_records;
 pub mod blackhole;
 pub mod confine;
+pub mod elasticsearch;
 pub mod file;
 pub mod json;
 pub mod kafka;
@@ -206,6 +208,18 @@ pub fn open_sink(
             })?;
             let password = resolved_password(sink, plan.password.as_ref(), confinement)?;
             Box::new(redis::RedisSink::open(plan, password.as_ref(), key)?)
+        }
+        SinkKind::Elasticsearch(target) => {
+            let key = sink.key.clone().ok_or_else(|| {
+                TaskError::Data("the elasticsearch sink needs `key`, the document _id".into())
+            })?;
+            Box::new(elasticsearch::ElasticsearchSink::open(
+                target,
+                &confinement.secrets,
+                &sink.uid,
+                key,
+                elasticsearch::RetryPolicy::default(),
+            )?)
         }
     })
 }

@@ -290,6 +290,13 @@ impl JobPlan {
                 };
                 format!("Sink: redis {command}{}", key("by key"))
             }
+            SinkKind::Elasticsearch(es) => {
+                format!(
+                    "Sink: elasticsearch index `{}`{}",
+                    es.index.text,
+                    key("by _id")
+                )
+            }
         };
         match self.sinks.len() {
             1 => d,

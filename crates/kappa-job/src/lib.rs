@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod confine;
+pub mod elasticsearch;
 pub mod error;
 pub mod graph;
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::start::StartPosition;
 use crate::template::KeyTemplate;
 
 mod dataflow;
+mod elasticsearch;
 mod join;
 mod kafka;
 pub mod nexmark;
@@ -250,6 +251,8 @@ pub enum SinkKind {
         /// Table name as written, optionally schema-qualified.
         table: String,
     },
+    /// Indexes every row under its id (the rendered key) with the `_bulk` API.
+    Elasticsearch(Box<crate::elasticsearch::ElasticsearchTarget>),
 }
 
 /// The column the postgres sink writes a row's key to; the table's primary key.
@@ -1111,16 +1114,19 @@ impl Planner<'_> {
         output_known: bool,
         checkpoints: bool,
     ) -> SinkPlan {
-        if !matches!(s.connector, SinkConnector::Postgres | SinkConnector::Redis) {
+        if !matches!(
+            s.connector,
+            SinkConnector::Postgres | SinkConnector::Redis | SinkConnector::Elasticsearch
+        ) {
             self.forbid(
                 &s.password,
                 &format!("{prefix}.password"),
-                "`password` applies to the postgres and redis connectors only (a Kafka password goes in `security`)",
+                "`password` applies to the postgres, redis and elasticsearch connectors only (a Kafka password goes in `security`)",
             );
             self.forbid(
                 &s.url,
                 &format!("{prefix}.url"),
-                "`url` applies to the postgres and redis connectors only",
+                "`url` applies to the postgres, redis and elasticsearch connectors only",
             );
         }
         if s.connector != SinkConnector::Redis {
@@ -1134,6 +1140,9 @@ impl Planner<'_> {
                 &format!("{prefix}.ttl"),
                 "`ttl` applies to the redis connector only",
             );
+        }
+        if s.connector != SinkConnector::Elasticsearch {
+            self.forbid_elasticsearch_settings(s, prefix);
         }
         if s.connector != SinkConnector::Postgres {
             self.forbid(
@@ -1230,13 +1239,16 @@ impl Planner<'_> {
                 }
             }
             SinkConnector::Redis => self.redis_sink(s, prefix),
+            SinkConnector::Elasticsearch => {
+                self.elasticsearch_sink(s, prefix, output, output_known)
+            }
             SinkConnector::File | SinkConnector::Stdout | SinkConnector::Blackhole => {
                 // A file sink's key names its rows for the diff of an upgrade.
                 if s.connector != SinkConnector::File {
                     self.forbid(
                         &s.key,
                         &format!("{prefix}.key"),
-                        "`key` applies to the kafka, postgres, redis and file connectors only",
+                        "`key` applies to the kafka, postgres, redis, elasticsearch and file connectors only",
                     );
                 }
                 match s.connector {
@@ -1292,6 +1304,9 @@ impl Planner<'_> {
             ),
             (SinkConnector::Redis, Delivery::ExactlyOnce) => Some(
                 "redis writes are idempotent by key: at-least-once already gives exactly-once results per key (a replay overwrites the same keys)",
+            ),
+            (SinkConnector::Elasticsearch, Delivery::ExactlyOnce) => Some(
+                "elasticsearch indexes each row under its `_id`: at-least-once already gives exactly-once results per id (a replay overwrites the same documents)",
             ),
             (_, Delivery::ExactlyOnce) if !checkpoints => Some(
                 "exactly-once output is committed when a checkpoint completes: checkpoints are off ([checkpoints] enabled = false)",

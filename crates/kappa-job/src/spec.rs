@@ -150,6 +150,8 @@ pub enum SinkConnector {
     Postgres,
     /// Discards every row (counted in the metrics): Flink's name, for benchmarks.
     Blackhole,
+    /// Indexes every row by id into Elasticsearch or OpenSearch (the `_bulk` API).
+    Elasticsearch,
     /// Writes every row under its key to a Redis server (SET or HSET).
     Redis,
 }
@@ -320,12 +322,15 @@ pub struct SinkSpec {
     pub path: Option<Spanned<String>>,
     #[serde(default)]
     pub format: Format,
-    /// Record key template, e.g. `{item_id}-{window_end}`; the row id of the postgres sink.
+    /// Record key template, e.g. `{item_id}-{window_end}`; the row id of the postgres sink,
+    /// the document `_id` of the elasticsearch sink.
     pub key: Option<Spanned<String>>,
     /// PostgreSQL connection string: `postgres://user:pw@host:5432/db` or `host=… user=…`;
-    /// Redis: `redis://[user@]host:6379/0` (`rediss://` with TLS).
+    /// Redis: `redis://[user@]host:6379/0` (`rediss://` with TLS); Elasticsearch: the nodes,
+    /// `https://es1:9200,https://es2:9200`.
     pub url: Option<Spanned<String>>,
-    /// PostgreSQL, Redis: the password, when not in `url` (e.g. `${env:PGPASSWORD}`).
+    /// PostgreSQL, Redis: the password, when not in `url` (e.g. `${env:PGPASSWORD}`);
+    /// Elasticsearch: the password of `username`.
     pub password: Option<Spanned<Secret>>,
     /// Redis: how a row is stored under its key.
     pub command: Option<Spanned<RedisCommand>>,
@@ -341,6 +346,20 @@ pub struct SinkSpec {
     pub security: Option<KafkaSecuritySpec>,
     /// librdkafka tuning and client settings, from an allow-list (kafka).
     pub properties: Option<Spanned<KafkaProperties>>,
+    /// Elasticsearch: the index name, a template: `hourly-{window_start:%Y-%m}`.
+    pub index: Option<Spanned<String>>,
+    /// Elasticsearch: the user name of basic authentication (with `password`).
+    pub username: Option<Spanned<String>>,
+    /// Elasticsearch: an API key as Elasticsearch encodes it (instead of a user name).
+    pub api_key: Option<Spanned<Secret>>,
+    /// Elasticsearch: the CA certificates (PEM) the nodes' certificates are checked against.
+    pub ca_file: Option<Spanned<String>>,
+    /// Elasticsearch: the name of an index template created at open when missing.
+    pub index_template: Option<Spanned<String>>,
+    /// Elasticsearch: the `mappings` of that template, a JSON object as text or a table.
+    pub mapping: Option<Spanned<toml::Value>>,
+    /// Elasticsearch: buffered bytes that make the sink send a bulk request (default 5MiB).
+    pub bulk_size: Option<Spanned<HumanSize>>,
 }
 
 /// librdkafka settings as written: key = value in document order, each value located.

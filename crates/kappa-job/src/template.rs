@@ -21,53 +21,83 @@ pub struct KeyTemplate {
 impl KeyTemplate {
     /// Parses `text` against the columns of `schema`; `{{` and `}}` are literal braces.
     pub fn parse(text: &str, schema: &Schema) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '{' if chars.peek() == Some(&'{') => {
-                    chars.next();
-                    literal.push('{');
+        let parts = pieces(text, "key template")?
+            .into_iter()
+            .map(|p| match p {
+                Piece::Literal(s) => Ok(TemplatePart::Literal(s)),
+                Piece::Field(name) => {
+                    column_index("key template", name.trim(), schema).map(TemplatePart::Column)
                 }
-                '}' if chars.peek() == Some(&'}') => {
-                    chars.next();
-                    literal.push('}');
-                }
-                '{' => {
-                    let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
-                    let name = name.trim();
-                    let idx = schema.index_of(name).map_err(|_| {
-                        let cols: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                        format!(
-                            "key template names column `{name}`, which the output does not have (columns: {})",
-                            cols.join(", ")
-                        )
-                    })?;
-                    if !literal.is_empty() {
-                        parts.push(TemplatePart::Literal(std::mem::take(&mut literal)));
-                    }
-                    parts.push(TemplatePart::Column(idx));
-                }
-                '}' => {
-                    return Err(
-                        "unmatched `}` in key template (write `}}` for a literal brace)".into(),
-                    );
-                }
-                c => literal.push(c),
-            }
-        }
-        if !literal.is_empty() {
-            parts.push(TemplatePart::Literal(literal));
-        }
-        if parts.is_empty() {
-            return Err("key template is empty".into());
-        }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
             text: text.to_string(),
             parts,
         })
     }
+}
+
+/// One piece of a template's text, before its fields are looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Literal(String),
+    /// What stands between `{` and `}`, as written.
+    Field(&'a str),
+}
+
+/// Splits a template (`what` names it in messages) into literal text and `{…}` fields;
+/// `{{` and `}}` are literal braces. An empty template is an error.
+pub fn pieces<'a>(text: &'a str, what: &str) -> Result<Vec<Piece<'a>>, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if chars.peek().map(|(_, c)| *c) == Some('{') => {
+                chars.next();
+                literal.push('{');
+            }
+            '}' if chars.peek().map(|(_, c)| *c) == Some('}') => {
+                chars.next();
+                literal.push('}');
+            }
+            '{' => {
+                let start = i + 1;
+                let end = chars
+                    .by_ref()
+                    .find(|(_, c)| *c == '}')
+                    .map_or(text.len(), |(j, _)| j);
+                if !literal.is_empty() {
+                    parts.push(Piece::Literal(std::mem::take(&mut literal)));
+                }
+                parts.push(Piece::Field(&text[start..end]));
+            }
+            '}' => {
+                return Err(format!(
+                    "unmatched `}}` in {what} (write `}}}}` for a literal brace)"
+                ));
+            }
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        parts.push(Piece::Literal(literal));
+    }
+    if parts.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    Ok(parts)
+}
+
+/// The index of column `name` of `schema`, or why a template (`what`) cannot name it.
+pub fn column_index(what: &str, name: &str, schema: &Schema) -> Result<usize, String> {
+    schema.index_of(name).map_err(|_| {
+        let cols: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        format!(
+            "{what} names column `{name}`, which the output does not have (columns: {})",
+            cols.join(", ")
+        )
+    })
 }
 
 #[cfg(test)]

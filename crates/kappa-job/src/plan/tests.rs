@@ -335,7 +335,7 @@ mod postgres_sinks {
             assert!(
                 errs[0]
                     .message
-                    .contains("postgres and redis connectors only")
+                    .contains("postgres, redis and elasticsearch connectors only")
                     && errs[1].message.contains("postgres connector only"),
                 "{errs:?}"
             );

@@ -78,6 +78,7 @@ pub(crate) fn secret_fields(spec: &JobSpec) -> Vec<SecretField<'_>> {
     for (prefix, s) in sinks.chain(named) {
         security_fields(&mut out, &prefix, s.security.as_ref());
         push_secret(&mut out, format!("{prefix}.password"), s.password.as_ref());
+        push_secret(&mut out, format!("{prefix}.api_key"), s.api_key.as_ref());
         if let Some(url) = &s.url {
             out.push(SecretField {
                 field: format!("{prefix}.url"),

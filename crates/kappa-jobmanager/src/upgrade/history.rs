@@ -116,6 +116,9 @@ pub fn oldest_window(
                 })
                 .min())
         }
-        SinkKind::Redis(_) | SinkKind::Stdout | SinkKind::Blackhole => Ok(None),
+        SinkKind::Redis(_)
+        | SinkKind::Elasticsearch(_)
+        | SinkKind::Stdout
+        | SinkKind::Blackhole => Ok(None),
     }
 }

@@ -225,7 +225,10 @@ pub(crate) fn target(kind: &SinkKind) -> Option<(&'static str, String)> {
         SinkKind::File { path } => {
             Some(("file", path.components().as_path().display().to_string()))
         }
-        SinkKind::Redis(_) | SinkKind::Stdout | SinkKind::Blackhole => None,
+        SinkKind::Redis(_)
+        | SinkKind::Elasticsearch(_)
+        | SinkKind::Stdout
+        | SinkKind::Blackhole => None,
     }
 }
 
@@ -233,6 +236,7 @@ pub(crate) fn target(kind: &SinkKind) -> Option<(&'static str, String)> {
 fn not_cut_over(kind: &SinkKind) -> Option<&'static str> {
     match kind {
         SinkKind::Redis(_) => Some("redis"),
+        SinkKind::Elasticsearch(_) => Some("elasticsearch"),
         _ => None,
     }
 }
@@ -285,7 +289,7 @@ fn shadow_sinks(inputs: &PlanInputs<'_>, refusals: &mut Vec<String>) -> Vec<Shad
             ));
             continue;
         };
-        if let Some(kind) = not_cut_over(&new.kind) {
+        if let Some(kind) = not_cut_over(&old.kind).or_else(|| not_cut_over(&new.kind)) {
             refusals.push(format!(
                 "sink `{}` writes {kind}, which an upgrade cannot cut over yet (PostgreSQL, Kafka and file sinks can): v2 would write into it beside v1",
                 new.name

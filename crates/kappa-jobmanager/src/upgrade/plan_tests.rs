@@ -270,3 +270,19 @@ fn a_redis_sink_refuses_the_upgrade_for_v2_would_write_into_it() {
     );
     assert!(p.shadows.iter().all(|s| s.sink != "cache"));
 }
+
+#[test]
+fn a_job_with_an_elasticsearch_sink_is_refused() {
+    let es = "\n[sinks.es]\nconnector = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"hourly\"\nkey = \"{item_id}-{window_end}\"\n";
+    let v1 = format!("{V1}{es}");
+    let v2 = v1.replace("> 50", "> 70");
+    let p = plan_between(&v1, &v2, "RUNNING", &[], None, &BTreeMap::new());
+    assert_eq!(
+        p.refusals,
+        [
+            "sink `es` writes elasticsearch, which an upgrade cannot cut over yet (PostgreSQL, Kafka and file sinks can): v2 would write into it beside v1"
+        ]
+    );
+    let shadows: Vec<&str> = p.shadows.iter().map(|s| s.sink.as_str()).collect();
+    assert_eq!(shadows, ["kafka", "pg"], "the other sinks still get theirs");
+}
