@@ -26,6 +26,7 @@ mod dataflow;
 mod join;
 mod kafka;
 pub mod nexmark;
+pub mod parquet;
 mod queries;
 mod rank;
 mod secrets;
@@ -238,6 +239,8 @@ pub enum SinkKind {
     Stdout,
     /// Discards every row; the sink operator still counts them.
     Blackhole,
+    /// Parquet files in object storage, per checkpoint.
+    Parquet(parquet::ParquetSinkPlan),
     /// Upserts every row by its id (the rendered key) into an existing table.
     Postgres {
         /// Connection string; it may hold a password: show it through [`redact_url`] only.
@@ -1143,12 +1146,15 @@ impl Planner<'_> {
             );
             self.forbid_kafka_settings(s.security.as_ref(), s.properties.as_ref(), prefix);
         }
-        if s.connector != SinkConnector::File {
+        if !matches!(s.connector, SinkConnector::File | SinkConnector::Parquet) {
             self.forbid(
                 &s.path,
                 &format!("{prefix}.path"),
-                "`path` applies to the file connector only",
+                "`path` applies to the file and parquet connectors only",
             );
+        }
+        if s.connector != SinkConnector::Parquet {
+            self.forbid_parquet_settings(s, prefix);
         }
         let kind = match s.connector {
             SinkConnector::Kafka => {
@@ -1212,6 +1218,9 @@ impl Planner<'_> {
                     table,
                 }
             }
+            SinkConnector::Parquet => {
+                SinkKind::Parquet(self.parquet_sink(s, prefix, output, output_known))
+            }
             SinkConnector::File | SinkConnector::Stdout | SinkConnector::Blackhole => {
                 // A file sink's key names its rows for the diff of an upgrade.
                 if s.connector != SinkConnector::File {
@@ -1260,6 +1269,9 @@ impl Planner<'_> {
 
     /// The sink's delivery guarantee, checked against what its connector can give.
     fn delivery(&mut self, s: &SinkSpec, prefix: &str, checkpoints: bool) -> Delivery {
+        if s.connector == SinkConnector::Parquet {
+            return self.parquet_delivery(s, prefix, checkpoints);
+        }
         let Some(d) = &s.delivery else {
             return Delivery::default();
         };

@@ -150,6 +150,8 @@ pub enum SinkConnector {
     Postgres,
     /// Discards every row (counted in the metrics): Flink's name, for benchmarks.
     Blackhole,
+    /// Parquet files in object storage (S3 or a directory), committed per checkpoint.
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -305,6 +307,15 @@ pub struct SinkSpec {
     pub bootstrap_servers: Option<Spanned<String>>,
     pub topic: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
+    /// Parquet: bytes of encoded data after which a row group ends (default 128MiB).
+    pub row_group_size: Option<Spanned<HumanSize>>,
+    /// Parquet: bytes after which a file is closed before the next checkpoint (default 512MiB).
+    pub file_size: Option<Spanned<HumanSize>>,
+    /// Parquet: the directory of a row under `path`, literal text and `{column}` or
+    /// `{column:strftime}` (a timestamp or epoch-ms column), e.g. `dt={window_start:%Y-%m-%d}`.
+    pub partition_by: Option<Spanned<String>>,
+    /// Parquet: zstd (the default), snappy or none.
+    pub compression: Option<Spanned<ParquetCompression>>,
     #[serde(default)]
     pub format: Format,
     /// Record key template, e.g. `{item_id}-{window_end}`; the row id of the postgres sink.
@@ -323,6 +334,16 @@ pub struct SinkSpec {
     pub security: Option<KafkaSecuritySpec>,
     /// librdkafka tuning and client settings, from an allow-list (kafka).
     pub properties: Option<Spanned<KafkaProperties>>,
+}
+
+/// How the parquet sink compresses its column chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParquetCompression {
+    #[default]
+    Zstd,
+    Snappy,
+    None,
 }
 
 /// librdkafka settings as written: key = value in document order, each value located.

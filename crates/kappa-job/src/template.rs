@@ -18,51 +18,75 @@ pub struct KeyTemplate {
     pub parts: Vec<TemplatePart>,
 }
 
+/// A piece of a template's text: literal text, or what a `{…}` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Literal(String),
+    Field(String),
+}
+
+/// Splits a template into literal text and `{…}` fields (trimmed); `{{` and `}}` are literal
+/// braces. `what` names the template in messages.
+pub(crate) fn pieces(text: &str, what: &str) -> Result<Vec<Piece>, String> {
+    let mut out = Vec::new();
+    let mut literal = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                literal.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                literal.push('}');
+            }
+            '{' => {
+                let field: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                if !literal.is_empty() {
+                    out.push(Piece::Literal(std::mem::take(&mut literal)));
+                }
+                out.push(Piece::Field(field.trim().to_string()));
+            }
+            '}' => {
+                return Err(format!(
+                    "unmatched `}}` in {what} (write `}}}}` for a literal brace)"
+                ));
+            }
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        out.push(Piece::Literal(literal));
+    }
+    if out.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    Ok(out)
+}
+
+/// The index of column `name` of `schema`, or why a `what` cannot name it.
+pub(crate) fn column(schema: &Schema, name: &str, what: &str) -> Result<usize, String> {
+    schema.index_of(name).map_err(|_| {
+        let cols: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        format!(
+            "{what} names column `{name}`, which the output does not have (columns: {})",
+            cols.join(", ")
+        )
+    })
+}
+
 impl KeyTemplate {
     /// Parses `text` against the columns of `schema`; `{{` and `}}` are literal braces.
     pub fn parse(text: &str, schema: &Schema) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '{' if chars.peek() == Some(&'{') => {
-                    chars.next();
-                    literal.push('{');
-                }
-                '}' if chars.peek() == Some(&'}') => {
-                    chars.next();
-                    literal.push('}');
-                }
-                '{' => {
-                    let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
-                    let name = name.trim();
-                    let idx = schema.index_of(name).map_err(|_| {
-                        let cols: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                        format!(
-                            "key template names column `{name}`, which the output does not have (columns: {})",
-                            cols.join(", ")
-                        )
-                    })?;
-                    if !literal.is_empty() {
-                        parts.push(TemplatePart::Literal(std::mem::take(&mut literal)));
-                    }
-                    parts.push(TemplatePart::Column(idx));
-                }
-                '}' => {
-                    return Err(
-                        "unmatched `}` in key template (write `}}` for a literal brace)".into(),
-                    );
-                }
-                c => literal.push(c),
-            }
-        }
-        if !literal.is_empty() {
-            parts.push(TemplatePart::Literal(literal));
-        }
-        if parts.is_empty() {
-            return Err("key template is empty".into());
-        }
+        let what = "key template";
+        let parts = pieces(text, what)?
+            .into_iter()
+            .map(|p| match p {
+                Piece::Literal(s) => Ok(TemplatePart::Literal(s)),
+                Piece::Field(name) => column(schema, &name, what).map(TemplatePart::Column),
+            })
+            .collect::<Result<_, String>>()?;
         Ok(Self {
             text: text.to_string(),
             parts,

@@ -116,6 +116,6 @@ pub fn oldest_window(
                 })
                 .min())
         }
-        SinkKind::Stdout | SinkKind::Blackhole => Ok(None),
+        SinkKind::Parquet(_) | SinkKind::Stdout | SinkKind::Blackhole => Ok(None),
     }
 }

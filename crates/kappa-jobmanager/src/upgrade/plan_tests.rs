@@ -256,3 +256,29 @@ fn a_file_sink_gets_a_shadow_directory_beside_it_unless_the_jobmanager_cannot_re
     let refused = of(&BTreeMap::from([("/data/hourly".to_string(), why.clone())]));
     assert_eq!(refused.refusals, [format!("sink `files`: {why}")]);
 }
+
+#[test]
+fn a_parquet_sink_is_refused_with_its_reason_not_skipped() {
+    let lake = "\n[sinks.lake]\nconnector = \"parquet\"\npath = \"s3://lake/clicks\"\n";
+    let (v1, v2) = (V1.to_string() + lake, V1.replace("> 50", "> 70") + lake);
+    let (p1, p2) = (planned(&v1), planned(&v2));
+    let topics = topics(0, None);
+    let inputs = PlanInputs {
+        upgrade_id: "upg7",
+        v1: &p1,
+        v1_state: "RUNNING",
+        v2: &p2,
+        topics: &topics,
+        replay_rate: None,
+        unusable_dirs: &BTreeMap::new(),
+        oldest_windows: &[],
+    };
+    let p = plan(&inputs, kappa_job::changes::changes(&v1, &v2).unwrap());
+    assert_eq!(p.refusals.len(), 1, "{:?}", p.refusals);
+    assert!(
+        p.refusals[0].contains("sink `lake`") && p.refusals[0].contains("parquet"),
+        "{}",
+        p.refusals[0]
+    );
+    assert!(p.shadows.iter().all(|s| s.sink != "lake"));
+}
