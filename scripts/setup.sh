@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Kappa needs on a fresh Debian machine (idempotent):
 # the apt packages of the native dependencies and, with --test, the Tansu Kafka broker,
-# SeaweedFS (S3), PostgreSQL, Redis, and Chromium with chromedriver.
+# SeaweedFS (S3), PostgreSQL, Redis, Chromium with chromedriver, and pyarrow and DuckDB for
+# python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,4 +85,8 @@ PY
   fi
   "$TOOLS/weed" version >/dev/null
   echo "setup: SeaweedFS (S3) at $TOOLS/weed"
+
+  # The parquet sink's test reads its files back with pyarrow and DuckDB.
+  python3 -m pip install --quiet pyarrow==23.0.1 duckdb==1.4.4
+  echo "setup: pyarrow and DuckDB for python3"
 fi

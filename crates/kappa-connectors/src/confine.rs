@@ -91,6 +91,12 @@ impl Confinement {
                         errors.push(loc.at(span, &format!("{}.ca_file", s.uid), e.to_string()));
                     }
                 }
+                SinkKind::Parquet(p) => {
+                    if let Err(e) = self.paths.check_store(&p.location) {
+                        let span = table.as_ref().and_then(|t| t.path.clone());
+                        errors.push(loc.at(span, &format!("{}.path", s.uid), e.to_string()));
+                    }
+                }
                 SinkKind::Kafka { .. }
                 | SinkKind::Redis(_)
                 | SinkKind::Stdout
@@ -115,10 +121,14 @@ impl Confinement {
     }
 
     /// The directory a file sink writes to, resolved; checks a PostgreSQL sink's hosts and
-    /// an Elasticsearch sink's CA file.
+    /// an Elasticsearch sink's CA file, a parquet sink's directory or S3 prefix.
     pub fn check_sink(&self, sink: &SinkPlan) -> Result<Option<PathBuf>, Refused> {
         match &sink.kind {
             SinkKind::File { path } => Ok(Some(self.paths.check_path(path)?)),
+            SinkKind::Parquet(p) => {
+                self.paths.check_store(&p.location)?;
+                Ok(None)
+            }
             SinkKind::Postgres { url, .. } => {
                 self.check_postgres(url)?;
                 Ok(None)

@@ -1,7 +1,8 @@
 //! Kappa sources and sinks: Kafka (assigned partitions at explicit offsets, keyed JSON
 //! output, at-least-once or transactional, dead-letter topics), JSON-lines files (part files
-//! committed by rename for exactly-once), PostgreSQL and Elasticsearch upserts by id, stdout
-//! and the blackhole, the Nexmark event generator and its
+//! committed by rename for exactly-once), Parquet files in object storage, PostgreSQL and
+//! Elasticsearch upserts by id, Redis writes by key, stdout and the blackhole, the Nexmark
+//! event generator and its
 //! source (`connector = "nexmark"`), split assignment, and the sink side of upgrades (shadow
 //! tables and topics, the diff, the cut-over).
 
@@ -14,6 +15,7 @@ pub mod json;
 pub mod kafka;
 pub mod key;
 pub mod nexmark;
+pub mod parquet;
 pub mod part_files;
 pub mod postgres;
 mod postgres_tls;
@@ -40,6 +42,7 @@ use crate::kafka::sink::{DeadLetterWriter, KafkaSink, TopicProducer};
 use crate::kafka::source::{KafkaReader, KafkaReaderConfig};
 use crate::kafka::transactional::{KafkaTarget, TransactionalKafkaSink};
 use crate::nexmark::reader::NexmarkReader;
+use crate::parquet::ParquetSink;
 use crate::part_files::PartFileSink;
 use crate::splits::SourceAssignment;
 use crossbeam_channel::Receiver;
@@ -182,6 +185,18 @@ pub fn open_sink(
                     LineSink::part_file(path, &writer).map_err(|e| TaskError::Io(e.to_string()))?,
                 ),
             }
+        }
+        SinkKind::Parquet(p) => {
+            let writer = file_writer_id(job_id, &sink.uid, subtask);
+            confine::check_writer(&writer)?;
+            let exactly_once = delivery == Delivery::ExactlyOnce;
+            let schema = Arc::clone(&sink.schema);
+            Box::new(ParquetSink::open(
+                p,
+                schema,
+                (&writer, attempt),
+                exactly_once,
+            )?)
         }
         SinkKind::Stdout => Box::new(LineSink::stdout()),
         SinkKind::Blackhole => Box::new(BlackholeSink),

@@ -278,6 +278,17 @@ impl JobPlan {
                     path.display()
                 )
             }
+            SinkKind::Parquet(p) => {
+                let dirs = p
+                    .partition_by
+                    .as_ref()
+                    .map(|t| format!("{}/", t.text))
+                    .unwrap_or_default();
+                format!(
+                    "Sink: parquet files `{}/{dirs}part-<job>-<subtask>…parquet`",
+                    p.location.trim_end_matches('/')
+                )
+            }
             SinkKind::Stdout => "Sink: stdout".to_string(),
             SinkKind::Blackhole => "Sink: blackhole (discards its rows)".to_string(),
             SinkKind::Postgres { table, .. } => {

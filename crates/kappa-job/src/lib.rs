@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod keygroup;
 mod ordered_map;
 pub mod parse;
+pub mod path_template;
 pub mod plan;
 pub mod postgres_tls;
 mod query;

@@ -27,6 +27,7 @@ mod elasticsearch;
 mod join;
 mod kafka;
 pub mod nexmark;
+pub mod parquet;
 mod queries;
 mod rank;
 pub mod redis;
@@ -242,6 +243,8 @@ pub enum SinkKind {
     Blackhole,
     /// Writes every row under its rendered key to a Redis server.
     Redis(redis::RedisSinkPlan),
+    /// Parquet files in object storage, per checkpoint.
+    Parquet(parquet::ParquetSinkPlan),
     /// Upserts every row by its id (the rendered key) into an existing table.
     Postgres {
         /// Connection string; it may hold a password: show it through [`redact_url`] only.
@@ -1169,12 +1172,15 @@ impl Planner<'_> {
             );
             self.forbid_kafka_settings(s.security.as_ref(), s.properties.as_ref(), prefix);
         }
-        if s.connector != SinkConnector::File {
+        if !matches!(s.connector, SinkConnector::File | SinkConnector::Parquet) {
             self.forbid(
                 &s.path,
                 &format!("{prefix}.path"),
-                "`path` applies to the file connector only",
+                "`path` applies to the file and parquet connectors only",
             );
+        }
+        if s.connector != SinkConnector::Parquet {
+            self.forbid_parquet_settings(s, prefix);
         }
         let kind = match s.connector {
             SinkConnector::Kafka => {
@@ -1242,6 +1248,9 @@ impl Planner<'_> {
             SinkConnector::Elasticsearch => {
                 self.elasticsearch_sink(s, prefix, output, output_known)
             }
+            SinkConnector::Parquet => {
+                SinkKind::Parquet(self.parquet_sink(s, prefix, output, output_known))
+            }
             SinkConnector::File | SinkConnector::Stdout | SinkConnector::Blackhole => {
                 // A file sink's key names its rows for the diff of an upgrade.
                 if s.connector != SinkConnector::File {
@@ -1290,6 +1299,9 @@ impl Planner<'_> {
 
     /// The sink's delivery guarantee, checked against what its connector can give.
     fn delivery(&mut self, s: &SinkSpec, prefix: &str, checkpoints: bool) -> Delivery {
+        if s.connector == SinkConnector::Parquet {
+            return self.parquet_delivery(s, prefix, checkpoints);
+        }
         let Some(d) = &s.delivery else {
             return Delivery::default();
         };

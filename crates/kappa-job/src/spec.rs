@@ -152,6 +152,8 @@ pub enum SinkConnector {
     Blackhole,
     /// Indexes every row by id into Elasticsearch or OpenSearch (the `_bulk` API).
     Elasticsearch,
+    /// Parquet files in object storage (S3 or a directory), committed per checkpoint.
+    Parquet,
     /// Writes every row under its key to a Redis server (SET or HSET).
     Redis,
 }
@@ -320,6 +322,15 @@ pub struct SinkSpec {
     pub bootstrap_servers: Option<Spanned<String>>,
     pub topic: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
+    /// Parquet: bytes of encoded data after which a row group ends (default 128MiB).
+    pub row_group_size: Option<Spanned<HumanSize>>,
+    /// Parquet: bytes after which a file is closed before the next checkpoint (default 512MiB).
+    pub file_size: Option<Spanned<HumanSize>>,
+    /// Parquet: the directory of a row under `path`, literal text and `{column}` or
+    /// `{column:strftime}` (a timestamp or epoch-ms column), e.g. `dt={window_start:%Y-%m-%d}`.
+    pub partition_by: Option<Spanned<String>>,
+    /// Parquet: zstd (the default), snappy or none.
+    pub compression: Option<Spanned<ParquetCompression>>,
     #[serde(default)]
     pub format: Format,
     /// Record key template, e.g. `{item_id}-{window_end}`; the row id of the postgres sink,
@@ -360,6 +371,16 @@ pub struct SinkSpec {
     pub mapping: Option<Spanned<toml::Value>>,
     /// Elasticsearch: buffered bytes that make the sink send a bulk request (default 5MiB).
     pub bulk_size: Option<Spanned<HumanSize>>,
+}
+
+/// How the parquet sink compresses its column chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParquetCompression {
+    #[default]
+    Zstd,
+    Snappy,
+    None,
 }
 
 /// librdkafka settings as written: key = value in document order, each value located.

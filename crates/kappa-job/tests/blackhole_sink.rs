@@ -43,8 +43,11 @@ fn a_blackhole_takes_any_delivery_and_updating_results() {
 #[test]
 fn a_blackhole_refuses_the_options_of_other_connectors() {
     for (option, connectors) in [
-        ("key = \"{auction}\"", "kafka, postgres, redis, elasticsearch and file"),
-        ("path = \"out\"", "file"),
+        (
+            "key = \"{auction}\"",
+            "kafka, postgres, redis, elasticsearch and file",
+        ),
+        ("path = \"out\"", "file and parquet"),
         ("topic = \"t\"", "kafka"),
     ] {
         let e = plan_job(

@@ -13,6 +13,7 @@ mod tests;
 pub use hosts::{AllowedHosts, HostRefused};
 pub use names::BadName;
 pub use paths::{AllowedPaths, PathRefused, RootError, resolved};
+pub(crate) use paths::{Place, parse as parse_location};
 
 /// Why a job may not do something here; no restart changes that.
 #[derive(Debug, Clone, thiserror::Error)]

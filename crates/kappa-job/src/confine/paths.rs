@@ -18,7 +18,7 @@ pub struct AllowedPaths {
 
 /// A directory (resolved) or an S3 bucket and key prefix (by segment).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Place {
+pub(crate) enum Place {
     Dir(PathBuf),
     S3 { bucket: String, prefix: Vec<String> },
 }
@@ -203,6 +203,32 @@ impl AllowedPaths {
         })
     }
 
+    /// Whether a sink may write to `location` (a directory, `file://` or `s3://` URI): a
+    /// directory as [`AllowedPaths::check_path`] has it, an S3 prefix under an S3 root.
+    pub fn check_store(&self, location: &str) -> Result<(), PathRefused> {
+        let invalid = |why: String| PathRefused::Invalid {
+            path: location.to_string(),
+            why,
+        };
+        match parse(location.trim()).map_err(invalid)? {
+            Place::Dir(dir) => self.check_path(&dir).map(drop),
+            s3 => match self.roots.as_deref() {
+                None => Ok(()),
+                Some([]) => Err(PathRefused::NoRoots {
+                    path: location.to_string(),
+                    process: self.process,
+                }),
+                Some(roots) if roots.iter().any(|r| r.contains(&s3)) => Ok(()),
+                Some(_) => Err(PathRefused::Outside {
+                    path: location.to_string(),
+                    resolved: s3.to_string(),
+                    roots: self.describe(),
+                    process: self.process,
+                }),
+            },
+        }
+    }
+
     /// Whether a savepoint may be written to or restored from `location` (a directory,
     /// `file://` or `s3://` URI): under the checkpoint root `checkpoint_root`, or under a
     /// root of this process.
@@ -245,7 +271,7 @@ impl AllowedPaths {
 }
 
 /// A path, `file://` URI or `s3://bucket/prefix` URI, as `kappa_state::Location` reads them.
-fn parse(text: &str) -> Result<Place, String> {
+pub(crate) fn parse(text: &str) -> Result<Place, String> {
     let (scheme, rest) = match text.split_once("://") {
         Some((s, r)) => (s.to_ascii_lowercase(), r),
         None => ("file".to_string(), text),

@@ -216,6 +216,43 @@ fn s3_locations_are_taken_in_the_checkpoint_roots_bucket_and_prefix_or_a_root_ur
 }
 
 #[test]
+fn sink_stores_are_directories_under_a_root_or_s3_prefixes_under_an_s3_root() {
+    let t = tree();
+    let s3 = "s3://lake/kappa".to_string();
+    let p = AllowedPaths::under("taskmanager", &[t.root.display().to_string(), s3]).expect("roots");
+    let inside = t.root.join("lake");
+    assert!(p.check_store(&inside.display().to_string()).is_ok());
+    assert!(
+        p.check_store(&format!("file://{}", inside.display()))
+            .is_ok()
+    );
+    assert!(p.check_store("s3://lake/kappa/clicks").is_ok());
+    for bad in [
+        t.outside.display().to_string(),
+        format!("{}/../outside", t.root.display()),
+        "s3://lake/other".into(),
+        "s3://other/kappa".into(),
+    ] {
+        let e = p.check_store(&bad).unwrap_err();
+        assert!(matches!(e, PathRefused::Outside { .. }), "{bad}: {e:?}");
+    }
+    let e = AllowedPaths::none("taskmanager")
+        .check_store("s3://lake/kappa")
+        .unwrap_err();
+    assert!(e.to_string().contains("--allow-path"), "{e}");
+    assert!(
+        AllowedPaths::any("kappa local")
+            .check_store("s3://x/y")
+            .is_ok()
+    );
+    assert!(
+        AllowedPaths::any("kappa local")
+            .check_store("hdfs://x/y")
+            .is_err()
+    );
+}
+
+#[test]
 fn metadata_file_names_must_be_plain() {
     for ok in [
         "000012.sst",

@@ -118,6 +118,7 @@ pub fn oldest_window(
         }
         SinkKind::Redis(_)
         | SinkKind::Elasticsearch(_)
+        | SinkKind::Parquet(_)
         | SinkKind::Stdout
         | SinkKind::Blackhole => Ok(None),
     }

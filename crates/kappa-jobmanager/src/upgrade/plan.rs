@@ -227,6 +227,7 @@ pub(crate) fn target(kind: &SinkKind) -> Option<(&'static str, String)> {
         }
         SinkKind::Redis(_)
         | SinkKind::Elasticsearch(_)
+        | SinkKind::Parquet(_)
         | SinkKind::Stdout
         | SinkKind::Blackhole => None,
     }
@@ -237,6 +238,7 @@ fn not_cut_over(kind: &SinkKind) -> Option<&'static str> {
     match kind {
         SinkKind::Redis(_) => Some("redis"),
         SinkKind::Elasticsearch(_) => Some("elasticsearch"),
+        SinkKind::Parquet(_) => Some("parquet files"),
         _ => None,
     }
 }

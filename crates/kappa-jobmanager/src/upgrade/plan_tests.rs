@@ -247,42 +247,42 @@ fn a_file_sink_gets_a_shadow_directory_beside_it_unless_the_jobmanager_cannot_re
 }
 
 #[test]
-fn a_redis_sink_refuses_the_upgrade_for_v2_would_write_into_it() {
-    let with_redis = |filter: &str| {
-        V1.replace("> 50", filter)
-            + "\n[sinks.cache]\nconnector = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nkey = \"{item_id}-{window_end}\"\n"
-    };
-    let (v1, v2) = (with_redis("> 50"), with_redis("> 70"));
-    let p = plan_between(
-        &v1,
-        &v2,
-        "RUNNING",
-        &topics(0, None),
-        None,
-        &BTreeMap::new(),
-    );
-    assert_eq!(p.refusals.len(), 1, "{:?}", p.refusals);
-    assert!(
-        p.refusals[0]
-            .starts_with("sink `cache` writes redis, which an upgrade cannot cut over yet"),
-        "{:?}",
-        p.refusals
-    );
-    assert!(p.shadows.iter().all(|s| s.sink != "cache"));
-}
-
-#[test]
-fn a_job_with_an_elasticsearch_sink_is_refused() {
-    let es = "\n[sinks.es]\nconnector = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"hourly\"\nkey = \"{item_id}-{window_end}\"\n";
-    let v1 = format!("{V1}{es}");
-    let v2 = v1.replace("> 50", "> 70");
-    let p = plan_between(&v1, &v2, "RUNNING", &[], None, &BTreeMap::new());
-    assert_eq!(
-        p.refusals,
-        [
-            "sink `es` writes elasticsearch, which an upgrade cannot cut over yet (PostgreSQL, Kafka and file sinks can): v2 would write into it beside v1"
-        ]
-    );
-    let shadows: Vec<&str> = p.shadows.iter().map(|s| s.sink.as_str()).collect();
-    assert_eq!(shadows, ["kafka", "pg"], "the other sinks still get theirs");
+fn a_sink_without_a_shadow_refuses_the_upgrade_for_v2_would_write_into_it() {
+    let sinks = [
+        (
+            "cache",
+            "redis",
+            "connector = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nkey = \"{item_id}-{window_end}\"",
+        ),
+        (
+            "es",
+            "elasticsearch",
+            "connector = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"hourly\"\nkey = \"{item_id}-{window_end}\"",
+        ),
+        (
+            "lake",
+            "parquet files",
+            "connector = \"parquet\"\npath = \"s3://lake/clicks\"",
+        ),
+    ];
+    for (name, what, table) in sinks {
+        let v1 = format!("{V1}\n[sinks.{name}]\n{table}\n");
+        let v2 = v1.replace("> 50", "> 70");
+        let p = plan_between(
+            &v1,
+            &v2,
+            "RUNNING",
+            &topics(0, None),
+            None,
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            p.refusals,
+            [format!(
+                "sink `{name}` writes {what}, which an upgrade cannot cut over yet (PostgreSQL, Kafka and file sinks can): v2 would write into it beside v1"
+            )]
+        );
+        let shadows: Vec<&str> = p.shadows.iter().map(|s| s.sink.as_str()).collect();
+        assert_eq!(shadows, ["kafka", "pg"], "the other sinks still get theirs");
+    }
 }
