@@ -21,6 +21,7 @@ pub mod postgres;
 mod postgres_tls;
 pub mod redis;
 pub mod splits;
+pub mod time_text;
 pub mod upgrade;
 
 use std::sync::Arc;

@@ -3,11 +3,9 @@
 //! and output columns, a timestamp or epoch-millisecond column optionally formatted with a
 //! strftime format — with the index-name rules both servers enforce.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use arrow::datatypes::{DataType, Schema};
-use chrono::format::StrftimeItems;
 
 use crate::secret::Secret;
 use crate::template::{Piece, column_index, pieces};
@@ -21,9 +19,6 @@ const INDEX_NAME_MAX: usize = 255;
 /// Characters no index name may hold (`:` is refused since Elasticsearch 7).
 const INDEX_NAME_FORBIDDEN: &[char] =
     &['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':'];
-
-/// 2001-02-03T04:05:06.789Z: a format is checked by what it writes for this time.
-const SAMPLE_TIME_MS: i64 = 981_173_106_789;
 
 /// An Elasticsearch or OpenSearch sink as planned.
 #[derive(Debug, Clone)]
@@ -152,28 +147,14 @@ impl IndexName {
     }
 }
 
+/// A formatted time column, if what the format writes fits an index name.
 fn time_part(
     name: &str,
     column: usize,
     data_type: &DataType,
     format: &str,
 ) -> Result<IndexPart, String> {
-    if !matches!(
-        data_type,
-        DataType::Timestamp(_, _) | DataType::Int64 | DataType::Int32
-    ) {
-        return Err(format!(
-            "column `{name}` is {data_type}: a format applies to timestamps and epoch milliseconds (integers) only"
-        ));
-    }
-    let items = StrftimeItems::new(format)
-        .parse()
-        .map_err(|e| format!("invalid time format `{format}` of column `{name}`: {e}"))?;
-    // What the format writes, seen on a time whose fields all differ (names, padding).
-    let sample = chrono::DateTime::from_timestamp_millis(SAMPLE_TIME_MS).unwrap_or_default();
-    let mut text = String::new();
-    write!(text, "{}", sample.format_with_items(items.iter()))
-        .map_err(|_| format!("the time format `{format}` of column `{name}` cannot be written"))?;
+    let text = crate::time_format::check(format, name, data_type)?;
     literal_fits(&text).map_err(|e| {
         format!("the time format `{format}` of column `{name}` writes `{text}`: {e}")
     })?;
@@ -273,7 +254,7 @@ mod tests {
             ("x-{ts:%T}", "cannot hold `:`"),
             ("x-{ts:%B}", "must be lowercase"),
             ("x-{ts:%Y:%m}", "cannot hold `:`"),
-            ("x-{ts:%Q}", "invalid time format `%Q`"),
+            ("x-{ts:%Q}", "`%Q` of column `ts` is not a strftime format"),
             ("Hourly-{item_id}", "must be lowercase"),
             ("a/b", "cannot hold `/`"),
             ("_x", "must not start with"),

@@ -22,6 +22,7 @@ pub mod spec;
 pub mod sql;
 pub mod start;
 pub mod template;
+pub mod time_format;
 mod to_char;
 
 pub use error::{SpecError, SpecErrors};

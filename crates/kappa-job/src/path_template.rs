@@ -5,11 +5,7 @@
 //! a row renders to is a visible, relative one: readers (pyarrow, Spark, DuckDB's hive
 //! partitioning) skip names starting with `.` or `_`, and `..` would leave the sink's prefix.
 
-use std::fmt::Write;
-
 use arrow::datatypes::{DataType, Schema};
-use chrono::DateTime;
-use chrono::format::{Item, StrftimeItems};
 
 use crate::template::{Piece, column_index, pieces};
 
@@ -74,38 +70,8 @@ impl PathTemplate {
     }
 }
 
-/// Whether a column of type `t` holds times a format applies to.
-pub fn is_time(t: &DataType) -> bool {
-    matches!(t, DataType::Timestamp(_, _) | DataType::Int64)
-}
-
-/// What `format` makes of the epoch; None when it is no valid strftime format.
-fn sample(format: &str) -> Option<String> {
-    let items: Vec<Item<'_>> = StrftimeItems::new(format).collect();
-    if format.is_empty() || items.iter().any(|i| matches!(i, Item::Error)) {
-        return None;
-    }
-    let mut out = String::new();
-    write!(
-        out,
-        "{}",
-        DateTime::UNIX_EPOCH.format_with_items(items.iter())
-    )
-    .ok()?;
-    Some(out)
-}
-
 fn check_format(format: &str, t: &DataType, name: &str) -> Result<(), String> {
-    if !is_time(t) {
-        return Err(format!(
-            "{WHAT}: `{name}` is {t}: a format applies to a timestamp or an epoch-milliseconds int64 column"
-        ));
-    }
-    if sample(format).is_none() {
-        return Err(format!(
-            "{WHAT}: `{format}` is not a strftime format (e.g. %Y-%m-%d)"
-        ));
-    }
+    crate::time_format::check(format, name, t).map_err(|e| format!("{WHAT}: {e}"))?;
     if format.contains('/') {
         return Err(format!(
             "{WHAT}: a format makes one directory name: put `/` outside the braces, e.g. `{{{name}:%Y}}/{{{name}:%m}}`"
@@ -141,7 +107,7 @@ fn check_levels(parts: &[PathPart]) -> Result<(), String> {
             PathPart::Column {
                 format: Some(f), ..
             } if level_start => {
-                let sample = sample(f).unwrap_or_default();
+                let sample = crate::time_format::sample(f).unwrap_or_default();
                 if sample.is_empty() || sample.starts_with(['.', '_']) {
                     return Err(format!(
                         "{WHAT}: `{f}` makes directory names such as `{sample}`, which readers take for hidden: begin the level with literal text"

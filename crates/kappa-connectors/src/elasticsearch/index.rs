@@ -1,16 +1,13 @@
 //! The index of every row of a batch, rendered from the sink's index-name template: literal
 //! text, columns as text, and timestamp or epoch-millisecond columns formatted in UTC.
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use chrono::DateTime;
-use chrono::format::{Item, StrftimeItems};
 use kappa_job::elasticsearch::{IndexName, IndexPart, index_name_problem};
 
 use super::error::EsError;
 use crate::ConnectorError;
+use crate::time_text::TimeColumn;
 
 /// How one part of the template is written for a row.
 enum Writer<'a> {
@@ -18,8 +15,7 @@ enum Writer<'a> {
     Text(ArrayFormatter<'a>),
     Time {
         name: &'a str,
-        millis: ArrayRef,
-        items: Vec<Item<'a>>,
+        times: TimeColumn<'a>,
     },
 }
 
@@ -45,11 +41,8 @@ pub fn index_names(
                 ),
                 IndexPart::Time { column, format } => Writer::Time {
                     name: schema.field(*column).name(),
-                    millis: epoch_millis(batch.column(*column)).map_err(format_error)?,
-                    items: StrftimeItems::new(format).parse().map_err(|e| {
-                        let why = format!("invalid time format `{format}`: {e}");
-                        EsError::Encode(ConnectorError::Format(why))
-                    })?,
+                    times: TimeColumn::new(batch.column(*column).as_ref(), format)
+                        .map_err(EsError::Encode)?,
                 },
             })
         })
@@ -69,21 +62,13 @@ pub fn index_names(
                     .map_err(|e| failed(format!("writing its index name: {e}")))?,
                 Writer::Time {
                     name: column,
-                    millis,
-                    items,
+                    times,
                 } => {
-                    let values = millis.as_primitive::<Int64Type>();
-                    let time = match values.is_null(row) {
-                        true => None,
-                        false => DateTime::from_timestamp_millis(values.value(row)),
-                    };
-                    let time = time.ok_or_else(|| {
-                        failed(format!(
+                    if !times.write(row, &mut name) {
+                        return Err(failed(format!(
                             "`{column}` is null or out of range: it has no index name"
-                        ))
-                    })?;
-                    write!(name, "{}", time.format_with_items(items.iter()))
-                        .map_err(|e| failed(format!("formatting `{column}`: {e}")))?;
+                        )));
+                    }
                 }
             }
         }
@@ -95,27 +80,12 @@ pub fn index_names(
     Ok(names)
 }
 
-/// A timestamp or integer column as epoch milliseconds.
-fn epoch_millis(array: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowError> {
-    match array.data_type() {
-        // The zone kept: a cast to a timestamp without one would move the instants.
-        DataType::Timestamp(_, zone) => {
-            let ms = cast(
-                array,
-                &DataType::Timestamp(TimeUnit::Millisecond, zone.clone()),
-            )?;
-            cast(&ms, &DataType::Int64)
-        }
-        _ => cast(array, &DataType::Int64),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use arrow::array::{Int64Array, StringArray, TimestampSecondArray};
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
     use super::*;
 

@@ -7,14 +7,13 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{cast, take_record_batch};
-use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, Utc};
 use kappa_job::path_template::{PathPart, PathTemplate};
 use kappa_runtime::TaskError;
+
+use crate::time_text::TimeColumn;
 use object_store::path::{Path as ObjectPath, PathPart as ObjectPart};
 
 /// The directory name of a null value (Hive's, which pyarrow and Spark read as null).
@@ -60,8 +59,7 @@ pub(super) fn split(
 /// How one column part renders a row.
 enum Value<'a> {
     Text(ArrayFormatter<'a>),
-    /// Times as UTC date-times (None: null), formatted with the items.
-    Time(Vec<Option<DateTime<Utc>>>, Vec<Item<'a>>),
+    Time(TimeColumn<'a>),
 }
 
 /// The directory of every row of `batch`.
@@ -83,7 +81,9 @@ fn render(template: &PathTemplate, batch: &RecordBatch) -> Result<Vec<ObjectPath
                         ArrayFormatter::try_new(col, &options)
                             .map_err(|e| data("formatting", e))?,
                     ),
-                    Some(f) => Value::Time(times(col)?, StrftimeItems::new(f).collect()),
+                    Some(f) => Value::Time(
+                        TimeColumn::new(col, f).map_err(|e| data("formatting a time", e))?,
+                    ),
                 };
                 Ok(Some((col, value)))
             }
@@ -104,14 +104,10 @@ fn render(template: &PathTemplate, batch: &RecordBatch) -> Result<Vec<ObjectPath
                 (_, Some((_, Value::Text(f)))) => {
                     write!(level, "{}", f.value(row)).map_err(|e| data("formatting", e))?;
                 }
-                (_, Some((_, Value::Time(times, items)))) => {
-                    let time = times
-                        .get(row)
-                        .copied()
-                        .flatten()
-                        .ok_or_else(|| data("a time out of range in row", row))?;
-                    write!(level, "{}", time.format_with_items(items.iter()))
-                        .map_err(|e| data("formatting a time", e))?;
+                (_, Some((_, Value::Time(t)))) => {
+                    if !t.write(row, level) {
+                        return Err(data("a time out of range in row", row));
+                    }
                 }
                 (_, None) => {}
             }
@@ -123,32 +119,12 @@ fn render(template: &PathTemplate, batch: &RecordBatch) -> Result<Vec<ObjectPath
     Ok(out)
 }
 
-/// The values of a time column (epoch milliseconds in an int64, or a timestamp of any unit)
-/// as UTC date-times; None for a null or a value out of chrono's range.
-fn times(col: &dyn Array) -> Result<Vec<Option<DateTime<Utc>>>, TaskError> {
-    let from: fn(i64) -> Option<DateTime<Utc>> = match col.data_type() {
-        DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            DateTime::from_timestamp_millis
-        }
-        DataType::Timestamp(TimeUnit::Second, _) => |v| DateTime::from_timestamp(v, 0),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => DateTime::from_timestamp_micros,
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => |v| Some(DateTime::from_timestamp_nanos(v)),
-        t => return Err(data("a format applies to times, not to", t)),
-    };
-    let raw = cast(col, &DataType::Int64).map_err(|e| data("reading times", e))?;
-    Ok(raw
-        .as_primitive::<Int64Type>()
-        .iter()
-        .map(|v| v.and_then(from))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use arrow::array::{Int64Array, StringArray, TimestampSecondArray};
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
     use super::*;
 
