@@ -11,6 +11,7 @@ pub mod blackhole;
 pub mod confine;
 pub mod elasticsearch;
 pub mod file;
+pub mod format;
 pub mod json;
 pub mod kafka;
 pub mod key;
@@ -36,6 +37,7 @@ use crate::bad_records::BadRecordPolicy;
 use crate::blackhole::BlackholeSink;
 use crate::confine::Confinement;
 use crate::file::{FileReader, LineSink};
+use crate::format::{RecordDecoder, RecordEncoder};
 use crate::json::JsonDecoder;
 use crate::kafka::PartitionStart;
 use crate::kafka::sink::{DeadLetterWriter, KafkaSink, TopicProducer};
@@ -75,7 +77,6 @@ pub fn open_source(
     (metrics, catching_up): (Arc<SubtaskMetrics>, Arc<AtomicBool>),
 ) -> Result<Box<dyn SourceReader>, TaskError> {
     let event_time = source.event_time.as_ref().map(|e| e.source_index);
-    let decoder = JsonDecoder::new(Arc::clone(&source.schema)).with_event_time(event_time);
     match (&source.kind, assignment) {
         (SourceKind::Kafka(k), SourceAssignment::Kafka(partitions)) => {
             let connection = &confinement
@@ -95,6 +96,7 @@ pub fn open_source(
                 new_splits,
                 catching_up,
             };
+            let decoder = RecordDecoder::open(source, &confinement.secrets)?;
             let reader = KafkaReader::new(cfg, decoder, policy, metrics)?;
             Ok(Box::new(reader))
         }
@@ -106,6 +108,7 @@ pub fn open_source(
         (SourceKind::File { .. }, SourceAssignment::Files(files)) => {
             confinement.check_source(source, files)?;
             let policy = BadRecordPolicy::new(source.on_error, None, metrics);
+            let decoder = JsonDecoder::new(Arc::clone(&source.schema)).with_event_time(event_time);
             Ok(Box::new(FileReader::new(files.clone(), decoder, policy)))
         }
         _ => Err(TaskError::Data(
@@ -155,6 +158,7 @@ pub fn open_sink(
                 SinkPartitioner::Fixed => Some((subtask % producer.partitions()?) as i32),
             };
             let key = sink.key.clone();
+            let encoder = RecordEncoder::open(sink, &confinement.secrets)?;
             match delivery {
                 Delivery::ExactlyOnce => {
                     drop(producer);
@@ -163,16 +167,15 @@ pub fn open_sink(
                         topic: topic.clone(),
                     };
                     let writer = sink_writer_id(job_id, &sink.uid, subtask);
-                    Box::new(TransactionalKafkaSink::open(
-                        target, &writer, key, partition,
-                    )?)
+                    Box::new(
+                        TransactionalKafkaSink::open(target, &writer, key, partition)?
+                            .with_encoder(encoder),
+                    )
                 }
-                Delivery::AtLeastOnce | Delivery::None => Box::new(KafkaSink::new(
-                    producer,
-                    key,
-                    partition,
-                    delivery == Delivery::AtLeastOnce,
-                )),
+                Delivery::AtLeastOnce | Delivery::None => Box::new(
+                    KafkaSink::new(producer, key, partition, delivery == Delivery::AtLeastOnce)
+                        .with_encoder(encoder),
+                ),
             }
         }
         SinkKind::File { path } => {
