@@ -169,6 +169,12 @@ impl Broker {
 
     /// Produces (partition, value) records and waits until all are acknowledged.
     pub fn produce(&self, topic: &str, records: &[(i32, String)]) -> anyhow::Result<()> {
+        let bytes: Vec<(i32, &[u8])> = records.iter().map(|(p, v)| (*p, v.as_bytes())).collect();
+        self.produce_bytes(topic, &bytes)
+    }
+
+    /// Produces (partition, value) records of any bytes and waits until all are acknowledged.
+    pub fn produce_bytes(&self, topic: &str, records: &[(i32, &[u8])]) -> anyhow::Result<()> {
         // Tests produce records of up to 10 MB (librdkafka's default limit is 1 MB).
         let p: BaseProducer = self
             .config()
@@ -176,9 +182,9 @@ impl Broker {
             .set("message.max.bytes", "33554432")
             .create()?;
         for (partition, value) in records {
-            let mut rec = BaseRecord::<(), str>::to(topic)
+            let mut rec = BaseRecord::<(), [u8]>::to(topic)
                 .partition(*partition)
-                .payload(value.as_str());
+                .payload(*value);
             loop {
                 match p.send(rec) {
                     Ok(()) => break,

@@ -85,7 +85,7 @@ impl JsonDecoder {
     ) -> Result<(RecordBatch, Vec<BadRecord>), ConnectorError> {
         let (batch, mut bad, indices) = self.decode_all(records)?;
         let batch = match self.event_time {
-            Some(column) => self.drop_impossible_times(batch, column, &indices, &mut bad)?,
+            Some(column) => drop_impossible_times(&self.schema, batch, column, &indices, &mut bad)?,
             None => batch,
         };
         bad.sort_by_key(|b| b.index);
@@ -129,40 +129,41 @@ impl JsonDecoder {
             .map_err(|e| ConnectorError::Format(e.to_string()))?;
         Ok((batch, bad, indices))
     }
+}
 
-    /// Moves the rows whose event time is impossible from `batch` to `bad`.
-    fn drop_impossible_times(
-        &self,
-        batch: RecordBatch,
-        column: usize,
-        indices: &[usize],
-        bad: &mut Vec<BadRecord>,
-    ) -> Result<RecordBatch, ConnectorError> {
-        let Some(col) = batch.columns().get(column) else {
-            return Ok(batch);
-        };
-        let name = self.schema.field(column).name();
-        let times = event_times(col).map_err(|e| ConnectorError::Format(e.to_string()))?;
-        let before = bad.len();
-        let mut possible = Vec::with_capacity(times.len());
-        for (row, t) in times.iter().enumerate() {
-            let impossible = t.filter(|t| t.unsigned_abs() > MAX_EVENT_TIME_MS as u64);
-            possible.push(impossible.is_none());
-            if let Some(t) = impossible {
-                bad.push(BadRecord {
-                    index: indices.get(row).copied().unwrap_or(row),
-                    error: format!(
-                        "`{name}` = {t} ms is not a possible event time (at most {MAX_EVENT_TIME_MS} ms from 1970 either way)"
-                    ),
-                });
-            }
+/// Moves the rows of `batch` (of `schema`) whose event time is impossible to `bad`;
+/// `indices`: the record of each row.
+pub(crate) fn drop_impossible_times(
+    schema: &SchemaRef,
+    batch: RecordBatch,
+    column: usize,
+    indices: &[usize],
+    bad: &mut Vec<BadRecord>,
+) -> Result<RecordBatch, ConnectorError> {
+    let Some(col) = batch.columns().get(column) else {
+        return Ok(batch);
+    };
+    let name = schema.field(column).name();
+    let times = event_times(col).map_err(|e| ConnectorError::Format(e.to_string()))?;
+    let before = bad.len();
+    let mut possible = Vec::with_capacity(times.len());
+    for (row, t) in times.iter().enumerate() {
+        let impossible = t.filter(|t| t.unsigned_abs() > MAX_EVENT_TIME_MS as u64);
+        possible.push(impossible.is_none());
+        if let Some(t) = impossible {
+            bad.push(BadRecord {
+                index: indices.get(row).copied().unwrap_or(row),
+                error: format!(
+                    "`{name}` = {t} ms is not a possible event time (at most {MAX_EVENT_TIME_MS} ms from 1970 either way)"
+                ),
+            });
         }
-        if bad.len() == before {
-            return Ok(batch);
-        }
-        filter_record_batch(&batch, &BooleanArray::from(possible))
-            .map_err(|e| ConnectorError::Format(e.to_string()))
     }
+    if bad.len() == before {
+        return Ok(batch);
+    }
+    filter_record_batch(&batch, &BooleanArray::from(possible))
+        .map_err(|e| ConnectorError::Format(e.to_string()))
 }
 
 /// arrow-json's message, reworded where it speaks of Arrow internals rather than the record.

@@ -11,6 +11,7 @@ pub mod blackhole;
 pub mod confine;
 pub mod elasticsearch;
 pub mod file;
+pub mod format;
 pub mod json;
 pub mod kafka;
 pub mod key;
@@ -21,6 +22,8 @@ pub mod postgres;
 mod postgres_tls;
 pub mod redis;
 pub mod splits;
+#[cfg(test)]
+mod test_http;
 pub mod time_text;
 pub mod upgrade;
 
@@ -37,6 +40,7 @@ use crate::bad_records::BadRecordPolicy;
 use crate::blackhole::BlackholeSink;
 use crate::confine::Confinement;
 use crate::file::{FileReader, LineSink};
+use crate::format::{RecordDecoder, RecordEncoder};
 use crate::json::JsonDecoder;
 use crate::kafka::PartitionStart;
 use crate::kafka::sink::{DeadLetterWriter, KafkaSink, TopicProducer};
@@ -76,7 +80,6 @@ pub fn open_source(
     (metrics, catching_up): (Arc<SubtaskMetrics>, Arc<AtomicBool>),
 ) -> Result<Box<dyn SourceReader>, TaskError> {
     let event_time = source.event_time.as_ref().map(|e| e.source_index);
-    let decoder = JsonDecoder::new(Arc::clone(&source.schema)).with_event_time(event_time);
     match (&source.kind, assignment) {
         (SourceKind::Kafka(k), SourceAssignment::Kafka(partitions)) => {
             let connection = &confinement
@@ -96,6 +99,7 @@ pub fn open_source(
                 new_splits,
                 catching_up,
             };
+            let decoder = RecordDecoder::open(source, &confinement.secrets)?;
             let reader = KafkaReader::new(cfg, decoder, policy, metrics)?;
             Ok(Box::new(reader))
         }
@@ -107,6 +111,7 @@ pub fn open_source(
         (SourceKind::File { .. }, SourceAssignment::Files(files)) => {
             confinement.check_source(source, files)?;
             let policy = BadRecordPolicy::new(source.on_error, None, metrics);
+            let decoder = JsonDecoder::new(Arc::clone(&source.schema)).with_event_time(event_time);
             Ok(Box::new(FileReader::new(files.clone(), decoder, policy)))
         }
         _ => Err(TaskError::Data(
@@ -156,6 +161,7 @@ pub fn open_sink(
                 SinkPartitioner::Fixed => Some((subtask % producer.partitions()?) as i32),
             };
             let key = sink.key.clone();
+            let encoder = RecordEncoder::open(sink, &confinement.secrets)?;
             match delivery {
                 Delivery::ExactlyOnce => {
                     drop(producer);
@@ -164,16 +170,15 @@ pub fn open_sink(
                         topic: topic.clone(),
                     };
                     let writer = sink_writer_id(job_id, &sink.uid, subtask);
-                    Box::new(TransactionalKafkaSink::open(
-                        target, &writer, key, partition,
-                    )?)
+                    Box::new(
+                        TransactionalKafkaSink::open(target, &writer, key, partition)?
+                            .with_encoder(encoder),
+                    )
                 }
-                Delivery::AtLeastOnce | Delivery::None => Box::new(KafkaSink::new(
-                    producer,
-                    key,
-                    partition,
-                    delivery == Delivery::AtLeastOnce,
-                )),
+                Delivery::AtLeastOnce | Delivery::None => Box::new(
+                    KafkaSink::new(producer, key, partition, delivery == Delivery::AtLeastOnce)
+                        .with_encoder(encoder),
+                ),
             }
         }
         SinkKind::File { path } => {

@@ -218,7 +218,7 @@ mod kafka_tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use kappa_job::kafka::KafkaConnection;
     use kappa_job::plan::KafkaSourcePlan;
-    use kappa_job::spec::{Format, OnError};
+    use kappa_job::spec::OnError;
     use kappa_runtime::io::SourceReader;
     use rdkafka::ClientConfig;
     use rdkafka::mocking::MockCluster;
@@ -238,7 +238,7 @@ mod kafka_tests {
                 topic: "t".into(),
                 dead_letter_topic: None,
             }),
-            format: Format::Json,
+            format: kappa_job::plan::formats::RecordFormat::Json,
             schema: Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)])),
             start,
             on_error: OnError::Fail,
@@ -317,7 +317,7 @@ mod kafka_tests {
         let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
         let mut reader = KafkaReader::new(
             cfg,
-            JsonDecoder::new(plan.schema),
+            JsonDecoder::new(plan.schema).into(),
             policy,
             Arc::clone(&metrics),
         )

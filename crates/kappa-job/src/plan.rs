@@ -15,15 +15,17 @@ use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 use crate::parse::parse_job;
 use crate::secret::Secret;
 use crate::spec::{
-    CatchUpSpec, Delivery, Format, JobSpec, OnError, RestartSpec, RestartStrategyKind,
-    SinkConnector, SinkPartitioner, SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
+    CatchUpSpec, Delivery, JobSpec, OnError, RestartSpec, RestartStrategyKind, SinkConnector,
+    SinkPartitioner, SinkSpec, SourceConnector, SourceSpec, WindowKind, WindowSpec,
 };
 use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
 use crate::start::StartPosition;
 use crate::template::KeyTemplate;
+use formats::RecordFormat;
 
 mod dataflow;
 mod elasticsearch;
+pub mod formats;
 mod join;
 mod kafka;
 pub mod nexmark;
@@ -115,7 +117,7 @@ pub struct SourcePlan {
     /// Stable id of its offsets in checkpoints and savepoints.
     pub uid: String,
     pub kind: SourceKind,
-    pub format: Format,
+    pub format: RecordFormat,
     /// Schema of decoded records.
     pub schema: SchemaRef,
     pub start: StartPosition,
@@ -223,7 +225,7 @@ pub struct SinkPlan {
     /// Schema of the records it receives.
     pub schema: SchemaRef,
     pub kind: SinkKind,
-    pub format: Format,
+    pub format: RecordFormat,
     pub key: Option<KeyTemplate>,
     pub delivery: Delivery,
 }
@@ -841,12 +843,13 @@ impl Planner<'_> {
             let sp = s.start.as_ref().and_then(span);
             self.err(sp, &format!("{prefix}.start"), format!("the file connector reads its files from the beginning; start `{start}` applies to kafka only"));
         }
+        let (format, schema) = self.source_format(s, prefix, matches!(kind, SourceKind::Kafka(_)));
         SourcePlan {
             name: "source".into(),
             uid: "source".into(),
             kind,
-            format: s.format.as_ref().map(|f| *f.get_ref()).unwrap_or_default(),
-            schema: Arc::new(self.schema(s, prefix)),
+            format,
+            schema: Arc::new(schema),
             start,
             on_error: s.on_error,
             event_time: None,
@@ -879,7 +882,7 @@ impl Planner<'_> {
             match field_type(base) {
                 Some(dt) => fields.push(Field::new(name, dt, nullable)),
                 None => self.err(span(ty), &format!("{prefix}.schema.{name}"), format!(
-                    "unknown type `{text}`: use string, int, int32, double, bool, timestamp_ms or timestamp (append ? for a field that may be missing or null)"
+                    "unknown type `{text}`: use string, int, int32, double, bool, timestamp_ms, timestamp or bytes (append ? for a field that may be missing or null)"
                 )),
             }
         }
@@ -1286,12 +1289,13 @@ impl Planner<'_> {
             }
         });
         let delivery = self.delivery(s, prefix, checkpoints);
+        let format = self.sink_format(s, prefix, output, output_known);
         SinkPlan {
             name: "sink".into(),
             uid: "sink".into(),
             schema: Arc::clone(output),
             kind,
-            format: s.format,
+            format,
             key,
             delivery,
         }
@@ -1372,6 +1376,7 @@ fn field_type(name: &str) -> Option<DataType> {
         "double" | "float" | "float64" => DataType::Float64,
         "bool" | "boolean" => DataType::Boolean,
         "timestamp_ms" | "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, None),
+        "bytes" | "binary" => DataType::Binary,
         _ => return None,
     })
 }

@@ -174,6 +174,27 @@ pub enum RedisCommand {
 pub enum Format {
     #[default]
     Json,
+    /// The record value as one Utf8 column (it must be UTF-8).
+    String,
+    /// The record value as one Binary column, bytes as they are.
+    Raw,
+    /// Avro binary: bare with `avro_schema`, in the Confluent wire format with
+    /// `schema_registry`.
+    Avro,
+}
+
+/// A Confluent-compatible schema registry (`format = "avro"` of a kafka connector).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistrySpec {
+    /// The registry's base URL, `http://registry:8081`.
+    pub url: Spanned<String>,
+    /// The subject whose latest schema is the reader's (source) or under which the sink's
+    /// schema is registered, e.g. `clicks-value`.
+    pub subject: Spanned<String>,
+    /// Basic authentication (with `password`).
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<Secret>>,
 }
 
 /// What a source does with a record that is not valid JSON or does not fit the schema.
@@ -197,8 +218,13 @@ pub struct SourceSpec {
     pub topic: Option<Spanned<String>>,
     /// File source: a JSON-lines file or a directory of them.
     pub path: Option<Spanned<String>>,
-    /// json (the default); not for nexmark, whose records are generated as columns.
+    /// json (the default), string, raw or avro; not for nexmark, whose records are
+    /// generated as columns.
     pub format: Option<Spanned<Format>>,
+    /// format = "avro": the Avro schema of the records (JSON text); records are bare Avro.
+    pub avro_schema: Option<Spanned<String>>,
+    /// format = "avro": records in the Confluent wire format, schemas from this registry.
+    pub schema_registry: Option<Spanned<SchemaRegistrySpec>>,
     /// earliest | latest | timestamp:<epoch-ms>; `kappactl submit --start` overrides it.
     pub start: Option<Spanned<String>>,
     /// The fields of a record (kafka, file); a nexmark source has its table's fixed schema.
@@ -331,8 +357,13 @@ pub struct SinkSpec {
     pub partition_by: Option<Spanned<String>>,
     /// Parquet: zstd (the default), snappy or none.
     pub compression: Option<Spanned<ParquetCompression>>,
-    #[serde(default)]
-    pub format: Format,
+    /// json (the default), string, raw or avro (kafka).
+    pub format: Option<Spanned<Format>>,
+    /// format = "avro": the Avro schema to write (JSON text); derived from the columns when
+    /// neither this nor `schema_registry` is given.
+    pub avro_schema: Option<Spanned<String>>,
+    /// format = "avro": register the schema under a subject and write the Confluent framing.
+    pub schema_registry: Option<Spanned<SchemaRegistrySpec>>,
     /// Record key template, e.g. `{item_id}-{window_end}`; the row id of the postgres sink,
     /// the document `_id` of the elasticsearch sink.
     pub key: Option<Spanned<String>>,

@@ -122,18 +122,12 @@ async fn put_template(State(c): State<Shared>, Path(name): Path<String>, body: B
 
 /// The fake on a loopback port, served by its own runtime.
 struct Fake {
-    url: String,
+    served: crate::test_http::Served,
     cluster: Shared,
-    _runtime: tokio::runtime::Runtime,
 }
 
 impl Fake {
     fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let cluster = Shared::default();
         let app = Router::new()
             .route("/_bulk", post(bulk))
@@ -142,20 +136,14 @@ impl Fake {
                 head(template_exists).put(put_template),
             )
             .with_state(Arc::clone(&cluster));
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        runtime.spawn(async move { axum::serve(listener, app).await });
         Self {
-            url: format!("http://{addr}"),
+            served: crate::test_http::serve(app),
             cluster,
-            _runtime: runtime,
         }
     }
 
     fn url(&self) -> String {
-        self.url.clone()
+        self.served.url.clone()
     }
 
     fn cluster(&self) -> std::sync::MutexGuard<'_, Cluster> {

@@ -17,7 +17,7 @@ use rdkafka::{ClientConfig, ClientContext};
 use kappa_job::kafka::KafkaConnection;
 
 use super::client_config;
-use crate::json::encode_rows;
+use crate::format::RecordEncoder;
 use crate::key::render_keys;
 
 /// How long `flush` waits for outstanding deliveries.
@@ -234,6 +234,7 @@ pub struct KafkaSink {
     partition: Option<i32>,
     /// At-least-once: wait for every record at a checkpoint barrier.
     flush_at_barrier: bool,
+    encoder: RecordEncoder,
 }
 
 impl KafkaSink {
@@ -248,17 +249,28 @@ impl KafkaSink {
             key,
             partition,
             flush_at_barrier,
+            encoder: RecordEncoder::Json,
         }
+    }
+
+    /// Writes values in the sink's format (JSON unless set).
+    pub fn with_encoder(mut self, encoder: RecordEncoder) -> Self {
+        self.encoder = encoder;
+        self
     }
 }
 
-/// Calls `f(key, value)` for each row of `batch`: its JSON and the key rendered from `template`.
+/// Calls `f(key, value)` for each row of `batch`: its value from `encoder` and the key
+/// rendered from `template`.
 pub fn for_each_record(
+    encoder: &mut RecordEncoder,
     batch: &RecordBatch,
     template: Option<&KeyTemplate>,
     mut f: impl FnMut(Option<&[u8]>, &[u8]) -> Result<(), TaskError>,
 ) -> Result<(), TaskError> {
-    let values = encode_rows(batch).map_err(|e| TaskError::Data(e.to_string()))?;
+    let values = encoder
+        .encode(batch)
+        .map_err(|e| TaskError::Data(e.to_string()))?;
     let keys = match template {
         Some(t) => Some(render_keys(t, batch).map_err(|e| TaskError::Data(e.to_string()))?),
         None => None,
@@ -272,7 +284,7 @@ pub fn for_each_record(
 impl kappa_runtime::io::Sink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
         let (producer, partition) = (&self.producer, self.partition);
-        for_each_record(batch, self.key.as_ref(), |key, value| {
+        for_each_record(&mut self.encoder, batch, self.key.as_ref(), |key, value| {
             producer.send(key, value, None, partition)
         })
     }

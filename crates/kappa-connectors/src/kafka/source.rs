@@ -24,7 +24,7 @@ use kappa_job::kafka::KafkaConnection;
 use super::batch::BatchConsumer;
 use super::{PartitionStart, StartOffset, client_config};
 use crate::bad_records::BadRecordPolicy;
-use crate::json::JsonDecoder;
+use crate::format::{RecordDecoder, task_error};
 
 /// Records taken from librdkafka per poll at most.
 const MAX_RECORDS_PER_POLL: usize = 8192;
@@ -83,7 +83,7 @@ pub struct KafkaReader {
     /// Partitions handed over while running.
     new_splits: Option<Receiver<Vec<PartitionStart>>>,
     catching_up: Arc<AtomicBool>,
-    decoder: JsonDecoder,
+    decoder: RecordDecoder,
     policy: BadRecordPolicy,
     metrics: Arc<SubtaskMetrics>,
     errors_logged: u64,
@@ -105,7 +105,7 @@ impl KafkaReader {
     /// Connects and assigns the partitions (split i = partitions[i]).
     pub fn new(
         cfg: KafkaReaderConfig<'_>,
-        decoder: JsonDecoder,
+        decoder: RecordDecoder,
         policy: BadRecordPolicy,
         metrics: Arc<SubtaskMetrics>,
     ) -> Result<Self, TaskError> {
@@ -288,10 +288,7 @@ impl SourceReader for KafkaReader {
                 continue;
             };
             self.positions[split].1 = Some(last + 1);
-            let (batch, bad) = self
-                .decoder
-                .decode(payloads)
-                .map_err(|e| TaskError::Data(e.to_string()))?;
+            let (batch, bad) = self.decoder.decode(payloads).map_err(task_error)?;
             for b in bad {
                 let location = format!(
                     "topic `{}` partition {} offset {}",
@@ -339,8 +336,13 @@ mod tests {
         };
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
-        let mut reader =
-            KafkaReader::new(cfg, JsonDecoder::new(schema), policy, Arc::clone(&metrics)).unwrap();
+        let mut reader = KafkaReader::new(
+            cfg,
+            crate::json::JsonDecoder::new(schema).into(),
+            policy,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
         let mut read: [Vec<i64>; 2] = Default::default();
         let done = |metrics: &SubtaskMetrics, read: &[Vec<i64>; 2]| {
             let lag_known = metrics

@@ -26,6 +26,7 @@ use kappa_job::kafka::KafkaConnection;
 
 use super::client_config;
 use super::sink::{TRANSACTION_TIMEOUT, TopicProducer, for_each_record};
+use crate::format::RecordEncoder;
 
 /// How long reading a writer's commit marker may take.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -220,6 +221,7 @@ pub struct TransactionalKafkaSink {
     writer: Writer,
     key: Option<KeyTemplate>,
     partition: Option<i32>,
+    encoder: RecordEncoder,
     /// Output since the last barrier.
     open: Epoch,
     /// Closed epochs by checkpoint id, waiting for their checkpoint to complete.
@@ -246,10 +248,17 @@ impl TransactionalKafkaSink {
             writer,
             key,
             partition,
+            encoder: RecordEncoder::Json,
             open: Epoch::default(),
             prepared: BTreeMap::new(),
             committed: 0,
         })
+    }
+
+    /// Writes values in the sink's format (JSON unless set).
+    pub fn with_encoder(mut self, encoder: RecordEncoder) -> Self {
+        self.encoder = encoder;
+        self
     }
 
     /// Commits what `writer` left of `pending` above its marker. Another job's writer (a
@@ -295,7 +304,7 @@ impl TransactionalKafkaSink {
 impl Sink for TransactionalKafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
         let (open, partition) = (&mut self.open, self.partition);
-        for_each_record(batch, self.key.as_ref(), |key, value| {
+        for_each_record(&mut self.encoder, batch, self.key.as_ref(), |key, value| {
             open.push(partition, key, value);
             Ok(())
         })

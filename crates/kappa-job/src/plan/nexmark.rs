@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use super::{MAX_KEY_GROUPS, Overrides, Planner, SourceKind, SourcePlan, span};
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
-use crate::spec::{Format, IntOrText, JobSpec, OnError, SourceConnector, SourceSpec};
+use crate::spec::{IntOrText, JobSpec, OnError, SourceConnector, SourceSpec};
 use crate::start::StartPosition;
 
 /// Largest accepted `avg_*_bytes`: the generator pads `extra` from one shared 1 MiB text.
@@ -257,7 +257,7 @@ impl Planner<'_> {
             name: "source".into(),
             uid: "source".into(),
             kind: SourceKind::Nexmark(plan),
-            format: Format::Json,
+            format: super::formats::RecordFormat::Json,
             schema: table_schema(table),
             start: StartPosition::Earliest,
             on_error: OnError::Fail,
@@ -275,6 +275,13 @@ impl Planner<'_> {
             &s.format,
             &format!("{prefix}.format"),
             "a nexmark source generates columns, it decodes no format",
+        );
+        let no_format = "a nexmark source decodes no format";
+        self.forbid(&s.avro_schema, &format!("{prefix}.avro_schema"), no_format);
+        self.forbid(
+            &s.schema_registry,
+            &format!("{prefix}.schema_registry"),
+            no_format,
         );
         for (name, at) in [
             (

@@ -12,7 +12,7 @@ use super::{REDACTED, Secret};
 use crate::SpecErrors;
 use crate::parse::parse_job;
 use crate::plan::{check_size, redact_url, url_password_ranges};
-use crate::spec::{JobSpec, KafkaSecuritySpec};
+use crate::spec::{JobSpec, KafkaSecuritySpec, SchemaRegistrySpec};
 
 /// A job file with its literal secrets replaced.
 pub struct Redacted {
@@ -72,11 +72,13 @@ pub(crate) fn secret_fields(spec: &JobSpec) -> Vec<SecretField<'_>> {
         .map(|(n, s)| (format!("sources.{n}"), s));
     for (prefix, s) in sources.chain(named) {
         security_fields(&mut out, &prefix, s.security.as_ref());
+        registry_fields(&mut out, &prefix, s.schema_registry.as_ref());
     }
     let sinks = spec.sink.iter().map(|s| ("sink".to_string(), s));
     let named = spec.sinks.iter().map(|(n, s)| (format!("sinks.{n}"), s));
     for (prefix, s) in sinks.chain(named) {
         security_fields(&mut out, &prefix, s.security.as_ref());
+        registry_fields(&mut out, &prefix, s.schema_registry.as_ref());
         push_secret(&mut out, format!("{prefix}.password"), s.password.as_ref());
         push_secret(&mut out, format!("{prefix}.api_key"), s.api_key.as_ref());
         if let Some(url) = &s.url {
@@ -104,6 +106,15 @@ fn security_fields<'a>(
     for (name, v) in fields {
         push_secret(out, format!("{prefix}.security.{name}"), v.as_ref());
     }
+}
+
+fn registry_fields<'a>(
+    out: &mut Vec<SecretField<'a>>,
+    prefix: &str,
+    r: Option<&'a Spanned<SchemaRegistrySpec>>,
+) {
+    let password = r.and_then(|r| r.get_ref().password.as_ref());
+    push_secret(out, format!("{prefix}.schema_registry.password"), password);
 }
 
 fn push_secret<'a>(out: &mut Vec<SecretField<'a>>, field: String, v: Option<&'a Spanned<Secret>>) {
