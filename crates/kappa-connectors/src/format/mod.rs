@@ -52,7 +52,8 @@ fn registry_client(
         Some(p) => Some(secrets.resolve(p, &field)?.value(&field)?.to_string()),
         None => None,
     };
-    RegistryClient::new(registry, password).map_err(TaskError::Data)
+    RegistryClient::new(registry, password)
+        .map_err(|e| TaskError::Data(kappa_runtime::error::with_causes(&e)))
 }
 
 impl RecordDecoder {

@@ -31,6 +31,16 @@ pub enum RegistryError {
     /// The registry knows no schema of this id (404).
     #[error("schema id {0} is unknown to the schema registry")]
     UnknownId(u32),
+    /// The job's registry url does not parse.
+    #[error("schema registry url {url}")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The HTTP client could not be built (its TLS settings).
+    #[error("creating the schema registry client")]
+    Client(#[source] reqwest::Error),
 }
 
 impl RegistryError {
@@ -39,7 +49,7 @@ impl RegistryError {
         match self {
             Self::Unreachable { .. } => true,
             Self::Refused { status, .. } => *status >= 500,
-            Self::UnknownId(_) => false,
+            Self::UnknownId(_) | Self::BadUrl { .. } | Self::Client(_) => false,
         }
     }
 }
@@ -65,13 +75,15 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
-    pub fn new(registry: &SchemaRegistry, password: Option<String>) -> Result<Self, String> {
-        let base = reqwest::Url::parse(&registry.url)
-            .map_err(|e| format!("schema registry url {}: {e}", registry.url))?;
+    pub fn new(registry: &SchemaRegistry, password: Option<String>) -> Result<Self, RegistryError> {
+        let base = reqwest::Url::parse(&registry.url).map_err(|source| RegistryError::BadUrl {
+            url: registry.url.clone(),
+            source,
+        })?;
         let http = Client::builder()
             .timeout(TIMEOUT)
             .build()
-            .map_err(|e| format!("creating the schema registry client: {e}"))?;
+            .map_err(RegistryError::Client)?;
         Ok(Self {
             base,
             subject: registry.subject.clone(),

@@ -246,3 +246,33 @@ fn a_registry_that_does_not_answer_is_a_retriable_error() {
     };
     assert!(matches!(e, ConnectorError::Io(_)), "{e}");
 }
+
+#[test]
+fn records_of_an_older_writer_schema_are_resolved_to_the_subjects_latest() {
+    // Version 1 had no `n`; version 2 (the latest) added it with a default.
+    let v1 = CLICK.replace(",\n  {\"name\":\"n\",\"type\":\"long\"}", "");
+    let v2 = CLICK.replace(
+        "{\"name\":\"n\",\"type\":\"long\"}",
+        "{\"name\":\"n\",\"type\":\"long\",\"default\":7}",
+    );
+    assert_ne!(v1, CLICK, "the field was removed");
+    let fake = Fake::start();
+    let full = clicks(3);
+    let old = full.project(&[0, 1, 2]).unwrap();
+    let records = AvroEncoder::registered(&v1, &fake.client())
+        .unwrap()
+        .encode(&old)
+        .unwrap();
+    assert_eq!(records[0][..5], [0, 0, 0, 0, 1], "written with version 1");
+    AvroEncoder::registered(&v2, &fake.client()).unwrap();
+    let mut d = AvroDecoder::registry(job_schema(), fake.client()).unwrap();
+    let (back, bad) = d.decode(&refs(&records)).unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(back.project(&[0, 1, 2]).unwrap(), old);
+    let n = back
+        .column(3)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!(n.values().to_vec(), [7, 7, 7], "the reader's default");
+}
