@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{free_port, repo_root};
+use crate::{eventually, free_port, repo_root};
 
 pub const ACCESS_KEY: &str = "kappa-test";
 pub const SECRET_KEY: &str = "kappa-test-secret";
@@ -94,9 +94,38 @@ impl S3Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        // The S3 gateway answers before the bucket is usable: give the filer a moment.
-        std::thread::sleep(Duration::from_secs(2));
+        // The S3 gateway answers before the bucket is usable: wait until it takes a write.
+        eventually("the bucket to take writes", Duration::from_secs(60), || {
+            self.probe().map_err(|e| e.to_string())
+        })?;
         Ok(())
+    }
+
+    /// Writes, reads back and deletes an object in the bucket.
+    fn probe(&self) -> anyhow::Result<()> {
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_bucket_name(&self.bucket)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .with_region("us-east-1")
+            .with_allow_http(true)
+            .with_retry(object_store::RetryConfig {
+                max_retries: 0,
+                ..Default::default()
+            })
+            .build()?;
+        let path = object_store::path::Path::from("_kappa-test-probe");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            use object_store::ObjectStoreExt;
+            store.put(&path, "ready".into()).await?;
+            store.get(&path).await?.bytes().await?;
+            store.delete(&path).await?;
+            anyhow::Ok(())
+        })
     }
 
     /// Stops the process (the data stays).

@@ -28,6 +28,14 @@ struct Read {
     duckdb: Vec<(String, i64, i64, String)>,
 }
 
+/// The directories of the parquet files among `keys`.
+fn parquet_dirs(keys: &[String]) -> BTreeSet<String> {
+    keys.iter()
+        .filter(|k| k.ends_with(".parquet"))
+        .filter_map(|k| k.split_once('/').map(|(d, _)| d.to_string()))
+        .collect()
+}
+
 fn read(s3: &S3Server) -> Result<Read, String> {
     let script = repo_root().join("tests/scripts/read_parquet.py");
     let out = Command::new("python3")
@@ -160,13 +168,22 @@ fn hourly_counts_land_in_parquet_on_s3_exactly_once_across_a_taskmanager_kill() 
         .produce("clicks", &rest_and_closing(rest, &data, 4))
         .expect("produce the rest");
 
+    let expected_dirs: BTreeSet<String> = expected
+        .keys()
+        .map(|(_, end)| format!("dt={}", dt(*end)))
+        .collect();
+    // The listing, pyarrow's and DuckDB's reads are taken one after the other: wait until
+    // all three saw the last commit.
     let got = eventually(
         "every hourly count in parquet",
         Duration::from_secs(180),
         || {
             let r = read(&s3)?;
             let by_pyarrow = counts(&r.pyarrow);
-            match by_pyarrow == expected {
+            let seen = by_pyarrow == expected
+                && counts(&r.duckdb) == expected
+                && parquet_dirs(&r.keys) == expected_dirs;
+            match seen {
                 true => Ok(r),
                 false => Err(format!(
                     "{} of {} windows, {} rows",
@@ -195,18 +212,8 @@ fn hourly_counts_land_in_parquet_on_s3_exactly_once_across_a_taskmanager_kill() 
     for (item, end, _, dir) in got.pyarrow.iter().chain(&got.duckdb) {
         assert_eq!(*dir, dt(*end), "{item} ending {end} is in dt={dir}");
     }
-    let dirs: BTreeSet<String> = got
-        .keys
-        .iter()
-        .filter(|k| k.ends_with(".parquet"))
-        .filter_map(|k| k.split_once('/').map(|(d, _)| d.to_string()))
-        .collect();
-    let expected_dirs: BTreeSet<String> = expected
-        .keys()
-        .map(|(_, end)| format!("dt={}", dt(*end)))
-        .collect();
     assert!(expected_dirs.len() >= 2, "{expected_dirs:?}");
-    assert_eq!(dirs, expected_dirs, "{:?}", got.keys);
+    assert_eq!(parquet_dirs(&got.keys), expected_dirs, "{:?}", got.keys);
     assert!(
         got.keys
             .iter()
