@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kappa_job::confine::{AllowedHosts, AllowedPaths, PathRefused, Refused, names};
+use kappa_job::confine::{AllowedHosts, AllowedPaths, HostKind, PathRefused, Refused, names};
 use kappa_job::error::Locator;
 use kappa_job::plan::{JobPlan, SinkKind, SinkPlan, SourceKind, SourcePlan};
 use kappa_job::postgres_tls;
@@ -16,6 +16,8 @@ use kappa_job::{SpecError, SpecErrors};
 use kappa_runtime::io::FilePosition;
 use postgres::config::Host;
 
+use crate::service_hosts;
+
 /// What the jobs of one process may touch.
 #[derive(Debug, Clone)]
 pub struct Confinement {
@@ -23,6 +25,8 @@ pub struct Confinement {
     pub paths: AllowedPaths,
     /// The PostgreSQL servers sinks connect to.
     pub postgres_hosts: AllowedHosts,
+    /// The other servers jobs connect to by url: Redis, Elasticsearch, schema registries.
+    pub service_hosts: AllowedHosts,
     /// The files and environment variables secret references read.
     pub secrets: SecretSources,
 }
@@ -33,6 +37,7 @@ impl Confinement {
         Self {
             paths: AllowedPaths::any(process),
             postgres_hosts: AllowedHosts::any(process),
+            service_hosts: AllowedHosts::of(HostKind::Service, process, &[]),
             secrets: SecretSources::any(process),
         }
     }
@@ -43,6 +48,7 @@ impl Confinement {
         Self {
             paths: AllowedPaths::none(process),
             postgres_hosts: AllowedHosts::any(process),
+            service_hosts: AllowedHosts::of(HostKind::Service, process, &[]),
             secrets: SecretSources::none(process),
         }
     }
@@ -58,6 +64,12 @@ impl Confinement {
             .map(|s| self.secrets.check_spec(s, &loc))
             .unwrap_or_default();
         for s in &plan.sources {
+            for host in service_hosts::of_source(s) {
+                if let Err(e) = self.service_hosts.check([host.as_str()]) {
+                    let field = format!("{}.schema_registry", s.uid);
+                    errors.push(loc.at(None, &field, e.to_string()));
+                }
+            }
             if let SourceKind::File { path } = &s.kind
                 && let Err(e) = self.paths.check_path(path)
             {
@@ -67,6 +79,15 @@ impl Confinement {
         }
         for s in &plan.sinks {
             let table = spec.as_ref().and_then(|j| sink_spans(j, &s.uid));
+            for (host, field) in service_hosts::of_sink(s) {
+                if let Err(e) = self.service_hosts.check([host.as_str()]) {
+                    let span = table
+                        .as_ref()
+                        .and_then(|t| t.url.clone())
+                        .filter(|_| field == "url");
+                    errors.push(loc.at(span, &format!("{}.{field}", s.uid), e.to_string()));
+                }
+            }
             match &s.kind {
                 SinkKind::File { path } => {
                     if let Err(e) = self.paths.check_path(path) {
@@ -109,8 +130,12 @@ impl Confinement {
         }
     }
 
-    /// Checks the path of a file source and every file a subtask of it was assigned.
+    /// Checks the path of a file source and every file a subtask of it was assigned, and the
+    /// host of a source's schema registry.
     pub fn check_source(&self, source: &SourcePlan, files: &[FilePosition]) -> Result<(), Refused> {
+        for host in service_hosts::of_source(source) {
+            self.service_hosts.check([host.as_str()])?;
+        }
         if let SourceKind::File { path } = &source.kind {
             self.paths.check_path(path)?;
         }
@@ -123,6 +148,9 @@ impl Confinement {
     /// The directory a file sink writes to, resolved; checks a PostgreSQL sink's hosts and
     /// an Elasticsearch sink's CA file, a parquet sink's directory or S3 prefix.
     pub fn check_sink(&self, sink: &SinkPlan) -> Result<Option<PathBuf>, Refused> {
+        for (host, _) in service_hosts::of_sink(sink) {
+            self.service_hosts.check([host.as_str()])?;
+        }
         match &sink.kind {
             SinkKind::File { path } => Ok(Some(self.paths.check_path(path)?)),
             SinkKind::Parquet(p) => {
@@ -278,8 +306,61 @@ key = "{{user_id}}"
         Confinement {
             paths: AllowedPaths::under("jobmanager", &[root.display().to_string()]).expect("root"),
             postgres_hosts: AllowedHosts::only("jobmanager", &hosts),
+            service_hosts: AllowedHosts::of(HostKind::Service, "jobmanager", &hosts),
             secrets: SecretSources::none("jobmanager"),
         }
+    }
+
+    #[test]
+    fn redis_and_schema_registry_hosts_must_be_allowed_service_hosts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = r#"name = "services"
+
+[source]
+connector = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+topic = "clicks"
+format = "avro"
+schema_registry = { url = "http://registry.evil:8081", subject = "clicks-value" }
+schema = { user_id = "string" }
+
+[sink]
+connector = "redis"
+url = "redis://cache.internal:6379/0"
+key = "{user_id}"
+"#;
+        let plan = plan_job("job.toml", text, &Overrides::default()).expect("plans");
+        let errors = confinement(dir.path(), &["cache.internal"])
+            .check_job("job.toml", text, &plan)
+            .unwrap_err()
+            .0;
+        let found: Vec<(&str, Option<usize>)> =
+            errors.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        assert_eq!(found, [("source.schema_registry", None)], "{errors:?}");
+        assert!(
+            errors[0].message.contains("registry.evil")
+                && errors[0].message.contains("--allow-service-host"),
+            "{}",
+            errors[0].message
+        );
+        let refused = confinement(dir.path(), &["registry.evil"])
+            .check_job("job.toml", text, &plan)
+            .unwrap_err()
+            .0;
+        assert_eq!(refused[0].field, "sink.url", "{refused:?}");
+        assert_eq!(refused[0].line, Some(13), "{refused:?}");
+        let c = confinement(dir.path(), &["registry.evil"]);
+        assert!(
+            c.check_sink(&plan.sinks[0]).is_err(),
+            "checked where it opens too"
+        );
+        assert!(c.check_source(&plan.sources[0], &[]).is_ok());
+        assert!(
+            Confinement::no_files("taskmanager")
+                .check_job("job.toml", text, &plan)
+                .is_ok(),
+            "none listed: any host"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod part_files;
 pub mod postgres;
 mod postgres_tls;
 pub mod redis;
+pub mod service_hosts;
 pub mod splits;
 #[cfg(test)]
 mod test_http;
@@ -99,6 +100,7 @@ pub fn open_source(
                 new_splits,
                 catching_up,
             };
+            confinement.check_source(source, &[])?;
             let decoder = RecordDecoder::open(source, &confinement.secrets)?;
             let reader = KafkaReader::new(cfg, decoder, policy, metrics)?;
             Ok(Box::new(reader))

@@ -1,10 +1,11 @@
-//! `--allow-path`, `--allow-postgres-host`, `--allow-secret-path` and `--allow-secret-env`:
+//! `--allow-path`, `--allow-postgres-host`, `--allow-service-host`, `--allow-secret-path` and
+//! `--allow-secret-env`:
 //! what jobs may touch, flags of `kappa jobmanager`, `kappa taskmanager` and `kappa local`.
 //! Without roots or names a cluster process lets jobs use no files and read no secret
 //! references, while `kappa local` (a single user's own process) lets them use any.
 
 use kappa_connectors::confine::Confinement;
-use kappa_job::confine::{AllowedHosts, AllowedPaths};
+use kappa_job::confine::{AllowedHosts, AllowedPaths, HostKind};
 use kappa_job::secret::SecretSources;
 
 /// The flags, flattened into each command's.
@@ -30,6 +31,15 @@ pub struct ConfineArgs {
         value_name = "HOST"
     )]
     pub allow_postgres_host: Vec<String>,
+    /// A host of another server jobs may connect to by url — Redis and Elasticsearch sinks,
+    /// schema registries (repeatable or comma-separated; none: any).
+    #[arg(
+        long = "allow-service-host",
+        env = "KAPPA_ALLOW_SERVICE_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub allow_service_host: Vec<String>,
     /// A directory whose files `${file:…}` secret references in jobs may read (repeatable or
     /// comma-separated). Without one a jobmanager or taskmanager lets jobs read no secret
     /// files, and `kappa local` any.
@@ -73,6 +83,7 @@ impl ConfineArgs {
             (false, _) => AllowedPaths::under(process, &self.allow_path)?,
         };
         let postgres_hosts = AllowedHosts::only(process, &self.allow_postgres_host);
+        let service_hosts = AllowedHosts::of(HostKind::Service, process, &self.allow_service_host);
         // `kappa local` without a list: any; a cluster process: only what it lists.
         let secrets = SecretSources::only(
             process,
@@ -86,12 +97,17 @@ impl ConfineArgs {
                 true => "any".to_string(),
                 false => self.allow_postgres_host.join(", "),
             },
+            service_hosts = %match service_hosts.is_any() {
+                true => "any".to_string(),
+                false => self.allow_service_host.join(", "),
+            },
             secrets = %secrets.describe(),
-            "what jobs may use (--allow-path, --allow-postgres-host, --allow-secret-path, --allow-secret-env)"
+            "what jobs may use (--allow-path, --allow-postgres-host, --allow-service-host, --allow-secret-path, --allow-secret-env)"
         );
         Ok(Confinement {
             paths,
             postgres_hosts,
+            service_hosts,
             secrets,
         })
     }

@@ -1,12 +1,39 @@
-//! `--allow-postgres-host`: the PostgreSQL servers sinks may connect to (none given: any). The
-//! hosts a connection string names are read by the client library that connects (in
-//! kappa-connectors), so what is checked is what is connected to.
+//! `--allow-postgres-host`: the PostgreSQL servers sinks may connect to, and
+//! `--allow-service-host`: the other servers jobs connect to by url (Redis, Elasticsearch,
+//! schema registries); none given: any. The hosts a PostgreSQL connection string names are
+//! read by the client library that connects (in kappa-connectors), so what is checked is
+//! what is connected to.
 
-/// The PostgreSQL hosts the jobs of one process may write to.
+/// Which servers a list allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    Postgres,
+    /// Redis, Elasticsearch, schema registries.
+    Service,
+}
+
+impl HostKind {
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres host",
+            Self::Service => "host",
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Postgres => "--allow-postgres-host",
+            Self::Service => "--allow-service-host",
+        }
+    }
+}
+
+/// The hosts of one kind the jobs of one process may connect to.
 #[derive(Debug, Clone)]
 pub struct AllowedHosts {
     /// The process, for messages naming its flag.
     process: &'static str,
+    kind: HostKind,
     /// Lower-case names or addresses; None: any.
     hosts: Option<Vec<String>>,
 }
@@ -14,12 +41,15 @@ pub struct AllowedHosts {
 /// A connection to a host that is not allowed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "postgres host `{host}` is not one this {process} lets jobs connect to ({allowed}; --allow-postgres-host)"
+    "{noun} `{host}` is not one this {process} lets jobs connect to ({allowed}; {flag})",
+    noun = .kind.noun(),
+    flag = .kind.flag()
 )]
 pub struct HostRefused {
     pub host: String,
     pub process: &'static str,
     pub allowed: String,
+    pub kind: HostKind,
 }
 
 /// A host as compared: lower case, without the brackets of an IPv6 address.
@@ -33,16 +63,18 @@ fn normal(host: &str) -> String {
 }
 
 impl AllowedHosts {
-    /// Any host.
+    /// Any PostgreSQL host.
     pub fn any(process: &'static str) -> Self {
-        Self {
-            process,
-            hosts: None,
-        }
+        Self::only(process, &[])
     }
 
-    /// Only `hosts`; none given: any.
+    /// Only PostgreSQL hosts `hosts`; none given: any.
     pub fn only(process: &'static str, hosts: &[String]) -> Self {
+        Self::of(HostKind::Postgres, process, hosts)
+    }
+
+    /// Only the hosts `hosts` of `kind`; none given: any.
+    pub fn of(kind: HostKind, process: &'static str, hosts: &[String]) -> Self {
         let hosts: Vec<String> = hosts
             .iter()
             .map(|h| normal(h))
@@ -50,6 +82,7 @@ impl AllowedHosts {
             .collect();
         Self {
             process,
+            kind,
             hosts: (!hosts.is_empty()).then_some(hosts),
         }
     }
@@ -70,6 +103,7 @@ impl AllowedHosts {
                     host: t.to_string(),
                     process: self.process,
                     allowed: allowed.join(", "),
+                    kind: self.kind,
                 });
             }
         }

@@ -10,7 +10,7 @@ mod paths;
 #[cfg(test)]
 mod tests;
 
-pub use hosts::{AllowedHosts, HostRefused};
+pub use hosts::{AllowedHosts, HostKind, HostRefused};
 pub use names::BadName;
 pub use paths::{AllowedPaths, PathRefused, RootError, resolved};
 pub(crate) use paths::{Place, parse as parse_location};
