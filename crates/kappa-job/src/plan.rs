@@ -1409,4 +1409,6 @@ pub fn aggregate_type(call: &AggregateCall) -> DataType {
 }
 
 #[cfg(test)]
+mod test_jobs;
+#[cfg(test)]
 mod tests;

@@ -165,29 +165,13 @@ impl Planner<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::plan::test_jobs::{REFERENCE, errors, with_sink};
     use crate::plan::*;
     use crate::spec::ParquetCompression;
 
-    const REFERENCE: &str = include_str!("../../../../examples/hourly-item-clicks.toml");
-
-    /// The reference job with its [sink] table replaced by `sink`.
-    fn job(sink: &str) -> String {
-        let at = REFERENCE.find("[sink]").unwrap_or(REFERENCE.len());
-        format!("{}[sink]\n{sink}\n", &REFERENCE[..at])
-    }
-
-    fn errors(text: &str) -> Vec<(String, Option<usize>, String)> {
-        plan_job("job.toml", text, &Overrides::default())
-            .unwrap_err()
-            .0
-            .into_iter()
-            .map(|e| (e.field, e.line, e.message))
-            .collect()
-    }
-
     #[test]
     fn a_parquet_sink_plans_with_defaults_and_exactly_once() {
-        let text = job(
+        let text = with_sink(
             "connector = \"parquet\"\npath = \"s3://lake/clicks\"\npartition_by = \"dt={window_start:%Y-%m-%d}\"\nrow_group_size = \"1MiB\"",
         );
         let plan = plan_job("job.toml", &text, &Overrides::default()).expect("plans");
@@ -207,7 +191,7 @@ mod tests {
 
     #[test]
     fn parquet_settings_are_checked_and_located() {
-        let text = job(
+        let text = with_sink(
             "connector = \"parquet\"\npath = \"lake\"\npartition_by = \"{item_id}\"\nfile_size = \"0\"\nkey = \"{item_id}\"\ndelivery = \"none\"",
         );
         let found = errors(&text);
@@ -217,7 +201,7 @@ mod tests {
                 .map(|i| i + 1)
         };
         let at: Vec<(&str, Option<usize>)> =
-            found.iter().map(|(f, l, _)| (f.as_str(), *l)).collect();
+            found.iter().map(|e| (e.field.as_str(), e.line)).collect();
         assert_eq!(
             at,
             [
@@ -229,16 +213,16 @@ mod tests {
             ],
             "{found:?}"
         );
-        assert!(found[1].2.contains("absolute"), "{found:?}");
-        assert!(found[3].2.contains("literal text"), "{found:?}");
+        assert!(found[1].message.contains("absolute"), "{found:?}");
+        assert!(found[3].message.contains("literal text"), "{found:?}");
         // Parquet settings elsewhere, and a parquet sink without checkpoints.
         let text = REFERENCE.to_string() + "partition_by = \"dt={window_start}\"\n";
-        assert_eq!(errors(&text)[0].0, "sink.partition_by");
-        let text =
-            job("connector = \"parquet\"\npath = \"/lake\"") + "\n[checkpoints]\nenabled = false\n";
+        assert_eq!(errors(&text)[0].field, "sink.partition_by");
+        let text = with_sink("connector = \"parquet\"\npath = \"/lake\"")
+            + "\n[checkpoints]\nenabled = false\n";
         let e = errors(&text);
         assert!(
-            e[0].0 == "sink.delivery" && e[0].2.contains("checkpoints"),
+            e[0].field == "sink.delivery" && e[0].message.contains("checkpoints"),
             "{e:?}"
         );
     }

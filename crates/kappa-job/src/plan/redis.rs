@@ -68,27 +68,13 @@ impl Planner<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::plan::test_jobs::{REFERENCE, errors, with_sink};
     use crate::plan::*;
     use crate::spec::RedisCommand;
 
-    const REFERENCE: &str = include_str!("../../../../examples/hourly-item-clicks.toml");
-
     /// The reference job with a redis [sink] of `settings`.
     fn job(settings: &str) -> String {
-        let at = REFERENCE.find("[sink]").unwrap();
-        format!(
-            "{}[sink]\nconnector = \"redis\"\n{settings}\n",
-            &REFERENCE[..at]
-        )
-    }
-
-    fn errors(text: &str) -> Vec<(String, Option<usize>, String)> {
-        plan_job("job.toml", text, &Overrides::default())
-            .unwrap_err()
-            .0
-            .into_iter()
-            .map(|e| (e.field, e.line, e.message))
-            .collect()
+        with_sink(&format!("connector = \"redis\"\n{settings}"))
     }
 
     #[test]
@@ -114,7 +100,7 @@ mod tests {
     #[test]
     fn a_redis_sink_refuses_what_it_cannot_do_where_it_is_written() {
         let errs = errors(&job(""));
-        let fields: Vec<&str> = errs.iter().map(|e| e.0.as_str()).collect();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["sink.url", "sink.key"], "{errs:?}");
         let text = job(
             "url = \"http://127.0.0.1:6379\"\nkey = \"{item_id}\"\nttl = \"0s\"\ndelivery = \"exactly-once\"\npartitioner = \"fixed\"",
@@ -125,7 +111,8 @@ mod tests {
                 .position(|l| l.starts_with(field))
                 .map(|i| i + 1)
         };
-        let found: Vec<(&str, Option<usize>)> = errs.iter().map(|e| (e.0.as_str(), e.1)).collect();
+        let found: Vec<(&str, Option<usize>)> =
+            errs.iter().map(|e| (e.field.as_str(), e.line)).collect();
         assert_eq!(
             found,
             [
@@ -136,11 +123,11 @@ mod tests {
             ],
             "{errs:?}"
         );
-        assert!(errs[1].2.contains("redis://"), "{errs:?}");
-        assert!(errs[3].2.contains("idempotent by key"), "{errs:?}");
+        assert!(errs[1].message.contains("redis://"), "{errs:?}");
+        assert!(errs[3].message.contains("idempotent by key"), "{errs:?}");
         // Another connector refuses the redis settings.
         let kafka = format!("{REFERENCE}command = \"set\"\n");
         let errs = errors(&kafka);
-        assert_eq!(errs[0].0, "sink.command", "{errs:?}");
+        assert_eq!(errs[0].field, "sink.command", "{errs:?}");
     }
 }

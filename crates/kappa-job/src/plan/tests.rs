@@ -197,27 +197,15 @@ mod sinks {
 }
 
 mod postgres_sinks {
+    use crate::plan::test_jobs::{REFERENCE, errors, with_sink as job};
     use crate::plan::*;
 
-    const REFERENCE: &str = include_str!("../../../../examples/hourly-item-clicks.toml");
     const URL: &str = "postgres://kappa:s3cret@127.0.0.1:5432/analytics";
-
-    /// The reference job with its [sink] table replaced by `sink`.
-    fn job(sink: &str) -> String {
-        let at = REFERENCE.find("[sink]").unwrap();
-        format!("{}[sink]\n{sink}\n", &REFERENCE[..at])
-    }
 
     fn postgres(extra: &str) -> String {
         job(&format!(
             "connector = \"postgres\"\nurl = \"{URL}\"\ntable = \"public.hourly_clicks\"\nkey = \"{{item_id}}-{{window_end}}\"\n{extra}"
         ))
-    }
-
-    fn errors(text: &str) -> Vec<SpecError> {
-        plan_job("job.toml", text, &Overrides::default())
-            .unwrap_err()
-            .0
     }
 
     #[test]

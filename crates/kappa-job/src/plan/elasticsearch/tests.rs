@@ -1,16 +1,9 @@
 //! Planning elasticsearch sinks: what they take, and every problem located at its field.
 
 use crate::elasticsearch::{Auth, DEFAULT_BULK_SIZE, ElasticsearchTarget, IndexPart};
+use crate::plan::test_jobs::{REFERENCE, errors, with_sink as job};
 use crate::plan::*;
 use crate::secret::Secret;
-
-const REFERENCE: &str = include_str!("../../../../../examples/hourly-item-clicks.toml");
-
-/// The reference job with its [sink] table replaced by `sink`.
-fn job(sink: &str) -> String {
-    let at = REFERENCE.find("[sink]").unwrap();
-    format!("{}[sink]\n{sink}\n", &REFERENCE[..at])
-}
 
 fn es(extra: &str) -> String {
     job(&format!(
@@ -25,12 +18,6 @@ fn target(text: &str) -> (ElasticsearchTarget, SinkPlan) {
         SinkKind::Elasticsearch(t) => (t.as_ref().clone(), sink),
         other => panic!("{other:?}"),
     }
-}
-
-fn errors(text: &str) -> Vec<SpecError> {
-    plan_job("job.toml", text, &Overrides::default())
-        .unwrap_err()
-        .0
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
