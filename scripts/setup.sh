@@ -26,13 +26,13 @@ libsnappy-dev liblz4-dev libzstd-dev libssl-dev libcurl4-openssl-dev"
 if [ "$want_test" = 1 ]; then
   # The PostgreSQL server (initdb, postgres) the postgres sink tests start privately.
   PKGS="$PKGS postgresql"
-  # Headless Chromium and its WebDriver server, for the web UI tests (tests/tests/web_ui.rs).
+  # Headless Chromium and its WebDriver server, for the web UI tests (tests/tests/e2e/web_ui.rs).
   PKGS="$PKGS chromium chromium-driver"
-  # etcd 3.4, for the high-availability tests (tests/tests/ha.rs) and the chart's live check.
+  # etcd 3.4, for the high-availability tests (tests/tests/e2e/ha.rs) and the chart's live check.
   PKGS="$PKGS etcd-server etcd-client"
-  # The openssl command, which makes the CA and certificates of tests/tests/kafka_security.rs.
+  # The openssl command, which makes the CA and certificates of tests/tests/e2e/kafka_security.rs.
   PKGS="$PKGS openssl"
-  # redis-server and redis-cli, for the redis sink tests (tests/tests/redis_sink.rs).
+  # redis-server and redis-cli, for the redis sink tests (tests/tests/e2e/redis_sink.rs).
   PKGS="$PKGS redis-server"
 fi
 missing=""

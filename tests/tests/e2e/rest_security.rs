@@ -13,7 +13,7 @@ use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::cluster_certs::ClusterCerts;
 use kappa_integration_tests::{bin, eventually, free_port};
 
-const JOB: &str = include_str!("../../examples/hourly-item-clicks.toml");
+const JOB: &str = include_str!("../../../examples/hourly-item-clicks.toml");
 
 fn kappactl(url: &str, args: &[&str]) -> std::process::Output {
     Command::new(bin("kappactl"))
