@@ -318,12 +318,12 @@ impl JobManager {
         let jm = match config.ha.clone() {
             None => {
                 let jm = Self::new(config)?;
-                // A restarted jobmanager resumes the jobs kept under the checkpoint root.
+                // A restarted jobmanager resumes the jobs kept under the checkpoint root
+                // before it answers: a job it keeps is never "not found" (their drivers
+                // start in the background). Then the upgrades, which act on those jobs.
+                jm.inner.resume_jobs().await;
                 let inner = Arc::clone(&jm.inner);
-                tokio::spawn(async move {
-                    inner.resume_jobs().await;
-                    inner.resume_upgrades().await;
-                });
+                tokio::spawn(async move { inner.resume_upgrades().await });
                 jm
             }
             Some(ha_config) => {
