@@ -73,8 +73,26 @@ impl Confinement {
             if let SourceKind::File { path } = &s.kind
                 && let Err(e) = self.paths.check_path(path)
             {
-                let span = spec.as_ref().and_then(|j| source_path_span(j, &s.uid));
-                errors.push(loc.at(span, &format!("{}.path", s.uid), e.to_string()));
+                let span = spec
+                    .as_ref()
+                    .and_then(|j| source_table(j, &s.uid)?.path.as_ref());
+                errors.push(loc.at(
+                    span.map(|s| s.span()),
+                    &format!("{}.path", s.uid),
+                    e.to_string(),
+                ));
+            }
+            if let SourceKind::Kafka(k) = &s.kind
+                && let Some(Err(e)) = k.history.as_ref().map(|h| self.paths.check_store(h))
+            {
+                let span = spec
+                    .as_ref()
+                    .and_then(|j| source_table(j, &s.uid)?.history.as_ref());
+                errors.push(loc.at(
+                    span.map(|s| s.span()),
+                    &format!("{}.history", s.uid),
+                    e.to_string(),
+                ));
             }
         }
         for s in &plan.sinks {
@@ -130,14 +148,22 @@ impl Confinement {
         }
     }
 
-    /// Checks the path of a file source and every file a subtask of it was assigned, and the
-    /// host of a source's schema registry.
+    /// Checks the path of a file source and every file a subtask of it was assigned, a Kafka
+    /// source's history archive, and the host of a source's schema registry.
     pub fn check_source(&self, source: &SourcePlan, files: &[FilePosition]) -> Result<(), Refused> {
         for host in service_hosts::of_source(source) {
             self.service_hosts.check([host.as_str()])?;
         }
-        if let SourceKind::File { path } = &source.kind {
-            self.paths.check_path(path)?;
+        match &source.kind {
+            SourceKind::File { path } => {
+                self.paths.check_path(path)?;
+            }
+            SourceKind::Kafka(k) => {
+                if let Some(h) = &k.history {
+                    self.paths.check_store(h)?;
+                }
+            }
+            SourceKind::Nexmark(_) => {}
         }
         for f in files {
             self.paths.check_path(&f.path)?;
@@ -213,12 +239,11 @@ fn postgres_targets(url: &str) -> Option<Vec<String>> {
 }
 
 /// Where a source's `path` is written, by the source's uid (`source`, `sources.<name>`).
-fn source_path_span(spec: &JobSpec, uid: &str) -> Option<std::ops::Range<usize>> {
-    let table = match uid.strip_prefix("sources.") {
+fn source_table<'a>(spec: &'a JobSpec, uid: &str) -> Option<&'a kappa_job::spec::SourceSpec> {
+    match uid.strip_prefix("sources.") {
         Some(name) => spec.sources.get(name),
         None => spec.source.as_ref(),
-    };
-    table?.path.as_ref().map(|s| s.span())
+    }
 }
 
 /// Where a sink's `path`, `url` and `ca_file` are written.

@@ -99,6 +99,9 @@ pub fn open_source(
                 partitions,
                 new_splits,
                 catching_up,
+                schema: Arc::clone(&source.schema),
+                metadata: &k.metadata,
+                history: k.history.as_deref(),
             };
             confinement.check_source(source, &[])?;
             let decoder = RecordDecoder::open(source, &confinement.secrets)?;

@@ -237,6 +237,8 @@ mod kafka_tests {
                 connection: KafkaConnection::plaintext(bootstrap),
                 topic: "t".into(),
                 dead_letter_topic: None,
+                metadata: Vec::new(),
+                history: None,
             }),
             format: kappa_job::plan::formats::RecordFormat::Json,
             schema: Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)])),
@@ -313,6 +315,9 @@ mod kafka_tests {
             partitions: &[],
             new_splits: Some(rx),
             catching_up: Arc::default(),
+            schema: Arc::clone(&plan.schema),
+            metadata: &[],
+            history: None,
         };
         let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
         let mut reader = KafkaReader::new(

@@ -28,6 +28,7 @@ mod elasticsearch;
 pub mod formats;
 mod join;
 mod kafka;
+mod kafka_source;
 pub mod nexmark;
 pub mod parquet;
 mod queries;
@@ -37,6 +38,7 @@ mod secrets;
 mod topology;
 
 pub use self::join::{JoinKind, JoinPlan};
+pub use self::kafka_source::KafkaMetadata;
 pub use self::rank::{RankKind, RankOrder, RankPlan};
 use self::topology::pipeline;
 pub use self::topology::{Output, PlanEdge, StagePlan, late_schema};
@@ -125,6 +127,29 @@ pub struct SourcePlan {
     pub event_time: Option<EventTimePlan>,
 }
 
+impl SourcePlan {
+    /// The columns its format decodes: the schema without the Kafka metadata columns.
+    pub fn payload_schema(&self) -> SchemaRef {
+        let metadata = match &self.kind {
+            SourceKind::Kafka(k) => k.metadata.len(),
+            SourceKind::File { .. } | SourceKind::Nexmark(_) => 0,
+        };
+        match metadata {
+            0 => Arc::clone(&self.schema),
+            n => {
+                let fields = &self.schema.fields()[..self.schema.fields().len() - n];
+                Arc::new(Schema::new(fields.to_vec()))
+            }
+        }
+    }
+
+    /// The event-time column's index among the decoded columns, if it is one of them.
+    pub fn payload_event_time(&self) -> Option<usize> {
+        let index = self.event_time.as_ref()?.source_index;
+        (index < self.payload_schema().fields().len()).then_some(index)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum SourceKind {
     Kafka(KafkaSourcePlan),
@@ -142,6 +167,10 @@ pub struct KafkaSourcePlan {
     pub connection: KafkaConnection,
     pub topic: String,
     pub dead_letter_topic: Option<String>,
+    /// The record fields carried as the last columns of the source's schema, in order.
+    pub metadata: Vec<KafkaMetadata>,
+    /// The topic's archive, read where the topic no longer holds the offsets wanted.
+    pub history: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -795,6 +824,8 @@ impl Planner<'_> {
                     ),
                     topic,
                     dead_letter_topic,
+                    metadata: Vec::new(),
+                    history: self.kafka_history(s, prefix),
                 })
             }
             SourceConnector::File => {
@@ -822,6 +853,7 @@ impl Planner<'_> {
                     );
                 }
                 self.forbid_kafka_settings(s.security.as_ref(), s.properties.as_ref(), prefix);
+                self.forbid_kafka_source_options(s, prefix);
                 SourceKind::File {
                     path: PathBuf::from(path),
                 }
@@ -843,7 +875,20 @@ impl Planner<'_> {
             let sp = s.start.as_ref().and_then(span);
             self.err(sp, &format!("{prefix}.start"), format!("the file connector reads its files from the beginning; start `{start}` applies to kafka only"));
         }
-        let (format, schema) = self.source_format(s, prefix, matches!(kind, SourceKind::Kafka(_)));
+        let (format, mut schema) =
+            self.source_format(s, prefix, matches!(kind, SourceKind::Kafka(_)));
+        let mut kind = kind;
+        if let SourceKind::Kafka(k) = &mut kind {
+            let (fields, columns) = self.kafka_metadata(s, prefix, &schema);
+            k.metadata = fields;
+            schema = Schema::new(
+                [
+                    schema.fields().iter().cloned().collect(),
+                    columns.into_iter().map(Arc::new).collect::<Vec<_>>(),
+                ]
+                .concat(),
+            );
+        }
         SourcePlan {
             name: "source".into(),
             uid: "source".into(),

@@ -232,6 +232,12 @@ pub struct SourceSpec {
     #[serde(default)]
     pub on_error: OnError,
     pub dead_letter_topic: Option<Spanned<String>>,
+    /// Kafka: record fields carried as columns after the decoded ones, by column name:
+    /// partition, offset, timestamp or key.
+    pub metadata: Option<Spanned<OrderedMap<Spanned<String>>>>,
+    /// Kafka: the topic's archive (Parquet files under `s3://bucket/prefix`, `file:///dir` or
+    /// a directory), read where the topic no longer holds the offsets wanted.
+    pub history: Option<Spanned<String>>,
     /// TLS and SASL of the Kafka connection (kafka).
     pub security: Option<KafkaSecuritySpec>,
     /// librdkafka tuning and client settings, from an allow-list (kafka).

@@ -22,6 +22,7 @@ mod etcd_security;
 mod exactly_once;
 mod file_connectors;
 mod ha;
+mod history;
 mod kafka_security;
 mod large_records;
 mod large_state;

@@ -6,8 +6,6 @@ pub mod avro;
 pub mod registry;
 pub mod value;
 
-use std::sync::Arc;
-
 use arrow::array::RecordBatch;
 use kappa_job::plan::formats::{RecordFormat, SchemaRegistry};
 use kappa_job::plan::{SinkPlan, SourcePlan};
@@ -59,8 +57,8 @@ fn registry_client(
 impl RecordDecoder {
     /// The decoder of `source` (an Avro source with a registry asks it for its schema).
     pub fn open(source: &SourcePlan, secrets: &SecretSources) -> Result<Self, TaskError> {
-        let schema = Arc::clone(&source.schema);
-        let event_time = source.event_time.as_ref().map(|e| e.source_index);
+        let schema = source.payload_schema();
+        let event_time = source.payload_event_time();
         Ok(match &source.format {
             RecordFormat::Json => Self::Json(JsonDecoder::new(schema).with_event_time(event_time)),
             RecordFormat::String => Self::Value(ValueDecoder::string(schema)),

@@ -205,6 +205,25 @@ impl<'a> Fetched<'a> {
         // life, which outlasts 'a (the borrow of the Messages that destroys it).
         unsafe { std::slice::from_raw_parts(self.0.payload.cast::<u8>(), self.0.len) }
     }
+
+    /// The key, borrowed from librdkafka's fetch buffer (none for a null key).
+    pub fn key(&self) -> Option<&'a [u8]> {
+        if self.0.key.is_null() {
+            return None;
+        }
+        // SAFETY: as for the payload: `key_len` readable bytes at `key` for the message's life.
+        Some(unsafe { std::slice::from_raw_parts(self.0.key.cast::<u8>(), self.0.key_len) })
+    }
+
+    /// The record's timestamp in milliseconds since the epoch, if it has one.
+    pub fn timestamp(&self) -> Option<i64> {
+        let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: the message is valid for the borrow; librdkafka only reads it and writes
+        // the timestamp's kind.
+        let ms = unsafe { rdsys::rd_kafka_message_timestamp(self.0, &mut kind) };
+        (kind != rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ms >= 0)
+            .then_some(ms)
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod batch;
 pub mod config;
+pub mod history;
+mod records;
 pub mod sink;
 pub mod source;
 pub mod transactional;

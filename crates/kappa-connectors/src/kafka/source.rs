@@ -1,15 +1,19 @@
 //! The Kafka source reader of one subtask: reads its assigned partitions from explicit
 //! offsets, takes partitions handed over while running, takes messages from librdkafka in
 //! batches ([`super::batch`]), decodes each partition's records as a batch straight from
-//! librdkafka's buffers, applies the bad-record policy, and publishes its position and lag per
-//! partition.
+//! librdkafka's buffers ([`super::records`]), applies the bad-record policy, and publishes its
+//! position and lag per partition. With a history archive ([`super::history`]), a partition
+//! whose offsets the topic no longer holds is read from the archive first, then from the topic
+//! at the offset after the archive's last.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arrow::datatypes::SchemaRef;
 use crossbeam_channel::Receiver;
+use kappa_job::plan::KafkaMetadata;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::{SourceReader, SourceStatus, SplitBatch, SplitPosition};
 use kappa_runtime::metrics::{PartitionProgress, SubtaskMetrics};
@@ -22,9 +26,16 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use kappa_job::kafka::KafkaConnection;
 
 use super::batch::BatchConsumer;
+use super::history::History;
+use super::history::phase::{self, Phase, Watermarks};
+use super::history::replay::Extras;
+use super::records::{Decoding, Polled};
 use super::{PartitionStart, StartOffset, client_config};
 use crate::bad_records::BadRecordPolicy;
-use crate::format::{RecordDecoder, task_error};
+use crate::format::RecordDecoder;
+
+/// How long a lookup of a partition's watermarks may take.
+const WATERMARKS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Records taken from librdkafka per poll at most.
 const MAX_RECORDS_PER_POLL: usize = 8192;
@@ -83,10 +94,11 @@ pub struct KafkaReader {
     /// Partitions handed over while running.
     new_splits: Option<Receiver<Vec<PartitionStart>>>,
     catching_up: Arc<AtomicBool>,
-    decoder: RecordDecoder,
-    policy: BadRecordPolicy,
+    decoding: Decoding,
     metrics: Arc<SubtaskMetrics>,
     errors_logged: u64,
+    /// The topic's archive (`history`) and the splits reading it.
+    history: Option<History>,
 }
 
 /// Where the reader connects and what it reads.
@@ -99,6 +111,11 @@ pub struct KafkaReaderConfig<'a> {
     pub new_splits: Option<Receiver<Vec<PartitionStart>>>,
     /// Set while the job catches up with its sources.
     pub catching_up: Arc<AtomicBool>,
+    /// The source's columns: the decoded ones, then the metadata fields `metadata`.
+    pub schema: SchemaRef,
+    pub metadata: &'a [KafkaMetadata],
+    /// The topic's archive location (`history`).
+    pub history: Option<&'a str>,
 }
 
 impl KafkaReader {
@@ -123,6 +140,17 @@ impl KafkaReader {
             .create_with_context(high.clone())
             .map_err(|e| creating(&e))?;
         let consumer = BatchConsumer::new(consumer).map_err(|e| creating(&e))?;
+        let metadata = cfg.metadata.to_vec();
+        let history = match cfg.history {
+            None => None,
+            Some(location) => {
+                let extras = Extras {
+                    timestamps: metadata.contains(&KafkaMetadata::Timestamp),
+                    keys: metadata.contains(&KafkaMetadata::Key),
+                };
+                Some(History::open(location, extras)?)
+            }
+        };
         let mut reader = Self {
             consumer,
             high,
@@ -131,45 +159,111 @@ impl KafkaReader {
             positions: Vec::new(),
             new_splits: cfg.new_splits,
             catching_up: cfg.catching_up,
-            decoder,
-            policy,
+            decoding: Decoding {
+                decoder,
+                policy,
+                schema: cfg.schema,
+                metadata,
+                topic: cfg.topic.to_string(),
+            },
             metrics,
             errors_logged: 0,
+            history,
         };
         reader.assign(cfg.partitions, false)?;
         Ok(reader)
     }
 
-    /// Starts reading `partitions` too (incrementally when already reading others).
+    /// Starts reading `partitions` too (incrementally when already reading others): from the
+    /// archive where the topic no longer holds their offsets, else from the topic.
     fn assign(
         &mut self,
         partitions: &[PartitionStart],
         incremental: bool,
     ) -> Result<(), TaskError> {
-        let topic = self.topic.clone();
-        let mut tpl = TopicPartitionList::new();
+        let mut from_topic = Vec::new();
         for p in partitions {
             if self.split_of.contains_key(&p.partition) {
                 continue;
             }
-            let (offset, position) = match p.offset {
-                StartOffset::Beginning => (Offset::Beginning, None),
-                StartOffset::Offset(o) => (Offset::Offset(o), Some(o)),
+            let next = match p.offset {
+                StartOffset::Beginning => None,
+                StartOffset::Offset(o) => Some(o),
             };
-            let assigning = |e: &dyn std::fmt::Display| {
+            let split = self.positions.len();
+            self.split_of.insert(p.partition, split);
+            self.positions.push((p.partition, next));
+            let start = match &self.history {
+                None => Phase::Topic(next),
+                Some(h) => {
+                    let held = h.held(p.partition);
+                    let topic = self.watermarks(p.partition)?;
+                    phase::start(p.partition, next, held, topic).map_err(|g| self.gap(&g))?
+                }
+            };
+            match (start, &mut self.history) {
+                (Phase::Archive { from }, Some(h)) => {
+                    tracing::info!(topic = %self.topic, partition = p.partition, from = ?from, "reading the partition's history from the archive");
+                    h.begin(split, p.partition, from);
+                }
+                (Phase::Topic(at), _) | (Phase::Archive { from: at }, None) => {
+                    from_topic.push((p.partition, at));
+                }
+            }
+        }
+        self.read_topic(&from_topic, incremental)
+    }
+
+    /// A gap between the archive and the topic, as the task reports it (a restart cannot
+    /// fill it).
+    fn gap(&self, gap: &phase::Gap) -> TaskError {
+        TaskError::Data(format!("reading `{}` with its history: {gap}", self.topic))
+    }
+
+    /// The topic's watermarks of `partition`, asked of the broker; the high one also counts
+    /// as the lag's end until the fetch statistics report one.
+    fn watermarks(&self, partition: i32) -> Result<Watermarks, TaskError> {
+        let (low, high) = self
+            .consumer
+            .consumer()
+            .fetch_watermarks(&self.topic, partition, WATERMARKS_TIMEOUT)
+            .map_err(|e| {
                 TaskError::Io(format!(
-                    "assigning partition {} of `{topic}`: {e}",
-                    p.partition
+                    "looking up the offsets of partition {partition} of `{}`: {e}",
+                    self.topic
                 ))
+            })?;
+        self.high
+            .by_partition
+            .lock()
+            .entry(partition)
+            .or_insert(high);
+        Ok(Watermarks { low, high })
+    }
+
+    /// Reads `partitions` from the topic at their offsets (none: the beginning).
+    fn read_topic(
+        &mut self,
+        partitions: &[(i32, Option<i64>)],
+        incremental: bool,
+    ) -> Result<(), TaskError> {
+        let topic = self.topic.clone();
+        let mut tpl = TopicPartitionList::new();
+        for &(partition, at) in partitions {
+            let offset = at.map_or(Offset::Beginning, Offset::Offset);
+            let assigning = |e: &dyn std::fmt::Display| {
+                TaskError::Io(format!("assigning partition {partition} of `{topic}`: {e}"))
             };
-            tpl.add_partition_offset(&topic, p.partition, offset)
+            tpl.add_partition_offset(&topic, partition, offset)
                 .map_err(|e| assigning(&e))?;
             // Before the assignment, so its messages never reach the consumer's own queue.
             self.consumer
-                .attach(&topic, p.partition)
+                .attach(&topic, partition)
                 .map_err(|e| assigning(&e))?;
-            self.split_of.insert(p.partition, self.positions.len());
-            self.positions.push((p.partition, position));
+        }
+        if incremental && tpl.count() == 0 {
+            self.publish_progress();
+            return Ok(());
         }
         let consumer = self.consumer.consumer();
         let r = if incremental {
@@ -224,6 +318,55 @@ impl KafkaReader {
     }
 }
 
+impl KafkaReader {
+    /// Reads the next records of the partitions still in the archive; those whose archive
+    /// ended go on in the topic at the offset after their last archived record.
+    fn poll_archive(&mut self, out: &mut Vec<SplitBatch>, most: usize) -> Result<(), TaskError> {
+        let Some(history) = &mut self.history else {
+            return Ok(());
+        };
+        let read = history.read(most)?;
+        for (split, partition, archived) in &read.records {
+            let records = Polled {
+                values: archived
+                    .values
+                    .iter()
+                    .map(Option::unwrap_or_default)
+                    .collect(),
+                offsets: archived.offsets.values().to_vec(),
+                timestamps: archived.timestamps.clone().unwrap_or_default(),
+                keys: archived
+                    .keys
+                    .as_ref()
+                    .map_or_else(Vec::new, |k| k.iter().collect()),
+            };
+            if let Some(&last) = records.offsets.last() {
+                self.positions[*split].1 = Some(last + 1);
+            }
+            if let Some(batch) = self.decoding.decode(*partition, &records, true)? {
+                out.push(SplitBatch {
+                    split: *split,
+                    batch,
+                });
+            }
+        }
+        let mut from_topic = Vec::new();
+        for &(_, partition, next) in &read.ended {
+            let at = match next {
+                None => None,
+                Some(next) => {
+                    let held = self.history.as_ref().and_then(|h| h.held(partition));
+                    let topic = self.watermarks(partition)?;
+                    Some(phase::switch(partition, next, held, topic).map_err(|g| self.gap(&g))?)
+                }
+            };
+            tracing::info!(topic = %self.topic, partition, offset = ?at, "the partition's archive ends: reading on in the topic");
+            from_topic.push((partition, at));
+        }
+        self.read_topic(&from_topic, true)
+    }
+}
+
 /// Logs the first errors librdkafka reports (it retries by itself); `logged` counts them.
 fn log_error(logged: &mut u64, topic: &str, error: &dyn std::fmt::Display) {
     if *logged < 20 {
@@ -264,14 +407,22 @@ impl SourceReader for KafkaReader {
             true => MAX_RECORDS_PER_POLL_CATCHING_UP,
             false => MAX_RECORDS_PER_POLL,
         };
+        let mut timeout = timeout;
+        if self.history.as_ref().is_some_and(History::reading) {
+            self.poll_archive(out, most)?;
+            // The partitions in the topic are polled without waiting meanwhile.
+            timeout = Duration::ZERO;
+        }
         let msgs = self
             .consumer
             .consume(timeout, most)
             .map_err(|e| TaskError::Io(format!("reading `{}`: {e}", self.topic)))?;
-        // Per split: the payloads (borrowed from librdkafka's buffers) and their offsets.
-        let mut by_split: Vec<(Vec<&[u8]>, Vec<i64>)> = (0..self.positions.len())
-            .map(|_| Default::default())
+        // Per split: the records, borrowed from librdkafka's buffers.
+        let mut by_split: Vec<Polled<'_>> = (0..self.positions.len())
+            .map(|_| Polled::default())
             .collect();
+        let timestamps = self.decoding.wants(KafkaMetadata::Timestamp);
+        let keys = self.decoding.wants(KafkaMetadata::Key);
         for m in msgs.iter() {
             if let Some(e) = m.error() {
                 let e = format!("partition {}: {e}", m.partition());
@@ -279,24 +430,24 @@ impl SourceReader for KafkaReader {
                 continue;
             }
             if let Some(&split) = self.split_of.get(&m.partition()) {
-                by_split[split].0.push(m.payload());
-                by_split[split].1.push(m.offset());
+                let records = &mut by_split[split];
+                records.values.push(m.payload());
+                records.offsets.push(m.offset());
+                if timestamps {
+                    records.timestamps.push(m.timestamp());
+                }
+                if keys {
+                    records.keys.push(m.key());
+                }
             }
         }
-        for (split, (payloads, offsets)) in by_split.iter().enumerate() {
-            let Some(&last) = offsets.last() else {
+        for (split, records) in by_split.iter().enumerate() {
+            let Some(&last) = records.offsets.last() else {
                 continue;
             };
+            let partition = self.positions[split].0;
             self.positions[split].1 = Some(last + 1);
-            let (batch, bad) = self.decoder.decode(payloads).map_err(task_error)?;
-            for b in bad {
-                let location = format!(
-                    "topic `{}` partition {} offset {}",
-                    self.topic, self.positions[split].0, offsets[b.index]
-                );
-                self.policy.handle(&location, payloads[b.index], &b.error)?;
-            }
-            if batch.num_rows() > 0 {
+            if let Some(batch) = self.decoding.decode(partition, records, false)? {
                 out.push(SplitBatch { split, batch });
             }
         }
@@ -333,8 +484,11 @@ mod tests {
             partitions: &partitions,
             new_splits: None,
             catching_up: Arc::default(),
+            schema: Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)])),
+            metadata: &[],
+            history: None,
         };
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let schema = Arc::clone(&cfg.schema);
         let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
         let mut reader = KafkaReader::new(
             cfg,

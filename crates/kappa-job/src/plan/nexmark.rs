@@ -301,6 +301,7 @@ impl Planner<'_> {
             }
         }
         self.forbid_kafka_settings(s.security.as_ref(), s.properties.as_ref(), prefix);
+        self.forbid_kafka_source_options(s, prefix);
         if s.on_error != OnError::Fail {
             self.err(
                 None,
