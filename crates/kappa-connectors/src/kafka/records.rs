@@ -49,16 +49,43 @@ impl Decoding {
         records: &Polled<'_>,
         archived: bool,
     ) -> Result<Option<RecordBatch>, TaskError> {
+        let location = |offset: i64| {
+            let from = if archived { " (in the archive)" } else { "" };
+            format!(
+                "topic `{}` partition {partition} offset {offset}{from}",
+                self.topic
+            )
+        };
+        let timed;
+        let records = match self.wants(KafkaMetadata::Timestamp)
+            && records.timestamps.iter().any(Option::is_none)
+        {
+            false => records,
+            true => {
+                let mut with_time = Polled::default();
+                for (i, t) in records.timestamps.iter().enumerate() {
+                    if t.is_none() {
+                        let why = "the record has no timestamp (the message format before Kafka 0.10), and the source has a timestamp column";
+                        let at = location(records.offsets[i]);
+                        self.policy.handle(&at, records.values[i], why)?;
+                        continue;
+                    }
+                    with_time.values.push(records.values[i]);
+                    with_time.offsets.push(records.offsets[i]);
+                    with_time.timestamps.push(*t);
+                    if let Some(k) = records.keys.get(i) {
+                        with_time.keys.push(*k);
+                    }
+                }
+                timed = with_time;
+                &timed
+            }
+        };
         let (batch, bad) = self.decoder.decode(&records.values).map_err(task_error)?;
         let mut kept = vec![true; records.values.len()];
         for b in &bad {
-            let from = if archived { " (in the archive)" } else { "" };
-            let location = format!(
-                "topic `{}` partition {partition} offset {}{from}",
-                self.topic, records.offsets[b.index]
-            );
-            self.policy
-                .handle(&location, records.values[b.index], &b.error)?;
+            let at = location(records.offsets[b.index]);
+            self.policy.handle(&at, records.values[b.index], &b.error)?;
             kept[b.index] = false;
         }
         if batch.num_rows() == 0 {
@@ -120,7 +147,11 @@ mod tests {
         fields.extend([
             Field::new("p", DataType::Int32, false),
             Field::new("o", DataType::Int64, false),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
             Field::new("k", DataType::Binary, true),
         ]);
         let metrics = Arc::default();
@@ -136,12 +167,13 @@ mod tests {
             ],
             topic: "t".into(),
         };
-        // The second record is not UTF-8: skipped, and its metadata with it.
+        // The second record is not UTF-8 and the third has no timestamp: both skipped, and
+        // their metadata with them.
         let records = Polled {
-            values: vec![b"a", b"\xff", b"c"],
-            offsets: vec![10, 11, 13],
-            timestamps: vec![Some(1_000), Some(2_000), None],
-            keys: vec![Some(b"ka"), None, None],
+            values: vec![b"a", b"\xff", b"c", b"d"],
+            offsets: vec![10, 11, 13, 14],
+            timestamps: vec![Some(1_000), Some(2_000), None, Some(4_000)],
+            keys: vec![Some(b"ka"), None, None, None],
         };
         let batch = decoding.decode(7, &records, false).unwrap().unwrap();
         let text = batch
@@ -149,20 +181,20 @@ mod tests {
             .as_any()
             .downcast_ref::<StringArray>()
             .unwrap();
-        assert_eq!(text.iter().collect::<Vec<_>>(), [Some("a"), Some("c")]);
+        assert_eq!(text.iter().collect::<Vec<_>>(), [Some("a"), Some("d")]);
         let p = batch.column(1).as_primitive::<Int32Type>();
         assert_eq!(p.values(), &[7, 7]);
         let o = batch.column(2).as_primitive::<Int64Type>();
-        assert_eq!(o.values(), &[10, 13]);
+        assert_eq!(o.values(), &[10, 14]);
         let ts = batch
             .column(3)
             .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
-        assert_eq!(ts.iter().collect::<Vec<_>>(), [Some(1_000), None]);
+        assert_eq!(ts.values(), &[1_000, 4_000]);
         let k = batch.column(4).as_binary::<i32>();
         assert_eq!(k.iter().collect::<Vec<_>>(), [Some(&b"ka"[..]), None]);
         assert_eq!(
             metrics.skipped.load(std::sync::atomic::Ordering::Relaxed),
-            1
+            2
         );
     }
 }

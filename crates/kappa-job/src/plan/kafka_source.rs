@@ -15,7 +15,8 @@ pub enum KafkaMetadata {
     Partition,
     /// int64.
     Offset,
-    /// The record's timestamp (create or log-append time), in milliseconds; null if none.
+    /// The record's timestamp (create or log-append time), in milliseconds. A record without
+    /// one (the message format before Kafka 0.10) is a bad record.
     Timestamp,
     /// The record's key bytes; null if none.
     Key,
@@ -34,7 +35,7 @@ impl KafkaMetadata {
         let (data_type, nullable) = match self {
             Self::Partition => (DataType::Int32, false),
             Self::Offset => (DataType::Int64, false),
-            Self::Timestamp => (DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Self::Timestamp => (DataType::Timestamp(TimeUnit::Millisecond, None), false),
             Self::Key => (DataType::Binary, true),
         };
         Field::new(name, data_type, nullable)
@@ -127,5 +128,129 @@ impl Planner<'_> {
             &format!("{prefix}.history"),
             "`history` applies to the kafka connector only",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::test_jobs::{REFERENCE, errors};
+    use crate::plan::{Overrides, SourceKind, plan_job};
+
+    /// The reference job with `metadata` as its `[source.metadata]` table and `source` added
+    /// to its `[source]` table.
+    fn job(metadata: &str, source: &str) -> String {
+        let text = REFERENCE.replacen(
+            "[event_time]",
+            &format!("[source.metadata]\n{metadata}\n\n[event_time]"),
+            1,
+        );
+        text.replacen(
+            "topic = \"user-behavior\"",
+            &format!("topic = \"user-behavior\"\n{source}"),
+            1,
+        )
+    }
+
+    #[test]
+    fn metadata_columns_follow_the_decoded_ones_and_the_history_is_kept() {
+        let text = job(
+            "p = \"partition\"\no = \"offset\"\nts = \"timestamp\"\nk = \"key\"",
+            "history = \"s3://archive/user-behavior\"",
+        );
+        let plan = plan_job("job.toml", &text, &Overrides::default()).unwrap();
+        let source = &plan.sources[0];
+        let SourceKind::Kafka(k) = &source.kind else {
+            panic!("{:?}", source.kind)
+        };
+        assert_eq!(
+            k.metadata,
+            [
+                KafkaMetadata::Partition,
+                KafkaMetadata::Offset,
+                KafkaMetadata::Timestamp,
+                KafkaMetadata::Key
+            ]
+        );
+        assert_eq!(k.history.as_deref(), Some("s3://archive/user-behavior"));
+        let columns: Vec<(&str, &DataType)> = source
+            .schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type()))
+            .collect();
+        let ms = DataType::Timestamp(TimeUnit::Millisecond, None);
+        assert_eq!(
+            columns,
+            [
+                ("user_id", &DataType::Utf8),
+                ("item_id", &DataType::Utf8),
+                ("timestamp", &ms),
+                ("p", &DataType::Int32),
+                ("o", &DataType::Int64),
+                ("ts", &ms),
+                ("k", &DataType::Binary),
+            ]
+        );
+        assert_eq!(source.payload_schema().fields().len(), 3);
+        assert_eq!(source.payload_event_time(), Some(2));
+
+        // The record's timestamp as the event time: not a decoded column.
+        let text =
+            job("ts = \"timestamp\"", "").replace("column = \"timestamp\"", "column = \"ts\"");
+        let plan = plan_job("job.toml", &text, &Overrides::default()).unwrap();
+        let source = &plan.sources[0];
+        assert_eq!(source.event_time.as_ref().map(|e| e.source_index), Some(3));
+        assert_eq!(source.payload_event_time(), None);
+    }
+
+    #[test]
+    fn bad_metadata_and_history_are_refused_where_they_are_written() {
+        let text = job(
+            "h = \"headers\"\nitem_id = \"offset\"\no = \"offset\"\no2 = \"offset\"",
+            "history = \"archive/relative\"",
+        );
+        let line = |start: &str| {
+            text.lines()
+                .position(|l| l.starts_with(start))
+                .map(|i| i + 1)
+        };
+        let found: Vec<(String, Option<usize>)> = errors(&text)
+            .into_iter()
+            .map(|e| (e.field, e.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("source.history".to_string(), line("history")),
+                ("source.metadata.h".to_string(), line("h =")),
+                (
+                    "source.metadata.item_id".to_string(),
+                    line("item_id = \"offset\"")
+                ),
+                ("source.metadata.o2".to_string(), line("o2 =")),
+            ]
+        );
+        let messages: Vec<String> = errors(&text).into_iter().map(|e| e.message).collect();
+        assert!(
+            messages[1].contains("use partition, offset, timestamp or key"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[2].contains("already a column of the record's schema"),
+            "{messages:?}"
+        );
+
+        // Kafka's options on a file source.
+        let file = REFERENCE
+            .replacen(
+                "connector = \"kafka\"",
+                "connector = \"file\"\npath = \"/data/clicks\"",
+                1,
+            )
+            .replacen("bootstrap_servers = \"127.0.0.1:9092\"\n", "", 1)
+            .replacen("topic = \"user-behavior\"\n", "history = \"/archive\"\n", 1);
+        let fields: Vec<String> = errors(&file).into_iter().map(|e| e.field).collect();
+        assert!(fields.contains(&"source.history".to_string()), "{fields:?}");
     }
 }
