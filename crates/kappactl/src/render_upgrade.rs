@@ -38,10 +38,13 @@ pub fn upgrade_plan(id: &str, p: &Value) -> String {
     };
     let _ = writeln!(out, "  start: {how}: {}", s(&start["why"]));
     for b in list(&p["backlog"]) {
-        let since = match b["oldest_event_ms"].as_i64() {
+        let mut since = match b["oldest_event_ms"].as_i64() {
             Some(ms) => format!(", events from {} on", time(Some(ms))),
             None => String::new(),
         };
+        if let Some(n) = b["from_archive"].as_u64().filter(|n| *n > 0) {
+            since += &format!(", {n} of them from its history archive");
+        }
         let _ = writeln!(
             out,
             "  backlog: {} events in topic `{}` (source `{}`{since})",

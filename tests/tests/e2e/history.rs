@@ -176,6 +176,19 @@ fn the_archive_then_the_topic_replay_to_the_results_of_the_whole_stream() {
             "no switch of partition {p} at {end}:\n{log}"
         );
     }
-    let job = cluster.job(&id).expect("status");
-    assert_eq!(job["state"], "RUNNING", "{job}");
+    let status = cluster.job(&id).expect("status");
+    assert_eq!(status["state"], "RUNNING", "{status}");
+
+    // An upgrade's plan counts what v2 would replay from the archive: offsets 0..999 of
+    // both partitions.
+    let v2 = dir.path().join("v2.toml");
+    std::fs::write(&v2, job.replace("> 50", "> 70")).expect("write v2");
+    let out = cluster.kappactl(&["upgrade", &id, v2.to_str().expect("utf-8"), "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let archived: i64 = ends.iter().map(|(from, to)| to - from).sum();
+    assert!(
+        text.contains(&format!("{archived} of them from its history archive")),
+        "{text}"
+    );
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use kappa_connectors::ConnectorError;
 use kappa_connectors::kafka::StartOffset;
 use kappa_connectors::kafka::admin::TopicAdmin;
+use kappa_connectors::kafka::history::{ArchivedPartition, summarize};
 use kappa_job::plan::SourceKind;
 use kappa_runtime::error::with_causes;
 
@@ -104,6 +105,36 @@ impl JobManager {
         Ok((upgrade_id, planned))
     }
 
+    /// What the history archive of source `s` holds, by partition (none without `history`;
+    /// an archive that cannot be read is a warning in `unknown`, and counts as none).
+    async fn archive(
+        &self,
+        s: &kappa_job::plan::SourcePlan,
+        unknown: &mut Vec<String>,
+    ) -> Result<BTreeMap<i32, ArchivedPartition>, UpgradeError> {
+        let SourceKind::Kafka(k) = &s.kind else {
+            return Ok(BTreeMap::new());
+        };
+        let Some(location) = k.history.clone() else {
+            return Ok(BTreeMap::new());
+        };
+        let (source, confinement) = (s.clone(), self.inner.config.confinement.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            confinement
+                .check_source(&source, &[])
+                .map_err(|e| kappa_runtime::TaskError::Data(e.to_string()))?;
+            summarize(&location)
+        })
+        .await?;
+        Ok(read.unwrap_or_else(|e| {
+            unknown.push(format!(
+                "the history archive of source `{}` cannot be read, so the plan counts the topic only: {e}",
+                s.name
+            ));
+            BTreeMap::new()
+        }))
+    }
+
     /// The retained offsets of every topic v2 reads, where v1 started in them, and the event
     /// time from which on each holds all its records (a warning in `unknown` where that could
     /// not be read).
@@ -134,10 +165,19 @@ impl JobManager {
             })
             .await?
             .map_err(UpgradeError::Kafka)?;
+            let archive = self.archive(s, unknown).await?;
+            // The first records a replay reads from the archive rather than the topic.
+            let archived_first: BTreeMap<i32, Vec<u8>> = offsets
+                .iter()
+                .filter_map(|&(p, (low, _))| {
+                    let a = archive.get(&p).filter(|a| a.held.first <= low)?;
+                    Some((p, a.first_value.clone()?))
+                })
+                .collect();
             let oldest_event_ms = {
                 let (source, confinement) = (s.clone(), self.inner.config.confinement.clone());
                 let read = tokio::task::spawn_blocking(move || {
-                    history::oldest_event(&source, &confinement, timeout)
+                    history::oldest_event(&source, &confinement, timeout, &archived_first)
                 })
                 .await?;
                 read.unwrap_or_else(|e| {
@@ -165,6 +205,7 @@ impl JobManager {
                             Some(StartOffset::Offset(o)) => Some(*o),
                             _ => None,
                         },
+                        archived: archive.get(&partition).map(|a| a.held),
                     })
                     .collect(),
                 oldest_event_ms,

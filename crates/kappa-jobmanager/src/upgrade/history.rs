@@ -1,9 +1,11 @@
 //! How far back history goes, for the retention check of an upgrade's plan: the oldest event
-//! a Kafka source's topic still holds for certain (the latest of its partitions' first
-//! records' event times: before it, some partition lost records), and the oldest window each
+//! a Kafka source's topic, or its history archive, still holds for certain (the latest of its
+//! partitions' first records' event times: before it, some partition lost records), what the
+//! archive holds, and the oldest window each
 //! live sink holds (its least `window_start`). Blocking: the plan's shell runs these on
 //! blocking threads.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -46,6 +48,7 @@ pub fn oldest_event(
     source: &SourcePlan,
     confinement: &Confinement,
     timeout: Duration,
+    archived_first: &BTreeMap<i32, Vec<u8>>,
 ) -> Result<Option<i64>, HistoryError> {
     let (SourceKind::Kafka(k), Some(et)) = (&source.kind, &source.event_time) else {
         return Ok(None);
@@ -63,10 +66,16 @@ pub fn oldest_event(
             topic: k.topic.clone(),
             source: Box::new(e),
         })?;
-    let decoder = JsonDecoder::new(source.schema.clone());
-    Ok(first
+    let decoder = JsonDecoder::new(source.payload_schema());
+    // A partition's first record: the archive's where a replay reads the archive first.
+    let mut values: BTreeMap<i32, &[u8]> = first
         .iter()
-        .filter_map(|r| decoder.event_time_ms(et.source_index, r.value.as_deref()?))
+        .filter_map(|r| Some((r.partition, r.value.as_deref()?)))
+        .collect();
+    values.extend(archived_first.iter().map(|(p, v)| (*p, v.as_slice())));
+    Ok(values
+        .values()
+        .filter_map(|v| decoder.event_time_ms(et.source_index, v))
         .max())
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use kappa_connectors::kafka::history::phase::Held;
 use kappa_job::JobPlan;
 use kappa_job::changes::{Part, SpecChange};
 use kappa_job::plan::SinkKind;
@@ -29,6 +30,27 @@ pub struct PartitionFacts {
     pub high: i64,
     /// The offset v1 started reading at, when it is known (an explicit start).
     pub v1_started_at: Option<i64>,
+    /// The offsets v2's history archive holds of the partition (`history` on its source).
+    pub archived: Option<Held>,
+}
+
+impl PartitionFacts {
+    /// The first offset a replay reads: the archive's first when the archive reaches as far
+    /// back as the topic (what the source's reader does), else the topic's.
+    pub fn first_offset(&self) -> i64 {
+        match self.archived {
+            Some(a) if a.first <= self.low => a.first,
+            _ => self.low,
+        }
+    }
+
+    /// Offsets a replay reads from the archive.
+    pub fn from_archive(&self) -> i64 {
+        match self.archived {
+            Some(a) if a.first <= self.low => (a.last + 1 - a.first).max(0),
+            _ => 0,
+        }
+    }
 }
 
 /// A Kafka source of v2 and its topic's partitions.
@@ -86,8 +108,11 @@ pub struct ShadowSink {
 pub struct SourceBacklog {
     pub source: String,
     pub topic: String,
-    /// Records retained in the topic (from the earliest offsets to the ends).
+    /// Records a replay reads (from the first offsets the topic or its archive holds to the
+    /// ends).
     pub events: u64,
+    /// Of those, the records read from the source's history archive.
+    pub from_archive: u64,
     /// The event time (ms) from which on the topic holds every partition's records (the
     /// latest of the partitions' first records'), when known.
     pub oldest_event_ms: Option<i64>,
@@ -166,8 +191,9 @@ pub fn plan(inputs: &PlanInputs<'_>, changes: Vec<SpecChange>) -> UpgradePlan {
                 events: t
                     .partitions
                     .iter()
-                    .map(|p| (p.high - p.low).max(0) as u64)
+                    .map(|p| (p.high - p.first_offset()).max(0) as u64)
                     .sum(),
+                from_archive: t.partitions.iter().map(|p| p.from_archive() as u64).sum(),
                 oldest_event_ms: t.oldest_event_ms,
             })
             .collect(),

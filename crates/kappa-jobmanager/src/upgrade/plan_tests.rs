@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use kappa_connectors::kafka::history::phase::Held;
+
 use kappa_job::{JobPlan, Overrides, plan_job};
 
 use super::plan::{PartitionFacts, PlanInputs, TopicFacts, UpgradePlan, plan};
@@ -56,6 +58,7 @@ fn topics(low: i64, v1_started_at: Option<i64>) -> Vec<TopicFacts> {
                 low,
                 high: 1_000,
                 v1_started_at,
+                archived: None,
             })
             .collect(),
         oldest_event_ms: None,
@@ -190,6 +193,23 @@ fn what_cannot_be_cut_over_is_refused_with_its_reason() {
         added[0].starts_with("sink `more` is new in v2"),
         "{added:?}"
     );
+}
+
+#[test]
+fn the_archive_of_a_trimmed_topic_counts_in_the_backlog_and_keeps_the_history_complete() {
+    let v2 = V1.replace("> 50", "> 70");
+    let mut facts = topics(300, Some(100));
+    for p in &mut facts[0].partitions {
+        p.archived = Some(Held {
+            first: 0,
+            last: 799,
+        });
+    }
+    let p = plan_of(&v2, "RUNNING", &facts);
+    assert_eq!(p.backlog_events, 4_000, "offsets 0..1000 of 4 partitions");
+    assert_eq!(p.backlog[0].from_archive, 3_200);
+    assert!(p.history_complete, "{:?}", p.warnings);
+    assert_eq!(p.expected_ms, Some(8_000));
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub fn warnings(topics: &[TopicFacts], windows: &[SinkHistory]) -> Vec<String> {
         let gone: i64 = t
             .partitions
             .iter()
-            .filter_map(|p| p.v1_started_at.map(|s| (p.low - s).max(0)))
+            .filter_map(|p| p.v1_started_at.map(|s| (p.first_offset() - s).max(0)))
             .sum();
         if gone > 0 {
             out.push(format!(
@@ -40,7 +40,7 @@ pub fn warnings(topics: &[TopicFacts], windows: &[SinkHistory]) -> Vec<String> {
         }
         // Only when the topic lost records: a first event later than the first window's
         // start is otherwise where the data began.
-        let deleted = t.partitions.iter().any(|p| p.low > 0);
+        let deleted = t.partitions.iter().any(|p| p.first_offset() > 0);
         let Some(from) = t.oldest_event_ms.filter(|_| deleted) else {
             continue;
         };
@@ -62,6 +62,7 @@ pub fn warnings(topics: &[TopicFacts], windows: &[SinkHistory]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::upgrade::plan::PartitionFacts;
+    use kappa_connectors::kafka::history::phase::Held;
 
     const DAY: i64 = 86_400_000;
     /// 2026-11-01T00:00:00Z.
@@ -76,6 +77,7 @@ mod tests {
                 low,
                 high: 1_000,
                 v1_started_at: None,
+                archived: None,
             }],
             oldest_event_ms,
         }
@@ -116,6 +118,26 @@ mod tests {
             w[0].contains("no longer holds 200 records v1 read"),
             "{}",
             w[0]
+        );
+    }
+
+    #[test]
+    fn an_archive_reaching_back_to_what_v1_read_leaves_no_warning() {
+        let held = NOV_1 + 23 * DAY;
+        let archived = |first: i64| {
+            let mut t = topic(300, Some(held));
+            t.partitions[0].v1_started_at = Some(100);
+            t.partitions[0].archived = Some(Held { first, last: 799 });
+            t
+        };
+        // The archive holds offsets 0..799: nothing v1 read is lost, and the oldest event is
+        // the archive's (no longer a trimmed topic).
+        assert!(warnings(&[archived(0)], &[sink(NOV_1)]).is_empty());
+        // An archive that begins after the topic's first offset is not read first.
+        let w = warnings(&[archived(400)], &[]);
+        assert!(
+            w[0].contains("no longer holds 200 records v1 read"),
+            "{w:?}"
         );
     }
 }

@@ -192,6 +192,11 @@ impl Archive {
         self.segments.get(&partition).map_or(&[], Vec::as_slice)
     }
 
+    /// The partitions the archive may hold records of.
+    pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
+        self.segments.keys().copied()
+    }
+
     /// The offsets the archive holds of `partition`, if any.
     pub fn held(&self, partition: i32) -> Option<Held> {
         let s = self.segments(partition);

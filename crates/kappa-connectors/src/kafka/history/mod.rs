@@ -41,6 +41,34 @@ pub struct History {
     replays: BTreeMap<usize, (i32, Replay)>,
 }
 
+/// What an archive holds of one partition, for an upgrade's plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedPartition {
+    pub held: Held,
+    /// The value of its first archived record.
+    pub first_value: Option<Vec<u8>>,
+}
+
+/// What the archive at `location` holds, by partition.
+pub fn summarize(location: &str) -> Result<BTreeMap<i32, ArchivedPartition>, TaskError> {
+    let history = History::open(location, Extras::default())?;
+    let partitions: Vec<i32> = history.archive.partitions().collect();
+    let mut out = BTreeMap::new();
+    for partition in partitions {
+        let Some(held) = history.held(partition) else {
+            continue;
+        };
+        let mut replay = Replay::new(&history.archive, partition, None, Extras::default());
+        let first = history
+            .runtime
+            .block_on(replay.read(&history.archive))
+            .map_err(|e| task_error(&e))?;
+        let first_value = first.and_then(|r| r.values.iter().next().flatten().map(<[u8]>::to_vec));
+        out.insert(partition, ArchivedPartition { held, first_value });
+    }
+    Ok(out)
+}
+
 /// What a poll of the archive gave.
 #[derive(Default)]
 pub struct Read {
