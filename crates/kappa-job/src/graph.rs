@@ -201,7 +201,16 @@ impl JobPlan {
     fn describe_source(&self, i: usize) -> String {
         let s = &self.sources[i];
         let mut d = match &s.kind {
-            SourceKind::Kafka(k) => format!("Source: kafka topic `{}` ({} json)", k.topic, s.start),
+            SourceKind::Kafka(k) => {
+                let mut d = format!(
+                    "Source: kafka topic `{}` ({} {})",
+                    k.topic, s.start, s.format
+                );
+                if let Some(h) = &k.history {
+                    d.push_str(&format!(", history from `{h}`"));
+                }
+                d
+            }
             SourceKind::File { path } => format!("Source: file `{}` (json lines)", path.display()),
             SourceKind::Nexmark(n) => n.describe(),
         };

@@ -185,7 +185,11 @@ fn the_archive_then_the_topic_replay_to_the_results_of_the_whole_stream() {
     std::fs::write(&v2, job.replace("> 50", "> 70")).expect("write v2");
     let out = cluster.kappactl(&["upgrade", &id, v2.to_str().expect("utf-8"), "--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let archived: i64 = ends.iter().map(|(from, to)| to - from).sum();
     assert!(
         text.contains(&format!("{archived} of them from its history archive")),

@@ -26,6 +26,19 @@ pub enum RecordFormat {
     Avro(AvroFormat),
 }
 
+impl std::fmt::Display for RecordFormat {
+    /// As a job file names it, with where Avro schemas come from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Json => "json",
+            Self::String => "string",
+            Self::Raw => "raw",
+            Self::Avro(a) if a.registry.is_some() => "avro, schema registry",
+            Self::Avro(_) => "avro",
+        })
+    }
+}
+
 /// `format = "avro"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AvroFormat {
