@@ -128,11 +128,6 @@ impl History {
         !self.replays.is_empty()
     }
 
-    /// The next offset of `split` while it reads the archive.
-    pub fn position(&self, split: usize) -> Option<Option<i64>> {
-        self.replays.get(&split).map(|(_, r)| r.next_offset())
-    }
-
     /// Reads about `most` records: a batch from each split still in the archive, in turn.
     pub fn read(&mut self, most: usize) -> Result<Read, TaskError> {
         let mut out = Read::default();
