@@ -101,9 +101,9 @@ impl S3Server {
         Ok(())
     }
 
-    /// Writes, reads back and deletes an object in the bucket.
-    fn probe(&self) -> anyhow::Result<()> {
-        let store = object_store::aws::AmazonS3Builder::new()
+    /// A client of the bucket that does not retry.
+    fn store(&self) -> anyhow::Result<object_store::aws::AmazonS3> {
+        Ok(object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_bucket_name(&self.bucket)
             .with_access_key_id(ACCESS_KEY)
@@ -114,7 +114,32 @@ impl S3Server {
                 max_retries: 0,
                 ..Default::default()
             })
+            .build()?)
+    }
+
+    /// Every object under `prefix` of the bucket: its path and its bytes.
+    pub fn objects(&self, prefix: &str) -> anyhow::Result<Vec<(String, bytes::Bytes)>> {
+        use futures::TryStreamExt;
+        use object_store::{ObjectStore, ObjectStoreExt};
+        let store = self.store()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()?;
+        runtime.block_on(async {
+            let prefix = object_store::path::Path::from(prefix);
+            let listed: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+            let mut out = Vec::new();
+            for o in listed {
+                let bytes = store.get(&o.location).await?.bytes().await?;
+                out.push((o.location.to_string(), bytes));
+            }
+            anyhow::Ok(out)
+        })
+    }
+
+    /// Writes, reads back and deletes an object in the bucket.
+    fn probe(&self) -> anyhow::Result<()> {
+        let store = self.store()?;
         let path = object_store::path::Path::from("_kappa-test-probe");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

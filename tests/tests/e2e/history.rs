@@ -1,6 +1,6 @@
 //! History beyond the topic's retention: an archive job copies the topic's records with their
-//! partitions, offsets, timestamps and keys into Parquet files (a raw Kafka source with its
-//! metadata columns into the parquet sink) while the first half of the clicks is in the topic.
+//! partitions, offsets, timestamps and keys into Parquet files on a real S3 server (SeaweedFS;
+//! a raw Kafka source with its metadata columns into the parquet sink) while the first half of the clicks is in the topic.
 //! The reference job with `history` set to the archive, started from the earliest offset,
 //! reads the first half from the archive and the second half from the topic at the next
 //! offset of each partition, and its hourly counts equal those of the whole stream: exactly,
@@ -10,7 +10,6 @@
 //! `kappa_connectors::kafka::history::phase`.)
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -18,15 +17,18 @@ use arrow::datatypes::{Int32Type, Int64Type};
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::Cluster;
 use kappa_integration_tests::reference::{START, clicks, hourly_counts, rest_and_closing, spread};
+use kappa_integration_tests::s3::S3Server;
 use kappa_integration_tests::{eventually, reference_job};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const PARTITIONS: i32 = 2;
+/// Where the archive is, in the bucket `lake`.
+const PREFIX: &str = "archive/clicks";
 
 /// The archive job: every record of `clicks` with its Kafka fields into Parquet files, one
 /// directory per partition, committed at each checkpoint.
-fn archive_job(bootstrap: &str, archive: &Path) -> String {
+fn archive_job(bootstrap: &str, archive: &str) -> String {
     format!(
         r#"name = "archive-clicks"
 parallelism = 2
@@ -46,46 +48,35 @@ key = "key"
 
 [sink]
 connector = "parquet"
-path = "{}"
+path = "{archive}"
 partition_by = "partition={{partition}}"
 
 [checkpoints]
 interval = "500ms"
-"#,
-        archive.display()
+"#
     )
 }
 
-/// Every committed archive file's rows: partition → offsets, in file order.
-fn archived(archive: &Path) -> Result<BTreeMap<i32, Vec<i64>>, String> {
+/// Every committed archive file's rows (`*.parquet` outside `_` directories under the
+/// prefix): partition → offsets, in file order.
+fn archived(s3: &S3Server) -> Result<BTreeMap<i32, Vec<i64>>, String> {
     let mut out: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
-    let Ok(dirs) = std::fs::read_dir(archive) else {
-        return Ok(out);
-    };
-    for dir in dirs
-        .flatten()
-        .filter(|d| !d.file_name().to_string_lossy().starts_with('_'))
-    {
-        for file in std::fs::read_dir(dir.path())
-            .map_err(|e| e.to_string())?
-            .flatten()
-        {
-            let name = file.file_name().to_string_lossy().to_string();
-            if !name.ends_with(".parquet") || name.starts_with('.') {
-                continue;
-            }
-            let f = std::fs::File::open(file.path()).map_err(|e| e.to_string())?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-                .and_then(|b| b.build())
-                .map_err(|e| format!("{name}: {e}"))?;
-            for batch in reader {
-                let batch: RecordBatch = batch.map_err(|e| e.to_string())?;
-                let column = |n: &str| batch.column_by_name(n).ok_or(format!("{name}: no {n}"));
-                let partitions = column("partition")?.as_primitive::<Int32Type>().clone();
-                let offsets = column("offset")?.as_primitive::<Int64Type>().clone();
-                for (p, o) in partitions.values().iter().zip(offsets.values()) {
-                    out.entry(*p).or_default().push(*o);
-                }
+    let objects = s3.objects(PREFIX).map_err(|e| e.to_string())?;
+    for (name, bytes) in objects {
+        let hidden = name.split('/').any(|part| part.starts_with(['_', '.']));
+        if !name.ends_with(".parquet") || hidden {
+            continue;
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| format!("{name}: {e}"))?;
+        for batch in reader {
+            let batch: RecordBatch = batch.map_err(|e| e.to_string())?;
+            let column = |n: &str| batch.column_by_name(n).ok_or(format!("{name}: no {n}"));
+            let partitions = column("partition")?.as_primitive::<Int32Type>().clone();
+            let offsets = column("offset")?.as_primitive::<Int64Type>().clone();
+            for (p, o) in partitions.values().iter().zip(offsets.values()) {
+                out.entry(*p).or_default().push(*o);
             }
         }
     }
@@ -95,7 +86,8 @@ fn archived(archive: &Path) -> Result<BTreeMap<i32, Vec<i64>>, String> {
 #[test]
 fn the_archive_then_the_topic_replay_to_the_results_of_the_whole_stream() {
     let dir = tempfile::tempdir().expect("tmp");
-    let archive = dir.path().join("archive");
+    let s3 = S3Server::start("lake").expect("SeaweedFS");
+    let archive = format!("s3://lake/{PREFIX}");
     let broker = Broker::start().expect("broker");
     let data = clicks(4_000, 71, START, 6, 40);
     let expected = hourly_counts(&data, |u| u > 50);
@@ -116,12 +108,18 @@ fn the_archive_then_the_topic_replay_to_the_results_of_the_whole_stream() {
         })
         .collect();
 
-    let cluster = Cluster::local(
+    let checkpoints = dir.path().join("checkpoints");
+    let cluster = Cluster::local_with_env(
         4,
         &[
             "--checkpoint-dir",
-            dir.path().join("checkpoints").to_str().expect("utf-8"),
+            checkpoints.to_str().expect("utf-8"),
+            "--allow-path",
+            "s3://lake",
+            "--allow-path",
+            dir.path().to_str().expect("utf-8"),
         ],
+        &s3.env(),
     )
     .expect("cluster");
     let archiving = cluster
@@ -129,7 +127,7 @@ fn the_archive_then_the_topic_replay_to_the_results_of_the_whole_stream() {
         .expect("submit the archive job");
     // The archive holds every offset of the first half, each once, in order per partition.
     eventually("the first half archived", Duration::from_secs(90), || {
-        let got = archived(&archive)?;
+        let got = archived(&s3)?;
         let complete = (0..PARTITIONS).all(|p| {
             let mut offsets = got.get(&p).cloned().unwrap_or_default();
             offsets.sort_unstable();
@@ -152,7 +150,7 @@ fn the_archive_then_the_topic_replay_to_the_results_of_the_whole_stream() {
 
     let job = reference_job(&broker.bootstrap, "clicks", "out", FILTER, 2).replacen(
         "topic = \"clicks\"",
-        &format!("topic = \"clicks\"\nhistory = \"{}\"", archive.display()),
+        &format!("topic = \"clicks\"\nhistory = \"{archive}\""),
         1,
     );
     assert!(job.contains("history ="), "{job}");
