@@ -159,3 +159,6 @@ impl History {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;
