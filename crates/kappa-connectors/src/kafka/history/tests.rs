@@ -1,12 +1,14 @@
 //! The archive read back from real Parquet files in a directory (object_store's local file
 //! system, as an `s3://` location would be read): which files count, offsets archived twice,
-//! partitions in their own files, a replay from an offset, and a file that does not fit.
+//! partitions in their own files, a replay from an offset, a file that does not fit; and the
+//! Kafka reader handing a partition over from its archive to librdkafka's mock cluster.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{BinaryArray, Int32Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
+use kappa_runtime::io::SplitPosition;
 use parquet::arrow::ArrowWriter;
 
 use super::{History, Read, summarize};
@@ -159,4 +161,87 @@ fn an_archive_file_without_the_columns_is_refused_naming_it() {
         panic!("an archive without keys opened for a source with a key column");
     };
     assert!(e.to_string().contains("has column `key`"), "{e}");
+}
+
+/// Reads partition 0 of the mock topic `t` (15 records, values `{"n": 2·offset}`) through a
+/// reader whose archive holds offsets 0..9 of it with values `{"n": 1000 + offset}`, from
+/// `start`, until offset 14 was read: the values read and the reader's position.
+fn read_with_archive(start: crate::kafka::StartOffset) -> (Vec<i64>, Vec<SplitPosition>) {
+    use crate::bad_records::BadRecordPolicy;
+    use crate::json::JsonDecoder;
+    use crate::kafka::PartitionStart;
+    use crate::kafka::source::{KafkaReader, KafkaReaderConfig};
+    use kappa_job::kafka::KafkaConnection;
+    use kappa_job::spec::OnError;
+    use kappa_runtime::io::SourceReader;
+    use kappa_runtime::metrics::SubtaskMetrics;
+
+    let dir = tempfile::tempdir().unwrap();
+    let archived: Vec<(i32, i64, String)> = (0..10)
+        .map(|o| (0, o, format!("{{\"n\":{}}}", 1000 + o)))
+        .collect();
+    write(dir.path(), "partition=0/a.parquet", &archived);
+    let cluster = crate::kafka::mock_topic(30, |i| format!("{{\"n\":{i}}}"));
+    let bootstrap = cluster.bootstrap_servers();
+    let connection = KafkaConnection::plaintext(&bootstrap);
+    let metrics: Arc<SubtaskMetrics> = Arc::default();
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let partitions = [PartitionStart {
+        partition: 0,
+        offset: start,
+    }];
+    let cfg = KafkaReaderConfig {
+        connection: &connection,
+        topic: "t",
+        group: "g",
+        partitions: &partitions,
+        new_splits: None,
+        catching_up: Arc::default(),
+        schema: Arc::clone(&schema),
+        metadata: &[],
+        history: dir.path().to_str(),
+    };
+    let policy = BadRecordPolicy::new(OnError::Fail, None, Arc::clone(&metrics));
+    let decoder = JsonDecoder::new(schema).into();
+    let mut reader = KafkaReader::new(cfg, decoder, policy, metrics).unwrap();
+    let mut read = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while read.last() != Some(&28) {
+        assert!(std::time::Instant::now() < deadline, "{read:?}");
+        let (mut out, mut finished) = (Vec::new(), Vec::new());
+        let timeout = std::time::Duration::from_millis(100);
+        reader.poll(&mut out, &mut finished, timeout).unwrap();
+        for b in out {
+            let n = b
+                .batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            read.extend(n.values());
+        }
+    }
+    (read, reader.positions())
+}
+
+#[test]
+fn a_reader_with_history_reads_the_archive_then_the_topic_at_the_next_offset() {
+    use crate::kafka::StartOffset;
+    let at_end = vec![SplitPosition::Partition {
+        partition: 0,
+        next_offset: Some(15),
+    }];
+    // From the beginning: offsets 0..9 from the archive, 10..14 from the topic.
+    let (read, positions) = read_with_archive(StartOffset::Beginning);
+    let mut want: Vec<i64> = (1000..1010).collect();
+    want.extend((10..15).map(|o| 2 * o));
+    assert_eq!(read, want);
+    assert_eq!(positions, at_end);
+    // Restored at offset 6 (a checkpoint taken in the archive phase): 6..9 from the archive.
+    let (read, _) = read_with_archive(StartOffset::Offset(6));
+    assert_eq!(read, want[6..]);
+    // Restored at offset 12, past the archive: the topic only.
+    let (read, positions) = read_with_archive(StartOffset::Offset(12));
+    assert_eq!(read, [24, 26, 28]);
+    assert_eq!(positions, at_end);
 }
