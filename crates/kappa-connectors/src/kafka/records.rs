@@ -41,6 +41,15 @@ impl Decoding {
         self.metadata.contains(&field)
     }
 
+    /// Where a record is, for the bad-record policy's messages.
+    fn location(&self, partition: i32, offset: i64, archived: bool) -> String {
+        let from = if archived { " (in the archive)" } else { "" };
+        format!(
+            "topic `{}` partition {partition} offset {offset}{from}",
+            self.topic
+        )
+    }
+
     /// The batch of `records` of `partition` (none if every record was bad); `archived` says
     /// in messages that they were read from the archive.
     pub fn decode(
@@ -49,42 +58,15 @@ impl Decoding {
         records: &Polled<'_>,
         archived: bool,
     ) -> Result<Option<RecordBatch>, TaskError> {
-        let location = |offset: i64| {
-            let from = if archived { " (in the archive)" } else { "" };
-            format!(
-                "topic `{}` partition {partition} offset {offset}{from}",
-                self.topic
-            )
+        let timed = match self.wants(KafkaMetadata::Timestamp) {
+            true => self.without_untimed(partition, records, archived)?,
+            false => None,
         };
-        let timed;
-        let records = match self.wants(KafkaMetadata::Timestamp)
-            && records.timestamps.iter().any(Option::is_none)
-        {
-            false => records,
-            true => {
-                let mut with_time = Polled::default();
-                for (i, t) in records.timestamps.iter().enumerate() {
-                    if t.is_none() {
-                        let why = "the record has no timestamp (the message format before Kafka 0.10), and the source has a timestamp column";
-                        let at = location(records.offsets[i]);
-                        self.policy.handle(&at, records.values[i], why)?;
-                        continue;
-                    }
-                    with_time.values.push(records.values[i]);
-                    with_time.offsets.push(records.offsets[i]);
-                    with_time.timestamps.push(*t);
-                    if let Some(k) = records.keys.get(i) {
-                        with_time.keys.push(*k);
-                    }
-                }
-                timed = with_time;
-                &timed
-            }
-        };
+        let records = timed.as_ref().unwrap_or(records);
         let (batch, bad) = self.decoder.decode(&records.values).map_err(task_error)?;
         let mut kept = vec![true; records.values.len()];
         for b in &bad {
-            let at = location(records.offsets[b.index]);
+            let at = self.location(partition, records.offsets[b.index], archived);
             self.policy.handle(&at, records.values[b.index], &b.error)?;
             kept[b.index] = false;
         }
@@ -102,6 +84,35 @@ impl Decoding {
         RecordBatch::try_new(Arc::clone(&self.schema), columns)
             .map(Some)
             .map_err(|e| TaskError::Data(format!("the metadata columns of `{}`: {e}", self.topic)))
+    }
+
+    /// `records` without those that have no timestamp, which are bad records for a source with
+    /// a timestamp column; none when every record has one.
+    fn without_untimed<'a>(
+        &mut self,
+        partition: i32,
+        records: &Polled<'a>,
+        archived: bool,
+    ) -> Result<Option<Polled<'a>>, TaskError> {
+        if records.timestamps.iter().all(Option::is_some) {
+            return Ok(None);
+        }
+        let mut timed = Polled::default();
+        for (i, t) in records.timestamps.iter().enumerate() {
+            if t.is_none() {
+                let why = "the record has no timestamp (the message format before Kafka 0.10), and the source has a timestamp column";
+                let at = self.location(partition, records.offsets[i], archived);
+                self.policy.handle(&at, records.values[i], why)?;
+                continue;
+            }
+            timed.values.push(records.values[i]);
+            timed.offsets.push(records.offsets[i]);
+            timed.timestamps.push(*t);
+            if let Some(k) = records.keys.get(i) {
+                timed.keys.push(*k);
+            }
+        }
+        Ok(Some(timed))
     }
 }
 

@@ -3,7 +3,7 @@
 //! batches ([`super::batch`]), decodes each partition's records as a batch straight from
 //! librdkafka's buffers ([`super::records`]), applies the bad-record policy, and publishes its
 //! position and lag per partition. With a history archive ([`super::history`]), a partition
-//! whose offsets the topic no longer holds is read from the archive first, then from the topic
+//! is read from the archive wherever the archive holds the offsets wanted, then from the topic
 //! at the offset after the archive's last.
 
 use std::collections::HashMap;
@@ -26,9 +26,9 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use kappa_job::kafka::KafkaConnection;
 
 use super::batch::BatchConsumer;
-use super::history::History;
 use super::history::phase::{self, Phase, Watermarks};
 use super::history::replay::Extras;
+use super::history::{History, Read};
 use super::records::{Decoding, Polled};
 use super::{PartitionStart, StartOffset, client_config};
 use crate::bad_records::BadRecordPolicy;
@@ -175,7 +175,7 @@ impl KafkaReader {
     }
 
     /// Starts reading `partitions` too (incrementally when already reading others): from the
-    /// archive where the topic no longer holds their offsets, else from the topic.
+    /// archive where it holds their offsets ([`phase::start`]), else from the topic.
     fn assign(
         &mut self,
         partitions: &[PartitionStart],
@@ -325,8 +325,8 @@ impl KafkaReader {
         let Some(history) = &mut self.history else {
             return Ok(());
         };
-        let read = history.read(most)?;
-        for (split, partition, archived) in &read.records {
+        let Read { records, ended } = history.read(most)?;
+        for (split, partition, archived) in records {
             let records = Polled {
                 values: archived
                     .values
@@ -334,24 +334,21 @@ impl KafkaReader {
                     .map(Option::unwrap_or_default)
                     .collect(),
                 offsets: archived.offsets.values().to_vec(),
-                timestamps: archived.timestamps.clone().unwrap_or_default(),
+                timestamps: archived.timestamps.unwrap_or_default(),
                 keys: archived
                     .keys
                     .as_ref()
                     .map_or_else(Vec::new, |k| k.iter().collect()),
             };
             if let Some(&last) = records.offsets.last() {
-                self.positions[*split].1 = Some(last + 1);
+                self.positions[split].1 = Some(last + 1);
             }
-            if let Some(batch) = self.decoding.decode(*partition, &records, true)? {
-                out.push(SplitBatch {
-                    split: *split,
-                    batch,
-                });
+            if let Some(batch) = self.decoding.decode(partition, &records, true)? {
+                out.push(SplitBatch { split, batch });
             }
         }
         let mut from_topic = Vec::new();
-        for &(_, partition, next) in &read.ended {
+        for (_, partition, next) in ended {
             let at = match next {
                 None => None,
                 Some(next) => {

@@ -122,8 +122,8 @@ impl JobManager {
         let read = tokio::task::spawn_blocking(move || {
             confinement
                 .check_source(&source, &[])
-                .map_err(|e| kappa_runtime::TaskError::Data(e.to_string()))?;
-            summarize(&location)
+                .map_err(|e| with_causes(&e))?;
+            summarize(&location).map_err(|e| e.to_string())
         })
         .await?;
         Ok(read.unwrap_or_else(|e| {
