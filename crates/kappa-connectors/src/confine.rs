@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kappa_job::confine::{AllowedHosts, AllowedPaths, HostKind, PathRefused, Refused, names};
 use kappa_job::error::Locator;
+use kappa_job::plan::iceberg::{CatalogDatabase, IcebergSinkPlan};
 use kappa_job::plan::{JobPlan, SinkKind, SinkPlan, SourceKind, SourcePlan};
 use kappa_job::postgres_tls;
 use kappa_job::secret::SecretSources;
@@ -136,6 +137,16 @@ impl Confinement {
                         errors.push(loc.at(span, &format!("{}.path", s.uid), e.to_string()));
                     }
                 }
+                SinkKind::Iceberg(i) => {
+                    if let Err(e) = self.paths.check_store(&i.warehouse) {
+                        let span = table.as_ref().and_then(|t| t.path.clone());
+                        errors.push(loc.at(span, &format!("{}.path", s.uid), e.to_string()));
+                    }
+                    if let Err(e) = self.check_iceberg_catalog(i) {
+                        let span = table.as_ref().and_then(|t| t.url.clone());
+                        errors.push(loc.at(span, &format!("{}.url", s.uid), e.to_string()));
+                    }
+                }
                 SinkKind::Kafka { .. }
                 | SinkKind::Redis(_)
                 | SinkKind::Stdout
@@ -183,6 +194,11 @@ impl Confinement {
                 self.paths.check_store(&p.location)?;
                 Ok(None)
             }
+            SinkKind::Iceberg(i) => {
+                self.paths.check_store(&i.warehouse)?;
+                self.check_iceberg_catalog(i)?;
+                Ok(None)
+            }
             SinkKind::Postgres { url, .. } => {
                 self.check_postgres(url)?;
                 Ok(None)
@@ -197,6 +213,18 @@ impl Confinement {
             | SinkKind::Redis(_)
             | SinkKind::Stdout
             | SinkKind::Blackhole => Ok(None),
+        }
+    }
+
+    /// Checks an iceberg sink's catalog: a SQLite file under the roots, a PostgreSQL server
+    /// among the allowed hosts.
+    fn check_iceberg_catalog(&self, plan: &IcebergSinkPlan) -> Result<(), Refused> {
+        match &plan.database {
+            CatalogDatabase::Sqlite(file) => {
+                self.paths.check_path(Path::new(file))?;
+                Ok(())
+            }
+            CatalogDatabase::Postgres => self.check_postgres(&plan.url),
         }
     }
 

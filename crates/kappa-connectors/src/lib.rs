@@ -12,6 +12,7 @@ pub mod confine;
 pub mod elasticsearch;
 pub mod file;
 pub mod format;
+pub mod iceberg;
 pub mod json;
 pub mod kafka;
 pub mod key;
@@ -208,6 +209,22 @@ pub fn open_sink(
                 (&writer, attempt),
                 exactly_once,
             )?)
+        }
+        SinkKind::Iceberg(plan) => {
+            let writer = file_writer_id(job_id, &sink.uid, subtask);
+            let password = resolved_password(sink, plan.password.as_ref(), confinement)?;
+            let opened = iceberg::IcebergSink::open(
+                plan,
+                password.as_ref(),
+                &sink.schema,
+                (&writer, attempt),
+            )?;
+            // An existing table may live outside the warehouse: its data files go there.
+            confinement
+                .paths
+                .check_store(opened.location())
+                .map_err(kappa_job::confine::Refused::from)?;
+            Box::new(opened)
         }
         SinkKind::Stdout => Box::new(LineSink::stdout()),
         SinkKind::Blackhole => Box::new(BlackholeSink),

@@ -287,6 +287,11 @@ impl JobPlan {
                     path.display()
                 )
             }
+            SinkKind::Iceberg(i) => format!(
+                "Sink: iceberg table `{}` (catalog `{}`)",
+                i.table_name(),
+                i.catalog
+            ),
             SinkKind::Parquet(p) => {
                 let dirs = p
                     .partition_by

@@ -26,6 +26,7 @@ use formats::RecordFormat;
 mod dataflow;
 mod elasticsearch;
 pub mod formats;
+pub mod iceberg;
 mod join;
 mod kafka;
 mod kafka_source;
@@ -276,6 +277,8 @@ pub enum SinkKind {
     Redis(redis::RedisSinkPlan),
     /// Parquet files in object storage, per checkpoint.
     Parquet(parquet::ParquetSinkPlan),
+    /// Appends to an Iceberg table, a snapshot per checkpoint.
+    Iceberg(iceberg::IcebergSinkPlan),
     /// Upserts every row by its id (the rendered key) into an existing table.
     Postgres {
         /// Connection string; it may hold a password: show it through [`redact_url`] only.
@@ -1167,17 +1170,27 @@ impl Planner<'_> {
     ) -> SinkPlan {
         if !matches!(
             s.connector,
-            SinkConnector::Postgres | SinkConnector::Redis | SinkConnector::Elasticsearch
+            SinkConnector::Postgres
+                | SinkConnector::Redis
+                | SinkConnector::Elasticsearch
+                | SinkConnector::Iceberg
         ) {
             self.forbid(
                 &s.password,
                 &format!("{prefix}.password"),
-                "`password` applies to the postgres, redis and elasticsearch connectors only (a Kafka password goes in `security`)",
+                "`password` applies to the postgres, redis, elasticsearch and iceberg connectors only (a Kafka password goes in `security`)",
             );
             self.forbid(
                 &s.url,
                 &format!("{prefix}.url"),
-                "`url` applies to the postgres, redis and elasticsearch connectors only",
+                "`url` applies to the postgres, redis, elasticsearch and iceberg connectors only",
+            );
+        }
+        if s.connector != SinkConnector::Iceberg {
+            self.forbid(
+                &s.catalog,
+                &format!("{prefix}.catalog"),
+                "`catalog` applies to the iceberg connector only",
             );
         }
         if s.connector != SinkConnector::Redis {
@@ -1195,11 +1208,14 @@ impl Planner<'_> {
         if s.connector != SinkConnector::Elasticsearch {
             self.forbid_elasticsearch_settings(s, prefix);
         }
-        if s.connector != SinkConnector::Postgres {
+        if !matches!(
+            s.connector,
+            SinkConnector::Postgres | SinkConnector::Iceberg
+        ) {
             self.forbid(
                 &s.table,
                 &format!("{prefix}.table"),
-                "`table` applies to the postgres connector only",
+                "`table` applies to the postgres and iceberg connectors only",
             );
         }
         if s.connector != SinkConnector::Kafka {
@@ -1220,11 +1236,14 @@ impl Planner<'_> {
             );
             self.forbid_kafka_settings(s.security.as_ref(), s.properties.as_ref(), prefix);
         }
-        if !matches!(s.connector, SinkConnector::File | SinkConnector::Parquet) {
+        if !matches!(
+            s.connector,
+            SinkConnector::File | SinkConnector::Parquet | SinkConnector::Iceberg
+        ) {
             self.forbid(
                 &s.path,
                 &format!("{prefix}.path"),
-                "`path` applies to the file and parquet connectors only",
+                "`path` applies to the file, parquet and iceberg connectors only",
             );
         }
         if s.connector != SinkConnector::Parquet {
@@ -1299,6 +1318,7 @@ impl Planner<'_> {
             SinkConnector::Parquet => {
                 SinkKind::Parquet(self.parquet_sink(s, prefix, output, output_known))
             }
+            SinkConnector::Iceberg => self.iceberg_sink(s, prefix, output, output_known),
             SinkConnector::File | SinkConnector::Stdout | SinkConnector::Blackhole => {
                 // A file sink's key names its rows for the diff of an upgrade.
                 if s.connector != SinkConnector::File {
@@ -1350,6 +1370,9 @@ impl Planner<'_> {
     fn delivery(&mut self, s: &SinkSpec, prefix: &str, checkpoints: bool) -> Delivery {
         if s.connector == SinkConnector::Parquet {
             return self.parquet_delivery(s, prefix, checkpoints);
+        }
+        if s.connector == SinkConnector::Iceberg {
+            return self.iceberg_delivery(s, prefix, checkpoints);
         }
         let Some(d) = &s.delivery else {
             return Delivery::default();

@@ -156,6 +156,8 @@ pub enum SinkConnector {
     Parquet,
     /// Writes every row under its key to a Redis server (SET or HSET).
     Redis,
+    /// Appends to an Apache Iceberg table (Parquet data files), one snapshot per checkpoint.
+    Iceberg,
 }
 
 /// How the redis sink stores a row under its key.
@@ -353,6 +355,8 @@ pub struct SinkSpec {
     pub connector: SinkConnector,
     pub bootstrap_servers: Option<Spanned<String>>,
     pub topic: Option<Spanned<String>>,
+    /// File: the directory; parquet: `s3://bucket/prefix` or a directory; iceberg: the
+    /// warehouse new tables are created under.
     pub path: Option<Spanned<String>>,
     /// Parquet: bytes of encoded data after which a row group ends (default 128MiB).
     pub row_group_size: Option<Spanned<HumanSize>>,
@@ -375,7 +379,8 @@ pub struct SinkSpec {
     pub key: Option<Spanned<String>>,
     /// PostgreSQL connection string: `postgres://user:pw@host:5432/db` or `host=… user=…`;
     /// Redis: `redis://[user@]host:6379/0` (`rediss://` with TLS); Elasticsearch: the nodes,
-    /// `https://es1:9200,https://es2:9200`.
+    /// `https://es1:9200,https://es2:9200`; Iceberg: the SQL catalog,
+    /// `sqlite:///var/lib/kappa/catalog.db` or `postgres://user@host:5432/db`.
     pub url: Option<Spanned<String>>,
     /// PostgreSQL, Redis: the password, when not in `url` (e.g. `${env:PGPASSWORD}`);
     /// Elasticsearch: the password of `username`.
@@ -384,8 +389,11 @@ pub struct SinkSpec {
     pub command: Option<Spanned<RedisCommand>>,
     /// Redis: how long a key lives after its last write (none: until overwritten).
     pub ttl: Option<Spanned<HumanDuration>>,
-    /// The PostgreSQL table to upsert into, optionally schema-qualified (`analytics.clicks`).
+    /// The PostgreSQL table to upsert into, optionally schema-qualified (`analytics.clicks`);
+    /// Iceberg: the table to append to, `namespace.table`.
     pub table: Option<Spanned<String>>,
+    /// Iceberg: the catalog's name (the `catalog_name` of its rows; default `kappa`).
+    pub catalog: Option<Spanned<String>>,
     /// Which Kafka partition a record goes to.
     pub partitioner: Option<Spanned<SinkPartitioner>>,
     /// What the sink guarantees across failures.

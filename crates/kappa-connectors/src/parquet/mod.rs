@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use kappa_job::path_template::PathTemplate;
-use kappa_job::plan::parquet::ParquetSinkPlan;
+use kappa_job::plan::parquet::{ParquetFiles, ParquetSinkPlan};
 use kappa_job::spec::ParquetCompression;
 use kappa_runtime::TaskError;
 use kappa_runtime::error::with_causes;
@@ -53,6 +53,21 @@ struct StagedFile {
 struct OpenFile {
     object: ObjectPath,
     writer: AsyncArrowWriter<BufWriter>,
+}
+
+/// How the parquet writer writes files of `files`' settings: row groups end by encoded bytes.
+pub(crate) fn writer_properties(files: &ParquetFiles) -> WriterProperties {
+    let compression = match files.compression {
+        ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        ParquetCompression::Snappy => Compression::SNAPPY,
+        ParquetCompression::None => Compression::UNCOMPRESSED,
+    };
+    let row_group_bytes = usize::try_from(files.row_group_bytes).unwrap_or(usize::MAX);
+    WriterProperties::builder()
+        .set_max_row_group_row_count(None)
+        .set_max_row_group_bytes(Some(row_group_bytes.max(1)))
+        .set_compression(compression)
+        .build()
 }
 
 /// Writes parquet files as described in the module documentation.
@@ -84,17 +99,7 @@ impl ParquetSink {
         (writer, attempt): (&str, u32),
         exactly_once: bool,
     ) -> Result<Self, TaskError> {
-        let compression = match plan.compression {
-            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
-            ParquetCompression::Snappy => Compression::SNAPPY,
-            ParquetCompression::None => Compression::UNCOMPRESSED,
-        };
-        let row_group_bytes = usize::try_from(plan.row_group_bytes).unwrap_or(usize::MAX);
-        let properties = WriterProperties::builder()
-            .set_max_row_group_row_count(None)
-            .set_max_row_group_bytes(Some(row_group_bytes.max(1)))
-            .set_compression(compression)
-            .build();
+        let properties = writer_properties(&plan.files);
         Ok(Self {
             storage: Storage::open(&plan.location)?,
             naming: Naming {
@@ -103,7 +108,7 @@ impl ParquetSink {
             },
             schema,
             properties,
-            file_bytes: plan.file_bytes,
+            file_bytes: plan.files.file_bytes,
             partition_by: plan.partition_by.clone(),
             exactly_once,
             open: BTreeMap::new(),

@@ -46,11 +46,13 @@ fn rows(from: i64, to: i64, days: i64) -> RecordBatch {
 fn plan(dir: &Path, partition_by: Option<&str>) -> ParquetSinkPlan {
     ParquetSinkPlan {
         location: dir.display().to_string(),
-        row_group_bytes: 128 << 20,
-        file_bytes: 512 << 20,
+        files: ParquetFiles {
+            row_group_bytes: 128 << 20,
+            file_bytes: 512 << 20,
+            compression: ParquetCompression::Zstd,
+        },
         partition_by: partition_by
             .map(|t| PathTemplate::parse(t, &schema()).expect("a valid template")),
-        compression: ParquetCompression::Zstd,
     }
 }
 
@@ -229,8 +231,8 @@ fn a_restored_entry_naming_objects_of_other_schemes_is_refused() {
 fn row_groups_end_by_bytes_and_files_roll_by_size() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut plan = plan(dir.path(), None);
-    plan.row_group_bytes = 16 << 10;
-    plan.compression = ParquetCompression::None;
+    plan.files.row_group_bytes = 16 << 10;
+    plan.files.compression = ParquetCompression::None;
     let mut s = sink(&plan, 1, true);
     for i in 0..20 {
         s.write(&rows(i * 1_000, (i + 1) * 1_000, 1))
@@ -244,7 +246,7 @@ fn row_groups_end_by_bytes_and_files_roll_by_size() {
     assert!(groups > 5, "{groups} row groups of 16 KiB");
 
     // Files closed at 64 KiB, before the barrier: several files for one checkpoint.
-    plan.file_bytes = 64 << 10;
+    plan.files.file_bytes = 64 << 10;
     let mut s = sink(&plan, 2, true);
     for i in 20..40 {
         s.write(&rows(i * 1_000, (i + 1) * 1_000, 1))

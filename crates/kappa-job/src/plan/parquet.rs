@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::{Planner, span};
 use crate::confine::{Place, parse_location};
 use crate::path_template::PathTemplate;
-use crate::spec::{Delivery, HumanSize, ParquetCompression, SinkSpec};
+use crate::spec::{Delivery, HumanSize, ParquetCompression, SinkConnector, SinkSpec};
 
 /// Bytes of encoded data after which a row group ends, unless `row_group_size` says.
 pub const DEFAULT_ROW_GROUP_BYTES: u64 = 128 << 20;
@@ -17,42 +17,73 @@ pub const DEFAULT_ROW_GROUP_BYTES: u64 = 128 << 20;
 /// Bytes after which a file is closed before the next checkpoint, unless `file_size` says.
 pub const DEFAULT_FILE_BYTES: u64 = 512 << 20;
 
+/// How Parquet files are written (by the parquet and the iceberg sinks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParquetFiles {
+    pub row_group_bytes: u64,
+    pub file_bytes: u64,
+    pub compression: ParquetCompression,
+}
+
 /// Where and how a parquet sink writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParquetSinkPlan {
     /// `s3://bucket/prefix`, `file:///dir` or `/dir`, as written.
     pub location: String,
-    pub row_group_bytes: u64,
-    pub file_bytes: u64,
+    pub files: ParquetFiles,
     /// The directory of each row under the location; None: all files at the top.
     pub partition_by: Option<PathTemplate>,
-    pub compression: ParquetCompression,
 }
 
 impl Planner<'_> {
-    /// Refuses the parquet settings on a sink of another connector.
+    /// Refuses the parquet settings on a sink of another connector; the iceberg sink takes
+    /// all but `partition_by`.
     pub(super) fn forbid_parquet_settings(&mut self, s: &SinkSpec, prefix: &str) {
-        let why = |field: &str| format!("`{field}` applies to the parquet connector only");
-        self.forbid(
-            &s.row_group_size,
-            &format!("{prefix}.row_group_size"),
-            &why("row_group_size"),
-        );
-        self.forbid(
-            &s.file_size,
-            &format!("{prefix}.file_size"),
-            &why("file_size"),
-        );
+        let why =
+            |field: &str| format!("`{field}` applies to the parquet and iceberg connectors only");
+        if s.connector != SinkConnector::Iceberg {
+            self.forbid(
+                &s.row_group_size,
+                &format!("{prefix}.row_group_size"),
+                &why("row_group_size"),
+            );
+            self.forbid(
+                &s.file_size,
+                &format!("{prefix}.file_size"),
+                &why("file_size"),
+            );
+            self.forbid(
+                &s.compression,
+                &format!("{prefix}.compression"),
+                &why("compression"),
+            );
+        }
         self.forbid(
             &s.partition_by,
             &format!("{prefix}.partition_by"),
-            &why("partition_by"),
+            "`partition_by` applies to the parquet connector only (the iceberg sink writes unpartitioned tables)",
         );
-        self.forbid(
-            &s.compression,
-            &format!("{prefix}.compression"),
-            &why("compression"),
-        );
+    }
+
+    /// The file settings of a parquet or iceberg sink.
+    pub(super) fn parquet_files(&mut self, s: &SinkSpec, prefix: &str) -> ParquetFiles {
+        ParquetFiles {
+            row_group_bytes: self.size(
+                s.row_group_size.as_ref(),
+                &format!("{prefix}.row_group_size"),
+                DEFAULT_ROW_GROUP_BYTES,
+            ),
+            file_bytes: self.size(
+                s.file_size.as_ref(),
+                &format!("{prefix}.file_size"),
+                DEFAULT_FILE_BYTES,
+            ),
+            compression: s
+                .compression
+                .as_ref()
+                .map(|c| *c.get_ref())
+                .unwrap_or_default(),
+        }
     }
 
     /// The parquet sink of `s` at `prefix`, writing rows of `output` (known: not from SQL
@@ -86,16 +117,7 @@ impl Planner<'_> {
                 self.err(span(p), &format!("{prefix}.path"), why);
             }
         }
-        let row_group_bytes = self.size(
-            s.row_group_size.as_ref(),
-            &format!("{prefix}.row_group_size"),
-            DEFAULT_ROW_GROUP_BYTES,
-        );
-        let file_bytes = self.size(
-            s.file_size.as_ref(),
-            &format!("{prefix}.file_size"),
-            DEFAULT_FILE_BYTES,
-        );
+        let files = self.parquet_files(s, prefix);
         let partition_by =
             s.partition_by.as_ref().filter(|_| output_known).and_then(
                 |t| match PathTemplate::parse(t.get_ref(), output) {
@@ -108,14 +130,8 @@ impl Planner<'_> {
             );
         ParquetSinkPlan {
             location,
-            row_group_bytes,
-            file_bytes,
+            files,
             partition_by,
-            compression: s
-                .compression
-                .as_ref()
-                .map(|c| *c.get_ref())
-                .unwrap_or_default(),
         }
     }
 
@@ -179,8 +195,11 @@ mod tests {
             panic!("{:?}", plan.sinks[0].kind);
         };
         assert_eq!(p.location, "s3://lake/clicks");
-        assert_eq!((p.row_group_bytes, p.file_bytes), (1 << 20, 512 << 20));
-        assert_eq!(p.compression, ParquetCompression::Zstd);
+        assert_eq!(
+            (p.files.row_group_bytes, p.files.file_bytes),
+            (1 << 20, 512 << 20)
+        );
+        assert_eq!(p.files.compression, ParquetCompression::Zstd);
         assert_eq!(plan.sinks[0].delivery, Delivery::ExactlyOnce);
         let graph = plan.graph().to_string();
         assert!(

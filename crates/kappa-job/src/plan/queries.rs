@@ -237,7 +237,13 @@ impl Planner<'_> {
 /// Why a sink cannot apply upserts, if it cannot.
 fn refuses_updates(s: &SinkSpec) -> Option<&'static str> {
     match (s.connector, &s.key) {
-        (SinkConnector::File | SinkConnector::Stdout | SinkConnector::Parquet, _) => Some(
+        (
+            SinkConnector::File
+            | SinkConnector::Stdout
+            | SinkConnector::Parquet
+            | SinkConnector::Iceberg,
+            _,
+        ) => Some(
             "this sink only appends: write it to a kafka sink with a `key` of the GROUP BY columns (a compacted topic keeps the latest per key) or to postgres",
         ),
         (SinkConnector::Kafka, None) => Some(

@@ -128,6 +128,7 @@ pub fn oldest_window(
         SinkKind::Redis(_)
         | SinkKind::Elasticsearch(_)
         | SinkKind::Parquet(_)
+        | SinkKind::Iceberg(_)
         | SinkKind::Stdout
         | SinkKind::Blackhole => Ok(None),
     }

@@ -254,6 +254,7 @@ pub(crate) fn target(kind: &SinkKind) -> Option<(&'static str, String)> {
         SinkKind::Redis(_)
         | SinkKind::Elasticsearch(_)
         | SinkKind::Parquet(_)
+        | SinkKind::Iceberg(_)
         | SinkKind::Stdout
         | SinkKind::Blackhole => None,
     }
@@ -265,6 +266,7 @@ fn not_cut_over(kind: &SinkKind) -> Option<&'static str> {
         SinkKind::Redis(_) => Some("redis"),
         SinkKind::Elasticsearch(_) => Some("elasticsearch"),
         SinkKind::Parquet(_) => Some("parquet files"),
+        SinkKind::Iceberg(_) => Some("iceberg tables"),
         _ => None,
     }
 }
