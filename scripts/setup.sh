@@ -86,7 +86,8 @@ PY
   "$TOOLS/weed" version >/dev/null
   echo "setup: SeaweedFS (S3) at $TOOLS/weed"
 
-  # The parquet sink's test reads its files back with pyarrow and DuckDB.
-  python3 -m pip install --quiet pyarrow==23.0.1 duckdb==1.4.4
-  echo "setup: pyarrow and DuckDB for python3"
+  # The parquet sink's test reads its files back with pyarrow and DuckDB, the iceberg
+  # sink's its table with pyiceberg (SqlCatalog on SQLite).
+  python3 -m pip install --quiet pyarrow==23.0.1 duckdb==1.4.4 "pyiceberg[sql-sqlite]==0.12.0" SQLAlchemy==2.1.9
+  echo "setup: pyarrow, DuckDB and pyiceberg for python3"
 fi

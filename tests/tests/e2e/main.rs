@@ -23,6 +23,7 @@ mod exactly_once;
 mod file_connectors;
 mod ha;
 mod history;
+mod iceberg_sink;
 mod kafka_security;
 mod large_records;
 mod large_state;

@@ -233,12 +233,21 @@ impl IcebergSink {
                 .set_snapshot_properties(properties)
                 .apply(tx)
                 .map_err(|e| failed(&format!("appending to iceberg table `{name}`"), &e))?;
-            tx.commit(&self.catalog).await.map_err(|e| {
-                failed(
-                    &format!("committing checkpoint {n} to iceberg table `{name}`"),
-                    &e,
-                )
-            })
+            match tx.commit(&self.catalog).await {
+                Ok(table) => Ok(table),
+                Err(e) => {
+                    // Another committer of this writer's checkpoint (an attempt still
+                    // winding down) was quicker: its files are in, refused here as added twice.
+                    let now = self.catalog.load_table(current.identifier()).await;
+                    match now {
+                        Ok(t) if last_committed(&t, writer).is_some_and(|done| done >= n) => Ok(t),
+                        _ => Err(failed(
+                            &format!("committing checkpoint {n} to iceberg table `{name}`"),
+                            &e,
+                        )),
+                    }
+                }
+            }
         })?;
         self.table = table;
         Ok(())

@@ -279,3 +279,44 @@ fn a_table_with_another_column_type_is_refused_naming_the_column() {
         .expect("refused");
     assert!(e.to_string().contains("has no column `views`"), "{e}");
 }
+
+#[test]
+fn a_checkpoint_committed_by_two_attempts_at_once_is_appended_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = plan(dir.path());
+    // Each round: the attempt that prepared checkpoint n commits it while a restarted attempt
+    // restores n; whichever is second finds it done (before committing, or after its commit
+    // is refused for files added twice).
+    for n in 1..=5u64 {
+        let attempt = u32::try_from(2 * n).expect("small");
+        let mut old = sink(&plan, attempt);
+        let from = i64::try_from(n * 10).expect("small");
+        old.write(&rows(from, from + 10)).expect("write");
+        let pending = old.prepare(n).expect("prepare").expect("files");
+        let mut restarted = sink(&plan, attempt + 1);
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| old.commit(n));
+            let b = scope.spawn(|| {
+                restarted.recover(vec![PendingCommit {
+                    writer: "j-0".into(),
+                    checkpoint: n,
+                    data: pending.clone(),
+                }])
+            });
+            (a.join().expect("commit"), b.join().expect("recover"))
+        });
+        a.expect("the commit");
+        b.expect("the restore");
+        let (snapshots, files) = committed(&restarted);
+        assert_eq!(
+            snapshots.len(),
+            usize::try_from(n).expect("small"),
+            "{snapshots:?}"
+        );
+        assert_eq!(
+            clicks_in(&files),
+            (10..from + 10).collect::<Vec<_>>(),
+            "round {n}"
+        );
+    }
+}

@@ -1,0 +1,40 @@
+"""Reads an Iceberg table as its users would, for the iceberg sink's end-to-end test:
+pyiceberg's SqlCatalog on the SQLite catalog the sink wrote, the table's current snapshot
+scanned into Arrow (data files read from S3 by pyarrow). Prints JSON: the table's rows as
+[item_id, window_end, click_count], its snapshots' summaries oldest first, and the number
+of data files. A missing table prints no rows.
+
+usage: read_iceberg.py CATALOG_DB WAREHOUSE TABLE ENDPOINT ACCESS_KEY SECRET_KEY
+"""
+
+import json
+import sys
+
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import NoSuchTableError
+
+db, warehouse, table_name, endpoint, access_key, secret_key = sys.argv[1:7]
+catalog = SqlCatalog(
+    "kappa",
+    uri=f"sqlite:///{db}",
+    warehouse=warehouse,
+    **{
+        "s3.endpoint": endpoint,
+        "s3.access-key-id": access_key,
+        "s3.secret-access-key": secret_key,
+        "s3.region": "us-east-1",
+    },
+)
+try:
+    table = catalog.load_table(table_name)
+except NoSuchTableError:
+    print(json.dumps({"rows": [], "snapshots": [], "files": 0}))
+    sys.exit(0)
+
+columns = ["item_id", "window_end", "click_count"]
+scan = table.scan(selected_fields=tuple(columns))
+rows = [[r[c] for c in columns] for r in scan.to_arrow().to_pylist()]
+snapshots = sorted(table.snapshots(), key=lambda s: s.sequence_number)
+summaries = [dict(s.summary.additional_properties) for s in snapshots]
+files = len(list(table.scan().plan_files()))
+print(json.dumps({"rows": rows, "snapshots": summaries, "files": files}))

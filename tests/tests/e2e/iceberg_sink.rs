@@ -1,0 +1,219 @@
+//! The iceberg sink end to end: the reference job's hourly counts appended to an Iceberg table
+//! whose catalog is a SQLite file and whose warehouse is on a real S3 server (SeaweedFS), with
+//! checkpoints every second, a jobmanager and two taskmanagers, and one of them killed with
+//! SIGKILL in the middle. pyiceberg reading the table (its SqlCatalog, data files from S3 by
+//! pyarrow) gives exactly the independently computed counts, each window once; every snapshot
+//! names the writer and checkpoint it committed, and no writer committed a checkpoint twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kappa_integration_tests::broker::Broker;
+use kappa_integration_tests::cluster::{Cluster, Process};
+use kappa_integration_tests::recovery::kill_a_taskmanager;
+use kappa_integration_tests::reference::{START, clicks, hourly_counts, rest_and_closing, spread};
+use kappa_integration_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use kappa_integration_tests::{eventually, reference_job, repo_root};
+use serde_json::Value;
+
+const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
+const WAREHOUSE: &str = "s3://lake/warehouse";
+const TABLE: &str = "analytics.hourly";
+
+/// What pyiceberg reads of the table.
+struct Read {
+    /// (item_id, window_end, click_count).
+    rows: Vec<(String, i64, i64)>,
+    /// Each snapshot's (writer, checkpoint), oldest first.
+    snapshots: Vec<(String, String)>,
+    files: u64,
+}
+
+fn read(catalog: &Path, s3: &S3Server) -> Result<Read, String> {
+    let script = repo_root().join("tests/scripts/read_iceberg.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([
+            catalog.to_str().unwrap_or_default(),
+            WAREHOUSE,
+            TABLE,
+            s3.endpoint.as_str(),
+            ACCESS_KEY,
+            SECRET_KEY,
+        ])
+        .output()
+        .map_err(|e| {
+            format!(
+                "python3 {}: {e} (run scripts/setup.sh --test)",
+                script.display()
+            )
+        })?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    Ok(Read {
+        rows: v["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    text(&r[0]),
+                    r[1].as_i64().unwrap_or(-1),
+                    r[2].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect(),
+        snapshots: v["snapshots"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| (text(&s["kappa.writer"]), text(&s["kappa.checkpoint"])))
+            .collect(),
+        files: v["files"].as_u64().unwrap_or_default(),
+    })
+}
+
+/// (item_id, window_end) → click_count of rows.
+fn counts(rows: &[(String, i64, i64)]) -> BTreeMap<(String, i64), i64> {
+    rows.iter()
+        .map(|(item, end, n)| ((item.clone(), *end), *n))
+        .collect()
+}
+
+/// The reference job appending its hourly counts to the iceberg table, checkpointing every
+/// second.
+fn job(bootstrap: &str, catalog: &Path) -> String {
+    let reference = reference_job(bootstrap, "clicks", "-", FILTER, 2);
+    let at = reference.find("[sink]").expect("a [sink] table");
+    format!(
+        r#"{}[sink]
+connector = "iceberg"
+url = "sqlite://{}"
+path = "{WAREHOUSE}"
+table = "{TABLE}"
+row_group_size = "64KiB"
+
+[restart]
+strategy = "fixed-delay"
+delay = "200ms"
+
+[checkpoints]
+interval = "1s"
+"#,
+        &reference[..at],
+        catalog.display()
+    )
+}
+
+#[test]
+fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_kill() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let catalog = dir.path().join("catalog").join("iceberg.db");
+    let s3 = S3Server::start("lake").expect("SeaweedFS");
+    let broker = Broker::start().expect("broker");
+    let data = clicks(20_000, 61, START, 30, 100);
+    let expected = hourly_counts(&data, |u| u > 50);
+    let (first, rest) = data.split_at(data.len() / 2);
+    broker.create_topic("clicks", 4).expect("topic");
+    broker
+        .produce("clicks", &spread(first, 4))
+        .expect("produce");
+
+    let checkpoints = dir.path().join("checkpoints");
+    let catalog_dir = dir.path().join("catalog");
+    let allowed = [
+        "--allow-path",
+        "s3://lake",
+        "--allow-path",
+        catalog_dir.to_str().expect("utf-8 path"),
+    ];
+    std::fs::create_dir_all(&catalog_dir).expect("the catalog's directory");
+    let cluster = Cluster::jobmanager(
+        &[
+            &[
+                "--checkpoint-dir",
+                checkpoints.to_str().expect("utf-8 path"),
+            ][..],
+            &allowed[..],
+        ]
+        .concat(),
+    )
+    .expect("jobmanager");
+    let env = s3.env();
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let mut tms: Vec<Process> = (0..2)
+        .map(|_| {
+            cluster
+                .taskmanager_with(2, &allowed, &env)
+                .expect("taskmanager")
+        })
+        .collect();
+    let id = cluster
+        .submit(&job(&broker.bootstrap, &catalog), &[])
+        .expect("submit");
+
+    let logs = |tms: &[Process]| -> String {
+        let tms: Vec<String> = tms.iter().map(Process::log_text).collect();
+        format!("{}\n{}", cluster.log_text(), tms.join("\n"))
+    };
+    // Some output is committed (a snapshot) before the kill: the restarted writers restore
+    // checkpoints with data files of theirs.
+    eventually("a committed snapshot", Duration::from_secs(60), || {
+        let r = read(&catalog, &s3)?;
+        match r.rows.is_empty() {
+            true => Err(format!("{} snapshots", r.snapshots.len())),
+            false => Ok(()),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&tms)));
+    kill_a_taskmanager(&cluster, &mut tms, &id);
+    broker
+        .produce("clicks", &rest_and_closing(rest, &data, 4))
+        .expect("produce the rest");
+
+    let got = eventually(
+        "every hourly count in the table",
+        Duration::from_secs(180),
+        || {
+            let r = read(&catalog, &s3)?;
+            match counts(&r.rows) == expected {
+                true => Ok(r),
+                false => Err(format!(
+                    "{} of {} windows, {} rows",
+                    counts(&r.rows).len(),
+                    expected.len(),
+                    r.rows.len()
+                )),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&tms)));
+
+    // Exactly once: as many rows as windows.
+    cluster.assert_results(&id, &counts(&got.rows), &expected);
+    assert_eq!(got.rows.len(), expected.len(), "no window twice");
+    // Every snapshot is one writer's checkpoint, none twice; both writers (the sink's two
+    // subtasks) committed.
+    let distinct: BTreeSet<&(String, String)> = got.snapshots.iter().collect();
+    assert_eq!(distinct.len(), got.snapshots.len(), "{:?}", got.snapshots);
+    assert!(
+        got.snapshots
+            .iter()
+            .all(|(w, n)| w.starts_with(&id) && n.parse::<u64>().is_ok()),
+        "{:?}",
+        got.snapshots
+    );
+    let writers: BTreeSet<&String> = got.snapshots.iter().map(|(w, _)| w).collect();
+    assert!(writers.len() >= 2, "{writers:?}");
+    assert!(
+        got.files >= got.snapshots.len() as u64,
+        "{} files",
+        got.files
+    );
+    assert!(cluster.kappactl(&["cancel", &id]).status.success());
+}
