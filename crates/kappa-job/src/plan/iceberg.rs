@@ -9,7 +9,6 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
 use super::parquet::ParquetFiles;
 use super::{Planner, SinkKind, span};
-use crate::confine::{Place, parse_location};
 use crate::secret::Secret;
 use crate::spec::{Delivery, SinkSpec};
 
@@ -171,23 +170,11 @@ impl Planner<'_> {
                 "a SQLite catalog has no password",
             );
         }
-        let warehouse = self.required(
-            &s.path,
-            &format!("{prefix}.path"),
+        let warehouse = self.store_path(
+            s,
+            prefix,
             "the iceberg connector needs the warehouse new tables go under: \"s3://bucket/prefix\", \"file:///dir\" or an absolute directory",
         );
-        if let Some(p) = &s.path {
-            let bad = match parse_location(&warehouse) {
-                Err(why) => Some(why),
-                Ok(Place::Dir(dir)) if !dir.is_absolute() => {
-                    Some("a directory must be absolute (or write s3://bucket/prefix)".into())
-                }
-                Ok(_) => None,
-            };
-            if let Some(why) = bad.filter(|_| !warehouse.is_empty()) {
-                self.err(span(p), &format!("{prefix}.path"), why);
-            }
-        }
         let name = self.required(
             &s.table,
             &format!("{prefix}.table"),

@@ -65,6 +65,25 @@ impl Planner<'_> {
         );
     }
 
+    /// The required `path` of a sink writing to object storage: `s3://bucket/prefix`,
+    /// `file:///dir` or an absolute directory (`missing` says why it is needed).
+    pub(super) fn store_path(&mut self, s: &SinkSpec, prefix: &str, missing: &str) -> String {
+        let location = self.required(&s.path, &format!("{prefix}.path"), missing);
+        if let Some(p) = &s.path {
+            let bad = match parse_location(location.as_str()) {
+                Err(why) => Some(why),
+                Ok(Place::Dir(dir)) if !dir.is_absolute() => {
+                    Some("a directory must be absolute (or write s3://bucket/prefix)".into())
+                }
+                Ok(_) => None,
+            };
+            if let Some(why) = bad.filter(|_| !location.is_empty()) {
+                self.err(span(p), &format!("{prefix}.path"), why);
+            }
+        }
+        location
+    }
+
     /// The file settings of a parquet or iceberg sink.
     pub(super) fn parquet_files(&mut self, s: &SinkSpec, prefix: &str) -> ParquetFiles {
         ParquetFiles {
@@ -100,23 +119,11 @@ impl Planner<'_> {
             &format!("{prefix}.key"),
             "the parquet sink appends rows: `key` applies to the kafka, postgres and file connectors only",
         );
-        let location = self.required(
-            &s.path,
-            &format!("{prefix}.path"),
+        let location = self.store_path(
+            s,
+            prefix,
             "the parquet connector needs where to write: \"s3://bucket/prefix\", \"file:///dir\" or an absolute directory",
         );
-        if let Some(p) = &s.path {
-            let bad = match parse_location(location.as_str()) {
-                Err(why) => Some(why),
-                Ok(Place::Dir(dir)) if !dir.is_absolute() => {
-                    Some("a directory must be absolute (or write s3://bucket/prefix)".into())
-                }
-                Ok(_) => None,
-            };
-            if let Some(why) = bad.filter(|_| !location.is_empty()) {
-                self.err(span(p), &format!("{prefix}.path"), why);
-            }
-        }
         let files = self.parquet_files(s, prefix);
         let partition_by =
             s.partition_by.as_ref().filter(|_| output_known).and_then(

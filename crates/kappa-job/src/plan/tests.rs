@@ -323,8 +323,8 @@ mod postgres_sinks {
             assert!(
                 errs[0]
                     .message
-                    .contains("postgres, redis and elasticsearch connectors only")
-                    && errs[1].message.contains("postgres connector only"),
+                    .contains("postgres, redis, elasticsearch and iceberg connectors only")
+                    && errs[1].message.contains("postgres and iceberg connectors only"),
                 "{errs:?}"
             );
             assert!(

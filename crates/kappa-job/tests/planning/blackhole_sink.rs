@@ -47,7 +47,7 @@ fn a_blackhole_refuses_the_options_of_other_connectors() {
             "key = \"{auction}\"",
             "kafka, postgres, redis, elasticsearch and file",
         ),
-        ("path = \"out\"", "file and parquet"),
+        ("path = \"out\"", "file, parquet and iceberg"),
         ("topic = \"t\"", "kafka"),
     ] {
         let e = plan_job(
