@@ -1,8 +1,8 @@
 """Reads an Iceberg table as its users would, for the iceberg sink's end-to-end test:
 pyiceberg's SqlCatalog on the SQLite catalog the sink wrote, the table's current snapshot
 scanned into Arrow (data files read from S3 by pyarrow). Prints JSON: the table's rows as
-[item_id, window_end, click_count], its snapshots' summaries oldest first, and the number
-of data files. A missing table prints no rows.
+[item_id, window_end, click_count], its snapshots' summaries oldest first, the paths of its
+data files and its partition fields as [name, transform]. A missing table prints no rows.
 
 usage: read_iceberg.py CATALOG_DB WAREHOUSE TABLE ENDPOINT ACCESS_KEY SECRET_KEY
 """
@@ -28,7 +28,7 @@ catalog = SqlCatalog(
 try:
     table = catalog.load_table(table_name)
 except NoSuchTableError:
-    print(json.dumps({"rows": [], "snapshots": [], "files": 0}))
+    print(json.dumps({"rows": [], "snapshots": [], "files": [], "spec": []}))
     sys.exit(0)
 
 columns = ["item_id", "window_end", "click_count"]
@@ -36,5 +36,6 @@ scan = table.scan(selected_fields=tuple(columns))
 rows = [[r[c] for c in columns] for r in scan.to_arrow().to_pylist()]
 snapshots = sorted(table.snapshots(), key=lambda s: s.sequence_number)
 summaries = [dict(s.summary.additional_properties) for s in snapshots]
-files = len(list(table.scan().plan_files()))
-print(json.dumps({"rows": rows, "snapshots": summaries, "files": files}))
+files = sorted(task.file.file_path for task in table.scan().plan_files())
+spec = [[f.name, str(f.transform)] for f in table.spec().fields]
+print(json.dumps({"rows": rows, "snapshots": summaries, "files": files, "spec": spec}))

@@ -1246,7 +1246,7 @@ impl Planner<'_> {
                 "`path` applies to the file, parquet and iceberg connectors only",
             );
         }
-        if s.connector != SinkConnector::Parquet {
+        if !matches!(s.connector, SinkConnector::Parquet | SinkConnector::Iceberg) {
             self.forbid_parquet_settings(s, prefix);
         }
         let kind = match s.connector {

@@ -4,6 +4,7 @@
 //! SIGKILL in the middle. pyiceberg reading the table (its SqlCatalog, data files from S3 by
 //! pyarrow) gives exactly the independently computed counts, each window once; every snapshot
 //! names the writer and checkpoint it committed, and no writer committed a checkpoint twice.
+//! The table is partitioned by `bucket(4, item_id)`: every data file is in its bucket.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -28,7 +29,9 @@ struct Read {
     rows: Vec<(String, i64, i64)>,
     /// Each snapshot's (writer, checkpoint), oldest first.
     snapshots: Vec<(String, String)>,
-    files: u64,
+    files: Vec<String>,
+    /// The partition fields as (name, transform).
+    spec: Vec<(String, String)>,
 }
 
 fn read(catalog: &Path, s3: &S3Server) -> Result<Read, String> {
@@ -74,7 +77,18 @@ fn read(catalog: &Path, s3: &S3Server) -> Result<Read, String> {
             .flatten()
             .map(|s| (text(&s["kappa.writer"]), text(&s["kappa.checkpoint"])))
             .collect(),
-        files: v["files"].as_u64().unwrap_or_default(),
+        files: v["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect(),
+        spec: v["spec"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| (text(&f[0]), text(&f[1])))
+            .collect(),
     })
 }
 
@@ -96,6 +110,7 @@ connector = "iceberg"
 url = "sqlite://{}"
 path = "{WAREHOUSE}"
 table = "{TABLE}"
+partition_by = "bucket(4, item_id)"
 row_group_size = "64KiB"
 
 [restart]
@@ -210,9 +225,23 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
     );
     let writers: BTreeSet<&String> = got.snapshots.iter().map(|(w, _)| w).collect();
     assert!(writers.len() >= 2, "{writers:?}");
+    assert!(got.files.len() >= got.snapshots.len(), "{:?}", got.files);
+    // Partitioned by a bucket of the item: each file in its bucket's directory.
+    assert_eq!(
+        got.spec,
+        [("item_id_bucket".to_string(), "bucket[4]".to_string())]
+    );
+    let buckets: BTreeSet<&str> = got
+        .files
+        .iter()
+        .filter_map(|f| f.split("/item_id_bucket=").nth(1)?.split('/').next())
+        .collect();
     assert!(
-        got.files >= got.snapshots.len() as u64,
-        "{} files",
+        got.files
+            .iter()
+            .all(|f| f.contains("/data/item_id_bucket="))
+            && buckets.len() > 1,
+        "{:?}",
         got.files
     );
     assert!(cluster.kappactl(&["cancel", &id]).status.success());

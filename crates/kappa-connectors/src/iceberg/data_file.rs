@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use arrow::datatypes::SchemaRef;
-use iceberg::spec::{DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum};
+use iceberg::spec::{DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, Struct};
 use kappa_job::plan::iceberg::IcebergType;
 use kappa_runtime::TaskError;
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
@@ -68,13 +68,14 @@ fn widen(bounds: &mut HashMap<i32, Datum>, id: i32, new: Datum, upper: bool) {
 }
 
 /// The data file at `path` (`size` bytes) whose footer is `meta`, written with `schema` (each
-/// field carrying its id) and the Iceberg types `columns`.
+/// field carrying its id) and the Iceberg types `columns`, holding rows of partition `value`
+/// of spec `spec_id`.
 pub(super) fn describe(
     path: String,
     size: u64,
     meta: &ParquetMetaData,
-    schema: &SchemaRef,
-    columns: &[IcebergType],
+    (schema, columns): (&SchemaRef, &[IcebergType]),
+    (value, spec_id): (Struct, i32),
 ) -> Result<DataFile, TaskError> {
     let ids: Vec<i32> = schema
         .fields()
@@ -140,6 +141,8 @@ pub(super) fn describe(
         .content(DataContentType::Data)
         .file_path(path.clone())
         .file_format(DataFileFormat::Parquet)
+        .partition(value)
+        .partition_spec_id(spec_id)
         .record_count(rows)
         .file_size_in_bytes(size)
         .column_sizes(sizes)

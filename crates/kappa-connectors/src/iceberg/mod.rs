@@ -18,19 +18,22 @@
 //! the same type.
 
 mod data_file;
+mod partitions;
 mod storage;
 mod table;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use iceberg::Catalog;
-use iceberg::spec::{DataFile, deserialize_data_file_from_json, serialize_data_file_to_json};
+use iceberg::spec::{
+    DataFile, Struct, deserialize_data_file_from_json, serialize_data_file_to_json,
+};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg_catalog_sql::SqlCatalog;
@@ -48,11 +51,14 @@ use parquet::arrow::AsyncArrowWriter;
 use parquet::file::properties::WriterProperties;
 use tokio::runtime::Runtime;
 
+use self::partitions::{Part, Partitioner};
 use self::table::{CHECKPOINT_PROPERTY, WRITER_PROPERTY, failed, last_committed};
 use crate::parquet::writer_properties;
 
 /// A data file being written.
 struct OpenFile {
+    /// The partition its rows are in.
+    value: Struct,
     /// Its full path, as the table records it.
     path: String,
     store: Arc<dyn ObjectStore>,
@@ -78,7 +84,9 @@ pub struct IcebergSink {
     file_bytes: u64,
     /// The store of each bucket (or of `/`) data files are written to.
     stores: Mutex<HashMap<String, Location>>,
-    open: Option<OpenFile>,
+    partitioner: Partitioner,
+    /// The open file of each partition directory.
+    open: BTreeMap<String, OpenFile>,
     /// Files closed since the last barrier.
     closed: Vec<DataFile>,
     /// Files this attempt opened so far (numbers their names).
@@ -107,6 +115,8 @@ impl IcebergSink {
             Ok::<_, TaskError>((catalog, table))
         })?;
         let file_schema = table::file_schema(&table, &name, schema, &plan.columns)?;
+        table::check_spec(&table, &name, plan)?;
+        let partitioner = Partitioner::new(&table, &name, &file_schema, &plan.columns)?;
         Ok(Self {
             runtime,
             catalog,
@@ -119,7 +129,8 @@ impl IcebergSink {
             properties: writer_properties(&plan.files),
             file_bytes: plan.files.file_bytes,
             stores: Mutex::new(HashMap::new()),
-            open: None,
+            partitioner,
+            open: BTreeMap::new(),
             closed: Vec::new(),
             opened: 0,
             prepared: Vec::new(),
@@ -152,11 +163,12 @@ impl IcebergSink {
             .map_err(|e| TaskError::Data(format!("rows for iceberg table `{}`: {e}", self.name)))
     }
 
-    /// Opens the next data file.
-    fn open_file(&mut self) -> Result<OpenFile, TaskError> {
+    /// Opens the next data file, of partition `value` in directory `dir` under `data/`.
+    fn open_file(&mut self, dir: &str, value: Struct) -> Result<OpenFile, TaskError> {
         let path = format!(
-            "{}/data/{}-{}-{}-{}.parquet",
+            "{}/data/{dir}{}{}-{}-{}-{}.parquet",
             self.table.metadata().location().trim_end_matches('/'),
+            if dir.is_empty() { "" } else { "/" },
             self.writer,
             self.attempt,
             self.opened,
@@ -173,6 +185,7 @@ impl IcebergSink {
         )
         .map_err(|e| TaskError::Data(format!("writing {path}: {}", with_causes(&e))))?;
         Ok(OpenFile {
+            value,
             path,
             store,
             object,
@@ -180,12 +193,23 @@ impl IcebergSink {
         })
     }
 
-    /// Closes the open data file, if any: its footer written and the upload completed.
-    fn close(&mut self) -> Result<(), TaskError> {
-        let Some(file) = self.open.take() else {
+    /// Closes every open data file.
+    fn close_all(&mut self) -> Result<(), TaskError> {
+        let dirs: Vec<String> = self.open.keys().cloned().collect();
+        for dir in &dirs {
+            self.close(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open data file of `dir`, if any: its footer written and the upload
+    /// completed.
+    fn close(&mut self, dir: &str) -> Result<(), TaskError> {
+        let Some(file) = self.open.remove(dir) else {
             return Ok(());
         };
         let OpenFile {
+            value,
             path,
             store,
             object,
@@ -201,7 +225,13 @@ impl IcebergSink {
             })?;
             Ok::<_, TaskError>((meta, head.size))
         })?;
-        let described = data_file::describe(path, size, &meta, &self.file_schema, &self.columns)?;
+        let described = data_file::describe(
+            path,
+            size,
+            &meta,
+            (&self.file_schema, &self.columns),
+            (value, self.partitioner.spec_id()),
+        )?;
         self.closed.push(described);
         Ok(())
     }
@@ -297,19 +327,18 @@ impl IcebergSink {
     }
 }
 
-impl Sink for IcebergSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
+impl IcebergSink {
+    /// Writes the rows of one partition into its open file, opening one if needed; closes it
+    /// once it holds `file_size` bytes.
+    fn write_in(&mut self, part: Part) -> Result<(), TaskError> {
+        if !self.open.contains_key(&part.dir) {
+            let file = self.open_file(&part.dir, part.value)?;
+            self.open.insert(part.dir.clone(), file);
         }
-        let rows = self.conform(batch)?;
-        if self.open.is_none() {
-            self.open = Some(self.open_file()?);
-        }
-        let Some(file) = self.open.as_mut() else {
+        let Some(file) = self.open.get_mut(&part.dir) else {
             return Ok(());
         };
-        if let Err(e) = self.runtime.block_on(file.writer.write(&rows)) {
+        if let Err(e) = self.runtime.block_on(file.writer.write(&part.rows)) {
             return Err(TaskError::Io(format!(
                 "writing {}: {}",
                 file.path,
@@ -318,13 +347,26 @@ impl Sink for IcebergSink {
         }
         let size = file.writer.bytes_written() + file.writer.in_progress_size();
         match u64::try_from(size).unwrap_or(u64::MAX) >= self.file_bytes {
-            true => self.close(),
+            true => self.close(&part.dir),
             false => Ok(()),
         }
     }
+}
+
+impl Sink for IcebergSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let rows = self.conform(batch)?;
+        for part in self.partitioner.split(&rows)? {
+            self.write_in(part)?;
+        }
+        Ok(())
+    }
 
     fn prepare(&mut self, n: u64) -> Result<Option<Vec<u8>>, TaskError> {
-        self.close()?;
+        self.close_all()?;
         let files = std::mem::take(&mut self.closed);
         if files.is_empty() {
             return Ok(None);
@@ -361,7 +403,7 @@ impl Sink for IcebergSink {
 
     /// The input ended: everything written is appended at once.
     fn flush(&mut self) -> Result<(), TaskError> {
-        self.close()?;
+        self.close_all()?;
         let files = std::mem::take(&mut self.closed);
         self.prepared.push((u64::MAX, files));
         self.commit(u64::MAX)

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema as ArrowSchema, SchemaRef};
-use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Type, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{
@@ -23,6 +23,7 @@ use kappa_runtime::TaskError;
 use kappa_runtime::error::with_causes;
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 
+use super::partitions::transform;
 use super::storage::ObjectStorageFactory;
 
 /// The snapshot summary property naming the writer that committed it.
@@ -133,6 +134,73 @@ fn new_schema(schema: &SchemaRef, columns: &[IcebergType]) -> Result<Schema, ice
     Schema::builder().with_fields(fields).build()
 }
 
+/// The partition spec of a new table for a job writing `schema` (ids as [`new_schema`]).
+fn new_spec(
+    schema: &SchemaRef,
+    plan: &IcebergSinkPlan,
+) -> Result<UnboundPartitionSpec, iceberg::Error> {
+    let mut spec = UnboundPartitionSpec::builder();
+    for p in plan.partition_by.iter().flatten() {
+        let index = schema.index_of(&p.column).map_err(|_| {
+            iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                format!("no column `{}` to partition by", p.column),
+            )
+        })?;
+        let id = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        spec = spec.add_partition_field(id, p.name(), transform(p))?;
+    }
+    Ok(spec.build())
+}
+
+/// Refuses an existing table whose partition fields are not those `plan` gives (when it
+/// gives them).
+pub(super) fn check_spec(
+    table: &Table,
+    name: &str,
+    plan: &IcebergSinkPlan,
+) -> Result<(), TaskError> {
+    let Some(wanted) = &plan.partition_by else {
+        return Ok(());
+    };
+    let metadata = table.metadata();
+    let schema = metadata.current_schema();
+    let show = |fields: Vec<(String, String)>| match fields.is_empty() {
+        true => "unpartitioned".to_string(),
+        false => fields
+            .iter()
+            .map(|(t, c)| format!("{t}({c})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let has: Vec<(String, String)> = metadata
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|f| {
+            let column = schema
+                .field_by_id(f.source_id)
+                .map_or_else(|| f.source_id.to_string(), |c| c.name.clone());
+            (f.transform.to_string(), column)
+        })
+        .collect();
+    let wants: Vec<(String, String)> = wanted
+        .iter()
+        .map(|p| (transform(p).to_string(), p.column.clone()))
+        .collect();
+    match has == wants {
+        true => Ok(()),
+        false => Err(TaskError::Data(format!(
+            "iceberg table `{name}` is partitioned {}; the job's partition_by says {} (leave partition_by out to write the table's partitions)",
+            match has.is_empty() {
+                true => "by nothing".to_string(),
+                false => format!("by {}", show(has)),
+            },
+            show(wants)
+        ))),
+    }
+}
+
 /// Loads the table of `plan`, creating its namespace and itself (unpartitioned, format 2)
 /// when missing; another writer creating it at the same time is fine.
 pub(super) async fn load_or_create(
@@ -164,6 +232,10 @@ pub(super) async fn load_or_create(
             .schema(
                 new_schema(schema, &plan.columns)
                     .map_err(|e| failed(&format!("the schema of `{name}`"), &e))?,
+            )
+            .partition_spec(
+                new_spec(schema, plan)
+                    .map_err(|e| failed(&format!("the partition spec of `{name}`"), &e))?,
             )
             .build();
         match catalog.create_table(&namespace, creation).await {

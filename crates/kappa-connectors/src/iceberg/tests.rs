@@ -10,6 +10,7 @@ use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray, Timestamp
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use futures::TryStreamExt;
 use iceberg::spec::{Datum, ManifestList};
+use kappa_job::plan::iceberg::partition::{IcebergPartition, PartitionTransform};
 use kappa_job::plan::iceberg::{CatalogDatabase, IcebergSinkPlan, IcebergType};
 use kappa_job::plan::parquet::ParquetFiles;
 use kappa_job::spec::ParquetCompression;
@@ -49,6 +50,7 @@ fn plan(dir: &Path) -> IcebergSinkPlan {
             IcebergType::Timestamp,
             IcebergType::Long,
         ],
+        partition_by: None,
     }
 }
 
@@ -319,4 +321,84 @@ fn a_checkpoint_committed_by_two_attempts_at_once_is_appended_once() {
             "round {n}"
         );
     }
+}
+
+#[test]
+fn a_partitioned_table_gets_a_file_per_partition_with_its_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut plan = plan(dir.path());
+    let partition = |column: &str, transform| IcebergPartition {
+        column: column.into(),
+        transform,
+    };
+    plan.partition_by = Some(vec![
+        partition("window_start", PartitionTransform::Day),
+        partition("item_id", PartitionTransform::Identity),
+    ]);
+    let mut s = sink(&plan, 0);
+    // 30 hours: days 1970-01-01 and 1970-01-02, three items.
+    s.write(&rows(0, 30)).expect("write");
+    s.prepare(1).expect("prepare");
+    s.commit(1).expect("commit");
+    let (_, files) = committed(&s);
+    let data = format!("{}/data/", s.location());
+    let mut dirs: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let rel = f.split_once(&data).map_or(f.as_str(), |(_, r)| r);
+            rel.rsplit_once('/')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    dirs.sort();
+    let mut expected: Vec<String> = ["1970-01-01", "1970-01-02"]
+        .iter()
+        .flat_map(|day| (0..3).map(move |i| format!("window_start_day={day}/item_id=i{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(dirs, expected);
+    assert_eq!(clicks_in(&files), (0..30).collect::<Vec<_>>());
+    // Each file holds the rows of its partition only.
+    for f in &files {
+        let day_of = |clicks: i64| {
+            if clicks < 24 {
+                "1970-01-01"
+            } else {
+                "1970-01-02"
+            }
+        };
+        for c in clicks_in(std::slice::from_ref(f)) {
+            assert!(
+                f.contains(&format!(
+                    "window_start_day={}/item_id=i{}/",
+                    day_of(c),
+                    c % 3
+                )),
+                "{c} in {f}"
+            );
+        }
+    }
+    // The same table with another partition_by is refused, saying both.
+    plan.partition_by = Some(vec![partition("item_id", PartitionTransform::Bucket(4))]);
+    let e = IcebergSink::open(&plan, None, &schema(), ("j-0", 1))
+        .err()
+        .expect("refused");
+    assert_eq!(
+        e.to_string(),
+        "iceberg table `analytics.hourly` is partitioned by day(window_start), identity(item_id); the job's partition_by says bucket[4](item_id) (leave partition_by out to write the table's partitions)"
+    );
+    // Without partition_by, the table's partitions are written.
+    plan.partition_by = None;
+    let mut s = sink(&plan, 2);
+    s.write(&rows(30, 33)).expect("write");
+    s.flush().expect("flush");
+    let (_, files) = committed(&s);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.contains("/data/window_start_day=1970-01-02/item_id=i0/")),
+        "{files:?}"
+    );
+    assert_eq!(clicks_in(&files), (0..33).collect::<Vec<_>>());
 }

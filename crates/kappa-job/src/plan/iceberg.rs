@@ -5,8 +5,11 @@
 //! are committed as one snapshot per writer when a checkpoint completes, so checkpoints must be
 //! on. Every problem is located.
 
+pub mod partition;
+
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
+use self::partition::IcebergPartition;
 use super::parquet::ParquetFiles;
 use super::{Planner, SinkKind, span};
 use crate::secret::Secret;
@@ -107,6 +110,9 @@ pub struct IcebergSinkPlan {
     pub files: ParquetFiles,
     /// Each output column's Iceberg type, in order.
     pub columns: Vec<IcebergType>,
+    /// The table's partition fields (None: not given; an existing table's spec is used, a
+    /// new table is unpartitioned).
+    pub partition_by: Option<Vec<IcebergPartition>>,
 }
 
 impl IcebergSinkPlan {
@@ -214,6 +220,19 @@ impl Planner<'_> {
                 ),
             }
         }
+        let partition_by = s.partition_by.as_ref().map(|t| {
+            let typed = output_known && columns.len() == output.fields().len();
+            if !typed {
+                return Vec::new();
+            }
+            match partition::parse(t.get_ref(), output, &columns) {
+                Ok(fields) => fields,
+                Err(why) => {
+                    self.err(span(t), &format!("{prefix}.partition_by"), why);
+                    Vec::new()
+                }
+            }
+        });
         SinkKind::Iceberg(IcebergSinkPlan {
             url,
             database,
@@ -224,6 +243,7 @@ impl Planner<'_> {
             table,
             files: self.parquet_files(s, prefix),
             columns,
+            partition_by,
         })
     }
 
@@ -265,7 +285,7 @@ mod tests {
     #[test]
     fn an_iceberg_sink_plans_its_catalog_table_and_column_types() {
         let text = with_sink(
-            "connector = \"iceberg\"\nurl = \"postgres://kappa@127.0.0.1:5432/catalog\"\npassword = \"${env:PGPASSWORD}\"\npath = \"s3://lake/warehouse\"\ntable = \"analytics.hourly\"\nfile_size = \"64MiB\"",
+            "connector = \"iceberg\"\nurl = \"postgres://kappa@127.0.0.1:5432/catalog\"\npassword = \"${env:PGPASSWORD}\"\npath = \"s3://lake/warehouse\"\ntable = \"analytics.hourly\"\nfile_size = \"64MiB\"\npartition_by = \"bucket(8, item_id)\"",
         );
         let plan = plan_job("job.toml", &text, &Overrides::default()).expect("plans");
         let SinkKind::Iceberg(p) = &plan.sinks[0].kind else {
@@ -277,6 +297,11 @@ mod tests {
             (&["analytics".to_string()][..], "hourly")
         );
         assert_eq!(p.catalog, "kappa");
+        let partitions = p.partition_by.as_deref().expect("partition_by");
+        assert_eq!(
+            (partitions[0].name(), partitions[0].transform.iceberg()),
+            ("item_id_bucket".to_string(), "bucket[8]".to_string())
+        );
         assert_eq!(p.files.file_bytes, 64 << 20);
         assert_eq!(plan.sinks[0].delivery, Delivery::ExactlyOnce);
         let types: Vec<IcebergType> = plan.sinks[0]
@@ -297,7 +322,7 @@ mod tests {
     #[test]
     fn iceberg_settings_are_checked_and_located() {
         let text = with_sink(
-            "connector = \"iceberg\"\nurl = \"sqlite://catalog.db\"\npassword = \"x\"\npath = \"wh\"\ntable = \"hourly\"\nkey = \"{item_id}\"\npartition_by = \"{item_id}\"\ndelivery = \"at-least-once\"",
+            "connector = \"iceberg\"\nurl = \"sqlite://catalog.db\"\npassword = \"x\"\npath = \"wh\"\ntable = \"hourly\"\nkey = \"{item_id}\"\npartition_by = \"day(item_id)\"\ndelivery = \"at-least-once\"",
         );
         let found = errors(&text);
         let line = |needle: &str| {
@@ -310,17 +335,21 @@ mod tests {
         assert_eq!(
             at,
             [
-                ("sink.partition_by", line("partition_by =")),
                 ("sink.key", line("key =")),
                 ("sink.url", line("url =")),
                 ("sink.path", line("path =")),
                 ("sink.table", line("table =")),
+                ("sink.partition_by", line("partition_by =")),
                 ("sink.delivery", line("delivery =")),
             ],
             "{found:?}"
         );
-        assert!(found[2].message.contains("absolute file"), "{found:?}");
-        assert!(found[4].message.contains("namespace.table"), "{found:?}");
+        assert!(found[1].message.contains("absolute file"), "{found:?}");
+        assert!(found[3].message.contains("namespace.table"), "{found:?}");
+        assert!(
+            found[4].message.contains("day does not apply to `item_id`"),
+            "{found:?}"
+        );
         // A SQLite catalog with a password, and the iceberg settings elsewhere.
         let text = with_sink(
             "connector = \"iceberg\"\nurl = \"sqlite:///var/lib/kappa/c.db\"\npassword = \"x\"\npath = \"/wh\"\ntable = \"a.b\"",

@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::{Planner, span};
 use crate::confine::{Place, parse_location};
 use crate::path_template::PathTemplate;
-use crate::spec::{Delivery, HumanSize, ParquetCompression, SinkConnector, SinkSpec};
+use crate::spec::{Delivery, HumanSize, ParquetCompression, SinkSpec};
 
 /// Bytes of encoded data after which a row group ends, unless `row_group_size` says.
 pub const DEFAULT_ROW_GROUP_BYTES: u64 = 128 << 20;
@@ -36,32 +36,30 @@ pub struct ParquetSinkPlan {
 }
 
 impl Planner<'_> {
-    /// Refuses the parquet settings on a sink of another connector; the iceberg sink takes
-    /// all but `partition_by`.
+    /// Refuses the parquet settings on a sink of another connector (the iceberg sink takes
+    /// them all).
     pub(super) fn forbid_parquet_settings(&mut self, s: &SinkSpec, prefix: &str) {
         let why =
             |field: &str| format!("`{field}` applies to the parquet and iceberg connectors only");
-        if s.connector != SinkConnector::Iceberg {
-            self.forbid(
-                &s.row_group_size,
-                &format!("{prefix}.row_group_size"),
-                &why("row_group_size"),
-            );
-            self.forbid(
-                &s.file_size,
-                &format!("{prefix}.file_size"),
-                &why("file_size"),
-            );
-            self.forbid(
-                &s.compression,
-                &format!("{prefix}.compression"),
-                &why("compression"),
-            );
-        }
+        self.forbid(
+            &s.row_group_size,
+            &format!("{prefix}.row_group_size"),
+            &why("row_group_size"),
+        );
+        self.forbid(
+            &s.file_size,
+            &format!("{prefix}.file_size"),
+            &why("file_size"),
+        );
+        self.forbid(
+            &s.compression,
+            &format!("{prefix}.compression"),
+            &why("compression"),
+        );
         self.forbid(
             &s.partition_by,
             &format!("{prefix}.partition_by"),
-            "`partition_by` applies to the parquet connector only (the iceberg sink writes unpartitioned tables)",
+            &why("partition_by"),
         );
     }
 

@@ -324,7 +324,9 @@ mod postgres_sinks {
                 errs[0]
                     .message
                     .contains("postgres, redis, elasticsearch and iceberg connectors only")
-                    && errs[1].message.contains("postgres and iceberg connectors only"),
+                    && errs[1]
+                        .message
+                        .contains("postgres and iceberg connectors only"),
                 "{errs:?}"
             );
             assert!(
