@@ -87,7 +87,7 @@ PY
   echo "setup: SeaweedFS (S3) at $TOOLS/weed"
 
   # The parquet sink's test reads its files back with pyarrow and DuckDB, the iceberg
-  # sink's its table with pyiceberg (SqlCatalog on SQLite).
-  python3 -m pip install --quiet pyarrow==23.0.1 duckdb==1.4.4 "pyiceberg[sql-sqlite]==0.12.0" SQLAlchemy==2.1.9
+  # sink's its table with pyiceberg (SqlCatalog on SQLite and on PostgreSQL).
+  python3 -m pip install --quiet pyarrow==23.0.1 duckdb==1.4.4 "pyiceberg[sql-sqlite,sql-postgres]==0.12.0" SQLAlchemy==2.1.9 psycopg2-binary==2.9.13
   echo "setup: pyarrow, DuckDB and pyiceberg for python3"
 fi

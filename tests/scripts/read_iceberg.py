@@ -1,10 +1,11 @@
-"""Reads an Iceberg table as its users would, for the iceberg sink's end-to-end test:
-pyiceberg's SqlCatalog on the SQLite catalog the sink wrote, the table's current snapshot
-scanned into Arrow (data files read from S3 by pyarrow). Prints JSON: the table's rows as
+"""Reads an Iceberg table as its users would, for the iceberg sink's end-to-end tests:
+pyiceberg's SqlCatalog on the catalog the sink wrote (a SQLAlchemy URI: sqlite:////path or
+postgresql+psycopg2://…), the table's current snapshot scanned into Arrow (data files read by
+pyarrow, from S3 or a directory). Prints JSON: the table's rows as
 [item_id, window_end, click_count], its snapshots' summaries oldest first, the paths of its
 data files and its partition fields as [name, transform]. A missing table prints no rows.
 
-usage: read_iceberg.py CATALOG_DB WAREHOUSE TABLE ENDPOINT ACCESS_KEY SECRET_KEY
+usage: read_iceberg.py CATALOG_URI WAREHOUSE TABLE [ENDPOINT ACCESS_KEY SECRET_KEY]
 """
 
 import json
@@ -13,18 +14,17 @@ import sys
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NoSuchTableError
 
-db, warehouse, table_name, endpoint, access_key, secret_key = sys.argv[1:7]
-catalog = SqlCatalog(
-    "kappa",
-    uri=f"sqlite:///{db}",
-    warehouse=warehouse,
-    **{
+uri, warehouse, table_name = sys.argv[1:4]
+s3 = {}
+if len(sys.argv) > 4:
+    endpoint, access_key, secret_key = sys.argv[4:7]
+    s3 = {
         "s3.endpoint": endpoint,
         "s3.access-key-id": access_key,
         "s3.secret-access-key": secret_key,
         "s3.region": "us-east-1",
-    },
-)
+    }
+catalog = SqlCatalog("kappa", uri=uri, warehouse=warehouse, **s3)
 try:
     table = catalog.load_table(table_name)
 except NoSuchTableError:

@@ -5,16 +5,20 @@
 //! pyarrow) gives exactly the independently computed counts, each window once; every snapshot
 //! names the writer and checkpoint it committed, and no writer committed a checkpoint twice.
 //! The table is partitioned by `bucket(4, item_id)`: every data file is in its bucket.
+//! A second job keeps its catalog in PostgreSQL (the password given apart from the url) and
+//! its warehouse in a directory; pyiceberg reads the table through that catalog.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use kappa_integration_tests::broker::Broker;
 use kappa_integration_tests::cluster::{Cluster, Process};
+use kappa_integration_tests::postgres::{PASSWORD, Postgres};
 use kappa_integration_tests::recovery::kill_a_taskmanager;
-use kappa_integration_tests::reference::{START, clicks, hourly_counts, rest_and_closing, spread};
+use kappa_integration_tests::reference::{
+    START, clicks, hourly_counts, produce_closed, rest_and_closing, spread,
+};
 use kappa_integration_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use kappa_integration_tests::{eventually, reference_job, repo_root};
 use serde_json::Value;
@@ -34,18 +38,17 @@ struct Read {
     spec: Vec<(String, String)>,
 }
 
-fn read(catalog: &Path, s3: &S3Server) -> Result<Read, String> {
+/// Reads the table from the catalog at `uri` (SQLAlchemy's form), its data files from the
+/// warehouse `warehouse` on `s3` or in a directory.
+fn read(uri: &str, warehouse: &str, s3: Option<&S3Server>) -> Result<Read, String> {
     let script = repo_root().join("tests/scripts/read_iceberg.py");
+    let store = s3
+        .map(|s| vec![s.endpoint.as_str(), ACCESS_KEY, SECRET_KEY])
+        .unwrap_or_default();
     let out = Command::new("python3")
         .arg(&script)
-        .args([
-            catalog.to_str().unwrap_or_default(),
-            WAREHOUSE,
-            TABLE,
-            s3.endpoint.as_str(),
-            ACCESS_KEY,
-            SECRET_KEY,
-        ])
+        .args([uri, warehouse, TABLE])
+        .args(store)
         .output()
         .map_err(|e| {
             format!(
@@ -101,17 +104,14 @@ fn counts(rows: &[(String, i64, i64)]) -> BTreeMap<(String, i64), i64> {
 
 /// The reference job appending its hourly counts to the iceberg table, checkpointing every
 /// second.
-fn job(bootstrap: &str, catalog: &Path) -> String {
+fn job(bootstrap: &str, settings: &str) -> String {
     let reference = reference_job(bootstrap, "clicks", "-", FILTER, 2);
     let at = reference.find("[sink]").expect("a [sink] table");
     format!(
         r#"{}[sink]
 connector = "iceberg"
-url = "sqlite://{}"
-path = "{WAREHOUSE}"
 table = "{TABLE}"
-partition_by = "bucket(4, item_id)"
-row_group_size = "64KiB"
+{settings}
 
 [restart]
 strategy = "fixed-delay"
@@ -121,7 +121,6 @@ delay = "200ms"
 interval = "1s"
 "#,
         &reference[..at],
-        catalog.display()
     )
 }
 
@@ -148,6 +147,7 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
         catalog_dir.to_str().expect("utf-8 path"),
     ];
     std::fs::create_dir_all(&catalog_dir).expect("the catalog's directory");
+    let sqlite = format!("sqlite:///{}", catalog.display());
     let cluster = Cluster::jobmanager(
         &[
             &[
@@ -169,7 +169,16 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
         })
         .collect();
     let id = cluster
-        .submit(&job(&broker.bootstrap, &catalog), &[])
+        .submit(
+            &job(
+                &broker.bootstrap,
+                &format!(
+                    "url = \"sqlite://{}\"\npath = \"{WAREHOUSE}\"\npartition_by = \"bucket(4, item_id)\"\nrow_group_size = \"64KiB\"",
+                    catalog.display()
+                ),
+            ),
+            &[],
+        )
         .expect("submit");
 
     let logs = |tms: &[Process]| -> String {
@@ -179,7 +188,7 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
     // Some output is committed (a snapshot) before the kill: the restarted writers restore
     // checkpoints with data files of theirs.
     eventually("a committed snapshot", Duration::from_secs(60), || {
-        let r = read(&catalog, &s3)?;
+        let r = read(&sqlite, WAREHOUSE, Some(&s3))?;
         match r.rows.is_empty() {
             true => Err(format!("{} snapshots", r.snapshots.len())),
             false => Ok(()),
@@ -195,7 +204,7 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
         "every hourly count in the table",
         Duration::from_secs(180),
         || {
-            let r = read(&catalog, &s3)?;
+            let r = read(&sqlite, WAREHOUSE, Some(&s3))?;
             match counts(&r.rows) == expected {
                 true => Ok(r),
                 false => Err(format!(
@@ -244,5 +253,64 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
         "{:?}",
         got.files
     );
+    assert!(cluster.kappactl(&["cancel", &id]).status.success());
+}
+
+#[test]
+fn a_postgres_catalog_keeps_the_table_with_its_password_given_apart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pg = Postgres::start().expect("postgres");
+    let broker = Broker::start().expect("broker");
+    let data = clicks(5_000, 31, START, 6, 200);
+    produce_closed(&broker, "clicks", 2, &data).expect("produce");
+    let expected = hourly_counts(&data, |u| u > 50);
+    let checkpoints = dir.path().join("checkpoints");
+    let warehouse = dir.path().join("warehouse");
+    let cluster = Cluster::local(
+        4,
+        &[
+            "--checkpoint-dir",
+            checkpoints.to_str().expect("utf-8 path"),
+        ],
+    )
+    .expect("kappa local");
+    // The url without its password; the password as the sink's `password`.
+    let url = pg.url.replace(&format!(":{PASSWORD}@"), "@");
+    assert_ne!(url, pg.url);
+    let settings = format!(
+        "url = \"{url}\"\npassword = \"{PASSWORD}\"\npath = \"{}\"",
+        warehouse.display()
+    );
+    let id = cluster
+        .submit(&job(&broker.bootstrap, &settings), &["--start", "earliest"])
+        .expect("submit");
+    let uri = pg.url.replace("postgres://", "postgresql+psycopg2://");
+    let warehouse = format!("file://{}", warehouse.display());
+    let got = eventually(
+        "the hourly counts in the table",
+        Duration::from_secs(120),
+        || {
+            let r = read(&uri, &warehouse, None)?;
+            match counts(&r.rows) == expected {
+                true => Ok(r),
+                false => Err(format!("{} of {} windows", r.rows.len(), expected.len())),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_text()));
+    assert_eq!(got.rows.len(), expected.len(), "no window twice");
+    assert!(got.spec.is_empty(), "unpartitioned: {:?}", got.spec);
+    // The catalog is PostgreSQL's: its table names the iceberg table.
+    let mut client = pg.client().expect("a client");
+    let tables: Vec<(String, String)> = client
+        .query(
+            "SELECT table_namespace, table_name FROM iceberg_tables WHERE catalog_name = 'kappa'",
+            &[],
+        )
+        .expect("iceberg_tables")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(tables, [("analytics".to_string(), "hourly".to_string())]);
     assert!(cluster.kappactl(&["cancel", &id]).status.success());
 }

@@ -1,6 +1,7 @@
 //! `kappa bench nexmark --query qN`: runs a Nexmark query of examples/nexmark (built into the
-//! binary) over N generated events on an embedded cluster, its sink replaced by a blackhole,
-//! and prints events/s and events per CPU-second, as the Nexmark suite reports Flink's.
+//! binary) over N generated events on an embedded cluster, its sink replaced by a blackhole
+//! (or, with `--sink`, Parquet files or an Iceberg table in a temporary directory), and prints
+//! events/s and events per CPU-second, as the Nexmark suite reports Flink's.
 
 use std::time::Duration;
 
@@ -26,16 +27,54 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("q8", include_str!("../../../../examples/nexmark/q8.toml")),
 ];
 
+/// Where a benchmarked query's rows go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchSink {
+    Blackhole,
+    Parquet,
+    Iceberg,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct NexmarkArgs {
     /// The query: q0, q1, q2, q5, q8, q10, q11, q14, q15, q16, q17, q21 or q22 (examples/nexmark).
     #[arg(long)]
     pub query: String,
+    /// Where its rows go: a blackhole, Parquet files, or an Iceberg table (a SQLite catalog),
+    /// the last two in a temporary directory, committed at checkpoints (they need
+    /// --checkpoint-interval).
+    #[arg(long, value_enum, default_value_t = BenchSink::Blackhole)]
+    pub sink: BenchSink,
+}
+
+/// The `[sinks.out]` table of `sink` writing under `dir` (the query `name`'s table).
+fn sink_table(sink: BenchSink, dir: &std::path::Path, name: &str) -> toml::Table {
+    let mut t = toml::Table::new();
+    let mut set = |k: &str, v: String| t.insert(k.into(), toml::Value::String(v));
+    match sink {
+        BenchSink::Blackhole => {
+            set("connector", "blackhole".into());
+        }
+        BenchSink::Parquet => {
+            set("connector", "parquet".into());
+            set("path", dir.join("parquet").display().to_string());
+        }
+        BenchSink::Iceberg => {
+            set("connector", "iceberg".into());
+            set(
+                "url",
+                format!("sqlite://{}", dir.join("catalog.db").display()),
+            );
+            set("path", dir.join("warehouse").display().to_string());
+            set("table", format!("bench.{name}"));
+        }
+    }
+    t
 }
 
 /// The job of a query for a benchmark: every nexmark source bounded at `events` event numbers
-/// and unpaced, the sink `out` a blackhole.
-pub fn bench_job(text: &str, events: u64) -> anyhow::Result<String> {
+/// and unpaced, the sink `out` replaced by `sink`.
+pub fn bench_job(text: &str, events: u64, sink: toml::Table) -> anyhow::Result<String> {
     let mut job: toml::Table = text.parse().context("the query's job file")?;
     let sources = job
         .get_mut("sources")
@@ -58,9 +97,7 @@ pub fn bench_job(text: &str, events: u64) -> anyhow::Result<String> {
     if !sinks.contains_key("out") {
         bail!("the job has no sink `out`");
     }
-    let mut blackhole = toml::Table::new();
-    blackhole.insert("connector".into(), "blackhole".into());
-    sinks.insert("out".into(), toml::Value::Table(blackhole));
+    sinks.insert("out".into(), toml::Value::Table(sink));
     Ok(toml::to_string(&job)?)
 }
 
@@ -78,11 +115,21 @@ pub async fn run(args: &BenchArgs, nexmark: &NexmarkArgs) -> anyhow::Result<()> 
             "--source and --bootstrap-servers choose the reference job's input: the Nexmark queries generate theirs"
         );
     }
-    let mut job = bench_job(text, args.events)?;
+    if nexmark.sink != BenchSink::Blackhole && args.checkpoint_interval.is_none() {
+        bail!(
+            "--sink parquet and iceberg commit their files at checkpoints: give --checkpoint-interval"
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let output = tempfile::tempdir()?;
+    let mut job = bench_job(
+        text,
+        args.events,
+        sink_table(nexmark.sink, output.path(), name),
+    )?;
     if let Some(i) = &args.checkpoint_interval {
         job += &format!("\n[checkpoints]\ninterval = \"{i}\"\nretained = 2\n");
     }
-    let dir = tempfile::tempdir()?;
     let (jm, taskmanagers) = start_cluster(args, dir.path()).await?;
     let file_name = format!("nexmark-{name}.toml");
     let started = submit(&jm, &taskmanagers, &file_name, &job, args.parallelism).await?;
@@ -96,7 +143,7 @@ pub async fn run(args: &BenchArgs, nexmark: &NexmarkArgs) -> anyhow::Result<()> 
         }
     };
     let (wall, cpu) = started.took(&taskmanagers);
-    // Rows into the blackhole: what the vertices ending in the sink emitted.
+    // Rows into the sink: what the vertices ending in it emitted.
     let rows: u64 = detail
         .vertices
         .iter()
@@ -105,7 +152,8 @@ pub async fn run(args: &BenchArgs, nexmark: &NexmarkArgs) -> anyhow::Result<()> 
         .sum();
     let what = format!("nexmark {name}, parallelism {}", args.parallelism);
     report(&what, args.events, wall, cpu);
-    println!("  {rows} rows into the blackhole");
+    let sink = format!("{:?}", nexmark.sink).to_lowercase();
+    println!("  {rows} rows into the {sink} sink");
     if let Some(history) = started.job.checkpoints.lock().as_ref().map(|c| c.history()) {
         report_checkpoints(&history);
     }
@@ -136,7 +184,8 @@ mod tests {
             "QUERIES lists every examples/nexmark/*.toml"
         );
         for (name, text) in QUERIES {
-            let job = bench_job(text, 1234).expect("rewritten");
+            let sink = sink_table(BenchSink::Blackhole, std::path::Path::new("/tmp"), name);
+            let job = bench_job(text, 1234, sink).expect("rewritten");
             let plan = kappa_job::plan_job("bench.toml", &job, &kappa_job::Overrides::default())
                 .unwrap_or_else(|e| panic!("{name}: {e}\n{job}"));
             assert!(
