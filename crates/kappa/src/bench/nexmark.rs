@@ -120,13 +120,10 @@ pub async fn run(args: &BenchArgs, nexmark: &NexmarkArgs) -> anyhow::Result<()> 
             "--sink parquet and iceberg commit their files at checkpoints: give --checkpoint-interval"
         );
     }
+    // The cluster allows jobs this directory: the sink writes in it.
     let dir = tempfile::tempdir()?;
-    let output = tempfile::tempdir()?;
-    let mut job = bench_job(
-        text,
-        args.events,
-        sink_table(nexmark.sink, output.path(), name),
-    )?;
+    let sink = sink_table(nexmark.sink, dir.path(), name);
+    let mut job = bench_job(text, args.events, sink)?;
     if let Some(i) = &args.checkpoint_interval {
         job += &format!("\n[checkpoints]\ninterval = \"{i}\"\nretained = 2\n");
     }
