@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::ConnectorError;
 use crate::file::list_files;
 use crate::kafka::admin::TopicAdmin;
+use crate::kafka::history::History;
+use crate::kafka::history::phase::by_time;
+use crate::kafka::history::replay::Extras;
 use crate::kafka::{PartitionStart, StartOffset};
 use crate::nexmark;
 
@@ -123,6 +126,39 @@ impl SourceStarts {
     }
 }
 
+/// A start at time `ms` of partitions of `topic` whose history archive is at `archive`: where
+/// the topic's answer is its first record (the time is at or before what retention kept), the
+/// archive's first record at or after the time, if it holds an earlier one.
+fn earlier_in_archive(
+    admin: &TopicAdmin,
+    topic: &str,
+    archive: &str,
+    ms: i64,
+    starts: Vec<PartitionStart>,
+) -> Result<Vec<PartitionStart>, ConnectorError> {
+    let history = History::open(archive, Extras::default())
+        .map_err(|e| ConnectorError::Io(format!("the history archive {archive}: {e}")))?;
+    starts
+        .into_iter()
+        .map(|s| {
+            let (low, _) = admin.watermarks(topic, s.partition)?;
+            let resolved = match s.offset {
+                StartOffset::Beginning => None,
+                StartOffset::Offset(o) => Some(o),
+            };
+            let start = by_time(resolved, low, || {
+                history
+                    .first_at_or_after(s.partition, ms)
+                    .map_err(|e| ConnectorError::Io(format!("the history archive {archive}: {e}")))
+            })?;
+            Ok(PartitionStart {
+                partition: s.partition,
+                offset: start.map_or(StartOffset::Beginning, StartOffset::Offset),
+            })
+        })
+        .collect()
+}
+
 /// Looks up the splits of a source and assigns them to `parallelism` subtasks; Kafka start
 /// offsets come from `pinned`, else from the start position (and are added to `pinned`).
 /// The metadata client reads the source's secrets from `secrets`.
@@ -148,7 +184,11 @@ pub fn assign_splits(
             } else {
                 StartPosition::Earliest
             };
-            for s in admin.start_offsets(&k.topic, &new, start)? {
+            let mut resolved = admin.start_offsets(&k.topic, &new, start)?;
+            if let (StartPosition::Timestamp(ms), Some(archive)) = (start, &k.history) {
+                resolved = earlier_in_archive(&admin, &k.topic, archive, ms, resolved)?;
+            }
+            for s in resolved {
                 pinned.partitions.insert(s.partition, s.offset);
             }
             let starts: Vec<PartitionStart> = partitions

@@ -72,6 +72,8 @@ pub struct Segment {
     pub row_group: usize,
     pub first: i64,
     pub last: i64,
+    /// The latest record timestamp in it, when its statistics give one.
+    pub latest: Option<i64>,
 }
 
 /// One file of the archive.
@@ -270,6 +272,7 @@ fn index(files: &[ArchiveFile]) -> Result<BTreeMap<i32, Vec<Segment>>, (usize, S
                 .ok_or_else(|| fail(format!("column `{name}` is not a top-level column")))
         };
         let (partition_col, offset_col) = (leaf(PARTITION)?, leaf(OFFSET)?);
+        let timestamp_col = leaf(TIMESTAMP).ok();
         for (row_group, rg) in parquet.row_groups().iter().enumerate() {
             if rg.num_rows() == 0 {
                 continue;
@@ -294,6 +297,10 @@ fn index(files: &[ArchiveFile]) -> Result<BTreeMap<i32, Vec<Segment>>, (usize, S
             };
             let (p_min, p_max) = range(partition_col, PARTITION)?;
             let (first, last) = range(offset_col, OFFSET)?;
+            let latest = timestamp_col.and_then(|c| match rg.column(c).statistics() {
+                Some(Statistics::Int64(s)) => s.max_opt().copied(),
+                _ => None,
+            });
             if p_max - p_min >= MAX_PARTITIONS_PER_ROW_GROUP {
                 return Err(fail(format!(
                     "row group {row_group} spans partitions {p_min} to {p_max}: write the archive partitioned by Kafka partition (partition_by = \"partition={{partition}}\")"
@@ -308,6 +315,7 @@ fn index(files: &[ArchiveFile]) -> Result<BTreeMap<i32, Vec<Segment>>, (usize, S
                     row_group,
                     first,
                     last,
+                    latest,
                 });
             }
         }

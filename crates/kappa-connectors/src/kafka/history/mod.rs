@@ -117,6 +117,44 @@ impl History {
         self.archive.held(partition)
     }
 
+    /// The first archived offset of `partition` whose record timestamp is at or after `ms`
+    /// (Kafka's rule for a start by time), if the archive holds one. Row groups whose
+    /// statistics say every timestamp is earlier are not read.
+    pub fn first_at_or_after(&self, partition: i32, ms: i64) -> Result<Option<i64>, TaskError> {
+        if !self.archive.has(TIMESTAMP) {
+            return Err(TaskError::Data(format!(
+                "starting at a time needs the records' timestamps, but not every file of the archive {} has column `{TIMESTAMP}` (archive the source's `timestamp` metadata column)",
+                self.archive.location.text
+            )));
+        }
+        // Every record before the first row group that may hold a later timestamp is earlier.
+        let Some(from) = self
+            .archive
+            .segments(partition)
+            .iter()
+            .find(|s| s.latest.is_none_or(|t| t >= ms))
+            .map(|s| s.first)
+        else {
+            return Ok(None);
+        };
+        let extras = Extras {
+            timestamps: true,
+            keys: false,
+        };
+        let mut replay = Replay::new(&self.archive, partition, Some(from), extras);
+        while let Some(records) = self
+            .runtime
+            .block_on(replay.read(&self.archive))
+            .map_err(|e| task_error(&e))?
+        {
+            let times = records.timestamps.as_deref().unwrap_or_default();
+            if let Some(i) = times.iter().position(|t| t.is_some_and(|t| t >= ms)) {
+                return Ok(Some(records.offsets.value(i)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Split `split` reads `partition` from the archive, from offset `from` on (none: all).
     pub fn begin(&mut self, split: usize, partition: i32, from: Option<i64>) {
         let replay = Replay::new(&self.archive, partition, from, self.extras);

@@ -103,9 +103,54 @@ pub fn switch(
     }
 }
 
+/// Where a start at a time begins: `resolved` is the topic's answer (its first offset at or
+/// after the time; none: its beginning) and `low` its first offset. Only when that answer is
+/// the topic's first record may the archive hold earlier records at or after the time:
+/// `archived` (the archive's first offset at or after the time) is asked then, and wins when
+/// it is before `low`.
+pub fn by_time<E>(
+    resolved: Option<i64>,
+    low: i64,
+    archived: impl FnOnce() -> Result<Option<i64>, E>,
+) -> Result<Option<i64>, E> {
+    if resolved.is_some_and(|o| o > low) {
+        return Ok(resolved);
+    }
+    Ok(match archived()? {
+        Some(a) if a < low => Some(a),
+        _ => resolved,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_by_time_asks_the_archive_only_at_the_topics_first_record() {
+        let never = || -> Result<Option<i64>, ()> { panic!("the archive was asked") };
+        // The time is inside what the topic holds.
+        assert_eq!(by_time(Some(500), 0, never), Ok(Some(500)));
+        assert_eq!(by_time(Some(1001), 1000, never), Ok(Some(1001)));
+        let archive = |a: Option<i64>| move || -> Result<Option<i64>, ()> { Ok(a) };
+        // At or before the topic's first record: the archive's earlier record wins.
+        assert_eq!(by_time(Some(1000), 1000, archive(Some(400))), Ok(Some(400)));
+        assert_eq!(by_time(None, 1000, archive(Some(400))), Ok(Some(400)));
+        // The archive has nothing earlier (or nothing at all at or after the time).
+        assert_eq!(
+            by_time(Some(1000), 1000, archive(Some(1000))),
+            Ok(Some(1000))
+        );
+        assert_eq!(by_time(Some(1000), 1000, archive(None)), Ok(Some(1000)));
+        assert_eq!(by_time(None, 0, archive(None)), Ok(None));
+        // Retention emptied the topic (low = high): the archive's record at or after it.
+        assert_eq!(
+            by_time(Some(2000), 2000, archive(Some(1500))),
+            Ok(Some(1500))
+        );
+        // An archive that cannot be read is the start's error.
+        assert_eq!(by_time(Some(7), 7, || Err("unreadable")), Err("unreadable"));
+    }
 
     const P: i32 = 3;
 

@@ -245,3 +245,69 @@ fn a_reader_with_history_reads_the_archive_then_the_topic_at_the_next_offset() {
     assert_eq!(read, [24, 26, 28]);
     assert_eq!(positions, at_end);
 }
+
+/// Writes `rows` (partition, offset, timestamp) with a `timestamp` column, 10 rows per row
+/// group, as a Parquet file at `dir/name`.
+fn write_timed(dir: &Path, name: &str, rows: &[(i32, i64, i64)]) {
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::TimeUnit;
+    use parquet::file::properties::WriterProperties;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("value", DataType::Binary, true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(BinaryArray::from_iter_values(rows.iter().map(|_| b"v"))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.2),
+            )),
+        ],
+    )
+    .unwrap();
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(10))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn a_start_at_a_time_finds_the_first_archived_record_at_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Offsets 0..100 a second apart from t = 1 000 s, but offset 55 written with an old
+    // timestamp (a producer's clock), in row groups of 10.
+    let rows: Vec<(i32, i64, i64)> = (0..100)
+        .map(|o| (0, o, if o == 55 { 5 } else { 1_000_000 + o * 1000 }))
+        .collect();
+    write_timed(dir.path(), "partition=0/a.parquet", &rows);
+    let history = History::open(&dir.path().display().to_string(), Extras::default()).unwrap();
+    let at = |ms: i64| history.first_at_or_after(0, ms).unwrap();
+    assert_eq!(at(0), Some(0));
+    assert_eq!(at(1_042_000), Some(42));
+    assert_eq!(at(1_042_001), Some(43));
+    // The old record at 55 is not at or after t; 56 is the next one that is.
+    assert_eq!(at(1_055_000), Some(56));
+    assert_eq!(at(1_099_000), Some(99));
+    assert_eq!(at(1_099_001), None);
+    assert_eq!(history.first_at_or_after(7, 0).unwrap(), None);
+    // An archive without timestamps cannot say.
+    let plain = tempfile::tempdir().unwrap();
+    write(plain.path(), "partition=0/a.parquet", &[(0, 0, "x".into())]);
+    let history = History::open(&plain.path().display().to_string(), Extras::default()).unwrap();
+    let e = history.first_at_or_after(0, 0).unwrap_err().to_string();
+    assert!(e.contains("needs the records' timestamps"), "{e}");
+}
