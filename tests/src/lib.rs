@@ -27,6 +27,26 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs `tests/scripts/<script>` with python3 and `args`, and parses the JSON it prints; an
+/// error says what failed (python3 missing: run `scripts/setup.sh --test`; the script's stderr).
+pub fn python_json(script: &str, args: &[&str]) -> Result<serde_json::Value, String> {
+    let path = repo_root().join("tests/scripts").join(script);
+    let out = std::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .map_err(|e| {
+            format!(
+                "python3 {}: {e} (run scripts/setup.sh --test)",
+                path.display()
+            )
+        })?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{script} printed no JSON: {e}"))
+}
+
 /// A built binary of this workspace (`cargo build --bins` first), next to the test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -9,7 +9,6 @@
 //! its warehouse in a directory; pyiceberg reads the table through that catalog.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::Duration;
 
 use kappa_integration_tests::broker::Broker;
@@ -20,7 +19,7 @@ use kappa_integration_tests::reference::{
     START, clicks, hourly_counts, produce_closed, rest_and_closing, spread,
 };
 use kappa_integration_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
-use kappa_integration_tests::{eventually, reference_job, repo_root};
+use kappa_integration_tests::{eventually, python_json, reference_job};
 use serde_json::Value;
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
@@ -41,25 +40,11 @@ struct Read {
 /// Reads the table from the catalog at `uri` (SQLAlchemy's form), its data files from the
 /// warehouse `warehouse` on `s3` or in a directory.
 fn read(uri: &str, warehouse: &str, s3: Option<&S3Server>) -> Result<Read, String> {
-    let script = repo_root().join("tests/scripts/read_iceberg.py");
-    let store = s3
-        .map(|s| vec![s.endpoint.as_str(), ACCESS_KEY, SECRET_KEY])
-        .unwrap_or_default();
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([uri, warehouse, TABLE])
-        .args(store)
-        .output()
-        .map_err(|e| {
-            format!(
-                "python3 {}: {e} (run scripts/setup.sh --test)",
-                script.display()
-            )
-        })?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    let mut args = vec![uri, warehouse, TABLE];
+    if let Some(s) = s3 {
+        args.extend([s.endpoint.as_str(), ACCESS_KEY, SECRET_KEY]);
     }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let v = python_json("read_iceberg.py", &args)?;
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     Ok(Read {
         rows: v["rows"]

@@ -5,7 +5,6 @@
 //! exactly the independently computed counts: each window once, none missing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -14,8 +13,7 @@ use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::recovery::kill_a_taskmanager;
 use kappa_integration_tests::reference::{START, clicks, hourly_counts, rest_and_closing, spread};
 use kappa_integration_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
-use kappa_integration_tests::{eventually, reference_job, repo_root};
-use serde_json::Value;
+use kappa_integration_tests::{eventually, python_json, reference_job};
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const PREFIX: &str = "lake/hourly";
@@ -37,21 +35,10 @@ fn parquet_dirs(keys: &[String]) -> BTreeSet<String> {
 }
 
 fn read(s3: &S3Server) -> Result<Read, String> {
-    let script = repo_root().join("tests/scripts/read_parquet.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([s3.endpoint.as_str(), PREFIX, ACCESS_KEY, SECRET_KEY])
-        .output()
-        .map_err(|e| {
-            format!(
-                "python3 {}: {e} (run scripts/setup.sh --test)",
-                script.display()
-            )
-        })?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let v = python_json(
+        "read_parquet.py",
+        &[s3.endpoint.as_str(), PREFIX, ACCESS_KEY, SECRET_KEY],
+    )?;
     let rows = |reader: &str| -> Vec<(String, i64, i64, String)> {
         v[reader]
             .as_array()
