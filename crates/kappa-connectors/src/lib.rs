@@ -211,7 +211,9 @@ pub fn open_sink(
             )?)
         }
         SinkKind::Iceberg(plan) => {
-            let writer = file_writer_id(job_id, &sink.uid, subtask);
+            // The checkpoint's name of this writer (its pending commits carry it), which the
+            // snapshots it commits are labelled with.
+            let writer = sink_writer_id(job_id, &sink.uid, subtask);
             let password = resolved_password(sink, plan.password.as_ref(), confinement)?;
             let opened = iceberg::IcebergSink::open(
                 plan,

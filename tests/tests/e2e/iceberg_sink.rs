@@ -213,7 +213,7 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
     assert!(
         got.snapshots
             .iter()
-            .all(|(w, n)| w.starts_with(&id) && n.parse::<u64>().is_ok()),
+            .all(|(w, n)| w.starts_with(&format!("kappa-{id}-sink-")) && n.parse::<u64>().is_ok()),
         "{:?}",
         got.snapshots
     );

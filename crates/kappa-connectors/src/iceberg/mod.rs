@@ -3,7 +3,7 @@
 //!
 //! Each writer (a subtask) writes Parquet data files — with Kappa's Parquet writer, the
 //! parquet sink's settings, and each column's Iceberg field id — under the table's
-//! `data/` directory (`{writer}-{attempt}-{n}-{uuid}.parquet`), closing one after `file_size`
+//! `data/` directory (`kappa-{job}-sink-{subtask}-{attempt}-{n}-{uuid}.parquet`), closing one after `file_size`
 //! bytes and at every checkpoint barrier. The barrier of checkpoint n keeps the closed files'
 //! descriptions (path, counts, bounds; Iceberg's JSON form of a data file) in the checkpoint;
 //! when n completes, the writer appends them as one snapshot whose summary names the writer
@@ -74,6 +74,8 @@ pub struct IcebergSink {
     table: Table,
     /// `namespace.table`, for messages.
     name: String,
+    /// The writer's name in checkpoints (`kappa-{job}-sink-{subtask}`, what its pending
+    /// commits carry): it labels the snapshots it commits and begins its files' names.
     writer: String,
     attempt: u32,
     /// The Iceberg type of each column the job writes.

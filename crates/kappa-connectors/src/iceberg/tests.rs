@@ -402,3 +402,23 @@ fn a_partitioned_table_gets_a_file_per_partition_with_its_value() {
     );
     assert_eq!(clicks_in(&files), (0..33).collect::<Vec<_>>());
 }
+
+#[test]
+fn snapshots_are_labelled_with_the_writer_name_pending_commits_carry() {
+    // The taskmanager keeps a sink's pending commits under `sink_writer_id`; a restored
+    // writer recognises its own commits only if it labels them with that same name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = plan(dir.path());
+    let sink = kappa_job::plan::SinkPlan {
+        name: "sink".into(),
+        uid: "sink".into(),
+        schema: schema(),
+        kind: kappa_job::plan::SinkKind::Iceberg(plan),
+        format: kappa_job::plan::formats::RecordFormat::Json,
+        key: None,
+        delivery: kappa_job::spec::Delivery::ExactlyOnce,
+    };
+    let confinement = crate::confine::Confinement::any("a test");
+    let opened = crate::open_sink(&confinement, &sink, "job1", 3, 1).expect("open");
+    assert_eq!(opened.writer(), crate::sink_writer_id("job1", "sink", 1));
+}
