@@ -30,6 +30,8 @@ const TABLE: &str = "analytics.hourly";
 struct Read {
     /// (item_id, window_end, click_count).
     rows: Vec<(String, i64, i64)>,
+    /// The rows of a scan filtered on `click_count >= min_clicks` (pruned by file bounds).
+    filtered: Vec<(String, i64, i64)>,
     /// Each snapshot's (writer, checkpoint), oldest first.
     snapshots: Vec<(String, String)>,
     files: Vec<String>,
@@ -37,28 +39,39 @@ struct Read {
     spec: Vec<(String, String)>,
 }
 
+/// (item_id, window_end, click_count) of each row of a JSON array.
+fn rows_of(v: &Value) -> Vec<(String, i64, i64)> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap_or_default().to_string(),
+                r[1].as_i64().unwrap_or(-1),
+                r[2].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
 /// Reads the table from the catalog at `uri` (SQLAlchemy's form), its data files from the
-/// warehouse `warehouse` on `s3` or in a directory.
-fn read(uri: &str, warehouse: &str, s3: Option<&S3Server>) -> Result<Read, String> {
-    let mut args = vec![uri, warehouse, TABLE];
+/// warehouse `warehouse` on `s3` or in a directory; with `min_clicks`, also a filtered scan.
+fn read(
+    uri: &str,
+    warehouse: &str,
+    min_clicks: Option<i64>,
+    s3: Option<&S3Server>,
+) -> Result<Read, String> {
+    let min = min_clicks.map(|m| m.to_string()).unwrap_or_default();
+    let mut args = vec![uri, warehouse, TABLE, min.as_str()];
     if let Some(s) = s3 {
         args.extend([s.endpoint.as_str(), ACCESS_KEY, SECRET_KEY]);
     }
     let v = python_json("read_iceberg.py", &args)?;
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     Ok(Read {
-        rows: v["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                (
-                    text(&r[0]),
-                    r[1].as_i64().unwrap_or(-1),
-                    r[2].as_i64().unwrap_or(-1),
-                )
-            })
-            .collect(),
+        rows: rows_of(&v["rows"]),
+        filtered: rows_of(&v["filtered"]),
         snapshots: v["snapshots"]
             .as_array()
             .into_iter()
@@ -173,7 +186,7 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
     // Some output is committed (a snapshot) before the kill: the restarted writers restore
     // checkpoints with data files of theirs.
     eventually("a committed snapshot", Duration::from_secs(60), || {
-        let r = read(&sqlite, WAREHOUSE, Some(&s3))?;
+        let r = read(&sqlite, WAREHOUSE, None, Some(&s3))?;
         match r.rows.is_empty() {
             true => Err(format!("{} snapshots", r.snapshots.len())),
             false => Ok(()),
@@ -185,11 +198,15 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
         .produce("clicks", &rest_and_closing(rest, &data, 4))
         .expect("produce the rest");
 
+    // A filter pyiceberg prunes data files for by their bounds: the median count.
+    let mut all: Vec<i64> = expected.values().copied().collect();
+    all.sort_unstable();
+    let min_clicks = all[all.len() / 2];
     let got = eventually(
         "every hourly count in the table",
         Duration::from_secs(180),
         || {
-            let r = read(&sqlite, WAREHOUSE, Some(&s3))?;
+            let r = read(&sqlite, WAREHOUSE, Some(min_clicks), Some(&s3))?;
             match counts(&r.rows) == expected {
                 true => Ok(r),
                 false => Err(format!(
@@ -206,6 +223,22 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
     // Exactly once: as many rows as windows.
     cluster.assert_results(&id, &counts(&got.rows), &expected);
     assert_eq!(got.rows.len(), expected.len(), "no window twice");
+    // The data files' bounds are right: the filtered scan loses no row it should keep.
+    let wanted: BTreeMap<(String, i64), i64> = expected
+        .iter()
+        .filter(|(_, n)| **n >= min_clicks)
+        .map(|(k, n)| (k.clone(), *n))
+        .collect();
+    assert!(
+        !wanted.is_empty() && wanted.len() < expected.len(),
+        "{min_clicks}"
+    );
+    assert!(
+        counts(&got.filtered) == wanted && got.filtered.len() == wanted.len(),
+        "click_count >= {min_clicks}: pyiceberg read {} rows, {} wanted",
+        got.filtered.len(),
+        wanted.len()
+    );
     // Every snapshot is one writer's checkpoint, none twice; both writers (the sink's two
     // subtasks) committed.
     let distinct: BTreeSet<&(String, String)> = got.snapshots.iter().collect();
@@ -275,7 +308,7 @@ fn a_postgres_catalog_keeps_the_table_with_its_password_given_apart() {
         "the hourly counts in the table",
         Duration::from_secs(120),
         || {
-            let r = read(&uri, &warehouse, None)?;
+            let r = read(&uri, &warehouse, None, None)?;
             match counts(&r.rows) == expected {
                 true => Ok(r),
                 false => Err(format!("{} of {} windows", r.rows.len(), expected.len())),
