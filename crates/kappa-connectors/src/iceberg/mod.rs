@@ -13,9 +13,9 @@
 //! invisible until their snapshot commits; those of an attempt that failed before are never
 //! committed (they stay as orphans for Iceberg's orphan-file removal).
 //!
-//! Tables are created when missing (unpartitioned, format 2, every column optional, the
-//! job's columns in order); an existing table must have every column the job writes, with
-//! the same type.
+//! Tables are created when missing (format 2, every column optional, the job's columns in
+//! order, partitioned as `partition_by` says); an output column an existing table lacks is
+//! added to it (optional), one it has must have the same type.
 
 mod data_file;
 mod partitions;
@@ -114,6 +114,8 @@ impl IcebergSink {
         let (catalog, table) = runtime.block_on(async {
             let catalog = table::catalog(plan, password).await?;
             let table = table::load_or_create(&catalog, plan, schema).await?;
+            let table =
+                table::add_missing_columns(&catalog, table, &name, schema, &plan.columns).await?;
             Ok::<_, TaskError>((catalog, table))
         })?;
         let file_schema = table::file_schema(&table, &name, schema, &plan.columns)?;

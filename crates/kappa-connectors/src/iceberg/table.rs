@@ -1,7 +1,7 @@
 //! The iceberg sink's table: the SQL catalog opened (SQLite or PostgreSQL through sqlx, as
 //! iceberg-rust's `SqlCatalog` keeps it: the tables Java's JDBC catalog and pyiceberg's
-//! `SqlCatalog` read), the namespace and table created when missing, and the columns the job
-//! writes matched to the table's by name — each with its field id, which goes into the data
+//! `SqlCatalog` read), the namespace and table created when missing, output columns the table
+//! lacks added, and the columns the job writes matched to the table's by name — each with its field id, which goes into the data
 //! files' Parquet schema so that readers find columns by id. Appends carry, in their snapshot
 //! summary, the writer and the checkpoint they commit, so a restored writer can tell whether
 //! a commit of a pending checkpoint already happened.
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Field, Schema as ArrowSchema, SchemaRef};
 use iceberg::spec::{NestedField, PrimitiveType, Schema, Type, UnboundPartitionSpec};
 use iceberg::table::Table;
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{
     SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle,
@@ -250,6 +251,71 @@ pub(super) async fn load_or_create(
         .load_table(&ident)
         .await
         .map_err(|e| failed(&format!("loading iceberg table `{name}`"), &e))
+}
+
+/// The output columns of `schema` the table of `table` lacks, with their types.
+fn missing_columns<'a>(
+    table: &Table,
+    schema: &'a SchemaRef,
+    columns: &[IcebergType],
+) -> Vec<(&'a str, IcebergType)> {
+    let current = table.metadata().current_schema();
+    schema
+        .fields()
+        .iter()
+        .zip(columns)
+        .filter(|(f, _)| current.field_by_name(f.name()).is_none())
+        .map(|(f, t)| (f.name().as_str(), *t))
+        .collect()
+}
+
+/// Adds the output columns the table lacks, as optional columns (rows written before read
+/// them as null), and returns the table as it then is. Another writer adding them at the same
+/// time is fine.
+pub(super) async fn add_missing_columns(
+    catalog: &SqlCatalog,
+    table: Table,
+    name: &str,
+    schema: &SchemaRef,
+    columns: &[IcebergType],
+) -> Result<Table, TaskError> {
+    let missing = missing_columns(&table, schema, columns);
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    let added: Vec<String> = missing
+        .iter()
+        .map(|(c, t)| format!("{c} ({})", primitive(*t)))
+        .collect();
+    let tx = Transaction::new(&table);
+    let action = missing.iter().fold(tx.update_schema(), |a, (c, t)| {
+        a.add_column(AddColumn::optional(c, Type::Primitive(primitive(*t))))
+    });
+    let tx = action
+        .apply(tx)
+        .map_err(|e| failed(&format!("adding columns to `{name}`"), &e))?;
+    match tx.commit(catalog).await {
+        Ok(t) => {
+            tracing::info!(table = name, columns = %added.join(", "), "added the job's new columns to the iceberg table");
+            Ok(t)
+        }
+        Err(e) => {
+            let now = catalog
+                .load_table(table.identifier())
+                .await
+                .map_err(|e| failed(&format!("loading iceberg table `{name}`"), &e))?;
+            match missing_columns(&now, schema, columns).is_empty() {
+                true => Ok(now),
+                false => Err(failed(
+                    &format!(
+                        "adding columns {} to iceberg table `{name}`",
+                        added.join(", ")
+                    ),
+                    &e,
+                )),
+            }
+        }
+    }
 }
 
 /// The Arrow schema of the data files: the job's columns as the table types them, each with

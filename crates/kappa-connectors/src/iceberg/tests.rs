@@ -246,7 +246,7 @@ fn checkpoints_append_snapshots_and_restores_commit_a_pending_one_once() {
 }
 
 #[test]
-fn a_table_with_another_column_type_is_refused_naming_the_column() {
+fn a_column_of_another_type_is_refused_and_a_new_column_is_added() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut plan = plan(dir.path());
     drop(sink(&plan, 0));
@@ -269,17 +269,27 @@ fn a_table_with_another_column_type_is_refused_naming_the_column() {
         "iceberg table `analytics.hourly` has column `clicks` as long; the job writes it as string"
     );
     assert!(!e.is_retriable());
-    // A column the table lacks.
-    let extra = Arc::new(Schema::new(vec![Field::new(
-        "views",
-        DataType::Int64,
-        false,
-    )]));
-    plan.columns = vec![IcebergType::Long];
-    let e = IcebergSink::open(&plan, None, &(extra as SchemaRef), ("j-0", 1))
-        .err()
-        .expect("refused");
-    assert!(e.to_string().contains("has no column `views`"), "{e}");
+    // A job with a column the table lacks adds it (optional); two writers opening at once
+    // both succeed.
+    plan.columns[2] = IcebergType::Long;
+    plan.columns.push(IcebergType::Long);
+    let mut fields = schema().fields().to_vec();
+    fields.push(Arc::new(Field::new("views", DataType::Int64, false)));
+    let wider: SchemaRef = Arc::new(Schema::new(fields));
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| IcebergSink::open(&plan, None, &wider, ("j-0", 2)).map(|_| ()));
+        let b = scope.spawn(|| IcebergSink::open(&plan, None, &wider, ("j-1", 2)));
+        (a.join().expect("a"), b.join().expect("b"))
+    });
+    a.expect("the first writer");
+    let s = b.expect("the second writer");
+    let current = s.table.metadata().current_schema();
+    let views = current.field_by_name("views").expect("views added");
+    assert_eq!(
+        (views.id, views.required, views.field_type.to_string()),
+        (4, false, "long".to_string())
+    );
+    assert_eq!(current.as_struct().fields().len(), 4);
 }
 
 #[test]
