@@ -13,6 +13,7 @@ usage: read_iceberg.py CATALOG_URI WAREHOUSE TABLE [MIN_CLICKS] [ENDPOINT ACCESS
 
 import json
 import sys
+from datetime import datetime, timezone
 
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NoSuchTableError
@@ -35,12 +36,21 @@ except NoSuchTableError:
     sys.exit(0)
 
 columns = ["item_id", "window_end", "click_count"]
+
+
+def plain(v):
+    """A timestamp (Iceberg's `timestamp`: UTC without a zone) as epoch milliseconds."""
+    if isinstance(v, datetime):
+        return int(v.replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return v
+
+
 scan = table.scan(selected_fields=tuple(columns))
-rows = [[r[c] for c in columns] for r in scan.to_arrow().to_pylist()]
+rows = [[plain(r[c]) for c in columns] for r in scan.to_arrow().to_pylist()]
 filtered = []
 if min_clicks:
     kept = table.scan(row_filter=f"click_count >= {int(min_clicks)}", selected_fields=tuple(columns))
-    filtered = [[r[c] for c in columns] for r in kept.to_arrow().to_pylist()]
+    filtered = [[plain(r[c]) for c in columns] for r in kept.to_arrow().to_pylist()]
 snapshots = sorted(table.snapshots(), key=lambda s: s.sequence_number)
 summaries = [dict(s.summary.additional_properties) for s in snapshots]
 files = sorted(task.file.file_path for task in table.scan().plan_files())

@@ -287,11 +287,23 @@ impl JobPlan {
                     path.display()
                 )
             }
-            SinkKind::Iceberg(i) => format!(
-                "Sink: iceberg table `{}` (catalog `{}`)",
-                i.table_name(),
-                i.catalog
-            ),
+            SinkKind::Iceberg(i) => {
+                let partitions: Vec<String> = i
+                    .partition_by
+                    .iter()
+                    .flatten()
+                    .map(|p| format!("{}({})", p.transform.iceberg(), p.column))
+                    .collect();
+                format!(
+                    "Sink: iceberg table `{}` (catalog `{}`){}",
+                    i.table_name(),
+                    i.catalog,
+                    match partitions.is_empty() {
+                        true => String::new(),
+                        false => format!(", partitioned by {}", partitions.join(", ")),
+                    }
+                )
+            }
             SinkKind::Parquet(p) => {
                 let dirs = p
                     .partition_by

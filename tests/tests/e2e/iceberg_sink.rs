@@ -5,8 +5,9 @@
 //! pyarrow) gives exactly the independently computed counts, each window once; every snapshot
 //! names the writer and checkpoint it committed, and no writer committed a checkpoint twice.
 //! The table is partitioned by `bucket(4, item_id)`: every data file is in its bucket.
-//! A second job keeps its catalog in PostgreSQL (the password given apart from the url) and
-//! its warehouse in a directory; pyiceberg reads the table through that catalog.
+//! A second job, examples/iceberg-hourly-clicks.toml (SQL, partitioned by the windows' day),
+//! keeps its catalog in PostgreSQL (the password given apart from the url) and its warehouse
+//! in a directory; pyiceberg reads the table through that catalog.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -19,12 +20,14 @@ use kappa_integration_tests::reference::{
     START, clicks, hourly_counts, produce_closed, rest_and_closing, spread,
 };
 use kappa_integration_tests::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
-use kappa_integration_tests::{eventually, python_json, reference_job};
+use kappa_integration_tests::{eventually, python_json, reference_job, repo_root};
 use serde_json::Value;
 
 const FILTER: &str = "CAST(split_part(user_id, '_', 2) AS INT) > 50";
 const WAREHOUSE: &str = "s3://lake/warehouse";
 const TABLE: &str = "analytics.hourly";
+/// The table of examples/iceberg-hourly-clicks.toml.
+const EXAMPLE_TABLE: &str = "analytics.hourly_item_clicks";
 
 /// What pyiceberg reads of the table.
 struct Read {
@@ -57,13 +60,12 @@ fn rows_of(v: &Value) -> Vec<(String, i64, i64)> {
 /// Reads the table from the catalog at `uri` (SQLAlchemy's form), its data files from the
 /// warehouse `warehouse` on `s3` or in a directory; with `min_clicks`, also a filtered scan.
 fn read(
-    uri: &str,
-    warehouse: &str,
+    (uri, warehouse, table): (&str, &str, &str),
     min_clicks: Option<i64>,
     s3: Option<&S3Server>,
 ) -> Result<Read, String> {
     let min = min_clicks.map(|m| m.to_string()).unwrap_or_default();
-    let mut args = vec![uri, warehouse, TABLE, min.as_str()];
+    let mut args = vec![uri, warehouse, table, min.as_str()];
     if let Some(s) = s3 {
         args.extend([s.endpoint.as_str(), ACCESS_KEY, SECRET_KEY]);
     }
@@ -186,7 +188,7 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
     // Some output is committed (a snapshot) before the kill: the restarted writers restore
     // checkpoints with data files of theirs.
     eventually("a committed snapshot", Duration::from_secs(60), || {
-        let r = read(&sqlite, WAREHOUSE, None, Some(&s3))?;
+        let r = read((&sqlite, WAREHOUSE, TABLE), None, Some(&s3))?;
         match r.rows.is_empty() {
             true => Err(format!("{} snapshots", r.snapshots.len())),
             false => Ok(()),
@@ -206,7 +208,7 @@ fn hourly_counts_append_to_an_iceberg_table_exactly_once_across_a_taskmanager_ki
         "every hourly count in the table",
         Duration::from_secs(180),
         || {
-            let r = read(&sqlite, WAREHOUSE, Some(min_clicks), Some(&s3))?;
+            let r = read((&sqlite, WAREHOUSE, TABLE), Some(min_clicks), Some(&s3))?;
             match counts(&r.rows) == expected {
                 true => Ok(r),
                 false => Err(format!(
@@ -295,12 +297,27 @@ fn a_postgres_catalog_keeps_the_table_with_its_password_given_apart() {
     // The url without its password; the password as the sink's `password`.
     let url = pg.url.replace(&format!(":{PASSWORD}@"), "@");
     assert_ne!(url, pg.url);
-    let settings = format!(
-        "url = \"{url}\"\npassword = \"{PASSWORD}\"\npath = \"{}\"",
-        warehouse.display()
+    // The example job (SQL, its windows as TIMESTAMPs, partitioned by their day).
+    let example = std::fs::read_to_string(repo_root().join("examples/iceberg-hourly-clicks.toml"))
+        .expect("the example");
+    let job = example
+        .replace("127.0.0.1:9092", &broker.bootstrap)
+        .replace("topic = \"user-behavior\"", "topic = \"clicks\"")
+        .replace(
+            "url = \"sqlite:///var/lib/kappa/iceberg.db\"",
+            &format!("url = \"{url}\"\npassword = \"{PASSWORD}\""),
+        )
+        .replace(
+            "path = \"s3://lake/warehouse\"",
+            &format!("path = \"{}\"", warehouse.display()),
+        )
+        .replace("interval = \"10s\"", "interval = \"1s\"");
+    assert!(
+        job.contains(PASSWORD) && job.contains("interval = \"1s\""),
+        "{job}"
     );
     let id = cluster
-        .submit(&job(&broker.bootstrap, &settings), &["--start", "earliest"])
+        .submit(&job, &["--start", "earliest"])
         .expect("submit");
     let uri = pg.url.replace("postgres://", "postgresql+psycopg2://");
     let warehouse = format!("file://{}", warehouse.display());
@@ -308,7 +325,7 @@ fn a_postgres_catalog_keeps_the_table_with_its_password_given_apart() {
         "the hourly counts in the table",
         Duration::from_secs(120),
         || {
-            let r = read(&uri, &warehouse, None, None)?;
+            let r = read((&uri, &warehouse, EXAMPLE_TABLE), None, None)?;
             match counts(&r.rows) == expected {
                 true => Ok(r),
                 false => Err(format!("{} of {} windows", r.rows.len(), expected.len())),
@@ -317,7 +334,17 @@ fn a_postgres_catalog_keeps_the_table_with_its_password_given_apart() {
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_text()));
     assert_eq!(got.rows.len(), expected.len(), "no window twice");
-    assert!(got.spec.is_empty(), "unpartitioned: {:?}", got.spec);
+    assert_eq!(
+        got.spec,
+        [("window_start_day".to_string(), "day".to_string())]
+    );
+    assert!(
+        got.files
+            .iter()
+            .all(|f| f.contains("/data/window_start_day=")),
+        "{:?}",
+        got.files
+    );
     // The catalog is PostgreSQL's: its table names the iceberg table.
     let mut client = pg.client().expect("a client");
     let tables: Vec<(String, String)> = client
@@ -329,6 +356,9 @@ fn a_postgres_catalog_keeps_the_table_with_its_password_given_apart() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(tables, [("analytics".to_string(), "hourly".to_string())]);
+    assert_eq!(
+        tables,
+        [("analytics".to_string(), "hourly_item_clicks".to_string())]
+    );
     assert!(cluster.kappactl(&["cancel", &id]).status.success());
 }

@@ -373,6 +373,22 @@ mod tests {
     }
 
     #[test]
+    fn the_iceberg_example_plans_partitioned_by_the_windows_day() {
+        let text = include_str!("../../../../examples/iceberg-hourly-clicks.toml");
+        let plan = plan_job("iceberg-hourly-clicks.toml", text, &Overrides::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let SinkKind::Iceberg(p) = &plan.sinks[0].kind else {
+            panic!("{:?}", plan.sinks[0].kind);
+        };
+        assert_eq!(p.columns[1], IcebergType::Timestamp);
+        let graph = plan.graph().to_string();
+        assert!(
+            graph.contains("Sink: iceberg table `analytics.hourly_item_clicks` (catalog `kappa`), partitioned by day(window_start)"),
+            "{graph}"
+        );
+    }
+
+    #[test]
     fn column_types_map_to_iceberg_or_are_refused() {
         use arrow::datatypes::{DataType, TimeUnit};
         assert_eq!(
