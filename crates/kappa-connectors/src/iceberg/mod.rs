@@ -114,12 +114,14 @@ impl IcebergSink {
         let (catalog, table) = runtime.block_on(async {
             let catalog = table::catalog(plan, password).await?;
             let table = table::load_or_create(&catalog, plan, schema).await?;
+            // Refused before the table is changed.
+            table::check_spec(&table, &name, plan)?;
+            table::check_columns(&table, &name, schema, &plan.columns)?;
             let table =
                 table::add_missing_columns(&catalog, table, &name, schema, &plan.columns).await?;
             Ok::<_, TaskError>((catalog, table))
         })?;
         let file_schema = table::file_schema(&table, &name, schema, &plan.columns)?;
-        table::check_spec(&table, &name, plan)?;
         let partitioner = Partitioner::new(&table, &name, &file_schema, &plan.columns)?;
         Ok(Self {
             runtime,

@@ -318,48 +318,65 @@ pub(super) async fn add_missing_columns(
     }
 }
 
+/// Refuses a table with a column the job writes as another type, or a required column the
+/// job does not write (columns the table lacks are not refused: they are added).
+pub(super) fn check_columns(
+    table: &Table,
+    name: &str,
+    schema: &SchemaRef,
+    columns: &[IcebergType],
+) -> Result<(), TaskError> {
+    let current = table.metadata().current_schema();
+    for (f, t) in schema.fields().iter().zip(columns) {
+        let wanted = Type::Primitive(primitive(*t));
+        match current.field_by_name(f.name()) {
+            Some(existing) if *existing.field_type != wanted => {
+                return Err(TaskError::Data(format!(
+                    "iceberg table `{name}` has column `{}` as {}; the job writes it as {wanted}",
+                    f.name(),
+                    existing.field_type
+                )));
+            }
+            _ => {}
+        }
+    }
+    match current
+        .as_struct()
+        .fields()
+        .iter()
+        .find(|c| c.required && schema.field_with_name(&c.name).is_err())
+    {
+        Some(missing) => Err(TaskError::Data(format!(
+            "iceberg table `{name}` requires column `{}`, which the job does not write",
+            missing.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The Arrow schema of the data files: the job's columns as the table types them, each with
-/// the table's field id; every table column the job does not write must be optional.
+/// the table's field id (the table checked, its missing columns added).
 pub(super) fn file_schema(
     table: &Table,
     name: &str,
     schema: &SchemaRef,
     columns: &[IcebergType],
 ) -> Result<SchemaRef, TaskError> {
+    check_columns(table, name, schema, columns)?;
     let current = table.metadata().current_schema();
     let mut fields = Vec::with_capacity(columns.len());
     for (f, t) in schema.fields().iter().zip(columns) {
         let Some(existing) = current.field_by_name(f.name()) else {
             return Err(TaskError::Data(format!(
-                "iceberg table `{name}` has no column `{}`: add it to the table (as {}) or leave it out of the job's output",
-                f.name(),
-                primitive(*t)
+                "iceberg table `{name}` has no column `{}`",
+                f.name()
             )));
         };
-        let wanted = Type::Primitive(primitive(*t));
-        if *existing.field_type != wanted {
-            return Err(TaskError::Data(format!(
-                "iceberg table `{name}` has column `{}` as {}; the job writes it as {wanted}",
-                f.name(),
-                existing.field_type
-            )));
-        }
         let metadata = HashMap::from([(
             PARQUET_FIELD_ID_META_KEY.to_string(),
             existing.id.to_string(),
         )]);
         fields.push(Field::new(f.name(), t.arrow(), true).with_metadata(metadata));
-    }
-    if let Some(missing) = current
-        .as_struct()
-        .fields()
-        .iter()
-        .find(|c| c.required && schema.field_with_name(&c.name).is_err())
-    {
-        return Err(TaskError::Data(format!(
-            "iceberg table `{name}` requires column `{}`, which the job does not write",
-            missing.name
-        )));
     }
     Ok(Arc::new(ArrowSchema::new(fields)))
 }

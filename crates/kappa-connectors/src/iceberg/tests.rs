@@ -54,6 +54,17 @@ fn plan(dir: &Path) -> IcebergSinkPlan {
     }
 }
 
+/// `plan` with the test's columns typed as the table first had them.
+fn plan_with_longs(plan: &IcebergSinkPlan) -> IcebergSinkPlan {
+    let mut p = plan.clone();
+    p.columns = vec![
+        IcebergType::String,
+        IcebergType::Timestamp,
+        IcebergType::Long,
+    ];
+    p
+}
+
 /// Rows `from..to`: item `i{n % 3}`, window start n hours, n clicks.
 fn rows(from: i64, to: i64) -> RecordBatch {
     RecordBatch::try_new(
@@ -252,15 +263,16 @@ fn a_column_of_another_type_is_refused_and_a_new_column_is_added() {
     drop(sink(&plan, 0));
     // The same table, now written with clicks as a string.
     plan.columns[2] = IcebergType::String;
-    let strings = Arc::new(Schema::new(vec![
-        Field::new("item_id", DataType::Utf8, false),
-        Field::new(
+    let strings_fields: Vec<arrow::datatypes::FieldRef> = vec![
+        Arc::new(Field::new("item_id", DataType::Utf8, false)),
+        Arc::new(Field::new(
             "window_start",
             DataType::Timestamp(TimeUnit::Millisecond, None),
             false,
-        ),
-        Field::new("clicks", DataType::Utf8, false),
-    ]));
+        )),
+        Arc::new(Field::new("clicks", DataType::Utf8, false)),
+    ];
+    let strings = Arc::new(Schema::new(strings_fields.clone()));
     let e = IcebergSink::open(&plan, None, &(strings as SchemaRef), ("j-0", 1))
         .err()
         .expect("refused");
@@ -269,6 +281,26 @@ fn a_column_of_another_type_is_refused_and_a_new_column_is_added() {
         "iceberg table `analytics.hourly` has column `clicks` as long; the job writes it as string"
     );
     assert!(!e.is_retriable());
+    // Refused before the table changes: a new column is not added by a job that is refused.
+    let mut refused = plan.clone();
+    refused.columns.push(IcebergType::Long);
+    let mut fields = strings_fields.clone();
+    fields.push(Arc::new(Field::new("views", DataType::Int64, false)));
+    let e = IcebergSink::open(&refused, None, &Arc::new(Schema::new(fields)), ("j-0", 1))
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("has column `clicks` as long"), "{e}");
+    let s = sink(&plan_with_longs(&plan), 1);
+    assert_eq!(
+        s.table
+            .metadata()
+            .current_schema()
+            .as_struct()
+            .fields()
+            .len(),
+        3
+    );
+    drop(s);
     // A job with a column the table lacks adds it (optional); two writers opening at once
     // both succeed.
     plan.columns[2] = IcebergType::Long;
