@@ -54,17 +54,6 @@ fn plan(dir: &Path) -> IcebergSinkPlan {
     }
 }
 
-/// `plan` with the test's columns typed as the table first had them.
-fn plan_with_longs(plan: &IcebergSinkPlan) -> IcebergSinkPlan {
-    let mut p = plan.clone();
-    p.columns = vec![
-        IcebergType::String,
-        IcebergType::Timestamp,
-        IcebergType::Long,
-    ];
-    p
-}
-
 /// Rows `from..to`: item `i{n % 3}`, window start n hours, n clicks.
 fn rows(from: i64, to: i64) -> RecordBatch {
     RecordBatch::try_new(
@@ -290,7 +279,9 @@ fn a_column_of_another_type_is_refused_and_a_new_column_is_added() {
         .err()
         .expect("refused");
     assert!(e.to_string().contains("has column `clicks` as long"), "{e}");
-    let s = sink(&plan_with_longs(&plan), 1);
+    let mut original = plan.clone();
+    original.columns[2] = IcebergType::Long;
+    let s = sink(&original, 1);
     assert_eq!(
         s.table
             .metadata()
