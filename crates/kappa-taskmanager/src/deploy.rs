@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use kappa_connectors::confine::Confinement;
 use kappa_connectors::kafka::{PartitionStart, StartOffset};
 use kappa_connectors::splits::SourceAssignment;
-use kappa_connectors::{open_sink, open_source, sink_writer_id};
+use kappa_connectors::{open_sink, open_source};
 use kappa_job::confine::names;
 use kappa_job::graph::{OperatorKind, Partitioning, PhysicalGraph, Route, Vertex};
 use kappa_job::keygroup::key_group_range;
@@ -639,10 +639,8 @@ impl SubtaskRun {
                                 .cloned()
                                 .collect();
                             sink.recover(pending_commits(ctx, &mine)?)?;
-                            OperatorPart::Sink(SinkLog::new(
-                                op.uid.clone(),
-                                sink_writer_id(&job_id, &op.uid, i),
-                            ))
+                            // Pending commits carry the name the sink commits under.
+                            OperatorPart::Sink(SinkLog::new(op.uid.clone(), sink.writer()))
                         }
                         None => OperatorPart::Stateless,
                     };

@@ -438,8 +438,9 @@ fn a_partitioned_table_gets_a_file_per_partition_with_its_value() {
 
 #[test]
 fn snapshots_are_labelled_with_the_writer_name_pending_commits_carry() {
-    // The taskmanager keeps a sink's pending commits under `sink_writer_id`; a restored
-    // writer recognises its own commits only if it labels them with that same name.
+    // The taskmanager keeps a sink's pending commits under its `writer()`, and a restored
+    // writer recognises its own commits by that name: opened as the taskmanager opens it, the
+    // sink is named as the Kafka sinks' writers are (upgrades name writers that way too).
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = plan(dir.path());
     let sink = kappa_job::plan::SinkPlan {
