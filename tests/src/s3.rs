@@ -29,7 +29,21 @@ fn weed_path() -> std::path::PathBuf {
 }
 
 impl S3Server {
+    /// Starts a server with bucket `bucket`. Its ports are free when probed, not reserved:
+    /// another process starting beside it may take one first, and SeaweedFS then never
+    /// serves the bucket. Another set of ports is tried then (three in all).
     pub fn start(bucket: &str) -> anyhow::Result<Self> {
+        let mut failed = Vec::new();
+        for _ in 0..3 {
+            match Self::start_on_free_ports(bucket) {
+                Ok(server) => return Ok(server),
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+        bail!("SeaweedFS did not start: {}", failed.join("; then: "))
+    }
+
+    fn start_on_free_ports(bucket: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let mut args = vec![
@@ -68,7 +82,15 @@ impl S3Server {
             dir,
             args,
         };
-        server.resume()?;
+        if let Err(e) = server.resume() {
+            let log =
+                std::fs::read_to_string(server.dir.path().join("weed.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            bail!(
+                "{e:#} (its log ends: {})",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            );
+        }
         Ok(server)
     }
 
