@@ -21,6 +21,7 @@ pub mod parquet;
 pub mod part_files;
 pub mod postgres;
 mod postgres_tls;
+mod prepared;
 pub mod redis;
 pub mod service_hosts;
 pub mod splits;

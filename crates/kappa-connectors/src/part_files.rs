@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::confine::part_file_in;
 use crate::json::encode_rows;
+use crate::prepared::Prepared;
 
 /// What committing one checkpoint's part file needs (kept in the checkpoint).
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,7 +52,7 @@ pub struct PartFileSink {
     attempt: u32,
     open: Option<BufWriter<File>>,
     /// Part files closed at a barrier, by checkpoint id, waiting for it to complete.
-    prepared: Vec<(u64, PartCommit)>,
+    prepared: Prepared<PartCommit>,
 }
 
 impl PartFileSink {
@@ -63,7 +64,7 @@ impl PartFileSink {
             writer: writer.to_string(),
             attempt,
             open: None,
-            prepared: Vec::new(),
+            prepared: Prepared::default(),
         })
     }
 
@@ -165,16 +166,15 @@ impl Sink for PartFileSink {
         };
         let data = serde_json::to_vec(&part)
             .map_err(|e| TaskError::Data(format!("describing a part file: {e}")))?;
-        self.prepared.push((n, part));
+        self.prepared.push(n, part);
         Ok(Some(data))
     }
 
     fn commit(&mut self, n: u64) -> Result<(), TaskError> {
-        let (due, later) = std::mem::take(&mut self.prepared)
-            .into_iter()
-            .partition(|(id, _)| *id <= n);
-        self.prepared = later;
-        due.iter().try_for_each(|(_, part)| commit_part(part))
+        self.prepared
+            .take_due(n)
+            .iter()
+            .try_for_each(|(_, part)| commit_part(part))
     }
 
     fn recover(&mut self, pending: Vec<PendingCommit>) -> Result<(), TaskError> {
@@ -210,7 +210,7 @@ impl Sink for PartFileSink {
     /// The input ended: everything written becomes visible at once.
     fn flush(&mut self) -> Result<(), TaskError> {
         if let Some(part) = self.close(None)? {
-            self.prepared.push((u64::MAX, part));
+            self.prepared.push(u64::MAX, part);
         }
         self.commit(u64::MAX)
     }

@@ -11,40 +11,33 @@ use kappa_job::plan::iceberg::IcebergType;
 use kappa_runtime::TaskError;
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 use parquet::file::metadata::ParquetMetaData;
-use parquet::file::statistics::Statistics;
+use parquet::file::statistics::{Statistics, ValueStatistics};
+
+/// The chunk's maximum (`upper`) or minimum.
+fn end<T: Copy>(v: &ValueStatistics<T>, upper: bool) -> Option<T> {
+    match upper {
+        true => v.max_opt().copied(),
+        false => v.min_opt().copied(),
+    }
+}
 
 /// A column chunk's bound as the column's Iceberg value (None: not kept for this type).
 fn bound(t: IcebergType, s: &Statistics, upper: bool) -> Option<Datum> {
     Some(match (t, s) {
-        (IcebergType::Int, Statistics::Int32(v)) => {
-            Datum::int(*if upper { v.max_opt() } else { v.min_opt() }?)
-        }
-        (IcebergType::Date, Statistics::Int32(v)) => {
-            Datum::date(*if upper { v.max_opt() } else { v.min_opt() }?)
-        }
-        (IcebergType::Long, Statistics::Int64(v)) => {
-            Datum::long(*if upper { v.max_opt() } else { v.min_opt() }?)
-        }
-        (IcebergType::Timestamp, Statistics::Int64(v)) => {
-            Datum::timestamp_micros(*if upper { v.max_opt() } else { v.min_opt() }?)
-        }
+        (IcebergType::Int, Statistics::Int32(v)) => Datum::int(end(v, upper)?),
+        (IcebergType::Date, Statistics::Int32(v)) => Datum::date(end(v, upper)?),
+        (IcebergType::Long, Statistics::Int64(v)) => Datum::long(end(v, upper)?),
+        (IcebergType::Timestamp, Statistics::Int64(v)) => Datum::timestamp_micros(end(v, upper)?),
         (IcebergType::TimestampTz, Statistics::Int64(v)) => {
-            Datum::timestamptz_micros(*if upper { v.max_opt() } else { v.min_opt() }?)
+            Datum::timestamptz_micros(end(v, upper)?)
         }
-        (IcebergType::Float, Statistics::Float(v)) => {
-            Datum::float(*if upper { v.max_opt() } else { v.min_opt() }?)
-        }
-        (IcebergType::Double, Statistics::Double(v)) => {
-            Datum::double(*if upper { v.max_opt() } else { v.min_opt() }?)
-        }
-        (IcebergType::Boolean, Statistics::Boolean(v)) => {
-            Datum::bool(*if upper { v.max_opt() } else { v.min_opt() }?)
-        }
+        (IcebergType::Float, Statistics::Float(v)) => Datum::float(end(v, upper)?),
+        (IcebergType::Double, Statistics::Double(v)) => Datum::double(end(v, upper)?),
+        (IcebergType::Boolean, Statistics::Boolean(v)) => Datum::bool(end(v, upper)?),
         (IcebergType::String, Statistics::ByteArray(_)) => {
-            let bytes = if upper {
-                s.max_bytes_opt()
-            } else {
-                s.min_bytes_opt()
+            let bytes = match upper {
+                true => s.max_bytes_opt(),
+                false => s.min_bytes_opt(),
             }?;
             Datum::string(std::str::from_utf8(bytes).ok()?)
         }

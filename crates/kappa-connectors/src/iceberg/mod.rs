@@ -54,6 +54,7 @@ use tokio::runtime::Runtime;
 use self::partitions::{Part, Partitioner};
 use self::table::{CHECKPOINT_PROPERTY, WRITER_PROPERTY, failed, last_committed};
 use crate::parquet::writer_properties;
+use crate::prepared::Prepared;
 
 /// A data file being written.
 struct OpenFile {
@@ -94,7 +95,7 @@ pub struct IcebergSink {
     /// Files this attempt opened so far (numbers their names).
     opened: u64,
     /// The files closed at each barrier, by checkpoint id, waiting for it to complete.
-    prepared: Vec<(u64, Vec<DataFile>)>,
+    prepared: Prepared<Vec<DataFile>>,
 }
 
 impl IcebergSink {
@@ -139,7 +140,7 @@ impl IcebergSink {
             open: BTreeMap::new(),
             closed: Vec::new(),
             opened: 0,
-            prepared: Vec::new(),
+            prepared: Prepared::default(),
         })
     }
 
@@ -378,15 +379,12 @@ impl Sink for IcebergSink {
             return Ok(None);
         }
         let data = self.describe_pending(&files)?;
-        self.prepared.push((n, files));
+        self.prepared.push(n, files);
         Ok(Some(data))
     }
 
     fn commit(&mut self, n: u64) -> Result<(), TaskError> {
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.prepared)
-            .into_iter()
-            .partition(|(id, _)| *id <= n);
-        self.prepared = later;
+        let due = self.prepared.take_due(n);
         let Some(last) = due.iter().map(|(id, _)| *id).max() else {
             return Ok(());
         };
@@ -411,7 +409,7 @@ impl Sink for IcebergSink {
     fn flush(&mut self) -> Result<(), TaskError> {
         self.close_all()?;
         let files = std::mem::take(&mut self.closed);
-        self.prepared.push((u64::MAX, files));
+        self.prepared.push(u64::MAX, files);
         self.commit(u64::MAX)
     }
 }

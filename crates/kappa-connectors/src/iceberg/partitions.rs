@@ -4,7 +4,7 @@
 //! human form of each value, percent-encoded as Java's writers do). An unpartitioned table has
 //! one group: all the rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
@@ -151,9 +151,18 @@ impl Partitioner {
             }]);
         }
         let mut groups: BTreeMap<String, (Struct, Vec<u32>)> = BTreeMap::new();
+        // Each partition value's directory, rendered once per batch rather than per row.
+        let mut dirs: HashMap<Struct, String> = HashMap::new();
         for row in 0..rows.num_rows() {
             let value = self.value(rows, row)?;
-            let dir = self.dir(&value);
+            let dir = match dirs.get(&value) {
+                Some(dir) => dir.clone(),
+                None => {
+                    let dir = self.dir(&value);
+                    dirs.insert(value.clone(), dir.clone());
+                    dir
+                }
+            };
             let index = u32::try_from(row)
                 .map_err(|_| TaskError::Data("a batch of more than 4 billion rows".into()))?;
             groups

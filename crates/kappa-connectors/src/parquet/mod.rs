@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use self::names::{Naming, STAGING, restored};
 use self::storage::{Storage, failed};
+use crate::prepared::Prepared;
 
 /// One staged file of a checkpoint and its final name, relative to the sink's location (kept
 /// in the checkpoint).
@@ -87,7 +88,7 @@ pub struct ParquetSink {
     opened: u64,
     /// Staged → final names of the files closed at a barrier, by checkpoint id, waiting for
     /// it to complete.
-    prepared: Vec<(u64, Vec<(ObjectPath, ObjectPath)>)>,
+    prepared: Prepared<Vec<(ObjectPath, ObjectPath)>>,
 }
 
 impl ParquetSink {
@@ -114,7 +115,7 @@ impl ParquetSink {
             open: BTreeMap::new(),
             closed: Vec::new(),
             opened: 0,
-            prepared: Vec::new(),
+            prepared: Prepared::default(),
         })
     }
 
@@ -227,15 +228,12 @@ impl Sink for ParquetSink {
             .collect();
         let data = serde_json::to_vec(&listed)
             .map_err(|e| TaskError::Data(format!("describing staged parquet files: {e}")))?;
-        self.prepared.push((n, files));
+        self.prepared.push(n, files);
         Ok(Some(data))
     }
 
     fn commit(&mut self, n: u64) -> Result<(), TaskError> {
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.prepared)
-            .into_iter()
-            .partition(|(id, _)| *id <= n);
-        self.prepared = later;
+        let due = self.prepared.take_due(n);
         for (staged, committed) in due.iter().flat_map(|(_, files)| files) {
             self.storage.commit(staged, committed)?;
         }
@@ -265,7 +263,7 @@ impl Sink for ParquetSink {
     /// The input ended: everything written becomes visible at once.
     fn flush(&mut self) -> Result<(), TaskError> {
         let files = self.close_all(None)?;
-        self.prepared.push((u64::MAX, files));
+        self.prepared.push(u64::MAX, files);
         self.commit(u64::MAX)
     }
 }
