@@ -279,7 +279,7 @@ impl Planner<'_> {
 #[cfg(test)]
 mod tests {
     use crate::plan::iceberg::{CatalogDatabase, IcebergType};
-    use crate::plan::test_jobs::{REFERENCE, errors, with_sink};
+    use crate::plan::test_jobs::{REFERENCE, errors, line_of, located, with_sink};
     use crate::plan::*;
 
     #[test]
@@ -325,15 +325,9 @@ mod tests {
             "connector = \"iceberg\"\nurl = \"sqlite://catalog.db\"\npassword = \"x\"\npath = \"wh\"\ntable = \"hourly\"\nkey = \"{item_id}\"\npartition_by = \"day(item_id)\"\ndelivery = \"at-least-once\"",
         );
         let found = errors(&text);
-        let line = |needle: &str| {
-            text.lines()
-                .position(|l| l.starts_with(needle))
-                .map(|i| i + 1)
-        };
-        let at: Vec<(&str, Option<usize>)> =
-            found.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        let line = |start: &str| line_of(&text, start);
         assert_eq!(
-            at,
+            located(&found),
             [
                 ("sink.key", line("key =")),
                 ("sink.url", line("url =")),

@@ -134,7 +134,7 @@ impl Planner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::test_jobs::{REFERENCE, errors};
+    use crate::plan::test_jobs::{REFERENCE, errors, line_of};
     use crate::plan::{Overrides, SourceKind, plan_job};
 
     /// The reference job with `metadata` as its `[source.metadata]` table and `source` added
@@ -210,11 +210,7 @@ mod tests {
             "h = \"headers\"\nitem_id = \"offset\"\no = \"offset\"\no2 = \"offset\"",
             "history = \"archive/relative\"",
         );
-        let line = |start: &str| {
-            text.lines()
-                .position(|l| l.starts_with(start))
-                .map(|i| i + 1)
-        };
+        let line = |start: &str| line_of(&text, start);
         let found: Vec<(String, Option<usize>)> = errors(&text)
             .into_iter()
             .map(|e| (e.field, e.line))

@@ -186,7 +186,7 @@ impl Planner<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::plan::test_jobs::{REFERENCE, errors, with_sink};
+    use crate::plan::test_jobs::{REFERENCE, errors, line_of, located, with_sink};
     use crate::plan::*;
     use crate::spec::ParquetCompression;
 
@@ -219,15 +219,9 @@ mod tests {
             "connector = \"parquet\"\npath = \"lake\"\npartition_by = \"{item_id}\"\nfile_size = \"0\"\nkey = \"{item_id}\"\ndelivery = \"none\"",
         );
         let found = errors(&text);
-        let line = |needle: &str| {
-            text.lines()
-                .position(|l| l.starts_with(needle))
-                .map(|i| i + 1)
-        };
-        let at: Vec<(&str, Option<usize>)> =
-            found.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        let line = |start: &str| line_of(&text, start);
         assert_eq!(
-            at,
+            located(&found),
             [
                 ("sink.key", line("key =")),
                 ("sink.path", line("path =")),

@@ -68,7 +68,7 @@ impl Planner<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::plan::test_jobs::{REFERENCE, errors, with_sink};
+    use crate::plan::test_jobs::{REFERENCE, errors, line_of, located, with_sink};
     use crate::plan::*;
     use crate::spec::RedisCommand;
 
@@ -106,15 +106,9 @@ mod tests {
             "url = \"http://127.0.0.1:6379\"\nkey = \"{item_id}\"\nttl = \"0s\"\ndelivery = \"exactly-once\"\npartitioner = \"fixed\"",
         );
         let errs = errors(&text);
-        let at = |field: &str| {
-            text.lines()
-                .position(|l| l.starts_with(field))
-                .map(|i| i + 1)
-        };
-        let found: Vec<(&str, Option<usize>)> =
-            errs.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        let at = |start: &str| line_of(&text, start);
         assert_eq!(
-            found,
+            located(&errs),
             [
                 ("sink.partitioner", at("partitioner")),
                 ("sink.url", at("url")),

@@ -19,3 +19,15 @@ pub fn errors(text: &str) -> Vec<SpecError> {
         .unwrap_err()
         .0
 }
+
+/// The line (from 1) of `text` that begins with `start`.
+pub fn line_of(text: &str, start: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.starts_with(start))
+        .map(|i| i + 1)
+}
+
+/// Each error's field and line.
+pub fn located(errors: &[SpecError]) -> Vec<(&str, Option<usize>)> {
+    errors.iter().map(|e| (e.field.as_str(), e.line)).collect()
+}
