@@ -1,5 +1,6 @@
-//! PostgreSQL upsert sink: rows are buffered by id (the rendered key, the last value wins) and
-//! written in one transaction per flush as `INSERT … ON CONFLICT (id) DO UPDATE`, batched by UNNEST.
+//! PostgreSQL upsert sink: rows are buffered by id (the rendered key, the last change wins) and
+//! written in one transaction per flush as `INSERT … ON CONFLICT (id) DO UPDATE`, batched by UNNEST;
+//! a change stream's deleted ids go first as one `DELETE … WHERE id = ANY(…)` per chunk.
 //! Its connection (`connect`) and error texts serve the upgrade's table operations too.
 
 use std::collections::BTreeMap;
@@ -7,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::kernels::cast::{CastOptions, can_cast_types, cast_with_options};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimeUnit};
 use kappa_job::plan::{POSTGRES_ID, redact_url};
@@ -141,10 +142,13 @@ pub struct PostgresSink {
     /// The table as the job names it, for messages.
     table: String,
     statement: Statement,
+    /// Deletes the rows of ids (a change stream's deleted keys).
+    delete: Statement,
     key: KeyTemplate,
     columns: Vec<Column>,
-    /// Rows by id since the last flush; a later row of an id replaces the earlier one.
-    buffer: BTreeMap<String, Vec<Value>>,
+    /// Rows by id since the last flush, None where the id is deleted; a later change of an
+    /// id replaces the earlier one.
+    buffer: BTreeMap<String, Option<Vec<Value>>>,
     /// When the oldest row of `buffer` arrived.
     oldest: Option<Instant>,
 }
@@ -219,20 +223,26 @@ impl PostgresSink {
             .map_err(catalog)?
             .try_get(0)
             .map_err(catalog)?;
-        let (columns, sql) = plan_upsert(table, &qualified, &table_columns, output, unique_id > 0)
+        let planned = plan_upsert(table, &qualified, &table_columns, output, unique_id > 0)
             .map_err(|e| TaskError::Data(format!("{e} (postgres at {target})")))?;
-        let statement = client.prepare(&sql).map_err(|e| {
-            db_error(
-                &format!("preparing the upsert into `{table}` in postgres at {target}"),
-                &e,
-            )
-        })?;
+        let prepare = |client: &mut Client, sql: &str, what: &str| {
+            client.prepare(sql).map_err(|e| {
+                db_error(
+                    &format!("preparing the {what} `{table}` in postgres at {target}"),
+                    &e,
+                )
+            })
+        };
+        let statement = prepare(&mut client, &planned.upsert, "upsert into")?;
+        let delete = prepare(&mut client, &planned.delete, "delete from")?;
+        let columns = planned.columns;
         tracing::info!(%target, table = %qualified, "postgres sink ready");
         Ok(Self {
             client,
             target,
             table: table.to_string(),
             statement,
+            delete,
             key,
             columns,
             buffer: BTreeMap::new(),
@@ -246,8 +256,13 @@ impl PostgresSink {
     }
 }
 
-impl Sink for PostgresSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+impl PostgresSink {
+    /// Buffers the rows of `batch` by id, those `deletes` marks as deletes of their id.
+    fn buffer(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: Option<&BooleanArray>,
+    ) -> Result<(), TaskError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -258,7 +273,8 @@ impl Sink for PostgresSink {
             .map(|c| column_values(batch.column(c.index), c))
             .collect::<Result<Vec<_>, _>>()?;
         for (row, id) in ids.into_iter().enumerate() {
-            let row_values = values.iter().map(|v| v[row].clone()).collect();
+            let deleted = deletes.is_some_and(|d| d.value(row));
+            let row_values = (!deleted).then(|| values.iter().map(|v| v[row].clone()).collect());
             self.buffer.insert(id, row_values);
         }
         self.oldest.get_or_insert_with(Instant::now);
@@ -267,18 +283,42 @@ impl Sink for PostgresSink {
         }
         Ok(())
     }
+}
+
+impl Sink for PostgresSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+        self.buffer(batch, None)
+    }
+
+    fn write_changes(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: &BooleanArray,
+    ) -> Result<(), TaskError> {
+        self.buffer(batch, Some(deletes))
+    }
 
     /// Writes every buffered row in one transaction and commits: durable when this returns.
     fn flush(&mut self) -> Result<(), TaskError> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let rows: Vec<(&String, &Vec<Value>)> = self.buffer.iter().collect();
+        let rows: Vec<(&String, &Vec<Value>)> = self
+            .buffer
+            .iter()
+            .filter_map(|(id, row)| Some((id, row.as_ref()?)))
+            .collect();
+        let deleted: Vec<&String> = self
+            .buffer
+            .iter()
+            .filter_map(|(id, row)| row.is_none().then_some(id))
+            .collect();
         let failed = |e: postgres::Error| {
             db_error(
                 &format!(
-                    "upserting {} rows into `{}` in postgres at {}",
+                    "upserting {} rows into (and deleting {} from) `{}` in postgres at {}",
                     rows.len(),
+                    deleted.len(),
                     self.table,
                     self.target
                 ),
@@ -286,13 +326,16 @@ impl Sink for PostgresSink {
             )
         };
         let mut tx = self.client.transaction().map_err(failed)?;
+        for chunk in deleted.chunks(CHUNK_ROWS) {
+            tx.execute(&self.delete, &[&chunk]).map_err(failed)?;
+        }
         for chunk in rows.chunks(CHUNK_ROWS) {
             let params = params(&self.columns, chunk);
             let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
             tx.execute(&self.statement, &refs).map_err(failed)?;
         }
         tx.commit().map_err(failed)?;
-        tracing::debug!(table = %self.table, rows = rows.len(), "postgres sink flushed");
+        tracing::debug!(table = %self.table, rows = rows.len(), deleted = deleted.len(), "postgres sink flushed");
         self.buffer.clear();
         self.oldest = None;
         Ok(())
@@ -443,14 +486,26 @@ fn create_table_hint(table: &str, output: &SchemaRef) -> String {
 }
 
 /// Matches the output columns with the table's and builds the upsert:
-/// `INSERT INTO t (id, c…) SELECT … FROM UNNEST($1::text[], …) ON CONFLICT (id) DO UPDATE SET c = EXCLUDED.c, …`.
+/// The statements of a postgres sink.
+#[derive(Debug)]
+struct Planned {
+    /// The table columns the output columns go to, in output order.
+    columns: Vec<Column>,
+    /// `INSERT INTO t (id, c…) SELECT … FROM UNNEST($1::text[], …) ON CONFLICT (id) DO
+    /// UPDATE SET c = EXCLUDED.c, …`.
+    upsert: String,
+    /// `DELETE FROM t WHERE id = ANY($1::text[])`, the ids cast to the id column's type.
+    delete: String,
+}
+
+/// The statements writing `output` to `table` by id.
 fn plan_upsert(
     table: &str,
     qualified: &str,
     table_columns: &[TableColumn],
     output: &SchemaRef,
     unique_id: bool,
-) -> Result<(Vec<Column>, String), String> {
+) -> Result<Planned, String> {
     let by_name: BTreeMap<&str, &TableColumn> =
         table_columns.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut missing: Vec<String> = Vec::new();
@@ -522,6 +577,14 @@ fn plan_upsert(
     } else {
         format!("CAST(u.c0 AS {})", id.formatted)
     }];
+    let delete = format!(
+        "DELETE FROM {qualified} WHERE {} = ANY({})",
+        quote(POSTGRES_ID),
+        match id_is_text {
+            true => "$1::text[]".to_string(),
+            false => format!("CAST($1::text[] AS {}[])", id.formatted),
+        }
+    );
     let mut updates = Vec::new();
     for (i, (c, tc)) in columns.iter().enumerate() {
         let n = i + 1;
@@ -544,7 +607,11 @@ fn plan_upsert(
         quote(POSTGRES_ID),
         updates.join(", ")
     );
-    Ok((columns.into_iter().map(|(c, _)| c).collect(), sql))
+    Ok(Planned {
+        columns: columns.into_iter().map(|(c, _)| c).collect(),
+        upsert: sql,
+        delete,
+    })
 }
 
 fn cast(array: &ArrayRef, to: &DataType, column: &str) -> Result<ArrayRef, TaskError> {
@@ -699,9 +766,7 @@ fn params(columns: &[Column], rows: &[(&String, &Vec<Value>)]) -> Vec<Box<dyn To
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{
-        BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
-    };
+    use arrow::array::{Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
     use arrow::datatypes::{Field, Schema};
 
     fn output() -> SchemaRef {
@@ -729,7 +794,12 @@ mod tests {
             col("click_count", "numeric", "numeric(20,0)"),
             col("note", "text", "text"),
         ];
-        let (columns, sql) = plan_upsert("clicks", "clicks", &table, &output(), true).unwrap();
+        let planned = plan_upsert("clicks", "clicks", &table, &output(), true).unwrap();
+        let (columns, sql) = (planned.columns, planned.upsert);
+        assert_eq!(
+            planned.delete,
+            "DELETE FROM clicks WHERE \"id\" = ANY($1::text[])"
+        );
         let wires: Vec<_> = columns.iter().map(|c| c.wire).collect();
         assert_eq!(wires, [Wire::Text, Wire::Timestamptz, Wire::Int8]);
         assert_eq!(
@@ -749,7 +819,8 @@ mod tests {
             col("window_end", "int8", "bigint"),
             col("click_count", "int4", "integer"),
         ];
-        let (_, sql) = plan_upsert("t", "t", &table, &output(), true).unwrap();
+        let planned = plan_upsert("t", "t", &table, &output(), true).unwrap();
+        let sql = planned.upsert;
         assert!(
             sql.contains("SELECT CAST(u.c0 AS uuid), CAST(u.c1 AS citext), u.c2, u.c3 FROM"),
             "{sql}"

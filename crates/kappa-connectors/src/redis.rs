@@ -1,13 +1,14 @@
 //! The redis sink: every row written under its rendered key, pipelined, one round trip per
 //! batch. `set` stores the row as JSON (`SET key json [PX ttl]`); `hset` stores its non-null
 //! columns as a hash, replaced whole in one `MULTI` (`DEL`, `HSET`, `PEXPIRE`) so a reader
-//! never sees a half-written row. Writes are idempotent by key: with checkpoints, a restart
+//! never sees a half-written row. A change stream's deleted rows `DEL` their key. Writes are
+//! idempotent by key: with checkpoints, a restart
 //! replays from the last one and overwrites the same keys (at-least-once delivery,
 //! exactly-once results per key).
 
 use std::time::Duration;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use kappa_job::plan::redact_url;
 use kappa_job::plan::redis::RedisSinkPlan;
@@ -97,14 +98,23 @@ impl RedisSink {
 }
 
 impl Writes {
-    /// The pipeline that writes `batch`.
-    fn pipeline(&self, batch: &RecordBatch) -> Result<redis::Pipeline, TaskError> {
+    /// The pipeline that writes `batch`, deleting the keys of the rows `deletes` marks.
+    fn pipeline(
+        &self,
+        batch: &RecordBatch,
+        deletes: Option<&BooleanArray>,
+    ) -> Result<redis::Pipeline, TaskError> {
         let keys = render_keys(&self.key, batch).map_err(|e| TaskError::Data(e.to_string()))?;
+        let deleted = |row: usize| deletes.is_some_and(|d| d.value(row));
         let mut pipe = redis::pipe();
         match self.command {
             RedisCommand::Set => {
                 let rows = encode_rows(batch).map_err(|e| TaskError::Data(e.to_string()))?;
-                for (key, row) in keys.iter().zip(rows) {
+                for (i, (key, row)) in keys.iter().zip(rows).enumerate() {
+                    if deleted(i) {
+                        pipe.cmd("DEL").arg(key).ignore();
+                        continue;
+                    }
                     let cmd = pipe.cmd("SET").arg(key).arg(row);
                     if let Some(ms) = self.ttl_ms {
                         cmd.arg("PX").arg(ms);
@@ -136,7 +146,7 @@ impl Writes {
                         })
                         .collect();
                     pipe.cmd("DEL").arg(key).ignore();
-                    if fields.is_empty() {
+                    if fields.is_empty() || deleted(row) {
                         // HSET takes at least one field: a row of nulls is no hash.
                         continue;
                     }
@@ -155,12 +165,17 @@ impl Writes {
     }
 }
 
-impl Sink for RedisSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+impl RedisSink {
+    /// Writes `batch` in one round trip, deleting the keys of the rows `deletes` marks.
+    fn send(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: Option<&BooleanArray>,
+    ) -> Result<(), TaskError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let pipe = self.writes.pipeline(batch)?;
+        let pipe = self.writes.pipeline(batch, deletes)?;
         pipe.query::<()>(&mut self.connection).map_err(|e| {
             failed(
                 &format!("writing {} rows", batch.num_rows()),
@@ -168,6 +183,20 @@ impl Sink for RedisSink {
                 &e,
             )
         })
+    }
+}
+
+impl Sink for RedisSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+        self.send(batch, None)
+    }
+
+    fn write_changes(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: &BooleanArray,
+    ) -> Result<(), TaskError> {
+        self.send(batch, Some(deletes))
     }
 
     /// Every batch is acknowledged by the server when `write` returns.
@@ -202,6 +231,15 @@ mod tests {
 
     /// The commands of `writes` for the test batch, as RESP text.
     fn packed(command: RedisCommand, ttl_ms: Option<u64>) -> String {
+        packed_changes(command, ttl_ms, None)
+    }
+
+    /// Like [`packed`], with the rows `deletes` marks deleted.
+    fn packed_changes(
+        command: RedisCommand,
+        ttl_ms: Option<u64>,
+        deletes: Option<&BooleanArray>,
+    ) -> String {
         let b = batch();
         let key = KeyTemplate::parse("k:{item_id}", &b.schema()).expect("key");
         let writes = Writes {
@@ -209,7 +247,7 @@ mod tests {
             command,
             ttl_ms,
         };
-        let pipe = writes.pipeline(&b).expect("pipeline");
+        let pipe = writes.pipeline(&b, deletes).expect("pipeline");
         String::from_utf8(pipe.get_packed_pipeline()).expect("utf-8")
     }
 
@@ -244,5 +282,20 @@ mod tests {
         );
         assert_eq!(p.matches("HSET\r\n").count(), 2, "{p}");
         assert_eq!(p.matches("PEXPIRE\r\n").count(), 2, "{p}");
+    }
+
+    #[test]
+    fn a_deleted_row_deletes_its_key_and_writes_nothing() {
+        let deletes = BooleanArray::from(vec![false, true, false]);
+        for command in [RedisCommand::Set, RedisCommand::Hset] {
+            let p = packed_changes(command, Some(1_000), Some(&deletes));
+            assert!(p.contains("DEL\r\n$3\r\nk:b\r\n"), "{p}");
+            assert!(!p.contains("HSET\r\n$3\r\nk:b"), "{p}");
+            assert!(!p.contains("SET\r\n$3\r\nk:b"), "{p}");
+            assert!(p.contains("k:a\r\n"), "{p}");
+        }
+        let set = packed_changes(RedisCommand::Set, None, Some(&deletes));
+        assert_eq!(set.matches("\r\nSET\r\n").count(), 2, "{set}");
+        assert_eq!(set.matches("\r\nDEL\r\n").count(), 1, "{set}");
     }
 }

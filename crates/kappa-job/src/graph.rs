@@ -335,6 +335,10 @@ impl JobPlan {
                 )
             }
         };
+        let d = match s.changes {
+            true => format!("{d}, deletes of a change stream applied"),
+            false => d,
+        };
         match self.sinks.len() {
             1 => d,
             _ => format!("{d} as `{}`", s.name),

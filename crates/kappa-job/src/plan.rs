@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use toml::Spanned;
 
 use crate::error::{Locator, SpecError, SpecErrors};
@@ -144,6 +144,12 @@ impl SourcePlan {
         }
     }
 
+    /// Whether its records are changes (inserts and deletes of rows): they then carry the
+    /// change column after [`SourcePlan::schema`]'s columns.
+    pub fn changelog(&self) -> bool {
+        self.format == RecordFormat::DebeziumJson
+    }
+
     /// The event-time column's index among the decoded columns, if it is one of them.
     pub fn payload_event_time(&self) -> Option<usize> {
         let index = self.event_time.as_ref()?.source_index;
@@ -234,6 +240,10 @@ pub struct WindowPlan {
     pub output_schema: SchemaRef,
     /// Index in [`JobPlan::sinks`] of the sink that receives the events beyond allowed lateness.
     pub late_output: Option<usize>,
+    /// An updating aggregate of a change stream: the index of the change column in its
+    /// input, whose deleted rows are retracted. Its last aggregate then counts the rows of
+    /// each key (a key without rows is deleted), and its output ends with the change column.
+    pub retract: Option<usize>,
 }
 
 impl WindowPlan {
@@ -258,6 +268,9 @@ pub struct SinkPlan {
     pub format: RecordFormat,
     pub key: Option<KeyTemplate>,
     pub delivery: Delivery,
+    /// Its records are changes: the change column follows `schema`'s columns, and a deleted
+    /// row deletes its key.
+    pub changes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -294,6 +307,22 @@ pub enum SinkKind {
 
 /// The column the postgres sink writes a row's key to; the table's primary key.
 pub const POSTGRES_ID: &str = "id";
+
+/// The column a change stream's records carry last (see [`change_field`]): true where the
+/// row is deleted (retracted), false where it is inserted or upserted. Never a user's column.
+pub const CHANGE_COLUMN: &str = "_kappa_delete";
+
+/// The change column's field.
+pub fn change_field() -> Field {
+    Field::new(CHANGE_COLUMN, DataType::Boolean, false)
+}
+
+/// `schema` with the change column after its columns: the records of a change stream.
+pub fn with_change_column(schema: &Schema) -> SchemaRef {
+    let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(change_field()));
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
 
 /// A connection string with its password replaced by `***`, for messages and logs: both the
 /// URL form (`postgres://user:pw@host/db`, `?password=pw`) and the key-value form
@@ -730,6 +759,13 @@ impl Planner<'_> {
 
     /// The dataflow of the table form: `[[steps]]`, `[window]` or `[[windows]]`, sinks.
     fn table_form(&mut self, spec: &JobSpec, sources: &[SourcePlan]) -> Operators {
+        for changes in sources.iter().filter(|s| s.changelog()) {
+            self.err(
+                None,
+                &format!("{}.format", changes.uid),
+                "debezium-json is a change stream (inserts, updates and deletes of rows): read it in [[queries]], e.g. INSERT INTO <sink> SELECT … or an aggregate GROUP BY its keys",
+            );
+        }
         self.union_schemas(spec, sources);
         let union_schema = sources
             .first()
@@ -1155,6 +1191,7 @@ impl Planner<'_> {
             aggregates,
             output_schema: Arc::new(Schema::new(fields)),
             late_output: None,
+            retract: None,
         };
         let schema = Arc::clone(&plan.output_schema);
         (Some(plan), schema)
@@ -1363,6 +1400,7 @@ impl Planner<'_> {
             format,
             key,
             delivery,
+            changes: false,
         }
     }
 

@@ -183,6 +183,9 @@ pub enum Format {
     /// Avro binary: bare with `avro_schema`, in the Confluent wire format with
     /// `schema_registry`.
     Avro,
+    /// Debezium's JSON change events (a source only): each record an insert, update or
+    /// delete of a row of `schema`, read as a change stream by `[[queries]]`.
+    DebeziumJson,
 }
 
 /// A Confluent-compatible schema registry (`format = "avro"` of a kafka connector).

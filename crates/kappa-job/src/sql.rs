@@ -486,6 +486,21 @@ pub fn is_ordered_value(t: &DataType) -> bool {
 }
 
 /// A schema with one column per compiled expression.
+/// The change column of a change stream's records, at `index`, passed on as it is.
+pub fn change_passthrough(index: usize) -> CompiledExpr {
+    let field = crate::plan::change_field();
+    CompiledExpr {
+        text: field.name().clone(),
+        name: field.name().clone(),
+        data_type: field.data_type().clone(),
+        nullable: false,
+        expr: Arc::new(datafusion_physical_expr::expressions::Column::new(
+            field.name(),
+            index,
+        )),
+    }
+}
+
 pub fn schema_of(exprs: &[CompiledExpr]) -> Schema {
     Schema::new(
         exprs

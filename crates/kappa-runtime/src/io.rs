@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 
 use crate::error::TaskError;
 
@@ -96,6 +96,24 @@ pub struct PendingCommit {
 /// Writes result batches of one subtask.
 pub trait Sink: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError>;
+
+    /// The rows of a change stream, in order: each deletes its key where `deletes` is true,
+    /// and is written (an upsert by its key) where it is false. A sink that cannot delete
+    /// keeps this default, which refuses deletes; the planner sends change streams only to
+    /// sinks that can.
+    fn write_changes(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: &BooleanArray,
+    ) -> Result<(), TaskError> {
+        match deletes.true_count() {
+            0 => self.write(batch),
+            n => Err(TaskError::Data(format!(
+                "this sink cannot delete rows, and {n} of {} rows are deletes",
+                deletes.len()
+            ))),
+        }
+    }
 
     /// The barrier of checkpoint `n` passed: what was written since the previous barrier
     /// belongs to checkpoint n. At-least-once sinks make it durable here. Transactional sinks

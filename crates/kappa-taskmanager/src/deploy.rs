@@ -644,7 +644,8 @@ impl SubtaskRun {
                         }
                         None => OperatorPart::Stateless,
                     };
-                    (Box::new(SinkOperator::new(sink, metrics)), part)
+                    let operator = SinkOperator::new(sink, metrics).with_changes(sink_plan.changes);
+                    (Box::new(operator), part)
                 }
             };
             ops.push(boxed);

@@ -1,36 +1,44 @@
 //! The `_bulk` API: the NDJSON body of `index` actions (each document under its `_index` and
-//! `_id`), and what a response says of each item — indexed, refused with 429 (to send
-//! again), or refused for good (the first such item's `_id`, index and reason).
+//! `_id`) and `delete` actions (a change stream's deleted keys), and what a response says of
+//! each item — done, refused with 429 (to send again), or refused for good (the first such
+//! item's `_id`, index and reason). Deleting a document that is not there is done.
 
 use serde::Deserialize;
 
 use super::error::EsError;
 
-/// One document to index.
+/// One document to index, or to delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Doc {
     pub index: String,
     pub id: String,
-    /// The row as a JSON object.
-    pub source: Vec<u8>,
+    /// The row as a JSON object; None: the document is deleted.
+    pub source: Option<Vec<u8>>,
 }
 
 impl Doc {
     /// Bytes it adds to a bulk body (its action line is about as long as its names).
     pub fn size(&self) -> usize {
-        self.source.len() + self.index.len() + self.id.len() + 32
+        self.source.as_ref().map_or(0, Vec::len) + self.index.len() + self.id.len() + 32
     }
 }
 
-/// The body of a bulk request indexing `docs`: an action line and a source line each.
+/// The body of a bulk request of `docs`: an action line and a source line each, or a
+/// delete's action line alone.
 pub fn body<'a>(docs: impl IntoIterator<Item = &'a Doc>) -> Vec<u8> {
     let mut out = Vec::new();
     for d in docs {
-        let action = serde_json::json!({"index": {"_index": d.index, "_id": d.id}});
-        out.extend_from_slice(action.to_string().as_bytes());
+        let action = match d.source {
+            Some(_) => "index",
+            None => "delete",
+        };
+        let line = serde_json::json!({action: {"_index": d.index, "_id": d.id}});
+        out.extend_from_slice(line.to_string().as_bytes());
         out.push(b'\n');
-        out.extend_from_slice(&d.source);
-        out.push(b'\n');
+        if let Some(source) = &d.source {
+            out.extend_from_slice(source);
+            out.push(b'\n');
+        }
     }
     out
 }
@@ -130,6 +138,7 @@ pub fn outcome(node: &str, text: &str, sent: &[Doc]) -> Result<Outcome, EsError>
     for (i, Entry { index: item }) in items.into_iter().enumerate() {
         match item.status {
             200..=299 => {}
+            404 if sent[i].source.is_none() => {}
             429 => retry.push(i),
             _ => refused.push((i, item)),
         }

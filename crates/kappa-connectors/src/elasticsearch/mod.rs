@@ -18,7 +18,7 @@ mod tests;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 use kappa_job::elasticsearch::{Auth, ElasticsearchTarget, IndexName};
 use kappa_job::secret::SecretSources;
 use kappa_job::template::KeyTemplate;
@@ -195,8 +195,13 @@ fn credentials(auth: &Auth, secrets: &SecretSources, uid: &str) -> Result<Creden
     })
 }
 
-impl Sink for ElasticsearchSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+impl ElasticsearchSink {
+    /// Buffers the documents of `batch`, deleting those of the rows `deletes` marks.
+    fn documents(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: Option<&BooleanArray>,
+    ) -> Result<(), TaskError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -207,7 +212,9 @@ impl Sink for ElasticsearchSink {
             let why = format!("{} JSON rows for {} rows", sources.len(), ids.len());
             return Err(EsError::Encode(ConnectorError::Format(why)).into());
         }
-        for ((id, index), source) in ids.into_iter().zip(indexes).zip(sources) {
+        for (row, ((id, index), source)) in ids.into_iter().zip(indexes).zip(sources).enumerate() {
+            let deleted = deletes.is_some_and(|d| d.value(row));
+            let source = (!deleted).then_some(source);
             self.buffer(Doc { index, id, source });
         }
         self.oldest.get_or_insert_with(Instant::now);
@@ -215,6 +222,20 @@ impl Sink for ElasticsearchSink {
             self.flush()?;
         }
         Ok(())
+    }
+}
+
+impl Sink for ElasticsearchSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+        self.documents(batch, None)
+    }
+
+    fn write_changes(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: &BooleanArray,
+    ) -> Result<(), TaskError> {
+        self.documents(batch, Some(deletes))
     }
 
     /// Sends every buffered document: indexed when this returns.

@@ -1,12 +1,13 @@
 //! The record formats of Kafka sources and sinks: json (crate::json), string and raw
-//! ([`value`]), avro bare or in the Confluent wire format ([`avro`], [`registry`]); the
-//! decoder and encoder of a planned source or sink.
+//! ([`value`]), avro bare or in the Confluent wire format ([`avro`], [`registry`]), Debezium
+//! change events ([`debezium`]); the decoder and encoder of a planned source or sink.
 
 pub mod avro;
+pub mod debezium;
 pub mod registry;
 pub mod value;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 use kappa_job::plan::formats::{RecordFormat, SchemaRegistry};
 use kappa_job::plan::{SinkPlan, SourcePlan};
 use kappa_job::secret::SecretSources;
@@ -15,6 +16,7 @@ use kappa_runtime::TaskError;
 use crate::ConnectorError;
 use crate::json::{BadRecord, JsonDecoder, encode_rows};
 use avro::{AvroDecoder, AvroEncoder};
+use debezium::DebeziumDecoder;
 use registry::RegistryClient;
 use value::ValueDecoder;
 
@@ -23,6 +25,27 @@ pub enum RecordDecoder {
     Json(JsonDecoder),
     Value(ValueDecoder),
     Avro(Box<AvroDecoder>),
+    Debezium(DebeziumDecoder),
+}
+
+/// Records decoded: the rows of the good ones, the bad ones apart.
+pub struct Decoded {
+    /// The rows, in record order.
+    pub batch: RecordBatch,
+    pub bad: Vec<BadRecord>,
+    /// A change format's rows: which are deleted, and the record each came from (a record
+    /// may give none, one or two rows). None: one row per good record, all inserted.
+    pub changes: Option<(BooleanArray, Vec<usize>)>,
+}
+
+impl From<(RecordBatch, Vec<BadRecord>)> for Decoded {
+    fn from((batch, bad): (RecordBatch, Vec<BadRecord>)) -> Self {
+        Self {
+            batch,
+            bad,
+            changes: None,
+        }
+    }
 }
 
 impl From<JsonDecoder> for RecordDecoder {
@@ -63,6 +86,7 @@ impl RecordDecoder {
             RecordFormat::Json => Self::Json(JsonDecoder::new(schema).with_event_time(event_time)),
             RecordFormat::String => Self::Value(ValueDecoder::string(schema)),
             RecordFormat::Raw => Self::Value(ValueDecoder::raw(schema)),
+            RecordFormat::DebeziumJson => Self::Debezium(DebeziumDecoder::new(schema, event_time)),
             RecordFormat::Avro(a) => {
                 let decoder = match (&a.registry, &a.schema) {
                     (Some(r), _) => {
@@ -81,15 +105,20 @@ impl RecordDecoder {
     }
 
     /// Decodes `records`; the batch holds the good ones in order, bad ones are listed apart.
-    pub fn decode(
-        &mut self,
-        records: &[&[u8]],
-    ) -> Result<(RecordBatch, Vec<BadRecord>), ConnectorError> {
-        match self {
-            Self::Json(d) => d.decode(records),
-            Self::Value(d) => d.decode(records),
-            Self::Avro(d) => d.decode(records),
-        }
+    pub fn decode(&mut self, records: &[&[u8]]) -> Result<Decoded, ConnectorError> {
+        Ok(match self {
+            Self::Json(d) => d.decode(records)?.into(),
+            Self::Value(d) => d.decode(records)?.into(),
+            Self::Avro(d) => d.decode(records)?.into(),
+            Self::Debezium(d) => {
+                let c = d.decode(records)?;
+                Decoded {
+                    batch: c.batch,
+                    bad: c.bad,
+                    changes: Some((c.deletes, c.records)),
+                }
+            }
+        })
     }
 }
 
@@ -106,6 +135,11 @@ impl RecordEncoder {
         Ok(match &sink.format {
             RecordFormat::Json => Self::Json,
             RecordFormat::String | RecordFormat::Raw => Self::Value,
+            RecordFormat::DebeziumJson => {
+                return Err(TaskError::Data(
+                    "debezium-json is a source format: a sink writes json".into(),
+                ));
+            }
             RecordFormat::Avro(a) => {
                 let json = a
                     .schema

@@ -451,6 +451,7 @@ fn snapshots_are_labelled_with_the_writer_name_pending_commits_carry() {
         format: kappa_job::plan::formats::RecordFormat::Json,
         key: None,
         delivery: kappa_job::spec::Delivery::ExactlyOnce,
+        changes: false,
     };
     let confinement = crate::confine::Confinement::any("a test");
     let opened = crate::open_sink(&confinement, &sink, "job1", 3, 1).expect("open");

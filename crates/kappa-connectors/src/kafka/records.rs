@@ -1,18 +1,19 @@
 //! One partition's records taken in a poll — from librdkafka's buffers or from the archive —
 //! decoded into the source's columns: the values by the format's decoder, bad ones through
 //! the `on_error` policy with their partition and offset, and the Kafka metadata columns the
-//! source asks for appended for the records kept.
+//! source asks for appended for the records kept (a change format's rows then carry their
+//! change column last).
 
 use std::sync::Arc;
 
 use arrow::array::TimestampMillisecondArray;
 use arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
-use kappa_job::plan::KafkaMetadata;
+use kappa_job::plan::{KafkaMetadata, with_change_column};
 use kappa_runtime::TaskError;
 
 use crate::bad_records::BadRecordPolicy;
-use crate::format::{RecordDecoder, task_error};
+use crate::format::{Decoded, RecordDecoder, task_error};
 
 /// Records of one partition in offset order.
 #[derive(Default)]
@@ -63,7 +64,11 @@ impl Decoding {
             false => None,
         };
         let records = timed.as_ref().unwrap_or(records);
-        let (batch, bad) = self.decoder.decode(&records.values).map_err(task_error)?;
+        let Decoded {
+            batch,
+            bad,
+            changes,
+        } = self.decoder.decode(&records.values).map_err(task_error)?;
         let mut kept = vec![true; records.values.len()];
         for b in &bad {
             let at = self.location(partition, records.offsets[b.index], archived);
@@ -73,15 +78,26 @@ impl Decoding {
         if batch.num_rows() == 0 {
             return Ok(None);
         }
-        if self.metadata.is_empty() {
+        if self.metadata.is_empty() && changes.is_none() {
             return Ok(Some(batch));
         }
-        let rows: Vec<usize> = (0..kept.len()).filter(|&i| kept[i]).collect();
+        // The record of each row.
+        let (deletes, rows) = match changes {
+            Some((deletes, rows)) => (Some(deletes), rows),
+            None => (None, (0..kept.len()).filter(|&i| kept[i]).collect()),
+        };
         let mut columns = batch.columns().to_vec();
         for field in &self.metadata {
             columns.push(metadata_column(*field, partition, records, &rows));
         }
-        RecordBatch::try_new(Arc::clone(&self.schema), columns)
+        let schema = match deletes {
+            Some(deletes) => {
+                columns.push(Arc::new(deletes));
+                with_change_column(&self.schema)
+            }
+            None => Arc::clone(&self.schema),
+        };
+        RecordBatch::try_new(schema, columns)
             .map(Some)
             .map_err(|e| TaskError::Data(format!("the metadata columns of `{}`: {e}", self.topic)))
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 use kappa_job::template::KeyTemplate;
 use kappa_runtime::TaskError;
 use parking_lot::Mutex;
@@ -260,13 +260,14 @@ impl KafkaSink {
     }
 }
 
-/// Calls `f(key, value)` for each row of `batch`: its value from `encoder` and the key
-/// rendered from `template`.
+/// Calls `f(key, value)` for each row of `batch`: its value from `encoder` (none, a
+/// tombstone, where `deletes` marks the row deleted) and the key rendered from `template`.
 pub fn for_each_record(
     encoder: &mut RecordEncoder,
     batch: &RecordBatch,
+    deletes: Option<&BooleanArray>,
     template: Option<&KeyTemplate>,
-    mut f: impl FnMut(Option<&[u8]>, &[u8]) -> Result<(), TaskError>,
+    mut f: impl FnMut(Option<&[u8]>, Option<&[u8]>) -> Result<(), TaskError>,
 ) -> Result<(), TaskError> {
     let values = encoder
         .encode(batch)
@@ -276,7 +277,9 @@ pub fn for_each_record(
         None => None,
     };
     for (i, v) in values.iter().enumerate() {
-        f(keys.as_ref().map(|k| k[i].as_bytes()), v)?;
+        let deleted = deletes.is_some_and(|d| d.value(i));
+        let value = (!deleted).then_some(v.as_slice());
+        f(keys.as_ref().map(|k| k[i].as_bytes()), value)?;
     }
     Ok(())
 }
@@ -284,9 +287,29 @@ pub fn for_each_record(
 impl kappa_runtime::io::Sink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
         let (producer, partition) = (&self.producer, self.partition);
-        for_each_record(&mut self.encoder, batch, self.key.as_ref(), |key, value| {
-            producer.send(key, value, None, partition)
-        })
+        for_each_record(
+            &mut self.encoder,
+            batch,
+            None,
+            self.key.as_ref(),
+            |key, value| producer.send_payload(key, value, None, partition),
+        )
+    }
+
+    fn write_changes(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: &BooleanArray,
+    ) -> Result<(), TaskError> {
+        let (producer, partition) = (&self.producer, self.partition);
+        let key = self.key.as_ref();
+        for_each_record(
+            &mut self.encoder,
+            batch,
+            Some(deletes),
+            key,
+            |key, value| producer.send_payload(key, value, None, partition),
+        )
     }
 
     fn prepare(&mut self, _: u64) -> Result<Option<Vec<u8>>, TaskError> {

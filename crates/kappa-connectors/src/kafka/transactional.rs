@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 use kappa_job::template::KeyTemplate;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::{PendingCommit, Sink};
@@ -43,24 +43,28 @@ pub struct KafkaTarget {
 }
 
 /// Records of closed epochs in the byte layout kept in checkpoints: per record the partition
-/// (-1: by key), the key (length u32::MAX: none) and the value, lengths little-endian.
+/// (-1: by key), the key and the value (length u32::MAX: none, a tombstone's value), lengths
+/// little-endian.
 #[derive(Debug, Default)]
 struct Epoch(Vec<u8>);
 
 impl Epoch {
-    fn push(&mut self, partition: Option<i32>, key: Option<&[u8]>, value: &[u8]) {
+    fn push(&mut self, partition: Option<i32>, key: Option<&[u8]>, value: Option<&[u8]>) {
         self.0
             .extend_from_slice(&partition.unwrap_or(-1).to_le_bytes());
-        match key {
-            Some(k) => {
-                self.0.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                self.0.extend_from_slice(k);
+        self.bytes(key);
+        self.bytes(value);
+    }
+
+    /// Some bytes with their length first, or u32::MAX for none.
+    fn bytes(&mut self, b: Option<&[u8]>) {
+        match b {
+            Some(b) => {
+                self.0.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                self.0.extend_from_slice(b);
             }
             None => self.0.extend_from_slice(&u32::MAX.to_le_bytes()),
         }
-        self.0
-            .extend_from_slice(&(value.len() as u32).to_le_bytes());
-        self.0.extend_from_slice(value);
     }
 }
 
@@ -68,7 +72,15 @@ impl Epoch {
 struct Record<'a> {
     partition: Option<i32>,
     key: Option<&'a [u8]>,
-    value: &'a [u8],
+    value: Option<&'a [u8]>,
+}
+
+/// Bytes with their length first, as [`Epoch::bytes`] wrote them.
+fn take_bytes<'a>(data: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    match take_u32(data)? {
+        u32::MAX => Some(None),
+        n => take(data, n as usize).map(Some),
+    }
 }
 
 fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -88,12 +100,8 @@ fn records(mut data: &[u8]) -> Option<Vec<Record<'_>>> {
     let mut out = Vec::new();
     while !data.is_empty() {
         let partition = take_u32(&mut data)? as i32;
-        let key = match take_u32(&mut data)? {
-            u32::MAX => None,
-            n => Some(take(&mut data, n as usize)?),
-        };
-        let n = take_u32(&mut data)? as usize;
-        let value = take(&mut data, n)?;
+        let key = take_bytes(&mut data)?;
+        let value = take_bytes(&mut data)?;
         out.push(Record {
             partition: (partition >= 0).then_some(partition),
             key,
@@ -196,7 +204,8 @@ impl Writer {
 
     fn write_and_mark(&self, records: &[Record<'_>], marker: u64) -> Result<(), TaskError> {
         for r in records {
-            self.producer.send(r.key, r.value, None, r.partition)?;
+            self.producer
+                .send_payload(r.key, r.value, None, r.partition)?;
         }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
@@ -304,10 +313,35 @@ impl TransactionalKafkaSink {
 impl Sink for TransactionalKafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
         let (open, partition) = (&mut self.open, self.partition);
-        for_each_record(&mut self.encoder, batch, self.key.as_ref(), |key, value| {
-            open.push(partition, key, value);
-            Ok(())
-        })
+        for_each_record(
+            &mut self.encoder,
+            batch,
+            None,
+            self.key.as_ref(),
+            |key, value| {
+                open.push(partition, key, value);
+                Ok(())
+            },
+        )
+    }
+
+    fn write_changes(
+        &mut self,
+        batch: &RecordBatch,
+        deletes: &BooleanArray,
+    ) -> Result<(), TaskError> {
+        let (open, partition) = (&mut self.open, self.partition);
+        let key = self.key.as_ref();
+        for_each_record(
+            &mut self.encoder,
+            batch,
+            Some(deletes),
+            key,
+            |key, value| {
+                open.push(partition, key, value);
+                Ok(())
+            },
+        )
     }
 
     fn prepare(&mut self, n: u64) -> Result<Option<Vec<u8>>, TaskError> {
@@ -373,20 +407,26 @@ mod tests {
     #[test]
     fn epochs_read_back_what_was_written() {
         let mut e = Epoch::default();
-        e.push(Some(3), Some(b"k1"), b"{\"a\":1}");
-        e.push(None, None, b"");
-        e.push(None, Some(b""), b"v");
+        e.push(Some(3), Some(b"k1"), Some(b"{\"a\":1}"));
+        e.push(None, None, Some(b""));
+        e.push(None, Some(b""), Some(b"v"));
+        e.push(Some(1), Some(b"gone"), None);
         let r = records(&e.0).expect("well-formed");
-        assert_eq!(r.len(), 3);
+        assert_eq!(r.len(), 4);
         assert_eq!(
             (r[0].partition, r[0].key, r[0].value),
-            (Some(3), Some(&b"k1"[..]), &b"{\"a\":1}"[..])
+            (Some(3), Some(&b"k1"[..]), Some(&b"{\"a\":1}"[..]))
         );
         assert_eq!(
             (r[1].partition, r[1].key, r[1].value),
-            (None, None, &b""[..])
+            (None, None, Some(&b""[..]))
         );
-        assert_eq!((r[2].key, r[2].value), (Some(&b""[..]), &b"v"[..]));
+        assert_eq!((r[2].key, r[2].value), (Some(&b""[..]), Some(&b"v"[..])));
+        assert_eq!(
+            (r[3].partition, r[3].key, r[3].value),
+            (Some(1), Some(&b"gone"[..]), None),
+            "a tombstone has no value"
+        );
         assert!(
             records(&e.0[..e.0.len() - 1]).is_none(),
             "a truncated epoch is refused"

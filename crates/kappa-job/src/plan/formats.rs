@@ -24,6 +24,8 @@ pub enum RecordFormat {
     /// The value as one Binary column.
     Raw,
     Avro(AvroFormat),
+    /// Debezium change events in JSON: the rows of `before` and `after` (a source only).
+    DebeziumJson,
 }
 
 impl std::fmt::Display for RecordFormat {
@@ -35,6 +37,7 @@ impl std::fmt::Display for RecordFormat {
             Self::Raw => "raw",
             Self::Avro(a) if a.registry.is_some() => "avro, schema registry",
             Self::Avro(_) => "avro",
+            Self::DebeziumJson => "debezium-json",
         })
     }
 }
@@ -177,7 +180,7 @@ impl Planner<'_> {
                     );
                 }
             }
-            RecordFormat::Avro(_) | RecordFormat::Json => {}
+            RecordFormat::Avro(_) | RecordFormat::Json | RecordFormat::DebeziumJson => {}
         }
         (format, schema)
     }
@@ -236,6 +239,10 @@ impl Planner<'_> {
                 },
             },
             RecordFormat::Json => {}
+            RecordFormat::DebeziumJson => {
+                let why = "debezium-json is a source format (change events in); a sink writes its changes as upserts and deletes by its key: use format = \"json\"";
+                self.err(at, &field, why);
+            }
         }
         format
     }
@@ -260,6 +267,7 @@ impl Planner<'_> {
             Format::Json => RecordFormat::Json,
             Format::String => RecordFormat::String,
             Format::Raw => RecordFormat::Raw,
+            Format::DebeziumJson => RecordFormat::DebeziumJson,
             Format::Avro => {
                 let schema = avro_schema.as_ref().map(|text| {
                     let json = text.get_ref().trim().to_string();

@@ -144,7 +144,7 @@ impl Planner<'_> {
                 mine.into_iter().map(|(_, f)| f).collect()
             };
             let k = sinks.len();
-            let (schema, froms) = match mine.as_slice() {
+            let (schema, froms, changes) = match mine.as_slice() {
                 [] => {
                     self.err(None, prefix, format!("nothing is written to sink `{name}`: INSERT INTO {name} SELECT … in a query"));
                     continue;
@@ -158,7 +158,7 @@ impl Planner<'_> {
                         op: OperatorKind::Window(*window),
                         port: LATE_PORT,
                     };
-                    (late_schema(input), vec![from])
+                    (late_schema(input), vec![from], false)
                 }
                 feeds if feeds.iter().all(|f| matches!(f, Feed::Inserts(_))) => {
                     let streams: Vec<&Stream> = feeds
@@ -194,9 +194,23 @@ impl Planner<'_> {
                         ));
                         continue;
                     }
+                    let changes = streams.iter().filter(|s| s.changelog).count();
+                    if changes > 0 && changes < streams.len() {
+                        self.err(None, prefix, format!(
+                            "`{name}` receives a change stream (of a debezium-json source) and rows that are never deleted: give each a sink of its own"
+                        ));
+                        continue;
+                    }
+                    if let Some(why) = (changes > 0).then(|| refuses_deletes(s)).flatten() {
+                        self.err(None, prefix, format!(
+                            "`{name}` receives a change stream (rows of a debezium-json source, or an aggregate of them, are deleted), and {why}"
+                        ));
+                        continue;
+                    }
                     (
                         schema,
                         streams.iter().flat_map(|s| s.outputs.clone()).collect(),
+                        changes > 0,
                     )
                 }
                 _ => {
@@ -205,6 +219,7 @@ impl Planner<'_> {
                 }
             };
             let mut plan = self.sink(s, prefix, &schema, true, checkpoints);
+            plan.changes = changes;
             plan.name = name.clone();
             plan.uid = prefix.to_string();
             edges.extend(froms.into_iter().map(|from| PlanEdge {
@@ -250,6 +265,20 @@ fn refuses_updates(s: &SinkSpec) -> Option<&'static str> {
             "a kafka sink applies upserts by its record key: set `key` to the GROUP BY columns, e.g. key = \"{item_id}\"",
         ),
         _ => None,
+    }
+}
+
+/// Why a sink cannot apply a change stream's deletes, if it cannot.
+fn refuses_deletes(s: &SinkSpec) -> Option<&'static str> {
+    match (s.connector, &s.key) {
+        (SinkConnector::Postgres | SinkConnector::Redis | SinkConnector::Elasticsearch, _) => None,
+        (SinkConnector::Kafka, Some(_)) => None,
+        (SinkConnector::Kafka, None) => Some(
+            "a kafka sink deletes a key with a tombstone (a record without a value): set `key` to the columns that identify a row, e.g. key = \"{id}\"",
+        ),
+        _ => Some(
+            "this sink only appends: write the changes to postgres, redis, elasticsearch or a kafka sink with a `key`",
+        ),
     }
 }
 

@@ -274,6 +274,8 @@ impl Translator<'_> {
         if left.updating || right.updating {
             return Err("joining an updating result is not supported".into());
         }
+        left.refuse_changes("a join")?;
+        right.refuse_changes("a join")?;
         let mut on = On {
             left: &left,
             right: &right,
@@ -449,6 +451,7 @@ impl Translator<'_> {
             },
             window: None,
             updating: false,
+            changelog: false,
             windowed: None,
         };
         // What else the ON clause says filters the joined rows (an inner join).

@@ -5,6 +5,8 @@
 //! by a filter is a Top-N per window or a deduplication (see [`rank`]).
 
 mod catalog;
+#[cfg(test)]
+mod changelog_tests;
 mod join;
 mod rank;
 #[cfg(test)]
@@ -105,6 +107,7 @@ impl QueryPlanner {
                     window: None,
                     updating: false,
                     windowed: None,
+                    changelog: s.changelog(),
                 },
             );
         }
@@ -234,6 +237,7 @@ impl QueryPlanner {
                 call.table
             ));
         }
+        input.refuse_changes(&format!("`{text}`: a window"))?;
         if input.window.is_some() {
             return Err(format!(
                 "`{text}`: `{}` is itself a window table function: aggregate it first",
@@ -282,6 +286,7 @@ impl QueryPlanner {
             }),
             updating: false,
             windowed: None,
+            changelog: false,
         })
     }
 }

@@ -231,6 +231,7 @@ impl Translator<'_> {
                 "`{text}`: ranking an updating result (an aggregate without a window) is not supported: aggregate per window (TUMBLE, HOP, SESSION) and rank each window"
             ));
         }
+        input.refuse_changes(&format!("`{text}`: ranking"))?;
         let arrow = input.arrow();
         if let Some(f) = arrow
             .fields()
@@ -309,6 +310,7 @@ impl Translator<'_> {
             time: input.time,
             window: None,
             updating: false,
+            changelog: false,
         })
     }
 

@@ -18,8 +18,13 @@ use super::tvf::WindowCall;
 use crate::graph::OperatorKind;
 use crate::plan::{
     JoinPlan, Output, PlanEdge, StagePlan, StepPlan, WindowAssigner, WindowPlan, aggregate_type,
+    change_field, with_change_column,
 };
 use crate::sql::{self, AggregateCall, AggregateFunction, CompiledExpr};
+
+/// The aggregate an updating aggregate of a change stream counts each key's rows with (the
+/// stage after it drops the column).
+const ROWS_COLUMN: &str = "_kappa_rows";
 
 /// The operators the queries of a job add to its plan.
 #[derive(Debug, Default)]
@@ -68,6 +73,10 @@ pub(crate) struct Stream {
     pub updating: bool,
     /// Rows of windowed aggregates: the indexes of their window_start and window_end.
     pub windowed: Option<(usize, usize)>,
+    /// A change stream: its records carry the change column after the schema's columns.
+    /// Not updating, its rows are inserted and deleted (a `debezium-json` source, filtered
+    /// and projected); updating, its keys are upserted and deleted.
+    pub changelog: bool,
 }
 
 /// A window table function waiting for its aggregate.
@@ -85,6 +94,33 @@ impl Stream {
     pub fn arrow(&self) -> SchemaRef {
         Arc::new(self.schema.as_arrow().clone())
     }
+
+    /// The columns of its records: those a user sees, then a change stream's change column.
+    pub fn records(&self) -> SchemaRef {
+        match self.changelog {
+            true => with_change_column(self.schema.as_arrow()),
+            false => self.arrow(),
+        }
+    }
+
+    /// Refuses `what` (e.g. "a window") on a change stream.
+    pub fn refuse_changes(&self, what: &str) -> Result<(), String> {
+        match self.changelog {
+            true => Err(format!(
+                "{what} over a change stream (the inserts, updates and deletes of a debezium-json source) is not supported yet: aggregate it without a window (GROUP BY its keys, with count, sum or avg), filter or project it, or write it to a sink with a key"
+            )),
+            false => Ok(()),
+        }
+    }
+}
+
+/// `exprs` followed, for a change stream, by its change column passed on (the column after
+/// the `columns` its records have).
+fn with_changes(mut exprs: Vec<CompiledExpr>, input: &Stream, columns: usize) -> Vec<CompiledExpr> {
+    if input.changelog {
+        exprs.push(sql::change_passthrough(columns));
+    }
+    exprs
 }
 
 /// Translates the logical plans of one `[[queries]]` table.
@@ -233,7 +269,7 @@ impl Translator<'_> {
             Some(w) => Arc::new(Schema::new(
                 input.schema.as_arrow().fields()[..w.input_len].to_vec(),
             )),
-            None => input.arrow(),
+            None => input.records(),
         };
         let outputs = self.step(&input, StepPlan::Filter(c), schema);
         Ok(Stream { outputs, ..input })
@@ -279,6 +315,7 @@ impl Translator<'_> {
             let c = sql::compile_logical(&shown(e), field.name().clone(), inner, &input.schema)?;
             exprs.push(c);
         }
+        let exprs = with_changes(exprs, &input, input.schema.fields().len());
         let schema = Arc::new(sql::schema_of(&exprs));
         let outputs = self.step(
             &input,
@@ -295,6 +332,7 @@ impl Translator<'_> {
             window: None,
             updating: input.updating,
             windowed: start.zip(end),
+            changelog: input.changelog,
         })
     }
 
@@ -310,7 +348,9 @@ impl Translator<'_> {
         else {
             return None;
         };
-        if !self.windows.iter().any(|(i, _)| i == w) || p.expr.len() != input.schema.fields().len()
+        if !self.windows.iter().any(|(i, _)| i == w)
+            || p.expr.len() != input.schema.fields().len()
+            || input.changelog
         {
             return None;
         }
@@ -348,6 +388,7 @@ impl Translator<'_> {
             window: None,
             updating: input.updating,
             windowed: input.windowed,
+            changelog: false,
         })
     }
 
@@ -355,6 +396,7 @@ impl Translator<'_> {
         let mut outputs = Vec::new();
         let mut times = Vec::new();
         let mut updating = false;
+        let mut changelogs = Vec::new();
         let want = u.schema.as_arrow();
         for input in &u.inputs {
             let s = self.plan(input)?;
@@ -379,6 +421,11 @@ impl Translator<'_> {
             outputs.extend(s.outputs);
             times.push(s.time);
             updating |= s.updating;
+            changelogs.push(s.changelog);
+        }
+        let changelog = changelogs.iter().any(|c| *c);
+        if changelog && !changelogs.iter().all(|c| *c) {
+            return Err("UNION ALL of a change stream (a debezium-json source) and a stream of rows that are never deleted is not supported yet: union change streams only".into());
         }
         times.dedup();
         let time = match times.as_slice() {
@@ -392,6 +439,7 @@ impl Translator<'_> {
             window: None,
             updating,
             windowed: None,
+            changelog,
         })
     }
 
@@ -483,10 +531,34 @@ impl Translator<'_> {
         if windowed.is_none() && keys.is_empty() {
             return Err("an aggregate without GROUP BY and without a window would be one row forever: GROUP BY a key, or aggregate per window with TUMBLE/HOP/SESSION".into());
         }
-        let mut aggregates = Vec::with_capacity(a.aggr_expr.len());
+        let mut aggregates = Vec::with_capacity(a.aggr_expr.len() + 1);
         for (j, e) in a.aggr_expr.iter().enumerate() {
             let name = fields[a.group_expr.len() + j].name().clone();
             aggregates.push((name, aggregate_call(e, &input.schema)?));
+        }
+        // A change stream's deleted rows are retracted from their key's aggregates; a key
+        // whose rows are all deleted is deleted. The rows of each key are counted for that.
+        let retract = input.changelog.then_some(input_len);
+        if retract.is_some() {
+            if let Some((j, _)) = aggregates.iter().enumerate().find(|(_, (_, c))| {
+                !matches!(
+                    c.function,
+                    AggregateFunction::Count | AggregateFunction::Sum | AggregateFunction::Avg
+                )
+            }) {
+                return Err(format!(
+                    "`{}`: over a change stream (a debezium-json source) an aggregate must undo what a deleted row added: count, sum and avg can; {} cannot yet",
+                    shown(&a.aggr_expr[j]),
+                    aggregates[j].1.function.name()
+                ));
+            }
+            aggregates.push((
+                ROWS_COLUMN.to_string(),
+                AggregateCall {
+                    function: AggregateFunction::Count,
+                    argument: None,
+                },
+            ));
         }
         let (start_name, end_name) = match windowed {
             Some((s, e)) => (fields[s].name().clone(), fields[e].name().clone()),
@@ -512,6 +584,11 @@ impl Translator<'_> {
                 !call.function.is_count(),
             ));
         }
+        // What the stream's schema says: the records less their change column.
+        let produced_schema = Arc::new(Schema::new(out.clone()));
+        if retract.is_some() {
+            out.push(change_field());
+        }
         let output_schema = Arc::new(Schema::new(out));
         let kind = if windowed.is_some() {
             "window"
@@ -533,6 +610,7 @@ impl Translator<'_> {
             aggregates,
             output_schema: Arc::clone(&output_schema),
             late_output: None,
+            retract,
         });
         let input_columns = input.schema.as_arrow().fields()[..input_len].to_vec();
         self.windows
@@ -562,13 +640,12 @@ impl Translator<'_> {
         at.extend((0..a.aggr_expr.len()).map(|j| n + 2 + j));
         let produced = Stream {
             outputs: vec![Output::result(op)],
-            schema: Arc::new(
-                DFSchema::try_from(Arc::clone(&output_schema)).map_err(|e| e.to_string())?,
-            ),
+            schema: Arc::new(DFSchema::try_from(produced_schema).map_err(|e| e.to_string())?),
             time: windowed.map(|_| start_name),
             window: None,
             updating: windowed.is_none(),
             windowed: windowed.map(|_| (n, n + 1)),
+            changelog: retract.is_some(),
         };
         self.conform(produced, &a.schema, &at)
     }
@@ -611,6 +688,7 @@ impl Translator<'_> {
                 &stream.schema,
             )?);
         }
+        let exprs = with_changes(exprs, &stream, have.fields().len());
         let schema = Arc::new(sql::schema_of(&exprs));
         let time = stream.time.clone();
         let outputs = self.step(
@@ -627,6 +705,7 @@ impl Translator<'_> {
             time,
             window: None,
             updating: stream.updating,
+            changelog: stream.changelog,
             windowed: stream.windowed.and_then(|(s, e)| {
                 Some((
                     at.iter().position(|j| *j == s)?,

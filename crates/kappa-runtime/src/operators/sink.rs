@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 
 use crate::error::TaskError;
 use crate::io::Sink;
@@ -15,11 +15,46 @@ use crate::state::KeyedState;
 pub struct SinkOperator {
     sink: Box<dyn Sink>,
     metrics: Arc<SubtaskMetrics>,
+    /// Its records are changes: their last column says which rows delete their key.
+    changes: bool,
 }
 
 impl SinkOperator {
     pub fn new(sink: Box<dyn Sink>, metrics: Arc<SubtaskMetrics>) -> Self {
-        Self { sink, metrics }
+        Self {
+            sink,
+            metrics,
+            changes: false,
+        }
+    }
+
+    /// A sink of a change stream (see [`kappa_job::plan::SinkPlan::changes`]).
+    pub fn with_changes(mut self, changes: bool) -> Self {
+        self.changes = changes;
+        self
+    }
+
+    /// Writes a change stream's batch: its rows without the change column, and the column.
+    fn write_changes(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+        let last = batch.num_columns().checked_sub(1);
+        let deletes = last
+            .filter(|&i| batch.schema().field(i).name() == kappa_job::plan::CHANGE_COLUMN)
+            .and_then(|i| batch.column(i).as_boolean_opt().cloned().map(|d| (i, d)));
+        let Some((i, deletes)) = deletes else {
+            return Err(TaskError::Data(format!(
+                "a change stream's rows reached the sink without their change column `{}` (columns {:?})",
+                kappa_job::plan::CHANGE_COLUMN,
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+            )));
+        };
+        let mut rows = batch.clone();
+        rows.remove_column(i);
+        self.sink.write_changes(&rows, &deletes)
     }
 }
 
@@ -30,7 +65,10 @@ impl Operator for SinkOperator {
         batch: RecordBatch,
         _: &mut Output,
     ) -> Result<(), TaskError> {
-        self.sink.write(&batch)?;
+        match self.changes {
+            true => self.write_changes(&batch)?,
+            false => self.sink.write(&batch)?,
+        }
         SubtaskMetrics::add(&self.metrics.records_out, batch.num_rows());
         self.metrics
             .latency

@@ -181,6 +181,23 @@ impl Accumulator {
         Ok(())
     }
 
+    /// Whether the aggregate of `call` can take a row out again ([`Accumulator::retract`]).
+    pub fn retracts(call: &AggregateCall) -> bool {
+        matches!(
+            call.function,
+            AggregateFunction::Count | AggregateFunction::Sum | AggregateFunction::Avg
+        )
+    }
+
+    /// Takes row `row` of `values` out of group `g` (a deleted row of a change stream); only
+    /// for aggregates that [`Accumulator::retracts`].
+    pub fn retract(&mut self, g: usize, values: &ArgValues, row: usize) -> Result<(), Overflow> {
+        if let (Kind::Numeric(n), ArgValues::Numeric(v)) = (&mut self.kind, values) {
+            n.retract(g, v, row)?;
+        }
+        Ok(())
+    }
+
     /// Folds group `src` into group `dst` (session windows joining).
     pub fn merge(&mut self, dst: usize, src: usize) -> Result<(), Overflow> {
         match &mut self.kind {

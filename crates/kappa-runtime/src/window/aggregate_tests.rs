@@ -64,6 +64,7 @@ fn operator(
         aggregates,
         output_schema: Arc::new(Schema::new(fields)),
         late_output: None,
+        retract: None,
     };
     WindowOperator::new(&plan, 128, charge, None).unwrap()
 }

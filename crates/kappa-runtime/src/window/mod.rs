@@ -22,6 +22,8 @@ pub use operator::{SpillStats, WindowOperator, event_times};
 #[cfg(test)]
 mod aggregate_tests;
 #[cfg(test)]
+mod retract_tests;
+#[cfg(test)]
 mod spill_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -144,6 +144,44 @@ impl Numeric {
         Ok(())
     }
 
+    /// Takes row `row` of `values` out of group `g` again (a deleted row of a change stream).
+    /// Only counts, sums and averages can: min and max keep no more than their value, so the
+    /// planner never retracts from them, and they are left as they are.
+    pub fn retract(&mut self, g: usize, values: &NumericArgs, row: usize) -> Result<(), Overflow> {
+        match values {
+            NumericArgs::Star => self.counts[g] = self.count_plus(g, -1)?,
+            NumericArgs::Any(a) => {
+                if a.is_valid(row) {
+                    self.counts[g] = self.count_plus(g, -1)?;
+                }
+            }
+            NumericArgs::Int(a) if a.is_valid(row) => match self.function {
+                AggregateFunction::Avg => self.add_to_sum(g, -i128::from(a.value(row)), -1)?,
+                AggregateFunction::Sum => {
+                    let count = self.count_plus(g, -1)?;
+                    self.ints[g] = self.ints[g]
+                        .checked_sub(a.value(row))
+                        .ok_or_else(|| self.overflow())?;
+                    self.counts[g] = count;
+                }
+                _ => {}
+            },
+            NumericArgs::Float(a) if a.is_valid(row) => match self.function {
+                AggregateFunction::Sum | AggregateFunction::Avg => {
+                    self.counts[g] = self.count_plus(g, -1)?;
+                    // Without values the sum is exactly nothing, whatever rounding left.
+                    self.floats[g] = match self.counts[g] {
+                        0 => 0.0,
+                        _ => self.floats[g] - a.value(row),
+                    };
+                }
+                _ => {}
+            },
+            NumericArgs::Int(_) | NumericArgs::Float(_) => {}
+        }
+        Ok(())
+    }
+
     fn overflow(&self) -> Overflow {
         Overflow {
             aggregate: self.label.clone(),

@@ -25,6 +25,7 @@ use crate::keyed::KeyEncoder;
 use crate::state::KeyedState;
 use crate::steps::evaluate;
 
+mod retract;
 mod saving;
 mod spill;
 
@@ -56,6 +57,8 @@ struct Input<'a> {
     row: usize,
     /// Its event time.
     time: i64,
+    /// A deleted row of a change stream: taken out of its group.
+    retract: bool,
 }
 
 /// Estimated heap bytes of one group besides its key bytes and accumulators: the `Group`,
@@ -119,6 +122,9 @@ pub struct WindowOperator {
     holding: bool,
     /// Held updates must go out now: they keep memory the cache needs.
     release_held: bool,
+    /// An updating aggregate of a change stream: the index of the change column in its input
+    /// (see [`WindowPlan::retract`]).
+    retract: Option<usize>,
 }
 
 impl WindowOperator {
@@ -137,6 +143,7 @@ impl WindowOperator {
         charge: StateCharge,
         store: Option<Box<dyn KeyedState>>,
     ) -> Result<Self, TaskError> {
+        retract::check(plan)?;
         Ok(Self {
             uid: plan.uid.clone(),
             charge,
@@ -172,6 +179,7 @@ impl WindowOperator {
             spill: store.filter(|_| Self::spills(plan)).map(Spill::new),
             holding: false,
             release_held: false,
+            retract: plan.retract,
         })
     }
 
@@ -305,6 +313,7 @@ impl WindowOperator {
                 acc.arg_values(col)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let deletes = self.deletes(batch)?;
         for i in 0..n {
             let key = rows.row(i);
             let Some(t) = times.is_valid(i).then(|| times.value(i)) else {
@@ -328,8 +337,14 @@ impl WindowOperator {
                 values: &values,
                 row: i,
                 time: t,
+                retract: deletes.as_ref().is_some_and(|d| d.value(i)),
             };
             for (start, end) in windows.iter() {
+                if input.retract {
+                    self.remove(key.as_ref(), start, end, &input)?;
+                    accepted = true;
+                    continue;
+                }
                 accepted |= match self.assigner {
                     WindowAssigner::Session { .. } => {
                         self.add_session(key.as_ref(), start, end, &input)?
@@ -475,7 +490,11 @@ impl WindowOperator {
 
     fn update(&mut self, g: u32, input: &Input<'_>) -> Result<(), TaskError> {
         for (i, v) in input.values.iter().enumerate() {
-            if let Err(e) = self.accs[i].update(g as usize, v, input.row, input.time) {
+            let done = match input.retract {
+                true => self.accs[i].retract(g as usize, v, input.row),
+                false => self.accs[i].update(g as usize, v, input.row, input.time),
+            };
+            if let Err(e) = done {
                 return Err(self.overflowed(e, g));
             }
         }
@@ -712,8 +731,11 @@ impl WindowOperator {
             return Ok(None);
         }
         let batch = self.output(&fired)?;
-        for g in fired {
-            if self.lateness == 0 && global.is_none() {
+        let emptied = self.emptied(&batch);
+        for (i, g) in fired.into_iter().enumerate() {
+            if self.lateness == 0 && global.is_none()
+                || emptied.as_ref().is_some_and(|e| e.value(i))
+            {
                 self.release(g);
             } else if !self.groups[g as usize].retained {
                 self.dirty.insert(g);
@@ -744,6 +766,9 @@ impl WindowOperator {
         )));
         for a in &self.accs {
             columns.push(a.output(groups)?);
+        }
+        if self.retract.is_some() {
+            columns.push(retract::deleted_keys(&columns)?);
         }
         RecordBatch::try_new(Arc::clone(&self.output_schema), columns)
             .map_err(|e| eval_error("building window results", e))

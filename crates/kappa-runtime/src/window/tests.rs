@@ -63,6 +63,7 @@ pub(super) fn operator_with(
         ],
         output_schema: out,
         late_output: None,
+        retract: None,
     };
     WindowOperator::new(&plan, 128, charge, store).unwrap()
 }

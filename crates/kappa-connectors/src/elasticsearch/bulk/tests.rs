@@ -8,7 +8,7 @@ fn doc(id: &str, index: &str, source: &str) -> Doc {
     Doc {
         index: index.into(),
         id: id.into(),
-        source: source.as_bytes().to_vec(),
+        source: Some(source.as_bytes().to_vec()),
     }
 }
 
@@ -163,4 +163,50 @@ fn error_bodies_give_their_cause() {
         "security_exception: missing authentication credentials for REST request [/_bulk]"
     );
     assert!(error_cause("Too Many Requests").is_none());
+}
+
+#[test]
+fn a_delete_is_its_action_line_alone_and_a_missing_document_is_deleted() {
+    let gone = Doc {
+        index: "i".into(),
+        id: "b".into(),
+        source: None,
+    };
+    let docs = [doc("a", "i", r#"{"n":1}"#), gone.clone(), gone];
+    let body = String::from_utf8(body(&docs)).unwrap();
+    let lines: Vec<serde_json::Value> = body
+        .split_terminator('\n')
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            json!({"index": {"_index": "i", "_id": "a"}}),
+            json!({"n": 1}),
+            json!({"delete": {"_index": "i", "_id": "b"}}),
+            json!({"delete": {"_index": "i", "_id": "b"}}),
+        ]
+    );
+    // The second delete finds nothing: done. A 404 of an index action is not.
+    let answer = response(
+        true,
+        &[
+            item("a", 201, None),
+            item("b", 200, None),
+            item("b", 404, None),
+        ],
+    );
+    assert_eq!(
+        outcome("n", &answer, &docs).unwrap().retry,
+        Vec::<usize>::new()
+    );
+    let answer = response(
+        true,
+        &[
+            item("a", 404, None),
+            item("b", 200, None),
+            item("b", 200, None),
+        ],
+    );
+    assert!(outcome("n", &answer, &docs).is_err());
 }
