@@ -16,6 +16,7 @@ mod cluster_tls;
 mod confined_jobs;
 mod control_plane;
 mod dataflow;
+mod debezium_changes;
 mod demo;
 mod disk_full;
 mod etcd_security;
