@@ -2,6 +2,7 @@
 //! measures the query and not the output. The sink operator counts the rows it is given
 //! (`records_out`) before they reach it.
 
+use arrow::array::BooleanArray;
 use arrow::record_batch::RecordBatch;
 use kappa_runtime::TaskError;
 use kappa_runtime::io::Sink;
@@ -12,6 +13,11 @@ pub struct BlackholeSink;
 
 impl Sink for BlackholeSink {
     fn write(&mut self, _batch: &RecordBatch) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    /// A change stream's deletes are discarded like its rows.
+    fn write_changes(&mut self, _: &RecordBatch, _: &BooleanArray) -> Result<(), TaskError> {
         Ok(())
     }
 

@@ -316,10 +316,13 @@ impl Sink for PostgresSink {
         let failed = |e: postgres::Error| {
             db_error(
                 &format!(
-                    "upserting {} rows into (and deleting {} from) `{}` in postgres at {}",
+                    "upserting {} rows into `{}`{} in postgres at {}",
                     rows.len(),
-                    deleted.len(),
                     self.table,
+                    match deleted.len() {
+                        0 => String::new(),
+                        n => format!(" (and deleting {n})"),
+                    },
                     self.target
                 ),
                 &e,

@@ -4,6 +4,7 @@
 //! events per CPU-second of this process; with `--rate N` fed at N events/s from Kafka, with
 //! its event-to-sink latency (see [`paced`]).
 
+mod changes;
 mod consume;
 mod nexmark;
 mod paced;
@@ -49,6 +50,9 @@ pub enum BenchMode {
     /// The reference job over Kafka history and a steady feed, upgraded to a changed filter:
     /// the shadow run's replay speed, the running job beside it, the cut-over's duration.
     Upgrade(upgrade::UpgradeArgs),
+    /// examples/debezium-orders.toml over Debezium change events (inserts, updates, deletes)
+    /// from Kafka, into blackholes: the change stream's decoding and retracting aggregate.
+    Changes,
 }
 
 #[derive(clap::Args, Debug)]
@@ -332,21 +336,22 @@ const TOPIC: &str = "bench-clicks";
 /// The embedded cluster of a benchmark without --bootstrap-servers.
 type Embedded = MockCluster<'static, DefaultProducerContext>;
 
-/// The topic [`TOPIC`] with `partitions`: created anew at `args.bootstrap_servers`, or in an
+/// The topic `topic` with `partitions`: created anew at `args.bootstrap_servers`, or in an
 /// embedded cluster, returned to be kept while the topic is read. Returns the bootstrap
 /// servers.
 async fn bench_topic(
     args: &BenchArgs,
+    topic: &str,
     partitions: i32,
 ) -> anyhow::Result<(String, Option<Embedded>)> {
     match &args.bootstrap_servers {
         Some(b) => {
-            create_named_topic(b, TOPIC, partitions).await?;
+            create_named_topic(b, topic, partitions).await?;
             Ok((b.clone(), None))
         }
         None => {
             let c = MockCluster::new(1)?;
-            c.create_topic(TOPIC, partitions, 1)?;
+            c.create_topic(topic, partitions, 1)?;
             Ok((c.bootstrap_servers(), Some(c)))
         }
     }
@@ -408,24 +413,33 @@ async fn fill_topic(
     } else {
         args.partitions
     };
-    let (bootstrap, embedded) = bench_topic(args, partitions).await?;
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "20")
-        .create()?;
+    let (bootstrap, embedded) = bench_topic(args, TOPIC, partitions).await?;
+    let producer = bench_producer(&bootstrap)?;
     for i in 0..args.events {
         let e = clicks.event(event_time(i, args.events, args.hours));
-        let partition = (i % partitions as u64) as i32;
-        let mut rec = BaseRecord::<(), str>::to(TOPIC)
-            .partition(partition)
-            .payload(e.as_str());
-        while let Err((_, r)) = producer.send(rec) {
-            producer.poll(Duration::from_millis(5));
-            rec = r;
-        }
+        send(&producer, TOPIC, (i % partitions as u64) as i32, &e);
     }
     producer.flush(Duration::from_secs(60))?;
     Ok((bootstrap, partitions, embedded))
+}
+
+/// A producer filling a benchmark's topic at `bootstrap`.
+fn bench_producer(bootstrap: &str) -> anyhow::Result<BaseProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .create()?)
+}
+
+/// Queues `value` to `partition` of `topic`, waiting while the producer's queue is full.
+fn send(producer: &BaseProducer, topic: &str, partition: i32, value: &str) {
+    let mut rec = BaseRecord::<(), str>::to(topic)
+        .partition(partition)
+        .payload(value);
+    while let Err((_, r)) = producer.send(rec) {
+        producer.poll(Duration::from_millis(5));
+        rec = r;
+    }
 }
 
 /// Creates topic `name` on an external cluster, emptied first if it exists.
@@ -449,6 +463,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchMode::KafkaConsume(c)) => return consume::run(&args, c).await,
         Some(BenchMode::Recovery(r)) => return recovery::run(&args, r).await,
         Some(BenchMode::Upgrade(u)) => return upgrade::run(&args, u).await,
+        Some(BenchMode::Changes) => return changes::run(&args).await,
         None => {}
     }
     if let Some(rate) = args.rate {

@@ -271,13 +271,19 @@ fn refuses_updates(s: &SinkSpec) -> Option<&'static str> {
 /// Why a sink cannot apply a change stream's deletes, if it cannot.
 fn refuses_deletes(s: &SinkSpec) -> Option<&'static str> {
     match (s.connector, &s.key) {
-        (SinkConnector::Postgres | SinkConnector::Redis | SinkConnector::Elasticsearch, _) => None,
+        (
+            SinkConnector::Postgres
+            | SinkConnector::Redis
+            | SinkConnector::Elasticsearch
+            | SinkConnector::Blackhole,
+            _,
+        ) => None,
         (SinkConnector::Kafka, Some(_)) => None,
         (SinkConnector::Kafka, None) => Some(
             "a kafka sink deletes a key with a tombstone (a record without a value): set `key` to the columns that identify a row, e.g. key = \"{id}\"",
         ),
         _ => Some(
-            "this sink only appends: write the changes to postgres, redis, elasticsearch or a kafka sink with a `key`",
+            "this sink only appends: write the changes to postgres, redis, elasticsearch, blackhole or a kafka sink with a `key`",
         ),
     }
 }

@@ -127,7 +127,7 @@ pub async fn run(args: &BenchArgs, rate: u64, speed: u32) -> anyhow::Result<()> 
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("results");
     let partitions = args.partitions.max(1);
-    let (bootstrap, embedded) = bench_topic(args, partitions).await?;
+    let (bootstrap, embedded) = bench_topic(args, TOPIC, partitions).await?;
     let job = with_checkpoints(args, kafka_job(&bootstrap, &out));
     let (jm, taskmanagers) = start_cluster(args, dir.path()).await?;
     let started = submit(&jm, &taskmanagers, "bench.toml", &job, args.parallelism).await?;

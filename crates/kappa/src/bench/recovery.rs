@@ -23,7 +23,7 @@ use kappa_jobmanager::job::{JobDetail, JobEntry, JobState, now_ms};
 use super::paced::PacedProducer;
 use super::processes::TaskManagerProcesses;
 use super::{
-    BenchArgs, ClusterOptions, MOCK_RECORDS_PER_PARTITION, bench_topic, kafka_job, running,
+    BenchArgs, ClusterOptions, MOCK_RECORDS_PER_PARTITION, TOPIC, bench_topic, kafka_job, running,
     start_cluster_with, submit, with_backend,
 };
 
@@ -246,7 +246,7 @@ pub async fn run(args: &BenchArgs, r: &RecoveryArgs) -> anyhow::Result<()> {
         );
     }
     let dir = tempfile::tempdir()?;
-    let (bootstrap, embedded) = bench_topic(args, partitions).await?;
+    let (bootstrap, embedded) = bench_topic(args, TOPIC, partitions).await?;
     let job = with_backend(args, kafka_job(&bootstrap, &dir.path().join("results")));
     let options = ClusterOptions {
         taskmanagers: Some(taskmanagers),
