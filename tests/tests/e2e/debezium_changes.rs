@@ -6,7 +6,8 @@
 //! exactly the orders still there, and each customer's count and total of its orders not
 //! cancelled; customers left without such orders are deleted. A keyed kafka sink added to the
 //! job writes the orders with a tombstone per delete: the topic's latest value per key (as
-//! log compaction keeps it) is exactly the orders still there.
+//! log compaction keeps it) is exactly the orders still there. So are the keys of a redis sink
+//! (Debian's redis-server) that SETs each order and DELs it when it is deleted.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use kappa_integration_tests::broker::{Broker, Record};
 use kappa_integration_tests::cluster::{Cluster, Process};
 use kappa_integration_tests::postgres::Postgres;
 use kappa_integration_tests::recovery::{first_checkpoint, kill_a_taskmanager};
+use kappa_integration_tests::redis::{self, Redis};
 use kappa_integration_tests::{eventually, repo_root};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -184,6 +186,7 @@ fn a_debezium_change_stream_keeps_a_copy_and_totals_exact_across_a_taskmanager_k
     )
     .expect("create tables");
     let broker = Broker::start().expect("broker");
+    let redis = Redis::start().expect("redis");
     broker.create_topic(TOPIC, PARTITIONS).expect("topic");
     broker
         .create_topic("orders-log", PARTITIONS)
@@ -221,8 +224,18 @@ key = "{{order_id}}"
 
 [[queries]]
 sql = "INSERT INTO orders_log SELECT order_id, customer, amount, status FROM orders"
+
+[sinks.orders_cache]
+connector = "redis"
+url = "redis://:{}@127.0.0.1:{}/0"
+key = "order:{{order_id}}"
+
+[[queries]]
+sql = "INSERT INTO orders_cache SELECT order_id, customer, amount, status FROM orders"
 "#,
-            broker.bootstrap
+            broker.bootstrap,
+            redis::PASSWORD,
+            redis.port
         );
     assert!(
         job.contains(&pg.url) && job.contains("interval = \"1s\""),
@@ -291,6 +304,25 @@ sql = "INSERT INTO orders_log SELECT order_id, customer, amount, status FROM ord
         records.iter().any(|r| r.value.is_empty()),
         "tombstones for deleted orders"
     );
+    // The redis sink's keys are the orders left (a deleted order's key DEL'd), each with its
+    // row; the rows of a sample are read back with redis-cli.
+    let keys = eventually("the redis keys", Duration::from_secs(60), || {
+        let keys = redis.keys("order:*").map_err(|e| e.to_string())?;
+        let want: Vec<String> = table.keys().map(|id| format!("order:{id}")).collect();
+        let mut sorted = want.clone();
+        sorted.sort();
+        match keys == sorted {
+            true => Ok(keys),
+            false => Err(format!("{} keys, {} orders", keys.len(), want.len())),
+        }
+    })
+    .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    for key in keys.iter().step_by(keys.len() / 20 + 1) {
+        let json = redis.cli(&["GET", key]).expect("GET");
+        let row: Value = serde_json::from_str(json.trim()).expect("a JSON row");
+        let (id, order) = order_of(&row).expect("an order");
+        assert_eq!(Some(&order), table.get(&id), "{key}: seed {seed}");
+    }
     // Deleted orders are gone from the copy, not only updated.
     let ids: Vec<String> = pg.rows("orders_copy").expect("rows").into_keys().collect();
     assert_eq!(ids.len(), table.len(), "seed {seed}");
